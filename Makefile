@@ -1,0 +1,45 @@
+# Isthmus — developer entry points. `make setup && make run` on a fresh machine; `make test` in CI.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+ISTHMUS := .venv/bin/isthmus
+
+.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean
+
+setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==0.13.9"
+	$(UV) sync --all-packages --frozen
+	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help)"
+
+run: ## all six services in one process: in-process bus, embedded store, bundled models
+	$(ISTHMUS) run --target all
+
+test: protos-check lint ## everything CI runs
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: ## unit tests only (no real models, no platform)
+	$(PY) -m pytest -q -m "not slow"
+
+lint:
+	.venv/bin/ruff check services tests tools
+	.venv/bin/ruff format --check services tests tools
+	.venv/bin/lint-imports
+	.venv/bin/mypy services/core/isthmus_core
+
+protos: ## regenerate Python stubs and typings from protos/
+	PYTHON=$(PY) bash tools/gen_protos.sh protos/python
+
+protos-check: ## fail if the committed stubs drift from protos/
+	@tmp=$$(mktemp -d) && PYTHON=$(PY) bash tools/gen_protos.sh $$tmp >/dev/null 2>&1 && \
+	  diff -r -q protos/python/isthmus $$tmp/isthmus && echo "protos: stubs match" ; \
+	  rc=$$?; rm -rf $$tmp; exit $$rc
+
+bench: ## embedding throughput vs raw ONNX Runtime; all-in-one query latency at fixed load
+	$(PY) -m isthmus_cli.bench embedding
+	$(PY) -m isthmus_cli.bench query
+
+eval-cranfield:
+	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone
+
+clean:
+	rm -rf .venv .isthmus-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,128 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOCUMENT_STATUS_UNSPECIFIED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_RECEIVED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_CHUNKED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_EMBEDDED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_INDEXED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_FAILED: _ClassVar[DocumentStatus]
+DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
+DOCUMENT_STATUS_RECEIVED: DocumentStatus
+DOCUMENT_STATUS_CHUNKED: DocumentStatus
+DOCUMENT_STATUS_EMBEDDED: DocumentStatus
+DOCUMENT_STATUS_INDEXED: DocumentStatus
+DOCUMENT_STATUS_FAILED: DocumentStatus
+
+class UploadHeader(_message.Message):
+    __slots__ = ("tenant_id", "filename", "content_type", "document_id", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    filename: str
+    content_type: str
+    document_id: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, tenant_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., document_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadResponse(_message.Message):
+    __slots__ = ("document_id", "status", "content_hash", "chunk_count", "duplicate", "duplicate_of")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    status: DocumentStatus
+    content_hash: str
+    chunk_count: int
+    duplicate: bool
+    duplicate_of: str
+    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: _Optional[bool] = ..., duplicate_of: _Optional[str] = ...) -> None: ...
+
+class GetDocumentRequest(_message.Message):
+    __slots__ = ("tenant_id", "document_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    document_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
+
+class Document(_message.Message):
+    __slots__ = ("tenant_id", "document_id", "filename", "content_type", "content_hash", "status", "failure_reason", "chunk_count", "version", "created_at", "updated_at", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    document_id: str
+    filename: str
+    content_type: str
+    content_hash: str
+    status: DocumentStatus
+    failure_reason: str
+    chunk_count: int
+    version: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., failure_reason: _Optional[str] = ..., chunk_count: _Optional[int] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListDocumentsRequest(_message.Message):
+    __slots__ = ("tenant_id", "status")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    status: DocumentStatus
+    def __init__(self, tenant_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ...) -> None: ...
+
+class ListDocumentsResponse(_message.Message):
+    __slots__ = ("documents",)
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedCompositeFieldContainer[Document]
+    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...

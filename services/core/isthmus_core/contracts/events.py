@@ -1,0 +1,116 @@
+"""Versioned event payloads carried on the bus.
+
+Every event carries the tenant id, an idempotency key (stable across redeliveries and replays) and the
+W3C trace context of the producer. Payloads are frozen pydantic models; a breaking change means a new
+``vN`` model and a new topic (see :mod:`isthmus_core.contracts.topics`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = 1
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    tenant_id: str = Field(pattern=TENANT_PATTERN)
+    idempotency_key: str = Field(min_length=1, max_length=512)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: W3C trace context (``traceparent``/``tracestate``) of the producer; also sent as Kafka headers
+    trace_context: dict[str, str] = Field(default_factory=dict)
+
+
+class DocumentSubmitted(Event):
+    """A document to ingest, sent by a producer to the documents topic (the async twin of ``Upload``)."""
+
+    document_id: str | None = Field(default=None, max_length=256)
+    filename: str = Field(min_length=1, max_length=512)
+    content_type: str | None = None
+    #: base64 of the raw bytes (pydantic encodes/decodes bytes as base64 in JSON with ser_json_bytes)
+    content: bytes
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class ChunkPayload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_id: str
+    index: int = Field(ge=0)
+    text: str
+    start: int = Field(ge=0, description="character offset of the chunk in the parsed document text")
+    end: int = Field(ge=0)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ChunkBatchEvent(Event):
+    document_id: str
+    content_hash: str
+    #: monotonically increasing per document: a newer version replaces an older one
+    version: int = Field(ge=1)
+    batch_index: int = Field(ge=0)
+    batch_count: int = Field(ge=1)
+
+
+class ChunksCreated(ChunkBatchEvent):
+    chunks: list[ChunkPayload]
+
+
+class EmbeddedChunk(ChunkPayload):
+    vector: list[float]
+
+
+class ChunksEmbedded(ChunkBatchEvent):
+    model_id: str
+    chunks: list[EmbeddedChunk]
+
+
+class ChunksIndexed(ChunkBatchEvent):
+    count: int = Field(ge=0)
+
+
+class TenantDeleted(Event):
+    pass
+
+
+class Citation(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_id: str
+    document_id: str
+    start: int
+    end: int
+
+
+class VerdictReason(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+    start: int | None = None
+    end: int | None = None
+
+
+class GuardrailVerdict(Event):
+    stage: Literal["input", "output", "chunk"]
+    action: Literal["allow", "redact", "block"]
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    subject_id: str = ""
+
+
+class AnswerProduced(Event):
+    question_id: str
+    latency_ms: float = Field(ge=0)
+    citations: list[Citation] = Field(default_factory=list)
+    blocked: bool = False
+    generator: str = ""
+    retrieved: int = Field(default=0, ge=0)

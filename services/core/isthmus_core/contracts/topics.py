@@ -1,0 +1,61 @@
+"""The topic registry: every topic the platform uses, declared once.
+
+Names follow ``isthmus.<noun>.<past-tense verb>.v<N>``; each topic has a dead-letter twin ``<name>.dlq``
+that carries the original bytes and headers plus the error (see :mod:`isthmus_core.bus.port`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from isthmus_core.contracts import events as ev
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    payload: type[BaseModel]
+    key: str  # which payload fields make the partition key (documented; used by ``partition_key``)
+    partitions: int = 6
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+    @property
+    def dlq(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+
+DOCUMENTS_SUBMITTED = TopicSpec("isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id")
+CHUNKS_CREATED = TopicSpec("isthmus.chunks.created.v1", ev.ChunksCreated, "tenant_id/document_id")
+CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "tenant_id/document_id")
+CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenant_id/document_id")
+TENANTS_DELETED = TopicSpec("isthmus.tenants.deleted.v1", ev.TenantDeleted, "tenant_id", partitions=1)
+ANSWERS_PRODUCED = TopicSpec("isthmus.answers.produced.v1", ev.AnswerProduced, "tenant_id")
+GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerdict, "tenant_id")
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    DOCUMENTS_SUBMITTED,
+    CHUNKS_CREATED,
+    CHUNKS_EMBEDDED,
+    CHUNKS_INDEXED,
+    TENANTS_DELETED,
+    ANSWERS_PRODUCED,
+    GUARDRAIL_VERDICTS,
+)
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.name == name or spec.dlq == name:
+            return spec
+    raise KeyError(name)
+
+
+def partition_key(event: BaseModel) -> str:
+    """The partition key of an event: tenant and document where there is one (per-document order)."""
+    tenant = getattr(event, "tenant_id", "")
+    doc = getattr(event, "document_id", None)
+    return f"{tenant}/{doc}" if doc else str(tenant)

@@ -1,0 +1,75 @@
+"""Error vocabulary shared by every service.
+
+Pure logic raises these; the gRPC edge maps them to status codes (``isthmus_core.grpc.status``) and the
+bus maps :class:`PermanentError` subclasses straight to the dead-letter topic (no retries).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    INTERNAL = "INTERNAL"
+
+
+class IsthmusError(Exception):
+    """Base error: a machine-readable code, a human reason, optional structured details."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    #: errors that will fail the same way on every retry (bad input) are permanent
+    permanent: bool = False
+
+    def __init__(self, reason: str, **details: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class PermanentError(IsthmusError):
+    """Retrying cannot help: the bus dead-letters the message at once."""
+
+    permanent = True
+
+
+class InvalidArgument(PermanentError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(PermanentError):
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(PermanentError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(PermanentError):
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(PermanentError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(IsthmusError):
+    """Transient: a dependency is down or slow. Retried with backoff."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class ConfigurationError(PermanentError):
+    """Bad settings or missing model files: raised at startup with a precise message."""
+
+    code = ErrorCode.FAILED_PRECONDITION

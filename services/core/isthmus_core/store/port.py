@@ -1,0 +1,102 @@
+"""The vector store port: per-tenant chunk storage with dense, BM25 and hybrid search.
+
+Shaped after what Weaviate offers natively so the production adapter is a straight mapping:
+multi-tenancy (a tenant is created and deleted explicitly, never by a write), self-provided vectors
+tagged with the embedding model, BM25, hybrid with ``alpha`` and a fusion type, and equality filters on
+metadata applied inside the query. Conformance: :mod:`isthmus_core.testing.store_conformance`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+_NAMESPACE = uuid.UUID("6f0c3c1e-7f2a-4c55-9a55-1b1d5e3a9c01")
+
+
+def chunk_uuid(tenant_id: str, document_id: str, chunk_index: int) -> str:
+    """Deterministic object id: a replayed chunk overwrites instead of duplicating."""
+    return str(uuid.uuid5(_NAMESPACE, f"{tenant_id}\x1f{document_id}\x1f{chunk_index}"))
+
+
+class SearchMode(StrEnum):
+    BM25 = "bm25"
+    DENSE = "dense"
+    HYBRID = "hybrid"
+
+
+class Fusion(StrEnum):
+    RANKED = "ranked"  # reciprocal-rank fusion
+    RELATIVE_SCORE = "relative_score"  # min-max normalised scores, alpha-weighted
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    chunk_id: str
+    document_id: str
+    chunk_index: int
+    text: str
+    vector: Sequence[float]
+    model_id: str
+    start: int = 0
+    end: int = 0
+    version: int = 1
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    text: str
+    vector: Sequence[float] | None = None
+    model_id: str | None = None
+    mode: SearchMode = SearchMode.HYBRID
+    top_k: int = 10
+    #: weight of the dense side in hybrid search (Weaviate semantics: 1 = pure vector, 0 = pure BM25)
+    alpha: float = 0.5
+    fusion: Fusion = Fusion.RANKED
+    #: equality filters on metadata (all must match); ``document_id`` filters on the document
+    filters: Mapping[str, str] = field(default_factory=dict)
+    #: how many candidates each side contributes to hybrid fusion
+    candidates: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk_id: str
+    document_id: str
+    chunk_index: int
+    text: str
+    score: float
+    start: int = 0
+    end: int = 0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    async def create_tenant(self, tenant_id: str) -> None:
+        """Create an empty tenant; raises AlreadyExists if present."""
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """Remove a tenant and all its objects; raises NotFound if absent."""
+
+    async def list_tenants(self) -> list[str]: ...
+
+    async def has_tenant(self, tenant_id: str) -> bool: ...
+
+    async def upsert(self, tenant_id: str, records: Sequence[ChunkRecord]) -> None:
+        """Insert or replace by ``chunk_id``. NotFound for an unknown tenant; InvalidArgument for a
+        vector whose dimension or model id does not match the tenant's index."""
+
+    async def delete_document(self, tenant_id: str, document_id: str) -> int:
+        """Delete every chunk of a document; returns how many were removed."""
+
+    async def count(self, tenant_id: str) -> int: ...
+
+    async def search(self, tenant_id: str, query: SearchQuery) -> list[Hit]:
+        """Best first. NotFound for an unknown tenant."""
+
+    async def close(self) -> None: ...
