@@ -43,6 +43,8 @@ class Policy:
     block_injection: bool = True
     injection_threshold: float = 0.5
     redact_pii: bool = True
+    #: PERSON is opt-in: redacting names in questions would stop people-centred questions from
+    #: retrieving anything; tenants that need it add it to their policy
     pii_entities: tuple[str, ...] = (
         "EMAIL_ADDRESS",
         "PHONE_NUMBER",
@@ -50,7 +52,6 @@ class Policy:
         "IBAN_CODE",
         "US_SSN",
         "IP_ADDRESS",
-        "PERSON",
     )
     pii_threshold: float = 0.5
     #: fraction of an answer sentence's content words that must appear in its cited spans

@@ -1,0 +1,125 @@
+"""Typed helpers between pydantic events and bus bytes, with W3C trace propagation.
+
+``publish_event`` puts an :class:`~isthmus_core.contracts.events.Event` on its topic as JSON, keyed by
+:func:`~isthmus_core.contracts.topics.partition_key`, inside a ``publish <topic>`` producer span whose
+context travels both as headers and in the event's ``trace_context``. ``event_handler`` turns a
+``fn(event)`` into a bus :data:`~isthmus_core.bus.port.Handler`: it validates the payload (bad payloads
+raise :class:`~isthmus_core.errors.InvalidArgument`, which the bus dead-letters without retrying) and
+runs ``fn`` inside a ``consume <topic>`` consumer span, child of the producer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+from opentelemetry import propagate, trace
+from pydantic import ValidationError
+
+from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
+from isthmus_core.bus.port import EventBus, Handler, Message
+from isthmus_core.contracts.events import Event
+from isthmus_core.contracts.topics import TopicSpec, partition_key
+from isthmus_core.errors import InvalidArgument
+
+H_CONTENT_TYPE = "content-type"
+H_EVENT_TYPE = "isthmus-event-type"
+H_TENANT = "isthmus-tenant"
+CONTENT_TYPE_JSON = "application/json"
+
+_TRACER_NAME = "isthmus.bus"
+_MAX_REPORTED_ERRORS = 5
+
+EventT = TypeVar("EventT", bound=Event)
+
+
+def _messaging_attributes(topic: str, key: str) -> dict[str, str]:
+    return {"messaging.system": "isthmus", "messaging.destination.name": topic, "messaging.message.key": key}
+
+
+async def publish_event(bus: EventBus, spec: TopicSpec, event: Event) -> None:
+    """Publish ``event`` on ``spec``'s topic (JSON, keyed by tenant/document, traced).
+
+    Raises :class:`InvalidArgument` if the event is not the topic's payload type or is larger than
+    the bus limit (8 MiB of JSON)."""
+    if not isinstance(event, spec.payload):
+        raise InvalidArgument(
+            f"topic {spec.name} carries {spec.payload.__name__} events, got {type(event).__name__}"
+        )
+    key = partition_key(event)
+    # no active span: continue the trace the event already carries (if any)
+    parent = None
+    if not trace.get_current_span().get_span_context().is_valid and event.trace_context:
+        parent = propagate.extract(event.trace_context)
+    tracer = trace.get_tracer(_TRACER_NAME)
+    with tracer.start_as_current_span(
+        f"publish {spec.name}",
+        context=parent,
+        kind=trace.SpanKind.PRODUCER,
+        attributes=_messaging_attributes(spec.name, key),
+    ):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            event = event.model_copy(update={"trace_context": carrier})
+        value = event.model_dump_json().encode("utf-8")
+        if len(value) > MAX_MESSAGE_BYTES:
+            raise InvalidArgument(
+                f"{type(event).__name__} for tenant {event.tenant_id!r} is {len(value)} bytes as JSON; "
+                f"the bus carries at most {MAX_MESSAGE_BYTES} bytes per event — split it into batches"
+            )
+        headers = {
+            H_CONTENT_TYPE: CONTENT_TYPE_JSON,
+            H_EVENT_TYPE: type(event).__name__,
+            H_TENANT: event.tenant_id,
+            **carrier,
+        }
+        await bus.publish(spec.name, key, value, headers)
+
+
+def decode_event(spec: TopicSpec, message: Message) -> Event:
+    """Validate a message's value as ``spec.payload``; :class:`InvalidArgument` says precisely why not."""
+    where = f"partition {message.partition}, offset {message.offset}"
+    what = f"{spec.payload.__name__} on {message.topic} ({where})"
+    if len(message.value) > MAX_MESSAGE_BYTES:
+        raise InvalidArgument(
+            f"{what}: payload is {len(message.value)} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
+        )
+    try:
+        event = spec.payload.model_validate_json(message.value)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '<payload>'}: {err['msg']}"
+            for err in exc.errors()[:_MAX_REPORTED_ERRORS]
+        ]
+        more = exc.error_count() - len(problems)
+        suffix = f" (and {more} more)" if more > 0 else ""
+        raise InvalidArgument(f"invalid {what}: {'; '.join(problems)}{suffix}") from exc
+    return cast(Event, event)
+
+
+def event_handler(spec: TopicSpec, fn: Callable[[EventT], Awaitable[None]]) -> Handler:
+    """A bus handler that decodes ``spec.payload`` events and runs ``fn`` in a ``consume`` span."""
+
+    async def handle(message: Message) -> None:
+        event = decode_event(spec, message)
+        # headers win; the event's own trace_context is the fallback (e.g. a replayed DLQ message)
+        carrier = {**event.trace_context, **message.headers}
+        tracer = trace.get_tracer(_TRACER_NAME)
+        with tracer.start_as_current_span(
+            f"consume {message.topic}",
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                **_messaging_attributes(message.topic, message.key),
+                "messaging.message.id": event.event_id,
+                "messaging.destination.partition.id": str(message.partition),
+                "messaging.kafka.offset": message.offset,
+                "isthmus.tenant": event.tenant_id,
+                "isthmus.attempt": message.attempt,
+            },
+        ):
+            await fn(cast(EventT, event))
+
+    handle.__qualname__ = f"event_handler[{spec.name}]({getattr(fn, '__qualname__', repr(fn))})"
+    return handle

@@ -1,0 +1,70 @@
+"""Client channels between services: one per target address, trace context injected in metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from isthmus_core.telemetry.tracing import inject
+
+
+def _with_trace(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    metadata = list(details.metadata or [])
+    metadata.extend(inject({}).items())
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials,
+        details.wait_for_ready,
+    )
+
+
+class _TraceUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(_with_trace(details), request)
+
+
+class _TraceUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(_with_trace(details), request)
+
+
+class _TraceStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_trace(details), request_iterator)
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address,
+        interceptors=[_TraceUnaryUnary(), _TraceUnaryStream(), _TraceStreamUnary()],
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ],
+    )
+
+
+class Channels:
+    """Lazily opened channels keyed by address; ``for_service`` resolves a service's address."""
+
+    def __init__(self, endpoints: dict[str, str], default_address: str) -> None:
+        self._endpoints = endpoints
+        self._default = default_address
+        self._open: dict[str, grpc.aio.Channel] = {}
+
+    def address(self, service: str) -> str:
+        return self._endpoints.get(service, self._default)
+
+    def for_service(self, service: str) -> grpc.aio.Channel:
+        addr = self.address(service)
+        if addr not in self._open:
+            self._open[addr] = open_channel(addr)
+        return self._open[addr]
+
+    async def close(self) -> None:
+        for ch in self._open.values():
+            await ch.close()
+        self._open.clear()

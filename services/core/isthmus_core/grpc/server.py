@@ -1,0 +1,154 @@
+"""The shared ``grpc.aio`` server: every module's servicers on one port, plus health and reflection.
+
+* health: one entry per service name plus "" (overall); NOT_SERVING while starting and draining;
+* reflection: every registered service, so ``grpcurl -plaintext host:port list`` works;
+* an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
+  status with the reason, records metrics, and continues the caller's trace from the metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
+
+from isthmus_core.errors import IsthmusError
+from isthmus_core.grpc.status import to_grpc
+from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from isthmus_core.telemetry.tracing import extracted
+
+log = structlog.get_logger("isthmus.grpc")
+
+Registrar = Callable[[grpc.aio.Server], None]
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, IsthmusError):
+        code = to_grpc(exc.code)
+        GRPC_REQUESTS.labels(method, code.name).inc()
+        await context.abort(code, exc.reason)
+    if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service failed: pass its status on
+        GRPC_REQUESTS.labels(method, exc.code().name).inc()
+        await context.abort(exc.code(), exc.details() or exc.code().name)
+    GRPC_REQUESTS.labels(method, "INTERNAL").inc()
+    log.exception("unhandled error in gRPC method", method=method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        t0 = time.perf_counter()
+        with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
+            with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
+                try:
+                    result = await fn(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort_for(exc, context, method)
+                    raise
+                finally:
+                    GRPC_LATENCY.labels(method).observe(time.perf_counter() - t0)
+        GRPC_REQUESTS.labels(method, "OK").inc()
+        return result
+
+    return handler
+
+
+def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
+            with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort_for(exc, context, method)
+                    raise
+        GRPC_REQUESTS.labels(method, "OK").inc()
+
+    return handler
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+            return handler
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **kw)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **kw)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kw)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **kw)
+        return handler
+
+
+class GrpcServer:
+    """Bind first (so clients in this process know the address), register servicers, then start."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._names: list[str] = []
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:
+            raise OSError(f"could not bind gRPC server to {host}:{port}: {exc}") from exc
+        if self.port == 0:
+            raise OSError(f"could not bind gRPC server to {host}:{port} (port in use?)")
+        self.address = f"{host}:{self.port}"
+
+    def add(self, registrars: Sequence[Registrar], service_names: Sequence[str]) -> None:
+        for register in registrars:
+            register(self._server)
+        self._names.extend(service_names)
+
+    async def _set_all(self, status: int) -> None:
+        for name in ["", *self._names]:
+            result = self._health.set(name, status)
+            if result is not None:
+                await result
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(
+            [*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.start()
+
+    async def set_serving(self) -> None:
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Readiness NOT_SERVING first, then let in-flight calls finish within ``grace`` seconds."""
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace)

@@ -1,0 +1,181 @@
+"""The process lifecycle: settings → bus → modules → gRPC server → serve → drain → stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isthmus_core.bus.port import EventBus
+from isthmus_core.errors import ConfigurationError
+from isthmus_core.grpc.client import Channels
+from isthmus_core.grpc.server import GrpcServer
+from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.settings import CommonSettings, SectionSettings, load_all
+from isthmus_core.telemetry.logging import configure_logging
+from isthmus_core.telemetry.metrics import serve_metrics
+from isthmus_core.telemetry.tracing import configure_tracing
+
+log = structlog.get_logger("isthmus.runtime")
+
+ALL = "all"
+
+
+def resolve_targets(spec: str, modules: Sequence[Module]) -> list[Module]:
+    """``all`` or a comma-separated list of module names → modules in dependency order."""
+    by_name = {m.name: m for m in modules}
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ConfigurationError(f"no target given; choose 'all' or some of: {', '.join(by_name)}")
+    if ALL in names:
+        names = list(by_name)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigurationError(f"unknown target(s) {unknown}; choose 'all' or some of: {', '.join(by_name)}")
+    ordered: list[Module] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in trail:
+            raise ConfigurationError(f"module dependency cycle: {' -> '.join((*trail, name))}")
+        mod = by_name[name]
+        if mod in ordered:
+            return
+        for dep in mod.depends_on:
+            if dep in names:  # dependencies outside the target are reached over gRPC/Kafka
+                visit(dep, (*trail, name))
+        ordered.append(mod)
+
+    for n in names:
+        visit(n, ())
+    return ordered
+
+
+def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
+    kind = common.bus
+    if kind == "auto":
+        kind = "inprocess" if all_in_one else "kafka"
+    if kind == "inprocess":
+        from isthmus_core.bus.inprocess import InProcessBus
+
+        return InProcessBus()
+    from isthmus_core.bus.kafka import KafkaBus
+
+    return KafkaBus(
+        common.kafka_bootstrap_servers,
+        partitions=common.kafka_partitions,
+        replication_factor=common.kafka_replication_factor,
+    )
+
+
+@dataclass
+class Runtime:
+    modules: list[Module]
+    common: CommonSettings
+    sections: dict[str, SectionSettings]
+    all_in_one: bool
+    bus: EventBus | None = None
+    server: GrpcServer | None = None
+    channels: Channels | None = None
+    offers: list[Offer] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def from_settings(
+        cls,
+        target: str,
+        modules: Sequence[Module],
+        config_file: Path | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Runtime:
+        selected = resolve_targets(target, modules)
+        classes: list[type[SectionSettings]] = [CommonSettings, *(m.settings_cls for m in selected)]
+        sections = load_all(classes, config_file, overrides)
+        common = sections["common"]
+        assert isinstance(common, CommonSettings)
+        all_in_one = len(selected) == len(modules)
+        return cls(list(selected), common, sections, all_in_one)
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None
+        return self.server.address
+
+    async def start(self) -> None:
+        c = self.common
+        configure_logging(c.log_level, c.log_format)
+        configure_tracing(
+            "isthmus-" + "+".join(m.name for m in self.modules) if not self.all_in_one else "isthmus-all",
+            c.otel_exporter, c.otel_endpoint,
+        )
+        c.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = GrpcServer(c.grpc_host, c.grpc_port)
+        self.channels = Channels(c.endpoints, self.server.address)
+        self.bus = make_bus(c, self.all_in_one)
+        topics = {}
+        try:
+            for mod in self.modules:
+                ctx = ModuleContext(self.sections[mod.settings_cls.section], c, self.bus, self.channels, c.data_dir)
+                offer = await mod.build(ctx)
+                self.offers.append(offer)
+                self.server.add(offer.registrars, offer.grpc_service_names)
+                for t in offer.topics:
+                    topics[t.name] = t
+                for sub in offer.subscriptions:
+                    self.bus.subscribe(sub)
+            await self.bus.ensure_topics(list(topics.values()))
+            for offer in self.offers:
+                for hook in offer.on_start:
+                    await hook()
+            await self.bus.start()
+            await self.server.start()
+            await self.server.set_serving()
+        except BaseException:
+            await self.stop()
+            raise
+        if c.metrics_port:
+            try:
+                serve_metrics(c.metrics_port, c.grpc_host)
+            except OSError as exc:
+                log.warning("metrics endpoint not started", port=c.metrics_port, error=str(exc))
+        log.info(
+            "isthmus started",
+            targets=[m.name for m in self.modules],
+            grpc=self.server.address,
+            bus=type(self.bus).__name__,
+        )
+
+    async def stop(self) -> None:
+        """Graceful: readiness NOT_SERVING, drain gRPC calls, stop consuming, then module hooks."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.common.shutdown_grace_s
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.bus is not None:
+            await self.bus.stop()
+        for offer in reversed(self.offers):
+            for hook in reversed(offer.on_stop):
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("error in stop hook")
+        if self.channels is not None:
+            await self.channels.close()
+        log.info("isthmus stopped")
+
+    async def serve_forever(self) -> None:
+        """Start, then wait for SIGINT/SIGTERM and stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("shutting down")
+        await self.stop()

@@ -1,0 +1,154 @@
+"""Settings: one pydantic-settings class per service, read once at start, validated together.
+
+Sources, highest priority first: environment variables (``ISTHMUS_<SECTION>_<FIELD>``, and
+``ISTHMUS_<FIELD>`` for the common section), then the TOML file named by ``ISTHMUS_CONFIG`` (or passed
+with ``--config``; one table per section: ``[common]``, ``[ingestion]``, ``[agent-orchestrator]``…),
+then defaults. :func:`load_all` validates every requested section and reports every error at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from isthmus_core.errors import ConfigurationError
+
+
+class _TomlSection(PydanticBaseSettingsSource):
+    """A settings source returning one table of an already-parsed TOML file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = dict(values)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+def env_prefix(section: str) -> str:
+    return "ISTHMUS_" if section == "common" else "ISTHMUS_" + section.upper().replace("-", "_") + "_"
+
+
+def section_config(section: str) -> SettingsConfigDict:
+    """The model_config of a settings section: its env prefix, unknown keys rejected."""
+    return SettingsConfigDict(extra="forbid", env_nested_delimiter="__", env_prefix=env_prefix(section))
+
+
+class SectionSettings(BaseSettings):
+    """Base for every settings section. ``section`` names the TOML table and the env prefix."""
+
+    section: ClassVar[str] = "common"
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__")
+
+    @classmethod
+    def env_prefix_for(cls) -> str:
+        return env_prefix(cls.section)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = _FILE_VALUES.get(cls.section, {})
+        return (init_settings, env_settings, _TomlSection(settings_cls, file_values), file_secret_settings)
+
+
+
+# The parsed config file, keyed by section. Filled by ``load_all`` (explicitly, never at import time).
+_FILE_VALUES: dict[str, dict[str, Any]] = {}
+
+
+class CommonSettings(SectionSettings):
+    section: ClassVar[str] = "common"
+    model_config = section_config("common")
+
+    data_dir: Path = Field(Path(".isthmus-data"), description="where embedded state is persisted")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables it")
+    bus: Literal["auto", "inprocess", "kafka"] = Field(
+        "auto", description="auto = in-process for the 'all' target, Kafka for single services"
+    )
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_partitions: int = Field(6, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="gRPC address per service for calls between services; missing = this process",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str = "http://127.0.0.1:4317"
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+
+def read_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
+    if path is None:
+        env = os.environ.get("ISTHMUS_CONFIG")
+        path = Path(env) if env else None
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    bad = [k for k, v in data.items() if not isinstance(v, dict)]
+    if bad:
+        raise ConfigurationError(f"config file {path}: top-level keys must be [section] tables, got {bad}")
+    return {k: dict(v) for k, v in data.items()}
+
+
+def load_all(
+    classes: Sequence[type[SectionSettings]],
+    config_file: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, SectionSettings]:
+    """Validate every section; raise one ConfigurationError listing every problem.
+
+    ``overrides`` (per section) win over every other source — used by in-process tools and tests."""
+    _FILE_VALUES.clear()
+    _FILE_VALUES.update(read_config_file(config_file))
+    known = {c.section for c in classes}
+    problems: list[str] = [
+        f"[{name}] unknown section in config file" for name in _FILE_VALUES if name not in known
+    ]
+    out: dict[str, SectionSettings] = {}
+    for cls in classes:
+        try:
+            out[cls.section] = cls(**dict((overrides or {}).get(cls.section, {})))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(section)"
+                env = cls.env_prefix_for() + loc.split(".")[0].upper()
+                problems.append(f"[{cls.section}] {loc}: {err['msg']} (env {env})")
+    if problems:
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(problems))
+    return out
+
+
+def masked(settings: BaseModel) -> dict[str, Any]:
+    """A JSON-able dump with secrets masked, for ``isthmus config print``."""
+    data: dict[str, Any] = json.loads(settings.model_dump_json())
+    for name, value in settings:
+        if isinstance(value, SecretStr):
+            data[name] = "********" if value.get_secret_value() else ""
+    return data

@@ -1,0 +1,21 @@
+"""Prometheus metrics shared by every service (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+GRPC_REQUESTS = Counter(
+    "isthmus_grpc_requests_total", "gRPC requests handled", ["method", "code"]
+)
+GRPC_LATENCY = Histogram(
+    "isthmus_grpc_request_seconds", "gRPC request latency", ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BUS_HANDLED = Counter("isthmus_bus_messages_total", "bus messages handled", ["topic", "group", "outcome"])
+BUS_DEAD_LETTERED = Counter("isthmus_bus_dead_lettered_total", "messages sent to a DLQ", ["topic", "group"])
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics over HTTP (prometheus_client runs it on a daemon thread)."""
+    if port:
+        start_http_server(port, addr=host)

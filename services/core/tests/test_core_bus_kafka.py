@@ -1,0 +1,121 @@
+"""KafkaBus: the pieces that need no broker, plus the conformance suite against a real broker when
+``ISTHMUS_TEST_KAFKA_BOOTSTRAP`` names one (e.g. ``127.0.0.1:19092``; skipped otherwise)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import ConsumerRecord
+from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
+from isthmus_core.bus.kafka import (
+    KafkaBus,
+    from_kafka_headers,
+    new_topics,
+    record_to_message,
+    to_kafka_headers,
+)
+from isthmus_core.bus.port import EventBus, RetryPolicy, Subscription
+from isthmus_core.contracts import topics
+from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
+from isthmus_core.testing.bus_conformance import BusConformance, Collector
+
+BOOTSTRAP = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP", "")
+
+
+def test_headers_convert_both_ways() -> None:
+    headers = {"traceparent": "00-abc-def-01", "x-unicode": "café", "x-empty": ""}
+    kafka = to_kafka_headers(headers)
+    assert all(isinstance(v, bytes) for _, v in kafka)
+    assert from_kafka_headers(kafka) == headers
+
+
+def test_foreign_headers_are_decoded_leniently() -> None:
+    assert from_kafka_headers([("bin", b"\xff"), ("null", None), ("dup", b"1"), ("dup", b"2")]) == {
+        "bin": "\ufffd",
+        "null": "",
+        "dup": "2",
+    }
+    assert from_kafka_headers(None) == {}
+
+
+def test_records_become_messages() -> None:
+    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+        topic="t",
+        partition=3,
+        offset=99,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=None,
+        checksum=None,
+        serialized_key_size=-1,
+        serialized_value_size=-1,
+        headers=[("h", b"v")],
+    )
+    message = record_to_message(record)
+    assert (message.topic, message.partition, message.offset) == ("t", 3, 99)
+    assert (message.key, message.value, message.headers, message.attempt) == ("", b"", {"h": "v"}, 1)
+
+
+def test_topics_get_registry_partitions_and_dlqs_get_the_bus_default() -> None:
+    created = new_topics(
+        [topics.CHUNKS_CREATED, topics.TENANTS_DELETED],
+        dlq_partitions=2,
+        replication_factor=3,
+        retention_ms=None,
+    )
+    by_name = {t.name: t for t in created}
+    assert set(by_name) == {
+        topics.CHUNKS_CREATED.name,
+        topics.CHUNKS_CREATED.dlq,
+        topics.TENANTS_DELETED.name,
+        topics.TENANTS_DELETED.dlq,
+    }
+    assert by_name[topics.TENANTS_DELETED.name].num_partitions == topics.TENANTS_DELETED.partitions
+    assert by_name[topics.CHUNKS_CREATED.name].num_partitions == topics.CHUNKS_CREATED.partitions
+    assert by_name[topics.CHUNKS_CREATED.dlq].num_partitions == 2
+    assert all(t.replication_factor == 3 for t in created)
+    configs = by_name[topics.CHUNKS_CREATED.name].topic_configs
+    assert configs["retention.ms"] == str(topics.CHUNKS_CREATED.retention_ms)
+    assert int(configs["max.message.bytes"]) > MAX_MESSAGE_BYTES
+
+
+def test_retention_override_applies_to_every_topic() -> None:
+    created = new_topics([topics.CHUNKS_CREATED], dlq_partitions=1, replication_factor=1, retention_ms=60_000)
+    assert [t.topic_configs["retention.ms"] for t in created] == ["60000", "60000"]
+
+
+def test_bad_settings_are_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="bootstrap servers"):
+        KafkaBus(" ")
+    with pytest.raises(ConfigurationError, match="replication_factor"):
+        KafkaBus("localhost:9092", replication_factor=0)
+    with pytest.raises(ConfigurationError, match="retention_ms"):
+        KafkaBus("localhost:9092", retention_ms=-5)
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        KafkaBus("localhost:9092").subscribe(Subscription("t", "g", Collector(), RetryPolicy(max_attempts=0)))
+    with pytest.raises(InvalidArgument, match="consumer group"):
+        KafkaBus("localhost:9092").subscribe(Subscription("t", "", Collector()))
+
+
+async def test_publish_before_start_is_refused_without_touching_the_network() -> None:
+    bus = KafkaBus("127.0.0.1:1")
+    assert isinstance(bus, EventBus)
+    with pytest.raises(FailedPrecondition, match=r"before KafkaBus\.start"):
+        await bus.publish("t", "k", b"v")
+    await bus.ensure_topics([])  # nothing to create: no connection attempted
+    await bus.stop()  # stopping a bus that never started is a no-op
+
+
+@pytest.mark.skipif(not BOOTSTRAP, reason="set ISTHMUS_TEST_KAFKA_BOOTSTRAP to run against a Kafka broker")
+class TestKafkaBusConformance(BusConformance):
+    timeout_s = 60.0
+    quiet_s = 1.0
+
+    @pytest.fixture
+    async def bus(self) -> AsyncIterator[EventBus]:
+        bus = KafkaBus(BOOTSTRAP, client_id="isthmus-conformance", partitions=2)
+        yield bus
+        await bus.stop()

@@ -1,0 +1,50 @@
+"""gRPC edge of evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from isthmus.evaluation.v1 import evaluation_pb2 as pb
+from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+
+from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.report import EvalReport
+from isthmus_evaluation.runner import EvalProgress, EvalRunner
+
+
+def report_pb(r: EvalReport) -> pb.EvalReport:
+    return pb.EvalReport(
+        dataset=r.dataset, documents=r.documents, queries=r.queries, tenant_id=r.tenant_id,
+        ingest_seconds=r.ingest_seconds,
+        modes=[
+            pb.ModeMetrics(mode=m.mode, ndcg_at_10=m.ndcg_at_10, recall_at_100=m.recall_at_100,
+                           mrr_at_10=m.mrr_at_10, latency_p50_ms=m.latency_p50_ms, latency_p95_ms=m.latency_p95_ms)
+            for m in r.modes
+        ],
+    )
+
+
+class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
+    def __init__(self, runner: EvalRunner, online: OnlineMetrics) -> None:
+        self._runner = runner
+        self._online = online
+
+    async def RunEval(self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EvalEvent]:
+        async for ev in self._runner.run(
+            request.dataset_path, list(request.modes), request.max_queries, request.keep_tenant
+        ):
+            if isinstance(ev, EvalProgress):
+                yield pb.EvalEvent(progress=pb.EvalProgress(phase=ev.phase, done=ev.done, total=ev.total))
+            else:
+                yield pb.EvalEvent(report=report_pb(ev))
+
+    async def GetOnlineMetrics(
+        self, request: pb.GetOnlineMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.OnlineMetrics:
+        s = self._online.snapshot(request.tenant_id or None)
+        return pb.OnlineMetrics(
+            answers=s.answers, latency_p50_ms=s.latency_p50_ms, latency_p95_ms=s.latency_p95_ms,
+            citations_per_answer=s.citations_per_answer, guardrail_blocks=s.guardrail_blocks,
+            guardrail_redactions=s.guardrail_redactions, blocked_answers=s.blocked_answers,
+        )

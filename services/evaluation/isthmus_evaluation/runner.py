@@ -1,0 +1,151 @@
+"""``RunEval``: ingest a BEIR dataset for a throwaway tenant, run its queries per mode, score them.
+
+The runner talks to the platform only through the functions it is given (gRPC clients in the module),
+so it measures exactly what users get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from isthmus_core.errors import InvalidArgument, Unavailable
+from isthmus_evaluation.datasets import doc_text, load_beir
+from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
+from isthmus_evaluation.report import EvalReport, ModeReport
+
+MODES = ("bm25", "dense", "hybrid")
+
+Upload = Callable[[str, str, str, bytes], Awaitable[None]]  # tenant, document id, filename, bytes
+Progress = Callable[[str], Awaitable[tuple[int, int, int]]]  # tenant -> (indexed, failed, total)
+Search = Callable[[str, str, str, int], Awaitable[list[tuple[str, float]]]]  # tenant, query, mode, k
+
+
+@dataclass(frozen=True, slots=True)
+class EvalProgress:
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass
+class EvalClients:
+    create_tenant: Callable[[str], Awaitable[None]]
+    delete_tenant: Callable[[str], Awaitable[None]]
+    upload: Upload
+    progress: Progress
+    search: Search
+
+
+class EvalRunner:
+    def __init__(
+        self,
+        clients: EvalClients,
+        *,
+        upload_concurrency: int = 8,
+        search_concurrency: int = 4,
+        index_timeout_s: float = 3600.0,
+        top_k: int = 100,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self._c = clients
+        self._up = upload_concurrency
+        self._sq = search_concurrency
+        self._timeout = index_timeout_s
+        self._k = top_k
+        self._poll = poll_interval_s
+
+    async def run(
+        self, dataset_path: str, modes: Sequence[str] = (), max_queries: int = 0, keep_tenant: bool = False
+    ) -> AsyncIterator[EvalProgress | EvalReport]:
+        modes = list(modes) or list(MODES)
+        bad = [m for m in modes if m not in MODES]
+        if bad:
+            raise InvalidArgument(f"unknown mode(s) {bad}; choose from {list(MODES)}")
+        ds = await asyncio.to_thread(load_beir, Path(dataset_path))
+        queries = sorted(ds.queries.items())
+        if max_queries > 0:
+            queries = queries[:max_queries]
+        qrels = {qid: ds.qrels[qid] for qid, _ in queries}
+        tenant = f"eval-{ds.name.lower()}-{uuid.uuid4().hex[:8]}"[:63].replace("_", "-")
+        await self._c.create_tenant(tenant)
+        try:
+            t0 = time.perf_counter()
+            async for p in self._ingest(tenant, ds):
+                yield p
+            ingest_s = time.perf_counter() - t0
+            reports = []
+            for mode in modes:
+                run: dict[str, dict[str, float]] = {}
+                latencies: list[float] = []
+                sem = asyncio.Semaphore(self._sq)
+                done = 0
+
+                async def one(qid: str, text: str, mode: str = mode) -> None:
+                    nonlocal done
+                    async with sem:
+                        q0 = time.perf_counter()
+                        hits = await self._c.search(tenant, text, mode, self._k)
+                        latencies.append((time.perf_counter() - q0) * 1000)
+                    run[qid] = chunk_hits_to_doc_run(hits)
+                    done += 1
+
+                tasks = [asyncio.create_task(one(qid, text)) for qid, text in queries]
+                for fut in asyncio.as_completed(tasks):
+                    await fut
+                    if done % 25 == 0 or done == len(queries):
+                        yield EvalProgress(f"search:{mode}", done, len(queries))
+                m = evaluate_run(qrels, run)
+                reports.append(
+                    ModeReport(
+                        mode=mode, ndcg_at_10=m.ndcg_at_10, recall_at_100=m.recall_at_100, mrr_at_10=m.mrr_at_10,
+                        latency_p50_ms=percentile(latencies, 50) if latencies else 0.0,
+                        latency_p95_ms=percentile(latencies, 95) if latencies else 0.0,
+                    )
+                )
+            yield EvalReport(
+                dataset=ds.name, documents=len(ds.corpus), queries=len(queries), ingest_seconds=ingest_s,
+                tenant_id=tenant, modes=reports,
+            )
+        finally:
+            if not keep_tenant:
+                await self._c.delete_tenant(tenant)
+
+    async def _ingest(self, tenant: str, ds: object) -> AsyncIterator[EvalProgress]:
+        corpus = ds.corpus  # type: ignore[attr-defined]
+        total = len(corpus)
+        sem = asyncio.Semaphore(self._up)
+        uploaded = 0
+
+        async def up(doc_id: str, doc: object) -> None:
+            nonlocal uploaded
+            async with sem:
+                await self._c.upload(tenant, doc_id, f"{doc_id}.txt", doc_text(doc).encode())  # type: ignore[arg-type]
+            uploaded += 1
+
+        # documents with no text at all (two in Cranfield) cannot be indexed: they stay unretrievable,
+        # which is also how BEIR's own evaluation treats them
+        docs = {i: d for i, d in corpus.items() if doc_text(d).strip()}
+        total = len(docs)
+        tasks = [asyncio.create_task(up(i, d)) for i, d in docs.items()]
+        try:
+            for fut in asyncio.as_completed(tasks):
+                await fut
+                if uploaded % 100 == 0 or uploaded == total:
+                    yield EvalProgress("upload", uploaded, total)
+        finally:
+            for t in tasks:
+                t.cancel()
+        deadline = time.monotonic() + self._timeout
+        while True:  # bounded by the deadline
+            indexed, failed, known = await self._c.progress(tenant)
+            yield EvalProgress("index", indexed + failed, known)
+            if indexed + failed >= known:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(f"corpus not indexed within {self._timeout:.0f}s ({indexed}/{known} documents)")
+            await asyncio.sleep(self._poll)

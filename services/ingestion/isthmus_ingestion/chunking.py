@@ -1,0 +1,97 @@
+"""Token-aware recursive chunking with overlap (pure: text in, chunks with character offsets out).
+
+Splitting is done by ``semantic-text-splitter``: it cuts at the highest semantic boundary that fits
+(paragraphs, then lines, sentences, words, graphemes) and measures chunks with the embedder's own
+Hugging Face tokenizer, so a chunk never exceeds what the embedding model will see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from isthmus_core.errors import ConfigurationError, IsthmusError
+from semantic_text_splitter import TextSplitter
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    """A chunk of a document: ``document_text[start:end] == text`` (offsets in characters, not bytes)."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+
+
+class Chunker:
+    """Splits text into chunks of at most ``max_tokens`` tokens, neighbours sharing up to ``overlap_tokens``.
+
+    ``max_tokens`` includes the tokenizer's special tokens (``[CLS]``/``[SEP]`` for bge): a chunk encodes to
+    at most ``max_tokens`` ids, exactly what the embedder sees (so ``max_tokens=512`` fits bge without
+    truncation). Chunks have leading and trailing whitespace trimmed.
+    """
+
+    def __init__(self, tokenizer_file: Path, max_tokens: int = 256, overlap_tokens: int = 32) -> None:
+        if max_tokens < 1:
+            raise ConfigurationError(f"chunk max_tokens must be at least 1, got {max_tokens}")
+        if overlap_tokens < 0:
+            raise ConfigurationError(f"chunk overlap_tokens must not be negative, got {overlap_tokens}")
+        if overlap_tokens >= max_tokens:
+            raise ConfigurationError(
+                f"chunk overlap_tokens ({overlap_tokens}) must be smaller than max_tokens ({max_tokens})"
+            )
+        tokenizer_file = Path(tokenizer_file)
+        if not tokenizer_file.is_file():
+            raise ConfigurationError(f"tokenizer file {tokenizer_file} does not exist")
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:  # the tokenizers library raises a bare Exception on a malformed file
+            raise ConfigurationError(f"tokenizer file {tokenizer_file} could not be loaded: {exc}") from exc
+        # a truncating tokenizer would under-count long pieces; padding would over-count short ones
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        # the splitter counts a chunk's tokens without the special tokens the embedder adds around it
+        special_tokens = tokenizer.num_special_tokens_to_add(False)
+        content_tokens = max_tokens - special_tokens
+        if content_tokens <= overlap_tokens:
+            raise ConfigurationError(
+                f"chunk max_tokens ({max_tokens}) must exceed overlap_tokens ({overlap_tokens}) plus the "
+                f"{special_tokens} special tokens the tokenizer adds to every chunk"
+            )
+        self._tokenizer = tokenizer
+        self._max_tokens = max_tokens
+        self._overlap_tokens = overlap_tokens
+        self._splitter = TextSplitter.from_huggingface_tokenizer(
+            tokenizer, content_tokens, overlap=overlap_tokens, trim=True
+        )
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    @property
+    def overlap_tokens(self) -> int:
+        return self._overlap_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the embedder sees for ``text`` (special tokens included), the unit of ``max_tokens``."""
+        return len(self._tokenizer.encode(text).ids)
+
+    def split(self, text: str) -> list[TextChunk]:
+        """Chunks of ``text`` in document order; ``[]`` for empty or whitespace-only text."""
+        if not text.strip():
+            return []
+        chunks: list[TextChunk] = []
+        for index, (start, piece) in enumerate(self._splitter.chunk_indices(text)):
+            end = start + len(piece)
+            # semantic-text-splitter (>= 0.12) reports character offsets, which is what we promise;
+            # fail loudly should a future version change the unit
+            if text[start:end] != piece:
+                raise IsthmusError(
+                    f"chunk {index} at offset {start} does not match the text: "
+                    "the splitter's offset unit changed"
+                )
+            chunks.append(TextChunk(index=index, text=piece, start=start, end=end))
+        return chunks

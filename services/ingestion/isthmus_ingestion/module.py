@@ -1,0 +1,104 @@
+"""The ingestion module: gRPC Upload, the documents topic, document status from downstream events."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import grpc
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+
+from isthmus_core.bus.port import RetryPolicy, Subscription
+from isthmus_core.bus.typed import event_handler, publish_event
+from isthmus_core.contracts import topics
+from isthmus_core.grpc.status import from_rpc_error
+from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_ingestion.api import IngestionServicer
+from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.registry import DocumentRegistry
+from isthmus_ingestion.service import Ingestion
+from isthmus_ingestion.settings import IngestionSettings
+
+NAME = "ingestion"
+GROUP = "ingestion"
+TENANT_CACHE_S = 5.0
+
+
+async def build(ctx: ModuleContext) -> Offer:
+    s = ctx.settings
+    assert isinstance(s, IngestionSettings)
+    tokenizer = s.tokenizer_file or bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
+    chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
+    registry = DocumentRegistry(ctx.data_dir / "ingestion" / "documents.sqlite")
+    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
+    known: dict[str, float] = {}
+
+    async def tenant_exists(tenant_id: str) -> bool:
+        """Tenants live in retrieval (the store of record); positive answers are cached briefly."""
+        if known.get(tenant_id, 0.0) > time.monotonic():
+            return True
+        try:
+            await retrieval.GetTenant(retrieval_pb2.GetTenantRequest(tenant_id=tenant_id), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise from_rpc_error(exc) from exc
+        known[tenant_id] = time.monotonic() + TENANT_CACHE_S
+        return True
+
+    core = Ingestion(
+        registry, chunker, tenant_exists, partial(publish_event, ctx.bus, topics.CHUNKS_CREATED),
+        max_bytes=s.max_upload_bytes, chunks_per_event=s.chunks_per_event,
+    )
+
+    async def forget_tenant(ev: object) -> None:
+        known.pop(getattr(ev, "tenant_id", ""), None)
+        await core.on_tenant_deleted(ev)  # type: ignore[arg-type]
+
+    status_retry = RetryPolicy(max_attempts=5)
+    return Offer(
+        registrars=[partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core))],
+        grpc_service_names=[ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name],
+        subscriptions=[
+            Subscription(
+                topics.DOCUMENTS_SUBMITTED.name, GROUP,
+                event_handler(topics.DOCUMENTS_SUBMITTED, core.on_document_submitted),
+            ),
+            Subscription(
+                topics.CHUNKS_EMBEDDED.name, GROUP + "-status",
+                event_handler(topics.CHUNKS_EMBEDDED, core.on_chunks_embedded), status_retry,
+            ),
+            Subscription(
+                topics.CHUNKS_INDEXED.name, GROUP + "-status",
+                event_handler(topics.CHUNKS_INDEXED, core.on_chunks_indexed), status_retry,
+            ),
+            Subscription(
+                topics.TENANTS_DELETED.name, GROUP, event_handler(topics.TENANTS_DELETED, forget_tenant)
+            ),
+            Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
+            Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
+        ],
+        topics=[
+            topics.DOCUMENTS_SUBMITTED, topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED,
+            topics.CHUNKS_INDEXED, topics.TENANTS_DELETED,
+        ],
+        on_stop=[_closer(registry)],
+    )
+
+
+def _closer(registry: DocumentRegistry):  # type: ignore[no-untyped-def]
+    async def close() -> None:
+        registry.close()
+
+    return close
+
+
+MODULE = Module(
+    name=NAME,
+    settings_cls=IngestionSettings,
+    build=build,
+    depends_on=("retrieval",),
+    description="documents in: parse, dedup, chunk, chunk events out",
+)

@@ -1,0 +1,166 @@
+"""Ingestion's core: size/tenant checks → dedup by content hash → parse → chunk → chunk events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
+from isthmus_core.contracts.events import ChunkPayload, ChunksCreated, ChunksEmbedded, ChunksIndexed, DocumentSubmitted
+from isthmus_core.contracts.events import TenantDeleted
+from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
+from isthmus_core.store.port import chunk_uuid
+from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.dedup import content_hash, document_id_for
+from isthmus_ingestion.parsing import parse_document
+from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
+
+log = structlog.get_logger("isthmus.ingestion")
+
+TenantExists = Callable[[str], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    document_id: str
+    status: Status
+    content_hash: str
+    chunk_count: int
+    duplicate: bool = False
+
+
+class Ingestion:
+    def __init__(
+        self,
+        registry: DocumentRegistry,
+        chunker: Chunker,
+        tenant_exists: TenantExists,
+        publish_chunks: Callable[[ChunksCreated], Awaitable[None]],
+        *,
+        max_bytes: int,
+        chunks_per_event: int,
+    ) -> None:
+        self.registry = registry
+        self._chunker = chunker
+        self._tenant_exists = tenant_exists
+        self._publish = publish_chunks
+        self.max_bytes = max_bytes
+        self._per_event = chunks_per_event
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise ResourceExhausted(f"upload exceeds the limit of {self.max_bytes} bytes")
+
+    async def check_tenant(self, tenant_id: str) -> None:
+        if not tenant_id:
+            raise InvalidArgument("tenant_id is required")
+        if not await self._tenant_exists(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} does not exist (create it with 'isthmus tenant create')")
+
+    async def ingest(
+        self,
+        tenant_id: str,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        document_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        trace_context: Mapping[str, str] | None = None,
+    ) -> IngestResult:
+        if not filename:
+            raise InvalidArgument("filename is required (its extension tells the file type)")
+        self.check_size(len(data))
+        await self.check_tenant(tenant_id)
+        digest = content_hash(data)
+        lock = self._locks.setdefault(tenant_id, asyncio.Lock())
+        async with lock:  # one tenant's dedup check and record are atomic
+            existing = self.registry.find_by_hash(tenant_id, digest)
+            if existing is not None:
+                return IngestResult(existing.document_id, existing.status, digest, existing.chunk_count, True)
+            parsed = parse_document(data, filename, content_type or None)
+            chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
+            if not chunks:
+                raise InvalidArgument(f"{filename}: no text to index after parsing")
+            doc_id = document_id or document_id_for(tenant_id, digest)
+            previous = self.registry.get(tenant_id, doc_id)
+            version = previous.version + 1 if previous else 1
+            batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
+            record = DocumentRecord(
+                tenant_id=tenant_id, document_id=doc_id, filename=filename, content_type=parsed.content_type,
+                content_hash=digest, status=Status.RECEIVED, version=version, chunk_count=len(chunks),
+                batch_count=len(batches), metadata=dict(metadata or {}),
+                created_at=previous.created_at if previous else 0.0,
+            )
+            self.registry.save(record)
+        meta = {"filename": filename, **dict(metadata or {})}
+        for bi, batch in enumerate(batches):
+            await self._publish(
+                ChunksCreated(
+                    tenant_id=tenant_id,
+                    idempotency_key=f"{tenant_id}/{doc_id}/v{version}/b{bi}",
+                    document_id=doc_id,
+                    content_hash=digest,
+                    version=version,
+                    batch_index=bi,
+                    batch_count=len(batches),
+                    trace_context=dict(trace_context or {}),
+                    chunks=[
+                        ChunkPayload(
+                            chunk_id=chunk_uuid(tenant_id, doc_id, c.index),
+                            index=c.index, text=c.text, start=c.start, end=c.end, metadata=meta,
+                        )
+                        for c in batch
+                    ],
+                )
+            )
+        record.status = Status.CHUNKED
+        self.registry.save(record)
+        log.info("document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version)
+        return IngestResult(doc_id, Status.CHUNKED, digest, len(chunks))
+
+    # --- bus subscribers -------------------------------------------------------------------------------
+
+    async def on_document_submitted(self, ev: DocumentSubmitted) -> None:
+        try:
+            await self.ingest(
+                ev.tenant_id, ev.filename, ev.content, content_type=ev.content_type,
+                document_id=ev.document_id, metadata=ev.metadata, trace_context=ev.trace_context,
+            )
+        except InvalidArgument as exc:
+            if ev.document_id:  # make the failure visible in the document status too
+                self.registry.save(
+                    DocumentRecord(
+                        tenant_id=ev.tenant_id, document_id=ev.document_id, filename=ev.filename,
+                        content_type=ev.content_type or "", content_hash=content_hash(ev.content),
+                        status=Status.FAILED, failure_reason=str(exc),
+                    )
+                )
+            raise
+
+    async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
+        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.EMBEDDED, ev.batch_index)
+
+    async def on_chunks_indexed(self, ev: ChunksIndexed) -> None:
+        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+
+    async def on_tenant_deleted(self, ev: TenantDeleted) -> None:
+        n = self.registry.delete_tenant(ev.tenant_id)
+        log.info("tenant documents removed", tenant=ev.tenant_id, documents=n)
+
+    async def on_dead_letter(self, msg: Message) -> None:
+        """A chunk event gave up downstream: the document is failed, with the reason."""
+        try:
+            payload = json.loads(msg.value)
+            tenant, doc = payload["tenant_id"], payload["document_id"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("dead letter without a document reference", topic=msg.topic)
+            return
+        reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "
+        reason += msg.headers.get(H_ERROR_MESSAGE, "unknown error")
+        self.registry.fail(tenant, doc, reason)

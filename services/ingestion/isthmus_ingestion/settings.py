@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from isthmus_core.settings import SectionSettings, section_config
+
+
+class IngestionSettings(SectionSettings):
+    section: ClassVar[str] = "ingestion"
+    model_config = section_config("ingestion")
+
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="larger uploads get RESOURCE_EXHAUSTED")
+    chunk_max_tokens: int = Field(256, ge=16, le=512)
+    chunk_overlap_tokens: int = Field(32, ge=0)
+    chunks_per_event: int = Field(32, ge=1, le=512, description="chunks per chunks.created event")
+    tokenizer_file: Path | None = Field(None, description="default: the bundled bge-small tokenizer.json")

@@ -1,0 +1,130 @@
+"""Retrieval's core: tenant registry, search (query embedding + store), indexing of embedded chunks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
+from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery, VectorStore
+
+#: embeds a query → (vector, model id); in a deployment this is the embedding service's gRPC ``Embed``
+QueryEmbedder = Callable[[str], Awaitable[tuple[list[float], str]]]
+Publish = Callable[[object], Awaitable[None]]
+
+TENANT_RULE = "tenant ids are 1-63 chars of lowercase letters, digits and '-', starting with a letter or digit"
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    if not tenant_id:
+        raise InvalidArgument("tenant_id is required")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", tenant_id):
+        raise InvalidArgument(f"invalid tenant_id {tenant_id!r}: {TENANT_RULE}")
+    return tenant_id
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    tenant_id: str
+    query: str
+    mode: SearchMode = SearchMode.HYBRID
+    top_k: int = 10
+    alpha: float = 0.5
+    fusion: Fusion = Fusion.RANKED
+    filters: Mapping[str, str] | None = None
+
+
+class Retrieval:
+    def __init__(
+        self,
+        store: VectorStore,
+        embed_query: QueryEmbedder,
+        publish_indexed: Callable[[ChunksIndexed], Awaitable[None]],
+        publish_tenant_deleted: Callable[[TenantDeleted], Awaitable[None]],
+        *,
+        max_top_k: int = 1000,
+        max_query_chars: int = 4096,
+        candidates: int = 100,
+    ) -> None:
+        self.store = store
+        self._embed_query = embed_query
+        self._publish_indexed = publish_indexed
+        self._publish_tenant_deleted = publish_tenant_deleted
+        self._max_top_k = max_top_k
+        self._max_query_chars = max_query_chars
+        self._candidates = candidates
+
+    async def create_tenant(self, tenant_id: str) -> None:
+        await self.store.create_tenant(validate_tenant_id(tenant_id))
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        await self.store.delete_tenant(validate_tenant_id(tenant_id))
+        await self._publish_tenant_deleted(TenantDeleted(tenant_id=tenant_id, idempotency_key=f"{tenant_id}/deleted"))
+
+    async def tenant_count(self, tenant_id: str) -> int:
+        return await self.store.count(validate_tenant_id(tenant_id))
+
+    async def search(self, p: SearchParams) -> tuple[list[Hit], str]:
+        validate_tenant_id(p.tenant_id)
+        if not p.query.strip():
+            raise InvalidArgument("query is empty")
+        if len(p.query) > self._max_query_chars:
+            raise InvalidArgument(f"query is {len(p.query)} characters; the limit is {self._max_query_chars}")
+        if not 1 <= p.top_k <= self._max_top_k:
+            raise InvalidArgument(f"top_k must be between 1 and {self._max_top_k}, got {p.top_k}")
+        if not 0.0 <= p.alpha <= 1.0:
+            raise InvalidArgument(f"alpha must be between 0 and 1, got {p.alpha}")
+        if not await self.store.has_tenant(p.tenant_id):
+            raise NotFound(f"tenant {p.tenant_id!r} does not exist")
+        vector: list[float] | None = None
+        model_id: str = ""
+        if p.mode != SearchMode.BM25:
+            vector, model_id = await self._embed_query(p.query)
+        q = SearchQuery(
+            text=p.query,
+            vector=vector,
+            model_id=model_id or None,
+            mode=p.mode,
+            top_k=p.top_k,
+            alpha=p.alpha,
+            fusion=p.fusion,
+            filters=dict(p.filters or {}),
+            candidates=max(self._candidates, p.top_k),
+        )
+        return await self.store.search(p.tenant_id, q), model_id
+
+    async def index(self, ev: ChunksEmbedded) -> None:
+        """Upsert one batch of embedded chunks; replace older versions of the document first."""
+        if ev.batch_index == 0 and ev.version > 1:
+            await self.store.delete_document(ev.tenant_id, ev.document_id)
+        records: Sequence[ChunkRecord] = [
+            ChunkRecord(
+                chunk_id=c.chunk_id,
+                document_id=ev.document_id,
+                chunk_index=c.index,
+                text=c.text,
+                vector=c.vector,
+                model_id=ev.model_id,
+                start=c.start,
+                end=c.end,
+                version=ev.version,
+                metadata=c.metadata,
+            )
+            for c in ev.chunks
+        ]
+        await self.store.upsert(ev.tenant_id, records)
+        await self._publish_indexed(
+            ChunksIndexed(
+                tenant_id=ev.tenant_id,
+                idempotency_key=ev.idempotency_key + "/indexed",
+                document_id=ev.document_id,
+                content_hash=ev.content_hash,
+                version=ev.version,
+                batch_index=ev.batch_index,
+                batch_count=ev.batch_count,
+                count=len(records),
+                trace_context=dict(ev.trace_context),
+            )
+        )
