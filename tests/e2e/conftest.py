@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
 
@@ -18,8 +18,13 @@ from isthmus_core.runtime.runtime import Runtime
 async def platform(data_dir: Path, **section_overrides: dict[str, Any]) -> AsyncIterator[Runtime]:
     """The real `all` target in this process: in-process bus, embedded store, bundled models."""
     overrides: dict[str, dict[str, Any]] = {
-        "common": {"data_dir": str(data_dir), "grpc_port": 0, "metrics_port": 0, "bus": "auto",
-                   "shutdown_grace_s": 2.0},
+        "common": {
+            "data_dir": str(data_dir),
+            "grpc_port": 0,
+            "metrics_port": 0,
+            "bus": "auto",
+            "shutdown_grace_s": 2.0,
+        },
     }
     for section, values in section_overrides.items():
         overrides.setdefault(section.replace("_", "-"), {}).update(values)
@@ -44,10 +49,10 @@ async def upload(ch: grpc.aio.Channel, tenant: str, filename: str, data: bytes, 
     return await stub.Upload(parts(), timeout=60)
 
 
-async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], timeout: float = 120) -> None:
+async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], within_s: float = 120) -> None:
     stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     pending = set(doc_ids)
     while pending:
         for d in list(pending):
@@ -57,7 +62,7 @@ async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], ti
             if doc.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED:
                 pending.discard(d)
         if loop.time() > deadline:
-            raise AssertionError(f"not indexed within {timeout}s: {pending}")
+            raise AssertionError(f"not indexed within {within_s}s: {pending}")
         await asyncio.sleep(0.1)
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as pb
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as pb_grpc
 from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
-from isthmus_agent_orchestrator.pipeline import Answer, FinalEvent, Orchestrator, SentenceEvent, Stage, StageEvent
-from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
+from isthmus_agent_orchestrator.pipeline import (
+    Answer,
+    FinalEvent,
+    Orchestrator,
+    SentenceEvent,
+    Stage,
+    StageEvent,
+)
+from isthmus_core.ports.generator import AnswerSentence, Context
 from isthmus_core.ports.guard import Action, Finding, Verdict
 
 _STAGE = {
@@ -35,8 +42,11 @@ def verdict_from_pb(v: common_pb2.Verdict) -> Verdict:
         action=_ACTION_FROM_PB.get(v.action, Action.BLOCK),
         findings=tuple(
             Finding(
-                f.code, f.message, f.start if f.HasField("start") else None,
-                f.end if f.HasField("end") else None, f.score,
+                f.code,
+                f.message,
+                f.start if f.HasField("start") else None,
+                f.end if f.HasField("end") else None,
+                f.score,
             )
             for f in v.findings
         ),
@@ -48,31 +58,42 @@ def verdict_pb(v: Verdict | None) -> common_pb2.Verdict | None:
     if v is None:
         return None
     return common_pb2.Verdict(
-        action=_ACTION_TO_PB[v.action], text=v.text,
-        findings=[common_pb2.Finding(code=f.code, message=f.message, start=f.start, end=f.end, score=f.score)
-                  for f in v.findings],
+        action=_ACTION_TO_PB[v.action],
+        text=v.text,
+        findings=[
+            common_pb2.Finding(code=f.code, message=f.message, start=f.start, end=f.end, score=f.score)
+            for f in v.findings
+        ],
     )
 
 
 def sentence_pb(s: AnswerSentence) -> common_pb2.AnswerSentence:
     return common_pb2.AnswerSentence(
         text=s.text,
-        citations=[common_pb2.Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end)
-                   for c in s.citations],
+        citations=[
+            common_pb2.Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end)
+            for c in s.citations
+        ],
     )
 
 
 def context_pb(c: Context) -> common_pb2.Context:
-    return common_pb2.Context(chunk_id=c.chunk_id, document_id=c.document_id, text=c.text, start=c.start,
-                              score=c.score)
+    return common_pb2.Context(
+        chunk_id=c.chunk_id, document_id=c.document_id, text=c.text, start=c.start, score=c.score
+    )
 
 
 def answer_pb(a: Answer) -> pb.AskResponse:
     return pb.AskResponse(
-        question_id=a.question_id, answer=a.text, sentences=[sentence_pb(s) for s in a.sentences],
+        question_id=a.question_id,
+        answer=a.text,
+        sentences=[sentence_pb(s) for s in a.sentences],
         citations=[common_pb2.Citation(**c.model_dump()) for c in a.citations],
-        input_verdict=verdict_pb(a.input_verdict), output_verdict=verdict_pb(a.output_verdict),
-        blocked=a.blocked, generator=a.generator, latency_ms=a.latency_ms,
+        input_verdict=verdict_pb(a.input_verdict),
+        output_verdict=verdict_pb(a.output_verdict),
+        blocked=a.blocked,
+        generator=a.generator,
+        latency_ms=a.latency_ms,
     )
 
 
@@ -86,7 +107,8 @@ class Clients:
 
     async def check_input(self, tenant: str, text: str, subject: str) -> Verdict:
         v = await self._guard.CheckInput(
-            guardrail_pb2.CheckInputRequest(tenant_id=tenant, text=text, subject_id=subject), timeout=self._timeout
+            guardrail_pb2.CheckInputRequest(tenant_id=tenant, text=text, subject_id=subject),
+            timeout=self._timeout,
         )
         return verdict_from_pb(v)
 
@@ -95,7 +117,9 @@ class Clients:
     ) -> Verdict:
         v = await self._guard.CheckOutput(
             guardrail_pb2.CheckOutputRequest(
-                tenant_id=tenant, subject_id=subject, sentences=[sentence_pb(s) for s in sentences],
+                tenant_id=tenant,
+                subject_id=subject,
+                sentences=[sentence_pb(s) for s in sentences],
                 contexts=[context_pb(c) for c in contexts],
             ),
             timeout=self._timeout,
@@ -107,7 +131,9 @@ class Clients:
             retrieval_pb2.SearchRequest(tenant_id=tenant, query=query, top_k=top_k), timeout=self._timeout
         )
         return [
-            Context(h.context.chunk_id, h.context.document_id, h.context.text, h.context.start, h.context.score)
+            Context(
+                h.context.chunk_id, h.context.document_id, h.context.text, h.context.start, h.context.score
+            )
             for h in resp.hits
         ]
 
@@ -119,7 +145,9 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
         return answer_pb(await self._core.ask(request.tenant_id, request.question, request.top_k))
 
-    async def AskStream(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AskEvent]:
+    async def AskStream(
+        self, request: pb.AskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.AskEvent]:
         async for ev in self._core.run(request.tenant_id, request.question, request.top_k):
             if isinstance(ev, StageEvent):
                 yield pb.AskEvent(stage=pb.StageEvent(stage=_STAGE[ev.stage], detail=ev.detail))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
-
 from isthmus_agent_orchestrator.api import AgentOrchestratorServicer, Clients
 from isthmus_agent_orchestrator.pipeline import Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
@@ -22,8 +21,11 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
         from isthmus_agent_orchestrator.openai_compat import OpenAICompatibleGenerator
 
         gen = OpenAICompatibleGenerator(
-            s.openai_base_url, s.openai_model, s.openai_api_key.get_secret_value() or None,
-            timeout_s=s.openai_timeout_s, max_retries=s.openai_max_retries,
+            s.openai_base_url,
+            s.openai_model,
+            s.openai_api_key.get_secret_value() or None,
+            timeout_s=s.openai_timeout_s,
+            max_retries=s.openai_max_retries,
         )
         return gen, [gen.aclose]
     from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
@@ -37,13 +39,21 @@ async def build(ctx: ModuleContext) -> Offer:
     clients = Clients(ctx.channel("guardrail"), ctx.channel("retrieval"))
     generator, stops = make_generator(s)
     core = Orchestrator(
-        clients.check_input, clients.search, clients.check_output, generator,
+        clients.check_input,
+        clients.search,
+        clients.check_output,
+        generator,
         partial(publish_event, ctx.bus, topics.ANSWERS_PRODUCED),
-        top_k=s.top_k, max_question_chars=s.max_question_chars,
+        top_k=s.top_k,
+        max_question_chars=s.max_question_chars,
     )
     return Offer(
-        registrars=[partial(agent_orchestrator_pb2_grpc.add_AgentOrchestratorServiceServicer_to_server,
-                            AgentOrchestratorServicer(core))],
+        registrars=[
+            partial(
+                agent_orchestrator_pb2_grpc.add_AgentOrchestratorServiceServicer_to_server,
+                AgentOrchestratorServicer(core),
+            )
+        ],
         grpc_service_names=[
             agent_orchestrator_pb2.DESCRIPTOR.services_by_name["AgentOrchestratorService"].full_name
         ],

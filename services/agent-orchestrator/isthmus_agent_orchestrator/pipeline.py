@@ -61,8 +61,10 @@ class Answer:
         seen: dict[tuple[str, int, int], Citation] = {}
         for s in self.sentences:
             for c in s.citations:
-                seen.setdefault((c.chunk_id, c.start, c.end), Citation(
-                    chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end))
+                seen.setdefault(
+                    (c.chunk_id, c.start, c.end),
+                    Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end),
+                )
         return list(seen.values())
 
 

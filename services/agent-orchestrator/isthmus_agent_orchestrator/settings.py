@@ -12,7 +12,8 @@ class OrchestratorSettings(SectionSettings):
     model_config = section_config("agent-orchestrator")
 
     generator: Literal["extractive", "openai"] = Field(
-        "extractive", description="extractive = offline, citation-grounded; openai = any OpenAI-compatible API"
+        "extractive",
+        description="extractive = offline, citation-grounded; openai = any OpenAI-compatible API",
     )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_model: str = ""

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+
 from isthmus.ingestion.v1 import ingestion_pb2
 
 CHUNK = 1024 * 1024
@@ -26,7 +27,10 @@ async def upload_parts(
     ctype = mimetypes.guess_type(path.name)[0] or ""
     yield ingestion_pb2.UploadRequest(
         header=ingestion_pb2.UploadHeader(
-            tenant_id=tenant, filename=path.name, content_type="", document_id=document_id,
+            tenant_id=tenant,
+            filename=path.name,
+            content_type="",
+            document_id=document_id,
             metadata={"path": str(path), **({"mime": ctype} if ctype else {}), **(metadata or {})},
         )
     )

@@ -20,7 +20,9 @@ from rich.table import Table
 
 from isthmus_core.errors import ConfigurationError
 
-app = typer.Typer(help="Isthmus — an enterprise GenAI platform you can run on a laptop.", no_args_is_help=True)
+app = typer.Typer(
+    help="Isthmus — an enterprise GenAI platform you can run on a laptop.", no_args_is_help=True
+)
 tenant_app = typer.Typer(help="Create, list and delete tenants.", no_args_is_help=True)
 config_app = typer.Typer(help="Print or verify the settings.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
@@ -87,9 +89,7 @@ def _load_sections(target: str, config: Path | None) -> dict[str, Any]:
 
 
 @config_app.command("print")
-def config_print(
-    target: Annotated[str, typer.Option("--target")] = "all", config: ConfigFile = None
-) -> None:
+def config_print(target: Annotated[str, typer.Option("--target")] = "all", config: ConfigFile = None) -> None:
     """Print the effective settings of a target (secrets masked) as JSON."""
     from isthmus_core.settings import masked
 
@@ -126,7 +126,6 @@ def config_verify(
 @tenant_app.command("create")
 def tenant_create(tenant_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
     from isthmus_cli.client import channel
 
     async def main() -> None:
@@ -140,9 +139,10 @@ def tenant_create(tenant_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None
 
 
 @tenant_app.command("list")
-def tenant_list(endpoint: Endpoint = DEFAULT_ENDPOINT, as_json: Annotated[bool, typer.Option("--json")] = False):
+def tenant_list(
+    endpoint: Endpoint = DEFAULT_ENDPOINT, as_json: Annotated[bool, typer.Option("--json")] = False
+):
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
     from isthmus_cli.client import channel
 
     async def main() -> Any:
@@ -169,7 +169,6 @@ def tenant_delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
     from isthmus_cli.client import channel
 
     if not yes and sys.stdin.isatty():
@@ -199,7 +198,6 @@ def ingest(
 ) -> None:
     """Upload documents; by default wait until they are searchable."""
     from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-
     from isthmus_cli.client import channel, collect_files, rpc_error_text, upload_parts
 
     try:
@@ -219,8 +217,14 @@ def ingest(
                     row: dict[str, Any] = {"path": str(f)}
                     try:
                         r = await stub.Upload(upload_parts(tenant, f), timeout=300)
-                        row.update(document_id=r.document_id, chunks=r.chunk_count, duplicate=r.duplicate,
-                                   status=ingestion_pb2.DocumentStatus.Name(r.status).removeprefix("DOCUMENT_STATUS_").lower())
+                        row.update(
+                            document_id=r.document_id,
+                            chunks=r.chunk_count,
+                            duplicate=r.duplicate,
+                            status=ingestion_pb2.DocumentStatus.Name(r.status)
+                            .removeprefix("DOCUMENT_STATUS_")
+                            .lower(),
+                        )
                     except grpc.aio.AioRpcError as exc:
                         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
                             raise
@@ -235,9 +239,14 @@ def ingest(
                     while pending and loop.time() < deadline:
                         for doc_id in list(pending):
                             d = await stub.GetDocument(
-                                ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=doc_id), timeout=30
+                                ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=doc_id),
+                                timeout=30,
                             )
-                            status = ingestion_pb2.DocumentStatus.Name(d.status).removeprefix("DOCUMENT_STATUS_").lower()
+                            status = (
+                                ingestion_pb2.DocumentStatus.Name(d.status)
+                                .removeprefix("DOCUMENT_STATUS_")
+                                .lower()
+                            )
                             if status in ("indexed", "failed"):
                                 pending.discard(doc_id)
                                 progress.advance(task)
@@ -256,7 +265,11 @@ def ingest(
     else:
         table = Table("file", "document", "chunks", "status")
         for r in results:
-            status = r["status"] + (f" ({r['error']})" if r.get("error") else "") + (" duplicate" if r.get("duplicate") else "")
+            status = (
+                r["status"]
+                + (f" ({r['error']})" if r.get("error") else "")
+                + (" duplicate" if r.get("duplicate") else "")
+            )
             table.add_row(r["path"], r.get("document_id", ""), str(r.get("chunks", "")), status)
         console.print(table)
     if any(r["status"] in ("rejected", "failed") for r in results):
@@ -266,8 +279,12 @@ def ingest(
 @contextlib.contextmanager
 def _progress(quiet: bool) -> Any:
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=quiet or not err.is_terminal,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
     )
     with progress:
         yield progress
@@ -283,13 +300,15 @@ def ask(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     top_k: Annotated[int, typer.Option(help="contexts for the generator")] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    stream: Annotated[bool, typer.Option("--stream", help="print sentences as they pass the guardrail")] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="print sentences as they pass the guardrail")
+    ] = False,
 ) -> None:
     """Ask a question; prints the answer, its citations and the guardrail verdicts."""
     from google.protobuf.json_format import MessageToDict
+
     from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as pb
     from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as pb_grpc
-
     from isthmus_cli.client import channel
 
     async def main() -> Any:
@@ -322,7 +341,8 @@ def ask(
     for label, v in (("input", resp.input_verdict), ("output", resp.output_verdict)):
         if v.action:
             codes = ", ".join(f.code for f in v.findings) or "no findings"
-            console.print(f"[dim]guardrail {label}: {common_pb2.GuardAction.Name(v.action).removeprefix('GUARD_ACTION_').lower()} ({codes})[/dim]")
+            action = common_pb2.GuardAction.Name(v.action).removeprefix("GUARD_ACTION_").lower()
+            console.print(f"[dim]guardrail {label}: {action} ({escape(codes)})[/dim]")
     if resp.blocked:
         raise typer.Exit(3)
 
@@ -348,18 +368,21 @@ async def standalone_platform(config: Path | None = None) -> AsyncIterator[str]:
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="BEIR-layout dir: corpus.jsonl, queries.jsonl, qrels/test.tsv")],
+    dataset: Annotated[
+        Path, typer.Argument(help="BEIR-layout dir: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    ],
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     modes: Annotated[str, typer.Option(help="comma-separated: bm25,dense,hybrid")] = "bm25,dense,hybrid",
     max_queries: Annotated[int, typer.Option(help="0 = all judged queries")] = 0,
-    standalone: Annotated[bool, typer.Option("--standalone", help="boot a throwaway platform in-process")] = False,
+    standalone: Annotated[
+        bool, typer.Option("--standalone", help="boot a throwaway platform in-process")
+    ] = False,
     keep_tenant: Annotated[bool, typer.Option("--keep-tenant")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigFile = None,
 ) -> None:
     """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode."""
     from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
-
     from isthmus_cli.client import channel
     from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 
@@ -372,7 +395,9 @@ def eval_(
         async with channel(address) as ch:
             stub = evaluation_pb2_grpc.EvaluationServiceStub(ch)
             req = evaluation_pb2.RunEvalRequest(
-                dataset_path=str(ds), modes=[m for m in modes.split(",") if m], max_queries=max_queries,
+                dataset_path=str(ds),
+                modes=[m for m in modes.split(",") if m],
+                max_queries=max_queries,
                 keep_tenant=keep_tenant,
             )
             with _progress(as_json) as progress:
@@ -395,10 +420,15 @@ def eval_(
 
     r = _run(main())
     report = EvalReport(
-        dataset=r.dataset, documents=r.documents, queries=r.queries, ingest_seconds=r.ingest_seconds,
+        dataset=r.dataset,
+        documents=r.documents,
+        queries=r.queries,
+        ingest_seconds=r.ingest_seconds,
         tenant_id=r.tenant_id,
-        modes=[ModeReport(m.mode, m.ndcg_at_10, m.recall_at_100, m.mrr_at_10, m.latency_p50_ms, m.latency_p95_ms)
-               for m in r.modes],
+        modes=[
+            ModeReport(m.mode, m.ndcg_at_10, m.recall_at_100, m.mrr_at_10, m.latency_p50_ms, m.latency_p95_ms)
+            for m in r.modes
+        ],
     )
     if as_json:
         print(report.to_json())
@@ -417,9 +447,9 @@ def status(
 ) -> None:
     """Health of every service at the endpoint (and a tenant's document counts)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
     from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-
     from isthmus_cli.client import channel
 
     services = {
@@ -440,15 +470,21 @@ def status(
                     r = await h.Check(health_pb2.HealthCheckRequest(service=full), timeout=5)
                     out["services"][name] = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
                 except grpc.aio.AioRpcError as exc:
-                    out["services"][name] = "NOT_HERE" if exc.code() == grpc.StatusCode.NOT_FOUND else exc.code().name
+                    out["services"][name] = (
+                        "NOT_HERE" if exc.code() == grpc.StatusCode.NOT_FOUND else exc.code().name
+                    )
             if out["services"].get("evaluation") == "SERVING":
                 m = await evaluation_pb2_grpc.EvaluationServiceStub(ch).GetOnlineMetrics(
                     evaluation_pb2.GetOnlineMetricsRequest(tenant_id=tenant), timeout=5
                 )
-                out["online"] = {"answers": m.answers, "latency_p50_ms": round(m.latency_p50_ms, 1),
-                                 "latency_p95_ms": round(m.latency_p95_ms, 1),
-                                 "citations_per_answer": round(m.citations_per_answer, 2),
-                                 "guardrail_blocks": m.guardrail_blocks, "blocked_answers": m.blocked_answers}
+                out["online"] = {
+                    "answers": m.answers,
+                    "latency_p50_ms": round(m.latency_p50_ms, 1),
+                    "latency_p95_ms": round(m.latency_p95_ms, 1),
+                    "citations_per_answer": round(m.citations_per_answer, 2),
+                    "guardrail_blocks": m.guardrail_blocks,
+                    "blocked_answers": m.blocked_answers,
+                }
             if tenant:
                 docs = await ingestion_pb2_grpc.IngestionServiceStub(ch).ListDocuments(
                     ingestion_pb2.ListDocumentsRequest(tenant_id=tenant), timeout=30

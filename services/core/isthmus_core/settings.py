@@ -68,7 +68,6 @@ class SectionSettings(BaseSettings):
         return (init_settings, env_settings, _TomlSection(settings_cls, file_values), file_secret_settings)
 
 
-
 # The parsed config file, keyed by section. Filled by ``load_all`` (explicitly, never at import time).
 _FILE_VALUES: dict[str, dict[str, Any]] = {}
 

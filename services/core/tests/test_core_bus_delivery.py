@@ -7,6 +7,7 @@ import itertools
 import time
 
 import pytest
+
 from isthmus_core.bus.delivery import (
     MAX_ERROR_HEADER_CHARS,
     Outcome,

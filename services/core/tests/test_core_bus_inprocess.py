@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+
 from isthmus_core.bus.inprocess import InProcessBus, partition_for
 from isthmus_core.bus.port import EventBus, Message, RetryPolicy, Subscription
 from isthmus_core.contracts.events import TenantDeleted

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import ConsumerRecord
+
 from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
 from isthmus_core.bus.kafka import (
     KafkaBus,

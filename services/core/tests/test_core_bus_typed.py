@@ -6,6 +6,8 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from opentelemetry import propagate, trace
+
 from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.bus.port import Message, Subscription
@@ -22,7 +24,6 @@ from isthmus_core.contracts.events import ChunksIndexed, DocumentSubmitted, Tena
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.telemetry.tracing import configure_tracing
 from isthmus_core.testing.bus_conformance import Collector
-from opentelemetry import propagate, trace
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
+
 from isthmus.embedding.v1 import embedding_pb2 as pb
 from isthmus.embedding.v1 import embedding_pb2_grpc as pb_grpc
-
 from isthmus_core.ports.embedder import Embedder
 from isthmus_embedding.service import EmbeddingCore
 

@@ -3,8 +3,9 @@
 Concurrent callers' texts are coalesced into batches of at most ``max_batch`` texts of one kind. A
 single worker task forms a batch (waiting at most ``max_wait_ms`` after the oldest queued text for
 more texts to arrive), runs ``embedder.embed`` in a dedicated thread — the event loop never blocks —
-and hands each caller exactly its own rows, in order. One batch runs at a time: the ONNX session
-already uses every core, and batches queue up while it runs, so under load no time is spent waiting.
+and hands each caller exactly its own rows, in order. One batch runs at a time — the embedder spreads
+a batch over every core itself (see :mod:`isthmus_embedding.onnx`) — and texts queue up while it runs,
+so under load the next batch leaves at once, without waiting.
 
 A caller's request larger than ``max_batch`` is split across consecutive batches; a batch may hold the
 tail of one request and the head of the next. If the embedder raises, every caller with texts in that
@@ -114,7 +115,9 @@ class MicroBatcher:
         if not self._accepting or self._wakeup is None:
             raise Unavailable("the embedding batcher is not running (not started yet, or shutting down)")
         if not texts:
-            return Embeddings(np.empty((0, self._embedder.dimension), dtype=np.float32), self._embedder.model_id)
+            return Embeddings(
+                np.empty((0, self._embedder.dimension), dtype=np.float32), self._embedder.model_id
+            )
         loop = asyncio.get_running_loop()
         request = _Request(list(texts), kind, loop.create_future(), time.monotonic())
         self._queue.append(request)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-
 from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.typed import event_handler, publish_event
 from isthmus_core.contracts import topics
@@ -27,7 +26,12 @@ async def build(ctx: ModuleContext) -> Offer:
     assert isinstance(s, EmbeddingSettings)
     model_dir = s.model_dir or bundled_model_dir(BGE_SMALL_EN)
     embedder = OnnxEmbedder(
-        model_dir, query_prefix=s.query_prefix, max_tokens=s.max_tokens, intra_op_threads=s.intra_op_threads
+        model_dir,
+        query_prefix=s.query_prefix,
+        max_tokens=s.max_tokens,
+        intra_op_threads=s.intra_op_threads,
+        parallel_runs=s.parallel_runs,
+        rows_per_run=s.rows_per_run,
     )
     batcher = MicroBatcher(embedder, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms)
     core = EmbeddingCore(
@@ -42,7 +46,9 @@ async def build(ctx: ModuleContext) -> Offer:
         grpc_service_names=[embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name],
         subscriptions=[
             Subscription(
-                topics.CHUNKS_CREATED.name, GROUP, event_handler(topics.CHUNKS_CREATED, core.on_chunks_created)
+                topics.CHUNKS_CREATED.name,
+                GROUP,
+                event_handler(topics.CHUNKS_CREATED, core.on_chunks_created),
             )
         ],
         topics=[topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED],
@@ -52,5 +58,8 @@ async def build(ctx: ModuleContext) -> Offer:
 
 
 MODULE = Module(
-    name=NAME, settings_cls=EmbeddingSettings, build=build, description="ONNX Runtime embeddings, micro-batched"
+    name=NAME,
+    settings_cls=EmbeddingSettings,
+    build=build,
+    description="ONNX Runtime embeddings, micro-batched",
 )

@@ -11,7 +11,7 @@ from isthmus_core.errors import ConfigurationError
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.embedder import Embedder
 from isthmus_core.testing.embedder_conformance import EmbedderConformance
-from isthmus_embedding.onnx import OnnxEmbedder
+from isthmus_embedding.onnx import DEFAULT_QUERY_PREFIX, OnnxEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +82,10 @@ def test_query_kind_prepends_the_prefix(model_dir: Path, onnx_embedder: OnnxEmbe
     as_query = onnx_embedder.embed([text], "query").vectors[0]
     as_passage = onnx_embedder.embed([text], "passage").vectors[0]
     assert not np.allclose(as_query, as_passage, atol=1e-3)
-    prefixed = onnx_embedder.embed([onnx_embedder_prefix() + text], "passage").vectors[0]
+    prefixed = onnx_embedder.embed([DEFAULT_QUERY_PREFIX + text], "passage").vectors[0]
     np.testing.assert_allclose(as_query, prefixed, atol=1e-5)
     no_prefix = OnnxEmbedder(model_dir, query_prefix="")
     np.testing.assert_allclose(no_prefix.embed([text], "query").vectors[0], as_passage, atol=1e-5)
-
-
-def onnx_embedder_prefix() -> str:
-    return "Represent this sentence for searching relevant passages: "
 
 
 @pytest.mark.slow
@@ -104,6 +100,14 @@ def test_padding_does_not_change_vectors(onnx_embedder: OnnxEmbedder) -> None:
 
 
 @pytest.mark.slow
+def test_a_vector_does_not_depend_on_its_batch_neighbours(onnx_embedder: OnnxEmbedder) -> None:
+    text = "pressure distribution on a delta wing"
+    with_a = onnx_embedder.embed([text, "heat transfer to a blunt body at mach 6"]).vectors[0]
+    with_b = onnx_embedder.embed(["completely different neighbour text, much longer " * 5, text]).vectors[1]
+    np.testing.assert_allclose(with_a, with_b, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_long_texts_are_truncated_at_max_tokens(model_dir: Path) -> None:
     embedder = OnnxEmbedder(model_dir, max_tokens=16)
     head = "the quick brown fox jumps over the lazy dog near the river bank today"
@@ -113,17 +117,41 @@ def test_long_texts_are_truncated_at_max_tokens(model_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_large_calls_are_split_into_batches(model_dir: Path, onnx_embedder: OnnxEmbedder) -> None:
-    texts = [f"sentence number {i} about wind tunnels" for i in range(7)]
-    small_batches = OnnxEmbedder(model_dir, batch_size=3).embed(texts).vectors
-    np.testing.assert_allclose(small_batches, onnx_embedder.embed(texts).vectors, atol=1e-4)
+def test_serial_and_parallel_runs_agree(model_dir: Path, onnx_embedder: OnnxEmbedder) -> None:
+    texts = [f"sentence number {i} about wind tunnels and {'shock ' * i}waves" for i in range(7)]
+    serial = OnnxEmbedder(model_dir, parallel_runs=1)
+    assert serial.parallel_runs == 1
+    np.testing.assert_allclose(serial.embed(texts).vectors, onnx_embedder.embed(texts).vectors, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_padded_multi_row_runs_stay_close_to_row_wise_runs(
+    model_dir: Path, onnx_embedder: OnnxEmbedder
+) -> None:
+    texts = ["short", "a somewhat longer text about compressible flow", "mid length text here", "x"]
+    batched = OnnxEmbedder(model_dir, rows_per_run=3).embed(texts).vectors
+    row_wise = onnx_embedder.embed(texts).vectors
+    assert batched.shape == row_wise.shape
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    # int8 dynamic quantisation shares one activation scale per run, so rows move a little; padding
+    # itself (attention-masked) must not move them further than that
+    assert float(np.min(np.sum(batched * row_wise, axis=1))) > 0.99
 
 
 @pytest.mark.slow
 def test_intra_op_threads_is_honoured(model_dir: Path, onnx_embedder: OnnxEmbedder) -> None:
-    single = OnnxEmbedder(model_dir, intra_op_threads=1)
+    two = OnnxEmbedder(model_dir, intra_op_threads=2, parallel_runs=1)
     text = ["thread count must not change results"]
-    np.testing.assert_allclose(single.embed(text).vectors, onnx_embedder.embed(text).vectors, atol=1e-4)
+    np.testing.assert_allclose(two.embed(text).vectors, onnx_embedder.embed(text).vectors, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_close_stops_the_pool_but_embed_still_works(model_dir: Path) -> None:
+    embedder = OnnxEmbedder(model_dir, parallel_runs=2)
+    before = embedder.embed(["one", "two", "three"]).vectors
+    embedder.close()
+    embedder.close()
+    np.testing.assert_allclose(embedder.embed(["one", "two", "three"]).vectors, before, atol=1e-6)
 
 
 # -- startup errors -----------------------------------------------------------------------------------
@@ -137,14 +165,14 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_missing_model_file(tmp_path: Path, model_dir: Path) -> None:
     shutil.copy(model_dir / "tokenizer.json", tmp_path / "tokenizer.json")
-    with pytest.raises(ConfigurationError, match="no model.onnx") as info:
+    with pytest.raises(ConfigurationError, match=r"no model\.onnx") as info:
         OnnxEmbedder(tmp_path)
     assert str(tmp_path / "model.onnx") in str(info.value)
 
 
 def test_missing_tokenizer_file(tmp_path: Path, model_dir: Path) -> None:
     (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
-    with pytest.raises(ConfigurationError, match="no tokenizer.json") as info:
+    with pytest.raises(ConfigurationError, match=r"no tokenizer\.json") as info:
         OnnxEmbedder(tmp_path)
     assert str(tmp_path / "tokenizer.json") in str(info.value)
 
@@ -160,7 +188,7 @@ def test_invalid_onnx_file(tmp_path: Path, model_dir: Path) -> None:
 def test_invalid_tokenizer_file(tmp_path: Path, model_dir: Path) -> None:
     (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
     (tmp_path / "tokenizer.json").write_text("{not json")
-    with pytest.raises(ConfigurationError, match="tokenizer file .* could not be loaded") as info:
+    with pytest.raises(ConfigurationError, match=r"tokenizer file .* could not be loaded") as info:
         OnnxEmbedder(tmp_path)
     assert str(tmp_path / "tokenizer.json") in str(info.value)
 
@@ -172,7 +200,12 @@ def test_max_tokens_beyond_the_model_limit(model_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"max_tokens": 1}, "max_tokens"), ({"batch_size": 0}, "batch_size"), ({"intra_op_threads": 0}, "intra_op")],
+    [
+        ({"max_tokens": 1}, "max_tokens"),
+        ({"rows_per_run": 0}, "rows_per_run"),
+        ({"parallel_runs": 0}, "parallel_runs"),
+        ({"intra_op_threads": 0}, "intra_op_threads"),
+    ],
 )
 def test_bad_numbers_are_configuration_errors(model_dir: Path, kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
-
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.report import EvalReport
 from isthmus_evaluation.runner import EvalProgress, EvalRunner
@@ -15,11 +15,20 @@ from isthmus_evaluation.runner import EvalProgress, EvalRunner
 
 def report_pb(r: EvalReport) -> pb.EvalReport:
     return pb.EvalReport(
-        dataset=r.dataset, documents=r.documents, queries=r.queries, tenant_id=r.tenant_id,
+        dataset=r.dataset,
+        documents=r.documents,
+        queries=r.queries,
+        tenant_id=r.tenant_id,
         ingest_seconds=r.ingest_seconds,
         modes=[
-            pb.ModeMetrics(mode=m.mode, ndcg_at_10=m.ndcg_at_10, recall_at_100=m.recall_at_100,
-                           mrr_at_10=m.mrr_at_10, latency_p50_ms=m.latency_p50_ms, latency_p95_ms=m.latency_p95_ms)
+            pb.ModeMetrics(
+                mode=m.mode,
+                ndcg_at_10=m.ndcg_at_10,
+                recall_at_100=m.recall_at_100,
+                mrr_at_10=m.mrr_at_10,
+                latency_p50_ms=m.latency_p50_ms,
+                latency_p95_ms=m.latency_p95_ms,
+            )
             for m in r.modes
         ],
     )
@@ -30,7 +39,9 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         self._runner = runner
         self._online = online
 
-    async def RunEval(self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EvalEvent]:
+    async def RunEval(
+        self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvalEvent]:
         async for ev in self._runner.run(
             request.dataset_path, list(request.modes), request.max_queries, request.keep_tenant
         ):
@@ -44,7 +55,11 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
     ) -> pb.OnlineMetrics:
         s = self._online.snapshot(request.tenant_id or None)
         return pb.OnlineMetrics(
-            answers=s.answers, latency_p50_ms=s.latency_p50_ms, latency_p95_ms=s.latency_p95_ms,
-            citations_per_answer=s.citations_per_answer, guardrail_blocks=s.guardrail_blocks,
-            guardrail_redactions=s.guardrail_redactions, blocked_answers=s.blocked_answers,
+            answers=s.answers,
+            latency_p50_ms=s.latency_p50_ms,
+            latency_p95_ms=s.latency_p95_ms,
+            citations_per_answer=s.citations_per_answer,
+            guardrail_blocks=s.guardrail_blocks,
+            guardrail_redactions=s.guardrail_redactions,
+            blocked_answers=s.blocked_answers,
         )

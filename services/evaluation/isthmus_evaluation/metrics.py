@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytrec_eval
+
 from isthmus_core.errors import InvalidArgument
 
 NDCG_AT_10 = "ndcg_at_10"

@@ -7,7 +7,6 @@ from functools import partial
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.typed import event_handler
 from isthmus_core.contracts import topics
@@ -65,8 +64,11 @@ async def build(ctx: ModuleContext) -> Offer:
     assert isinstance(s, EvaluationSettings)
     online = OnlineMetrics()
     runner = EvalRunner(
-        grpc_clients(ctx), upload_concurrency=s.upload_concurrency, search_concurrency=s.search_concurrency,
-        index_timeout_s=s.index_timeout_s, top_k=s.top_k,
+        grpc_clients(ctx),
+        upload_concurrency=s.upload_concurrency,
+        search_concurrency=s.search_concurrency,
+        index_timeout_s=s.index_timeout_s,
+        top_k=s.top_k,
     )
 
     async def on_answer(ev: object) -> None:
@@ -76,11 +78,17 @@ async def build(ctx: ModuleContext) -> Offer:
         online.observe_verdict(ev)  # type: ignore[arg-type]
 
     return Offer(
-        registrars=[partial(evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
-                            EvaluationServicer(runner, online))],
+        registrars=[
+            partial(
+                evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
+                EvaluationServicer(runner, online),
+            )
+        ],
         grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],
         subscriptions=[
-            Subscription(topics.ANSWERS_PRODUCED.name, GROUP, event_handler(topics.ANSWERS_PRODUCED, on_answer)),
+            Subscription(
+                topics.ANSWERS_PRODUCED.name, GROUP, event_handler(topics.ANSWERS_PRODUCED, on_answer)
+            ),
             Subscription(
                 topics.GUARDRAIL_VERDICTS.name, GROUP, event_handler(topics.GUARDRAIL_VERDICTS, on_verdict)
             ),

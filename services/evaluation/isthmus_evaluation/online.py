@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict
 from isthmus_core.errors import InvalidArgument
-
 from isthmus_evaluation.metrics import percentile
 
 DEFAULT_LATENCY_WINDOW = 10_000

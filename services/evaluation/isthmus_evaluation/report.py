@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from isthmus_core.errors import InvalidArgument
 from rich.table import Table
+
+from isthmus_core.errors import InvalidArgument
 
 #: nDCG@10 measured on a 2-core machine, from the shared datasets README (bm25s + Snowball stemming;
 #: bge-small-en-v1.5 int8 ONNX with the query prefix; reciprocal-rank fusion k=60 of the two top-100 lists)

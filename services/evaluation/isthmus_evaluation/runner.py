@@ -80,40 +80,59 @@ class EvalRunner:
             ingest_s = time.perf_counter() - t0
             reports = []
             for mode in modes:
-                run: dict[str, dict[str, float]] = {}
-                latencies: list[float] = []
-                sem = asyncio.Semaphore(self._sq)
-                done = 0
-
-                async def one(qid: str, text: str, mode: str = mode) -> None:
-                    nonlocal done
-                    async with sem:
-                        q0 = time.perf_counter()
-                        hits = await self._c.search(tenant, text, mode, self._k)
-                        latencies.append((time.perf_counter() - q0) * 1000)
-                    run[qid] = chunk_hits_to_doc_run(hits)
-                    done += 1
-
-                tasks = [asyncio.create_task(one(qid, text)) for qid, text in queries]
-                for fut in asyncio.as_completed(tasks):
-                    await fut
-                    if done % 25 == 0 or done == len(queries):
-                        yield EvalProgress(f"search:{mode}", done, len(queries))
-                m = evaluate_run(qrels, run)
-                reports.append(
-                    ModeReport(
-                        mode=mode, ndcg_at_10=m.ndcg_at_10, recall_at_100=m.recall_at_100, mrr_at_10=m.mrr_at_10,
-                        latency_p50_ms=percentile(latencies, 50) if latencies else 0.0,
-                        latency_p95_ms=percentile(latencies, 95) if latencies else 0.0,
-                    )
-                )
+                async for item in self._search_mode(tenant, mode, queries, qrels):
+                    if isinstance(item, ModeReport):
+                        reports.append(item)
+                    else:
+                        yield item
             yield EvalReport(
-                dataset=ds.name, documents=len(ds.corpus), queries=len(queries), ingest_seconds=ingest_s,
-                tenant_id=tenant, modes=reports,
+                dataset=ds.name,
+                documents=len(ds.corpus),
+                queries=len(queries),
+                ingest_seconds=ingest_s,
+                tenant_id=tenant,
+                modes=reports,
             )
         finally:
             if not keep_tenant:
                 await self._c.delete_tenant(tenant)
+
+    async def _search_mode(
+        self,
+        tenant: str,
+        mode: str,
+        queries: Sequence[tuple[str, str]],
+        qrels: dict[str, dict[str, int]],
+    ) -> AsyncIterator[EvalProgress | ModeReport]:
+        run: dict[str, dict[str, float]] = {}
+        latencies: list[float] = []
+        sem = asyncio.Semaphore(self._sq)
+
+        async def one(qid: str, text: str) -> None:
+            async with sem:
+                q0 = time.perf_counter()
+                hits = await self._c.search(tenant, text, mode, self._k)
+                latencies.append((time.perf_counter() - q0) * 1000)
+            run[qid] = chunk_hits_to_doc_run(hits)
+
+        tasks = [asyncio.create_task(one(qid, text)) for qid, text in queries]
+        try:
+            for n, fut in enumerate(asyncio.as_completed(tasks), 1):
+                await fut
+                if n % 25 == 0 or n == len(queries):
+                    yield EvalProgress(f"search:{mode}", n, len(queries))
+        finally:
+            for t in tasks:
+                t.cancel()
+        m = evaluate_run(qrels, run)
+        yield ModeReport(
+            mode=mode,
+            ndcg_at_10=m.ndcg_at_10,
+            recall_at_100=m.recall_at_100,
+            mrr_at_10=m.mrr_at_10,
+            latency_p50_ms=percentile(latencies, 50) if latencies else 0.0,
+            latency_p95_ms=percentile(latencies, 95) if latencies else 0.0,
+        )
 
     async def _ingest(self, tenant: str, ds: object) -> AsyncIterator[EvalProgress]:
         corpus = ds.corpus  # type: ignore[attr-defined]
@@ -147,5 +166,7 @@ class EvalRunner:
             if indexed + failed >= known:
                 return
             if time.monotonic() > deadline:
-                raise Unavailable(f"corpus not indexed within {self._timeout:.0f}s ({indexed}/{known} documents)")
+                raise Unavailable(
+                    f"corpus not indexed within {self._timeout:.0f}s ({indexed}/{known} documents)"
+                )
             await asyncio.sleep(self._poll)

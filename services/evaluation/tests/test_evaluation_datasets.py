@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text, load_beir
 

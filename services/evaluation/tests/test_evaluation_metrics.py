@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_evaluation.datasets import load_beir
 from isthmus_evaluation.metrics import RunMetrics, chunk_hits_to_doc_run, evaluate_run, percentile

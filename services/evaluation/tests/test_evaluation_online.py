@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from isthmus_core.contracts.events import AnswerProduced, Citation, GuardrailVerdict
 from isthmus_core.errors import InvalidArgument
 from isthmus_evaluation.online import OnlineMetrics, OnlineSnapshot

@@ -5,10 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-from isthmus_core.errors import InvalidArgument
-from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 from rich.console import Console
 from rich.table import Table
+
+from isthmus_core.errors import InvalidArgument
+from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 
 
 def _report() -> EvalReport:

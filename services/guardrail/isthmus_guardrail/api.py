@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import grpc
+
 from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
-
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
@@ -56,11 +56,16 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                 stage=stage,  # type: ignore[arg-type]
                 action=v.action.value,  # type: ignore[arg-type]
                 subject_id=subject,
-                reasons=[VerdictReason(code=f.code, message=f.message, start=f.start, end=f.end) for f in v.findings],
+                reasons=[
+                    VerdictReason(code=f.code, message=f.message, start=f.start, end=f.end)
+                    for f in v.findings
+                ],
             )
         )
 
-    async def CheckInput(self, request: pb.CheckInputRequest, context: grpc.aio.ServicerContext) -> common_pb2.Verdict:
+    async def CheckInput(
+        self, request: pb.CheckInputRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Verdict:
         if not request.tenant_id:
             raise InvalidArgument("tenant_id is required")
         if len(request.text) > self._max:
@@ -108,7 +113,12 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
 
 def policy_pb(tenant_id: str, p: Policy) -> pb.Policy:
     return pb.Policy(
-        tenant_id=tenant_id, block_injection=p.block_injection, injection_threshold=p.injection_threshold,
-        redact_pii=p.redact_pii, pii_entities=list(p.pii_entities), pii_threshold=p.pii_threshold,
-        grounding_threshold=p.grounding_threshold, block_ungrounded=p.block_ungrounded,
+        tenant_id=tenant_id,
+        block_injection=p.block_injection,
+        injection_threshold=p.injection_threshold,
+        redact_pii=p.redact_pii,
+        pii_entities=list(p.pii_entities),
+        pii_threshold=p.pii_threshold,
+        grounding_threshold=p.grounding_threshold,
+        block_ungrounded=p.block_ungrounded,
     )

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context
 from isthmus_core.ports.guard import Action, Finding, Policy, Verdict
-
 from isthmus_guardrail.grounding import check_grounding
 from isthmus_guardrail.injection import detect_injection
 from isthmus_guardrail.pii import PiiDetector

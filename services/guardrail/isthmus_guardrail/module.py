@@ -6,7 +6,6 @@ import asyncio
 from functools import partial
 
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
-
 from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.runtime.module import Module, ModuleContext, Offer

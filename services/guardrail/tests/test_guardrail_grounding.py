@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_guardrail.grounding import (

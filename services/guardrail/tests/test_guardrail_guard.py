@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence
 from isthmus_core.ports.guard import Action, Finding, InputGuard, OutputGuard, Policy

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_guardrail.injection import (
     DELIMITER_INJECTION,

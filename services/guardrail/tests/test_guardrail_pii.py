@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from isthmus_core.errors import ConfigurationError, InvalidArgument
 from isthmus_core.ports.guard import Finding
 from isthmus_guardrail.pii import DEFAULT_SPACY_MODEL, PiiDetector

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
-
 from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_ingestion.registry import DocumentRecord, Status
 from isthmus_ingestion.service import Ingestion
@@ -31,10 +31,18 @@ def _ts(t: float) -> Timestamp:
 
 def document_pb(d: DocumentRecord) -> pb.Document:
     return pb.Document(
-        tenant_id=d.tenant_id, document_id=d.document_id, filename=d.filename, content_type=d.content_type,
-        content_hash=d.content_hash, status=STATUS_TO_PB[d.status], failure_reason=d.failure_reason,
-        chunk_count=d.chunk_count, version=d.version, created_at=_ts(d.created_at),
-        updated_at=_ts(d.updated_at), metadata=d.metadata,
+        tenant_id=d.tenant_id,
+        document_id=d.document_id,
+        filename=d.filename,
+        content_type=d.content_type,
+        content_hash=d.content_hash,
+        status=STATUS_TO_PB[d.status],
+        failure_reason=d.failure_reason,
+        chunk_count=d.chunk_count,
+        version=d.version,
+        created_at=_ts(d.created_at),
+        updated_at=_ts(d.updated_at),
+        metadata=d.metadata,
     )
 
 
@@ -64,16 +72,25 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         if header is None:
             raise InvalidArgument("empty upload stream: send a header, then the file's bytes")
         result = await self._core.ingest(
-            header.tenant_id, header.filename, b"".join(parts), content_type=header.content_type or None,
-            document_id=header.document_id or None, metadata=dict(header.metadata),
+            header.tenant_id,
+            header.filename,
+            b"".join(parts),
+            content_type=header.content_type or None,
+            document_id=header.document_id or None,
+            metadata=dict(header.metadata),
         )
         return pb.UploadResponse(
-            document_id=result.document_id, status=STATUS_TO_PB[result.status], content_hash=result.content_hash,
-            chunk_count=result.chunk_count, duplicate=result.duplicate,
+            document_id=result.document_id,
+            status=STATUS_TO_PB[result.status],
+            content_hash=result.content_hash,
+            chunk_count=result.chunk_count,
+            duplicate=result.duplicate,
             duplicate_of=result.document_id if result.duplicate else "",
         )
 
-    async def GetDocument(self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext) -> pb.Document:
+    async def GetDocument(
+        self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Document:
         await self._core.check_tenant(request.tenant_id)
         d = self._core.registry.get(request.tenant_id, request.document_id)
         if d is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from isthmus_core.errors import ConfigurationError, IsthmusError
 from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
+
+from isthmus_core.errors import ConfigurationError, IsthmusError
 
 
 @dataclass(frozen=True, slots=True)

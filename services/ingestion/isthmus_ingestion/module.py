@@ -6,9 +6,9 @@ import time
 from functools import partial
 
 import grpc
+
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.typed import event_handler, publish_event
 from isthmus_core.contracts import topics
@@ -49,8 +49,12 @@ async def build(ctx: ModuleContext) -> Offer:
         return True
 
     core = Ingestion(
-        registry, chunker, tenant_exists, partial(publish_event, ctx.bus, topics.CHUNKS_CREATED),
-        max_bytes=s.max_upload_bytes, chunks_per_event=s.chunks_per_event,
+        registry,
+        chunker,
+        tenant_exists,
+        partial(publish_event, ctx.bus, topics.CHUNKS_CREATED),
+        max_bytes=s.max_upload_bytes,
+        chunks_per_event=s.chunks_per_event,
     )
 
     async def forget_tenant(ev: object) -> None:
@@ -59,20 +63,27 @@ async def build(ctx: ModuleContext) -> Offer:
 
     status_retry = RetryPolicy(max_attempts=5)
     return Offer(
-        registrars=[partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core))],
+        registrars=[
+            partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core))
+        ],
         grpc_service_names=[ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name],
         subscriptions=[
             Subscription(
-                topics.DOCUMENTS_SUBMITTED.name, GROUP,
+                topics.DOCUMENTS_SUBMITTED.name,
+                GROUP,
                 event_handler(topics.DOCUMENTS_SUBMITTED, core.on_document_submitted),
             ),
             Subscription(
-                topics.CHUNKS_EMBEDDED.name, GROUP + "-status",
-                event_handler(topics.CHUNKS_EMBEDDED, core.on_chunks_embedded), status_retry,
+                topics.CHUNKS_EMBEDDED.name,
+                GROUP + "-status",
+                event_handler(topics.CHUNKS_EMBEDDED, core.on_chunks_embedded),
+                status_retry,
             ),
             Subscription(
-                topics.CHUNKS_INDEXED.name, GROUP + "-status",
-                event_handler(topics.CHUNKS_INDEXED, core.on_chunks_indexed), status_retry,
+                topics.CHUNKS_INDEXED.name,
+                GROUP + "-status",
+                event_handler(topics.CHUNKS_INDEXED, core.on_chunks_indexed),
+                status_retry,
             ),
             Subscription(
                 topics.TENANTS_DELETED.name, GROUP, event_handler(topics.TENANTS_DELETED, forget_tenant)
@@ -81,8 +92,11 @@ async def build(ctx: ModuleContext) -> Offer:
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],
         topics=[
-            topics.DOCUMENTS_SUBMITTED, topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED,
-            topics.CHUNKS_INDEXED, topics.TENANTS_DELETED,
+            topics.DOCUMENTS_SUBMITTED,
+            topics.CHUNKS_CREATED,
+            topics.CHUNKS_EMBEDDED,
+            topics.CHUNKS_INDEXED,
+            topics.TENANTS_DELETED,
         ],
         on_stop=[_closer(registry)],
     )

@@ -22,11 +22,12 @@ from typing import Final
 
 from bs4 import BeautifulSoup, Tag
 from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
-from isthmus_core.errors import ConfigurationError, InvalidArgument
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
+
+from isthmus_core.errors import ConfigurationError, InvalidArgument
 
 TEXT_PLAIN: Final = "text/plain"
 TEXT_MARKDOWN: Final = "text/markdown"

@@ -70,11 +70,19 @@ class DocumentRegistry:
     @staticmethod
     def _row(r: tuple[object, ...]) -> DocumentRecord:
         return DocumentRecord(
-            tenant_id=str(r[0]), document_id=str(r[1]), filename=str(r[2]), content_type=str(r[3]),
-            content_hash=str(r[4]), status=Status(str(r[5])), version=int(r[6]),  # type: ignore[call-overload]
-            chunk_count=int(r[7]), batch_count=int(r[8]),  # type: ignore[call-overload]
-            failure_reason=str(r[9]), metadata=json.loads(str(r[10])),
-            created_at=float(r[11]), updated_at=float(r[12]),  # type: ignore[arg-type]
+            tenant_id=str(r[0]),
+            document_id=str(r[1]),
+            filename=str(r[2]),
+            content_type=str(r[3]),
+            content_hash=str(r[4]),
+            status=Status(str(r[5])),
+            version=int(r[6]),  # type: ignore[call-overload]
+            chunk_count=int(r[7]),
+            batch_count=int(r[8]),  # type: ignore[call-overload]
+            failure_reason=str(r[9]),
+            metadata=json.loads(str(r[10])),
+            created_at=float(r[11]),
+            updated_at=float(r[12]),  # type: ignore[arg-type]
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
@@ -106,13 +114,25 @@ class DocumentRegistry:
         self._db.execute(
             f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                d.tenant_id, d.document_id, d.filename, d.content_type, d.content_hash, d.status.value,
-                d.version, d.chunk_count, d.batch_count, d.failure_reason, json.dumps(d.metadata),
-                d.created_at, d.updated_at,
+                d.tenant_id,
+                d.document_id,
+                d.filename,
+                d.content_type,
+                d.content_hash,
+                d.status.value,
+                d.version,
+                d.chunk_count,
+                d.batch_count,
+                d.failure_reason,
+                json.dumps(d.metadata),
+                d.created_at,
+                d.updated_at,
             ),
         )
 
-    def mark_batch(self, tenant_id: str, document_id: str, version: int, stage: Status, batch_index: int) -> None:
+    def mark_batch(
+        self, tenant_id: str, document_id: str, version: int, stage: Status, batch_index: int
+    ) -> None:
         """Record one batch reaching ``stage``; advance the document when every batch has (idempotent)."""
         doc = self.get(tenant_id, document_id)
         if doc is None or doc.version != version or doc.status == Status.FAILED:

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 import structlog
 
 from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
-from isthmus_core.contracts.events import ChunkPayload, ChunksCreated, ChunksEmbedded, ChunksIndexed, DocumentSubmitted
-from isthmus_core.contracts.events import TenantDeleted
+from isthmus_core.contracts.events import (
+    ChunkPayload,
+    ChunksCreated,
+    ChunksEmbedded,
+    ChunksIndexed,
+    DocumentSubmitted,
+    TenantDeleted,
+)
 from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
@@ -92,9 +98,16 @@ class Ingestion:
             version = previous.version + 1 if previous else 1
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
             record = DocumentRecord(
-                tenant_id=tenant_id, document_id=doc_id, filename=filename, content_type=parsed.content_type,
-                content_hash=digest, status=Status.RECEIVED, version=version, chunk_count=len(chunks),
-                batch_count=len(batches), metadata=dict(metadata or {}),
+                tenant_id=tenant_id,
+                document_id=doc_id,
+                filename=filename,
+                content_type=parsed.content_type,
+                content_hash=digest,
+                status=Status.RECEIVED,
+                version=version,
+                chunk_count=len(chunks),
+                batch_count=len(batches),
+                metadata=dict(metadata or {}),
                 created_at=previous.created_at if previous else 0.0,
             )
             self.registry.save(record)
@@ -113,7 +126,11 @@ class Ingestion:
                     chunks=[
                         ChunkPayload(
                             chunk_id=chunk_uuid(tenant_id, doc_id, c.index),
-                            index=c.index, text=c.text, start=c.start, end=c.end, metadata=meta,
+                            index=c.index,
+                            text=c.text,
+                            start=c.start,
+                            end=c.end,
+                            metadata=meta,
                         )
                         for c in batch
                     ],
@@ -129,16 +146,25 @@ class Ingestion:
     async def on_document_submitted(self, ev: DocumentSubmitted) -> None:
         try:
             await self.ingest(
-                ev.tenant_id, ev.filename, ev.content, content_type=ev.content_type,
-                document_id=ev.document_id, metadata=ev.metadata, trace_context=ev.trace_context,
+                ev.tenant_id,
+                ev.filename,
+                ev.content,
+                content_type=ev.content_type,
+                document_id=ev.document_id,
+                metadata=ev.metadata,
+                trace_context=ev.trace_context,
             )
         except InvalidArgument as exc:
             if ev.document_id:  # make the failure visible in the document status too
                 self.registry.save(
                     DocumentRecord(
-                        tenant_id=ev.tenant_id, document_id=ev.document_id, filename=ev.filename,
-                        content_type=ev.content_type or "", content_hash=content_hash(ev.content),
-                        status=Status.FAILED, failure_reason=str(exc),
+                        tenant_id=ev.tenant_id,
+                        document_id=ev.document_id,
+                        filename=ev.filename,
+                        content_type=ev.content_type or "",
+                        content_hash=content_hash(ev.content),
+                        status=Status.FAILED,
+                        failure_reason=str(exc),
                     )
                 )
             raise

@@ -5,10 +5,11 @@ import random
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
+
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_ingestion.chunking import Chunker, TextChunk
-from tokenizers import Tokenizer
 
 MAX_TOKENS = 64
 OVERLAP_TOKENS = 16

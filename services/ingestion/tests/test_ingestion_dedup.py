@@ -4,6 +4,7 @@ import hashlib
 import re
 
 import pytest
+
 from isthmus_core.errors import InvalidArgument
 from isthmus_ingestion.dedup import content_hash, document_id_for
 

@@ -4,6 +4,8 @@ import io
 import re
 
 import pytest
+from pypdf import PdfReader, PdfWriter
+
 from isthmus_core.errors import ErrorCode, InvalidArgument
 from isthmus_ingestion.parsing import (
     APPLICATION_PDF,
@@ -15,7 +17,6 @@ from isthmus_ingestion.parsing import (
     normalise_whitespace,
     parse_document,
 )
-from pypdf import PdfReader, PdfWriter
 
 # --- a real PDF, built object by object with a correct cross-reference table -----------------------
 

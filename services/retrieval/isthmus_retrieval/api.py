@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
+
 from isthmus.common.v1 import common_pb2
 from isthmus.retrieval.v1 import retrieval_pb2 as pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
-
 from isthmus_core.store.port import Fusion, SearchMode
 from isthmus_retrieval.service import Retrieval, SearchParams
 
@@ -45,7 +45,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             hits=[
                 pb.Hit(
                     context=common_pb2.Context(
-                        chunk_id=h.chunk_id, document_id=h.document_id, text=h.text, start=h.start, score=h.score
+                        chunk_id=h.chunk_id,
+                        document_id=h.document_id,
+                        text=h.text,
+                        start=h.start,
+                        score=h.score,
                     ),
                     chunk_index=h.chunk_index,
                     end=h.end,
@@ -55,12 +59,16 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             ],
         )
 
-    async def CreateTenant(self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext) -> pb.Tenant:
+    async def CreateTenant(
+        self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
         await self._core.create_tenant(request.tenant_id)
         return pb.Tenant(tenant_id=request.tenant_id, chunk_count=0)
 
     async def GetTenant(self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext) -> pb.Tenant:
-        return pb.Tenant(tenant_id=request.tenant_id, chunk_count=await self._core.tenant_count(request.tenant_id))
+        return pb.Tenant(
+            tenant_id=request.tenant_id, chunk_count=await self._core.tenant_count(request.tenant_id)
+        )
 
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext

@@ -6,7 +6,6 @@ from functools import partial
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.typed import event_handler, publish_event
 from isthmus_core.contracts import topics
@@ -47,7 +46,9 @@ async def build(ctx: ModuleContext) -> Offer:
         registrars=[partial(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, servicer)],
         grpc_service_names=[retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name],
         subscriptions=[
-            Subscription(topics.CHUNKS_EMBEDDED.name, GROUP, event_handler(topics.CHUNKS_EMBEDDED, core.index))
+            Subscription(
+                topics.CHUNKS_EMBEDDED.name, GROUP, event_handler(topics.CHUNKS_EMBEDDED, core.index)
+            )
         ],
         topics=[topics.CHUNKS_EMBEDDED, topics.CHUNKS_INDEXED, topics.TENANTS_DELETED],
         on_stop=[store.close],

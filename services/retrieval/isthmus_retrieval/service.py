@@ -14,7 +14,9 @@ from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, Search
 QueryEmbedder = Callable[[str], Awaitable[tuple[list[float], str]]]
 Publish = Callable[[object], Awaitable[None]]
 
-TENANT_RULE = "tenant ids are 1-63 chars of lowercase letters, digits and '-', starting with a letter or digit"
+TENANT_RULE = (
+    "tenant ids are 1-63 chars of lowercase letters, digits and '-', starting with a letter or digit"
+)
 
 
 def validate_tenant_id(tenant_id: str) -> str:
@@ -61,7 +63,9 @@ class Retrieval:
 
     async def delete_tenant(self, tenant_id: str) -> None:
         await self.store.delete_tenant(validate_tenant_id(tenant_id))
-        await self._publish_tenant_deleted(TenantDeleted(tenant_id=tenant_id, idempotency_key=f"{tenant_id}/deleted"))
+        await self._publish_tenant_deleted(
+            TenantDeleted(tenant_id=tenant_id, idempotency_key=f"{tenant_id}/deleted")
+        )
 
     async def tenant_count(self, tenant_id: str) -> int:
         return await self.store.count(validate_tenant_id(tenant_id))

@@ -208,7 +208,7 @@ class InProcessBus:
     def _caught_up(self) -> bool:
         return not any(self.lag().values())
 
-    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (the API asked for)
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a plain deadline is the API)
         """Wait until every subscribed group has handled everything published so far, including what
         handlers publish meanwhile. Raises :class:`TimeoutError` (naming the lagging topics) after
         ``timeout`` seconds and :class:`FailedPrecondition` if the bus is not running."""

@@ -72,7 +72,9 @@ class EventBus(Protocol):
 
     async def start(self) -> None: ...
 
-    async def publish(self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None) -> None:
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         """Durably append one message (returns once the bus has accepted it)."""
 
     async def stop(self) -> None:

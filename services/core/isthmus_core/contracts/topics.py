@@ -28,7 +28,9 @@ class TopicSpec:
         return self.name + DLQ_SUFFIX
 
 
-DOCUMENTS_SUBMITTED = TopicSpec("isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id")
+DOCUMENTS_SUBMITTED = TopicSpec(
+    "isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id"
+)
 CHUNKS_CREATED = TopicSpec("isthmus.chunks.created.v1", ev.ChunksCreated, "tenant_id/document_id")
 CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "tenant_id/document_id")
 CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenant_id/document_id")

@@ -14,18 +14,25 @@ def _with_trace(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetai
     metadata = list(details.metadata or [])
     metadata.extend(inject({}).items())
     return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials,
+        details.method,
+        details.timeout,
+        grpc.aio.Metadata(*metadata),
+        details.credentials,
         details.wait_for_ready,
     )
 
 
 class _TraceUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_trace(details), request)
 
 
 class _TraceUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_trace(details), request)
 
 

@@ -36,7 +36,9 @@ def resolve_targets(spec: str, modules: Sequence[Module]) -> list[Module]:
         names = list(by_name)
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ConfigurationError(f"unknown target(s) {unknown}; choose 'all' or some of: {', '.join(by_name)}")
+        raise ConfigurationError(
+            f"unknown target(s) {unknown}; choose 'all' or some of: {', '.join(by_name)}"
+        )
     ordered: list[Module] = []
 
     def visit(name: str, trail: tuple[str, ...]) -> None:
@@ -110,7 +112,8 @@ class Runtime:
         configure_logging(c.log_level, c.log_format)
         configure_tracing(
             "isthmus-" + "+".join(m.name for m in self.modules) if not self.all_in_one else "isthmus-all",
-            c.otel_exporter, c.otel_endpoint,
+            c.otel_exporter,
+            c.otel_endpoint,
         )
         c.data_dir.mkdir(parents=True, exist_ok=True)
         self.server = GrpcServer(c.grpc_host, c.grpc_port)
@@ -119,7 +122,9 @@ class Runtime:
         topics = {}
         try:
             for mod in self.modules:
-                ctx = ModuleContext(self.sections[mod.settings_cls.section], c, self.bus, self.channels, c.data_dir)
+                ctx = ModuleContext(
+                    self.sections[mod.settings_cls.section], c, self.bus, self.channels, c.data_dir
+                )
                 offer = await mod.build(ctx)
                 self.offers.append(offer)
                 self.server.add(offer.registrars, offer.grpc_service_names)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-GRPC_REQUESTS = Counter(
-    "isthmus_grpc_requests_total", "gRPC requests handled", ["method", "code"]
-)
+GRPC_REQUESTS = Counter("isthmus_grpc_requests_total", "gRPC requests handled", ["method", "code"])
 GRPC_LATENCY = Histogram(
-    "isthmus_grpc_request_seconds", "gRPC request latency", ["method"],
+    "isthmus_grpc_request_seconds",
+    "gRPC request latency",
+    ["method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BUS_HANDLED = Counter("isthmus_bus_messages_total", "bus messages handled", ["topic", "group", "outcome"])

@@ -1,0 +1,47 @@
+"""Sentence segmentation as character spans (pure).
+
+Boundaries come from `pySBD <https://github.com/nipunsadvilkar/pySBD>`_ (rule-based, the "Golden Rules"
+set: abbreviations, decimals, initials, ellipses, quotes, lists). pySBD is run non-destructively
+(``clean=False``) and its segments are located back in the original text, so every span satisfies
+``text[start:end] == text[start:end].strip()`` and that string is the sentence.
+"""
+
+from __future__ import annotations
+
+import pysbd
+
+#: the single sentence a generator answers with when the contexts do not support an answer
+NO_ANSWER = "I could not find an answer in the indexed documents."
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the sentences of ``text``, in order, whitespace excluded.
+
+    Spans are sorted, do not overlap, and never cover leading or trailing whitespace; blank text gives
+    ``[]``. Every non-blank character of ``text`` lies inside exactly one span.
+    """
+    if not text.strip():
+        return []
+    segmenter = pysbd.Segmenter(language="en", clean=False, char_span=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for segment in segmenter.segment(text):
+        piece = segment.strip()
+        if not piece:
+            continue
+        start = text.find(piece, cursor)
+        if start < 0:
+            # pySBD altered the segment (it should not with clean=False); keep the rest as one sentence
+            break
+        _add_stripped(text, cursor, start, spans)  # text pySBD skipped, if any, stays covered
+        spans.append((start, start + len(piece)))
+        cursor = start + len(piece)
+    _add_stripped(text, cursor, len(text), spans)
+    return spans
+
+
+def _add_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    piece = text[start:end]
+    if piece.strip():
+        lead = len(piece) - len(piece.lstrip())
+        spans.append((start + lead, start + len(piece.rstrip())))
