@@ -357,7 +357,15 @@ async def standalone_platform(config: Path | None = None) -> AsyncIterator[str]:
     from isthmus_core.runtime.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="isthmus-") as tmp:
-        overrides = {"common": {"data_dir": tmp, "grpc_port": 0, "metrics_port": 0, "bus": "inprocess"}}
+        overrides = {
+            "common": {
+                "data_dir": tmp,
+                "grpc_port": 0,
+                "metrics_port": 0,
+                "bus": "inprocess",
+                "log_level": "warning",
+            }
+        }
         rt = Runtime.from_settings("all", MODULES, config, overrides)
         await rt.start()
         try:

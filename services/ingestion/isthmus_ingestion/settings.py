@@ -13,7 +13,7 @@ class IngestionSettings(SectionSettings):
     model_config = section_config("ingestion")
 
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="larger uploads get RESOURCE_EXHAUSTED")
-    chunk_max_tokens: int = Field(256, ge=16, le=512)
-    chunk_overlap_tokens: int = Field(32, ge=0)
+    chunk_max_tokens: int = Field(512, ge=16, le=512, description="bge-small reads at most 512 tokens")
+    chunk_overlap_tokens: int = Field(64, ge=0)
     chunks_per_event: int = Field(32, ge=1, le=512, description="chunks per chunks.created event")
     tokenizer_file: Path | None = Field(None, description="default: the bundled bge-small tokenizer.json")

@@ -92,6 +92,17 @@ class InProcessBus:
             self._topic(spec.name, spec.partitions)
             self._topic(spec.dlq)
 
+    def messages(self, topic: str) -> list[Message]:
+        """Every message on ``topic`` so far, partition by partition (for inspection: DLQs, tests)."""
+        found = self._topics.get(topic)
+        if found is None:
+            return []
+        return [
+            Message(topic, r.key, r.value, dict(r.headers), partition=p, offset=o)
+            for p, log in enumerate(found.logs)
+            for o, r in enumerate(log)
+        ]
+
     def partitions_of(self, topic: str) -> int:
         """How many partitions ``topic`` has (creating it with the default count if it is new)."""
         return len(self._topic(topic).logs)

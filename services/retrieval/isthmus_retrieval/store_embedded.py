@@ -1,0 +1,759 @@
+"""The embedded :class:`~isthmus_core.store.port.VectorStore`: no server, one directory per tenant.
+
+Layout under ``root``::
+
+    <tenant>/chunks.sqlite3    the source of truth: chunk rows, metadata, BM25 terms and the vectors
+    <tenant>/vectors.usearch   usearch HNSW index (cosine, f32) keyed by the rows' integer keys
+    <tenant>/vectors.json      which write generation that index file reflects
+    <tenant>/bm25/             bm25s index (+ row → key array and its generation stamp)
+
+Every write bumps the tenant's *generation* inside the same sqlite transaction as the rows. The
+usearch and bm25s files are caches derived from sqlite: one whose stamp does not match the current
+generation (a crash before ``close()``, say) is rebuilt from sqlite on first use, so a reopened store
+always answers from exactly the committed rows.
+
+* Vectors: kept in memory and updated in place on every write (usearch supports add/remove); written
+  to disk on :meth:`EmbeddedStore.close`. Small tenants are searched exactly, large ones through HNSW.
+* BM25: bm25s builds an immutable index (its scores are precomputed per term and document, with the
+  corpus-wide IDF and average length baked in) and has no incremental add or delete. So a write only
+  bumps the generation; the next BM25 or hybrid search rebuilds the index from the stored term lists
+  (analysed once, at upsert) and caches it in memory and on disk. Bursts of writes thus cost one
+  rebuild, but a workload that interleaves writes and searches pays a rebuild per search — fine for
+  the development / single-node store this is; the Weaviate adapter is the one for heavy traffic.
+* Filters run inside the query: the matching keys come from sqlite first, then BM25 scores are masked
+  to them and the dense side searches exactly over just those vectors, so a filtered search returns
+  ``top_k`` hits whenever that many match.
+
+Each tenant is guarded by an ``asyncio.Lock``; the work itself runs in a worker thread
+(``asyncio.to_thread``) so index rebuilds and large adds never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import numpy.typing as npt
+from usearch.index import Index
+from usearch.index import search as exact_search
+
+from isthmus_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery
+from isthmus_retrieval.analyzer import Analyzer
+from isthmus_retrieval.fusion import RRF_K, reciprocal_rank_fusion, relative_score_fusion
+
+#: Weaviate's tenant-name rule (so both adapters accept the same names), plus: no leading '-'/'_'
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TENANT_RULE = "1-64 characters of letters, digits, '-' and '_', starting with a letter or digit"
+
+_DB = "chunks.sqlite3"
+_VECTORS = "vectors.usearch"
+_VECTORS_STAMP = "vectors.json"
+_BM25 = "bm25"
+_BM25_KEYS = "keys.npy"
+_BM25_STAMP = "stamp.json"
+#: bm25s's defaults (Lucene variant), the parameters behind its published figures
+BM25_K1 = 1.5
+BM25_B = 0.75
+_METRIC = "cos"  # usearch cosine distance = 1 - cosine similarity
+#: tenants with at most this many vectors are searched exactly (brute force is fast and deterministic)
+EXACT_SEARCH_MAX = 4096
+#: keys per ``IN (...)`` clause, well under sqlite's bound-variable limit
+_SQL_BATCH = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- the usearch key; never reused
+    chunk_id TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    metadata TEXT NOT NULL,                 -- JSON object of str → str
+    model_id TEXT NOT NULL,
+    terms TEXT NOT NULL,                    -- BM25 terms from the analyser, space-separated
+    vector BLOB NOT NULL                    -- float32, so the vector index can be rebuilt
+);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS chunk_meta (
+    key INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (key, name)
+);
+CREATE INDEX IF NOT EXISTS chunk_meta_by_value ON chunk_meta(name, value);
+"""
+
+_UPSERT = """
+INSERT INTO chunks (chunk_id, document_id, chunk_index, text, start_offset, end_offset, version,
+                    metadata, model_id, terms, vector)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(chunk_id) DO UPDATE SET
+    document_id = excluded.document_id, chunk_index = excluded.chunk_index, text = excluded.text,
+    start_offset = excluded.start_offset, end_offset = excluded.end_offset, version = excluded.version,
+    metadata = excluded.metadata, model_id = excluded.model_id, terms = excluded.terms,
+    vector = excluded.vector
+RETURNING key
+"""
+
+_HIT_COLUMNS = "key, chunk_id, document_id, chunk_index, text, start_offset, end_offset, metadata"
+
+Keys = npt.NDArray[np.uint64]
+Ranked = list[tuple[int, float]]  # (row key, score), best first
+
+
+def _validate_tenant_id(tenant_id: str) -> str:
+    if not isinstance(tenant_id, str) or not TENANT_PATTERN.fullmatch(tenant_id):
+        raise InvalidArgument(f"invalid tenant id {tenant_id!r}: {TENANT_RULE}")
+    return tenant_id
+
+
+def _write_json_atomic(path: Path, value: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _batches(keys: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(keys), _SQL_BATCH):
+        yield keys[i : i + _SQL_BATCH]
+
+
+@dataclass
+class _Bm25:
+    generation: int
+    retriever: bm25s.BM25 | None  # None when no chunk has any term
+    keys: npt.NDArray[np.int64]  # row position in the bm25s index → chunk key
+
+
+@dataclass
+class _Tenant:
+    tenant_id: str
+    path: Path
+    db: sqlite3.Connection
+    dimension: int | None
+    model_id: str | None
+    generation: int
+    vectors: Index | None = None  # loaded lazily; always current once loaded
+    vectors_saved_generation: int = -1  # what vectors.usearch on disk reflects
+    bm25: _Bm25 | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An upsert batch that passed validation: unique by chunk id (the last one wins)."""
+
+    records: list[ChunkRecord]
+    vectors: npt.NDArray[np.float32]
+    dimension: int
+    model_id: str
+
+
+class EmbeddedStore:
+    """VectorStore on local disk: sqlite3 rows, usearch vectors, bm25s BM25 — one directory per tenant.
+
+    ``root`` is created if missing; nothing else happens until a tenant is used. Raises NotFound,
+    AlreadyExists and InvalidArgument as the port describes, and FailedPrecondition after :meth:`close`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._analyzer = Analyzer()
+        self._tenants: dict[str, _Tenant] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    # -- tenants ------------------------------------------------------------------------------------
+
+    async def create_tenant(self, tenant_id: str) -> None:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            self._check_open()
+            if self._exists(tenant_id):
+                raise AlreadyExists(f"tenant {tenant_id!r} already exists")
+            await asyncio.to_thread(self._create_files, tenant_id)
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            self._check_open()
+            if not self._exists(tenant_id):
+                raise NotFound(f"tenant {tenant_id!r} does not exist")
+            tenant = self._tenants.pop(tenant_id, None)
+            if tenant is not None:
+                tenant.db.close()
+            # rename first, so the tenant disappears at once even if removing the files takes a while
+            trash = self._root / f".deleted-{uuid.uuid4().hex}"
+            os.replace(self._root / tenant_id, trash)
+            await asyncio.to_thread(shutil.rmtree, trash, True)
+
+    async def list_tenants(self) -> list[str]:
+        self._check_open()
+        return sorted(
+            p.name for p in self._root.iterdir() if TENANT_PATTERN.fullmatch(p.name) and (p / _DB).is_file()
+        )
+
+    async def has_tenant(self, tenant_id: str) -> bool:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        return self._exists(tenant_id)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def upsert(self, tenant_id: str, records: Sequence[ChunkRecord]) -> None:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            if not records:
+                return
+            prepared = self._prepare(tenant, records)
+            await asyncio.to_thread(self._upsert_sync, tenant, prepared)
+
+    async def delete_document(self, tenant_id: str, document_id: str) -> int:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            return await asyncio.to_thread(self._delete_document_sync, tenant, document_id)
+
+    async def count(self, tenant_id: str) -> int:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            (n,) = tenant.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+            return int(n)
+
+    # -- search -------------------------------------------------------------------------------------
+
+    async def search(self, tenant_id: str, query: SearchQuery) -> list[Hit]:
+        self._check_open()
+        _validate_tenant_id(tenant_id)
+        mode, fusion = self._check_query(query)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            vector = self._query_vector(tenant, query, mode)
+            return await asyncio.to_thread(self._search_sync, tenant, query, mode, fusion, vector)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write unsaved vector indexes to disk and close every tenant. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for tenant_id in list(self._tenants):
+            async with self._lock(tenant_id):
+                tenant = self._tenants.pop(tenant_id, None)
+                if tenant is not None:
+                    try:
+                        await asyncio.to_thread(self._save_vectors, tenant)
+                    finally:
+                        tenant.db.close()
+
+    # -- helpers (event loop side) ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPrecondition(f"the embedded store at {self._root} is closed")
+
+    def _lock(self, tenant_id: str) -> asyncio.Lock:
+        lock = self._locks.get(tenant_id)
+        if lock is None:
+            lock = self._locks[tenant_id] = asyncio.Lock()
+        return lock
+
+    def _exists(self, tenant_id: str) -> bool:
+        return (self._root / tenant_id / _DB).is_file()
+
+    async def _open_tenant(self, tenant_id: str) -> _Tenant:
+        """The tenant's state, opening its files on first use. Call with the tenant's lock held."""
+        self._check_open()  # close() may have run while we waited for the lock
+        tenant = self._tenants.get(tenant_id)
+        if tenant is not None:
+            return tenant
+        if not self._exists(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} does not exist")
+        tenant = await asyncio.to_thread(self._open_files, tenant_id)
+        self._tenants[tenant_id] = tenant
+        return tenant
+
+    def _prepare(self, tenant: _Tenant, records: Sequence[ChunkRecord]) -> _Prepared:
+        """Validate a whole batch before anything is written: a rejected batch writes nothing."""
+        unique: dict[str, ChunkRecord] = {}
+        for r in records:
+            _validate_record(r)
+            unique[r.chunk_id] = r
+        batch = list(unique.values())
+        first = batch[0]
+        dimension = tenant.dimension if tenant.dimension is not None else len(first.vector)
+        model_id = tenant.model_id if tenant.model_id is not None else first.model_id
+        # what fixed the expected values, for the error message
+        origin = (
+            f"tenant {tenant.tenant_id!r} holds"
+            if tenant.dimension is not None
+            else f"chunk {first.chunk_id!r} (first in this batch, tenant {tenant.tenant_id!r} is empty) has"
+        )
+        vectors = np.empty((len(batch), dimension), dtype=np.float32)
+        for i, r in enumerate(batch):
+            if r.model_id != model_id:
+                raise InvalidArgument(
+                    f"chunk {r.chunk_id!r} was embedded with model {r.model_id!r} but {origin} vectors of "
+                    f"model {model_id!r}; re-embed it with {model_id!r} or use another tenant"
+                )
+            if len(r.vector) != dimension:
+                raise InvalidArgument(
+                    f"chunk {r.chunk_id!r} has a vector of dimension {len(r.vector)} but {origin} vectors "
+                    f"of dimension {dimension}"
+                )
+            vectors[i] = _as_vector(r.vector, f"chunk {r.chunk_id!r}")
+        return _Prepared(batch, vectors, dimension, model_id)
+
+    @staticmethod
+    def _check_query(query: SearchQuery) -> tuple[SearchMode, Fusion]:
+        try:
+            mode = SearchMode(query.mode)
+        except ValueError:
+            raise InvalidArgument(
+                f"unknown search mode {query.mode!r}; use one of {[m.value for m in SearchMode]}"
+            ) from None
+        try:
+            fusion = Fusion(query.fusion)
+        except ValueError:
+            raise InvalidArgument(
+                f"unknown fusion {query.fusion!r}; use one of {[f.value for f in Fusion]}"
+            ) from None
+        if query.top_k < 1:
+            raise InvalidArgument(f"top_k must be at least 1, got {query.top_k}")
+        if query.candidates < 1:
+            raise InvalidArgument(f"candidates must be at least 1, got {query.candidates}")
+        if not 0.0 <= query.alpha <= 1.0:
+            raise InvalidArgument(f"alpha must be between 0 and 1, got {query.alpha}")
+        if mode is SearchMode.BM25 and not query.text.strip():
+            raise InvalidArgument("a bm25 search needs query text")
+        if mode is not SearchMode.BM25 and query.vector is None:
+            raise InvalidArgument(f"a {mode.value} search needs a query vector")
+        for name, value in query.filters.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise InvalidArgument(f"filters map metadata keys to string values; got {name!r}: {value!r}")
+        return mode, fusion
+
+    @staticmethod
+    def _query_vector(
+        tenant: _Tenant, query: SearchQuery, mode: SearchMode
+    ) -> npt.NDArray[np.float32] | None:
+        if mode is SearchMode.BM25 or query.vector is None:
+            return None
+        if query.model_id is not None and tenant.model_id is not None and query.model_id != tenant.model_id:
+            raise InvalidArgument(
+                f"the query was embedded with model {query.model_id!r} but tenant {tenant.tenant_id!r} "
+                f"holds vectors of model {tenant.model_id!r}"
+            )
+        if tenant.dimension is not None and len(query.vector) != tenant.dimension:
+            raise InvalidArgument(
+                f"the query vector has dimension {len(query.vector)} but tenant {tenant.tenant_id!r} "
+                f"holds vectors of dimension {tenant.dimension}"
+            )
+        return _as_vector(query.vector, "the query")
+
+    # -- helpers (worker thread side; the tenant's lock is held by the caller) ------------------------
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path / _DB, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def _create_files(self, tenant_id: str) -> None:
+        # build in a hidden directory and rename: a half-created tenant is never listed
+        tmp = self._root / f".creating-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            db = self._connect(tmp)
+            with db:
+                db.executemany(
+                    "INSERT INTO meta (name, value) VALUES (?, ?)",
+                    [("generation", "0"), ("analyzer", self._analyzer.name)],
+                )
+            db.close()
+            os.replace(tmp, self._root / tenant_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _open_files(self, tenant_id: str) -> _Tenant:
+        path = self._root / tenant_id
+        db = self._connect(path)
+        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        tenant = _Tenant(
+            tenant_id=tenant_id,
+            path=path,
+            db=db,
+            dimension=int(meta["dimension"]) if "dimension" in meta else None,
+            model_id=meta.get("model_id"),
+            generation=int(meta.get("generation", "0")),
+        )
+        if meta.get("analyzer") != self._analyzer.name:
+            self._reanalyze(tenant)
+        stamp = _read_json(path / _VECTORS_STAMP)
+        if stamp is not None:
+            tenant.vectors_saved_generation = int(stamp.get("generation", -1))
+        return tenant
+
+    def _reanalyze(self, tenant: _Tenant) -> None:
+        """The analyser changed since these terms were stored: recompute them all (BM25 only)."""
+        rows = tenant.db.execute("SELECT key, text FROM chunks").fetchall()
+        terms = self._analyzer.terms([text for _, text in rows])
+        with tenant.db:
+            tenant.db.executemany(
+                "UPDATE chunks SET terms = ? WHERE key = ?",
+                [(" ".join(t), k) for (k, _), t in zip(rows, terms, strict=True)],
+            )
+            tenant.db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('analyzer', ?)", (self._analyzer.name,)
+            )
+            tenant.generation = self._bump_generation(tenant)
+
+    @staticmethod
+    def _bump_generation(tenant: _Tenant) -> int:
+        generation = tenant.generation + 1
+        tenant.db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('generation', ?)", (str(generation),)
+        )
+        return generation
+
+    def _vector_index(self, tenant: _Tenant) -> Index | None:
+        """The tenant's usearch index, loading or rebuilding it on first use; None before any vector."""
+        if tenant.vectors is not None or tenant.dimension is None:
+            return tenant.vectors
+        path = tenant.path / _VECTORS
+        index: Index | None = None
+        if tenant.vectors_saved_generation == tenant.generation and path.is_file():
+            with contextlib.suppress(Exception):  # unreadable → rebuild below
+                index = Index.restore(str(path))
+            if index is not None and index.ndim != tenant.dimension:
+                index = None
+        if index is None:
+            index = self._new_index(tenant.dimension)
+            rows = tenant.db.execute("SELECT key, vector FROM chunks").fetchall()
+            if rows:
+                keys = np.fromiter((k for k, _ in rows), dtype=np.uint64, count=len(rows))
+                matrix = np.vstack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
+                index.add(keys, matrix)
+        tenant.vectors = index
+        return index
+
+    @staticmethod
+    def _new_index(dimension: int) -> Index:
+        # dtype must be explicit: usearch's default storage is bf16
+        return Index(ndim=dimension, metric=_METRIC, dtype="f32")
+
+    def _save_vectors(self, tenant: _Tenant) -> None:
+        if tenant.vectors is None or tenant.vectors_saved_generation == tenant.generation:
+            return
+        path = tenant.path / _VECTORS
+        tmp = path.with_name(path.name + ".tmp")
+        tenant.vectors.save(str(tmp))
+        os.replace(tmp, path)
+        _write_json_atomic(tenant.path / _VECTORS_STAMP, {"generation": tenant.generation})
+        tenant.vectors_saved_generation = tenant.generation
+
+    def _upsert_sync(self, tenant: _Tenant, batch: _Prepared) -> None:
+        index = self._vector_index(tenant)  # load the current index before the generation moves on
+        terms = self._analyzer.terms([r.text for r in batch.records])
+        keys: list[int] = []
+        with tenant.db:
+            if tenant.dimension is None:
+                tenant.db.executemany(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    [("dimension", str(batch.dimension)), ("model_id", batch.model_id)],
+                )
+            for r, vector, t in zip(batch.records, batch.vectors, terms, strict=True):
+                (key,) = tenant.db.execute(
+                    _UPSERT,
+                    (
+                        r.chunk_id,
+                        r.document_id,
+                        r.chunk_index,
+                        r.text,
+                        r.start,
+                        r.end,
+                        r.version,
+                        json.dumps(dict(r.metadata), sort_keys=True),
+                        r.model_id,
+                        " ".join(t),
+                        vector.tobytes(),
+                    ),
+                ).fetchone()
+                keys.append(int(key))
+                tenant.db.execute("DELETE FROM chunk_meta WHERE key = ?", (key,))
+                tenant.db.executemany(
+                    "INSERT INTO chunk_meta (key, name, value) VALUES (?, ?, ?)",
+                    [(key, name, value) for name, value in r.metadata.items()],
+                )
+            generation = self._bump_generation(tenant)
+        tenant.dimension, tenant.model_id, tenant.generation = batch.dimension, batch.model_id, generation
+        if index is None:
+            index = tenant.vectors = self._new_index(batch.dimension)
+        try:
+            key_array = np.array(keys, dtype=np.uint64)
+            present = key_array[np.asarray(index.contains(key_array), dtype=bool)]
+            if present.size:
+                index.remove(present)
+            index.add(key_array, batch.vectors)
+        except Exception:
+            tenant.vectors = None  # rows are committed: rebuild the index from them on next use
+            raise
+
+    def _delete_document_sync(self, tenant: _Tenant, document_id: str) -> int:
+        index = self._vector_index(tenant)
+        found = tenant.db.execute("SELECT key FROM chunks WHERE document_id = ?", (document_id,))
+        keys = [int(k) for (k,) in found]
+        if not keys:
+            return 0
+        with tenant.db:
+            tenant.db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+            for part in _batches(keys):
+                marks = ",".join("?" * len(part))
+                tenant.db.execute(f"DELETE FROM chunk_meta WHERE key IN ({marks})", tuple(part))
+            tenant.generation = self._bump_generation(tenant)
+        if index is not None:
+            try:
+                index.remove(np.array(keys, dtype=np.uint64))
+            except Exception:
+                tenant.vectors = None
+                raise
+        return len(keys)
+
+    def _search_sync(
+        self,
+        tenant: _Tenant,
+        query: SearchQuery,
+        mode: SearchMode,
+        fusion: Fusion,
+        vector: npt.NDArray[np.float32] | None,
+    ) -> list[Hit]:
+        allowed = self._filtered_keys(tenant, query.filters)
+        if allowed is not None and allowed.size == 0:
+            return []
+        if mode is SearchMode.BM25:
+            ranked = self._bm25_search(tenant, query.text, allowed, query.top_k)
+        elif mode is SearchMode.DENSE:
+            assert vector is not None
+            ranked = self._dense_search(tenant, vector, allowed, query.top_k)
+        else:
+            assert vector is not None
+            per_side = max(query.candidates, query.top_k)
+            # a side with weight 0 cannot change the order: skip it (as Weaviate does for alpha 0 or 1)
+            dense = self._dense_search(tenant, vector, allowed, per_side) if query.alpha > 0 else []
+            sparse = self._bm25_search(tenant, query.text, allowed, per_side) if query.alpha < 1 else []
+            weights = [query.alpha, 1.0 - query.alpha]
+            if fusion is Fusion.RANKED:
+                fused = reciprocal_rank_fusion(
+                    [[k for k, _ in dense], [k for k, _ in sparse]], k=RRF_K, weights=weights
+                )
+            else:
+                fused = relative_score_fusion([dense, sparse], weights)
+            ranked = fused[: query.top_k]
+        return self._hits(tenant, ranked)
+
+    def _filtered_keys(self, tenant: _Tenant, filters: Mapping[str, str]) -> Keys | None:
+        """Keys of the chunks matching every filter, or None when there is no filter."""
+        if not filters:
+            return None
+        clauses: list[str] = []
+        params: list[str] = []
+        for name, value in filters.items():
+            if name == "document_id":
+                clauses.append("document_id = ?")
+                params.append(value)
+            else:
+                clauses.append("key IN (SELECT key FROM chunk_meta WHERE name = ? AND value = ?)")
+                params.extend((name, value))
+        rows = tenant.db.execute(f"SELECT key FROM chunks WHERE {' AND '.join(clauses)}", params).fetchall()
+        return np.fromiter((k for (k,) in rows), dtype=np.uint64, count=len(rows))
+
+    def _dense_search(
+        self, tenant: _Tenant, vector: npt.NDArray[np.float32], allowed: Keys | None, n: int
+    ) -> Ranked:
+        index = self._vector_index(tenant)
+        if index is None or len(index) == 0:
+            return []
+        if allowed is None:
+            count = min(n, len(index))
+            matches = index.search(vector, count, exact=len(index) <= EXACT_SEARCH_MAX)
+            keys, distances = matches.keys, matches.distances
+        else:
+            # exact search over just the allowed vectors: the filter never costs recall
+            stored = index.get(allowed)
+            rows = stored if isinstance(stored, tuple) else (stored,)
+            if any(row is None for row in rows):  # rows and index out of step: never expected
+                raise FailedPrecondition(f"tenant {tenant.tenant_id!r}: the vector index lacks stored chunks")
+            matrix = np.vstack([row for row in rows if row is not None])
+            matches = exact_search(matrix, vector, min(n, len(allowed)), _METRIC, exact=True)
+            keys, distances = allowed[matches.keys], matches.distances
+        return [(int(k), 1.0 - float(d)) for k, d in zip(keys, distances, strict=True)]
+
+    def _bm25_search(self, tenant: _Tenant, text: str, allowed: Keys | None, n: int) -> Ranked:
+        terms = self._analyzer.query_terms(text)
+        if not terms:
+            return []
+        bm25 = self._bm25_index(tenant)
+        if bm25.retriever is None:
+            return []
+        scores = np.asarray(bm25.retriever.get_scores(terms), dtype=np.float64)
+        if allowed is not None:
+            scores = np.where(np.isin(bm25.keys, allowed.astype(np.int64)), scores, 0.0)
+        rows = np.flatnonzero(scores > 0)  # BM25 returns only chunks that contain a query term
+        if rows.size > n:
+            rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
+        rows = rows[np.lexsort((rows, -scores[rows]))]  # score descending, then insertion order
+        return [(int(bm25.keys[i]), float(scores[i])) for i in rows]
+
+    def _bm25_index(self, tenant: _Tenant) -> _Bm25:
+        """The BM25 index for the current generation: cached, else loaded from disk, else rebuilt."""
+        if tenant.bm25 is not None and tenant.bm25.generation == tenant.generation:
+            return tenant.bm25
+        tenant.bm25 = self._load_bm25(tenant) or self._rebuild_bm25(tenant)
+        return tenant.bm25
+
+    def _load_bm25(self, tenant: _Tenant) -> _Bm25 | None:
+        directory = tenant.path / _BM25
+        stamp = _read_json(directory / _BM25_STAMP)
+        if stamp is None or stamp.get("generation") != tenant.generation:
+            return None
+        try:
+            keys = np.load(directory / _BM25_KEYS)
+            retriever = None if stamp.get("empty") else bm25s.BM25.load(str(directory), show_progress=False)
+        except Exception:  # unreadable cache: rebuild it
+            return None
+        return _Bm25(tenant.generation, retriever, keys)
+
+    def _rebuild_bm25(self, tenant: _Tenant) -> _Bm25:
+        rows = tenant.db.execute("SELECT key, terms FROM chunks ORDER BY key").fetchall()
+        keys = np.fromiter((k for k, _ in rows), dtype=np.int64, count=len(rows))
+        corpus = [terms.split() for _, terms in rows]
+        retriever: bm25s.BM25 | None = None
+        if any(corpus):
+            retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+            retriever.index(corpus, show_progress=False)
+        bm25 = _Bm25(tenant.generation, retriever, keys)
+        with contextlib.suppress(OSError):  # persisting is an optimisation; the index is usable anyway
+            self._save_bm25(tenant, bm25)
+        return bm25
+
+    @staticmethod
+    def _save_bm25(tenant: _Tenant, bm25: _Bm25) -> None:
+        directory = tenant.path / _BM25
+        tmp = tenant.path / f"{_BM25}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if bm25.retriever is not None:
+            bm25.retriever.save(str(tmp), show_progress=False)
+        np.save(tmp / _BM25_KEYS, bm25.keys)
+        _write_json_atomic(
+            tmp / _BM25_STAMP, {"generation": bm25.generation, "empty": bm25.retriever is None}
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+
+    @staticmethod
+    def _hits(tenant: _Tenant, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+        keys = [k for k, _ in ranked]
+        rows: dict[int, tuple[Any, ...]] = {}
+        for part in _batches(keys):
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT {_HIT_COLUMNS} FROM chunks WHERE key IN ({marks})"
+            found = tenant.db.execute(sql, tuple(part))
+            for row in found:
+                rows[int(row[0])] = row
+        hits: list[Hit] = []
+        for key, score in ranked:
+            row = rows.get(key)
+            if row is None:  # cannot happen while indexes and rows move together; never return a ghost
+                continue
+            _, chunk_id, document_id, chunk_index, text, start, end, metadata = row
+            hits.append(
+                Hit(
+                    chunk_id=chunk_id,
+                    document_id=document_id,
+                    chunk_index=chunk_index,
+                    text=text,
+                    score=score,
+                    start=start,
+                    end=end,
+                    metadata=json.loads(metadata),
+                )
+            )
+        return hits
+
+
+def _validate_record(r: ChunkRecord) -> None:
+    if not isinstance(r.chunk_id, str) or not r.chunk_id:
+        raise InvalidArgument("every chunk needs a non-empty chunk_id")
+    where = f"chunk {r.chunk_id!r}"
+    if not isinstance(r.document_id, str) or not r.document_id:
+        raise InvalidArgument(f"{where} has no document_id")
+    if not isinstance(r.text, str) or not r.text.strip():
+        raise InvalidArgument(f"{where} has empty text; only chunks with text can be indexed")
+    if not isinstance(r.model_id, str) or not r.model_id:
+        raise InvalidArgument(f"{where} has no model_id; say which embedding model made its vector")
+    if r.chunk_index < 0:
+        raise InvalidArgument(f"{where} has a negative chunk_index ({r.chunk_index})")
+    if r.start < 0 or r.end < r.start:
+        raise InvalidArgument(f"{where} has an invalid span: start={r.start}, end={r.end}")
+    if len(r.vector) == 0:
+        raise InvalidArgument(f"{where} has an empty vector")
+    for name, value in r.metadata.items():
+        if not isinstance(name, str) or not name or not isinstance(value, str):
+            raise InvalidArgument(
+                f"{where}: metadata maps non-empty string keys to strings; got {name!r}: {value!r}"
+            )
+
+
+def _as_vector(values: Sequence[float], what: str) -> npt.NDArray[np.float32]:
+    try:
+        vector = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what}: a vector must be a flat list of numbers") from None
+    if vector.ndim != 1:
+        raise InvalidArgument(f"{what}: a vector must be a flat list of numbers")
+    if not np.all(np.isfinite(vector)):
+        raise InvalidArgument(f"{what}: the vector contains NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not math.isfinite(norm):
+        raise InvalidArgument(f"{what}: the vector has zero length; cosine similarity is undefined for it")
+    return vector
