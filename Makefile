@@ -1,13 +1,14 @@
 # Isthmus — developer entry points. `make setup && make run` on a fresh machine; `make test` in CI.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else a project-local copy that `make setup` installs from PyPI
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
 .PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
-	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==0.13.9"
+	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
 	$(UV) sync --all-packages --frozen
 	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help)"
 

@@ -238,8 +238,8 @@ class EmbeddedStore:
             tenant = await self._open_tenant(tenant_id)
             if not records:
                 return
-            prepared = self._prepare(tenant, records)
-            await asyncio.to_thread(self._upsert_sync, tenant, prepared)
+            # validation converts every vector too: off the event loop with the write itself
+            await asyncio.to_thread(lambda: self._upsert_sync(tenant, self._prepare(tenant, records)))
 
     async def delete_document(self, tenant_id: str, document_id: str) -> int:
         self._check_open()
@@ -467,6 +467,7 @@ class EmbeddedStore:
             if index is not None and index.ndim != tenant.dimension:
                 index = None
         if index is None:
+            tenant.vectors_saved_generation = -1  # the file on disk is stale or unreadable: rewrite it
             index = self._new_index(tenant.dimension)
             rows = tenant.db.execute("SELECT key, vector FROM chunks").fetchall()
             if rows:

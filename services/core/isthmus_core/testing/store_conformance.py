@@ -375,6 +375,36 @@ class StoreConformance:
         assert self.docs(pure_bm25)[0] in {"A", "C"}
         assert "B" not in self.docs(pure_bm25)[:3]
 
+    @pytest.mark.parametrize("fusion", list(Fusion))
+    async def test_hybrid_alpha_weights_the_dense_side(
+        self, store: VectorStore, tenant: str, fusion: Fusion
+    ) -> None:
+        # P: best on BM25, second on dense; Q: best on dense, second on BM25
+        await store.upsert(
+            tenant,
+            [
+                self.record(tenant, "P", 0, "Osprey osprey nest.", self.vec((0, 1.0), (1, 0.5))),
+                self.record(
+                    tenant,
+                    "Q",
+                    0,
+                    "An osprey appears once in this rather long sentence about rivers and fishing.",
+                    self.vec((0, 1.0)),
+                ),
+            ],
+        )
+        query_vector = self.vec((0, 1.0))
+        assert self.docs(await store.search(tenant, self.bm25("osprey"))) == ["P", "Q"]
+        assert self.docs(await store.search(tenant, self.dense(query_vector))) == ["Q", "P"]
+        dense_heavy = await store.search(
+            tenant, self.hybrid("osprey", query_vector, alpha=0.75, fusion=fusion)
+        )
+        assert self.docs(dense_heavy) == ["Q", "P"]
+        bm25_heavy = await store.search(
+            tenant, self.hybrid("osprey", query_vector, alpha=0.25, fusion=fusion)
+        )
+        assert self.docs(bm25_heavy) == ["P", "Q"]
+
     async def test_top_k_is_respected(self, store: VectorStore, tenant: str) -> None:
         await store.upsert(tenant, [self.record(tenant, f"doc{i}", 0, f"gecko note {i}") for i in range(12)])
         for top_k in (1, 5, 12):
