@@ -94,7 +94,10 @@ class CommonSettings(SectionSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4317"
-    shutdown_grace_s: float = Field(10.0, ge=0)
+    shutdown_grace_s: float = Field(10.0, ge=0, description="in-flight calls get this long to finish")
+    shutdown_drain_delay_s: float = Field(
+        0.0, ge=0, description="readiness reports NOT_SERVING this long before the listener closes"
+    )
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
 
 
@@ -130,6 +133,9 @@ def load_all(
     problems: list[str] = [
         f"[{name}] unknown section in config file" for name in _FILE_VALUES if name not in known
     ]
+    for cls in classes:
+        unknown = sorted(set(_FILE_VALUES.get(cls.section, {})) - set(cls.model_fields))
+        problems.extend(f"[{cls.section}] {key}: unknown setting in config file" for key in unknown)
     out: dict[str, SectionSettings] = {}
     for cls in classes:
         try:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -114,6 +115,8 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # without this, a second process silently shares the port and steals half the calls
+                ("grpc.so_reuseport", 0),
             ],
         )
         self._health = health.aio.HealthServicer()
@@ -148,7 +151,10 @@ class GrpcServer:
     async def set_serving(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self, grace: float) -> None:
-        """Readiness NOT_SERVING first, then let in-flight calls finish within ``grace`` seconds."""
+    async def stop(self, grace: float, drain_delay: float = 0.0) -> None:
+        """Readiness NOT_SERVING first (kept for ``drain_delay`` s so load balancers stop routing here),
+        then refuse new calls and let in-flight ones finish within ``grace`` seconds."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain_delay > 0:
+            await asyncio.sleep(drain_delay)
         await self._server.stop(grace)

@@ -161,7 +161,7 @@ class Runtime:
         self._stopped.set()
         grace = self.common.shutdown_grace_s
         if self.server is not None:
-            await self.server.stop(grace)
+            await self.server.stop(grace, self.common.shutdown_drain_delay_s)
         if self.bus is not None:
             await self.bus.stop()
         for offer in reversed(self.offers):

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from isthmus_core.bus.inprocess import InProcessBus
+from isthmus_core.errors import ConfigurationError
+from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.runtime.runtime import Runtime, resolve_targets
+from isthmus_core.settings import SectionSettings, section_config
+
+
+class ASettings(SectionSettings):
+    section: ClassVar[str] = "a"
+    model_config = section_config("a")
+
+
+class BSettings(SectionSettings):
+    section: ClassVar[str] = "b"
+    model_config = section_config("b")
+
+
+events: list[str] = []
+
+
+def _module(name: str, settings: type[SectionSettings], depends: tuple[str, ...] = ()) -> Module:
+    async def build(ctx: ModuleContext) -> Offer:
+        events.append(f"build {name}")
+
+        async def started() -> None:
+            events.append(f"start {name}")
+
+        async def stopped() -> None:
+            events.append(f"stop {name}")
+
+        return Offer(grpc_service_names=[f"test.{name}"], on_start=[started], on_stop=[stopped])
+
+    return Module(name=name, settings_cls=settings, build=build, depends_on=depends)
+
+
+MODS = (_module("b", BSettings, ("a",)), _module("a", ASettings))
+
+
+def test_targets_resolve_in_dependency_order() -> None:
+    assert [m.name for m in resolve_targets("all", MODS)] == ["a", "b"]
+    assert [m.name for m in resolve_targets("b", MODS)] == ["b"]  # a is reached remotely
+    assert [m.name for m in resolve_targets("b, a", MODS)] == ["a", "b"]
+
+
+def test_unknown_target_lists_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown target.*'c'.*choose 'all' or some of: b, a"):
+        resolve_targets("a,c", MODS)
+    with pytest.raises(ConfigurationError, match="no target"):
+        resolve_targets(" , ", MODS)
+
+
+async def test_all_target_runs_in_process_and_stops_gracefully(tmp_path: Path) -> None:
+    events.clear()
+    rt = Runtime.from_settings(
+        "all", MODS, overrides={"common": {"data_dir": str(tmp_path), "grpc_port": 0, "metrics_port": 0}}
+    )
+    await rt.start()
+    assert isinstance(rt.bus, InProcessBus)
+    async with grpc.aio.insecure_channel(rt.address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        r = await health.Check(health_pb2.HealthCheckRequest(service="test.b"))
+        assert r.status == health_pb2.HealthCheckResponse.SERVING
+        await rt.stop()
+    assert events == ["build a", "build b", "start a", "start b", "stop b", "stop a"]
+
+
+async def test_single_target_defaults_to_kafka(tmp_path: Path) -> None:
+    rt = Runtime.from_settings("a", MODS, overrides={"common": {"data_dir": str(tmp_path)}})
+    assert not rt.all_in_one
+    from isthmus_core.runtime.runtime import make_bus
+
+    assert type(make_bus(rt.common, rt.all_in_one)).__name__ == "KafkaBus"
+
+
+async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    first = Runtime.from_settings(
+        "all", MODS, overrides={"common": {"data_dir": str(tmp_path), "grpc_port": 0, "metrics_port": 0}}
+    )
+    await first.start()
+    try:
+        port = int(first.address.rsplit(":", 1)[1])
+        second = Runtime.from_settings(
+            "all",
+            MODS,
+            overrides={"common": {"data_dir": str(tmp_path), "grpc_port": port, "metrics_port": 0}},
+        )
+        with pytest.raises(OSError, match=str(port)):
+            await second.start()
+    finally:
+        await first.stop()
