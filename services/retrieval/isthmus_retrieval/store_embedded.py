@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -181,6 +182,8 @@ class EmbeddedStore:
     """
 
     def __init__(self, root: Path) -> None:
+        # bm25s sets its own logger to DEBUG when imported; keep its chatter out of our logs
+        logging.getLogger("bm25s").setLevel(max(logging.getLogger().level, logging.WARNING))
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._analyzer = Analyzer()

@@ -13,7 +13,7 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s", force=True)
-    for noisy in ("aiokafka", "presidio-analyzer", "presidio-anonymizer", "grpc"):
+    for noisy in ("aiokafka", "presidio-analyzer", "presidio-anonymizer", "grpc", "bm25s"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.ERROR))
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
