@@ -10,6 +10,7 @@ ISTHMUS := .venv/bin/isthmus
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
 	$(UV) sync --all-packages --frozen
+	bash tools/install-tools.sh
 	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help)"
 
 run: ## all six services in one process: in-process bus, embedded store, bundled models
@@ -25,6 +26,8 @@ lint:
 	.venv/bin/ruff check services tests tools
 	.venv/bin/ruff format --check services tests tools
 	.venv/bin/lint-imports
+	.venv/bin/ruff check operators
+	.venv/bin/ruff format --check operators
 	.venv/bin/mypy services/core/isthmus_core
 
 protos: ## regenerate Python stubs and typings from protos/

@@ -97,3 +97,23 @@ async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             await second.start()
     finally:
         await first.stop()
+
+
+async def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = Runtime.from_settings(
+        "all", MODS, overrides={"common": {"data_dir": str(tmp_path), "grpc_port": 0, "metrics_port": port}}
+    )
+    await rt.start()
+    try:
+        async with grpc.aio.insecure_channel(rt.address) as ch:
+            await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="test.a"))
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        await rt.stop()
+    assert "isthmus_grpc_requests_total" in body and "isthmus_bus_messages_total" in body
