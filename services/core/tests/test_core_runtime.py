@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import ClassVar
 
@@ -113,7 +114,9 @@ async def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
     try:
         async with grpc.aio.insecure_channel(rt.address) as ch:
             await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="test.a"))
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        url = f"http://127.0.0.1:{port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     finally:
         await rt.stop()
     assert "isthmus_grpc_requests_total" in body and "isthmus_bus_messages_total" in body
+    assert "isthmus_bus_consumer_lag" in body

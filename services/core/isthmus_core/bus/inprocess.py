@@ -22,6 +22,7 @@ from isthmus_core.bus.delivery import deliver, validate_policy
 from isthmus_core.bus.port import Message, Subscription
 from isthmus_core.contracts.topics import TopicSpec
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
+from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
 _log = structlog.get_logger(__name__)
 
@@ -203,6 +204,7 @@ class InProcessBus:
             message = Message(sub.topic, record.key, record.value, dict(record.headers), partition, offset)
             await deliver(sub.handler, message, sub.retry, group=sub.group, dead_letter=self.publish)
             group.offsets[partition] = offset + 1
+            BUS_CONSUMER_LAG.labels(sub.topic, sub.group, str(partition)).set(len(log) - offset - 1)
             if self._progress is not None:
                 async with self._progress:
                     self._progress.notify_all()

@@ -33,6 +33,7 @@ from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES, deliver, validate_polic
 from isthmus_core.bus.port import Message, Subscription
 from isthmus_core.contracts.topics import TopicSpec
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
+from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
 _log = structlog.get_logger(__name__)
 
@@ -284,6 +285,12 @@ class _SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 dead_letter=self.bus.publish,
             )
             self._pending[tp] = record.offset + 1
+        consumer = self._consumer
+        highwater = consumer.highwater(tp) if consumer is not None else None
+        if highwater is not None and tp in self._pending:
+            BUS_CONSUMER_LAG.labels(tp.topic, self.sub.group, str(tp.partition)).set(
+                max(0, highwater - self._pending[tp])
+            )
 
     async def _commit(self) -> None:
         if not self._pending or self._consumer is None:

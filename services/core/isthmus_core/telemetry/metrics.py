@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 GRPC_REQUESTS = Counter("isthmus_grpc_requests_total", "gRPC requests handled", ["method", "code"])
 GRPC_LATENCY = Histogram(
@@ -12,6 +12,11 @@ GRPC_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BUS_HANDLED = Counter("isthmus_bus_messages_total", "bus messages handled", ["topic", "group", "outcome"])
+BUS_CONSUMER_LAG = Gauge(
+    "isthmus_bus_consumer_lag",
+    "messages on a partition not yet handled by a group",
+    ["topic", "group", "partition"],
+)
 BUS_DEAD_LETTERED = Counter("isthmus_bus_dead_lettered_total", "messages sent to a DLQ", ["topic", "group"])
 
 
