@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean
+.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -23,8 +23,8 @@ test-fast: ## unit tests only (no real models, no platform)
 	$(PY) -m pytest -q -m "not slow"
 
 lint:
-	.venv/bin/ruff check services tests tools
-	.venv/bin/ruff format --check services tests tools
+	.venv/bin/ruff check services tests tools conftest.py
+	.venv/bin/ruff format --check services tests tools conftest.py
 	.venv/bin/lint-imports
 	.venv/bin/ruff check operators
 	.venv/bin/ruff format --check operators
@@ -41,6 +41,12 @@ protos-check: ## fail if the committed stubs drift from protos/
 bench: ## embedding throughput vs raw ONNX Runtime; all-in-one query latency at fixed load
 	$(PY) -m isthmus_cli.bench embedding
 	$(PY) -m isthmus_cli.bench query
+
+kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Maven)
+	bash tests/infra/kafka.sh up
+
+kafka-down:
+	bash tests/infra/kafka.sh down
 
 eval-cranfield:
 	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone

@@ -1,9 +1,8 @@
-"""KafkaBus: the pieces that need no broker, plus the conformance suite against a real broker when
-``ISTHMUS_TEST_KAFKA_BOOTSTRAP`` names one (e.g. ``127.0.0.1:19092``; skipped otherwise)."""
+"""KafkaBus: the pieces that need no broker, plus the conformance suite against a real Apache Kafka
+broker (the session fixture ``kafka_bootstrap`` in the root conftest starts one)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,8 +20,6 @@ from isthmus_core.bus.port import EventBus, RetryPolicy, Subscription
 from isthmus_core.contracts import topics
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
 from isthmus_core.testing.bus_conformance import BusConformance, Collector
-
-BOOTSTRAP = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP", "")
 
 
 def test_headers_convert_both_ways() -> None:
@@ -110,13 +107,13 @@ async def test_publish_before_start_is_refused_without_touching_the_network() ->
     await bus.stop()  # stopping a bus that never started is a no-op
 
 
-@pytest.mark.skipif(not BOOTSTRAP, reason="set ISTHMUS_TEST_KAFKA_BOOTSTRAP to run against a Kafka broker")
+@pytest.mark.kafka
 class TestKafkaBusConformance(BusConformance):
     timeout_s = 60.0
     quiet_s = 1.0
 
     @pytest.fixture
-    async def bus(self) -> AsyncIterator[EventBus]:
-        bus = KafkaBus(BOOTSTRAP, client_id="isthmus-conformance", partitions=2)
+    async def bus(self, kafka_bootstrap: str) -> AsyncIterator[EventBus]:
+        bus = KafkaBus(kafka_bootstrap, client_id="isthmus-conformance", partitions=2)
         yield bus
         await bus.stop()

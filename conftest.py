@@ -1,0 +1,70 @@
+"""Session fixtures for the real-infrastructure test tiers (shared by every test folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def missing_tool(reason: str) -> None:
+    """Skip locally with the reason; in CI a missing real component is a failure, never a skip."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port_pair() -> int:
+    """A loopback port p with p+1 also free (Kafka's broker and controller listeners)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Apache Kafka broker: ISTHMUS_TEST_KAFKA_BOOTSTRAP if set, else one started for the session
+    by tests/infra/kafka.sh (needs Java and Maven, or jars already cached)."""
+    given = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    if shutil.which("java") is None:
+        missing_tool(
+            "Java is not installed: the Kafka tier needs it (apt-get install openjdk-17-jre-headless)"
+        )
+    cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
+    if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
+        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-"))
+    port = _free_port_pair()
+    script = str(ROOT / "tests" / "infra" / "kafka.sh")
+    proc = subprocess.run(
+        ["bash", script, "up", "--port", str(port), "--dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"could not start Kafka: {proc.stderr[-3000:]}", pytrace=False)
+    try:
+        yield proc.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
