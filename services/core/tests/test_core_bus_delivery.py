@@ -91,6 +91,27 @@ async def test_exhausted_attempts_dead_letter_the_original_with_error_headers() 
     }
 
 
+async def test_an_outage_is_waited_out_not_dead_lettered() -> None:
+    # more Unavailable failures than max_attempts: the dependency is down, the message is fine
+    handler, dlq = Flaky(*(Unavailable("broker down") for _ in range(3 * FAST.max_attempts))), DeadLetters()
+    assert await deliver(handler, MESSAGE, FAST, group="g", dead_letter=dlq) is Outcome.HANDLED
+    assert len(handler.seen) == 3 * FAST.max_attempts + 1
+    assert dlq.sent == []
+
+
+async def test_an_outage_then_a_bad_message_is_dead_lettered_within_the_budget() -> None:
+    errors = [
+        Unavailable("down"),
+        Unavailable("down"),
+        ValueError("bad"),
+        ValueError("bad"),
+        ValueError("bad"),
+    ]
+    handler, dlq = Flaky(*errors), DeadLetters()
+    assert await deliver(handler, MESSAGE, FAST, group="g", dead_letter=dlq) is Outcome.DEAD_LETTERED
+    assert dlq.sent[0][3][H_ERROR_CLASS] == "ValueError"
+
+
 async def test_permanent_errors_are_not_retried() -> None:
     handler, dlq = Flaky(NotFound("no such document"), RuntimeError("unused")), DeadLetters()
     assert await deliver(handler, MESSAGE, FAST, group="g", dead_letter=dlq) is Outcome.DEAD_LETTERED

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from isthmus_core.bus.port import (
     H_ATTEMPTS,
@@ -27,7 +27,7 @@ from isthmus_core.bus.port import (
     RetryPolicy,
 )
 from isthmus_core.contracts.topics import DLQ_SUFFIX
-from isthmus_core.errors import ConfigurationError, IsthmusError
+from isthmus_core.errors import ConfigurationError, IsthmusError, Unavailable
 from isthmus_core.telemetry.metrics import BUS_DEAD_LETTERED, BUS_HANDLED
 
 #: the largest message value the platform puts on (or accepts from) the bus
@@ -104,7 +104,10 @@ async def deliver(
 ) -> Outcome:
     """Run ``handler`` on ``message`` until it succeeds, at most ``policy.max_attempts`` times.
 
-    A :class:`~isthmus_core.errors.PermanentError` stops at once. When no attempt succeeded, the
+    A :class:`~isthmus_core.errors.PermanentError` stops at once. An
+    :class:`~isthmus_core.errors.Unavailable` error (a dependency — the broker, a downstream service —
+    is down) is retried with capped backoff for as long as it lasts: dead-lettering a good message
+    because of an outage would lose it from the flow. When no attempt succeeded, the
     original value and headers go to ``<topic>.dlq`` with the error headers; a failing dead-letter
     publish is retried with backoff until it succeeds or the caller is cancelled (then nothing is
     committed and the message is delivered again later). Returns how the message ended; never raises
@@ -112,7 +115,7 @@ async def deliver(
     """
     attempts = 0
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts),
+        stop=_stop_for(policy),
         wait=backoff(policy),
         retry=retry_if_exception(_retryable),
         reraise=True,
@@ -142,6 +145,18 @@ async def deliver(
         return Outcome.DEAD_LETTERED
     BUS_HANDLED.labels(message.topic, group, Outcome.HANDLED.value).inc()
     return Outcome.HANDLED
+
+
+def _stop_for(policy: RetryPolicy) -> Callable[[RetryCallState], bool]:
+    bounded = stop_after_attempt(policy.max_attempts)
+
+    def stop(state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is not None and isinstance(outcome.exception(), Unavailable):
+            return False  # an outage, not a bad message: wait it out (cancellation still stops us)
+        return bool(bounded(state))
+
+    return stop
 
 
 async def _dead_letter(
