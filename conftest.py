@@ -38,13 +38,46 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair on 127.0.0.1")
 
 
+class KafkaBroker:
+    """A broker started by tests/infra/kafka.sh; ``restart`` stops it and starts it on the same data."""
+
+    def __init__(self, bootstrap: str, data: Path | None) -> None:
+        self.bootstrap = bootstrap
+        self.data = data
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def start(self) -> None:
+        self._script("start")
+
+    def _script(self, cmd: str) -> None:
+        if self.data is None:
+            pytest.fail(
+                "this test restarts the broker: it needs the broker the tests started, not an external one"
+            )
+        proc = subprocess.run(
+            ["bash", str(ROOT / "tests" / "infra" / "kafka.sh"), cmd, "--dir", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"kafka.sh {cmd} failed: {proc.stderr[-3000:]}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
     """A real Apache Kafka broker: ISTHMUS_TEST_KAFKA_BOOTSTRAP if set, else one started for the session
     by tests/infra/kafka.sh (needs Java and Maven, or jars already cached)."""
     given = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP")
     if given:
-        yield given
+        yield KafkaBroker(given, None)
         return
     if shutil.which("java") is None:
         missing_tool(
@@ -65,6 +98,6 @@ def kafka_bootstrap() -> Iterator[str]:
     if proc.returncode != 0:
         pytest.fail(f"could not start Kafka: {proc.stderr[-3000:]}", pytrace=False)
     try:
-        yield proc.stdout.strip().splitlines()[-1]
+        yield KafkaBroker(proc.stdout.strip().splitlines()[-1], data)
     finally:
         subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# A real single-node Apache Kafka 4.1.1 (KRaft) on loopback, from Maven Central jars.
-#   tests/infra/kafka.sh jars                       resolve the jars once (cached per user)
-#   tests/infra/kafka.sh up   [--port P] [--dir D]  start a broker on 127.0.0.1:P (controller P+1)
-#   tests/infra/kafka.sh down [--dir D]             stop it and remove its data
-# Needs Java 17+ and Maven. Jars live in ${ISTHMUS_TOOLS_CACHE:-~/.cache/isthmus-tools}/kafka-4.1.1.
+# A real single-node Apache Kafka 4.1.1 (KRaft) on loopback, from Maven Central jars (see tests/infra/README.md).
+#   tests/infra/kafka.sh jars                        resolve the jars once (cached per user)
+#   tests/infra/kafka.sh up    [--port P] [--dir D]  start a broker on 127.0.0.1:P (controller P+1); prints it
+#   tests/infra/kafka.sh down  [--dir D]             stop it and remove its data
+#   tests/infra/kafka.sh stop|start [--dir D]        stop / restart it on the same data (failure tests)
+# Needs Java 17+ and Maven (Maven only until the jars are cached). Jars live in
+# ${ISTHMUS_TOOLS_CACHE:-~/.cache/isthmus-tools}/kafka-4.1.1/libs, outside the clone and shared by clones.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VERSION=4.1.1
@@ -12,38 +14,81 @@ LIBS=$CACHE/kafka-$VERSION/libs
 PORT=19092
 DIR=$ROOT/.tools/kafka-data
 PY=${PYTHON:-$ROOT/.venv/bin/python}
+READY_TIMEOUT_S=${KAFKA_READY_TIMEOUT_S:-90}
+STOP_TIMEOUT_S=${KAFKA_STOP_TIMEOUT_S:-30}
+MARK=.isthmus-kafka # marks a data dir this script made: the only kind it deletes
 
 cmd=${1:-}
 shift || true
 while [ $# -gt 0 ]; do
   case $1 in
-    --port) PORT=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
+    --port) PORT=${2:?--port needs a value}; shift 2 ;;
+    --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     *) echo "kafka.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case $PORT in '' | *[!0-9]*) echo "kafka.sh: --port must be a number, got '$PORT'" >&2; exit 2 ;; esac
+if [ "$PORT" -lt 1024 ] || [ "$PORT" -gt 65534 ]; then
+  echo "kafka.sh: --port must be in 1024..65534 (the controller takes port+1), got $PORT" >&2; exit 2
+fi
+DIR=$(realpath -m "$DIR")
 
-need() { command -v "$1" >/dev/null 2>&1 || { echo "kafka.sh: '$1' is required ($2)" >&2; exit 3; }; }
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || { echo "kafka.sh: '$1' is required: $2" >&2; exit 3; }; }
 
 jars() {
-  if [ -f "$LIBS/.complete" ]; then return 0; fi
-  need java "install a JDK 17+, e.g. apt-get install openjdk-17-jre-headless"
-  need mvn "install Maven, e.g. apt-get install maven"
+  [ -f "$LIBS/.complete" ] && return 0
+  need java "install a JDK 17+, e.g. apt-get install openjdk-17-jdk-headless"
+  need mvn "install Maven (only needed once, to fetch the Kafka jars), e.g. apt-get install maven"
   mkdir -p "$LIBS"
-  echo "kafka.sh: resolving Apache Kafka $VERSION jars from Maven Central into $LIBS" >&2
-  mvn -q -B -f "$ROOT/tests/infra/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIBS" >&2
-  touch "$LIBS/.complete"
+  # one resolver at a time: parallel test sessions on a cold cache wait for the first
+  exec 9>"$LIBS/../.lock"
+  if command -v flock >/dev/null; then flock 9; fi
+  if [ ! -f "$LIBS/.complete" ]; then
+    echo "kafka.sh: resolving Apache Kafka $VERSION jars from Maven Central into $LIBS" >&2
+    rm -f "$LIBS"/*.jar
+    mvn -q -B -f "$ROOT/tests/infra/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$LIBS" >&2 || die "mvn could not resolve the Kafka jars (see above)"
+    touch "$LIBS/.complete"
+  fi
+  exec 9>&-
+}
+
+# A directory we may delete: missing, empty, or made by this script (older copies left no mark).
+removable() {
+  [ ! -e "$1" ] || [ -f "$1/$MARK" ] || [ -z "$(ls -A "$1" 2>/dev/null)" ] ||
+    { [ -f "$1/server.properties" ] && [ -f "$1/log4j.properties" ]; }
+}
+
+alive() { [ -f "$DIR/kafka.pid" ] && kill -0 "$(cat "$DIR/kafka.pid")" 2>/dev/null; }
+
+port_of() { sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1://p' "$DIR/server.properties"; }
+
+port_free() {
+  "$PY" - "$1" <<'PYPORT'
+import socket, sys
+with socket.socket() as s:
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+PYPORT
 }
 
 up() {
-  need java "install a JDK 17+"
+  need java "install a JDK 17+, e.g. apt-get install openjdk-17-jdk-headless"
+  [ -x "$PY" ] || die "no Python at $PY: run 'make setup' first (or set PYTHON)"
   jars
-  local ctrl=$((PORT + 1))
-  if [ -f "$DIR/kafka.pid" ] && kill -0 "$(cat "$DIR/kafka.pid")" 2>/dev/null; then
-    echo "127.0.0.1:$PORT"; return 0
+  if alive; then # idempotent: already running from this dir
+    echo "127.0.0.1:$(port_of)"; return 0
   fi
-  rm -rf "$DIR" && mkdir -p "$DIR/logs"
-  cat > "$DIR/server.properties" <<PROPS
+  removable "$DIR" || die "$DIR exists, is not empty and was not made by kafka.sh: pick another --dir"
+  local ctrl=$((PORT + 1)) p
+  for p in "$PORT" "$ctrl"; do
+    port_free "$p" || die "127.0.0.1:$p is already in use (another broker? 'make kafka-down', or pass --port)"
+  done
+  rm -rf "$DIR" && mkdir -p "$DIR/logs" && touch "$DIR/$MARK"
+  cat >"$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$ctrl
@@ -58,66 +103,103 @@ offsets.topic.replication.factor=1
 offsets.topic.num.partitions=6
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.segment.bytes=16777216
 message.max.bytes=10485760
 PROPS
-  cat > "$DIR/log4j.properties" <<'LOG'
+  cat >"$DIR/log4j.properties" <<'LOG'
 log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
 log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 LOG
+  # a Kafka Uuid: 16 random bytes, url-safe base64 without padding, never starting with '-'
   local id
-  id=$("$PY" -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')
+  id=$("$PY" -c '
+import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]).startswith("-"):
+    pass
+print(i)')
   java -Dlog4j.configuration="file:$DIR/log4j.properties" -cp "$LIBS/*" kafka.tools.StorageTool \
-    format -t "$id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1
+    format -t "$id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 ||
+    { cat "$DIR/format.log" >&2; rm -rf "$DIR"; die "formatting the storage failed"; }
+  launch
+  echo "127.0.0.1:$PORT"
+}
+
+launch() {
   nohup java -Xmx512m -Dlog4j.configuration="file:$DIR/log4j.properties" -cp "$LIBS/*" kafka.Kafka \
-    "$DIR/server.properties" >"$DIR/server.log" 2>&1 &
+    "$DIR/server.properties" >>"$DIR/server.log" 2>&1 </dev/null &
   echo $! >"$DIR/kafka.pid"
-  # ready = a client gets cluster metadata (bounded wait)
-  if ! "$PY" - "127.0.0.1:$PORT" <<'PYPROBE'
-import asyncio, logging, sys, time
+  # ready = this broker (still alive) serves cluster metadata to a client; bounded wait
+  if ! "$PY" - "127.0.0.1:$(port_of)" "$(cat "$DIR/kafka.pid")" "$READY_TIMEOUT_S" <<'PYPROBE'
+import asyncio, logging, os, sys, time
 logging.disable(logging.CRITICAL)
 from aiokafka.admin import AIOKafkaAdminClient
 
-async def main() -> None:
-    deadline = time.monotonic() + 90
+async def main() -> int:
+    bootstrap, pid, within = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    deadline = time.monotonic() + within
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=3000)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("kafka.sh: the broker process exited", file=sys.stderr)
+            return 1
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()
-            return
-        except Exception:
+            return 0
+        except Exception as e:  # not up yet
             if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+                print(f"kafka.sh: no metadata from {bootstrap} within {within:.0f}s: {e!r}", file=sys.stderr)
+                return 1
         finally:
             await admin.close()
+        await asyncio.sleep(0.5)
 
-asyncio.run(main())
+sys.exit(asyncio.run(main()))
 PYPROBE
   then
-    echo "kafka.sh: broker did not become ready; log follows" >&2
+    echo "kafka.sh: broker did not become ready; last lines of $DIR/server.log:" >&2
     tail -n 40 "$DIR/server.log" >&2
     down
     exit 1
   fi
-  echo "127.0.0.1:$PORT"
+}
+
+# SIGTERM (a clean controlled shutdown), then SIGKILL after STOP_TIMEOUT_S
+halt() {
+  alive || return 0
+  local pid i
+  pid=$(cat "$DIR/kafka.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT_S * 5; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  echo "kafka.sh: broker $pid did not stop within ${STOP_TIMEOUT_S}s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+stop() { halt; }
+
+start() {
+  [ -f "$DIR/server.properties" ] || die "no broker data in $DIR (use 'up')"
+  if alive; then echo "127.0.0.1:$(port_of)"; return 0; fi
+  launch
+  echo "127.0.0.1:$(port_of)"
 }
 
 down() {
-  if [ -f "$DIR/kafka.pid" ]; then
-    local pid
-    pid=$(cat "$DIR/kafka.pid")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
+  [ -e "$DIR" ] || return 0
+  removable "$DIR" || die "$DIR was not made by kafka.sh: not deleting it"
+  halt
   rm -rf "$DIR"
 }
 
@@ -125,5 +207,7 @@ case $cmd in
   jars) jars ;;
   up) up ;;
   down) down ;;
-  *) echo "usage: kafka.sh jars|up|down [--port P] [--dir D]" >&2; exit 2 ;;
+  stop) stop ;;
+  start) start ;;
+  *) echo "usage: kafka.sh jars|up|down|stop|start [--port P] [--dir D]" >&2; exit 2 ;;
 esac

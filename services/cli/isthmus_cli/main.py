@@ -27,6 +27,8 @@ tenant_app = typer.Typer(help="Create, list and delete tenants.", no_args_is_hel
 config_app = typer.Typer(help="Print or verify the settings.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(config_app, name="config")
+dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages (Kafka).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err = Console(stderr=True)
@@ -39,6 +41,11 @@ ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", envvar="ISTHMUS_CONFIG", help="TOML settings file")
 ]
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+Bootstrap = Annotated[
+    str,
+    typer.Option("--bootstrap", envvar="ISTHMUS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers"),
+]
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -442,6 +449,127 @@ def eval_(
         print(report.to_json())
     else:
         console.print(render_table(report, REFERENCE_NDCG10.get(report.dataset)))
+
+
+# --- dead letters and replay (Kafka) -------------------------------------------------------------------
+
+
+def _dlq_topic(topic: str) -> str:
+    from isthmus_core.contracts.topics import DLQ_SUFFIX, by_name
+
+    try:
+        spec = by_name(topic if topic.startswith("isthmus.") else f"isthmus.{topic}")
+    except KeyError:
+        from isthmus_core.contracts.topics import ALL_TOPICS
+
+        _fail(f"unknown topic {topic!r}; choose from {', '.join(t.name for t in ALL_TOPICS)}")
+    return spec.name + DLQ_SUFFIX
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[
+        str, typer.Argument(help="source topic, e.g. isthmus.chunks.created.v1 or chunks.created.v1")
+    ],
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    limit: Annotated[int, typer.Option(help="at most this many (0 = all)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the dead letters of a topic: key, original size, error class and reason."""
+    from isthmus_core.bus.kafka_tools import read_topic
+    from isthmus_core.bus.port import H_ATTEMPTS, H_ERROR_CLASS, H_ERROR_MESSAGE, H_GROUP
+
+    dlq = _dlq_topic(topic)
+    messages, _ = _run(read_topic(bootstrap, dlq, limit=limit))
+    rows = [
+        {
+            "partition": m.partition,
+            "offset": m.offset,
+            "key": m.key,
+            "bytes": len(m.value),
+            "group": m.headers.get(H_GROUP, ""),
+            "attempts": m.headers.get(H_ATTEMPTS, ""),
+            "error_class": m.headers.get(H_ERROR_CLASS, ""),
+            "error": m.headers.get(H_ERROR_MESSAGE, ""),
+            "value_preview": m.value[:120].decode("utf-8", "replace"),
+        }
+        for m in messages
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("partition/offset", "key", "bytes", "group", "error")
+    for r in rows:
+        table.add_row(
+            f"{r['partition']}/{r['offset']}",
+            r["key"],
+            str(r["bytes"]),
+            r["group"],
+            escape(f"{r['error_class']}: {r['error']}"),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} dead letter(s) on {dlq}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Argument(help="source topic whose dead letters to re-drive")],
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    key_prefix: Annotated[str, typer.Option(help="only keys starting with this (e.g. 'tenant/')")] = "",
+) -> None:
+    """Publish dead letters back to their source topic (original bytes and headers). Each dead letter is
+    replayed once: progress is committed in the consumer group 'isthmus-dlq-replay'."""
+    from isthmus_core.bus.kafka_tools import DEAD_LETTER_HEADERS, REPLAY_GROUP, read_topic, republish
+    from isthmus_core.bus.port import H_SOURCE_TOPIC
+
+    dlq = _dlq_topic(topic)
+    source = dlq.removesuffix(".dlq")
+
+    async def main() -> int:
+        messages, commit = await read_topic(bootstrap, dlq, key_prefix=key_prefix, group=REPLAY_GROUP)
+        try:
+            n = await republish(
+                bootstrap,
+                messages,
+                lambda m: m.headers.get(H_SOURCE_TOPIC, source),
+                strip=DEAD_LETTER_HEADERS,
+            )
+        except BaseException:
+            raise
+        assert commit is not None
+        await commit()
+        return n
+
+    n = _run(main())
+    console.print(f"replayed {n} dead letter(s) from {dlq} to {source}")
+
+
+@app.command()
+def reindex(
+    tenant: Tenant,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """Rebuild a tenant's index from its chunk history: empty the index, then replay the tenant's
+    chunks.created events (re-embedded and re-indexed by the running services; ids are deterministic,
+    so the rebuilt index holds exactly what the original run produced)."""
+    from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+    from isthmus_cli.client import channel
+    from isthmus_core.bus.kafka_tools import read_topic, republish
+    from isthmus_core.contracts.topics import CHUNKS_CREATED
+
+    async def main() -> int:
+        messages, _ = await read_topic(bootstrap, CHUNKS_CREATED.name, key_prefix=f"{tenant}/")
+        async with channel(endpoint) as ch:
+            await retrieval_pb2_grpc.RetrievalServiceStub(ch).ClearTenant(
+                retrieval_pb2.ClearTenantRequest(tenant_id=tenant), timeout=120
+            )
+        return await republish(bootstrap, messages, lambda m: CHUNKS_CREATED.name)
+
+    n = _run(main())
+    console.print(
+        f"replayed {n} chunk batch event(s) of tenant {tenant}; the index fills as they are processed"
+    )
 
 
 # --- status --------------------------------------------------------------------------------------------

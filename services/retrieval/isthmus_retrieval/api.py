@@ -78,6 +78,12 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             out.append(pb.Tenant(tenant_id=t, chunk_count=await self._core.store.count(t)))
         return pb.ListTenantsResponse(tenants=out)
 
+    async def ClearTenant(
+        self, request: pb.ClearTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
+        await self._core.clear_tenant(request.tenant_id)
+        return pb.Tenant(tenant_id=request.tenant_id, chunk_count=0)
+
     async def DeleteTenant(
         self, request: pb.DeleteTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteTenantResponse:

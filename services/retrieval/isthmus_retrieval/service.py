@@ -67,6 +67,12 @@ class Retrieval:
             TenantDeleted(tenant_id=tenant_id, idempotency_key=f"{tenant_id}/deleted")
         )
 
+    async def clear_tenant(self, tenant_id: str) -> None:
+        """Drop every object of the tenant but keep the tenant (no tenants.deleted event)."""
+        validate_tenant_id(tenant_id)
+        await self.store.delete_tenant(tenant_id)
+        await self.store.create_tenant(tenant_id)
+
     async def tenant_count(self, tenant_id: str) -> int:
         return await self.store.count(validate_tenant_id(tenant_id))
 

@@ -119,3 +119,9 @@ class DeleteTenantRequest(_message.Message):
 class DeleteTenantResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ClearTenantRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...

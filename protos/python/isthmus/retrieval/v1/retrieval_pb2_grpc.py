@@ -60,6 +60,11 @@ class RetrievalServiceStub:
                 request_serializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantRequest.SerializeToString,
                 response_deserializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantResponse.FromString,
                 _registered_method=True)
+        self.ClearTenant = channel.unary_unary(
+                '/isthmus.retrieval.v1.RetrievalService/ClearTenant',
+                request_serializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.ClearTenantRequest.SerializeToString,
+                response_deserializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.Tenant.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -96,6 +101,13 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearTenant(self, request, context):
+        """Empty a tenant's index but keep the tenant (before a reindex that replays its chunk events).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +135,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.DeleteTenant,
                     request_deserializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantRequest.FromString,
                     response_serializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantResponse.SerializeToString,
+            ),
+            'ClearTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearTenant,
+                    request_deserializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.ClearTenantRequest.FromString,
+                    response_serializer=isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.Tenant.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +278,33 @@ class RetrievalService:
             '/isthmus.retrieval.v1.RetrievalService/DeleteTenant',
             isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantRequest.SerializeToString,
             isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.retrieval.v1.RetrievalService/ClearTenant',
+            isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.ClearTenantRequest.SerializeToString,
+            isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2.Tenant.FromString,
             options,
             channel_credentials,
             insecure,

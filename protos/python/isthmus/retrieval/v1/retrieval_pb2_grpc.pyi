@@ -38,6 +38,8 @@ class RetrievalServiceStub:
     GetTenant: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.GetTenantRequest, _retrieval_pb2.Tenant]
     ListTenants: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.ListTenantsRequest, _retrieval_pb2.ListTenantsResponse]
     DeleteTenant: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteTenantRequest, _retrieval_pb2.DeleteTenantResponse]
+    ClearTenant: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.ClearTenantRequest, _retrieval_pb2.Tenant]
+    """Empty a tenant's index but keep the tenant (before a reindex that replays its chunk events)."""
 
 @_typing.type_check_only
 class RetrievalServiceAsyncStub(RetrievalServiceStub):
@@ -49,6 +51,8 @@ class RetrievalServiceAsyncStub(RetrievalServiceStub):
     GetTenant: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.GetTenantRequest, _retrieval_pb2.Tenant]  # type: ignore[assignment]
     ListTenants: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.ListTenantsRequest, _retrieval_pb2.ListTenantsResponse]  # type: ignore[assignment]
     DeleteTenant: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteTenantRequest, _retrieval_pb2.DeleteTenantResponse]  # type: ignore[assignment]
+    ClearTenant: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.ClearTenantRequest, _retrieval_pb2.Tenant]  # type: ignore[assignment]
+    """Empty a tenant's index but keep the tenant (before a reindex that replays its chunk events)."""
 
 class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
     """Per-tenant hybrid search (dense + BM25, fusion) and the tenant registry."""
@@ -87,5 +91,13 @@ class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _retrieval_pb2.DeleteTenantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_retrieval_pb2.DeleteTenantResponse, _abc.Awaitable[_retrieval_pb2.DeleteTenantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ClearTenant(
+        self,
+        request: _retrieval_pb2.ClearTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.Tenant, _abc.Awaitable[_retrieval_pb2.Tenant]]:
+        """Empty a tenant's index but keep the tenant (before a reindex that replays its chunk events)."""
 
 def add_RetrievalServiceServicer_to_server(servicer: RetrievalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

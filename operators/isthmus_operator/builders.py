@@ -1,0 +1,161 @@
+"""Pure builders: every object and patch the operator writes, as plain dicts.
+
+No kopf, no kubernetes client: values in, values out (unit-tested without fixtures). Times come in as
+arguments (``now``), so the output is a function of the input only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from isthmus_operator.names import (
+    ANNOTATION_BUNDLE,
+    API_VERSION,
+    BUNDLE_ENV,
+    LABEL_MANAGED_BY,
+    LABEL_TENANT,
+    MANAGED_BY,
+    TENANT_KIND,
+    tenant_configmap_name,
+)
+from isthmus_operator.specs import TenantSpec
+
+TENANT_SETTINGS_KEY = "tenant.json"
+
+
+# -- Tenant ------------------------------------------------------------------------------------------
+
+
+def build_tenant_settings(name: str, spec: TenantSpec) -> dict[str, Any]:
+    """The tenant's settings as the services read them (the ``tenant.json`` key of its ConfigMap)."""
+    return {
+        "tenantId": name,
+        "primaryRegion": spec.primary_region,
+        "replicaRegions": list(spec.replica_regions),
+        "quotas": {
+            "requestsPerSecond": spec.quotas.requests_per_second,
+            "tokensPerDay": spec.quotas.tokens_per_day,
+            "storage": spec.quotas.storage,
+        },
+        "guardrailPolicy": spec.guardrail_policy_ref.name,
+        "modelBundle": {"name": spec.model_bundle.name, "version": spec.model_bundle.version},
+    }
+
+
+def build_owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """Owner reference to one of our custom resources (garbage collection backs up the finalizer)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_tenant_configmap(name: str, namespace: str, uid: str, spec: TenantSpec) -> dict[str, Any]:
+    """ConfigMap ``isthmus-tenant-<name>``: the tenant's settings, labelled with the tenant."""
+    settings = build_tenant_settings(name, spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": tenant_configmap_name(name),
+            "namespace": namespace,
+            "labels": {
+                LABEL_MANAGED_BY: MANAGED_BY,
+                LABEL_TENANT: name,
+                "isthmus.dev/primary-region": spec.primary_region,
+            },
+            "ownerReferences": [build_owner_reference(TENANT_KIND, name, uid)],
+        },
+        "data": {TENANT_SETTINGS_KEY: json.dumps(settings, sort_keys=True, indent=2)},
+    }
+
+
+# -- conditions and phases ---------------------------------------------------------------------------
+
+
+def build_condition(
+    type_: str, status: bool | None, reason: str, message: str, generation: int, now: str
+) -> dict[str, Any]:
+    """A ``metav1.Condition``; ``status`` None means Unknown."""
+    return {
+        "type": type_,
+        "status": "Unknown" if status is None else ("True" if status else "False"),
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now,
+    }
+
+
+def merge_conditions(
+    existing: Iterable[Mapping[str, Any]], updates: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replace conditions by type; a condition whose status did not change keeps its transition time."""
+    merged = {str(c.get("type")): dict(c) for c in existing}
+    for cond in updates:
+        new = dict(cond)
+        old = merged.get(str(new["type"]))
+        if old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime"):
+            new["lastTransitionTime"] = old["lastTransitionTime"]
+        merged[str(new["type"])] = new
+    return sorted(merged.values(), key=lambda c: str(c["type"]))
+
+
+def summarise(conditions: Sequence[Mapping[str, Any]], generation: int, now: str) -> dict[str, Any]:
+    """The ``Ready`` condition of a Tenant from its part conditions.
+
+    Ready is True when no part is False (Unknown parts — e.g. an unmanaged vector store — do not block).
+    """
+    failing = [c for c in conditions if c["type"] != "Ready" and c["status"] == "False"]
+    if not failing:
+        return build_condition("Ready", True, "Reconciled", "all tenant resources are in place", generation, now)
+    first = failing[0]
+    return build_condition("Ready", False, str(first["reason"]), str(first["message"]), generation, now)
+
+
+def tenant_phase(conditions: Sequence[Mapping[str, Any]]) -> str:
+    """``Failed`` when the spec is invalid, ``Ready`` when everything is in place, else ``Pending``."""
+    by_type = {c["type"]: c for c in conditions}
+    valid = by_type.get("Valid")
+    if valid is not None and valid["status"] == "False":
+        return "Failed"
+    ready = by_type.get("Ready")
+    return "Ready" if ready is not None and ready["status"] == "True" else "Pending"
+
+
+# -- edge workloads ----------------------------------------------------------------------------------
+
+
+def workload_bundle(workload: Mapping[str, Any]) -> str | None:
+    """The bundle reference an edge workload's pod template carries (None when it has none)."""
+    template_meta = (workload.get("spec") or {}).get("template", {}).get("metadata") or {}
+    value = (template_meta.get("annotations") or {}).get(ANNOTATION_BUNDLE)
+    return str(value) if value else None
+
+
+def build_bundle_patch(workload: Mapping[str, Any], bundle_ref: str | None) -> dict[str, Any]:
+    """Strategic-merge patch putting ``bundle_ref`` (``<name>@<version>``) on an edge workload.
+
+    Sets the annotation on the workload and its pod template (a template change rolls the pods) and
+    ``ISTHMUS_MODEL_BUNDLE`` on every container. ``None`` removes all three (rollback to a workload that
+    had no bundle before).
+    """
+    containers = ((workload.get("spec") or {}).get("template", {}).get("spec") or {}).get("containers") or []
+    env_entry: dict[str, Any] = (
+        {"name": BUNDLE_ENV, "$patch": "delete"} if bundle_ref is None else {"name": BUNDLE_ENV, "value": bundle_ref}
+    )
+    return {
+        "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
+                "spec": {"containers": [{"name": c["name"], "env": [env_entry]} for c in containers]},
+            }
+        },
+    }

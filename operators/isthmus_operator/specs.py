@@ -1,0 +1,147 @@
+"""The ``Tenant`` and ``EdgeRollout`` specs as pydantic models, and the checks the CRD schema cannot make.
+
+The CRD's openAPIV3Schema (``charts/isthmus-operator/crds/``) rejects malformed objects at the API server;
+these models re-check the same shape (an older CRD may be installed) and add what needs the object's
+name or the cluster's state. Every failure is an :class:`~isthmus_core.errors.InvalidArgument` whose
+message names the field and says what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from isthmus_core.errors import InvalidArgument
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: the retrieval service's tenant-id rule (isthmus_retrieval.service.validate_tenant_id)
+TENANT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: a Kubernetes quantity (the CRD checks it with CEL ``isQuantity``)
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+METRIC_NAMES = ("ndcg_at_10", "faithfulness", "guardrail_block_rate")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ModelBundle(_Spec):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+    version: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._+-]*[A-Za-z0-9])?$")
+
+    @property
+    def ref(self) -> str:
+        """``<name>@<version>``: what edge workloads receive in ``ISTHMUS_MODEL_BUNDLE``."""
+        return f"{self.name}@{self.version}"
+
+
+class Quotas(_Spec):
+    requests_per_second: int = Field(alias="requestsPerSecond", ge=1)
+    tokens_per_day: int = Field(alias="tokensPerDay", ge=1)
+    storage: str = Field(pattern=QUANTITY_PATTERN)
+
+
+class PolicyRef(_Spec):
+    name: str = Field(min_length=1, max_length=63)
+
+
+class TenantSpec(_Spec):
+    primary_region: str = Field(alias="primaryRegion", pattern=REGION_PATTERN)
+    replica_regions: tuple[str, ...] = Field(default=(), alias="replicaRegions")
+    quotas: Quotas
+    guardrail_policy_ref: PolicyRef = Field(default=PolicyRef(name="default"), alias="guardrailPolicyRef")
+    model_bundle: ModelBundle = Field(alias="modelBundle")
+    deletion_policy: Literal["Delete", "Retain"] = Field(default="Delete", alias="deletionPolicy")
+
+    @model_validator(mode="after")
+    def _regions(self) -> TenantSpec:
+        for region in self.replica_regions:
+            if not re.fullmatch(REGION_PATTERN, region):
+                raise ValueError(f"replicaRegions: {region!r} is not a region name (lowercase, digits, '-')")
+        if self.primary_region in self.replica_regions:
+            raise ValueError(
+                f"replicaRegions must not contain the primary region {self.primary_region!r}: "
+                "the primary already holds the tenant's data"
+            )
+        if len(set(self.replica_regions)) != len(self.replica_regions):
+            raise ValueError("replicaRegions lists a region twice")
+        return self
+
+
+class NodePool(_Spec):
+    match_labels: dict[str, str] = Field(alias="matchLabels", min_length=1)
+    workload_kind: Literal["DaemonSet", "Deployment"] = Field(default="DaemonSet", alias="workloadKind")
+
+    @property
+    def label_selector(self) -> str:
+        """The ``labelSelector`` query string for a list call."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.match_labels.items()))
+
+
+class Gates(_Spec):
+    """Thresholds are absolute differences against the baseline (e.g. 0.02 nDCG@10 points)."""
+
+    max_ndcg_drop: float | None = Field(default=None, alias="maxNdcgDrop", ge=0, le=1)
+    max_faithfulness_drop: float | None = Field(default=None, alias="maxFaithfulnessDrop", ge=0, le=1)
+    max_block_rate_increase: float | None = Field(
+        default=None, alias="maxGuardrailBlockRateIncrease", ge=0, le=1
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Gates:
+        if self.max_ndcg_drop is None and self.max_faithfulness_drop is None:
+            if self.max_block_rate_increase is None:
+                raise ValueError(
+                    "gates: set at least one of maxNdcgDrop, maxFaithfulnessDrop, "
+                    "maxGuardrailBlockRateIncrease"
+                )
+        return self
+
+
+class EdgeRolloutSpec(_Spec):
+    bundle: ModelBundle
+    node_pool: NodePool = Field(alias="nodePool")
+    waves: tuple[int, ...] = Field(min_length=1, max_length=10)
+    gates: Gates
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _waves(self) -> EdgeRolloutSpec:
+        if any(not 1 <= w <= 100 for w in self.waves):
+            raise ValueError(f"waves: every wave is a percentage in 1..100, got {list(self.waves)}")
+        if any(b <= a for a, b in zip(self.waves, self.waves[1:], strict=False)):
+            raise ValueError(f"waves must strictly increase, got {list(self.waves)}")
+        if self.waves[-1] != 100:
+            raise ValueError(f"the last wave must be 100 (the whole pool), got {self.waves[-1]}")
+        return self
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"spec.{loc}: {msg}" if loc else f"spec: {msg}")
+    return "; ".join(parts)
+
+
+def parse_tenant(name: str, spec: Mapping[str, Any]) -> TenantSpec:
+    """Validate a Tenant; ``name`` (metadata.name) becomes the tenant id, so it must fit that rule too."""
+    if not TENANT_ID_PATTERN.fullmatch(name):
+        raise InvalidArgument(
+            f"metadata.name {name!r} cannot be a tenant id: use 1-63 lowercase letters, digits or '-', "
+            "starting with a letter or digit (no dots)"
+        )
+    try:
+        return TenantSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid Tenant {name!r}: {_describe(exc)}") from exc
+
+
+def parse_rollout(name: str, spec: Mapping[str, Any]) -> EdgeRolloutSpec:
+    try:
+        return EdgeRolloutSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid EdgeRollout {name!r}: {_describe(exc)}") from exc

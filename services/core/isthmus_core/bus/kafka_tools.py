@@ -1,0 +1,121 @@
+"""Operator tools over a Kafka cluster: read a topic from the beginning, re-drive messages.
+
+Used by ``isthmus dlq list|replay`` and ``isthmus reindex`` (they talk to Kafka directly, like any
+Kafka admin tool, because dead letters and chunk history live there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from isthmus_core.bus.kafka import from_kafka_headers, record_to_message, to_kafka_headers
+from isthmus_core.bus.port import (
+    H_ATTEMPTS,
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_GROUP,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+    Message,
+)
+from isthmus_core.errors import NotFound, Unavailable
+
+DEAD_LETTER_HEADERS = (
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_SOURCE_TOPIC,
+    H_SOURCE_PARTITION,
+    H_SOURCE_OFFSET,
+    H_ATTEMPTS,
+    H_GROUP,
+)
+REPLAY_GROUP = "isthmus-dlq-replay"
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    key_prefix: str = "",
+    group: str | None = None,
+    limit: int = 0,
+) -> tuple[list[Message], Callable[[], Awaitable[None]] | None]:
+    """Every message of ``topic`` up to its current end (from the group's committed offsets when a
+    group is given, else from the beginning). Returns the messages and, for a group, a ``commit``
+    coroutine function that marks them consumed."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
+    out: list[Message] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise NotFound(f"topic {topic!r} does not exist on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        if group is None:
+            await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if end[tp] > await consumer.position(tp)}
+        while remaining and not (limit and len(out) >= limit):
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset < end[tp] and r.key is not None and r.key.decode().startswith(key_prefix):
+                        out.append(record_to_message(r))
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        positions = {tp: min(await consumer.position(tp), end[tp]) for tp in tps}
+    except BaseException:
+        await consumer.stop()
+        raise
+    if group is None:
+        await consumer.stop()
+        return out, None
+
+    async def commit() -> None:
+        try:
+            await consumer.commit(positions)
+        finally:
+            await consumer.stop()
+
+    return out, commit
+
+
+async def republish(
+    bootstrap: str,
+    messages: Sequence[Message],
+    topic_of: Callable[[Message], str],
+    *,
+    strip: Sequence[str] = (),
+) -> int:
+    """Publish each message's original key, value and headers (less ``strip``) to ``topic_of(m)``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
+    try:
+        for m in messages:
+            headers = {k: v for k, v in m.headers.items() if k not in strip}
+            await producer.send_and_wait(
+                topic_of(m), m.value, key=m.key.encode(), headers=to_kafka_headers(headers)
+            )
+    finally:
+        await producer.stop()
+    return len(messages)
+
+
+__all__ = ["DEAD_LETTER_HEADERS", "REPLAY_GROUP", "from_kafka_headers", "read_topic", "republish"]

@@ -1,0 +1,43 @@
+"""Small gRPC client helpers for tests that drive a running platform (all-in-one or distributed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+
+
+async def upload(ch: grpc.aio.Channel, tenant: str, filename: str, data: bytes, **header: Any) -> Any:
+    """Client-streaming ``Upload``: the header, then the bytes in 64 KiB parts."""
+    stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
+
+    async def parts() -> AsyncIterator[ingestion_pb2.UploadRequest]:
+        yield ingestion_pb2.UploadRequest(
+            header=ingestion_pb2.UploadHeader(tenant_id=tenant, filename=filename, **header)
+        )
+        for i in range(0, len(data), 64 * 1024):
+            yield ingestion_pb2.UploadRequest(data=data[i : i + 64 * 1024])
+
+    return await stub.Upload(parts(), timeout=60)
+
+
+async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], within_s: float = 120) -> None:
+    """Poll ``GetDocument`` until every document is indexed; a failed one raises with its reason."""
+    stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    pending = set(doc_ids)
+    while pending:
+        for d in list(pending):
+            doc = await stub.GetDocument(ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=d))
+            if doc.status == ingestion_pb2.DOCUMENT_STATUS_FAILED:
+                raise AssertionError(f"{d} failed: {doc.failure_reason}")
+            if doc.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED:
+                pending.discard(d)
+        if loop.time() > deadline:
+            raise AssertionError(f"not indexed within {within_s}s: {pending}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,270 @@
+"""Distributed mode on a real Apache Kafka: six service processes, delivery guarantees under faults.
+
+Counts are exact: every document's chunks are indexed once (deterministic ids make redelivery an
+overwrite), none is lost, whatever is killed or restarted mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.contracts import topics
+from isthmus_core.testing.client import upload, wait_indexed
+
+from .conftest import ISTHMUS, ROOT, Cluster
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+CRANFIELD = ROOT.parent / "shared" / "datasets" / "cranfield" / "corpus.jsonl"
+
+
+def corpus(start: int, n: int) -> list[tuple[str, bytes]]:
+    docs = []
+    with CRANFIELD.open() as fh:
+        for i, line in enumerate(fh):
+            if i < start:
+                continue
+            d = json.loads(line)
+            text = f"{d['title']}\n\n{d['text']}".strip()
+            if text:
+                docs.append((d["_id"], text.encode()))
+            if len(docs) >= n:
+                break
+    return docs
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        ISTHMUS,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+class Tenant:
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.c = cluster
+        self.name = name
+        self.expected = 0
+        self.doc_ids: list[str] = []
+
+    def channel(self, svc: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.c.endpoints[svc])
+
+    async def create(self) -> None:
+        async with self.channel("retrieval") as ch:
+            await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
+                retrieval_pb2.CreateTenantRequest(tenant_id=self.name)
+            )
+
+    async def ingest(self, docs: list[tuple[str, bytes]], concurrency: int = 8) -> None:
+        sem = asyncio.Semaphore(concurrency)
+        async with self.channel("ingestion") as ch:
+
+            async def one(doc_id: str, data: bytes) -> None:
+                async with sem:
+                    r = await upload(ch, self.name, f"{doc_id}.txt", data, document_id=doc_id)
+                assert not r.duplicate
+                self.expected += r.chunk_count
+                self.doc_ids.append(r.document_id)
+
+            await asyncio.gather(*(one(i, d) for i, d in docs))
+
+    async def count(self) -> int:
+        async with self.channel("retrieval") as ch:
+            t = await retrieval_pb2_grpc.RetrievalServiceStub(ch).GetTenant(
+                retrieval_pb2.GetTenantRequest(tenant_id=self.name), timeout=10
+            )
+        return int(t.chunk_count)
+
+    async def wait_count(self, at_least: int, within: float = 300) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                n = await self.count()
+                if n >= at_least:
+                    return n
+            except grpc.aio.AioRpcError:
+                pass  # retrieval is restarting
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name}: fewer than {at_least} chunks indexed within {within}s")
+            await asyncio.sleep(0.2)
+
+    async def statuses(self) -> dict[str, int]:
+        async with self.channel("ingestion") as ch:
+            docs = await ingestion_pb2_grpc.IngestionServiceStub(ch).ListDocuments(
+                ingestion_pb2.ListDocumentsRequest(tenant_id=self.name), timeout=30
+            )
+        out: dict[str, int] = {}
+        for d in docs.documents:
+            k = ingestion_pb2.DocumentStatus.Name(d.status)
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    async def wait_all_indexed(self, within: float = 600) -> None:
+        """Every document indexed and exactly the expected chunks in the index — then stays so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                st = await self.statuses()
+                n = await self.count()
+                if st == {"DOCUMENT_STATUS_INDEXED": len(self.doc_ids)} and n >= self.expected:
+                    break
+            except grpc.aio.AioRpcError:
+                pass
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name}: not complete within {within}s: {st}, {n}/{self.expected}")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # redeliveries still in flight would show up as extra chunks now
+        assert await self.count() == self.expected
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, Any]:
+    return {}
+
+
+async def test_six_processes_answer_with_citations(cluster: Cluster) -> None:
+    t = Tenant(cluster, "dist")
+    await t.create()
+    text = b"Gliders are aircraft without engines. Gliders stay aloft by soaring in thermals and ridge lift."
+    async with t.channel("ingestion") as ch:
+        r = await upload(ch, "dist", "gliders.txt", text, document_id="gliders")
+        await wait_indexed(ch, "dist", [r.document_id], within_s=120)
+    async with t.channel("agent-orchestrator") as ch:
+        resp = await ao_grpc.AgentOrchestratorServiceStub(ch).Ask(
+            ao.AskRequest(tenant_id="dist", question="How do gliders stay aloft?"), timeout=60
+        )
+    assert not resp.blocked and "thermals" in resp.answer
+    assert resp.citations[0].document_id == "gliders"
+    for proc in (cluster.procs[s][0] for s in cluster.procs):
+        assert proc.poll() is None
+
+
+async def test_poison_message_is_dead_lettered_and_its_partition_keeps_flowing(cluster: Cluster) -> None:
+    key = "dist/after-poison"  # the same key as the document uploaded next: the same partition
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.CHUNKS_CREATED.name, b"\x00not an event", key=key.encode())
+    finally:
+        await producer.stop()
+    async with grpc.aio.insecure_channel(cluster.endpoints["ingestion"]) as ch:
+        r = await upload(
+            ch,
+            "dist",
+            "after.txt",
+            b"Ridge lift happens where wind meets a slope.",
+            document_id="after-poison",
+        )
+        await wait_indexed(ch, "dist", [r.document_id], within_s=120)
+    code, out, err = await cli(
+        "dlq", "list", topics.CHUNKS_CREATED.name, "--json", "--bootstrap", cluster.bootstrap
+    )
+    assert code == 0, err
+    dead = [d for d in json.loads(out) if d["key"] == key]
+    assert len(dead) == 1
+    assert dead[0]["error_class"] == "InvalidArgument" and dead[0]["group"] == "embedding"
+    assert dead[0]["value_preview"].endswith("not an event")
+
+
+async def test_kill_9_embedding_and_retrieval_mid_ingest_lose_and_duplicate_nothing(
+    cluster: Cluster, state: dict[str, Any]
+) -> None:
+    t = Tenant(cluster, "faults")
+    await t.create()
+    await t.ingest(corpus(0, 700))
+    assert t.expected >= 2000, "this test needs thousands of chunks"
+    await t.wait_count(t.expected // 10, within=300)
+    cluster.kill("embedding")
+    await asyncio.sleep(1)
+    cluster.start("embedding")
+    await cluster.wait_healthy("embedding")
+    await t.wait_count(t.expected // 2, within=600)
+    cluster.kill("retrieval")
+    await asyncio.sleep(1)
+    cluster.start("retrieval")
+    await cluster.wait_healthy("retrieval")
+    await t.wait_all_indexed()
+    state["faults"] = t
+
+
+async def test_a_second_embedding_replica_joins_and_leaves_mid_stream(cluster: Cluster) -> None:
+    t = Tenant(cluster, "rebalance")
+    await t.create()
+    await t.ingest(corpus(700, 350))
+    await t.wait_count(t.expected // 10, within=300)
+    replica = cluster.start("embedding", replica=True)
+    await cluster.wait_healthy("embedding", replica)
+    await t.wait_count(t.expected * 2 // 3, within=600)
+    replica.terminate()  # graceful leave: a second rebalance
+    replica.wait(timeout=60)
+    await t.wait_all_indexed()
+
+
+async def test_broker_restart_during_ingestion(cluster: Cluster, kafka_broker: Any) -> None:
+    t = Tenant(cluster, "broker")
+    await t.create()
+    await t.ingest(corpus(1050, 300))
+    await t.wait_count(t.expected // 10, within=300)
+    kafka_broker.stop()
+    await asyncio.sleep(5)
+    kafka_broker.start()
+    await t.wait_all_indexed(within=900)
+    for svc, procs in cluster.procs.items():
+        assert procs[0].poll() is None or svc in ("embedding", "retrieval"), (
+            f"{svc} died: {cluster.log_tail(svc)}"
+        )
+
+
+async def test_reindex_rebuilds_an_identical_index(cluster: Cluster, state: dict[str, Any]) -> None:
+    t: Tenant = state["faults"]
+    queries = ["boundary layer transition", "heat transfer at hypersonic speed", "flutter of wings"]
+
+    async def snapshot() -> list[list[tuple[str, float]]]:
+        out = []
+        async with t.channel("retrieval") as ch:
+            stub = retrieval_pb2_grpc.RetrievalServiceStub(ch)
+            for q in queries:
+                for mode in (retrieval_pb2.SEARCH_MODE_BM25, retrieval_pb2.SEARCH_MODE_DENSE):
+                    r = await stub.Search(
+                        retrieval_pb2.SearchRequest(tenant_id=t.name, query=q, mode=mode, top_k=20)
+                    )
+                    hits = [(h.context.chunk_id, round(h.context.score, 4)) for h in r.hits]
+                    out.append(sorted(hits, key=lambda h: (-h[1], h[0])))  # equal scores: any order
+        return out
+
+    before = await snapshot()
+    code, out, err = await cli(
+        "reindex",
+        "--tenant",
+        t.name,
+        "--endpoint",
+        cluster.endpoints["retrieval"],
+        "--bootstrap",
+        cluster.bootstrap,
+    )
+    assert code == 0, err
+    assert "replayed" in out
+    assert await t.count() < t.expected  # it really was emptied first
+    await t.wait_count(t.expected, within=600)
+    await asyncio.sleep(3)
+    assert await t.count() == t.expected
+    assert await snapshot() == before
