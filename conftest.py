@@ -87,17 +87,25 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
         missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
     data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-"))
-    port = _free_port_pair()
     script = str(ROOT / "tests" / "infra" / "kafka.sh")
-    proc = subprocess.run(
-        ["bash", script, "up", "--port", str(port), "--dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+
+    try:  # resolving the jars on a cold cache takes about a minute; starting the broker a few seconds
+        proc = subprocess.run(
+            ["bash", script, "up", "--port", str(_free_port_pair()), "--dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"tests/infra/kafka.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
     if proc.returncode != 0:
-        pytest.fail(f"could not start Kafka: {proc.stderr[-3000:]}", pytrace=False)
+        down()
+        pytest.fail(f"could not start Kafka (tests/infra/kafka.sh up): {proc.stderr[-3000:]}", pytrace=False)
     try:
         yield KafkaBroker(proc.stdout.strip().splitlines()[-1], data)
     finally:
-        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+        down()

@@ -19,6 +19,7 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.bus.kafka_tools import read_topic
 from isthmus_core.contracts import topics
 from isthmus_core.testing.client import upload, wait_indexed
 
@@ -154,6 +155,15 @@ async def test_six_processes_answer_with_citations(cluster: Cluster) -> None:
         )
     assert not resp.blocked and "thermals" in resp.answer
     assert resp.citations[0].document_id == "gliders"
+    # one trace from upload to indexed: every hop's event carries the upload's trace id
+    trace_ids = set()
+    for spec in (topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED, topics.CHUNKS_INDEXED):
+        messages, _ = await read_topic(cluster.bootstrap, spec.name, key_prefix="dist/gliders")
+        assert messages, spec.name
+        for m in messages:
+            trace_ids.add(m.headers["traceparent"].split("-")[1])
+            trace_ids.add(json.loads(m.value)["trace_context"]["traceparent"].split("-")[1])
+    assert len(trace_ids) == 1 and trace_ids != {"0" * 32}
     for proc in (cluster.procs[s][0] for s in cluster.procs):
         assert proc.poll() is None
 

@@ -86,6 +86,9 @@ class CommonSettings(SectionSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_partitions: int = Field(6, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
+    kafka_retention_ms: int | None = Field(
+        None, ge=1, description="overrides every topic's retention (default: the topic registry's)"
+    )
     endpoints: dict[str, str] = Field(
         default_factory=dict,
         description="gRPC address per service for calls between services; missing = this process",

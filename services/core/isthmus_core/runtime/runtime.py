@@ -71,6 +71,7 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
         common.kafka_bootstrap_servers,
         partitions=common.kafka_partitions,
         replication_factor=common.kafka_replication_factor,
+        retention_ms=common.kafka_retention_ms,
     )
 
 
