@@ -1,2 +1,51 @@
+"""``isthmus-operator``: the composition root — settings, real clients, handlers, ``kopf.run``."""
+
+from __future__ import annotations
+
+import sys
+
+from isthmus_core.errors import ConfigurationError
+
+
 def main() -> None:
-    raise SystemExit("not implemented yet")
+    import kopf
+
+    from isthmus_core.settings import load_all
+    from isthmus_operator.handlers import register
+    from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
+    from isthmus_operator.reconcile import Dependencies
+    from isthmus_operator.retrieval import GrpcTenantRegistry
+    from isthmus_operator.settings import OperatorSettings
+
+    try:
+        settings = load_all([OperatorSettings])["operator"]
+    except ConfigurationError as exc:
+        sys.exit(f"isthmus-operator: {exc}")
+    assert isinstance(settings, OperatorSettings)
+    kube = Kube(api_client())
+    deps = Dependencies(
+        kube=kube,
+        metrics=ConfigMapMetricsSource(kube),
+        tenants=(
+            GrpcTenantRegistry(settings.retrieval_endpoint, settings.retrieval_timeout_s)
+            if settings.retrieval_endpoint
+            else None
+        ),
+    )
+    registry = kopf.OperatorRegistry()
+    register(
+        registry, deps, rollout_interval_s=settings.rollout_interval_s, retry_delay_s=settings.retry_delay_s
+    )
+    kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
+    kopf.run(
+        registry=registry,
+        # one replica (the chart's Deployment uses the Recreate strategy): no peering objects needed
+        standalone=True,
+        clusterwide=not settings.namespace,
+        namespaces=[settings.namespace] if settings.namespace else (),
+        liveness_endpoint=settings.liveness_endpoint or None,
+    )
+
+
+if __name__ == "__main__":
+    main()

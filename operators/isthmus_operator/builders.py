@@ -114,7 +114,9 @@ def summarise(conditions: Sequence[Mapping[str, Any]], generation: int, now: str
     """
     failing = [c for c in conditions if c["type"] != "Ready" and c["status"] == "False"]
     if not failing:
-        return build_condition("Ready", True, "Reconciled", "all tenant resources are in place", generation, now)
+        return build_condition(
+            "Ready", True, "Reconciled", "all tenant resources are in place", generation, now
+        )
     first = failing[0]
     return build_condition("Ready", False, str(first["reason"]), str(first["message"]), generation, now)
 
@@ -148,7 +150,9 @@ def build_bundle_patch(workload: Mapping[str, Any], bundle_ref: str | None) -> d
     """
     containers = ((workload.get("spec") or {}).get("template", {}).get("spec") or {}).get("containers") or []
     env_entry: dict[str, Any] = (
-        {"name": BUNDLE_ENV, "$patch": "delete"} if bundle_ref is None else {"name": BUNDLE_ENV, "value": bundle_ref}
+        {"name": BUNDLE_ENV, "$patch": "delete"}
+        if bundle_ref is None
+        else {"name": BUNDLE_ENV, "value": bundle_ref}
     )
     return {
         "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},

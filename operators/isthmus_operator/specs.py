@@ -12,8 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from isthmus_core.errors import InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from isthmus_core.errors import InvalidArgument
 
 #: the retrieval service's tenant-id rule (isthmus_retrieval.service.validate_tenant_id)
 TENANT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

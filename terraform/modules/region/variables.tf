@@ -244,7 +244,7 @@ variable "grpc_ingress_cidrs" {
 
 variable "public_grpc_services" {
   type        = map(number)
-  description = "Isthmus services exposed through the regional gRPC load balancer, mapped to the fixed NodePort their Kubernetes Service gets. The first in alphabetical order is the listener's default route; the others are routed by gRPC path (/isthmus.<service>.v1.<Service>/*)."
+  description = "Isthmus services exposed through the regional gRPC load balancer, mapped to the fixed NodePort their Kubernetes Service gets. The first in alphabetical order is the listener's default route; the others are routed by gRPC path (/isthmus.<service>.v1.<Service>/*). In AllInOne mode list only agent-orchestrator: the single pod serves every gRPC service."
   default = {
     "agent-orchestrator" = 30051
     "ingestion"          = 30052
@@ -253,6 +253,10 @@ variable "public_grpc_services" {
   validation {
     condition     = length(var.public_grpc_services) > 0 && alltrue([for s, p in var.public_grpc_services : contains(["ingestion", "embedding", "retrieval", "agent-orchestrator", "guardrail", "evaluation"], s) && p >= 30000 && p <= 32767])
     error_message = "public_grpc_services keys must be Isthmus services (ingestion, embedding, retrieval, agent-orchestrator, guardrail, evaluation) and values NodePorts in 30000-32767."
+  }
+  validation {
+    condition     = length(distinct(values(var.public_grpc_services))) == length(var.public_grpc_services)
+    error_message = "public_grpc_services: every service needs its own NodePort (in AllInOne mode expose only agent-orchestrator: the one pod serves every gRPC service)."
   }
 }
 

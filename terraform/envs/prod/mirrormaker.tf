@@ -1,0 +1,89 @@
+# Cross-region topic replication with MirrorMaker 2, active/active: every isthmus.* topic of one region is
+# mirrored to the other as <alias>.isthmus.* (DefaultReplicationPolicy; remote topics never match the
+# isthmus\..* filter again, so nothing loops), with consumer-group checkpoints and offset sync so a
+# consumer group that fails over resumes from its translated offset. Each region runs one MM2 node that
+# drives the flow INTO its own cluster (--clusters <alias>: consume remotely, produce locally).
+#
+# Java .properties unescape backslashes, so the topic regex isthmus\..* is written isthmus\\..* below.
+
+locals {
+  mm2_properties = <<-PROPERTIES
+    clusters = use1, euw1
+    use1.bootstrap.servers = ${module.use1.kafka_bootstrap_brokers_iam}
+    euw1.bootstrap.servers = ${module.euw1.kafka_bootstrap_brokers_iam}
+
+    use1->euw1.enabled = true
+    use1->euw1.topics = isthmus\\..*
+    euw1->use1.enabled = true
+    euw1->use1.topics = isthmus\\..*
+    replication.policy.class = org.apache.kafka.connect.mirror.DefaultReplicationPolicy
+    sync.topic.configs.enabled = true
+    refresh.topics.interval.seconds = 30
+
+    emit.heartbeats.enabled = true
+    emit.checkpoints.enabled = true
+    emit.checkpoints.interval.seconds = 20
+    sync.group.offsets.enabled = true
+    sync.group.offsets.interval.seconds = 20
+
+    replication.factor = 3
+    checkpoints.topic.replication.factor = 3
+    heartbeats.topic.replication.factor = 3
+    offset-syncs.topic.replication.factor = 3
+    offset.storage.replication.factor = 3
+    status.storage.replication.factor = 3
+    config.storage.replication.factor = 3
+
+    dedicated.mode.enable.internal.rest = true
+    listeners = http://0.0.0.0:8083
+
+    use1.security.protocol = SASL_SSL
+    use1.sasl.mechanism = AWS_MSK_IAM
+    use1.sasl.jaas.config = software.amazon.msk.auth.iam.IAMLoginModule required;
+    use1.sasl.client.callback.handler.class = software.amazon.msk.auth.iam.IAMClientCallbackHandler
+    euw1.security.protocol = SASL_SSL
+    euw1.sasl.mechanism = AWS_MSK_IAM
+    euw1.sasl.jaas.config = software.amazon.msk.auth.iam.IAMLoginModule required;
+    euw1.sasl.client.callback.handler.class = software.amazon.msk.auth.iam.IAMClientCallbackHandler
+  PROPERTIES
+
+  mm2_kafka_cluster_arns = [module.use1.kafka_cluster_arn, module.euw1.kafka_cluster_arn]
+}
+
+module "mirror_use1" {
+  source = "../../modules/kafka-mirror"
+  providers = {
+    aws        = aws.use1
+    kubernetes = kubernetes.use1
+  }
+
+  name               = "isthmus-prod-use1-mm2"
+  namespace          = module.use1.namespace
+  properties         = local.mm2_properties
+  target_clusters    = ["use1"]
+  kafka_cluster_arns = local.mm2_kafka_cluster_arns
+  oidc_provider_arn  = module.use1.oidc_provider_arn
+  oidc_issuer_host   = module.use1.oidc_issuer_host
+  image              = var.mirrormaker_image
+
+  depends_on = [aws_route.use1_to_euw1, aws_route.euw1_to_use1]
+}
+
+module "mirror_euw1" {
+  source = "../../modules/kafka-mirror"
+  providers = {
+    aws        = aws.euw1
+    kubernetes = kubernetes.euw1
+  }
+
+  name               = "isthmus-prod-euw1-mm2"
+  namespace          = module.euw1.namespace
+  properties         = local.mm2_properties
+  target_clusters    = ["euw1"]
+  kafka_cluster_arns = local.mm2_kafka_cluster_arns
+  oidc_provider_arn  = module.euw1.oidc_provider_arn
+  oidc_issuer_host   = module.euw1.oidc_issuer_host
+  image              = var.mirrormaker_image
+
+  depends_on = [aws_route.use1_to_euw1, aws_route.euw1_to_use1]
+}

@@ -1,0 +1,60 @@
+# The Isthmus Helm release of this region. The module's values wire the chart to the region: deployment
+# mode, image, the MSK bootstrap brokers (IAM auth over TLS, port 9098), each service account's IAM role,
+# fixed NodePorts for the public services (the load balancer's targets) and scheduling away from the edge
+# pool. var.extra_values are applied after these (Helm merges values files in order).
+
+locals {
+  chart_path = var.chart != "" ? var.chart : "${path.module}/../../../charts/isthmus"
+
+  chart_values = {
+    deploymentMode = var.deployment_mode
+    image = {
+      repository = var.image_repository
+      tag        = var.image_tag
+    }
+    kafka = {
+      bootstrapServers  = aws_msk_cluster.this.bootstrap_brokers_sasl_iam
+      replicationFactor = 3
+    }
+    region = local.region
+    services = {
+      for s in local.services : s => merge(
+        {
+          serviceAccount = {
+            create      = true
+            name        = "${var.release_name}-${s}"
+            annotations = { "eks.amazonaws.com/role-arn" = aws_iam_role.service[s].arn }
+          }
+        },
+        contains(keys(var.public_grpc_services), s) ? {
+          service = { type = "NodePort", nodePort = var.public_grpc_services[s] }
+        } : {},
+      )
+    }
+    backups = {
+      bucket = aws_s3_bucket.backups.id
+    }
+  }
+}
+
+resource "helm_release" "isthmus" {
+  name             = var.release_name
+  namespace        = var.namespace
+  create_namespace = true
+  chart            = var.chart_repository == null ? local.chart_path : (var.chart != "" ? var.chart : "isthmus")
+  repository       = var.chart_repository
+  version          = var.chart_repository == null ? null : var.chart_version
+  atomic           = true
+  cleanup_on_fail  = true
+  wait             = true
+  timeout          = 900
+  max_history      = 10
+
+  values = concat([yamlencode(local.chart_values)], var.extra_values)
+
+  depends_on = [
+    aws_eks_node_group.this,
+    aws_eks_addon.this,
+    aws_iam_role_policy.service,
+  ]
+}

@@ -1,0 +1,155 @@
+"""Tenants against a real kube-apiserver (v1.34.2 + etcd): the CRD schema, and the operator's handlers run by
+``kopf.testing.KopfRunner(['run', '-A', '--standalone'])`` with the real retrieval gRPC service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from isthmus_operator.retrieval import GrpcTenantRegistry, InMemoryTenantRegistry
+
+PLURAL = "tenants"
+
+
+def tenant(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "primaryRegion": "eu-west",
+        "replicaRegions": ["us-east"],
+        "quotas": {"requestsPerSecond": 50, "tokensPerDay": 2_000_000, "storage": "20Gi"},
+        "guardrailPolicyRef": {"name": "strict"},
+        "modelBundle": {"name": "bge-small-en", "version": "1.5.0"},
+    }
+    body.update(spec)
+    return {"apiVersion": "isthmus.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": body}
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def test_schema_rejects_an_invalid_tenant_with_422(kube_api, namespace) -> None:
+    bad = tenant("bad")
+    del bad["spec"]["primaryRegion"]
+    bad["spec"]["replicaRegions"] = ["Not_A_Region"]
+    bad["spec"]["quotas"]["storage"] = "lots"
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, bad)
+    assert info.value.status == 422
+    message = json.loads(info.value.body)["message"]
+    assert "spec.primaryRegion: Required value" in message
+    assert "spec.replicaRegions[0]" in message and "should match" in message
+    assert "storage must be a positive Kubernetes quantity" in message
+    assert kube_api.get(PLURAL, namespace, "bad") is None
+
+
+def test_schema_rejects_the_primary_region_as_a_replica(kube_api, namespace) -> None:
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, tenant("dup", replicaRegions=["eu-west"]))
+    assert info.value.status == 422
+    assert "replicaRegions must not contain the primary region" in json.loads(info.value.body)["message"]
+
+
+def test_schema_defaults_policy_and_deletion_policy(kube_api, namespace) -> None:
+    body = tenant("defaults")
+    del body["spec"]["guardrailPolicyRef"]
+    created = kube_api.create(PLURAL, namespace, body)
+    assert created["spec"]["guardrailPolicyRef"] == {"name": "default"}
+    assert created["spec"]["deletionPolicy"] == "Delete"
+
+
+def test_tenant_lifecycle_materialises_updates_and_cleans_up(kube_api, namespace, run_operator, retrieval_server, wait) -> None:
+    name = f"acme-{namespace[-4:]}"
+    with run_operator(GrpcTenantRegistry(retrieval_server.endpoint)):
+        created = kube_api.create(PLURAL, namespace, tenant(name))
+
+        status = wait(lambda: (s := kube_api.status(PLURAL, namespace, name)).get("phase") == "Ready" and s, "Tenant Ready")
+        conds = conditions(status)
+        assert {t: c["status"] for t, c in conds.items()} == {
+            "Valid": "True",
+            "ConfigReady": "True",
+            "VectorStoreReady": "True",
+            "Ready": "True",
+        }
+        assert conds["VectorStoreReady"]["message"] == "tenant created in the vector store"
+        assert status["observedGeneration"] == 1
+        assert status["configMap"] == f"isthmus-tenant-{name}"
+
+        obj = kube_api.get(PLURAL, namespace, name)
+        assert "isthmus.dev/operator" in obj["metadata"]["finalizers"]
+        cm = kube_api.configmap(namespace, f"isthmus-tenant-{name}")
+        assert cm["metadata"]["labels"]["isthmus.dev/tenant"] == name
+        assert cm["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        settings = json.loads(cm["data"]["tenant.json"])
+        assert settings["tenantId"] == name
+        assert settings["quotas"] == {"requestsPerSecond": 50, "storage": "20Gi", "tokensPerDay": 2000000}
+        assert settings["guardrailPolicy"] == "strict"
+        assert retrieval_server.has_tenant(name)
+
+        # update: the ConfigMap follows the spec
+        kube_api.patch_spec(
+            PLURAL,
+            namespace,
+            name,
+            {"replicaRegions": ["us-east", "ap-south"], "quotas": {"requestsPerSecond": 75}},
+        )
+
+        def updated() -> dict[str, Any] | None:
+            data = json.loads(kube_api.configmap(namespace, f"isthmus-tenant-{name}")["data"]["tenant.json"])
+            return data if data["quotas"]["requestsPerSecond"] == 75 else None
+
+        data = wait(updated, "ConfigMap updated")
+        assert data["replicaRegions"] == ["us-east", "ap-south"]
+        status = wait(
+            lambda: (s := kube_api.status(PLURAL, namespace, name)).get("observedGeneration") == 2 and s,
+            "status observes generation 2",
+        )
+        assert status["phase"] == "Ready"
+        assert conditions(status)["VectorStoreReady"]["message"] == "tenant exists in the vector store"
+
+        # delete: the finalizer holds the object until the ConfigMap and the vector-store tenant are gone
+        kube_api.delete(PLURAL, namespace, name)
+        wait(lambda: kube_api.get(PLURAL, namespace, name) is None, "Tenant gone (finalizer removed)")
+        assert kube_api.configmap(namespace, f"isthmus-tenant-{name}") is None
+        assert not retrieval_server.has_tenant(name)
+        assert name in retrieval_server.deleted_events
+
+
+def test_tenant_name_that_is_no_tenant_id_fails_without_side_effects(kube_api, namespace, run_operator, wait) -> None:
+    registry = InMemoryTenantRegistry()
+    with run_operator(registry):
+        kube_api.create(PLURAL, namespace, tenant("acme.eu"))
+        status = wait(lambda: (s := kube_api.status(PLURAL, namespace, "acme.eu")).get("phase") and s, "a phase")
+        assert status["phase"] == "Failed"
+        valid = conditions(status)["Valid"]
+        assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+        assert "metadata.name 'acme.eu' cannot be a tenant id" in valid["message"]
+        assert status["message"] == valid["message"]
+        assert kube_api.configmap(namespace, "isthmus-tenant-acme.eu") is None
+        assert registry.calls == []
+        kube_api.delete(PLURAL, namespace, "acme.eu")
+        wait(lambda: kube_api.get(PLURAL, namespace, "acme.eu") is None, "invalid Tenant deleted")
+
+
+def test_unavailable_retrieval_is_reported_then_retried(kube_api, namespace, run_operator, wait) -> None:
+    registry = InMemoryTenantRegistry()
+    registry.fail_next = 2
+    with run_operator(registry, retry_delay=0.5):
+        kube_api.create(PLURAL, namespace, tenant("flaky", deletionPolicy="Retain"))
+        # the first attempt's status is written even though the handler asks kopf to retry
+        pending = wait(
+            lambda: (s := kube_api.status(PLURAL, namespace, "flaky")).get("phase") == "Pending" and s, "Pending"
+        )
+        store = conditions(pending)["VectorStoreReady"]
+        assert store["status"] == "False" and store["reason"] == "RetrievalUnavailable"
+        assert "failed (injected)" in store["message"]
+        wait(lambda: kube_api.status(PLURAL, namespace, "flaky").get("phase") == "Ready", "Ready after retries")
+        assert registry.tenants == {"flaky"}
+        assert [op for op, _ in registry.calls] == ["ensure", "ensure", "ensure"]
+
+        kube_api.delete(PLURAL, namespace, "flaky")
+        wait(lambda: kube_api.get(PLURAL, namespace, "flaky") is None, "Tenant gone")
+        assert registry.tenants == {"flaky"}, "deletionPolicy Retain keeps the vector-store tenant"
+        assert kube_api.configmap(namespace, "isthmus-tenant-flaky") is None
