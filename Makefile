@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down
+.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down tf-check
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -53,6 +53,9 @@ kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover 
 
 kafka-cluster-down:
 	bash tests/infra/kafka-cluster.sh down
+
+tf-check: ## parse every terraform file (python-hcl2) and run checkov on terraform/
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_terraform_structure.py tests/deploy/test_terraform_checkov.py
 
 eval-cranfield:
 	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone

@@ -189,7 +189,6 @@ resource "aws_s3_bucket_replication_configuration" "backups" {
 
 resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_145:S3 server access logging and ALB access logs can only be delivered to a bucket encrypted with SSE-S3 (AES256), not SSE-KMS; it is encrypted with SSE-S3 below.
-  #checkov:skip=CKV_AWS_18:This is the access-log target itself; logging it into itself would loop. Reads of it are audited by CloudTrail data events.
   #checkov:skip=CKV_AWS_144:Logs are regional operational data kept for the retention period below; the disaster-recovery copy that matters (backups) is replicated.
   #checkov:skip=CKV2_AWS_62:Nothing consumes per-object events of log delivery; notifications would only add cost.
   bucket = "${var.name}-logs-${local.account_id}"
