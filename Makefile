@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down tf-check
+.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -28,6 +28,7 @@ lint:
 	.venv/bin/lint-imports
 	.venv/bin/ruff check operators
 	.venv/bin/ruff format --check operators
+	MYPYPATH=services/core:protos/python .venv/bin/mypy operators/isthmus_operator
 	.venv/bin/mypy services/core/isthmus_core
 
 protos: ## regenerate Python stubs and typings from protos/
@@ -56,6 +57,12 @@ kafka-cluster-down:
 
 tf-check: ## parse every terraform file (python-hcl2) and run checkov on terraform/
 	$(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_terraform_structure.py tests/deploy/test_terraform_checkov.py
+
+kube-up: ## a real kube-apiserver + etcd on loopback (operator tests); writes a kubeconfig
+	bash tests/infra/kube.sh up
+
+kube-down:
+	bash tests/infra/kube.sh down
 
 eval-cranfield:
 	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone

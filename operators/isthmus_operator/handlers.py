@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from isthmus_core.errors import IsthmusError
 from isthmus_operator.names import FINALIZER, GROUP, KOPF_PREFIX, ROLLOUT_PLURAL, TENANT_PLURAL, VERSION
@@ -25,11 +26,28 @@ from isthmus_operator.reconcile import (
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def _write(patch: kopf.Patch, outcome: Outcome, logger: Logger) -> None:
+def _write(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: Logger) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
     for event in outcome.events:
-        logger.info(event)
+        logger.info(f"{event.reason}: {event.message}")
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the official client's configuration (kubeconfig or service account)."""
+    # the token getter runs the client's refresh hook (rotated service-account tokens)
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or ("Bearer" if token else None),
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -39,7 +57,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # no dynamic discovery of CRDs/namespaces: needs no cluster-wide list/watch on CRDs (least privilege);
+    # the CRDs must exist when the operator starts (Helm installs crds/ before the Deployment)
+    settings.scanning.disabled = True
 
 
 def register(
@@ -51,18 +71,23 @@ def register(
 ) -> None:
     """Register every handler of the operator into ``registry``."""
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     def startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf watches with the same credentials as our client (a fresh registry has no default login)
+        return connection_info(deps.kube.configuration)
+
+    @kopf.on.cleanup(id="close-clients", registry=registry)
     async def cleanup(**_: Any) -> None:
         if deps.tenants is not None:
             await deps.tenants.close()
 
-    @kopf.on.resume(GROUP, VERSION, TENANT_PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, TENANT_PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, TENANT_PLURAL, field="spec", registry=registry)
+    @kopf.on.resume(GROUP, VERSION, TENANT_PLURAL, id="tenant", registry=registry)
+    @kopf.on.create(GROUP, VERSION, TENANT_PLURAL, id="tenant", registry=registry)
+    @kopf.on.update(GROUP, VERSION, TENANT_PLURAL, id="tenant", field="spec", registry=registry)
     async def tenant(
         *,
         name: str,
@@ -71,29 +96,33 @@ def register(
         spec: kopf.Spec,
         status: kopf.Status,
         meta: kopf.Meta,
+        body: kopf.Body,
         patch: kopf.Patch,
         logger: Logger,
         **_: Any,
     ) -> None:
         generation = int(meta.get("generation", 0))
         outcome = await reconcile_tenant(deps, name, namespace or "default", uid, spec, status, generation)
-        _write(patch, outcome, logger)
+        _write(body, patch, outcome, logger)
         if outcome.retry is not None:
+            kopf.event(body, type="Warning", reason="Retrying", message=outcome.retry)
             raise kopf.TemporaryError(outcome.retry, delay=retry_delay_s)
 
-    @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, id="tenant-cleanup", registry=registry)
     async def tenant_deleted(
-        *, name: str, namespace: str | None, spec: kopf.Spec, logger: Logger, **_: Any
+        *, name: str, namespace: str | None, spec: kopf.Spec, body: kopf.Body, logger: Logger, **_: Any
     ) -> None:
         try:
             notes = await finalize_tenant(deps, name, namespace or "default", spec)
         except IsthmusError as exc:
             message = f"cannot clean up tenant {name!r} yet: {exc.reason}"
+            kopf.event(body, type="Warning", reason="CleanupRetrying", message=message)
             raise kopf.TemporaryError(message, delay=retry_delay_s) from exc
         for note in notes:
             logger.info(note)
+            kopf.event(body, type="Normal", reason="CleanedUp", message=note)
 
-    @kopf.timer(GROUP, VERSION, ROLLOUT_PLURAL, interval=rollout_interval_s, registry=registry)
+    @kopf.timer(GROUP, VERSION, ROLLOUT_PLURAL, id="rollout", interval=rollout_interval_s, registry=registry)
     async def rollout(
         *,
         name: str,
@@ -101,12 +130,13 @@ def register(
         spec: kopf.Spec,
         status: kopf.Status,
         meta: kopf.Meta,
+        body: kopf.Body,
         patch: kopf.Patch,
         logger: Logger,
         **_: Any,
     ) -> None:
         generation = int(meta.get("generation", 0))
         outcome = await reconcile_rollout(deps, name, namespace or "default", spec, status, generation)
-        _write(patch, outcome, logger)
+        _write(body, patch, outcome, logger)
         if outcome.retry is not None:
             logger.warning(f"rollout step failed, retrying at the next tick: {outcome.retry}")

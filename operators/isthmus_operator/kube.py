@@ -50,6 +50,7 @@ class Kube:
     """Namespaced ConfigMaps and edge workloads (DaemonSets / Deployments), as dicts."""
 
     def __init__(self, api: client.ApiClient, field_manager: str = MANAGED_BY) -> None:
+        self.configuration: client.Configuration = api.configuration
         self._core = client.CoreV1Api(api)
         self._apps = client.AppsV1Api(api)
         self._manager = field_manager

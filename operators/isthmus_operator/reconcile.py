@@ -42,12 +42,33 @@ class Dependencies:
     clock: Callable[[], str] = utc_now
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes event to post on the object: type Normal or Warning, a CamelCase reason."""
+
+    type: str
+    reason: str
+    message: str
+
+
 @dataclass
 class Outcome:
     status: dict[str, Any]
     #: set when a transient failure should be retried later (the status already says what failed)
     retry: str | None = None
-    events: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+WARNING_PHASES = ("Failed", "RolledBack")
+
+
+def phase_event(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Event]:
+    """One event when the phase changes (not on every reconcile: a timer re-runs every few seconds)."""
+    phase = after.get("phase")
+    if not phase or phase == before.get("phase"):
+        return []
+    kind = "Warning" if phase in WARNING_PHASES else "Normal"
+    return [Event(kind, str(phase), str(after.get("message") or phase))]
 
 
 # -- Tenant ------------------------------------------------------------------------------------------
@@ -66,21 +87,20 @@ async def reconcile_tenant(
     old = status.get("conditions") or []
 
     def finish(
-        parts: list[dict[str, Any]], retry: str | None = None, events: list[str] | None = None
+        parts: list[dict[str, Any]], retry: str | None = None, events: list[Event] | None = None
     ) -> Outcome:
         conditions = merge_conditions(old, parts)
         conditions = merge_conditions(conditions, [summarise(conditions, generation, now)])
         ready = next(c for c in conditions if c["type"] == "Ready")
+        new_status = {
+            "phase": tenant_phase(conditions),
+            "message": ready["message"],
+            "observedGeneration": generation,
+            "configMap": tenant_configmap_name(name),
+            "conditions": conditions,
+        }
         return Outcome(
-            status={
-                "phase": tenant_phase(conditions),
-                "message": ready["message"],
-                "observedGeneration": generation,
-                "configMap": tenant_configmap_name(name),
-                "conditions": conditions,
-            },
-            retry=retry,
-            events=events or [],
+            status=new_status, retry=retry, events=[*(events or []), *phase_event(status, new_status)]
         )
 
     try:
@@ -88,7 +108,7 @@ async def reconcile_tenant(
     except InvalidArgument as exc:
         return finish([build_condition("Valid", False, "InvalidSpec", exc.reason, generation, now)])
     parts = [build_condition("Valid", True, "SpecAccepted", "the spec is valid", generation, now)]
-    events: list[str] = []
+    events: list[Event] = []
     retry: str | None = None
 
     cm_name = f"{namespace}/{tenant_configmap_name(name)}"
@@ -120,7 +140,11 @@ async def reconcile_tenant(
             message = "tenant created in the vector store" if created else "tenant exists in the vector store"
             parts.append(build_condition("VectorStoreReady", True, "Registered", message, generation, now))
             if created:
-                events.append(f"created tenant {name!r} in the vector store")
+                events.append(
+                    Event(
+                        "Normal", "VectorStoreTenantCreated", f"created tenant {name!r} in the vector store"
+                    )
+                )
         except Unavailable as exc:
             parts.append(
                 build_condition(
@@ -171,7 +195,8 @@ async def reconcile_rollout(
     try:
         parsed = parse_rollout(name, spec)
     except InvalidArgument as exc:
-        return Outcome(status=invalid(status, exc.reason, generation, now).status)
+        failed = invalid(status, exc.reason, generation, now).status
+        return Outcome(status=failed, events=phase_event(status, failed))
     kind = parsed.node_pool.workload_kind
     try:
         items = await deps.kube.list_workloads(kind, namespace, parsed.node_pool.label_selector)
@@ -190,20 +215,28 @@ async def reconcile_rollout(
             generation,
             now,
         )
-        events = []
+        events: list[Event] = []
         for target in decision.apply:
             await deps.kube.patch_workload(
                 kind, namespace, target, build_bundle_patch(workloads[target], parsed.bundle.ref)
             )
         if decision.apply:
-            events.append(f"put {parsed.bundle.ref} on {kind}s {', '.join(decision.apply)}")
+            events.append(
+                Event(
+                    "Normal",
+                    "BundleApplied",
+                    f"put {parsed.bundle.ref} on {kind}s {', '.join(decision.apply)}",
+                )
+            )
         for target, previous in decision.revert.items():
             await deps.kube.patch_workload(
                 kind, namespace, target, build_bundle_patch(workloads[target], previous)
             )
         if decision.revert:
-            events.append(f"rolled back {kind}s {', '.join(decision.revert)}")
+            events.append(
+                Event("Warning", "BundleReverted", f"rolled back {kind}s {', '.join(decision.revert)}")
+            )
     except IsthmusError as exc:
         # the status is left as it was: the next step re-reads and re-decides (steps are idempotent)
         return Outcome(status={}, retry=exc.reason)
-    return Outcome(status=decision.status, events=events)
+    return Outcome(status=decision.status, events=[*events, *phase_event(status, decision.status)])

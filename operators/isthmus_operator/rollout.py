@@ -391,7 +391,18 @@ def step(
             "waves": waves,
             "message": message,
             "conditions": _conditions(
-                status, generation, now, valid, not_paused, gates_ok, ("Ready", False, "Progressing", message)
+                status,
+                generation,
+                now,
+                valid,
+                not_paused,
+                (
+                    "GatesPassed",
+                    None,
+                    "AwaitingMetrics",
+                    f"wave {current} passed every gate; waiting for {wave_key(current + 1)} metrics",
+                ),
+                ("Ready", False, "Progressing", message),
             ),
         },
     )

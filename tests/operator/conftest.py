@@ -5,9 +5,10 @@
 the tests that need it skip locally with the reason, and fail under CI=true. ``ISTHMUS_TEST_KUBECONFIG``
 points the tests at an API server you already run instead.
 
-``operator`` runs the operator in this process with ``kopf.testing.KopfRunner(['run', '-A',
+``run_operator`` runs the operator in this process with ``kopf.testing.KopfRunner(['run', '-A',
 '--standalone'])``, on a fresh registry built by ``isthmus_operator.handlers.register`` with the
-dependencies the test injects.
+dependencies the test injects (a tenant registry: the in-memory fake or the gRPC adapter pointed at
+``retrieval_server``, the real retrieval servicer over an embedded store on a loopback port).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +31,6 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 from kubernetes import client
-from urllib3.exceptions import InsecureRequestWarning
 
 from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
@@ -44,8 +43,10 @@ CRDS = ROOT / "charts" / "isthmus-operator" / "crds"
 KUBE_SH = ROOT / "tests" / "infra" / "kube.sh"
 T = TypeVar("T")
 
-# the test API server has a self-signed certificate (kubeconfig: insecure-skip-tls-verify)
-warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the test API server has a self-signed certificate (its kubeconfig: insecure-skip-tls-verify)
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
 
 
 def missing_tool(reason: str) -> None:
@@ -97,7 +98,13 @@ class Cluster:
 
     def patch_spec(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name, {"spec": spec}, _content_type="application/merge-patch+json"
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
         )
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
@@ -178,8 +185,6 @@ def kube_api() -> Iterator[Cluster]:
         if proc.returncode != 0:
             pytest.fail(f"could not start the API server: {proc.stderr[-3000:]}", pytrace=False)
         kubeconfig = Path(proc.stdout.strip().splitlines()[-1])
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's login reads it
     try:
         cluster = Cluster(kubeconfig)
         for path in sorted(CRDS.glob("*.yaml")):
@@ -200,12 +205,10 @@ def kube_api() -> Iterator[Cluster]:
             wait_for(established, f"CRD {crd['metadata']['name']} to be established")
         yield cluster
     finally:
-        if previous is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
         if data is not None:
-            subprocess.run(["bash", str(KUBE_SH), "down", "--dir", str(data)], capture_output=True, timeout=60)
+            subprocess.run(
+                ["bash", str(KUBE_SH), "down", "--dir", str(data)], capture_output=True, timeout=60
+            )
 
 
 @pytest.fixture
@@ -290,7 +293,9 @@ class RetrievalServer:
 
 
 @pytest.fixture(scope="session")
-def retrieval_server(background_loop: BackgroundLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RetrievalServer]:
+def retrieval_server(
+    background_loop: BackgroundLoop, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RetrievalServer]:
     server = RetrievalServer(background_loop, tmp_path_factory.mktemp("retrieval"))
     yield server
     server.stop()
@@ -302,15 +307,20 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
 
     @contextlib.contextmanager
     def run(
-        tenants: TenantRegistry | None = None, *, interval: float = 0.5, retry_delay: float = 0.5
+        tenants: TenantRegistry | None = None,
+        *,
+        interval: float = 0.5,
+        retry_delay: float = 0.5,
+        kube: Kube | None = None,
+        args: list[str] | None = None,
     ) -> Iterator[KopfRunner]:
-        kube = Kube(api_client(str(kube_api.kubeconfig)))
+        kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
         deps = Dependencies(kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants)
         registry = kopf.OperatorRegistry()
         register(registry, deps, rollout_interval_s=interval, retry_delay_s=retry_delay)
         settings = kopf.OperatorSettings()
-        settings.posting.enabled = True
-        with KopfRunner(["run", "-A", "--standalone"], registry=registry, settings=settings, timeout=60) as runner:
+        argv = args or ["run", "-A", "--standalone"]
+        with KopfRunner(argv, registry=registry, settings=settings, timeout=60) as runner:
             yield runner
         assert runner.exception is None, runner.output[-3000:]
         assert runner.exit_code == 0, runner.output[-3000:]

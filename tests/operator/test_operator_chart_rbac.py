@@ -1,0 +1,185 @@
+"""The operator chart's RBAC is enough, and no more: render it with helm, install its ServiceAccount and
+(Cluster)Role into the real API server, and run the operator with that service account's token."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from isthmus_operator.kube import Kube, api_client
+from isthmus_operator.retrieval import InMemoryTenantRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "isthmus-operator"
+
+
+def helm() -> str:
+    local = ROOT / ".tools" / "bin" / "helm"
+    found = str(local) if local.exists() else shutil.which("helm")
+    if found is None:
+        reason = "helm is not installed: run tools/install-tools.sh (needs Go)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+def render(release_namespace: str, *sets: str) -> list[dict[str, Any]]:
+    args = [helm(), "template", "ops", str(CHART), "--namespace", release_namespace]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
+    docs = render("isthmus-system", "operator.retrievalEndpoint=retrieval.isthmus:50051")
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    deploy = kinds["Deployment"]
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["isthmus-operator"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT"] == "retrieval.isthmus:50051"
+    assert env["ISTHMUS_OPERATOR_NAMESPACE"] == ""
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (
+        deploy["spec"]["template"]["spec"]["serviceAccountName"]
+        == kinds["ServiceAccount"]["metadata"]["name"]
+    )
+    verbs = {v for rule in kinds["ClusterRole"]["rules"] for v in rule["verbs"]}
+    assert "*" not in verbs and not {"update", "deletecollection", "escalate", "bind"} & verbs
+    assert not any("secrets" in rule["resources"] for rule in kinds["ClusterRole"]["rules"])
+
+
+def test_watch_namespace_turns_rbac_into_a_role() -> None:
+    docs = render("isthmus-system", "operator.watchNamespace=tenants")
+    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert {(d["kind"], d["metadata"]["namespace"]) for d in roles} == {
+        ("Role", "tenants"),
+        ("RoleBinding", "tenants"),
+    }
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+
+
+def _install(kube_api, docs: list[dict[str, Any]], release_namespace: str) -> str:
+    """Create the chart's RBAC objects; return a kubeconfig path for its service account's token."""
+    rbac = client.RbacAuthorizationV1Api(kube_api.api)
+    for d in docs:
+        ns = d["metadata"].get("namespace")
+        if d["kind"] == "ServiceAccount":
+            kube_api.core.create_namespaced_service_account(ns, d)
+            sa = d["metadata"]["name"]
+        elif d["kind"] == "ClusterRole":
+            rbac.create_cluster_role(d)
+        elif d["kind"] == "ClusterRoleBinding":
+            rbac.create_cluster_role_binding(d)
+        elif d["kind"] == "Role":
+            rbac.create_namespaced_role(ns, d)
+        elif d["kind"] == "RoleBinding":
+            rbac.create_namespaced_role_binding(ns, d)
+    token = kube_api.core.create_namespaced_service_account_token(
+        sa, release_namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    config = yaml.safe_load(kube_api.kubeconfig.read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token}}]
+    path = kube_api.kubeconfig.with_name(f"kubeconfig-{release_namespace}")
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_operator_works_with_only_the_charts_permissions(
+    kube_api, namespace, run_operator, wait, mode
+) -> None:
+    release_ns = f"{namespace}-sys"
+    kube_api.core.create_namespace({"metadata": {"name": release_ns}})
+    sets = [f"fullnameOverride=ops-{mode}"]
+    if mode == "namespaced":
+        sets.append(f"operator.watchNamespace={namespace}")
+    docs = [d for d in render(release_ns, *sets) if d["kind"] != "Deployment"]
+    kubeconfig = _install(kube_api, docs, release_ns)
+    restricted = Kube(api_client(kubeconfig))
+
+    # more than the chart grants is refused: reading Secrets, deleting workloads
+    sa_api = api_client(kubeconfig)
+    with pytest.raises(client.ApiException) as info:
+        client.CoreV1Api(sa_api).list_namespaced_secret(namespace)
+    assert info.value.status == 403
+    kube_api.create_daemonset(namespace, "edge-rbac-a", {"isthmus.dev/edge-pool": "rbac"})
+    with pytest.raises(client.ApiException) as info:
+        client.AppsV1Api(sa_api).delete_namespaced_daemon_set("edge-rbac-a", namespace)
+    assert info.value.status == 403
+
+    registry = InMemoryTenantRegistry()
+    args = ["run", "--standalone", "-A"] if mode == "cluster" else ["run", "--standalone", "-n", namespace]
+    kube_api.put_configmap(
+        namespace,
+        "isthmus-rollout-metrics-rbac",
+        {k: json.dumps({"ndcg_at_10": 0.5}) for k in ("baseline", "wave-1")},
+    )
+    with run_operator(registry, kube=restricted, args=args):
+        kube_api.create(
+            "tenants",
+            namespace,
+            {
+                "apiVersion": "isthmus.dev/v1alpha1",
+                "kind": "Tenant",
+                "metadata": {"name": "rbac"},
+                "spec": {
+                    "primaryRegion": "eu-west",
+                    "quotas": {"requestsPerSecond": 1, "tokensPerDay": 1, "storage": "1Gi"},
+                    "modelBundle": {"name": "bge", "version": "1"},
+                },
+            },
+        )
+        kube_api.create(
+            "edgerollouts",
+            namespace,
+            {
+                "apiVersion": "isthmus.dev/v1alpha1",
+                "kind": "EdgeRollout",
+                "metadata": {"name": "rbac"},
+                "spec": {
+                    "bundle": {"name": "bge", "version": "2"},
+                    "nodePool": {"matchLabels": {"isthmus.dev/edge-pool": "rbac"}},
+                    "waves": [100],
+                    "gates": {"maxNdcgDrop": 0.01},
+                },
+            },
+        )
+        wait(lambda: kube_api.status("tenants", namespace, "rbac").get("phase") == "Ready", "Tenant Ready")
+        assert kube_api.configmap(namespace, "isthmus-tenant-rbac") is not None
+        wait(
+            lambda: kube_api.status("edgerollouts", namespace, "rbac").get("phase") == "Succeeded",
+            "rollout done",
+        )
+        annotations = kube_api.daemonset(namespace, "edge-rbac-a")["metadata"]["annotations"]
+        assert annotations["isthmus.dev/model-bundle"] == "bge@2"
+
+        def posted() -> list[str]:
+            messages = [
+                (e.reason or "", e.message or "")
+                for e in kube_api.core.list_namespaced_event(namespace).items
+            ]
+            return [
+                m for r, m in messages if "put bge@2 on DaemonSets edge-rbac-a" in m and "BundleApplied" in r
+            ]
+
+        wait(posted, "the operator's event about the patched DaemonSet")
+
+        kube_api.delete("tenants", namespace, "rbac")
+        wait(lambda: kube_api.get("tenants", namespace, "rbac") is None, "Tenant deleted")
+        assert kube_api.configmap(namespace, "isthmus-tenant-rbac") is None
+        assert registry.tenants == set()
+        kube_api.delete("edgerollouts", namespace, "rbac")
