@@ -221,3 +221,37 @@ def test_skaffold_builds_the_image_and_deploys_both_shapes_through_the_chart() -
     for values in profiles.values():
         args = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
         assert render(*args)  # the chart schema accepts each profile's values
+
+
+def test_the_values_terraform_passes_are_accepted(tmp_path: Path) -> None:
+    """terraform/modules/region/isthmus.tf feeds these keys to the chart (plus envs' extra values)."""
+    values = {
+        "deploymentMode": "Distributed",
+        "image": {"repository": "123.dkr.ecr.us-east-1.amazonaws.com/isthmus", "tag": "0.1.0"},
+        "kafka": {"bootstrapServers": "b-1.msk:9098,b-2.msk:9098", "replicationFactor": 3},
+        "region": "us-east-1",
+        "services": {
+            s: {
+                "serviceAccount": {
+                    "create": True,
+                    "name": f"isthmus-{s}",
+                    "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::1:role/{s}"},
+                },
+                **({"service": {"type": "NodePort", "nodePort": 30051}} if s == "agent-orchestrator" else {}),
+            }
+            for s in SERVICES
+        },
+        "backups": {"bucket": "isthmus-backups-use1"},
+        "settings": {"LOG_FORMAT": "json"},
+    }
+    f = tmp_path / "tf.yaml"
+    f.write_text(yaml.safe_dump(values))
+    docs = render("-f", str(f))
+    sas = by_kind(docs, "ServiceAccount")
+    assert sas["isthmus-retrieval"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        "/retrieval"
+    )
+    dep = by_kind(docs, "Deployment")["rel-retrieval"]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "isthmus-retrieval"
+    svc = by_kind(docs, "Service")["rel-agent-orchestrator"]
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30051

@@ -2,6 +2,9 @@
 
 {{- define "isthmus.labels" -}}
 app.kubernetes.io/part-of: isthmus
+{{- with .Values.region }}
+isthmus.dev/region: {{ . }}
+{{- end }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
@@ -99,7 +102,7 @@ seccompProfile:
 {{/* the pod spec shared by both shapes; ctx: root, name, target, settings, resources, pvc */}}
 {{- define "isthmus.podSpec" -}}
 {{- $root := .root -}}
-serviceAccountName: {{ include "isthmus.name" $root }}-{{ .name }}
+serviceAccountName: {{ default (printf "%s-%s" (include "isthmus.name" $root) .name) .serviceAccount }}
 automountServiceAccountToken: false
 terminationGracePeriodSeconds: 45
 securityContext:
@@ -149,4 +152,7 @@ volumes:
 {{- define "isthmus.checkovSkips" -}}
 checkov.io/skip1: CKV_K8S_43=the image digest is a value (image.digest); dev and CI renders use a tag
 checkov.io/skip2: CKV_K8S_35=secrets come from secretKeyRef env vars, the only way the settings read them
+{{- with .Values.backups.bucket }}
+isthmus.dev/backups-bucket: {{ . }}
+{{- end }}
 {{- end -}}

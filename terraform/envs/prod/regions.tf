@@ -18,9 +18,8 @@ locals {
   cluster_admins = concat([var.deployer_role_arn], var.extra_cluster_admin_arns)
   # Values shared by both regions' Isthmus releases (Helm merges them after the module's own).
   isthmus_values = yamlencode({
-    env = {
-      ISTHMUS_LOG_FORMAT    = "json"
-      ISTHMUS_OTEL_EXPORTER = "otlp"
+    settings = {
+      LOG_FORMAT = "json"
     }
   })
 }
