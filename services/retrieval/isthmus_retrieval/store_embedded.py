@@ -573,11 +573,14 @@ class EmbeddedStore:
         allowed = self._filtered_keys(tenant, query.filters)
         if allowed is not None and allowed.size == 0:
             return []
+        # fetch more than top_k so that equal scores at the cut are resolved by chunk id (in _hits),
+        # not by insertion order: a rebuilt or replayed index then ranks exactly as the original
+        wanted = 2 * query.top_k
         if mode is SearchMode.BM25:
-            ranked = self._bm25_search(tenant, query.text, allowed, query.top_k)
+            ranked = self._bm25_search(tenant, query.text, allowed, wanted)
         elif mode is SearchMode.DENSE:
             assert vector is not None
-            ranked = self._dense_search(tenant, vector, allowed, query.top_k)
+            ranked = self._dense_search(tenant, vector, allowed, wanted)
         else:
             assert vector is not None
             per_side = max(query.candidates, query.top_k)
@@ -591,8 +594,8 @@ class EmbeddedStore:
                 )
             else:
                 fused = relative_score_fusion([dense, sparse], weights)
-            ranked = fused[: query.top_k]
-        return self._hits(tenant, ranked)
+            ranked = fused[:wanted]
+        return self._hits(tenant, ranked)[: query.top_k]
 
     def _filtered_keys(self, tenant: _Tenant, filters: Mapping[str, str]) -> Keys | None:
         """Keys of the chunks matching every filter, or None when there is no filter."""
@@ -722,7 +725,8 @@ class EmbeddedStore:
                     metadata=json.loads(metadata),
                 )
             )
-        return hits
+        # equal scores (to float noise) by chunk id: a rebuilt or replayed index ranks like the original
+        return sorted(hits, key=lambda h: (-round(h.score, 6), h.chunk_id))
 
 
 def _validate_record(r: ChunkRecord) -> None:
