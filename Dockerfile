@@ -1,31 +1,54 @@
-# One image for every service: `isthmus run --target all|<service>`.
-# Why one image: one codebase and lock file, the bundled models (in the wheels) shared by all targets,
-# one build, scan and signature per release; the chart picks the target per Deployment.
-# checkov:skip=CKV_DOCKER_2: Kubernetes gRPC probes (readiness/liveness/startup) check health, not Docker HEALTHCHECK
+# syntax=docker/dockerfile:1.7
+# One image for every service: `isthmus run --target all|<service>` (and `isthmus-operator`).
+# Why one image and not one per service: one codebase and one lock file; the bundled models ship inside
+# the Python wheels and are shared by every target (no per-service copies); one build, one vulnerability
+# scan and one signature per release. The chart picks the target per Deployment (`--target <service>`).
+#
+# checkov:skip=CKV_DOCKER_2:No HEALTHCHECK: Kubernetes native gRPC probes (startup/readiness/liveness) check the standard gRPC health service
 
+# both stages: the same exact Python tag (the venv links to /usr/local/bin/python3.11)
+# --- build: resolve the locked runtime dependencies into a virtualenv ----------------------------------
 FROM python:3.11.7-slim-bookworm AS build
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+# the venv lives at its final path (console-script shebangs are absolute); bytecode compiled once here
+ENV UV_PROJECT_ENVIRONMENT=/opt/isthmus \
+    UV_PYTHON=/usr/local/bin/python3.11 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
 RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY protos ./protos
 COPY services ./services
 COPY operators ./operators
-# runtime dependencies only (the dev group holds test tools such as llama-cpp)
-RUN uv sync --frozen --no-dev --all-packages --no-editable
+# runtime dependencies only: --no-dev leaves out the dev group (test tools, llama-cpp); --no-editable
+# installs the workspace packages as wheels, so the venv does not need /src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --all-packages --no-editable
 
+# --- runtime: the venv on a clean base, non-root --------------------------------------------------------
 FROM python:3.11.7-slim-bookworm AS runtime
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="isthmus" \
+      org.opencontainers.image.description="Isthmus GenAI platform: every service, selected with --target" \
+      org.opencontainers.image.version="${VERSION}"
 RUN groupadd --system --gid 10001 isthmus \
- && useradd --system --uid 10001 --gid isthmus --home-dir /data --shell /usr/sbin/nologin isthmus \
- && mkdir -p /data && chown isthmus:isthmus /data
-COPY --from=build --chown=isthmus:isthmus /src/.venv /opt/isthmus
+ && useradd --system --uid 10001 --gid isthmus --home-dir /data --no-create-home --shell /usr/sbin/nologin isthmus \
+ && mkdir -p /data \
+ && chown isthmus:isthmus /data
+# root-owned and read-only for the service user; only /data (a volume in Kubernetes) is writable
+COPY --from=build /opt/isthmus /opt/isthmus
 ENV PATH=/opt/isthmus/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/data \
     ISTHMUS_GRPC_HOST=0.0.0.0 \
     ISTHMUS_DATA_DIR=/data \
     ISTHMUS_LOG_FORMAT=json
 USER 10001:10001
 WORKDIR /data
+VOLUME ["/data"]
+# gRPC (every service, health, reflection) and Prometheus metrics
 EXPOSE 50051 9464
 ENTRYPOINT ["isthmus", "run"]
 CMD ["--target", "all"]

@@ -1,0 +1,644 @@
+"""charts/isthmus rendered by the real `helm template` (values.schema.json enforced) and checked against
+the Kubernetes schemas (kubernetes-validate) and against the code it deploys: the services and their call
+graph (the modules' ``depends_on``), the consumer groups, the gRPC health names (the protos) and the
+settings classes (every rendered env var must load into the settings it is meant for)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from isthmus_cli.modules import MODULES
+from isthmus_core.settings import CommonSettings, load_all
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
+RELEASE, NAMESPACE = "rel", "isthmus"  # what the ``chart`` fixture renders with
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+SERVICES = sorted(m.name for m in MODULES)
+CALLEES = {m.name: set(m.depends_on) for m in MODULES}  # who calls whom over gRPC
+CALLERS = {s: {c for c in SERVICES if s in CALLEES[c]} for s in SERVICES}
+# the chart's contract: clients call these directly; embedding and guardrail are only called by services
+PUBLIC = {"ingestion", "retrieval", "agent-orchestrator", "evaluation"}
+CRD_KINDS = {"ScaledObject", "ServiceMonitor"}  # custom resources: not in the Kubernetes schemas
+K8S_VERSIONS = ("1.31", "1.34")  # the oldest we support on EKS, and the API server the operator tests run
+DIST = {"deploymentMode": "Distributed", "kafka.bootstrapServers": "kafka.data:9092"}
+
+
+def sets(values: dict[str, Any]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def name(component: str) -> str:
+    return f"{RELEASE}-{component}"
+
+
+def container(dep: dict[str, Any]) -> dict[str, Any]:
+    [c] = dep["spec"]["template"]["spec"]["containers"]
+    return typing.cast(dict[str, Any], c)
+
+
+def env_of(dep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    env = container(dep)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), f"duplicate env vars in {dep['metadata']['name']}: {names}"
+    return {e["name"]: e for e in env}
+
+
+def module_of(service: str) -> Any:
+    return importlib.import_module(f"isthmus_{service.replace('-', '_')}.module")
+
+
+def health_name(service: str) -> str:
+    snake = service.replace("-", "_")
+    pb2 = importlib.import_module(f"isthmus.{snake}.v1.{snake}_pb2")
+    [svc] = pb2.DESCRIPTOR.services_by_name.values()
+    return str(svc.full_name)
+
+
+def settings_class(section: str) -> Any:
+    if section == "common":
+        return CommonSettings
+    [cls] = [m.settings_cls for m in MODULES if m.name == section]
+    return cls
+
+
+def write_values(tmp_path: Path, values: dict[str, Any]) -> list[str]:
+    f = tmp_path / "values.yaml"
+    f.write_text(yaml.safe_dump(values))
+    return ["-f", str(f)]
+
+
+VARIANTS = {
+    "all-in-one": {},
+    "distributed": DIST,
+    "keda": {**DIST, "keda.enabled": "true", "keda.authenticationRef": "msk-iam"},
+    "observability": {
+        **DIST,
+        "metrics.serviceMonitor.enabled": "true",
+        "otel.endpoint": "http://otel-collector.observability:4317",
+        "weaviate.url": "https://weaviate.data:8443",
+        "weaviate.apiKeySecretRef.existingSecret": "weaviate",
+        "weaviate.apiKeySecretRef.key": "api-key",
+    },
+    "secrets-by-ref": {
+        **DIST,
+        "services.agent-orchestrator.secrets.OPENAI_API_KEY.existingSecret": "llm",
+        "services.agent-orchestrator.secrets.OPENAI_API_KEY.key": "api-key",
+    },
+    "all-in-one-exposed": {
+        "ingress.allowedNamespaces[0]": "apps",
+        "ingress.cidrs[0]": "10.20.0.0/16",
+        "services.agent-orchestrator.service.type": "NodePort",
+        "services.agent-orchestrator.service.nodePort": "30051",
+        "services.agent-orchestrator.secrets.OPENAI_API_KEY.existingSecret": "llm",
+        "services.agent-orchestrator.secrets.OPENAI_API_KEY.key": "api-key",
+    },
+}
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_helm_lint_is_clean(chart: Any, mode: dict[str, Any]) -> None:
+    r = chart.run("lint", str(CHART), "--strict", *sets(mode))
+    assert "1 chart(s) linted, 0 chart(s) failed" in r.stdout, r.stdout + r.stderr
+    assert "[ERROR]" not in r.stdout and "[WARNING]" not in r.stdout
+
+
+@pytest.mark.parametrize("values", list(VARIANTS.values()), ids=list(VARIANTS))
+def test_every_rendered_object_matches_the_kubernetes_schemas(chart: Any, values: dict[str, Any]) -> None:
+    import kubernetes_validate
+
+    docs = chart.render(*sets(values))
+    validated = 0
+    for d in docs:
+        assert d["metadata"]["namespace"] == NAMESPACE, d["metadata"]["name"]
+        assert d["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        if d["kind"] in CRD_KINDS:
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(d, version, strict=True)
+        validated += 1
+    assert validated >= 6
+
+
+def test_all_in_one_is_one_pod_with_a_volume_every_setting_and_grpc_probes(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                "services.retrieval.settings.HYBRID_ALPHA": "0.25",
+                "services.guardrail.settings.PII_ENABLED": "false",
+            }
+        )
+    )
+    deps = by_kind(docs, "Deployment")
+    assert list(deps) == [name("all")]
+    dep = deps[name("all")]
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    c = container(dep)
+    assert c["args"] == ["--target", "all"]
+    env = env_of(dep)
+    assert env["ISTHMUS_BUS"]["value"] == "inprocess"
+    assert "ISTHMUS_ENDPOINTS" not in env  # every client dials the pod's own port
+    # every service's settings go to the one pod
+    assert env["ISTHMUS_RETRIEVAL_HYBRID_ALPHA"]["value"] == "0.25"
+    assert env["ISTHMUS_GUARDRAIL_PII_ENABLED"]["value"] == "false"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    [pvc] = by_kind(docs, "PersistentVolumeClaim").values()
+    assert volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"]["port"] == 50051, probe
+    assert set(by_kind(docs, "Service")) == set(by_kind(docs, "PodDisruptionBudget")) == {name("all")}
+
+
+def test_distributed_has_every_piece_per_service(chart: Any) -> None:
+    docs = chart.render(*sets(DIST))
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount"):
+        assert sorted(by_kind(docs, kind)) == sorted(name(s) for s in SERVICES), kind
+    autoscaled = {s for s in SERVICES if VALUES["services"][s]["autoscaling"]["enabled"]}
+    assert autoscaled, "values.yaml autoscales no service: the HPA path is untested"
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) == {name(s) for s in autoscaled}
+    for s in autoscaled:
+        spec, auto = hpas[name(s)]["spec"], VALUES["services"][s]["autoscaling"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name(s)}
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (auto["minReplicas"], auto["maxReplicas"])
+        assert spec["metrics"][0]["resource"]["name"] == "cpu"
+        assert "replicas" not in by_kind(docs, "Deployment")[name(s)]["spec"]  # the HPA owns it
+    services = by_kind(docs, "Service")
+    for s in SERVICES:
+        dep = by_kind(docs, "Deployment")[name(s)]
+        c = container(dep)
+        assert c["args"] == ["--target", s]
+        env = env_of(dep)
+        assert env["ISTHMUS_BUS"]["value"] == "kafka"
+        assert env["ISTHMUS_KAFKA_BOOTSTRAP_SERVERS"]["value"] == "kafka.data:9092"
+        assert env["ISTHMUS_GRPC_HOST"]["value"] == "0.0.0.0"
+        endpoints = json.loads(env["ISTHMUS_ENDPOINTS"]["value"])
+        assert set(endpoints) == set(SERVICES)
+        for target, address in endpoints.items():
+            host, port = address.rsplit(":", 1)
+            svc_name, ns, suffix = host.split(".")
+            assert (ns, suffix) == (NAMESPACE, "svc")
+            svc = services[svc_name]
+            assert svc["spec"]["selector"]["app.kubernetes.io/component"] == target
+            assert int(port) in {p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc"}
+        assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": health_name(s)}
+        assert c["livenessProbe"]["grpc"]["port"] == c["startupProbe"]["grpc"]["port"] == 50051
+        assert not {"httpGet", "exec", "tcpSocket"} & set(c["readinessProbe"])
+
+
+def test_pods_are_locked_down(chart: Any) -> None:
+    docs = chart.render(*sets(DIST))
+    for dep in by_kind(docs, "Deployment").values():
+        pod = dep["spec"]["template"]["spec"]
+        sc = container(dep)["securityContext"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False  # no <RELEASE>_<SVC>_PORT env vars next to ISTHMUS_*
+        sa = by_kind(docs, "ServiceAccount")[pod["serviceAccountName"]]
+        assert sa["automountServiceAccountToken"] is False
+        c = container(dep)
+        assert c["resources"]["requests"] and c["resources"]["limits"]
+        ann = dep["spec"]["template"]["metadata"]["annotations"]
+        assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9464"
+        drain = VALUES["shutdown"]["drainDelaySeconds"] + VALUES["shutdown"]["graceSeconds"]
+        assert pod["terminationGracePeriodSeconds"] > drain
+        env = env_of(dep)
+        assert (
+            float(env["ISTHMUS_SHUTDOWN_DRAIN_DELAY_S"]["value"]) == VALUES["shutdown"]["drainDelaySeconds"]
+        )
+
+
+def test_services_with_embedded_state_get_a_volume_and_one_writer(chart: Any) -> None:
+    docs = chart.render(*sets(DIST))
+    data_dirs = {"ingestion", "retrieval", "guardrail"}  # the modules that write under ctx.data_dir
+    pvcs = by_kind(docs, "PersistentVolumeClaim")
+    assert set(pvcs) == {f"{name(s)}-data" for s in data_dirs}
+    for s in SERVICES:
+        dep = by_kind(docs, "Deployment")[name(s)]
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        claim = volumes["data"].get("persistentVolumeClaim", {}).get("claimName")
+        if s in data_dirs:
+            assert claim == f"{name(s)}-data" and dep["spec"]["strategy"]["type"] == "Recreate"
+            assert pvcs[claim]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        else:
+            assert claim is None and "emptyDir" in volumes["data"]
+
+
+def test_network_policies_allow_exactly_the_call_graph(chart: Any) -> None:
+    docs = chart.render(*sets(DIST))
+    for pol_name, pol in by_kind(docs, "NetworkPolicy").items():
+        s = pol_name.removeprefix(f"{RELEASE}-")
+        assert pol["spec"]["policyTypes"] == ["Ingress", "Egress"]  # default deny both ways
+        assert pol["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == s
+        grpc_from, clients, scrapers = set(), [], []
+        for rule in pol["spec"]["ingress"]:
+            ports = {p["port"] for p in rule["ports"]}
+            for peer in rule["from"]:
+                comp = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                if comp:
+                    assert ports == {50051} and "namespaceSelector" not in peer
+                    grpc_from.add(comp)
+                elif ports == {9464}:
+                    scrapers.append(peer)
+                else:
+                    assert ports == {50051}
+                    clients.append(peer)
+        assert grpc_from == CALLERS[s], s
+        assert bool(clients) == (s in PUBLIC), s
+        assert scrapers == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+        grpc_to = set()
+        for rule in pol["spec"]["egress"]:
+            for peer in rule.get("to", []):
+                comp = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                if comp:
+                    assert {p["port"] for p in rule["ports"]} == {50051}
+                    grpc_to.add(comp)
+        assert grpc_to == CALLEES[s], s
+        kafka = [
+            r
+            for r in pol["spec"]["egress"]
+            if {p["port"] for p in r["ports"]} == set(VALUES["kafka"]["ports"])
+        ]
+        assert len(kafka) == 1, s
+
+
+def test_network_policy_knobs(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                **DIST,
+                "ingress.allowedNamespaces[0]": "apps",
+                "ingress.cidrs[0]": "10.20.0.0/16",
+                "metrics.monitoringNamespace": "prom",
+                "otel.endpoint": "http://otel.obs:4318",
+                "weaviate.url": "https://weaviate.data",
+                "kafka.networkPeers[0].ipBlock.cidr": "10.30.0.0/16",
+            }
+        )
+    )
+    pols = by_kind(docs, "NetworkPolicy")
+    ingress_peers = [p for r in pols[name("agent-orchestrator")]["spec"]["ingress"] for p in r["from"]]
+    assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in ingress_peers
+    [ns_peer] = [p for p in ingress_peers if "podSelector" in p and "namespaceSelector" in p]
+    assert ns_peer["namespaceSelector"]["matchExpressions"][0]["values"] == ["apps"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prom"}}} in ingress_peers
+
+    def egress_ports(component: str) -> list[set[int]]:
+        return [{p["port"] for p in r["ports"]} for r in pols[name(component)]["spec"]["egress"]]
+
+    assert {4318} in egress_ports("embedding")  # OTLP port from the URL
+    assert {443, 50051} in egress_ports("retrieval")  # Weaviate: https default port + gRPC
+    assert {443, 50051} not in egress_ports("embedding")  # only retrieval talks to Weaviate
+    kafka_rule = next(
+        r
+        for r in pols[name("guardrail")]["spec"]["egress"]
+        if r["ports"][0]["port"] == VALUES["kafka"]["ports"][0]
+    )
+    assert kafka_rule["to"] == [{"ipBlock": {"cidr": "10.30.0.0/16"}}]
+
+
+def test_a_disabled_service_drops_out_of_endpoints_and_policies(chart: Any) -> None:
+    docs = chart.render(
+        *sets({**DIST, "services.evaluation.enabled": "false", "endpoints.retrieval": "search.other:50051"})
+    )
+    assert name("evaluation") not in by_kind(docs, "Deployment")
+    env = env_of(by_kind(docs, "Deployment")[name("agent-orchestrator")])
+    endpoints = json.loads(env["ISTHMUS_ENDPOINTS"]["value"])
+    assert "evaluation" not in endpoints and endpoints["retrieval"] == "search.other:50051"
+    pol = by_kind(docs, "NetworkPolicy")[name("ingestion")]
+    comps = {
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        for r in pol["spec"]["ingress"]
+        for p in r["from"]
+    }
+    assert "evaluation" not in comps
+
+
+def test_rendered_settings_load_into_the_services_settings(
+    chart: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every env var the chart renders must be read by the settings class it is meant for (unknown
+    ISTHMUS_* variables are silently ignored at run time, so a wrong name would be a silent no-op)."""
+    chosen: dict[str, dict[str, Any]] = {
+        "ingestion": {"MAX_UPLOAD_BYTES": 104857600, "CHUNK_OVERLAP_TOKENS": 32},
+        "retrieval": {"HYBRID_ALPHA": 0.75, "DEFAULT_TOP_K": 20},
+        "guardrail": {"PII_ENABLED": False},
+        "embedding": {"MAX_BATCH": 64, "MAX_WAIT_MS": 2.5},
+        "agent-orchestrator": {"GENERATOR": "openai", "OPENAI_MODEL": "smollm2", "TOP_K": 4},
+        "evaluation": {"SEARCH_CONCURRENCY": 2},
+    }
+    values = {
+        "deploymentMode": "Distributed",
+        "kafka": {"bootstrapServers": "kafka.data:9092", "replicationFactor": 2},
+        "settings": {"LOG_LEVEL": "debug", "KAFKA_PARTITIONS": 12, "MAX_MESSAGE_BYTES": 16777216},
+        "shutdown": {"drainDelaySeconds": 2.5, "graceSeconds": 15, "terminationGracePeriodSeconds": 30},
+        "otel": {"endpoint": "http://otel.obs:4317"},
+        "services": {
+            s: {"settings": chosen[s]}
+            | (
+                {"secrets": {"OPENAI_API_KEY": {"existingSecret": "llm", "key": "k"}}}
+                if s == "agent-orchestrator"
+                else {}
+            )
+            for s in SERVICES
+        },
+    }
+    docs = chart.render(*write_values(tmp_path, values))
+    for s in SERVICES:
+        env = env_of(by_kind(docs, "Deployment")[name(s)])
+        for key in [k for k in os.environ if k.startswith("ISTHMUS_")]:
+            monkeypatch.delenv(key)
+        for var, e in env.items():
+            monkeypatch.setenv(var, e.get("value", "from-a-secret"))
+        loaded = load_all([CommonSettings, settings_class(s)])
+        common, own = loaded["common"], loaded[s]
+        assert (common.bus, common.grpc_host, common.grpc_port) == ("kafka", "0.0.0.0", 50051)
+        assert common.kafka_replication_factor == 2 and common.kafka_partitions == 12
+        assert common.max_message_bytes == 16777216 and common.log_level == "debug"
+        assert (common.shutdown_drain_delay_s, common.shutdown_grace_s) == (2.5, 15.0)
+        assert (common.otel_exporter, common.otel_endpoint) == ("otlp", "http://otel.obs:4317")
+        assert str(common.data_dir) == "/data"
+        assert set(common.endpoints) == set(SERVICES)
+        for key, value in chosen[s].items():
+            assert getattr(own, key.lower()) == value, (s, key)
+        if s == "agent-orchestrator":
+            assert own.openai_api_key.get_secret_value() == "from-a-secret"
+
+
+def _expected_settings_schema(section: str) -> tuple[set[str], set[str]]:
+    """(settings keys, secret keys) a section's schema must allow: the settings class's fields, secrets
+    only under ``secrets``, minus what the chart sets itself (derived from a default render)."""
+    cls = settings_class(section)
+    fields = {n.upper(): f for n, f in cls.model_fields.items()}
+    secrets = {k for k, f in fields.items() if f.annotation is SecretStr}
+    return set(fields) - secrets, secrets
+
+
+def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
+    docs = chart.render(*sets({**DIST, "otel.endpoint": "http://otel:4317"}))
+    defs = SCHEMA["definitions"]
+    rendered = set(env_of(by_kind(docs, "Deployment")[name("embedding")]))
+    owned = {v.removeprefix("ISTHMUS_") for v in rendered} - set(VALUES["settings"])
+    # the chart owns the addresses, bus, data dir, endpoints, OTel and shutdown; the rest is the user's
+    settings, secrets = _expected_settings_schema("common")
+    assert set(defs["settings.common"]["properties"]) == settings - owned
+    assert secrets == set()
+    for s in SERVICES:
+        settings, secrets = _expected_settings_schema(s)
+        allowed = set(defs[f"settings.{s}"]["properties"])
+        chart_owned = {"STORE_DIR"} if s == "retrieval" else set()  # the store lives on the chart's volume
+        assert allowed == settings - chart_owned, s
+        assert set(defs[f"secrets.{s}"]["properties"]) == secrets, s
+        for key, spec in defs[f"settings.{s}"]["properties"].items():
+            assert _schema_matches_field(spec, settings_class(s).model_fields[key.lower()].annotation), (
+                s,
+                key,
+            )
+    for key, spec in defs["settings.common"]["properties"].items():
+        assert _schema_matches_field(spec, CommonSettings.model_fields[key.lower()].annotation), key
+
+
+def _schema_matches_field(spec: dict[str, Any], annotation: Any) -> bool:
+    """The JSON-schema type of a setting agrees with the field's type (Optional[X] is X: unset = default)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return bool(spec.get("enum") == list(typing.get_args(annotation)))
+    types_ = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    expected = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
+    return expected[annotation] in types_  # floats also take strings: `--set x=0.5` passes a string
+
+
+def test_secrets_are_only_referenced(chart: Any) -> None:
+    docs = chart.render(*sets(VARIANTS["secrets-by-ref"] | VARIANTS["observability"]))
+    assert not by_kind(docs, "Secret") and not by_kind(docs, "ConfigMap")
+    secret_vars = {
+        settings_class(s).env_prefix_for() + n.upper()
+        for s in SERVICES
+        for n, f in settings_class(s).model_fields.items()
+        if f.annotation is SecretStr
+    } | {"ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY"}
+    seen = {}
+    for dep_name, dep in by_kind(docs, "Deployment").items():
+        for var, e in env_of(dep).items():
+            if var in secret_vars or any(w in var for w in ("API_KEY", "PASSWORD", "TOKEN", "SECRET")):
+                assert "value" not in e, f"{dep_name}: {var} has a plain value"
+                seen[var] = (dep_name, e["valueFrom"]["secretKeyRef"])
+    assert seen == {
+        "ISTHMUS_AGENT_ORCHESTRATOR_OPENAI_API_KEY": (
+            name("agent-orchestrator"),
+            {"name": "llm", "key": "api-key"},
+        ),
+        "ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY": (name("retrieval"), {"name": "weaviate", "key": "api-key"}),
+    }  # each secret only in the one service that reads it
+
+
+def test_keda_replaces_the_hpas_and_scales_consumers_on_their_group_lag(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                **VARIANTS["keda"],
+                "services.evaluation.autoscaling.enabled": "true",
+                "services.evaluation.autoscaling.maxReplicas": "3",
+            }
+        )
+    )
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+    scaled = by_kind(docs, "ScaledObject")
+    autoscaled = {s for s in SERVICES if VALUES["services"][s]["autoscaling"]["enabled"]} | {"evaluation"}
+    assert set(scaled) == {name(s) for s in autoscaled}
+    for s in autoscaled:
+        spec = scaled[name(s)]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name(s)
+        kafka = [t for t in spec["triggers"] if t["type"] == "kafka"]
+        group = getattr(module_of(s), "GROUP", None)  # the module's consumer group, if it consumes
+        if group is None:
+            assert kafka == [], f"{s} consumes nothing: no lag trigger"
+        else:
+            [trigger] = kafka
+            assert trigger["metadata"]["consumerGroup"] == group == s
+            assert trigger["metadata"]["bootstrapServers"] == "kafka.data:9092"
+            assert trigger["authenticationRef"] == {"name": "msk-iam"}
+        assert any(t["type"] == "cpu" for t in spec["triggers"])
+    assert any(getattr(module_of(s), "GROUP", None) for s in autoscaled), "no consumer autoscaled"
+
+
+def test_service_monitor_scrapes_the_metrics_port(chart: Any) -> None:
+    docs = chart.render(*sets(VARIANTS["observability"] | {"metrics.serviceMonitor.labels.release": "prom"}))
+    [sm] = by_kind(docs, "ServiceMonitor").values()
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    selector = sm["spec"]["selector"]["matchLabels"]
+    for svc in by_kind(docs, "Service").values():
+        assert selector.items() <= svc["metadata"]["labels"].items()
+        assert {"name": "metrics", "port": 9464}.items() <= next(
+            p for p in svc["spec"]["ports"] if p["name"] == "metrics"
+        ).items()
+
+
+@pytest.mark.parametrize(
+    ("values", "image"),
+    [
+        ({}, f"{VALUES['image']['repository']}:{VALUES['image']['tag']}"),
+        ({"image.digest": "sha256:" + "a" * 64}, f"{VALUES['image']['repository']}@sha256:{'a' * 64}"),
+        ({"image.tag": "sha256:" + "b" * 64}, f"{VALUES['image']['repository']}@sha256:{'b' * 64}"),
+    ],
+    ids=["tag", "digest-wins", "digest-as-tag"],
+)
+def test_image_reference(chart: Any, values: dict[str, Any], image: str) -> None:
+    [dep] = by_kind(chart.render(*sets(values)), "Deployment").values()
+    assert container(dep)["image"] == image
+
+
+SCHEMA_ERROR = "values don't meet the specifications of the schema"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"deploymentMode": "Sideways"}, "at '/deploymentMode': value must be one of"),
+        ({"services.embedding.replicas": "-1"}, "at '/services/embedding/replicas': minimum: got -1"),
+        ({"services.vectorizer.enabled": "true"}, "additional properties 'vectorizer' not allowed"),
+        ({"deploymentMode": "Distributed"}, "at '/kafka/bootstrapServers': minLength"),
+        ({"image.digest": "latest"}, "at '/image/digest'"),
+        (
+            {"services.retrieval.settings.HYBRID_ALFA": "0.5"},
+            "additional properties 'HYBRID_ALFA' not allowed",
+        ),
+        ({"services.retrieval.settings.HYBRID_ALPHA": "2"}, "at '/services/retrieval/settings/HYBRID_ALPHA'"),
+        ({"services.agent-orchestrator.settings.GENERATOR": "gpt"}, "GENERATOR': value must be one of"),
+        ({"services.agent-orchestrator.settings.OPENAI_API_KEY": "sk-1"}, "'OPENAI_API_KEY' not allowed"),
+        ({"services.agent-orchestrator.secrets.OPENAI_API_KEY": "sk-1"}, "OPENAI_API_KEY': got string"),
+        ({"settings.BUS": "inprocess"}, "additional properties 'BUS' not allowed"),
+        ({"persistence.size": "lots"}, "at '/persistence/size'"),
+        ({"weaviate.apiKeySecretRef.existingSecret": "w"}, "at '/weaviate/apiKeySecretRef/key': minLength"),
+    ],
+    ids=[
+        "bad-mode",
+        "negative-replicas",
+        "unknown-service",
+        "distributed-without-kafka",
+        "bad-digest",
+        "unknown-setting",
+        "setting-out-of-range",
+        "setting-not-in-enum",
+        "secret-as-a-setting",
+        "secret-as-a-value",
+        "chart-owned-setting",
+        "bad-quantity",
+        "secret-ref-without-key",
+    ],
+)
+def test_invalid_values_fail_at_render_with_the_schema_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = chart.template(*sets(values), check=False)
+    assert r.returncode != 0
+    assert SCHEMA_ERROR in r.stderr
+    assert message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**DIST, "services.guardrail.replicas": "2"}, "services.guardrail keeps its state"),
+        (
+            {
+                **DIST,
+                "services.retrieval.autoscaling.enabled": "true",
+                "services.retrieval.autoscaling.maxReplicas": "3",
+            },
+            "services.retrieval keeps its state",
+        ),
+        (
+            {**DIST, "services.embedding.autoscaling.minReplicas": "9"},
+            "minReplicas (9) must not exceed maxReplicas",
+        ),
+        (
+            {"shutdown.terminationGracePeriodSeconds": "10"},
+            "terminationGracePeriodSeconds (10) must be at least",
+        ),
+        ({**DIST, "services.retrieval.enabled": "false"}, "calls retrieval, which is disabled"),
+    ],
+    ids=[
+        "stateful-replicas",
+        "stateful-autoscaling",
+        "hpa-min-over-max",
+        "grace-too-short",
+        "callee-disabled",
+    ],
+)
+def test_what_the_schema_cannot_say_fails_at_render_with_a_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = chart.template(*sets(values), check=False)
+    assert r.returncode != 0
+    assert "execution error" in r.stderr and message in r.stderr, r.stderr
+
+
+def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) -> None:
+    """terraform/modules/region/isthmus.tf feeds these keys (see terraform/README.md)."""
+    public = {"agent-orchestrator": 30051, "ingestion": 30052}
+    values: dict[str, Any] = {
+        "deploymentMode": "Distributed",
+        "image": {"repository": "123.dkr.ecr.us-east-1.amazonaws.com/isthmus", "tag": "0.1.0"},
+        "kafka": {"bootstrapServers": "b-1.msk:9098,b-2.msk:9098", "replicationFactor": 3},
+        "region": "us-east-1",
+        "services": {
+            s: {
+                "serviceAccount": {
+                    "create": True,
+                    "name": f"isthmus-{s}",
+                    "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::1:role/{s}"},
+                },
+                **({"service": {"type": "NodePort", "nodePort": public[s]}} if s in public else {}),
+            }
+            for s in SERVICES
+        },
+        "backups": {"bucket": "isthmus-backups-use1"},
+    }
+    docs = chart.render(*write_values(tmp_path, values))
+    sas = by_kind(docs, "ServiceAccount")
+    for s in SERVICES:
+        assert sas[f"isthmus-{s}"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"/{s}")
+        dep = by_kind(docs, "Deployment")[name(s)]
+        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == f"isthmus-{s}"
+        assert dep["metadata"]["labels"]["isthmus.dev/region"] == "us-east-1"
+        svc = by_kind(docs, "Service")[name(s)]
+        if s in public:
+            assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == public[s]
+        else:
+            assert svc["spec"]["type"] == "ClusterIP"
+    # AllInOne: the one pod's Service takes agent-orchestrator's (the load balancer's target)
+    values["deploymentMode"] = "AllInOne"
+    values["services"] = {"agent-orchestrator": values["services"]["agent-orchestrator"]}
+    docs = chart.render(*write_values(tmp_path, values))
+    svc = by_kind(docs, "Service")[name("all")]
+    assert (
+        svc["spec"]["type"] == "NodePort"
+        and svc["spec"]["ports"][0]["nodePort"] == public["agent-orchestrator"]
+    )
