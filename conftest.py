@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from isthmus_core.testing.infra import missing_tool
+
 ROOT = Path(__file__).resolve().parent
-IN_CI = os.environ.get("CI") == "true"
-
-
-def missing_tool(reason: str) -> None:
-    """Skip locally with the reason; in CI a missing real component is a failure, never a skip."""
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _free_port_pair() -> int:

@@ -12,14 +12,15 @@ back them; importing them (``from conftest import ...``) is fragile — several 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import yaml
+
+from isthmus_core.testing.infra import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "isthmus"
@@ -29,11 +30,7 @@ NAMESPACE = "isthmus"
 RELEASE = "rel"
 
 
-def tool_missing(reason: str) -> NoReturn:
-    """Skip locally with the reason; under CI=true a missing tool is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
+tool_missing = missing_tool
 
 
 def helm_bin() -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from isthmus_core.testing.infra import missing_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBE_SH = ROOT / "tests" / "infra" / "kube.sh"
 NAMESPACE = "isthmus"  # what the ``chart`` fixture renders into
@@ -45,10 +47,7 @@ VARIANTS = {
 }
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
+_missing = missing_tool
 
 
 def _binary(name: str) -> str | None:

@@ -9,7 +9,6 @@ these tests skip locally and fail under CI=true."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from isthmus_core.testing.infra import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
@@ -28,10 +29,7 @@ MIN_REASON_CHARS = 40
 def _checkov_bin() -> Path:
     if CHECKOV.exists():
         return CHECKOV
-    reason = f"checkov is not installed at {CHECKOV.relative_to(ROOT)} (run tools/install-tools.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
+    missing_tool(f"checkov is not installed at {CHECKOV.relative_to(ROOT)} (run tools/install-tools.sh)")
 
 
 def _run_checkov(tf_dir: Path) -> dict[str, Any]:

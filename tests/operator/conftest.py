@@ -32,6 +32,7 @@ import yaml
 from kopf.testing import KopfRunner
 from kubernetes import client
 
+from isthmus_core.testing.infra import missing_tool
 from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
 from isthmus_operator.names import GROUP, VERSION
@@ -47,13 +48,6 @@ T = TypeVar("T")
 def pytest_configure(config: pytest.Config) -> None:
     # the test API server has a self-signed certificate (its kubeconfig: insecure-skip-tls-verify)
     config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
-
-
-def missing_tool(reason: str) -> None:
-    """Skip locally with the reason; under CI=true a missing real component is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _binary(name: str) -> str | None:

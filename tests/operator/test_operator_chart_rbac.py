@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from isthmus_core.testing.infra import missing_tool
 from isthmus_operator.kube import Kube, api_client
 from isthmus_operator.retrieval import InMemoryTenantRegistry
 
@@ -25,10 +25,7 @@ def helm() -> str:
     local = ROOT / ".tools" / "bin" / "helm"
     found = str(local) if local.exists() else shutil.which("helm")
     if found is None:
-        reason = "helm is not installed: run tools/install-tools.sh (needs Go)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing_tool("helm is not installed: run tools/install-tools.sh (needs Go)")
     return found
 
 

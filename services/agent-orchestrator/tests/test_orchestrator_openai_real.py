@@ -12,7 +12,6 @@ missing server is a failure (CI must exercise the real path).
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from isthmus_agent_orchestrator.openai_compat import OpenAICompatibleGenerator
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.testing.generator_conformance import CONTEXTS, QUESTION, assert_citations_within
+from isthmus_core.testing.infra import missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +37,7 @@ MAX_TOKENS = 48
 def _require(module: str, requirement: str) -> None:
     if importlib.util.find_spec(module) is not None:
         return
-    reason = f"{module} is not installed (pip install '{requirement}'): no real OpenAI-compatible server"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires this test to run", pytrace=False)
-    pytest.skip(reason)
+    missing_tool(f"{module} is not installed (pip install '{requirement}'): no real OpenAI-compatible server")
 
 
 def _gguf() -> Path:
