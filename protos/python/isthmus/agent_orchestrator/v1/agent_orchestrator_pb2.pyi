@@ -53,7 +53,7 @@ class AskResponse(_message.Message):
     blocked: bool
     generator: str
     latency_ms: float
-    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[_common_pb2.AnswerSentence, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., input_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., output_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., blocked: _Optional[bool] = ..., generator: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[_common_pb2.AnswerSentence, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., input_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., output_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., blocked: bool = ..., generator: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class StageEvent(_message.Message):
     __slots__ = ("stage", "detail")

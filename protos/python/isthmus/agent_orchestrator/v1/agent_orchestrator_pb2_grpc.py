@@ -5,7 +5,7 @@ import warnings
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AgentOrchestratorServiceStub:
+class AgentOrchestratorServiceStub(object):
     """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
     """
 
@@ -47,7 +47,7 @@ class AgentOrchestratorServiceStub:
                 _registered_method=True)
 
 
-class AgentOrchestratorServiceServicer:
+class AgentOrchestratorServiceServicer(object):
     """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
     """
 
@@ -85,7 +85,7 @@ def add_AgentOrchestratorServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AgentOrchestratorService:
+class AgentOrchestratorService(object):
     """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
     """
 

@@ -5,7 +5,7 @@ import warnings
 
 from isthmus.embedding.v1 import embedding_pb2 as isthmus_dot_embedding_dot_v1_dot_embedding__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class EmbeddingServiceStub:
+class EmbeddingServiceStub(object):
     """ONNX Runtime embeddings, micro-batched; every vector carries its model id/version.
     """
 
@@ -47,7 +47,7 @@ class EmbeddingServiceStub:
                 _registered_method=True)
 
 
-class EmbeddingServiceServicer:
+class EmbeddingServiceServicer(object):
     """ONNX Runtime embeddings, micro-batched; every vector carries its model id/version.
     """
 
@@ -84,7 +84,7 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EmbeddingService:
+class EmbeddingService(object):
     """ONNX Runtime embeddings, micro-batched; every vector carries its model id/version.
     """
 

@@ -16,7 +16,7 @@ class RunEvalRequest(_message.Message):
     modes: _containers.RepeatedScalarFieldContainer[str]
     max_queries: int
     keep_tenant: bool
-    def __init__(self, dataset_path: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: _Optional[bool] = ...) -> None: ...
+    def __init__(self, dataset_path: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ...) -> None: ...
 
 class EvalProgress(_message.Message):
     __slots__ = ("phase", "done", "total")

@@ -5,7 +5,7 @@ import warnings
 
 from isthmus.evaluation.v1 import evaluation_pb2 as isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class EvaluationServiceStub:
+class EvaluationServiceStub(object):
     """Retrieval metrics on BEIR-layout datasets; online metrics from live traffic.
     """
 
@@ -47,7 +47,7 @@ class EvaluationServiceStub:
                 _registered_method=True)
 
 
-class EvaluationServiceServicer:
+class EvaluationServiceServicer(object):
     """Retrieval metrics on BEIR-layout datasets; online metrics from live traffic.
     """
 
@@ -85,7 +85,7 @@ def add_EvaluationServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EvaluationService:
+class EvaluationService(object):
     """Retrieval metrics on BEIR-layout datasets; online metrics from live traffic.
     """
 

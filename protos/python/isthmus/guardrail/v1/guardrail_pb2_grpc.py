@@ -6,7 +6,7 @@ import warnings
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class GuardrailServiceStub:
+class GuardrailServiceStub(object):
     """Prompt-injection and PII checks on input, grounding checks on output; per-tenant policy.
     """
 
@@ -58,7 +58,7 @@ class GuardrailServiceStub:
                 _registered_method=True)
 
 
-class GuardrailServiceServicer:
+class GuardrailServiceServicer(object):
     """Prompt-injection and PII checks on input, grounding checks on output; per-tenant policy.
     """
 
@@ -117,7 +117,7 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class GuardrailService:
+class GuardrailService(object):
     """Prompt-injection and PII checks on input, grounding checks on output; per-tenant policy.
     """
 

@@ -68,7 +68,7 @@ class UploadResponse(_message.Message):
     chunk_count: int
     duplicate: bool
     duplicate_of: str
-    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: _Optional[bool] = ..., duplicate_of: _Optional[str] = ...) -> None: ...
+    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: bool = ..., duplicate_of: _Optional[str] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
     __slots__ = ("tenant_id", "document_id")

@@ -5,7 +5,7 @@ import warnings
 
 from isthmus.ingestion.v1 import ingestion_pb2 as isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class IngestionServiceStub:
+class IngestionServiceStub(object):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out.
     """
 
@@ -52,7 +52,7 @@ class IngestionServiceStub:
                 _registered_method=True)
 
 
-class IngestionServiceServicer:
+class IngestionServiceServicer(object):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out.
     """
 
@@ -101,7 +101,7 @@ def add_IngestionServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class IngestionService:
+class IngestionService(object):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out.
     """
 

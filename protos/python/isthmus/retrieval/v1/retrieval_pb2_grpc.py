@@ -5,7 +5,7 @@ import warnings
 
 from isthmus.retrieval.v1 import retrieval_pb2 as isthmus_dot_retrieval_dot_v1_dot_retrieval__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class RetrievalServiceStub:
+class RetrievalServiceStub(object):
     """Per-tenant hybrid search (dense + BM25, fusion) and the tenant registry.
     """
 
@@ -67,7 +67,7 @@ class RetrievalServiceStub:
                 _registered_method=True)
 
 
-class RetrievalServiceServicer:
+class RetrievalServiceServicer(object):
     """Per-tenant hybrid search (dense + BM25, fusion) and the tenant registry.
     """
 
@@ -149,7 +149,7 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class RetrievalService:
+class RetrievalService(object):
     """Per-tenant hybrid search (dense + BM25, fusion) and the tenant registry.
     """
 
