@@ -103,3 +103,90 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         yield KafkaBroker(proc.stdout.strip().splitlines()[-1], data)
     finally:
         down()
+
+
+class WeaviateServer:
+    """A server started by tests/infra/weaviate.sh; ``stop``/``start`` for outage tests."""
+
+    def __init__(self, url: str, grpc_port: int, data: Path | None) -> None:
+        self.url = url
+        self.grpc_port = grpc_port
+        self.data = data
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def start(self) -> None:
+        self._script("start")
+
+    def _script(self, cmd: str) -> None:
+        if self.data is None:
+            pytest.fail("this test stops the server: it needs the one the tests started, not an external one")
+        proc = subprocess.run(
+            ["bash", str(ROOT / "tests" / "infra" / "weaviate.sh"), cmd, "--dir", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"weaviate.sh {cmd} failed: {proc.stderr[-3000:]}", pytrace=False)
+
+
+def _free_port_run(n: int) -> int:
+    """A loopback port p with p..p+n-1 all free."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + n > 65535:
+            continue
+        ok = True
+        for p in range(port + 1, port + n):
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError(f"no run of {n} free ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def weaviate_server() -> Iterator[WeaviateServer]:
+    """A real Weaviate 1.32.4: ISTHMUS_TEST_WEAVIATE_URL (+ _GRPC_PORT) if set, else one started for the
+    session by tests/infra/weaviate.sh (the server is built by make setup; needs Go)."""
+    given = os.environ.get("ISTHMUS_TEST_WEAVIATE_URL")
+    if given:
+        yield WeaviateServer(given, int(os.environ.get("ISTHMUS_TEST_WEAVIATE_GRPC_PORT", "50051")), None)
+        return
+    cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
+    if not (cache / "weaviate-v1.32.4" / "weaviate-server").exists() and shutil.which("go") is None:
+        missing_tool("Go is not installed and weaviate-server is not built (install Go, run make setup)")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-weaviate-"))
+    script = str(ROOT / "tests" / "infra" / "weaviate.sh")
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+
+    try:  # building on a cold cache takes about 3 minutes; starting the server a few seconds
+        proc = subprocess.run(
+            ["bash", script, "up", "--port", str(_free_port_run(6)), "--dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"tests/infra/weaviate.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        down()
+        pytest.fail(
+            f"could not start Weaviate (tests/infra/weaviate.sh up): {proc.stderr[-3000:]}", pytrace=False
+        )
+    url, grpc_port = proc.stdout.strip().splitlines()[-1].split()
+    try:
+        yield WeaviateServer(url, int(grpc_port), data)
+    finally:
+        down()

@@ -69,6 +69,12 @@ class Unavailable(IsthmusError):
     code = ErrorCode.UNAVAILABLE
 
 
+class DeadlineExceeded(Unavailable):
+    """Transient: a dependency did not answer in time (retried like Unavailable)."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
 class ConfigurationError(PermanentError):
     """Bad settings or missing model files: raised at startup with a precise message."""
 

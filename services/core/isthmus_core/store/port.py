@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from isthmus_core.errors import InvalidArgument
+
 _NAMESPACE = uuid.UUID("6f0c3c1e-7f2a-4c55-9a55-1b1d5e3a9c01")
 
 
@@ -75,6 +77,24 @@ class Hit:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+class RejectedRecords(InvalidArgument):
+    """An upsert wrote the good records of a batch and rejected these (``chunk_id`` → reason).
+
+    Permanent: the rejected records fail the same way on every retry, so a caller sends them (and only
+    them) to the dead-letter topic with their reasons.
+    """
+
+    def __init__(self, rejected: Mapping[str, str], written: int) -> None:
+        self.rejected = dict(rejected)
+        self.written = written
+        first = next(iter(self.rejected.items()), ("", ""))
+        more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
+        super().__init__(
+            f"{len(self.rejected)} of {len(self.rejected) + written} chunks rejected; "
+            f"chunk {first[0]!r}: {first[1]}{more}"
+        )
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     async def create_tenant(self, tenant_id: str) -> None:
@@ -88,8 +108,11 @@ class VectorStore(Protocol):
     async def has_tenant(self, tenant_id: str) -> bool: ...
 
     async def upsert(self, tenant_id: str, records: Sequence[ChunkRecord]) -> None:
-        """Insert or replace by ``chunk_id``. NotFound for an unknown tenant; InvalidArgument for a
-        vector whose dimension or model id does not match the tenant's index."""
+        """Insert or replace by ``chunk_id``. NotFound for an unknown tenant. A record whose fields are
+        invalid, or whose vector's dimension or model id does not match the tenant's index, raises
+        InvalidArgument naming the mismatch. Adapters either reject such a batch whole (the embedded
+        store: a batch is one transaction) or write its good records and raise :class:`RejectedRecords`
+        listing each rejected chunk with its reason (Weaviate's per-object batch errors)."""
 
     async def delete_document(self, tenant_id: str, document_id: str) -> int:
         """Delete every chunk of a document; returns how many were removed."""
