@@ -358,8 +358,11 @@ def ask(
 
 
 @contextlib.asynccontextmanager
-async def standalone_platform(config: Path | None = None) -> AsyncIterator[str]:
-    """Boot the whole platform in this process on a free port with a throwaway data dir."""
+async def standalone_platform(
+    config: Path | None = None, retrieval: dict[str, Any] | None = None
+) -> AsyncIterator[str]:
+    """Boot the whole platform in this process on a free port with a throwaway data dir
+    (``retrieval``: overrides of the retrieval section, e.g. the store)."""
     from isthmus_cli.modules import MODULES
     from isthmus_core.runtime.runtime import Runtime
 
@@ -371,7 +374,8 @@ async def standalone_platform(config: Path | None = None) -> AsyncIterator[str]:
                 "metrics_port": 0,
                 "bus": "inprocess",
                 "log_level": "warning",
-            }
+            },
+            **({"retrieval": retrieval} if retrieval else {}),
         }
         rt = Runtime.from_settings("all", MODULES, config, overrides)
         await rt.start()
@@ -393,10 +397,25 @@ def eval_(
         bool, typer.Option("--standalone", help="boot a throwaway platform in-process")
     ] = False,
     keep_tenant: Annotated[bool, typer.Option("--keep-tenant")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="embedded|weaviate: boot a throwaway platform on this store (implies --standalone)"
+        ),
+    ] = None,
+    weaviate_url: Annotated[
+        str, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_URL", help="with --store weaviate")
+    ] = "http://127.0.0.1:18080",
+    weaviate_grpc_port: Annotated[
+        int, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT", help="with --store weaviate")
+    ] = 18081,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigFile = None,
 ) -> None:
-    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode."""
+    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode.
+
+    Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
+    --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
     from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
     from isthmus_cli.client import channel
     from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
@@ -427,9 +446,17 @@ def eval_(
                         report = ev.report
         return report
 
+    retrieval: dict[str, Any] = {}
+    if store is not None:
+        if store not in ("embedded", "weaviate"):
+            _fail(f"--store must be embedded or weaviate, got {store!r}")
+        retrieval["store"] = store
+        if store == "weaviate":
+            retrieval |= {"weaviate_url": weaviate_url, "weaviate_grpc_port": weaviate_grpc_port}
+
     async def main() -> Any:
-        if standalone:
-            async with standalone_platform(config) as address:
+        if standalone or store is not None:
+            async with standalone_platform(config, retrieval) as address:
                 return await call(address)
         return await call(endpoint)
 

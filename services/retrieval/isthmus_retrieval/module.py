@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.port import Subscription
-from isthmus_core.bus.typed import event_handler, publish_event
+from isthmus_core.bus.typed import dead_letter_event, event_handler, publish_event
 from isthmus_core.contracts import topics
-from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
+from isthmus_core.store.port import VectorStore
 from isthmus_retrieval.api import RetrievalServicer
 from isthmus_retrieval.service import Retrieval
 from isthmus_retrieval.settings import RetrievalSettings
@@ -18,12 +20,33 @@ NAME = "retrieval"
 GROUP = "retrieval"
 
 
-async def build(ctx: ModuleContext) -> Offer:
+def make_store(s: RetrievalSettings, data_dir: Path) -> tuple[VectorStore, list[Probe]]:
+    """The configured store adapter and its readiness probes (nothing connects until first use)."""
+    if s.store == "weaviate":
+        from isthmus_retrieval.store_weaviate import WeaviateConfig, WeaviateStore
+
+        store = WeaviateStore(
+            WeaviateConfig(
+                url=s.weaviate_url,
+                grpc_port=s.weaviate_grpc_port,
+                grpc_host=s.weaviate_grpc_host or None,
+                api_key=s.weaviate_api_key.get_secret_value() or None,
+                collection=s.weaviate_collection,
+                query_timeout_s=s.weaviate_timeout_s,
+                insert_timeout_s=s.weaviate_insert_timeout_s,
+                attempts=s.weaviate_attempts,
+            )
+        )
+        return store, [store.ready]
     from isthmus_retrieval.store_embedded import EmbeddedStore
 
+    return EmbeddedStore(s.store_dir or data_dir / "store"), []
+
+
+async def build(ctx: ModuleContext) -> Offer:
     s = ctx.settings
     assert isinstance(s, RetrievalSettings)
-    store = EmbeddedStore(s.store_dir or ctx.data_dir / "store")
+    store, probes = make_store(s, ctx.data_dir)
     embedding = embedding_pb2_grpc.EmbeddingServiceStub(ctx.channel("embedding"))
 
     async def embed_query(text: str) -> tuple[list[float], str]:
@@ -37,6 +60,7 @@ async def build(ctx: ModuleContext) -> Offer:
         embed_query,
         partial(publish_event, ctx.bus, topics.CHUNKS_INDEXED),
         partial(publish_event, ctx.bus, topics.TENANTS_DELETED),
+        partial(dead_letter_event, ctx.bus, topics.CHUNKS_EMBEDDED, group=GROUP),
         max_top_k=s.max_top_k,
         max_query_chars=s.max_query_chars,
         candidates=s.candidates,
@@ -52,6 +76,8 @@ async def build(ctx: ModuleContext) -> Offer:
         ],
         topics=[topics.CHUNKS_EMBEDDED, topics.CHUNKS_INDEXED, topics.TENANTS_DELETED],
         on_stop=[store.close],
+        probes=probes,
+        probe_interval_s=s.readiness_interval_s,
     )
 
 

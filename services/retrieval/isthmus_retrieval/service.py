@@ -8,11 +8,23 @@ from dataclasses import dataclass
 
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
 from isthmus_core.errors import InvalidArgument, NotFound
-from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery, VectorStore
+from isthmus_core.store.port import (
+    ChunkRecord,
+    Fusion,
+    Hit,
+    RejectedRecords,
+    SearchMode,
+    SearchQuery,
+    VectorStore,
+)
 
 #: embeds a query → (vector, model id); in a deployment this is the embedding service's gRPC ``Embed``
 QueryEmbedder = Callable[[str], Awaitable[tuple[list[float], str]]]
 Publish = Callable[[object], Awaitable[None]]
+#: marks the dead letter split out of a batch (its chunks only): replaying it must not replace the document
+REJECTED_SUFFIX = "/rejected"
+#: ``dead_letter(event, error)``: the rejected part of a consumed event to its dead-letter topic
+DeadLetter = Callable[[ChunksEmbedded, Exception], Awaitable[None]]
 
 TENANT_RULE = (
     "tenant ids are 1-63 chars of lowercase letters, digits and '-', starting with a letter or digit"
@@ -45,6 +57,7 @@ class Retrieval:
         embed_query: QueryEmbedder,
         publish_indexed: Callable[[ChunksIndexed], Awaitable[None]],
         publish_tenant_deleted: Callable[[TenantDeleted], Awaitable[None]],
+        dead_letter: DeadLetter | None = None,
         *,
         max_top_k: int = 1000,
         max_query_chars: int = 4096,
@@ -54,6 +67,7 @@ class Retrieval:
         self._embed_query = embed_query
         self._publish_indexed = publish_indexed
         self._publish_tenant_deleted = publish_tenant_deleted
+        self._dead_letter = dead_letter
         self._max_top_k = max_top_k
         self._max_query_chars = max_query_chars
         self._candidates = candidates
@@ -107,7 +121,8 @@ class Retrieval:
 
     async def index(self, ev: ChunksEmbedded) -> None:
         """Upsert one batch of embedded chunks; replace older versions of the document first."""
-        if ev.batch_index == 0 and ev.version > 1:
+        split_out = ev.idempotency_key.endswith(REJECTED_SUFFIX)
+        if ev.batch_index == 0 and ev.version > 1 and not split_out:
             await self.store.delete_document(ev.tenant_id, ev.document_id)
         records: Sequence[ChunkRecord] = [
             ChunkRecord(
@@ -124,7 +139,7 @@ class Retrieval:
             )
             for c in ev.chunks
         ]
-        await self.store.upsert(ev.tenant_id, records)
+        written = await self._upsert(ev, records)
         await self._publish_indexed(
             ChunksIndexed(
                 tenant_id=ev.tenant_id,
@@ -134,7 +149,43 @@ class Retrieval:
                 version=ev.version,
                 batch_index=ev.batch_index,
                 batch_count=ev.batch_count,
-                count=len(records),
+                count=written,
                 trace_context=dict(ev.trace_context),
             )
         )
+
+    async def _upsert(self, ev: ChunksEmbedded, records: Sequence[ChunkRecord]) -> int:
+        """Write the batch; bad chunks go to the dead-letter topic, the good ones are indexed.
+
+        A batch nothing of which could be written raises (the bus dead-letters the whole event, with
+        its offset). Otherwise the rejected chunks are split into their own dead letter with each
+        reason: an adapter that reports per-object errors (:class:`RejectedRecords`) names them; one
+        that rejects a batch whole is retried chunk by chunk to find them.
+        """
+        try:
+            await self.store.upsert(ev.tenant_id, records)
+            return len(records)
+        except RejectedRecords as exc:
+            rejected, written = exc.rejected, exc.written
+            error: InvalidArgument = exc
+        except InvalidArgument:
+            if len(records) <= 1 or self._dead_letter is None:
+                raise
+            rejected, written = {}, 0
+            for r in records:
+                try:
+                    await self.store.upsert(ev.tenant_id, [r])
+                    written += 1
+                except InvalidArgument as one:
+                    rejected[r.chunk_id] = str(one)
+            error = RejectedRecords(rejected, written)
+        if written == 0 or self._dead_letter is None:
+            raise error
+        bad = ev.model_copy(
+            update={
+                "chunks": [c for c in ev.chunks if c.chunk_id in rejected],
+                "idempotency_key": ev.idempotency_key + REJECTED_SUFFIX,
+            }
+        )
+        await self._dead_letter(bad, error)
+        return written

@@ -16,10 +16,21 @@ from typing import TypeVar, cast
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
-from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
-from isthmus_core.bus.port import EventBus, Handler, Message
+from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES, error_text
+from isthmus_core.bus.port import (
+    H_ATTEMPTS,
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_GROUP,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+    EventBus,
+    Handler,
+    Message,
+)
 from isthmus_core.contracts.events import Event
-from isthmus_core.contracts.topics import TopicSpec, partition_key
+from isthmus_core.contracts.topics import DLQ_SUFFIX, TopicSpec, partition_key
 from isthmus_core.errors import InvalidArgument
 
 H_CONTENT_TYPE = "content-type"
@@ -75,6 +86,30 @@ async def publish_event(bus: EventBus, spec: TopicSpec, event: Event) -> None:
             **carrier,
         }
         await bus.publish(spec.name, key, value, headers)
+
+
+async def dead_letter_event(
+    bus: EventBus, spec: TopicSpec, event: Event, error: BaseException, *, group: str
+) -> None:
+    """Put (part of) a consumed event on ``<topic>.dlq`` with the error headers the bus's own dead
+    letters carry, e.g. the rejected chunks of a batch whose good chunks were indexed. ``isthmus dlq
+    replay`` re-drives it to ``spec``'s topic like any other dead letter (source offset -1: it was split
+    out of a message, not copied)."""
+    value = event.model_dump_json().encode("utf-8")
+    headers = {
+        H_CONTENT_TYPE: CONTENT_TYPE_JSON,
+        H_EVENT_TYPE: type(event).__name__,
+        H_TENANT: event.tenant_id,
+        **event.trace_context,
+        H_ERROR_CLASS: type(error).__name__,
+        H_ERROR_MESSAGE: error_text(error),
+        H_SOURCE_TOPIC: spec.name,
+        H_SOURCE_PARTITION: "-1",
+        H_SOURCE_OFFSET: "-1",
+        H_ATTEMPTS: "1",
+        H_GROUP: group,
+    }
+    await bus.publish(spec.name + DLQ_SUFFIX, partition_key(event), value, headers)
 
 
 def decode_event(spec: TopicSpec, message: Message) -> Event:

@@ -151,6 +151,15 @@ class GrpcServer:
     async def set_serving(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
+    async def set_status(self, names: Sequence[str], serving: bool) -> None:
+        """Health of some services (readiness of one module); ``""`` is the server's overall health."""
+        r = health_pb2.HealthCheckResponse
+        status = r.SERVING if serving else r.NOT_SERVING
+        for name in names:
+            result = self._health.set(name, status)
+            if result is not None:
+                await result
+
     async def stop(self, grace: float, drain_delay: float = 0.0) -> None:
         """Readiness NOT_SERVING first (kept for ``drain_delay`` s so load balancers stop routing here),
         then refuse new calls and let in-flight ones finish within ``grace`` seconds."""

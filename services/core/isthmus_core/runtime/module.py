@@ -20,6 +20,8 @@ from isthmus_core.grpc.client import Channels
 from isthmus_core.settings import CommonSettings, SectionSettings
 
 Hook = Callable[[], Awaitable[None]]
+#: a readiness probe: False while a dependency the module cannot work without is down
+Probe = Callable[[], Awaitable[bool]]
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Offer:
     topics: list[TopicSpec] = field(default_factory=list)
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    #: while any probe is False the module's gRPC services (and the server's overall health) report
+    #: NOT_SERVING, so load balancers route elsewhere; probed every ``probe_interval_s`` seconds
+    probes: list[Probe] = field(default_factory=list)
+    probe_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Runtime:
     channels: Channels | None = None
     offers: list[Offer] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _watcher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -140,6 +142,8 @@ class Runtime:
             await self.bus.start()
             await self.server.start()
             await self.server.set_serving()
+            if any(o.probes for o in self.offers):
+                self._watcher = asyncio.create_task(self._watch_readiness(), name="isthmus-readiness")
         except BaseException:
             await self.stop()
             raise
@@ -160,6 +164,10 @@ class Runtime:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         grace = self.common.shutdown_grace_s
         if self.server is not None:
             await self.server.stop(grace, self.common.shutdown_drain_delay_s)
@@ -174,6 +182,38 @@ class Runtime:
         if self.channels is not None:
             await self.channels.close()
         log.info("isthmus stopped")
+
+    async def check_readiness(self) -> bool:
+        """Probe every module's dependencies once and set gRPC health to match; True when all are up."""
+        assert self.server is not None
+        all_ready = True
+        for offer in self.offers:
+            if not offer.probes:
+                continue
+            ready = True
+            for probe in offer.probes:
+                try:
+                    ready = ready and await probe()
+                except Exception:
+                    ready = False
+            if not ready:
+                log.warning("readiness: a dependency is down", services=offer.grpc_service_names)
+            all_ready = all_ready and ready
+            await self.server.set_status(offer.grpc_service_names, ready)
+        await self.server.set_status([""], all_ready)
+        return all_ready
+
+    async def _watch_readiness(self) -> None:
+        interval = min(o.probe_interval_s for o in self.offers if o.probes)
+        while not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), interval)
+            if self._stopped.is_set():
+                return
+            try:
+                await self.check_readiness()
+            except Exception:
+                log.exception("readiness probe failed")
 
     async def serve_forever(self) -> None:
         """Start, then wait for SIGINT/SIGTERM and stop gracefully."""
