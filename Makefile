@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down weaviate-up weaviate-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -48,6 +48,12 @@ kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Mave
 
 kafka-down:
 	bash tests/infra/kafka.sh down
+
+weaviate-up: ## a local Weaviate 1.32.4 on 127.0.0.1:18080 (gRPC 18081), built once with Go
+	bash tests/infra/weaviate.sh up
+
+weaviate-down:
+	bash tests/infra/weaviate.sh down
 
 kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover drills)
 	bash tests/infra/kafka-cluster.sh up

@@ -245,6 +245,41 @@ def test_services_with_embedded_state_get_a_volume_and_one_writer(chart: Any) ->
             assert claim is None and "emptyDir" in volumes["data"]
 
 
+def test_weaviate_url_moves_retrieval_off_its_volume(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                **DIST,
+                "weaviate.url": "http://weaviate.data:8080",
+                "weaviate.grpcPort": 50052,
+                "services.retrieval.replicas": 3,
+            }
+        )
+    )
+    dep = by_kind(docs, "Deployment")[name("retrieval")]
+    env = env_of(dep)
+    assert env["ISTHMUS_RETRIEVAL_STORE"]["value"] == "weaviate"
+    assert env["ISTHMUS_RETRIEVAL_WEAVIATE_URL"]["value"] == "http://weaviate.data:8080"
+    assert env["ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT"]["value"] == "50052"
+    assert dep["spec"]["replicas"] == 3  # stateless on Weaviate: it scales out
+    assert f"{name('retrieval')}-data" not in by_kind(docs, "PersistentVolumeClaim")
+    egress = by_kind(docs, "NetworkPolicy")[name("retrieval")]["spec"]["egress"]
+    assert {8080, 50052} in [{p["port"] for p in r["ports"]} for r in egress]
+    # an explicit STORE setting wins (e.g. keep the embedded store while Weaviate is being filled)
+    docs = chart.render(
+        *sets(
+            {
+                **DIST,
+                "weaviate.url": "http://weaviate.data:8080",
+                "services.retrieval.settings.STORE": "embedded",
+            }
+        )
+    )
+    env = env_of(by_kind(docs, "Deployment")[name("retrieval")])
+    assert env["ISTHMUS_RETRIEVAL_STORE"]["value"] == "embedded"
+    assert f"{name('retrieval')}-data" in by_kind(docs, "PersistentVolumeClaim")
+
+
 def test_network_policies_allow_exactly_the_call_graph(chart: Any) -> None:
     docs = chart.render(*sets(DIST))
     for pol_name, pol in by_kind(docs, "NetworkPolicy").items():

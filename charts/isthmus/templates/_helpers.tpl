@@ -82,11 +82,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* "true" when a service keeps state in ISTHMUS_DATA_DIR: ingestion's document registry, guardrail's
-policies, retrieval's embedded store (unless its STORE setting is weaviate). ctx: root, svc */}}
+policies, retrieval's embedded store (unless it runs on Weaviate: weaviate.url set, STORE not
+overriding it). ctx: root, svc */}}
 {{- define "isthmus.stateful" -}}
 {{- $cfg := get .root.Values.services .svc -}}
 {{- if has .svc (list "ingestion" "guardrail") -}}true
-{{- else if and (eq .svc "retrieval") (ne (toString (default "embedded" (get (default (dict) $cfg.settings) "STORE"))) "weaviate") -}}true
+{{- else if and (eq .svc "retrieval") (ne (toString (default (ternary "weaviate" "embedded" (ne .root.Values.weaviate.url "")) (get (default (dict) $cfg.settings) "STORE"))) "weaviate") -}}true
 {{- end -}}
 {{- end -}}
 
@@ -136,8 +137,16 @@ policies, retrieval's embedded store (unless its STORE setting is weaviate). ctx
 {{- end }}
 {{- if eq .svc "retrieval" }}
 {{- with .root.Values.weaviate.url }}
+{{- if not (hasKey (default (dict) $cfg.settings) "STORE") }}
+- name: ISTHMUS_RETRIEVAL_STORE
+  value: "weaviate"
+{{- end }}
 - name: ISTHMUS_RETRIEVAL_WEAVIATE_URL
   value: {{ . | quote }}
+- name: ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT
+  value: {{ $.root.Values.weaviate.grpcPort | default 50051 | toString | quote }}
+- name: ISTHMUS_RETRIEVAL_WEAVIATE_COLLECTION
+  value: {{ $.root.Values.weaviate.collection | default "IsthmusChunks" | quote }}
 {{- end }}
 {{- if .root.Values.weaviate.apiKeySecretRef.existingSecret }}
 {{ include "isthmus.secretEnv" (dict "name" "ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY" "ref" .root.Values.weaviate.apiKeySecretRef) }}
