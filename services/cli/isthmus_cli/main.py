@@ -391,7 +391,9 @@ def eval_(
         Path, typer.Argument(help="BEIR-layout dir: corpus.jsonl, queries.jsonl, qrels/test.tsv")
     ],
     endpoint: Endpoint = DEFAULT_ENDPOINT,
-    modes: Annotated[str, typer.Option(help="comma-separated: bm25,dense,hybrid")] = "bm25,dense,hybrid",
+    modes: Annotated[
+        str, typer.Option(help="comma-separated: bm25,dense,hybrid,hybrid+rerank")
+    ] = "bm25,dense,hybrid,hybrid+rerank",
     max_queries: Annotated[int, typer.Option(help="0 = all judged queries")] = 0,
     standalone: Annotated[
         bool, typer.Option("--standalone", help="boot a throwaway platform in-process")

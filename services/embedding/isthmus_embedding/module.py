@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
@@ -40,7 +41,22 @@ async def build(ctx: ModuleContext) -> Offer:
         max_texts=s.max_texts_per_request,
         max_text_chars=s.max_text_chars,
     )
-    servicer = EmbeddingServicer(core, embedder, str(model_dir), s.max_tokens)
+    reranker = None
+    if s.reranker_enabled:
+        from isthmus_embedding.rerank import OnnxCrossEncoder
+
+        reranker = OnnxCrossEncoder(
+            s.reranker_dir, max_tokens=s.reranker_max_tokens, parallel_runs=s.parallel_runs
+        )
+    servicer = EmbeddingServicer(
+        core,
+        embedder,
+        str(model_dir),
+        s.max_tokens,
+        reranker,
+        max_rerank_passages=s.max_rerank_passages,
+        max_text_chars=s.max_text_chars,
+    )
     return Offer(
         registrars=[partial(embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server, servicer)],
         grpc_service_names=[embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name],
@@ -53,8 +69,15 @@ async def build(ctx: ModuleContext) -> Offer:
         ],
         topics=[topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED],
         on_start=[batcher.start],
-        on_stop=[batcher.stop],
+        on_stop=[batcher.stop, *([_closer(reranker)] if reranker is not None else [])],
     )
+
+
+def _closer(reranker: object) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        reranker.close()  # type: ignore[attr-defined]
+
+    return close
 
 
 MODULE = Module(

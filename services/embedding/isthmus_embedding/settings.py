@@ -29,3 +29,9 @@ class EmbeddingSettings(SectionSettings):
     rows_per_run: int = Field(
         1, ge=1, description="texts per model run; 1 keeps int8 dynamic-quantised vectors batch-independent"
     )
+    reranker_enabled: bool = Field(True, description="serve Rerank (cross-encoder) next to Embed")
+    reranker_dir: Path | None = Field(
+        None, description="cross-encoder ONNX dir; default: bundled ms-marco-MiniLM-L-12-v2 int8"
+    )
+    reranker_max_tokens: int = Field(512, ge=8, le=512, description="query + passage tokens per pair")
+    max_rerank_passages: int = Field(200, ge=1, le=1000)

@@ -18,10 +18,12 @@ from isthmus_evaluation.settings import EvaluationSettings
 
 NAME = "evaluation"
 GROUP = "evaluation"
+#: eval mode → (search mode, rerank); every mode says whether it reranks, whatever the service default
 _MODES = {
-    "bm25": retrieval_pb2.SEARCH_MODE_BM25,
-    "dense": retrieval_pb2.SEARCH_MODE_DENSE,
-    "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
+    "bm25": (retrieval_pb2.SEARCH_MODE_BM25, False),
+    "dense": (retrieval_pb2.SEARCH_MODE_DENSE, False),
+    "hybrid": (retrieval_pb2.SEARCH_MODE_HYBRID, False),
+    "hybrid+rerank": (retrieval_pb2.SEARCH_MODE_HYBRID, True),
 }
 
 
@@ -51,8 +53,10 @@ def grpc_clients(ctx: ModuleContext) -> EvalClients:
         return indexed, failed, len(resp.documents)
 
     async def search(t: str, query: str, mode: str, k: int) -> list[tuple[str, float]]:
+        search_mode, rerank = _MODES[mode]
         resp = await retrieval.Search(
-            retrieval_pb2.SearchRequest(tenant_id=t, query=query, mode=_MODES[mode], top_k=k), timeout=60
+            retrieval_pb2.SearchRequest(tenant_id=t, query=query, mode=search_mode, top_k=k, rerank=rerank),
+            timeout=60,
         )
         return [(h.context.document_id, h.context.score) for h in resp.hits]
 

@@ -18,7 +18,7 @@ from isthmus_evaluation.datasets import doc_text, load_beir
 from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
 from isthmus_evaluation.report import EvalReport, ModeReport
 
-MODES = ("bm25", "dense", "hybrid")
+MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 
 Upload = Callable[[str, str, str, bytes], Awaitable[None]]  # tenant, document id, filename, bytes
 Progress = Callable[[str], Awaitable[tuple[int, int, int]]]  # tenant -> (indexed, failed, total)

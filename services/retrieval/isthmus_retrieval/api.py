@@ -17,15 +17,23 @@ _MODES = {
     pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
 }
 _FUSIONS = {
-    pb.FUSION_UNSPECIFIED: Fusion.RANKED,
     pb.FUSION_RANKED: Fusion.RANKED,
     pb.FUSION_RELATIVE_SCORE: Fusion.RELATIVE_SCORE,
 }
 
 
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
-    def __init__(self, core: Retrieval, default_top_k: int, default_alpha: float) -> None:
+    def __init__(
+        self,
+        core: Retrieval,
+        default_top_k: int,
+        default_alpha: float,
+        default_fusion: Fusion = Fusion.RANKED,
+        default_rerank: bool = False,
+    ) -> None:
         self._core = core
+        self._fusion = default_fusion
+        self._rerank = default_rerank
         self._top_k = default_top_k
         self._alpha = default_alpha
 
@@ -36,8 +44,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             mode=_MODES.get(request.mode, SearchMode.HYBRID),
             top_k=request.top_k or self._top_k,
             alpha=request.alpha if request.HasField("alpha") else self._alpha,
-            fusion=_FUSIONS.get(request.fusion, Fusion.RANKED),
+            fusion=_FUSIONS.get(request.fusion, self._fusion),
             filters=dict(request.filters),
+            rerank=request.rerank if request.HasField("rerank") else self._rerank,
         )
         hits, model_id = await self._core.search(params)
         return pb.SearchResponse(

@@ -11,7 +11,7 @@ from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.typed import dead_letter_event, event_handler, publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
-from isthmus_core.store.port import VectorStore
+from isthmus_core.store.port import Fusion, VectorStore
 from isthmus_retrieval.api import RetrievalServicer
 from isthmus_retrieval.service import Retrieval
 from isthmus_retrieval.settings import RetrievalSettings
@@ -55,6 +55,10 @@ async def build(ctx: ModuleContext) -> Offer:
         )
         return list(resp.vectors[0].values), resp.model_id
 
+    async def rerank(query: str, passages: list[str]) -> list[float]:
+        resp = await embedding.Rerank(embedding_pb2.RerankRequest(query=query, passages=passages), timeout=30)
+        return list(resp.scores)
+
     core = Retrieval(
         store,
         embed_query,
@@ -64,8 +68,11 @@ async def build(ctx: ModuleContext) -> Offer:
         max_top_k=s.max_top_k,
         max_query_chars=s.max_query_chars,
         candidates=s.candidates,
+        reranker=rerank,
+        rerank_candidates=s.rerank_candidates,
+        rerank_weight=s.rerank_weight,
     )
-    servicer = RetrievalServicer(core, s.default_top_k, s.hybrid_alpha)
+    servicer = RetrievalServicer(core, s.default_top_k, s.hybrid_alpha, Fusion(s.fusion), s.rerank)
     return Offer(
         registrars=[partial(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, servicer)],
         grpc_service_names=[retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name],

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
-from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from isthmus_core.store.port import (
     ChunkRecord,
     Fusion,
@@ -17,10 +17,13 @@ from isthmus_core.store.port import (
     SearchQuery,
     VectorStore,
 )
+from isthmus_retrieval.rerank import blend_rerank
 
 #: embeds a query → (vector, model id); in a deployment this is the embedding service's gRPC ``Embed``
 QueryEmbedder = Callable[[str], Awaitable[tuple[list[float], str]]]
 Publish = Callable[[object], Awaitable[None]]
+#: scores (query, passage) pairs → one relevance per passage; the embedding service's gRPC ``Rerank``
+Reranker = Callable[[str, list[str]], Awaitable[list[float]]]
 #: marks the dead letter split out of a batch (its chunks only): replaying it must not replace the document
 REJECTED_SUFFIX = "/rejected"
 #: ``dead_letter(event, error)``: the rejected part of a consumed event to its dead-letter topic
@@ -48,6 +51,8 @@ class SearchParams:
     alpha: float = 0.5
     fusion: Fusion = Fusion.RANKED
     filters: Mapping[str, str] | None = None
+    #: rerank the first ``rerank_candidates`` hits with the cross-encoder
+    rerank: bool = False
 
 
 class Retrieval:
@@ -62,6 +67,9 @@ class Retrieval:
         max_top_k: int = 1000,
         max_query_chars: int = 4096,
         candidates: int = 100,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 30,
+        rerank_weight: float = 0.5,
     ) -> None:
         self.store = store
         self._embed_query = embed_query
@@ -71,6 +79,9 @@ class Retrieval:
         self._max_top_k = max_top_k
         self._max_query_chars = max_query_chars
         self._candidates = candidates
+        self._reranker = reranker
+        self._rerank_candidates = rerank_candidates
+        self._rerank_weight = rerank_weight
 
     async def create_tenant(self, tenant_id: str) -> None:
         await self.store.create_tenant(validate_tenant_id(tenant_id))
@@ -111,13 +122,22 @@ class Retrieval:
             vector=vector,
             model_id=model_id or None,
             mode=p.mode,
-            top_k=p.top_k,
+            top_k=max(p.top_k, self._rerank_candidates) if p.rerank else p.top_k,
             alpha=p.alpha,
             fusion=p.fusion,
             filters=dict(p.filters or {}),
             candidates=max(self._candidates, p.top_k),
         )
-        return await self.store.search(p.tenant_id, q), model_id
+        hits = await self.store.search(p.tenant_id, q)
+        if p.rerank and hits:
+            if self._reranker is None:
+                raise FailedPrecondition("reranking is not available: no reranker is configured")
+            head = hits[: self._rerank_candidates]
+            scores = await self._reranker(p.query, [h.text for h in head])
+            if len(scores) != len(head):
+                raise Unavailable(f"the reranker returned {len(scores)} scores for {len(head)} passages")
+            hits = blend_rerank(hits, scores, weight=self._rerank_weight)
+        return hits[: p.top_k], model_id
 
     async def index(self, ev: ChunksEmbedded) -> None:
         """Upsert one batch of embedded chunks; replace older versions of the document first."""

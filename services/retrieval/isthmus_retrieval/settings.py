@@ -34,6 +34,14 @@ class RetrievalSettings(SectionSettings):
     max_query_chars: int = Field(4096, ge=1)
     hybrid_alpha: float = Field(0.5, ge=0.0, le=1.0)
     candidates: int = Field(100, ge=1, description="candidates per side for hybrid fusion")
+    fusion: Literal["ranked", "relative_score"] = Field(
+        "relative_score", description="default hybrid fusion (a request may choose)"
+    )
+    rerank: bool = Field(True, description="rerank by default with the cross-encoder (a request may opt out)")
+    rerank_candidates: int = Field(30, ge=1, le=200, description="first-stage hits the cross-encoder scores")
+    rerank_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="cross-encoder share of the blended score (1 = cross-encoder alone)"
+    )
 
     @model_validator(mode="after")
     def _weaviate_needs_url(self) -> RetrievalSettings:

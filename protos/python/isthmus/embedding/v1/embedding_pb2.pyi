@@ -55,3 +55,19 @@ class ModelInfo(_message.Message):
     model_dir: str
     max_tokens: int
     def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., model_dir: _Optional[str] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+
+class RerankRequest(_message.Message):
+    __slots__ = ("query", "passages")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    passages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[str] = ..., passages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RerankResponse(_message.Message):
+    __slots__ = ("scores", "model_id")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    model_id: str
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,11 @@ class EmbeddingServiceStub(object):
                 request_serializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Rerank = channel.unary_unary(
+                '/isthmus.embedding.v1.EmbeddingService/Rerank',
+                request_serializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankRequest.SerializeToString,
+                response_deserializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer(object):
@@ -63,6 +68,13 @@ class EmbeddingServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rerank(self, request, context):
+        """Cross-encoder relevance of each passage to the query (higher = more relevant), in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.GetModelRequest.FromString,
                     response_serializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.ModelInfo.SerializeToString,
+            ),
+            'Rerank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerank,
+                    request_deserializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankRequest.FromString,
+                    response_serializer=isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class EmbeddingService(object):
             '/isthmus.embedding.v1.EmbeddingService/GetModel',
             isthmus_dot_embedding_dot_v1_dot_embedding__pb2.GetModelRequest.SerializeToString,
             isthmus_dot_embedding_dot_v1_dot_embedding__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.embedding.v1.EmbeddingService/Rerank',
+            isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankRequest.SerializeToString,
+            isthmus_dot_embedding_dot_v1_dot_embedding__pb2.RerankResponse.FromString,
             options,
             channel_credentials,
             insecure,

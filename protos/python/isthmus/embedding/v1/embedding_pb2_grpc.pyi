@@ -35,6 +35,8 @@ class EmbeddingServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EmbeddingServiceAsyncStub: ...
     Embed: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.EmbedRequest, _embedding_pb2.EmbedResponse]
     GetModel: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.GetModelRequest, _embedding_pb2.ModelInfo]
+    Rerank: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.RerankRequest, _embedding_pb2.RerankResponse]
+    """Cross-encoder relevance of each passage to the query (higher = more relevant), in request order."""
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -43,6 +45,8 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Embed: _aio.UnaryUnaryMultiCallable[_embedding_pb2.EmbedRequest, _embedding_pb2.EmbedResponse]  # type: ignore[assignment]
     GetModel: _aio.UnaryUnaryMultiCallable[_embedding_pb2.GetModelRequest, _embedding_pb2.ModelInfo]  # type: ignore[assignment]
+    Rerank: _aio.UnaryUnaryMultiCallable[_embedding_pb2.RerankRequest, _embedding_pb2.RerankResponse]  # type: ignore[assignment]
+    """Cross-encoder relevance of each passage to the query (higher = more relevant), in request order."""
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """ONNX Runtime embeddings, micro-batched; every vector carries its model id/version."""
@@ -60,5 +64,13 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_pb2.GetModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.ModelInfo, _abc.Awaitable[_embedding_pb2.ModelInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def Rerank(
+        self,
+        request: _embedding_pb2.RerankRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedding_pb2.RerankResponse, _abc.Awaitable[_embedding_pb2.RerankResponse]]:
+        """Cross-encoder relevance of each passage to the query (higher = more relevant), in request order."""
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -29,7 +29,7 @@ FUSION_RANKED: Fusion
 FUSION_RELATIVE_SCORE: Fusion
 
 class SearchRequest(_message.Message):
-    __slots__ = ("tenant_id", "query", "mode", "top_k", "alpha", "fusion", "filters")
+    __slots__ = ("tenant_id", "query", "mode", "top_k", "alpha", "fusion", "filters", "rerank")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class SearchRequest(_message.Message):
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     query: str
     mode: SearchMode
@@ -51,7 +52,8 @@ class SearchRequest(_message.Message):
     alpha: float
     fusion: Fusion
     filters: _containers.ScalarMap[str, str]
-    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., top_k: _Optional[int] = ..., alpha: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rerank: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., top_k: _Optional[int] = ..., alpha: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., filters: _Optional[_Mapping[str, str]] = ..., rerank: bool = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("context", "chunk_index", "metadata", "end")
