@@ -68,8 +68,8 @@ class Retrieval:
         max_query_chars: int = 4096,
         candidates: int = 100,
         reranker: Reranker | None = None,
-        rerank_candidates: int = 30,
-        rerank_weight: float = 0.5,
+        rerank_candidates: int = 20,
+        rerank_weight: float = 0.3,
     ) -> None:
         self.store = store
         self._embed_query = embed_query
