@@ -3,7 +3,7 @@
 Layout under ``root``::
 
     <tenant>/chunks.sqlite3    the source of truth: chunk rows, metadata, BM25 terms and the vectors
-    <tenant>/vectors.usearch   usearch HNSW index (cosine, f32) keyed by the rows' integer keys
+    <tenant>/vectors.usearch   usearch HNSW index (cosine, f16) keyed by the rows' integer keys
     <tenant>/vectors.json      which write generation that index file reflects
     <tenant>/bm25/             bm25s index (+ row → key array and its generation stamp)
 
@@ -14,12 +14,22 @@ always answers from exactly the committed rows.
 
 * Vectors: kept in memory and updated in place on every write (usearch supports add/remove); written
   to disk on :meth:`EmbeddedStore.close`. Small tenants are searched exactly, large ones through HNSW.
+  The index stores f16 (sqlite keeps the f32 originals): half the memory of f32 (usearch reports
+  ~1.4 instead of ~2.7 GB at a million 384-d vectors) for a recall@10 loss of ~0.0002 on the scale
+  bench (:mod:`isthmus_retrieval.bench_scale`; i8 lost 5 points). ``HNSW_EXPANSION_SEARCH`` is 256,
+  not usearch's 64: on that bench at a million chunks dense recall@10 is 0.89 at 64, 0.94 at 128,
+  0.96 at 200 and 0.97 at 256, at about 1-2 ms a search. A hybrid search's dense side asks for
+  ``candidates`` hits, and usearch searches at least that wide.
 * BM25: bm25s builds an immutable index (its scores are precomputed per term and document, with the
   corpus-wide IDF and average length baked in) and has no incremental add or delete. So a write only
   bumps the generation; the next BM25 or hybrid search rebuilds the index from the stored term lists
   (analysed once, at upsert) and caches it in memory and on disk. Bursts of writes thus cost one
   rebuild, but a workload that interleaves writes and searches pays a rebuild per search — fine for
   the development / single-node store this is; the Weaviate adapter is the one for heavy traffic.
+  The rebuild streams the rows in blocks straight into bm25s's score matrix (:func:`_build_bm25`:
+  the same index ``bm25s.BM25.index`` makes, without its Python list of strings per chunk, which
+  took the 100k-chunk bench to 1.1 GB and grows linearly); a query adds up only its terms' columns
+  (:func:`_bm25_scores`) and ranks only the rows that can make the top ``n``.
 * Filters run inside the query: the matching keys come from sqlite first, then BM25 scores are masked
   to them and the dense side searches exactly over just those vectors, so a filtered search returns
   ``top_k`` hits whenever that many match.
@@ -72,6 +82,14 @@ BM25_B = 0.75
 _METRIC = "cos"  # usearch cosine distance = 1 - cosine similarity
 #: tenants with at most this many vectors are searched exactly (brute force is fast and deterministic)
 EXACT_SEARCH_MAX = 4096
+#: rows read from sqlite at a time when an index is rebuilt
+_BM25_BLOCK = 20_000
+_VECTOR_BLOCK = 20_000
+#: HNSW storage and graph parameters (see the module docstring for the measurements behind them)
+VECTOR_DTYPE = "f16"
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 128
+HNSW_EXPANSION_SEARCH = 256
 #: keys per ``IN (...)`` clause, well under sqlite's bound-variable limit
 _SQL_BATCH = 900
 
@@ -472,18 +490,31 @@ class EmbeddedStore:
         if index is None:
             tenant.vectors_saved_generation = -1  # the file on disk is stale or unreadable: rewrite it
             index = self._new_index(tenant.dimension)
-            rows = tenant.db.execute("SELECT key, vector FROM chunks").fetchall()
-            if rows:
+            # in blocks: a million float32 vectors as Python bytes and then one matrix would need
+            # several times the index's own memory
+            cursor = tenant.db.execute("SELECT key, vector FROM chunks")
+            while rows := cursor.fetchmany(_VECTOR_BLOCK):
                 keys = np.fromiter((k for k, _ in rows), dtype=np.uint64, count=len(rows))
-                matrix = np.vstack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
-                index.add(keys, matrix)
+                matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+                index.add(keys, matrix.reshape(len(rows), tenant.dimension))
+        else:
+            _tune(index)
         tenant.vectors = index
         return index
 
     @staticmethod
     def _new_index(dimension: int) -> Index:
         # dtype must be explicit: usearch's default storage is bf16
-        return Index(ndim=dimension, metric=_METRIC, dtype="f32")
+        return _tune(
+            Index(
+                ndim=dimension,
+                metric=_METRIC,
+                dtype=VECTOR_DTYPE,
+                connectivity=HNSW_CONNECTIVITY,
+                expansion_add=HNSW_EXPANSION_ADD,
+                expansion_search=HNSW_EXPANSION_SEARCH,
+            )
+        )
 
     def _save_vectors(self, tenant: _Tenant) -> None:
         if tenant.vectors is None or tenant.vectors_saved_generation == tenant.generation:
@@ -632,7 +663,10 @@ class EmbeddedStore:
             matrix = np.vstack([row for row in rows if row is not None])
             matches = exact_search(matrix, vector, min(n, len(allowed)), _METRIC, exact=True)
             keys, distances = allowed[matches.keys], matches.distances
-        return [(int(k), 1.0 - float(d)) for k, d in zip(keys, distances, strict=True)]
+        # equal distances (duplicate vectors) in key order, as BM25 does: otherwise their order depends
+        # on the search's threads, and a hybrid search's fused ranks would change from run to run
+        order = np.lexsort((keys, distances))
+        return [(int(keys[i]), 1.0 - float(distances[i])) for i in order]
 
     def _bm25_search(self, tenant: _Tenant, text: str, allowed: Keys | None, n: int) -> Ranked:
         terms = self._analyzer.query_terms(text)
@@ -641,13 +675,26 @@ class EmbeddedStore:
         bm25 = self._bm25_index(tenant)
         if bm25.retriever is None:
             return []
-        scores = np.asarray(bm25.retriever.get_scores(terms), dtype=np.float64)
+        scored = _bm25_scores(bm25.retriever, terms)
+        if scored is None:
+            return []
+        scores, rarest = scored
+        sample: npt.NDArray[np.int32] | None = rarest
         if allowed is not None:
-            scores = np.where(np.isin(bm25.keys, allowed.astype(np.int64)), scores, 0.0)
-        rows = np.flatnonzero(scores > 0)  # BM25 returns only chunks that contain a query term
-        if rows.size > n:
-            rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
-        rows = rows[np.lexsort((rows, -scores[rows]))]  # score descending, then insertion order
+            scores = np.where(np.isin(bm25.keys, allowed.astype(np.int64)), scores, np.float32(0.0))
+            sample = None
+        # BM25 returns only chunks that contain a query term. At a million rows, selecting among every
+        # row with a score would cost more than the scoring: rows scoring at least the n-th best of a
+        # sample of n or more rows are a superset of the top n, and usually only a handful.
+        floor = np.float32(0.0)
+        if sample is not None and sample.size >= n:
+            cut = np.partition(scores[sample], sample.size - n)[sample.size - n]
+            floor = max(floor, np.nextafter(cut, np.float32(0.0)))
+        rows = np.flatnonzero(scores > floor)
+        if rows.size > n:  # keep every row tied with the n-th best, so that the cut is by row order
+            found = scores[rows]
+            rows = rows[found >= np.partition(found, rows.size - n)[rows.size - n]]
+        rows = rows[np.lexsort((rows, -scores[rows]))][:n]  # score descending, then insertion order
         return [(int(bm25.keys[i]), float(scores[i])) for i in rows]
 
     def _bm25_index(self, tenant: _Tenant) -> _Bm25:
@@ -670,13 +717,7 @@ class EmbeddedStore:
         return _Bm25(tenant.generation, retriever, keys)
 
     def _rebuild_bm25(self, tenant: _Tenant) -> _Bm25:
-        rows = tenant.db.execute("SELECT key, terms FROM chunks ORDER BY key").fetchall()
-        keys = np.fromiter((k for k, _ in rows), dtype=np.int64, count=len(rows))
-        corpus = [terms.split() for _, terms in rows]
-        retriever: bm25s.BM25 | None = None
-        if any(corpus):
-            retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-            retriever.index(corpus, show_progress=False)
+        retriever, keys = _build_bm25(tenant.db)
         bm25 = _Bm25(tenant.generation, retriever, keys)
         with contextlib.suppress(OSError):  # persisting is an optimisation; the index is usable anyway
             self._save_bm25(tenant, bm25)
@@ -727,6 +768,139 @@ class EmbeddedStore:
             )
         # equal scores (to float noise) by chunk id: a rebuilt or replayed index ranks like the original
         return sorted(hits, key=lambda h: (-round(h.score, 6), h.chunk_id))
+
+
+def _tune(index: Index) -> Index:
+    """Apply the search-time HNSW settings, which an index file does not carry."""
+    # both are settable properties; usearch's annotations make mypy read them as read-only
+    index.expansion_add = HNSW_EXPANSION_ADD  # type: ignore[misc]
+    index.expansion_search = HNSW_EXPANSION_SEARCH  # type: ignore[misc]
+    return index
+
+
+def _bm25_scores(
+    retriever: bm25s.BM25, terms: Sequence[str]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]] | None:
+    """BM25 score of every row for the query terms (a repeated term counts again), exactly as bm25s's
+    ``get_scores`` computes them, and the rows of the query's rarest term (a sample of rows that have a
+    score); None when no term is in the vocabulary.
+
+    The columns of the CSC score matrix hold each row at most once, so a plain fancy-indexed add is
+    exact and several times faster than the ``np.add.at`` bm25s uses."""
+    vocab: dict[str, int] = retriever.vocab_dict
+    matrix = retriever.scores
+    indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
+    columns = len(indptr) - 1
+    ids = [i for i in (vocab.get(t) for t in terms) if i is not None and i < columns]
+    if not ids:
+        return None
+    scores = np.zeros(int(matrix["num_docs"]), dtype=np.float32)
+    rarest: tuple[int, int] | None = None
+    for i in ids:
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        scores[indices[start:end]] += data[start:end]
+        if end > start and (rarest is None or end - start < rarest[1] - rarest[0]):
+            rarest = (start, end)
+    sample = indices[rarest[0] : rarest[1]] if rarest is not None else indices[:0]
+    return scores, sample
+
+
+def _read_terms(
+    rows: list[tuple[int, str]], vocab: dict[str, int], *, grow: bool
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """A block of ``(key, terms)`` rows as (keys, every term's vocabulary id in row order, row lengths).
+
+    ``grow`` adds unseen terms to ``vocab``; otherwise every term must be known already."""
+    keys = np.fromiter((k for k, _ in rows), dtype=np.int64, count=len(rows))
+    # terms are stored space-separated and contain no whitespace (the analyser emits \w+ tokens)
+    lengths = np.fromiter((t.count(" ") + 1 if t else 0 for _, t in rows), dtype=np.int64, count=len(rows))
+    tokens = " ".join(t for _, t in rows if t).split(" ")
+    total = int(lengths.sum())
+    if total == 0:
+        return keys, np.zeros(0, dtype=np.int32), lengths
+    if len(tokens) != total:
+        raise FailedPrecondition("malformed stored BM25 terms; expected single-space separated tokens")
+    if grow:
+        add = vocab.setdefault
+        ids = np.fromiter((add(t, len(vocab)) for t in tokens), dtype=np.int32, count=total)
+    else:
+        ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int32, count=total)
+    return keys, ids, lengths
+
+
+def _term_counts(
+    ids: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(term id, row within the block, term frequency) of every distinct term of every row, sorted by
+    term then row."""
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    pairs, tf = np.unique(ids.astype(np.int64) * len(lengths) + rows, return_counts=True)
+    return pairs // len(lengths), pairs % len(lengths), tf
+
+
+def _build_bm25(db: sqlite3.Connection) -> tuple[bm25s.BM25 | None, npt.NDArray[np.int64]]:
+    """The bm25s index of every stored row (in key order) and its row → key array.
+
+    Builds the same index as ``bm25s.BM25(k1, b).index(corpus)`` (Lucene BM25: idf
+    ``ln(1 + (N - df + 0.5) / (df + 0.5))``, scores precomputed per term and row in a CSC matrix), but
+    streams the rows from sqlite in blocks, twice (document frequencies and lengths first, then the
+    scores, written straight into their place in the matrix), so memory stays at the size of the
+    index itself instead of one Python list of strings per row — many GB at a million chunks.
+    """
+    query = "SELECT key, terms FROM chunks ORDER BY key"
+    vocab: dict[str, int] = {}
+    key_blocks: list[npt.NDArray[np.int64]] = []
+    length_blocks: list[npt.NDArray[np.int64]] = []
+    df = np.zeros(0, dtype=np.int64)
+    cursor = db.execute(query)
+    while rows := cursor.fetchmany(_BM25_BLOCK):
+        keys, ids, lengths = _read_terms(rows, vocab, grow=True)
+        key_blocks.append(keys)
+        length_blocks.append(lengths)
+        if ids.size:
+            terms, _, _ = _term_counts(ids, lengths)
+            if len(df) < len(vocab):
+                df = np.concatenate([df, np.zeros(len(vocab) - len(df), dtype=np.int64)])
+            df += np.bincount(terms, minlength=len(vocab))
+    all_keys = np.concatenate(key_blocks) if key_blocks else np.zeros(0, dtype=np.int64)
+    lengths = np.concatenate(length_blocks) if length_blocks else np.zeros(0, dtype=np.int64)
+    del key_blocks, length_blocks
+    n_docs, n_vocab = len(all_keys), len(vocab)
+    if n_vocab == 0:
+        return None, all_keys
+    avg_len = float(lengths.sum()) / n_docs
+    # computed in float64 and stored as float32, like bm25s
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    heads = indptr[:-1].copy()  # next free slot of every column
+    first_row = 0
+    cursor = db.execute(query)
+    while rows := cursor.fetchmany(_BM25_BLOCK):
+        keys, ids, block_lengths = _read_terms(rows, vocab, grow=False)
+        if not np.array_equal(keys, all_keys[first_row : first_row + len(keys)]):
+            raise FailedPrecondition("the chunks changed while the BM25 index was being built")
+        if ids.size:
+            terms, block_rows, tf = _term_counts(ids, block_lengths)
+            doc_len = block_lengths[block_rows]
+            tfc = tf / (BM25_K1 * ((1 - BM25_B) + BM25_B * doc_len / avg_len) + tf)
+            counts = np.bincount(terms, minlength=n_vocab)
+            starts = np.cumsum(counts) - counts  # where each term's run begins in this block
+            slots = heads[terms] + (np.arange(len(terms)) - starts[terms])
+            data[slots] = idf[terms] * tfc
+            indices[slots] = first_row + block_rows
+            heads += counts
+        first_row += len(keys)
+    if first_row != n_docs:
+        raise FailedPrecondition("the chunks changed while the BM25 index was being built")
+    retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
+    retriever.vocab_dict = vocab
+    retriever.unique_token_ids_set = set(vocab.values())
+    retriever.nonoccurrence_array = None
+    return retriever, all_keys
 
 
 def _validate_record(r: ChunkRecord) -> None:
