@@ -44,9 +44,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import sqlite3
 import uuid
@@ -61,14 +59,22 @@ import numpy.typing as npt
 from usearch.index import Index
 from usearch.index import search as exact_search
 
-from isthmus_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery
 from isthmus_retrieval.analyzer import Analyzer
 from isthmus_retrieval.fusion import RRF_K, reciprocal_rank_fusion, relative_score_fusion
+from isthmus_retrieval.store_common import (
+    TENANT_PATTERN,
+    IndexShape,
+    as_vector,
+    check_against,
+    check_query,
+    check_query_vector,
+    validate_record,
+    validate_tenant_id,
+)
 
 #: Weaviate's tenant-name rule (so both adapters accept the same names), plus: no leading '-'/'_'
-TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-TENANT_RULE = "1-64 characters of letters, digits, '-' and '_', starting with a letter or digit"
 
 _DB = "chunks.sqlite3"
 _VECTORS = "vectors.usearch"
@@ -135,12 +141,6 @@ _HIT_COLUMNS = "key, chunk_id, document_id, chunk_index, text, start_offset, end
 
 Keys = npt.NDArray[np.uint64]
 Ranked = list[tuple[int, float]]  # (row key, score), best first
-
-
-def _validate_tenant_id(tenant_id: str) -> str:
-    if not isinstance(tenant_id, str) or not TENANT_PATTERN.fullmatch(tenant_id):
-        raise InvalidArgument(f"invalid tenant id {tenant_id!r}: {TENANT_RULE}")
-    return tenant_id
 
 
 def _write_json_atomic(path: Path, value: Mapping[str, Any]) -> None:
@@ -217,7 +217,7 @@ class EmbeddedStore:
 
     async def create_tenant(self, tenant_id: str) -> None:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         async with self._lock(tenant_id):
             self._check_open()
             if self._exists(tenant_id):
@@ -226,7 +226,7 @@ class EmbeddedStore:
 
     async def delete_tenant(self, tenant_id: str) -> None:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         async with self._lock(tenant_id):
             self._check_open()
             if not self._exists(tenant_id):
@@ -247,14 +247,14 @@ class EmbeddedStore:
 
     async def has_tenant(self, tenant_id: str) -> bool:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         return self._exists(tenant_id)
 
     # -- writes -------------------------------------------------------------------------------------
 
     async def upsert(self, tenant_id: str, records: Sequence[ChunkRecord]) -> None:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         async with self._lock(tenant_id):
             tenant = await self._open_tenant(tenant_id)
             if not records:
@@ -264,14 +264,14 @@ class EmbeddedStore:
 
     async def delete_document(self, tenant_id: str, document_id: str) -> int:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         async with self._lock(tenant_id):
             tenant = await self._open_tenant(tenant_id)
             return await asyncio.to_thread(self._delete_document_sync, tenant, document_id)
 
     async def count(self, tenant_id: str) -> int:
         self._check_open()
-        _validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id)
         async with self._lock(tenant_id):
             tenant = await self._open_tenant(tenant_id)
             (n,) = tenant.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
@@ -281,8 +281,8 @@ class EmbeddedStore:
 
     async def search(self, tenant_id: str, query: SearchQuery) -> list[Hit]:
         self._check_open()
-        _validate_tenant_id(tenant_id)
-        mode, fusion = self._check_query(query)
+        validate_tenant_id(tenant_id)
+        mode, fusion = check_query(query)
         async with self._lock(tenant_id):
             tenant = await self._open_tenant(tenant_id)
             vector = self._query_vector(tenant, query, mode)
@@ -335,7 +335,7 @@ class EmbeddedStore:
         """Validate a whole batch before anything is written: a rejected batch writes nothing."""
         unique: dict[str, ChunkRecord] = {}
         for r in records:
-            _validate_record(r)
+            validate_record(r)
             unique[r.chunk_id] = r
         batch = list(unique.values())
         first = batch[0]
@@ -348,48 +348,11 @@ class EmbeddedStore:
             else f"chunk {first.chunk_id!r} (first in this batch, tenant {tenant.tenant_id!r} is empty) has"
         )
         vectors = np.empty((len(batch), dimension), dtype=np.float32)
+        shape = IndexShape(dimension, model_id)
         for i, r in enumerate(batch):
-            if r.model_id != model_id:
-                raise InvalidArgument(
-                    f"chunk {r.chunk_id!r} was embedded with model {r.model_id!r} but {origin} vectors of "
-                    f"model {model_id!r}; re-embed it with {model_id!r} or use another tenant"
-                )
-            if len(r.vector) != dimension:
-                raise InvalidArgument(
-                    f"chunk {r.chunk_id!r} has a vector of dimension {len(r.vector)} but {origin} vectors "
-                    f"of dimension {dimension}"
-                )
-            vectors[i] = _as_vector(r.vector, f"chunk {r.chunk_id!r}")
+            check_against(r, shape, origin)
+            vectors[i] = as_vector(r.vector, f"chunk {r.chunk_id!r}")
         return _Prepared(batch, vectors, dimension, model_id)
-
-    @staticmethod
-    def _check_query(query: SearchQuery) -> tuple[SearchMode, Fusion]:
-        try:
-            mode = SearchMode(query.mode)
-        except ValueError:
-            raise InvalidArgument(
-                f"unknown search mode {query.mode!r}; use one of {[m.value for m in SearchMode]}"
-            ) from None
-        try:
-            fusion = Fusion(query.fusion)
-        except ValueError:
-            raise InvalidArgument(
-                f"unknown fusion {query.fusion!r}; use one of {[f.value for f in Fusion]}"
-            ) from None
-        if query.top_k < 1:
-            raise InvalidArgument(f"top_k must be at least 1, got {query.top_k}")
-        if query.candidates < 1:
-            raise InvalidArgument(f"candidates must be at least 1, got {query.candidates}")
-        if not 0.0 <= query.alpha <= 1.0:
-            raise InvalidArgument(f"alpha must be between 0 and 1, got {query.alpha}")
-        if mode is SearchMode.BM25 and not query.text.strip():
-            raise InvalidArgument("a bm25 search needs query text")
-        if mode is not SearchMode.BM25 and query.vector is None:
-            raise InvalidArgument(f"a {mode.value} search needs a query vector")
-        for name, value in query.filters.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise InvalidArgument(f"filters map metadata keys to string values; got {name!r}: {value!r}")
-        return mode, fusion
 
     @staticmethod
     def _query_vector(
@@ -397,17 +360,13 @@ class EmbeddedStore:
     ) -> npt.NDArray[np.float32] | None:
         if mode is SearchMode.BM25 or query.vector is None:
             return None
-        if query.model_id is not None and tenant.model_id is not None and query.model_id != tenant.model_id:
-            raise InvalidArgument(
-                f"the query was embedded with model {query.model_id!r} but tenant {tenant.tenant_id!r} "
-                f"holds vectors of model {tenant.model_id!r}"
-            )
-        if tenant.dimension is not None and len(query.vector) != tenant.dimension:
-            raise InvalidArgument(
-                f"the query vector has dimension {len(query.vector)} but tenant {tenant.tenant_id!r} "
-                f"holds vectors of dimension {tenant.dimension}"
-            )
-        return _as_vector(query.vector, "the query")
+        shape = (
+            IndexShape(tenant.dimension, tenant.model_id)
+            if tenant.dimension is not None and tenant.model_id is not None
+            else None
+        )
+        check_query_vector(tenant.tenant_id, query, shape)
+        return as_vector(query.vector, "the query")
 
     # -- helpers (worker thread side; the tenant's lock is held by the caller) ------------------------
 
@@ -901,41 +860,3 @@ def _build_bm25(db: sqlite3.Connection) -> tuple[bm25s.BM25 | None, npt.NDArray[
     retriever.unique_token_ids_set = set(vocab.values())
     retriever.nonoccurrence_array = None
     return retriever, all_keys
-
-
-def _validate_record(r: ChunkRecord) -> None:
-    if not isinstance(r.chunk_id, str) or not r.chunk_id:
-        raise InvalidArgument("every chunk needs a non-empty chunk_id")
-    where = f"chunk {r.chunk_id!r}"
-    if not isinstance(r.document_id, str) or not r.document_id:
-        raise InvalidArgument(f"{where} has no document_id")
-    if not isinstance(r.text, str) or not r.text.strip():
-        raise InvalidArgument(f"{where} has empty text; only chunks with text can be indexed")
-    if not isinstance(r.model_id, str) or not r.model_id:
-        raise InvalidArgument(f"{where} has no model_id; say which embedding model made its vector")
-    if r.chunk_index < 0:
-        raise InvalidArgument(f"{where} has a negative chunk_index ({r.chunk_index})")
-    if r.start < 0 or r.end < r.start:
-        raise InvalidArgument(f"{where} has an invalid span: start={r.start}, end={r.end}")
-    if len(r.vector) == 0:
-        raise InvalidArgument(f"{where} has an empty vector")
-    for name, value in r.metadata.items():
-        if not isinstance(name, str) or not name or not isinstance(value, str):
-            raise InvalidArgument(
-                f"{where}: metadata maps non-empty string keys to strings; got {name!r}: {value!r}"
-            )
-
-
-def _as_vector(values: Sequence[float], what: str) -> npt.NDArray[np.float32]:
-    try:
-        vector = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: a vector must be a flat list of numbers") from None
-    if vector.ndim != 1:
-        raise InvalidArgument(f"{what}: a vector must be a flat list of numbers")
-    if not np.all(np.isfinite(vector)):
-        raise InvalidArgument(f"{what}: the vector contains NaN or infinite values")
-    norm = float(np.linalg.norm(vector))
-    if norm == 0.0 or not math.isfinite(norm):
-        raise InvalidArgument(f"{what}: the vector has zero length; cosine similarity is undefined for it")
-    return vector

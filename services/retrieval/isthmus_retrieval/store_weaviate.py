@@ -535,19 +535,18 @@ class WeaviateStore:
 
 def _properties() -> list[wvc.config.Property]:
     P, D, Tk = wvc.config.Property, wvc.config.DataType, wvc.config.Tokenization
-    plain = {"index_filterable": False, "index_searchable": False}
     return [
         P(name="chunk_id", data_type=D.TEXT, tokenization=Tk.FIELD, index_searchable=False),
         P(name="document_id", data_type=D.TEXT, tokenization=Tk.FIELD, index_searchable=False),
         P(name="chunk_index", data_type=D.INT, index_range_filters=False),
-        P(name="text", data_type=D.TEXT, **plain),
+        P(name="text", data_type=D.TEXT, index_filterable=False, index_searchable=False),
         P(name="terms", data_type=D.TEXT, tokenization=Tk.WHITESPACE, index_filterable=False),
         P(name="start", data_type=D.INT, index_filterable=False),
         P(name="end", data_type=D.INT, index_filterable=False),
         P(name="version", data_type=D.INT, index_filterable=False),
         P(name="model_id", data_type=D.TEXT, tokenization=Tk.FIELD, index_searchable=False),
         P(name="meta", data_type=D.TEXT_ARRAY, tokenization=Tk.FIELD, index_searchable=False),
-        P(name="metadata_json", data_type=D.TEXT, **plain),
+        P(name="metadata_json", data_type=D.TEXT, index_filterable=False, index_searchable=False),
     ]
 
 
