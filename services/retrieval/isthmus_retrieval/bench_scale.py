@@ -42,7 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,7 +244,9 @@ class StoreHandle:
     store: VectorStore
     describe: str
     disk_path: Path | None = None  # for the on-disk size, when the store lives on local disk
-    cleanup: Callable[[], None] | None = None
+    cleanup: Callable[[], Awaitable[None] | None] | None = None
+    #: a store server on this machine (Weaviate): its peak/current RSS are reported too
+    server_pid: int | None = None
 
 
 def make_store(kind: str, args: argparse.Namespace) -> StoreHandle:
@@ -267,17 +269,47 @@ def make_store(kind: str, args: argparse.Namespace) -> StoreHandle:
             cleanup=None if keep else lambda: shutil.rmtree(root, ignore_errors=True),
         )
     if kind == "weaviate":
-        # Hook for the Weaviate adapter (isthmus_retrieval.store_weaviate): build it here from args
-        # (e.g. --weaviate-url), return StoreHandle(store=..., describe=...), and make cleanup delete the
-        # bench tenant. Suggested scale: --chunks 100000.
-        raise SystemExit(
-            "--store weaviate is not wired into the bench yet: add it to make_store() in "
-            "isthmus_retrieval/bench_scale.py (construct the Weaviate adapter there and return a StoreHandle)"
+        from isthmus_retrieval.store_weaviate import WeaviateConfig, WeaviateStore
+
+        config = WeaviateConfig(
+            url=args.weaviate_url,
+            grpc_port=args.weaviate_grpc_port,
+            collection=args.weaviate_collection,
+            query_timeout_s=60.0,
+            insert_timeout_s=300.0,
+        )
+        pid_file = Path(args.weaviate_dir) / "weaviate.pid"
+        pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
+
+        async def drop_tenant() -> None:
+            other = WeaviateStore(config)
+            try:
+                if await other.has_tenant(TENANT):
+                    await other.delete_tenant(TENANT)
+            finally:
+                await other.close()
+
+        return StoreHandle(
+            store=WeaviateStore(config),
+            describe=f"WeaviateStore at {args.weaviate_url} (collection {args.weaviate_collection})",
+            cleanup=None if args.keep else drop_tenant,
+            server_pid=pid,
         )
     raise SystemExit(f"unknown --store {kind!r}; choose from: embedded, weaviate")
 
 
 # -- measuring -----------------------------------------------------------------------------------------
+
+
+def server_rss_mb(pid: int) -> dict[str, float]:
+    """Peak (VmHWM) and current (VmRSS) resident set of another process on this machine, in MiB."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out["peak" if key == "VmHWM" else "now"] = int(value.split()[0]) / 1024
+    return out
 
 
 def rss_now_mb() -> float:
@@ -373,6 +405,8 @@ async def run(args: argparse.Namespace) -> Report:
             if not await store.has_tenant(TENANT) or await store.count(TENANT) != args.chunks:
                 raise SystemExit(f"--reuse: {handle.describe} does not hold the {args.chunks} bench chunks")
         else:
+            if await store.has_tenant(TENANT):  # left by an interrupted run on a server store
+                await store.delete_tenant(TENANT)
             await store.create_tenant(TENANT)
         upsert_s = generate_s = 0.0
         next_source = 0
@@ -498,12 +532,17 @@ async def run(args: argparse.Namespace) -> Report:
             np.mean([chunk_id(q.row) in ids[:TOP_K] for q, ids in zip(queries, exact_ids, strict=True)])
         )
         report.rss_mb["peak_with_baseline"] = rss_peak_mb()
+        if handle.server_pid is not None:
+            server = server_rss_mb(handle.server_pid)
+            report.rss_mb.update({f"server_{k}": v for k, v in server.items()})
         return report
     finally:
         with contextlib.suppress(Exception):
             await store.close()
         if handle.cleanup is not None:
-            handle.cleanup()
+            done = handle.cleanup()
+            if done is not None:
+                await done
 
 
 def exact_top(
@@ -601,6 +640,14 @@ def format_report(r: Report) -> str:
         f"  RSS after upsert / after first search         {m.get('after_upsert', 0):8.0f}"
         f" / {m.get('after_first_search', 0):.0f}",
         f"  peak RSS incl. the exact baseline             {m.get('peak_with_baseline', 0):8.0f}",
+        *(
+            [
+                f"  store server: peak RSS (VmHWM) / now          {m.get('server_peak', 0):8.0f} / "
+                f"{m.get('server_now', 0):.0f}"
+            ]
+            if "server_peak" in m
+            else []
+        ),
     ]
     if "disk_mb" in r.data:
         lines.append(f"  on disk                                       {r.data['disk_mb']:8.0f}")
@@ -642,6 +689,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reuse",
         action="store_true",
         help="with --root: search a store an earlier run built with the same options instead of building",
+    )
+    p.add_argument("--weaviate-url", default="http://127.0.0.1:18080", help="with --store weaviate")
+    p.add_argument("--weaviate-grpc-port", type=int, default=18081)
+    p.add_argument("--weaviate-collection", default="IsthmusBench")
+    p.add_argument(
+        "--weaviate-dir",
+        default=".tools/weaviate-data",
+        help="the server's tests/infra/weaviate.sh data dir (its pid, for the server's RSS)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--json-out", help="also write the JSON report to this file")

@@ -61,9 +61,30 @@ def test_corpus_is_deterministic_and_regenerable() -> None:
     assert all(60 <= len(t.split()) <= 120 for t in texts)
 
 
-def test_weaviate_hook_explains_itself() -> None:
-    with pytest.raises(SystemExit, match="make_store"):
-        make_store("weaviate", parse_args(["--store", "weaviate"]))
+async def test_bench_runs_against_a_real_weaviate(weaviate_server) -> None:  # type: ignore[no-untyped-def]
+    args = parse_args(
+        [
+            "--store", "weaviate", "--chunks", "1500", "--queries", "30", "--batch", "500", "--quiet",
+            "--weaviate-url", weaviate_server.url,
+            "--weaviate-grpc-port", str(weaviate_server.grpc_port),
+            "--weaviate-collection", "IsthmusBenchTest",
+            "--weaviate-dir", str(weaviate_server.data or "/nonexistent"),
+        ]
+    )  # fmt: skip
+    report = await run(args)
+    assert "WeaviateStore" in report.store
+    for mode in report.modes.values():
+        assert 0 < mode.latency_ms["p50"] <= mode.latency_ms["p99"]
+        assert mode.source_found_at_10 > 0.5
+    assert report.modes["dense"].recall_at_10 is not None and report.modes["dense"].recall_at_10 >= 0.9
+    if weaviate_server.data is not None:
+        assert report.rss_mb["server_peak"] > 0
+    # the bench tenant is gone afterwards
+    handle = make_store("weaviate", args)
+    try:
+        assert not await handle.store.has_tenant(bench_scale.TENANT)
+    finally:
+        await handle.store.close()
 
 
 def test_streamed_bm25_index_matches_bm25s(monkeypatch: pytest.MonkeyPatch) -> None:
