@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down weaviate-up weaviate-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down weaviate-up weaviate-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -42,6 +42,12 @@ protos-check: ## fail if the committed stubs drift from protos/
 bench: ## embedding throughput vs raw ONNX Runtime; all-in-one query latency at fixed load
 	$(PY) -m isthmus_cli.bench embedding
 	$(PY) -m isthmus_cli.bench query
+
+bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
+	$(PY) -m isthmus_retrieval.bench_scale --store embedded --chunks 1000000 --queries 1000
+
+bench-scale-weaviate: ## the same at 100k chunks on the Weaviate from `make weaviate-up`
+	$(PY) -m isthmus_retrieval.bench_scale --store weaviate --chunks 100000 --queries 1000
 
 kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Maven)
 	bash tests/infra/kafka.sh up
