@@ -142,3 +142,47 @@ async def test_search_ask_replace_eval_and_delete_stay_inside_the_tenant(env: di
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert await _count(stub, b) == before[b]
     assert any("MARMOT" in t for t in await _texts(stub, b, "launch code MARMOT"))
+
+
+async def test_document_acls_hold_in_search_and_ask(env: dict[str, Any]) -> None:
+    """Inside one tenant: a document uploaded with an ACL is found only by callers naming one of its
+    principals, in every search mode and in Ask; documents without an ACL stay visible to everyone."""
+    from isthmus.common.v1 import common_pb2
+
+    stub, ch = env["stub"], env["ch"]
+    a = env["tenants"]["a"]
+    doc = await upload(
+        ch,
+        a,
+        "board.txt",
+        b"The board approved the acquisition of the glacier observatory for ninety million.",
+        document_id="board-minutes",
+        metadata={"acl": "board, legal"},
+    )
+    await wait_indexed(ch, a, [doc.document_id])
+    query = "board approved acquisition glacier observatory"
+
+    async def docs(access: common_pb2.AccessScope | None) -> set[str]:
+        seen: set[str] = set()
+        for mode in MODES:
+            req = rpb.SearchRequest(tenant_id=a, query=query, mode=mode, top_k=20, access=access)
+            seen |= {h.context.document_id for h in (await stub.Search(req)).hits}
+        return seen
+
+    assert "board-minutes" in await docs(None)  # no scope: a trusted caller sees everything
+    assert "board-minutes" in await docs(common_pb2.AccessScope(principals=["legal"]))
+    outsider = await docs(common_pb2.AccessScope(principals=["eng", "alice"]))
+    assert "board-minutes" not in outsider and "shared" in outsider  # public documents still found
+    assert "board-minutes" not in await docs(common_pb2.AccessScope())
+
+    ask = ao_grpc.AgentOrchestratorServiceStub(ch)
+    question = "What did the board approve for the glacier observatory?"
+    resp = await ask.Ask(
+        ao_pb.AskRequest(tenant_id=a, question=question, access=common_pb2.AccessScope(principals=["eng"]))
+    )
+    assert "board-minutes" not in {c.document_id for c in resp.citations}
+    assert "ninety million" not in resp.answer
+    resp = await ask.Ask(
+        ao_pb.AskRequest(tenant_id=a, question=question, access=common_pb2.AccessScope(principals=["board"]))
+    )
+    assert "board-minutes" in {c.document_id for c in resp.citations}

@@ -126,9 +126,13 @@ class Clients:
         )
         return verdict_from_pb(v)
 
-    async def search(self, tenant: str, query: str, top_k: int) -> list[Context]:
+    async def search(
+        self, tenant: str, query: str, top_k: int, principals: Sequence[str] | None = None
+    ) -> list[Context]:
+        access = common_pb2.AccessScope(principals=list(principals)) if principals is not None else None
         resp = await self._retrieval.Search(
-            retrieval_pb2.SearchRequest(tenant_id=tenant, query=query, top_k=top_k), timeout=self._timeout
+            retrieval_pb2.SearchRequest(tenant_id=tenant, query=query, top_k=top_k, access=access),
+            timeout=self._timeout,
         )
         return [
             Context(
@@ -143,15 +147,23 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         self._core = core
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
-        return answer_pb(await self._core.ask(request.tenant_id, request.question, request.top_k))
+        return answer_pb(
+            await self._core.ask(request.tenant_id, request.question, request.top_k, _principals(request))
+        )
 
     async def AskStream(
         self, request: pb.AskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AskEvent]:
-        async for ev in self._core.run(request.tenant_id, request.question, request.top_k):
+        async for ev in self._core.run(
+            request.tenant_id, request.question, request.top_k, _principals(request)
+        ):
             if isinstance(ev, StageEvent):
                 yield pb.AskEvent(stage=pb.StageEvent(stage=_STAGE[ev.stage], detail=ev.detail))
             elif isinstance(ev, SentenceEvent):
                 yield pb.AskEvent(sentence=sentence_pb(ev.sentence))
             elif isinstance(ev, FinalEvent):
                 yield pb.AskEvent(final=answer_pb(ev.answer))
+
+
+def _principals(request: pb.AskRequest) -> list[str] | None:
+    return list(request.access.principals) if request.HasField("access") else None

@@ -18,7 +18,8 @@ from isthmus_core.ports.generator import AnswerSentence, Context, Generator
 from isthmus_core.ports.guard import Action, Verdict
 
 CheckInput = Callable[[str, str, str], Awaitable[Verdict]]  # tenant, text, subject id
-Search = Callable[[str, str, int], Awaitable[list[Context]]]  # tenant, query, top_k
+#: tenant, query, top_k, principals (document ACLs; None = no ACL check)
+Search = Callable[[str, str, int, Sequence[str] | None], Awaitable[list[Context]]]
 CheckOutput = Callable[[str, Sequence[AnswerSentence], Sequence[Context], str], Awaitable[Verdict]]
 
 
@@ -100,7 +101,9 @@ class Orchestrator:
         self._top_k = top_k
         self._max_chars = max_question_chars
 
-    async def run(self, tenant_id: str, question: str, top_k: int = 0) -> AsyncIterator[AskEvent]:
+    async def run(
+        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] | None = None
+    ) -> AsyncIterator[AskEvent]:
         if not tenant_id:
             raise InvalidArgument("tenant_id is required")
         if not question.strip():
@@ -123,7 +126,7 @@ class Orchestrator:
         else:
             query = verdict.text if verdict.action == Action.REDACT and verdict.text else question
             yield StageEvent(Stage.RETRIEVAL)
-            contexts = await self._search(tenant_id, query, k)
+            contexts = await self._search(tenant_id, query, k, principals)
             yield StageEvent(Stage.RETRIEVAL, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)
             async for sentence in self._generator.stream(query, contexts):
@@ -158,9 +161,11 @@ class Orchestrator:
         yield StageEvent(Stage.DONE)
         yield FinalEvent(answer)
 
-    async def ask(self, tenant_id: str, question: str, top_k: int = 0) -> Answer:
+    async def ask(
+        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] | None = None
+    ) -> Answer:
         final: Answer | None = None
-        async for ev in self.run(tenant_id, question, top_k):
+        async for ev in self.run(tenant_id, question, top_k, principals):
             if isinstance(ev, FinalEvent):
                 final = ev.answer
         assert final is not None

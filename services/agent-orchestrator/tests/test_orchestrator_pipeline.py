@@ -36,7 +36,7 @@ class Recorder:
             return Verdict(Action.BLOCK, (Finding("prompt_injection.x", "rule x matched"),), "")
         return Verdict(Action.ALLOW, (), text)
 
-    async def search(self, tenant: str, query: str, k: int) -> list[Context]:
+    async def search(self, tenant: str, query: str, k: int, principals: object = None) -> list[Context]:
         self.searched.append(query)
         return CTX[:k]
 

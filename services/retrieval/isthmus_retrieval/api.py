@@ -47,6 +47,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             fusion=_FUSIONS.get(request.fusion, self._fusion),
             filters=dict(request.filters),
             rerank=request.rerank if request.HasField("rerank") else self._rerank,
+            principals=list(request.access.principals) if request.HasField("access") else None,
         )
         hits, model_id = await self._core.search(params)
         return pb.SearchResponse(

@@ -116,6 +116,10 @@ def check_query(query: SearchQuery) -> tuple[SearchMode, Fusion]:
     for name, value in query.filters.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise InvalidArgument(f"filters map metadata keys to string values; got {name!r}: {value!r}")
+    if query.principals is not None and any(
+        not isinstance(p, str) or not p.strip() for p in query.principals
+    ):
+        raise InvalidArgument("principals must be non-empty strings")
     return mode, fusion
 
 

@@ -60,7 +60,7 @@ from usearch.index import Index
 from usearch.index import search as exact_search
 
 from isthmus_core.errors import AlreadyExists, FailedPrecondition, NotFound
-from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery
+from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery, acl_of
 from isthmus_retrieval.analyzer import Analyzer
 from isthmus_retrieval.fusion import RRF_K, reciprocal_rank_fusion, relative_score_fusion
 from isthmus_retrieval.store_common import (
@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS chunk_meta (
     PRIMARY KEY (key, name)
 );
 CREATE INDEX IF NOT EXISTS chunk_meta_by_value ON chunk_meta(name, value);
+CREATE TABLE IF NOT EXISTS chunk_acl (      -- document ACL principals (metadata key "acl")
+    key INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    PRIMARY KEY (key, principal)
+);
+CREATE INDEX IF NOT EXISTS chunk_acl_by_principal ON chunk_acl(principal);
 """
 
 _UPSERT = """
@@ -518,6 +524,11 @@ class EmbeddedStore:
                     "INSERT INTO chunk_meta (key, name, value) VALUES (?, ?, ?)",
                     [(key, name, value) for name, value in r.metadata.items()],
                 )
+                tenant.db.execute("DELETE FROM chunk_acl WHERE key = ?", (key,))
+                tenant.db.executemany(
+                    "INSERT INTO chunk_acl (key, principal) VALUES (?, ?)",
+                    [(key, p) for p in acl_of(r.metadata)],
+                )
             generation = self._bump_generation(tenant)
         tenant.dimension, tenant.model_id, tenant.generation = batch.dimension, batch.model_id, generation
         if index is None:
@@ -543,6 +554,7 @@ class EmbeddedStore:
             for part in _batches(keys):
                 marks = ",".join("?" * len(part))
                 tenant.db.execute(f"DELETE FROM chunk_meta WHERE key IN ({marks})", tuple(part))
+                tenant.db.execute(f"DELETE FROM chunk_acl WHERE key IN ({marks})", tuple(part))
             tenant.generation = self._bump_generation(tenant)
         if index is not None:
             try:
@@ -560,7 +572,7 @@ class EmbeddedStore:
         fusion: Fusion,
         vector: npt.NDArray[np.float32] | None,
     ) -> list[Hit]:
-        allowed = self._filtered_keys(tenant, query.filters)
+        allowed = self._filtered_keys(tenant, query.filters, query.principals)
         if allowed is not None and allowed.size == 0:
             return []
         # fetch more than top_k so that equal scores at the cut are resolved by chunk id (in _hits),
@@ -587,9 +599,11 @@ class EmbeddedStore:
             ranked = fused[:wanted]
         return self._hits(tenant, ranked)[: query.top_k]
 
-    def _filtered_keys(self, tenant: _Tenant, filters: Mapping[str, str]) -> Keys | None:
-        """Keys of the chunks matching every filter, or None when there is no filter."""
-        if not filters:
+    def _filtered_keys(
+        self, tenant: _Tenant, filters: Mapping[str, str], principals: Sequence[str] | None = None
+    ) -> Keys | None:
+        """Keys of the chunks matching every filter and the ACL, or None when there is neither."""
+        if not filters and principals is None:
             return None
         clauses: list[str] = []
         params: list[str] = []
@@ -600,6 +614,15 @@ class EmbeddedStore:
             else:
                 clauses.append("key IN (SELECT key FROM chunk_meta WHERE name = ? AND value = ?)")
                 params.extend((name, value))
+        if principals is not None:
+            # visible: no ACL rows at all, or one naming a principal of the caller
+            acl = "key NOT IN (SELECT key FROM chunk_acl)"
+            wanted = sorted(set(principals))
+            if wanted:
+                marks = ",".join("?" * len(wanted))
+                acl += f" OR key IN (SELECT key FROM chunk_acl WHERE principal IN ({marks}))"
+                params.extend(wanted)
+            clauses.append(f"({acl})")
         rows = tenant.db.execute(f"SELECT key FROM chunks WHERE {' AND '.join(clauses)}", params).fetchall()
         return np.fromiter((k for (k,) in rows), dtype=np.uint64, count=len(rows))
 

@@ -12,7 +12,8 @@ lifecycle and never by a write. Objects:
   Snowball-stemmed) with whitespace tokenisation, so BM25 and hybrid rank with the same analysis as the
   embedded store (Weaviate has no stemmer); ``text`` is stored for the hits but not indexed;
 * ``document_id`` and ``meta`` (one ``["key","value"]`` JSON string per metadata pair, field
-  tokenisation) are filterable: filters run inside the query, as Weaviate ``where`` filters.
+  tokenisation) are filterable, and so is the document ACL (``acl``: its principals, ``acl_public``:
+  it has none): filters and ACLs run inside the query, as Weaviate ``where`` filters.
 
 Errors: an unreachable server is :class:`~isthmus_core.errors.Unavailable`, a slow one
 :class:`~isthmus_core.errors.DeadlineExceeded` — both after a bounded number of retries (tenacity), and
@@ -57,7 +58,7 @@ from isthmus_core.errors import (
     NotFound,
     Unavailable,
 )
-from isthmus_core.store.port import ChunkRecord, Hit, RejectedRecords, SearchMode, SearchQuery
+from isthmus_core.store.port import ChunkRecord, Hit, RejectedRecords, SearchMode, SearchQuery, acl_of
 from isthmus_retrieval.analyzer import Analyzer
 from isthmus_retrieval.store_common import (
     IndexShape,
@@ -208,6 +209,7 @@ class WeaviateStore:
         name = self._config.collection
         try:
             if await client.collections.exists(name):
+                await self._add_missing_properties(client)
                 return
             await client.collections.create(
                 name,
@@ -233,6 +235,15 @@ class WeaviateStore:
             raise translate(exc, f"creating collection {name}") from exc
         except Exception as exc:
             raise translate(exc, f"creating collection {name}") from exc
+
+    async def _add_missing_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """A collection made by an older Isthmus gains the properties added since (e.g. the ACL ones);
+        objects written before hold no value there until they are written again (``isthmus reindex``)."""
+        col = client.collections.use(self._config.collection)
+        have = {p.name for p in (await col.config.get()).properties}
+        for prop in _properties():
+            if prop.name not in have:
+                await col.config.add_property(prop)
 
     async def _call(
         self,
@@ -486,7 +497,7 @@ class WeaviateStore:
             if mode is not SearchMode.BM25:
                 check_query_vector(tenant_id, query, shape)
             col = self._collection(client, tenant_id).query
-            where = _filters(query.filters)
+            where = _filters(query.filters, query.principals)
             meta = wvc.query.MetadataQuery(score=True, distance=True)
             if mode is SearchMode.BM25:
                 if not terms:
@@ -546,6 +557,8 @@ def _properties() -> list[wvc.config.Property]:
         P(name="version", data_type=D.INT, index_filterable=False),
         P(name="model_id", data_type=D.TEXT, tokenization=Tk.FIELD, index_searchable=False),
         P(name="meta", data_type=D.TEXT_ARRAY, tokenization=Tk.FIELD, index_searchable=False),
+        P(name="acl", data_type=D.TEXT_ARRAY, tokenization=Tk.FIELD, index_searchable=False),
+        P(name="acl_public", data_type=D.BOOL),
         P(name="metadata_json", data_type=D.TEXT, index_filterable=False, index_searchable=False),
     ]
 
@@ -566,13 +579,23 @@ def _data_object(r: ChunkRecord, terms: Sequence[str]) -> wvc.data.DataObject[An
             "version": int(r.version),
             "model_id": r.model_id,
             "meta": [meta_term(k, v) for k, v in sorted(r.metadata.items())],
+            "acl": acl_of(r.metadata),
+            "acl_public": not acl_of(r.metadata),
             "metadata_json": json.dumps(dict(r.metadata), ensure_ascii=False),
         },
     )
 
 
-def _filters(filters: Mapping[str, str]) -> _Filters | None:
+def _filters(filters: Mapping[str, str], principals: Sequence[str] | None = None) -> _Filters | None:
     parts: list[_Filters] = []
+    if principals is not None:
+        public = wvc.query.Filter.by_property("acl_public").equal(True)
+        wanted = sorted(set(principals))
+        parts.append(
+            wvc.query.Filter.any_of([public, wvc.query.Filter.by_property("acl").contains_any(wanted)])
+            if wanted
+            else public
+        )
     pairs = []
     for name, value in filters.items():
         if name == "document_id":

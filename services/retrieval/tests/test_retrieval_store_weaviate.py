@@ -118,3 +118,31 @@ async def test_outage_then_recovery(weaviate_server) -> None:  # type: ignore[no
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(InvalidArgument, match="http://host:8080"):
         WeaviateStore(WeaviateConfig(url="weaviate:8080"))
+
+
+async def test_an_older_collection_gains_the_new_properties(weaviate_server) -> None:  # type: ignore[no-untyped-def]
+    import weaviate
+    import weaviate.classes as wvc
+
+    name = f"IsthmusOld{uuid.uuid4().hex[:8]}"
+    host = weaviate_server.url.split("//")[1].split(":")[0]
+    port = int(weaviate_server.url.rsplit(":", 1)[1])
+    async with weaviate.use_async_with_custom(
+        http_host=host, http_port=port, http_secure=False,
+        grpc_host=host, grpc_port=weaviate_server.grpc_port, grpc_secure=False,
+    ) as client:  # fmt: skip
+        await client.collections.create(
+            name,
+            multi_tenancy_config=wvc.config.Configure.multi_tenancy(enabled=True, auto_tenant_creation=False),
+            vector_config=wvc.config.Configure.Vectors.self_provided(),
+            properties=[wvc.config.Property(name="text", data_type=wvc.config.DataType.TEXT)],
+        )
+    store = WeaviateStore(config(weaviate_server, collection=name))
+    try:
+        async with fresh_tenant(store) as tenant:
+            await store.upsert(tenant, [rec(tenant, "doc", 0, "ibis wading", metadata={"acl": "eng"})])
+            hits = await store.search(tenant, SearchQuery(text="ibis", mode="bm25", principals=["eng"]))  # type: ignore[arg-type]
+            assert [h.document_id for h in hits] == ["doc"]
+            assert await store.search(tenant, SearchQuery(text="ibis", mode="bm25", principals=[])) == []  # type: ignore[arg-type]
+    finally:
+        await store.close()

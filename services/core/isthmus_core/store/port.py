@@ -24,6 +24,17 @@ def chunk_uuid(tenant_id: str, document_id: str, chunk_index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{tenant_id}\x1f{document_id}\x1f{chunk_index}"))
 
 
+#: document ACL: the metadata key (set at upload, copied to every chunk) listing the principals — users or
+#: groups — allowed to read the document, comma-separated. A chunk without it is visible to everyone in
+#: its tenant. Searches that carry ``principals`` only see chunks whose ACL is empty or names one of them.
+ACL_METADATA_KEY = "acl"
+
+
+def acl_of(metadata: Mapping[str, str]) -> list[str]:
+    """The principals of a chunk's ACL (sorted, unique; empty = visible to the whole tenant)."""
+    return sorted({p.strip() for p in metadata.get(ACL_METADATA_KEY, "").split(",") if p.strip()})
+
+
 class SearchMode(StrEnum):
     BM25 = "bm25"
     DENSE = "dense"
@@ -63,6 +74,9 @@ class SearchQuery:
     filters: Mapping[str, str] = field(default_factory=dict)
     #: how many candidates each side contributes to hybrid fusion
     candidates: int = 100
+    #: the caller's principals for document ACLs (see :data:`ACL_METADATA_KEY`), applied inside the
+    #: query; None = no ACL check (a trusted caller), ``[]`` = only chunks without an ACL
+    principals: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

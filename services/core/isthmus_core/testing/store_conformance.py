@@ -449,6 +449,50 @@ class StoreConformance:
         assert best.document_id == "fr0"
         assert await store.search(tenant, self.bm25("lynx", filters={"lang": "de"})) == []
 
+    async def test_document_acl_is_applied_inside_the_query(self, store: VectorStore, tenant: str) -> None:
+        # the restricted chunks are the better matches on both sides; the visible ones must fill top_k
+        secret = [
+            self.record(
+                tenant,
+                f"board{i}",
+                0,
+                "merger merger merger plans",
+                self.vec((0, 1.0), (1, 0.01 * i)),
+                metadata={"acl": "board, legal"},
+            )
+            for i in range(6)
+        ]
+        eng = [
+            self.record(
+                tenant,
+                f"eng{i}",
+                0,
+                "merger of the two build systems",
+                self.vec((0, 0.5), (2, 1.0)),
+                metadata={"acl": "eng"},
+            )
+            for i in range(2)
+        ]
+        public = [
+            self.record(tenant, f"pub{i}", 0, "press release about the merger", self.vec((0, 0.4), (3, 1.0)))
+            for i in range(2)
+        ]
+        await store.upsert(tenant, secret + eng + public)
+        for query in self.all_modes("merger", self.vec((0, 1.0)), top_k=4, principals=["eng", "alice"]):
+            hits = await store.search(tenant, query)
+            assert sorted(self.docs(hits)) == ["eng0", "eng1", "pub0", "pub1"], query.mode
+            self.assert_best_first(hits)
+        for query in self.all_modes("merger", self.vec((0, 1.0)), top_k=10, principals=[]):
+            assert sorted(self.docs(await store.search(tenant, query))) == ["pub0", "pub1"], query.mode
+        for query in self.all_modes("merger", self.vec((0, 1.0)), top_k=10, principals=["legal"]):
+            assert len(await store.search(tenant, query)) == 8, query.mode  # board (via legal) + public
+        # no principals given: a trusted caller sees everything; ACL and metadata filters combine
+        assert len(await store.search(tenant, self.bm25("merger", top_k=20))) == 10
+        hits = await store.search(
+            tenant, self.bm25("merger", top_k=20, principals=["eng"], filters={"document_id": "board0"})
+        )
+        assert hits == []
+
     async def test_document_id_filter(self, store: VectorStore, tenant: str) -> None:
         await store.upsert(
             tenant,

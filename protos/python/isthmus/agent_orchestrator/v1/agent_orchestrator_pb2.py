@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6isthmus/agent_orchestrator/v1/agent_orchestrator.proto\x12\x1disthmus.agent_orchestrator.v1\x1a\x1eisthmus/common/v1/common.proto\"@\n\nAskRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\"\xb7\x02\n\x0b\x41skResponse\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x34\n\tsentences\x18\x03 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12.\n\tcitations\x18\x04 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\x12\x31\n\rinput_verdict\x18\x05 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x32\n\x0eoutput_verdict\x18\x06 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x12\n\nlatency_ms\x18\t \x01(\x02\"Q\n\nStageEvent\x12\x33\n\x05stage\x18\x01 \x01(\x0e\x32$.isthmus.agent_orchestrator.v1.Stage\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xc3\x01\n\x08\x41skEvent\x12:\n\x05stage\x18\x01 \x01(\x0b\x32).isthmus.agent_orchestrator.v1.StageEventH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x12;\n\x05\x66inal\x18\x03 \x01(\x0b\x32*.isthmus.agent_orchestrator.v1.AskResponseH\x00\x42\x07\n\x05\x65vent*\x88\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11STAGE_INPUT_GUARD\x10\x01\x12\x13\n\x0fSTAGE_RETRIEVAL\x10\x02\x12\x14\n\x10STAGE_GENERATION\x10\x03\x12\x16\n\x12STAGE_OUTPUT_GUARD\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\xdb\x01\n\x18\x41gentOrchestratorService\x12\\\n\x03\x41sk\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a*.isthmus.agent_orchestrator.v1.AskResponse\x12\x61\n\tAskStream\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a\'.isthmus.agent_orchestrator.v1.AskEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6isthmus/agent_orchestrator/v1/agent_orchestrator.proto\x12\x1disthmus.agent_orchestrator.v1\x1a\x1eisthmus/common/v1/common.proto\"p\n\nAskRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12.\n\x06\x61\x63\x63\x65ss\x18\x04 \x01(\x0b\x32\x1e.isthmus.common.v1.AccessScope\"\xb7\x02\n\x0b\x41skResponse\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x34\n\tsentences\x18\x03 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12.\n\tcitations\x18\x04 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\x12\x31\n\rinput_verdict\x18\x05 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x32\n\x0eoutput_verdict\x18\x06 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x12\n\nlatency_ms\x18\t \x01(\x02\"Q\n\nStageEvent\x12\x33\n\x05stage\x18\x01 \x01(\x0e\x32$.isthmus.agent_orchestrator.v1.Stage\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xc3\x01\n\x08\x41skEvent\x12:\n\x05stage\x18\x01 \x01(\x0b\x32).isthmus.agent_orchestrator.v1.StageEventH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x12;\n\x05\x66inal\x18\x03 \x01(\x0b\x32*.isthmus.agent_orchestrator.v1.AskResponseH\x00\x42\x07\n\x05\x65vent*\x88\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11STAGE_INPUT_GUARD\x10\x01\x12\x13\n\x0fSTAGE_RETRIEVAL\x10\x02\x12\x14\n\x10STAGE_GENERATION\x10\x03\x12\x16\n\x12STAGE_OUTPUT_GUARD\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\xdb\x01\n\x18\x41gentOrchestratorService\x12\\\n\x03\x41sk\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a*.isthmus.agent_orchestrator.v1.AskResponse\x12\x61\n\tAskStream\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a\'.isthmus.agent_orchestrator.v1.AskEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'isthmus.agent_orchestrator.v1.agent_orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=783
-  _globals['_STAGE']._serialized_end=919
+  _globals['_STAGE']._serialized_start=831
+  _globals['_STAGE']._serialized_end=967
   _globals['_ASKREQUEST']._serialized_start=121
-  _globals['_ASKREQUEST']._serialized_end=185
-  _globals['_ASKRESPONSE']._serialized_start=188
-  _globals['_ASKRESPONSE']._serialized_end=499
-  _globals['_STAGEEVENT']._serialized_start=501
-  _globals['_STAGEEVENT']._serialized_end=582
-  _globals['_ASKEVENT']._serialized_start=585
-  _globals['_ASKEVENT']._serialized_end=780
-  _globals['_AGENTORCHESTRATORSERVICE']._serialized_start=922
-  _globals['_AGENTORCHESTRATORSERVICE']._serialized_end=1141
+  _globals['_ASKREQUEST']._serialized_end=233
+  _globals['_ASKRESPONSE']._serialized_start=236
+  _globals['_ASKRESPONSE']._serialized_end=547
+  _globals['_STAGEEVENT']._serialized_start=549
+  _globals['_STAGEEVENT']._serialized_end=630
+  _globals['_ASKEVENT']._serialized_start=633
+  _globals['_ASKEVENT']._serialized_end=828
+  _globals['_AGENTORCHESTRATORSERVICE']._serialized_start=970
+  _globals['_AGENTORCHESTRATORSERVICE']._serialized_end=1189
 # @@protoc_insertion_point(module_scope)

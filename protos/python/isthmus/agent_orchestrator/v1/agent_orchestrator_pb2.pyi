@@ -24,14 +24,16 @@ STAGE_OUTPUT_GUARD: Stage
 STAGE_DONE: Stage
 
 class AskRequest(_message.Message):
-    __slots__ = ("tenant_id", "question", "top_k")
+    __slots__ = ("tenant_id", "question", "top_k", "access")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     question: str
     top_k: int
-    def __init__(self, tenant_id: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+    access: _common_pb2.AccessScope
+    def __init__(self, tenant_id: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ..., access: _Optional[_Union[_common_pb2.AccessScope, _Mapping]] = ...) -> None: ...
 
 class AskResponse(_message.Message):
     __slots__ = ("question_id", "answer", "sentences", "citations", "input_verdict", "output_verdict", "blocked", "generator", "latency_ms")

@@ -75,3 +75,9 @@ class AnswerSentence(_message.Message):
     text: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     def __init__(self, text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
+
+class AccessScope(_message.Message):
+    __slots__ = ("principals",)
+    PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
+    principals: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, principals: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/retrieval/v1/retrieval.proto\x12\x14isthmus.retrieval.v1\x1a\x1eisthmus/common/v1/common.proto\"\xcf\x02\n\rSearchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .isthmus.retrieval.v1.SearchMode\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x12\n\x05\x61lpha\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12,\n\x06\x66usion\x18\x06 \x01(\x0e\x32\x1c.isthmus.retrieval.v1.Fusion\x12\x41\n\x07\x66ilters\x18\x07 \x03(\x0b\x32\x30.isthmus.retrieval.v1.SearchRequest.FiltersEntry\x12\x13\n\x06rerank\x18\x08 \x01(\x08H\x01\x88\x01\x01\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_alphaB\t\n\x07_rerank\"\xc0\x01\n\x03Hit\x12+\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.isthmus.retrieval.v1.Hit.MetadataEntry\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.isthmus.retrieval.v1.Hit\x12\x10\n\x08model_id\x18\x02 \x01(\t\"(\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"%\n\x10GetTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"0\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x03\"\x14\n\x12ListTenantsRequest\"D\n\x13ListTenantsResponse\x12-\n\x07tenants\x18\x01 \x03(\x0b\x32\x1c.isthmus.retrieval.v1.Tenant\"(\n\x13\x44\x65leteTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTenantResponse\"\'\n\x12\x43learTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t*n\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10SEARCH_MODE_BM25\x10\x01\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03*N\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x11\n\rFUSION_RANKED\x10\x01\x12\x19\n\x15\x46USION_RELATIVE_SCORE\x10\x02\x32\xb5\x04\n\x10RetrievalService\x12S\n\x06Search\x12#.isthmus.retrieval.v1.SearchRequest\x1a$.isthmus.retrieval.v1.SearchResponse\x12W\n\x0c\x43reateTenant\x12).isthmus.retrieval.v1.CreateTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenant\x12Q\n\tGetTenant\x12&.isthmus.retrieval.v1.GetTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenant\x12\x62\n\x0bListTenants\x12(.isthmus.retrieval.v1.ListTenantsRequest\x1a).isthmus.retrieval.v1.ListTenantsResponse\x12\x65\n\x0c\x44\x65leteTenant\x12).isthmus.retrieval.v1.DeleteTenantRequest\x1a*.isthmus.retrieval.v1.DeleteTenantResponse\x12U\n\x0b\x43learTenant\x12(.isthmus.retrieval.v1.ClearTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenantb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/retrieval/v1/retrieval.proto\x12\x14isthmus.retrieval.v1\x1a\x1eisthmus/common/v1/common.proto\"\xff\x02\n\rSearchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .isthmus.retrieval.v1.SearchMode\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x12\n\x05\x61lpha\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12,\n\x06\x66usion\x18\x06 \x01(\x0e\x32\x1c.isthmus.retrieval.v1.Fusion\x12\x41\n\x07\x66ilters\x18\x07 \x03(\x0b\x32\x30.isthmus.retrieval.v1.SearchRequest.FiltersEntry\x12\x13\n\x06rerank\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12.\n\x06\x61\x63\x63\x65ss\x18\t \x01(\x0b\x32\x1e.isthmus.common.v1.AccessScope\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_alphaB\t\n\x07_rerank\"\xc0\x01\n\x03Hit\x12+\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.isthmus.retrieval.v1.Hit.MetadataEntry\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.isthmus.retrieval.v1.Hit\x12\x10\n\x08model_id\x18\x02 \x01(\t\"(\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"%\n\x10GetTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"0\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x03\"\x14\n\x12ListTenantsRequest\"D\n\x13ListTenantsResponse\x12-\n\x07tenants\x18\x01 \x03(\x0b\x32\x1c.isthmus.retrieval.v1.Tenant\"(\n\x13\x44\x65leteTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTenantResponse\"\'\n\x12\x43learTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t*n\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10SEARCH_MODE_BM25\x10\x01\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03*N\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x11\n\rFUSION_RANKED\x10\x01\x12\x19\n\x15\x46USION_RELATIVE_SCORE\x10\x02\x32\xb5\x04\n\x10RetrievalService\x12S\n\x06Search\x12#.isthmus.retrieval.v1.SearchRequest\x1a$.isthmus.retrieval.v1.SearchResponse\x12W\n\x0c\x43reateTenant\x12).isthmus.retrieval.v1.CreateTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenant\x12Q\n\tGetTenant\x12&.isthmus.retrieval.v1.GetTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenant\x12\x62\n\x0bListTenants\x12(.isthmus.retrieval.v1.ListTenantsRequest\x1a).isthmus.retrieval.v1.ListTenantsResponse\x12\x65\n\x0c\x44\x65leteTenant\x12).isthmus.retrieval.v1.DeleteTenantRequest\x1a*.isthmus.retrieval.v1.DeleteTenantResponse\x12U\n\x0b\x43learTenant\x12(.isthmus.retrieval.v1.ClearTenantRequest\x1a\x1c.isthmus.retrieval.v1.Tenantb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
   _globals['_HIT_METADATAENTRY']._loaded_options = None
   _globals['_HIT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SEARCHMODE']._serialized_start=1034
-  _globals['_SEARCHMODE']._serialized_end=1144
-  _globals['_FUSION']._serialized_start=1146
-  _globals['_FUSION']._serialized_end=1224
+  _globals['_SEARCHMODE']._serialized_start=1082
+  _globals['_SEARCHMODE']._serialized_end=1192
+  _globals['_FUSION']._serialized_start=1194
+  _globals['_FUSION']._serialized_end=1272
   _globals['_SEARCHREQUEST']._serialized_start=95
-  _globals['_SEARCHREQUEST']._serialized_end=430
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=363
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=409
-  _globals['_HIT']._serialized_start=433
-  _globals['_HIT']._serialized_end=625
-  _globals['_HIT_METADATAENTRY']._serialized_start=578
-  _globals['_HIT_METADATAENTRY']._serialized_end=625
-  _globals['_SEARCHRESPONSE']._serialized_start=627
-  _globals['_SEARCHRESPONSE']._serialized_end=702
-  _globals['_CREATETENANTREQUEST']._serialized_start=704
-  _globals['_CREATETENANTREQUEST']._serialized_end=744
-  _globals['_GETTENANTREQUEST']._serialized_start=746
-  _globals['_GETTENANTREQUEST']._serialized_end=783
-  _globals['_TENANT']._serialized_start=785
-  _globals['_TENANT']._serialized_end=833
-  _globals['_LISTTENANTSREQUEST']._serialized_start=835
-  _globals['_LISTTENANTSREQUEST']._serialized_end=855
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=857
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=925
-  _globals['_DELETETENANTREQUEST']._serialized_start=927
-  _globals['_DELETETENANTREQUEST']._serialized_end=967
-  _globals['_DELETETENANTRESPONSE']._serialized_start=969
-  _globals['_DELETETENANTRESPONSE']._serialized_end=991
-  _globals['_CLEARTENANTREQUEST']._serialized_start=993
-  _globals['_CLEARTENANTREQUEST']._serialized_end=1032
-  _globals['_RETRIEVALSERVICE']._serialized_start=1227
-  _globals['_RETRIEVALSERVICE']._serialized_end=1792
+  _globals['_SEARCHREQUEST']._serialized_end=478
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=411
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=457
+  _globals['_HIT']._serialized_start=481
+  _globals['_HIT']._serialized_end=673
+  _globals['_HIT_METADATAENTRY']._serialized_start=626
+  _globals['_HIT_METADATAENTRY']._serialized_end=673
+  _globals['_SEARCHRESPONSE']._serialized_start=675
+  _globals['_SEARCHRESPONSE']._serialized_end=750
+  _globals['_CREATETENANTREQUEST']._serialized_start=752
+  _globals['_CREATETENANTREQUEST']._serialized_end=792
+  _globals['_GETTENANTREQUEST']._serialized_start=794
+  _globals['_GETTENANTREQUEST']._serialized_end=831
+  _globals['_TENANT']._serialized_start=833
+  _globals['_TENANT']._serialized_end=881
+  _globals['_LISTTENANTSREQUEST']._serialized_start=883
+  _globals['_LISTTENANTSREQUEST']._serialized_end=903
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=905
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=973
+  _globals['_DELETETENANTREQUEST']._serialized_start=975
+  _globals['_DELETETENANTREQUEST']._serialized_end=1015
+  _globals['_DELETETENANTRESPONSE']._serialized_start=1017
+  _globals['_DELETETENANTRESPONSE']._serialized_end=1039
+  _globals['_CLEARTENANTREQUEST']._serialized_start=1041
+  _globals['_CLEARTENANTREQUEST']._serialized_end=1080
+  _globals['_RETRIEVALSERVICE']._serialized_start=1275
+  _globals['_RETRIEVALSERVICE']._serialized_end=1840
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ FUSION_RANKED: Fusion
 FUSION_RELATIVE_SCORE: Fusion
 
 class SearchRequest(_message.Message):
-    __slots__ = ("tenant_id", "query", "mode", "top_k", "alpha", "fusion", "filters", "rerank")
+    __slots__ = ("tenant_id", "query", "mode", "top_k", "alpha", "fusion", "filters", "rerank", "access")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class SearchRequest(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     query: str
     mode: SearchMode
@@ -53,7 +54,8 @@ class SearchRequest(_message.Message):
     fusion: Fusion
     filters: _containers.ScalarMap[str, str]
     rerank: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., top_k: _Optional[int] = ..., alpha: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., filters: _Optional[_Mapping[str, str]] = ..., rerank: bool = ...) -> None: ...
+    access: _common_pb2.AccessScope
+    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., top_k: _Optional[int] = ..., alpha: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., filters: _Optional[_Mapping[str, str]] = ..., rerank: bool = ..., access: _Optional[_Union[_common_pb2.AccessScope, _Mapping]] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("context", "chunk_index", "metadata", "end")
