@@ -285,6 +285,9 @@ class WeaviateStore:
                     raise Unavailable(f"{what}: Weaviate at {c.url} is unreachable") from exc
                 except Exception as exc:
                     err = translate(exc, what)
+                    if type(err) is IsthmusError and not await self._server_answers():
+                        # an error we cannot classify while the server is down: the outage is the cause
+                        err = Unavailable(f"{what}: Weaviate at {c.url} is unreachable ({_short(str(exc))})")
                     if isinstance(err, Unavailable):
                         await self._reset()
                     raise err from exc
