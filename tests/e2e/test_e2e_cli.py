@@ -73,6 +73,23 @@ async def test_tenant_ingest_ask_status_round_trip(tmp_path: Path) -> None:
         assert code == 0 and set(status["services"].values()) == {"SERVING"}
         assert status["documents"] == {"indexed": 2}
 
+        # a document with an ACL: only askers naming one of its principals get answers from it
+        secret = tmp_path / "secret" / "winch.md"
+        secret.parent.mkdir()
+        secret.write_text("The winch launch cable is replaced every two hundred launches.\n")
+        code, out, _ = await cli(
+            "ingest", str(secret), "-t", "club", "--acl", "instructors, board", "--json", endpoint=ep
+        )
+        assert code == 0
+        [winch] = json.loads(out)
+        question = ("ask", "How often is the winch launch cable replaced?", "-t", "club", "--json")
+        code, out, _ = await cli(*question, "--principal", "instructors", endpoint=ep)
+        assert code == 0 and winch["document_id"] in {c["document_id"] for c in json.loads(out)["citations"]}
+        code, out, _ = await cli(*question, "--principal", "students", endpoint=ep)
+        assert code == 0 and winch["document_id"] not in {
+            c["document_id"] for c in json.loads(out).get("citations", [])
+        }
+
         code, _, err = await cli("ask", "hello?", "--tenant", "nobody", endpoint=ep)
         assert code == 1 and "NOT_FOUND" in err
 

@@ -201,6 +201,10 @@ def ingest(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until indexed")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait for indexing")] = 600.0,
+    acl: Annotated[
+        str | None,
+        typer.Option(help="comma-separated users/groups allowed to read these documents (metadata 'acl')"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Upload documents; by default wait until they are searchable."""
@@ -223,7 +227,8 @@ def ingest(
                 for f in files:
                     row: dict[str, Any] = {"path": str(f)}
                     try:
-                        r = await stub.Upload(upload_parts(tenant, f), timeout=300)
+                        meta = {"acl": acl} if acl else None
+                        r = await stub.Upload(upload_parts(tenant, f, metadata=meta), timeout=300)
                         row.update(
                             document_id=r.document_id,
                             chunks=r.chunk_count,
@@ -310,6 +315,14 @@ def ask(
     stream: Annotated[
         bool, typer.Option("--stream", help="print sentences as they pass the guardrail")
     ] = False,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            help="ask as this user/group (repeatable): documents uploaded with an 'acl' metadata only "
+            "count when they name one of them; without it, no ACL check",
+        ),
+    ] = None,
 ) -> None:
     """Ask a question; prints the answer, its citations and the guardrail verdicts."""
     from google.protobuf.json_format import MessageToDict
@@ -321,7 +334,10 @@ def ask(
     async def main() -> Any:
         async with channel(endpoint) as ch:
             stub = pb_grpc.AgentOrchestratorServiceStub(ch)
-            req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k)
+            from isthmus.common.v1 import common_pb2
+
+            access = common_pb2.AccessScope(principals=principal) if principal is not None else None
+            req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k, access=access)
             if not stream:
                 return await stub.Ask(req, timeout=120)
             final = None
