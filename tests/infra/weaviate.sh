@@ -5,6 +5,8 @@
 #                                                       "http://127.0.0.1:P 50052"-style "<url> <grpc port>"
 #   tests/infra/weaviate.sh down  [--dir D]             stop it and remove its data
 #   tests/infra/weaviate.sh stop|start [--dir D]        stop / restart it on the same data (outage drills)
+# WEAVIATE_API_KEY=<key> in the environment of `up` turns on API-key authentication (anonymous access
+# off) with that key, as a production server would have it.
 # Ports: HTTP P, gRPC P+1, memberlist gossip P+2 and data P+3, raft P+4 and its internal RPC P+5 — so
 # several servers (one per test session, say) can run side by side. Needs Go only to build.
 set -euo pipefail
@@ -61,16 +63,24 @@ up() {
   done
   rm -rf "$DIR" && mkdir -p "$DIR/data" && touch "$DIR/$MARK"
   echo "$PORT" >"$DIR/port"
+  if [ -n "${WEAVIATE_API_KEY:-}" ]; then
+    (umask 077 && printf '%s' "$WEAVIATE_API_KEY" >"$DIR/api-key")
+  fi
   launch
   echo "http://127.0.0.1:$PORT $((PORT + 1))"
 }
 
 launch() {
-  local port
+  local port auth
   port=$(saved_port)
+  auth=(AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED=true)
+  if [ -f "$DIR/api-key" ]; then
+    auth=(AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED=false AUTHENTICATION_APIKEY_ENABLED=true
+      "AUTHENTICATION_APIKEY_ALLOWED_KEYS=$(cat "$DIR/api-key")" AUTHENTICATION_APIKEY_USERS=isthmus)
+  fi
   # the settings infra.md records for this machine kind; no modules, no telemetry, no network calls
   env PERSISTENCE_DATA_PATH="$DIR/data" \
-    AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED=true \
+    "${auth[@]}" \
     DEFAULT_VECTORIZER_MODULE=none ENABLE_MODULES= \
     DISABLE_TELEMETRY=true GO_PROFILING_DISABLE=true PROMETHEUS_MONITORING_ENABLED=false \
     CLUSTER_HOSTNAME=node1 CLUSTER_ADVERTISE_ADDR=127.0.0.1 \

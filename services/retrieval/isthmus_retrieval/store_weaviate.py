@@ -133,6 +133,11 @@ def translate(exc: BaseException, what: str) -> IsthmusError:
         "UNAVAILABLE" in text or "connection" in text.lower()
     ):
         return Unavailable(f"{what}: Weaviate is unreachable ({_short(text)})")
+    if isinstance(exc, UnexpectedStatusCodeError) and exc.status_code in (401, 403):
+        # a wrong or missing API key: an operator fixes the secret; until then events wait, none is lost
+        return Unavailable(
+            f"{what}: Weaviate refused the credentials (HTTP {exc.status_code}); check weaviate_api_key"
+        )
     if isinstance(exc, UnexpectedStatusCodeError) and exc.status_code in (422, 400):
         return InvalidArgument(f"{what}: Weaviate rejected the request ({_short(text)})")
     if isinstance(exc, UnexpectedStatusCodeError) and exc.status_code >= 500:
@@ -314,8 +319,16 @@ class WeaviateStore:
         return col.with_tenant(tenant_id) if tenant_id is not None else col
 
     async def ready(self) -> bool:
-        """True when the server answers its readiness endpoint (the service's readiness probe)."""
-        return not self._closed and await self._server_answers()
+        """True when the server answers and accepts our credentials (the service's readiness probe)."""
+        if self._closed:
+            return False
+        headers = {"Authorization": f"Bearer {self._config.api_key}"} if self._config.api_key else {}
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as http:
+                resp = await http.get(self._config.url.rstrip("/") + "/v1/meta", headers=headers)
+            return resp.status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def close(self) -> None:
         self._closed = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,56 @@ async def test_an_older_collection_gains_the_new_properties(weaviate_server) -> 
             assert await store.search(tenant, SearchQuery(text="ibis", mode="bm25", principals=[])) == []  # type: ignore[arg-type]
     finally:
         await store.close()
+
+
+@pytest.fixture
+def secured_weaviate(weaviate_server, tmp_path):  # type: ignore[no-untyped-def]
+    """A second real server with API-key authentication on (anonymous access off)."""
+    import os
+    import socket
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    script = str(root / "tests" / "infra" / "weaviate.sh")
+    data = tmp_path / "wv-auth"
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 6 < 65535:
+            break
+    proc = subprocess.run(
+        ["bash", script, "up", "--port", str(port), "--dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WEAVIATE_API_KEY": "isthmus-test-key"},
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"weaviate.sh up (api key) failed: {proc.stderr[-2000:]}", pytrace=False)
+    url, grpc_port = proc.stdout.strip().splitlines()[-1].split()
+    try:
+        yield url, int(grpc_port)
+    finally:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+
+
+async def test_api_key_authentication(secured_weaviate) -> None:  # type: ignore[no-untyped-def]
+    url, grpc_port = secured_weaviate
+    good = WeaviateStore(WeaviateConfig(url=url, grpc_port=grpc_port, api_key="isthmus-test-key"))
+    try:
+        async with fresh_tenant(good) as tenant:
+            await good.upsert(tenant, [rec(tenant, "doc", 0, "avocet feeding")])
+            assert await good.count(tenant) == 1
+        assert await good.ready()
+    finally:
+        await good.close()
+    for key in ("wrong-key", None):
+        bad = WeaviateStore(WeaviateConfig(url=url, grpc_port=grpc_port, api_key=key, attempts=1))
+        try:
+            # transient (chunk events wait for the fixed secret instead of being dead-lettered), and says why
+            with pytest.raises(Unavailable, match="refused the credentials"):
+                await bad.list_tenants()
+            assert not await bad.ready()
+        finally:
+            await bad.close()
