@@ -32,11 +32,13 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair on 127.0.0.1")
 
 
-class KafkaBroker:
-    """A broker started by tests/infra/kafka.sh; ``restart`` stops it and starts it on the same data."""
+class ScriptServer:
+    """A server run by one of the tests/infra scripts from its own data dir; ``stop``/``start`` keep the
+    data (outage and restart drills). ``data`` is None for an external server the tests did not start."""
 
-    def __init__(self, bootstrap: str, data: Path | None) -> None:
-        self.bootstrap = bootstrap
+    script = ""
+
+    def __init__(self, data: Path | None) -> None:
         self.data = data
 
     def stop(self) -> None:
@@ -48,16 +50,27 @@ class KafkaBroker:
     def _script(self, cmd: str) -> None:
         if self.data is None:
             pytest.fail(
-                "this test restarts the broker: it needs the broker the tests started, not an external one"
+                f"this test runs '{self.script} {cmd}': it needs the server the tests started, "
+                "not an external one"
             )
         proc = subprocess.run(
-            ["bash", str(ROOT / "tests" / "infra" / "kafka.sh"), cmd, "--dir", str(self.data)],
+            ["bash", str(ROOT / "tests" / "infra" / self.script), cmd, "--dir", str(self.data)],
             capture_output=True,
             text=True,
             timeout=300,
         )
         if proc.returncode != 0:
-            pytest.fail(f"kafka.sh {cmd} failed: {proc.stderr[-3000:]}", pytrace=False)
+            pytest.fail(f"{self.script} {cmd} failed: {proc.stderr[-3000:]}", pytrace=False)
+
+
+class KafkaBroker(ScriptServer):
+    """A broker started by tests/infra/kafka.sh; ``stop``/``start`` restart it on the same data."""
+
+    script = "kafka.sh"
+
+    def __init__(self, bootstrap: str, data: Path | None) -> None:
+        super().__init__(data)
+        self.bootstrap = bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -105,31 +118,15 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         down()
 
 
-class WeaviateServer:
+class WeaviateServer(ScriptServer):
     """A server started by tests/infra/weaviate.sh; ``stop``/``start`` for outage tests."""
 
+    script = "weaviate.sh"
+
     def __init__(self, url: str, grpc_port: int, data: Path | None) -> None:
+        super().__init__(data)
         self.url = url
         self.grpc_port = grpc_port
-        self.data = data
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    def start(self) -> None:
-        self._script("start")
-
-    def _script(self, cmd: str) -> None:
-        if self.data is None:
-            pytest.fail("this test stops the server: it needs the one the tests started, not an external one")
-        proc = subprocess.run(
-            ["bash", str(ROOT / "tests" / "infra" / "weaviate.sh"), cmd, "--dir", str(self.data)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"weaviate.sh {cmd} failed: {proc.stderr[-3000:]}", pytrace=False)
 
 
 def _free_port_run(n: int) -> int:

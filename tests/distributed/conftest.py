@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest_asyncio
 from isthmus_core.testing.cluster import ISTHMUS, SERVICES, Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-__all__ = ["ISTHMUS", "ROOT", "Cluster"]
+__all__ = ["ISTHMUS", "ROOT", "SMALL_CHUNKS", "Cluster", "running_cluster"]
 
 
 @pytest.fixture(scope="module")
@@ -19,18 +20,18 @@ def cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("cluster")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cluster(kafka_bootstrap: str, cluster_dir: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(
-        cluster_dir,
-        kafka_bootstrap,
-        {
-            # small chunks: a few hundred documents make thousands of chunk events
-            "ISTHMUS_INGESTION_CHUNK_MAX_TOKENS": "64",
-            "ISTHMUS_INGESTION_CHUNK_OVERLAP_TOKENS": "8",
-            "ISTHMUS_INGESTION_CHUNKS_PER_EVENT": "8",
-        },
-    )
+#: small chunks: a few hundred documents make thousands of chunk events
+SMALL_CHUNKS = {
+    "ISTHMUS_INGESTION_CHUNK_MAX_TOKENS": "64",
+    "ISTHMUS_INGESTION_CHUNK_OVERLAP_TOKENS": "8",
+    "ISTHMUS_INGESTION_CHUNKS_PER_EVENT": "8",
+}
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(base: Path, bootstrap: str, extra_env: dict[str, str]) -> AsyncIterator[Cluster]:
+    """All six services as processes on ``bootstrap``, each healthy; stopped afterwards."""
+    c = Cluster(base, bootstrap, extra_env)
     try:
         for svc in SERVICES:
             c.start(svc)
@@ -39,3 +40,9 @@ async def cluster(kafka_bootstrap: str, cluster_dir: Path) -> AsyncIterator[Clus
         yield c
     finally:
         c.stop_all()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(kafka_bootstrap: str, cluster_dir: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(cluster_dir, kafka_bootstrap, SMALL_CHUNKS) as c:
+        yield c

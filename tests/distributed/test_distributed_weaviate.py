@@ -20,8 +20,9 @@ from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ChunksEmbedded, EmbeddedChunk
 from isthmus_core.store.port import chunk_uuid
-from isthmus_core.testing.cluster import SERVICES, Cluster
+from isthmus_core.testing.cluster import Cluster
 
+from .conftest import SMALL_CHUNKS, running_cluster
 from .helpers import Tenant, cli, corpus
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -31,27 +32,15 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio(loop_scop
 async def wcluster(
     kafka_bootstrap: str, weaviate_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
-    c = Cluster(
-        tmp_path_factory.mktemp("wcluster"),
-        kafka_bootstrap,
-        {
-            "ISTHMUS_INGESTION_CHUNK_MAX_TOKENS": "64",
-            "ISTHMUS_INGESTION_CHUNK_OVERLAP_TOKENS": "8",
-            "ISTHMUS_INGESTION_CHUNKS_PER_EVENT": "8",
-            "ISTHMUS_RETRIEVAL_STORE": "weaviate",
-            "ISTHMUS_RETRIEVAL_WEAVIATE_URL": weaviate_server.url,
-            "ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT": str(weaviate_server.grpc_port),
-            "ISTHMUS_RETRIEVAL_WEAVIATE_COLLECTION": f"IsthmusDist{uuid.uuid4().hex[:8]}",
-        },
-    )
-    try:
-        for svc in SERVICES:
-            c.start(svc)
-        for svc in SERVICES:
-            await c.wait_healthy(svc)
+    env = {
+        **SMALL_CHUNKS,
+        "ISTHMUS_RETRIEVAL_STORE": "weaviate",
+        "ISTHMUS_RETRIEVAL_WEAVIATE_URL": weaviate_server.url,
+        "ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT": str(weaviate_server.grpc_port),
+        "ISTHMUS_RETRIEVAL_WEAVIATE_COLLECTION": f"IsthmusDist{uuid.uuid4().hex[:8]}",
+    }
+    async with running_cluster(tmp_path_factory.mktemp("wcluster"), kafka_bootstrap, env) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 async def _search(address: str, tenant: str, query: str) -> list[tuple[str, float]]:
