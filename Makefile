@@ -9,8 +9,8 @@ ISTHMUS := .venv/bin/isthmus
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
-	# llama-cpp-python builds from source: a portable CPU build (the native one uses AMX, which faults in VMs)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(UV) sync --all-packages --frozen
+	# llama-cpp-python builds from source with -DGGML_NATIVE=OFF: see config-settings-package in pyproject.toml
+	$(UV) sync --all-packages --frozen
 	bash tools/install-tools.sh
 	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help)"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -12,24 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from isthmus_core.testing.infra import missing_tool
+from isthmus_core.testing.infra import SecureKafka, free_port_run, missing_tool
 
 ROOT = Path(__file__).resolve().parent
-
-
-def _free_port_pair() -> int:
-    """A loopback port p with p+1 also free (Kafka's broker and controller listeners)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
 
 
 class ScriptServer:
@@ -101,7 +85,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 
     try:  # resolving the jars on a cold cache takes about a minute; starting the broker a few seconds
         proc = subprocess.run(
-            ["bash", script, "up", "--port", str(_free_port_pair()), "--dir", str(data)],
+            ["bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)],
             capture_output=True,
             text=True,
             timeout=600,
@@ -118,6 +102,50 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         down()
 
 
+@pytest.fixture(scope="session")
+def kafka_secure() -> Iterator[SecureKafka]:
+    """A second real broker, with a SASL_SSL listener, started for the session by kafka.sh up --secure."""
+    if shutil.which("java") is None:
+        missing_tool(
+            "Java is not installed: the Kafka tier needs it (apt-get install openjdk-17-jre-headless)"
+        )
+    if shutil.which("openssl") is None:
+        missing_tool("openssl is not installed: the TLS Kafka tier makes its certificates with it")
+    cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
+    if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
+        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-secure-"))
+    script = str(ROOT / "tests" / "infra" / "kafka.sh")
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+
+    try:
+        proc = subprocess.run(
+            ["bash", script, "up", "--secure", "--port", str(free_port_run(3)), "--dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"kafka.sh up --secure did not finish within {e.timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        down()
+        pytest.fail(f"could not start Kafka (kafka.sh up --secure): {proc.stderr[-3000:]}", pytrace=False)
+    env = dict(line.split("=", 1) for line in (data / "secure.env").read_text().splitlines() if "=" in line)
+    try:
+        yield SecureKafka(
+            bootstrap=env["BOOTSTRAP"],
+            cafile=Path(env["CAFILE"]),
+            username=env["USERNAME"],
+            password=env["PASSWORD"],
+            plaintext_bootstrap=proc.stdout.strip().splitlines()[-1],
+        )
+    finally:
+        down()
+
+
 class WeaviateServer(ScriptServer):
     """A server started by tests/infra/weaviate.sh; ``stop``/``start`` for outage tests."""
 
@@ -127,27 +155,6 @@ class WeaviateServer(ScriptServer):
         super().__init__(data)
         self.url = url
         self.grpc_port = grpc_port
-
-
-def _free_port_run(n: int) -> int:
-    """A loopback port p with p..p+n-1 all free."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + n > 65535:
-            continue
-        ok = True
-        for p in range(port + 1, port + n):
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return port
-    raise RuntimeError(f"no run of {n} free ports on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +176,7 @@ def weaviate_server() -> Iterator[WeaviateServer]:
 
     try:  # building on a cold cache takes about 3 minutes; starting the server a few seconds
         proc = subprocess.run(
-            ["bash", script, "up", "--port", str(_free_port_run(6)), "--dir", str(data)],
+            ["bash", script, "up", "--port", str(free_port_run(6)), "--dir", str(data)],
             capture_output=True,
             text=True,
             timeout=900,

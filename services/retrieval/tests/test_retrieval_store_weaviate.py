@@ -153,20 +153,15 @@ async def test_an_older_collection_gains_the_new_properties(weaviate_server) -> 
 def secured_weaviate(weaviate_server, tmp_path):  # type: ignore[no-untyped-def]
     """A second real server with API-key authentication on (anonymous access off)."""
     import os
-    import socket
     import subprocess
+
+    from isthmus_core.testing.infra import free_port_run
 
     root = Path(__file__).resolve().parents[3]
     script = str(root / "tests" / "infra" / "weaviate.sh")
     data = tmp_path / "wv-auth"
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 6 < 65535:
-            break
     proc = subprocess.run(
-        ["bash", script, "up", "--port", str(port), "--dir", str(data)],
+        ["bash", script, "up", "--port", str(free_port_run(6)), "--dir", str(data)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,13 +8,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from isthmus_core.testing.infra import free_port_run
 
 SERVICES = ("embedding", "retrieval", "ingestion", "guardrail", "agent-orchestrator", "evaluation")
 HEALTH_NAMES = {
@@ -29,9 +30,7 @@ ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_run(1)
 
 
 class Cluster:
