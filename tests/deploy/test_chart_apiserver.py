@@ -44,6 +44,16 @@ VARIANTS = {
         "backups.bucket": "isthmus-backups-use1",
     },
     "keda": {**DIST, "keda.enabled": "true", "metrics.serviceMonitor.enabled": "true"},
+    "kafka-sasl-private-ca": {
+        **DIST,
+        "kafka.securityProtocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.username": "isthmus",
+        "kafka.sasl.passwordSecretRef.existingSecret": "kafka-credentials",
+        "kafka.sasl.passwordSecretRef.key": "password",
+        "kafka.tls.caSecretRef.existingSecret": "kafka-ca",
+        "kafka.tls.caSecretRef.key": "ca.crt",
+    },
 }
 
 

@@ -99,6 +99,22 @@ VARIANTS = {
         "services.agent-orchestrator.secrets.OPENAI_API_KEY.existingSecret": "llm",
         "services.agent-orchestrator.secrets.OPENAI_API_KEY.key": "api-key",
     },
+    "kafka-scram-private-ca": {
+        **DIST,
+        "kafka.securityProtocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.username": "isthmus",
+        "kafka.sasl.passwordSecretRef.existingSecret": "kafka-credentials",
+        "kafka.sasl.passwordSecretRef.key": "password",
+        "kafka.tls.caSecretRef.existingSecret": "kafka-ca",
+        "kafka.tls.caSecretRef.key": "ca.crt",
+    },
+    "kafka-msk-iam": {
+        **DIST,
+        "kafka.securityProtocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "AWS_MSK_IAM",
+        "region": "eu-west-1",
+    },
     "all-in-one-exposed": {
         "ingress.allowedNamespaces[0]": "apps",
         "ingress.cidrs[0]": "10.20.0.0/16",
@@ -439,8 +455,13 @@ def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
     owned = {v.removeprefix("ISTHMUS_") for v in rendered} - set(VALUES["settings"])
     # the chart owns the addresses, bus, data dir, endpoints, OTel and shutdown; the rest is the user's
     settings, secrets = _expected_settings_schema("common")
-    assert set(defs["settings.common"]["properties"]) == settings - owned
-    assert secrets == set()
+    # Kafka security comes from kafka.securityProtocol / kafka.sasl / kafka.tls / region; client
+    # certificates (mutual TLS) would need files the chart does not mount, so it does not offer them
+    owned |= {"KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_AWS_REGION", "KAFKA_SSL_CAFILE"}
+    not_offered = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
+    assert "KAFKA_SECURITY_PROTOCOL" in owned  # rendered in every Distributed pod
+    assert set(defs["settings.common"]["properties"]) == settings - owned - not_offered
+    assert secrets == {"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD"}  # kafka.sasl.passwordSecretRef
     for s in SERVICES:
         settings, secrets = _expected_settings_schema(s)
         allowed = set(defs[f"settings.{s}"]["properties"])
@@ -490,6 +511,64 @@ def test_secrets_are_only_referenced(chart: Any) -> None:
         ),
         "ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY": (name("retrieval"), {"name": "weaviate", "key": "api-key"}),
     }  # each secret only in the one service that reads it
+
+
+def _load_common(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> CommonSettings:
+    for key in [k for k in os.environ if k.startswith("ISTHMUS_")]:
+        monkeypatch.delenv(key)
+    for var, e in env.items():
+        monkeypatch.setenv(var, e.get("value", "from-a-secret"))
+    common = load_all([CommonSettings])["common"]
+    assert isinstance(common, CommonSettings)
+    return common
+
+
+def test_kafka_sasl_and_a_private_ca_reach_every_distributed_pod(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = chart.render(*sets(VARIANTS["kafka-scram-private-ca"]))
+    deployments = by_kind(docs, "Deployment")
+    assert set(deployments) == {name(s) for s in SERVICES}
+    for dep in deployments.values():
+        env = env_of(dep)
+        assert env["ISTHMUS_KAFKA_SASL_PASSWORD"] == {
+            "name": "ISTHMUS_KAFKA_SASL_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "kafka-credentials", "key": "password"}},
+        }
+        security = _load_common(env, monkeypatch).kafka_security()
+        assert (security.protocol, security.sasl_mechanism, security.sasl_username) == (
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            "isthmus",
+        )
+        assert security.sasl_password == "from-a-secret" and security.problems() == []
+        # the CA bundle is the Secret's key, mounted read-only where ISTHMUS_KAFKA_SSL_CAFILE points
+        pod = dep["spec"]["template"]["spec"]
+        mount = next(m for m in container(dep)["volumeMounts"] if m["name"] == "kafka-ca")
+        assert mount["readOnly"] is True
+        assert str(security.ssl_cafile) == mount["mountPath"] + "/ca.pem"
+        volume = next(v for v in pod["volumes"] if v["name"] == "kafka-ca")
+        assert volume["secret"] == {"secretName": "kafka-ca", "items": [{"key": "ca.crt", "path": "ca.pem"}]}
+    # the all-in-one pod has no Kafka: none of it is rendered there
+    all_in_one = chart.render(
+        *sets({k: v for k, v in VARIANTS["kafka-scram-private-ca"].items() if k not in DIST})
+    )
+    env = env_of(by_kind(all_in_one, "Deployment")[name("all")])
+    assert not [v for v in env if v.startswith("ISTHMUS_KAFKA_")]
+
+
+def test_msk_iam_uses_the_pods_role_and_the_region(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = chart.render(*sets(VARIANTS["kafka-msk-iam"]))
+    for dep in by_kind(docs, "Deployment").values():
+        env = env_of(dep)
+        assert "ISTHMUS_KAFKA_SASL_PASSWORD" not in env and "ISTHMUS_KAFKA_SASL_USERNAME" not in env
+        security = _load_common(env, monkeypatch).kafka_security()
+        assert (security.protocol, security.sasl_mechanism, security.aws_region) == (
+            "SASL_SSL",
+            "AWS_MSK_IAM",
+            "eu-west-1",
+        )
+        assert security.problems() == []
 
 
 def test_keda_replaces_the_hpas_and_scales_consumers_on_their_group_lag(chart: Any) -> None:
@@ -571,6 +650,8 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
         ({"settings.BUS": "inprocess"}, "additional properties 'BUS' not allowed"),
         ({"persistence.size": "lots"}, "at '/persistence/size'"),
         ({"weaviate.apiKeySecretRef.existingSecret": "w"}, "at '/weaviate/apiKeySecretRef/key': minLength"),
+        ({"kafka.securityProtocol": "TLS"}, "at '/kafka/securityProtocol': value must be one of"),
+        ({"kafka.sasl.mechanism": "GSSAPI"}, "at '/kafka/sasl/mechanism': value must be one of"),
     ],
     ids=[
         "bad-mode",
@@ -586,6 +667,8 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
         "chart-owned-setting",
         "bad-quantity",
         "secret-ref-without-key",
+        "kafka-unknown-protocol",
+        "kafka-unsupported-mechanism",
     ],
 )
 def test_invalid_values_fail_at_render_with_the_schema_message(
@@ -618,6 +701,35 @@ def test_invalid_values_fail_at_render_with_the_schema_message(
             "terminationGracePeriodSeconds (10) must be at least",
         ),
         ({**DIST, "services.retrieval.enabled": "false"}, "calls retrieval, which is disabled"),
+        (
+            {**DIST, "kafka.securityProtocol": "SASL_SSL"},
+            "kafka.securityProtocol SASL_SSL needs kafka.sasl.mechanism",
+        ),
+        (
+            {**DIST, "kafka.sasl.mechanism": "PLAIN"},
+            "kafka.sasl.mechanism PLAIN needs kafka.securityProtocol SASL_SSL",
+        ),
+        (
+            {**DIST, "kafka.securityProtocol": "SASL_SSL", "kafka.sasl.mechanism": "SCRAM-SHA-256"},
+            "kafka.sasl.mechanism SCRAM-SHA-256 needs kafka.sasl.username and kafka.sasl.passwordSecretRef",
+        ),
+        (
+            {**DIST, "kafka.securityProtocol": "SASL_SSL", "kafka.sasl.mechanism": "AWS_MSK_IAM"},
+            "AWS_MSK_IAM needs region",
+        ),
+        (
+            {
+                **DIST,
+                "kafka.securityProtocol": "SASL_PLAINTEXT",
+                "kafka.sasl.mechanism": "AWS_MSK_IAM",
+                "region": "eu-west-1",
+            },
+            "AWS_MSK_IAM needs kafka.securityProtocol SASL_SSL",
+        ),
+        (
+            {**DIST, "kafka.tls.caSecretRef.existingSecret": "ca", "kafka.tls.caSecretRef.key": "ca.crt"},
+            "kafka.tls.caSecretRef needs kafka.securityProtocol SSL or SASL_SSL, not PLAINTEXT",
+        ),
     ],
     ids=[
         "stateful-replicas",
@@ -625,6 +737,12 @@ def test_invalid_values_fail_at_render_with_the_schema_message(
         "hpa-min-over-max",
         "grace-too-short",
         "callee-disabled",
+        "kafka-sasl-without-mechanism",
+        "kafka-mechanism-without-sasl",
+        "kafka-scram-without-credentials",
+        "kafka-msk-iam-without-region",
+        "kafka-msk-iam-without-tls",
+        "kafka-ca-without-tls",
     ],
 )
 def test_what_the_schema_cannot_say_fails_at_render_with_a_message(
@@ -641,7 +759,12 @@ def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) ->
     values: dict[str, Any] = {
         "deploymentMode": "Distributed",
         "image": {"repository": "123.dkr.ecr.us-east-1.amazonaws.com/isthmus", "tag": "0.1.0"},
-        "kafka": {"bootstrapServers": "b-1.msk:9098,b-2.msk:9098", "replicationFactor": 3},
+        "kafka": {
+            "bootstrapServers": "b-1.msk:9098,b-2.msk:9098",
+            "replicationFactor": 3,
+            "securityProtocol": "SASL_SSL",
+            "sasl": {"mechanism": "AWS_MSK_IAM"},
+        },
         "region": "us-east-1",
         "services": {
             s: {
@@ -662,6 +785,9 @@ def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) ->
         assert sas[f"isthmus-{s}"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"/{s}")
         dep = by_kind(docs, "Deployment")[name(s)]
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == f"isthmus-{s}"
+        env = env_of(dep)  # the role signs the MSK IAM tokens, for the region's cluster
+        assert env["ISTHMUS_KAFKA_SASL_MECHANISM"]["value"] == "AWS_MSK_IAM"
+        assert env["ISTHMUS_KAFKA_AWS_REGION"]["value"] == "us-east-1"
         assert dep["metadata"]["labels"]["isthmus.dev/region"] == "us-east-1"
         svc = by_kind(docs, "Service")[name(s)]
         if s in public:

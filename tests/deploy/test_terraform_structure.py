@@ -292,6 +292,9 @@ def test_region_module_installs_the_isthmus_chart_wired_to_msk(roots: dict[Path,
     values = local_values["chart_values"]
     assert values["deploymentMode"] == "${var.deployment_mode}"
     assert "aws_msk_cluster.this.bootstrap_brokers_sasl_iam" in values["kafka"]["bootstrapServers"]
+    # the IAM brokers (port 9098) only talk TLS + SASL/IAM: the services must be told to
+    assert values["kafka"]["securityProtocol"] == "SASL_SSL"
+    assert values["kafka"]["sasl"] == {"mechanism": "AWS_MSK_IAM"}
     modes = labelled(docs, "variable")["deployment_mode"]["validation"][0]["condition"]
     assert "AllInOne" in modes and "Distributed" in modes
 

@@ -4,6 +4,9 @@
 #   tests/infra/kafka.sh up    [--port P] [--dir D]  start a broker on 127.0.0.1:P (controller P+1); prints it
 #   tests/infra/kafka.sh down  [--dir D]             stop it and remove its data
 #   tests/infra/kafka.sh stop|start [--dir D]        stop / restart it on the same data (failure tests)
+#   up --secure                                      also a SASL_SSL listener on P+2: a throwaway CA and broker
+#                                                    certificate, SCRAM-SHA-256/512 and PLAIN users; writes
+#                                                    D/secure.env (bootstrap, CA file, user, password)
 # Needs Java 17+ and Maven (Maven only until the jars are cached). Jars live in
 # ${ISTHMUS_TOOLS_CACHE:-~/.cache/isthmus-tools}/kafka-4.1.1/libs, outside the clone and shared by clones.
 set -euo pipefail
@@ -17,6 +20,9 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 READY_TIMEOUT_S=${KAFKA_READY_TIMEOUT_S:-90}
 STOP_TIMEOUT_S=${KAFKA_STOP_TIMEOUT_S:-30}
 MARK=.isthmus-kafka # marks a data dir this script made: the only kind it deletes
+SECURE=0
+SASL_USER=isthmus
+SASL_PASSWORD=isthmus-test-secret
 
 cmd=${1:-}
 shift || true
@@ -24,6 +30,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+    --secure) SECURE=1; shift ;;
     *) echo "kafka.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -62,7 +69,24 @@ removable() {
 
 alive() { [ -f "$DIR/kafka.pid" ] && kill -0 "$(cat "$DIR/kafka.pid")" 2>/dev/null; }
 
-port_of() { sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1://p' "$DIR/server.properties"; }
+port_of() { sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$DIR/server.properties"; }
+
+# A throwaway CA and a broker certificate for 127.0.0.1/localhost (PEM, as Kafka reads them), in $DIR/tls
+make_tls() {
+  need openssl "apt-get install openssl"
+  local t=$DIR/tls
+  mkdir -p "$t"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=isthmus-test-ca" \
+      -keyout "$t/ca.key" -out "$t/ca.pem" &&
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$t/broker.key" -out "$t/broker.csr" &&
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$t/san.ext" &&
+      openssl x509 -req -days 7 -in "$t/broker.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+        -extfile "$t/san.ext" -out "$t/broker.crt" &&
+      openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -passout "pass:$SASL_PASSWORD" -in "$t/broker.key" -out "$t/broker.p8" &&
+      cat "$t/broker.p8" "$t/broker.crt" >"$t/keystore.pem"
+  } >"$t/openssl.log" 2>&1 || { cat "$t/openssl.log" >&2; die "could not make the test certificates"; }
+}
 
 port_free() {
   "$PY" - "$1" <<'PYPORT'
@@ -83,19 +107,29 @@ up() {
     echo "127.0.0.1:$(port_of)"; return 0
   fi
   removable "$DIR" || die "$DIR exists, is not empty and was not made by kafka.sh: pick another --dir"
-  local ctrl=$((PORT + 1)) p
-  for p in "$PORT" "$ctrl"; do
+  local ctrl=$((PORT + 1)) sport=$((PORT + 2)) p ports
+  ports=("$PORT" "$ctrl")
+  [ "$SECURE" = 1 ] && ports+=("$sport")
+  for p in "${ports[@]}"; do
     port_free "$p" || die "127.0.0.1:$p is already in use (another broker? 'make kafka-down', or pass --port)"
   done
   rm -rf "$DIR" && mkdir -p "$DIR/logs" && touch "$DIR/$MARK"
+  local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$ctrl"
+  local advertised="PLAINTEXT://127.0.0.1:$PORT" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ "$SECURE" = 1 ]; then
+    make_tls
+    listeners+=",SASL_SSL://127.0.0.1:$sport"
+    advertised+=",SASL_SSL://127.0.0.1:$sport"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$ctrl
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$ctrl
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DIR/logs
 num.partitions=1
@@ -110,6 +144,27 @@ auto.create.topics.enable=false
 log.segment.bytes=16777216
 message.max.bytes=10485760
 PROPS
+  local scram=()
+  if [ "$SECURE" = 1 ]; then
+    # clients authenticate on SASL_SSL; the broker's own (inter-broker) traffic stays on PLAINTEXT
+    cat >>"$DIR/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/tls/keystore.pem
+listener.name.sasl_ssl.ssl.key.password=$SASL_PASSWORD
+PROPS
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]"
+      --add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]")
+    cat >"$DIR/secure.env" <<ENV
+BOOTSTRAP=127.0.0.1:$sport
+CAFILE=$DIR/tls/ca.pem
+USERNAME=$SASL_USER
+PASSWORD=$SASL_PASSWORD
+ENV
+  fi
   cat >"$DIR/log4j.properties" <<'LOG'
 log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -124,7 +179,7 @@ while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]).startswi
     pass
 print(i)')
   java -Dlog4j.configuration="file:$DIR/log4j.properties" -cp "$LIBS/*" kafka.tools.StorageTool \
-    format -t "$id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 ||
+    format -t "$id" -c "$DIR/server.properties" "${scram[@]}" >"$DIR/format.log" 2>&1 ||
     { cat "$DIR/format.log" >&2; rm -rf "$DIR"; die "formatting the storage failed"; }
   launch
   echo "127.0.0.1:$PORT"
@@ -209,5 +264,5 @@ case $cmd in
   down) down ;;
   stop) stop ;;
   start) start ;;
-  *) echo "usage: kafka.sh jars|up|down|stop|start [--port P] [--dir D]" >&2; exit 2 ;;
+  *) echo "usage: kafka.sh jars|up|down|stop|start [--port P] [--dir D] [--secure]" >&2; exit 2 ;;
 esac

@@ -177,6 +177,24 @@ overriding it). ctx: root, svc */}}
   value: {{ $v.kafka.bootstrapServers | quote }}
 - name: ISTHMUS_KAFKA_REPLICATION_FACTOR
   value: {{ include "isthmus.scalar" $v.kafka.replicationFactor | quote }}
+- name: ISTHMUS_KAFKA_SECURITY_PROTOCOL
+  value: {{ $v.kafka.securityProtocol | quote }}
+{{- with $v.kafka.sasl.mechanism }}
+- name: ISTHMUS_KAFKA_SASL_MECHANISM
+  value: {{ . | quote }}
+{{- end }}
+{{- if eq $v.kafka.sasl.mechanism "AWS_MSK_IAM" }}
+- name: ISTHMUS_KAFKA_AWS_REGION
+  value: {{ $v.region | quote }}
+{{- else if $v.kafka.sasl.mechanism }}
+- name: ISTHMUS_KAFKA_SASL_USERNAME
+  value: {{ $v.kafka.sasl.username | quote }}
+{{ include "isthmus.secretEnv" (dict "name" "ISTHMUS_KAFKA_SASL_PASSWORD" "ref" $v.kafka.sasl.passwordSecretRef) }}
+{{- end }}
+{{- if $v.kafka.tls.caSecretRef.existingSecret }}
+- name: ISTHMUS_KAFKA_SSL_CAFILE
+  value: /etc/isthmus/kafka-ca/ca.pem
+{{- end }}
 - name: ISTHMUS_ENDPOINTS
   value: {{ include "isthmus.endpoints" $root | quote }}
 {{- else }}
@@ -313,9 +331,18 @@ containers:
     volumeMounts:
       - {name: data, mountPath: /data}
       - {name: tmp, mountPath: /tmp}
+      {{- if and .distributed $v.kafka.tls.caSecretRef.existingSecret }}
+      - {name: kafka-ca, mountPath: /etc/isthmus/kafka-ca, readOnly: true}
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir: {sizeLimit: 1Gi}
+  {{- if and .distributed $v.kafka.tls.caSecretRef.existingSecret }}
+  - name: kafka-ca
+    secret:
+      secretName: {{ $v.kafka.tls.caSecretRef.existingSecret }}
+      items: [{key: {{ $v.kafka.tls.caSecretRef.key | quote }}, path: ca.pem}]
+  {{- end }}
   - name: data
     {{- if .pvc }}
     persistentVolumeClaim:
@@ -434,6 +461,30 @@ isthmus.dev/backups-bucket: {{ . }}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must be at least drainDelaySeconds + graceSeconds + 5 (%v): Kubernetes would kill pods mid-drain" $s.terminationGracePeriodSeconds (addf $s.drainDelaySeconds $s.graceSeconds 5)) -}}
 {{- end -}}
 {{- if eq $v.deploymentMode "Distributed" -}}
+{{- $k := $v.kafka -}}
+{{- $sasl := hasPrefix "SASL_" $k.securityProtocol -}}
+{{- if and $sasl (not $k.sasl.mechanism) -}}
+{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM)" $k.securityProtocol) -}}
+{{- end -}}
+{{- if and $k.sasl.mechanism (not $sasl) -}}
+{{- fail (printf "kafka.sasl.mechanism %s needs kafka.securityProtocol SASL_SSL or SASL_PLAINTEXT, not %s" $k.sasl.mechanism $k.securityProtocol) -}}
+{{- end -}}
+{{- if eq $k.sasl.mechanism "AWS_MSK_IAM" -}}
+{{- if ne $k.securityProtocol "SASL_SSL" -}}
+{{- fail "kafka.sasl.mechanism AWS_MSK_IAM needs kafka.securityProtocol SASL_SSL (MSK's IAM listener is TLS)" -}}
+{{- end -}}
+{{- if not $v.region -}}
+{{- fail "kafka.sasl.mechanism AWS_MSK_IAM needs region (the MSK cluster's AWS region)" -}}
+{{- end -}}
+{{- else if and $k.sasl.mechanism (or (not $k.sasl.username) (not $k.sasl.passwordSecretRef.existingSecret) (not $k.sasl.passwordSecretRef.key)) -}}
+{{- fail (printf "kafka.sasl.mechanism %s needs kafka.sasl.username and kafka.sasl.passwordSecretRef (existingSecret and key)" $k.sasl.mechanism) -}}
+{{- end -}}
+{{- if and $k.tls.caSecretRef.existingSecret (not (has $k.securityProtocol (list "SSL" "SASL_SSL"))) -}}
+{{- fail (printf "kafka.tls.caSecretRef needs kafka.securityProtocol SSL or SASL_SSL, not %s" $k.securityProtocol) -}}
+{{- end -}}
+{{- if and $k.tls.caSecretRef.existingSecret (not $k.tls.caSecretRef.key) -}}
+{{- fail "kafka.tls.caSecretRef needs a key (the Secret key holding the PEM bundle)" -}}
+{{- end -}}
 {{- $graph := include "isthmus.callGraph" . | fromJson -}}
 {{- range $svc, $cfg := $v.services -}}
 {{- $a := $cfg.autoscaling -}}

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from isthmus_core.errors import ConfigurationError
+from isthmus_core.errors import ConfigurationError, IsthmusError
 
 app = typer.Typer(
     help="Isthmus — an enterprise GenAI platform you can run on a laptop.", no_args_is_help=True
@@ -48,6 +48,19 @@ Bootstrap = Annotated[
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
+def _kafka_security(config: Path | None) -> Any:
+    """The [common] Kafka security settings (TLS, SASL, MSK IAM) from env and the config file, so the Kafka
+    tools connect like the services do."""
+    from isthmus_core.settings import CommonSettings, load_all
+
+    try:
+        common = load_all([CommonSettings], config)["common"]
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
+    assert isinstance(common, CommonSettings)
+    return common.kafka_security()
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
@@ -62,6 +75,8 @@ def _run(coro: Any) -> Any:
         _fail(f"{exc.code().name}: {exc.details()}")
     except ConfigurationError as exc:
         _fail(str(exc), 2)
+    except IsthmusError as exc:  # e.g. Kafka unreachable or refusing the credentials, a missing topic
+        _fail(f"{exc.code.name}: {exc}")
 
 
 # --- run -----------------------------------------------------------------------------------------------
@@ -519,13 +534,14 @@ def dlq_list(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     limit: Annotated[int, typer.Option(help="at most this many (0 = all)")] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """List the dead letters of a topic: key, original size, error class and reason."""
     from isthmus_core.bus.kafka_tools import read_topic
     from isthmus_core.bus.port import H_ATTEMPTS, H_ERROR_CLASS, H_ERROR_MESSAGE, H_GROUP
 
     dlq = _dlq_topic(topic)
-    messages, _ = _run(read_topic(bootstrap, dlq, limit=limit))
+    messages, _ = _run(read_topic(bootstrap, dlq, limit=limit, security=_kafka_security(config)))
     rows = [
         {
             "partition": m.partition,
@@ -561,6 +577,7 @@ def dlq_replay(
     topic: Annotated[str, typer.Argument(help="source topic whose dead letters to re-drive")],
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     key_prefix: Annotated[str, typer.Option(help="only keys starting with this (e.g. 'tenant/')")] = "",
+    config: ConfigFile = None,
 ) -> None:
     """Publish dead letters back to their source topic (original bytes and headers). Each dead letter is
     replayed once: progress is committed in the consumer group 'isthmus-dlq-replay'."""
@@ -570,14 +587,19 @@ def dlq_replay(
     dlq = _dlq_topic(topic)
     source = dlq.removesuffix(".dlq")
 
+    security = _kafka_security(config)
+
     async def main() -> int:
-        messages, commit = await read_topic(bootstrap, dlq, key_prefix=key_prefix, group=REPLAY_GROUP)
+        messages, commit = await read_topic(
+            bootstrap, dlq, key_prefix=key_prefix, group=REPLAY_GROUP, security=security
+        )
         try:
             n = await republish(
                 bootstrap,
                 messages,
                 lambda m: m.headers.get(H_SOURCE_TOPIC, source),
                 strip=DEAD_LETTER_HEADERS,
+                security=security,
             )
         except BaseException:
             raise
@@ -594,6 +616,7 @@ def reindex(
     tenant: Tenant,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    config: ConfigFile = None,
 ) -> None:
     """Rebuild a tenant's index from its chunk history: empty the index, then replay the tenant's
     chunks.created events (re-embedded and re-indexed by the running services; ids are deterministic,
@@ -603,13 +626,17 @@ def reindex(
     from isthmus_core.bus.kafka_tools import read_topic, republish
     from isthmus_core.contracts.topics import CHUNKS_CREATED
 
+    security = _kafka_security(config)
+
     async def main() -> int:
-        messages, _ = await read_topic(bootstrap, CHUNKS_CREATED.name, key_prefix=f"{tenant}/")
+        messages, _ = await read_topic(
+            bootstrap, CHUNKS_CREATED.name, key_prefix=f"{tenant}/", security=security
+        )
         async with channel(endpoint) as ch:
             await retrieval_pb2_grpc.RetrievalServiceStub(ch).ClearTenant(
                 retrieval_pb2.ClearTenantRequest(tenant_id=tenant), timeout=120
             )
-        return await republish(bootstrap, messages, lambda m: CHUNKS_CREATED.name)
+        return await republish(bootstrap, messages, lambda m: CHUNKS_CREATED.name, security=security)
 
     n = _run(main())
     console.print(

@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from isthmus_core.bus.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 from isthmus_core.errors import ConfigurationError
 
 
@@ -89,6 +90,25 @@ class CommonSettings(SectionSettings):
     kafka_retention_ms: int | None = Field(
         None, ge=1, description="overrides every topic's retention (default: the topic registry's)"
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL (isthmus_core.bus.kafka_security)",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | AWS_MSK_IAM (with a SASL_* protocol)"
+    )
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="from a Secret (chart: kafka.sasl.passwordSecretRef)"
+    )
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for the brokers; default: system CAs")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="its private key")
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_aws_region: str = Field(
+        default_factory=lambda: os.environ.get("AWS_REGION", ""),
+        description="the MSK cluster's region, for AWS_MSK_IAM (default: AWS_REGION)",
+    )
     endpoints: dict[str, str] = Field(
         default_factory=dict,
         description="gRPC address per service for calls between services; missing = this process",
@@ -102,6 +122,26 @@ class CommonSettings(SectionSettings):
         0.0, ge=0, description="readiness reports NOT_SERVING this long before the listener closes"
     )
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_consistent(self) -> CommonSettings:
+        if self.bus != "inprocess" and (problems := self.kafka_security().problems()):
+            raise ValueError("; ".join(problems))
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client of this process connects (TLS, SASL, MSK IAM)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_key_password=self.kafka_ssl_key_password.get_secret_value() or None,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username or None,
+            sasl_password=self.kafka_sasl_password.get_secret_value() or None,
+            aws_region=self.kafka_aws_region or None,
+        )
 
 
 def read_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -145,7 +185,10 @@ def load_all(
             out[cls.section] = cls(**dict((overrides or {}).get(cls.section, {})))
         except ValidationError as exc:
             for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "(section)"
+                if not err["loc"]:  # a check across settings (model validator): its message names them
+                    problems.append(f"[{cls.section}] {err['msg'].removeprefix('Value error, ')}")
+                    continue
+                loc = ".".join(str(p) for p in err["loc"])
                 env = cls.env_prefix_for() + loc.split(".")[0].upper()
                 problems.append(f"[{cls.section}] {loc}: {err['msg']} (env {env})")
     if problems:

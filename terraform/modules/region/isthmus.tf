@@ -15,6 +15,9 @@ locals {
     kafka = {
       bootstrapServers  = aws_msk_cluster.this.bootstrap_brokers_sasl_iam
       replicationFactor = 3
+      # MSK's IAM listener: TLS + SASL/OAUTHBEARER tokens signed with each service's IRSA role (irsa.tf)
+      securityProtocol = "SASL_SSL"
+      sasl             = { mechanism = "AWS_MSK_IAM" }
     }
     region = local.region
     services = {

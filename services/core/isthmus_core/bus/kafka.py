@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
@@ -30,6 +32,7 @@ from aiokafka.errors import (
 )
 
 from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES, deliver, validate_policy
+from isthmus_core.bus.kafka_security import KafkaSecurity
 from isthmus_core.bus.port import Message, Subscription
 from isthmus_core.contracts.topics import TopicSpec
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
@@ -51,6 +54,26 @@ def from_kafka_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> di
     """Kafka headers as a dict (the last value of a repeated name wins; binary values are decoded
     leniently, a null value becomes "")."""
     return {name: (value or b"").decode("utf-8", errors="replace") for name, value in headers or ()}
+
+
+async def unreachable(
+    action: str, bootstrap_servers: str, security: KafkaSecurity, options: Mapping[str, Any], exc: Exception
+) -> Unavailable:
+    """An :class:`Unavailable` for a client that could not bootstrap, saying why: aiokafka only logs the
+    cause (refused credentials, an untrusted certificate, a closed connection), so the first bootstrap
+    server is dialled once more, alone, for its own error."""
+    reason = repr(exc)
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), client_id="isthmus-probe", request_timeout_ms=5000, **options), 10
+        )
+    except Exception as probe_error:  # the cause we are after, whatever its type
+        name, text = type(probe_error).__name__, str(probe_error)
+        reason = text if text.startswith((name, "[Error")) else f"{name}: {text}".rstrip(": ")
+    else:
+        conn.close()
+    return Unavailable(f"{action} on Kafka at {bootstrap_servers} ({security.describe()}): {reason}")
 
 
 def record_to_message(record: ConsumerRecord[bytes, bytes]) -> Message:
@@ -96,6 +119,7 @@ class KafkaBus:
         replication_factor: int = 1,
         retention_ms: int | None = None,
         stop_timeout_s: float = 10.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not bootstrap_servers.strip():
             raise ConfigurationError("KafkaBus needs bootstrap servers (host:port[,host:port...])")
@@ -107,6 +131,8 @@ class KafkaBus:
             raise ConfigurationError(f"retention_ms must be -1 (forever) or >= 0, got {retention_ms}")
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
+        self.security = security or KafkaSecurity()
+        self.client_options = self.security.client_options()  # bad settings fail here, not at first use
         self._dlq_partitions = partitions
         self._replication_factor = replication_factor
         self._retention_ms = retention_ms
@@ -128,12 +154,16 @@ class KafkaBus:
         )
         if not topics:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, client_id=self.client_id, **self.client_options
+        )
         try:
             await admin.start()
             response = await admin.create_topics(topics)
         except KafkaError as exc:
-            raise Unavailable(f"cannot create topics on Kafka at {self.bootstrap_servers}: {exc!r}") from exc
+            raise await unreachable(
+                "cannot create topics", self.bootstrap_servers, self.security, self.client_options, exc
+            ) from exc
         finally:
             await admin.close()
         for topic_error in response.topic_errors:
@@ -166,12 +196,15 @@ class KafkaBus:
             enable_idempotence=True,
             acks="all",
             max_request_size=MAX_MESSAGE_BYTES + _REQUEST_OVERHEAD_BYTES,
+            **self.client_options,
         )
         try:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
-            raise Unavailable(f"cannot reach Kafka at {self.bootstrap_servers}: {exc!r}") from exc
+            raise await unreachable(
+                "cannot connect", self.bootstrap_servers, self.security, self.client_options, exc
+            ) from exc
         self._producer = producer
         try:
             for sub in self._subscriptions:
@@ -246,6 +279,7 @@ class _SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             group_id=self.sub.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self.bus.client_options,
         )
         consumer.subscribe(topics=[self.sub.topic], listener=self)
         await consumer.start()

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from isthmus_core.bus.kafka import from_kafka_headers, record_to_message, to_kafka_headers
+from isthmus_core.bus.kafka import from_kafka_headers, record_to_message, to_kafka_headers, unreachable
+from isthmus_core.bus.kafka_security import KafkaSecurity
 from isthmus_core.bus.port import (
     H_ATTEMPTS,
     H_ERROR_CLASS,
@@ -22,7 +23,7 @@ from isthmus_core.bus.port import (
     H_SOURCE_TOPIC,
     Message,
 )
-from isthmus_core.errors import NotFound, Unavailable
+from isthmus_core.errors import NotFound
 
 DEAD_LETTER_HEADERS = (
     H_ERROR_CLASS,
@@ -43,17 +44,25 @@ async def read_topic(
     key_prefix: str = "",
     group: str | None = None,
     limit: int = 0,
+    security: KafkaSecurity | None = None,
 ) -> tuple[list[Message], Callable[[], Awaitable[None]] | None]:
     """Every message of ``topic`` up to its current end (from the group's committed offsets when a
     group is given, else from the beginning). Returns the messages and, for a group, a ``commit``
     coroutine function that marks them consumed."""
+    security = security or KafkaSecurity()
+    options = security.client_options()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,
     )
     try:
         await consumer.start()
     except KafkaError as exc:
-        raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
+        await consumer.stop()
+        raise await unreachable(f"cannot read {topic!r}", bootstrap, security, options, exc) from exc
     out: list[Message] = []
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -100,13 +109,17 @@ async def republish(
     topic_of: Callable[[Message], str],
     *,
     strip: Sequence[str] = (),
+    security: KafkaSecurity | None = None,
 ) -> int:
     """Publish each message's original key, value and headers (less ``strip``) to ``topic_of(m)``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    security = security or KafkaSecurity()
+    options = security.client_options()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **options)
     try:
         await producer.start()
     except KafkaError as exc:
-        raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
+        await producer.stop()
+        raise await unreachable("cannot publish", bootstrap, security, options, exc) from exc
     try:
         for m in messages:
             headers = {k: v for k, v in m.headers.items() if k not in strip}

@@ -73,6 +73,7 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
         partitions=common.kafka_partitions,
         replication_factor=common.kafka_replication_factor,
         retention_ms=common.kafka_retention_ms,
+        security=common.kafka_security(),
     )
 
 
