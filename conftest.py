@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -62,14 +63,10 @@ def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
     return kafka_broker.bootstrap
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """A real Apache Kafka broker: ISTHMUS_TEST_KAFKA_BOOTSTRAP if set, else one started for the session
-    by tests/infra/kafka.sh (needs Java and Maven, or jars already cached)."""
-    given = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP")
-    if given:
-        yield KafkaBroker(given, None)
-        return
+@contextlib.contextmanager
+def _kafka_up(*flags: str, ports: int) -> Iterator[tuple[Path, str]]:
+    """A broker from tests/infra/kafka.sh up (``flags`` e.g. --secure) on ``ports`` free ports and its own
+    temp dir, removed afterwards: yields (data dir, plaintext bootstrap)."""
     if shutil.which("java") is None:
         missing_tool(
             "Java is not installed: the Kafka tier needs it (apt-get install openjdk-17-jre-headless)"
@@ -79,71 +76,53 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
     data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-"))
     script = str(ROOT / "tests" / "infra" / "kafka.sh")
+    command = ["bash", script, "up", *flags, "--port", str(free_port_run(ports)), "--dir", str(data)]
+    what = " ".join(["tests/infra/kafka.sh up", *flags])
 
     def down() -> None:
         subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
 
     try:  # resolving the jars on a cold cache takes about a minute; starting the broker a few seconds
-        proc = subprocess.run(
-            ["bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired as e:
         down()
-        pytest.fail(f"tests/infra/kafka.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
+        pytest.fail(f"{what} did not finish within {e.timeout:.0f}s", pytrace=False)
     if proc.returncode != 0:
         down()
-        pytest.fail(f"could not start Kafka (tests/infra/kafka.sh up): {proc.stderr[-3000:]}", pytrace=False)
+        pytest.fail(f"could not start Kafka ({what}): {proc.stderr[-3000:]}", pytrace=False)
     try:
-        yield KafkaBroker(proc.stdout.strip().splitlines()[-1], data)
+        yield data, proc.stdout.strip().splitlines()[-1]
     finally:
         down()
 
 
 @pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker: ISTHMUS_TEST_KAFKA_BOOTSTRAP if set, else one started for the session
+    by tests/infra/kafka.sh (needs Java and Maven, or jars already cached)."""
+    given = os.environ.get("ISTHMUS_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        yield KafkaBroker(given, None)
+        return
+    with _kafka_up(ports=2) as (data, bootstrap):
+        yield KafkaBroker(bootstrap, data)
+
+
+@pytest.fixture(scope="session")
 def kafka_secure() -> Iterator[SecureKafka]:
     """A second real broker, with a SASL_SSL listener, started for the session by kafka.sh up --secure."""
-    if shutil.which("java") is None:
-        missing_tool(
-            "Java is not installed: the Kafka tier needs it (apt-get install openjdk-17-jre-headless)"
-        )
     if shutil.which("openssl") is None:
         missing_tool("openssl is not installed: the TLS Kafka tier makes its certificates with it")
-    cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
-    if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
-        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
-    data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-secure-"))
-    script = str(ROOT / "tests" / "infra" / "kafka.sh")
-
-    def down() -> None:
-        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
-
-    try:
-        proc = subprocess.run(
-            ["bash", script, "up", "--secure", "--port", str(free_port_run(3)), "--dir", str(data)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except subprocess.TimeoutExpired as e:
-        down()
-        pytest.fail(f"kafka.sh up --secure did not finish within {e.timeout:.0f}s", pytrace=False)
-    if proc.returncode != 0:
-        down()
-        pytest.fail(f"could not start Kafka (kafka.sh up --secure): {proc.stderr[-3000:]}", pytrace=False)
-    env = dict(line.split("=", 1) for line in (data / "secure.env").read_text().splitlines() if "=" in line)
-    try:
+    with _kafka_up("--secure", ports=3) as (data, bootstrap):
+        lines = (data / "secure.env").read_text().splitlines()
+        env = dict(line.split("=", 1) for line in lines if "=" in line)
         yield SecureKafka(
             bootstrap=env["BOOTSTRAP"],
             cafile=Path(env["CAFILE"]),
             username=env["USERNAME"],
             password=env["PASSWORD"],
-            plaintext_bootstrap=proc.stdout.strip().splitlines()[-1],
+            plaintext_bootstrap=bootstrap,
         )
-    finally:
-        down()
 
 
 class WeaviateServer(ScriptServer):
