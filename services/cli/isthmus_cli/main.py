@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 import typer
@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from isthmus_core.errors import ConfigurationError, IsthmusError
+
+if TYPE_CHECKING:
+    from isthmus_core.bus.kafka_security import KafkaSecurity
 
 app = typer.Typer(
     help="Isthmus — an enterprise GenAI platform you can run on a laptop.", no_args_is_help=True
@@ -48,7 +51,7 @@ Bootstrap = Annotated[
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
-def _kafka_security(config: Path | None) -> Any:
+def _kafka_security(config: Path | None) -> KafkaSecurity:
     """The [common] Kafka security settings (TLS, SASL, MSK IAM) from env and the config file, so the Kafka
     tools connect like the services do."""
     from isthmus_core.settings import CommonSettings, load_all

@@ -124,7 +124,21 @@ def test_a_bad_setting_fails_when_the_bus_is_made_not_at_first_use() -> None:
 def test_the_in_process_bus_ignores_kafka_security(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISTHMUS_BUS", "inprocess")
     monkeypatch.setenv("ISTHMUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    assert load_all([CommonSettings])["common"] is not None
+    common = load_all([CommonSettings])["common"]  # an incomplete SASL setting is not an error here
+    assert isinstance(common, CommonSettings) and common.kafka_security_protocol == "SASL_SSL"
+
+
+async def test_an_unreachable_broker_names_the_cause_and_a_bad_address_keeps_the_original_error() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from isthmus_core.bus.kafka import unreachable
+
+    original = KafkaConnectionError("Unable to bootstrap")
+    refused = await unreachable("cannot connect", "127.0.0.1:1", KafkaSecurity(), {}, original)
+    assert "cannot connect on Kafka at 127.0.0.1:1 (PLAINTEXT): " in str(refused)
+    assert "Unable to bootstrap" not in str(refused)  # the probe's own error (connection refused) instead
+    no_port = await unreachable("cannot connect", "kafka.data", KafkaSecurity(), {}, original)
+    assert str(no_port).endswith(repr(original))
 
 
 async def test_msk_iam_signs_a_real_token_and_reuses_it(monkeypatch: pytest.MonkeyPatch) -> None:

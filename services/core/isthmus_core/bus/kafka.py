@@ -64,15 +64,19 @@ async def unreachable(
     server is dialled once more, alone, for its own error."""
     reason = repr(exc)
     host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
-    try:
-        conn = await asyncio.wait_for(
-            create_conn(host, int(port), client_id="isthmus-probe", request_timeout_ms=5000, **options), 10
-        )
-    except Exception as probe_error:  # the cause we are after, whatever its type
-        name, text = type(probe_error).__name__, str(probe_error)
-        reason = text if text.startswith((name, "[Error")) else f"{name}: {text}".rstrip(": ")
-    else:
-        conn.close()
+    if host and port.isdigit():  # else the address itself is the problem, and exc says so
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host.strip("[]"), int(port), client_id="isthmus-probe", request_timeout_ms=5000, **options
+                ),
+                10,
+            )
+        except Exception as probe_error:  # the cause we are after, whatever its type
+            name, text = type(probe_error).__name__, str(probe_error)
+            reason = text if text.startswith((name, "[Error")) else f"{name}: {text}".rstrip(": ")
+        else:
+            conn.close()
     return Unavailable(f"{action} on Kafka at {bootstrap_servers} ({security.describe()}): {reason}")
 
 
