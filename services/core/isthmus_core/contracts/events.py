@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+from isthmus_core.contracts.ids import TENANT_ID_PATTERN
+
+TENANT_PATTERN = TENANT_ID_PATTERN
 
 
 class Event(BaseModel):
