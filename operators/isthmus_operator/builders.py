@@ -13,7 +13,6 @@ from typing import Any
 from isthmus_operator.names import (
     ANNOTATION_BUNDLE,
     API_VERSION,
-    BUNDLE_ENV,
     LABEL_MANAGED_BY,
     LABEL_TENANT,
     MANAGED_BY,
@@ -29,7 +28,10 @@ TENANT_SETTINGS_KEY = "tenant.json"
 
 
 def build_tenant_settings(name: str, spec: TenantSpec) -> dict[str, Any]:
-    """The tenant's settings as the services read them (the ``tenant.json`` key of its ConfigMap)."""
+    """The tenant's settings, the ``tenant.json`` key of its ConfigMap.
+
+    Carried for the services, not read by them yet: quotas are enforced by nothing today (issues 12
+    "Ask capacity and overload" and 14 "Identity and access"), regions by nothing either (issue 13)."""
     return {
         "tenantId": name,
         "primaryRegion": spec.primary_region,
@@ -141,25 +143,15 @@ def workload_bundle(workload: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def build_bundle_patch(workload: Mapping[str, Any], bundle_ref: str | None) -> dict[str, Any]:
+def build_bundle_patch(bundle_ref: str | None) -> dict[str, Any]:
     """Strategic-merge patch putting ``bundle_ref`` (``<name>@<version>``) on an edge workload.
 
-    Sets the annotation on the workload and its pod template (a template change rolls the pods) and
-    ``ISTHMUS_MODEL_BUNDLE`` on every container. ``None`` removes all three (rollback to a workload that
-    had no bundle before).
+    Sets annotation ``isthmus.dev/model-bundle`` on the workload and on its pod template (a template
+    change rolls the pods; a container reads the value through the downward API). Containers are left
+    as they are: no Isthmus service loads a bundle by reference yet. ``None`` removes both annotations
+    (rollback to a workload that had no bundle before).
     """
-    containers = ((workload.get("spec") or {}).get("template", {}).get("spec") or {}).get("containers") or []
-    env_entry: dict[str, Any] = (
-        {"name": BUNDLE_ENV, "$patch": "delete"}
-        if bundle_ref is None
-        else {"name": BUNDLE_ENV, "value": bundle_ref}
-    )
     return {
         "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
-        "spec": {
-            "template": {
-                "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
-                "spec": {"containers": [{"name": c["name"], "env": [env_entry]} for c in containers]},
-            }
-        },
+        "spec": {"template": {"metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}}}},
     }

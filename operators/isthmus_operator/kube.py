@@ -142,7 +142,8 @@ class MetricsSource(Protocol):
 
 class ConfigMapMetricsSource:
     """Metrics in ConfigMap ``isthmus-rollout-metrics-<rollout>`` next to the rollout, one key per entry
-    (written by the evaluation pipeline after each wave; absent ConfigMap = no metrics yet)."""
+    (absent ConfigMap = no metrics yet). Whoever measures a wave writes it — by hand or a job of yours;
+    no Isthmus component writes it yet (issue 17 "Evaluation that decides")."""
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube

@@ -17,8 +17,6 @@ LABEL_TENANT = "isthmus.dev/tenant"
 LABEL_ROLLOUT = "isthmus.dev/edge-rollout"
 #: on an edge workload and its pod template: the exact bundle reference ``<name>@<version>``
 ANNOTATION_BUNDLE = "isthmus.dev/model-bundle"
-#: env var set on every container of an edge workload: the bundle reference it must load
-BUNDLE_ENV = "ISTHMUS_MODEL_BUNDLE"
 #: where kopf keeps its finalizer and progress on our objects
 FINALIZER = "isthmus.dev/operator"
 KOPF_PREFIX = "isthmus.dev"

@@ -217,9 +217,7 @@ async def reconcile_rollout(
         )
         events: list[Event] = []
         for target in decision.apply:
-            await deps.kube.patch_workload(
-                kind, namespace, target, build_bundle_patch(workloads[target], parsed.bundle.ref)
-            )
+            await deps.kube.patch_workload(kind, namespace, target, build_bundle_patch(parsed.bundle.ref))
         if decision.apply:
             events.append(
                 Event(
@@ -229,9 +227,7 @@ async def reconcile_rollout(
                 )
             )
         for target, previous in decision.revert.items():
-            await deps.kube.patch_workload(
-                kind, namespace, target, build_bundle_patch(workloads[target], previous)
-            )
+            await deps.kube.patch_workload(kind, namespace, target, build_bundle_patch(previous))
         if decision.revert:
             events.append(
                 Event("Warning", "BundleReverted", f"rolled back {kind}s {', '.join(decision.revert)}")

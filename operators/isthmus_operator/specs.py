@@ -34,7 +34,7 @@ class ModelBundle(_Spec):
 
     @property
     def ref(self) -> str:
-        """``<name>@<version>``: what edge workloads receive in ``ISTHMUS_MODEL_BUNDLE``."""
+        """``<name>@<version>``: what edge workloads receive in annotation ``isthmus.dev/model-bundle``."""
         return f"{self.name}@{self.version}"
 
 

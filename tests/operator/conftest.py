@@ -133,14 +133,15 @@ class Cluster:
         self, namespace: str, name: str, labels: dict[str, str], bundle: str | None = None
     ) -> None:
         template_meta: dict[str, Any] = {"labels": {"app": name}}
+        meta: dict[str, Any] = {"name": name, "labels": labels}
         env = [{"name": "LOG_FORMAT", "value": "json"}]
-        if bundle is not None:
+        if bundle is not None:  # as the operator leaves a workload it put ``bundle`` on
             template_meta["annotations"] = {"isthmus.dev/model-bundle": bundle}
-            env.append({"name": "ISTHMUS_MODEL_BUNDLE", "value": bundle})
+            meta["annotations"] = {"isthmus.dev/model-bundle": bundle}
         body = {
             "apiVersion": "apps/v1",
             "kind": "DaemonSet",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": meta,
             "spec": {
                 "selector": {"matchLabels": {"app": name}},
                 "template": {

@@ -112,23 +112,20 @@ def daemonset(bundle: str | None = None) -> dict:
     }
 
 
-def test_bundle_patch_sets_annotations_and_env_on_every_container() -> None:
-    patch = build_bundle_patch(daemonset(), "bge@2")
-    assert patch["metadata"]["annotations"] == {"isthmus.dev/model-bundle": "bge@2"}
-    template = patch["spec"]["template"]
-    assert template["metadata"]["annotations"] == {"isthmus.dev/model-bundle": "bge@2"}
-    assert template["spec"]["containers"] == [
-        {"name": "model-server", "env": [{"name": "ISTHMUS_MODEL_BUNDLE", "value": "bge@2"}]},
-        {"name": "sidecar", "env": [{"name": "ISTHMUS_MODEL_BUNDLE", "value": "bge@2"}]},
-    ]
+def test_bundle_patch_sets_the_annotation_on_the_workload_and_its_pod_template_only() -> None:
+    """No env var: nothing in Isthmus reads one; a workload reads the pod annotation (downward API)."""
+    patch = build_bundle_patch("bge@2")
+    assert patch == {
+        "metadata": {"annotations": {"isthmus.dev/model-bundle": "bge@2"}},
+        "spec": {"template": {"metadata": {"annotations": {"isthmus.dev/model-bundle": "bge@2"}}}},
+    }
 
 
 def test_bundle_patch_to_none_removes_what_it_set() -> None:
-    patch = build_bundle_patch(daemonset("bge@2"), None)
+    patch = build_bundle_patch(None)
     assert patch["metadata"]["annotations"] == {"isthmus.dev/model-bundle": None}
     assert patch["spec"]["template"]["metadata"]["annotations"] == {"isthmus.dev/model-bundle": None}
-    env = patch["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "ISTHMUS_MODEL_BUNDLE", "$patch": "delete"}]
+    assert "spec" not in patch["spec"]["template"]
 
 
 def test_workload_bundle_reads_the_pod_template() -> None:

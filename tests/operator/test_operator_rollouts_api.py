@@ -36,11 +36,10 @@ def metrics(**entries: dict[str, float]) -> dict[str, str]:
 
 
 def bundle_of(ds: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(pod-template annotation, ISTHMUS_MODEL_BUNDLE of the model-server container)."""
+    """(pod-template annotation, the workload's own annotation) ``isthmus.dev/model-bundle``."""
     template = ds["spec"]["template"]
     annotation = (template["metadata"].get("annotations") or {}).get("isthmus.dev/model-bundle")
-    envs = {e["name"]: e.get("value") for e in template["spec"]["containers"][0].get("env") or []}
-    return annotation, envs.get("ISTHMUS_MODEL_BUNDLE")
+    return annotation, (ds["metadata"].get("annotations") or {}).get("isthmus.dev/model-bundle")
 
 
 def bundles(kube_api, namespace: str, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -134,14 +133,11 @@ def test_rollout_advances_wave_by_wave_while_gates_pass(
         assert set(bundles(kube_api, namespace, pool).values()) == {
             ("bge-small-en@1.6.0", "bge-small-en@1.6.0")
         }
-        # outside the pool, and the other container of each DaemonSet, are untouched
+        # outside the pool nothing is touched, and inside it only the annotations: no container changes
         assert bundle_of(kube_api.daemonset(namespace, "core-logger")) == (None, None)
-        sidecar = kube_api.daemonset(namespace, "edge-eu-a")["spec"]["template"]["spec"]["containers"][1]
-        assert {e["name"] for e in sidecar.get("env") or []} == {"ISTHMUS_MODEL_BUNDLE"}
-        server_env = kube_api.daemonset(namespace, "edge-eu-a")["spec"]["template"]["spec"]["containers"][0][
-            "env"
-        ]
-        assert {"name": "LOG_FORMAT", "value": "json"} in server_env
+        server, sidecar = kube_api.daemonset(namespace, "edge-eu-a")["spec"]["template"]["spec"]["containers"]
+        assert not sidecar.get("env")
+        assert server["env"] == [{"name": "LOG_FORMAT", "value": "json"}]
         kube_api.delete(PLURAL, namespace, "eu-16")
 
 
