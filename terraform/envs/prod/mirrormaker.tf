@@ -1,8 +1,11 @@
 # Cross-region topic replication with MirrorMaker 2, active/active: every isthmus.* topic of one region is
 # mirrored to the other as <alias>.isthmus.* (DefaultReplicationPolicy; remote topics never match the
-# isthmus\..* filter again, so nothing loops), with consumer-group checkpoints and offset sync so a
-# consumer group that fails over resumes from its translated offset. Each region runs one MM2 node that
-# drives the flow INTO its own cluster (--clusters <alias>: consume remotely, produce locally).
+# isthmus\..* filter again, so nothing loops), with consumer-group checkpoints and offset sync (MM2
+# translates the groups' offsets onto the remote copies). No Isthmus service consumes the remote copies
+# yet — they subscribe to the local isthmus.* topics only — so a failed-over consumer does not resume
+# from a translated offset today; that failover is planned in issue 13 "Multi-region for real". Each
+# region runs one MM2 node that drives the flow INTO its own cluster (--clusters <alias>: consume
+# remotely, produce locally).
 #
 # Java .properties unescape backslashes, so the topic regex isthmus\..* is written isthmus\\..* below.
 

@@ -1,6 +1,9 @@
-# Production: two full Isthmus regions. us-east-1 (use1) is the primary for the public gRPC name,
-# eu-west-1 (euw1) the failover; Kafka topics replicate both ways (mirrormaker.tf), backups replicate to
-# the other region, and DNS fails over on the regions' gRPC health (dns.tf).
+# Production: two Isthmus regions. us-east-1 (use1) is the primary for the public gRPC name, eu-west-1
+# (euw1) the failover; Kafka topics are mirrored both ways (mirrormaker.tf), the backups buckets replicate
+# to each other, and DNS fails over on the regions' gRPC health (dns.tf). Each region keeps its own tenants
+# and indexes: nothing replicates a tenant or its vector store to the other region, so a client that fails
+# over reaches a region without its data. Replicated tenants, failover that resumes the work and backups
+# are planned in issue 13 "Multi-region for real".
 
 locals {
   regions = {

@@ -1,6 +1,8 @@
-# S3: the backups bucket (snapshots of the embedded stores, ingestion registry, guardrail policies) —
-# versioned, KMS-encrypted, private, access-logged, lifecycle-managed and replicated to another region —
-# and the region's log bucket (S3 access logs, load balancer access logs, VPC flow logs).
+# S3: the backups bucket — versioned, KMS-encrypted, private, access-logged, lifecycle-managed and
+# replicated to another region — and the region's log bucket (S3 access logs, load balancer access logs,
+# VPC flow logs). The backups bucket is provisioned for the snapshots of the embedded state (stores,
+# ingestion registry, guardrail policies), but nothing writes them yet: snapshots and restores are
+# planned in issue 13 "Multi-region for real". Until then the bucket stays empty.
 
 resource "aws_s3_bucket" "backups" {
   bucket = "${var.name}-backups-${local.account_id}"
@@ -68,7 +70,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "backups" {
   depends_on = [aws_s3_bucket_versioning.backups]
 }
 
-# Backup writes are published to EventBridge (backup-freshness alarms and restore drills subscribe there).
+# Object writes are published to EventBridge, for the backup-freshness alarms and restore drills planned
+# with the snapshots (issue 13); nothing subscribes yet.
 resource "aws_s3_bucket_notification" "backups" {
   bucket      = aws_s3_bucket.backups.id
   eventbridge = true

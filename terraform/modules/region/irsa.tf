@@ -1,6 +1,7 @@
 # IAM roles for the Isthmus service accounts (IRSA): each service's pods assume only their own role, and
 # each role grants only what that service does — Kafka through MSK IAM auth on the isthmus.* topics, and
-# for the services with embedded state, read/write under their own prefix of the backups bucket.
+# for the services with embedded state, read/write under their own prefix of the backups bucket (granted
+# for the snapshots planned in issue 13; no service writes there yet).
 
 data "aws_iam_policy_document" "service_assume" {
   for_each = local.services

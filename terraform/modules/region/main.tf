@@ -12,7 +12,8 @@ locals {
   region     = data.aws_region.current.name
 
   services = toset(["ingestion", "embedding", "retrieval", "agent-orchestrator", "guardrail", "evaluation"])
-  # Services whose embedded state (store, registry, policies) is backed up to the region's bucket.
+  # Services with embedded state (store, registry, policies): their roles may use their prefix of the
+  # backups bucket, for the snapshots planned in issue 13 (nothing backs them up yet).
   stateful_services = toset(["ingestion", "retrieval", "guardrail"])
 
   # gRPC full service names, e.g. agent-orchestrator -> isthmus.agent_orchestrator.v1.AgentOrchestratorService

@@ -110,7 +110,7 @@ variable "node_groups" {
       effect = string
     })), [])
   }))
-  description = "EKS managed node groups by name. Pools without taints run the Isthmus services and receive gRPC traffic from the load balancer; the \"edge\" pool (label isthmus.dev/pool=edge, taint isthmus.dev/edge=true:NoSchedule) is where EdgeRollouts place model bundles."
+  description = "EKS managed node groups by name. Pools without taints run the Isthmus services and receive gRPC traffic from the load balancer; the \"edge\" pool (label isthmus.dev/pool=edge, taint isthmus.dev/edge=true:NoSchedule) runs the edge workloads that EdgeRollouts annotate with a model bundle reference."
   default = {
     system = {
       instance_types = ["m7i.xlarge"]
@@ -215,7 +215,7 @@ variable "backup_replica" {
     bucket_arn  = string
     kms_key_arn = string
   })
-  description = "Backup bucket and KMS key in another region that this region's backups replicate to (cross-region disaster recovery); null disables replication."
+  description = "Backup bucket and KMS key in another region that this region's backups bucket replicates to (cross-region disaster recovery, once snapshots are written: issue 13); null disables replication."
   default     = null
 }
 
