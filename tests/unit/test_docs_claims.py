@@ -73,7 +73,9 @@ def commands(path: Path) -> Iterator[list[str]]:
                 tokens = shlex.split(segment)
             except ValueError:
                 tokens = segment.split()
-            while tokens and (tokens[0] in {"$", "do", "then"} or re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tokens[0])):
+            while tokens and (
+                tokens[0] in {"$", "do", "then"} or re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tokens[0])
+            ):
                 tokens = tokens[1:]
             if tokens:
                 tokens[0] = tokens[0].removeprefix(".venv/bin/")
@@ -117,9 +119,7 @@ def cli() -> Any:
 
 
 def _options(command: Any) -> set[str]:
-    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")} | {
-        "--help"
-    }
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")} | {"--help"}
 
 
 def resolve(tokens: list[str]) -> tuple[Any, str]:
@@ -280,6 +280,22 @@ def test_every_isthmus_env_var_named_or_set_is_read_by_something(sources: list[P
         }
     )
     assert not unread, "ISTHMUS_* variables nothing reads:\n" + "\n".join(unread)
+
+
+# -- metric names --------------------------------------------------------------------------------------
+
+
+def test_every_prometheus_metric_named_in_the_docs_is_defined() -> None:
+    defined = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "services").rglob("*.py"))
+    missing = sorted(
+        {
+            f"{rel(path)}: {name}"
+            for path in DOCS
+            for name in re.findall(r"\bisthmus_(?:grpc|bus|ask|guardrail|eval)_[a-z_]+\b", path.read_text())
+            if f'"{name}"' not in defined
+        }
+    )
+    assert not missing, "metrics no code defines:\n" + "\n".join(missing)
 
 
 # -- the README's settings table -----------------------------------------------------------------------
