@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import InvalidArgument, IsthmusError, Unavailable
 from isthmus_operator.builders import (
     build_bundle_patch,
@@ -26,7 +27,7 @@ from isthmus_operator.kube import Kube, MetricsSource
 from isthmus_operator.names import tenant_configmap_name
 from isthmus_operator.retrieval import TenantRegistry
 from isthmus_operator.rollout import TERMINAL_PHASES, Observed, invalid, step
-from isthmus_operator.specs import TENANT_ID_PATTERN, parse_rollout, parse_tenant
+from isthmus_operator.specs import parse_rollout, parse_tenant
 
 
 def utc_now() -> str:
@@ -166,7 +167,7 @@ async def finalize_tenant(
     if await deps.kube.delete_configmap(namespace, tenant_configmap_name(name)):
         notes.append(f"deleted ConfigMap {namespace}/{tenant_configmap_name(name)}")
     retain = spec.get("deletionPolicy") == "Retain"
-    if deps.tenants is not None and not retain and TENANT_ID_PATTERN.fullmatch(name):
+    if deps.tenants is not None and not retain and is_tenant_id(name):
         try:
             if await deps.tenants.remove_tenant(name):
                 notes.append(f"deleted tenant {name!r} from the vector store")

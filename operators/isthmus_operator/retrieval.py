@@ -15,10 +15,10 @@ import grpc
 
 from isthmus.retrieval.v1 import retrieval_pb2 as pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.grpc.status import from_rpc_error
-from isthmus_operator.specs import TENANT_ID_PATTERN
 
 
 @runtime_checkable
@@ -97,7 +97,7 @@ class InMemoryTenantRegistry:
 
     async def _maybe_fail(self, op: str, tenant_id: str) -> None:
         self.calls.append((op, tenant_id))
-        if not TENANT_ID_PATTERN.fullmatch(tenant_id):
+        if not is_tenant_id(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}")
         if self.fail_next > 0:
             self.fail_next -= 1

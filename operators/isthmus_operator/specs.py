@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import InvalidArgument
 
-#: the retrieval service's tenant-id rule (isthmus_retrieval.service.validate_tenant_id)
-TENANT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 #: a Kubernetes quantity (the CRD checks it with CEL ``isQuantity``)
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -130,7 +129,7 @@ def _describe(exc: ValidationError) -> str:
 
 def parse_tenant(name: str, spec: Mapping[str, Any]) -> TenantSpec:
     """Validate a Tenant; ``name`` (metadata.name) becomes the tenant id, so it must fit that rule too."""
-    if not TENANT_ID_PATTERN.fullmatch(name):
+    if not is_tenant_id(name):
         raise InvalidArgument(
             f"metadata.name {name!r} cannot be a tenant id: use 1-63 lowercase letters, digits or '-', "
             "starting with a letter or digit (no dots)"
