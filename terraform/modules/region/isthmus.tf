@@ -1,7 +1,8 @@
 # The Isthmus Helm release of this region. The module's values wire the chart to the region: deployment
 # mode, image, the MSK bootstrap brokers (IAM auth over TLS, port 9098), each service account's IAM role,
-# fixed NodePorts for the public services (the load balancer's targets) and scheduling away from the edge
-# pool. var.extra_values are applied after these (Helm merges values files in order).
+# fixed NodePorts for the public services (the load balancer's targets) and the backups bucket annotation.
+# The edge pool's NoSchedule taint keeps the services off it (no scheduling values are needed).
+# var.extra_values are applied after these (Helm merges values files in order).
 
 locals {
   chart_path = var.chart != "" ? var.chart : "${path.module}/../../../charts/isthmus"
