@@ -32,10 +32,13 @@ DOCS = [
 ]
 #: prose that shows commands but is not markdown
 COMMAND_TEXTS = [ROOT / "charts" / "isthmus" / "templates" / "NOTES.txt"]
-#: where the chart and the operator set or name environment variables
+#: where the image, the chart, the operator and terraform set or name environment variables
 ENV_SOURCES = [
+    ROOT / "Dockerfile",
+    ROOT / "skaffold.yaml",
     *(p for p in (ROOT / "charts").rglob("*") if p.suffix in {".yaml", ".tpl", ".txt", ".json"}),
     *(ROOT / "operators").rglob("*.py"),
+    *(ROOT / "terraform").rglob("*.tf"),
 ]
 #: ISTHMUS_* variables read outside the settings classes and the CLI options: name -> a file reading it
 OTHER_READERS = {
@@ -265,7 +268,7 @@ def test_other_readers_read_their_variables() -> None:
 
 
 @pytest.mark.parametrize(
-    "sources", [pytest.param(DOCS, id="docs"), pytest.param(ENV_SOURCES, id="chart-and-operator")]
+    "sources", [pytest.param(DOCS, id="docs"), pytest.param(ENV_SOURCES, id="image-chart-operator-terraform")]
 )
 def test_every_isthmus_env_var_named_or_set_is_read_by_something(sources: list[Path]) -> None:
     """An ``ISTHMUS_*`` variable the docs name, or the chart or the operator set, must be a field of a
