@@ -1,9 +1,10 @@
 """Edge rollouts as pure functions: wave planning, quality gates, and one reconcile step.
 
-A rollout moves a model bundle onto the workloads of an edge node pool (one DaemonSet or Deployment per
-node group) in cumulative waves (e.g. 10 %, 50 %, 100 % of the workloads). After each wave the quality
-gates compare that wave's evaluation metrics with the baseline; all gates pass → next wave (or done),
-any gate fails → every workload touched is put back on the bundle it ran before (rollback).
+A rollout puts a model bundle reference (annotation ``isthmus.dev/model-bundle``) on the workloads of an
+edge node pool (one DaemonSet or Deployment per node group) in cumulative waves (e.g. 10 %, 50 %, 100 %
+of the workloads). After each wave the quality gates compare that wave's metrics with the baseline; all
+gates pass → next wave (or done), any gate fails → every workload touched is put back on the bundle it
+carried before (rollback).
 
 The status is typed (:class:`RolloutStatus`, :class:`WaveStatus`, :class:`Phase`); dicts exist only at
 the edge (:meth:`RolloutStatus.from_dict`, :meth:`StatusPatch.to_dict`). :func:`step` reads the
