@@ -90,4 +90,4 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
 
 def _principals(request: pb.AskRequest) -> tuple[str, ...]:
     """The caller's principals; no ``access`` scope is no principals (documents without an ACL only)."""
-    return parse_principals(request.access.principals)
+    return parse_principals(list(request.access.principals))

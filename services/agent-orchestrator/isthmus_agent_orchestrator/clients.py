@@ -18,11 +18,14 @@ import grpc
 from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from isthmus_core.errors import DeadlineExceeded, FailedPrecondition, IsthmusError, Unavailable
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.ports.generator import AnswerSentence, Context
 from isthmus_core.ports.guard import Action, Finding, Verdict
 from isthmus_core.ports.guard_client import OutputCheck
+
+#: initial-metadata key the guardrail sends once it has accepted a CheckOutputStream header
+OUTPUT_CHECK_OPEN = "isthmus-output-check"
 
 _ACTION_FROM_PB = {
     common_pb2.GUARD_ACTION_ALLOW: Action.ALLOW,
@@ -83,6 +86,9 @@ class GrpcOutputCheck:
         except grpc.aio.AioRpcError as exc:
             self._closed = True
             raise from_rpc_error(exc) from exc
+        except asyncio.InvalidStateError as exc:  # the guardrail ended the call (e.g. refused the header)
+            self._closed = True
+            raise await self._status_error() from exc
         except TimeoutError as exc:
             await self.aclose()
             raise DeadlineExceeded(f"the guardrail gave no verdict within {self._timeout:g} s") from exc
@@ -90,6 +96,13 @@ class GrpcOutputCheck:
             self._closed = True
             raise Unavailable("the guardrail ended the output check before answering")
         return verdict_from_pb(reply)
+
+    async def _status_error(self) -> IsthmusError:
+        code = await self._call.code()
+        details = await self._call.details()
+        if code == grpc.StatusCode.OK:
+            return Unavailable("the guardrail ended the output check before answering")
+        return from_rpc_error(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -132,11 +145,22 @@ class GrpcGuardClient:
         header = guardrail_pb2.CheckOutputHeader(
             tenant_id=tenant_id, subject_id=subject_id, contexts=[context_pb(c) for c in contexts]
         )
+        session = GrpcOutputCheck(call, self._timeout)
         try:
             await call.write(guardrail_pb2.CheckOutputStreamRequest(header=header))
+            # the guardrail answers the header with initial metadata once it has accepted it, or ends the
+            # call with the reason (INVALID_ARGUMENT, NOT_FOUND...): a refused session is never handed out
+            metadata = await asyncio.wait_for(call.initial_metadata(), self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
-        return GrpcOutputCheck(call, self._timeout)
+        except TimeoutError as exc:
+            call.cancel()
+            raise DeadlineExceeded(
+                f"the guardrail did not open the output check within {self._timeout:g} s"
+            ) from exc
+        if metadata is None or metadata.get(OUTPUT_CHECK_OPEN) is None:
+            raise await session._status_error()
+        return session
 
 
 class GrpcSearcher:

@@ -18,6 +18,9 @@ from isthmus_core.ports.guard import Action, Policy, Verdict
 from isthmus_guardrail.guard import Guard
 from isthmus_guardrail.policies import PolicyStore
 
+#: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
+OUTPUT_CHECK_OPEN = "isthmus-output-check"
+
 ACTION_TO_PB = {
     Action.ALLOW: common_pb2.GUARD_ACTION_ALLOW,
     Action.REDACT: common_pb2.GUARD_ACTION_REDACT,
@@ -107,6 +110,8 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             raise InvalidArgument("tenant_id is required")
         contexts = _contexts(header.contexts)
         policy = self._policies.get(header.tenant_id)
+        # tells the client the header was accepted (a refusal ends the call with the reason instead)
+        await context.send_initial_metadata(((OUTPUT_CHECK_OPEN, "1"),))
         index = 0
         async for message in requests:
             if message.WhichOneof("request") != "sentence":

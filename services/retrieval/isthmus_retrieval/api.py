@@ -48,7 +48,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             fusion=_FUSIONS.get(request.fusion, self._fusion),
             filters=dict(request.filters),
             rerank=request.rerank if request.HasField("rerank") else self._rerank,
-            principals=parse_principals(request.access.principals),  # no scope = no principals
+            principals=parse_principals(list(request.access.principals)),  # no scope = no principals
         )
         hits, model_id = await self._core.search(params)
         return pb.SearchResponse(
