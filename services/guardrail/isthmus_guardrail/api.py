@@ -12,6 +12,7 @@ from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import Action, Policy, Verdict
@@ -106,10 +107,9 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         if first is None or first.WhichOneof("request") != "header":
             raise InvalidArgument("the first message of CheckOutputStream must be the header")
         header = first.header
-        if not header.tenant_id:
-            raise InvalidArgument("tenant_id is required")
+        tenant = parse_tenant_id(header.tenant_id)
         contexts = _contexts(header.contexts)
-        policy = self._policies.get(header.tenant_id)
+        policy = self._policies.get(tenant)
         # tells the client the header was accepted (a refusal ends the call with the reason instead)
         await context.send_initial_metadata(((OUTPUT_CHECK_OPEN, "1"),))
         index = 0
@@ -119,7 +119,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             sentence = _sentence(message.sentence)
             self._check_length(sentence.text)
             v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, policy)
-            await self._emit(header.tenant_id, "output", header.subject_id, v, part=str(index))
+            await self._emit(tenant, "output", header.subject_id, v, part=str(index))
             yield verdict_pb(v)
             index += 1
 
