@@ -148,12 +148,14 @@ class Orchestrator:
             case Action.ALLOW:
                 pass
             case Action.REDACT:
-                query = verdict.text or question  # a redaction without text would lose the question
+                query = verdict.text  # empty: nothing of the question may go on (checked below)
             case Action.BLOCK:
-                answer.blocked = True
-                answer.message = f"Your question was blocked by the input guardrail: {_reasons(verdict)}"
+                query = ""
             case _:
                 assert_never(verdict.action)
+        if not query:
+            answer.blocked = True
+            answer.message = f"Your question was blocked by the input guardrail: {_reasons(verdict)}"
         if not answer.blocked:
             yield StageEvent(Stage.RETRIEVAL)
             contexts = await self._searcher.search(tenant_id, query, k, tuple(principals))

@@ -184,6 +184,17 @@ async def test_redacted_question_is_what_retrieval_sees() -> None:
     assert [q for q, _ in rec.searched] == ["<EMAIL_ADDRESS> how do gliders soar?"]
 
 
+async def test_a_redaction_without_text_lets_nothing_of_the_question_through() -> None:
+    class EmptyRedaction(FakeGuardClient):
+        async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+            return Verdict(Action.REDACT, (Finding("pii.EMAIL_ADDRESS", "e-mail address"),), "")
+
+    guard, rec = EmptyRedaction(), Recorder()
+    answer = await orchestrator(guard, rec).ask("t", "a@b.example how do gliders soar?")
+    assert answer.blocked and rec.searched == [] and guard.sessions == []
+    assert "blocked by the input guardrail" in answer.text
+
+
 async def test_output_block_stops_the_stream_and_withholds_the_rest() -> None:
     guard, rec = FakeGuardClient(blocked_terms=("thermals",)), Recorder()
     events = [
