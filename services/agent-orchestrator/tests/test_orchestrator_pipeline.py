@@ -122,7 +122,7 @@ def orchestrator(guard: FakeGuardClient, rec: Recorder, generator: object | None
     return Orchestrator(
         guard,
         rec,
-        generator or ExtractiveGenerator(),  # type: ignore[arg-type]
+        generator or ExtractiveGenerator(),
         rec.publish,
         top_k=3,
         max_question_chars=200,
@@ -269,7 +269,7 @@ async def test_an_abandoned_stream_closes_its_output_check() -> None:
     async for ev in run:
         if isinstance(ev, SentenceEvent):
             break
-    await run.aclose()  # type: ignore[attr-defined]
+    await run.aclose()
     assert guard.sessions[0].closed
 
 
