@@ -169,7 +169,7 @@ async def test_document_acls_hold_in_search_and_ask(env: dict[str, Any]) -> None
             seen |= {h.context.document_id for h in (await stub.Search(req)).hits}
         return seen
 
-    assert "board-minutes" in await docs(None)  # no scope: a trusted caller sees everything
+    assert "board-minutes" not in await docs(None)  # no scope is no principals (no "trusted" caller)
     assert "board-minutes" in await docs(common_pb2.AccessScope(principals=["legal"]))
     outsider = await docs(common_pb2.AccessScope(principals=["eng", "alice"]))
     assert "board-minutes" not in outsider and "shared" in outsider  # public documents still found

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
-from isthmus_agent_orchestrator.api import AgentOrchestratorServicer, Clients
+from isthmus_agent_orchestrator.api import AgentOrchestratorServicer
+from isthmus_agent_orchestrator.clients import GrpcGuardClient, GrpcSearcher
 from isthmus_agent_orchestrator.pipeline import Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
 from isthmus_core.bus.typed import publish_event
@@ -36,12 +37,10 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
 async def build(ctx: ModuleContext) -> Offer:
     s = ctx.settings
     assert isinstance(s, OrchestratorSettings)
-    clients = Clients(ctx.channel("guardrail"), ctx.channel("retrieval"))
     generator, stops = make_generator(s)
     core = Orchestrator(
-        clients.check_input,
-        clients.search,
-        clients.check_output,
+        GrpcGuardClient(ctx.channel("guardrail")),
+        GrpcSearcher(ctx.channel("retrieval")),
         generator,
         partial(publish_event, ctx.bus, topics.ANSWERS_PRODUCED),
         top_k=s.top_k,

@@ -1,7 +1,13 @@
 """The answer pipeline: input guardrail → retrieval → generation → output guardrail (every sentence).
 
 Both ``Ask`` and ``AskStream`` consume :meth:`Orchestrator.run`; the unary call just keeps the final
-event. The output guardrail sees every generated sentence before the caller does — no path bypasses it.
+event. The output guardrail sees every generated sentence before the caller does — no path bypasses it —
+and its verdict decides what the caller gets: ALLOW shows the sentence, REDACT shows the guardrail's
+redacted text (citations kept), BLOCK withholds the rest of the answer. The answer's output verdict is
+the guardrail's own, combined over the sentences (strongest action, every finding).
+
+Pure: the guardrail and retrieval are reached through the :class:`GuardClient` and :class:`Searcher`
+Protocols (gRPC implementations in :mod:`isthmus_agent_orchestrator.clients`).
 """
 
 from __future__ import annotations
@@ -11,16 +17,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol, assert_never
 
 from isthmus_core.contracts.events import AnswerProduced, Citation
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context, Generator
 from isthmus_core.ports.guard import Action, Verdict
+from isthmus_core.ports.guard_client import GuardClient, OutputCheck, combine_output_verdicts
 
-CheckInput = Callable[[str, str, str], Awaitable[Verdict]]  # tenant, text, subject id
-#: tenant, query, top_k, principals (document ACLs; None = no ACL check)
-Search = Callable[[str, str, int, Sequence[str] | None], Awaitable[list[Context]]]
-CheckOutput = Callable[[str, Sequence[AnswerSentence], Sequence[Context], str], Awaitable[Verdict]]
+
+class Searcher(Protocol):
+    async def search(
+        self, tenant_id: str, query: str, top_k: int, principals: Sequence[str]
+    ) -> list[Context]:
+        """Best first. ``principals``: the caller's, for document ACLs; empty = only documents without
+        an ACL (there is no "see everything" scope)."""
 
 
 class Stage(StrEnum):
@@ -81,28 +92,40 @@ def _reasons(v: Verdict) -> str:
     return "; ".join(f.message for f in v.findings) or "policy"
 
 
+def _shown(sentence: AnswerSentence, verdict: Verdict) -> AnswerSentence | None:
+    """What the caller gets of a checked sentence; ``None``: withhold the rest of the answer."""
+    match verdict.action:
+        case Action.ALLOW:
+            return sentence
+        case Action.REDACT:
+            # the guardrail's text replaces the sentence; an empty one shows nothing of it
+            return AnswerSentence(verdict.text, sentence.citations)
+        case Action.BLOCK:
+            return None
+        case _:
+            assert_never(verdict.action)
+
+
 class Orchestrator:
     def __init__(
         self,
-        check_input: CheckInput,
-        search: Search,
-        check_output: CheckOutput,
+        guard: GuardClient,
+        searcher: Searcher,
         generator: Generator,
         publish_answer: Callable[[AnswerProduced], Awaitable[None]],
         *,
         top_k: int = 5,
         max_question_chars: int = 2000,
     ) -> None:
-        self._check_input = check_input
-        self._search = search
-        self._check_output = check_output
+        self._guard = guard
+        self._searcher = searcher
         self._generator = generator
         self._publish = publish_answer
         self._top_k = top_k
         self._max_chars = max_question_chars
 
     async def run(
-        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] | None = None
+        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
     ) -> AsyncIterator[AskEvent]:
         if not tenant_id:
             raise InvalidArgument("tenant_id is required")
@@ -118,31 +141,51 @@ class Orchestrator:
         contexts: list[Context] = []
 
         yield StageEvent(Stage.INPUT_GUARD)
-        verdict = await self._check_input(tenant_id, question, answer.question_id)
+        verdict = await self._guard.check_input(tenant_id, question, answer.question_id)
         answer.input_verdict = verdict
-        if verdict.action == Action.BLOCK:
+        query = question
+        match verdict.action:
+            case Action.ALLOW:
+                pass
+            case Action.REDACT:
+                query = verdict.text  # empty: nothing of the question may go on (checked below)
+            case Action.BLOCK:
+                query = ""
+            case _:
+                assert_never(verdict.action)
+        if not query:
             answer.blocked = True
             answer.message = f"Your question was blocked by the input guardrail: {_reasons(verdict)}"
-        else:
-            query = verdict.text if verdict.action == Action.REDACT and verdict.text else question
+        if not answer.blocked:
             yield StageEvent(Stage.RETRIEVAL)
-            contexts = await self._search(tenant_id, query, k, principals)
+            contexts = await self._searcher.search(tenant_id, query, k, tuple(principals))
             yield StageEvent(Stage.RETRIEVAL, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)
-            async for sentence in self._generator.stream(query, contexts):
-                if not sentence.citations:
-                    continue  # uncited text (an abstention, a preamble) is never shown as an answer
-                out = await self._check_output(tenant_id, [sentence], contexts, answer.question_id)
-                if out.action == Action.BLOCK:
-                    answer.blocked = True
-                    answer.output_verdict = out
-                    answer.message = f"The answer was withheld by the output guardrail: {_reasons(out)}"
-                    break
-                answer.sentences.append(sentence)
-                yield SentenceEvent(sentence)
+            checked: list[tuple[AnswerSentence, Verdict]] = []
+            session: OutputCheck | None = None
+            try:
+                async for sentence in self._generator.stream(query, contexts):
+                    if not sentence.citations:
+                        continue  # uncited text (an abstention, a preamble) is never shown as an answer
+                    if session is None:  # opened lazily: no call when nothing is to be checked
+                        session = await self._guard.open_output_check(tenant_id, answer.question_id, contexts)
+                    out = await session.check(sentence)
+                    checked.append((sentence, out))
+                    shown = _shown(sentence, out)
+                    if shown is None:
+                        answer.blocked = True
+                        answer.message = f"The answer was withheld by the output guardrail: {_reasons(out)}"
+                        break
+                    if shown.text:
+                        answer.sentences.append(shown)
+                        yield SentenceEvent(shown)
+            finally:
+                if session is not None:
+                    await session.aclose()
             yield StageEvent(Stage.OUTPUT_GUARD)
-            if answer.output_verdict is None:
-                answer.output_verdict = Verdict(Action.ALLOW, (), answer.text)
+            answer.output_verdict = combine_output_verdicts(
+                checked, " ".join(s.text for s in answer.sentences)
+            )
             if not answer.sentences and not answer.message:
                 answer.message = "I could not find an answer in the indexed documents."
         answer.latency_ms = (time.perf_counter() - t0) * 1000
@@ -162,7 +205,7 @@ class Orchestrator:
         yield FinalEvent(answer)
 
     async def ask(
-        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] | None = None
+        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
     ) -> Answer:
         final: Answer | None = None
         async for ev in self.run(tenant_id, question, top_k, principals):

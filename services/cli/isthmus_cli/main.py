@@ -338,7 +338,7 @@ def ask(
         typer.Option(
             "--principal",
             help="ask as this user/group (repeatable): documents uploaded with an 'acl' metadata only "
-            "count when they name one of them; without it, no ACL check",
+            "count when they name one of them; without it, only documents without an ACL count",
         ),
     ] = None,
 ) -> None:

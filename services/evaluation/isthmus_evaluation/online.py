@@ -3,6 +3,12 @@
 Pure and in-memory: the bus subscribers feed events in, the service reads snapshots out. Observation is
 idempotent on the event id (redeliveries count once) with a bounded memory of seen ids, and latency
 percentiles are taken over a bounded window of the most recent answers.
+
+``guardrail_redactions`` counts redactions that happened: REDACT verdicts of the stages whose verdicts
+the platform applies (:data:`APPLIED_REDACTION_STAGES`). The orchestrator searches and generates with the
+redacted question (stage ``input``) and returns each REDACTed answer sentence redacted (stage ``output``,
+one verdict event per sentence of a streamed output check). Nothing applies a ``chunk`` stage REDACT, so
+such a verdict is not a redaction (it still counts in ``guardrail_verdicts``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from isthmus_evaluation.metrics import percentile
 
 DEFAULT_LATENCY_WINDOW = 10_000
 DEFAULT_SEEN_IDS = 100_000
+#: stages whose REDACT verdicts are applied to what the caller gets (see the module docstring)
+APPLIED_REDACTION_STAGES = frozenset({"input", "output"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class OnlineSnapshot:
     answers_with_citations: int
     guardrail_verdicts: int
     guardrail_blocks: int
+    #: REDACT verdicts that were applied (stages in :data:`APPLIED_REDACTION_STAGES`)
     guardrail_redactions: int
     #: stage ("input" | "output" | "chunk") -> number of block verdicts at that stage
     blocks_by_stage: dict[str, int] = field(default_factory=dict)
@@ -62,7 +71,7 @@ class _Tally:
         self.verdicts += 1
         if ev.action == "block":
             self.blocks_by_stage[ev.stage] += 1
-        elif ev.action == "redact":
+        elif ev.action == "redact" and ev.stage in APPLIED_REDACTION_STAGES:
             self.redactions += 1
 
     def snapshot(self, tenant_id: str | None) -> OnlineSnapshot:

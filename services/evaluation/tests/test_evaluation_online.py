@@ -67,8 +67,19 @@ def test_verdicts_counted_by_action_and_stage() -> None:
     snap = m.snapshot()
     assert snap.guardrail_verdicts == 6
     assert snap.guardrail_blocks == 3
-    assert snap.guardrail_redactions == 2
+    assert snap.guardrail_redactions == 1  # the chunk-stage REDACT is applied by nothing
     assert snap.blocks_by_stage == {"input": 2, "output": 1}
+
+
+def test_only_applied_redactions_count() -> None:
+    """Input and output REDACTs are applied by the orchestrator (the redacted question is searched, the
+    redacted sentence returned); a chunk-stage REDACT is applied by nothing, so it is not a redaction."""
+    m = OnlineMetrics()
+    for stage in ("input", "output", "output", "chunk"):
+        m.observe_verdict(_verdict("redact", stage))
+    snap = m.snapshot()
+    assert snap.guardrail_verdicts == 4
+    assert snap.guardrail_redactions == 3
 
 
 def test_same_event_id_counts_once() -> None:

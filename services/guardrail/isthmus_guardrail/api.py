@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
 
@@ -11,11 +12,15 @@ from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import Action, Policy, Verdict
 from isthmus_guardrail.guard import Guard
 from isthmus_guardrail.policies import PolicyStore
+
+#: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
+OUTPUT_CHECK_OPEN = "isthmus-output-check"
 
 ACTION_TO_PB = {
     Action.ALLOW: common_pb2.GUARD_ACTION_ALLOW,
@@ -48,13 +53,17 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         self._publish = publish_verdict
         self._max = max_text_chars
 
-    async def _emit(self, tenant: str, stage: str, subject: str, v: Verdict) -> None:
+    async def _emit(self, tenant: str, stage: str, subject: str, v: Verdict, part: str = "") -> None:
+        """Publish a verdict event. Its idempotency key names the subject, the stage and ``part`` (the
+        sentence index of a streamed output check), so distinct checks never share a key; a check without
+        a subject gets a fresh one."""
+        key = f"{tenant}/{subject or 'anon-' + uuid.uuid4().hex}/{stage}" + (f"/{part}" if part else "")
         await self._publish(
             GuardrailVerdict(
                 tenant_id=tenant,
-                idempotency_key=f"{tenant}/{subject or 'anon'}/{stage}",
+                idempotency_key=key,
                 stage=stage,  # type: ignore[arg-type]
-                action=v.action.value,  # type: ignore[arg-type]
+                action=v.action.value,
                 subject_id=subject,
                 reasons=[
                     VerdictReason(code=f.code, message=f.message, start=f.start, end=f.end)
@@ -80,18 +89,43 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     ) -> common_pb2.Verdict:
         if not request.tenant_id:
             raise InvalidArgument("tenant_id is required")
-        sentences = [
-            AnswerSentence(
-                text=s.text,
-                citations=tuple(CitedSpan(c.chunk_id, c.document_id, c.start, c.end) for c in s.citations),
-            )
-            for s in request.sentences
-        ]
-        contexts = [Context(c.chunk_id, c.document_id, c.text, c.start, c.score) for c in request.contexts]
+        sentences = [_sentence(s) for s in request.sentences]
+        self._check_length(" ".join(s.text for s in sentences))
+        contexts = _contexts(request.contexts)
         policy = self._policies.get(request.tenant_id)
         v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, policy)
         await self._emit(request.tenant_id, "output", request.subject_id, v)
         return verdict_pb(v)
+
+    async def CheckOutputStream(
+        self,
+        requests: AsyncIterator[pb.CheckOutputStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[common_pb2.Verdict]:
+        """Header first (tenant, subject, contexts: sent once), then one verdict per sentence, in order."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("request") != "header":
+            raise InvalidArgument("the first message of CheckOutputStream must be the header")
+        header = first.header
+        tenant = parse_tenant_id(header.tenant_id)
+        contexts = _contexts(header.contexts)
+        policy = self._policies.get(tenant)
+        # tells the client the header was accepted (a refusal ends the call with the reason instead)
+        await context.send_initial_metadata(((OUTPUT_CHECK_OPEN, "1"),))
+        index = 0
+        async for message in requests:
+            if message.WhichOneof("request") != "sentence":
+                raise InvalidArgument(f"message {index + 1} of CheckOutputStream must be a sentence")
+            sentence = _sentence(message.sentence)
+            self._check_length(sentence.text)
+            v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, policy)
+            await self._emit(tenant, "output", header.subject_id, v, part=str(index))
+            yield verdict_pb(v)
+            index += 1
+
+    def _check_length(self, text: str) -> None:
+        if len(text) > self._max:
+            raise InvalidArgument(f"text is {len(text)} characters; the limit is {self._max}")
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext) -> pb.Policy:
         return policy_pb(request.tenant_id, self._policies.get(request.tenant_id))
@@ -109,6 +143,17 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             block_ungrounded=request.block_ungrounded,
         )
         return policy_pb(request.tenant_id, self._policies.put(request.tenant_id, p))
+
+
+def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:
+    return AnswerSentence(
+        text=s.text,
+        citations=tuple(CitedSpan(c.chunk_id, c.document_id, c.start, c.end) for c in s.citations),
+    )
+
+
+def _contexts(contexts: Iterable[common_pb2.Context]) -> list[Context]:
+    return [Context(c.chunk_id, c.document_id, c.text, c.start, c.score) for c in contexts]
 
 
 def policy_pb(tenant_id: str, p: Policy) -> pb.Policy:

@@ -7,6 +7,7 @@ import grpc
 from isthmus.common.v1 import common_pb2
 from isthmus.retrieval.v1 import retrieval_pb2 as pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from isthmus_core.contracts.ids import parse_principals
 from isthmus_core.store.port import Fusion, SearchMode
 from isthmus_retrieval.service import Retrieval, SearchParams
 
@@ -47,7 +48,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             fusion=_FUSIONS.get(request.fusion, self._fusion),
             filters=dict(request.filters),
             rerank=request.rerank if request.HasField("rerank") else self._rerank,
-            principals=list(request.access.principals) if request.HasField("access") else None,
+            principals=parse_principals(list(request.access.principals)),  # no scope = no principals
         )
         hits, model_id = await self._core.search(params)
         return pb.SearchResponse(

@@ -53,8 +53,8 @@ class SearchParams:
     filters: Mapping[str, str] | None = None
     #: rerank the first ``rerank_candidates`` hits with the cross-encoder
     rerank: bool = False
-    #: document ACLs: the caller's principals (None = no ACL check)
-    principals: Sequence[str] | None = None
+    #: document ACLs: the caller's principals (empty = only documents without an ACL)
+    principals: Sequence[str] = ()
 
 
 class Retrieval:
@@ -129,7 +129,7 @@ class Retrieval:
             fusion=p.fusion,
             filters=dict(p.filters or {}),
             candidates=max(self._candidates, p.top_k),
-            principals=list(p.principals) if p.principals is not None else None,
+            principals=tuple(p.principals),
         )
         hits = await self.store.search(p.tenant_id, q)
         if p.rerank and hits:

@@ -116,9 +116,10 @@ def check_query(query: SearchQuery) -> tuple[SearchMode, Fusion]:
     for name, value in query.filters.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise InvalidArgument(f"filters map metadata keys to string values; got {name!r}: {value!r}")
-    if query.principals is not None and any(
-        not isinstance(p, str) or not p.strip() for p in query.principals
-    ):
+    if isinstance(query.principals, str | bytes) or not isinstance(query.principals, Sequence):
+        # None once meant "no ACL check"; that mode is gone, so refuse it rather than guess
+        raise InvalidArgument(f"principals must be a sequence of strings, got {query.principals!r}")
+    if any(not isinstance(p, str) or not p.strip() for p in query.principals):
         raise InvalidArgument("principals must be non-empty strings")
     return mode, fusion
 

@@ -600,10 +600,12 @@ class EmbeddedStore:
         return self._hits(tenant, ranked)[: query.top_k]
 
     def _filtered_keys(
-        self, tenant: _Tenant, filters: Mapping[str, str], principals: Sequence[str] | None = None
+        self, tenant: _Tenant, filters: Mapping[str, str], principals: Sequence[str]
     ) -> Keys | None:
-        """Keys of the chunks matching every filter and the ACL, or None when there is neither."""
-        if not filters and principals is None:
+        """Keys of the chunks matching every filter and the ACL, or None when nothing is excluded."""
+        # the ACL excludes nothing in a tenant without ACL'd chunks: keep the unfiltered (ANN) path
+        has_acl = tenant.db.execute("SELECT 1 FROM chunk_acl LIMIT 1").fetchone() is not None
+        if not filters and not has_acl:
             return None
         clauses: list[str] = []
         params: list[str] = []
@@ -614,7 +616,7 @@ class EmbeddedStore:
             else:
                 clauses.append("key IN (SELECT key FROM chunk_meta WHERE name = ? AND value = ?)")
                 params.extend((name, value))
-        if principals is not None:
+        if has_acl:
             # visible: no ACL rows at all, or one naming a principal of the caller
             acl = "key NOT IN (SELECT key FROM chunk_acl)"
             wanted = sorted(set(principals))

@@ -602,16 +602,15 @@ def _data_object(r: ChunkRecord, terms: Sequence[str]) -> wvc.data.DataObject[An
     )
 
 
-def _filters(filters: Mapping[str, str], principals: Sequence[str] | None = None) -> _Filters | None:
-    parts: list[_Filters] = []
-    if principals is not None:
-        public = wvc.query.Filter.by_property("acl_public").equal(True)
-        wanted = sorted(set(principals))
-        parts.append(
-            wvc.query.Filter.any_of([public, wvc.query.Filter.by_property("acl").contains_any(wanted)])
-            if wanted
-            else public
-        )
+def _filters(filters: Mapping[str, str], principals: Sequence[str]) -> _Filters:
+    """The ACL (always: no principals = only chunks without an ACL) and the metadata filters, combined."""
+    public = wvc.query.Filter.by_property("acl_public").equal(True)
+    wanted = sorted(set(principals))
+    parts: list[_Filters] = [
+        wvc.query.Filter.any_of([public, wvc.query.Filter.by_property("acl").contains_any(wanted)])
+        if wanted
+        else public
+    ]
     pairs = []
     for name, value in filters.items():
         if name == "document_id":
@@ -620,8 +619,6 @@ def _filters(filters: Mapping[str, str], principals: Sequence[str] | None = None
             pairs.append(meta_term(name, value))
     if pairs:
         parts.append(wvc.query.Filter.by_property("meta").contains_all(pairs))
-    if not parts:
-        return None
     return parts[0] if len(parts) == 1 else wvc.query.Filter.all_of(parts)
 
 

@@ -26,7 +26,8 @@ def chunk_uuid(tenant_id: str, document_id: str, chunk_index: int) -> str:
 
 #: document ACL: the metadata key (set at upload, copied to every chunk) listing the principals — users or
 #: groups — allowed to read the document, comma-separated. A chunk without it is visible to everyone in
-#: its tenant. Searches that carry ``principals`` only see chunks whose ACL is empty or names one of them.
+#: its tenant. A search only sees chunks whose ACL is empty or names one of its ``principals`` (no
+#: principals: only chunks without an ACL; there is no unchecked mode).
 ACL_METADATA_KEY = "acl"
 
 
@@ -75,8 +76,8 @@ class SearchQuery:
     #: how many candidates each side contributes to hybrid fusion
     candidates: int = 100
     #: the caller's principals for document ACLs (see :data:`ACL_METADATA_KEY`), applied inside the
-    #: query; None = no ACL check (a trusted caller), ``[]`` = only chunks without an ACL
-    principals: Sequence[str] | None = None
+    #: query; empty (the default) = only chunks without an ACL. Never ``None``: no caller reads unchecked
+    principals: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

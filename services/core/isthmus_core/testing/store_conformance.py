@@ -486,8 +486,12 @@ class StoreConformance:
             assert sorted(self.docs(await store.search(tenant, query))) == ["pub0", "pub1"], query.mode
         for query in self.all_modes("merger", self.vec((0, 1.0)), top_k=10, principals=["legal"]):
             assert len(await store.search(tenant, query)) == 8, query.mode  # board (via legal) + public
-        # no principals given: a trusted caller sees everything; ACL and metadata filters combine
-        assert len(await store.search(tenant, self.bm25("merger", top_k=20))) == 10
+        # no principals given is no principals (there is no unchecked mode), in every search mode
+        for query in self.all_modes("merger", self.vec((0, 1.0)), top_k=20):
+            assert sorted(self.docs(await store.search(tenant, query))) == ["pub0", "pub1"], query.mode
+        with pytest.raises(InvalidArgument, match="principals"):  # the old "None = unchecked" is refused
+            await store.search(tenant, self.bm25("merger", principals=None))
+        # ACL and metadata filters combine
         hits = await store.search(
             tenant, self.bm25("merger", top_k=20, principals=["eng"], filters={"document_id": "board0"})
         )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/guardrail/v1/guardrail.proto\x12\x14isthmus.guardrail.v1\x1a\x1eisthmus/common/v1/common.proto\"H\n\x11\x43heckInputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\"\x9f\x01\n\x12\x43heckOutputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\tsentences\x18\x02 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x12\n\nsubject_id\x18\x04 \x01(\t\"%\n\x10GetPolicyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xc9\x01\n\x06Policy\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62lock_injection\x18\x02 \x01(\x08\x12\x1b\n\x13injection_threshold\x18\x03 \x01(\x02\x12\x12\n\nredact_pii\x18\x04 \x01(\x08\x12\x14\n\x0cpii_entities\x18\x05 \x03(\t\x12\x15\n\rpii_threshold\x18\x06 \x01(\x02\x12\x1b\n\x13grounding_threshold\x18\x07 \x01(\x02\x12\x18\n\x10\x62lock_ungrounded\x18\x08 \x01(\x08\x32\xd6\x02\n\x10GuardrailService\x12Q\n\nCheckInput\x12\'.isthmus.guardrail.v1.CheckInputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12S\n\x0b\x43heckOutput\x12(.isthmus.guardrail.v1.CheckOutputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12Q\n\tGetPolicy\x12&.isthmus.guardrail.v1.GetPolicyRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12G\n\tPutPolicy\x12\x1c.isthmus.guardrail.v1.Policy\x1a\x1c.isthmus.guardrail.v1.Policyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/guardrail/v1/guardrail.proto\x12\x14isthmus.guardrail.v1\x1a\x1eisthmus/common/v1/common.proto\"H\n\x11\x43heckInputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\"\x9f\x01\n\x12\x43heckOutputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\tsentences\x18\x02 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x12\n\nsubject_id\x18\x04 \x01(\t\"h\n\x11\x43heckOutputHeader\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\"\x97\x01\n\x18\x43heckOutputStreamRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.isthmus.guardrail.v1.CheckOutputHeaderH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x42\t\n\x07request\"%\n\x10GetPolicyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xc9\x01\n\x06Policy\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62lock_injection\x18\x02 \x01(\x08\x12\x1b\n\x13injection_threshold\x18\x03 \x01(\x02\x12\x12\n\nredact_pii\x18\x04 \x01(\x08\x12\x14\n\x0cpii_entities\x18\x05 \x03(\t\x12\x15\n\rpii_threshold\x18\x06 \x01(\x02\x12\x1b\n\x13grounding_threshold\x18\x07 \x01(\x02\x12\x18\n\x10\x62lock_ungrounded\x18\x08 \x01(\x08\x32\xbb\x03\n\x10GuardrailService\x12Q\n\nCheckInput\x12\'.isthmus.guardrail.v1.CheckInputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12S\n\x0b\x43heckOutput\x12(.isthmus.guardrail.v1.CheckOutputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12\x63\n\x11\x43heckOutputStream\x12..isthmus.guardrail.v1.CheckOutputStreamRequest\x1a\x1a.isthmus.common.v1.Verdict(\x01\x30\x01\x12Q\n\tGetPolicy\x12&.isthmus.guardrail.v1.GetPolicyRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12G\n\tPutPolicy\x12\x1c.isthmus.guardrail.v1.Policy\x1a\x1c.isthmus.guardrail.v1.Policyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKINPUTREQUEST']._serialized_end=166
   _globals['_CHECKOUTPUTREQUEST']._serialized_start=169
   _globals['_CHECKOUTPUTREQUEST']._serialized_end=328
-  _globals['_GETPOLICYREQUEST']._serialized_start=330
-  _globals['_GETPOLICYREQUEST']._serialized_end=367
-  _globals['_POLICY']._serialized_start=370
-  _globals['_POLICY']._serialized_end=571
-  _globals['_GUARDRAILSERVICE']._serialized_start=574
-  _globals['_GUARDRAILSERVICE']._serialized_end=916
+  _globals['_CHECKOUTPUTHEADER']._serialized_start=330
+  _globals['_CHECKOUTPUTHEADER']._serialized_end=434
+  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_start=437
+  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_end=588
+  _globals['_GETPOLICYREQUEST']._serialized_start=590
+  _globals['_GETPOLICYREQUEST']._serialized_end=627
+  _globals['_POLICY']._serialized_start=630
+  _globals['_POLICY']._serialized_end=831
+  _globals['_GUARDRAILSERVICE']._serialized_start=834
+  _globals['_GUARDRAILSERVICE']._serialized_end=1277
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,24 @@ class CheckOutputRequest(_message.Message):
     subject_id: str
     def __init__(self, tenant_id: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[_common_pb2.AnswerSentence, _Mapping]]] = ..., contexts: _Optional[_Iterable[_Union[_common_pb2.Context, _Mapping]]] = ..., subject_id: _Optional[str] = ...) -> None: ...
 
+class CheckOutputHeader(_message.Message):
+    __slots__ = ("tenant_id", "subject_id", "contexts")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    subject_id: str
+    contexts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Context]
+    def __init__(self, tenant_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., contexts: _Optional[_Iterable[_Union[_common_pb2.Context, _Mapping]]] = ...) -> None: ...
+
+class CheckOutputStreamRequest(_message.Message):
+    __slots__ = ("header", "sentence")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    header: CheckOutputHeader
+    sentence: _common_pb2.AnswerSentence
+    def __init__(self, header: _Optional[_Union[CheckOutputHeader, _Mapping]] = ..., sentence: _Optional[_Union[_common_pb2.AnswerSentence, _Mapping]] = ...) -> None: ...
+
 class GetPolicyRequest(_message.Message):
     __slots__ = ("tenant_id",)
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]

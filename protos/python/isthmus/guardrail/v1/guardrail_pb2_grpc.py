@@ -46,6 +46,11 @@ class GuardrailServiceStub(object):
                 request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputRequest.SerializeToString,
                 response_deserializer=isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.FromString,
                 _registered_method=True)
+        self.CheckOutputStream = channel.stream_stream(
+                '/isthmus.guardrail.v1.GuardrailService/CheckOutputStream',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputStreamRequest.SerializeToString,
+                response_deserializer=isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.FromString,
+                _registered_method=True)
         self.GetPolicy = channel.unary_unary(
                 '/isthmus.guardrail.v1.GuardrailService/GetPolicy',
                 request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.GetPolicyRequest.SerializeToString,
@@ -69,7 +74,17 @@ class GuardrailServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CheckOutput(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One answer's sentences checked together (grounding against the contexts, PII redaction).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckOutputStream(self, request_iterator, context):
+        """One answer checked sentence by sentence as it is generated: the first message is the header (the
+        contexts are sent once), then one message per sentence; one verdict comes back per sentence, in
+        order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -97,6 +112,11 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
             'CheckOutput': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckOutput,
                     request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputRequest.FromString,
+                    response_serializer=isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.SerializeToString,
+            ),
+            'CheckOutputStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CheckOutputStream,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputStreamRequest.FromString,
                     response_serializer=isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.SerializeToString,
             ),
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
@@ -164,6 +184,33 @@ class GuardrailService(object):
             target,
             '/isthmus.guardrail.v1.GuardrailService/CheckOutput',
             isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputRequest.SerializeToString,
+            isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckOutputStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/CheckOutputStream',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckOutputStreamRequest.SerializeToString,
             isthmus_dot_common_dot_v1_dot_common__pb2.Verdict.FromString,
             options,
             channel_credentials,

@@ -36,6 +36,12 @@ class GuardrailServiceStub:
     def __new__(cls, channel: _aio.Channel) -> GuardrailServiceAsyncStub: ...
     CheckInput: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.CheckInputRequest, _common_pb2.Verdict]
     CheckOutput: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.CheckOutputRequest, _common_pb2.Verdict]
+    """One answer's sentences checked together (grounding against the contexts, PII redaction)."""
+    CheckOutputStream: _grpc.StreamStreamMultiCallable[_guardrail_pb2.CheckOutputStreamRequest, _common_pb2.Verdict]
+    """One answer checked sentence by sentence as it is generated: the first message is the header (the
+    contexts are sent once), then one message per sentence; one verdict comes back per sentence, in
+    order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
+    """
     GetPolicy: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.GetPolicyRequest, _guardrail_pb2.Policy]
     PutPolicy: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.Policy, _guardrail_pb2.Policy]
 
@@ -46,6 +52,12 @@ class GuardrailServiceAsyncStub(GuardrailServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckInput: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.CheckInputRequest, _common_pb2.Verdict]  # type: ignore[assignment]
     CheckOutput: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.CheckOutputRequest, _common_pb2.Verdict]  # type: ignore[assignment]
+    """One answer's sentences checked together (grounding against the contexts, PII redaction)."""
+    CheckOutputStream: _aio.StreamStreamMultiCallable[_guardrail_pb2.CheckOutputStreamRequest, _common_pb2.Verdict]  # type: ignore[assignment]
+    """One answer checked sentence by sentence as it is generated: the first message is the header (the
+    contexts are sent once), then one message per sentence; one verdict comes back per sentence, in
+    order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
+    """
     GetPolicy: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.GetPolicyRequest, _guardrail_pb2.Policy]  # type: ignore[assignment]
     PutPolicy: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.Policy, _guardrail_pb2.Policy]  # type: ignore[assignment]
 
@@ -64,7 +76,19 @@ class GuardrailServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _guardrail_pb2.CheckOutputRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_common_pb2.Verdict, _abc.Awaitable[_common_pb2.Verdict]]: ...
+    ) -> _typing.Union[_common_pb2.Verdict, _abc.Awaitable[_common_pb2.Verdict]]:
+        """One answer's sentences checked together (grounding against the contexts, PII redaction)."""
+
+    @_abc_1.abstractmethod
+    def CheckOutputStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_guardrail_pb2.CheckOutputStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_common_pb2.Verdict], _abc.AsyncIterator[_common_pb2.Verdict]]:
+        """One answer checked sentence by sentence as it is generated: the first message is the header (the
+        contexts are sent once), then one message per sentence; one verdict comes back per sentence, in
+        order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
+        """
 
     @_abc_1.abstractmethod
     def GetPolicy(
