@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import grpc
 
@@ -48,13 +49,15 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         self._publish = publish_verdict
         self._max = max_text_chars
 
-    async def _emit(self, tenant: str, stage: str, subject: str, v: Verdict) -> None:
+    async def _emit(
+        self, tenant: str, stage: Literal["input", "output", "chunk"], subject: str, v: Verdict
+    ) -> None:
         await self._publish(
             GuardrailVerdict(
                 tenant_id=tenant,
                 idempotency_key=f"{tenant}/{subject or 'anon'}/{stage}",
-                stage=stage,  # type: ignore[arg-type]
-                action=v.action.value,  # type: ignore[arg-type]
+                stage=stage,
+                action=v.action.value,
                 subject_id=subject,
                 reasons=[
                     VerdictReason(code=f.code, message=f.message, start=f.start, end=f.end)
