@@ -8,7 +8,7 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestr
 from isthmus_agent_orchestrator.api import AgentOrchestratorServicer, Clients
 from isthmus_agent_orchestrator.pipeline import Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
-from isthmus_core.bus.typed import publish_event
+from isthmus_core.bus.typed import publisher
 from isthmus_core.contracts import topics
 from isthmus_core.ports.generator import Generator
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
@@ -33,9 +33,8 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
     return ExtractiveGenerator(), []
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     s = ctx.settings
-    assert isinstance(s, OrchestratorSettings)
     clients = Clients(ctx.channel("guardrail"), ctx.channel("retrieval"))
     generator, stops = make_generator(s)
     core = Orchestrator(
@@ -43,7 +42,7 @@ async def build(ctx: ModuleContext) -> Offer:
         clients.search,
         clients.check_output,
         generator,
-        partial(publish_event, ctx.bus, topics.ANSWERS_PRODUCED),
+        publisher(ctx.bus, topics.ANSWERS_PRODUCED),
         top_k=s.top_k,
         max_question_chars=s.max_question_chars,
     )
