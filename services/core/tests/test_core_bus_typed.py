@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import propagate, trace
@@ -175,3 +176,40 @@ async def test_dead_letterer_puts_the_event_on_its_topic_s_dlq(bus: InProcessBus
     assert message.headers["isthmus-error-class"] == "ValueError"
     assert message.headers["isthmus-consumer-group"] == "retrieval"
     assert ChunksIndexed.model_validate_json(message.value).count == 3
+
+
+_MISWIRED = """
+from isthmus_core.bus.port import EventBus
+from isthmus_core.bus.typed import event_handler, publish_event, publisher, subscribe
+from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import ChunksCreated, TenantDeleted
+
+
+async def on_created(ev: ChunksCreated) -> None: ...
+
+
+async def wire(bus: EventBus, gone: TenantDeleted) -> None:
+    subscribe(topics.CHUNKS_CREATED, "g", on_created)
+    event_handler(topics.CHUNKS_CREATED, on_created)
+    subscribe(topics.TENANTS_DELETED, "g", on_created)  # wrong: a handler of another event
+    event_handler(topics.TENANTS_DELETED, on_created)  # wrong
+    await publisher(bus, topics.CHUNKS_CREATED)(gone)  # wrong: an event of another topic
+    await publish_event(bus, topics.CHUNKS_CREATED, gone)  # wrong
+"""
+
+
+@pytest.mark.slow  # runs mypy (a few seconds)
+def test_a_handler_or_event_of_another_topic_is_a_type_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mypy import api
+
+    core = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("MYPYPATH", str(core))
+    snippet = tmp_path / "miswired.py"
+    snippet.write_text(_MISWIRED)
+    args = ["--strict", "--no-incremental", "--follow-imports=silent", "--ignore-missing-imports"]
+    out, _, _ = api.run([*args, "--cache-dir", str(tmp_path / "cache"), str(snippet)])
+    flagged = {int(line.split(":")[1]) for line in out.splitlines() if line.startswith(str(snippet))}
+    wrong = {n for n, line in enumerate(_MISWIRED.splitlines(), 1) if "# wrong" in line}
+    assert len(wrong) == 4 and flagged == wrong, out
