@@ -141,7 +141,7 @@ def _calling(
         seen[f"{name}.settings"] = ctx.settings
         for service in calls:
             ctx.channel(service)
-            seen[f"{name}->{service}"] = ctx.channels.address(service)
+            seen[f"{name}->{service}"] = ctx.address(service)
         return Offer(grpc_service_names=[f"test.{name}"])
 
     return Module(name=name, settings_cls=settings, build=build, depends_on=depends)

@@ -37,14 +37,15 @@ SettingsT = TypeVar("SettingsT", bound=SectionSettings)
 
 @dataclass
 class ModuleContext(Generic[SettingsT]):
-    """What ``build`` gets: its own settings section (typed), the common settings, the bus, channels."""
+    """What ``build`` gets: its own settings section (typed), the common settings, the bus, and
+    channels to the services it declared in ``depends_on`` (no other: see :meth:`channel`)."""
 
     settings: SettingsT
     common: CommonSettings
     bus: EventBus
-    channels: Channels
+    _channels: Channels = field(repr=False)
     data_dir: Path
-    #: the module being built and the services it declared in ``depends_on`` (``channel`` allows no other)
+    #: the module being built and the services it declared in ``depends_on``
     module: str
     depends_on: tuple[str, ...]
 
@@ -54,13 +55,20 @@ class ModuleContext(Generic[SettingsT]):
         Raises :class:`ConfigurationError` for a service missing from the module's ``depends_on``: the
         runtime only checks the addresses of declared dependencies, so an undeclared call would find
         no server in a split deployment."""
+        return self._channels.for_service(self._declared(service))
+
+    def address(self, service: str) -> str:
+        """The gRPC address ``channel(service)`` dials (same check)."""
+        return self._channels.address(self._declared(service))
+
+    def _declared(self, service: str) -> str:
         if service not in self.depends_on:
             declared = ", ".join(self.depends_on) or "nothing"
             raise ConfigurationError(
                 f"module {self.module!r} asked for a channel to {service!r}, which it does not declare "
                 f"in depends_on (it declares: {declared}); add {service!r} to its Module(depends_on=...)"
             )
-        return self.channels.for_service(service)
+        return service
 
 
 @dataclass
