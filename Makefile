@@ -23,14 +23,17 @@ test: protos-check lint ## everything CI runs
 test-fast: ## unit tests only (no real models, no platform)
 	$(PY) -m pytest -q -m "not slow"
 
-lint:
+# every service package and the CLI (services/<name>/isthmus_<name>), type-checked together
+PACKAGES := $(filter-out %.egg-info,$(wildcard services/*/isthmus_*))
+
+lint: ## ruff, import contracts, mypy --strict over every service, the CLI and the operator
 	.venv/bin/ruff check services tests tools conftest.py
 	.venv/bin/ruff format --check services tests tools conftest.py
 	.venv/bin/lint-imports
 	.venv/bin/ruff check operators
 	.venv/bin/ruff format --check operators
-	MYPYPATH=services/core:protos/python .venv/bin/mypy operators/isthmus_operator
-	.venv/bin/mypy services/core/isthmus_core
+	MYPYPATH=services/core:protos/python .venv/bin/mypy --strict operators/isthmus_operator
+	MYPYPATH=protos/python .venv/bin/mypy --strict $(PACKAGES)
 
 protos: ## regenerate Python stubs and typings from protos/
 	PYTHON=$(PY) bash tools/gen_protos.sh protos/python

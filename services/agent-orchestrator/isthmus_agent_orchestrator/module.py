@@ -9,7 +9,7 @@ from isthmus_agent_orchestrator.api import AgentOrchestratorServicer
 from isthmus_agent_orchestrator.clients import GrpcGuardClient, GrpcSearcher
 from isthmus_agent_orchestrator.pipeline import Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
-from isthmus_core.bus.typed import publish_event
+from isthmus_core.bus.typed import publisher
 from isthmus_core.contracts import topics
 from isthmus_core.ports.generator import Generator
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
@@ -34,15 +34,14 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
     return ExtractiveGenerator(), []
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     s = ctx.settings
-    assert isinstance(s, OrchestratorSettings)
     generator, stops = make_generator(s)
     core = Orchestrator(
         GrpcGuardClient(ctx.channel("guardrail")),
         GrpcSearcher(ctx.channel("retrieval")),
         generator,
-        partial(publish_event, ctx.bus, topics.ANSWERS_PRODUCED),
+        publisher(ctx.bus, topics.ANSWERS_PRODUCED),
         top_k=s.top_k,
         max_question_chars=s.max_question_chars,
     )

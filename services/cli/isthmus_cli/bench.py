@@ -122,6 +122,12 @@ async def query_bench(n_docs: int, rate: float, duration_s: float) -> dict[str, 
     }
 
 
+def _get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        body: bytes = resp.read()
+    return body.decode()
+
+
 async def _lag_total(metrics_ports: list[int]) -> float:
     """Sum of isthmus_bus_consumer_lag over every group and partition (this process, or scraped)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -134,7 +140,7 @@ async def _lag_total(metrics_ports: list[int]) -> float:
     for port in metrics_ports:
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            text = await asyncio.to_thread(lambda u=url: urllib.request.urlopen(u, timeout=2).read().decode())
+            text = await asyncio.to_thread(_get_text, url)
         except OSError:
             continue
         for fam in text_string_to_metric_families(text):

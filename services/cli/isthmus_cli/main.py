@@ -166,7 +166,7 @@ def tenant_create(tenant_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None
 @tenant_app.command("list")
 def tenant_list(
     endpoint: Endpoint = DEFAULT_ENDPOINT, as_json: Annotated[bool, typer.Option("--json")] = False
-):
+) -> None:
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
     from isthmus_cli.client import channel
 

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import propagate, trace
 
 from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES
 from isthmus_core.bus.inprocess import InProcessBus
-from isthmus_core.bus.port import Message, Subscription
+from isthmus_core.bus.port import Message, RetryPolicy, Subscription
 from isthmus_core.bus.typed import (
     H_CONTENT_TYPE,
     H_EVENT_TYPE,
     H_TENANT,
+    dead_letterer,
     decode_event,
     event_handler,
     publish_event,
+    publisher,
+    subscribe,
 )
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ChunksIndexed, DocumentSubmitted, TenantDeleted
@@ -140,3 +144,72 @@ async def test_errors_of_the_wrapped_function_reach_the_bus() -> None:
     payload = TenantDeleted(tenant_id="acme", idempotency_key="k").model_dump_json().encode()
     with pytest.raises(RuntimeError, match="cannot delete acme"):
         await handler(Message(topics.TENANTS_DELETED.name, "acme", payload))
+
+
+async def test_subscribe_and_publisher_carry_typed_events_of_one_topic(bus: InProcessBus) -> None:
+    got: list[ChunksIndexed] = []
+
+    async def on_indexed(event: ChunksIndexed) -> None:
+        got.append(event)
+
+    retry = RetryPolicy(max_attempts=5)
+    sub = subscribe(topics.CHUNKS_INDEXED, "status", on_indexed, retry)
+    assert (sub.topic, sub.group, sub.retry) == (topics.CHUNKS_INDEXED.name, "status", retry)
+    assert subscribe(topics.CHUNKS_INDEXED, "status", on_indexed).retry == RetryPolicy()
+    bus.subscribe(sub)
+    await bus.start()
+    event = indexed()
+    await publisher(bus, topics.CHUNKS_INDEXED)(event)
+    await bus.drain(timeout=2)
+    [received] = got
+    assert isinstance(received, ChunksIndexed)
+    assert received.model_dump(exclude={"trace_context"}) == event.model_dump(exclude={"trace_context"})
+
+
+async def test_dead_letterer_puts_the_event_on_its_topic_s_dlq(bus: InProcessBus) -> None:
+    raw = Collector()
+    bus.subscribe(Subscription(topics.CHUNKS_INDEXED.dlq, "raw", raw))
+    await bus.start()
+    await dead_letterer(bus, topics.CHUNKS_INDEXED, group="retrieval")(indexed(), ValueError("bad chunk"))
+    await bus.drain(timeout=2)
+    [message] = raw.messages
+    assert message.headers["isthmus-error-class"] == "ValueError"
+    assert message.headers["isthmus-consumer-group"] == "retrieval"
+    assert ChunksIndexed.model_validate_json(message.value).count == 3
+
+
+_MISWIRED = """
+from isthmus_core.bus.port import EventBus
+from isthmus_core.bus.typed import event_handler, publish_event, publisher, subscribe
+from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import ChunksCreated, TenantDeleted
+
+
+async def on_created(ev: ChunksCreated) -> None: ...
+
+
+async def wire(bus: EventBus, gone: TenantDeleted) -> None:
+    subscribe(topics.CHUNKS_CREATED, "g", on_created)
+    event_handler(topics.CHUNKS_CREATED, on_created)
+    subscribe(topics.TENANTS_DELETED, "g", on_created)  # wrong: a handler of another event
+    event_handler(topics.TENANTS_DELETED, on_created)  # wrong
+    await publisher(bus, topics.CHUNKS_CREATED)(gone)  # wrong: an event of another topic
+    await publish_event(bus, topics.CHUNKS_CREATED, gone)  # wrong
+"""
+
+
+@pytest.mark.slow  # runs mypy (a few seconds)
+def test_a_handler_or_event_of_another_topic_is_a_type_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mypy import api
+
+    core = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("MYPYPATH", str(core))
+    snippet = tmp_path / "miswired.py"
+    snippet.write_text(_MISWIRED)
+    args = ["--strict", "--no-incremental", "--follow-imports=silent", "--ignore-missing-imports"]
+    out, _, _ = api.run([*args, "--cache-dir", str(tmp_path / "cache"), str(snippet)])
+    flagged = {int(line.split(":")[1]) for line in out.splitlines() if line.startswith(str(snippet))}
+    wrong = {n for n, line in enumerate(_MISWIRED.splitlines(), 1) if "# wrong" in line}
+    assert len(wrong) == 4 and flagged == wrong, out

@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
-from isthmus_core.runtime.runtime import Runtime, resolve_targets
-from isthmus_core.settings import SectionSettings, section_config
+from isthmus_core.runtime.runtime import Runtime, check_endpoints, resolve_targets
+from isthmus_core.settings import CommonSettings, SectionSettings, section_config
 
 
 class ASettings(SectionSettings):
@@ -23,6 +23,11 @@ class ASettings(SectionSettings):
 class BSettings(SectionSettings):
     section: ClassVar[str] = "b"
     model_config = section_config("b")
+
+
+class CSettings(SectionSettings):
+    section: ClassVar[str] = "c"
+    model_config = section_config("c")
 
 
 events: list[str] = []
@@ -120,3 +125,99 @@ async def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
         await rt.stop()
     assert "isthmus_grpc_requests_total" in body and "isthmus_bus_messages_total" in body
     assert "isthmus_bus_consumer_lag" in body
+
+
+# --- typed seams: settings, declared channels, endpoints of split targets --------------------------------
+
+seen: dict[str, object] = {}
+
+
+def _calling(
+    name: str, settings: type[SectionSettings], depends: tuple[str, ...], calls: tuple[str, ...]
+) -> Module[SectionSettings]:
+    """A module whose build opens a channel to each of ``calls`` and records what it got."""
+
+    async def build(ctx: ModuleContext[SectionSettings]) -> Offer:
+        seen[f"{name}.settings"] = ctx.settings
+        for service in calls:
+            ctx.channel(service)
+            seen[f"{name}->{service}"] = ctx.address(service)
+        return Offer(grpc_service_names=[f"test.{name}"])
+
+    return Module(name=name, settings_cls=settings, build=build, depends_on=depends)
+
+
+def _common(tmp_path: Path, **more: object) -> dict[str, dict[str, object]]:
+    return {"common": {"data_dir": str(tmp_path), "grpc_port": 0, "metrics_port": 0, **more}}
+
+
+async def test_build_gets_its_own_settings_class(tmp_path: Path) -> None:
+    seen.clear()
+    mods = (_calling("a", ASettings, (), ()), _calling("c", CSettings, ("a",), ("a",)))
+    rt = Runtime.from_settings("all", mods, overrides=_common(tmp_path))
+    await rt.start()
+    await rt.stop()
+    assert type(seen["a.settings"]) is ASettings and type(seen["c.settings"]) is CSettings
+    assert seen["c->a"] == rt.address, "a dependency inside the target is this process's own port"
+
+
+def test_a_module_s_context_refuses_another_section_s_settings(tmp_path: Path) -> None:
+    from isthmus_core.bus.inprocess import InProcessBus
+    from isthmus_core.grpc.client import Channels
+
+    mod = _calling("c", CSettings, (), ())
+    common = CommonSettings(data_dir=tmp_path)
+    wrong = r"module 'c' needs its \[c\] settings as CSettings, got BSettings"
+    with pytest.raises(ConfigurationError, match=wrong):
+        mod.context({"c": BSettings()}, common, InProcessBus(), Channels({}, "127.0.0.1:1"))
+    with pytest.raises(ConfigurationError, match="got nothing"):
+        mod.context({}, common, InProcessBus(), Channels({}, "127.0.0.1:1"))
+
+
+async def test_a_module_opens_channels_only_to_what_it_declares(tmp_path: Path) -> None:
+    seen.clear()
+    mods = (_calling("a", ASettings, (), ()), _calling("c", CSettings, ("a",), ("a", "b")))
+    rt = Runtime.from_settings("all", mods, overrides=_common(tmp_path))
+    with pytest.raises(ConfigurationError) as info:
+        await rt.start()
+    reason = str(info.value)
+    assert "module 'c' asked for a channel to 'b'" in reason
+    assert "does not declare in depends_on (it declares: a)" in reason
+    assert "c->a" in seen and "c->b" not in seen
+
+
+async def test_a_split_target_needs_an_address_for_every_outside_dependency(tmp_path: Path) -> None:
+    seen.clear()
+    mods = (
+        _calling("a", ASettings, (), ()),
+        _calling("b", BSettings, (), ()),
+        _calling("c", CSettings, ("a", "b"), ("a", "b")),
+    )
+    rt = Runtime.from_settings("c", mods, overrides=_common(tmp_path, bus="inprocess"))
+    with pytest.raises(ConfigurationError) as info:
+        await rt.start()
+    reason = str(info.value)
+    assert "a (called by c); b (called by c)" in reason, "every missing endpoint, in one error"
+    assert "ISTHMUS_ENDPOINTS" in reason
+    assert seen == {} and rt.server is None, "refused before anything is built or bound"
+
+    partly = Runtime.from_settings(
+        "c", mods, overrides=_common(tmp_path, bus="inprocess", endpoints={"a": "10.0.0.1:50051"})
+    )
+    with pytest.raises(ConfigurationError, match=r"address for: b \(called by c\)\. Give"):
+        await partly.start()
+
+    configured = {"a": "10.0.0.1:50051", "b": "10.0.0.2:50051"}
+    rt = Runtime.from_settings("c", mods, overrides=_common(tmp_path, bus="inprocess", endpoints=configured))
+    await rt.start()
+    await rt.stop()
+    assert seen["c->a"] == "10.0.0.1:50051" and seen["c->b"] == "10.0.0.2:50051"
+
+
+def test_endpoints_are_needed_only_outside_the_target() -> None:
+    a = _calling("a", ASettings, (), ())
+    c = _calling("c", CSettings, ("a",), ())
+    check_endpoints([a, c], {})  # a runs in this process
+    check_endpoints([c], {"a": "a:50051"})
+    with pytest.raises(ConfigurationError, match=r"target c depends on services it does not run"):
+        check_endpoints([c], {"b": "b:50051"})

@@ -9,7 +9,7 @@ import grpc
 from isthmus.embedding.v1 import embedding_pb2 as pb
 from isthmus.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from isthmus_core.errors import FailedPrecondition, InvalidArgument
-from isthmus_core.ports.embedder import Embedder
+from isthmus_core.ports.embedder import Embedder, TextKind
 from isthmus_embedding.rerank import OnnxCrossEncoder
 from isthmus_embedding.service import EmbeddingCore
 
@@ -34,7 +34,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         self._max_tokens = max_tokens
 
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
-        kind = "query" if request.kind == pb.TEXT_KIND_QUERY else "passage"
+        kind: TextKind = "query" if request.kind == pb.TEXT_KIND_QUERY else "passage"
         result = await self._core.embed(list(request.texts), kind)
         return pb.EmbedResponse(
             vectors=[pb.Vector(values=row.tolist()) for row in result.vectors],

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from isthmus_core.bus.port import Subscription
-from isthmus_core.bus.typed import event_handler, publish_event
+from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
@@ -15,16 +15,18 @@ from isthmus_embedding.api import EmbeddingServicer
 from isthmus_embedding.service import EmbeddingCore
 from isthmus_embedding.settings import EmbeddingSettings
 
+if TYPE_CHECKING:
+    from isthmus_embedding.rerank import OnnxCrossEncoder
+
 NAME = "embedding"
 GROUP = "embedding"
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
     from isthmus_embedding.batcher import MicroBatcher
     from isthmus_embedding.onnx import OnnxEmbedder
 
     s = ctx.settings
-    assert isinstance(s, EmbeddingSettings)
     model_dir = s.model_dir or bundled_model_dir(BGE_SMALL_EN)
     embedder = OnnxEmbedder(
         model_dir,
@@ -37,7 +39,7 @@ async def build(ctx: ModuleContext) -> Offer:
     batcher = MicroBatcher(embedder, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms)
     core = EmbeddingCore(
         batcher,
-        partial(publish_event, ctx.bus, topics.CHUNKS_EMBEDDED),
+        publisher(ctx.bus, topics.CHUNKS_EMBEDDED),
         max_texts=s.max_texts_per_request,
         max_text_chars=s.max_text_chars,
     )
@@ -60,22 +62,16 @@ async def build(ctx: ModuleContext) -> Offer:
     return Offer(
         registrars=[partial(embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server, servicer)],
         grpc_service_names=[embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name],
-        subscriptions=[
-            Subscription(
-                topics.CHUNKS_CREATED.name,
-                GROUP,
-                event_handler(topics.CHUNKS_CREATED, core.on_chunks_created),
-            )
-        ],
+        subscriptions=[subscribe(topics.CHUNKS_CREATED, GROUP, core.on_chunks_created)],
         topics=[topics.CHUNKS_CREATED, topics.CHUNKS_EMBEDDED],
         on_start=[batcher.start],
         on_stop=[batcher.stop, *([_closer(reranker)] if reranker is not None else [])],
     )
 
 
-def _closer(reranker: object) -> Callable[[], Awaitable[None]]:
+def _closer(reranker: OnnxCrossEncoder) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
-        reranker.close()  # type: ignore[attr-defined]
+        reranker.close()
 
     return close
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from functools import partial
 
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_core.bus.port import Subscription
-from isthmus_core.bus.typed import event_handler
+from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.online import OnlineMetrics
@@ -27,7 +28,7 @@ _MODES = {
 }
 
 
-def grpc_clients(ctx: ModuleContext) -> EvalClients:
+def grpc_clients(ctx: ModuleContext[EvaluationSettings]) -> EvalClients:
     retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
     ingestion = ingestion_pb2_grpc.IngestionServiceStub(ctx.channel("ingestion"))
 
@@ -38,7 +39,7 @@ def grpc_clients(ctx: ModuleContext) -> EvalClients:
         await retrieval.DeleteTenant(retrieval_pb2.DeleteTenantRequest(tenant_id=t), timeout=120)
 
     async def upload(t: str, doc_id: str, filename: str, data: bytes) -> None:
-        async def parts():  # type: ignore[no-untyped-def]
+        async def parts() -> AsyncIterator[ingestion_pb2.UploadRequest]:
             yield ingestion_pb2.UploadRequest(
                 header=ingestion_pb2.UploadHeader(tenant_id=t, filename=filename, document_id=doc_id)
             )
@@ -63,9 +64,8 @@ def grpc_clients(ctx: ModuleContext) -> EvalClients:
     return EvalClients(create_tenant, delete_tenant, upload, progress, search)
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     s = ctx.settings
-    assert isinstance(s, EvaluationSettings)
     online = OnlineMetrics()
     runner = EvalRunner(
         grpc_clients(ctx),
@@ -75,11 +75,11 @@ async def build(ctx: ModuleContext) -> Offer:
         top_k=s.top_k,
     )
 
-    async def on_answer(ev: object) -> None:
-        online.observe_answer(ev)  # type: ignore[arg-type]
+    async def on_answer(ev: AnswerProduced) -> None:
+        online.observe_answer(ev)
 
-    async def on_verdict(ev: object) -> None:
-        online.observe_verdict(ev)  # type: ignore[arg-type]
+    async def on_verdict(ev: GuardrailVerdict) -> None:
+        online.observe_verdict(ev)
 
     return Offer(
         registrars=[
@@ -90,12 +90,8 @@ async def build(ctx: ModuleContext) -> Offer:
         ],
         grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],
         subscriptions=[
-            Subscription(
-                topics.ANSWERS_PRODUCED.name, GROUP, event_handler(topics.ANSWERS_PRODUCED, on_answer)
-            ),
-            Subscription(
-                topics.GUARDRAIL_VERDICTS.name, GROUP, event_handler(topics.GUARDRAIL_VERDICTS, on_verdict)
-            ),
+            subscribe(topics.ANSWERS_PRODUCED, GROUP, on_answer),
+            subscribe(topics.GUARDRAIL_VERDICTS, GROUP, on_verdict),
         ],
         topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS],
     )

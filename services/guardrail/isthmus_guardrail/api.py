@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Literal
 
 import grpc
 
@@ -53,7 +54,14 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         self._publish = publish_verdict
         self._max = max_text_chars
 
-    async def _emit(self, tenant: str, stage: str, subject: str, v: Verdict, part: str = "") -> None:
+    async def _emit(
+        self,
+        tenant: str,
+        stage: Literal["input", "output", "chunk"],
+        subject: str,
+        v: Verdict,
+        part: str = "",
+    ) -> None:
         """Publish a verdict event. Its idempotency key names the subject, the stage and ``part`` (the
         sentence index of a streamed output check), so distinct checks never share a key; a check without
         a subject gets a fresh one."""
@@ -62,7 +70,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             GuardrailVerdict(
                 tenant_id=tenant,
                 idempotency_key=key,
-                stage=stage,  # type: ignore[arg-type]
+                stage=stage,
                 action=v.action.value,
                 subject_id=subject,
                 reasons=[

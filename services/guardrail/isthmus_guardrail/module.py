@@ -6,7 +6,7 @@ import asyncio
 from functools import partial
 
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
-from isthmus_core.bus.typed import publish_event
+from isthmus_core.bus.typed import publisher
 from isthmus_core.contracts import topics
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_guardrail.api import GuardrailServicer
@@ -16,17 +16,16 @@ from isthmus_guardrail.settings import GuardrailSettings
 NAME = "guardrail"
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     from isthmus_guardrail.guard import Guard
     from isthmus_guardrail.pii import PiiDetector
 
     s = ctx.settings
-    assert isinstance(s, GuardrailSettings)
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
     servicer = GuardrailServicer(
         Guard(pii),
         PolicyStore(ctx.data_dir / "guardrail" / "policies"),
-        partial(publish_event, ctx.bus, topics.GUARDRAIL_VERDICTS),
+        publisher(ctx.bus, topics.GUARDRAIL_VERDICTS),
         s.max_text_chars,
     )
     return Offer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import grpc
@@ -10,8 +11,9 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.port import RetryPolicy, Subscription
-from isthmus_core.bus.typed import event_handler, publish_event
+from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import TenantDeleted
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
@@ -26,9 +28,8 @@ GROUP = "ingestion"
 TENANT_CACHE_S = 5.0
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     s = ctx.settings
-    assert isinstance(s, IngestionSettings)
     tokenizer = s.tokenizer_file or bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
     chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
     registry = DocumentRegistry(ctx.data_dir / "ingestion" / "documents.sqlite")
@@ -52,14 +53,14 @@ async def build(ctx: ModuleContext) -> Offer:
         registry,
         chunker,
         tenant_exists,
-        partial(publish_event, ctx.bus, topics.CHUNKS_CREATED),
+        publisher(ctx.bus, topics.CHUNKS_CREATED),
         max_bytes=s.max_upload_bytes,
         chunks_per_event=s.chunks_per_event,
     )
 
-    async def forget_tenant(ev: object) -> None:
-        known.pop(getattr(ev, "tenant_id", ""), None)
-        await core.on_tenant_deleted(ev)  # type: ignore[arg-type]
+    async def forget_tenant(ev: TenantDeleted) -> None:
+        known.pop(ev.tenant_id, None)
+        await core.on_tenant_deleted(ev)
 
     status_retry = RetryPolicy(max_attempts=5)
     return Offer(
@@ -68,26 +69,10 @@ async def build(ctx: ModuleContext) -> Offer:
         ],
         grpc_service_names=[ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name],
         subscriptions=[
-            Subscription(
-                topics.DOCUMENTS_SUBMITTED.name,
-                GROUP,
-                event_handler(topics.DOCUMENTS_SUBMITTED, core.on_document_submitted),
-            ),
-            Subscription(
-                topics.CHUNKS_EMBEDDED.name,
-                GROUP + "-status",
-                event_handler(topics.CHUNKS_EMBEDDED, core.on_chunks_embedded),
-                status_retry,
-            ),
-            Subscription(
-                topics.CHUNKS_INDEXED.name,
-                GROUP + "-status",
-                event_handler(topics.CHUNKS_INDEXED, core.on_chunks_indexed),
-                status_retry,
-            ),
-            Subscription(
-                topics.TENANTS_DELETED.name, GROUP, event_handler(topics.TENANTS_DELETED, forget_tenant)
-            ),
+            subscribe(topics.DOCUMENTS_SUBMITTED, GROUP, core.on_document_submitted),
+            subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
+            subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
+            subscribe(topics.TENANTS_DELETED, GROUP, forget_tenant),
             Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],
@@ -102,7 +87,7 @@ async def build(ctx: ModuleContext) -> Offer:
     )
 
 
-def _closer(registry: DocumentRegistry):  # type: ignore[no-untyped-def]
+def _closer(registry: DocumentRegistry) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         registry.close()
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_core.bus.port import Subscription
-from isthmus_core.bus.typed import dead_letter_event, event_handler, publish_event
+from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
 from isthmus_core.store.port import Fusion, VectorStore
@@ -43,9 +42,8 @@ def make_store(s: RetrievalSettings, data_dir: Path) -> tuple[VectorStore, list[
     return EmbeddedStore(s.store_dir or data_dir / "store"), []
 
 
-async def build(ctx: ModuleContext) -> Offer:
+async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
     s = ctx.settings
-    assert isinstance(s, RetrievalSettings)
     store, probes = make_store(s, ctx.data_dir)
     embedding = embedding_pb2_grpc.EmbeddingServiceStub(ctx.channel("embedding"))
 
@@ -62,9 +60,9 @@ async def build(ctx: ModuleContext) -> Offer:
     core = Retrieval(
         store,
         embed_query,
-        partial(publish_event, ctx.bus, topics.CHUNKS_INDEXED),
-        partial(publish_event, ctx.bus, topics.TENANTS_DELETED),
-        partial(dead_letter_event, ctx.bus, topics.CHUNKS_EMBEDDED, group=GROUP),
+        publisher(ctx.bus, topics.CHUNKS_INDEXED),
+        publisher(ctx.bus, topics.TENANTS_DELETED),
+        dead_letterer(ctx.bus, topics.CHUNKS_EMBEDDED, group=GROUP),
         max_top_k=s.max_top_k,
         max_query_chars=s.max_query_chars,
         candidates=s.candidates,
@@ -76,11 +74,7 @@ async def build(ctx: ModuleContext) -> Offer:
     return Offer(
         registrars=[partial(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, servicer)],
         grpc_service_names=[retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name],
-        subscriptions=[
-            Subscription(
-                topics.CHUNKS_EMBEDDED.name, GROUP, event_handler(topics.CHUNKS_EMBEDDED, core.index)
-            )
-        ],
+        subscriptions=[subscribe(topics.CHUNKS_EMBEDDED, GROUP, core.index)],
         topics=[topics.CHUNKS_EMBEDDED, topics.CHUNKS_INDEXED, topics.TENANTS_DELETED],
         on_stop=[store.close],
         probes=probes,

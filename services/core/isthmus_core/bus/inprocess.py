@@ -20,7 +20,7 @@ import structlog
 
 from isthmus_core.bus.delivery import deliver, validate_policy
 from isthmus_core.bus.port import Message, Subscription
-from isthmus_core.contracts.topics import TopicSpec
+from isthmus_core.contracts.topics import AnyTopic
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
 from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
@@ -81,7 +81,7 @@ class InProcessBus:
             topic = self._topics[name] = _Topic(logs=[[] for _ in range(n)])
         return topic
 
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+    async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
         """Create each topic with ``spec.partitions`` (and its DLQ with the bus default) if missing.
 
         An existing topic is left as it is, like Kafka's "topic already exists"."""

@@ -34,7 +34,7 @@ from aiokafka.errors import (
 from isthmus_core.bus.delivery import MAX_MESSAGE_BYTES, deliver, validate_policy
 from isthmus_core.bus.kafka_security import KafkaSecurity
 from isthmus_core.bus.port import Message, Subscription
-from isthmus_core.contracts.topics import TopicSpec
+from isthmus_core.contracts.topics import AnyTopic
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
 from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
@@ -93,7 +93,7 @@ def record_to_message(record: ConsumerRecord[bytes, bytes]) -> Message:
 
 
 def new_topics(
-    specs: Sequence[TopicSpec], *, dlq_partitions: int, replication_factor: int, retention_ms: int | None
+    specs: Sequence[AnyTopic], *, dlq_partitions: int, replication_factor: int, retention_ms: int | None
 ) -> list[NewTopic]:
     """Each topic with its registry partitions and retention (``retention_ms`` overrides it), and its
     dead-letter twin with ``dlq_partitions``; both accept messages of the bus's maximum size."""
@@ -145,7 +145,7 @@ class KafkaBus:
         self._consumers: list[_SubscriptionConsumer] = []
         self._producer: AIOKafkaProducer | None = None
 
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+    async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
         """Create the topics and their ``.dlq`` twins; existing ones are left as they are.
 
         Raises :class:`Unavailable` if the cluster cannot be reached or a creation fails transiently,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from isthmus_core.contracts.topics import TopicSpec
+from isthmus_core.contracts.topics import AnyTopic
 
 # headers on a dead-lettered message
 H_ERROR_CLASS = "isthmus-error-class"
@@ -64,7 +64,7 @@ class Subscription:
 class EventBus(Protocol):
     """Publish bytes to topics; deliver them to subscribed handlers with the semantics above."""
 
-    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+    async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
         """Create the topics (and their DLQs) if missing; idempotent."""
 
     def subscribe(self, subscription: Subscription) -> None:

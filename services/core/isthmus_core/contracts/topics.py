@@ -2,11 +2,17 @@
 
 Names follow ``isthmus.<noun>.<past-tense verb>.v<N>``; each topic has a dead-letter twin ``<name>.dlq``
 that carries the original bytes and headers plus the error (see :mod:`isthmus_core.bus.port`).
+
+A :class:`TopicSpec` is generic in the event it carries (``TopicSpec[ChunksCreated]``), so the typed bus
+helpers (:mod:`isthmus_core.bus.typed`) check at type-check time that a handler takes, and a publisher
+gives, that event type. It is invariant on purpose: ``publish_event(bus, CHUNKS_CREATED, tenant_deleted)``
+does not type-check. Collections of mixed topics use :data:`AnyTopic`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
@@ -14,11 +20,13 @@ from isthmus_core.contracts import events as ev
 
 DLQ_SUFFIX = ".dlq"
 
+EventT = TypeVar("EventT", bound=ev.Event)
+
 
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
+class TopicSpec(Generic[EventT]):
     name: str
-    payload: type[BaseModel]
+    payload: type[EventT]
     key: str  # which payload fields make the partition key (documented; used by ``partition_key``)
     partitions: int = 6
     retention_ms: int = 7 * 24 * 3600 * 1000
@@ -38,7 +46,10 @@ TENANTS_DELETED = TopicSpec("isthmus.tenants.deleted.v1", ev.TenantDeleted, "ten
 ANSWERS_PRODUCED = TopicSpec("isthmus.answers.produced.v1", ev.AnswerProduced, "tenant_id")
 GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerdict, "tenant_id")
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (
+#: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
+AnyTopic: TypeAlias = TopicSpec[Any]
+
+ALL_TOPICS: tuple[AnyTopic, ...] = (
     DOCUMENTS_SUBMITTED,
     CHUNKS_CREATED,
     CHUNKS_EMBEDDED,
@@ -49,7 +60,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def by_name(name: str) -> TopicSpec:
+def by_name(name: str) -> AnyTopic:
     for spec in ALL_TOPICS:
         if spec.name == name or spec.dlq == name:
             return spec

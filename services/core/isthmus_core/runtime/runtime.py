@@ -1,9 +1,14 @@
-"""The process lifecycle: settings → bus → modules → gRPC server → serve → drain → stop."""
+"""The process lifecycle: settings → bus → modules → gRPC server → serve → drain → stop.
+
+Before anything opens, :func:`check_endpoints` requires an address (``ISTHMUS_ENDPOINTS``) for every
+service a module depends on that is not part of the target: a split service never silently dials its own
+port for a dependency it does not serve."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +21,7 @@ from isthmus_core.bus.port import EventBus
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.grpc.client import Channels
 from isthmus_core.grpc.server import GrpcServer
-from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.runtime.module import AnyModule, Offer
 from isthmus_core.settings import CommonSettings, SectionSettings, load_all
 from isthmus_core.telemetry.logging import configure_logging
 from isthmus_core.telemetry.metrics import serve_metrics
@@ -27,7 +32,7 @@ log = structlog.get_logger("isthmus.runtime")
 ALL = "all"
 
 
-def resolve_targets(spec: str, modules: Sequence[Module]) -> list[Module]:
+def resolve_targets(spec: str, modules: Sequence[AnyModule]) -> list[AnyModule]:
     """``all`` or a comma-separated list of module names → modules in dependency order."""
     by_name = {m.name: m for m in modules}
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -40,7 +45,7 @@ def resolve_targets(spec: str, modules: Sequence[Module]) -> list[Module]:
         raise ConfigurationError(
             f"unknown target(s) {unknown}; choose 'all' or some of: {', '.join(by_name)}"
         )
-    ordered: list[Module] = []
+    ordered: list[AnyModule] = []
 
     def visit(name: str, trail: tuple[str, ...]) -> None:
         if name in trail:
@@ -56,6 +61,32 @@ def resolve_targets(spec: str, modules: Sequence[Module]) -> list[Module]:
     for n in names:
         visit(n, ())
     return ordered
+
+
+def missing_endpoints(modules: Sequence[AnyModule], endpoints: Mapping[str, str]) -> dict[str, list[str]]:
+    """Dependencies outside ``modules`` with no address in ``endpoints``: service → modules calling it."""
+    local = {m.name for m in modules}
+    missing: dict[str, list[str]] = {}
+    for mod in modules:
+        for dep in mod.depends_on:
+            if dep not in local and dep not in endpoints:
+                missing.setdefault(dep, []).append(mod.name)
+    return missing
+
+
+def check_endpoints(modules: Sequence[AnyModule], endpoints: Mapping[str, str]) -> None:
+    """Raise one :class:`ConfigurationError` naming every dependency outside the target that has no
+    address in ``ISTHMUS_ENDPOINTS`` (``[common] endpoints``)."""
+    missing = missing_endpoints(modules, endpoints)
+    if not missing:
+        return
+    needs = "; ".join(f"{dep} (called by {', '.join(callers)})" for dep, callers in missing.items())
+    example = json.dumps({dep: f"{dep}:50051" for dep in missing})
+    raise ConfigurationError(
+        f"target {'+'.join(m.name for m in modules)} depends on services it does not run and has no "
+        f"address for: {needs}. Give their gRPC addresses in ISTHMUS_ENDPOINTS (or [common] endpoints), "
+        f"e.g. ISTHMUS_ENDPOINTS='{example}', or add them to the target"
+    )
 
 
 def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
@@ -79,7 +110,7 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
 
 @dataclass
 class Runtime:
-    modules: list[Module]
+    modules: list[AnyModule]
     common: CommonSettings
     sections: dict[str, SectionSettings]
     all_in_one: bool
@@ -94,7 +125,7 @@ class Runtime:
     def from_settings(
         cls,
         target: str,
-        modules: Sequence[Module],
+        modules: Sequence[AnyModule],
         config_file: Path | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Runtime:
@@ -113,6 +144,7 @@ class Runtime:
 
     async def start(self) -> None:
         c = self.common
+        check_endpoints(self.modules, c.endpoints)
         configure_logging(c.log_level, c.log_format)
         configure_tracing(
             "isthmus-" + "+".join(m.name for m in self.modules) if not self.all_in_one else "isthmus-all",
@@ -126,10 +158,7 @@ class Runtime:
         topics = {}
         try:
             for mod in self.modules:
-                ctx = ModuleContext(
-                    self.sections[mod.settings_cls.section], c, self.bus, self.channels, c.data_dir
-                )
-                offer = await mod.build(ctx)
+                offer = await mod.build(mod.context(self.sections, c, self.bus, self.channels))
                 self.offers.append(offer)
                 self.server.add(offer.registrars, offer.grpc_service_names)
                 for t in offer.topics:

@@ -53,7 +53,7 @@ from isthmus_core.bus.typed import (
     publish_event,
 )
 from isthmus_core.contracts.events import TenantDeleted
-from isthmus_core.contracts.topics import TopicSpec
+from isthmus_core.contracts.topics import AnyTopic, TopicSpec
 from isthmus_core.errors import InvalidArgument, Unavailable
 from isthmus_core.telemetry.tracing import configure_tracing
 
@@ -91,7 +91,7 @@ class BusConformance:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def spec(self, name: str) -> TopicSpec:
+    def spec(self, name: str) -> TopicSpec[TenantDeleted]:
         """A fresh topic (unique name, so tests never see each other's messages on a shared broker)."""
         return TopicSpec(
             f"isthmus.conformance.{name}.{uuid.uuid4().hex[:10]}.v1",
@@ -117,7 +117,7 @@ class BusConformance:
                 raise AssertionError(f"timed out after {self.timeout_s}s waiting for {what}")
             await asyncio.sleep(0.01)
 
-    async def start(self, bus: EventBus, *specs: TopicSpec) -> None:
+    async def start(self, bus: EventBus, *specs: AnyTopic) -> None:
         await bus.ensure_topics(list(specs))
         await bus.start()
         await self.settle(bus)
