@@ -4,5 +4,6 @@ workspace member, left out of the service image; it may import any service, noth
 * ``python -m isthmus_bench.embedding`` — the embedding path vs raw ONNX Runtime (``make bench``);
 * ``python -m isthmus_bench.query embedding|query|distributed`` — ``make bench``: both halves, and the
   all-in-one vs distributed comparison on a real Kafka;
-* ``python -m isthmus_bench.scale`` — a vector store at scale (``make bench-scale``, ``bench-scale-weaviate``).
+* ``python -m isthmus_bench.scale`` — a vector store at scale (``make bench-scale``,
+  ``bench-scale-weaviate``).
 """

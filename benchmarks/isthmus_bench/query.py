@@ -131,11 +131,16 @@ async def _lag_total(metrics_ports: list[int]) -> float:
         from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
         return sum(s.value for m in BUS_CONSUMER_LAG.collect() for s in m.samples)
+
+    def fetch(url: str) -> str:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return str(resp.read().decode())
+
     total = 0.0
     for port in metrics_ports:
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            text = await asyncio.to_thread(lambda u=url: urllib.request.urlopen(u, timeout=2).read().decode())
+            text = await asyncio.to_thread(fetch, url)
         except OSError:
             continue
         for fam in text_string_to_metric_families(text):

@@ -14,7 +14,7 @@ import mimetypes
 from collections.abc import AsyncIterator, Collection, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
@@ -46,7 +46,8 @@ def channel(endpoint: str) -> grpc.aio.Channel:
 
 @dataclass(frozen=True, slots=True)
 class Stubs:
-    """Typed stubs of every service, on one channel (stubs are cheap: made on access)."""
+    """Typed stubs of every service, on one channel (stubs are cheap: made on access; the casts pick the
+    asyncio typing of the generated stubs, which mypy cannot infer from an untyped channel)."""
 
     channel: grpc.aio.Channel
 
@@ -54,31 +55,34 @@ class Stubs:
     def ingestion(self) -> IngestionServiceAsyncStub:
         from isthmus.ingestion.v1 import ingestion_pb2_grpc
 
-        return ingestion_pb2_grpc.IngestionServiceStub(self.channel)
+        return cast("IngestionServiceAsyncStub", ingestion_pb2_grpc.IngestionServiceStub(self.channel))
 
     @property
     def retrieval(self) -> RetrievalServiceAsyncStub:
         from isthmus.retrieval.v1 import retrieval_pb2_grpc
 
-        return retrieval_pb2_grpc.RetrievalServiceStub(self.channel)
+        return cast("RetrievalServiceAsyncStub", retrieval_pb2_grpc.RetrievalServiceStub(self.channel))
 
     @property
     def agent_orchestrator(self) -> AgentOrchestratorServiceAsyncStub:
         from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc
 
-        return agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(self.channel)
+        return cast(
+            "AgentOrchestratorServiceAsyncStub",
+            agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(self.channel),
+        )
 
     @property
     def evaluation(self) -> EvaluationServiceAsyncStub:
         from isthmus.evaluation.v1 import evaluation_pb2_grpc
 
-        return evaluation_pb2_grpc.EvaluationServiceStub(self.channel)
+        return cast("EvaluationServiceAsyncStub", evaluation_pb2_grpc.EvaluationServiceStub(self.channel))
 
     @property
     def health(self) -> HealthStub:
         from grpc_health.v1 import health_pb2_grpc
 
-        return health_pb2_grpc.HealthStub(self.channel)  # type: ignore[no-untyped-call]
+        return health_pb2_grpc.HealthStub(self.channel)
 
 
 @contextlib.asynccontextmanager
@@ -122,7 +126,7 @@ def kafka_security(config: Path | None) -> KafkaSecurity:
 # --- documents -----------------------------------------------------------------------------------------
 
 
-def status_name(status: ingestion_pb2.DocumentStatus.ValueType) -> str:
+def status_name(status: int) -> str:
     """``DOCUMENT_STATUS_INDEXED`` → ``indexed``."""
     return ingestion_pb2.DocumentStatus.Name(status).removeprefix("DOCUMENT_STATUS_").lower()
 

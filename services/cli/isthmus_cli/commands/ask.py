@@ -46,7 +46,8 @@ def ask(
             access = common_pb2.AccessScope(principals=principal) if principal is not None else None
             req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k, access=access)
             if not stream:
-                return await stub.Ask(req, timeout=120)
+                answer: AskResponse = await stub.Ask(req, timeout=120)
+                return answer
             final = None
             async for ev in stub.AskStream(req, timeout=120):
                 kind = ev.WhichOneof("event")

@@ -36,7 +36,10 @@ def tenant_list(endpoint: Endpoint = DEFAULT_ENDPOINT, as_json: AsJson = False) 
 
     async def main() -> retrieval_pb2.ListTenantsResponse:
         async with connect(endpoint) as stubs:
-            return await stubs.retrieval.ListTenants(retrieval_pb2.ListTenantsRequest(), timeout=30)
+            listed: retrieval_pb2.ListTenantsResponse = await stubs.retrieval.ListTenants(
+                retrieval_pb2.ListTenantsRequest(), timeout=30
+            )
+            return listed
 
     resp = run(main())
     rows = [{"tenant_id": t.tenant_id, "chunks": t.chunk_count} for t in resp.tenants]
