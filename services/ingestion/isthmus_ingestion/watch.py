@@ -14,6 +14,7 @@ runs one ingestion replica (ReadWriteOnce volume) for that reason, and this watc
 
 A watcher that falls more than ``max_pending`` changes behind is dropped with RESOURCE_EXHAUSTED (it can
 watch again: the stream starts with the current state); nothing here blocks the code that stores changes.
+Past ``max_watchers`` open watches a new one is refused at once with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
 
 TERMINAL = frozenset({Status.INDEXED, Status.FAILED})
 DEFAULT_MAX_PENDING = 1024
+DEFAULT_MAX_WATCHERS = 256
 
 
 class DocumentLookup(Protocol):
@@ -47,10 +49,21 @@ class DocumentUpdate:
     initial: bool
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class _Watcher:
+    """One open watch: its filter and its queue, which belongs to the watch's event loop (a change stored
+    from a worker thread is handed over with ``call_soon_threadsafe``)."""
+
     def __init__(self, tenant_id: str, document_ids: frozenset[str] | None, max_pending: int) -> None:
         self.tenant_id = tenant_id
         self.document_ids = document_ids
+        self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[DocumentRecord | IsthmusError] = asyncio.Queue()
         self._max_pending = max_pending
         self._closed = False
@@ -59,10 +72,23 @@ class _Watcher:
         return tenant_id == self.tenant_id and (self.document_ids is None or document_id in self.document_ids)
 
     def offer(self, record: DocumentRecord) -> None:
+        if _on_loop(self._loop):
+            self._offer(record)
+        else:
+            self._loop.call_soon_threadsafe(self._offer, record)
+
+    def close(self, error: IsthmusError) -> None:
+        """End this watcher with ``error`` as soon as it reads (pending changes are dropped)."""
+        if _on_loop(self._loop):
+            self._close(error)
+        else:
+            self._loop.call_soon_threadsafe(self._close, error)
+
+    def _offer(self, record: DocumentRecord) -> None:
         if self._closed:
             return
         if self._queue.qsize() >= self._max_pending:
-            self.close(
+            self._close(
                 ResourceExhausted(
                     f"the watch fell more than {self._max_pending} changes behind; watch again "
                     "(the stream starts with the current state)"
@@ -71,8 +97,7 @@ class _Watcher:
             return
         self._queue.put_nowait(record)
 
-    def close(self, error: IsthmusError) -> None:
-        """End this watcher with ``error`` as soon as it reads (pending changes are dropped)."""
+    def _close(self, error: IsthmusError) -> None:
         if self._closed:
             return
         self._closed = True
@@ -102,9 +127,12 @@ def _state(record: DocumentRecord) -> tuple[int, Status, str]:
 class DocumentWatch:
     """Fans document changes out to the open watches; see the module docstring."""
 
-    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self, max_pending: int = DEFAULT_MAX_PENDING, max_watchers: int = DEFAULT_MAX_WATCHERS
+    ) -> None:
         self._watchers: set[_Watcher] = set()
         self._max_pending = max_pending
+        self._max_watchers = max_watchers
 
     @property
     def watching(self) -> int:
@@ -112,7 +140,8 @@ class DocumentWatch:
 
     def publish(self, record: DocumentRecord) -> None:
         """A document was stored in this state (called synchronously, right after the store)."""
-        interested = [w for w in self._watchers if w.wants(record.tenant_id, record.document_id)]
+        # a tuple first: this may run on a worker thread while the loop opens or closes a watch
+        interested = [w for w in tuple(self._watchers) if w.wants(record.tenant_id, record.document_id)]
         if interested:
             snapshot = _copy(record)
             for w in interested:
@@ -120,7 +149,7 @@ class DocumentWatch:
 
     def tenant_deleted(self, tenant_id: str) -> None:
         """The tenant's documents are gone: its watches end with NOT_FOUND."""
-        for w in list(self._watchers):
+        for w in tuple(self._watchers):
             if w.tenant_id == tenant_id:
                 w.close(NotFound(f"tenant {tenant_id!r} was deleted while being watched"))
 
@@ -139,6 +168,10 @@ class DocumentWatch:
         every watched document is indexed or failed (with no ids: once none of the tenant's documents is
         in flight, at once if there is none), changes already stored included.
         """
+        if len(self._watchers) >= self._max_watchers:
+            raise ResourceExhausted(
+                f"{len(self._watchers)} document watches are open on this ingestion instance; retry later"
+            )
         ids = frozenset(document_ids) or None
         watcher = _Watcher(tenant_id, ids, self._max_pending)
         self._watchers.add(watcher)  # before reading the current state: no change falls in between

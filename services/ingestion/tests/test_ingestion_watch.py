@@ -143,6 +143,30 @@ async def test_a_watcher_that_falls_behind_is_dropped_and_the_writer_never_waits
     assert registry.watch.watching == 0
 
 
+async def test_a_change_stored_from_a_worker_thread_reaches_the_watch(registry: WatchedRegistry) -> None:
+    registry.save(_doc("a", Status.CHUNKED))
+    updates = registry.watch.stream(registry, "t1", ["a"], until_terminal=True)
+    await anext(updates)
+    await asyncio.to_thread(registry.mark_batch, "t1", "a", 1, Status.INDEXED, 0)
+    assert await _rest(updates) == [("a", Status.INDEXED, False)]
+
+
+async def test_past_capacity_a_new_watch_is_refused_at_once(tmp_path: Path) -> None:
+    registry = WatchedRegistry(tmp_path / "documents.sqlite", DocumentWatch(max_watchers=2))
+    registry.save(_doc("a"))
+    open_ = [registry.watch.stream(registry, "t1") for _ in range(2)]
+    for updates in open_:
+        await anext(updates)
+    with pytest.raises(ResourceExhausted, match="2 document watches are open"):
+        await anext(registry.watch.stream(registry, "t1"))
+    await open_[0].aclose()  # one closes: there is room again
+    again = registry.watch.stream(registry, "t1")
+    assert (await anext(again)).initial
+    for updates in (open_[1], again):
+        await updates.aclose()
+    assert registry.watch.watching == 0
+
+
 async def test_deleting_the_tenant_ends_its_watches_only(registry: WatchedRegistry) -> None:
     registry.save(_doc("a"))
     registry.save(_doc("z", tenant="t2"))
