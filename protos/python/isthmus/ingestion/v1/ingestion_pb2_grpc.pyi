@@ -41,7 +41,8 @@ class IngestionServiceStub:
     """Server-streaming: the current state of the watched documents, then each status change as it
     happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
     document registry of the ingestion instance the call reaches (one per deployment: the registry is
-    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED; watch again.
+    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+    past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
     """
 
 @_typing.type_check_only
@@ -57,7 +58,8 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """Server-streaming: the current state of the watched documents, then each status change as it
     happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
     document registry of the ingestion instance the call reaches (one per deployment: the registry is
-    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED; watch again.
+    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+    past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -94,7 +96,8 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Server-streaming: the current state of the watched documents, then each status change as it
         happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
         document registry of the ingestion instance the call reaches (one per deployment: the registry is
-        a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED; watch again.
+        a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+        past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
