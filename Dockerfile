@@ -21,10 +21,13 @@ COPY pyproject.toml uv.lock ./
 COPY protos ./protos
 COPY services ./services
 COPY operators ./operators
+# the benchmark harnesses are a workspace member but never shipped: only their manifest, so the workspace
+# resolves, and --no-install-package leaves them out
+COPY benchmarks/pyproject.toml ./benchmarks/pyproject.toml
 # runtime dependencies only: --no-dev leaves out the dev group (test tools, llama-cpp); --no-editable
 # installs the workspace packages as wheels, so the venv does not need /src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --all-packages --no-editable
+    uv sync --frozen --no-dev --all-packages --no-editable --no-install-package isthmus-bench
 
 # --- runtime: the venv on a clean base, non-root --------------------------------------------------------
 FROM python:3.11.7-slim-bookworm AS runtime

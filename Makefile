@@ -27,8 +27,8 @@ test-fast: ## unit tests only (no real models, no platform)
 PACKAGES := $(filter-out %.egg-info,$(wildcard services/*/isthmus_*))
 
 lint: ## ruff, import contracts, mypy --strict over every service, the CLI and the operator
-	.venv/bin/ruff check services tests tools conftest.py
-	.venv/bin/ruff format --check services tests tools conftest.py
+	.venv/bin/ruff check services benchmarks tests tools conftest.py
+	.venv/bin/ruff format --check services benchmarks tests tools conftest.py
 	.venv/bin/lint-imports
 	.venv/bin/ruff check operators
 	.venv/bin/ruff format --check operators
@@ -44,14 +44,14 @@ protos-check: ## fail if the committed stubs drift from protos/
 	  rc=$$?; rm -rf $$tmp; exit $$rc
 
 bench: ## embedding throughput vs raw ONNX Runtime; all-in-one query latency at fixed load
-	$(PY) -m isthmus_cli.bench embedding
-	$(PY) -m isthmus_cli.bench query
+	$(PY) -m isthmus_bench.query embedding
+	$(PY) -m isthmus_bench.query query
 
 bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
-	$(PY) -m isthmus_retrieval.bench_scale --store embedded --chunks 1000000 --queries 1000
+	$(PY) -m isthmus_bench.scale --store embedded --chunks 1000000 --queries 1000
 
 bench-scale-weaviate: ## the same at 100k chunks on the Weaviate from `make weaviate-up`
-	$(PY) -m isthmus_retrieval.bench_scale --store weaviate --chunks 100000 --queries 1000
+	$(PY) -m isthmus_bench.scale --store weaviate --chunks 100000 --queries 1000
 
 kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Maven)
 	bash tests/infra/kafka.sh up

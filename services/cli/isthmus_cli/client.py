@@ -1,14 +1,37 @@
-"""Thin gRPC client helpers used by the CLI commands."""
+"""Typed gRPC client helpers for the CLI commands.
+
+* :func:`connect` opens one channel to the platform and hands out typed stubs of every service;
+* :func:`run` runs a command's coroutine and turns any failure (gRPC status, bad settings, Kafka
+  refusing) into one line on stderr and an exit code — never a traceback;
+* upload and watch helpers for ``isthmus ingest``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import mimetypes
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
 from isthmus.ingestion.v1 import ingestion_pb2
+from isthmus_cli.output import fail
+from isthmus_core.errors import ConfigurationError, IsthmusError
+
+if TYPE_CHECKING:
+    from grpc_health.v1.health_pb2_grpc import HealthStub
+
+    from isthmus.agent_orchestrator.v1.agent_orchestrator_pb2_grpc import AgentOrchestratorServiceAsyncStub
+    from isthmus.evaluation.v1.evaluation_pb2_grpc import EvaluationServiceAsyncStub
+    from isthmus.ingestion.v1.ingestion_pb2_grpc import IngestionServiceAsyncStub
+    from isthmus.retrieval.v1.retrieval_pb2_grpc import RetrievalServiceAsyncStub
+    from isthmus_core.bus.kafka_security import KafkaSecurity
+
+T = TypeVar("T")
 
 CHUNK = 1024 * 1024
 SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
@@ -19,6 +42,93 @@ def channel(endpoint: str) -> grpc.aio.Channel:
         endpoint,
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Stubs:
+    """Typed stubs of every service, on one channel (stubs are cheap: made on access; the casts pick the
+    asyncio typing of the generated stubs, which mypy cannot infer from an untyped channel)."""
+
+    channel: grpc.aio.Channel
+
+    @property
+    def ingestion(self) -> IngestionServiceAsyncStub:
+        from isthmus.ingestion.v1 import ingestion_pb2_grpc
+
+        return cast("IngestionServiceAsyncStub", ingestion_pb2_grpc.IngestionServiceStub(self.channel))
+
+    @property
+    def retrieval(self) -> RetrievalServiceAsyncStub:
+        from isthmus.retrieval.v1 import retrieval_pb2_grpc
+
+        return cast("RetrievalServiceAsyncStub", retrieval_pb2_grpc.RetrievalServiceStub(self.channel))
+
+    @property
+    def agent_orchestrator(self) -> AgentOrchestratorServiceAsyncStub:
+        from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc
+
+        return cast(
+            "AgentOrchestratorServiceAsyncStub",
+            agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(self.channel),
+        )
+
+    @property
+    def evaluation(self) -> EvaluationServiceAsyncStub:
+        from isthmus.evaluation.v1 import evaluation_pb2_grpc
+
+        return cast("EvaluationServiceAsyncStub", evaluation_pb2_grpc.EvaluationServiceStub(self.channel))
+
+    @property
+    def health(self) -> HealthStub:
+        from grpc_health.v1 import health_pb2_grpc
+
+        return health_pb2_grpc.HealthStub(self.channel)
+
+
+@contextlib.asynccontextmanager
+async def connect(endpoint: str) -> AsyncIterator[Stubs]:
+    """One channel to ``endpoint`` for the duration of a command."""
+    async with channel(endpoint) as ch:
+        yield Stubs(ch)
+
+
+def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
+    return f"{exc.code().name}: {exc.details()}"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a failure is one line on stderr and exit 1 (bad settings: exit 2)."""
+    try:
+        return asyncio.run(coro)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            fail(f"cannot reach the platform ({exc.details()}); is 'isthmus run' (make run) started?")
+        fail(rpc_error_text(exc))
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    except IsthmusError as exc:  # e.g. Kafka unreachable or refusing the credentials, a missing topic
+        fail(f"{exc.code.name}: {exc}")
+
+
+def kafka_security(config: Path | None) -> KafkaSecurity:
+    """The [common] Kafka security settings (TLS, SASL, MSK IAM) from env and the config file, so the Kafka
+    tools connect like the services do."""
+    from isthmus_core.settings import CommonSettings, load_all
+
+    try:
+        common = load_all([CommonSettings], config)["common"]
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    assert isinstance(common, CommonSettings)
+    return common.kafka_security()
+
+
+# --- documents -----------------------------------------------------------------------------------------
+
+
+def status_name(status: int) -> str:
+    """``DOCUMENT_STATUS_INDEXED`` → ``indexed``."""
+    return ingestion_pb2.DocumentStatus.Name(status).removeprefix("DOCUMENT_STATUS_").lower()
 
 
 async def upload_parts(
@@ -47,5 +157,17 @@ def collect_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
 
 
-def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
-    return f"{exc.code().name}: {exc.details()}"
+async def watch_until_terminal(
+    stub: IngestionServiceAsyncStub, tenant: str, document_ids: Collection[str], within_s: float
+) -> AsyncIterator[ingestion_pb2.Document]:
+    """The documents' states as the ingestion service stores them (``WatchDocuments``: the current state,
+    then each change), until every one is indexed or failed; after ``within_s`` seconds it just stops."""
+    request = ingestion_pb2.WatchDocumentsRequest(
+        tenant_id=tenant, document_ids=sorted(document_ids), until_terminal=True
+    )
+    try:
+        async for event in stub.WatchDocuments(request, timeout=within_s):
+            yield event.document
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise

@@ -9,9 +9,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
+from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_ingestion.registry import DocumentRecord, Status
 from isthmus_ingestion.service import Ingestion
+from isthmus_ingestion.watch import DocumentWatch
 
 STATUS_TO_PB = {
     Status.RECEIVED: pb.DOCUMENT_STATUS_RECEIVED,
@@ -47,8 +49,9 @@ def document_pb(d: DocumentRecord) -> pb.Document:
 
 
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
-    def __init__(self, core: Ingestion) -> None:
+    def __init__(self, core: Ingestion, watch: DocumentWatch) -> None:
         self._core = core
+        self._watch = watch
 
     async def Upload(
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
@@ -105,3 +108,18 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         return pb.ListDocumentsResponse(
             documents=[document_pb(d) for d in self._core.registry.list(request.tenant_id, status)]
         )
+
+    async def WatchDocuments(
+        self, request: pb.WatchDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DocumentEvent]:
+        tenant = parse_tenant_id(request.tenant_id)
+        ids = [parse_document_id(d, "document_ids") for d in request.document_ids]
+        await self._core.check_tenant(tenant)
+        updates = self._watch.stream(
+            self._core.registry,
+            tenant,
+            ids,
+            until_terminal=request.until_terminal,
+        )
+        async for u in updates:
+            yield pb.DocumentEvent(document=document_pb(u.document), initial=u.initial)

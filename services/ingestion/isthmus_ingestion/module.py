@@ -22,6 +22,7 @@ from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.registry import DocumentRegistry
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.settings import IngestionSettings
+from isthmus_ingestion.watch import DocumentWatch, WatchedRegistry
 
 NAME = "ingestion"
 GROUP = "ingestion"
@@ -32,7 +33,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     s = ctx.settings
     tokenizer = s.tokenizer_file or bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
     chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
-    registry = DocumentRegistry(ctx.data_dir / "ingestion" / "documents.sqlite")
+    watch = DocumentWatch()
+    registry = WatchedRegistry(ctx.data_dir / "ingestion" / "documents.sqlite", watch)
     retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
     known: dict[str, float] = {}
 
@@ -65,7 +67,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     status_retry = RetryPolicy(max_attempts=5)
     return Offer(
         registrars=[
-            partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core))
+            partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core, watch))
         ],
         grpc_service_names=[ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name],
         subscriptions=[

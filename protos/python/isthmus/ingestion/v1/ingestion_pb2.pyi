@@ -126,3 +126,21 @@ class ListDocumentsResponse(_message.Message):
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[Document]
     def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
+
+class WatchDocumentsRequest(_message.Message):
+    __slots__ = ("tenant_id", "document_ids", "until_terminal")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    document_ids: _containers.RepeatedScalarFieldContainer[str]
+    until_terminal: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., until_terminal: bool = ...) -> None: ...
+
+class DocumentEvent(_message.Message):
+    __slots__ = ("document", "initial")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    document: Document
+    initial: bool
+    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., initial: bool = ...) -> None: ...

@@ -50,6 +50,11 @@ class IngestionServiceStub(object):
                 request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsRequest.SerializeToString,
                 response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsResponse.FromString,
                 _registered_method=True)
+        self.WatchDocuments = channel.unary_stream(
+                '/isthmus.ingestion.v1.IngestionService/WatchDocuments',
+                request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer(object):
@@ -75,6 +80,17 @@ class IngestionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchDocuments(self, request, context):
+        """Server-streaming: the current state of the watched documents, then each status change as it
+        happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+        document registry of the ingestion instance the call reaches (one per deployment: the registry is
+        a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+        past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +108,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.ListDocuments,
                     request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsRequest.FromString,
                     response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsResponse.SerializeToString,
+            ),
+            'WatchDocuments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDocuments,
+                    request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.FromString,
+                    response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +197,33 @@ class IngestionService(object):
             '/isthmus.ingestion.v1.IngestionService/ListDocuments',
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsRequest.SerializeToString,
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ListDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/isthmus.ingestion.v1.IngestionService/WatchDocuments',
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.SerializeToString,
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,13 @@ class IngestionServiceStub:
     """Client-streaming upload: first message carries the header, the following ones the bytes."""
     GetDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]
+    WatchDocuments: _grpc.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentsRequest, _ingestion_pb2.DocumentEvent]
+    """Server-streaming: the current state of the watched documents, then each status change as it
+    happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+    document registry of the ingestion instance the call reaches (one per deployment: the registry is
+    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+    past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -47,6 +54,13 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """Client-streaming upload: first message carries the header, the following ones the bytes."""
     GetDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
     ListDocuments: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]  # type: ignore[assignment]
+    WatchDocuments: _aio.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentsRequest, _ingestion_pb2.DocumentEvent]  # type: ignore[assignment]
+    """Server-streaming: the current state of the watched documents, then each status change as it
+    happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+    document registry of the ingestion instance the call reaches (one per deployment: the registry is
+    a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+    past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
+    """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out."""
@@ -72,5 +86,18 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_pb2.ListDocumentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.ListDocumentsResponse, _abc.Awaitable[_ingestion_pb2.ListDocumentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchDocuments(
+        self,
+        request: _ingestion_pb2.WatchDocumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingestion_pb2.DocumentEvent], _abc.AsyncIterator[_ingestion_pb2.DocumentEvent]]:
+        """Server-streaming: the current state of the watched documents, then each status change as it
+        happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+        document registry of the ingestion instance the call reaches (one per deployment: the registry is
+        a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
+        past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
+        """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,6 @@
 """Throughput of the Isthmus embedding path against raw ONNX Runtime on the same model and texts.
 
-``python -m isthmus_embedding.bench [--model-dir DIR] [--n-texts 512] [--batch-size 32]``
+``python -m isthmus_bench.embedding [--model-dir DIR] [--n-texts 512] [--batch-size 32]``
 
 Paths measured (each tokenises, runs, CLS-pools and L2-normalises every text):
 
@@ -36,7 +36,7 @@ from isthmus_embedding.batcher import MicroBatcher
 from isthmus_embedding.onnx import OnnxEmbedder, available_cpus
 
 CRANFIELD_CORPUS = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "cranfield" / "corpus.jsonl"
+    Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cranfield" / "corpus.jsonl"
 )
 WARMUP_TEXTS = 8
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isthmus_retrieval import bench_scale
-from isthmus_retrieval.bench_scale import (
+from isthmus_bench import scale as bench_scale
+from isthmus_bench.scale import (
     SyntheticCorpus,
     format_report,
     make_store,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from isthmus_embedding.bench import format_table, load_texts, run
+from isthmus_bench.embedding import format_table, load_texts, run
 
 
 def test_generated_texts_when_the_corpus_is_absent(tmp_path: Path) -> None:

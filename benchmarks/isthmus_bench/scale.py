@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python -m isthmus_retrieval.bench_scale --store embedded --chunks 1000000 \
+    .venv/bin/python -m isthmus_bench.scale --store embedded --chunks 1000000 \
         [--queries 1000] [--json]
 
 Written against the port only (``create_tenant``, ``upsert`` in batches, ``search``, ``close``), so the same
@@ -666,9 +666,7 @@ def report_json(r: Report) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m isthmus_retrieval.bench_scale", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m isthmus_bench.scale", description=__doc__.split("\n")[0])
     p.add_argument("--store", choices=["embedded", "weaviate"], default="embedded")
     p.add_argument("--chunks", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=1000)

@@ -1,7 +1,8 @@
 """Benchmarks behind ``make bench`` (figures, not tests; record results in docs/benchmarks.md).
 
 * ``embedding`` — Isthmus's embedding path vs a raw ONNX Runtime session on the same model and inputs;
-* ``query`` — all-in-one ``Ask`` and ``Search`` latency p50/p95 at a fixed offered (open-loop) load.
+* ``query`` — all-in-one ``Ask`` and ``Search`` latency p50/p95 at a fixed offered (open-loop) load;
+* ``distributed`` — the same corpus and load through all-in-one and through six processes on a real Kafka.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_cli.main import standalone_platform
+from isthmus_cli.standalone import standalone_platform
 from isthmus_evaluation.metrics import percentile
 
-DATASETS = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
 def _corpus(n_docs: int) -> tuple[list[tuple[str, str]], list[str]]:
@@ -122,12 +123,6 @@ async def query_bench(n_docs: int, rate: float, duration_s: float) -> dict[str, 
     }
 
 
-def _get_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        body: bytes = resp.read()
-    return body.decode()
-
-
 async def _lag_total(metrics_ports: list[int]) -> float:
     """Sum of isthmus_bus_consumer_lag over every group and partition (this process, or scraped)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -136,11 +131,16 @@ async def _lag_total(metrics_ports: list[int]) -> float:
         from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
 
         return sum(s.value for m in BUS_CONSUMER_LAG.collect() for s in m.samples)
+
+    def fetch(url: str) -> str:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return str(resp.read().decode())
+
     total = 0.0
     for port in metrics_ports:
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            text = await asyncio.to_thread(_get_text, url)
+            text = await asyncio.to_thread(fetch, url)
         except OSError:
             continue
         for fam in text_string_to_metric_families(text):
@@ -205,7 +205,7 @@ async def _ingest_and_query(
 
 
 def _broker(cmd: str, data: Path, port: int = 0) -> str:
-    script = str(Path(__file__).resolve().parents[3] / "tests" / "infra" / "kafka.sh")
+    script = str(Path(__file__).resolve().parents[2] / "tests" / "infra" / "kafka.sh")
     args = ["bash", script, cmd, "--dir", str(data), *(["--port", str(port)] if port else [])]
     if cmd == "down" and not data.exists():
         return ""
@@ -242,7 +242,7 @@ async def distributed_bench(n_docs: int, rate: float, duration_s: float, bootstr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m isthmus_cli.bench")
+    parser = argparse.ArgumentParser(prog="python -m isthmus_bench.query")
     sub = parser.add_subparsers(dest="which", required=True)
     sub.add_parser("embedding")
     q = sub.add_parser("query")
@@ -257,9 +257,9 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     if args.which == "embedding":
-        from isthmus_embedding import bench
+        from isthmus_bench import embedding
 
-        bench.main([])
+        embedding.main([])
         return
     if args.which == "distributed":
         res = asyncio.run(distributed_bench(args.docs, args.rate, args.duration, args.bootstrap))

@@ -1,0 +1,1 @@
+"""One module per command (or command group); ``isthmus_cli.main`` registers them on the app."""

@@ -1,0 +1,78 @@
+"""``isthmus ask``: a question to the agent orchestrator; the answer, its citations, the verdicts."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from isthmus_cli.client import connect, run
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, Tenant
+from isthmus_cli.output import console, fail
+
+if TYPE_CHECKING:
+    from isthmus.agent_orchestrator.v1.agent_orchestrator_pb2 import AskResponse
+
+
+def ask(
+    question: str,
+    tenant: Tenant,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    top_k: Annotated[int, typer.Option(help="contexts for the generator")] = 0,
+    as_json: AsJson = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="print sentences as they pass the guardrail")
+    ] = False,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            help="ask as this user/group (repeatable): documents uploaded with an 'acl' metadata only "
+            "count when they name one of them; without it, only documents without an ACL count",
+        ),
+    ] = None,
+) -> None:
+    """Ask a question; prints the answer, its citations and the guardrail verdicts."""
+    from google.protobuf.json_format import MessageToDict
+
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as pb
+    from isthmus.common.v1 import common_pb2
+
+    async def main() -> AskResponse | None:
+        async with connect(endpoint) as stubs:
+            stub = stubs.agent_orchestrator
+            access = common_pb2.AccessScope(principals=principal) if principal is not None else None
+            req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k, access=access)
+            if not stream:
+                answer: AskResponse = await stub.Ask(req, timeout=120)
+                return answer
+            final = None
+            async for ev in stub.AskStream(req, timeout=120):
+                kind = ev.WhichOneof("event")
+                if kind == "sentence" and not as_json:
+                    console.print(ev.sentence.text)
+                elif kind == "final":
+                    final = ev.final
+            return final
+
+    resp = run(main())
+    if resp is None:
+        fail("the answer stream ended without its final answer")
+    if as_json:
+        print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
+        return
+    if not stream:
+        console.print(resp.answer if not resp.blocked else f"[yellow]{resp.answer}[/yellow]")
+    if resp.citations:
+        console.print("\n[bold]citations[/bold]")
+        for i, c in enumerate(resp.citations, 1):
+            console.print(f"  [{i}] document {c.document_id} chars {c.start}-{c.end} (chunk {c.chunk_id})")
+    for label, v in (("input", resp.input_verdict), ("output", resp.output_verdict)):
+        if v.action:
+            codes = ", ".join(f.code for f in v.findings) or "no findings"
+            action = common_pb2.GuardAction.Name(v.action).removeprefix("GUARD_ACTION_").lower()
+            console.print(f"[dim]guardrail {label}: {action} ({escape(codes)})[/dim]")
+    if resp.blocked:
+        raise typer.Exit(3)

@@ -1,0 +1,112 @@
+"""``isthmus eval``: retrieval quality of a BEIR-layout dataset, per search mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from isthmus_cli.client import connect, run
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, ConfigFile, Endpoint
+from isthmus_cli.output import console, fail, progress
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from isthmus.evaluation.v1.evaluation_pb2 import EvalReport as EvalReportPb
+
+
+def eval_(
+    dataset: Annotated[
+        Path, typer.Argument(help="BEIR-layout dir: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    ],
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    modes: Annotated[
+        str, typer.Option(help="comma-separated: bm25,dense,hybrid,hybrid+rerank")
+    ] = "bm25,dense,hybrid,hybrid+rerank",
+    max_queries: Annotated[int, typer.Option(help="0 = all judged queries")] = 0,
+    standalone: Annotated[
+        bool, typer.Option("--standalone", help="boot a throwaway platform in-process")
+    ] = False,
+    keep_tenant: Annotated[bool, typer.Option("--keep-tenant")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="embedded|weaviate: boot a throwaway platform on this store (implies --standalone)"
+        ),
+    ] = None,
+    weaviate_url: Annotated[
+        str, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_URL", help="with --store weaviate")
+    ] = "http://127.0.0.1:18080",
+    weaviate_grpc_port: Annotated[
+        int, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT", help="with --store weaviate")
+    ] = 18081,
+    as_json: AsJson = False,
+    config: ConfigFile = None,
+) -> None:
+    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode.
+
+    Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
+    --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
+    from isthmus.evaluation.v1 import evaluation_pb2
+    from isthmus_cli.standalone import standalone_platform
+    from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
+
+    ds = dataset.resolve()
+    if not ds.is_dir():
+        fail(f"{dataset} is not a directory")
+
+    async def call(address: str) -> EvalReportPb | None:
+        report = None
+        async with connect(address) as stubs:
+            req = evaluation_pb2.RunEvalRequest(
+                dataset_path=str(ds),
+                modes=[m for m in modes.split(",") if m],
+                max_queries=max_queries,
+                keep_tenant=keep_tenant,
+            )
+            with progress(as_json) as bars:
+                tasks: dict[str, TaskID] = {}
+                async for ev in stubs.evaluation.RunEval(req):
+                    if ev.WhichOneof("event") == "progress":
+                        p = ev.progress
+                        if p.phase not in tasks:
+                            tasks[p.phase] = bars.add_task(p.phase, total=p.total)
+                        bars.update(tasks[p.phase], completed=p.done, total=p.total)
+                    else:
+                        report = ev.report
+        return report
+
+    retrieval: dict[str, Any] = {}
+    if store is not None:
+        if store not in ("embedded", "weaviate"):
+            fail(f"--store must be embedded or weaviate, got {store!r}")
+        retrieval["store"] = store
+        if store == "weaviate":
+            retrieval |= {"weaviate_url": weaviate_url, "weaviate_grpc_port": weaviate_grpc_port}
+
+    async def main() -> EvalReportPb | None:
+        if standalone or store is not None:
+            async with standalone_platform(config, retrieval) as address:
+                return await call(address)
+        return await call(endpoint)
+
+    r = run(main())
+    if r is None:
+        fail("the evaluation stream ended without its report")
+    report = EvalReport(
+        dataset=r.dataset,
+        documents=r.documents,
+        queries=r.queries,
+        ingest_seconds=r.ingest_seconds,
+        tenant_id=r.tenant_id,
+        modes=[
+            ModeReport(m.mode, m.ndcg_at_10, m.recall_at_100, m.mrr_at_10, m.latency_p50_ms, m.latency_p95_ms)
+            for m in r.modes
+        ],
+    )
+    if as_json:
+        print(report.to_json())
+    else:
+        console.print(render_table(report, REFERENCE_NDCG10.get(report.dataset)))

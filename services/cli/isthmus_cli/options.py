@@ -1,0 +1,24 @@
+"""The options several commands share (same flags, environment variables and defaults everywhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Endpoint = Annotated[
+    str, typer.Option("--endpoint", "-e", envvar="ISTHMUS_ENDPOINT", help="gRPC address of the platform")
+]
+DEFAULT_ENDPOINT = "127.0.0.1:50051"
+Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="ISTHMUS_TENANT", help="tenant id")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", envvar="ISTHMUS_CONFIG", help="TOML settings file")
+]
+Bootstrap = Annotated[
+    str,
+    typer.Option("--bootstrap", envvar="ISTHMUS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers"),
+]
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+Target = Annotated[str, typer.Option("--target")]
+AsJson = Annotated[bool, typer.Option("--json")]
