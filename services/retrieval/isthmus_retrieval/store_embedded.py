@@ -16,7 +16,7 @@ always answers from exactly the committed rows.
   to disk on :meth:`EmbeddedStore.close`. Small tenants are searched exactly, large ones through HNSW.
   The index stores f16 (sqlite keeps the f32 originals): half the memory of f32 (usearch reports
   ~1.4 instead of ~2.7 GB at a million 384-d vectors) for a recall@10 loss of ~0.0002 on the scale
-  bench (:mod:`isthmus_retrieval.bench_scale`; i8 lost 5 points). ``HNSW_EXPANSION_SEARCH`` is 256,
+  bench (:mod:`isthmus_bench.scale`; i8 lost 5 points). ``HNSW_EXPANSION_SEARCH`` is 256,
   not usearch's 64: on that bench at a million chunks dense recall@10 is 0.89 at 64, 0.94 at 128,
   0.96 at 200 and 0.97 at 256, at about 1-2 ms a search. A hybrid search's dense side asks for
   ``candidates`` hits, and usearch searches at least that wide.
