@@ -127,7 +127,12 @@ INVALID: list[tuple[str, Message, str]] = [
     (
         "dataset path component too long",
         evaluation_pb2.RunEvalRequest(dataset_path="/data/" + "d" * 300),
-        "300-character component",
+        "300-byte component",
+    ),
+    (
+        "dataset path component too long in bytes",
+        evaluation_pb2.RunEvalRequest(dataset_path="/data/" + "é" * 128),
+        "256-byte component",
     ),
     (
         "dataset path with NUL",

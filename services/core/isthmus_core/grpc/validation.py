@@ -9,8 +9,8 @@ and each message of a client stream as it arrives — and refuses the call with 
 * a field named in :data:`FIELD_RULES` breaks its rule: ``tenant_id`` → :func:`parse_tenant_id`,
   ``document_id`` → :func:`parse_document_id`, ``principals`` → :func:`parse_principals`,
   ``subject_id`` (the verdict event's idempotency key) ≤ 128 printable characters, ``filename`` a
-  printable file name ≤ 255 characters, ``dataset_path`` a printable path ≤ 4096 characters whose
-  components are ≤ 255 (it names a directory). An empty ``tenant_id`` / ``document_id`` is refused
+  printable file name ≤ 255 characters, ``dataset_path`` a printable path ≤ 1000 characters whose
+  components are ≤ 255 bytes (it names a directory). An empty ``tenant_id`` / ``document_id`` is refused
   ("is required") unless the field is in :data:`EMPTY_ALLOWED` (optional by design in the proto);
 * any other string is longer than :data:`MAX_STRING_CHARS`, or a map key than :data:`MAX_KEY_CHARS`
   (bytes are bounded by the server's message size and each service's own limit, e.g. the upload size);
@@ -40,7 +40,9 @@ MAX_STRING_CHARS: Final = 1_000_000
 MAX_KEY_CHARS: Final = 256
 MAX_SUBJECT_CHARS: Final = 128
 MAX_FILENAME_CHARS: Final = 255
-MAX_PATH_CHARS: Final = 4096
+MAX_PATH_CHARS: Final = 1000  # ≤ 4000 UTF-8 bytes, under PATH_MAX
+#: longest component of a path, in UTF-8 bytes (NAME_MAX of common file systems)
+MAX_NAME_BYTES: Final = 255
 
 #: ``<full message name>.<field>`` of id fields that may be empty (the proto says so): empty = all tenants,
 #: or a server-assigned id
@@ -69,11 +71,9 @@ def _filename(value: str, path: str) -> None:
 
 def _dataset_path(value: str, path: str) -> None:
     _printable(value, path, MAX_PATH_CHARS, "paths")
-    longest = max((len(part) for part in value.split("/")), default=0)
-    if longest > MAX_FILENAME_CHARS:
-        raise InvalidArgument(
-            f"{path} has a {longest}-character component; the limit is {MAX_FILENAME_CHARS}"
-        )
+    longest = max((len(part.encode()) for part in value.split("/")), default=0)
+    if longest > MAX_NAME_BYTES:  # the file system counts bytes: ENAMETOOLONG otherwise
+        raise InvalidArgument(f"{path} has a {longest}-byte component; the limit is {MAX_NAME_BYTES} bytes")
 
 
 #: field name → rule for one string value (the value, its path in the message); raises InvalidArgument
