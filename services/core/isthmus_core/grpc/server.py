@@ -49,9 +49,13 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
         # last resort: an event or model refused a value that reached it unchecked. The caller's input was
         # bad, so INVALID_ARGUMENT, but the edge should have said so first: logged as a bug, and marked in
         # the details so tests (tests/e2e/test_e2e_fuzz.py) can tell it from a proper refusal
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
         GRPC_REQUESTS.labels(method, "INVALID_ARGUMENT").inc()
-        log.error("unvalidated input reached a handler", method=method, errors=exc.errors(include_url=False))
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{UNVALIDATED}: {exc}")
+        log.error("unvalidated input reached a handler", method=method, model=exc.title, errors=errors)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{UNVALIDATED} ({exc.title}): {errors}")
     # anything else, OSError included, is INTERNAL: an OSError may be the server's own (disk full), and one
     # caused by input (a name too long) is a missing edge check to add, not a status to guess
     GRPC_REQUESTS.labels(method, "INTERNAL").inc()
