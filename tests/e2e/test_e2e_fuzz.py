@@ -379,6 +379,11 @@ def _fuzz(env: Env, method: MethodDescriptor) -> None:
     check()
 
 
+def _shown(exc: BaseException) -> str:
+    """The assertion's first line and hypothesis's note with the failing request, each cut short."""
+    return "\n  ".join(line[:600] for line in [str(exc).splitlines()[0], *getattr(exc, "__notes__", [])])
+
+
 async def test_every_rpc_refuses_fuzzed_requests_with_a_status_that_names_the_mistake(env: Env) -> None:
     names = {_short(m) for m in env.methods}
     assert set(SEEDS) <= names, f"seeds for RPCs the server does not list: {set(SEEDS) - names}"
@@ -388,7 +393,7 @@ async def test_every_rpc_refuses_fuzzed_requests_with_a_status_that_names_the_mi
             await asyncio.to_thread(_fuzz, env, method)
         except (AssertionError, ExceptionGroup) as exc:  # hypothesis groups distinct failures
             found = exc.exceptions if isinstance(exc, ExceptionGroup) else [exc]
-            failures += [str(e).splitlines()[0] for e in found]
+            failures += [_shown(e) for e in found]
     assert not failures, "\n".join(failures)
 
 

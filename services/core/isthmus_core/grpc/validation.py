@@ -78,8 +78,8 @@ def _dataset_path(value: str, path: str) -> None:
 
 #: field name → rule for one string value (the value, its path in the message); raises InvalidArgument
 FIELD_RULES: Final[Mapping[str, Callable[[str, str], object]]] = {
-    "tenant_id": lambda v, p: parse_tenant_id(v, p),
-    "document_id": lambda v, p: parse_document_id(v, p),
+    "tenant_id": parse_tenant_id,
+    "document_id": parse_document_id,
     "subject_id": _subject,
     "filename": _filename,
     "dataset_path": _dataset_path,
@@ -88,7 +88,7 @@ FIELD_RULES: Final[Mapping[str, Callable[[str, str], object]]] = {
 REQUIRED: Final = ("tenant_id", "document_id")
 #: field name → rule for a whole repeated string field
 LIST_RULES: Final[Mapping[str, Callable[[Sequence[str], str], object]]] = {
-    "principals": lambda v, p: parse_principals(v, p),
+    "principals": parse_principals,
 }
 
 _FLOATS: Final = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
