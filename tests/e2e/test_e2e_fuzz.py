@@ -33,7 +33,13 @@ from isthmus_core.grpc.server import UNVALIDATED
 
 from .conftest import platform, upload, wait_indexed
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    # the platform runs on the event loop while hypothesis draws in a worker thread: a library of the
+    # server (not a strategy) touching the global `random` during a draw is not what this warning means
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
+]
 
 TENANT = "fuzz"  # holds one indexed document; only read by the seeds
 SCRATCH = "fuzz-scratch"  # the seeds of the RPCs that change or delete a tenant use this one
