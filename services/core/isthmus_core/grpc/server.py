@@ -3,7 +3,9 @@
 * health: one entry per service name plus "" (overall); NOT_SERVING while starting and draining;
 * reflection: every registered service, so ``grpcurl -plaintext host:port list`` works;
 * an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
-  status with the reason, records metrics, and continues the caller's trace from the metadata.
+  status with the reason, records metrics, and continues the caller's trace from the metadata;
+* inside it, :class:`~isthmus_core.grpc.validation.ValidationInterceptor` refuses bad requests (and bytes
+  that do not decode) as ``INVALID_ARGUMENT`` before any handler runs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
+from pydantic import ValidationError
 
 from isthmus_core.errors import IsthmusError
 from isthmus_core.grpc.status import to_grpc
+from isthmus_core.grpc.validation import ValidationInterceptor
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from isthmus_core.telemetry.tracing import extracted
 
@@ -29,6 +33,8 @@ log = structlog.get_logger("isthmus.grpc")
 Registrar = Callable[[grpc.aio.Server], None]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: in the details of a ValidationError that escaped a handler: input the edge should have refused (a bug)
+UNVALIDATED = "invalid input not refused at the edge"
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
@@ -39,6 +45,19 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service failed: pass its status on
         GRPC_REQUESTS.labels(method, exc.code().name).inc()
         await context.abort(exc.code(), exc.details() or exc.code().name)
+    if isinstance(exc, ValidationError):
+        # last resort: an event or model refused a value that reached it unchecked. The caller's input was
+        # bad, so INVALID_ARGUMENT, but the edge should have said so first: logged as a bug, and marked in
+        # the details so tests (tests/e2e/test_e2e_fuzz.py) can tell it from a proper refusal
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        GRPC_REQUESTS.labels(method, "INVALID_ARGUMENT").inc()
+        log.error("unvalidated input reached a handler", method=method, model=exc.title, errors=errors)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{UNVALIDATED} ({exc.title}): {errors}")
+    # anything else, OSError included, is INTERNAL: an OSError may be the server's own (disk full), and one
+    # caused by input (a name too long) is a missing edge check to add, not a status to guess
     GRPC_REQUESTS.labels(method, "INTERNAL").inc()
     log.exception("unhandled error in gRPC method", method=method)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
@@ -111,7 +130,8 @@ class GrpcServer:
 
     def __init__(self, host: str, port: int) -> None:
         self._server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # the first is the outermost: errors raised by validation are mapped like a handler's
+            interceptors=[ErrorInterceptor(), ValidationInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
