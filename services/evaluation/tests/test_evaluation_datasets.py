@@ -7,20 +7,16 @@ from pathlib import Path
 import pytest
 
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.testing.infra import shared_datasets
 from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text, load_beir
 
-
-def _shared_datasets() -> Path:
-    """The shared datasets live in ``../shared/datasets`` relative to the repository root."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "uv.lock").is_file():
-            return parent.parent / "shared" / "datasets"
-    raise AssertionError("repository root (with uv.lock) not found above this test file")
+DATASETS = ("cisi", "cranfield", "scifact")
 
 
-def _readme_counts() -> dict[str, tuple[int, int, int, int]]:
+@pytest.fixture(scope="module")
+def readme_counts() -> dict[str, tuple[int, int, int, int]]:
     """name -> (docs, queries, judged queries, qrels) from the datasets README table."""
-    text = (_shared_datasets() / "README.md").read_text(encoding="utf-8")
+    text = shared_datasets("README.md").read_text(encoding="utf-8")
     counts: dict[str, tuple[int, int, int, int]] = {}
     for m in re.finditer(r"^\| (\w+) \| ([\d,]+) \| ([\d,]+) \(([\d,]+)\) \| ([\d,]+) \|", text, re.M):
         docs, queries, judged, qrels = (int(g.replace(",", "")) for g in m.groups()[1:])
@@ -28,17 +24,16 @@ def _readme_counts() -> dict[str, tuple[int, int, int, int]]:
     return counts
 
 
-README_COUNTS = _readme_counts()
+def test_readme_lists_the_three_datasets(readme_counts: dict[str, tuple[int, int, int, int]]) -> None:
+    assert set(readme_counts) == set(DATASETS)
 
 
-def test_readme_lists_the_three_datasets() -> None:
-    assert set(README_COUNTS) == {"cranfield", "cisi", "scifact"}
-
-
-@pytest.mark.parametrize("name", sorted(README_COUNTS))
-def test_real_dataset_counts_match_readme(name: str) -> None:
-    docs, queries, judged, qrels = README_COUNTS[name]
-    ds = load_beir(_shared_datasets() / name)
+@pytest.mark.parametrize("name", DATASETS)
+def test_real_dataset_counts_match_readme(
+    readme_counts: dict[str, tuple[int, int, int, int]], name: str
+) -> None:
+    docs, queries, judged, qrels = readme_counts[name]
+    ds = load_beir(shared_datasets(name))
     assert ds.name == name
     assert len(ds.corpus) == docs
     assert len(ds.queries) == judged
@@ -50,7 +45,7 @@ def test_real_dataset_counts_match_readme(name: str) -> None:
 
 
 def test_cranfield_is_graded_one_to_four() -> None:
-    ds = load_beir(_shared_datasets() / "cranfield")
+    ds = load_beir(shared_datasets("cranfield"))
     grades = {g for judged in ds.qrels.values() for g in judged.values()}
     assert grades == {1, 2, 3, 4}
     assert len(ds.corpus) == 1400 and len(ds.queries) == 225
