@@ -452,27 +452,44 @@ def eval_(
 
     Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
     --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
+    from collections.abc import Iterator
+
     from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
     from isthmus_cli.client import channel
+    from isthmus_evaluation.datasets import CORPUS_FILE, LAYOUT_HINT, QRELS_FILE, QUERIES_FILE
     from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 
     ds = dataset.resolve()
     if not ds.is_dir():
         _fail(f"{dataset} is not a directory")
+    # the dataset travels with the request (RunEvalUpload): the service never opens a path we choose
+    files = {"corpus": ds / CORPUS_FILE, "queries": ds / QUERIES_FILE, "qrels": ds / QRELS_FILE}
+    if missing := [str(p.relative_to(ds)) for p in files.values() if not p.is_file()]:
+        _fail(f"{dataset} has no {', '.join(missing)}; {LAYOUT_HINT}")
+
+    def upload_requests() -> Iterator[Any]:
+        yield evaluation_pb2.RunEvalUploadRequest(
+            header=evaluation_pb2.RunEvalUploadHeader(
+                name=ds.name,
+                modes=[m for m in modes.split(",") if m],
+                max_queries=max_queries,
+                keep_tenant=keep_tenant,
+            )
+        )
+        for part, path in files.items():
+            with path.open("rb") as fh:
+                while piece := fh.read(1 << 20):  # 1 MiB messages, well under gRPC's 4 MiB default
+                    request = evaluation_pb2.RunEvalUploadRequest()
+                    setattr(request, part, piece)
+                    yield request
 
     async def call(address: str) -> Any:
         report = None
         async with channel(address) as ch:
             stub = evaluation_pb2_grpc.EvaluationServiceStub(ch)
-            req = evaluation_pb2.RunEvalRequest(
-                dataset_path=str(ds),
-                modes=[m for m in modes.split(",") if m],
-                max_queries=max_queries,
-                keep_tenant=keep_tenant,
-            )
             with _progress(as_json) as progress:
                 tasks: dict[str, Any] = {}
-                async for ev in stub.RunEval(req):
+                async for ev in stub.RunEvalUpload(upload_requests()):
                     if ev.WhichOneof("event") == "progress":
                         p = ev.progress
                         if p.phase not in tasks:
