@@ -135,6 +135,7 @@ class _Word:
     stem: str
     surface: str
     cue: str | None  # the negation whose scope holds the word, None if none does
+    scope: int = -1  # which negation of the text (its token index), -1 if none
 
 
 def _polar_words(text: str) -> list[_Word]:
@@ -146,6 +147,7 @@ def _polar_words(text: str) -> list[_Word]:
     stop, stemmer = _stop_words(), _stemmer()
     words: list[_Word] = []
     cue: str | None = None  # the open negation
+    scope = -1  # its token index
     skipped = 0  # stop words skipped since the cue, before its first content word
     in_run = False  # inside the run of content words the cue scopes over
     for i, token in enumerate(tokens):
@@ -155,13 +157,13 @@ def _polar_words(text: str) -> list[_Word]:
         elif token in _NEGATIONS:
             following = tokens[i + 1] if i + 1 < len(tokens) else ""
             if not (token == "not" and following in _NOT_NEGATING_AFTER_NOT):
-                cue, skipped, in_run = token, 0, False
+                cue, scope, skipped, in_run = token, i, 0, False
         elif token in stop or token == "_":
             if cue is not None and (in_run or skipped >= _MAX_SKIPPED):
                 cue, in_run = None, False
             skipped += 1
         else:
-            words.append(_Word(stemmer.stemWord(token), token, cue))
+            words.append(_Word(stemmer.stemWord(token), token, cue, scope if cue is not None else -1))
             in_run = cue is not None
     return words
 
@@ -171,11 +173,17 @@ def _sentences(text: str) -> list[str]:
 
 
 def _negation_mismatch(i: int, sentence: str, cited: Sequence[str]) -> Finding | None:
-    """A finding when a word of ``sentence`` is negated differently in its best-matching cited sentence."""
+    """A finding when a word of ``sentence`` is negated differently in its best-matching cited sentence.
+
+    A difference is forgiven when the same negation covers another word of the phrase on both sides
+    ("Windows is not supported" against "does not support Windows": the negation moved with the word
+    order, it did not appear or vanish).
+    """
     answer = _polar_words(sentence)
     if not answer:
         return None
     answer_stems = {w.stem for w in answer}
+    answer_negated = {w.stem for w in answer if w.cue is not None}
     source = [words for text in cited for s in _sentences(text) if (words := _polar_words(s))]
     overlap = [len(answer_stems & {w.stem for w in words}) for words in source]
     problems: list[str] = []
@@ -184,29 +192,39 @@ def _negation_mismatch(i: int, sentence: str, cited: Sequence[str]) -> Finding |
         if word.stem in seen:
             continue
         seen.add(word.stem)
-        answer_cues = {w.cue for w in answer if w.stem == word.stem}
-        if len(answer_cues) > 1 and None in answer_cues:
+        if len({w.cue is None for w in answer if w.stem == word.stem}) > 1:
             continue  # negated once and affirmed once in the same sentence: no single polarity to compare
         holding = [k for k, words in enumerate(source) if any(w.stem == word.stem for w in words)]
         if not holding:
             continue  # not in the cited text at all: the support score deals with it
         best = max(overlap[k] for k in holding)
-        source_cues = {w.cue for k in holding if overlap[k] == best for w in source[k] if w.stem == word.stem}
+        aligned = [source[k] for k in holding if overlap[k] == best]
         negated = word.cue is not None
-        if negated and any(c is not None for c in source_cues):
-            continue
-        if not negated and None in source_cues:
+        if any(_agrees(word, negated, answer, words, answer_negated) for words in aligned):
             continue
         if negated:
             problems.append(f"{word.surface!r} is negated ({word.cue!r}) but not in the cited text")
         else:
-            cue = next(c for c in source_cues if c is not None)
-            problems.append(
-                f"{word.surface!r} is negated in the cited text ({cue!r}) but not in the sentence"
-            )
+            cue = next(w.cue for words in aligned for w in words if w.stem == word.stem and w.cue)
+            problems.append(f"{word.surface!r} is negated in the cited text ({cue!r}), not in the sentence")
     if not problems:
         return None
     return Finding(code=NEGATION_MISMATCH, message=f"sentence {i}: " + "; ".join(problems[:_MAX_LISTED]))
+
+
+def _agrees(
+    word: _Word, negated: bool, answer: Sequence[_Word], source: Sequence[_Word], answer_negated: set[str]
+) -> bool:
+    """Does cited sentence ``source`` give ``word`` the answer's polarity (or the same negation nearby)?"""
+    occurrences = [w for w in source if w.stem == word.stem]
+    if any((w.cue is not None) == negated for w in occurrences):
+        return True
+    if negated:  # the cited sentence negates another word of the answer's negated phrase
+        phrase = {w.stem for w in answer if w.scope == word.scope}
+        return any(w.cue is not None and w.stem in phrase for w in source)
+    # the answer negates another word of the cited sentence's negated phrase
+    scopes = {w.scope for w in occurrences}
+    return any(w.scope in scopes and w.stem in answer_negated for w in source)
 
 
 # -------------------------------------------------------------------------------------- numbers

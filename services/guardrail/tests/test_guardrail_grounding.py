@@ -381,3 +381,29 @@ def test_quoted_sentences_of_a_real_collection_pass() -> None:
     with shared_datasets("scifact", "corpus.jsonl", why="real abstracts to quote").open() as fh:
         docs = [json.loads(line)["text"] for line, _ in zip(fh, range(150), strict=False)]
     assert sum(_assert_quotes_pass(doc) for doc in docs if doc.strip()) > 1000
+
+
+@pytest.mark.parametrize(
+    ("source", "answer", "ok"),
+    [
+        ("Isthmus does not support Windows.", "Windows is not supported by Isthmus.", True),
+        ("Windows is not supported by Isthmus.", "Isthmus does not support Windows.", True),
+        ("Isthmus does not support Windows.", "Windows is supported by Isthmus.", False),
+        ("Windows is supported by Isthmus.", "Isthmus does not support Windows.", False),
+    ],
+)
+def test_a_negation_moving_with_the_word_order_is_no_mismatch(source: str, answer: str, ok: bool) -> None:
+    context = Context(chunk_id="c6", document_id="d6", text=source, start=0)
+    cited = CitedSpan(chunk_id="c6", document_id="d6", start=0, end=len(source))
+    codes = [f.code for f in check_grounding([sentence(answer, cited)], (context,), 0.6)]
+    assert codes == ([] if ok else [NEGATION_MISMATCH])
+
+
+def test_a_sentence_joining_two_cited_sentences_compares_each_word_with_its_own() -> None:
+    text = "Each chunk is embedded with a small model and the index is not replicated."
+    assert check_grounding([sentence(text, span(CONTEXT, CONTEXT.text))], CONTEXTS, 0.6) == []
+    flipped = "Each chunk is not embedded with a small model and the index is replicated."
+    [finding] = check_grounding([sentence(flipped, span(CONTEXT, CONTEXT.text))], CONTEXTS, 0.6)
+    assert finding.code == NEGATION_MISMATCH
+    assert "'embedded' is negated ('not')" in finding.message
+    assert "'replicated' is negated in the cited text ('not')" in finding.message
