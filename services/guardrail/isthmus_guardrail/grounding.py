@@ -17,7 +17,9 @@ every word with "Refunds are processed within five days"), so a supported senten
   word of the sentence that also occurs in the cited text is compared with its occurrence in the cited
   sentence that best overlaps the answer sentence (most shared content words; ties: any of them): a word
   negated on one side and not on the other is a ``grounding.negation_mismatch``, either way round
-  ("is not replicated" against "is replicated", and "is replicated" against "is not replicated");
+  ("is not replicated" against "is replicated", and "is replicated" against "is not replicated"),
+  unless a negation covers another word of the same negated phrase on the other side (the negation moved
+  with the word order: "Windows is not supported" against "does not support Windows");
 * **numbers** — every number of the sentence must occur in the cited text: digits ("5", "1,000",
   "2.50", "21st"; thousands separators and trailing zeros normalised, so "1,000" = "1000" and "5.0" =
   "5"), cardinal number words ("five", "fifty", "twenty-one", "one hundred and five", "2 million")
