@@ -13,8 +13,8 @@ every word with "Refunds are processed within five days"), so a supported senten
 * **negation polarity** — a negation cue (not, no, never, n't, none, nor, nothing, nobody, nowhere,
   cannot, without; "not only/just/merely" is no negation) scopes over the run of content words that
   follows it (a few stop words may come first: "is not *replicated*", "not all *documents*") and ends at
-  the next stop word, punctuation or contrastive conjunction (but, however, although...). Each content
-  word of the sentence that also occurs in the cited text is compared with its occurrence in the cited
+  the next stop word, punctuation or conjunction (and, or, but, however, although...). Each content word
+  of the sentence that also occurs in the cited text is compared with its occurrence in the cited
   sentence that best overlaps the answer sentence (most shared content words; ties: any of them): a word
   negated on one side and not on the other is a ``grounding.negation_mismatch``, either way round
   ("is not replicated" against "is replicated", and "is replicated" against "is not replicated"),
@@ -118,11 +118,16 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
-def content_words(text: str) -> set[str]:
-    """Distinct stemmed content words of ``text`` (see the module docstring)."""
+def _fold(text: str) -> str:
+    """NFKC, case-folded, "n't" spelled " not", other clitics ('s, 're, ...) dropped."""
     folded = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
     folded = re.sub(r"n't\b", " not", folded)
-    folded = re.sub(r"'(?:s|re|ve|ll|d|m)\b", " ", folded)
+    return re.sub(r"'(?:s|re|ve|ll|d|m)\b", " ", folded)
+
+
+def content_words(text: str) -> set[str]:
+    """Distinct stemmed content words of ``text`` (see the module docstring)."""
+    folded = _fold(text)
     stop = _stop_words()
     words = [w for w in _WORD.findall(folded) if w not in stop and w != "_"]
     stemmer = _stemmer()
@@ -142,10 +147,7 @@ class _Word:
 
 def _polar_words(text: str) -> list[_Word]:
     """The content words of ``text`` (negation cues excluded), each with the negation scoping over it."""
-    folded = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
-    folded = re.sub(r"n't\b", " not", folded)
-    folded = re.sub(r"'(?:s|re|ve|ll|d|m)\b", " ", folded)
-    tokens = _POLARITY_TOKEN.findall(folded)
+    tokens = _POLARITY_TOKEN.findall(_fold(text))
     stop, stemmer = _stop_words(), _stemmer()
     words: list[_Word] = []
     cue: str | None = None  # the open negation
