@@ -452,6 +452,7 @@ def eval_(
 
     Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
     --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
+    import re
     from collections.abc import Iterator
 
     from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
@@ -470,7 +471,7 @@ def eval_(
     def upload_requests() -> Iterator[Any]:
         yield evaluation_pb2.RunEvalUploadRequest(
             header=evaluation_pb2.RunEvalUploadHeader(
-                name=ds.name,
+                name=re.sub(r"[^A-Za-z0-9._-]+", "-", ds.name).lstrip("._-")[:64] or "dataset",
                 modes=[m for m in modes.split(",") if m],
                 max_queries=max_queries,
                 keep_tenant=keep_tenant,
