@@ -33,6 +33,8 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 #: what a dataset's name may be (it ends up in reports and, lower-cased, in the throwaway tenant's id)
 DATASET_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DATASET_NAME_RULE = "dataset names are 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_MAX_PATH_BYTES = 1024
+_MAX_NAME_BYTES = 255  # a file name's limit on Linux file systems
 ROOT_HINT = (
     "set evaluation.datasets_root (ISTHMUS_EVALUATION_DATASETS_ROOT, or datasets_root in the [evaluation] "
     "table of the config file) to the directory holding the datasets, or send the dataset with "
@@ -90,13 +92,17 @@ def load_beir(path: Path) -> BeirDataset:
     name a query absent from queries.jsonl.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise InvalidArgument(f"dataset directory {path} does not exist or is not a directory; {LAYOUT_HINT}")
     corpus_path, queries_path, qrels_path = path / CORPUS_FILE, path / QUERIES_FILE, path / QRELS_FILE
-    for required in (corpus_path, queries_path, qrels_path):
-        if not required.is_file():
-            raise InvalidArgument(f"dataset {path} has no file {required.relative_to(path)}; {LAYOUT_HINT}")
     try:
+        if not path.is_dir():
+            raise InvalidArgument(
+                f"dataset directory {path} does not exist or is not a directory; {LAYOUT_HINT}"
+            )
+        for required in (corpus_path, queries_path, qrels_path):
+            if not required.is_file():
+                raise InvalidArgument(
+                    f"dataset {path} has no file {required.relative_to(path)}; {LAYOUT_HINT}"
+                )
         with corpus_path.open("rb") as c, queries_path.open("rb") as q, qrels_path.open("rb") as r:
             return _parse(
                 path.resolve().name, (c, str(corpus_path)), (q, str(queries_path)), (r, str(qrels_path))
@@ -168,7 +174,12 @@ def dataset_under_root(root: Path | None, relative: str) -> Path:
         raise InvalidArgument(
             f"dataset_path {relative!r} is absolute; give a path relative to the datasets root"
         )
-    if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if len(relative.encode()) > _MAX_PATH_BYTES or any(len(p.encode()) > _MAX_NAME_BYTES for p in parts):
+        raise InvalidArgument(
+            f"dataset_path is too long: at most {_MAX_PATH_BYTES} bytes, {_MAX_NAME_BYTES} per component"
+        )
+    if ".." in parts:
         raise InvalidArgument(
             f"dataset_path {relative!r} contains '..'; give a path inside the datasets root"
         )
@@ -176,11 +187,18 @@ def dataset_under_root(root: Path | None, relative: str) -> Path:
     if not base.is_dir():
         raise FailedPrecondition(f"the datasets root {root} is not a directory; {ROOT_HINT}")
     path = base / relative
-    for candidate in (path, path / CORPUS_FILE, path / QUERIES_FILE, path / QRELS_FILE):
-        if not candidate.resolve().is_relative_to(base):
-            raise InvalidArgument(
-                f"dataset_path {relative!r} leads outside the datasets root (through a symlink)"
-            )
+    try:
+        inside = all(
+            candidate.resolve().is_relative_to(base)
+            for candidate in (path, path / CORPUS_FILE, path / QUERIES_FILE, path / QRELS_FILE)
+        )
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before 3.13), a refused name...
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgument(f"dataset_path {relative!r} cannot be resolved: {reason}") from exc
+    if not inside:
+        raise InvalidArgument(
+            f"dataset_path {relative!r} leads outside the datasets root (through a symlink)"
+        )
     return path
 
 

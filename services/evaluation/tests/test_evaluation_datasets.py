@@ -399,3 +399,20 @@ def test_uploaded_dataset_name_must_follow_the_rule(tmp_path: Path, name: str) -
     files = _files(_write_dataset(tmp_path))
     with pytest.raises(InvalidArgument, match="dataset name"):
         parse_beir(name, *files)
+
+
+@pytest.mark.parametrize("relative", ["é" * 128, "x" * 256, "a/" * 600])
+def test_overlong_paths_are_invalid_not_an_os_error(root: Path, relative: str) -> None:
+    with pytest.raises(InvalidArgument, match="too long"):
+        dataset_under_root(root, relative)
+
+
+def test_a_symlink_loop_is_invalid_not_an_os_error(root: Path) -> None:
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(InvalidArgument, match="'loop'"):
+        dataset_under_root(root, "loop")
+
+
+def test_load_beir_turns_os_errors_into_invalid_argument(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="cannot be read"):
+        load_beir(tmp_path / ("é" * 128))  # ENAMETOOLONG from the file system
