@@ -5,6 +5,7 @@ settings classes (every rendered env var must load into the settings it is meant
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -22,8 +23,6 @@ from isthmus_core.settings import CommonSettings, load_all
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
 RELEASE, NAMESPACE = "rel", "isthmus"  # what the ``chart`` fixture renders with
-VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
-SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 SERVICES = sorted(m.name for m in MODULES)
 CALLEES = {m.name: set(m.depends_on) for m in MODULES}  # who calls whom over gRPC
 CALLERS = {s: {c for c in SERVICES if s in CALLEES[c]} for s in SERVICES}
@@ -32,6 +31,19 @@ PUBLIC = {"ingestion", "retrieval", "agent-orchestrator", "evaluation"}
 CRD_KINDS = {"ScaledObject", "ServiceMonitor"}  # custom resources: not in the Kubernetes schemas
 K8S_VERSIONS = ("1.31", "1.34")  # the oldest we support on EKS, and the API server the operator tests run
 DIST = {"deploymentMode": "Distributed", "kafka.bootstrapServers": "kafka.data:9092"}
+
+
+@functools.cache
+def chart_values() -> dict[str, Any]:
+    """The chart's values.yaml (read on first use: nothing is read at import time)."""
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+@functools.cache
+def chart_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
 
 
 def sets(values: dict[str, Any]) -> list[str]:
@@ -187,12 +199,12 @@ def test_distributed_has_every_piece_per_service(chart: Any) -> None:
     docs = chart.render(*sets(DIST))
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount"):
         assert sorted(by_kind(docs, kind)) == sorted(name(s) for s in SERVICES), kind
-    autoscaled = {s for s in SERVICES if VALUES["services"][s]["autoscaling"]["enabled"]}
+    autoscaled = {s for s in SERVICES if chart_values()["services"][s]["autoscaling"]["enabled"]}
     assert autoscaled, "values.yaml autoscales no service: the HPA path is untested"
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert set(hpas) == {name(s) for s in autoscaled}
     for s in autoscaled:
-        spec, auto = hpas[name(s)]["spec"], VALUES["services"][s]["autoscaling"]
+        spec, auto = hpas[name(s)]["spec"], chart_values()["services"][s]["autoscaling"]
         assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name(s)}
         assert (spec["minReplicas"], spec["maxReplicas"]) == (auto["minReplicas"], auto["maxReplicas"])
         assert spec["metrics"][0]["resource"]["name"] == "cpu"
@@ -237,11 +249,12 @@ def test_pods_are_locked_down(chart: Any) -> None:
         assert c["resources"]["requests"] and c["resources"]["limits"]
         ann = dep["spec"]["template"]["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9464"
-        drain = VALUES["shutdown"]["drainDelaySeconds"] + VALUES["shutdown"]["graceSeconds"]
+        drain = chart_values()["shutdown"]["drainDelaySeconds"] + chart_values()["shutdown"]["graceSeconds"]
         assert pod["terminationGracePeriodSeconds"] > drain
         env = env_of(dep)
         assert (
-            float(env["ISTHMUS_SHUTDOWN_DRAIN_DELAY_S"]["value"]) == VALUES["shutdown"]["drainDelaySeconds"]
+            float(env["ISTHMUS_SHUTDOWN_DRAIN_DELAY_S"]["value"])
+            == chart_values()["shutdown"]["drainDelaySeconds"]
         )
 
 
@@ -331,7 +344,7 @@ def test_network_policies_allow_exactly_the_call_graph(chart: Any) -> None:
         kafka = [
             r
             for r in pol["spec"]["egress"]
-            if {p["port"] for p in r["ports"]} == set(VALUES["kafka"]["ports"])
+            if {p["port"] for p in r["ports"]} == set(chart_values()["kafka"]["ports"])
         ]
         assert len(kafka) == 1, s
 
@@ -366,7 +379,7 @@ def test_network_policy_knobs(chart: Any) -> None:
     kafka_rule = next(
         r
         for r in pols[name("guardrail")]["spec"]["egress"]
-        if r["ports"][0]["port"] == VALUES["kafka"]["ports"][0]
+        if r["ports"][0]["port"] == chart_values()["kafka"]["ports"][0]
     )
     assert kafka_rule["to"] == [{"ipBlock": {"cidr": "10.30.0.0/16"}}]
 
@@ -450,9 +463,9 @@ def _expected_settings_schema(section: str) -> tuple[set[str], set[str]]:
 
 def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
     docs = chart.render(*sets({**DIST, "otel.endpoint": "http://otel:4317"}))
-    defs = SCHEMA["definitions"]
+    defs = chart_schema()["definitions"]
     rendered = set(env_of(by_kind(docs, "Deployment")[name("embedding")]))
-    owned = {v.removeprefix("ISTHMUS_") for v in rendered} - set(VALUES["settings"])
+    owned = {v.removeprefix("ISTHMUS_") for v in rendered} - set(chart_values()["settings"])
     # the chart owns the addresses, bus, data dir, endpoints, OTel and shutdown; the rest is the user's
     settings, secrets = _expected_settings_schema("common")
     # Kafka security comes from kafka.securityProtocol / kafka.sasl / kafka.tls / region; client
@@ -583,7 +596,9 @@ def test_keda_replaces_the_hpas_and_scales_consumers_on_their_group_lag(chart: A
     )
     assert not by_kind(docs, "HorizontalPodAutoscaler")
     scaled = by_kind(docs, "ScaledObject")
-    autoscaled = {s for s in SERVICES if VALUES["services"][s]["autoscaling"]["enabled"]} | {"evaluation"}
+    autoscaled = {s for s in SERVICES if chart_values()["services"][s]["autoscaling"]["enabled"]} | {
+        "evaluation"
+    }
     assert set(scaled) == {name(s) for s in autoscaled}
     for s in autoscaled:
         spec = scaled[name(s)]["spec"]
@@ -617,15 +632,15 @@ def test_service_monitor_scrapes_the_metrics_port(chart: Any) -> None:
 @pytest.mark.parametrize(
     ("values", "image"),
     [
-        ({}, f"{VALUES['image']['repository']}:{VALUES['image']['tag']}"),
-        ({"image.digest": "sha256:" + "a" * 64}, f"{VALUES['image']['repository']}@sha256:{'a' * 64}"),
-        ({"image.tag": "sha256:" + "b" * 64}, f"{VALUES['image']['repository']}@sha256:{'b' * 64}"),
+        ({}, "{repository}:{tag}"),
+        ({"image.digest": "sha256:" + "a" * 64}, "{repository}@sha256:" + "a" * 64),
+        ({"image.tag": "sha256:" + "b" * 64}, "{repository}@sha256:" + "b" * 64),
     ],
     ids=["tag", "digest-wins", "digest-as-tag"],
 )
 def test_image_reference(chart: Any, values: dict[str, Any], image: str) -> None:
     [dep] = by_kind(chart.render(*sets(values)), "Deployment").values()
-    assert container(dep)["image"] == image
+    assert container(dep)["image"] == image.format(**chart_values()["image"])
 
 
 SCHEMA_ERROR = "values don't meet the specifications of the schema"

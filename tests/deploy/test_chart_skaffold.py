@@ -4,6 +4,7 @@ profile's values accepted by the chart's schema (rendered with the real helm, as
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SKAFFOLD = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-PROFILES = {p["name"]: p for p in SKAFFOLD["profiles"]}
 MODES = {"all-in-one": "AllInOne", "distributed": "Distributed"}
+
+
+@functools.cache
+def skaffold() -> dict[str, Any]:
+    """skaffold.yaml (read on first use: nothing is read at import time)."""
+    config: dict[str, Any] = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    return config
 
 
 def apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -31,16 +37,16 @@ def apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dict
 
 
 def test_one_artifact_built_from_the_dockerfile() -> None:
-    assert SKAFFOLD["apiVersion"].startswith("skaffold/v4")
-    [artifact] = SKAFFOLD["build"]["artifacts"]
+    assert skaffold()["apiVersion"].startswith("skaffold/v4")
+    [artifact] = skaffold()["build"]["artifacts"]
     assert artifact["image"] == "isthmus"
     assert (ROOT / artifact["context"] / artifact["docker"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
 
 
 def test_the_release_deploys_the_chart_with_the_built_image() -> None:
-    [release] = SKAFFOLD["deploy"]["helm"]["releases"]
+    [release] = skaffold()["deploy"]["helm"]["releases"]
     assert (ROOT / release["chartPath"]).resolve() == ROOT / "charts" / "isthmus"
-    image = SKAFFOLD["build"]["artifacts"][0]["image"]
+    image = skaffold()["build"]["artifacts"][0]["image"]
     key = re.sub(r"[^A-Za-z0-9]", "_", image)
     assert release["setValueTemplates"] == {
         "image.repository": f"{{{{.IMAGE_REPO_{key}}}}}",
@@ -50,8 +56,9 @@ def test_the_release_deploys_the_chart_with_the_built_image() -> None:
 
 @pytest.mark.parametrize("profile", sorted(MODES))
 def test_each_profile_renders_its_mode(chart: Any, profile: str) -> None:
-    assert set(PROFILES) == set(MODES)
-    config = apply_patches(SKAFFOLD, PROFILES[profile]["patches"])
+    profiles = {p["name"]: p for p in skaffold()["profiles"]}
+    assert set(profiles) == set(MODES)
+    config = apply_patches(skaffold(), profiles[profile]["patches"])
     [release] = config["deploy"]["helm"]["releases"]
     templated = {"image.repository": "isthmus", "image.tag": "dev-abc123"}  # what skaffold substitutes
     values = {**templated, **release.get("setValues", {})}

@@ -12,15 +12,14 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.testing.client import upload
+from isthmus_core.testing.infra import shared_datasets
 
-from .conftest import ISTHMUS, ROOT, Cluster
-
-CRANFIELD = ROOT.parent / "shared" / "datasets" / "cranfield" / "corpus.jsonl"
+from .conftest import ISTHMUS, Cluster
 
 
 def corpus(start: int, n: int) -> list[tuple[str, bytes]]:
     docs = []
-    with CRANFIELD.open() as fh:
+    with shared_datasets("cranfield", "corpus.jsonl", why="the Cranfield corpus").open() as fh:
         for i, line in enumerate(fh):
             if i < start:
                 continue

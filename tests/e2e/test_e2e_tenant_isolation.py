@@ -48,7 +48,11 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[d
         }
     suffix = uuid.uuid4().hex[:6]
     tenants = {"a": f"iso-a-{suffix}", "b": f"iso-b-{suffix}"}
-    async with platform(tmp_path, retrieval=retrieval) as rt, grpc.aio.insecure_channel(rt.address) as ch:
+    evaluation = {"datasets_root": str(tmp_path)}  # RunEval reads datasets only under this root
+    async with (
+        platform(tmp_path, retrieval=retrieval, evaluation=evaluation) as rt,
+        grpc.aio.insecure_channel(rt.address) as ch,
+    ):
         stub = rgrpc.RetrievalServiceStub(ch)
         for key, tenant in tenants.items():
             await stub.CreateTenant(rpb.CreateTenantRequest(tenant_id=tenant))
@@ -125,7 +129,7 @@ async def test_search_ask_replace_eval_and_delete_stay_inside_the_tenant(env: di
     before = {t: await _count(stub, t) for t in (a, b)}
     report = None
     async for ev in evaluation_pb2_grpc.EvaluationServiceStub(ch).RunEval(
-        evaluation_pb2.RunEvalRequest(dataset_path=str(ds), modes=["bm25", "dense", "hybrid"])
+        evaluation_pb2.RunEvalRequest(dataset_path=ds.name, modes=["bm25", "dense", "hybrid"])
     ):
         if ev.WhichOneof("event") == "report":
             report = ev.report

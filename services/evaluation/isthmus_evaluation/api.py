@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+from isthmus_core.errors import InvalidArgument, IsthmusError
+from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.report import EvalReport
-from isthmus_evaluation.runner import EvalProgress, EvalRunner
+from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_modes
 
 
 def report_pb(r: EvalReport) -> pb.EvalReport:
@@ -34,21 +38,75 @@ def report_pb(r: EvalReport) -> pb.EvalReport:
     )
 
 
+def event_pb(ev: EvalProgress | EvalReport) -> pb.EvalEvent:
+    if isinstance(ev, EvalProgress):
+        return pb.EvalEvent(progress=pb.EvalProgress(phase=ev.phase, done=ev.done, total=ev.total))
+    return pb.EvalEvent(report=report_pb(ev))
+
+
+async def read_upload(
+    requests: AsyncIterator[pb.RunEvalUploadRequest], max_bytes: int
+) -> tuple[pb.RunEvalUploadHeader, BeirDataset]:
+    """The header and the parsed dataset of a RunEvalUpload stream (held in memory, never on disk)."""
+    header: pb.RunEvalUploadHeader | None = None
+    upload = DatasetUpload(max_bytes)
+    try:
+        async for req in requests:
+            kind = req.WhichOneof("part")
+            if kind == "header":
+                if header is not None:
+                    raise InvalidArgument("the upload stream has two headers; send exactly one, first")
+                header = req.header
+                check_modes(header.modes)  # fail fast, before the bytes
+            elif kind is not None:
+                if header is None:
+                    raise InvalidArgument("the first message of RunEvalUpload must be the header")
+                upload.add(kind, getattr(req, kind))
+    except IsthmusError:
+        # a client still writing when the call ends sees its write fail ("Internal error from Core")
+        # instead of this status: let it finish (up to another max_bytes), then refuse
+        await _drain(requests, max_bytes)
+        raise
+    if header is None:
+        raise InvalidArgument("empty RunEvalUpload stream: send a header, then the dataset's files")
+    return header, await asyncio.to_thread(upload.parse, header.name)
+
+
+async def _drain(requests: AsyncIterator[pb.RunEvalUploadRequest], budget: int) -> None:
+    async for req in requests:
+        budget -= req.ByteSize()
+        if budget < 0:
+            return
+
+
 class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
-    def __init__(self, runner: EvalRunner, online: OnlineMetrics) -> None:
+    def __init__(
+        self,
+        runner: EvalRunner,
+        online: OnlineMetrics,
+        datasets_root: Path | None = None,
+        max_upload_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
         self._runner = runner
         self._online = online
+        self._root = datasets_root
+        self._max_upload = max_upload_bytes
 
     async def RunEval(
         self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvalEvent]:
-        async for ev in self._runner.run(
-            request.dataset_path, list(request.modes), request.max_queries, request.keep_tenant
-        ):
-            if isinstance(ev, EvalProgress):
-                yield pb.EvalEvent(progress=pb.EvalProgress(phase=ev.phase, done=ev.done, total=ev.total))
-            else:
-                yield pb.EvalEvent(report=report_pb(ev))
+        check_modes(request.modes)
+        path = dataset_under_root(self._root, request.dataset_path)
+        ds = await asyncio.to_thread(load_beir, path)
+        async for ev in self._runner.run(ds, list(request.modes), request.max_queries, request.keep_tenant):
+            yield event_pb(ev)
+
+    async def RunEvalUpload(
+        self, request_iterator: AsyncIterator[pb.RunEvalUploadRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvalEvent]:
+        header, ds = await read_upload(request_iterator, self._max_upload)
+        async for ev in self._runner.run(ds, list(header.modes), header.max_queries, header.keep_tenant):
+            yield event_pb(ev)
 
     async def GetOnlineMetrics(
         self, request: pb.GetOnlineMetricsRequest, context: grpc.aio.ServicerContext

@@ -85,7 +85,7 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         registrars=[
             partial(
                 evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
-                EvaluationServicer(runner, online),
+                EvaluationServicer(runner, online, s.datasets_root, s.max_upload_bytes),
             )
         ],
         grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],

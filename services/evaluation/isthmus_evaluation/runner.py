@@ -1,20 +1,23 @@
-"""``RunEval``: ingest a BEIR dataset for a throwaway tenant, run its queries per mode, score them.
+"""``RunEval`` / ``RunEvalUpload``: ingest a BEIR dataset for a throwaway tenant, run its queries per
+mode, score them.
 
-The runner talks to the platform only through the functions it is given (gRPC clients in the module),
-so it measures exactly what users get.
+The runner is given a loaded dataset (read under the datasets root, or parsed from uploaded bytes: see
+:mod:`isthmus_evaluation.datasets`) and talks to the platform only through the functions it is given
+(gRPC clients in the module), so it measures exactly what users get.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import InvalidArgument, Unavailable
-from isthmus_evaluation.datasets import doc_text, load_beir
+from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text
 from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
 from isthmus_evaluation.report import EvalReport, ModeReport
 
@@ -41,6 +44,21 @@ class EvalClients:
     search: Search
 
 
+def check_modes(modes: Sequence[str]) -> list[str]:
+    """The modes to run (all when empty), or :class:`InvalidArgument` naming the unknown ones."""
+    chosen = list(modes) or list(MODES)
+    bad = [m for m in chosen if m not in MODES]
+    if bad:
+        raise InvalidArgument(f"unknown mode(s) {bad}; choose from {list(MODES)}")
+    return chosen
+
+
+def eval_tenant(dataset: str, suffix: str) -> str:
+    """The throwaway tenant of a run: ``eval-<dataset slug>-<suffix>``, a valid tenant id."""
+    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:40] or "dataset"
+    return parse_tenant_id(f"eval-{slug}-{suffix}"[:63].rstrip("-"))
+
+
 class EvalRunner:
     def __init__(
         self,
@@ -60,18 +78,14 @@ class EvalRunner:
         self._poll = poll_interval_s
 
     async def run(
-        self, dataset_path: str, modes: Sequence[str] = (), max_queries: int = 0, keep_tenant: bool = False
+        self, ds: BeirDataset, modes: Sequence[str] = (), max_queries: int = 0, keep_tenant: bool = False
     ) -> AsyncIterator[EvalProgress | EvalReport]:
-        modes = list(modes) or list(MODES)
-        bad = [m for m in modes if m not in MODES]
-        if bad:
-            raise InvalidArgument(f"unknown mode(s) {bad}; choose from {list(MODES)}")
-        ds = await asyncio.to_thread(load_beir, Path(dataset_path))
+        modes = check_modes(modes)
         queries = sorted(ds.queries.items())
         if max_queries > 0:
             queries = queries[:max_queries]
         qrels = {qid: ds.qrels[qid] for qid, _ in queries}
-        tenant = f"eval-{ds.name.lower()}-{uuid.uuid4().hex[:8]}"[:63].replace("_", "-")
+        tenant = eval_tenant(ds.name, uuid.uuid4().hex[:8])
         await self._c.create_tenant(tenant)
         try:
             t0 = time.perf_counter()
@@ -134,16 +148,15 @@ class EvalRunner:
             latency_p95_ms=percentile(latencies, 95) if latencies else 0.0,
         )
 
-    async def _ingest(self, tenant: str, ds: object) -> AsyncIterator[EvalProgress]:
-        corpus = ds.corpus  # type: ignore[attr-defined]
-        total = len(corpus)
+    async def _ingest(self, tenant: str, ds: BeirDataset) -> AsyncIterator[EvalProgress]:
+        corpus = ds.corpus
         sem = asyncio.Semaphore(self._up)
         uploaded = 0
 
-        async def up(doc_id: str, doc: object) -> None:
+        async def up(doc_id: str, doc: CorpusDoc) -> None:
             nonlocal uploaded
             async with sem:
-                await self._c.upload(tenant, doc_id, f"{doc_id}.txt", doc_text(doc).encode())  # type: ignore[arg-type]
+                await self._c.upload(tenant, doc_id, f"{doc_id}.txt", doc_text(doc).encode())
             uploaded += 1
 
         # documents with no text at all (two in Cranfield) cannot be indexed: they stay unretrievable,

@@ -6,21 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from isthmus_core.errors import InvalidArgument
-from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text, load_beir
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from isthmus_core.testing.infra import shared_datasets
+from isthmus_evaluation.datasets import (
+    BeirDataset,
+    CorpusDoc,
+    DatasetUpload,
+    dataset_under_root,
+    doc_text,
+    load_beir,
+    parse_beir,
+)
+
+DATASETS = ("cisi", "cranfield", "scifact")
 
 
-def _shared_datasets() -> Path:
-    """The shared datasets live in ``../shared/datasets`` relative to the repository root."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "uv.lock").is_file():
-            return parent.parent / "shared" / "datasets"
-    raise AssertionError("repository root (with uv.lock) not found above this test file")
-
-
-def _readme_counts() -> dict[str, tuple[int, int, int, int]]:
+@pytest.fixture(scope="module")
+def readme_counts() -> dict[str, tuple[int, int, int, int]]:
     """name -> (docs, queries, judged queries, qrels) from the datasets README table."""
-    text = (_shared_datasets() / "README.md").read_text(encoding="utf-8")
+    text = shared_datasets("README.md").read_text(encoding="utf-8")
     counts: dict[str, tuple[int, int, int, int]] = {}
     for m in re.finditer(r"^\| (\w+) \| ([\d,]+) \| ([\d,]+) \(([\d,]+)\) \| ([\d,]+) \|", text, re.M):
         docs, queries, judged, qrels = (int(g.replace(",", "")) for g in m.groups()[1:])
@@ -28,17 +32,16 @@ def _readme_counts() -> dict[str, tuple[int, int, int, int]]:
     return counts
 
 
-README_COUNTS = _readme_counts()
+def test_readme_lists_the_three_datasets(readme_counts: dict[str, tuple[int, int, int, int]]) -> None:
+    assert set(readme_counts) == set(DATASETS)
 
 
-def test_readme_lists_the_three_datasets() -> None:
-    assert set(README_COUNTS) == {"cranfield", "cisi", "scifact"}
-
-
-@pytest.mark.parametrize("name", sorted(README_COUNTS))
-def test_real_dataset_counts_match_readme(name: str) -> None:
-    docs, queries, judged, qrels = README_COUNTS[name]
-    ds = load_beir(_shared_datasets() / name)
+@pytest.mark.parametrize("name", DATASETS)
+def test_real_dataset_counts_match_readme(
+    readme_counts: dict[str, tuple[int, int, int, int]], name: str
+) -> None:
+    docs, queries, judged, qrels = readme_counts[name]
+    ds = load_beir(shared_datasets(name))
     assert ds.name == name
     assert len(ds.corpus) == docs
     assert len(ds.queries) == judged
@@ -50,7 +53,7 @@ def test_real_dataset_counts_match_readme(name: str) -> None:
 
 
 def test_cranfield_is_graded_one_to_four() -> None:
-    ds = load_beir(_shared_datasets() / "cranfield")
+    ds = load_beir(shared_datasets("cranfield"))
     grades = {g for judged in ds.qrels.values() for g in judged.values()}
     assert grades == {1, 2, 3, 4}
     assert len(ds.corpus) == 1400 and len(ds.queries) == 225
@@ -263,3 +266,153 @@ def test_qrels_duplicate_judgment(tmp_path: Path) -> None:
     d = _write_dataset(tmp_path, qrels="query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td1\t2\n")
     with pytest.raises(InvalidArgument, match=r"line 3: duplicate judgment for query 'q1', document 'd1'"):
         load_beir(d)
+
+
+# ------------------------------------------------------------------------- the datasets root (RunEval)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A datasets root holding ``tiny`` and ``nested/inner``; ``outside`` is a dataset beside the root."""
+    base = tmp_path / "root"
+    _write_dataset(base)
+    _write_dataset(base / "nested", name="inner")
+    _write_dataset(tmp_path, name="outside")
+    return base
+
+
+@pytest.mark.parametrize("relative", ["tiny", "./tiny", "tiny/", "nested/inner"])
+def test_relative_path_under_the_root_is_accepted(root: Path, relative: str) -> None:
+    path = dataset_under_root(root, relative)
+    assert path.resolve().is_relative_to(root.resolve())
+    assert load_beir(path).corpus["d1"] == CorpusDoc(title="Alpha", text="alpha body")
+
+
+@pytest.mark.parametrize(
+    ("relative", "why"),
+    [
+        ("../outside", "contains '..'"),
+        ("../../etc", "contains '..'"),
+        ("tiny/../../outside", "contains '..'"),
+        ("..\\outside", "contains '..'"),
+        ("/etc", "is absolute"),
+        ("C:\\datasets\\tiny", "is absolute"),
+        ("~/tiny", "is absolute"),
+        ("", "is required"),
+        ("  ", "is required"),
+        ("tiny\0", "NUL"),
+    ],
+)
+def test_paths_leaving_the_root_are_refused(root: Path, relative: str, why: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(why)):
+        dataset_under_root(root, relative)
+
+
+def test_an_absolute_path_is_refused_even_inside_the_root(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="is absolute"):
+        dataset_under_root(root, str(root / "tiny"))
+
+
+def test_a_symlinked_directory_leading_out_of_the_root_is_refused(root: Path, tmp_path: Path) -> None:
+    (root / "escape").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(InvalidArgument, match="leads outside the datasets root"):
+        dataset_under_root(root, "escape")
+
+
+@pytest.mark.parametrize("file", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+def test_a_symlinked_file_leading_out_of_the_root_is_refused(root: Path, tmp_path: Path, file: str) -> None:
+    (root / "tiny" / file).unlink()
+    (root / "tiny" / file).symlink_to(tmp_path / "outside" / file)
+    with pytest.raises(InvalidArgument, match="leads outside the datasets root"):
+        dataset_under_root(root, "tiny")
+
+
+def test_a_symlink_staying_inside_the_root_is_fine(root: Path) -> None:
+    (root / "alias").symlink_to(root / "tiny", target_is_directory=True)
+    assert load_beir(dataset_under_root(root, "alias")).name == "tiny"
+
+
+def test_no_root_configured_is_a_failed_precondition_saying_how_to_set_it() -> None:
+    with pytest.raises(FailedPrecondition, match=r"ISTHMUS_EVALUATION_DATASETS_ROOT.*RunEvalUpload"):
+        dataset_under_root(None, "tiny")
+
+
+def test_a_root_that_is_not_a_directory_is_a_failed_precondition(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="not a directory"):
+        dataset_under_root(tmp_path / "absent", "tiny")
+
+
+# ------------------------------------------------------------------------ uploaded bytes (RunEvalUpload)
+
+
+def _files(d: Path) -> tuple[bytes, bytes, bytes]:
+    return (
+        (d / "corpus.jsonl").read_bytes(),
+        (d / "queries.jsonl").read_bytes(),
+        (d / "qrels" / "test.tsv").read_bytes(),
+    )
+
+
+def test_uploaded_bytes_parse_like_the_files(tmp_path: Path) -> None:
+    d = _write_dataset(
+        tmp_path, corpus=[{"_id": "d1", "title": "Ærø", "text": "ø\r"}, {"_id": "d2", "text": "b"}, ""]
+    )
+    from_files, from_bytes = load_beir(d), parse_beir("tiny", *_files(d))
+    assert from_bytes == from_files
+
+
+def test_upload_pieces_may_split_lines_and_characters(tmp_path: Path) -> None:
+    d = _write_dataset(tmp_path, corpus=[{"_id": "d1", "title": "Ærø", "text": "smørrebrød"}])
+    upload = DatasetUpload(max_bytes=10_000)
+    for part, data in zip(DatasetUpload.FILES, _files(d), strict=True):
+        for i in range(0, len(data), 3):  # 3-byte pieces cut through UTF-8 sequences and lines
+            upload.add(part, data[i : i + 3])
+    assert upload.parse("tiny") == load_beir(d)
+
+
+def test_upload_over_the_cap_is_refused_as_soon_as_it_crosses(tmp_path: Path) -> None:
+    upload = DatasetUpload(max_bytes=10)
+    upload.add("corpus", b"0123456789")
+    with pytest.raises(ResourceExhausted, match=r"exceeds 10 bytes \(evaluation.max_upload_bytes\)"):
+        upload.add("queries", b"x")
+
+
+def test_upload_missing_a_file_names_it(tmp_path: Path) -> None:
+    corpus, _, qrels = _files(_write_dataset(tmp_path))
+    upload = DatasetUpload(max_bytes=10_000)
+    upload.add("corpus", corpus)
+    upload.add("qrels", qrels)
+    with pytest.raises(InvalidArgument, match=r"no queries bytes; expected the BEIR layout"):
+        upload.parse("tiny")
+
+
+def test_uploaded_defects_name_the_file_and_line(tmp_path: Path) -> None:
+    corpus, queries, qrels = _files(_write_dataset(tmp_path))
+    with pytest.raises(InvalidArgument, match=r"^corpus\.jsonl: line 4 is not valid JSON"):
+        parse_beir("tiny", corpus + b'{"_id": \n', queries, qrels)
+    with pytest.raises(InvalidArgument, match=r"^qrels/test\.tsv: line 2: query-id 'q9' is not in"):
+        parse_beir("tiny", corpus, queries, b"query-id\tcorpus-id\tscore\nq9\td1\t1\n")
+
+
+@pytest.mark.parametrize("name", ["", "../etc", "a/b", "-x", "x" * 65, "sp ace"])
+def test_uploaded_dataset_name_must_follow_the_rule(tmp_path: Path, name: str) -> None:
+    files = _files(_write_dataset(tmp_path))
+    with pytest.raises(InvalidArgument, match="dataset name"):
+        parse_beir(name, *files)
+
+
+@pytest.mark.parametrize("relative", ["é" * 128, "x" * 256, "a/" * 600])
+def test_overlong_paths_are_invalid_not_an_os_error(root: Path, relative: str) -> None:
+    with pytest.raises(InvalidArgument, match="too long"):
+        dataset_under_root(root, relative)
+
+
+def test_a_symlink_loop_is_invalid_not_an_os_error(root: Path) -> None:
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(InvalidArgument, match="'loop'"):
+        dataset_under_root(root, "loop")
+
+
+def test_load_beir_turns_os_errors_into_invalid_argument(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="cannot be read"):
+        load_beir(tmp_path / ("é" * 128))  # ENAMETOOLONG from the file system

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.testing.infra import shared_datasets
 from isthmus_evaluation.datasets import load_beir
 from isthmus_evaluation.metrics import RunMetrics, chunk_hits_to_doc_run, evaluate_run, percentile
 
@@ -117,15 +117,8 @@ def test_non_integer_relevance_rejected() -> None:
         evaluate_run({"q": {"a": 0.5}}, {"q": {"a": 1.0}})  # type: ignore[dict-item]
 
 
-def _shared_datasets() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "uv.lock").is_file():
-            return parent.parent / "shared" / "datasets"
-    raise AssertionError("repository root (with uv.lock) not found above this test file")
-
-
 def test_ideal_run_on_cranfield_scores_one_and_half_run_less() -> None:
-    ds = load_beir(_shared_datasets() / "cranfield")
+    ds = load_beir(shared_datasets("cranfield"))
     ideal = {qid: {doc: float(rel) for doc, rel in judged.items()} for qid, judged in ds.qrels.items()}
     m = evaluate_run(ds.qrels, ideal)
     assert m.n_queries == len(ds.queries)

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 from rich.table import Table
 
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.testing.infra import shared_datasets
 from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 
 
@@ -71,15 +71,8 @@ def test_table_reference_column() -> None:
     assert re.search(r"0\.600\s*│\s*-\s*│", rerank_row)  # no reference for this mode
 
 
-def _shared_datasets() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "uv.lock").is_file():
-            return parent.parent / "shared" / "datasets"
-    raise AssertionError("repository root (with uv.lock) not found above this test file")
-
-
 def test_reference_figures_match_the_datasets_readme() -> None:
-    text = (_shared_datasets() / "README.md").read_text(encoding="utf-8")
+    text = shared_datasets("README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\w+) \| (0\.\d+) \| (0\.\d+) \| (0\.\d+) \|$", text, re.M)
     readme = {name: {"bm25": float(b), "dense": float(d), "hybrid": float(h)} for name, b, d, h in rows}
     assert readme, "reference table not found in the datasets README"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,24 +53,39 @@ def eval_(
     --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
     from isthmus.evaluation.v1 import evaluation_pb2
     from isthmus_cli.standalone import standalone_platform
+    from isthmus_evaluation.datasets import CORPUS_FILE, LAYOUT_HINT, QRELS_FILE, QUERIES_FILE
     from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
 
     ds = dataset.resolve()
     if not ds.is_dir():
         fail(f"{dataset} is not a directory")
+    # the dataset travels with the request (RunEvalUpload): the service never opens a path we choose
+    files = {"corpus": ds / CORPUS_FILE, "queries": ds / QUERIES_FILE, "qrels": ds / QRELS_FILE}
+    if missing := [str(p.relative_to(ds)) for p in files.values() if not p.is_file()]:
+        fail(f"{dataset} has no {', '.join(missing)}; {LAYOUT_HINT}")
 
-    async def call(address: str) -> EvalReportPb | None:
-        report = None
-        async with connect(address) as stubs:
-            req = evaluation_pb2.RunEvalRequest(
-                dataset_path=str(ds),
+    def upload_requests() -> Iterator[evaluation_pb2.RunEvalUploadRequest]:
+        yield evaluation_pb2.RunEvalUploadRequest(
+            header=evaluation_pb2.RunEvalUploadHeader(
+                name=re.sub(r"[^A-Za-z0-9._-]+", "-", ds.name).lstrip("._-")[:64] or "dataset",
                 modes=[m for m in modes.split(",") if m],
                 max_queries=max_queries,
                 keep_tenant=keep_tenant,
             )
+        )
+        for part, path in files.items():
+            with path.open("rb") as fh:
+                while piece := fh.read(1 << 20):  # 1 MiB messages, well under gRPC's 4 MiB default
+                    request = evaluation_pb2.RunEvalUploadRequest()
+                    setattr(request, part, piece)
+                    yield request
+
+    async def call(address: str) -> EvalReportPb | None:
+        report = None
+        async with connect(address) as stubs:
             with progress(as_json) as bars:
                 tasks: dict[str, TaskID] = {}
-                async for ev in stubs.evaluation.RunEval(req):
+                async for ev in stubs.evaluation.RunEvalUpload(upload_requests()):
                     if ev.WhichOneof("event") == "progress":
                         p = ev.progress
                         if p.phase not in tasks:

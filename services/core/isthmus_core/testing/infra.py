@@ -1,4 +1,5 @@
-"""The one rule for tests that need a real external component (Kafka, an API server, helm, checkov…)."""
+"""The one rule for tests that need a real external component (Kafka, an API server, helm, checkov…) or
+data kept outside the repository (the shared datasets in ``../shared/datasets``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,36 @@ def missing_tool(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def missing_data(path: Path, why: str) -> NoReturn:
+    """A test needs data at ``path`` that is not there: skip locally, fail under CI=true (as missing_tool)."""
+    missing_tool(f"{path} is missing: {why}")
+
+
+def repository_root() -> Path | None:
+    """The checkout this package is installed from (the folder holding uv.lock), or None if not found."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "uv.lock").is_file():
+            return parent
+    return None
+
+
+def shared_datasets(*parts: str, why: str = "the shared retrieval datasets") -> Path:
+    """``<datasets>/<parts>``, where ``<datasets>`` is ``$ISTHMUS_SHARED_DATASETS`` if set, else
+    ``../shared/datasets`` beside the repository root; :func:`missing_data` when the path is absent (a
+    fresh clone on its own has no ``../shared``). Call it inside a test or fixture, never at import."""
+    override = os.environ.get("ISTHMUS_SHARED_DATASETS")
+    if override:
+        base = Path(override)
+    else:
+        root = repository_root()
+        base = (root.parent if root is not None else Path.cwd().parent) / "shared" / "datasets"
+    path = base.joinpath(*parts)
+    if not path.exists():
+        hint = "check out the project's shared data beside the repository, or set ISTHMUS_SHARED_DATASETS"
+        missing_data(path, f"{why} ({hint})")
+    return path
 
 
 def _ephemeral_low() -> int:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&isthmus/evaluation/v1/evaluation.proto\x12\x15isthmus.evaluation.v1\"_\n\x0eRunEvalRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\":\n\x0c\x45valProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\x89\x01\n\x0bModeMetrics\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x12\n\nndcg_at_10\x18\x02 \x01(\x01\x12\x15\n\rrecall_at_100\x18\x03 \x01(\x01\x12\x11\n\tmrr_at_10\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\"\x9f\x01\n\nEvalReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x05\x12\x0f\n\x07queries\x18\x03 \x01(\x05\x12\x31\n\x05modes\x18\x04 \x03(\x0b\x32\".isthmus.evaluation.v1.ModeMetrics\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x16\n\x0eingest_seconds\x18\x06 \x01(\x01\"\x82\x01\n\tEvalEvent\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.isthmus.evaluation.v1.EvalProgressH\x00\x12\x33\n\x06report\x18\x02 \x01(\x0b\x32!.isthmus.evaluation.v1.EvalReportH\x00\x42\x07\n\x05\x65vent\",\n\x17GetOnlineMetricsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xbf\x01\n\rOnlineMetrics\x12\x0f\n\x07\x61nswers\x18\x01 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\x1c\n\x14\x63itations_per_answer\x18\x04 \x01(\x01\x12\x18\n\x10guardrail_blocks\x18\x05 \x01(\x03\x12\x1c\n\x14guardrail_redactions\x18\x06 \x01(\x03\x12\x17\n\x0f\x62locked_answers\x18\x07 \x01(\x03\x32\xd3\x01\n\x11\x45valuationService\x12T\n\x07RunEval\x12%.isthmus.evaluation.v1.RunEvalRequest\x1a .isthmus.evaluation.v1.EvalEvent0\x01\x12h\n\x10GetOnlineMetrics\x12..isthmus.evaluation.v1.GetOnlineMetricsRequest\x1a$.isthmus.evaluation.v1.OnlineMetricsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&isthmus/evaluation/v1/evaluation.proto\x12\x15isthmus.evaluation.v1\"_\n\x0eRunEvalRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\"\\\n\x13RunEvalUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\"\x92\x01\n\x14RunEvalUploadRequest\x12<\n\x06header\x18\x01 \x01(\x0b\x32*.isthmus.evaluation.v1.RunEvalUploadHeaderH\x00\x12\x10\n\x06\x63orpus\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07queries\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05qrels\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\":\n\x0c\x45valProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\x89\x01\n\x0bModeMetrics\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x12\n\nndcg_at_10\x18\x02 \x01(\x01\x12\x15\n\rrecall_at_100\x18\x03 \x01(\x01\x12\x11\n\tmrr_at_10\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\"\x9f\x01\n\nEvalReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x05\x12\x0f\n\x07queries\x18\x03 \x01(\x05\x12\x31\n\x05modes\x18\x04 \x03(\x0b\x32\".isthmus.evaluation.v1.ModeMetrics\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x16\n\x0eingest_seconds\x18\x06 \x01(\x01\"\x82\x01\n\tEvalEvent\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.isthmus.evaluation.v1.EvalProgressH\x00\x12\x33\n\x06report\x18\x02 \x01(\x0b\x32!.isthmus.evaluation.v1.EvalReportH\x00\x42\x07\n\x05\x65vent\",\n\x17GetOnlineMetricsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xbf\x01\n\rOnlineMetrics\x12\x0f\n\x07\x61nswers\x18\x01 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\x1c\n\x14\x63itations_per_answer\x18\x04 \x01(\x01\x12\x18\n\x10guardrail_blocks\x18\x05 \x01(\x03\x12\x1c\n\x14guardrail_redactions\x18\x06 \x01(\x03\x12\x17\n\x0f\x62locked_answers\x18\x07 \x01(\x03\x32\xb7\x02\n\x11\x45valuationService\x12T\n\x07RunEval\x12%.isthmus.evaluation.v1.RunEvalRequest\x1a .isthmus.evaluation.v1.EvalEvent0\x01\x12\x62\n\rRunEvalUpload\x12+.isthmus.evaluation.v1.RunEvalUploadRequest\x1a .isthmus.evaluation.v1.EvalEvent(\x01\x30\x01\x12h\n\x10GetOnlineMetrics\x12..isthmus.evaluation.v1.GetOnlineMetricsRequest\x1a$.isthmus.evaluation.v1.OnlineMetricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNEVALREQUEST']._serialized_start=65
   _globals['_RUNEVALREQUEST']._serialized_end=160
-  _globals['_EVALPROGRESS']._serialized_start=162
-  _globals['_EVALPROGRESS']._serialized_end=220
-  _globals['_MODEMETRICS']._serialized_start=223
-  _globals['_MODEMETRICS']._serialized_end=360
-  _globals['_EVALREPORT']._serialized_start=363
-  _globals['_EVALREPORT']._serialized_end=522
-  _globals['_EVALEVENT']._serialized_start=525
-  _globals['_EVALEVENT']._serialized_end=655
-  _globals['_GETONLINEMETRICSREQUEST']._serialized_start=657
-  _globals['_GETONLINEMETRICSREQUEST']._serialized_end=701
-  _globals['_ONLINEMETRICS']._serialized_start=704
-  _globals['_ONLINEMETRICS']._serialized_end=895
-  _globals['_EVALUATIONSERVICE']._serialized_start=898
-  _globals['_EVALUATIONSERVICE']._serialized_end=1109
+  _globals['_RUNEVALUPLOADHEADER']._serialized_start=162
+  _globals['_RUNEVALUPLOADHEADER']._serialized_end=254
+  _globals['_RUNEVALUPLOADREQUEST']._serialized_start=257
+  _globals['_RUNEVALUPLOADREQUEST']._serialized_end=403
+  _globals['_EVALPROGRESS']._serialized_start=405
+  _globals['_EVALPROGRESS']._serialized_end=463
+  _globals['_MODEMETRICS']._serialized_start=466
+  _globals['_MODEMETRICS']._serialized_end=603
+  _globals['_EVALREPORT']._serialized_start=606
+  _globals['_EVALREPORT']._serialized_end=765
+  _globals['_EVALEVENT']._serialized_start=768
+  _globals['_EVALEVENT']._serialized_end=898
+  _globals['_GETONLINEMETRICSREQUEST']._serialized_start=900
+  _globals['_GETONLINEMETRICSREQUEST']._serialized_end=944
+  _globals['_ONLINEMETRICS']._serialized_start=947
+  _globals['_ONLINEMETRICS']._serialized_end=1138
+  _globals['_EVALUATIONSERVICE']._serialized_start=1141
+  _globals['_EVALUATIONSERVICE']._serialized_end=1452
 # @@protoc_insertion_point(module_scope)

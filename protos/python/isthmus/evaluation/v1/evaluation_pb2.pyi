@@ -18,6 +18,30 @@ class RunEvalRequest(_message.Message):
     keep_tenant: bool
     def __init__(self, dataset_path: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ...) -> None: ...
 
+class RunEvalUploadHeader(_message.Message):
+    __slots__ = ("name", "modes", "max_queries", "keep_tenant")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODES_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    KEEP_TENANT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    modes: _containers.RepeatedScalarFieldContainer[str]
+    max_queries: int
+    keep_tenant: bool
+    def __init__(self, name: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ...) -> None: ...
+
+class RunEvalUploadRequest(_message.Message):
+    __slots__ = ("header", "corpus", "queries", "qrels")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    QRELS_FIELD_NUMBER: _ClassVar[int]
+    header: RunEvalUploadHeader
+    corpus: bytes
+    queries: bytes
+    qrels: bytes
+    def __init__(self, header: _Optional[_Union[RunEvalUploadHeader, _Mapping]] = ..., corpus: _Optional[bytes] = ..., queries: _Optional[bytes] = ..., qrels: _Optional[bytes] = ...) -> None: ...
+
 class EvalProgress(_message.Message):
     __slots__ = ("phase", "done", "total")
     PHASE_FIELD_NUMBER: _ClassVar[int]

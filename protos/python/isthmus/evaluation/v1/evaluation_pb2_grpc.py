@@ -40,6 +40,11 @@ class EvaluationServiceStub(object):
                 request_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalRequest.SerializeToString,
                 response_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.FromString,
                 _registered_method=True)
+        self.RunEvalUpload = channel.stream_stream(
+                '/isthmus.evaluation.v1.EvaluationService/RunEvalUpload',
+                request_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalUploadRequest.SerializeToString,
+                response_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.FromString,
+                _registered_method=True)
         self.GetOnlineMetrics = channel.unary_unary(
                 '/isthmus.evaluation.v1.EvaluationService/GetOnlineMetrics',
                 request_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetOnlineMetricsRequest.SerializeToString,
@@ -52,7 +57,16 @@ class EvaluationServiceServicer(object):
     """
 
     def RunEval(self, request, context):
-        """Ingests the dataset for a throwaway tenant, runs its queries in each mode, reports metrics.
+        """Ingests a dataset kept on the evaluation service's side (under its `datasets_root`) for a throwaway
+        tenant, runs its queries in each mode, reports metrics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunEvalUpload(self, request_iterator, context):
+        """The same on a dataset sent with the request: one header, then the BEIR files' bytes in pieces
+        (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,6 +84,11 @@ def add_EvaluationServiceServicer_to_server(servicer, server):
             'RunEval': grpc.unary_stream_rpc_method_handler(
                     servicer.RunEval,
                     request_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalRequest.FromString,
+                    response_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.SerializeToString,
+            ),
+            'RunEvalUpload': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunEvalUpload,
+                    request_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalUploadRequest.FromString,
                     response_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.SerializeToString,
             ),
             'GetOnlineMetrics': grpc.unary_unary_rpc_method_handler(
@@ -105,6 +124,33 @@ class EvaluationService(object):
             target,
             '/isthmus.evaluation.v1.EvaluationService/RunEval',
             isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalRequest.SerializeToString,
+            isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunEvalUpload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/isthmus.evaluation.v1.EvaluationService/RunEvalUpload',
+            isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.RunEvalUploadRequest.SerializeToString,
             isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.EvalEvent.FromString,
             options,
             channel_credentials,

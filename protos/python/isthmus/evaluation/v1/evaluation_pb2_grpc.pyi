@@ -34,7 +34,13 @@ class EvaluationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EvaluationServiceAsyncStub: ...
     RunEval: _grpc.UnaryStreamMultiCallable[_evaluation_pb2.RunEvalRequest, _evaluation_pb2.EvalEvent]
-    """Ingests the dataset for a throwaway tenant, runs its queries in each mode, reports metrics."""
+    """Ingests a dataset kept on the evaluation service's side (under its `datasets_root`) for a throwaway
+    tenant, runs its queries in each mode, reports metrics.
+    """
+    RunEvalUpload: _grpc.StreamStreamMultiCallable[_evaluation_pb2.RunEvalUploadRequest, _evaluation_pb2.EvalEvent]
+    """The same on a dataset sent with the request: one header, then the BEIR files' bytes in pieces
+    (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
+    """
     GetOnlineMetrics: _grpc.UnaryUnaryMultiCallable[_evaluation_pb2.GetOnlineMetricsRequest, _evaluation_pb2.OnlineMetrics]
 
 @_typing.type_check_only
@@ -43,7 +49,13 @@ class EvaluationServiceAsyncStub(EvaluationServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RunEval: _aio.UnaryStreamMultiCallable[_evaluation_pb2.RunEvalRequest, _evaluation_pb2.EvalEvent]  # type: ignore[assignment]
-    """Ingests the dataset for a throwaway tenant, runs its queries in each mode, reports metrics."""
+    """Ingests a dataset kept on the evaluation service's side (under its `datasets_root`) for a throwaway
+    tenant, runs its queries in each mode, reports metrics.
+    """
+    RunEvalUpload: _aio.StreamStreamMultiCallable[_evaluation_pb2.RunEvalUploadRequest, _evaluation_pb2.EvalEvent]  # type: ignore[assignment]
+    """The same on a dataset sent with the request: one header, then the BEIR files' bytes in pieces
+    (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
+    """
     GetOnlineMetrics: _aio.UnaryUnaryMultiCallable[_evaluation_pb2.GetOnlineMetricsRequest, _evaluation_pb2.OnlineMetrics]  # type: ignore[assignment]
 
 class EvaluationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -55,7 +67,19 @@ class EvaluationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _evaluation_pb2.RunEvalRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_evaluation_pb2.EvalEvent], _abc.AsyncIterator[_evaluation_pb2.EvalEvent]]:
-        """Ingests the dataset for a throwaway tenant, runs its queries in each mode, reports metrics."""
+        """Ingests a dataset kept on the evaluation service's side (under its `datasets_root`) for a throwaway
+        tenant, runs its queries in each mode, reports metrics.
+        """
+
+    @_abc_1.abstractmethod
+    def RunEvalUpload(
+        self,
+        request_iterator: _MaybeAsyncIterator[_evaluation_pb2.RunEvalUploadRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_evaluation_pb2.EvalEvent], _abc.AsyncIterator[_evaluation_pb2.EvalEvent]]:
+        """The same on a dataset sent with the request: one header, then the BEIR files' bytes in pieces
+        (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
+        """
 
     @_abc_1.abstractmethod
     def GetOnlineMetrics(

@@ -1,0 +1,196 @@
+"""The evaluation servicer's RunEval / RunEvalUpload edges, on a runner whose platform clients are fakes:
+RunEval reads only under the configured root; RunEvalUpload parses the streamed files in memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from isthmus.evaluation.v1 import evaluation_pb2 as pb
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from isthmus_evaluation.api import EvaluationServicer
+from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.runner import EvalClients, EvalRunner
+
+CORPUS = [
+    {"_id": "d1", "title": "Pelicans", "text": "Pelicans scoop fish with their throat pouch."},
+    {"_id": "d2", "title": "Marmots", "text": "Marmots hibernate in burrows through the winter."},
+    {"_id": "d3", "title": "", "text": "Glaciers carve valleys."},
+]
+QUERIES = [{"_id": "q1", "text": "marmot winter"}, {"_id": "q2", "text": "pelican pouch"}]
+QRELS = "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n"
+
+
+def dataset_bytes() -> dict[str, bytes]:
+    return {
+        "corpus": "".join(json.dumps(d) + "\n" for d in CORPUS).encode(),
+        "queries": "".join(json.dumps(q) + "\n" for q in QUERIES).encode(),
+        "qrels": QRELS.encode(),
+    }
+
+
+def write_dataset(d: Path) -> Path:
+    (d / "qrels").mkdir(parents=True)
+    files = dataset_bytes()
+    (d / "corpus.jsonl").write_bytes(files["corpus"])
+    (d / "queries.jsonl").write_bytes(files["queries"])
+    (d / "qrels" / "test.tsv").write_bytes(files["qrels"])
+    return d
+
+
+class FakePlatform:
+    """Tenants and documents in dicts; a search returns the documents sharing a word with the query."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, dict[str, str]] = {}
+        self.calls: list[str] = []
+
+    def clients(self) -> EvalClients:
+        async def create_tenant(t: str) -> None:
+            self.calls.append("create")
+            self.tenants[t] = {}
+
+        async def delete_tenant(t: str) -> None:
+            self.calls.append("delete")
+            del self.tenants[t]
+
+        async def upload(t: str, doc_id: str, filename: str, data: bytes) -> None:
+            self.tenants[t][doc_id] = data.decode()
+
+        async def progress(t: str) -> tuple[int, int, int]:
+            return len(self.tenants[t]), 0, len(self.tenants[t])
+
+        async def search(t: str, query: str, mode: str, k: int) -> list[tuple[str, float]]:
+            words = {w.rstrip("s") for w in query.lower().split()}
+            hits = [
+                (doc_id, float(len(words & {w.rstrip("s.") for w in text.lower().split()})))
+                for doc_id, text in self.tenants[t].items()
+            ]
+            return sorted((h for h in hits if h[1] > 0), key=lambda h: -h[1])
+
+        return EvalClients(create_tenant, delete_tenant, upload, progress, search)
+
+
+@pytest.fixture
+def fake() -> FakePlatform:
+    return FakePlatform()
+
+
+def servicer(
+    fake: FakePlatform, root: Path | None = None, max_upload_bytes: int = 1 << 20
+) -> EvaluationServicer:
+    runner = EvalRunner(fake.clients(), poll_interval_s=0.0)
+    return EvaluationServicer(runner, OnlineMetrics(), root, max_upload_bytes)
+
+
+async def events(stream: AsyncIterator[pb.EvalEvent]) -> list[pb.EvalEvent]:
+    return [ev async for ev in stream]
+
+
+def report_of(evs: list[pb.EvalEvent]) -> pb.EvalReport:
+    [report] = [ev.report for ev in evs if ev.WhichOneof("event") == "report"]
+    return report
+
+
+async def requests(*parts: pb.RunEvalUploadRequest) -> AsyncIterator[pb.RunEvalUploadRequest]:
+    for p in parts:
+        yield p
+
+
+def header(name: str = "tiny", modes: Iterable[str] = ("bm25",)) -> pb.RunEvalUploadRequest:
+    return pb.RunEvalUploadRequest(header=pb.RunEvalUploadHeader(name=name, modes=list(modes)))
+
+
+def pieces(size: int = 7) -> list[pb.RunEvalUploadRequest]:
+    out = []
+    for part, data in dataset_bytes().items():
+        out += [pb.RunEvalUploadRequest(**{part: data[i : i + size]}) for i in range(0, len(data), size)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ RunEval
+
+
+async def test_run_eval_reads_a_dataset_under_the_root(fake: FakePlatform, tmp_path: Path) -> None:
+    write_dataset(tmp_path / "root" / "tiny")
+    evs = await events(
+        servicer(fake, tmp_path / "root").RunEval(pb.RunEvalRequest(dataset_path="tiny"), None)
+    )
+    report = report_of(evs)
+    assert (report.dataset, report.documents, report.queries) == ("tiny", 3, 2)
+    assert report.modes[0].ndcg_at_10 == pytest.approx(1.0)
+    assert fake.calls == ["create", "delete"] and fake.tenants == {}
+
+
+@pytest.mark.parametrize("path", ["../../etc", "../outside", "/etc", "tiny/../../outside"])
+async def test_run_eval_refuses_paths_leaving_the_root(fake: FakePlatform, tmp_path: Path, path: str) -> None:
+    write_dataset(tmp_path / "root" / "tiny")
+    write_dataset(tmp_path / "outside")
+    with pytest.raises(InvalidArgument, match="dataset_path"):
+        await events(servicer(fake, tmp_path / "root").RunEval(pb.RunEvalRequest(dataset_path=path), None))
+    assert fake.calls == []  # refused before any tenant is made
+
+
+async def test_run_eval_without_a_root_is_a_failed_precondition(fake: FakePlatform, tmp_path: Path) -> None:
+    ds = write_dataset(tmp_path / "tiny")
+    with pytest.raises(FailedPrecondition, match="datasets_root"):
+        await events(servicer(fake).RunEval(pb.RunEvalRequest(dataset_path=str(ds)), None))
+    assert fake.calls == []
+
+
+# ------------------------------------------------------------------------------------ RunEvalUpload
+
+
+async def test_run_eval_upload_parses_the_streamed_files(fake: FakePlatform) -> None:
+    evs = await events(servicer(fake).RunEvalUpload(requests(header("mini"), *pieces()), None))
+    report = report_of(evs)
+    assert (report.dataset, report.documents, report.queries) == ("mini", 3, 2)
+    assert report.tenant_id.startswith("eval-mini-")
+    assert report.modes[0].mode == "bm25" and report.modes[0].ndcg_at_10 == pytest.approx(1.0)
+    assert fake.tenants == {}  # the throwaway tenant is gone
+
+
+async def test_run_eval_upload_keeps_the_tenant_when_asked(fake: FakePlatform) -> None:
+    keep = pb.RunEvalUploadRequest(
+        header=pb.RunEvalUploadHeader(name="mini", modes=["bm25"], keep_tenant=True)
+    )
+    report = report_of(await events(servicer(fake).RunEvalUpload(requests(keep, *pieces()), None)))
+    assert set(fake.tenants) == {report.tenant_id} and len(fake.tenants[report.tenant_id]) == 3
+
+
+@pytest.mark.parametrize(
+    ("parts", "error", "message"),
+    [
+        (lambda: [], InvalidArgument, "empty RunEvalUpload stream"),
+        (lambda: [*pieces(), header()], InvalidArgument, "first message of RunEvalUpload must be the header"),
+        (lambda: [header(), header(), *pieces()], InvalidArgument, "two headers"),
+        (lambda: [header(modes=["bm26"]), *pieces()], InvalidArgument, r"unknown mode\(s\) \['bm26'\]"),
+        (lambda: [header(name="../etc"), *pieces()], InvalidArgument, "invalid dataset name"),
+        (lambda: [header(), *pieces()[:3]], InvalidArgument, "no queries, qrels bytes"),
+    ],
+    ids=["empty", "no-header-first", "two-headers", "bad-mode", "bad-name", "missing-files"],
+)
+async def test_run_eval_upload_refuses_malformed_streams(
+    fake: FakePlatform, parts: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        await events(servicer(fake).RunEvalUpload(requests(*parts()), None))
+    assert fake.calls == []
+
+
+async def test_run_eval_upload_over_the_cap_is_resource_exhausted(fake: FakePlatform) -> None:
+    total = sum(len(b) for b in dataset_bytes().values())
+    with pytest.raises(ResourceExhausted, match="max_upload_bytes"):
+        await events(
+            servicer(fake, max_upload_bytes=total - 1).RunEvalUpload(requests(header(), *pieces()), None)
+        )
+    assert fake.calls == []
+    assert report_of(
+        await events(
+            servicer(fake, max_upload_bytes=total).RunEvalUpload(requests(header(), *pieces()), None)
+        )
+    )
