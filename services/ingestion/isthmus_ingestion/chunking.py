@@ -3,10 +3,17 @@
 Splitting is done by ``semantic-text-splitter``: it cuts at the highest semantic boundary that fits
 (paragraphs, then lines, sentences, words, graphemes) and measures chunks with the embedder's own
 Hugging Face tokenizer, so a chunk never exceeds what the embedding model will see.
+
+A line break that only wraps a sentence (the line does not end with ``.``, ``!``, ``?``, ``:`` or ``;``
+and the next line goes on in lower case, as in plain text and PDF text) is not a boundary: the splitter
+sees a space there, so a chunk does not end in the middle of such a sentence. (Parsed Markdown and HTML
+have no such breaks: their soft line breaks are spaces already.) The agent orchestrator's sentence
+splitter reads the same breaks the same way.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +21,9 @@ from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from isthmus_core.errors import ConfigurationError, IsthmusError
+
+#: a single line break between a line that does not end a sentence and one that continues in lower case
+_WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +94,17 @@ class Chunker:
         """Chunks of ``text`` in document order; ``[]`` for empty or whitespace-only text."""
         if not text.strip():
             return []
+        # same length as ``text``: the offsets the splitter reports hold for ``text`` too
+        unwrapped = _WRAPPED_LINE_BREAK.sub(lambda m: " " * len(m.group()), text)
         chunks: list[TextChunk] = []
-        for index, (start, piece) in enumerate(self._splitter.chunk_indices(text)):
+        for index, (start, piece) in enumerate(self._splitter.chunk_indices(unwrapped)):
             end = start + len(piece)
             # semantic-text-splitter (>= 0.12) reports character offsets, which is what we promise;
             # fail loudly should a future version change the unit
-            if text[start:end] != piece:
+            if unwrapped[start:end] != piece:
                 raise IsthmusError(
                     f"chunk {index} at offset {start} does not match the text: "
                     "the splitter's offset unit changed"
                 )
-            chunks.append(TextChunk(index=index, text=piece, start=start, end=end))
+            chunks.append(TextChunk(index=index, text=text[start:end], start=start, end=end))
         return chunks

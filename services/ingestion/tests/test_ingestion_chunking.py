@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,20 @@ def test_malformed_tokenizer_file(tmp_path: Path) -> None:
 def test_invalid_sizes(tokenizer_file: Path, max_tokens: int, overlap_tokens: int, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Chunker(tokenizer_file, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+
+
+def test_a_line_break_that_wraps_a_sentence_is_not_a_chunk_boundary(chunker: Chunker) -> None:
+    """Plain text and PDF text keep the source's line wrapping: chunks must not end at a wrap."""
+    prose = " ".join(
+        f"Rule {n} says that the plants on floor {n} are watered by the team on duty every morning."
+        for n in range(1, 25)
+    )
+    text = textwrap.fill(prose, width=60)  # as a .txt file or a PDF page holds it
+    wraps = {m.start() for m in re.finditer(r"(?<=[a-z0-9,])\n(?=[a-z])", text)}
+    assert len(wraps) > 10
+    chunks = chunker.split(text)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.end not in wraps, f"chunk {chunk.index} ends mid-sentence: {chunk.text[-30:]!r}"
+        assert chunk.start - 1 not in wraps, f"chunk {chunk.index} starts mid-sentence: {chunk.text[:30]!r}"
