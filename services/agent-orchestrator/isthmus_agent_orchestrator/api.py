@@ -19,7 +19,14 @@ from isthmus_agent_orchestrator.pipeline import (
     Stage,
     StageEvent,
 )
-from isthmus_core.ports.generator import AnswerSentence, Context
+from isthmus_core.ports.generator import (
+    SOURCE_NAME_KEY,
+    TITLE_KEY,
+    URI_KEY,
+    AnswerSentence,
+    CitedSpan,
+    Context,
+)
 from isthmus_core.ports.guard import Action, Finding, Verdict
 
 _STAGE = {
@@ -67,13 +74,33 @@ def verdict_pb(v: Verdict | None) -> common_pb2.Verdict | None:
     )
 
 
+def citation_pb(c: CitedSpan) -> common_pb2.Citation:
+    return common_pb2.Citation(
+        chunk_id=c.chunk_id,
+        document_id=c.document_id,
+        start=c.start,
+        end=c.end,
+        source_name=c.source_name,
+        title=c.title,
+        uri=c.uri,
+    )
+
+
 def sentence_pb(s: AnswerSentence) -> common_pb2.AnswerSentence:
-    return common_pb2.AnswerSentence(
-        text=s.text,
-        citations=[
-            common_pb2.Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end)
-            for c in s.citations
-        ],
+    return common_pb2.AnswerSentence(text=s.text, citations=[citation_pb(c) for c in s.citations])
+
+
+def context_from_hit(h: retrieval_pb2.Hit) -> Context:
+    """A search hit as a generator context; the source's name, title and URI come from chunk metadata."""
+    return Context(
+        h.context.chunk_id,
+        h.context.document_id,
+        h.context.text,
+        h.context.start,
+        h.context.score,
+        source_name=h.metadata.get(SOURCE_NAME_KEY) or h.metadata.get("filename", ""),
+        title=h.metadata.get(TITLE_KEY, ""),
+        uri=h.metadata.get(URI_KEY, ""),
     )
 
 
@@ -134,12 +161,7 @@ class Clients:
             retrieval_pb2.SearchRequest(tenant_id=tenant, query=query, top_k=top_k, access=access),
             timeout=self._timeout,
         )
-        return [
-            Context(
-                h.context.chunk_id, h.context.document_id, h.context.text, h.context.start, h.context.score
-            )
-            for h in resp.hits
-        ]
+        return [context_from_hit(h) for h in resp.hits]
 
 
 class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):

@@ -32,7 +32,7 @@ import Stemmer
 
 from isthmus_agent_orchestrator.sentences import NO_ANSWER, split_sentences
 from isthmus_core.errors import ConfigurationError, InvalidArgument
-from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Generation
+from isthmus_core.ports.generator import AnswerSentence, Context, Generation
 
 #: added to a sentence's score, divided by (1 + rank of its context): breaks near-ties in favour of the
 #: contexts retrieval ranked higher, without letting rank outweigh a real difference in overlap
@@ -167,12 +167,7 @@ def _ends_a_sentence(sentence: str) -> bool:
 
 
 def _sentence(c: _Candidate) -> AnswerSentence:
-    span = CitedSpan(
-        chunk_id=c.context.chunk_id,
-        document_id=c.context.document_id,
-        start=c.context.start + c.start,
-        end=c.context.start + c.end,
-    )
+    span = c.context.cite(c.context.start + c.start, c.context.start + c.end)
     return AnswerSentence(text=c.text, citations=(span,))
 
 
