@@ -52,6 +52,9 @@ ROUTE_HTML = b"""<!doctype html>
    morning and reaches Antwerp in the early evening.</p>
 <p>Ferries between the ports are booked by the tour office, never by the participants
    themselves. Cabins on night ferries are shared by two participants of the same team.</p>
+<p>The tour office also books the hotels, the buses between the ports, the guided walks through
+   the old towns of Hamburg, Antwerp and Rotterdam, the dinners on the first and the last evening,
+   Dutch and German lessons for beginners and the travel insurance for every participant.</p>
 </body></html>"""
 DOCS = {"travel-policy": ("travel.md", TRAVEL_MD), "north-sea": ("route.html", ROUTE_HTML)}
 QUESTIONS = (
@@ -63,6 +66,8 @@ QUESTIONS = (
     "What daily allowance covers meals abroad?",
     "Who approves exceptions for conferences?",
 )
+#: answered only by a sentence longer than a chunk: it is never whole in any chunk
+LONG_SENTENCE_QUESTION = "Does the tour office book Dutch and German lessons for beginners?"
 ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
 
 
@@ -83,7 +88,11 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[st
             chunk_counts.append(r.chunk_count)
         assert min(chunk_counts) > 2, "the test needs chunks that cut paragraphs"
         await wait_indexed(ch, TENANT, list(DOCS))
-        yield {"address": rt.address, "ask": ao_grpc.AgentOrchestratorServiceStub(ch)}
+        yield {
+            "address": rt.address,
+            "ask": ao_grpc.AgentOrchestratorServiceStub(ch),
+            "search": retrieval_pb2_grpc.RetrievalServiceStub(ch),
+        }
         await ch.close()
 
 
@@ -122,6 +131,17 @@ async def test_the_wrapped_sentence_that_answers_comes_back_whole(env: dict[str,
         and s.text.endswith("with one night in each port.")
         for s in resp.sentences
     ), [s.text for s in resp.sentences]
+
+
+async def test_a_sentence_longer_than_a_chunk_is_never_quoted_in_pieces(env: dict[str, Any]) -> None:
+    search = await env["search"].Search(
+        retrieval_pb2.SearchRequest(tenant_id=TENANT, query=LONG_SENTENCE_QUESTION, top_k=20)
+    )
+    assert any(h.metadata.get("continues_sentence") == "true" for h in search.hits), "ingestion marks it"
+    resp = await env["ask"].Ask(ao.AskRequest(tenant_id=TENANT, question=LONG_SENTENCE_QUESTION))
+    whole = {_parsed_text(d)[s:e] for d in DOCS for s, e in split_sentences(_parsed_text(d))}
+    for sentence in resp.sentences:
+        assert sentence.text in whole, f"a piece of a sentence: {sentence.text!r}"
 
 
 async def test_citations_name_the_source_file_title_and_uri(env: dict[str, Any]) -> None:

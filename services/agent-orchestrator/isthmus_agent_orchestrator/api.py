@@ -20,6 +20,7 @@ from isthmus_agent_orchestrator.pipeline import (
     StageEvent,
 )
 from isthmus_core.ports.generator import (
+    CONTINUES_SENTENCE_KEY,
     SOURCE_NAME_KEY,
     TITLE_KEY,
     URI_KEY,
@@ -101,6 +102,7 @@ def context_from_hit(h: retrieval_pb2.Hit) -> Context:
         source_name=h.metadata.get(SOURCE_NAME_KEY) or h.metadata.get("filename", ""),
         title=h.metadata.get(TITLE_KEY, ""),
         uri=h.metadata.get(URI_KEY, ""),
+        continues_sentence=h.metadata.get(CONTINUES_SENTENCE_KEY) == "true",
     )
 
 

@@ -6,11 +6,12 @@ the output guardrail's grounding check always has something to verify. Scoring:
 * each context (best first) is split into sentences (:func:`~.sentences.split_sentences`); a sentence
   that repeats one already seen (overlapping chunks) is kept once, at its best-ranked place;
 * a chunk is a window on its document, so its first and last "sentences" may be cut by the window: the
-  first one of a chunk that does not start the document is dropped when it may go on from something
-  before it (starts in lower case, with a digit or with ``,;:)``); the last one when it does not end a
-  sentence (no terminal ``.``/``!``/``?``/``…``, or pySBD would carry it on into a following sentence,
-  as after ``Dr.``). The answer is made of whole sentences only; a sentence cut by one chunk is usually
-  whole in its neighbour (chunks overlap);
+  first one of a chunk that does not start the document is dropped when ingestion marked the chunk as
+  starting inside a sentence (``Context.continues_sentence``: a sentence longer than a chunk) or when it
+  may go on from something before it (starts in lower case, with a digit or with ``,;:)``); the last one
+  when it does not end a sentence (no terminal ``.``/``!``/``?``/``…``, or pySBD would carry it on into a
+  following sentence, as after ``Dr.``). The answer is made of whole sentences only; a sentence cut by
+  one chunk is usually whole in its neighbour (chunks overlap);
 * question and sentences become sets of content terms: lowercased words, stopwords removed, Snowball
   stems (PyStemmer);
 * a term's weight is an IDF over the candidate sentences, so words that occur everywhere count less;
@@ -147,7 +148,11 @@ def whole_sentences(context: Context) -> list[tuple[int, int]]:
     """Spans of the sentences of ``context.text`` that the chunk's window does not cut (see module docs)."""
     text = context.text
     spans = split_sentences(text)
-    if spans and context.start > 0 and _continues_something(text[spans[0][0] : spans[0][1]]):
+    if (
+        spans
+        and context.start > 0
+        and (context.continues_sentence or _continues_something(text[spans[0][0] : spans[0][1]]))
+    ):
         spans = spans[1:]
     if spans and not _ends_a_sentence(text[spans[-1][0] : spans[-1][1]]):
         spans = spans[:-1]

@@ -219,3 +219,18 @@ async def test_a_sentence_whole_in_one_window_is_quoted_from_it() -> None:
     [sentence] = [s for s in generation.sentences if "Hotels" in s.text]
     assert sentence.text.endswith("per night abroad.")
     assert sentence.citations[0].chunk_id == "overlap"
+
+
+async def test_a_chunk_that_continues_a_sentence_is_not_quoted_from_its_start() -> None:
+    """Ingestion marks a chunk that starts between two words of a sentence longer than a chunk."""
+    context = Context(
+        "c2",
+        "route",
+        "Rotterdam, with one night in each port. The tour bus leaves Hamburg at seven.",
+        start=80,
+        continues_sentence=True,
+    )
+    generation = await ExtractiveGenerator(max_sentences=3, min_overlap=0.0001).generate(
+        "How many nights in each port, Rotterdam?", [context]
+    )
+    assert "Rotterdam, with one night in each port." not in [s.text for s in generation.sentences]

@@ -43,6 +43,11 @@ def test_a_hit_becomes_a_context_naming_its_source() -> None:
 def test_a_chunk_indexed_before_source_names_is_named_by_its_file_name() -> None:
     context = context_from_hit(_hit(filename="travel.md"))
     assert (context.source_name, context.title, context.uri) == ("travel.md", "", "")
+    assert not context.continues_sentence
+
+
+def test_a_hit_that_continues_a_sentence_says_so() -> None:
+    assert context_from_hit(_hit(continues_sentence="true")).continues_sentence
 
 
 async def test_answers_cite_the_source_in_the_api_and_the_event() -> None:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from isthmus_core.errors import ConfigurationError, IsthmusError
 
+#: what ends a sentence, and what may close it after that (quotes, brackets)
+_SENTENCE_END: Final = frozenset(".!?\u2026\u3002\uff01\uff1f")
+_CLOSERS: Final = "\"'\u201d\u2019\u00bb)]"
 #: a single line break between a line that does not end a sentence and one that continues in lower case
 _WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
@@ -34,6 +38,18 @@ class TextChunk:
     text: str
     start: int
     end: int
+    #: the chunk starts inside a sentence (one longer than a chunk, split between words)
+    continues_sentence: bool = False
+
+
+def continues_sentence(text: str, start: int) -> bool:
+    """Whether ``text[start:]`` starts inside a sentence: on the same line as text before it that does
+    not end a sentence (no terminal punctuation, closing quotes and brackets aside)."""
+    before = text[:start]
+    kept = before.rstrip()
+    if not kept or "\n" in before[len(kept) :]:
+        return False  # the start of the text, of a paragraph or of a line
+    return kept.rstrip(_CLOSERS)[-1:] not in _SENTENCE_END
 
 
 class Chunker:
@@ -106,5 +122,5 @@ class Chunker:
                     f"chunk {index} at offset {start} does not match the text: "
                     "the splitter's offset unit changed"
                 )
-            chunks.append(TextChunk(index=index, text=text[start:end], start=start, end=end))
+            chunks.append(TextChunk(index, text[start:end], start, end, continues_sentence(unwrapped, start)))
         return chunks

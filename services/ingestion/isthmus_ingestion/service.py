@@ -20,7 +20,7 @@ from isthmus_core.contracts.events import (
     TenantDeleted,
 )
 from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
-from isthmus_core.ports.generator import SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
+from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.dedup import content_hash, document_id_for
@@ -156,7 +156,9 @@ class Ingestion:
                             text=c.text,
                             start=c.start,
                             end=c.end,
-                            metadata=meta,
+                            metadata={**meta, CONTINUES_SENTENCE_KEY: "true"}
+                            if c.continues_sentence
+                            else meta,
                         )
                         for c in batch
                     ],

@@ -14,6 +14,9 @@ from typing import Protocol, runtime_checkable
 SOURCE_NAME_KEY = "source_name"
 TITLE_KEY = "title"
 URI_KEY = "uri"
+#: chunk metadata key, "true" when the chunk's text starts inside a sentence that began before it (a
+#: sentence longer than a chunk, split between words): its first sentence is not whole
+CONTINUES_SENTENCE_KEY = "continues_sentence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,8 @@ class Context:
     source_name: str = ""
     title: str = ""
     uri: str = ""
+    #: ``text`` starts inside a sentence that began before the chunk (its first sentence is cut)
+    continues_sentence: bool = False
 
     def cite(self, start: int, end: int) -> CitedSpan:
         """A citation of ``[start, end)`` (document offsets) in this chunk, naming its source."""
