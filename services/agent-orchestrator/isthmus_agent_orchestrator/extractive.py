@@ -7,11 +7,11 @@ the output guardrail's grounding check always has something to verify. Scoring:
   that repeats one already seen (overlapping chunks) is kept once, at its best-ranked place;
 * a chunk is a window on its document, so its first and last "sentences" may be cut by the window: the
   first one of a chunk that does not start the document is dropped when ingestion marked the chunk as
-  starting inside a sentence (``Context.continues_sentence``: a sentence longer than a chunk) or when it
-  may go on from something before it (starts in lower case, with a digit or with ``,;:)``); the last one
-  when it does not end a sentence (no terminal ``.``/``!``/``?``/``…``, or pySBD would carry it on into a
-  following sentence, as after ``Dr.``). The answer is made of whole sentences only; a sentence cut by
-  one chunk is usually whole in its neighbour (chunks overlap);
+  starting inside a sentence (``Context.continues_sentence``: after "Dr.", or in a sentence longer than
+  a chunk) or when it may go on from something before it (starts in lower case, with a digit or with
+  ``,;:)``); the last one when it does not end a sentence (no terminal ``.``/``!``/``?``/``…``, or pySBD
+  would carry it on into a following sentence, as after ``Dr.``). The answer is made of whole sentences
+  only; a sentence cut by one chunk is usually whole in its neighbour (chunks overlap);
 * question and sentences become sets of content terms: lowercased words, stopwords removed, Snowball
   stems (PyStemmer);
 * a term's weight is an IDF over the candidate sentences, so words that occur everywhere count less;

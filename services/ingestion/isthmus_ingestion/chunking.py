@@ -26,6 +26,13 @@ from isthmus_core.errors import ConfigurationError, IsthmusError
 #: what ends a sentence, and what may close it after that (quotes, brackets)
 _SENTENCE_END: Final = frozenset(".!?\u2026\u3002\uff01\uff1f")
 _CLOSERS: Final = "\"'\u201d\u2019\u00bb)]"
+#: words with a full stop after which a sentence goes on (a chunk the splitter starts there continues it)
+_ABBREVIATIONS: Final = frozenset(
+    "dr. mr. mrs. ms. prof. st. sr. jr. mt. no. nos. fig. figs. vol. vs. cf. e.g. i.e. etc. approx. ca. "
+    "inc. ltd. co. corp. dept. est. jan. feb. mar. apr. jun. jul. aug. sep. sept. oct. nov. dec.".split()
+)
+#: initials and dotted acronyms: "j.", "u.s.", "a.m."
+_INITIALS: Final = re.compile(r"(?:[^\W\d_]\.)+")
 #: a single line break between a line that does not end a sentence and one that continues in lower case
 _WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
@@ -38,18 +45,22 @@ class TextChunk:
     text: str
     start: int
     end: int
-    #: the chunk starts inside a sentence (one longer than a chunk, split between words)
+    #: the chunk starts inside a sentence (one longer than a chunk split between words, or after "Dr.")
     continues_sentence: bool = False
 
 
 def continues_sentence(text: str, start: int) -> bool:
     """Whether ``text[start:]`` starts inside a sentence: on the same line as text before it that does
-    not end a sentence (no terminal punctuation, closing quotes and brackets aside)."""
+    not end a sentence (no terminal punctuation, closing quotes and brackets aside, or a full stop that
+    ends an abbreviation or an initial: ``Dr. | Smith``, ``U.S. | Army``, ``J. | Smith``)."""
     before = text[:start]
     kept = before.rstrip()
     if not kept or "\n" in before[len(kept) :]:
         return False  # the start of the text, of a paragraph or of a line
-    return kept.rstrip(_CLOSERS)[-1:] not in _SENTENCE_END
+    if kept.rstrip(_CLOSERS)[-1:] not in _SENTENCE_END:
+        return True
+    last_word = kept.rsplit(None, 1)[-1].lstrip("\"'(\u201c\u2018[").lower()
+    return last_word in _ABBREVIATIONS or _INITIALS.fullmatch(last_word) is not None
 
 
 class Chunker:

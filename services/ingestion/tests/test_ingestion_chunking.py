@@ -181,6 +181,10 @@ def test_a_line_break_that_wraps_a_sentence_is_not_a_chunk_boundary(chunker: Chu
         ("Alpha beta\nGamma delta.", 11, False),  # a new line
         ("Hamburg first, then Antwerp, then Rotterdam.", 34, True),  # between two words of a sentence
         ("Hamburg first, then Antwerp, then Rotterdam.", 15, True),  # after a comma
+        ("Ask Dr. Smith first.", 8, True),  # after an abbreviation
+        ("Made in the U.S. Army depots.", 17, True),  # after a dotted acronym
+        ("Ask J. Smith first.", 7, True),  # after an initial
+        ("We met Tom. He smiled.", 12, False),  # after a name that ends a sentence
     ],
 )
 def test_continues_sentence(text: str, start: int, expected: bool) -> None:

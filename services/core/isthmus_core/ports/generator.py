@@ -15,7 +15,7 @@ SOURCE_NAME_KEY = "source_name"
 TITLE_KEY = "title"
 URI_KEY = "uri"
 #: chunk metadata key, "true" when the chunk's text starts inside a sentence that began before it (a
-#: sentence longer than a chunk, split between words): its first sentence is not whole
+#: sentence longer than a chunk split between words, or a cut after "Dr."): its first sentence is not whole
 CONTINUES_SENTENCE_KEY = "continues_sentence"
 
 
