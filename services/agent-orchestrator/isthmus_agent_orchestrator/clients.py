@@ -20,7 +20,15 @@ from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.errors import DeadlineExceeded, FailedPrecondition, IsthmusError, Unavailable
 from isthmus_core.grpc.status import from_rpc_error
-from isthmus_core.ports.generator import AnswerSentence, Context
+from isthmus_core.ports.generator import (
+    CONTINUES_SENTENCE_KEY,
+    SOURCE_NAME_KEY,
+    TITLE_KEY,
+    URI_KEY,
+    AnswerSentence,
+    CitedSpan,
+    Context,
+)
 from isthmus_core.ports.guard import Action, Finding, Verdict
 from isthmus_core.ports.guard_client import OutputCheck
 
@@ -52,13 +60,34 @@ def verdict_from_pb(v: common_pb2.Verdict) -> Verdict:
     )
 
 
+def citation_pb(c: CitedSpan) -> common_pb2.Citation:
+    return common_pb2.Citation(
+        chunk_id=c.chunk_id,
+        document_id=c.document_id,
+        start=c.start,
+        end=c.end,
+        source_name=c.source_name,
+        title=c.title,
+        uri=c.uri,
+    )
+
+
 def sentence_pb(s: AnswerSentence) -> common_pb2.AnswerSentence:
-    return common_pb2.AnswerSentence(
-        text=s.text,
-        citations=[
-            common_pb2.Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end)
-            for c in s.citations
-        ],
+    return common_pb2.AnswerSentence(text=s.text, citations=[citation_pb(c) for c in s.citations])
+
+
+def context_from_hit(h: retrieval_pb2.Hit) -> Context:
+    """A search hit as a generator context; the source's name, title and URI come from chunk metadata."""
+    return Context(
+        h.context.chunk_id,
+        h.context.document_id,
+        h.context.text,
+        h.context.start,
+        h.context.score,
+        source_name=h.metadata.get(SOURCE_NAME_KEY) or h.metadata.get("filename", ""),
+        title=h.metadata.get(TITLE_KEY, ""),
+        uri=h.metadata.get(URI_KEY, ""),
+        continues_sentence=h.metadata.get(CONTINUES_SENTENCE_KEY) == "true",
     )
 
 
@@ -183,9 +212,4 @@ class GrpcSearcher:
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
-        return [
-            Context(
-                h.context.chunk_id, h.context.document_id, h.context.text, h.context.start, h.context.score
-            )
-            for h in resp.hits
-        ]
+        return [context_from_hit(h) for h in resp.hits]

@@ -5,6 +5,13 @@ the output guardrail's grounding check always has something to verify. Scoring:
 
 * each context (best first) is split into sentences (:func:`~.sentences.split_sentences`); a sentence
   that repeats one already seen (overlapping chunks) is kept once, at its best-ranked place;
+* a chunk is a window on its document, so its first and last "sentences" may be cut by the window: the
+  first one of a chunk that does not start the document is dropped when ingestion marked the chunk as
+  starting inside a sentence (``Context.continues_sentence``: after "Dr.", or in a sentence longer than
+  a chunk) or when it may go on from something before it (starts in lower case, with a digit or with
+  ``,;:)``); the last one when it does not end a sentence (no terminal ``.``/``!``/``?``/``…``, or pySBD
+  would carry it on into a following sentence, as after ``Dr.``). The answer is made of whole sentences
+  only; a sentence cut by one chunk is usually whole in its neighbour (chunks overlap);
 * question and sentences become sets of content terms: lowercased words, stopwords removed, Snowball
   stems (PyStemmer);
 * a term's weight is an IDF over the candidate sentences, so words that occur everywhere count less;
@@ -26,7 +33,7 @@ import Stemmer
 
 from isthmus_agent_orchestrator.sentences import NO_ANSWER, split_sentences
 from isthmus_core.errors import ConfigurationError, InvalidArgument
-from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Generation
+from isthmus_core.ports.generator import AnswerSentence, Context, Generation
 
 #: added to a sentence's score, divided by (1 + rank of its context): breaks near-ties in favour of the
 #: contexts retrieval ranked higher, without letting rank outweigh a real difference in overlap
@@ -34,6 +41,12 @@ RANK_BOOST = 0.05
 
 _WORD = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
+#: a sentence's last character, before closing quotes and brackets
+_TERMINAL = re.compile("[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019\u00bb)\\]]*$")
+#: characters a sentence never starts with (they go on from the text before)
+_CONTINUATION_MARKS = frozenset(",;:)]}\u201d\u2019\u00bb-\u2013\u2014")
+#: a sentence put after a candidate's end: the candidate ends a sentence iff pySBD keeps the probe whole
+_PROBE = "Smith stays."
 
 #: function words and question words: they say nothing about which sentence answers the question
 STOPWORDS = frozenset(
@@ -120,7 +133,7 @@ class ExtractiveGenerator:
         out: list[_Candidate] = []
         seen: set[str] = set()
         for rank, context in enumerate(contexts):
-            for position, (start, end) in enumerate(split_sentences(context.text)):
+            for position, (start, end) in enumerate(whole_sentences(context)):
                 key = _SPACE.sub(" ", context.text[start:end]).lower()
                 if key in seen:
                     continue
@@ -131,13 +144,35 @@ class ExtractiveGenerator:
         return out
 
 
+def whole_sentences(context: Context) -> list[tuple[int, int]]:
+    """Spans of the sentences of ``context.text`` that the chunk's window does not cut (see module docs)."""
+    text = context.text
+    spans = split_sentences(text)
+    if (
+        spans
+        and context.start > 0
+        and (context.continues_sentence or _continues_something(text[spans[0][0] : spans[0][1]]))
+    ):
+        spans = spans[1:]
+    if spans and not _ends_a_sentence(text[spans[-1][0] : spans[-1][1]]):
+        spans = spans[:-1]
+    return spans
+
+
+def _continues_something(sentence: str) -> bool:
+    return sentence[0].islower() or sentence[0].isdigit() or sentence[0] in _CONTINUATION_MARKS
+
+
+def _ends_a_sentence(sentence: str) -> bool:
+    if not _TERMINAL.search(sentence):
+        return False
+    # "... hours. Dr." ends in a full stop, yet "Dr." is not a sentence: pySBD joins it to what follows
+    probe = f"{sentence} {_PROBE}"
+    return any(probe[start:end] == _PROBE for start, end in split_sentences(probe))
+
+
 def _sentence(c: _Candidate) -> AnswerSentence:
-    span = CitedSpan(
-        chunk_id=c.context.chunk_id,
-        document_id=c.context.document_id,
-        start=c.context.start + c.start,
-        end=c.context.start + c.end,
-    )
+    span = c.context.cite(c.context.start + c.start, c.context.start + c.end)
     return AnswerSentence(text=c.text, citations=(span,))
 
 

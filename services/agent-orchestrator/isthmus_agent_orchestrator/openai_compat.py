@@ -293,7 +293,7 @@ def _cited(raw: str, contexts: Sequence[Context]) -> AnswerSentence | None:
     for n in dict.fromkeys(numbers):
         if 1 <= n <= len(contexts):
             c = contexts[n - 1]
-            citations.append(CitedSpan(c.chunk_id, c.document_id, c.start, c.start + len(c.text)))
+            citations.append(c.cite(c.start, c.start + len(c.text)))
     return AnswerSentence(text, tuple(citations))
 
 

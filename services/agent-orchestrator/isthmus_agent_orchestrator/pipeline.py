@@ -75,7 +75,15 @@ class Answer:
             for c in s.citations:
                 seen.setdefault(
                     (c.chunk_id, c.start, c.end),
-                    Citation(chunk_id=c.chunk_id, document_id=c.document_id, start=c.start, end=c.end),
+                    Citation(
+                        chunk_id=c.chunk_id,
+                        document_id=c.document_id,
+                        start=c.start,
+                        end=c.end,
+                        source_name=c.source_name,
+                        title=c.title,
+                        uri=c.uri,
+                    ),
                 )
         return list(seen.values())
 

@@ -4,14 +4,25 @@ Boundaries come from `pySBD <https://github.com/nipunsadvilkar/pySBD>`_ (rule-ba
 set: abbreviations, decimals, initials, ellipses, quotes, lists). pySBD is run non-destructively
 (``clean=False``) and its segments are located back in the original text, so every span satisfies
 ``text[start:end] == text[start:end].strip()`` and that string is the sentence.
+
+pySBD ends a sentence at every newline. Parsed Markdown and HTML keep a single newline only where the
+source has a real break (list items, table rows, ``<br>``), but plain text and PDF text keep the source's
+line wrapping; so a single newline that is plainly a wrap — the line does not end a sentence (no ``.``,
+``!``, ``?`` or ``:``) and the next one goes on in lower case — is read as a space. The replacement has
+the same length, so offsets still point into the original text.
 """
 
 from __future__ import annotations
+
+import re
 
 import pysbd
 
 #: the single sentence a generator answers with when the contexts do not support an answer
 NO_ANSWER = "I could not find an answer in the indexed documents."
+
+#: a single line break between a line that does not end a sentence and one that continues in lower case
+_WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -23,6 +34,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     if not text.strip():
         return []
     segmenter = pysbd.Segmenter(language="en", clean=False, char_span=False)
+    text = unwrap_lines(text)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for segment in segmenter.segment(text):
@@ -45,3 +57,8 @@ def _add_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]])
     if piece.strip():
         lead = len(piece) - len(piece.lstrip())
         spans.append((start + lead, start + len(piece.rstrip())))
+
+
+def unwrap_lines(text: str) -> str:
+    """``text`` with each wrapped-line break (see the module docs) replaced by a space (same length)."""
+    return _WRAPPED_LINE_BREAK.sub(lambda m: " " * len(m.group()), text)

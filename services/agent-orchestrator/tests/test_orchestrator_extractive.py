@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
-from isthmus_agent_orchestrator.sentences import NO_ANSWER
+from isthmus_agent_orchestrator.sentences import NO_ANSWER, split_sentences
 from isthmus_core.errors import ConfigurationError, InvalidArgument
 from isthmus_core.ports.generator import Context, Generation, Generator
 from isthmus_core.testing.generator_conformance import CONTEXTS, GeneratorConformance
@@ -166,3 +166,71 @@ async def test_blank_question_is_rejected() -> None:
 def test_bad_settings_are_configuration_errors(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         ExtractiveGenerator(**kwargs)  # type: ignore[arg-type]
+
+
+# a document as ingestion chunks it: sentences, and chunk windows that cut some of them
+TRAVEL = (
+    "Employees book flights through the Skyport portal at least fourteen days before departure. "
+    "Hotels are reimbursed up to 120 euros per night in Germany and at 140 euros per night abroad. "
+    "Train travel is preferred for trips under four hours. Dr. Smith approves exceptions for conferences."
+)
+
+
+def _sentences_of_travel() -> set[str]:
+    return {TRAVEL[s:e] for s, e in split_sentences(TRAVEL)}
+
+
+@pytest.mark.parametrize(
+    ("question", "start_at", "end_at"),
+    [
+        # the window ends inside the hotel sentence, or starts inside it (the cut of issue 11)
+        ("How much are hotels reimbursed per night abroad?", None, "140 euros"),
+        ("How much are hotels reimbursed per night abroad?", "140 euros", None),
+        ("How many days before departure are flights booked?", "fourteen", None),
+        # "Dr." ends in a full stop but is no sentence: pySBD carries it on into "Smith approves"
+        ("Does Dr. Smith prefer train travel?", "Train travel", "Smith approves"),
+    ],
+)
+async def test_a_sentence_cut_by_a_chunk_window_is_never_quoted(
+    question: str, start_at: str | None, end_at: str | None
+) -> None:
+    start = TRAVEL.index(start_at) if start_at else 0
+    end = TRAVEL.index(end_at) if end_at else len(TRAVEL)
+    contexts = (Context("c", "travel", TRAVEL[start:end].strip(), start=start),)
+    generation = await ExtractiveGenerator(max_sentences=5, min_overlap=0.0001).generate(question, contexts)
+    whole = _sentences_of_travel()
+    for sentence in generation.sentences:
+        if generation.abstained:  # better no answer than a fragment
+            assert sentence.text == NO_ANSWER and not sentence.citations
+            continue
+        assert sentence.text in whole, f"fragment quoted: {sentence.text!r}"
+        [span] = sentence.citations
+        assert TRAVEL[span.start : span.end] == sentence.text
+
+
+async def test_a_sentence_whole_in_one_window_is_quoted_from_it() -> None:
+    cut = TRAVEL.index("140 euros")
+    hotels = TRAVEL.index("Hotels")
+    contexts = (
+        Context("head", "travel", TRAVEL[:cut].strip(), start=0),
+        Context("overlap", "travel", TRAVEL[hotels:], start=hotels),
+    )
+    generation = await ExtractiveGenerator().generate("How much are hotels reimbursed per night?", contexts)
+    [sentence] = [s for s in generation.sentences if "Hotels" in s.text]
+    assert sentence.text.endswith("per night abroad.")
+    assert sentence.citations[0].chunk_id == "overlap"
+
+
+async def test_a_chunk_that_continues_a_sentence_is_not_quoted_from_its_start() -> None:
+    """Ingestion marks a chunk that starts between two words of a sentence longer than a chunk."""
+    context = Context(
+        "c2",
+        "route",
+        "Rotterdam, with one night in each port. The tour bus leaves Hamburg at seven.",
+        start=80,
+        continues_sentence=True,
+    )
+    generation = await ExtractiveGenerator(max_sentences=3, min_overlap=0.0001).generate(
+        "How many nights in each port, Rotterdam?", [context]
+    )
+    assert "Rotterdam, with one night in each port." not in [s.text for s in generation.sentences]

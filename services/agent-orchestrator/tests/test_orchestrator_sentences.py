@@ -73,3 +73,17 @@ def test_ellipsis_and_quotes() -> None:
         "Then he left...",
         "And came back.",
     ]
+
+
+def test_a_wrapped_line_is_not_a_sentence_boundary() -> None:
+    text = (
+        "Employees book flights through the Skyport portal at least\n"
+        "fourteen days before departure. Hotels are paid.\nItems:\nfirst item\nSecond item"
+    )
+    assert _sentences(text) == [
+        "Employees book flights through the Skyport portal at least\nfourteen days before departure.",
+        "Hotels are paid.",
+        "Items:",
+        "first item",  # after a colon, a new line is a new item
+        "Second item",  # an upper-case line is a new line: lists and headings stay apart
+    ]

@@ -294,4 +294,6 @@ async def test_a_validation_error_escaping_a_handler_is_invalid_argument_marked_
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetTenant(rpb.GetTenantRequest(tenant_id="longer"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (caught.value.details() or "").startswith(f"{UNVALIDATED} (Event): tenant_id: String should have at most 3")
+    assert (caught.value.details() or "").startswith(
+        f"{UNVALIDATED} (Event): tenant_id: String should have at most 3"
+    )

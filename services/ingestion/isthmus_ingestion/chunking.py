@@ -3,17 +3,38 @@
 Splitting is done by ``semantic-text-splitter``: it cuts at the highest semantic boundary that fits
 (paragraphs, then lines, sentences, words, graphemes) and measures chunks with the embedder's own
 Hugging Face tokenizer, so a chunk never exceeds what the embedding model will see.
+
+A line break that only wraps a sentence (the line does not end with ``.``, ``!``, ``?``, ``:`` or ``;``
+and the next line goes on in lower case, as in plain text and PDF text) is not a boundary: the splitter
+sees a space there, so a chunk does not end in the middle of such a sentence. (Parsed Markdown and HTML
+have no such breaks: their soft line breaks are spaces already.) The agent orchestrator's sentence
+splitter reads the same breaks the same way.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from isthmus_core.errors import ConfigurationError, IsthmusError
+
+#: what ends a sentence, and what may close it after that (quotes, brackets)
+_SENTENCE_END: Final = frozenset(".!?\u2026\u3002\uff01\uff1f")
+_CLOSERS: Final = "\"'\u201d\u2019\u00bb)]"
+#: words with a full stop after which a sentence goes on (a chunk the splitter starts there continues it)
+_ABBREVIATIONS: Final = frozenset(
+    "dr. mr. mrs. ms. prof. st. sr. jr. mt. no. nos. fig. figs. vol. vs. cf. e.g. i.e. etc. approx. ca. "
+    "inc. ltd. co. corp. dept. est. jan. feb. mar. apr. jun. jul. aug. sep. sept. oct. nov. dec.".split()
+)
+#: initials and dotted acronyms: "j.", "u.s.", "a.m."
+_INITIALS: Final = re.compile(r"(?:[^\W\d_]\.)+")
+#: a single line break between a line that does not end a sentence and one that continues in lower case
+_WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +45,22 @@ class TextChunk:
     text: str
     start: int
     end: int
+    #: the chunk starts inside a sentence (one longer than a chunk split between words, or after "Dr.")
+    continues_sentence: bool = False
+
+
+def continues_sentence(text: str, start: int) -> bool:
+    """Whether ``text[start:]`` starts inside a sentence: on the same line as text before it that does
+    not end a sentence (no terminal punctuation, closing quotes and brackets aside, or a full stop that
+    ends an abbreviation or an initial: ``Dr. | Smith``, ``U.S. | Army``, ``J. | Smith``)."""
+    before = text[:start]
+    kept = before.rstrip()
+    if not kept or "\n" in before[len(kept) :]:
+        return False  # the start of the text, of a paragraph or of a line
+    if kept.rstrip(_CLOSERS)[-1:] not in _SENTENCE_END:
+        return True
+    last_word = kept.rsplit(None, 1)[-1].lstrip("\"'(\u201c\u2018[").lower()
+    return last_word in _ABBREVIATIONS or _INITIALS.fullmatch(last_word) is not None
 
 
 class Chunker:
@@ -84,15 +121,17 @@ class Chunker:
         """Chunks of ``text`` in document order; ``[]`` for empty or whitespace-only text."""
         if not text.strip():
             return []
+        # same length as ``text``: the offsets the splitter reports hold for ``text`` too
+        unwrapped = _WRAPPED_LINE_BREAK.sub(lambda m: " " * len(m.group()), text)
         chunks: list[TextChunk] = []
-        for index, (start, piece) in enumerate(self._splitter.chunk_indices(text)):
+        for index, (start, piece) in enumerate(self._splitter.chunk_indices(unwrapped)):
             end = start + len(piece)
             # semantic-text-splitter (>= 0.12) reports character offsets, which is what we promise;
             # fail loudly should a future version change the unit
-            if text[start:end] != piece:
+            if unwrapped[start:end] != piece:
                 raise IsthmusError(
                     f"chunk {index} at offset {start} does not match the text: "
                     "the splitter's offset unit changed"
                 )
-            chunks.append(TextChunk(index=index, text=piece, start=start, end=end))
+            chunks.append(TextChunk(index, text[start:end], start, end, continues_sentence(unwrapped, start)))
         return chunks

@@ -140,7 +140,12 @@ _HTML_CELL_TAGS: Final = ("td", "th")
 
 @dataclass(frozen=True, slots=True)
 class ParsedDocument:
-    """Plain text of a document (paragraphs separated by a blank line), its canonical type and title."""
+    """Plain text of a document (paragraphs separated by a blank line), its canonical type and title.
+
+    Inside a Markdown or HTML paragraph, source line breaks are spaces (a sentence wrapped over two lines
+    stays one line); only hard breaks (``<br>``, a Markdown hard break), list items and table rows keep a
+    single newline.
+    """
 
     text: str
     content_type: str
@@ -490,7 +495,10 @@ def _render_inline(children: list[Token]) -> str:
     for child in children:
         if child.type in ("text", "text_special", "code_inline", "image"):
             parts.append(child.content)  # an image's content is its alt text
-        elif child.type in ("softbreak", "hardbreak"):
+        elif child.type == "softbreak":
+            # a source line break inside a paragraph is a space: the sentence goes on (CommonMark 6.13)
+            parts.append(" ")
+        elif child.type == "hardbreak":
             parts.append("\n")
     return "".join(parts)
 

@@ -36,6 +36,8 @@ class DocumentRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: the parsed title (Markdown first heading, HTML <title>, PDF metadata title); "" if none
+    title: str = ""
 
 
 _SCHEMA = """
@@ -53,10 +55,12 @@ CREATE TABLE IF NOT EXISTS batches (
 
 _COLS = (
     "tenant_id, document_id, filename, content_type, content_hash, status, version, chunk_count, "
-    "batch_count, failure_reason, metadata, created_at, updated_at"
+    "batch_count, failure_reason, metadata, created_at, updated_at, title"
 )
 #: a ``documents`` row in ``_COLS`` order, as sqlite returns it (every column NOT NULL; TEXT, INTEGER, REAL)
-_Row = tuple[str, str, str, str, str, str, int, int, int, str, str, float, float]
+_Row = tuple[str, str, str, str, str, str, int, int, int, str, str, float, float, str]
+#: columns added after the first release: (name, definition), added to older databases at open
+_ADDED_COLUMNS = (("title", "TEXT NOT NULL DEFAULT ''"),)
 
 
 class DocumentRegistry:
@@ -65,6 +69,10 @@ class DocumentRegistry:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        present = {str(r[1]) for r in self._db.execute("PRAGMA table_info(documents)").fetchall()}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE documents ADD COLUMN {name} {definition}")
 
     def close(self) -> None:
         self._db.close()
@@ -85,6 +93,7 @@ class DocumentRegistry:
             metadata=json.loads(str(r[10])),
             created_at=float(r[11]),
             updated_at=float(r[12]),
+            title=str(r[13]),
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
@@ -114,7 +123,7 @@ class DocumentRegistry:
         d.created_at = d.created_at or now
         d.updated_at = now
         self._db.execute(
-            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 d.tenant_id,
                 d.document_id,
@@ -129,6 +138,7 @@ class DocumentRegistry:
                 json.dumps(d.metadata),
                 d.created_at,
                 d.updated_at,
+                d.title,
             ),
         )
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import structlog
 
@@ -19,6 +20,7 @@ from isthmus_core.contracts.events import (
     TenantDeleted,
 )
 from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
+from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.dedup import content_hash, document_id_for
@@ -37,6 +39,29 @@ class IngestResult:
     content_hash: str
     chunk_count: int
     duplicate: bool = False
+
+
+#: upload metadata keys that give the source's URI, first found wins
+URI_METADATA_KEYS = (URI_KEY, "source_uri")
+
+
+def source_name(filename: str) -> str:
+    """The file name a person recognises: the upload's name without directories (either slash)."""
+    return PurePosixPath(filename.replace("\\", "/")).name or filename
+
+
+def chunk_metadata(filename: str, title: str | None, metadata: Mapping[str, str]) -> dict[str, str]:
+    """Metadata of every chunk of a document: the upload metadata plus the source a person recognises.
+
+    ``source_name`` is the file name; ``title`` the upload's ``title`` metadata, else the parsed title;
+    ``uri`` the upload's ``uri`` (or ``source_uri``) metadata. A source key without a value is left out.
+    """
+    source = {
+        SOURCE_NAME_KEY: source_name(filename),
+        TITLE_KEY: metadata.get(TITLE_KEY) or title or "",
+        URI_KEY: next((metadata[k] for k in URI_METADATA_KEYS if metadata.get(k)), ""),
+    }
+    return {"filename": filename, **metadata, **{k: v for k, v in source.items() if v}}
 
 
 class Ingestion:
@@ -97,6 +122,7 @@ class Ingestion:
             previous = self.registry.get(tenant_id, doc_id)
             version = previous.version + 1 if previous else 1
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
+            meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
                 tenant_id=tenant_id,
                 document_id=doc_id,
@@ -109,9 +135,9 @@ class Ingestion:
                 batch_count=len(batches),
                 metadata=dict(metadata or {}),
                 created_at=previous.created_at if previous else 0.0,
+                title=meta.get(TITLE_KEY, ""),
             )
             self.registry.save(record)
-        meta = {"filename": filename, **dict(metadata or {})}
         for bi, batch in enumerate(batches):
             await self._publish(
                 ChunksCreated(
@@ -130,7 +156,9 @@ class Ingestion:
                             text=c.text,
                             start=c.start,
                             end=c.end,
-                            metadata=meta,
+                            metadata={**meta, CONTINUES_SENTENCE_KEY: "true"}
+                            if c.continues_sentence
+                            else meta,
                         )
                         for c in batch
                     ],

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from tokenizers import Tokenizer
 
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
-from isthmus_ingestion.chunking import Chunker, TextChunk
+from isthmus_ingestion.chunking import Chunker, TextChunk, continues_sentence
 
 MAX_TOKENS = 64
 OVERLAP_TOKENS = 16
@@ -151,3 +153,50 @@ def test_malformed_tokenizer_file(tmp_path: Path) -> None:
 def test_invalid_sizes(tokenizer_file: Path, max_tokens: int, overlap_tokens: int, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Chunker(tokenizer_file, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+
+
+def test_a_line_break_that_wraps_a_sentence_is_not_a_chunk_boundary(chunker: Chunker) -> None:
+    """Plain text and PDF text keep the source's line wrapping: chunks must not end at a wrap."""
+    prose = " ".join(
+        f"Rule {n} says that the plants on floor {n} are watered by the team on duty every morning."
+        for n in range(1, 25)
+    )
+    text = textwrap.fill(prose, width=60)  # as a .txt file or a PDF page holds it
+    wraps = {m.start() for m in re.finditer(r"(?<=[a-z0-9,])\n(?=[a-z])", text)}
+    assert len(wraps) > 10
+    chunks = chunker.split(text)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.end not in wraps, f"chunk {chunk.index} ends mid-sentence: {chunk.text[-30:]!r}"
+        assert chunk.start - 1 not in wraps, f"chunk {chunk.index} starts mid-sentence: {chunk.text[:30]!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "expected"),
+    [
+        ("Alpha beta. Gamma delta.", 0, False),  # the start of the text
+        ("Alpha beta. Gamma delta.", 12, False),  # after a full stop
+        ('He said "Stop." Then he left.', 16, False),  # after a closing quote that ends a sentence
+        ("Alpha beta\nGamma delta.", 11, False),  # a new line
+        ("Hamburg first, then Antwerp, then Rotterdam.", 34, True),  # between two words of a sentence
+        ("Hamburg first, then Antwerp, then Rotterdam.", 15, True),  # after a comma
+        ("Ask Dr. Smith first.", 8, True),  # after an abbreviation
+        ("Made in the U.S. Army depots.", 17, True),  # after a dotted acronym
+        ("Ask J. Smith first.", 7, True),  # after an initial
+        ("We met Tom. He smiled.", 12, False),  # after a name that ends a sentence
+    ],
+)
+def test_continues_sentence(text: str, start: int, expected: bool) -> None:
+    assert continues_sentence(text, start) is expected
+
+
+def test_chunks_of_a_sentence_longer_than_a_chunk_say_they_continue_it(chunker: Chunker) -> None:
+    long_sentence = ", ".join(f"the {w} river bank" for w in WORDS * 3) + "."
+    text = f"Short opening sentence. {long_sentence.capitalize()} Closing words here."
+    chunks = chunker.split(text)
+    inside = [c for c in chunks if text.index("The") < c.start < text.index("Closing")]
+    assert inside, "the long sentence is split between words"
+    assert all(c.continues_sentence for c in inside)
+    assert not chunks[0].continues_sentence
+    assert [c.continues_sentence for c in chunks] == [continues_sentence(text, c.start) for c in chunks]

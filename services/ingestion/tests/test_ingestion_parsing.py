@@ -224,6 +224,25 @@ def test_text_plain_declared_for_a_markdown_file_is_parsed_as_markdown() -> None
     assert (parsed.content_type, parsed.title, parsed.text) == (TEXT_MARKDOWN, "Title", "Title\n\nbody")
 
 
+def test_markdown_soft_line_breaks_are_spaces_and_hard_breaks_stay() -> None:
+    source = (
+        "# Travel\n\n"
+        "Employees book flights through the Skyport portal at least\n"
+        "fourteen days before departure. Hotels cost up to 120 euros per night in Germany and at\n"
+        "140 euros per night abroad.\n\n"
+        "Signed by the board.  \nHamburg, May 2026\n\n"
+        "- Hamburg first, then Antwerp, then\n  Rotterdam.\n- Taxis only at night.\n"
+    )
+    parsed = parse_document(source.encode(), "travel.md")
+    assert parsed.text.split("\n\n") == [
+        "Travel",
+        "Employees book flights through the Skyport portal at least fourteen days before departure. "
+        "Hotels cost up to 120 euros per night in Germany and at 140 euros per night abroad.",
+        "Signed by the board.\nHamburg, May 2026",  # a hard break (two trailing spaces) is a line break
+        "Hamburg first, then Antwerp, then Rotterdam.\nTaxis only at night.",  # one list item per line
+    ]
+
+
 # --- HTML ---------------------------------------------------------------------------------------------
 
 HTML = b"""<!DOCTYPE html>
@@ -253,6 +272,18 @@ def test_html_drops_scripts_and_styles_and_keeps_title_and_paragraphs() -> None:
     ]
     for hidden in ("secret", "color", "tracking", "comment", "javascript", "Release"):
         assert hidden not in parsed.text
+
+
+def test_html_source_line_breaks_are_spaces() -> None:
+    markup = (
+        b"<html><body><p>Employees book flights through the <b>Skyport</b> portal at least\n"
+        b"   fourteen days before departure.</p>\n"
+        b"<ul><li>Hamburg first,\n  then Antwerp</li></ul></body></html>"
+    )
+    assert parse_document(markup, "travel.html").text == (
+        "Employees book flights through the Skyport portal at least fourteen days before departure."
+        "\n\nHamburg first, then Antwerp"
+    )
 
 
 def test_html_title_falls_back_to_the_first_h1() -> None:

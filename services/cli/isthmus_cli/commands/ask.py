@@ -14,6 +14,7 @@ from isthmus_cli.output import console, fail
 
 if TYPE_CHECKING:
     from isthmus.agent_orchestrator.v1.agent_orchestrator_pb2 import AskResponse
+    from isthmus.common.v1.common_pb2 import Citation
 
 
 def ask(
@@ -68,7 +69,7 @@ def ask(
     if resp.citations:
         console.print("\n[bold]citations[/bold]")
         for i, c in enumerate(resp.citations, 1):
-            console.print(f"  [{i}] document {c.document_id} chars {c.start}-{c.end} (chunk {c.chunk_id})")
+            console.print(_citation_line(i, c))
     for label, v in (("input", resp.input_verdict), ("output", resp.output_verdict)):
         if v.action:
             codes = ", ".join(f.code for f in v.findings) or "no findings"
@@ -76,3 +77,15 @@ def ask(
             console.print(f"[dim]guardrail {label}: {action} ({escape(codes)})[/dim]")
     if resp.blocked:
         raise typer.Exit(3)
+
+
+def _citation_line(number: int, c: Citation) -> str:
+    """One citation of ``isthmus ask``: the source a person recognises (file name, title when it says
+    more, URI), then where in it (document id, characters, chunk)."""
+    name = c.source_name or f"document {c.document_id}"
+    if c.title and c.title not in (c.source_name, c.source_name.rsplit(".", 1)[0]):
+        name += f" \N{EM DASH} {c.title}"
+    if c.uri:
+        name += f" <{c.uri}>"
+    where = f"document {c.document_id}, " if c.source_name else ""
+    return escape(f"  [{number}] {name} ({where}chars {c.start}-{c.end}, chunk {c.chunk_id})")

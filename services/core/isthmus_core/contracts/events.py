@@ -91,6 +91,10 @@ class Citation(BaseModel):
     document_id: str
     start: int
     end: int
+    #: the source as a person knows it (file name, title, URI); "" when unknown or in older events
+    source_name: str = ""
+    title: str = ""
+    uri: str = ""
 
 
 class VerdictReason(BaseModel):

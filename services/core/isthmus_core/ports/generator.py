@@ -9,6 +9,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+#: chunk metadata keys, written by ingestion and read into :class:`Context`: what a person recognises the
+#: source by (file name without directories, document title, URI given at upload); absent when unknown
+SOURCE_NAME_KEY = "source_name"
+TITLE_KEY = "title"
+URI_KEY = "uri"
+#: chunk metadata key, "true" when the chunk's text starts inside a sentence that began before it (a
+#: sentence longer than a chunk split between words, or a cut after "Dr."): its first sentence is not whole
+CONTINUES_SENTENCE_KEY = "continues_sentence"
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
@@ -19,6 +28,16 @@ class Context:
     text: str
     start: int = 0  # character offset of ``text`` in the document
     score: float = 0.0
+    #: the source, for people: file name, title and URI of the document ("" when unknown)
+    source_name: str = ""
+    title: str = ""
+    uri: str = ""
+    #: ``text`` starts inside a sentence that began before the chunk (its first sentence is cut)
+    continues_sentence: bool = False
+
+    def cite(self, start: int, end: int) -> CitedSpan:
+        """A citation of ``[start, end)`` (document offsets) in this chunk, naming its source."""
+        return CitedSpan(self.chunk_id, self.document_id, start, end, self.source_name, self.title, self.uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +48,10 @@ class CitedSpan:
     document_id: str
     start: int
     end: int
+    #: the cited document's file name, title and URI, copied from its :class:`Context` ("" when unknown)
+    source_name: str = ""
+    title: str = ""
+    uri: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,16 +19,22 @@ GUARD_ACTION_REDACT: GuardAction
 GUARD_ACTION_BLOCK: GuardAction
 
 class Citation(_message.Message):
-    __slots__ = ("chunk_id", "document_id", "start", "end")
+    __slots__ = ("chunk_id", "document_id", "start", "end", "source_name", "title", "uri")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     document_id: str
     start: int
     end: int
-    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+    source_name: str
+    title: str
+    uri: str
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., source_name: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
 
 class Finding(_message.Message):
     __slots__ = ("code", "message", "start", "end", "score")
