@@ -8,6 +8,8 @@ import grpc
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+from isthmus_core.contracts.ids import parse_tenant_id
+from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.report import EvalReport
 from isthmus_evaluation.runner import EvalProgress, EvalRunner
@@ -35,9 +37,10 @@ def report_pb(r: EvalReport) -> pb.EvalReport:
 
 
 class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
-    def __init__(self, runner: EvalRunner, online: OnlineMetrics) -> None:
+    def __init__(self, runner: EvalRunner, online: OnlineMetrics, tenants: TenantDirectory) -> None:
         self._runner = runner
         self._online = online
+        self._tenants = tenants
 
     async def RunEval(
         self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext
@@ -53,7 +56,10 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
     async def GetOnlineMetrics(
         self, request: pb.GetOnlineMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.OnlineMetrics:
-        s = self._online.snapshot(request.tenant_id or None)
+        tenant = None  # no tenant id: the figures of all tenants together
+        if request.tenant_id:
+            tenant = await require_tenant(self._tenants, parse_tenant_id(request.tenant_id))
+        s = self._online.snapshot(tenant)
         return pb.OnlineMetrics(
             answers=s.answers,
             latency_p50_ms=s.latency_p50_ms,

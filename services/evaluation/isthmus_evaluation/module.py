@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from functools import partial
 
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
@@ -9,7 +10,10 @@ from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.typed import event_handler
+from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import TenantDeleted
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.online import OnlineMetrics
@@ -38,7 +42,7 @@ def grpc_clients(ctx: ModuleContext) -> EvalClients:
         await retrieval.DeleteTenant(retrieval_pb2.DeleteTenantRequest(tenant_id=t), timeout=120)
 
     async def upload(t: str, doc_id: str, filename: str, data: bytes) -> None:
-        async def parts():  # type: ignore[no-untyped-def]
+        async def parts() -> AsyncIterator[ingestion_pb2.UploadRequest]:
             yield ingestion_pb2.UploadRequest(
                 header=ingestion_pb2.UploadHeader(tenant_id=t, filename=filename, document_id=doc_id)
             )
@@ -81,11 +85,18 @@ async def build(ctx: ModuleContext) -> Offer:
     async def on_verdict(ev: object) -> None:
         online.observe_verdict(ev)  # type: ignore[arg-type]
 
+    tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
+
+    async def on_tenant_deleted(ev: TenantDeleted) -> None:
+        tenant = parse_tenant_id(ev.tenant_id)
+        tenants.forget(tenant)
+        online.drop_tenant(tenant)
+
     return Offer(
         registrars=[
             partial(
                 evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
-                EvaluationServicer(runner, online),
+                EvaluationServicer(runner, online, tenants),
             )
         ],
         grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],
@@ -96,8 +107,11 @@ async def build(ctx: ModuleContext) -> Offer:
             Subscription(
                 topics.GUARDRAIL_VERDICTS.name, GROUP, event_handler(topics.GUARDRAIL_VERDICTS, on_verdict)
             ),
+            Subscription(
+                topics.TENANTS_DELETED.name, GROUP, event_handler(topics.TENANTS_DELETED, on_tenant_deleted)
+            ),
         ],
-        topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS],
+        topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS, topics.TENANTS_DELETED],
     )
 
 

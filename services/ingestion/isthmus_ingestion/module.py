@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
-import grpc
-
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.typed import event_handler, publish_event
+from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
-from isthmus_core.grpc.status import from_rpc_error
+from isthmus_core.contracts.events import TenantDeleted
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
@@ -23,7 +21,6 @@ from isthmus_ingestion.settings import IngestionSettings
 
 NAME = "ingestion"
 GROUP = "ingestion"
-TENANT_CACHE_S = 5.0
 
 
 async def build(ctx: ModuleContext) -> Offer:
@@ -32,34 +29,19 @@ async def build(ctx: ModuleContext) -> Offer:
     tokenizer = s.tokenizer_file or bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
     chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
     registry = DocumentRegistry(ctx.data_dir / "ingestion" / "documents.sqlite")
-    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
-    known: dict[str, float] = {}
-
-    async def tenant_exists(tenant_id: str) -> bool:
-        """Tenants live in retrieval (the store of record); positive answers are cached briefly."""
-        if known.get(tenant_id, 0.0) > time.monotonic():
-            return True
-        try:
-            await retrieval.GetTenant(retrieval_pb2.GetTenantRequest(tenant_id=tenant_id), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False
-            raise from_rpc_error(exc) from exc
-        known[tenant_id] = time.monotonic() + TENANT_CACHE_S
-        return True
-
+    tenants = GrpcTenantDirectory(ctx.channel("retrieval"))  # the tenant registry is retrieval's
     core = Ingestion(
         registry,
         chunker,
-        tenant_exists,
+        tenants,
         partial(publish_event, ctx.bus, topics.CHUNKS_CREATED),
         max_bytes=s.max_upload_bytes,
         chunks_per_event=s.chunks_per_event,
     )
 
-    async def forget_tenant(ev: object) -> None:
-        known.pop(getattr(ev, "tenant_id", ""), None)
-        await core.on_tenant_deleted(ev)  # type: ignore[arg-type]
+    async def forget_tenant(ev: TenantDeleted) -> None:
+        tenants.forget(parse_tenant_id(ev.tenant_id))
+        await core.on_tenant_deleted(ev)
 
     status_retry = RetryPolicy(max_attempts=5)
     return Offer(

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 
 class Status(StrEnum):
@@ -68,7 +69,7 @@ class DocumentRegistry:
         self._db.close()
 
     @staticmethod
-    def _row(r: tuple[object, ...]) -> DocumentRecord:
+    def _row(r: tuple[Any, ...]) -> DocumentRecord:
         return DocumentRecord(
             tenant_id=str(r[0]),
             document_id=str(r[1]),
@@ -76,13 +77,13 @@ class DocumentRegistry:
             content_type=str(r[3]),
             content_hash=str(r[4]),
             status=Status(str(r[5])),
-            version=int(r[6]),  # type: ignore[call-overload]
+            version=int(r[6]),
             chunk_count=int(r[7]),
-            batch_count=int(r[8]),  # type: ignore[call-overload]
+            batch_count=int(r[8]),
             failure_reason=str(r[9]),
             metadata=json.loads(str(r[10])),
             created_at=float(r[11]),
-            updated_at=float(r[12]),  # type: ignore[arg-type]
+            updated_at=float(r[12]),
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
