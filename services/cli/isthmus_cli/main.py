@@ -39,7 +39,27 @@ err = Console(stderr=True)
 Endpoint = Annotated[
     str, typer.Option("--endpoint", "-e", envvar="ISTHMUS_ENDPOINT", help="gRPC address of the platform")
 ]
-Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="ISTHMUS_TENANT", help="tenant id")]
+
+
+def _tenant_id(value: str) -> str:
+    """A ``--tenant`` / ``TENANT_ID`` value through the one tenant id parser, before anything uses it."""
+    from isthmus_core.contracts.ids import parse_tenant_id
+    from isthmus_core.errors import InvalidArgument
+
+    try:
+        return parse_tenant_id(value)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _optional_tenant_id(value: str) -> str:
+    return _tenant_id(value) if value else value
+
+
+Tenant = Annotated[
+    str, typer.Option("--tenant", "-t", envvar="ISTHMUS_TENANT", help="tenant id", callback=_tenant_id)
+]
+TenantArg = Annotated[str, typer.Argument(help="tenant id", callback=_tenant_id)]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", envvar="ISTHMUS_CONFIG", help="TOML settings file")
 ]
@@ -149,7 +169,7 @@ def config_verify(
 
 
 @tenant_app.command("create")
-def tenant_create(tenant_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+def tenant_create(tenant_id: TenantArg, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
     from isthmus_cli.client import channel
 
@@ -189,7 +209,7 @@ def tenant_list(
 
 @tenant_app.command("delete")
 def tenant_delete(
-    tenant_id: str,
+    tenant_id: TenantArg,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
@@ -653,7 +673,12 @@ def reindex(
 @app.command()
 def status(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="also count this tenant's documents")] = "",
+    tenant: Annotated[
+        str,
+        typer.Option(
+            "--tenant", "-t", help="also count this tenant's documents", callback=_optional_tenant_id
+        ),
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Health of every service at the endpoint (and a tenant's document counts)."""
