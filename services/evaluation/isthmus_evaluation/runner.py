@@ -7,12 +7,14 @@ so it measures exactly what users get.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument, Unavailable
 from isthmus_evaluation.datasets import doc_text, load_beir
 from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
@@ -23,6 +25,13 @@ MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 Upload = Callable[[str, str, str, bytes], Awaitable[None]]  # tenant, document id, filename, bytes
 Progress = Callable[[str], Awaitable[tuple[int, int, int]]]  # tenant -> (indexed, failed, total)
 Search = Callable[[str, str, str, int], Awaitable[list[tuple[str, float]]]]  # tenant, query, mode, k
+
+
+def eval_tenant_id(dataset: str) -> TenantId:
+    """A fresh throwaway tenant named after the dataset, ``eval-<name>-<8 hex>``: the name folded to the
+    tenant id alphabet (a directory name may hold dots, spaces, capitals...), then parsed."""
+    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:40].strip("-")
+    return parse_tenant_id("-".join(p for p in ("eval", slug, uuid.uuid4().hex[:8]) if p))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,7 @@ class EvalRunner:
         if max_queries > 0:
             queries = queries[:max_queries]
         qrels = {qid: ds.qrels[qid] for qid, _ in queries}
-        tenant = f"eval-{ds.name.lower()}-{uuid.uuid4().hex[:8]}"[:63].replace("_", "-")
+        tenant = eval_tenant_id(ds.name)
         await self._c.create_tenant(tenant)
         try:
             t0 = time.perf_counter()
