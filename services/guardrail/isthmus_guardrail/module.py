@@ -45,7 +45,7 @@ async def build(ctx: ModuleContext) -> Offer:
     async def on_tenant_deleted(ev: TenantDeleted) -> None:
         tenant = parse_tenant_id(ev.tenant_id)
         tenants.forget(tenant)
-        policies.delete(tenant)
+        policies.delete(tenant, written_before=ev.occurred_at)
 
     return Offer(
         registrars=[partial(guardrail_pb2_grpc.add_GuardrailServiceServicer_to_server, servicer)],

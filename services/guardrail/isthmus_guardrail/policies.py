@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
@@ -51,10 +52,16 @@ class PolicyStore:
         os.replace(tmp, path)
         return policy
 
-    def delete(self, tenant_id: TenantId) -> bool:
-        """Remove the tenant's policy (its tenant was deleted); True if there was one."""
+    def delete(self, tenant_id: TenantId, written_before: datetime | None = None) -> bool:
+        """Remove the tenant's policy (its tenant was deleted); True if there was one.
+
+        With ``written_before`` (the deletion event's time) a policy written later is kept: it belongs
+        to a tenant created again since, and a replayed or late deletion event must not remove it.
+        """
         path = self.path(tenant_id)
         try:
+            if written_before is not None and path.stat().st_mtime >= written_before.timestamp():
+                return False
             path.unlink()
         except FileNotFoundError:
             return False

@@ -4,6 +4,7 @@ deleted tenant's policy file can be removed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,17 @@ def _requests(tenant: str) -> list[tuple[str, Any]]:
     ]
 
 
+def _files(under: Path) -> list[Path]:
+    return sorted(p for p in under.rglob("*") if p.is_file())
+
+
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_policy_store_refuses_ids_that_are_not_tenant_ids(root: Path, tmp_path: Path, bad: str) -> None:
     store = PolicyStore(root)
     for call in (lambda: store.put(TenantId(bad), Policy()), lambda: store.get(TenantId(bad))):
         with pytest.raises(InvalidArgument, match="tenant"):
             call()
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == []
+    assert _files(tmp_path) == []
 
 
 def test_policy_store_refuses_a_file_resolving_outside_its_directory(root: Path, tmp_path: Path) -> None:
@@ -99,7 +104,7 @@ async def test_every_rpc_refuses_an_invalid_tenant_id(
         with pytest.raises(InvalidArgument, match="tenant_id"):
             await getattr(svc, method)(request, None)
     assert published == []
-    assert not (tmp_path / "data" / "escaped.json").exists() and list(root.iterdir()) == []
+    assert _files(tmp_path) == []
 
 
 async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
@@ -110,7 +115,7 @@ async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
         with pytest.raises(NotFound, match="'nobody' does not exist"):
             await getattr(svc, method)(request, None)
     assert published == []  # no check ran, no verdict was emitted
-    assert list(root.iterdir()) == []  # PutPolicy wrote nothing
+    assert _files(root) == []  # PutPolicy wrote nothing
 
 
 async def test_a_known_tenant_is_served(servicer: tuple[GuardrailServicer, list[GuardrailVerdict]]) -> None:
@@ -119,3 +124,16 @@ async def test_a_known_tenant_is_served(servicer: tuple[GuardrailServicer, list[
         await getattr(svc, method)(request, None)
     assert {v.tenant_id for v in published} == {KNOWN}
     assert (await svc.GetPolicy(pb.GetPolicyRequest(tenant_id=KNOWN), None)).injection_threshold == 0.5
+
+
+def test_a_policy_written_after_the_deletion_survives_the_event(root: Path) -> None:
+    """A tenant deleted, created again and given a policy before the (late or replayed) deletion event
+    is handled keeps its new policy; an older one goes."""
+    store = PolicyStore(root)
+    store.put(KNOWN, Policy(injection_threshold=0.2))
+    path = store.path(KNOWN)
+    written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    assert store.delete(KNOWN, written_before=written - timedelta(seconds=1)) is False
+    assert store.get(KNOWN).injection_threshold == 0.2
+    assert store.delete(KNOWN, written_before=written + timedelta(seconds=1)) is True
+    assert not path.exists()
