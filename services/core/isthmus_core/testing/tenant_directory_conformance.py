@@ -67,7 +67,7 @@ class TenantDirectoryConformance:
         """A directory whose registry cannot be reached; None when the adapter has no such state."""
         return None
 
-    def test_it_is_a_tenant_directory(self, directory: TenantDirectory) -> None:
+    async def test_it_is_a_tenant_directory(self, directory: TenantDirectory) -> None:
         assert isinstance(directory, TenantDirectory)
 
     async def test_an_unknown_tenant_does_not_exist(self, directory: TenantDirectory) -> None:
