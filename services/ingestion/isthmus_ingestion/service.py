@@ -59,7 +59,7 @@ class Ingestion:
     ) -> None:
         self.registry = registry
         self._chunker = chunker
-        self.tenants = tenants
+        self._tenants = tenants
         self._publish = publish_chunks
         self.max_bytes = max_bytes
         self._per_event = chunks_per_event
@@ -71,7 +71,7 @@ class Ingestion:
 
     async def check_tenant(self, tenant_id: str) -> TenantId:
         """``tenant_id`` parsed (else InvalidArgument) and existing (else NotFound)."""
-        return await require_tenant(self.tenants, parse_tenant_id(tenant_id))
+        return await require_tenant(self._tenants, parse_tenant_id(tenant_id))
 
     async def get_document(self, tenant_id: str, document_id: str) -> DocumentRecord:
         tenant = await self.check_tenant(tenant_id)
