@@ -58,7 +58,7 @@ app.kubernetes.io/component: {{ .component }}
   "agent-orchestrator" (list "guardrail" "retrieval")
   "evaluation" (list "ingestion" "retrieval")
   "embedding" (list)
-  "guardrail" (list)) -}}
+  "guardrail" (list "retrieval")) -}}
 {{- end -}}
 
 {{/* the callers of a service (JSON list) */}}

@@ -11,7 +11,27 @@ Endpoint = Annotated[
     str, typer.Option("--endpoint", "-e", envvar="ISTHMUS_ENDPOINT", help="gRPC address of the platform")
 ]
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
-Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="ISTHMUS_TENANT", help="tenant id")]
+
+
+def tenant_id(value: str) -> str:
+    """A ``--tenant`` / ``TENANT_ID`` value through the one tenant id parser, before anything uses it."""
+    from isthmus_core.contracts.ids import parse_tenant_id
+    from isthmus_core.errors import InvalidArgument
+
+    try:
+        return parse_tenant_id(value)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def optional_tenant_id(value: str) -> str:
+    return tenant_id(value) if value else value
+
+
+Tenant = Annotated[
+    str, typer.Option("--tenant", "-t", envvar="ISTHMUS_TENANT", help="tenant id", callback=tenant_id)
+]
+TenantArg = Annotated[str, typer.Argument(help="tenant id", callback=tenant_id)]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", envvar="ISTHMUS_CONFIG", help="TOML settings file")
 ]

@@ -10,7 +10,9 @@ import grpc
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import InvalidArgument, IsthmusError
+from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.report import EvalReport
@@ -84,11 +86,13 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         self,
         runner: EvalRunner,
         online: OnlineMetrics,
+        tenants: TenantDirectory,
         datasets_root: Path | None = None,
         max_upload_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._runner = runner
         self._online = online
+        self._tenants = tenants
         self._root = datasets_root
         self._max_upload = max_upload_bytes
 
@@ -111,7 +115,10 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
     async def GetOnlineMetrics(
         self, request: pb.GetOnlineMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.OnlineMetrics:
-        s = self._online.snapshot(request.tenant_id or None)
+        tenant = None  # no tenant id: the figures of all tenants together
+        if request.tenant_id:
+            tenant = await require_tenant(self._tenants, parse_tenant_id(request.tenant_id))
+        s = self._online.snapshot(tenant)
         return pb.OnlineMetrics(
             answers=s.answers,
             latency_p50_ms=s.latency_p50_ms,

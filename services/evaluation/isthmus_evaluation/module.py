@@ -9,8 +9,10 @@ from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import subscribe
+from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict
+from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict, TenantDeleted
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.online import OnlineMetrics
@@ -81,19 +83,27 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     async def on_verdict(ev: GuardrailVerdict) -> None:
         online.observe_verdict(ev)
 
+    tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
+
+    async def on_tenant_deleted(ev: TenantDeleted) -> None:
+        tenant = parse_tenant_id(ev.tenant_id)
+        tenants.forget(tenant)
+        online.drop_tenant(tenant)
+
     return Offer(
         registrars=[
             partial(
                 evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
-                EvaluationServicer(runner, online, s.datasets_root, s.max_upload_bytes),
+                EvaluationServicer(runner, online, tenants, s.datasets_root, s.max_upload_bytes),
             )
         ],
         grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],
         subscriptions=[
             subscribe(topics.ANSWERS_PRODUCED, GROUP, on_answer),
             subscribe(topics.GUARDRAIL_VERDICTS, GROUP, on_verdict),
+            subscribe(topics.TENANTS_DELETED, GROUP, on_tenant_deleted),
         ],
-        topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS],
+        topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS, topics.TENANTS_DELETED],
     )
 
 

@@ -138,6 +138,11 @@ class OnlineMetrics:
         """The tenants seen so far, sorted."""
         return sorted(self._tenants)
 
+    def drop_tenant(self, tenant_id: str) -> bool:
+        """Forget a deleted tenant's figures (True if it had any); the all-tenants figures keep them,
+        as traffic the platform served."""
+        return self._tenants.pop(tenant_id, None) is not None
+
     def _tenant(self, tenant_id: str) -> _Tally:
         tally = self._tenants.get(tenant_id)
         if tally is None:

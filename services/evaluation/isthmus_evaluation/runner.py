@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from isthmus_core.contracts.ids import parse_tenant_id
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument, Unavailable
 from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text
 from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
@@ -26,6 +26,13 @@ MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 Upload = Callable[[str, str, str, bytes], Awaitable[None]]  # tenant, document id, filename, bytes
 Progress = Callable[[str], Awaitable[tuple[int, int, int]]]  # tenant -> (indexed, failed, total)
 Search = Callable[[str, str, str, int], Awaitable[list[tuple[str, float]]]]  # tenant, query, mode, k
+
+
+def eval_tenant_id(dataset: str) -> TenantId:
+    """A fresh throwaway tenant named after the dataset, ``eval-<name>-<8 hex>``: the name folded to the
+    tenant id alphabet (a directory name may hold dots, spaces, capitals...), then parsed."""
+    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:40].strip("-")
+    return parse_tenant_id("-".join(p for p in ("eval", slug, uuid.uuid4().hex[:8]) if p))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +58,6 @@ def check_modes(modes: Sequence[str]) -> list[str]:
     if bad:
         raise InvalidArgument(f"unknown mode(s) {bad}; choose from {list(MODES)}")
     return chosen
-
-
-def eval_tenant(dataset: str, suffix: str) -> str:
-    """The throwaway tenant of a run: ``eval-<dataset slug>-<suffix>``, a valid tenant id."""
-    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:40] or "dataset"
-    return parse_tenant_id(f"eval-{slug}-{suffix}"[:63].rstrip("-"))
 
 
 class EvalRunner:
@@ -85,7 +86,7 @@ class EvalRunner:
         if max_queries > 0:
             queries = queries[:max_queries]
         qrels = {qid: ds.qrels[qid] for qid, _ in queries}
-        tenant = eval_tenant(ds.name, uuid.uuid4().hex[:8])
+        tenant = eval_tenant_id(ds.name)
         await self._c.create_tenant(tenant)
         try:
             t0 = time.perf_counter()

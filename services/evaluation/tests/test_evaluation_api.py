@@ -12,6 +12,7 @@ import pytest
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.runner import EvalClients, EvalRunner
@@ -84,7 +85,7 @@ def servicer(
     fake: FakePlatform, root: Path | None = None, max_upload_bytes: int = 1 << 20
 ) -> EvaluationServicer:
     runner = EvalRunner(fake.clients(), poll_interval_s=0.0)
-    return EvaluationServicer(runner, OnlineMetrics(), root, max_upload_bytes)
+    return EvaluationServicer(runner, OnlineMetrics(), InMemoryTenantDirectory(), root, max_upload_bytes)
 
 
 async def events(stream: AsyncIterator[pb.EvalEvent]) -> list[pb.EvalEvent]:

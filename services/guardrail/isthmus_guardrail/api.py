@@ -13,10 +13,11 @@ from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
-from isthmus_core.contracts.ids import parse_tenant_id
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import Action, Policy, Verdict
+from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_guardrail.guard import Guard
 from isthmus_guardrail.policies import PolicyStore
 
@@ -48,11 +49,17 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         policies: PolicyStore,
         publish_verdict: Callable[[GuardrailVerdict], Awaitable[None]],
         max_text_chars: int,
+        tenants: TenantDirectory,
     ) -> None:
         self._guard = guard
         self._policies = policies
         self._publish = publish_verdict
         self._max = max_text_chars
+        self._tenants = tenants
+
+    async def _tenant(self, raw: str) -> TenantId:
+        """The request's tenant: a valid id (else INVALID_ARGUMENT) of an existing tenant (else NOT_FOUND)."""
+        return await require_tenant(self._tenants, parse_tenant_id(raw))
 
     async def _emit(
         self,
@@ -83,26 +90,24 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     async def CheckInput(
         self, request: pb.CheckInputRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Verdict:
-        if not request.tenant_id:
-            raise InvalidArgument("tenant_id is required")
+        tenant = await self._tenant(request.tenant_id)
         if len(request.text) > self._max:
             raise InvalidArgument(f"text is {len(request.text)} characters; the limit is {self._max}")
-        policy = self._policies.get(request.tenant_id)
+        policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_input, request.text, policy)
-        await self._emit(request.tenant_id, "input", request.subject_id, v)
+        await self._emit(tenant, "input", request.subject_id, v)
         return verdict_pb(v)
 
     async def CheckOutput(
         self, request: pb.CheckOutputRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Verdict:
-        if not request.tenant_id:
-            raise InvalidArgument("tenant_id is required")
+        tenant = await self._tenant(request.tenant_id)
         sentences = [_sentence(s) for s in request.sentences]
         self._check_length(" ".join(s.text for s in sentences))
         contexts = _contexts(request.contexts)
-        policy = self._policies.get(request.tenant_id)
+        policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, policy)
-        await self._emit(request.tenant_id, "output", request.subject_id, v)
+        await self._emit(tenant, "output", request.subject_id, v)
         return verdict_pb(v)
 
     async def CheckOutputStream(
@@ -115,7 +120,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         if first is None or first.WhichOneof("request") != "header":
             raise InvalidArgument("the first message of CheckOutputStream must be the header")
         header = first.header
-        tenant = parse_tenant_id(header.tenant_id)
+        tenant = await self._tenant(header.tenant_id)
         contexts = _contexts(header.contexts)
         policy = self._policies.get(tenant)
         # tells the client the header was accepted (a refusal ends the call with the reason instead)
@@ -136,11 +141,11 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             raise InvalidArgument(f"text is {len(text)} characters; the limit is {self._max}")
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext) -> pb.Policy:
-        return policy_pb(request.tenant_id, self._policies.get(request.tenant_id))
+        tenant = await self._tenant(request.tenant_id)
+        return policy_pb(tenant, self._policies.get(tenant))
 
     async def PutPolicy(self, request: pb.Policy, context: grpc.aio.ServicerContext) -> pb.Policy:
-        if not request.tenant_id:
-            raise InvalidArgument("tenant_id is required")
+        tenant = await self._tenant(request.tenant_id)
         p = Policy(
             block_injection=request.block_injection,
             injection_threshold=request.injection_threshold,
@@ -150,7 +155,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             grounding_threshold=request.grounding_threshold,
             block_ungrounded=request.block_ungrounded,
         )
-        return policy_pb(request.tenant_id, self._policies.put(request.tenant_id, p))
+        return policy_pb(tenant, self._policies.put(tenant, p))
 
 
 def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:

@@ -1,4 +1,7 @@
-"""The guardrail module: injection/PII input checks, grounding output checks, verdict events."""
+"""The guardrail module: injection/PII input checks, grounding output checks, verdict events.
+
+Tenants are looked up in retrieval's registry (an unknown tenant gets NOT_FOUND, never a default
+policy); a tenant's policy file is removed when its ``tenants.deleted`` event arrives."""
 
 from __future__ import annotations
 
@@ -6,14 +9,19 @@ import asyncio
 from functools import partial
 
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
-from isthmus_core.bus.typed import publisher
+from isthmus_core.bus.typed import publisher, subscribe
+from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import TenantDeleted
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.policies import PolicyStore
 from isthmus_guardrail.settings import GuardrailSettings
 
 NAME = "guardrail"
+#: the consumer group of the tenants.deleted subscription (not named GROUP: guardrail is not scaled on lag)
+TENANT_EVENTS_GROUP = "guardrail"
 
 
 async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
@@ -22,19 +30,33 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
 
     s = ctx.settings
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
+    policies = PolicyStore(ctx.data_dir / "guardrail" / "policies")
+    tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
     servicer = GuardrailServicer(
         Guard(pii),
-        PolicyStore(ctx.data_dir / "guardrail" / "policies"),
+        policies,
         publisher(ctx.bus, topics.GUARDRAIL_VERDICTS),
         s.max_text_chars,
+        tenants,
     )
+
+    async def on_tenant_deleted(ev: TenantDeleted) -> None:
+        tenant = parse_tenant_id(ev.tenant_id)
+        tenants.forget(tenant)
+        policies.delete(tenant, written_before=ev.occurred_at)
+
     return Offer(
         registrars=[partial(guardrail_pb2_grpc.add_GuardrailServiceServicer_to_server, servicer)],
         grpc_service_names=[guardrail_pb2.DESCRIPTOR.services_by_name["GuardrailService"].full_name],
-        topics=[topics.GUARDRAIL_VERDICTS],
+        subscriptions=[subscribe(topics.TENANTS_DELETED, TENANT_EVENTS_GROUP, on_tenant_deleted)],
+        topics=[topics.GUARDRAIL_VERDICTS, topics.TENANTS_DELETED],
     )
 
 
 MODULE = Module(
-    name=NAME, settings_cls=GuardrailSettings, build=build, description="injection, PII and grounding checks"
+    name=NAME,
+    settings_cls=GuardrailSettings,
+    build=build,
+    depends_on=("retrieval",),
+    description="injection, PII and grounding checks",
 )

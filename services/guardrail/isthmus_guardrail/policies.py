@@ -1,34 +1,68 @@
-"""Per-tenant guardrail policies, persisted as one JSON file per tenant (defaults when absent)."""
+"""Per-tenant guardrail policies, persisted as one JSON file per tenant (defaults when absent).
+
+A tenant id names a file here only after :func:`~isthmus_core.contracts.ids.parse_tenant_id` (no
+separator, no dot-dot), and the resolved path is checked to stay inside the policies directory too.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.guard import Policy
 
 
 class PolicyStore:
     def __init__(self, root: Path) -> None:
-        self._root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._root = root.resolve()
 
-    def get(self, tenant_id: str) -> Policy:
-        path = self._root / f"{tenant_id}.json"
+    def path(self, tenant_id: TenantId) -> Path:
+        """The policy file of ``tenant_id``, or InvalidArgument if it would fall outside the directory."""
+        tenant = parse_tenant_id(tenant_id)
+        path = (self._root / f"{tenant}.json").resolve()
+        if path.parent != self._root:
+            raise InvalidArgument(f"tenant_id {tenant_id!r} does not name a policy file in {self._root}")
+        return path
+
+    def get(self, tenant_id: TenantId) -> Policy:
+        path = self.path(tenant_id)
         if not path.exists():
             return Policy()
         data = json.loads(path.read_text())
         data["pii_entities"] = tuple(data.get("pii_entities", Policy().pii_entities))
         return Policy(**data)
 
-    def put(self, tenant_id: str, policy: Policy) -> Policy:
+    def put(self, tenant_id: TenantId, policy: Policy) -> Policy:
+        path = self.path(tenant_id)
         for name in ("injection_threshold", "pii_threshold", "grounding_threshold"):
             value = getattr(policy, name)
             if not 0.0 <= value <= 1.0:
                 raise InvalidArgument(f"{name} must be between 0 and 1, got {value}")
         data = dataclasses.asdict(policy)
         data["pii_entities"] = list(policy.pii_entities)
-        (self._root / f"{tenant_id}.json").write_text(json.dumps(data, indent=2))
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # readers never see half a file
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)
         return policy
+
+    def delete(self, tenant_id: TenantId, written_before: datetime | None = None) -> bool:
+        """Remove the tenant's policy (its tenant was deleted); True if there was one.
+
+        With ``written_before`` (the deletion event's time) a policy written later is kept: it belongs
+        to a tenant created again since, and a replayed or late deletion event must not remove it.
+        """
+        path = self.path(tenant_id)
+        try:
+            if written_before is not None and path.stat().st_mtime >= written_before.timestamp():
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

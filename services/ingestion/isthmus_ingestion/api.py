@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
 from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
-from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_core.errors import InvalidArgument
 from isthmus_ingestion.registry import DocumentRecord, Status
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.watch import DocumentWatch
@@ -66,6 +66,8 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                     raise InvalidArgument("the upload stream has two headers; send exactly one, first")
                 header = req.header
                 await self._core.check_tenant(header.tenant_id)  # fail fast, before the bytes
+                if header.document_id:
+                    parse_document_id(header.document_id)
             elif kind == "data":
                 if header is None:
                     raise InvalidArgument("the first message of an upload must be the header")
@@ -94,20 +96,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Document:
-        await self._core.check_tenant(request.tenant_id)
-        d = self._core.registry.get(request.tenant_id, request.document_id)
-        if d is None:
-            raise NotFound(f"document {request.document_id!r} not found in tenant {request.tenant_id!r}")
-        return document_pb(d)
+        return document_pb(await self._core.get_document(request.tenant_id, request.document_id))
 
     async def ListDocuments(
         self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDocumentsResponse:
-        await self._core.check_tenant(request.tenant_id)
-        status = PB_TO_STATUS.get(request.status)
-        return pb.ListDocumentsResponse(
-            documents=[document_pb(d) for d in self._core.registry.list(request.tenant_id, status)]
-        )
+        docs = await self._core.list_documents(request.tenant_id, PB_TO_STATUS.get(request.status))
+        return pb.ListDocumentsResponse(documents=[document_pb(d) for d in docs])
 
     async def WatchDocuments(
         self, request: pb.WatchDocumentsRequest, context: grpc.aio.ServicerContext

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-import grpc
-
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.typed import publisher, subscribe
+from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import TenantDeleted
-from isthmus_core.grpc.status import from_rpc_error
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
@@ -26,7 +23,6 @@ from isthmus_ingestion.watch import DocumentWatch, WatchedRegistry
 
 NAME = "ingestion"
 GROUP = "ingestion"
-TENANT_CACHE_S = 5.0
 
 
 async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
@@ -35,33 +31,18 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
     watch = DocumentWatch()
     registry = WatchedRegistry(ctx.data_dir / "ingestion" / "documents.sqlite", watch)
-    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
-    known: dict[str, float] = {}
-
-    async def tenant_exists(tenant_id: str) -> bool:
-        """Tenants live in retrieval (the store of record); positive answers are cached briefly."""
-        if known.get(tenant_id, 0.0) > time.monotonic():
-            return True
-        try:
-            await retrieval.GetTenant(retrieval_pb2.GetTenantRequest(tenant_id=tenant_id), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False
-            raise from_rpc_error(exc) from exc
-        known[tenant_id] = time.monotonic() + TENANT_CACHE_S
-        return True
-
+    tenants = GrpcTenantDirectory(ctx.channel("retrieval"))  # the tenant registry is retrieval's
     core = Ingestion(
         registry,
         chunker,
-        tenant_exists,
+        tenants,
         publisher(ctx.bus, topics.CHUNKS_CREATED),
         max_bytes=s.max_upload_bytes,
         chunks_per_event=s.chunks_per_event,
     )
 
     async def forget_tenant(ev: TenantDeleted) -> None:
-        known.pop(ev.tenant_id, None)
+        tenants.forget(parse_tenant_id(ev.tenant_id))
         await core.on_tenant_deleted(ev)
 
     status_retry = RetryPolicy(max_attempts=5)

@@ -19,8 +19,17 @@ from isthmus_core.contracts.events import (
     DocumentSubmitted,
     TenantDeleted,
 )
+from isthmus_core.contracts.ids import (
+    DocumentId,
+    TenantId,
+    is_document_id,
+    is_tenant_id,
+    parse_document_id,
+    parse_tenant_id,
+)
 from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
+from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.dedup import content_hash, document_id_for
@@ -28,8 +37,6 @@ from isthmus_ingestion.parsing import parse_document
 from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
 
 log = structlog.get_logger("isthmus.ingestion")
-
-TenantExists = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ class Ingestion:
         self,
         registry: DocumentRegistry,
         chunker: Chunker,
-        tenant_exists: TenantExists,
+        tenants: TenantDirectory,
         publish_chunks: Callable[[ChunksCreated], Awaitable[None]],
         *,
         max_bytes: int,
@@ -77,7 +84,7 @@ class Ingestion:
     ) -> None:
         self.registry = registry
         self._chunker = chunker
-        self._tenant_exists = tenant_exists
+        self._tenants = tenants
         self._publish = publish_chunks
         self.max_bytes = max_bytes
         self._per_event = chunks_per_event
@@ -87,11 +94,20 @@ class Ingestion:
         if size > self.max_bytes:
             raise ResourceExhausted(f"upload exceeds the limit of {self.max_bytes} bytes")
 
-    async def check_tenant(self, tenant_id: str) -> None:
-        if not tenant_id:
-            raise InvalidArgument("tenant_id is required")
-        if not await self._tenant_exists(tenant_id):
-            raise NotFound(f"tenant {tenant_id!r} does not exist (create it with 'isthmus tenant create')")
+    async def check_tenant(self, tenant_id: str) -> TenantId:
+        """``tenant_id`` parsed (else InvalidArgument) and existing (else NotFound)."""
+        return await require_tenant(self._tenants, parse_tenant_id(tenant_id))
+
+    async def get_document(self, tenant_id: str, document_id: str) -> DocumentRecord:
+        tenant = await self.check_tenant(tenant_id)
+        doc = parse_document_id(document_id)
+        d = self.registry.get(tenant, doc)
+        if d is None:
+            raise NotFound(f"document {doc!r} not found in tenant {tenant!r}")
+        return d
+
+    async def list_documents(self, tenant_id: str, status: Status | None = None) -> list[DocumentRecord]:
+        return self.registry.list(await self.check_tenant(tenant_id), status)
 
     async def ingest(
         self,
@@ -107,7 +123,8 @@ class Ingestion:
         if not filename:
             raise InvalidArgument("filename is required (its extension tells the file type)")
         self.check_size(len(data))
-        await self.check_tenant(tenant_id)
+        tenant_id = await self.check_tenant(tenant_id)
+        requested: DocumentId | None = parse_document_id(document_id) if document_id else None
         digest = content_hash(data)
         lock = self._locks.setdefault(tenant_id, asyncio.Lock())
         async with lock:  # one tenant's dedup check and record are atomic
@@ -118,7 +135,7 @@ class Ingestion:
             chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
             if not chunks:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
-            doc_id = document_id or document_id_for(tenant_id, digest)
+            doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
             previous = self.registry.get(tenant_id, doc_id)
             version = previous.version + 1 if previous else 1
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
@@ -183,7 +200,7 @@ class Ingestion:
                 trace_context=ev.trace_context,
             )
         except InvalidArgument as exc:
-            if ev.document_id:  # make the failure visible in the document status too
+            if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too
                 self.registry.save(
                     DocumentRecord(
                         tenant_id=ev.tenant_id,
@@ -204,7 +221,7 @@ class Ingestion:
         self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
 
     async def on_tenant_deleted(self, ev: TenantDeleted) -> None:
-        n = self.registry.delete_tenant(ev.tenant_id)
+        n = self.registry.delete_tenant(parse_tenant_id(ev.tenant_id))
         log.info("tenant documents removed", tenant=ev.tenant_id, documents=n)
 
     async def on_dead_letter(self, msg: Message) -> None:
@@ -213,6 +230,8 @@ class Ingestion:
             payload = json.loads(msg.value)
             tenant, doc = payload["tenant_id"], payload["document_id"]
         except (ValueError, KeyError, TypeError):
+            tenant = doc = None
+        if not (is_tenant_id(tenant) and is_document_id(doc)):
             log.warning("dead letter without a document reference", topic=msg.topic)
             return
         reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "

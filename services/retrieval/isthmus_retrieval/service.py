@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from isthmus_core.store.port import (
     ChunkRecord,
@@ -28,18 +28,6 @@ Reranker = Callable[[str, list[str]], Awaitable[list[float]]]
 REJECTED_SUFFIX = "/rejected"
 #: ``dead_letter(event, error)``: the rejected part of a consumed event to its dead-letter topic
 DeadLetter = Callable[[ChunksEmbedded, Exception], Awaitable[None]]
-
-TENANT_RULE = (
-    "tenant ids are 1-63 chars of lowercase letters, digits and '-', starting with a letter or digit"
-)
-
-
-def validate_tenant_id(tenant_id: str) -> str:
-    if not tenant_id:
-        raise InvalidArgument("tenant_id is required")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", tenant_id):
-        raise InvalidArgument(f"invalid tenant_id {tenant_id!r}: {TENANT_RULE}")
-    return tenant_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,25 +74,26 @@ class Retrieval:
         self._rerank_weight = rerank_weight
 
     async def create_tenant(self, tenant_id: str) -> None:
-        await self.store.create_tenant(validate_tenant_id(tenant_id))
+        await self.store.create_tenant(parse_tenant_id(tenant_id))
 
     async def delete_tenant(self, tenant_id: str) -> None:
-        await self.store.delete_tenant(validate_tenant_id(tenant_id))
+        tenant = parse_tenant_id(tenant_id)
+        await self.store.delete_tenant(tenant)
         await self._publish_tenant_deleted(
-            TenantDeleted(tenant_id=tenant_id, idempotency_key=f"{tenant_id}/deleted")
+            TenantDeleted(tenant_id=tenant, idempotency_key=f"{tenant}/deleted")
         )
 
     async def clear_tenant(self, tenant_id: str) -> None:
         """Drop every object of the tenant but keep the tenant (no tenants.deleted event)."""
-        validate_tenant_id(tenant_id)
-        await self.store.delete_tenant(tenant_id)
-        await self.store.create_tenant(tenant_id)
+        tenant = parse_tenant_id(tenant_id)
+        await self.store.delete_tenant(tenant)  # NotFound for an unknown tenant
+        await self.store.create_tenant(tenant)
 
     async def tenant_count(self, tenant_id: str) -> int:
-        return await self.store.count(validate_tenant_id(tenant_id))
+        return await self.store.count(parse_tenant_id(tenant_id))  # NotFound for an unknown tenant
 
     async def search(self, p: SearchParams) -> tuple[list[Hit], str]:
-        validate_tenant_id(p.tenant_id)
+        parse_tenant_id(p.tenant_id)
         if not p.query.strip():
             raise InvalidArgument("query is empty")
         if len(p.query) > self._max_query_chars:

@@ -7,25 +7,24 @@ the Weaviate adapter reject exactly the same inputs with the same messages.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from isthmus_core.contracts.ids import TENANT_ID_RULE, TenantId, is_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.store.port import ChunkRecord, Fusion, SearchMode, SearchQuery
 
-#: Weaviate's tenant-name rule (so both adapters accept the same names), plus: no leading '-'/'_'
-TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-TENANT_RULE = "1-64 characters of letters, digits, '-' and '_', starting with a letter or digit"
 
-
-def validate_tenant_id(tenant_id: str) -> str:
-    if not isinstance(tenant_id, str) or not TENANT_PATTERN.fullmatch(tenant_id):
-        raise InvalidArgument(f"invalid tenant id {tenant_id!r}: {TENANT_RULE}")
-    return tenant_id
+def validate_tenant_id(tenant_id: str) -> TenantId:
+    """The stores' own check of a tenant name: exactly the platform's rule
+    (:data:`~isthmus_core.contracts.ids.TENANT_ID_PATTERN`), so both adapters accept what every service
+    accepts and nothing more (Weaviate's own rule is wider: upper case, '_', 64 characters)."""
+    if not is_tenant_id(tenant_id):
+        raise InvalidArgument(f"invalid tenant id {tenant_id!r}: {TENANT_ID_RULE}")
+    return TenantId(tenant_id)
 
 
 def validate_record(r: ChunkRecord) -> None:

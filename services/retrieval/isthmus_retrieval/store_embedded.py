@@ -59,12 +59,12 @@ import numpy.typing as npt
 from usearch.index import Index
 from usearch.index import search as exact_search
 
-from isthmus_core.errors import AlreadyExists, FailedPrecondition, NotFound
+from isthmus_core.contracts.ids import is_tenant_id
+from isthmus_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.store.port import ChunkRecord, Fusion, Hit, SearchMode, SearchQuery, acl_of
 from isthmus_retrieval.analyzer import Analyzer
 from isthmus_retrieval.fusion import RRF_K, reciprocal_rank_fusion, relative_score_fusion
 from isthmus_retrieval.store_common import (
-    TENANT_PATTERN,
     IndexShape,
     as_vector,
     check_against,
@@ -73,8 +73,6 @@ from isthmus_retrieval.store_common import (
     validate_record,
     validate_tenant_id,
 )
-
-#: Weaviate's tenant-name rule (so both adapters accept the same names), plus: no leading '-'/'_'
 
 _DB = "chunks.sqlite3"
 _VECTORS = "vectors.usearch"
@@ -210,6 +208,7 @@ class EmbeddedStore:
         logging.getLogger("bm25s").setLevel(max(logging.getLogger().level, logging.WARNING))
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
+        self._real_root = self._root.resolve()
         self._analyzer = Analyzer()
         self._tenants: dict[str, _Tenant] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -242,14 +241,12 @@ class EmbeddedStore:
                 tenant.db.close()
             # rename first, so the tenant disappears at once even if removing the files takes a while
             trash = self._root / f".deleted-{uuid.uuid4().hex}"
-            os.replace(self._root / tenant_id, trash)
+            os.replace(self._dir(tenant_id), trash)
             await asyncio.to_thread(shutil.rmtree, trash, True)
 
     async def list_tenants(self) -> list[str]:
         self._check_open()
-        return sorted(
-            p.name for p in self._root.iterdir() if TENANT_PATTERN.fullmatch(p.name) and (p / _DB).is_file()
-        )
+        return sorted(p.name for p in self._root.iterdir() if is_tenant_id(p.name) and (p / _DB).is_file())
 
     async def has_tenant(self, tenant_id: str) -> bool:
         self._check_open()
@@ -322,8 +319,17 @@ class EmbeddedStore:
             lock = self._locks[tenant_id] = asyncio.Lock()
         return lock
 
+    def _dir(self, tenant_id: str) -> Path:
+        """The tenant's directory: a valid name whose resolved path is a direct child of the root
+        (defence in depth behind the id parser: a symlinked or otherwise escaping directory is refused)."""
+        validate_tenant_id(tenant_id)
+        path = self._root / tenant_id
+        if path.resolve().parent != self._real_root:
+            raise InvalidArgument(f"tenant {tenant_id!r} does not name a directory inside {self._root}")
+        return path
+
     def _exists(self, tenant_id: str) -> bool:
-        return (self._root / tenant_id / _DB).is_file()
+        return (self._dir(tenant_id) / _DB).is_file()
 
     async def _open_tenant(self, tenant_id: str) -> _Tenant:
         """The tenant's state, opening its files on first use. Call with the tenant's lock held."""
@@ -395,13 +401,13 @@ class EmbeddedStore:
                     [("generation", "0"), ("analyzer", self._analyzer.name)],
                 )
             db.close()
-            os.replace(tmp, self._root / tenant_id)
+            os.replace(tmp, self._dir(tenant_id))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
     def _open_files(self, tenant_id: str) -> _Tenant:
-        path = self._root / tenant_id
+        path = self._dir(tenant_id)
         db = self._connect(path)
         meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         tenant = _Tenant(

@@ -49,6 +49,7 @@ from weaviate.exceptions import (
     WeaviateTimeoutError,
 )
 
+from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -372,7 +373,8 @@ class WeaviateStore:
 
     async def list_tenants(self) -> list[str]:
         async def run(client: weaviate.WeaviateAsyncClient) -> list[str]:
-            return sorted((await self._collection(client).tenants.get()).keys())
+            # names outside the platform's rule (Weaviate's is wider) are not Isthmus tenants
+            return sorted(t for t in (await self._collection(client).tenants.get()) if is_tenant_id(t))
 
         return await self._call("list tenants", run)
 

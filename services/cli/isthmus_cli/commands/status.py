@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from isthmus_cli.client import connect, run, status_name
-from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, optional_tenant_id
 from isthmus_cli.output import console
 
 SERVICES = {
@@ -25,7 +25,12 @@ SERVICES = {
 
 def status(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="also count this tenant's documents")] = "",
+    tenant: Annotated[
+        str,
+        typer.Option(
+            "--tenant", "-t", help="also count this tenant's documents", callback=optional_tenant_id
+        ),
+    ] = "",
     as_json: AsJson = False,
 ) -> None:
     """Health of every service at the endpoint (and a tenant's document counts)."""

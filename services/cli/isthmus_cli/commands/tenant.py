@@ -10,14 +10,14 @@ import typer
 from rich.table import Table
 
 from isthmus_cli.client import connect, run
-from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, TenantArg
 from isthmus_cli.output import console
 
 app = typer.Typer(help="Create, list and delete tenants.", no_args_is_help=True)
 
 
 @app.command("create")
-def tenant_create(tenant_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+def tenant_create(tenant_id: TenantArg, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     from isthmus.retrieval.v1 import retrieval_pb2
 
     async def main() -> None:
@@ -54,7 +54,7 @@ def tenant_list(endpoint: Endpoint = DEFAULT_ENDPOINT, as_json: AsJson = False) 
 
 @app.command("delete")
 def tenant_delete(
-    tenant_id: str,
+    tenant_id: TenantArg,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:

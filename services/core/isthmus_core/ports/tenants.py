@@ -7,6 +7,7 @@ Conformance: :mod:`isthmus_core.testing.tenant_directory_conformance`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from isthmus_core.contracts.ids import TenantId
@@ -26,3 +27,20 @@ async def require_tenant(directory: TenantDirectory, tenant_id: TenantId) -> Ten
     if not await directory.exists(tenant_id):
         raise NotFound(f"tenant {tenant_id!r} does not exist (create it with 'isthmus tenant create')")
     return tenant_id
+
+
+class InMemoryTenantDirectory:
+    """A :class:`TenantDirectory` over a set held in memory: the fake for unit tests (it passes the same
+    conformance suite as the gRPC client), and a registry a test can ``add`` to and ``remove`` from."""
+
+    def __init__(self, tenants: Iterable[TenantId] = ()) -> None:
+        self._tenants: set[TenantId] = set(tenants)
+
+    async def exists(self, tenant_id: TenantId) -> bool:
+        return tenant_id in self._tenants
+
+    def add(self, tenant_id: TenantId) -> None:
+        self._tenants.add(tenant_id)
+
+    def remove(self, tenant_id: TenantId) -> None:
+        self._tenants.discard(tenant_id)
