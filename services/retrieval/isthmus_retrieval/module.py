@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
 from isthmus_core.store.port import Fusion, VectorStore
 from isthmus_retrieval.api import RetrievalServicer
+from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 from isthmus_retrieval.service import Retrieval
 from isthmus_retrieval.settings import RetrievalSettings
 
@@ -45,28 +45,17 @@ def make_store(s: RetrievalSettings, data_dir: Path) -> tuple[VectorStore, list[
 async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
     s = ctx.settings
     store, probes = make_store(s, ctx.data_dir)
-    embedding = embedding_pb2_grpc.EmbeddingServiceStub(ctx.channel("embedding"))
-
-    async def embed_query(text: str) -> tuple[list[float], str]:
-        resp = await embedding.Embed(
-            embedding_pb2.EmbedRequest(texts=[text], kind=embedding_pb2.TEXT_KIND_QUERY), timeout=30
-        )
-        return list(resp.vectors[0].values), resp.model_id
-
-    async def rerank(query: str, passages: list[str]) -> list[float]:
-        resp = await embedding.Rerank(embedding_pb2.RerankRequest(query=query, passages=passages), timeout=30)
-        return list(resp.scores)
-
+    embedding = ctx.channel("embedding")
     core = Retrieval(
         store,
-        embed_query,
+        GrpcQueryEmbedder(embedding),
         publisher(ctx.bus, topics.CHUNKS_INDEXED),
         publisher(ctx.bus, topics.TENANTS_DELETED),
         dead_letterer(ctx.bus, topics.CHUNKS_EMBEDDED, group=GROUP),
         max_top_k=s.max_top_k,
         max_query_chars=s.max_query_chars,
         candidates=s.candidates,
-        reranker=rerank,
+        reranker=GrpcReranker(embedding),
         rerank_candidates=s.rerank_candidates,
         rerank_weight=s.rerank_weight,
     )

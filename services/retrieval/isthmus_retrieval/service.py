@@ -1,4 +1,8 @@
-"""Retrieval's core: tenant registry, search (query embedding + store), indexing of embedded chunks."""
+"""Retrieval's core: tenant registry, search (query embedding + store), indexing of embedded chunks.
+
+It reaches the embedding service only through the core ports :class:`QueryEmbedder` and
+:class:`Reranker` (gRPC adapters in :mod:`isthmus_retrieval.clients`, fakes in the tests).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from isthmus_core.ports.embedding_client import QueryEmbedder, Reranker
 from isthmus_core.store.port import (
     ChunkRecord,
     Fusion,
@@ -19,11 +24,7 @@ from isthmus_core.store.port import (
 )
 from isthmus_retrieval.rerank import blend_rerank
 
-#: embeds a query → (vector, model id); in a deployment this is the embedding service's gRPC ``Embed``
-QueryEmbedder = Callable[[str], Awaitable[tuple[list[float], str]]]
 Publish = Callable[[object], Awaitable[None]]
-#: scores (query, passage) pairs → one relevance per passage; the embedding service's gRPC ``Rerank``
-Reranker = Callable[[str, list[str]], Awaitable[list[float]]]
 #: marks the dead letter split out of a batch (its chunks only): replaying it must not replace the document
 REJECTED_SUFFIX = "/rejected"
 #: ``dead_letter(event, error)``: the rejected part of a consumed event to its dead-letter topic
@@ -107,7 +108,8 @@ class Retrieval:
         vector: list[float] | None = None
         model_id: str = ""
         if p.mode != SearchMode.BM25:
-            vector, model_id = await self._embed_query(p.query)
+            embedded = await self._embed_query.embed_query(p.query)
+            vector, model_id = list(embedded.vector), embedded.model_id
         q = SearchQuery(
             text=p.query,
             vector=vector,
@@ -125,7 +127,7 @@ class Retrieval:
             if self._reranker is None:
                 raise FailedPrecondition("reranking is not available: no reranker is configured")
             head = hits[: self._rerank_candidates]
-            scores = await self._reranker(p.query, [h.text for h in head])
+            scores = await self._reranker.rerank(p.query, [h.text for h in head])
             if len(scores) != len(head):
                 raise Unavailable(f"the reranker returned {len(scores)} scores for {len(head)} passages")
             hits = blend_rerank(hits, scores, weight=self._rerank_weight)

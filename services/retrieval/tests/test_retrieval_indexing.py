@@ -11,6 +11,7 @@ import pytest
 
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, EmbeddedChunk, TenantDeleted
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.ports.embedding_client import QueryEmbedding
 from isthmus_core.store.port import ChunkRecord, RejectedRecords, VectorStore, chunk_uuid
 from isthmus_retrieval.service import REJECTED_SUFFIX, Retrieval
 from isthmus_retrieval.store_embedded import EmbeddedStore
@@ -58,8 +59,9 @@ class Recorder:
         self.dead.append((ev, exc))
 
 
-async def no_embed(text: str) -> tuple[list[float], str]:
-    raise AssertionError("not used")
+class NoEmbed:
+    async def embed_query(self, text: str) -> QueryEmbedding:
+        raise AssertionError("not used")
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
 
 
 def core(store: VectorStore, rec: Recorder) -> Retrieval:
-    return Retrieval(store, no_embed, rec.on_indexed, rec.on_deleted, rec.on_dead)
+    return Retrieval(store, NoEmbed(), rec.on_indexed, rec.on_deleted, rec.on_dead)
 
 
 async def test_whole_batch_rejecting_store_is_split_chunk_by_chunk(store: EmbeddedStore) -> None:

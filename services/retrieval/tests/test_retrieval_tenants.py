@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from isthmus_core.contracts.events import ChunksIndexed, TenantDeleted
 from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_core.ports.embedding_client import QueryEmbedding
 from isthmus_retrieval.service import Retrieval, SearchParams
 from isthmus_retrieval.store_common import validate_tenant_id
 from isthmus_retrieval.store_embedded import EmbeddedStore
@@ -67,8 +68,9 @@ async def test_a_tenant_directory_resolving_outside_the_root_is_refused(
     assert list(outside.iterdir()) == []
 
 
-async def _no_embed(text: str) -> tuple[list[float], str]:
-    raise AssertionError("an unknown tenant must be refused before the query is embedded")
+class _NoEmbed:
+    async def embed_query(self, text: str) -> QueryEmbedding:
+        raise AssertionError("an unknown tenant must be refused before the query is embedded")
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def core(store: EmbeddedStore) -> tuple[Retrieval, list[TenantDeleted]]:
     async def on_deleted(ev: TenantDeleted) -> None:
         deleted.append(ev)
 
-    return Retrieval(store, _no_embed, on_indexed, on_deleted), deleted
+    return Retrieval(store, _NoEmbed(), on_indexed, on_deleted), deleted
 
 
 async def test_unknown_tenants_are_not_found(core: tuple[Retrieval, list[TenantDeleted]]) -> None:

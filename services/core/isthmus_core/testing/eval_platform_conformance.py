@@ -1,0 +1,148 @@
+"""Conformance suite for the :class:`~isthmus_core.ports.eval_platform.EvalPlatform` port.
+
+Usage, in an adapter's tests::
+
+    class TestMyEvalPlatform(EvalPlatformConformance):
+        @pytest.fixture
+        def eval_platform(self) -> EvalPlatform:            # any scope
+            return MyEvalPlatform(...)
+
+        @pytest.fixture
+        def unreachable_eval_platform(self) -> EvalPlatform | None:
+            return MyEvalPlatform(<addresses nothing listens on>)   # optional: None skips that test
+
+The suite pins what an evaluation run relies on: a created tenant takes uploads, whose progress reaches
+"every document indexed"; then every search mode (with and without reranking) finds the relevant
+document first, returns at most ``top_k`` hits, best first, of that tenant's documents only; a tenant is
+created once (``AlreadyExists``), and an unknown or deleted tenant is ``NotFound`` for uploads, progress
+and searches; an unreachable platform is ``Unavailable``. Tenant names are fresh and random, so a shared
+platform may hold other tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
+from isthmus_core.errors import AlreadyExists, NotFound, Unavailable
+from isthmus_core.ports.eval_platform import DocumentHit, EvalPlatform, IndexProgress
+from isthmus_core.store.port import SearchMode
+
+CORPUS = {
+    "d1": "Pelicans scoop fish with their throat pouch.",
+    "d2": "Marmots hibernate in burrows through the winter.",
+    "d3": "Glaciers carve deep valleys into the mountains.",
+}
+QUERY = "marmots winter"
+RELEVANT = "d2"
+#: (search mode, rerank) for every kind of search an evaluation runs
+SEARCHES = [
+    (SearchMode.BM25, False),
+    (SearchMode.DENSE, False),
+    (SearchMode.HYBRID, False),
+    (SearchMode.HYBRID, True),
+]
+INDEX_WITHIN_S = 120.0
+
+
+def fresh_tenant_id(label: str = "t") -> TenantId:
+    return parse_tenant_id(f"evalconf-{label}-{uuid.uuid4().hex[:12]}")
+
+
+async def wait_done(
+    platform: EvalPlatform, tenant: TenantId, within_s: float = INDEX_WITHIN_S
+) -> IndexProgress:
+    """Poll :meth:`EvalPlatform.progress` until every document is indexed or failed (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        p = await platform.progress(tenant)
+        if p.done:
+            return p
+        if loop.time() > deadline:
+            raise AssertionError(f"not indexed within {within_s:g} s: {p}")
+        await asyncio.sleep(0.05)
+
+
+class EvalPlatformConformance:
+    """What every EvalPlatform must do. Subclasses provide the ``eval_platform`` fixture."""
+
+    @pytest.fixture
+    def eval_platform(self) -> EvalPlatform:
+        raise NotImplementedError("subclasses of EvalPlatformConformance provide an 'eval_platform' fixture")
+
+    @pytest.fixture
+    def unreachable_eval_platform(self) -> EvalPlatform | None:
+        """A platform that cannot be reached; None when the adapter has no such state."""
+        return None
+
+    async def test_it_is_an_eval_platform(self, eval_platform: EvalPlatform) -> None:
+        assert isinstance(eval_platform, EvalPlatform)
+
+    async def test_an_uploaded_corpus_is_indexed_and_searchable_in_every_mode(
+        self, eval_platform: EvalPlatform
+    ) -> None:
+        tenant, other = fresh_tenant_id(), fresh_tenant_id("other")
+        await eval_platform.create_tenant(tenant)
+        await eval_platform.create_tenant(other)
+        try:
+            assert await eval_platform.progress(tenant) == IndexProgress(0, 0, 0)
+            for doc_id, text in CORPUS.items():
+                await eval_platform.upload(tenant, doc_id, f"{doc_id}.txt", text.encode())
+            assert await wait_done(eval_platform, tenant) == IndexProgress(len(CORPUS), 0, len(CORPUS))
+            for mode, rerank in SEARCHES:
+                what = f"{mode} rerank={rerank}"
+                hits = await eval_platform.search(tenant, QUERY, mode, 10, rerank=rerank)
+                assert hits and all(isinstance(h, DocumentHit) for h in hits), what
+                assert hits[0].document_id == RELEVANT, (what, hits)
+                assert {h.document_id for h in hits} <= set(CORPUS), what
+                scores = [h.score for h in hits]
+                assert scores == sorted(scores, reverse=True), what
+                assert len(await eval_platform.search(tenant, QUERY, mode, 1, rerank=rerank)) == 1, what
+                # another tenant sees none of it
+                assert await eval_platform.search(other, QUERY, mode, 10, rerank=rerank) == [], what
+        finally:
+            await eval_platform.delete_tenant(tenant)
+            await eval_platform.delete_tenant(other)
+
+    async def test_a_tenant_is_created_once(self, eval_platform: EvalPlatform) -> None:
+        tenant = fresh_tenant_id("twice")
+        await eval_platform.create_tenant(tenant)
+        try:
+            with pytest.raises(AlreadyExists):
+                await eval_platform.create_tenant(tenant)
+        finally:
+            await eval_platform.delete_tenant(tenant)
+
+    async def test_an_unknown_tenant_is_not_found(self, eval_platform: EvalPlatform) -> None:
+        missing = fresh_tenant_id("missing")
+        with pytest.raises(NotFound):
+            await eval_platform.upload(missing, "d1", "d1.txt", CORPUS["d1"].encode())
+        with pytest.raises(NotFound):
+            await eval_platform.progress(missing)
+        with pytest.raises(NotFound):
+            await eval_platform.search(missing, QUERY, SearchMode.BM25, 10)
+        with pytest.raises(NotFound):
+            await eval_platform.delete_tenant(missing)
+
+    async def test_a_deleted_tenant_is_not_found(self, eval_platform: EvalPlatform) -> None:
+        tenant = fresh_tenant_id("gone")
+        await eval_platform.create_tenant(tenant)
+        await eval_platform.delete_tenant(tenant)
+        with pytest.raises(NotFound):
+            await eval_platform.search(tenant, QUERY, SearchMode.HYBRID, 10)
+        with pytest.raises(NotFound):
+            await eval_platform.delete_tenant(tenant)
+
+    async def test_an_unreachable_platform_is_unavailable(
+        self, unreachable_eval_platform: EvalPlatform | None
+    ) -> None:
+        if unreachable_eval_platform is None:
+            pytest.skip("this adapter has no remote platform")
+        with pytest.raises(Unavailable):
+            await unreachable_eval_platform.create_tenant(fresh_tenant_id("outage"))
+        with pytest.raises(Unavailable):
+            await unreachable_eval_platform.search(fresh_tenant_id("outage"), QUERY, SearchMode.BM25, 10)
