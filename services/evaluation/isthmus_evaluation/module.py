@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from functools import partial
 
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
-from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
@@ -15,62 +12,20 @@ from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict, Tena
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
+from isthmus_evaluation.clients import GrpcEvalPlatform
 from isthmus_evaluation.online import OnlineMetrics
-from isthmus_evaluation.runner import EvalClients, EvalRunner
+from isthmus_evaluation.runner import EvalRunner
 from isthmus_evaluation.settings import EvaluationSettings
 
 NAME = "evaluation"
 GROUP = "evaluation"
-#: eval mode → (search mode, rerank); every mode says whether it reranks, whatever the service default
-_MODES = {
-    "bm25": (retrieval_pb2.SEARCH_MODE_BM25, False),
-    "dense": (retrieval_pb2.SEARCH_MODE_DENSE, False),
-    "hybrid": (retrieval_pb2.SEARCH_MODE_HYBRID, False),
-    "hybrid+rerank": (retrieval_pb2.SEARCH_MODE_HYBRID, True),
-}
-
-
-def grpc_clients(ctx: ModuleContext[EvaluationSettings]) -> EvalClients:
-    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ctx.channel("retrieval"))
-    ingestion = ingestion_pb2_grpc.IngestionServiceStub(ctx.channel("ingestion"))
-
-    async def create_tenant(t: str) -> None:
-        await retrieval.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=t), timeout=30)
-
-    async def delete_tenant(t: str) -> None:
-        await retrieval.DeleteTenant(retrieval_pb2.DeleteTenantRequest(tenant_id=t), timeout=120)
-
-    async def upload(t: str, doc_id: str, filename: str, data: bytes) -> None:
-        async def parts() -> AsyncIterator[ingestion_pb2.UploadRequest]:
-            yield ingestion_pb2.UploadRequest(
-                header=ingestion_pb2.UploadHeader(tenant_id=t, filename=filename, document_id=doc_id)
-            )
-            yield ingestion_pb2.UploadRequest(data=data)
-
-        await ingestion.Upload(parts(), timeout=120)
-
-    async def progress(t: str) -> tuple[int, int, int]:
-        resp = await ingestion.ListDocuments(ingestion_pb2.ListDocumentsRequest(tenant_id=t), timeout=60)
-        indexed = sum(d.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED for d in resp.documents)
-        failed = sum(d.status == ingestion_pb2.DOCUMENT_STATUS_FAILED for d in resp.documents)
-        return indexed, failed, len(resp.documents)
-
-    async def search(t: str, query: str, mode: str, k: int) -> list[tuple[str, float]]:
-        search_mode, rerank = _MODES[mode]
-        resp = await retrieval.Search(
-            retrieval_pb2.SearchRequest(tenant_id=t, query=query, mode=search_mode, top_k=k, rerank=rerank),
-            timeout=60,
-        )
-        return [(h.context.document_id, h.context.score) for h in resp.hits]
-
-    return EvalClients(create_tenant, delete_tenant, upload, progress, search)
 
 
 async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     s = ctx.settings
     online = OnlineMetrics()
     runner = EvalRunner(
-        grpc_clients(ctx),
+        GrpcEvalPlatform(ctx.channel("retrieval"), ctx.channel("ingestion")),
         upload_concurrency=s.upload_concurrency,
         search_concurrency=s.search_concurrency,
         index_timeout_s=s.index_timeout_s,

@@ -2,8 +2,9 @@
 mode, score them.
 
 The runner is given a loaded dataset (read under the datasets root, or parsed from uploaded bytes: see
-:mod:`isthmus_evaluation.datasets`) and talks to the platform only through the functions it is given
-(gRPC clients in the module), so it measures exactly what users get.
+:mod:`isthmus_evaluation.datasets`) and talks to the platform only through the
+:class:`~isthmus_core.ports.eval_platform.EvalPlatform` port (the gRPC client of
+:mod:`isthmus_evaluation.clients` in the module), so it measures exactly what users get.
 """
 
 from __future__ import annotations
@@ -12,20 +13,25 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument, Unavailable
+from isthmus_core.ports.eval_platform import EvalPlatform
+from isthmus_core.store.port import SearchMode
 from isthmus_evaluation.datasets import BeirDataset, CorpusDoc, doc_text
 from isthmus_evaluation.metrics import chunk_hits_to_doc_run, evaluate_run, percentile
 from isthmus_evaluation.report import EvalReport, ModeReport
 
-MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
-
-Upload = Callable[[str, str, str, bytes], Awaitable[None]]  # tenant, document id, filename, bytes
-Progress = Callable[[str], Awaitable[tuple[int, int, int]]]  # tenant -> (indexed, failed, total)
-Search = Callable[[str, str, str, int], Awaitable[list[tuple[str, float]]]]  # tenant, query, mode, k
+#: eval mode → (search mode, rerank); every mode says whether it reranks, whatever the service default
+SEARCHES: Mapping[str, tuple[SearchMode, bool]] = {
+    "bm25": (SearchMode.BM25, False),
+    "dense": (SearchMode.DENSE, False),
+    "hybrid": (SearchMode.HYBRID, False),
+    "hybrid+rerank": (SearchMode.HYBRID, True),
+}
+MODES = tuple(SEARCHES)
 
 
 def eval_tenant_id(dataset: str) -> TenantId:
@@ -42,15 +48,6 @@ class EvalProgress:
     total: int
 
 
-@dataclass
-class EvalClients:
-    create_tenant: Callable[[str], Awaitable[None]]
-    delete_tenant: Callable[[str], Awaitable[None]]
-    upload: Upload
-    progress: Progress
-    search: Search
-
-
 def check_modes(modes: Sequence[str]) -> list[str]:
     """The modes to run (all when empty), or :class:`InvalidArgument` naming the unknown ones."""
     chosen = list(modes) or list(MODES)
@@ -63,7 +60,7 @@ def check_modes(modes: Sequence[str]) -> list[str]:
 class EvalRunner:
     def __init__(
         self,
-        clients: EvalClients,
+        platform: EvalPlatform,
         *,
         upload_concurrency: int = 8,
         search_concurrency: int = 4,
@@ -71,7 +68,7 @@ class EvalRunner:
         top_k: int = 100,
         poll_interval_s: float = 0.5,
     ) -> None:
-        self._c = clients
+        self._c = platform
         self._up = upload_concurrency
         self._sq = search_concurrency
         self._timeout = index_timeout_s
@@ -114,7 +111,7 @@ class EvalRunner:
 
     async def _search_mode(
         self,
-        tenant: str,
+        tenant: TenantId,
         mode: str,
         queries: Sequence[tuple[str, str]],
         qrels: dict[str, dict[str, int]],
@@ -122,11 +119,12 @@ class EvalRunner:
         run: dict[str, dict[str, float]] = {}
         latencies: list[float] = []
         sem = asyncio.Semaphore(self._sq)
+        search_mode, rerank = SEARCHES[mode]
 
         async def one(qid: str, text: str) -> None:
             async with sem:
                 q0 = time.perf_counter()
-                hits = await self._c.search(tenant, text, mode, self._k)
+                hits = await self._c.search(tenant, text, search_mode, self._k, rerank=rerank)
                 latencies.append((time.perf_counter() - q0) * 1000)
             run[qid] = chunk_hits_to_doc_run(hits)
 
@@ -149,7 +147,7 @@ class EvalRunner:
             latency_p95_ms=percentile(latencies, 95) if latencies else 0.0,
         )
 
-    async def _ingest(self, tenant: str, ds: BeirDataset) -> AsyncIterator[EvalProgress]:
+    async def _ingest(self, tenant: TenantId, ds: BeirDataset) -> AsyncIterator[EvalProgress]:
         corpus = ds.corpus
         sem = asyncio.Semaphore(self._up)
         uploaded = 0
@@ -175,12 +173,12 @@ class EvalRunner:
                 t.cancel()
         deadline = time.monotonic() + self._timeout
         while True:  # bounded by the deadline
-            indexed, failed, known = await self._c.progress(tenant)
-            yield EvalProgress("index", indexed + failed, known)
-            if indexed + failed >= known:
+            p = await self._c.progress(tenant)
+            yield EvalProgress("index", p.indexed + p.failed, p.total)
+            if p.done:
                 return
             if time.monotonic() > deadline:
                 raise Unavailable(
-                    f"corpus not indexed within {self._timeout:.0f}s ({indexed}/{known} documents)"
+                    f"corpus not indexed within {self._timeout:.0f}s ({p.indexed}/{p.total} documents)"
                 )
             await asyncio.sleep(self._poll)

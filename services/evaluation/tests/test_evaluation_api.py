@@ -4,6 +4,7 @@ RunEval reads only under the configured root; RunEvalUpload parses the streamed 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,21 @@ from typing import Any
 import pytest
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
-from isthmus_core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from isthmus_core.contracts.ids import TenantId
+from isthmus_core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from isthmus_core.ports.eval_platform import DocumentHit, EvalPlatform, IndexProgress
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
+from isthmus_core.store.port import SearchMode
+from isthmus_core.testing.eval_platform_conformance import EvalPlatformConformance
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.online import OnlineMetrics
-from isthmus_evaluation.runner import EvalClients, EvalRunner
+from isthmus_evaluation.runner import EvalRunner
 
 CORPUS = [
     {"_id": "d1", "title": "Pelicans", "text": "Pelicans scoop fish with their throat pouch."},
@@ -44,36 +55,57 @@ def write_dataset(d: Path) -> Path:
 
 
 class FakePlatform:
-    """Tenants and documents in dicts; a search returns the documents sharing a word with the query."""
+    """An :class:`EvalPlatform` in dicts (it passes the port's conformance suite): uploads are indexed at
+    once, a search returns the documents sharing a word with the query (any mode), best first."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, dict[str, str]] = {}
         self.calls: list[str] = []
+        self.searches: list[tuple[SearchMode, bool]] = []
 
-    def clients(self) -> EvalClients:
-        async def create_tenant(t: str) -> None:
-            self.calls.append("create")
-            self.tenants[t] = {}
+    def _tenant(self, tenant_id: str) -> dict[str, str]:
+        if tenant_id not in self.tenants:
+            raise NotFound(f"tenant {tenant_id!r} does not exist")
+        return self.tenants[tenant_id]
 
-        async def delete_tenant(t: str) -> None:
-            self.calls.append("delete")
-            del self.tenants[t]
+    async def create_tenant(self, tenant_id: TenantId) -> None:
+        self.calls.append("create")
+        if tenant_id in self.tenants:
+            raise AlreadyExists(f"tenant {tenant_id!r} already exists")
+        self.tenants[tenant_id] = {}
 
-        async def upload(t: str, doc_id: str, filename: str, data: bytes) -> None:
-            self.tenants[t][doc_id] = data.decode()
+    async def delete_tenant(self, tenant_id: TenantId) -> None:
+        self.calls.append("delete")
+        self._tenant(tenant_id)
+        del self.tenants[tenant_id]
 
-        async def progress(t: str) -> tuple[int, int, int]:
-            return len(self.tenants[t]), 0, len(self.tenants[t])
+    async def upload(self, tenant_id: TenantId, document_id: str, filename: str, data: bytes) -> None:
+        self._tenant(tenant_id)[document_id] = data.decode()
 
-        async def search(t: str, query: str, mode: str, k: int) -> list[tuple[str, float]]:
-            words = {w.rstrip("s") for w in query.lower().split()}
-            hits = [
-                (doc_id, float(len(words & {w.rstrip("s.") for w in text.lower().split()})))
-                for doc_id, text in self.tenants[t].items()
-            ]
-            return sorted((h for h in hits if h[1] > 0), key=lambda h: -h[1])
+    async def progress(self, tenant_id: TenantId) -> IndexProgress:
+        n = len(self._tenant(tenant_id))
+        return IndexProgress(n, 0, n)
 
-        return EvalClients(create_tenant, delete_tenant, upload, progress, search)
+    async def search(
+        self, tenant_id: TenantId, query: str, mode: SearchMode, top_k: int, *, rerank: bool = False
+    ) -> list[DocumentHit]:
+        self.searches.append((mode, rerank))
+        words = _words(query)
+        hits = [
+            DocumentHit(doc_id, float(len(words & _words(text))))
+            for doc_id, text in self._tenant(tenant_id).items()
+        ]
+        return sorted((h for h in hits if h.score > 0), key=lambda h: -h.score)[:top_k]
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"\w+", text.lower())}
+
+
+class TestFakePlatform(EvalPlatformConformance):
+    @pytest.fixture
+    def eval_platform(self) -> EvalPlatform:
+        return FakePlatform()
 
 
 @pytest.fixture
@@ -84,7 +116,7 @@ def fake() -> FakePlatform:
 def servicer(
     fake: FakePlatform, root: Path | None = None, max_upload_bytes: int = 1 << 20
 ) -> EvaluationServicer:
-    runner = EvalRunner(fake.clients(), poll_interval_s=0.0)
+    runner = EvalRunner(fake, poll_interval_s=0.0)
     return EvaluationServicer(runner, OnlineMetrics(), InMemoryTenantDirectory(), root, max_upload_bytes)
 
 
@@ -153,6 +185,19 @@ async def test_run_eval_upload_parses_the_streamed_files(fake: FakePlatform) -> 
     assert report.tenant_id.startswith("eval-mini-")
     assert report.modes[0].mode == "bm25" and report.modes[0].ndcg_at_10 == pytest.approx(1.0)
     assert fake.tenants == {}  # the throwaway tenant is gone
+
+
+async def test_each_mode_searches_in_its_search_mode_and_says_whether_it_reranks(fake: FakePlatform) -> None:
+    modes = ["bm25", "dense", "hybrid", "hybrid+rerank"]
+    evs = await events(servicer(fake).RunEvalUpload(requests(header("mini", modes), *pieces()), None))
+    assert [m.mode for m in report_of(evs).modes] == modes
+    per_query = len(QUERIES)
+    assert fake.searches == [
+        *[(SearchMode.BM25, False)] * per_query,
+        *[(SearchMode.DENSE, False)] * per_query,
+        *[(SearchMode.HYBRID, False)] * per_query,
+        *[(SearchMode.HYBRID, True)] * per_query,
+    ]
 
 
 async def test_run_eval_upload_keeps_the_tenant_when_asked(fake: FakePlatform) -> None:
