@@ -56,7 +56,8 @@ def write_dataset(d: Path) -> Path:
 
 class FakePlatform:
     """An :class:`EvalPlatform` in dicts (it passes the port's conformance suite): uploads are indexed at
-    once, a search returns the documents sharing a word with the query (any mode), best first."""
+        once, a search ranks the documents by the words they share with the query (BM25: only those sharing
+    one; dense and hybrid: all), best first."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, dict[str, str]] = {}
@@ -95,7 +96,9 @@ class FakePlatform:
             DocumentHit(doc_id, float(len(words & _words(text))))
             for doc_id, text in self._tenant(tenant_id).items()
         ]
-        return sorted((h for h in hits if h.score > 0), key=lambda h: -h.score)[:top_k]
+        if mode is SearchMode.BM25:  # lexical: only documents sharing a word; "vector": every document
+            hits = [h for h in hits if h.score > 0]
+        return sorted(hits, key=lambda h: -h.score)[:top_k]
 
 
 def _words(text: str) -> set[str]:

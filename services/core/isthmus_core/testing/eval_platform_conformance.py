@@ -13,7 +13,9 @@ Usage, in an adapter's tests::
 
 The suite pins what an evaluation run relies on: a created tenant takes uploads, whose progress reaches
 "every document indexed"; then every search mode (with and without reranking) finds the relevant
-document first, returns at most ``top_k`` hits, best first, of that tenant's documents only; a tenant is
+document first, returns at most ``top_k`` hits, best first, of that tenant's documents only, and
+searches the way it is asked (for a query sharing no word with the corpus, BM25 finds nothing while
+dense and hybrid search return the nearest documents); a tenant is
 created once (``AlreadyExists``), and an unknown or deleted tenant is ``NotFound`` for uploads, progress
 and searches; an unreachable platform is ``Unavailable``. Tenant names are fresh and random, so a shared
 platform may hold other tenants.
@@ -37,6 +39,8 @@ CORPUS = {
     "d3": "Glaciers carve deep valleys into the mountains.",
 }
 QUERY = "marmots winter"
+#: shares no word with the corpus: lexical search finds nothing, vector search finds the nearest
+NO_SHARED_WORD = "xylophone zebra"
 RELEVANT = "d2"
 #: (search mode, rerank) for every kind of search an evaluation runs
 SEARCHES = [
@@ -104,6 +108,15 @@ class EvalPlatformConformance:
                 assert len(await eval_platform.search(tenant, QUERY, mode, 1, rerank=rerank)) == 1, what
                 # another tenant sees none of it
                 assert await eval_platform.search(other, QUERY, mode, 10, rerank=rerank) == [], what
+            # the mode is the one asked for: only the vector side finds documents sharing no word
+            for rerank in (False, True):
+                assert (
+                    await eval_platform.search(tenant, NO_SHARED_WORD, SearchMode.BM25, 10, rerank=rerank)
+                    == []
+                )
+                for mode in (SearchMode.DENSE, SearchMode.HYBRID):
+                    hits = await eval_platform.search(tenant, NO_SHARED_WORD, mode, 10, rerank=rerank)
+                    assert {h.document_id for h in hits} == set(CORPUS), (mode, rerank, hits)
         finally:
             await eval_platform.delete_tenant(tenant)
             await eval_platform.delete_tenant(other)
