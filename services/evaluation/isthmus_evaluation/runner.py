@@ -68,7 +68,7 @@ class EvalRunner:
         top_k: int = 100,
         poll_interval_s: float = 0.5,
     ) -> None:
-        self._c = platform
+        self._platform = platform
         self._up = upload_concurrency
         self._sq = search_concurrency
         self._timeout = index_timeout_s
@@ -84,7 +84,7 @@ class EvalRunner:
             queries = queries[:max_queries]
         qrels = {qid: ds.qrels[qid] for qid, _ in queries}
         tenant = eval_tenant_id(ds.name)
-        await self._c.create_tenant(tenant)
+        await self._platform.create_tenant(tenant)
         try:
             t0 = time.perf_counter()
             async for p in self._ingest(tenant, ds):
@@ -107,7 +107,7 @@ class EvalRunner:
             )
         finally:
             if not keep_tenant:
-                await self._c.delete_tenant(tenant)
+                await self._platform.delete_tenant(tenant)
 
     async def _search_mode(
         self,
@@ -124,7 +124,7 @@ class EvalRunner:
         async def one(qid: str, text: str) -> None:
             async with sem:
                 q0 = time.perf_counter()
-                hits = await self._c.search(tenant, text, search_mode, self._k, rerank=rerank)
+                hits = await self._platform.search(tenant, text, search_mode, self._k, rerank=rerank)
                 latencies.append((time.perf_counter() - q0) * 1000)
             run[qid] = chunk_hits_to_doc_run(hits)
 
@@ -155,7 +155,7 @@ class EvalRunner:
         async def up(doc_id: str, doc: CorpusDoc) -> None:
             nonlocal uploaded
             async with sem:
-                await self._c.upload(tenant, doc_id, f"{doc_id}.txt", doc_text(doc).encode())
+                await self._platform.upload(tenant, doc_id, f"{doc_id}.txt", doc_text(doc).encode())
             uploaded += 1
 
         # documents with no text at all (two in Cranfield) cannot be indexed: they stay unretrievable,
@@ -173,12 +173,13 @@ class EvalRunner:
                 t.cancel()
         deadline = time.monotonic() + self._timeout
         while True:  # bounded by the deadline
-            p = await self._c.progress(tenant)
-            yield EvalProgress("index", p.indexed + p.failed, p.total)
-            if p.done:
+            state = await self._platform.progress(tenant)
+            yield EvalProgress("index", state.indexed + state.failed, state.total)
+            if state.done:
                 return
             if time.monotonic() > deadline:
                 raise Unavailable(
-                    f"corpus not indexed within {self._timeout:.0f}s ({p.indexed}/{p.total} documents)"
+                    f"corpus not indexed within {self._timeout:.0f}s "
+                    f"({state.indexed}/{state.total} documents)"
                 )
             await asyncio.sleep(self._poll)
