@@ -1,7 +1,7 @@
 """Fuzzing every RPC of the `all` platform: no request, however odd, comes back INTERNAL or UNKNOWN.
 
-The RPCs and their message types come from the server's own reflection (a new RPC is fuzzed without
-touching this file). For each, hypothesis builds well-formed messages from the descriptor — random ones,
+The RPCs and their message types come from the server's own reflection (a new RPC is fuzzed at once, and
+a test asks for its seeds here). For each, hypothesis builds well-formed messages from the descriptor — random ones,
 and seeds that pass the edge with one to three fields replaced (strings long, unicode or path-like,
 integers at their extremes, floats NaN/inf, enums with undeclared numbers, repeated, nested, maps) — and
 the answer must be OK or a status naming the caller's mistake. Bytes that are not a message at all get
@@ -9,8 +9,10 @@ INVALID_ARGUMENT on every RPC. Examples are derandomized, so a run is reproducib
 
 Every RPC has seeds (a test checks they exist and are accepted). A client-streaming RPC's seeds are one
 valid stream, header first; it is also fuzzed in the shapes clients get wrong (no header, two headers, a
-bad message in the middle while more follow). RPCs that are not one request, one answer to the end are
-called per :data:`POLICIES` (a long-lived stream: read until it says it is open, then hang up).
+bad message in the middle while more follow), and a refusal must reach the client with its reason even
+while it is still writing. RPCs whose answer does not simply end are called as :data:`POLICIES` says
+(WatchDocuments, open until cancelled: read until it says it is open, a moment more, then hang up);
+DEADLINE_EXCEEDED is never a fine answer.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@
 * an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
   status with the reason, records metrics, and continues the caller's trace from the metadata;
 * inside it, :class:`~isthmus_core.grpc.validation.ValidationInterceptor` refuses bad requests (and bytes
-  that do not decode) as ``INVALID_ARGUMENT`` before any handler runs.
+  that do not decode) as ``INVALID_ARGUMENT`` before any handler runs;
+* a client-streaming or bidi call that fails while the client is still writing answers once the client
+  has finished (bounded, see :class:`_Requests`): otherwise grpc.aio clients report "INTERNAL: Internal
+  error from Core" instead of the status. Handlers just raise; none drains its stream itself.
 """
 
 from __future__ import annotations
