@@ -1,11 +1,12 @@
 """Fuzzing every RPC of the `all` platform: no request, however odd, comes back INTERNAL or UNKNOWN.
 
-The RPCs and their message types come from the server's own reflection (a new RPC is fuzzed at once, and
-a test asks for its seeds here). For each, hypothesis builds well-formed messages from the descriptor — random ones,
-and seeds that pass the edge with one to three fields replaced (strings long, unicode or path-like,
-integers at their extremes, floats NaN/inf, enums with undeclared numbers, repeated, nested, maps) — and
-the answer must be OK or a status naming the caller's mistake. Bytes that are not a message at all get
-INVALID_ARGUMENT on every RPC. Examples are derandomized, so a run is reproducible.
+The RPCs and their message types come from the server's own reflection (a new RPC is fuzzed at once,
+and a test asks for its seeds here). For each, hypothesis builds well-formed messages from the
+descriptor — random ones, and seeds that pass the edge with one to three fields replaced (strings long,
+unicode or path-like, integers at their extremes, floats NaN/inf, enums with undeclared numbers,
+repeated, nested, maps) — and the answer must be OK or a status naming the caller's mistake. Bytes that
+are not a message at all get INVALID_ARGUMENT on every RPC. Examples are derandomized, so a run is
+reproducible.
 
 Every RPC has seeds (a test checks they exist and are accepted). A client-streaming RPC's seeds are one
 valid stream, header first; it is also fuzzed in the shapes clients get wrong (no header, two headers, a
