@@ -11,7 +11,7 @@ import grpc
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from isthmus_core.contracts.ids import parse_tenant_id
-from isthmus_core.errors import InvalidArgument, IsthmusError
+from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import OnlineMetrics
@@ -52,33 +52,22 @@ async def read_upload(
     """The header and the parsed dataset of a RunEvalUpload stream (held in memory, never on disk)."""
     header: pb.RunEvalUploadHeader | None = None
     upload = DatasetUpload(max_bytes)
-    try:
-        async for req in requests:
-            kind = req.WhichOneof("part")
-            if kind == "header":
-                if header is not None:
-                    raise InvalidArgument("the upload stream has two headers; send exactly one, first")
-                header = req.header
-                check_modes(header.modes)  # fail fast, before the bytes
-            elif kind is not None:
-                if header is None:
-                    raise InvalidArgument("the first message of RunEvalUpload must be the header")
-                upload.add(kind, getattr(req, kind))
-    except IsthmusError:
-        # a client still writing when the call ends sees its write fail ("Internal error from Core")
-        # instead of this status: let it finish (up to another max_bytes), then refuse
-        await _drain(requests, max_bytes)
-        raise
+    # a refusal raised while the client is still writing reaches it with its reason: the shared server
+    # reads (bounded) what the client still sends before answering (isthmus_core.grpc.server._Requests)
+    async for req in requests:
+        kind = req.WhichOneof("part")
+        if kind == "header":
+            if header is not None:
+                raise InvalidArgument("the upload stream has two headers; send exactly one, first")
+            header = req.header
+            check_modes(header.modes)  # fail fast, before the bytes
+        elif kind is not None:
+            if header is None:
+                raise InvalidArgument("the first message of RunEvalUpload must be the header")
+            upload.add(kind, getattr(req, kind))
     if header is None:
         raise InvalidArgument("empty RunEvalUpload stream: send a header, then the dataset's files")
     return header, await asyncio.to_thread(upload.parse, header.name)
-
-
-async def _drain(requests: AsyncIterator[pb.RunEvalUploadRequest], budget: int) -> None:
-    async for req in requests:
-        budget -= req.ByteSize()
-        if budget < 0:
-            return
 
 
 class EvaluationServicer(pb_grpc.EvaluationServiceServicer):

@@ -14,8 +14,10 @@ from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import GuardrailVerdict
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.ports.generator import AnswerSentence, Context
+from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.testing.guard_conformance import CONTEXTS, GROUNDED, UNSUPPORTED
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.guard import Guard
@@ -65,7 +67,13 @@ async def guardrail(
     async def publish(ev: GuardrailVerdict) -> None:
         events.append(ev)
 
-    servicer = GuardrailServicer(Guard(pii=None), PolicyStore(tmp_path / "policies"), publish, 2_000)
+    servicer = GuardrailServicer(
+        Guard(pii=None),
+        PolicyStore(tmp_path / "policies"),
+        publish,
+        2_000,
+        InMemoryTenantDirectory([parse_tenant_id("acme")]),
+    )
     server = GrpcServer("127.0.0.1", 0)
     server.add(
         [partial(pb_grpc.add_GuardrailServiceServicer_to_server, servicer)],
@@ -112,7 +120,7 @@ async def test_the_session_is_opened_with_initial_metadata_before_any_sentence(g
         ((), "must be the header"),
         ((_says(GROUNDED[0]),), "must be the header"),
         ((_header(tenant=""),), "tenant_id is required"),
-        ((_header(tenant="../etc"),), "invalid tenant_id"),
+        ((_header(tenant="../etc"),), "invalid header.tenant_id"),
         ((_header(), _says(GROUNDED[0]), _header()), "message 2 of CheckOutputStream must be a sentence"),
         ((_header(), _says(AnswerSentence("x" * 2_001, GROUNDED[0].citations))), "limit is 2000"),
     ],

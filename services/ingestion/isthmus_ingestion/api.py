@@ -23,6 +23,9 @@ STATUS_TO_PB = {
     Status.FAILED: pb.DOCUMENT_STATUS_FAILED,
 }
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+#: initial-metadata key WatchDocuments sends once it has accepted the request (valid ids, known tenant);
+#: the current state follows. An open watch may then stay silent: a caller tells it from a refusal by this
+WATCH_OPEN = "isthmus-watch-open"
 
 
 def _ts(t: float) -> Timestamp:
@@ -110,6 +113,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         tenant = parse_tenant_id(request.tenant_id)
         ids = [parse_document_id(d, "document_ids") for d in request.document_ids]
         await self._core.check_tenant(tenant)
+        await context.send_initial_metadata(((WATCH_OPEN, "1"),))
         updates = self._watch.stream(
             self._core.registry,
             tenant,

@@ -5,14 +5,17 @@
 * an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
   status with the reason, records metrics, and continues the caller's trace from the metadata;
 * inside it, :class:`~isthmus_core.grpc.validation.ValidationInterceptor` refuses bad requests (and bytes
-  that do not decode) as ``INVALID_ARGUMENT`` before any handler runs.
+  that do not decode) as ``INVALID_ARGUMENT`` before any handler runs;
+* a client-streaming or bidi call that fails while the client is still writing answers once the client
+  has finished (bounded, see :class:`_Requests`): otherwise grpc.aio clients report "INTERNAL: Internal
+  error from Core" instead of the status. Handlers just raise; none drains its stream itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -24,7 +27,7 @@ from pydantic import ValidationError
 
 from isthmus_core.errors import IsthmusError
 from isthmus_core.grpc.status import to_grpc
-from isthmus_core.grpc.validation import ValidationInterceptor
+from isthmus_core.grpc.validation import ValidationInterceptor, request_size
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from isthmus_core.telemetry.tracing import extracted
 
@@ -35,6 +38,11 @@ Registrar = Callable[[grpc.aio.Server], None]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: in the details of a ValidationError that escaped a handler: input the edge should have refused (a bug)
 UNVALIDATED = "invalid input not refused at the edge"
+#: bounds on reading what a client still sends after its request stream was refused (see _Requests)
+DRAIN_MAX_BYTES = 256 * 1024 * 1024
+DRAIN_MAX_MESSAGES = 100_000
+DRAIN_MAX_S = 30.0
+DRAIN_IDLE_S = 1.0
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
@@ -63,8 +71,69 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+class _Requests:
+    """The request stream of a call, as its handler reads it. If the handler ends with an error while the
+    client is still writing, :meth:`drain` reads and drops what follows before the status is sent.
+
+    Why: a grpc.aio client whose write fails because the call has already ended reports "INTERNAL:
+    Internal error from Core" instead of the server's status (grpc/grpc#36066), so a refusal must wait
+    until the client has finished writing. The wait is bounded: at most :data:`DRAIN_MAX_BYTES` and
+    :data:`DRAIN_MAX_MESSAGES` more, within :data:`DRAIN_MAX_S` seconds, each message arriving within
+    :data:`DRAIN_IDLE_S` of the previous one (a client waiting for an answer writes nothing: it gets the
+    status once that gap has passed)."""
+
+    def __init__(self, requests: AsyncIterable[Any]) -> None:
+        self._it = aiter(requests)
+        self._ended = False
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await anext(self._it)
+        except StopAsyncIteration:
+            self._ended = True
+            raise
+        except BaseException:
+            self._ended = True  # a failed read (cancelled, stream broken): nothing left to drain
+            raise
+
+    async def drain(self, method: str) -> None:
+        """Read and drop the rest of the stream, within the bounds (see the class docstring)."""
+        if self._ended:
+            return
+        self._ended = True
+        messages = size = 0
+        try:
+            async with asyncio.timeout(DRAIN_MAX_S):
+                while messages < DRAIN_MAX_MESSAGES and size < DRAIN_MAX_BYTES:
+                    async with asyncio.timeout(DRAIN_IDLE_S):
+                        request = await anext(self._it)
+                    messages += 1
+                    size += request_size(request)
+                stopped = "the bytes bound" if size >= DRAIN_MAX_BYTES else "the messages bound"
+        except StopAsyncIteration:
+            return  # the client has finished writing: it will see the status
+        except TimeoutError:
+            stopped = "a time bound"  # or a client waiting for an answer: it gets the status now
+        except Exception as exc:  # the stream broke (the client went away): nothing more to read
+            stopped = f"{type(exc).__name__}: {exc}"
+        log.info(
+            "stopped reading a refused request stream",
+            method=method,
+            messages=messages,
+            bytes=size,
+            stopped_by=stopped,
+        )
+
+
+def _wrap_unary(
+    fn: Callable[..., Awaitable[Any]], method: str, streaming_in: bool = False
+) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if streaming_in:
+            request = _Requests(request)
         t0 = time.perf_counter()
         with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
             with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
@@ -73,6 +142,8 @@ def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[...,
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
+                    if streaming_in:
+                        await request.drain(method)
                     await _abort_for(exc, context, method)
                     raise
                 finally:
@@ -83,8 +154,10 @@ def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[...,
     return handler
 
 
-def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(fn: Callable[..., Any], method: str, streaming_in: bool = False) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if streaming_in:
+            request = _Requests(request)
         with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
             with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
                 try:
@@ -93,6 +166,8 @@ def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
+                    if streaming_in:
+                        await request.drain(method)
                     await _abort_for(exc, context, method)
                     raise
         GRPC_REQUESTS.labels(method, "OK").inc()
@@ -117,11 +192,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **kw)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **kw)
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method, True), **kw)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kw)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **kw)
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream, method, True), **kw
+            )
         return handler
 
 

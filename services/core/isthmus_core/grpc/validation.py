@@ -168,8 +168,18 @@ def validate_message(msg: Message) -> None:
 class _Undecodable:
     """What the wrapped deserializer returns for bytes that are not the request type."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, size: int) -> None:
         self.reason = reason
+        self.size = size
+
+
+def request_size(request: object) -> int:
+    """The size in bytes of a request as received (decoded or not), for limits on reading a stream."""
+    if isinstance(request, _Undecodable):
+        return request.size
+    if isinstance(request, Message):
+        return request.ByteSize()
+    return len(request) if isinstance(request, bytes | bytearray) else 0
 
 
 def _checked(request: Any) -> None:
@@ -187,7 +197,7 @@ def _deserializer(inner: Callable[[bytes], Any] | None, method: str) -> Callable
         try:
             return inner(raw)
         except Exception as exc:  # the bytes are bad, whatever the parser calls it
-            return _Undecodable(f"the request to {method} does not decode: {exc}")
+            return _Undecodable(f"the request to {method} does not decode: {exc}", len(raw))
 
     return deserialize
 
