@@ -20,6 +20,7 @@ from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.registry import DocumentRegistry, Status
 from isthmus_ingestion.service import Ingestion
+from isthmus_ingestion.watch import DocumentWatch
 
 ACME, OTHER = TenantId("acme"), TenantId("other")
 TEXT = b"Gliders stay aloft by circling in thermals, columns of rising warm air."
@@ -67,7 +68,7 @@ def _calls(tenant: str) -> list[tuple[str, Any]]:
 async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
     core: Ingestion, published: list[ChunksCreated]
 ) -> None:
-    svc = IngestionServicer(core)
+    svc = IngestionServicer(core, DocumentWatch())
     for method, request in _calls("nobody"):
         with pytest.raises(NotFound, match="'nobody' does not exist"):
             await getattr(svc, method)(request, None)
@@ -76,7 +77,7 @@ async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
 
 @pytest.mark.parametrize("bad", ["", "../../escaped", "Acme", "a/b"])
 async def test_every_rpc_refuses_an_invalid_tenant_id(core: Ingestion, bad: str) -> None:
-    svc = IngestionServicer(core)
+    svc = IngestionServicer(core, DocumentWatch())
     for method, request in _calls(bad):
         with pytest.raises(InvalidArgument, match="tenant_id"):
             await getattr(svc, method)(request, None)
@@ -86,7 +87,7 @@ async def test_every_rpc_refuses_an_invalid_tenant_id(core: Ingestion, bad: str)
 async def test_a_callers_document_id_is_parsed_before_it_becomes_a_key(
     core: Ingestion, registry: DocumentRegistry, published: list[ChunksCreated], bad: str
 ) -> None:
-    svc = IngestionServicer(core)
+    svc = IngestionServicer(core, DocumentWatch())
     upload = _parts(pb.UploadHeader(tenant_id=ACME, filename="a.txt", document_id=bad), TEXT)
     with pytest.raises(InvalidArgument, match="document_id"):
         await svc.Upload(upload, None)
@@ -101,7 +102,7 @@ async def test_a_callers_document_id_is_parsed_before_it_becomes_a_key(
 
 
 async def test_documents_are_served_within_their_tenant(core: Ingestion) -> None:
-    svc = IngestionServicer(core)
+    svc = IngestionServicer(core, DocumentWatch())
     up = await svc.Upload(
         _parts(pb.UploadHeader(tenant_id=ACME, filename="a.txt", document_id="MED-10"), TEXT), None
     )
