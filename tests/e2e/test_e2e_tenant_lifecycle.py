@@ -178,6 +178,19 @@ async def test_an_unknown_tenant_is_not_found_everywhere(env: Env) -> None:
     assert await _code(env.evaluation.GetOnlineMetrics(ev_pb.GetOnlineMetricsRequest())) is None
 
 
+async def test_a_policy_no_check_could_run_with_is_refused_when_stored(env: Env) -> None:
+    tenant = fresh()
+    await env.retrieval.CreateTenant(rpb.CreateTenantRequest(tenant_id=tenant))
+    bad = gr_pb.Policy(tenant_id=tenant, pii_entities=["EMAIL_ADDRESS", "NOT_AN_ENTITY"], pii_threshold=0.5)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await env.guardrail.PutPolicy(bad)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NOT_AN_ENTITY" in (refused.value.details() or "")
+    assert not env.policy_file(tenant).exists()  # nothing stored: the tenant's checks keep working
+    verdict = await env.guardrail.CheckInput(gr_pb.CheckInputRequest(tenant_id=tenant, text="Hello there"))
+    assert verdict.action == common_pb2.GUARD_ACTION_ALLOW
+
+
 async def test_deleting_a_tenant_drops_its_state_in_every_service(env: Env) -> None:
     tenant = fresh()
     await env.retrieval.CreateTenant(rpb.CreateTenantRequest(tenant_id=tenant))

@@ -155,7 +155,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             grounding_threshold=request.grounding_threshold,
             block_ungrounded=request.block_ungrounded,
         )
-        return policy_pb(tenant, self._policies.put(tenant, p))
+        return policy_pb(tenant, self._policies.put(tenant, self._guard.validate_policy(p)))
 
 
 def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:

@@ -53,6 +53,19 @@ class Guard:
             return []
         return self._pii.find(text, entities, threshold)
 
+    def validate_policy(self, policy: Policy) -> Policy:
+        """``policy`` if every check can run with it (thresholds in [0, 1]; PII entities this detector
+        knows, when PII detection is on), else :class:`InvalidArgument` naming what is wrong — so a bad
+        policy is refused when it is stored, not on every later check."""
+        _validate(policy)
+        if self._pii is not None:
+            unknown = sorted(set(policy.pii_entities) - self._pii.supported_entities)
+            if unknown:
+                raise InvalidArgument(
+                    f"unknown PII entities {unknown}; supported: {sorted(self._pii.supported_entities)}"
+                )
+        return policy
+
     def check_input(self, text: str, policy: Policy) -> Verdict:
         """Raises :class:`InvalidArgument` for a non-string text or a policy threshold outside [0, 1]."""
         _validate(policy)

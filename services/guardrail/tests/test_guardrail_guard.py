@@ -176,3 +176,18 @@ def test_answers_keep_person_names_but_redact_contact_details(detector: PiiDetec
     verdict = guard.check_output(answer, [context], with_names)
     assert verdict.action is Action.REDACT
     assert verdict.text == "Marie Curie answers questions at <EMAIL_ADDRESS> on Mondays."
+
+
+@pytest.mark.slow
+def test_a_policy_naming_an_unknown_pii_entity_is_refused_when_stored(detector: PiiDetector) -> None:
+    guard = Guard(pii=detector)
+    good = Policy(pii_entities=(*Policy().pii_entities, "PERSON"))
+    assert guard.validate_policy(good) is good
+    with pytest.raises(InvalidArgument, match=r"unknown PII entities \['NOT_AN_ENTITY'\]"):
+        guard.validate_policy(Policy(pii_entities=("EMAIL_ADDRESS", "NOT_AN_ENTITY")))
+    with pytest.raises(InvalidArgument, match="pii_threshold"):
+        guard.validate_policy(Policy(pii_threshold=1.5))
+    # without PII detection, entity names are not checked (nothing would use them)
+    assert Guard(pii=None).validate_policy(Policy(pii_entities=("NOT_AN_ENTITY",))).pii_entities == (
+        "NOT_AN_ENTITY",
+    )
