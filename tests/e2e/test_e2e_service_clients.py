@@ -13,8 +13,16 @@ import pytest_asyncio
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.ports.embedding_client import QueryEmbedder, Reranker
 from isthmus_core.ports.eval_platform import EvalPlatform
-from isthmus_core.testing.embedding_client_conformance import QueryEmbedderConformance, RerankerConformance
-from isthmus_core.testing.eval_platform_conformance import EvalPlatformConformance
+from isthmus_core.testing.embedding_client_conformance import (
+    QueryEmbedderConformance,
+    QueryEmbedderOutageConformance,
+    RerankerConformance,
+    RerankerOutageConformance,
+)
+from isthmus_core.testing.eval_platform_conformance import (
+    EvalPlatformConformance,
+    EvalPlatformOutageConformance,
+)
 from isthmus_evaluation.clients import GrpcEvalPlatform
 from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 
@@ -38,7 +46,7 @@ async def nowhere() -> AsyncIterator[grpc.aio.Channel]:
         yield ch
 
 
-class TestGrpcQueryEmbedder(QueryEmbedderConformance):
+class TestGrpcQueryEmbedder(QueryEmbedderConformance, QueryEmbedderOutageConformance):
     @pytest.fixture
     def query_embedder(self, channel: grpc.aio.Channel) -> QueryEmbedder:
         return GrpcQueryEmbedder(channel)
@@ -48,7 +56,7 @@ class TestGrpcQueryEmbedder(QueryEmbedderConformance):
         return GrpcQueryEmbedder(nowhere, timeout_s=5)
 
 
-class TestGrpcReranker(RerankerConformance):
+class TestGrpcReranker(RerankerConformance, RerankerOutageConformance):
     @pytest.fixture
     def reranker(self, channel: grpc.aio.Channel) -> Reranker:
         return GrpcReranker(channel)
@@ -58,7 +66,7 @@ class TestGrpcReranker(RerankerConformance):
         return GrpcReranker(nowhere, timeout_s=5)
 
 
-class TestGrpcEvalPlatform(EvalPlatformConformance):
+class TestGrpcEvalPlatform(EvalPlatformConformance, EvalPlatformOutageConformance):
     @pytest.fixture
     def eval_platform(self, channel: grpc.aio.Channel) -> EvalPlatform:
         return GrpcEvalPlatform(channel, channel)

@@ -41,7 +41,10 @@ from isthmus_core.contracts.ids import TenantId
 from isthmus_core.ports.guard import Policy
 from isthmus_core.ports.tenants import TenantDirectory
 from isthmus_core.runtime.runtime import Runtime
-from isthmus_core.testing.tenant_directory_conformance import TenantDirectoryConformance
+from isthmus_core.testing.tenant_directory_conformance import (
+    TenantDirectoryConformance,
+    TenantDirectoryOutageConformance,
+)
 
 from .conftest import platform, upload, wait_indexed
 
@@ -243,7 +246,7 @@ class PlatformRegistry:
         await self.directory.on_tenant_deleted(notices[-1])
 
 
-class TestGrpcTenantDirectoryOnThePlatform(TenantDirectoryConformance):
+class TestGrpcTenantDirectoryOnThePlatform(TenantDirectoryConformance, TenantDirectoryOutageConformance):
     @pytest.fixture
     def registry(self, env: Env) -> PlatformRegistry:
         return PlatformRegistry(env)

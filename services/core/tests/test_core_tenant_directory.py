@@ -20,6 +20,7 @@ from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.ports.tenants import InMemoryTenantDirectory, TenantDirectory
 from isthmus_core.testing.tenant_directory_conformance import (
     TenantDirectoryConformance,
+    TenantDirectoryOutageConformance,
     TenantRegistry,
     fresh_tenant_id,
 )
@@ -91,7 +92,7 @@ class TestInMemoryTenantDirectory(TenantDirectoryConformance):
         return memory
 
 
-class TestGrpcTenantDirectory(TenantDirectoryConformance):
+class TestGrpcTenantDirectory(TenantDirectoryConformance, TenantDirectoryOutageConformance):
     @pytest.fixture
     async def channel(self, fake: tuple[FakeRetrieval, str]) -> AsyncIterator[grpc.aio.Channel]:
         async with open_channel(fake[1]) as ch:

@@ -26,7 +26,12 @@ from isthmus_core.ports.embedding_client import (
 )
 from isthmus_core.ports.hashing_embedder import HashingEmbedder
 from isthmus_core.store.port import SearchMode, chunk_uuid
-from isthmus_core.testing.embedding_client_conformance import QueryEmbedderConformance, RerankerConformance
+from isthmus_core.testing.embedding_client_conformance import (
+    QueryEmbedderConformance,
+    QueryEmbedderOutageConformance,
+    RerankerConformance,
+    RerankerOutageConformance,
+)
 from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 from isthmus_retrieval.service import Retrieval, SearchParams
 from isthmus_retrieval.store_embedded import EmbeddedStore
@@ -97,7 +102,7 @@ class TestSimilarityReranker(RerankerConformance):
         return SimilarityReranker(EMBEDDER)
 
 
-class TestGrpcQueryEmbedder(QueryEmbedderConformance):
+class TestGrpcQueryEmbedder(QueryEmbedderConformance, QueryEmbedderOutageConformance):
     @pytest.fixture
     def query_embedder(self, channel: grpc.aio.Channel) -> QueryEmbedder:
         return GrpcQueryEmbedder(channel)
@@ -107,7 +112,7 @@ class TestGrpcQueryEmbedder(QueryEmbedderConformance):
         return GrpcQueryEmbedder(nowhere, timeout_s=5)
 
 
-class TestGrpcReranker(RerankerConformance):
+class TestGrpcReranker(RerankerConformance, RerankerOutageConformance):
     @pytest.fixture
     def reranker(self, channel: grpc.aio.Channel) -> Reranker:
         return GrpcReranker(channel)

@@ -4,19 +4,19 @@
 
 Usage, in an adapter's tests::
 
-    class TestMyQueryEmbedder(QueryEmbedderConformance):
+    class TestMyQueryEmbedder(QueryEmbedderConformance, QueryEmbedderOutageConformance):
         @pytest.fixture
         def query_embedder(self) -> QueryEmbedder:        # any scope
             return MyQueryEmbedder(...)
 
-        @pytest.fixture
-        def unreachable_query_embedder(self) -> QueryEmbedder | None:
-            return MyQueryEmbedder(<an address nothing listens on>)   # optional: None skips that test
+        @pytest.fixture        # only for adapters with a remote service (the Outage mix-in)
+        def unreachable_query_embedder(self) -> QueryEmbedder:
+            return MyQueryEmbedder(<an address nothing listens on>)
 
-    class TestMyReranker(RerankerConformance):
+    class TestMyReranker(RerankerConformance, RerankerOutageConformance):
         @pytest.fixture
         def reranker(self) -> Reranker: ...
-        # and optionally ``unreachable_reranker``
+        # and ``unreachable_reranker`` for the Outage mix-in
 
 The query embedder suite pins what retrieval relies on: one L2-normalised vector per query, of a stable
 length, tagged with a non-empty and stable model id; the same query gives the same vector; a query is
@@ -63,12 +63,7 @@ class QueryEmbedderConformance:
 
     @pytest.fixture
     def query_embedder(self) -> QueryEmbedder:
-        raise NotImplementedError("subclasses of QueryEmbedderConformance provide a 'query_embedder' fixture")
-
-    @pytest.fixture
-    def unreachable_query_embedder(self) -> QueryEmbedder | None:
-        """A query embedder whose service cannot be reached; None when the adapter has no such state."""
-        return None
+        raise NotImplementedError(f"subclasses of {type(self).__name__} provide 'query_embedder'")
 
     async def test_it_is_a_query_embedder(self, query_embedder: QueryEmbedder) -> None:
         assert isinstance(query_embedder, QueryEmbedder)
@@ -108,26 +103,13 @@ class QueryEmbedderConformance:
             assert b.vector == pytest.approx(a.vector, abs=SAME_TOL), text
         assert len({tuple(round(x, 3) for x in e.vector) for e in alone}) == len(texts)  # all different
 
-    async def test_an_unreachable_service_is_unavailable(
-        self, unreachable_query_embedder: QueryEmbedder | None
-    ) -> None:
-        if unreachable_query_embedder is None:
-            pytest.skip("this adapter has no remote service")
-        with pytest.raises(Unavailable):
-            await unreachable_query_embedder.embed_query(QUERY)
-
 
 class RerankerConformance:
     """What every Reranker must do. Subclasses provide the ``reranker`` fixture."""
 
     @pytest.fixture
     def reranker(self) -> Reranker:
-        raise NotImplementedError("subclasses of RerankerConformance provide a 'reranker' fixture")
-
-    @pytest.fixture
-    def unreachable_reranker(self) -> Reranker | None:
-        """A reranker whose service cannot be reached; None when the adapter has no such state."""
-        return None
+        raise NotImplementedError(f"subclasses of {type(self).__name__} provide 'reranker'")
 
     async def test_it_is_a_reranker(self, reranker: Reranker) -> None:
         assert isinstance(reranker, Reranker)
@@ -161,8 +143,36 @@ class RerankerConformance:
         with pytest.raises(InvalidArgument):
             await reranker.rerank("  ", [RELEVANT])
 
-    async def test_an_unreachable_service_is_unavailable(self, unreachable_reranker: Reranker | None) -> None:
-        if unreachable_reranker is None:
-            pytest.skip("this adapter has no remote service")
+
+class QueryEmbedderOutageConformance:
+    """For adapters that reach a remote service: an outage raises
+    :class:`~isthmus_core.errors.Unavailable` (never a wrong answer). Mix it in beside the main suite and
+    provide ``unreachable_query_embedder`` (a query embedder whose service cannot be reached)."""
+
+    @pytest.fixture
+    def unreachable_query_embedder(self) -> QueryEmbedder:
+        raise NotImplementedError(
+            "subclasses of QueryEmbedderOutageConformance provide a 'unreachable_query_embedder' fixture"
+        )
+
+    async def test_an_unreachable_service_is_unavailable(
+        self, unreachable_query_embedder: QueryEmbedder
+    ) -> None:
+        with pytest.raises(Unavailable):
+            await unreachable_query_embedder.embed_query(QUERY)
+
+
+class RerankerOutageConformance:
+    """For adapters that reach a remote service: an outage raises
+    :class:`~isthmus_core.errors.Unavailable` (never a wrong answer). Mix it in beside the main suite and
+    provide ``unreachable_reranker`` (a reranker whose service cannot be reached)."""
+
+    @pytest.fixture
+    def unreachable_reranker(self) -> Reranker:
+        raise NotImplementedError(
+            "subclasses of RerankerOutageConformance provide a 'unreachable_reranker' fixture"
+        )
+
+    async def test_an_unreachable_service_is_unavailable(self, unreachable_reranker: Reranker) -> None:
         with pytest.raises(Unavailable):
             await unreachable_reranker.rerank(QUERY, [RELEVANT])

@@ -2,14 +2,14 @@
 
 Usage, in an adapter's tests::
 
-    class TestMyEvalPlatform(EvalPlatformConformance):
+    class TestMyEvalPlatform(EvalPlatformConformance, EvalPlatformOutageConformance):
         @pytest.fixture
         def eval_platform(self) -> EvalPlatform:            # any scope
             return MyEvalPlatform(...)
 
-        @pytest.fixture
-        def unreachable_eval_platform(self) -> EvalPlatform | None:
-            return MyEvalPlatform(<addresses nothing listens on>)   # optional: None skips that test
+        @pytest.fixture        # only for adapters with a remote platform (the Outage mix-in)
+        def unreachable_eval_platform(self) -> EvalPlatform:
+            return MyEvalPlatform(<addresses nothing listens on>)
 
 The suite pins what an evaluation run relies on: a created tenant takes uploads, whose progress reaches
 "every document indexed"; then every search mode (with and without reranking) finds the relevant
@@ -78,11 +78,6 @@ class EvalPlatformConformance:
     def eval_platform(self) -> EvalPlatform:
         raise NotImplementedError("subclasses of EvalPlatformConformance provide an 'eval_platform' fixture")
 
-    @pytest.fixture
-    def unreachable_eval_platform(self) -> EvalPlatform | None:
-        """A platform that cannot be reached; None when the adapter has no such state."""
-        return None
-
     async def test_it_is_an_eval_platform(self, eval_platform: EvalPlatform) -> None:
         assert isinstance(eval_platform, EvalPlatform)
 
@@ -150,11 +145,21 @@ class EvalPlatformConformance:
         with pytest.raises(NotFound):
             await eval_platform.delete_tenant(tenant)
 
+
+class EvalPlatformOutageConformance:
+    """For adapters that reach a remote service: an outage raises
+    :class:`~isthmus_core.errors.Unavailable` (never a wrong answer). Mix it in beside the main suite and
+    provide ``unreachable_eval_platform`` (a platform that cannot be reached)."""
+
+    @pytest.fixture
+    def unreachable_eval_platform(self) -> EvalPlatform:
+        raise NotImplementedError(
+            "subclasses of EvalPlatformOutageConformance provide a 'unreachable_eval_platform' fixture"
+        )
+
     async def test_an_unreachable_platform_is_unavailable(
-        self, unreachable_eval_platform: EvalPlatform | None
+        self, unreachable_eval_platform: EvalPlatform
     ) -> None:
-        if unreachable_eval_platform is None:
-            pytest.skip("this adapter has no remote platform")
         with pytest.raises(Unavailable):
             await unreachable_eval_platform.create_tenant(fresh_tenant_id("outage"))
         with pytest.raises(Unavailable):

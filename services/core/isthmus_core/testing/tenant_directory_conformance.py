@@ -14,8 +14,9 @@ A directory only reads the tenant registry, so the suite also needs the registry
 
 ``TenantRegistry.delete`` deletes the tenant *and* delivers its deletion notice (the
 ``tenants.deleted`` event) to the directory under test, as the service hosting it would. An adapter
-whose registry can be made unreachable also provides ``unreachable_directory`` (the suite then checks
-that an outage raises :class:`~isthmus_core.errors.Unavailable` and never answers "no such tenant").
+whose registry can be made unreachable also mixes in :class:`TenantDirectoryOutageConformance` and
+provides ``unreachable_directory`` (an outage raises :class:`~isthmus_core.errors.Unavailable` and never
+answers "no such tenant").
 
 The suite pins what callers rely on: an unknown tenant is absent and :func:`require_tenant` raises
 NotFound naming it; a created tenant is present at once, even right after a negative lookup (negative
@@ -56,16 +57,11 @@ class TenantDirectoryConformance:
 
     @pytest.fixture
     def registry(self) -> TenantRegistry:
-        raise NotImplementedError("subclasses of TenantDirectoryConformance provide a 'registry' fixture")
+        raise NotImplementedError(f"subclasses of {type(self).__name__} provide 'registry'")
 
     @pytest.fixture
     def directory(self, registry: TenantRegistry) -> TenantDirectory:
-        raise NotImplementedError("subclasses of TenantDirectoryConformance provide a 'directory' fixture")
-
-    @pytest.fixture
-    def unreachable_directory(self) -> TenantDirectory | None:
-        """A directory whose registry cannot be reached; None when the adapter has no such state."""
-        return None
+        raise NotImplementedError(f"subclasses of {type(self).__name__} provide 'directory'")
 
     async def test_it_is_a_tenant_directory(self, directory: TenantDirectory) -> None:
         assert isinstance(directory, TenantDirectory)
@@ -138,10 +134,20 @@ class TenantDirectoryConformance:
         finally:
             await registry.delete(kept)
 
+
+class TenantDirectoryOutageConformance:
+    """For adapters that reach a remote service: an outage raises
+    :class:`~isthmus_core.errors.Unavailable` (never a wrong answer). Mix it in beside the main suite and
+    provide ``unreachable_directory`` (a directory whose registry cannot be reached)."""
+
+    @pytest.fixture
+    def unreachable_directory(self) -> TenantDirectory:
+        raise NotImplementedError(
+            "subclasses of TenantDirectoryOutageConformance provide a 'unreachable_directory' fixture"
+        )
+
     async def test_an_unreachable_registry_raises_unavailable(
-        self, unreachable_directory: TenantDirectory | None
+        self, unreachable_directory: TenantDirectory
     ) -> None:
-        if unreachable_directory is None:
-            pytest.skip("this adapter has no remote registry")
         with pytest.raises(Unavailable):
             await unreachable_directory.exists(fresh_tenant_id("outage"))
