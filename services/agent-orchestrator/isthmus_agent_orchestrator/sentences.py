@@ -14,15 +14,12 @@ the same length, so offsets still point into the original text.
 
 from __future__ import annotations
 
-import re
-
 import pysbd
+
+from isthmus_core.text import unwrap_lines
 
 #: the single sentence a generator answers with when the contexts do not support an answer
 NO_ANSWER = "I could not find an answer in the indexed documents."
-
-#: a single line break between a line that does not end a sentence and one that continues in lower case
-_WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -57,8 +54,3 @@ def _add_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]])
     if piece.strip():
         lead = len(piece) - len(piece.lstrip())
         spans.append((start + lead, start + len(piece.rstrip())))
-
-
-def unwrap_lines(text: str) -> str:
-    """``text`` with each wrapped-line break (see the module docs) replaced by a space (same length)."""
-    return _WRAPPED_LINE_BREAK.sub(lambda m: " " * len(m.group()), text)

@@ -22,6 +22,7 @@ from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from isthmus_core.errors import ConfigurationError, IsthmusError
+from isthmus_core.text import unwrap_lines
 
 #: what ends a sentence, and what may close it after that (quotes, brackets)
 _SENTENCE_END: Final = frozenset(".!?\u2026\u3002\uff01\uff1f")
@@ -33,8 +34,6 @@ _ABBREVIATIONS: Final = frozenset(
 )
 #: initials and dotted acronyms: "j.", "u.s.", "a.m."
 _INITIALS: Final = re.compile(r"(?:[^\W\d_]\.)+")
-#: a single line break between a line that does not end a sentence and one that continues in lower case
-_WRAPPED_LINE_BREAK = re.compile(r"(?<=[^\s.!?:;…])[^\S\n]*\n(?=[^\S\n]*[a-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ class Chunker:
         if not text.strip():
             return []
         # same length as ``text``: the offsets the splitter reports hold for ``text`` too
-        unwrapped = _WRAPPED_LINE_BREAK.sub(lambda m: " " * len(m.group()), text)
+        unwrapped = unwrap_lines(text)
         chunks: list[TextChunk] = []
         for index, (start, piece) in enumerate(self._splitter.chunk_indices(unwrapped)):
             end = start + len(piece)
