@@ -26,6 +26,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from isthmus_core.errors import IsthmusError
+from isthmus_core.grpc.handlers import is_framework_method, rewrap
 from isthmus_core.grpc.status import to_grpc
 from isthmus_core.grpc.validation import ValidationInterceptor, request_size
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -183,23 +184,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+        if handler is None or is_framework_method(method):
             return handler
-        kw = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **kw)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method, True), **kw)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kw)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, True), **kw
-            )
-        return handler
+
+        def wrap(fn: Callable[..., Any], streaming_in: bool, streaming_out: bool) -> Callable[..., Any]:
+            return (_wrap_stream if streaming_out else _wrap_unary)(fn, method, streaming_in)
+
+        return rewrap(handler, wrap)
 
 
 class GrpcServer:

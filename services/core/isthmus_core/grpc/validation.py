@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 
 from isthmus_core.contracts.ids import parse_document_id, parse_principals, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.grpc.handlers import is_framework_method, rewrap
 
 #: longest accepted string field without a rule of its own (services enforce tighter, settings-based limits)
 MAX_STRING_CHARS: Final = 1_000_000
@@ -255,16 +256,10 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+        if handler is None or is_framework_method(method):
             return handler
-        deserialize = _deserializer(handler.request_deserializer, method)
-        kw = {"request_deserializer": deserialize, "response_serializer": handler.response_serializer}
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_unary_in(handler.unary_unary, False), **kw)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_unary_in(handler.unary_stream, True), **kw)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_stream_in(handler.stream_unary, False), **kw)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(_stream_in(handler.stream_stream, True), **kw)
-        return handler
+
+        def wrap(fn: Callable[..., Any], streaming_in: bool, streaming_out: bool) -> Callable[..., Any]:
+            return _stream_in(fn, streaming_out) if streaming_in else _unary_in(fn, streaming_out)
+
+        return rewrap(handler, wrap, _deserializer(handler.request_deserializer, method))
