@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import grpc
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_core.testing.client import upload
+from isthmus_core.testing.client import run_cli, upload
 from isthmus_core.testing.infra import shared_datasets
 
-from .conftest import ISTHMUS, Cluster
+from .conftest import Cluster
 
 
 def corpus(start: int, n: int) -> list[tuple[str, bytes]]:
@@ -33,15 +32,7 @@ def corpus(start: int, n: int) -> list[tuple[str, bytes]]:
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        ISTHMUS,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await run_cli(*args, timeout_s=300)
 
 
 class Tenant:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
+
+from isthmus_core.testing.client import run_cli
 
 from .conftest import platform
 
@@ -18,15 +18,7 @@ ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
 
 
 async def cli(*args: str, endpoint: str = "", env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        ISTHMUS,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "ISTHMUS_ENDPOINT": endpoint, "COLUMNS": "200", **(env or {})},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await run_cli(*args, endpoint=endpoint, env=env)
 
 
 async def test_tenant_ingest_ask_status_round_trip(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@ eval PATH` uses), and RunEval confined to the service's datasets root."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest_asyncio
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.testing.client import run_cli
 
 from .conftest import platform
 
@@ -126,15 +125,7 @@ async def test_run_eval_reads_under_the_root_only(env: dict[str, Any]) -> None:
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        ISTHMUS,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await run_cli(*args)
 
 
 async def test_cli_eval_uploads_a_local_folder(env: dict[str, Any]) -> None:

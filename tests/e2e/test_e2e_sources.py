@@ -7,8 +7,6 @@ exact offsets, and every citation must carry the file name, title and URI — ov
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +21,7 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_agent_orchestrator.sentences import split_sentences
+from isthmus_core.testing.client import run_cli
 from isthmus_ingestion.parsing import parse_document
 
 from .conftest import platform, upload, wait_indexed
@@ -160,17 +159,7 @@ async def test_citations_name_the_source_file_title_and_uri(env: dict[str, Any])
 
 
 async def test_isthmus_ask_shows_the_source_name_and_title(env: dict[str, Any]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        ISTHMUS,
-        "ask",
-        QUESTIONS[3],
-        "--tenant",
-        TENANT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "ISTHMUS_ENDPOINT": env["address"], "COLUMNS": "200"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
-    assert proc.returncode == 0, err.decode()
-    [line] = [line for line in out.decode().splitlines() if line.strip().startswith("[1]")]
+    code, out, err = await run_cli("ask", QUESTIONS[3], "--tenant", TENANT, endpoint=env["address"])
+    assert code == 0, err
+    [line] = [line for line in out.splitlines() if line.strip().startswith("[1]")]
     assert "route.html" in line and "North Sea tour" in line and "north-sea" in line

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,3 +44,20 @@ async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], wi
         if loop.time() > deadline:
             raise AssertionError(f"not indexed within {within_s}s: {pending}")
         await asyncio.sleep(0.1)
+
+
+async def run_cli(
+    *args: str, endpoint: str | None = None, env: Mapping[str, str] | None = None, timeout_s: float = 180
+) -> tuple[int, str, str]:
+    """Run this environment's ``isthmus`` command (exit code, stdout, stderr), 200 columns wide; with
+    ``endpoint``, as ``ISTHMUS_ENDPOINT``."""
+    extra = {"ISTHMUS_ENDPOINT": endpoint} if endpoint is not None else {}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("isthmus")),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", **extra, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
+    return proc.returncode or 0, out.decode(), err.decode()
