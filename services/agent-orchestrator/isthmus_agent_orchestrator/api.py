@@ -23,6 +23,7 @@ from isthmus_agent_orchestrator.pipeline import (
 )
 from isthmus_core.contracts.ids import parse_principals
 from isthmus_core.ports.guard import Action, Verdict
+from isthmus_core.telemetry.metrics import ASK_STAGE_SECONDS
 
 _STAGE = {
     Stage.INPUT_GUARD: pb.STAGE_INPUT_GUARD,
@@ -51,6 +52,11 @@ def verdict_pb(v: Verdict | None) -> common_pb2.Verdict | None:
     )
 
 
+def observe_stages(a: Answer) -> None:
+    for stage, ms in a.stage_ms.items():
+        ASK_STAGE_SECONDS.labels(stage.value).observe(ms / 1000)
+
+
 def answer_pb(a: Answer) -> pb.AskResponse:
     return pb.AskResponse(
         question_id=a.question_id,
@@ -70,9 +76,11 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         self._core = core
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
-        return answer_pb(
-            await self._core.ask(request.tenant_id, request.question, request.top_k, _principals(request))
+        answer = await self._core.ask(
+            request.tenant_id, request.question, request.top_k, _principals(request)
         )
+        observe_stages(answer)
+        return answer_pb(answer)
 
     async def AskStream(
         self, request: pb.AskRequest, context: grpc.aio.ServicerContext
@@ -85,6 +93,7 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
             elif isinstance(ev, SentenceEvent):
                 yield pb.AskEvent(sentence=sentence_pb(ev.sentence))
             elif isinstance(ev, FinalEvent):
+                observe_stages(ev.answer)
                 yield pb.AskEvent(final=answer_pb(ev.answer))
 
 

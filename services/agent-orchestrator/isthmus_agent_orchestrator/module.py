@@ -13,6 +13,7 @@ from isthmus_core.bus.typed import publisher
 from isthmus_core.contracts import topics
 from isthmus_core.ports.generator import Generator
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
+from isthmus_core.telemetry.caches import register_cache
 
 NAME = "agent-orchestrator"
 
@@ -30,7 +31,9 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
         )
         return gen, [gen.aclose]
     from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
+    from isthmus_agent_orchestrator.sentences import spans_cache_info
 
+    register_cache("sentence_spans", spans_cache_info)
     return ExtractiveGenerator(), []
 
 

@@ -63,6 +63,8 @@ class Answer:
     message: str = ""  # the text shown instead of an answer when blocked or abstained
     generator: str = ""
     latency_ms: float = 0.0
+    #: milliseconds spent in each stage (generation and output checks interleave: each is its own share)
+    stage_ms: dict[Stage, float] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -148,8 +150,15 @@ class Orchestrator:
         answer = Answer(question_id=uuid.uuid4().hex, generator=self._generator.name)
         contexts: list[Context] = []
 
+        def spent(stage: Stage, since: float) -> float:
+            now = time.perf_counter()
+            answer.stage_ms[stage] = answer.stage_ms.get(stage, 0.0) + (now - since) * 1000
+            return now
+
         yield StageEvent(Stage.INPUT_GUARD)
+        t = time.perf_counter()
         verdict = await self._guard.check_input(tenant_id, question, answer.question_id)
+        spent(Stage.INPUT_GUARD, t)
         answer.input_verdict = verdict
         query = question
         match verdict.action:
@@ -166,18 +175,23 @@ class Orchestrator:
             answer.message = f"Your question was blocked by the input guardrail: {_reasons(verdict)}"
         if not answer.blocked:
             yield StageEvent(Stage.RETRIEVAL)
+            t = time.perf_counter()
             contexts = await self._searcher.search(tenant_id, query, k, tuple(principals))
+            spent(Stage.RETRIEVAL, t)
             yield StageEvent(Stage.RETRIEVAL, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)
             checked: list[tuple[AnswerSentence, Verdict]] = []
             session: OutputCheck | None = None
+            t = time.perf_counter()
             try:
                 async for sentence in self._generator.stream(query, contexts):
+                    t = spent(Stage.GENERATION, t)
                     if not sentence.citations:
                         continue  # uncited text (an abstention, a preamble) is never shown as an answer
                     if session is None:  # opened lazily: no call when nothing is to be checked
                         session = await self._guard.open_output_check(tenant_id, answer.question_id, contexts)
                     out = await session.check(sentence)
+                    t = spent(Stage.OUTPUT_GUARD, t)
                     checked.append((sentence, out))
                     shown = _shown(sentence, out)
                     if shown is None:
@@ -187,9 +201,13 @@ class Orchestrator:
                     if shown.text:
                         answer.sentences.append(shown)
                         yield SentenceEvent(shown)
+                    t = time.perf_counter()  # the caller's time reading the sentence is no stage's
+                spent(Stage.GENERATION, t)
             finally:
                 if session is not None:
+                    t = time.perf_counter()
                     await session.aclose()
+                    spent(Stage.OUTPUT_GUARD, t)
             yield StageEvent(Stage.OUTPUT_GUARD)
             answer.output_verdict = combine_output_verdicts(
                 checked, " ".join(s.text for s in answer.sentences)

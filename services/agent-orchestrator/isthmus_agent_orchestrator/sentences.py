@@ -10,9 +10,15 @@ source has a real break (list items, table rows, ``<br>``), but plain text and P
 line wrapping; so a single newline that is plainly a wrap — the line does not end a sentence (no ``.``,
 ``!``, ``?`` or ``:``) and the next one goes on in lower case — is read as a space. The replacement has
 the same length, so offsets still point into the original text.
+
+Segmenting is the costliest step of an extractive answer (pySBD: milliseconds per chunk), and the same
+retrieved chunks come back for many questions, so the spans of the last :data:`SPANS_CACHE_SIZE`
+distinct texts are kept (:func:`spans_cache_info`: hits and misses, for the metrics).
 """
 
 from __future__ import annotations
+
+import functools
 
 import pysbd
 
@@ -20,6 +26,8 @@ from isthmus_core.text import unwrap_lines
 
 #: the single sentence a generator answers with when the contexts do not support an answer
 NO_ANSWER = "I could not find an answer in the indexed documents."
+#: distinct texts whose sentence spans are kept (a chunk of ~2 kB: ~16 MB at most)
+SPANS_CACHE_SIZE = 8192
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -28,8 +36,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     Spans are sorted, do not overlap, and never cover leading or trailing whitespace; blank text gives
     ``[]``. Every non-blank character of ``text`` lies inside exactly one span.
     """
+    return list(_spans(text))
+
+
+def spans_cache_info() -> tuple[int, int, int, int]:
+    """``(hits, misses, size, maxsize)`` of the spans cache."""
+    info = _spans.cache_info()
+    return info.hits, info.misses, info.currsize, info.maxsize or 0
+
+
+@functools.lru_cache(maxsize=SPANS_CACHE_SIZE)
+def _spans(text: str) -> tuple[tuple[int, int], ...]:
     if not text.strip():
-        return []
+        return ()
     segmenter = pysbd.Segmenter(language="en", clean=False, char_span=False)
     text = unwrap_lines(text)
     spans: list[tuple[int, int]] = []
@@ -46,7 +65,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         spans.append((start, start + len(piece)))
         cursor = start + len(piece)
     _add_stripped(text, cursor, len(text), spans)
-    return spans
+    return tuple(spans)
 
 
 def _add_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

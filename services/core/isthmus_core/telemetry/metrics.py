@@ -19,6 +19,13 @@ BUS_CONSUMER_LAG = Gauge(
 )
 BUS_DEAD_LETTERED = Counter("isthmus_bus_dead_lettered_total", "messages sent to a DLQ", ["topic", "group"])
 
+ASK_STAGE_SECONDS = Histogram(
+    "isthmus_ask_stage_seconds",
+    "time an answer spent in each stage (input_guard, retrieval, generation, output_guard)",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose /metrics over HTTP (prometheus_client runs it on a daemon thread)."""
