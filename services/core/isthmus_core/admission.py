@@ -90,10 +90,7 @@ class Refused(Exception):
         self.in_flight = in_flight
         self.queued = queued
         self.retry_after_s = retry_after_s
-        super().__init__(
-            f"{family} is over capacity: {in_flight} in flight, {queued} queued ({why}); "
-            f"retry in {retry_after_s:.2f} s"
-        )
+        super().__init__(f"{family} is over capacity: {in_flight} in flight, {queued} queued ({why})")
 
 
 class _Waiter:
@@ -151,7 +148,7 @@ class Family:
             self.in_flight += 1
             return None
         if self.queued >= lim.max_queue:
-            raise self._refused(Reason.QUEUE_FULL, f"the queue holds at most {lim.max_queue}")
+            raise self._refused(Reason.QUEUE_FULL, f"queue full, max {lim.max_queue}")
         wait = self.predicted_wait_s(self.queued + 1)
         if wait > lim.max_queue_wait_s:
             raise self._refused(
