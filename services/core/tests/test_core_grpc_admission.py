@@ -15,11 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from isthmus_core.admission import Limits, Policy
-from isthmus_core.errors import ResourceExhausted
+from isthmus_core.errors import ConfigurationError, ResourceExhausted
 from isthmus_core.grpc import deadline
+from isthmus_core.grpc.admission import policy_from_settings
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.grpc.status import from_rpc_error, rich_status
+from isthmus_core.settings import CommonSettings, load_all
 
 SERVICE = "test.v1.Gate"
 
@@ -199,3 +201,38 @@ def test_from_rpc_error_keeps_the_retry_hint_and_makes_the_refusal_transient() -
         )
     )
     assert isinstance(plain, ResourceExhausted) and plain.retry_after_s is None and plain.permanent
+
+
+def test_settings_give_the_policy_with_built_in_entries_kept_and_every_error_together() -> None:
+    common = load_all(
+        [CommonSettings],
+        overrides={
+            "common": {
+                "admission_max_concurrent": 4,
+                "admission_overrides": {"AgentOrchestratorService/Ask": {"max_queue": 0}},
+            }
+        },
+    )["common"]
+    assert isinstance(common, CommonSettings)
+    policy = policy_from_settings(common)
+    assert policy is not None
+    ask = policy.family_for("/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Ask")
+    assert policy.family_for("/isthmus.agent_orchestrator.v1.AgentOrchestratorService/AskStream") is ask
+    assert ask.limits == Limits(4, 0, common.admission_max_queue_wait_ms / 1000)
+    watch = policy.family_for("/isthmus.ingestion.v1.IngestionService/WatchDocuments")
+    assert watch.limits.max_concurrent > ask.limits.max_concurrent and watch.limits.max_queue == 0
+    assert policy_from_settings(CommonSettings(admission_enabled=False)) is None
+
+    with pytest.raises(ConfigurationError) as info:
+        load_all(
+            [CommonSettings],
+            overrides={
+                "common": {
+                    "admission_max_queue": -1,
+                    "admission_overrides": {"no such/key/at all": {"max_concurrent": 0}},
+                }
+            },
+        )
+    problems = str(info.value)
+    assert "admission_max_queue" in problems and "ISTHMUS_ADMISSION_MAX_QUEUE" in problems
+    assert "no such/key/at all" in problems and "max_concurrent" in problems
