@@ -417,7 +417,13 @@ def test_rendered_settings_load_into_the_services_settings(
     values = {
         "deploymentMode": "Distributed",
         "kafka": {"bootstrapServers": "kafka.data:9092", "replicationFactor": 2},
-        "settings": {"LOG_LEVEL": "debug", "KAFKA_PARTITIONS": 12, "MAX_MESSAGE_BYTES": 16777216},
+        "settings": {
+            "LOG_LEVEL": "debug",
+            "KAFKA_PARTITIONS": 12,
+            "MAX_MESSAGE_BYTES": 16777216,
+            "ADMISSION_MAX_CONCURRENT": 8,
+            "ADMISSION_OVERRIDES": '{"AgentOrchestratorService/Ask": {"max_queue": 0}}',
+        },
         "shutdown": {"drainDelaySeconds": 2.5, "graceSeconds": 15, "terminationGracePeriodSeconds": 30},
         "otel": {"endpoint": "http://otel.obs:4317"},
         "services": {
@@ -442,6 +448,8 @@ def test_rendered_settings_load_into_the_services_settings(
         assert (common.bus, common.grpc_host, common.grpc_port) == ("kafka", "0.0.0.0", 50051)
         assert common.kafka_replication_factor == 2 and common.kafka_partitions == 12
         assert common.max_message_bytes == 16777216 and common.log_level == "debug"
+        assert common.admission_max_concurrent == 8
+        assert common.admission_overrides["AgentOrchestratorService/Ask"].max_queue == 0
         assert (common.shutdown_drain_delay_s, common.shutdown_grace_s) == (2.5, 15.0)
         assert (common.otel_exporter, common.otel_endpoint) == ("otlp", "http://otel.obs:4317")
         assert str(common.data_dir) == "/data"
@@ -498,6 +506,8 @@ def _schema_matches_field(spec: dict[str, Any], annotation: Any) -> bool:
     if typing.get_origin(annotation) is typing.Literal:
         return bool(spec.get("enum") == list(typing.get_args(annotation)))
     types_ = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    if typing.get_origin(annotation) is dict:
+        return "string" in types_  # a JSON object in one env var
     expected = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
     return expected[annotation] in types_  # floats also take strings: `--set x=0.5` passes a string
 

@@ -19,6 +19,7 @@ from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.errors import DeadlineExceeded, FailedPrecondition, IsthmusError, Unavailable
+from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.ports.generator import (
     CONTINUES_SENTENCE_KEY,
@@ -131,7 +132,8 @@ class GrpcOutputCheck:
         details = await self._call.details()
         if code == grpc.StatusCode.OK:
             return Unavailable("the guardrail ended the output check before answering")
-        return from_rpc_error(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details))
+        trailers = await self._call.trailing_metadata()  # with a RetryInfo, if the guardrail shed load
+        return from_rpc_error(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers, details))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -161,7 +163,7 @@ class GrpcGuardClient:
         try:
             v = await self._stub.CheckInput(
                 guardrail_pb2.CheckInputRequest(tenant_id=tenant_id, text=text, subject_id=subject_id),
-                timeout=self._timeout,
+                timeout=remaining(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -170,7 +172,7 @@ class GrpcGuardClient:
     async def open_output_check(
         self, tenant_id: str, subject_id: str, contexts: Sequence[Context]
     ) -> OutputCheck:
-        call = self._stub.CheckOutputStream(timeout=self._session_timeout)
+        call = self._stub.CheckOutputStream(timeout=remaining(self._session_timeout))
         header = guardrail_pb2.CheckOutputHeader(
             tenant_id=tenant_id, subject_id=subject_id, contexts=[context_pb(c) for c in contexts]
         )
@@ -208,7 +210,7 @@ class GrpcSearcher:
         try:
             resp = await self._stub.Search(
                 retrieval_pb2.SearchRequest(tenant_id=tenant_id, query=query, top_k=top_k, access=access),
-                timeout=self._timeout,
+                timeout=remaining(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc

@@ -21,6 +21,7 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2
 from isthmus_cli.output import fail
 from isthmus_core.errors import ConfigurationError, IsthmusError
+from isthmus_core.grpc.status import retry_after_s
 
 if TYPE_CHECKING:
     from grpc_health.v1.health_pb2_grpc import HealthStub
@@ -93,7 +94,12 @@ async def connect(endpoint: str) -> AsyncIterator[Stubs]:
 
 
 def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
-    return f"{exc.code().name}: {exc.details()}"
+    """``CODE: details``; a refusal past capacity says when to try again (its ``RetryInfo``)."""
+    text = f"{exc.code().name}: {exc.details()}"
+    delay = retry_after_s(exc) if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+    if delay is not None:
+        text += f" (the platform is busy: try again in {delay:.2f} s)"
+    return text
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

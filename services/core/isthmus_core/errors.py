@@ -60,7 +60,16 @@ class FailedPrecondition(PermanentError):
 
 
 class ResourceExhausted(PermanentError):
+    """Over a limit. With ``retry_after_s`` (load shed: a service is past its capacity) the call may be
+    retried after that delay, so it is transient (the bus retries it, the gRPC edge sends the delay as a
+    ``google.rpc.RetryInfo``); without it (a request too large) it is permanent."""
+
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, reason: str, retry_after_s: float | None = None, **details: str) -> None:
+        super().__init__(reason, **details)
+        self.retry_after_s = retry_after_s
+        self.permanent = retry_after_s is None
 
 
 class Unavailable(IsthmusError):

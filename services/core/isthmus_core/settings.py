@@ -13,9 +13,9 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -73,6 +73,36 @@ class SectionSettings(BaseSettings):
 _FILE_VALUES: dict[str, dict[str, Any]] = {}
 
 
+#: a key of ``admission_families`` / ``admission_overrides``: ``Service/Method``, ``Service`` or a family name
+_ADMISSION_KEY = r"^[A-Za-z][A-Za-z0-9_.-]*(/[A-Za-z][A-Za-z0-9_]*)?$"
+AdmissionKey = Annotated[str, StringConstraints(pattern=_ADMISSION_KEY)]
+
+#: methods sharing a family unless ``admission_families`` says otherwise: Ask and AskStream cost the same
+#: and make the same internal calls (a guardrail output stream each), so they share one bound
+DEFAULT_ADMISSION_FAMILIES: dict[str, str] = {
+    "AgentOrchestratorService/AskStream": "AgentOrchestratorService/Ask",
+}
+
+
+class AdmissionOverride(BaseModel):
+    """Limits of one admission family (or of each family of a service); unset = the ``[common]`` default."""
+
+    model_config = {"extra": "forbid"}
+
+    max_concurrent: int | None = Field(None, ge=1)
+    max_queue: int | None = Field(None, ge=0)
+    max_queue_wait_ms: float | None = Field(None, ge=0)
+
+
+#: family limits unless ``admission_overrides`` says otherwise: a document watch is long and idle
+#: (ingestion bounds open watches itself), so it is not held to the defaults made for short calls
+DEFAULT_ADMISSION_OVERRIDES: dict[str, AdmissionOverride] = {
+    "IngestionService/WatchDocuments": AdmissionOverride(
+        max_concurrent=256, max_queue=0, max_queue_wait_ms=None
+    ),
+}
+
+
 class CommonSettings(SectionSettings):
     section: ClassVar[str] = "common"
     model_config = section_config("common")
@@ -122,6 +152,26 @@ class CommonSettings(SectionSettings):
         0.0, ge=0, description="readiness reports NOT_SERVING this long before the listener closes"
     )
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    admission_enabled: bool = Field(
+        True, description="refuse gRPC calls past a family's capacity (RESOURCE_EXHAUSTED + RetryInfo)"
+    )
+    admission_max_concurrent: int = Field(16, ge=1, description="calls of one family running at once")
+    admission_max_queue: int = Field(64, ge=0, description="calls of one family waiting; more are refused")
+    admission_max_queue_wait_ms: float = Field(
+        1000.0,
+        ge=0,
+        description="a call predicted to wait longer is refused at once, one that waited this long too",
+    )
+    admission_families: dict[AdmissionKey, AdmissionKey] = Field(
+        default_factory=dict,
+        description="'Service/Method' or 'Service' -> family name, for methods sharing one bound "
+        "(added to the built-in AskStream -> AgentOrchestratorService/Ask)",
+    )
+    admission_overrides: dict[AdmissionKey, AdmissionOverride] = Field(
+        default_factory=dict,
+        description="family name ('Service/Method' by default) or 'Service' -> max_concurrent, max_queue, "
+        "max_queue_wait_ms (added to the built-in one for IngestionService/WatchDocuments)",
+    )
 
     @model_validator(mode="after")
     def _kafka_security_is_consistent(self) -> CommonSettings:

@@ -18,6 +18,7 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.contracts.ids import TenantId
+from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.ports.eval_platform import DocumentHit, IndexProgress
 from isthmus_core.store.port import SearchMode
@@ -51,7 +52,7 @@ class GrpcEvalPlatform:
     async def create_tenant(self, tenant_id: TenantId) -> None:
         try:
             await self._retrieval.CreateTenant(
-                retrieval_pb2.CreateTenantRequest(tenant_id=tenant_id), timeout=self._timeout
+                retrieval_pb2.CreateTenantRequest(tenant_id=tenant_id), timeout=remaining(self._timeout)
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -59,7 +60,7 @@ class GrpcEvalPlatform:
     async def delete_tenant(self, tenant_id: TenantId) -> None:
         try:
             await self._retrieval.DeleteTenant(
-                retrieval_pb2.DeleteTenantRequest(tenant_id=tenant_id), timeout=self._long_timeout
+                retrieval_pb2.DeleteTenantRequest(tenant_id=tenant_id), timeout=remaining(self._long_timeout)
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -74,14 +75,14 @@ class GrpcEvalPlatform:
             yield ingestion_pb2.UploadRequest(data=data)
 
         try:
-            await self._ingestion.Upload(parts(), timeout=self._long_timeout)
+            await self._ingestion.Upload(parts(), timeout=remaining(self._long_timeout))
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
 
     async def progress(self, tenant_id: TenantId) -> IndexProgress:
         try:
             resp = await self._ingestion.ListDocuments(
-                ingestion_pb2.ListDocumentsRequest(tenant_id=tenant_id), timeout=self._timeout
+                ingestion_pb2.ListDocumentsRequest(tenant_id=tenant_id), timeout=remaining(self._timeout)
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -97,7 +98,7 @@ class GrpcEvalPlatform:
             tenant_id=tenant_id, query=query, mode=_MODES[mode], top_k=top_k, rerank=rerank
         )
         try:
-            resp = await self._retrieval.Search(request, timeout=self._timeout)
+            resp = await self._retrieval.Search(request, timeout=remaining(self._timeout))
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
         return [DocumentHit(h.context.document_id, h.context.score) for h in resp.hits]

@@ -16,6 +16,7 @@ import grpc
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus_core.errors import Unavailable
+from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.ports.embedding_client import QueryEmbedding
 
@@ -33,7 +34,7 @@ class GrpcQueryEmbedder:
         try:
             resp = await self._stub.Embed(
                 embedding_pb2.EmbedRequest(texts=[text], kind=embedding_pb2.TEXT_KIND_QUERY),
-                timeout=self._timeout,
+                timeout=remaining(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -57,7 +58,8 @@ class GrpcReranker:
             return []  # nothing to score; the service would refuse an empty query itself
         try:
             resp = await self._stub.Rerank(
-                embedding_pb2.RerankRequest(query=query, passages=list(passages)), timeout=self._timeout
+                embedding_pb2.RerankRequest(query=query, passages=list(passages)),
+                timeout=remaining(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc

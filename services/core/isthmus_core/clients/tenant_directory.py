@@ -19,6 +19,7 @@ import grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.contracts.events import TenantDeleted
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
+from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
 
 DEFAULT_TTL_S: Final = 5.0
@@ -56,7 +57,7 @@ class GrpcTenantDirectory:
         epoch = self._epoch
         try:
             await self._stub.GetTenant(
-                retrieval_pb2.GetTenantRequest(tenant_id=tenant_id), timeout=self._timeout
+                retrieval_pb2.GetTenantRequest(tenant_id=tenant_id), timeout=remaining(self._timeout)
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:

@@ -4,6 +4,9 @@
 * reflection: every registered service, so ``grpcurl -plaintext host:port list`` works;
 * an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
   status with the reason, records metrics, and continues the caller's trace from the metadata;
+* inside it, :class:`~isthmus_core.grpc.admission.AdmissionInterceptor` refuses calls past a method
+  family's capacity as ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` (see :mod:`isthmus_core.admission`)
+  and records each call's deadline for the calls it makes (:mod:`isthmus_core.grpc.deadline`);
 * inside it, :class:`~isthmus_core.grpc.validation.ValidationInterceptor` refuses bad requests (and bytes
   that do not decode) as ``INVALID_ARGUMENT`` before any handler runs;
 * a client-streaming or bidi call that fails while the client is still writing answers once the client
@@ -25,9 +28,11 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from isthmus_core.errors import IsthmusError
+from isthmus_core.admission import Policy
+from isthmus_core.errors import IsthmusError, ResourceExhausted
+from isthmus_core.grpc.admission import AdmissionInterceptor
 from isthmus_core.grpc.handlers import is_framework_method, rewrap
-from isthmus_core.grpc.status import to_grpc
+from isthmus_core.grpc.status import retry_after_s, rich_status, to_grpc
 from isthmus_core.grpc.validation import ValidationInterceptor, request_size
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from isthmus_core.telemetry.tracing import extracted
@@ -47,13 +52,20 @@ DRAIN_IDLE_S = 1.0
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:  # load shed: say when to retry
+        GRPC_REQUESTS.labels(method, "RESOURCE_EXHAUSTED").inc()
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        await context.abort_with_status(rich_status(code, exc.reason, exc.retry_after_s))
     if isinstance(exc, IsthmusError):
         code = to_grpc(exc.code)
         GRPC_REQUESTS.labels(method, code.name).inc()
         await context.abort(code, exc.reason)
     if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service failed: pass its status on
         GRPC_REQUESTS.labels(method, exc.code().name).inc()
-        await context.abort(exc.code(), exc.details() or exc.code().name)
+        details = exc.details() or exc.code().name
+        if (delay := retry_after_s(exc)) is not None:
+            await context.abort_with_status(rich_status(exc.code(), details, delay))
+        await context.abort(exc.code(), details)
     if isinstance(exc, ValidationError):
         # last resort: an event or model refused a value that reached it unchecked. The caller's input was
         # bad, so INVALID_ARGUMENT, but the edge should have said so first: logged as a bug, and marked in
@@ -196,10 +208,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 class GrpcServer:
     """Bind first (so clients in this process know the address), register servicers, then start."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, admission: Policy | None = None) -> None:
         self._server = grpc.aio.server(
-            # the first is the outermost: errors raised by validation are mapped like a handler's
-            interceptors=[ErrorInterceptor(), ValidationInterceptor()],
+            # the first is the outermost: errors raised by admission and validation are mapped like a
+            # handler's; admission refuses before validation does any work (admission=None: no limits)
+            interceptors=[ErrorInterceptor(), AdmissionInterceptor(admission), ValidationInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -19,6 +19,7 @@ import structlog
 
 from isthmus_core.bus.port import EventBus
 from isthmus_core.errors import ConfigurationError
+from isthmus_core.grpc.admission import policy_from_settings
 from isthmus_core.grpc.client import Channels
 from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.runtime.module import AnyModule, Offer
@@ -152,7 +153,7 @@ class Runtime:
             c.otel_endpoint,
         )
         c.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = GrpcServer(c.grpc_host, c.grpc_port)
+        self.server = GrpcServer(c.grpc_host, c.grpc_port, policy_from_settings(c))
         self.channels = Channels(c.endpoints, self.server.address)
         self.bus = make_bus(c, self.all_in_one)
         topics = {}

@@ -11,6 +11,11 @@ GRPC_LATENCY = Histogram(
     ["method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+ADMISSION_REFUSED = Counter(
+    "isthmus_admission_refused_total", "gRPC calls refused by admission control", ["method", "reason"]
+)
+ADMISSION_IN_FLIGHT = Gauge("isthmus_admission_in_flight", "admitted gRPC calls running", ["family"])
+ADMISSION_QUEUED = Gauge("isthmus_admission_queued", "gRPC calls waiting for admission", ["family"])
 BUS_HANDLED = Counter("isthmus_bus_messages_total", "bus messages handled", ["topic", "group", "outcome"])
 BUS_CONSUMER_LAG = Gauge(
     "isthmus_bus_consumer_lag",
