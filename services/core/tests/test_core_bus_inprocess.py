@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog.testing
 from prometheus_client import REGISTRY
 
 from isthmus_core.bus.inprocess import InProcessBus, partition_for
@@ -436,3 +437,59 @@ async def test_the_settings_bound_the_in_process_bus() -> None:
     finally:
         release.set()
         await bus.stop()
+
+
+async def test_a_handler_publishing_into_a_full_partition_waits_and_does_not_redo_its_work() -> None:
+    bus = InProcessBus(partitions=1, max_backlog_messages=1, publish_timeout_s=0.01)
+    release = await _stuck_consumer(bus, "downstream")
+    attempts: list[int] = []
+
+    async def forward(message: Message) -> None:
+        attempts.append(message.attempt)
+        await bus.publish("downstream", message.key, message.value)
+
+    bus.subscribe(Subscription("upstream", "forwarder", forward, FAST))
+    await bus.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await bus.publish("upstream", "k", b"m0")  # fills downstream (its consumer is stuck)
+            await bus.publish("upstream", "k", b"m1")  # its handler waits for room downstream
+            deadline = asyncio.get_running_loop().time() + 5
+            while not any(entry["event"] == "bus.publish_held_back" for entry in logs):
+                assert asyncio.get_running_loop().time() < deadline, f"not held back: {attempts}"
+                await asyncio.sleep(0.01)
+        held = next(entry for entry in logs if entry["event"] == "bus.publish_held_back")
+        assert "'downstream' partition 0" in held["reason"] and "'slow'" in held["reason"]
+        release.set()
+        await bus.drain(timeout=5)
+        assert attempts == [1, 1], "each message handled once: no Unavailable, no retry"
+        assert [m.value for m in bus.messages("downstream")] == [b"m0", b"m1"]
+    finally:
+        release.set()
+        await bus.stop()
+
+
+async def test_stop_lets_a_held_back_handler_publish_and_finish() -> None:
+    bus = InProcessBus(partitions=1, max_backlog_messages=1, publish_timeout_s=60, stop_timeout_s=30)
+    release = await _stuck_consumer(bus, "downstream")
+    attempts: list[int] = []
+
+    async def forward(message: Message) -> None:
+        attempts.append(message.attempt)
+        await bus.publish("downstream", message.key, message.value)
+
+    bus.subscribe(Subscription("upstream", "forwarder", forward, FAST))
+    await bus.start()
+    await bus.publish("upstream", "k", b"m0")
+    await bus.publish("upstream", "k", b"m1")  # its handler will wait: downstream is full
+    with structlog.testing.capture_logs() as logs:
+        stopping = asyncio.create_task(bus.stop())
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(bus.messages("downstream")) < 2:  # the held-back handler publishes once stop begins
+            assert asyncio.get_running_loop().time() < deadline, bus.messages("downstream")
+            await asyncio.sleep(0.01)
+        release.set()  # the stuck downstream consumer finishes too
+        await stopping
+    assert attempts == [1, 1], "the held-back handler finished: not refused, not retried"
+    assert not [e for e in logs if e["event"] == "bus.stop_cancelled_handler"]
+    assert bus.lag() == {("upstream", "forwarder"): 0, ("downstream", "slow"): 1}

@@ -13,12 +13,17 @@ Memory is bounded, per partition, by two rules (the limits are constructor argum
 * **Back-pressure.** The *backlog* of a partition is what its slowest subscribed group has not handled
   yet. While it holds ``max_backlog_messages`` messages (or a new message would take it past
   ``max_backlog_bytes``; an empty backlog always takes one message, however large), :meth:`publish`
-  waits for that group to catch up, in publish order, for at most ``publish_timeout_s``; then it raises
-  :class:`~isthmus_core.errors.Unavailable` naming the topic, the partition, the backlog and the lagging
-  group. Nothing is dropped: the caller's RPC fails with that reason, and a bus handler that publishes is
-  retried by :func:`~isthmus_core.bus.delivery.deliver` (an outage, never dead-lettered), so a slow
-  consumer holds back the whole chain upstream of it instead of memory growing. A publish to a full
-  partition of a stopped (or stopping) bus fails at once: no worker would make room.
+  waits for that group to catch up, in publish order. A publish from outside the bus (an RPC) waits at
+  most ``publish_timeout_s``, then raises :class:`~isthmus_core.errors.Unavailable` naming the topic,
+  the partition, the backlog and the lagging group: nothing is dropped, the caller's RPC fails with that
+  reason. A publish from one of this bus's handlers waits as long as it takes (logging
+  ``bus.publish_held_back`` every ``publish_timeout_s``): its worker stops taking messages meanwhile, so
+  a slow consumer holds back the whole chain upstream of it, and the handler's work (an embedding
+  batch…) is not redone (handlers must therefore not publish into a cycle of topics that feeds back
+  to them: two full partitions waiting on each other would wait until stop). A publish to a full
+  partition of a stopped (or stopping) bus fails at once, since no worker would make room; only a
+  handler finishing while the bus stops still publishes (one message per worker past the bound), so
+  that :meth:`stop` lets it complete and commit.
 * **Retention.** A record every subscribed group has handled is history: a partition keeps the newest
   ``retained_messages`` of them (and at most ``retained_bytes``), for inspection (:meth:`messages`) and
   for groups that join later, and drops older ones. A topic no group subscribes to (a dead-letter topic,
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +68,10 @@ DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 DEFAULT_PUBLISH_TIMEOUT_S = 10.0
 DEFAULT_RETAINED_MESSAGES = 1_000
 DEFAULT_RETAINED_BYTES = 32 * 1024 * 1024
+
+
+#: the bus whose handler is running in this context (its publishes wait without a deadline)
+_HANDLING: contextvars.ContextVar[InProcessBus | None] = contextvars.ContextVar("isthmus_bus_handling")
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -279,7 +289,8 @@ class InProcessBus:
     async def stop(self) -> None:
         """Stop consuming: idle workers end at once, in-flight handlers get ``stop_timeout_s`` to finish
         (their offsets are committed), the rest are cancelled (and redelivered after a restart).
-        Publishers waiting for room are refused with :class:`Unavailable`."""
+        Other publishers waiting for room are refused with :class:`Unavailable`; a handler's publish
+        waiting for room goes through, so that the handler can finish."""
         if not self._running:
             return
         self._stopping = True
@@ -356,7 +367,8 @@ class InProcessBus:
     async def _wait_for_room(self, topic: _Topic, partition: int, size: int) -> None:
         part = topic.partitions[partition]
         room = topic.room
-        if room is None or self._stopping or self._publish_timeout_s == 0:
+        patient = _HANDLING.get(None) is self  # a handler of this bus: wait as long as it takes
+        if room is None or ((self._stopping or self._publish_timeout_s == 0) and not patient):
             BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
             why = (
                 " and the bus is stopping"
@@ -368,17 +380,26 @@ class InProcessBus:
             raise self._full_error(topic, partition, why)
         part.waiting += 1
         try:
-            async with asyncio.timeout(self._publish_timeout_s):
-                async with room:
-                    await room.wait_for(lambda: self._stopping or not self._full(topic, partition, size))
-        except TimeoutError:
-            BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
-            raise self._full_error(topic, partition, f" after waiting {self._publish_timeout_s}s") from None
+            while True:
+                try:
+                    async with asyncio.timeout(self._publish_timeout_s or None):
+                        async with room:
+                            await room.wait_for(
+                                lambda: self._stopping or not self._full(topic, partition, size)
+                            )
+                    break
+                except TimeoutError:
+                    error = self._full_error(topic, partition, f" after waiting {self._publish_timeout_s}s")
+                    if not patient:
+                        BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
+                        raise error from None
+                    _log.warning("bus.publish_held_back", reason=str(error))
         finally:
             part.waiting -= 1
-        if self._stopping:
+        if self._stopping and not patient:
             BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
             raise self._full_error(topic, partition, " and the bus is stopping")
+        # room, or a handler finishing while the bus stops (one message per worker past the bound)
         BUS_PUBLISH_WAITS.labels(topic.name, "published").inc()
 
     def _full_error(self, topic: _Topic, partition: int, why: str) -> Unavailable:
@@ -418,6 +439,7 @@ class InProcessBus:
         part = topic.partitions[partition]
         arrived, room = topic.arrived, topic.room
         assert arrived is not None and room is not None  # made by start() before the workers
+        _HANDLING.set(self)  # this worker task's own context: its handlers' publishes are patient
         while True:
             async with arrived:
                 await arrived.wait_for(lambda: self._stopping or group.offsets[partition] < part.end)
