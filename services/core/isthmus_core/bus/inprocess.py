@@ -262,7 +262,7 @@ class InProcessBus:
             self._groups[(subscription.topic, subscription.group)] = group
             topic.groups.append(group)
             for p in range(len(topic.partitions)):
-                self._measure(topic, p)
+                self._settle(topic, p)
         group.members.append(subscription)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -337,15 +337,17 @@ class InProcessBus:
             await self._wait_for_room(t, p, size)
         part.appended_bytes += size
         part.records.append(_Record(key, value, headers, size, part.appended_bytes))
-        self._trim(t, p)
-        self._measure(t, p)
+        self._settle(t, p)
         if t.arrived is not None:
             async with t.arrived:
                 t.arrived.notify_all()
 
     def _slowest(self, topic: _Topic, partition: int) -> _Group | None:
         """The subscribed group furthest behind on ``partition`` (None if no group subscribes)."""
-        return min(topic.groups, key=lambda g: g.offsets[partition], default=None)
+        groups = topic.groups
+        if len(groups) < 2:
+            return groups[0] if groups else None
+        return min(groups, key=lambda g: g.offsets[partition])
 
     def _handled(self, topic: _Topic, partition: int) -> int:
         """The offset before which every subscribed group has handled everything (history)."""
@@ -413,8 +415,9 @@ class InProcessBus:
             "retry later"
         )
 
-    def _trim(self, topic: _Topic, partition: int) -> None:
-        """Drop the oldest handled records beyond the retention bounds."""
+    def _settle(self, topic: _Topic, partition: int) -> None:
+        """After an append or a commit: drop the oldest handled records beyond the retention bounds,
+        and update the gauges."""
         part = topic.partitions[partition]
         handled = self._handled(topic, partition)
         handled_bytes = part.bytes_before(handled)
@@ -424,13 +427,11 @@ class InProcessBus:
         ):
             part.records.popleft()
             part.start += 1
-
-    def _measure(self, topic: _Topic, partition: int) -> None:
-        part = topic.partitions[partition]
+        end = part.end
         for group in topic.groups:
-            group.lag_gauges[partition].set(part.end - group.offsets[partition])
+            group.lag_gauges[partition].set(end - group.offsets[partition])
         if part.backlog_gauge is not None and part.retained_gauge is not None:
-            part.backlog_gauge.set(self._backlog(topic, partition)[1])
+            part.backlog_gauge.set(part.appended_bytes - handled_bytes)
             part.retained_gauge.set(part.appended_bytes - part.bytes_before(part.start))
 
     # -- consuming ----------------------------------------------------------------------------------
@@ -450,8 +451,7 @@ class InProcessBus:
             message = Message(sub.topic, record.key, record.value, dict(record.headers), partition, offset)
             await deliver(sub.handler, message, sub.retry, group=sub.group, dead_letter=self.publish)
             group.offsets[partition] = offset + 1
-            self._trim(topic, partition)
-            self._measure(topic, partition)
+            self._settle(topic, partition)
             if part.waiting:
                 async with room:
                     room.notify_all()
