@@ -172,6 +172,35 @@ class CommonSettings(SectionSettings):
         description="family name ('Service/Method' by default) or 'Service' -> max_concurrent, max_queue, "
         "max_queue_wait_ms (added to the built-in one for IngestionService/WatchDocuments)",
     )
+    # -- event bus bounds: back-pressure and retention (isthmus_core.bus.inprocess, .kafka) -----------
+    inprocess_max_backlog_messages: int = Field(
+        10_000, ge=1, description="in-process bus: publish waits while a partition's slowest group lags this"
+    )
+    inprocess_max_backlog_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="in-process bus: ... or this many bytes behind (per partition)"
+    )
+    inprocess_publish_timeout_s: float = Field(
+        10.0, ge=0, description="in-process bus: a publish waits this long for room, then UNAVAILABLE"
+    )
+    inprocess_retained_messages: int = Field(
+        1_000,
+        ge=0,
+        description="in-process bus: handled messages kept per partition (for late groups)",
+    )
+    inprocess_retained_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="in-process bus: ... and at most this many bytes of them"
+    )
+    kafka_max_poll_records: int = Field(
+        500, ge=1, description="Kafka consumers: records handled per fetch (then committed)"
+    )
+    kafka_fetch_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Kafka consumers: bytes per fetch response (one larger record still comes)",
+    )
+    kafka_max_partition_fetch_bytes: int = Field(
+        1024 * 1024, ge=1, description="Kafka consumers: bytes per partition per fetch (prefetch buffer)"
+    )
 
     @model_validator(mode="after")
     def _kafka_security_is_consistent(self) -> CommonSettings:

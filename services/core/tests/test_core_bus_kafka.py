@@ -19,6 +19,8 @@ from isthmus_core.bus.kafka import (
 from isthmus_core.bus.port import EventBus, RetryPolicy, Subscription
 from isthmus_core.contracts import topics
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
+from isthmus_core.runtime.runtime import make_bus
+from isthmus_core.settings import CommonSettings
 from isthmus_core.testing.bus_conformance import BusConformance, Collector
 
 
@@ -96,6 +98,34 @@ def test_bad_settings_are_rejected() -> None:
         KafkaBus("localhost:9092").subscribe(Subscription("t", "g", Collector(), RetryPolicy(max_attempts=0)))
     with pytest.raises(InvalidArgument, match="consumer group"):
         KafkaBus("localhost:9092").subscribe(Subscription("t", "", Collector()))
+
+
+FETCH_BOUNDS = ("max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes")
+
+
+def test_consumers_fetch_bounded_batches() -> None:
+    default = KafkaBus("localhost:9092", client_id="svc").consumer_options("g")
+    # aiokafka's own defaults: no max_poll_records, 50 MiB per fetch response
+    assert [default[k] for k in FETCH_BOUNDS] == [500, 16 * 1024 * 1024, 1024 * 1024]
+    assert (default["group_id"], default["client_id"], default["enable_auto_commit"]) == ("g", "svc-g", False)
+    bounded = KafkaBus(
+        "localhost:9092", max_poll_records=7, fetch_max_bytes=4096, max_partition_fetch_bytes=1024
+    ).consumer_options("g")
+    assert [bounded[k] for k in FETCH_BOUNDS] == [7, 4096, 1024]
+    with pytest.raises(ConfigurationError, match="fetch bounds"):
+        KafkaBus("localhost:9092", max_partition_fetch_bytes=0)
+
+
+def test_the_settings_bound_the_kafka_consumers() -> None:
+    common = CommonSettings(
+        bus="kafka",
+        kafka_max_poll_records=9,
+        kafka_fetch_max_bytes=2048,
+        kafka_max_partition_fetch_bytes=512,
+    )
+    kafka = make_bus(common, all_in_one=False)
+    assert isinstance(kafka, KafkaBus)
+    assert [kafka.consumer_options("g")[k] for k in FETCH_BOUNDS] == [9, 2048, 512]
 
 
 async def test_publish_before_start_is_refused_without_touching_the_network() -> None:

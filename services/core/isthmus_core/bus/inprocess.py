@@ -1,30 +1,77 @@
 """An in-process event bus with Kafka's semantics, for ``--target all`` and for fast tests.
 
-Each topic is a set of append-only partition logs (partition = CRC-32 of the key, stable across
-processes). Each consumer group keeps a committed offset per partition; the members of a group (the
-subscriptions with the same topic and group) share the partitions, and each assigned partition has one
-asyncio worker that delivers its messages in order through :func:`isthmus_core.bus.delivery.deliver`
-(retries, backoff, dead-letter) and advances the offset only once the handler returned. Logs and
-committed offsets live as long as the bus object: a bus can be stopped, given new subscriptions, and
-started again; a new group starts from the beginning of the log ("earliest").
+Each topic is a set of partition logs (partition = CRC-32 of the key, stable across processes). Each
+consumer group keeps a committed offset per partition; the members of a group (the subscriptions with
+the same topic and group) share the partitions, and each assigned partition has one asyncio worker that
+delivers its messages in order through :func:`isthmus_core.bus.delivery.deliver` (retries, backoff,
+dead-letter) and advances the offset only once the handler returned. Logs and committed offsets live as
+long as the bus object: a bus can be stopped, given new subscriptions, and started again.
+
+Memory is bounded, per partition, by two rules (the limits are constructor arguments, set from the
+``inprocess_*`` settings):
+
+* **Back-pressure.** The *backlog* of a partition is what its slowest subscribed group has not handled
+  yet. While it holds ``max_backlog_messages`` messages (or a new message would take it past
+  ``max_backlog_bytes``; an empty backlog always takes one message, however large), :meth:`publish`
+  waits for that group to catch up, in publish order. A publish from outside the bus (an RPC) waits at
+  most ``publish_timeout_s``, then raises :class:`~isthmus_core.errors.Unavailable` naming the topic,
+  the partition, the backlog and the lagging group: nothing is dropped, the caller's RPC fails with that
+  reason. A publish from one of this bus's handlers waits as long as it takes (logging
+  ``bus.publish_held_back`` every ``publish_timeout_s``): its worker stops taking messages meanwhile, so
+  a slow consumer holds back the whole chain upstream of it, and the handler's work (an embedding
+  batch…) is not redone (handlers must therefore not publish into a cycle of topics that feeds back
+  to them: two full partitions waiting on each other would wait until stop). A publish to a full
+  partition of a stopped (or stopping) bus fails at once, since no worker would make room; only a
+  handler finishing while the bus stops still publishes (one message per worker past the bound), so
+  that :meth:`stop` lets it complete and commit.
+* **Retention.** A record every subscribed group has handled is history: a partition keeps the newest
+  ``retained_messages`` of them (and at most ``retained_bytes``), for inspection (:meth:`messages`) and
+  for groups that join later, and drops older ones. A topic no group subscribes to (a dead-letter topic,
+  events nobody consumes in this process) is all history: it never holds a publisher back and keeps only
+  its newest records. Offsets stay stable: a partition remembers the offset of its first kept record
+  (its *log start*), and a group that joins later starts there — like a Kafka consumer with
+  ``auto.offset.reset=earliest`` after retention deleted the oldest segments.
+
+:data:`~isthmus_core.telemetry.metrics.BUS_CONSUMER_LAG` (per group, updated on publish and on commit),
+:data:`~isthmus_core.telemetry.metrics.BUS_BACKLOG_BYTES` and
+:data:`~isthmus_core.telemetry.metrics.BUS_RETAINED_BYTES` show where the memory goes;
+:data:`~isthmus_core.telemetry.metrics.BUS_PUBLISH_WAITS` counts held-back publishes by outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import Gauge
 
 from isthmus_core.bus.delivery import deliver, validate_policy
 from isthmus_core.bus.port import Message, Subscription
 from isthmus_core.contracts.topics import AnyTopic
-from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
-from isthmus_core.telemetry.metrics import BUS_CONSUMER_LAG
+from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
+from isthmus_core.telemetry.metrics import (
+    BUS_BACKLOG_BYTES,
+    BUS_CONSUMER_LAG,
+    BUS_PUBLISH_WAITS,
+    BUS_RETAINED_BYTES,
+)
 
 _log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_BACKLOG_MESSAGES = 10_000
+DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+DEFAULT_PUBLISH_TIMEOUT_S = 10.0
+DEFAULT_RETAINED_MESSAGES = 1_000
+DEFAULT_RETAINED_BYTES = 32 * 1024 * 1024
+
+
+#: the bus whose handler is running in this context (its publishes wait without a deadline)
+_HANDLING: contextvars.ContextVar[InProcessBus | None] = contextvars.ContextVar("isthmus_bus_handling")
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -37,32 +84,97 @@ class _Record:
     key: str
     value: bytes
     headers: dict[str, str]
+    #: bytes this record holds (value, key and headers)
+    size: int
+    #: bytes appended to the partition up to and including this record
+    cumulative: int
+
+
+@dataclass(slots=True)
+class _Partition:
+    records: collections.deque[_Record] = field(default_factory=collections.deque)
+    #: offset of ``records[0]`` (the log start): earlier records were dropped by retention
+    start: int = 0
+    #: bytes ever appended (so the bytes between two offsets are a difference of cumulative sums)
+    appended_bytes: int = 0
+    #: publishers waiting for room in this partition
+    waiting: int = 0
+    #: this partition's gauges (made with the topic)
+    backlog_gauge: Gauge | None = None
+    retained_gauge: Gauge | None = None
+
+    @property
+    def end(self) -> int:
+        """The offset the next record gets."""
+        return self.start + len(self.records)
+
+    def bytes_before(self, offset: int) -> int:
+        """Bytes appended before ``offset`` (``start <= offset <= end``)."""
+        if offset >= self.end:
+            return self.appended_bytes
+        record = self.records[offset - self.start]
+        return record.cumulative - record.size
 
 
 @dataclass(slots=True)
 class _Topic:
-    logs: list[list[_Record]]
+    name: str
+    partitions: list[_Partition]
+    #: the groups subscribed to this topic
+    groups: list[_Group] = field(default_factory=list)
     #: wakes this topic's workers when a message is appended or the bus stops (made by ``start``)
     arrived: asyncio.Condition | None = None
+    #: wakes publishers waiting for room when a group commits or the bus stops (made by ``start``)
+    room: asyncio.Condition | None = None
 
 
 @dataclass(slots=True)
 class _Group:
+    name: str
     #: committed offset per partition (the next offset to deliver)
     offsets: list[int]
     members: list[Subscription] = field(default_factory=list)
+    #: this group's lag gauge per partition
+    lag_gauges: list[Gauge] = field(default_factory=list)
 
 
 class InProcessBus:
     """:class:`~isthmus_core.bus.port.EventBus` in one process (see the module docstring)."""
 
-    def __init__(self, *, partitions: int = 4, stop_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        partitions: int = 4,
+        stop_timeout_s: float = 10.0,
+        max_backlog_messages: int = DEFAULT_MAX_BACKLOG_MESSAGES,
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
+        publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
+        retained_messages: int = DEFAULT_RETAINED_MESSAGES,
+        retained_bytes: int = DEFAULT_RETAINED_BYTES,
+    ) -> None:
         if partitions < 1:
             raise ConfigurationError(f"InProcessBus needs at least 1 partition per topic, got {partitions}")
         if stop_timeout_s < 0:
             raise ConfigurationError(f"stop_timeout_s must be >= 0, got {stop_timeout_s}")
+        if max_backlog_messages < 1 or max_backlog_bytes < 1:
+            raise ConfigurationError(
+                "the in-process backlog bounds must be >= 1, got "
+                f"max_backlog_messages={max_backlog_messages} max_backlog_bytes={max_backlog_bytes}"
+            )
+        if publish_timeout_s < 0:
+            raise ConfigurationError(f"publish_timeout_s must be >= 0, got {publish_timeout_s}")
+        if retained_messages < 0 or retained_bytes < 0:
+            raise ConfigurationError(
+                "the in-process retention must be >= 0, got "
+                f"retained_messages={retained_messages} retained_bytes={retained_bytes}"
+            )
         self._partitions = partitions
         self._stop_timeout_s = stop_timeout_s
+        self._max_backlog_messages = max_backlog_messages
+        self._max_backlog_bytes = max_backlog_bytes
+        self._publish_timeout_s = publish_timeout_s
+        self._retained_messages = retained_messages
+        self._retained_bytes = retained_bytes
         self._topics: dict[str, _Topic] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -78,7 +190,18 @@ class InProcessBus:
             if not name:
                 raise InvalidArgument("topic name must not be empty")
             n = self._partitions if partitions is None else partitions
-            topic = self._topics[name] = _Topic(logs=[[] for _ in range(n)])
+            topic = self._topics[name] = _Topic(
+                name,
+                [
+                    _Partition(
+                        backlog_gauge=BUS_BACKLOG_BYTES.labels(name, str(p)),
+                        retained_gauge=BUS_RETAINED_BYTES.labels(name, str(p)),
+                    )
+                    for p in range(n)
+                ],
+            )
+            if self._running:
+                topic.arrived, topic.room = asyncio.Condition(), asyncio.Condition()
         return topic
 
     async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
@@ -94,19 +217,24 @@ class InProcessBus:
             self._topic(spec.dlq)
 
     def messages(self, topic: str) -> list[Message]:
-        """Every message on ``topic`` so far, partition by partition (for inspection: DLQs, tests)."""
+        """Every message ``topic`` still holds, partition by partition (for inspection: DLQs, tests):
+        its unhandled backlog and its retained history (see the module docstring)."""
         found = self._topics.get(topic)
         if found is None:
             return []
         return [
-            Message(topic, r.key, r.value, dict(r.headers), partition=p, offset=o)
-            for p, log in enumerate(found.logs)
-            for o, r in enumerate(log)
+            Message(topic, r.key, r.value, dict(r.headers), partition=p, offset=part.start + i)
+            for p, part in enumerate(found.partitions)
+            for i, r in enumerate(part.records)
         ]
 
     def partitions_of(self, topic: str) -> int:
         """How many partitions ``topic`` has (creating it with the default count if it is new)."""
-        return len(self._topic(topic).logs)
+        return len(self._topic(topic).partitions)
+
+    def log_start(self, topic: str, partition: int) -> int:
+        """The offset of the oldest record ``topic``'s ``partition`` still holds."""
+        return self._topic(topic).partitions[partition].start
 
     # -- subscriptions ------------------------------------------------------------------------------
 
@@ -122,7 +250,19 @@ class InProcessBus:
         topic = self._topic(subscription.topic)
         group = self._groups.get((subscription.topic, subscription.group))
         if group is None:
-            group = self._groups[(subscription.topic, subscription.group)] = _Group([0] * len(topic.logs))
+            # a new group starts at the log start: the oldest record still held
+            group = _Group(
+                subscription.group,
+                [part.start for part in topic.partitions],
+                lag_gauges=[
+                    BUS_CONSUMER_LAG.labels(topic.name, subscription.group, str(p))
+                    for p in range(len(topic.partitions))
+                ],
+            )
+            self._groups[(subscription.topic, subscription.group)] = group
+            topic.groups.append(group)
+            for p in range(len(topic.partitions)):
+                self._settle(topic, p)
         group.members.append(subscription)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -134,13 +274,13 @@ class InProcessBus:
         self._stopping = False
         self._progress = asyncio.Condition()
         for topic in self._topics.values():
-            topic.arrived = asyncio.Condition()
+            topic.arrived, topic.room = asyncio.Condition(), asyncio.Condition()
         for (topic_name, _), group in self._groups.items():
-            logs = self._topics[topic_name].logs
-            for partition in range(len(logs)):
+            topic = self._topics[topic_name]
+            for partition in range(len(topic.partitions)):
                 member = group.members[partition % len(group.members)]
                 task = asyncio.create_task(
-                    self._work(member, group, partition),
+                    self._work(member, topic, group, partition),
                     name=f"bus:{topic_name}[{partition}]:{member.group}",
                 )
                 task.add_done_callback(_log_crash)
@@ -148,7 +288,9 @@ class InProcessBus:
 
     async def stop(self) -> None:
         """Stop consuming: idle workers end at once, in-flight handlers get ``stop_timeout_s`` to finish
-        (their offsets are committed), the rest are cancelled (and redelivered after a restart)."""
+        (their offsets are committed), the rest are cancelled (and redelivered after a restart).
+        Other publishers waiting for room are refused with :class:`Unavailable`; a handler's publish
+        waiting for room goes through, so that the handler can finish."""
         if not self._running:
             return
         self._stopping = True
@@ -163,13 +305,14 @@ class InProcessBus:
         self._running = False
         self._progress = None
         for topic in self._topics.values():
-            topic.arrived = None
+            topic.arrived = topic.room = None
 
     async def _notify_all(self) -> None:
         for topic in self._topics.values():
-            if topic.arrived is not None:
-                async with topic.arrived:
-                    topic.arrived.notify_all()
+            for condition in (topic.arrived, topic.room):
+                if condition is not None:
+                    async with condition:
+                        condition.notify_all()
         if self._progress is not None:
             async with self._progress:
                 self._progress.notify_all()
@@ -179,32 +322,139 @@ class InProcessBus:
     async def publish(
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
+        """Append one message; wait (bounded) while its partition's backlog is full (module docstring).
+
+        Raises :class:`Unavailable` if the slowest group did not make room in time."""
         if not isinstance(value, bytes | bytearray):
             raise InvalidArgument(f"bus message values are bytes, got {type(value).__name__} for {topic!r}")
         t = self._topic(topic)
-        t.logs[partition_for(key, len(t.logs))].append(_Record(key, bytes(value), dict(headers or {})))
+        p = partition_for(key, len(t.partitions))
+        part = t.partitions[p]
+        value = bytes(value)
+        headers = dict(headers or {})
+        size = len(value) + len(key.encode("utf-8")) + sum(len(k) + len(v) for k, v in headers.items())
+        if part.waiting or self._full(t, p, size):  # waiting publishers go first: publish order
+            await self._wait_for_room(t, p, size)
+        part.appended_bytes += size
+        part.records.append(_Record(key, value, headers, size, part.appended_bytes))
+        self._settle(t, p)
         if t.arrived is not None:
             async with t.arrived:
                 t.arrived.notify_all()
 
+    def _slowest(self, topic: _Topic, partition: int) -> _Group | None:
+        """The subscribed group furthest behind on ``partition`` (None if no group subscribes)."""
+        groups = topic.groups
+        if len(groups) < 2:
+            return groups[0] if groups else None
+        return min(groups, key=lambda g: g.offsets[partition])
+
+    def _handled(self, topic: _Topic, partition: int) -> int:
+        """The offset before which every subscribed group has handled everything (history)."""
+        slowest = self._slowest(topic, partition)
+        return topic.partitions[partition].end if slowest is None else slowest.offsets[partition]
+
+    def _backlog(self, topic: _Topic, partition: int) -> tuple[int, int]:
+        """Messages and bytes the slowest group has not handled yet on ``partition``."""
+        part = topic.partitions[partition]
+        handled = self._handled(topic, partition)
+        return part.end - handled, part.appended_bytes - part.bytes_before(handled)
+
+    def _full(self, topic: _Topic, partition: int, size: int) -> bool:
+        messages, size_now = self._backlog(topic, partition)
+        if messages == 0:
+            return False  # an empty backlog takes one message, however large
+        return messages >= self._max_backlog_messages or size_now + size > self._max_backlog_bytes
+
+    async def _wait_for_room(self, topic: _Topic, partition: int, size: int) -> None:
+        part = topic.partitions[partition]
+        room = topic.room
+        patient = _HANDLING.get(None) is self  # a handler of this bus: wait as long as it takes
+        if room is None or ((self._stopping or self._publish_timeout_s == 0) and not patient):
+            BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
+            why = (
+                " and the bus is stopping"
+                if self._stopping
+                else " and the bus is not running"
+                if room is None
+                else ""
+            )
+            raise self._full_error(topic, partition, why)
+        part.waiting += 1
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._publish_timeout_s or None):
+                        async with room:
+                            await room.wait_for(
+                                lambda: self._stopping or not self._full(topic, partition, size)
+                            )
+                    break
+                except TimeoutError:
+                    error = self._full_error(topic, partition, f" after waiting {self._publish_timeout_s}s")
+                    if not patient:
+                        BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
+                        raise error from None
+                    _log.warning("bus.publish_held_back", reason=str(error))
+        finally:
+            part.waiting -= 1
+        if self._stopping and not patient:
+            BUS_PUBLISH_WAITS.labels(topic.name, "refused").inc()
+            raise self._full_error(topic, partition, " and the bus is stopping")
+        # room, or a handler finishing while the bus stops (one message per worker past the bound)
+        BUS_PUBLISH_WAITS.labels(topic.name, "published").inc()
+
+    def _full_error(self, topic: _Topic, partition: int, why: str) -> Unavailable:
+        messages, size = self._backlog(topic, partition)
+        slowest = self._slowest(topic, partition)
+        group = slowest.name if slowest is not None else "?"
+        return Unavailable(
+            f"the in-process bus is full: topic {topic.name!r} partition {partition} holds {messages} "
+            f"messages ({size} bytes) not yet handled by consumer group {group!r} (bounds: "
+            f"{self._max_backlog_messages} messages, {self._max_backlog_bytes} bytes){why}; "
+            "retry later"
+        )
+
+    def _settle(self, topic: _Topic, partition: int) -> None:
+        """After an append or a commit: drop the oldest handled records beyond the retention bounds,
+        and update the gauges."""
+        part = topic.partitions[partition]
+        handled = self._handled(topic, partition)
+        handled_bytes = part.bytes_before(handled)
+        while part.start < handled and (
+            handled - part.start > self._retained_messages
+            or handled_bytes - part.bytes_before(part.start) > self._retained_bytes
+        ):
+            part.records.popleft()
+            part.start += 1
+        end = part.end
+        for group in topic.groups:
+            group.lag_gauges[partition].set(end - group.offsets[partition])
+        if part.backlog_gauge is not None and part.retained_gauge is not None:
+            part.backlog_gauge.set(part.appended_bytes - handled_bytes)
+            part.retained_gauge.set(part.appended_bytes - part.bytes_before(part.start))
+
     # -- consuming ----------------------------------------------------------------------------------
 
-    async def _work(self, sub: Subscription, group: _Group, partition: int) -> None:
-        topic = self._topics[sub.topic]
-        log = topic.logs[partition]
-        arrived = topic.arrived
-        assert arrived is not None  # made by start() before the workers
+    async def _work(self, sub: Subscription, topic: _Topic, group: _Group, partition: int) -> None:
+        part = topic.partitions[partition]
+        arrived, room = topic.arrived, topic.room
+        assert arrived is not None and room is not None  # made by start() before the workers
+        _HANDLING.set(self)  # this worker task's own context: its handlers' publishes are patient
         while True:
             async with arrived:
-                await arrived.wait_for(lambda: self._stopping or group.offsets[partition] < len(log))
+                await arrived.wait_for(lambda: self._stopping or group.offsets[partition] < part.end)
             if self._stopping:
                 return
             offset = group.offsets[partition]
-            record = log[offset]
+            record = part.records[offset - part.start]
             message = Message(sub.topic, record.key, record.value, dict(record.headers), partition, offset)
             await deliver(sub.handler, message, sub.retry, group=sub.group, dead_letter=self.publish)
             group.offsets[partition] = offset + 1
-            BUS_CONSUMER_LAG.labels(sub.topic, sub.group, str(partition)).set(len(log) - offset - 1)
+            self._settle(topic, partition)
+            if part.waiting:
+                async with room:
+                    room.notify_all()
             if self._progress is not None:
                 async with self._progress:
                     self._progress.notify_all()
@@ -213,7 +463,8 @@ class InProcessBus:
         """Messages published but not yet handled, per subscribed (topic, group)."""
         return {
             (topic, name): sum(
-                len(log) - offset for log, offset in zip(self._topics[topic].logs, group.offsets, strict=True)
+                part.end - offset
+                for part, offset in zip(self._topics[topic].partitions, group.offsets, strict=True)
             )
             for (topic, name), group in self._groups.items()
         }

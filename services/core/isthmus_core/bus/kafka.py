@@ -6,6 +6,13 @@
   offset order (partitions concurrently) through :func:`isthmus_core.bus.delivery.deliver`, then the
   offsets of the handled (or dead-lettered) messages are committed. A retrying partition holds back the
   next fetch of its consumer for at most the retry budget of its policy.
+* Back-pressure: a consumer holds a bounded amount of work. It takes at most ``max_poll_records``
+  records per batch and fetches the next batch only once this one is handled and committed (one handler
+  in flight per partition, no task or queue per message); aiokafka prefetches at most one fetch response
+  per partition (``max_partition_fetch_bytes`` each, ``fetch_max_bytes`` per response; a single record
+  larger than that still comes, alone). A slow handler therefore leaves the backlog on the broker, not
+  in memory. The producer awaits every acknowledgement (``send_and_wait``) and aiokafka's accumulator
+  holds one batch per partition (a sender waits for it to drain), so publishing is bounded too.
 * On a rebalance the consumer waits for the batch in hand and commits it before giving partitions up,
   so a message is handled once unless a handler outlives ``stop_timeout_s`` or a commit fails
   (at-least-once).
@@ -42,8 +49,10 @@ _log = structlog.get_logger(__name__)
 
 #: room for the key, headers and record overhead on top of the largest value
 _REQUEST_OVERHEAD_BYTES = 256 * 1024
-_MAX_RECORDS_PER_FETCH = 500
 _FETCH_TIMEOUT_MS = 1000
+DEFAULT_MAX_POLL_RECORDS = 500
+DEFAULT_FETCH_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_PARTITION_FETCH_BYTES = 1024 * 1024
 
 
 def to_kafka_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
@@ -112,7 +121,9 @@ class KafkaBus:
     """:class:`~isthmus_core.bus.port.EventBus` on Kafka (see the module docstring).
 
     ``partitions`` is the partition count of the dead-letter topics (a topic itself gets the count its
-    :class:`TopicSpec` declares); ``retention_ms``, when set, overrides every topic's retention."""
+    :class:`TopicSpec` declares); ``retention_ms``, when set, overrides every topic's retention.
+    ``max_poll_records``, ``fetch_max_bytes`` and ``max_partition_fetch_bytes`` bound what each consumer
+    holds (see the module docstring)."""
 
     def __init__(
         self,
@@ -124,6 +135,9 @@ class KafkaBus:
         retention_ms: int | None = None,
         stop_timeout_s: float = 10.0,
         security: KafkaSecurity | None = None,
+        max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
+        fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES,
+        max_partition_fetch_bytes: int = DEFAULT_MAX_PARTITION_FETCH_BYTES,
     ) -> None:
         if not bootstrap_servers.strip():
             raise ConfigurationError("KafkaBus needs bootstrap servers (host:port[,host:port...])")
@@ -133,6 +147,12 @@ class KafkaBus:
             )
         if retention_ms is not None and retention_ms < -1:
             raise ConfigurationError(f"retention_ms must be -1 (forever) or >= 0, got {retention_ms}")
+        if min(max_poll_records, fetch_max_bytes, max_partition_fetch_bytes) < 1:
+            raise ConfigurationError(
+                "Kafka fetch bounds must be >= 1, got "
+                f"max_poll_records={max_poll_records} fetch_max_bytes={fetch_max_bytes} "
+                f"max_partition_fetch_bytes={max_partition_fetch_bytes}"
+            )
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.security = security or KafkaSecurity()
@@ -141,9 +161,26 @@ class KafkaBus:
         self._replication_factor = replication_factor
         self._retention_ms = retention_ms
         self._stop_timeout_s = stop_timeout_s
+        self.max_poll_records = max_poll_records
+        self._fetch_max_bytes = fetch_max_bytes
+        self._max_partition_fetch_bytes = max_partition_fetch_bytes
         self._subscriptions: list[Subscription] = []
         self._consumers: list[_SubscriptionConsumer] = []
         self._producer: AIOKafkaProducer | None = None
+
+    def consumer_options(self, group: str) -> dict[str, Any]:
+        """The options of a subscription's :class:`aiokafka.AIOKafkaConsumer` (bounded fetches)."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": f"{self.client_id}-{group}",
+            "group_id": group,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": self.max_poll_records,
+            "fetch_max_bytes": self._fetch_max_bytes,
+            "max_partition_fetch_bytes": self._max_partition_fetch_bytes,
+            **self.client_options,
+        }
 
     async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
         """Create the topics and their ``.dlq`` twins; existing ones are left as they are.
@@ -277,14 +314,7 @@ class _SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self._pending: dict[TopicPartition, int] = {}  # next offsets to commit
 
     async def start(self) -> None:
-        consumer: AIOKafkaConsumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bus.bootstrap_servers,
-            client_id=f"{self.bus.client_id}-{self.sub.group}",
-            group_id=self.sub.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self.bus.client_options,
-        )
+        consumer: AIOKafkaConsumer = AIOKafkaConsumer(**self.bus.consumer_options(self.sub.group))
         consumer.subscribe(topics=[self.sub.topic], listener=self)
         await consumer.start()
         self._consumer = consumer
@@ -296,7 +326,7 @@ class _SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         while not self._stopping:
             try:
                 batches = await consumer.getmany(
-                    timeout_ms=_FETCH_TIMEOUT_MS, max_records=_MAX_RECORDS_PER_FETCH
+                    timeout_ms=_FETCH_TIMEOUT_MS, max_records=self.bus.max_poll_records
                 )
             except KafkaError as exc:
                 _log.warning("bus.fetch_failed", topic=self.sub.topic, group=self.sub.group, error=repr(exc))

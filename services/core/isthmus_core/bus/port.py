@@ -9,7 +9,10 @@ Semantics every adapter guarantees (checked by :mod:`isthmus_core.testing.bus_co
   with exponential backoff, unless it raised a :class:`~isthmus_core.errors.PermanentError`;
 * **dead-letter** — then the original value and headers go to ``<topic>.dlq`` with the error class, the
   error message, the source topic/partition/offset and the attempt count as headers, and the partition
-  keeps flowing.
+  keeps flowing;
+* **bounded memory** — a slow consumer never makes the bus hold an unbounded backlog in memory: the
+  in-process bus holds ``publish`` back (bounded wait, then :class:`~isthmus_core.errors.Unavailable`),
+  Kafka leaves the backlog on the broker and fetches bounded batches. Nothing is dropped either way.
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ class EventBus(Protocol):
     async def publish(
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        """Durably append one message (returns once the bus has accepted it)."""
+        """Durably append one message (returns once the bus has accepted it). May wait while the bus
+        applies back-pressure; raises :class:`~isthmus_core.errors.Unavailable` if it cannot accept the
+        message in bounded time."""
 
     async def stop(self) -> None:
         """Stop consuming, let in-flight handlers finish, flush producers."""

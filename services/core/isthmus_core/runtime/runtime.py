@@ -97,7 +97,13 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
     if kind == "inprocess":
         from isthmus_core.bus.inprocess import InProcessBus
 
-        return InProcessBus()
+        return InProcessBus(
+            max_backlog_messages=common.inprocess_max_backlog_messages,
+            max_backlog_bytes=common.inprocess_max_backlog_bytes,
+            publish_timeout_s=common.inprocess_publish_timeout_s,
+            retained_messages=common.inprocess_retained_messages,
+            retained_bytes=common.inprocess_retained_bytes,
+        )
     from isthmus_core.bus.kafka import KafkaBus
 
     return KafkaBus(
@@ -106,6 +112,9 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
         replication_factor=common.kafka_replication_factor,
         retention_ms=common.kafka_retention_ms,
         security=common.kafka_security(),
+        max_poll_records=common.kafka_max_poll_records,
+        fetch_max_bytes=common.kafka_fetch_max_bytes,
+        max_partition_fetch_bytes=common.kafka_max_partition_fetch_bytes,
     )
 
 

@@ -23,6 +23,21 @@ BUS_CONSUMER_LAG = Gauge(
     ["topic", "group", "partition"],
 )
 BUS_DEAD_LETTERED = Counter("isthmus_bus_dead_lettered_total", "messages sent to a DLQ", ["topic", "group"])
+BUS_BACKLOG_BYTES = Gauge(
+    "isthmus_bus_backlog_bytes",
+    "bytes on an in-process partition not yet handled by its slowest group (bounded: publish waits)",
+    ["topic", "partition"],
+)
+BUS_RETAINED_BYTES = Gauge(
+    "isthmus_bus_retained_bytes",
+    "bytes an in-process partition holds in memory: its backlog and its retained history",
+    ["topic", "partition"],
+)
+BUS_PUBLISH_WAITS = Counter(
+    "isthmus_bus_publish_waits_total",
+    "in-process publishes held back by a full partition backlog, by outcome (published | refused)",
+    ["topic", "outcome"],
+)
 
 ASK_STAGE_SECONDS = Histogram(
     "isthmus_ask_stage_seconds",

@@ -14,7 +14,10 @@ The suite only uses the port (``ensure_topics``, ``subscribe``, ``start``, ``pub
 waits by polling what handlers collected, with a timeout, so it runs unchanged against a real broker:
 every test uses fresh topic and group names, and calls :meth:`BusConformance.settle` after ``start()``
 (it awaits ``bus.wait_ready(timeout)`` when the adapter has one, e.g. Kafka's group join). Slow adapters
-can raise :attr:`BusConformance.timeout_s` and :attr:`BusConformance.quiet_s`.
+can raise :attr:`BusConformance.timeout_s` and :attr:`BusConformance.quiet_s`. An adapter whose
+``publish`` waits while a partition's backlog is full (the in-process bus) builds the fixture's bus with
+a small bound and sets :attr:`BusConformance.max_backlog` to it, so that every test also runs with
+publishers held back, and the back-pressure test checks the bound.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class BusConformance:
     #: how long a test keeps listening after the expected deliveries, to catch extra (duplicate) ones
     quiet_s: float = 0.2
     partitions: int = 4
+    #: the most unhandled messages a partition holds before ``publish`` waits, when the adapter (as the
+    #: fixture builds it) has such a bound; None when the backlog waits elsewhere (Kafka: on the broker)
+    max_backlog: int | None = None
     retry: RetryPolicy = RetryPolicy(
         max_attempts=3, initial_backoff_s=0.02, max_backoff_s=0.5, multiplier=2.0
     )
@@ -187,6 +193,45 @@ class BusConformance:
         assert sorted(a.values() + b.values()) == sorted(sent), "each message goes to exactly one member"
         assert a.messages and b.messages, "both members of the group get partitions"
         assert not {m.partition for m in a.messages} & {m.partition for m in b.messages}
+
+    async def test_a_publisher_is_held_back_not_dropped_while_a_slow_consumer_catches_up(
+        self, bus: EventBus
+    ) -> None:
+        """A consumer stuck on its first message does not let the publisher run ahead without bound
+        (when the adapter bounds the backlog), and once it moves on every message arrives, in order."""
+        spec = self.spec("pressure")
+        total = 3 * (self.max_backlog or 10) + 5
+        published = 0
+        unblock = asyncio.Event()
+        handled: list[tuple[int, int]] = []  # (message number, messages published when it was handled)
+
+        async def slow(message: Message) -> None:
+            await unblock.wait()
+            handled.append((int(message.value), published))
+
+        async def produce() -> None:
+            nonlocal published
+            for i in range(total):
+                await bus.publish(spec.name, "one-key", str(i).encode())
+                published += 1
+
+        bus.subscribe(Subscription(spec.name, self.group("pressure"), slow, self.retry))
+        await self.start(bus, spec)
+        producer = asyncio.create_task(produce())
+        try:
+            # the consumer is stuck on message 0 until the publisher is as far ahead as it may get
+            limit = total if self.max_backlog is None else self.max_backlog
+            await self.wait_until(lambda: published >= limit or producer.done(), f"{limit} publishes")
+            unblock.set()
+            await asyncio.wait_for(producer, self.timeout_s)  # a refused publish fails the test here
+            await self.wait_until(lambda: len(handled) >= total, f"{total} deliveries")
+        finally:
+            producer.cancel()
+        await asyncio.sleep(self.quiet_s)
+        assert [n for n, _ in handled] == list(range(total)), "every message, once, in publish order"
+        if self.max_backlog is not None:
+            ahead = [(n, seen - n) for n, seen in handled if seen - n > self.max_backlog]
+            assert not ahead, f"the publisher ran more than {self.max_backlog} messages ahead: {ahead[:5]}"
 
     # -- failures -----------------------------------------------------------------------------------
 
