@@ -8,10 +8,13 @@ from pathlib import Path
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.contracts import topics
+from isthmus_core.ports.embedding_client import QueryEmbedder
 from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
 from isthmus_core.store.port import Fusion, VectorStore
+from isthmus_core.telemetry.caches import register_cache
 from isthmus_retrieval.api import RetrievalServicer
 from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
+from isthmus_retrieval.query_cache import CachedQueryEmbedder
 from isthmus_retrieval.service import Retrieval
 from isthmus_retrieval.settings import RetrievalSettings
 
@@ -46,9 +49,14 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
     s = ctx.settings
     store, probes = make_store(s, ctx.data_dir)
     embedding = ctx.channel("embedding")
+    embed_query: QueryEmbedder = GrpcQueryEmbedder(embedding)
+    if s.query_cache_size:
+        cached = CachedQueryEmbedder(embed_query, maxsize=s.query_cache_size, ttl_s=s.query_cache_ttl_s)
+        register_cache("query_vectors", cached.cache_info)
+        embed_query = cached
     core = Retrieval(
         store,
-        GrpcQueryEmbedder(embedding),
+        embed_query,
         publisher(ctx.bus, topics.CHUNKS_INDEXED),
         publisher(ctx.bus, topics.TENANTS_DELETED),
         dead_letterer(ctx.bus, topics.CHUNKS_EMBEDDED, group=GROUP),

@@ -42,6 +42,12 @@ class RetrievalSettings(SectionSettings):
         description="rerank by default with the cross-encoder (a request may choose); off: on the "
         "benchmarks it adds ~0.01 nDCG@10 at most for hundreds of ms per query (docs/benchmarks.md)",
     )
+    query_cache_size: int = Field(
+        4096, ge=0, description="distinct query texts whose vectors are kept (0: no query-vector cache)"
+    )
+    query_cache_ttl_s: float = Field(
+        60.0, gt=0, description="how long a query's vector is kept (a model rollout shows within this)"
+    )
     rerank_candidates: int = Field(20, ge=1, le=200, description="first-stage hits the cross-encoder scores")
     rerank_weight: float = Field(
         0.3, ge=0.0, le=1.0, description="cross-encoder share of the blended score (1 = cross-encoder alone)"

@@ -42,6 +42,7 @@ from isthmus_core.bus.port import (
 from isthmus_core.contracts.events import Event
 from isthmus_core.contracts.topics import DLQ_SUFFIX, TopicSpec, partition_key
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.telemetry.tracing import tracer
 
 H_CONTENT_TYPE = "content-type"
 H_EVENT_TYPE = "isthmus-event-type"
@@ -72,8 +73,7 @@ async def publish_event(bus: EventBus, spec: TopicSpec[EventT], event: EventT) -
     parent = None
     if not trace.get_current_span().get_span_context().is_valid and event.trace_context:
         parent = propagate.extract(event.trace_context)
-    tracer = trace.get_tracer(_TRACER_NAME)
-    with tracer.start_as_current_span(
+    with tracer(_TRACER_NAME).start_as_current_span(
         f"publish {spec.name}",
         context=parent,
         kind=trace.SpanKind.PRODUCER,
@@ -150,8 +150,7 @@ def event_handler(spec: TopicSpec[EventT], fn: Callable[[EventT], Awaitable[None
         event = decode_event(spec, message)
         # headers win; the event's own trace_context is the fallback (e.g. a replayed DLQ message)
         carrier = {**event.trace_context, **message.headers}
-        tracer = trace.get_tracer(_TRACER_NAME)
-        with tracer.start_as_current_span(
+        with tracer(_TRACER_NAME).start_as_current_span(
             f"consume {message.topic}",
             context=propagate.extract(carrier),
             kind=trace.SpanKind.CONSUMER,

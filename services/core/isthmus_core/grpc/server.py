@@ -35,7 +35,7 @@ from isthmus_core.grpc.handlers import is_framework_method, rewrap
 from isthmus_core.grpc.status import retry_after_s, rich_status, to_grpc
 from isthmus_core.grpc.validation import ValidationInterceptor, request_size
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
-from isthmus_core.telemetry.tracing import extracted
+from isthmus_core.telemetry.tracing import extracted, tracer
 
 log = structlog.get_logger("isthmus.grpc")
 
@@ -149,7 +149,7 @@ def _wrap_unary(
             request = _Requests(request)
         t0 = time.perf_counter()
         with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
-            with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
+            with tracer().start_as_current_span(method, kind=trace.SpanKind.SERVER):
                 try:
                     result = await fn(request, context)
                 except grpc.aio.AbortError:
@@ -172,7 +172,7 @@ def _wrap_stream(fn: Callable[..., Any], method: str, streaming_in: bool = False
         if streaming_in:
             request = _Requests(request)
         with extracted({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}):
-            with trace.get_tracer("isthmus").start_as_current_span(method, kind=trace.SpanKind.SERVER):
+            with tracer().start_as_current_span(method, kind=trace.SpanKind.SERVER):
                 try:
                     async for item in fn(request, context):
                         yield item

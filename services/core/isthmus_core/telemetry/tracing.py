@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal
@@ -34,7 +35,11 @@ def configure_tracing(
     _configured = True
 
 
+@functools.cache
 def tracer(name: str = "isthmus") -> trace.Tracer:
+    """The tracer ``name``, made once: ``trace.get_tracer`` builds a new one on every call, a cost on every
+    request. One obtained before :func:`configure_tracing` is OpenTelemetry's proxy, which uses the
+    provider once it is installed."""
     return trace.get_tracer(name)
 
 
