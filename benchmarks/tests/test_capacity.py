@@ -1,0 +1,146 @@
+"""The capacity benchmark: its summaries from recorded outcomes and scraped metrics, its open-loop
+generator against a fake call, and the whole harness once at a tiny scale against a real all-in-one
+process (figures are not checked, only that every one is there)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from rich.console import Console
+
+from isthmus_bench.capacity import (
+    Outcome,
+    counter_deltas,
+    open_loop,
+    parse_args,
+    parse_metrics,
+    report_json,
+    retry_delay_ms,
+    run,
+    stage_means_ms,
+    summarize,
+    tables,
+)
+
+
+def _refusal_trailer(delay_ms: int) -> tuple[tuple[str, bytes], ...]:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=delay_ms * 1_000_000)))
+    status = status_pb2.Status(
+        code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message="busy", details=[detail]
+    )
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def test_retry_info_is_read_from_the_status_details_trailer() -> None:
+    assert retry_delay_ms(_refusal_trailer(250)) == 250.0
+    assert retry_delay_ms((("other-bin", b"x"),)) is None
+    assert retry_delay_ms(None) is None
+    no_retry_info = status_pb2.Status(code=8, message="busy").SerializeToString()
+    assert retry_delay_ms((("grpc-status-details-bin", no_retry_info),)) is None
+
+
+def test_summary_splits_admitted_refused_and_other_errors() -> None:
+    outcomes = [
+        Outcome(1.0, 100.0, "OK"),
+        Outcome(2.0, 200.0, "OK"),
+        Outcome(1.0, 3.0, "RESOURCE_EXHAUSTED", 50.0),
+        Outcome(1.0, 5.0, "UNAVAILABLE"),
+        Outcome(1.0, 2000.0, "DEADLINE_EXCEEDED"),
+    ]
+    s = summarize(outcomes, elapsed_s=2.0)
+    assert (s["sent"], s["ok"], s["refused"]) == (5, 2, 2)
+    assert s["achieved_rps"] == 1.0
+    assert s["admitted_ms"]["p50"] == 150.0 and s["admitted_ms"]["max"] == 200.0
+    assert s["refused_share"] == 0.4 and s["refused_by_code"] == {"RESOURCE_EXHAUSTED": 1, "UNAVAILABLE": 1}
+    assert s["refusal_ms"]["max"] == 5.0
+    assert s["retry_info_share"] == 0.5 and s["retry_delay_ms_p50"] == 50.0
+    assert s["errors"] == {"DEADLINE_EXCEEDED": 1} and s["error_share"] == 0.2
+    assert s["start_lag_ms"]["max"] == 2.0
+
+
+def test_stage_means_and_cache_counters_come_from_metric_deltas() -> None:
+    def exposition(retrieval_sum: float, count: float, hits: float) -> str:
+        return (
+            "# TYPE isthmus_ask_stage_seconds histogram\n"
+            f'isthmus_ask_stage_seconds_sum{{stage="retrieval"}} {retrieval_sum}\n'
+            f'isthmus_ask_stage_seconds_count{{stage="retrieval"}} {count}\n'
+            f'isthmus_ask_stage_seconds_bucket{{stage="retrieval",le="+Inf"}} {count}\n'
+            "# TYPE isthmus_answer_cache_hits counter\n"
+            f'isthmus_answer_cache_hits_total{{cache="answers"}} {hits}\n'
+            f'isthmus_answer_cache_hits_created{{cache="answers"}} 1.7e9\n'
+        )
+
+    before, after = parse_metrics(exposition(1.0, 10, 3)), parse_metrics(exposition(3.0, 30, 10))
+    assert stage_means_ms(before, after) == {"retrieval": pytest.approx(100.0)}
+    assert counter_deltas(before, after) == {'isthmus_answer_cache_hits_total{cache="answers"}': 7.0}
+    # a server without these metrics: nothing to report, no error
+    assert stage_means_ms({}, {}) == {} and counter_deltas({}, {}) == {}
+
+
+async def test_open_loop_sends_every_scheduled_call_and_records_each_outcome() -> None:
+    sent: list[str] = []
+
+    async def call(q: str, deadline_s: float) -> object:
+        sent.append(q)
+        if q == "refuse":
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(*_refusal_trailer(100)),
+                "busy",
+            )
+        return None
+
+    outcomes, elapsed = await open_loop(call, ["ok", "refuse"], rate=200.0, duration_s=0.1, deadline_s=1.0)
+    assert len(outcomes) == len(sent) == 20 and elapsed >= 0.1
+    assert [o.code for o in outcomes].count("RESOURCE_EXHAUSTED") == 10
+    assert {o.retry_delay_ms for o in outcomes if o.code != "OK"} == {100.0}
+
+
+def test_options_are_checked() -> None:
+    args = parse_args(["--shape", "all,distributed", "--rates", "10,20.5", "--calls", "ask,search"])
+    assert (
+        args.shape == ["all", "distributed"]
+        and args.rates == [10.0, 20.5]
+        and args.calls == ["ask", "search"]
+    )
+    assert parse_args([]).shape == ["all"] and parse_args([]).calls == ["ask"]
+    for bad in (["--shape", "kube"], ["--rates", "0"], ["--rates", "x"], ["--calls", "eval"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+async def test_the_harness_runs_against_an_all_in_one_process() -> None:
+    args: argparse.Namespace = parse_args(
+        ["--docs", "5", "--rates", "4", "--duration", "1", "--baseline", "3", "--pause", "0", "--json"]
+    )
+    log: list[str] = []
+    reports = await run(args, log.append)
+
+    encoded = json.loads(json.dumps(report_json(reports, args)))
+    assert encoded["config"]["rates"] == [4.0]
+    shape = encoded["shapes"]["all"]
+    assert shape["server"]["processes"] >= 1 and shape["ingest"]["chunks"] >= 5
+    ask = shape["calls"]["ask"]
+    assert ask["baseline"]["sent"] == 3
+    (phase,) = ask["phases"]
+    assert phase["offered_rps"] == 4.0 and phase["sent"] == 4
+    for key in (
+        "ok", "achieved_rps", "admitted_ms", "refused_share", "refusal_ms", "retry_info_share", "errors",
+        "start_lag_ms", "server_cpu_s", "server_peak_rss_mb", "p95_ratio", "stage_mean_ms", "cache",
+        "generator_behind", "offered_over_capacity",
+    ):  # fmt: skip
+        assert key in phase, key
+    assert phase["server_peak_rss_mb"] > 0 and phase["server_cpu_s"] >= 0
+    console = Console(record=True, width=150)
+    for item in tables(reports, args):
+        console.print(item)
+    text = console.export_text()
+    assert "all: Ask" in text and "unloaded (3 one by one)" in text
+    assert any("starting the platform" in m for m in log)
