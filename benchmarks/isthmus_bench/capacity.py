@@ -397,10 +397,23 @@ class ShapeReport:
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+async def retrying(call: Callable[[], Awaitable[Any]], attempts: int = 20) -> Any:
+    """``call()``, retried after the server's RetryInfo delay (else 0.2 s) while it refuses for load."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as e:
+            if e.code().name not in REFUSED or attempt == attempts - 1:
+                raise
+            await asyncio.sleep((retry_delay_ms(e.trailing_metadata()) or 200.0) / 1000)
+    raise AssertionError("unreachable")
+
+
 async def ingest(
     p: Platform, docs: Sequence[tuple[str, str]], log: Callable[[str], None], within_s: float = 900
 ) -> dict[str, float]:
-    """Upload ``docs`` (8 at a time) and wait until retrieval holds every chunk; sample consumer lag."""
+    """Upload ``docs`` (8 at a time, retried when refused for load) and wait until retrieval holds every
+    chunk; sample consumer lag."""
     from isthmus_core.testing.client import upload
 
     async with (
@@ -415,7 +428,9 @@ async def ingest(
         async def one(doc_id: str, text: str) -> None:
             nonlocal expected
             async with sem:
-                r = await upload(ich, TENANT, f"{doc_id}.txt", text.encode(), document_id=doc_id)
+                r = await retrying(
+                    lambda: upload(ich, TENANT, f"{doc_id}.txt", text.encode(), document_id=doc_id)
+                )
             expected += r.chunk_count
 
         t0 = time.perf_counter()

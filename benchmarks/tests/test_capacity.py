@@ -21,6 +21,7 @@ from isthmus_bench.capacity import (
     parse_metrics,
     report_json,
     retry_delay_ms,
+    retrying,
     run,
     stage_means_ms,
     summarize,
@@ -101,6 +102,30 @@ async def test_open_loop_sends_every_scheduled_call_and_records_each_outcome() -
     assert len(outcomes) == len(sent) == 20 and elapsed >= 0.1
     assert [o.code for o in outcomes].count("RESOURCE_EXHAUSTED") == 10
     assert {o.retry_delay_ms for o in outcomes if o.code != "OK"} == {100.0}
+
+
+async def test_ingest_calls_are_retried_while_refused_for_load_only() -> None:
+    def refusal(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*_refusal_trailer(1)), "no")
+
+    attempts: list[int] = []
+
+    async def busy_twice() -> str:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise refusal(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        return "done"
+
+    assert await retrying(busy_twice) == "done" and len(attempts) == 3
+
+    async def invalid() -> str:
+        attempts.append(1)
+        raise refusal(grpc.StatusCode.INVALID_ARGUMENT)
+
+    attempts.clear()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await retrying(invalid)
+    assert len(attempts) == 1
 
 
 def test_options_are_checked() -> None:
