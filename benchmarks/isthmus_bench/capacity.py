@@ -70,6 +70,7 @@ CALLS = ("ask", "search")
 REFUSED = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 STAGE_METRIC = "isthmus_ask_stage_seconds"
+ASK_STAGES = ("input_guard", "retrieval", "generation", "output_guard")  # in pipeline order, for tables
 CACHE_METRIC = re.compile(r"^isthmus_\w*cache\w*_total$")
 LAG_METRIC = "isthmus_bus_consumer_lag"
 #: the issue's overload target: admitted p95 at most this many times the unloaded p95 at 2x capacity
@@ -614,9 +615,19 @@ def tables(reports: Sequence[ShapeReport], args: argparse.Namespace) -> list[Any
                     *_latency_row(f"{ph['offered_rps']:g}" + (f" ({over:.1f}x cap.)" if over else ""), ph)
                 )
             out.append(t)
-            stages = sorted({k for ph in c["phases"] for k in ph["stage_mean_ms"]})
-            t = Table(title=f"{r.shape}: server during each {name.capitalize()} phase")
-            for col in ("offered/s", "server CPU s (cores)", "peak RSS MiB", "start lag p95 / max ms"):
+            seen = {k for ph in c["phases"] for k in ph["stage_mean_ms"]}
+            stages = [s for s in ASK_STAGES if s in seen] + sorted(seen - set(ASK_STAGES))
+            t = Table(
+                title=f"{r.shape}: server and load generator during each {name.capitalize()} phase"
+                + (" (then the mean ms of each Ask stage)" if stages else "")
+            )
+            for col in (
+                "offered/s",
+                "server CPU s (cores)",
+                "peak RSS MiB",
+                "bench CPU s",
+                "start lag p95 / max ms",
+            ):
                 t.add_column(col, justify="right")
             for stage in stages:
                 t.add_column(f"{stage} ms", justify="right")
@@ -627,6 +638,7 @@ def tables(reports: Sequence[ShapeReport], args: argparse.Namespace) -> list[Any
                     f"{ph['server_cpu_s']:.1f} ({ph['server_cpu_cores']:.2f})",
                     f"{ph['server_peak_rss_mb']:.0f}"
                     + ("" if ph["peak_rss_is_phase_peak"] else " (since start)"),
+                    f"{ph['generator_cpu_s']:.1f}",
                     f"{lag.get('p95', 0):.1f} / {lag.get('max', 0):.0f}"
                     + (" [red]behind[/red]" if ph["generator_behind"] else ""),
                     *(f"{ph['stage_mean_ms'][s]:.1f}" if s in ph["stage_mean_ms"] else "-" for s in stages),

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from isthmus_bench.capacity import (
     Outcome,
+    ShapeReport,
     counter_deltas,
     open_loop,
     parse_args,
@@ -82,6 +83,40 @@ def test_stage_means_and_cache_counters_come_from_metric_deltas() -> None:
     assert counter_deltas(before, after) == {'isthmus_answer_cache_hits_total{cache="answers"}': 7.0}
     # a server without these metrics: nothing to report, no error
     assert stage_means_ms({}, {}) == {} and counter_deltas({}, {}) == {}
+
+
+def test_tables_show_refusals_stages_caches_and_a_late_generator() -> None:
+    args = parse_args(["--rates", "50", "--deadline-ms", "500"])
+    baseline = summarize([Outcome(0.0, 80.0, "OK")] * 4, elapsed_s=0.4)
+    phase = {
+        **summarize([Outcome(30.0, 150.0, "OK"), Outcome(40.0, 4.0, "RESOURCE_EXHAUSTED", 100.0)], 1.0),
+        "offered_rps": 50.0,
+        "duration_s": 1.0,
+        "server_cpu_s": 1.9,
+        "server_cpu_cores": 1.9,
+        "server_peak_rss_mb": 500.0,
+        "peak_rss_is_phase_peak": True,
+        "generator_cpu_s": 0.1,
+        "generator_behind": True,
+        "p95_ratio": 1.9,
+        "stage_mean_ms": {"retrieval": 20.0, "input_guard": 5.0},
+        "cache": {"isthmus_answer_cache_hits_total": 3.0},
+        "offered_over_capacity": 50.0,
+    }
+    report = ShapeReport(
+        "all",
+        10,
+        {"chunks": 12, "ingest_s": 1.0, "chunks_per_s": 12, "lag_p50": 0, "lag_max": 1},
+        {"processes": 1, "rss_after_ingest_mb": 400},
+    )
+    report.calls["ask"] = {"baseline": baseline, "phases": [phase], "capacity_rps": 1.0}
+    console = Console(record=True, width=200)
+    for item in tables([report], args):
+        console.print(item)
+    text = console.export_text()
+    assert "50 (50.0x cap.)" in text and "50%" in text and "100%" in text  # refused share, RetryInfo share
+    assert text.index("input_guard ms") < text.index("retrieval ms")  # stages in pipeline order
+    assert "isthmus_answer_cache_hits_total +3" in text and "behind" in text and "warning" in text
 
 
 async def test_open_loop_sends_every_scheduled_call_and_records_each_outcome() -> None:
