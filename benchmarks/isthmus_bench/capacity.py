@@ -710,25 +710,36 @@ def _rates(text: str) -> list[float]:
 
 def add_arguments(p: argparse.ArgumentParser, *, shape: str = "all", docs: int = 400) -> None:
     p.add_argument(
-        "--shape", type=_choices(SHAPES), default=shape.split(","), help="all | distributed | all,distributed"
+        "--shape", type=_choices(SHAPES), default=shape, help="all | distributed | all,distributed"
     )
     p.add_argument("--docs", type=int, default=docs, help="Cranfield documents ingested first")
-    p.add_argument(
-        "--rates", "--rate", type=_rates, default=[10.0, 20.0, 50.0, 100.0], help="offered calls/s"
-    )
+    p.add_argument("--rates", "--rate", type=_rates, default="10,20,50,100", help="offered calls/s")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per offered rate")
     p.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of every call")
-    p.add_argument("--calls", type=_choices(CALLS), default=["ask"], help="ask | search | ask,search")
+    p.add_argument("--calls", type=_choices(CALLS), default="ask", help="ask | search | ask,search")
     p.add_argument("--baseline", type=int, default=100, help="unloaded calls, one at a time")
     p.add_argument("--pause", type=float, default=3.0, help="seconds between phases, for queues to drain")
     p.add_argument("--channels", type=int, default=2, help="gRPC channels (connections) per service")
-    p.add_argument("--bootstrap", default="", help="distributed: an existing Kafka; default: start one")
-    p.add_argument("--log-level", default="warning", help="the server's ISTHMUS_LOG_LEVEL")
+    p.add_argument(
+        "--bootstrap",
+        default="",
+        help="distributed: an existing Kafka's bootstrap servers (empty: start one)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the server's log level",
+    )
     p.add_argument("--json", action="store_true", help="print every figure as JSON instead of tables")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m isthmus_bench.capacity", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m isthmus_bench.capacity",
+        description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_arguments(p)
     return p.parse_args(argv)
 

@@ -18,13 +18,14 @@ from isthmus_bench import capacity
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m isthmus_bench.query")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     sub = parser.add_subparsers(dest="which", required=True)
     sub.add_parser("embedding")
     capacity.add_arguments(
-        sub.add_parser("query", help="capacity and overload of a shape (default all-in-one)")
+        sub.add_parser("query", help="capacity and overload (default all-in-one)", formatter_class=fmt)
     )
     capacity.add_arguments(
-        sub.add_parser("distributed", help="all-in-one vs six processes on a real Kafka"),
+        sub.add_parser("distributed", help="all-in-one vs six processes on Kafka", formatter_class=fmt),
         shape="all,distributed",
         docs=600,
     )
