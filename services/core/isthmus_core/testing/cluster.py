@@ -61,7 +61,7 @@ class Cluster:
             if self.bootstrap
             else {"ISTHMUS_BUS": "inprocess"}
         )
-        endpoints = {svc: a for svc, a in self.endpoints.items() if svc in SERVICES}
+        endpoints = {name: a for name, a in self.endpoints.items() if name in SERVICES}
         return {
             **os.environ,
             **bus,
