@@ -24,15 +24,21 @@ call (``Ask``, optionally ``Search``):
   or ``UNAVAILABLE``) with its latency and the share carrying a ``google.rpc.RetryInfo`` detail, other
   errors by code, the server's CPU seconds and peak RSS (``/proc``, summed over its processes; the peak
   is reset before each phase where the kernel allows), admitted p95 ÷ unloaded p95 beside the issue's
-  target, and from ``/metrics`` deltas the mean of each ``isthmus_ask_stage_seconds`` stage and the
-  deltas of any ``isthmus_*cache*`` counter (skipped when absent). ``--pause`` s between phases.
+  target, and from ``/metrics`` deltas the mean of each ``isthmus_ask_stage_seconds`` stage, the
+  deltas of any ``isthmus_*cache*`` counter and each cache's hit ratio (skipped when absent).
+  ``--pause`` s between phases.
+
+Questions (Cranfield's 225) are asked in turn across phases, so one comes back only once all were
+asked; each phase reports the share of its questions asked before in the run, beside the caches' hit
+ratios, since a repeated question may be answered partly from cache.
 
 Capacity is taken as the most answers/s of any phase (one by one or offered: past capacity, a server
 that queues answers fewer); each rate is shown as a multiple of it, so the rows at >= 2x capacity are
 the ones the target (admitted p95 <= 2x unloaded p95) speaks of.
 
 The summaries (:func:`summarize`, :func:`stage_means_ms`, :func:`counter_deltas`,
-:func:`retry_delay_ms`) are pure functions of the recorded outcomes and scraped samples.
+:func:`cache_hit_ratios`, :func:`retry_delay_ms`) are pure functions of the recorded outcomes and
+scraped samples.
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def corpus(n_docs: int) -> tuple[list[tuple[str, str]], list[str]]:
                 if len(docs) >= n_docs:
                     break
         with (DATASETS / "cranfield" / "queries.jsonl").open() as fh:
-            queries = [json.loads(line)["text"] for line in fh][:200]
+            queries = [json.loads(line)["text"] for line in fh]
         return docs, queries
     topics = ["boundary layer", "shock wave", "heat transfer", "wing flutter", "supersonic flow"]
     docs = [
@@ -216,6 +222,19 @@ def counter_deltas(
             label_text = ",".join(f'{k}="{v}"' for k, v in labels)
             out[f"{name}{{{label_text}}}" if labels else name] = value - before.get((name, labels), 0.0)
     return out
+
+
+def cache_hit_ratios(before: Samples, after: Samples) -> dict[str, float]:
+    """Per ``cache`` label, hits ÷ lookups over a phase (``isthmus_cache_hits_total`` and
+    ``isthmus_cache_misses_total`` deltas); caches without lookups in the phase are left out."""
+    counts: dict[str, list[float]] = {}
+    for (name, labels), value in after.items():
+        cache = dict(labels).get("cache")
+        if cache is None or name not in ("isthmus_cache_hits_total", "isthmus_cache_misses_total"):
+            continue
+        pair = counts.setdefault(cache, [0.0, 0.0])
+        pair[0 if name == "isthmus_cache_hits_total" else 1] += value - before.get((name, labels), 0.0)
+    return {c: hits / (hits + misses) for c, (hits, misses) in sorted(counts.items()) if hits + misses > 0}
 
 
 def metric_total(samples: Samples, name: str) -> float:
@@ -363,13 +382,35 @@ async def _one(call: Call, payload: str, scheduled: float, deadline_s: float) ->
     return Outcome(lag_ms, (time.perf_counter() - t0) * 1000, "OK")
 
 
+def scheduled_calls(rate: float, duration_s: float) -> int:
+    return max(1, round(rate * duration_s))
+
+
+class Questions:
+    """The questions in turn, each phase going on where the last one stopped, so a question comes back
+    only once all were asked; :meth:`take` says which share of its batch was asked before in this run
+    (what the server's caches may have kept)."""
+
+    def __init__(self, pool: Sequence[str]) -> None:
+        self.pool, self.cursor, self.seen = list(pool), 0, set[str]()
+
+    def take(self, n: int) -> tuple[list[str], float]:
+        batch = [self.pool[(self.cursor + i) % len(self.pool)] for i in range(n)]
+        self.cursor += n
+        repeated = 0
+        for q in batch:
+            repeated += q in self.seen
+            self.seen.add(q)
+        return batch, repeated / n if n else 0.0
+
+
 async def open_loop(
     call: Call, payloads: Sequence[str], rate: float, duration_s: float, deadline_s: float
 ) -> tuple[list[Outcome], float]:
     """Offer ``rate`` calls/s for ``duration_s``: call *i* is started at ``start + i / rate`` whatever the
     others' latency (a late scheduler catches up at once, never skips). Returns the outcomes and the
     phase's length: the schedule's span (``n / rate``), or until the last completion if that is later."""
-    n = max(1, round(rate * duration_s))
+    n = scheduled_calls(rate, duration_s)
     start = time.perf_counter() + 0.01
     tasks: list[asyncio.Task[Outcome]] = []
     for i in range(n):
@@ -523,6 +564,7 @@ async def measure_phase(
         p95_ratio=p95 / baseline_p95 if p95 is not None and baseline_p95 else None,
         stage_mean_ms=stage_means_ms(before, after),
         cache=counter_deltas(before, after),
+        cache_hit_ratio=cache_hit_ratios(before, after),
     )
     return s
 
@@ -539,25 +581,34 @@ async def bench_shape(shape: str, args: argparse.Namespace, log: Callable[[str],
             {"processes": len(p.pids), "rss_after_ingest_mb": rss_mb(process_tree(p.pids), "VmRSS")},
         )
         deadline_s = args.deadline_ms / 1000
+        questions = Questions(queries)
         async with callers(p, args.channels) as calls:
             for name in args.calls:
                 call = calls[name]
-                for q in queries[:5]:  # warm-up
+                for q in questions.take(5)[0]:  # warm-up
                     with contextlib.suppress(grpc.aio.AioRpcError):
                         await call(q, deadline_s)
                 log(f"{shape}: {name} unloaded, {args.baseline} calls one at a time")
-                baseline = await measure_phase(
-                    p, one_at_a_time(call, queries, args.baseline, deadline_s), None
-                )
+                batch, repeated = questions.take(args.baseline)
+                baseline = await measure_phase(p, one_at_a_time(call, batch, len(batch), deadline_s), None)
+                baseline["asked_before_share"] = repeated
                 base_p95 = baseline["admitted_ms"].get("p95")
                 phases = []
                 for rate in args.rates:
                     await asyncio.sleep(args.pause)
                     log(f"{shape}: {name} at {rate:g}/s offered for {args.duration:g} s")
+                    batch, repeated = questions.take(scheduled_calls(rate, args.duration))
                     phase = await measure_phase(
-                        p, open_loop(call, queries, rate, args.duration, deadline_s), base_p95
+                        p, open_loop(call, batch, rate, args.duration, deadline_s), base_p95
                     )
-                    phases.append({"offered_rps": rate, "duration_s": args.duration, **phase})
+                    phases.append(
+                        {
+                            "offered_rps": rate,
+                            "duration_s": args.duration,
+                            "asked_before_share": repeated,
+                            **phase,
+                        }
+                    )
                 # the most answers/s seen, one by one or under load: past capacity, goodput can collapse
                 capacity = max(ph["achieved_rps"] for ph in (baseline, *phases))
                 for ph in phases:
@@ -635,6 +686,7 @@ def tables(reports: Sequence[ShapeReport], args: argparse.Namespace) -> list[Any
                 "peak RSS MiB",
                 "bench CPU s",
                 "start lag p95 / max ms",
+                "asked before",
             ):
                 t.add_column(col, justify="right")
             for stage in stages:
@@ -649,11 +701,15 @@ def tables(reports: Sequence[ShapeReport], args: argparse.Namespace) -> list[Any
                     f"{ph['generator_cpu_s']:.1f}",
                     f"{lag.get('p95', 0):.1f} / {lag.get('max', 0):.0f}"
                     + (" [red]behind[/red]" if ph["generator_behind"] else ""),
+                    _pct(ph["asked_before_share"]),
                     *(f"{ph['stage_mean_ms'][s]:.1f}" if s in ph["stage_mean_ms"] else "-" for s in stages),
                 )
             out.append(t)
             for ph in c["phases"]:
-                if ph["cache"]:
+                if ph["cache_hit_ratio"]:
+                    ratios = ", ".join(f"{k} {100 * v:.0f}%" for k, v in ph["cache_hit_ratio"].items())
+                    out.append(f"  cache hit ratio at {ph['offered_rps']:g}/s: {ratios}")
+                elif ph["cache"]:
                     deltas = ", ".join(f"{k} +{v:g}" for k, v in ph["cache"].items())
                     out.append(f"  cache counters at {ph['offered_rps']:g}/s: {deltas}")
             if any(ph["generator_behind"] for ph in c["phases"]):

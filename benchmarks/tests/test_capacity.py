@@ -15,7 +15,9 @@ from rich.console import Console
 
 from isthmus_bench.capacity import (
     Outcome,
+    Questions,
     ShapeReport,
+    cache_hit_ratios,
     counter_deltas,
     open_loop,
     parse_args,
@@ -73,16 +75,26 @@ def test_stage_means_and_cache_counters_come_from_metric_deltas() -> None:
             f'isthmus_ask_stage_seconds_sum{{stage="retrieval"}} {retrieval_sum}\n'
             f'isthmus_ask_stage_seconds_count{{stage="retrieval"}} {count}\n'
             f'isthmus_ask_stage_seconds_bucket{{stage="retrieval",le="+Inf"}} {count}\n'
-            "# TYPE isthmus_answer_cache_hits counter\n"
-            f'isthmus_answer_cache_hits_total{{cache="answers"}} {hits}\n'
-            f'isthmus_answer_cache_hits_created{{cache="answers"}} 1.7e9\n'
+            "# TYPE isthmus_cache_hits counter\n"
+            f'isthmus_cache_hits_total{{cache="pii"}} {hits}\n'
+            f'isthmus_cache_hits_created{{cache="pii"}} 1.7e9\n'
+            "# TYPE isthmus_cache_misses counter\n"
+            f'isthmus_cache_misses_total{{cache="pii"}} {hits / 2}\n'
+            f'isthmus_cache_misses_total{{cache="idle"}} 4\n'
+            "# TYPE isthmus_cache_entries gauge\n"
+            f'isthmus_cache_entries{{cache="pii"}} {hits}\n'
         )
 
     before, after = parse_metrics(exposition(1.0, 10, 3)), parse_metrics(exposition(3.0, 30, 10))
     assert stage_means_ms(before, after) == {"retrieval": pytest.approx(100.0)}
-    assert counter_deltas(before, after) == {'isthmus_answer_cache_hits_total{cache="answers"}': 7.0}
+    assert counter_deltas(before, after) == {
+        'isthmus_cache_hits_total{cache="pii"}': 7.0,
+        'isthmus_cache_misses_total{cache="idle"}': 0.0,
+        'isthmus_cache_misses_total{cache="pii"}': 3.5,
+    }
+    assert cache_hit_ratios(before, after) == {"pii": pytest.approx(7.0 / 10.5)}  # "idle": no lookups
     # a server without these metrics: nothing to report, no error
-    assert stage_means_ms({}, {}) == {} and counter_deltas({}, {}) == {}
+    assert stage_means_ms({}, {}) == {} and counter_deltas({}, {}) == {} and cache_hit_ratios({}, {}) == {}
 
 
 def test_tables_show_refusals_stages_caches_and_a_late_generator() -> None:
@@ -100,8 +112,10 @@ def test_tables_show_refusals_stages_caches_and_a_late_generator() -> None:
         "generator_behind": True,
         "p95_ratio": 1.9,
         "stage_mean_ms": {"retrieval": 20.0, "input_guard": 5.0},
-        "cache": {"isthmus_answer_cache_hits_total": 3.0},
+        "cache": {'isthmus_cache_hits_total{cache="pii"}': 3.0},
+        "cache_hit_ratio": {"pii": 0.75},
         "offered_over_capacity": 50.0,
+        "asked_before_share": 0.25,
     }
     report = ShapeReport(
         "all",
@@ -116,7 +130,7 @@ def test_tables_show_refusals_stages_caches_and_a_late_generator() -> None:
     text = console.export_text()
     assert "50 (50.0x cap.)" in text and "50%" in text and "100%" in text  # refused share, RetryInfo share
     assert text.index("input_guard ms") < text.index("retrieval ms")  # stages in pipeline order
-    assert "isthmus_answer_cache_hits_total +3" in text and "behind" in text and "warning" in text
+    assert "cache hit ratio at 50/s: pii 75%" in text and "behind" in text and "warning" in text
 
 
 async def test_open_loop_sends_every_scheduled_call_and_records_each_outcome() -> None:
@@ -163,6 +177,13 @@ async def test_ingest_calls_are_retried_while_refused_for_load_only() -> None:
     assert len(attempts) == 1
 
 
+def test_questions_go_round_before_any_comes_back() -> None:
+    q = Questions(["a", "b", "c"])
+    assert q.take(2) == (["a", "b"], 0.0)
+    assert q.take(2) == (["c", "a"], 0.5)  # the next phase goes on from "c"; "a" was asked before
+    assert q.take(4) == (["b", "c", "a", "b"], 1.0)
+
+
 def test_options_are_checked() -> None:
     args = parse_args(["--shape", "all,distributed", "--rates", "10,20.5", "--calls", "ask,search"])
     assert (
@@ -194,7 +215,7 @@ async def test_the_harness_runs_against_an_all_in_one_process() -> None:
     for key in (
         "ok", "achieved_rps", "admitted_ms", "refused_share", "refusal_ms", "retry_info_share", "errors",
         "start_lag_ms", "server_cpu_s", "server_peak_rss_mb", "p95_ratio", "stage_mean_ms", "cache",
-        "generator_behind", "offered_over_capacity",
+        "cache_hit_ratio", "generator_behind", "offered_over_capacity", "asked_before_share",
     ):  # fmt: skip
         assert key in phase, key
     assert phase["server_peak_rss_mb"] > 0 and phase["server_cpu_s"] >= 0
