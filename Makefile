@@ -43,9 +43,9 @@ protos-check: ## fail if the committed stubs drift from protos/
 	  diff -r -q protos/python/isthmus $$tmp/isthmus && echo "protos: stubs match" ; \
 	  rc=$$?; rm -rf $$tmp; exit $$rc
 
-bench: ## embedding throughput vs raw ONNX Runtime; all-in-one query latency at fixed load
-	$(PY) -m isthmus_bench.query embedding
-	$(PY) -m isthmus_bench.query query
+bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloaded and at 10, 20, 50 req/s offered
+	$(PY) -m isthmus_bench.embedding
+	$(PY) -m isthmus_bench.capacity --rates 10,20,50 --duration 10
 
 bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
 	$(PY) -m isthmus_bench.scale --store embedded --chunks 1000000 --queries 1000

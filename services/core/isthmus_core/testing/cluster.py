@@ -1,6 +1,7 @@
 """A distributed Isthmus on one machine: each service its own `isthmus run --target <svc>` process,
 all on one Kafka, calling each other over gRPC on loopback. Used by the distributed test tier and the
-distributed benchmark."""
+capacity benchmark, which also starts the all-in-one shape with it (``targets=("all",)``, no
+bootstrap: one `isthmus run --target all` process on the in-process bus)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -25,6 +27,7 @@ HEALTH_NAMES = {
     "agent-orchestrator": "isthmus.agent_orchestrator.v1.AgentOrchestratorService",
     "guardrail": "isthmus.guardrail.v1.GuardrailService",
     "evaluation": "isthmus.evaluation.v1.EvaluationService",
+    "all": "",  # the server's overall health
 }
 ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
 
@@ -35,25 +38,37 @@ def free_port() -> int:
 
 class Cluster:
     def __init__(
-        self, base: Path, bootstrap: str, extra_env: dict[str, str] | None = None, *, metrics: bool = False
+        self,
+        base: Path,
+        bootstrap: str,
+        extra_env: dict[str, str] | None = None,
+        *,
+        metrics: bool = False,
+        targets: Sequence[str] = SERVICES,
     ) -> None:
         self.base = base
-        self.metrics_ports = {svc: free_port() if metrics else 0 for svc in SERVICES}
+        self.targets = tuple(targets)
+        self.metrics_ports = {svc: free_port() if metrics else 0 for svc in self.targets}
         self.bootstrap = bootstrap
-        self.ports = {svc: free_port() for svc in SERVICES}
+        self.ports = {svc: free_port() for svc in self.targets}
         self.endpoints = {svc: f"127.0.0.1:{p}" for svc, p in self.ports.items()}
         self.extra_env = extra_env or {}
-        self.procs: dict[str, list[subprocess.Popen[bytes]]] = {svc: [] for svc in SERVICES}
+        self.procs: dict[str, list[subprocess.Popen[bytes]]] = {svc: [] for svc in self.targets}
 
     def env(self, svc: str, port: int) -> dict[str, str]:
+        bus = (
+            {"ISTHMUS_BUS": "kafka", "ISTHMUS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+            if self.bootstrap
+            else {"ISTHMUS_BUS": "inprocess"}
+        )
+        endpoints = {name: a for name, a in self.endpoints.items() if name in SERVICES}
         return {
             **os.environ,
-            "ISTHMUS_BUS": "kafka",
-            "ISTHMUS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **bus,
             "ISTHMUS_GRPC_PORT": str(port),
             "ISTHMUS_METRICS_PORT": str(self.metrics_ports[svc] if port == self.ports[svc] else 0),
             "ISTHMUS_DATA_DIR": str(self.base / svc),
-            "ISTHMUS_ENDPOINTS": json.dumps(self.endpoints),
+            **({"ISTHMUS_ENDPOINTS": json.dumps(endpoints)} if endpoints else {}),
             "ISTHMUS_LOG_FORMAT": "json",
             "ISTHMUS_SHUTDOWN_GRACE_S": "2",
             **self.extra_env,
@@ -102,7 +117,7 @@ class Cluster:
         return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-n:]) if logs else ""
 
     def stop_all(self) -> None:
-        for svc in reversed(SERVICES):
+        for svc in reversed(self.targets):
             for proc in self.procs[svc]:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
