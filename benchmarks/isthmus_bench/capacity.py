@@ -29,8 +29,11 @@ call (``Ask``, optionally ``Search``):
   ``--pause`` s between phases.
 
 Questions (Cranfield's 225) are asked in turn across phases, so one comes back only once all were
-asked; each phase reports the share of its questions asked before in the run, beside the caches' hit
-ratios, since a repeated question may be answered partly from cache.
+asked. With ``--questions fresh`` (the default) a question's later rounds end in that many more `` ?``:
+no exact-text cache (query vectors, PII findings of the question) can answer them, as for new users'
+questions, while retrieval and the answer are the same work (analysers drop the punctuation). With
+``--questions cycle`` they come back verbatim. Each phase reports the share of its question texts asked
+before in the run, beside the caches' hit ratios.
 
 Capacity is taken as the most answers/s of any phase (one by one or offered: past capacity, a server
 that queues answers fewer); each rate is shown as a multiple of it, so the rows at >= 2x capacity are
@@ -391,11 +394,16 @@ class Questions:
     only once all were asked; :meth:`take` says which share of its batch was asked before in this run
     (what the server's caches may have kept)."""
 
-    def __init__(self, pool: Sequence[str]) -> None:
+    def __init__(self, pool: Sequence[str], fresh: bool = True) -> None:
         self.pool, self.cursor, self.seen = list(pool), 0, set[str]()
+        self.fresh = fresh
+
+    def _text(self, k: int) -> str:
+        text = self.pool[k % len(self.pool)]
+        return text + " ?" * (k // len(self.pool)) if self.fresh else text
 
     def take(self, n: int) -> tuple[list[str], float]:
-        batch = [self.pool[(self.cursor + i) % len(self.pool)] for i in range(n)]
+        batch = [self._text(self.cursor + i) for i in range(n)]
         self.cursor += n
         repeated = 0
         for q in batch:
@@ -581,7 +589,7 @@ async def bench_shape(shape: str, args: argparse.Namespace, log: Callable[[str],
             {"processes": len(p.pids), "rss_after_ingest_mb": rss_mb(process_tree(p.pids), "VmRSS")},
         )
         deadline_s = args.deadline_ms / 1000
-        questions = Questions(queries)
+        questions = Questions(queries, fresh=args.questions == "fresh")
         async with callers(p, args.channels) as calls:
             for name in args.calls:
                 call = calls[name]
@@ -776,6 +784,13 @@ def add_arguments(p: argparse.ArgumentParser, *, shape: str = "all", docs: int =
     p.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of every call")
     p.add_argument("--calls", type=_choices(CALLS), default="ask", help="ask | search | ask,search")
     p.add_argument("--baseline", type=int, default=100, help="unloaded calls, one at a time")
+    p.add_argument(
+        "--questions",
+        choices=("fresh", "cycle"),
+        default="fresh",
+        help="fresh: a question asked again differs in trailing ' ?' (no exact-text cache answers it); "
+        "cycle: verbatim",
+    )
     p.add_argument("--pause", type=float, default=3.0, help="seconds between phases, for queues to drain")
     p.add_argument("--channels", type=int, default=2, help="gRPC channels (connections) per service")
     p.add_argument(

@@ -178,10 +178,17 @@ async def test_ingest_calls_are_retried_while_refused_for_load_only() -> None:
 
 
 def test_questions_go_round_before_any_comes_back() -> None:
-    q = Questions(["a", "b", "c"])
+    q = Questions(["a", "b", "c"], fresh=False)
     assert q.take(2) == (["a", "b"], 0.0)
     assert q.take(2) == (["c", "a"], 0.5)  # the next phase goes on from "c"; "a" was asked before
     assert q.take(4) == (["b", "c", "a", "b"], 1.0)
+
+
+def test_fresh_questions_come_back_as_new_texts_differing_in_punctuation_only() -> None:
+    q = Questions(["a", "b"])
+    assert q.take(3) == (["a", "b", "a ?"], 0.0)
+    assert q.take(3) == (["b ?", "a ? ?", "b ? ?"], 0.0)
+    assert parse_args([]).questions == "fresh"
 
 
 def test_options_are_checked() -> None:

@@ -95,8 +95,12 @@ class AdmissionOverride(BaseModel):
 
 
 #: family limits unless ``admission_overrides`` says otherwise: a document watch is long and idle
-#: (ingestion bounds open watches itself), so it is not held to the defaults made for short calls
+#: (ingestion bounds open watches itself), so it is not held to the defaults made for short calls; an
+#: answer is CPU-bound on the local generator, so more than a few at once only share the cores (measured
+#: with ``python -m isthmus_bench.capacity``, docs/benchmarks.md) and a short wait keeps admitted answers
+#: fast and refusals prompt
 DEFAULT_ADMISSION_OVERRIDES: dict[str, AdmissionOverride] = {
+    "AgentOrchestratorService/Ask": AdmissionOverride(max_concurrent=4, max_queue=16, max_queue_wait_ms=40),
     "IngestionService/WatchDocuments": AdmissionOverride(
         max_concurrent=256, max_queue=0, max_queue_wait_ms=None
     ),
