@@ -21,6 +21,11 @@ Speed (a check runs on every question and every answer sentence):
   that need only tokens and lemmas (for context words such as "phone"). A check that asks for none of
   the NER entities runs Presidio's :class:`~presidio_analyzer.nlp_engine.SlimSpacyNlpEngine` (the same
   spaCy model, NER and parser disabled): the same findings for a fraction of the work.
+* before any spaCy work, the recognisers of the requested entities run on the bare text (no tokens,
+  no lemmas): spaCy's output only adjusts the scores of what a recogniser matched (context words), it
+  never creates a finding, so a text none of them matches has no findings (most questions and answer
+  sentences) and needs no NLP at all. A text with a match goes through the full analysis, so findings
+  and scores are exactly Presidio's;
 * the findings of the last :data:`FINDINGS_CACHE_SIZE` distinct checks are kept, keyed by a BLAKE2b
   digest of the text (never the text: the cache must not hold the PII it found) with the entities and
   threshold: answers quote the same indexed sentences again and again.
@@ -125,6 +130,7 @@ class PiiDetector:
         self._slim_analyzer = AnalyzerEngine(
             registry=registry, nlp_engine=slim_engine, supported_languages=[LANGUAGE]
         )
+        self._registry = registry
         self._ner_entities = frozenset(
             e
             for r in registry.get_recognizers(language=LANGUAGE, all_fields=True)
@@ -177,13 +183,31 @@ class PiiDetector:
                 self._hits += 1
                 return list(cached)
             self._misses += 1
-            analyzer = self._analyzer if self._ner_entities.intersection(wanted) else self._slim_analyzer
-            results = analyzer.analyze(
-                text=text, language=LANGUAGE, entities=list(wanted), score_threshold=threshold
-            )
+            if self._ner_entities.intersection(wanted):
+                results = self._analyzer.analyze(
+                    text=text, language=LANGUAGE, entities=list(wanted), score_threshold=threshold
+                )
+            elif self._may_match(text, wanted):
+                results = self._slim_analyzer.analyze(
+                    text=text, language=LANGUAGE, entities=list(wanted), score_threshold=threshold
+                )
+            else:
+                results = []
             findings = self._findings(results, threshold)
             self._cache[key] = tuple(findings)
         return findings
+
+    def _may_match(self, text: str, entities: Sequence[str]) -> bool:
+        """Whether any recogniser of ``entities`` matches ``text`` at any score, without NLP artifacts
+        (pattern, checksum and phone-number recognisers need none; see the module docstring)."""
+        for recognizer in self._registry.get_recognizers(language=LANGUAGE, entities=list(entities)):
+            own = [e for e in entities if e in recognizer.supported_entities]
+            try:
+                if recognizer.analyze(text, own, None):
+                    return True
+            except Exception:  # a recogniser that needs NLP artifacts: let the full analysis decide
+                return True
+        return False
 
     @staticmethod
     def _findings(results: Sequence[Any], threshold: float) -> list[Finding]:

@@ -205,3 +205,42 @@ def test_a_repeated_check_is_answered_from_the_cache_without_keeping_the_text(de
     assert detector.find(text + " ", ALL, 0.5) == first  # another text too (same findings here)
     assert detector.cache_info()[1] == misses + 3
     assert not any(isinstance(part, str) and "example" in part for key in detector._cache for part in key)
+
+
+CLEAN = [
+    "What is the effect of a shock wave on the boundary layer of a swept wing?",
+    "Heat transfer at Mach 5 was measured in 1958 by the NACA; see report 1234, table 2.",
+    "The pressure rose from 101.3 kPa to 2.5 MPa within 0.004 s.",
+    "Call it what you like: the flutter boundary is the speed at which damping vanishes.",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [s[0] for s in SAMPLES] + CONTEXT_SAMPLES + CLEAN)
+def test_the_pattern_prefilter_changes_no_finding(detector: PiiDetector, text: str) -> None:
+    """find() skips NLP when no recogniser matches the bare text: its findings equal the full analysis's
+    at every threshold (context words only ever raise the score of a match)."""
+    detector._cache.clear()  # every check below is computed, not remembered
+    for threshold in (0.0, 0.3, 0.5):
+        full = detector._slim_analyzer.analyze(
+            text=text, language="en", entities=list(PATTERN_ONLY), score_threshold=threshold
+        )
+        assert detector.find(text, PATTERN_ONLY, threshold) == detector._findings(full, threshold)
+
+
+@pytest.mark.slow
+def test_a_text_no_recogniser_matches_needs_no_nlp(detector: PiiDetector) -> None:
+    calls: list[str] = []
+    engine = detector._slim_analyzer.nlp_engine
+    real = engine.process_text
+
+    def counting(text: str, language: str) -> Any:
+        calls.append(text)
+        return real(text, language)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "process_text", counting)
+        assert detector.find(CLEAN[0] + " (prefilter)", PATTERN_ONLY, 0.5) == []
+        assert calls == []
+        assert detector.find("Mail me at jo@example.org (prefilter)", PATTERN_ONLY, 0.5)
+        assert len(calls) == 1
