@@ -53,4 +53,4 @@ class CachedQueryEmbedder:
     def cache_info(self) -> tuple[int, int, int, int]:
         """``(hits, misses, size, maxsize)``."""
         with self._lock:
-            return self._hits, self._misses, self._cache.currsize, self._maxsize
+            return self._hits, self._misses, len(self._cache), self._maxsize
