@@ -15,7 +15,7 @@ or per service), each added to its built-in entries (``DEFAULT_ADMISSION_*`` in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -23,7 +23,7 @@ import grpc
 from isthmus_core.admission import Family, Limits, Override, Policy, Refused
 from isthmus_core.errors import ResourceExhausted
 from isthmus_core.grpc import deadline
-from isthmus_core.grpc.handlers import is_framework_method, rewrap
+from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
 from isthmus_core.settings import DEFAULT_ADMISSION_FAMILIES, DEFAULT_ADMISSION_OVERRIDES, CommonSettings
 from isthmus_core.telemetry.metrics import ADMISSION_IN_FLIGHT, ADMISSION_QUEUED, ADMISSION_REFUSED
 
@@ -94,7 +94,7 @@ def _stream_out(fn: Callable[..., Any], family: Family | None, method: str) -> C
     return handler
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+class AdmissionInterceptor(WrappingInterceptor):
     """Apply ``policy`` (None: no limits, deadlines still recorded). Install it inside the error
     interceptor (which maps its refusal) and outside validation (refuse before any work)."""
 
@@ -112,15 +112,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             ADMISSION_QUEUED.labels(family.name).set_function(lambda: family.queued)
         return family
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_framework_method(method):
-            return handler
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         family = self._family(method)
 
         def wrap(fn: Callable[..., Any], streaming_in: bool, streaming_out: bool) -> Callable[..., Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -38,3 +38,23 @@ def rewrap(
     if handler.stream_stream:
         return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, True, True), **kw)
     return handler
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that wraps the handler of every Isthmus method; health and reflection, and
+    methods no servicer has, pass untouched. Subclasses say how in :meth:`wrap` (usually with
+    :func:`rewrap`)."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_framework_method(method):
+            return handler
+        return self.wrap(handler, method)

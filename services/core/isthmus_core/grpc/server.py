@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from isthmus_core.admission import Policy
 from isthmus_core.errors import IsthmusError, ResourceExhausted
 from isthmus_core.grpc.admission import AdmissionInterceptor
-from isthmus_core.grpc.handlers import is_framework_method, rewrap
+from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
 from isthmus_core.grpc.status import retry_after_s, rich_status, to_grpc
 from isthmus_core.grpc.validation import ValidationInterceptor, request_size
 from isthmus_core.telemetry.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -188,17 +188,8 @@ def _wrap_stream(fn: Callable[..., Any], method: str, streaming_in: bool = False
     return handler
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_framework_method(method):
-            return handler
-
+class ErrorInterceptor(WrappingInterceptor):
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         def wrap(fn: Callable[..., Any], streaming_in: bool, streaming_out: bool) -> Callable[..., Any]:
             return (_wrap_stream if streaming_out else _wrap_unary)(fn, method, streaming_in)
 

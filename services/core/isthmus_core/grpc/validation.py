@@ -24,7 +24,7 @@ A handler that reads its stream with ``context.read()`` instead of the request i
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import grpc
@@ -33,7 +33,7 @@ from google.protobuf.message import Message
 
 from isthmus_core.contracts.ids import parse_document_id, parse_principals, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
-from isthmus_core.grpc.handlers import is_framework_method, rewrap
+from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
 
 #: longest accepted string field without a rule of its own (services enforce tighter, settings-based limits)
 MAX_STRING_CHARS: Final = 1_000_000
@@ -243,22 +243,13 @@ def _stream_in(fn: Callable[..., Any], streaming_out: bool) -> Callable[..., Any
     return unary
 
 
-class ValidationInterceptor(grpc.aio.ServerInterceptor):
+class ValidationInterceptor(WrappingInterceptor):
     """Validate each request (see the module docstring) before the handler sees it.
 
     Install it *inside* the error interceptor (after it in the server's list), so its
     :class:`InvalidArgument` becomes ``INVALID_ARGUMENT`` with the reason, like any handler's."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_framework_method(method):
-            return handler
-
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         def wrap(fn: Callable[..., Any], streaming_in: bool, streaming_out: bool) -> Callable[..., Any]:
             return _stream_in(fn, streaming_out) if streaming_in else _unary_in(fn, streaming_out)
 
