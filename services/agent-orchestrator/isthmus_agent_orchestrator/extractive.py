@@ -23,6 +23,7 @@ the output guardrail's grounding check always has something to verify. Scoring:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -45,6 +46,8 @@ _SPACE = re.compile(r"\s+")
 _TERMINAL = re.compile("[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019\u00bb)\\]]*$")
 #: characters a sentence never starts with (they go on from the text before)
 _CONTINUATION_MARKS = frozenset(",;:)]}\u201d\u2019\u00bb-\u2013\u2014")
+#: distinct sentences whose dedup key and content terms are kept (quoted chunks recur across questions)
+SENTENCE_CACHE_SIZE = 32768
 #: a sentence put after a candidate's end: the candidate ends a sentence iff pySBD keeps the probe whole
 _PROBE = "Smith stays."
 
@@ -88,6 +91,8 @@ class ExtractiveGenerator:
         self._max_sentences = max_sentences
         self._min_overlap = min_overlap
         self._stemmer = Stemmer.Stemmer("english")
+        #: ``(dedup key, content terms)`` of a context sentence, kept per distinct sentence text
+        self._sentence_cached = functools.lru_cache(maxsize=SENTENCE_CACHE_SIZE)(self._sentence_key_terms)
 
     @property
     def name(self) -> str:
@@ -106,6 +111,14 @@ class ExtractiveGenerator:
         """Content terms of ``text``: lowercased words minus stopwords and lone letters, stemmed."""
         words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
         return frozenset(self._stemmer.stemWords(words))
+
+    def cache_info(self) -> tuple[int, int, int, int]:
+        """``(hits, misses, size, maxsize)`` of the sentence cache."""
+        info = self._sentence_cached.cache_info()
+        return info.hits, info.misses, info.currsize, info.maxsize or 0
+
+    def _sentence_key_terms(self, sentence: str) -> tuple[str, frozenset[str]]:
+        return _SPACE.sub(" ", sentence).lower(), self.terms(sentence)
 
     def _answer(self, question: str, contexts: Sequence[Context]) -> Generation:
         if not question.strip():
@@ -134,11 +147,10 @@ class ExtractiveGenerator:
         seen: set[str] = set()
         for rank, context in enumerate(contexts):
             for position, (start, end) in enumerate(whole_sentences(context)):
-                key = _SPACE.sub(" ", context.text[start:end]).lower()
+                key, terms = self._sentence_cached(context.text[start:end])
                 if key in seen:
                     continue
                 seen.add(key)
-                terms = self.terms(context.text[start:end])
                 if terms:
                     out.append(_Candidate(rank, position, start, end, context, terms))
         return out

@@ -33,8 +33,10 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
     from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
     from isthmus_agent_orchestrator.sentences import spans_cache_info
 
+    generator = ExtractiveGenerator()
     register_cache("sentence_spans", spans_cache_info)
-    return ExtractiveGenerator(), []
+    register_cache("sentence_terms", generator.cache_info)
+    return generator, []
 
 
 async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:

@@ -234,3 +234,13 @@ async def test_a_chunk_that_continues_a_sentence_is_not_quoted_from_its_start() 
         "How many nights in each port, Rotterdam?", [context]
     )
     assert "Rotterdam, with one night in each port." not in [s.text for s in generation.sentences]
+
+
+def test_a_sentence_quoted_again_is_read_from_the_cache_with_the_same_answer() -> None:
+    gen = ExtractiveGenerator()
+    contexts = [Context("c1", "d1", "Gliders soar in rising air. Thermals form over fields.", 0, 1.0)]
+    first = gen._answer("How do gliders soar?", contexts)
+    hits, misses, _, _ = gen.cache_info()
+    assert misses >= 1
+    assert gen._answer("How do gliders soar?", contexts) == first
+    assert gen.cache_info()[:2] == (hits + misses, misses)  # every sentence came from the cache
