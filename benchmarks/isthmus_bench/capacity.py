@@ -85,6 +85,7 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 STAGE_METRIC = "isthmus_ask_stage_seconds"
 ASK_STAGES = ("input_guard", "retrieval", "generation", "output_guard")  # in pipeline order, for tables
 CACHE_METRIC = re.compile(r"^isthmus_\w*cache\w*_total$")
+REFUSED_METRIC = re.compile(r"^isthmus_admission_refused_total$")
 LAG_METRIC = "isthmus_bus_consumer_lag"
 #: the issue's overload target: admitted p95 at most this many times the unloaded p95 at 2x capacity
 P95_RATIO_TARGET = 2.0
@@ -238,6 +239,16 @@ def cache_hit_ratios(before: Samples, after: Samples) -> dict[str, float]:
         pair = counts.setdefault(cache, [0.0, 0.0])
         pair[0 if name == "isthmus_cache_hits_total" else 1] += value - before.get((name, labels), 0.0)
     return {c: hits / (hits + misses) for c, (hits, misses) in sorted(counts.items()) if hits + misses > 0}
+
+
+def refusal_reasons(before: Samples, after: Samples) -> dict[str, float]:
+    """``method reason`` → refusals over a phase (``isthmus_admission_refused_total`` deltas, non-zero)."""
+    out: dict[str, float] = {}
+    for (name, labels), value in sorted(after.items()):
+        if REFUSED_METRIC.match(name) and (delta := value - before.get((name, labels), 0.0)) > 0:
+            d = dict(labels)
+            out[f"{d.get('method', '?').rsplit('.', 1)[-1]} {d.get('reason', '?')}"] = delta
+    return out
 
 
 def metric_total(samples: Samples, name: str) -> float:
@@ -573,6 +584,7 @@ async def measure_phase(
         stage_mean_ms=stage_means_ms(before, after),
         cache=counter_deltas(before, after),
         cache_hit_ratio=cache_hit_ratios(before, after),
+        refused_by=refusal_reasons(before, after),
     )
     return s
 
@@ -720,6 +732,10 @@ def tables(reports: Sequence[ShapeReport], args: argparse.Namespace) -> list[Any
                 elif ph["cache"]:
                     deltas = ", ".join(f"{k} +{v:g}" for k, v in ph["cache"].items())
                     out.append(f"  cache counters at {ph['offered_rps']:g}/s: {deltas}")
+            for ph in c["phases"]:
+                if ph.get("refused_by"):
+                    why = ", ".join(f"{k} {v:g}" for k, v in ph["refused_by"].items())
+                    out.append(f"  refusals at {ph['offered_rps']:g}/s (server's count): {why}")
             if any(ph["generator_behind"] for ph in c["phases"]):
                 out.append(
                     f"[yellow]warning: the load generator started calls > {LAG_WARN_MS:g} ms late (p95) "

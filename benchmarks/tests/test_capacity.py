@@ -232,3 +232,14 @@ async def test_the_harness_runs_against_an_all_in_one_process() -> None:
     text = console.export_text()
     assert "all: Ask" in text and "unloaded (3 one by one)" in text
     assert any("starting the platform" in m for m in log)
+
+
+def test_refusal_reasons_are_the_server_counters_deltas() -> None:
+    from isthmus_bench.capacity import refusal_reasons
+
+    name = "isthmus_admission_refused_total"
+    method = ("method", "/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Ask")
+    ask, wait = (method, ("reason", "queue_full")), (method, ("reason", "queue_wait"))
+    before = {(name, ask): 2.0, (name, wait): 5.0}
+    after = {(name, ask): 9.0, (name, wait): 5.0, ("isthmus_cache_hits_total", ()): 3.0}
+    assert refusal_reasons(before, after) == {"AgentOrchestratorService/Ask queue_full": 7.0}
