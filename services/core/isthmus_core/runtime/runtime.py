@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 from collections.abc import Mapping, Sequence
@@ -180,6 +181,11 @@ class Runtime:
                 for hook in offer.on_start:
                     await hook()
             await self.bus.start()
+            # models, vocabularies and indexes loaded at start live as long as the process: moved out of
+            # the collector's reach, so a full collection under load scans only what requests made
+            # (hundreds of thousands of objects fewer: no pause of tens of ms in the middle of answers)
+            gc.collect()
+            gc.freeze()
             await self.server.start()
             await self.server.set_serving()
             if any(o.probes for o in self.offers):
