@@ -12,7 +12,6 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _configured = False
 
@@ -20,23 +19,12 @@ _configured = False
 def configure_tracing(
     service_name: str, exporter: Literal["none", "console", "otlp"] = "none", endpoint: str = ""
 ) -> None:
-    """Install an SDK tracer provider once per process.
-
-    With an exporter, spans are recorded (sampled parent-based: a call continues its caller's decision)
-    and exported. Without one (``none``, the default) nothing would read a recorded span, so none is
-    recorded: every span still gets its trace and span ids, which propagate through gRPC metadata and
-    bus headers (marked unsampled) and appear in the logs, for a tenth less CPU per answer
-    (docs/benchmarks.md). Give every service the same exporter: a service that exports continues an
-    unsampled caller's trace without recording it."""
+    """Install an SDK tracer provider once per process (spans are recorded even with no exporter so
+    trace ids propagate and appear in logs)."""
     global _configured
     if _configured:
         return
-    resource = Resource.create({"service.name": service_name})
-    if exporter == "none":
-        trace.set_tracer_provider(TracerProvider(resource=resource, sampler=ALWAYS_OFF))
-        _configured = True
-        return
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif exporter == "otlp":
