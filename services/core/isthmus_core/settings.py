@@ -100,7 +100,7 @@ class AdmissionOverride(BaseModel):
 #: with ``python -m isthmus_bench.capacity``, docs/benchmarks.md) and a short wait keeps admitted answers
 #: fast and refusals prompt
 DEFAULT_ADMISSION_OVERRIDES: dict[str, AdmissionOverride] = {
-    "AgentOrchestratorService/Ask": AdmissionOverride(max_concurrent=4, max_queue=16, max_queue_wait_ms=40),
+    "AgentOrchestratorService/Ask": AdmissionOverride(max_concurrent=4, max_queue=16, max_queue_wait_ms=25),
     "IngestionService/WatchDocuments": AdmissionOverride(
         max_concurrent=256, max_queue=0, max_queue_wait_ms=None
     ),
