@@ -16,13 +16,12 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.grpc.status import retry_after_s
 from isthmus_core.testing.client import run_cli
 
 from .conftest import platform, upload, wait_indexed
@@ -48,15 +47,9 @@ def _one_slot(family: str) -> dict[str, Any]:
 
 
 def _retry_delay_s(exc: grpc.aio.AioRpcError) -> float:
-    status = rpc_status.from_call(exc)
-    assert status is not None, f"no google.rpc.Status with {exc.code()}: {exc.details()}"
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            delay: float = info.retry_delay.ToNanoseconds() / 1e9
-            return delay
-    raise AssertionError(f"no RetryInfo in {status}")
+    delay = retry_after_s(exc)  # the google.rpc.Status in the trailers, read with grpcio-status
+    assert delay is not None, f"no RetryInfo with {exc.code()}: {exc.details()}"
+    return delay
 
 
 async def _hold(ch: grpc.aio.Channel) -> AsyncIterator[ingestion_pb2.DocumentEvent]:
