@@ -125,13 +125,18 @@ def _fold(text: str) -> str:
     return re.sub(r"'(?:s|re|ve|ll|d|m)\b", " ", folded)
 
 
-def content_words(text: str) -> set[str]:
+#: distinct texts whose word analyses are kept: answers quote the same indexed sentences again and again
+WORDS_CACHE_SIZE = 16384
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def content_words(text: str) -> frozenset[str]:
     """Distinct stemmed content words of ``text`` (see the module docstring)."""
     folded = _fold(text)
     stop = _stop_words()
     words = [w for w in _WORD.findall(folded) if w not in stop and w != "_"]
     stemmer = _stemmer()
-    return set(stemmer.stemWords(words))
+    return frozenset(stemmer.stemWords(words))
 
 
 # ------------------------------------------------------------------------------------- negation
@@ -145,7 +150,8 @@ class _Word:
     scope: int = -1  # which negation of the text (its token index), -1 if none
 
 
-def _polar_words(text: str) -> list[_Word]:
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def _polar_words(text: str) -> tuple[_Word, ...]:
     """The content words of ``text`` (negation cues excluded), each with the negation scoping over it."""
     tokens = _POLARITY_TOKEN.findall(_fold(text))
     stop, stemmer = _stop_words(), _stemmer()
@@ -169,7 +175,7 @@ def _polar_words(text: str) -> list[_Word]:
         else:
             words.append(_Word(stemmer.stemWord(token), token, cue, scope if cue is not None else -1))
             in_run = cue is not None
-    return words
+    return tuple(words)
 
 
 def _sentences(text: str) -> list[str]:

@@ -2,6 +2,10 @@
 
 A tenant id names a file here only after :func:`~isthmus_core.contracts.ids.parse_tenant_id` (no
 separator, no dot-dot), and the resolved path is checked to stay inside the policies directory too.
+
+Every check reads its tenant's policy, so a policy read once is kept in memory; this store is the only
+writer of its directory (the guardrail runs one replica, its policies on its own volume), and
+:meth:`PolicyStore.put` and :meth:`PolicyStore.delete` update what is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class PolicyStore:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self._root = root.resolve()
+        self._kept: dict[TenantId, Policy] = {}
 
     def path(self, tenant_id: TenantId) -> Path:
         """The policy file of ``tenant_id``, or InvalidArgument if it would fall outside the directory."""
@@ -32,12 +37,18 @@ class PolicyStore:
         return path
 
     def get(self, tenant_id: TenantId) -> Policy:
+        kept = self._kept.get(tenant_id)
+        if kept is not None:
+            return kept
         path = self.path(tenant_id)
         if not path.exists():
-            return Policy()
-        data = json.loads(path.read_text())
-        data["pii_entities"] = tuple(data.get("pii_entities", Policy().pii_entities))
-        return Policy(**data)
+            policy = Policy()
+        else:
+            data = json.loads(path.read_text())
+            data["pii_entities"] = tuple(data.get("pii_entities", Policy().pii_entities))
+            policy = Policy(**data)
+        self._kept[parse_tenant_id(tenant_id)] = policy
+        return policy
 
     def put(self, tenant_id: TenantId, policy: Policy) -> Policy:
         path = self.path(tenant_id)
@@ -50,6 +61,7 @@ class PolicyStore:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # readers never see half a file
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, path)
+        self._kept[parse_tenant_id(tenant_id)] = policy
         return policy
 
     def delete(self, tenant_id: TenantId, written_before: datetime | None = None) -> bool:
@@ -59,6 +71,7 @@ class PolicyStore:
         to a tenant created again since, and a replayed or late deletion event must not remove it.
         """
         path = self.path(tenant_id)
+        self._kept.pop(parse_tenant_id(tenant_id), None)
         try:
             if written_before is not None and path.stat().st_mtime >= written_before.timestamp():
                 return False

@@ -407,3 +407,14 @@ def test_a_sentence_joining_two_cited_sentences_compares_each_word_with_its_own(
     assert finding.code == NEGATION_MISMATCH
     assert "'embedded' is negated ('not')" in finding.message
     assert "'replicated' is negated in the cited text ('not')" in finding.message
+
+
+def test_word_analyses_of_a_text_seen_before_come_from_the_cache() -> None:
+    from isthmus_guardrail.grounding import _polar_words, content_words
+
+    text = "The wing does not stall below Mach 0.8 in the cached grounding test."
+    first = (content_words(text), _polar_words(text))
+    hits = (content_words.cache_info().hits, _polar_words.cache_info().hits)
+    assert (content_words(text), _polar_words(text)) == first
+    assert (content_words.cache_info().hits, _polar_words.cache_info().hits) == (hits[0] + 1, hits[1] + 1)
+    assert isinstance(first[0], frozenset) and isinstance(first[1], tuple)  # nothing a caller can change

@@ -95,6 +95,19 @@ def test_policy_store_put_get_delete(root: Path) -> None:
     assert store.get(KNOWN) == Policy()
 
 
+def test_a_policy_is_read_once_and_kept_up_to_date_by_the_store(root: Path) -> None:
+    custom = Policy(injection_threshold=0.3)
+    PolicyStore(root).put(KNOWN, custom)
+    store = PolicyStore(root)  # another process's store, started later: reads the file once
+    assert store.get(KNOWN) == custom
+    (root / "acme.json").write_text("not json")  # later reads are answered from memory
+    assert store.get(KNOWN) == custom
+    newer = Policy(injection_threshold=0.4)
+    assert store.put(KNOWN, newer) == newer and store.get(KNOWN) == newer
+    store.delete(KNOWN)
+    assert store.get(KNOWN) == Policy()
+
+
 @pytest.mark.parametrize("bad", ["", "../../escaped", "Acme"])
 async def test_every_rpc_refuses_an_invalid_tenant_id(
     servicer: tuple[GuardrailServicer, list[GuardrailVerdict]], root: Path, tmp_path: Path, bad: str
