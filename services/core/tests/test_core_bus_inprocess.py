@@ -439,8 +439,9 @@ async def test_the_settings_bound_the_in_process_bus() -> None:
         await bus.stop()
 
 
-async def test_a_handler_publishing_into_a_full_partition_waits_and_does_not_redo_its_work() -> None:
-    bus = InProcessBus(partitions=1, max_backlog_messages=1, publish_timeout_s=0.01)
+async def _forwarding(bus: InProcessBus) -> tuple[asyncio.Event, list[int]]:
+    """Started ``bus`` with a stuck consumer of "downstream" and a handler forwarding "upstream" to it;
+    the stuck consumer's release and the handler's attempt numbers."""
     release = await _stuck_consumer(bus, "downstream")
     attempts: list[int] = []
 
@@ -450,6 +451,12 @@ async def test_a_handler_publishing_into_a_full_partition_waits_and_does_not_red
 
     bus.subscribe(Subscription("upstream", "forwarder", forward, FAST))
     await bus.start()
+    return release, attempts
+
+
+async def test_a_handler_publishing_into_a_full_partition_waits_and_does_not_redo_its_work() -> None:
+    bus = InProcessBus(partitions=1, max_backlog_messages=1, publish_timeout_s=0.01)
+    release, attempts = await _forwarding(bus)
     try:
         with structlog.testing.capture_logs() as logs:
             await bus.publish("upstream", "k", b"m0")  # fills downstream (its consumer is stuck)
@@ -471,15 +478,7 @@ async def test_a_handler_publishing_into_a_full_partition_waits_and_does_not_red
 
 async def test_stop_lets_a_held_back_handler_publish_and_finish() -> None:
     bus = InProcessBus(partitions=1, max_backlog_messages=1, publish_timeout_s=60, stop_timeout_s=30)
-    release = await _stuck_consumer(bus, "downstream")
-    attempts: list[int] = []
-
-    async def forward(message: Message) -> None:
-        attempts.append(message.attempt)
-        await bus.publish("downstream", message.key, message.value)
-
-    bus.subscribe(Subscription("upstream", "forwarder", forward, FAST))
-    await bus.start()
+    release, attempts = await _forwarding(bus)
     await bus.publish("upstream", "k", b"m0")
     await bus.publish("upstream", "k", b"m1")  # its handler will wait: downstream is full
     with structlog.testing.capture_logs() as logs:
