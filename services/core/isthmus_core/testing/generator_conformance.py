@@ -4,7 +4,6 @@ Usage, in an adapter's tests::
 
     class TestMyGenerator(GeneratorConformance):
         supports_citations = True   # False: the adapter may answer without citing (still never mis-cites)
-        deterministic = True        # False: skip the checks that compare two runs
 
         @pytest.fixture
         def generator(self) -> MyGenerator:
@@ -68,12 +67,12 @@ def assert_citations_within(sentences: Sequence[AnswerSentence], contexts: Seque
 
 
 class GeneratorConformance:
-    """Mixin: subclasses provide a ``generator`` fixture and may override the two flags."""
+    """Mixin: subclasses provide a ``generator`` fixture and may override the flag. A generator must give
+    the same output for the same input (the OpenAI-compatible adapter is run against a scripted server):
+    the suite compares two runs, and ``stream()`` with ``generate()``."""
 
     #: the generator cites its sources (the suite then expects citations on an answerable question)
     supports_citations: bool = True
-    #: the same input always gives the same output (the suite then compares runs and stream vs generate)
-    deterministic: bool = True
 
     @pytest.fixture
     def generator(self) -> Generator:
@@ -124,13 +123,10 @@ class GeneratorConformance:
         streamed = await collect(generator, QUESTION, CONTEXTS)
         assert streamed, "stream() yielded nothing for an answerable question"
         assert all(isinstance(s, AnswerSentence) for s in streamed)
-        if self.deterministic:
-            generation = await generator.generate(QUESTION, CONTEXTS)
-            assert tuple(streamed) == generation.sentences
+        generation = await generator.generate(QUESTION, CONTEXTS)
+        assert tuple(streamed) == generation.sentences
 
     async def test_is_deterministic(self, generator: Generator) -> None:
-        if not self.deterministic:
-            pytest.skip("the generator declares itself non-deterministic")
         first = await generator.generate(SECOND_QUESTION, CONTEXTS)
         second = await generator.generate(SECOND_QUESTION, CONTEXTS)
         assert first == second
