@@ -139,7 +139,8 @@ class PiiDetector:
         )
         self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         self._supported = frozenset(self._analyzer.get_supported_entities(language=LANGUAGE))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # around Presidio (see the class docstring)
+        self._cache_lock = threading.Lock()
         self._cache: cachetools.LRUCache[tuple[bytes, tuple[str, ...], float], tuple[Finding, ...]] = (
             cachetools.LRUCache(maxsize=FINDINGS_CACHE_SIZE)
         )
@@ -148,7 +149,7 @@ class PiiDetector:
 
     def cache_info(self) -> tuple[int, int, int, int]:
         """``(hits, misses, size, maxsize)`` of the findings cache."""
-        with self._lock:
+        with self._cache_lock:
             return self._hits, self._misses, len(self._cache), FINDINGS_CACHE_SIZE
 
     @property
@@ -177,12 +178,13 @@ class PiiDetector:
         wanted = tuple(sorted(set(entities)))
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         key = (digest, wanted, threshold)
-        with self._lock:
+        with self._cache_lock:  # not the analysis lock: a hit never waits behind another text's analysis
             cached = self._cache.get(key)
             if cached is not None:
                 self._hits += 1
                 return list(cached)
             self._misses += 1
+        with self._lock:
             if self._ner_entities.intersection(wanted):
                 results = self._analyzer.analyze(
                     text=text, language=LANGUAGE, entities=list(wanted), score_threshold=threshold
@@ -193,7 +195,8 @@ class PiiDetector:
                 )
             else:
                 results = []
-            findings = self._findings(results, threshold)
+        findings = self._findings(results, threshold)
+        with self._cache_lock:
             self._cache[key] = tuple(findings)
         return findings
 
