@@ -40,7 +40,7 @@ that queues answers fewer); each rate is shown as a multiple of it, so the rows 
 the ones the target (admitted p95 <= 2x unloaded p95) speaks of.
 
 The summaries (:func:`summarize`, :func:`stage_means_ms`, :func:`counter_deltas`,
-:func:`cache_hit_ratios`, :func:`retry_delay_ms`) are pure functions of the recorded outcomes and
+:func:`cache_hit_ratios`) are pure functions of the recorded outcomes and
 scraped samples.
 """
 
@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from rich.console import Console
 from rich.table import Table
 
@@ -73,6 +72,7 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_bench.scale import percentiles
+from isthmus_core.grpc.status import retry_after_s
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -81,7 +81,6 @@ SHAPES = ("all", "distributed")
 CALLS = ("ask", "search")
 #: codes that mean "not now, retry later": load shed by admission control, or a draining server
 REFUSED = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 STAGE_METRIC = "isthmus_ask_stage_seconds"
 ASK_STAGES = ("input_guard", "retrieval", "generation", "output_guard")  # in pipeline order, for tables
 CACHE_METRIC = re.compile(r"^isthmus_\w*cache\w*_total$")
@@ -137,18 +136,10 @@ class Outcome:
     retry_delay_ms: float | None = None  # the RetryInfo detail of a refusal, when there was one
 
 
-def retry_delay_ms(trailing: Iterable[tuple[str, str | bytes]] | None) -> float | None:
-    """The ``google.rpc.RetryInfo`` delay (ms) in a call's ``grpc-status-details-bin`` trailer, if any."""
-    for key, value in trailing or ():
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
-                return float(info.retry_delay.ToMilliseconds())
-    return None
+def retry_delay_ms(error: grpc.aio.AioRpcError) -> float | None:
+    """The ``google.rpc.RetryInfo`` delay (ms) a refused call carries, if any."""
+    delay_s = retry_after_s(error)
+    return None if delay_s is None else delay_s * 1000
 
 
 def _share(part: int, whole: int) -> float:
@@ -389,7 +380,7 @@ async def _one(call: Call, payload: str, scheduled: float, deadline_s: float) ->
     try:
         await call(payload, deadline_s)
     except grpc.aio.AioRpcError as e:
-        delay = retry_delay_ms(e.trailing_metadata()) if e.code().name in REFUSED else None
+        delay = retry_delay_ms(e) if e.code().name in REFUSED else None
         return Outcome(lag_ms, (time.perf_counter() - t0) * 1000, e.code().name, delay)
     except Exception as e:  # a bench must finish and say what happened, not die on one odd call
         return Outcome(lag_ms, (time.perf_counter() - t0) * 1000, f"EXCEPTION:{type(e).__name__}")
@@ -472,7 +463,7 @@ async def retrying(call: Callable[[], Awaitable[Any]], attempts: int = 20) -> An
         except grpc.aio.AioRpcError as e:
             if e.code().name not in REFUSED or attempt == attempts - 1:
                 raise
-            await asyncio.sleep((retry_delay_ms(e.trailing_metadata()) or 200.0) / 1000)
+            await asyncio.sleep((retry_delay_ms(e) or 200.0) / 1000)
     raise AssertionError("unreachable")
 
 

@@ -41,12 +41,15 @@ def _refusal_trailer(delay_ms: int) -> tuple[tuple[str, bytes], ...]:
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
-def test_retry_info_is_read_from_the_status_details_trailer() -> None:
-    assert retry_delay_ms(_refusal_trailer(250)) == 250.0
-    assert retry_delay_ms((("other-bin", b"x"),)) is None
-    assert retry_delay_ms(None) is None
+def test_retry_info_is_read_from_a_refused_call() -> None:
+    def refused(trailer: tuple[tuple[str, bytes], ...]) -> grpc.aio.AioRpcError:
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailer), "busy")
+
+    assert retry_delay_ms(refused(_refusal_trailer(250))) == 250.0
+    assert retry_delay_ms(refused((("other-bin", b"x"),))) is None
     no_retry_info = status_pb2.Status(code=8, message="busy").SerializeToString()
-    assert retry_delay_ms((("grpc-status-details-bin", no_retry_info),)) is None
+    assert retry_delay_ms(refused((("grpc-status-details-bin", no_retry_info),))) is None
 
 
 def test_summary_splits_admitted_refused_and_other_errors() -> None:
@@ -155,7 +158,8 @@ async def test_open_loop_sends_every_scheduled_call_and_records_each_outcome() -
 
 async def test_ingest_calls_are_retried_while_refused_for_load_only() -> None:
     def refusal(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*_refusal_trailer(1)), "no")
+        trailer = grpc.aio.Metadata(*_refusal_trailer(1))
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailer, "busy")
 
     attempts: list[int] = []
 
