@@ -1,0 +1,1 @@
+"""Failover drills: scenario definitions shared by the local runner and the operator."""
