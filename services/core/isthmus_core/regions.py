@@ -109,7 +109,7 @@ class Region(BaseModel):
     endpoint: str = Field(min_length=1, description="the region's gRPC address (host:port)")
     kafka_bootstrap: str = Field("", description="the region's Kafka bootstrap list, for producers")
     metrics: str = Field("", description="the region's Prometheus /metrics address (host:port)")
-    hooks: RegionHooks = Field(default_factory=RegionHooks)
+    hooks: RegionHooks = Field(default_factory=lambda: RegionHooks.model_validate({}))
 
 
 class RegionsConfig(BaseModel):
