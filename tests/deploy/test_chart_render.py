@@ -506,8 +506,8 @@ def _schema_matches_field(spec: dict[str, Any], annotation: Any) -> bool:
     if typing.get_origin(annotation) is typing.Literal:
         return bool(spec.get("enum") == list(typing.get_args(annotation)))
     types_ = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-    if typing.get_origin(annotation) is dict:
-        return "string" in types_  # a JSON object in one env var
+    if typing.get_origin(annotation) in (dict, list):
+        return "string" in types_  # a JSON object or list in one env var
     expected = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
     return expected[annotation] in types_  # floats also take strings: `--set x=0.5` passes a string
 

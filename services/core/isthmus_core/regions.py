@@ -44,8 +44,12 @@ REPLICATED_TOPICS: Final[tuple[topics.AnyTopic, ...]] = (
 SEPARATOR: Final = "."
 
 
+def is_region(value: object) -> bool:
+    return isinstance(value, str) and _REGION.fullmatch(value) is not None
+
+
 def parse_region(value: str, field: str = "region") -> str:
-    if not isinstance(value, str) or not _REGION.fullmatch(value):
+    if not is_region(value):
         raise InvalidArgument(f"{field}: {value!r} is not a region name: {REGION_RULE}")
     return value
 

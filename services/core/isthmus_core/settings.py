@@ -206,6 +206,35 @@ class CommonSettings(SectionSettings):
         1024 * 1024, ge=1, description="Kafka consumers: bytes per partition per fetch (prefetch buffer)"
     )
 
+    # -- multi-region (isthmus_core.regions, docs/multi-region.md) -------------------------------------
+    region: str = Field(
+        "", description="this deployment's region (a DNS label); empty = a single-region deployment"
+    )
+    regions: list[str] = Field(
+        default_factory=list,
+        description="every region of the deployment, this one included: consumers also read what "
+        "MirrorMaker 2 mirrors from the others ('<region>.<topic>'); document versions are drawn per region",
+    )
+
+    @model_validator(mode="after")
+    def _regions_are_consistent(self) -> CommonSettings:
+        from isthmus_core.regions import REGION_RULE, is_region
+
+        problems = [f"regions: {r!r}: {REGION_RULE}" for r in self.regions if not is_region(r)]
+        if self.region and not is_region(self.region):
+            problems.append(f"region: {self.region!r}: {REGION_RULE}")
+        if len(set(self.regions)) != len(self.regions):
+            problems.append(f"regions lists a region twice: {self.regions}")
+        if self.regions and self.region not in self.regions:
+            problems.append(f"region {self.region!r} must be one of regions {self.regions}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def peer_regions(self) -> list[str]:
+        """The other regions, whose mirrored topics this region's consumers read."""
+        return [r for r in sorted(self.regions) if r != self.region]
+
     @model_validator(mode="after")
     def _kafka_security_is_consistent(self) -> CommonSettings:
         if self.bus != "inprocess" and (problems := self.kafka_security().problems()):
