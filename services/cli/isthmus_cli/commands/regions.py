@@ -1,0 +1,237 @@
+"""``isthmus regions mm2-properties|status``: MirrorMaker 2 configuration and health of every region.
+
+``status`` reads each region's gRPC health and, for every peer, the replication lag into the region: the
+age of the newest MirrorMaker 2 heartbeat mirrored from that peer (``<peer>.heartbeats`` in the region's
+Kafka). MM2 emits heartbeats into the peer's own cluster every second or so and copies them with the
+data, so the age is (emit interval + replication delay) while the link works and grows while it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from isthmus_cli.client import kafka_security, run
+from isthmus_cli.options import AsJson, ConfigFile
+from isthmus_cli.output import console, fail
+
+if TYPE_CHECKING:
+    from isthmus_core.bus.kafka_security import KafkaSecurity
+    from isthmus_core.regions import RegionsConfig
+
+app = typer.Typer(
+    help="Regions: MirrorMaker 2 configuration, health and replication lag.", no_args_is_help=True
+)
+
+RegionsFile = Annotated[
+    Path,
+    typer.Option(
+        "--regions", envvar="ISTHMUS_REGIONS_FILE", help="regions TOML file (regions.sh up writes one)"
+    ),
+]
+HEARTBEATS = "heartbeats"
+#: how long one region's probes may take before it is reported unreachable
+PROBE_TIMEOUT_S = 8.0
+
+
+def _load(path: Path) -> RegionsConfig:
+    from isthmus_core.errors import InvalidArgument
+    from isthmus_core.regions import load_regions
+
+    try:
+        return load_regions(path)
+    except InvalidArgument as exc:
+        fail(str(exc), 2)
+
+
+def platform_groups() -> list[str]:
+    """Regexes of the consumer groups every region's platform runs under the same names: MM2 must never
+    sync their offsets across regions (each region consumes its own history; see isthmus_core.mirrormaker)."""
+    from isthmus_embedding.module import GROUP as EMBEDDING
+    from isthmus_evaluation.module import GROUP as EVALUATION
+    from isthmus_guardrail.module import TENANT_EVENTS_GROUP as GUARDRAIL
+    from isthmus_ingestion.module import GROUP as INGESTION
+    from isthmus_retrieval.module import GROUP as RETRIEVAL
+
+    return [f"{g}(-.*)?" for g in sorted({EMBEDDING, EVALUATION, GUARDRAIL, INGESTION, RETRIEVAL})]
+
+
+@app.command("mm2-properties")
+def mm2_properties(
+    regions: RegionsFile,
+    target: Annotated[str, typer.Option("--target", help="the region this MirrorMaker 2 replicates into")],
+    refresh_s: Annotated[float, typer.Option(help="topic and group discovery interval (s)")] = 5,
+    heartbeat_s: Annotated[float, typer.Option(help="heartbeat emit interval (s)")] = 1,
+    checkpoint_s: Annotated[float, typer.Option(help="checkpoint and group offset sync interval (s)")] = 1,
+    replication_factor: Annotated[
+        int, typer.Option(help="of mirrored and MM2 internal topics (1 for one broker)")
+    ] = 1,
+) -> None:
+    """Print the mm2.properties of the MirrorMaker 2 that runs in region TARGET (peers -> TARGET)."""
+    from isthmus_core.errors import InvalidArgument
+    from isthmus_core.mirrormaker import mm2_properties as build
+
+    config = _load(regions)
+    try:
+        text = build(
+            config,
+            target,
+            refresh_s=refresh_s,
+            heartbeat_s=heartbeat_s,
+            checkpoint_s=checkpoint_s,
+            sync_offsets_s=checkpoint_s,
+            replication_factor=replication_factor,
+            groups_exclude=platform_groups(),
+        )
+    except InvalidArgument as exc:
+        fail(str(exc), 2)
+    print(text, end="")
+
+
+async def newest_timestamp_ms(
+    bootstrap: str, topic: str, security: KafkaSecurity, clock: Callable[[], float] = time.time
+) -> tuple[int | None, float]:
+    """``(newest, observed_ms)``: the largest timestamp among the last records of ``topic``'s partitions
+    as they stood at ``observed_ms`` (``clock()`` when the partition ends were read; ``newest`` None: the
+    topic is empty). :class:`~isthmus_core.errors.NotFound` if the topic does not exist, ``Unavailable``
+    if Kafka is unreachable."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    from isthmus_core.bus.kafka import unreachable
+    from isthmus_core.errors import NotFound
+
+    options = security.client_options()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=5000,
+        **options,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise await unreachable(f"cannot read {topic!r}", bootstrap, security, options, exc) from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise NotFound(f"topic {topic!r} does not exist on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        observed_ms = clock() * 1000
+        live = [tp for tp in tps if end[tp] > begin[tp]]
+        newest: int | None = None
+        if not live:
+            return None, observed_ms
+        # the last record of each partition as of ``end``; anything written since is ignored
+        consumer.assign(live)
+        for tp in live:
+            consumer.seek(tp, end[tp] - 1)
+        pending = set(live)
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset == end[tp] - 1:
+                        newest = r.timestamp if newest is None else max(newest, r.timestamp)
+                        pending.discard(tp)
+        return newest, observed_ms
+    finally:
+        await consumer.stop()
+
+
+async def region_status(
+    config: RegionsConfig, security: KafkaSecurity, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """Per region: gRPC health, and per peer the age of the newest mirrored heartbeat (``lag_s``), taken
+    against ``clock()`` right after the heartbeat was read."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    from isthmus_cli.client import connect
+    from isthmus_core.errors import IsthmusError
+    from isthmus_core.regions import remote_topic
+
+    async def health(endpoint: str) -> str:
+        try:
+            async with connect(endpoint) as stubs:
+                r = await stubs.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+        except grpc.aio.AioRpcError as exc:
+            return str(exc.code().name)
+
+    async def lag(bootstrap: str, peer: str) -> dict[str, Any]:
+        topic = remote_topic(peer, HEARTBEATS)
+        try:
+            ts, now_ms = await asyncio.wait_for(
+                newest_timestamp_ms(bootstrap, topic, security, clock), PROBE_TIMEOUT_S
+            )
+        except TimeoutError:
+            error = f"no answer from {bootstrap} in {PROBE_TIMEOUT_S}s"
+            return {"topic": topic, "lag_s": None, "error": error}
+        except IsthmusError as exc:
+            return {"topic": topic, "lag_s": None, "error": str(exc)}
+        if ts is None:
+            return {"topic": topic, "lag_s": None, "error": "no heartbeat mirrored yet"}
+        return {
+            "topic": topic,
+            "newest_heartbeat_ms": ts,
+            "lag_s": round(max(0, now_ms - ts) / 1000, 3),
+            "error": "",
+        }
+
+    async def one(name: str) -> dict[str, Any]:
+        region = config.regions[name]
+        peers = [p for p in config.names if p != name]
+        out: dict[str, Any] = {
+            "endpoint": region.endpoint,
+            "kafka_bootstrap": region.kafka_bootstrap,
+            "health": await health(region.endpoint),
+            "replication": {},
+        }
+        if region.kafka_bootstrap:
+            lags = await asyncio.gather(*(lag(region.kafka_bootstrap, p) for p in peers))
+            out["replication"] = dict(zip(peers, lags, strict=True))
+        return out
+
+    results = await asyncio.gather(*(one(n) for n in config.names))
+    return {"regions": dict(zip(config.names, results, strict=True))}
+
+
+@app.command("status")
+def status(regions: RegionsFile, as_json: AsJson = False, config: ConfigFile = None) -> None:
+    """Health of every region and the replication lag into it from each peer (MM2 heartbeats)."""
+    cfg = _load(regions)
+    security = kafka_security(config)
+    out = run(region_status(cfg, security))
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    table = Table("region", "endpoint", "health", "from", "lag (s)", "note")
+    for name, r in out["regions"].items():
+        rows = list(r["replication"].items()) or [("", {"lag_s": None, "error": "no kafka_bootstrap"})]
+        for i, (peer, rep) in enumerate(rows):
+            lag_s = "" if rep["lag_s"] is None else f"{rep['lag_s']:.1f}"
+            first = i == 0
+            table.add_row(
+                name if first else "",
+                r["endpoint"] if first else "",
+                r["health"] if first else "",
+                peer,
+                lag_s,
+                rep["error"],
+            )
+    console.print(table)
