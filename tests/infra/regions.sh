@@ -93,7 +93,9 @@ bootstrap() { # region
   if [ "$n" = 3 ]; then echo "127.0.0.1:$p,127.0.0.1:$((p + 2)),127.0.0.1:$((p + 4))"; else echo "127.0.0.1:$p"; fi
 }
 
-alive_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# a process that runs (a killed one not yet reaped by its new parent is a zombie: not running)
+running() { kill -0 "$1" 2>/dev/null && case $(ps -o stat= -p "$1" 2>/dev/null) in Z*) false ;; *) true ;; esac; }
+alive_pidfile() { [ -f "$1" ] && running "$(cat "$1")"; }
 
 removable() { [ ! -e "$1" ] || [ -f "$1/$MARK" ] || [ -z "$(ls -A "$1" 2>/dev/null)" ]; }
 
@@ -106,11 +108,11 @@ halt_pidfile() {
   pid=$(cat "$1")
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < STOP_TIMEOUT_S * 5; i++)); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$1"; return 0; }
+    running "$pid" || { rm -f "$1"; return 0; }
     sleep 0.2
   done
   kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for ((i = 0; i < 50; i++)); do running "$pid" || break; sleep 0.1; done
   rm -f "$1"
 }
 
@@ -119,8 +121,11 @@ kill9_pidfile() {
     local pid
     pid=$(cat "$1")
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for ((i = 0; i < 50; i++)); do running "$pid" || break; sleep 0.1; done
   fi
+  # a killed process may stay a zombie a while (its new parent reaps it late): the pid file goes, so
+  # kafka.sh start (whose liveness check is kill -0) launches a new broker
+  rm -f "$1"
 }
 
 broker_pidfiles() { # region

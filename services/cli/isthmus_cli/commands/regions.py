@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +157,11 @@ async def newest_timestamp_ms(
 async def region_status(
     config: RegionsConfig, security: KafkaSecurity, clock: Callable[[], float] = time.time
 ) -> dict[str, Any]:
-    """Per region: gRPC health, and per peer the age of the newest mirrored heartbeat (``lag_s``), taken
-    against ``clock()`` right after the heartbeat was read."""
+    """Per region: gRPC health, and per peer ``lag_s``: the age of the newest mirrored heartbeat
+    (``<peer>.heartbeats`` in the region's Kafka, against ``clock()`` when it was read). MM2 emits a
+    peer's heartbeats from the MM2 running *in that peer*, so ``lag_s`` also grows while the peer's own
+    MM2 is down; ``behind_s`` (newest heartbeat in the peer's ``heartbeats`` minus the newest mirrored
+    one, when the peer's Kafka answers) is the link's own delay."""
     import grpc
     from grpc_health.v1 import health_pb2
 
@@ -173,42 +177,51 @@ async def region_status(
         except grpc.aio.AioRpcError as exc:
             return str(exc.code().name)
 
-    async def lag(bootstrap: str, peer: str) -> dict[str, Any]:
-        topic = remote_topic(peer, HEARTBEATS)
+    async def newest(bootstrap: str, topic: str) -> tuple[int | None, float, str]:
+        """(newest timestamp, when it was observed, error)"""
+        if not bootstrap:
+            return None, clock() * 1000, "no kafka_bootstrap"
         try:
             ts, now_ms = await asyncio.wait_for(
                 newest_timestamp_ms(bootstrap, topic, security, clock), PROBE_TIMEOUT_S
             )
         except TimeoutError:
-            error = f"no answer from {bootstrap} in {PROBE_TIMEOUT_S}s"
-            return {"topic": topic, "lag_s": None, "error": error}
+            return None, clock() * 1000, f"no answer from {bootstrap} in {PROBE_TIMEOUT_S}s"
         except IsthmusError as exc:
-            return {"topic": topic, "lag_s": None, "error": str(exc)}
-        if ts is None:
-            return {"topic": topic, "lag_s": None, "error": "no heartbeat mirrored yet"}
-        return {
-            "topic": topic,
-            "newest_heartbeat_ms": ts,
-            "lag_s": round(max(0, now_ms - ts) / 1000, 3),
-            "error": "",
-        }
+            return None, clock() * 1000, str(exc)
+        return ts, now_ms, "" if ts is not None else f"no record in {topic!r} yet"
 
-    async def one(name: str) -> dict[str, Any]:
-        region = config.regions[name]
-        peers = [p for p in config.names if p != name]
-        out: dict[str, Any] = {
-            "endpoint": region.endpoint,
-            "kafka_bootstrap": region.kafka_bootstrap,
-            "health": await health(region.endpoint),
+    # aiokafka logs every refused connection: the error is reported per region instead
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    names = config.names
+    healths, sources = await asyncio.gather(
+        asyncio.gather(*(health(config.regions[n].endpoint) for n in names)),
+        asyncio.gather(*(newest(config.regions[n].kafka_bootstrap, HEARTBEATS) for n in names)),
+    )
+    source_of = dict(zip(names, sources, strict=True))
+    pairs = [(t, p) for t in names for p in names if p != t]
+    mirrored = await asyncio.gather(
+        *(newest(config.regions[t].kafka_bootstrap, remote_topic(p, HEARTBEATS)) for t, p in pairs)
+    )
+    out: dict[str, Any] = {
+        n: {
+            "endpoint": config.regions[n].endpoint,
+            "kafka_bootstrap": config.regions[n].kafka_bootstrap,
+            "health": h,
             "replication": {},
         }
-        if region.kafka_bootstrap:
-            lags = await asyncio.gather(*(lag(region.kafka_bootstrap, p) for p in peers))
-            out["replication"] = dict(zip(peers, lags, strict=True))
-        return out
-
-    results = await asyncio.gather(*(one(n) for n in config.names))
-    return {"regions": dict(zip(config.names, results, strict=True))}
+        for n, h in zip(names, healths, strict=True)
+    }
+    for (target, peer), (ts, now_ms, error) in zip(pairs, mirrored, strict=True):
+        source_ts = source_of[peer][0]
+        out[target]["replication"][peer] = {
+            "topic": remote_topic(peer, HEARTBEATS),
+            "newest_heartbeat_ms": ts,
+            "lag_s": None if ts is None else round(max(0.0, now_ms - ts) / 1000, 3),
+            "behind_s": None if ts is None or source_ts is None else round(max(0, source_ts - ts) / 1000, 3),
+            "error": error,
+        }
+    return {"regions": out}
 
 
 @app.command("status")
@@ -220,11 +233,12 @@ def status(regions: RegionsFile, as_json: AsJson = False, config: ConfigFile = N
     if as_json:
         print(json.dumps(out, indent=2))
         return
-    table = Table("region", "endpoint", "health", "from", "lag (s)", "note")
+    table = Table("region", "endpoint", "health", "from", "lag (s)", "behind (s)", "note")
     for name, r in out["regions"].items():
         rows = list(r["replication"].items()) or [("", {"lag_s": None, "error": "no kafka_bootstrap"})]
         for i, (peer, rep) in enumerate(rows):
             lag_s = "" if rep["lag_s"] is None else f"{rep['lag_s']:.1f}"
+            behind_s = "" if rep.get("behind_s") is None else f"{rep['behind_s']:.1f}"
             first = i == 0
             table.add_row(
                 name if first else "",
@@ -232,6 +246,7 @@ def status(regions: RegionsFile, as_json: AsJson = False, config: ConfigFile = N
                 r["health"] if first else "",
                 peer,
                 lag_s,
+                behind_s,
                 rep["error"],
             )
     console.print(table)
