@@ -2,8 +2,8 @@
 # Two Isthmus regions on one machine, real parts (see tests/infra/README.md, docs/multi-region.md):
 # region a and region b, each with its own Apache Kafka (tests/infra/kafka.sh), its own MirrorMaker 2
 # replicating the peer's topics INTO it, and its own platform (`isthmus run --target all` on the Kafka bus).
-#   tests/infra/regions.sh up     [--dir D] [--base-port P] [--brokers 1|3]  start both; writes and prints
-#                                                                  D/regions.toml (a RegionsConfig with hooks)
+#   tests/infra/regions.sh up     [--dir D] [--base-port P] [--brokers 1|3] [--store embedded|weaviate]
+#                                 start both; writes and prints D/regions.toml (a RegionsConfig with hooks)
 #   tests/infra/regions.sh down   [--dir D]         stop everything and remove D
 #   tests/infra/regions.sh status [--dir D]         processes of each region, then `isthmus regions status`
 #   tests/infra/regions.sh kill|restore <r>         kill -9 every process of region r (data kept) / start again
@@ -12,6 +12,8 @@
 # Ports: without --base-port, region a: Kafka 19192 (controller 19193), gRPC 50161, metrics 9561; region b:
 # Kafka 19292, gRPC 50261, metrics 9562. With --base-port P, region a uses P..P+7 (Kafka P..P+5: three
 # brokers take six ports; gRPC P+6, metrics P+7) and region b P+10..P+17. Everything listens on 127.0.0.1.
+# --store weaviate: each region's platform indexes into its own Weaviate (tests/infra/weaviate.sh), on
+# 18180..18185 (a) and 18280..18285 (b), or P+20..P+25 and P+30..P+35; default: the embedded store.
 # --brokers 3: region a runs three Kafka nodes (tests/infra/kafka-cluster.sh), so one can die (broker-loss).
 # Processes: D/<r>/platform.pid, D/<r>/mm2.pid, the broker's in D/<r>/kafka/ (kafka.pid or node<n>/kafka.pid);
 # logs beside them (platform.log, mm2.log, kafka/server.log). Memory: Kafka -Xmx512m, MM2 -Xmx256m.
@@ -25,6 +27,7 @@ ISTHMUS=${ISTHMUS_BIN:-$ROOT/.venv/bin/isthmus}
 DIR=$ROOT/.tools/regions
 BASE=""
 BROKERS=1
+STORE=embedded
 REGIONS=(a b)
 READY_TIMEOUT_S=${REGIONS_READY_TIMEOUT_S:-240}
 STOP_TIMEOUT_S=${REGIONS_STOP_TIMEOUT_S:-20}
@@ -42,17 +45,16 @@ while [ $# -gt 0 ]; do
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --base-port) BASE=${2:?--base-port needs a value}; shift 2 ;;
     --brokers) BROKERS=${2:?--brokers needs a value}; shift 2 ;;
-    --store)
-      [ "${2:-}" = embedded ] || { echo "regions.sh: --store ${2:-}: only 'embedded' is available" >&2; exit 2; }
-      shift 2 ;;
+    --store) STORE=${2:?--store needs a value}; shift 2 ;;
     *) echo "regions.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 case $BASE in *[!0-9]*) echo "regions.sh: --base-port must be a number, got '$BASE'" >&2; exit 2 ;; esac
 if [ -n "$BASE" ] && { [ "$BASE" -lt 1024 ] || [ "$BASE" -gt 65500 ]; }; then
-  echo "regions.sh: --base-port must be in 1024..65500 (the regions take P..P+17), got $BASE" >&2; exit 2
+  echo "regions.sh: --base-port must be in 1024..65500 (the regions take P..P+35), got $BASE" >&2; exit 2
 fi
 case $BROKERS in 1 | 3) ;; *) echo "regions.sh: --brokers is 1 or 3, got '$BROKERS'" >&2; exit 2 ;; esac
+case $STORE in embedded | weaviate) ;; *) echo "regions.sh: --store is embedded or weaviate, got '$STORE'" >&2; exit 2 ;; esac
 if [ -n "$REGION" ] || [[ $cmd =~ ^(kill|restore|kill-broker|restore-broker|stop-link|start-link)$ ]]; then
   case $REGION in a | b) ;; *) echo "regions.sh: $cmd needs a region: a or b (got '$REGION')" >&2; exit 2 ;; esac
 fi
@@ -68,6 +70,7 @@ kafka_port() { if [ -n "$BASE" ]; then echo $((BASE + 10 * $(index "$1"))); else
 grpc_port() { if [ -n "$BASE" ]; then echo $((BASE + 10 * $(index "$1") + 6)); else echo $((50161 + 100 * $(index "$1"))); fi; }
 metrics_port() { if [ -n "$BASE" ]; then echo $((BASE + 10 * $(index "$1") + 7)); else echo $((9561 + $(index "$1"))); fi; }
 brokers_of() { if [ "$1" = a ]; then echo "$BROKERS"; else echo 1; fi; }
+weaviate_port() { if [ -n "$BASE" ]; then echo $((BASE + 20 + 10 * $(index "$1"))); else echo $((18180 + 100 * $(index "$1"))); fi; }
 
 save_layout() {
   local r
@@ -77,6 +80,8 @@ save_layout() {
       echo "${r}_grpc=$(grpc_port "$r")"
       echo "${r}_metrics=$(metrics_port "$r")"
       echo "${r}_brokers=$(brokers_of "$r")"
+      echo "${r}_store=$STORE"
+      echo "${r}_weaviate=$(weaviate_port "$r")"
     done
   } >"$DIR/layout"
 }
@@ -126,6 +131,10 @@ kill9_pidfile() {
   # a killed process may stay a zombie a while (its new parent reaps it late): the pid file goes, so
   # kafka.sh start (whose liveness check is kill -0) launches a new broker
   rm -f "$1"
+}
+
+weaviate_pidfile() { # region (nothing with the embedded store)
+  if weaviate_of "$1"; then echo "$DIR/$1/weaviate/weaviate.pid"; fi
 }
 
 broker_pidfiles() { # region
@@ -197,6 +206,25 @@ asyncio.run(main())
 PYPROBE
 }
 
+# --- Weaviate (--store weaviate) -------------------------------------------------------------------------
+
+weaviate_of() { [ "$(layout "$1" store)" = weaviate ]; }
+
+weaviate_up() { # region (fresh)
+  weaviate_of "$1" || return 0
+  bash "$ROOT/tests/infra/weaviate.sh" up --port "$(layout "$1" weaviate)" --dir "$DIR/$1/weaviate" >/dev/null
+}
+
+weaviate_start() { # region (same data)
+  weaviate_of "$1" || return 0
+  bash "$ROOT/tests/infra/weaviate.sh" start --dir "$DIR/$1/weaviate" >/dev/null
+}
+
+weaviate_down() { # region
+  [ -d "$DIR/$1/weaviate" ] || return 0
+  bash "$ROOT/tests/infra/weaviate.sh" down --dir "$DIR/$1/weaviate"
+}
+
 # --- MirrorMaker 2 ---------------------------------------------------------------------------------------
 
 mm2_start() { # region
@@ -235,6 +263,10 @@ platform_start() { # region
   mkdir -p "$d/data"
   (
     unset ISTHMUS_CONFIG
+    if weaviate_of "$1"; then
+      export ISTHMUS_RETRIEVAL_STORE=weaviate ISTHMUS_RETRIEVAL_WEAVIATE_URL="http://127.0.0.1:$(layout "$1" weaviate)" \
+        ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT="$(($(layout "$1" weaviate) + 1))"
+    fi
     export ISTHMUS_BUS=kafka ISTHMUS_KAFKA_BOOTSTRAP_SERVERS="$(bootstrap "$1")" \
       ISTHMUS_KAFKA_REPLICATION_FACTOR="$rf" ISTHMUS_REGION="$1" ISTHMUS_REGIONS='["a","b"]' \
       ISTHMUS_DATA_DIR="$d/data" ISTHMUS_GRPC_HOST=127.0.0.1 ISTHMUS_GRPC_PORT="$(layout "$1" grpc)" \
@@ -315,7 +347,7 @@ all_alive() {
   local r f
   for r in "${REGIONS[@]}"; do
     alive_pidfile "$DIR/$r/platform.pid" && alive_pidfile "$DIR/$r/mm2.pid" || return 1
-    for f in $(broker_pidfiles "$r"); do alive_pidfile "$f" || return 1; done
+    for f in $(broker_pidfiles "$r") $(weaviate_pidfile "$r"); do alive_pidfile "$f" || return 1; done
   done
 }
 
@@ -347,6 +379,7 @@ up() {
   for r in "${REGIONS[@]}"; do
     mkdir -p "$DIR/$r"
     kafka_up "$r" || { down; die "region $r: Kafka did not start"; }
+    weaviate_up "$r" || { down; die "region $r: Weaviate did not start"; }
   done
   write_config
   for r in "${REGIONS[@]}"; do mm2_start "$r"; platform_start "$r"; done
@@ -362,7 +395,7 @@ down() {
   local r
   if [ -f "$DIR/layout" ]; then
     for r in "${REGIONS[@]}"; do halt_pidfile "$DIR/$r/platform.pid"; halt_pidfile "$DIR/$r/mm2.pid"; done
-    for r in "${REGIONS[@]}"; do kafka_down "$r"; done
+    for r in "${REGIONS[@]}"; do kafka_down "$r"; weaviate_down "$r"; done
   fi
   rm -rf "$DIR"
 }
@@ -371,11 +404,12 @@ kill_region() { # region: kill -9 every process of it (platform, MirrorMaker 2, 
   local f
   kill9_pidfile "$DIR/$1/platform.pid"
   kill9_pidfile "$DIR/$1/mm2.pid"
-  for f in $(broker_pidfiles "$1"); do kill9_pidfile "$f"; done
+  for f in $(broker_pidfiles "$1") $(weaviate_pidfile "$1"); do kill9_pidfile "$f"; done
 }
 
 restore_region() { # region: start whatever of it is not running, on the same data
   kafka_start "$1"
+  weaviate_start "$1"
   mm2_start "$1"
   platform_start "$1"
   wait_mm2 "$1"
@@ -403,7 +437,7 @@ status() {
   [ -f "$DIR/layout" ] || { echo "regions.sh: no regions in $DIR"; return 3; }
   local r f state
   for r in "${REGIONS[@]}"; do
-    for f in "$DIR/$r/platform.pid" "$DIR/$r/mm2.pid" $(broker_pidfiles "$r"); do
+    for f in "$DIR/$r/platform.pid" "$DIR/$r/mm2.pid" $(broker_pidfiles "$r") $(weaviate_pidfile "$r"); do
       if alive_pidfile "$f"; then state="up (pid $(cat "$f"))"; else state=down; fi
       echo "$r ${f#"$DIR/$r/"}: $state"
     done
@@ -422,6 +456,6 @@ case $cmd in
   stop-link) layout "$REGION" kafka >/dev/null; stop_link "$REGION" ;;
   start-link) layout "$REGION" kafka >/dev/null; start_link "$REGION" ;;
   *)
-    echo "usage: regions.sh up|down|status|kill <r>|restore <r>|kill-broker <r>|restore-broker <r>|stop-link <r>|start-link <r> [--dir D] [--base-port P] [--brokers 1|3]" >&2
+    echo "usage: regions.sh up|down|status|kill <r>|restore <r>|kill-broker <r>|restore-broker <r>|stop-link <r>|start-link <r> [--dir D] [--base-port P] [--brokers 1|3] [--store embedded|weaviate]" >&2
     exit 2 ;;
 esac
