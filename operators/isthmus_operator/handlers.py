@@ -164,13 +164,12 @@ def register(
         name: str,
         namespace: str | None,
         spec: kopf.Spec,
-        status: kopf.Status,
         body: kopf.Body,
         logger: Logger,
         **_: Any,
     ) -> None:
         try:
-            notes = await finalize_tenant(deps, name, namespace or "default", spec, status)
+            notes = await finalize_tenant(deps, name, namespace or "default", spec)
         except IsthmusError as exc:
             message = f"cannot clean up tenant {name!r} yet: {exc.reason}"
             kopf.event(body, type="Warning", reason="CleanupRetrying", message=message)

@@ -303,7 +303,6 @@ async def finalize_tenant(
     name: str,
     namespace: str,
     spec: Mapping[str, Any],
-    status: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Remove what :func:`reconcile_tenant` created. Raises Unavailable while something is unreachable
     (the finalizer stays and kopf retries). Returns human notes of what was removed."""
@@ -312,11 +311,11 @@ async def finalize_tenant(
         notes.append(f"deleted ConfigMap {namespace}/{tenant_configmap_name(name)}")
     retain = spec.get("deletionPolicy") == "Retain"
     if deps.regions:
-        held = _held_regions(spec, (status or {}).get("regions") or [])
-        for region in sorted(r for r in held if r in deps.regions):
-            if retain:
-                notes.append(f"kept tenant {name!r} in region {region!r} (deletionPolicy Retain)")
-                continue
+        # every region the operator knows, not only the listed ones: a former primary dropped from the
+        # spec kept the tenant's data, which goes with the Tenant (removing an absent tenant is a no-op)
+        if retain:
+            return [*notes, f"kept tenant {name!r} in its regions (deletionPolicy Retain)"]
+        for region in sorted(deps.regions):
             try:
                 if await deps.regions[region].tenants.remove_tenant(name):
                     notes.append(f"deleted tenant {name!r} from region {region!r}")
@@ -332,13 +331,6 @@ async def finalize_tenant(
     elif retain:
         notes.append(f"kept tenant {name!r} in the vector store (deletionPolicy Retain)")
     return notes
-
-
-def _held_regions(spec: Mapping[str, Any], previous: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Every region the tenant may exist in: listed now, or in the last status."""
-    held = {str(spec.get("primaryRegion") or ""), *(str(r) for r in spec.get("replicaRegions") or [])}
-    held |= {str(e.get("region") or "") for e in previous}
-    return {r for r in held if r}
 
 
 # -- EdgeRollout -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
 from isthmus_operator.names import GROUP, VERSION
 from isthmus_operator.reconcile import Dependencies
+from isthmus_operator.regional import RegionClients
 from isthmus_operator.retrieval import TenantRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -298,21 +299,34 @@ def retrieval_server(
 
 @pytest.fixture
 def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextManager[KopfRunner]]:
-    """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``."""
+    """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``
+    (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region)."""
 
     @contextlib.contextmanager
     def run(
         tenants: TenantRegistry | None = None,
         *,
+        regions: dict[str, RegionClients] | None = None,
         interval: float = 0.5,
         retry_delay: float = 0.5,
+        regions_interval: float = 30.0,
+        drill_interval: float = 0.2,
         kube: Kube | None = None,
         args: list[str] | None = None,
     ) -> Iterator[KopfRunner]:
         kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
-        deps = Dependencies(kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants)
+        deps = Dependencies(
+            kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants, regions=regions or {}
+        )
         registry = kopf.OperatorRegistry()
-        register(registry, deps, rollout_interval_s=interval, retry_delay_s=retry_delay)
+        register(
+            registry,
+            deps,
+            rollout_interval_s=interval,
+            retry_delay_s=retry_delay,
+            regions_interval_s=regions_interval,
+            drill_interval_s=drill_interval,
+        )
         settings = kopf.OperatorSettings()
         argv = args or ["run", "-A", "--standalone"]
         with KopfRunner(argv, registry=registry, settings=settings, timeout=60) as runner:
