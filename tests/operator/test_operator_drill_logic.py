@@ -85,7 +85,7 @@ def test_bad_drill_specs_name_the_field(over: dict[str, Any], fragment: str) -> 
 
 def test_link_loss_needs_the_secondarys_workloads_and_tenant_move_none() -> None:
     with pytest.raises(
-        InvalidArgument, match="regionWorkloads.b: required: scenario 'link-loss' runs stop-link"
+        InvalidArgument, match=r"regionWorkloads\.b: required: scenario 'link-loss' runs stop-link"
     ):
         parse_drill("dr", drill_spec(scenario="link-loss"))
     assert parse_drill("dr", drill_spec(scenario="tenant-move", regionWorkloads={})).region_workloads == {}

@@ -47,25 +47,28 @@ def by_region(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def events(kube_api, namespace: str, reason: str) -> list[str]:
-    return [e.message or "" for e in kube_api.core.list_namespaced_event(namespace).items if e.reason == reason]
+    return [
+        e.message or "" for e in kube_api.core.list_namespaced_event(namespace).items if e.reason == reason
+    ]
 
 
 def test_tenant_is_held_in_each_listed_region_moves_primary_and_leaves_regions(
     kube_api, namespace, run_operator, wait
 ) -> None:
     regions = {"a": region(), "b": region(), "c": region()}
+    acme = f"acme-{namespace[-6:]}"  # unique: ``run -A`` sees other tests' namespaces
     docs = {"d1": DocumentState(1, 1.0), "d2": DocumentState(3, 2.0)}
-    index(regions["a"]).documents["acme"] = dict(docs)
-    index(regions["b"]).documents["acme"] = {"d1": DocumentState(1, 1.0)}  # d2 not mirrored yet
+    index(regions["a"]).documents[acme] = dict(docs)
+    index(regions["b"]).documents[acme] = {"d1": DocumentState(1, 1.0)}  # d2 not mirrored yet
 
     def status() -> dict[str, Any]:
-        return kube_api.status(PLURAL, namespace, "acme")
+        return kube_api.status(PLURAL, namespace, acme)
 
     with run_operator(regions=regions, regions_interval=0.5):
-        kube_api.create(PLURAL, namespace, tenant("acme", "a", ["b"]))
+        kube_api.create(PLURAL, namespace, tenant(acme, "a", ["b"]))
         ready = wait(lambda: (s := status()).get("phase") == "Ready" and s, "Tenant Ready")
-        assert registry(regions["a"]).tenants == {"acme"}
-        assert registry(regions["b"]).tenants == {"acme"}
+        assert registry(regions["a"]).tenants == {acme}
+        assert registry(regions["b"]).tenants == {acme}
         assert registry(regions["c"]).tenants == set(), "c is not listed"
         entries = by_region(ready)
         assert {r: (e["role"], e["ready"], e["message"]) for r, e in entries.items()} == {
@@ -78,49 +81,50 @@ def test_tenant_is_held_in_each_listed_region_moves_primary_and_leaves_regions(
         assert store["message"] == "tenant held in a (primary), b (replica)"
 
         # replication catches up: the timer refreshes the lag without any change to the Tenant
-        index(regions["b"]).documents["acme"] = dict(docs)
+        index(regions["b"]).documents[acme] = dict(docs)
         wait(lambda: by_region(status())["b"].get("lagDocuments") == 0, "lag back to 0")
 
         # move the primary (one patch): both regions keep the tenant and its documents
-        kube_api.patch_spec(PLURAL, namespace, "acme", {"primaryRegion": "b", "replicaRegions": ["a"]})
+        kube_api.patch_spec(PLURAL, namespace, acme, {"primaryRegion": "b", "replicaRegions": ["a"]})
         moved = wait(
             lambda: (s := status()).get("observedGeneration") == 2 and s.get("phase") == "Ready" and s,
             "status after the move",
         )
         assert {r: e["role"] for r, e in by_region(moved).items()} == {"b": "primary", "a": "replica"}
         for name in ("a", "b"):
-            assert ("remove", "acme") not in registry(regions[name]).calls
-            assert registry(regions[name]).tenants == {"acme"}
-            assert index(regions[name]).documents["acme"] == docs
-        configmap = kube_api.configmap(namespace, "isthmus-tenant-acme")
+            assert ("remove", acme) not in registry(regions[name]).calls
+            assert registry(regions[name]).tenants == {acme}
+            assert index(regions[name]).documents[acme] == docs
+        configmap = kube_api.configmap(namespace, f"isthmus-tenant-{acme}")
         assert configmap["metadata"]["labels"]["isthmus.dev/primary-region"] == "b"
 
         # a replica dropped from the list loses the tenant there (deletionPolicy Delete) ...
-        kube_api.patch_spec(PLURAL, namespace, "acme", {"replicaRegions": ["c"]})
+        kube_api.patch_spec(PLURAL, namespace, acme, {"replicaRegions": ["c"]})
         wait(lambda: registry(regions["a"]).tenants == set(), "tenant removed from the dropped replica a")
         wait(lambda: set(by_region(status())) == {"b", "c"}, "status lists b and c")
-        assert registry(regions["c"]).tenants == {"acme"}
+        assert registry(regions["c"]).tenants == {acme}
         wait(lambda: events(kube_api, namespace, "RegionTenantRemoved"), "RegionTenantRemoved event")
 
         # ... a dropped former primary keeps it (it may hold writes not mirrored yet)
-        kube_api.patch_spec(PLURAL, namespace, "acme", {"primaryRegion": "c", "replicaRegions": []})
+        kube_api.patch_spec(PLURAL, namespace, acme, {"primaryRegion": "c", "replicaRegions": []})
         kept = wait(lambda: events(kube_api, namespace, "RegionTenantKept"), "RegionTenantKept event")
-        assert "region 'b' is no longer listed; tenant 'acme' is kept there (it was the primary" in kept[0]
-        assert registry(regions["b"]).tenants == {"acme"}
-        assert ("remove", "acme") not in registry(regions["b"]).calls
+        assert f"region 'b' is no longer listed; tenant '{acme}' is kept there (it was the primary" in kept[0]
+        assert registry(regions["b"]).tenants == {acme}
+        assert ("remove", acme) not in registry(regions["b"]).calls
 
         # deleting the Tenant removes it from every region the operator knows
-        kube_api.delete(PLURAL, namespace, "acme")
-        wait(lambda: kube_api.get(PLURAL, namespace, "acme") is None, "Tenant gone")
+        kube_api.delete(PLURAL, namespace, acme)
+        wait(lambda: kube_api.get(PLURAL, namespace, acme) is None, "Tenant gone")
         assert all(registry(r).tenants == set() for r in regions.values())
 
 
 def test_an_unknown_region_is_named_with_the_known_ones(kube_api, namespace, run_operator, wait) -> None:
     regions = {"a": region(), "b": region()}
+    solo = f"solo-{namespace[-6:]}"
     with run_operator(regions=regions):
-        kube_api.create(PLURAL, namespace, tenant("solo", "a", ["mars"]))
+        kube_api.create(PLURAL, namespace, tenant(solo, "a", ["mars"]))
         pending = wait(
-            lambda: (s := kube_api.status(PLURAL, namespace, "solo")).get("phase") == "Pending" and s, "Pending"
+            lambda: (s := kube_api.status(PLURAL, namespace, solo)).get("phase") == "Pending" and s, "Pending"
         )
         store = {c["type"]: c for c in pending["conditions"]}["VectorStoreReady"]
         expected = (
@@ -134,7 +138,7 @@ def test_an_unknown_region_is_named_with_the_known_ones(kube_api, namespace, run
             "ready": False,
             "message": expected,
         }
-        assert registry(regions["a"]).tenants == {"solo"}, "the known region still gets the tenant"
+        assert registry(regions["a"]).tenants == {solo}, "the known region still gets the tenant"
         wait(lambda: expected in events(kube_api, namespace, "UnknownRegion"), "UnknownRegion event")
-        kube_api.delete(PLURAL, namespace, "solo")
-        wait(lambda: kube_api.get(PLURAL, namespace, "solo") is None, "Tenant gone")
+        kube_api.delete(PLURAL, namespace, solo)
+        wait(lambda: kube_api.get(PLURAL, namespace, solo) is None, "Tenant gone")
