@@ -159,6 +159,64 @@ class Cluster:
         }
         self.apps.create_namespaced_daemon_set(namespace, body)
 
+    def create_scalable(
+        self, namespace: str, kind: str, name: str, labels: dict[str, str], replicas: int
+    ) -> None:
+        """A Deployment or StatefulSet (nothing runs it: the API server alone has no controllers)."""
+        body: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "main", "image": "isthmus:test"}]},
+                },
+            },
+        }
+        if kind == "Deployment":
+            self.apps.create_namespaced_deployment(namespace, body)
+        else:
+            body["spec"]["serviceName"] = name
+            self.apps.create_namespaced_stateful_set(namespace, body)
+
+    def create_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """A pod (never scheduled). The ServiceAccount admission wants the namespace's ``default``
+        account, which no controller creates here."""
+        try:
+            self.core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "main", "image": "isthmus:test"}],
+            },
+        }
+        self.core.create_namespaced_pod(namespace, body)
+
+    def replicas(self, namespace: str) -> dict[str, tuple[int, dict[str, str]]]:
+        """name -> (spec.replicas, the drill annotations) of every Deployment and StatefulSet."""
+        out = {}
+        for items in (
+            self.apps.list_namespaced_deployment(namespace).items,
+            self.apps.list_namespaced_stateful_set(namespace).items,
+        ):
+            for w in items:
+                notes = {
+                    k: v
+                    for k, v in (w.metadata.annotations or {}).items()
+                    if k.startswith("isthmus.dev/drill")
+                }
+                out[w.metadata.name] = (w.spec.replicas, notes)
+        return out
+
 
 @pytest.fixture(scope="session")
 def kube_api() -> Iterator[Cluster]:

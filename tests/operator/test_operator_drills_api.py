@@ -53,42 +53,6 @@ def failover_drill(name: str, tenants: list[str], **spec: Any) -> dict[str, Any]
     }
 
 
-def workload(kube_api, namespace: str, kind: str, name: str, labels: dict[str, str], replicas: int) -> None:
-    body = {
-        "apiVersion": "apps/v1",
-        "kind": kind,
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "isthmus:test"}]},
-            },
-        },
-    }
-    if kind == "Deployment":
-        kube_api.apps.create_namespaced_deployment(namespace, body)
-    else:
-        body["spec"]["serviceName"] = name
-        kube_api.apps.create_namespaced_stateful_set(namespace, body)
-
-
-def scale(kube_api, namespace: str) -> dict[str, tuple[int, dict[str, str]]]:
-    """name -> (spec.replicas, drill annotations) of every Deployment and StatefulSet."""
-    out = {}
-    for items in (
-        kube_api.apps.list_namespaced_deployment(namespace).items,
-        kube_api.apps.list_namespaced_stateful_set(namespace).items,
-    ):
-        for w in items:
-            notes = {
-                k: v for k, v in (w.metadata.annotations or {}).items() if k.startswith("isthmus.dev/drill")
-            }
-            out[w.metadata.name] = (w.spec.replicas, notes)
-    return out
-
-
 def names(namespace: str) -> tuple[str, str]:
     """The drill's tenant and one it leaves alone; unique per test (``run -A`` sees every namespace)."""
     return f"acme-{namespace[-6:]}", f"bystander-{namespace[-6:]}"
@@ -135,12 +99,14 @@ def events(kube_api, namespace: str, reason: str) -> list[str]:
 @pytest.fixture
 def region_a_workloads(kube_api, namespace) -> dict[str, int]:
     """Region a: platform, MirrorMaker 2 and brokers; region b: its platform (never touched)."""
-    workload(kube_api, namespace, "Deployment", "a-platform", REGION_A, 2)
-    workload(
-        kube_api, namespace, "Deployment", "a-mm2", {**REGION_A, "isthmus.dev/component": "mirrormaker2"}, 1
+    kube_api.create_scalable(namespace, "Deployment", "a-platform", REGION_A, 2)
+    kube_api.create_scalable(
+        namespace, "Deployment", "a-mm2", {**REGION_A, "isthmus.dev/component": "mirrormaker2"}, 1
     )
-    workload(kube_api, namespace, "StatefulSet", "a-kafka", {**REGION_A, "isthmus.dev/component": "kafka"}, 3)
-    workload(kube_api, namespace, "Deployment", "b-platform", {"isthmus.dev/region": "b"}, 2)
+    kube_api.create_scalable(
+        namespace, "StatefulSet", "a-kafka", {**REGION_A, "isthmus.dev/component": "kafka"}, 3
+    )
+    kube_api.create_scalable(namespace, "Deployment", "b-platform", {"isthmus.dev/region": "b"}, 2)
     return {"a-platform": 2, "a-mm2": 1, "a-kafka": 3, "b-platform": 2}
 
 
@@ -168,7 +134,7 @@ def test_region_loss_scales_region_a_down_moves_the_primary_and_back(
         )
         assert held["phase"] == "Running"
         assert "await-recovery b: waiting" in held["message"]
-        down = scale(kube_api, namespace)
+        down = kube_api.replicas(namespace)
         for name in ("a-platform", "a-mm2", "a-kafka"):
             replicas = region_a_workloads[name]
             assert down[name] == (
@@ -206,7 +172,7 @@ def test_region_loss_scales_region_a_down_moves_the_primary_and_back(
         assert done["report"]["objectivesMet"] is True
         assert done["report"]["summary"].startswith("region-loss a → b: RPO ")
         assert conditions(done)["Complete"]["status"] == "True"
-        assert scale(kube_api, namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
+        assert kube_api.replicas(namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
         wait(lambda: len(events(kube_api, namespace, "DrillStep")) >= 7, "one event per step")
         wait(lambda: events(kube_api, namespace, "Succeeded"), "the Succeeded event")
         clean_up(kube_api, namespace, wait)
@@ -230,8 +196,24 @@ def test_a_region_that_never_recovers_fails_the_drill_and_heals_region_a(
         )
         assert conditions(failed)["Complete"]["reason"] == "NotRecovered"
         assert [e["action"] for e in failed["timeline"]][-2:] == ["fail", "heal"]
-        assert scale(kube_api, namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
+        assert kube_api.replicas(namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
         wait(lambda: events(kube_api, namespace, "Failed"), "the Failed event")
+        clean_up(kube_api, namespace, wait)
+
+
+def test_a_drill_deleted_mid_run_scales_its_region_back(
+    kube_api, namespace, run_operator, wait, region_a_workloads
+) -> None:
+    regions = {"a": region(namespace, {}), "b": region(namespace, {}, up=False)}
+    acme, _ = names(namespace)
+    with run_operator(regions=regions):
+        kube_api.create("tenants", namespace, tenant(acme))
+        kube_api.create(DRILLS, namespace, failover_drill("abandoned", [acme], pace=0.2))  # awaits ≤ 12 s
+        wait(lambda: kube_api.status(DRILLS, namespace, "abandoned").get("step") == 3, "region a down")
+        assert kube_api.replicas(namespace)["a-platform"][0] == 0
+        kube_api.delete(DRILLS, namespace, "abandoned")
+        wait(lambda: kube_api.get(DRILLS, namespace, "abandoned") is None, "drill deleted")
+        assert kube_api.replicas(namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
         clean_up(kube_api, namespace, wait)
 
 
@@ -296,6 +278,6 @@ def test_bad_drills_fail_with_the_field_named_and_touch_nothing(
             valid = conditions(failed)["Valid"]
             assert (valid["status"], valid["reason"], valid["message"]) == ("False", "InvalidSpec", message)
             wait(lambda message=message: message in events(kube_api, namespace, "Failed"), f"{name}'s event")
-        assert scale(kube_api, namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
+        assert kube_api.replicas(namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
         assert kube_api.get("tenants", namespace, acme)["spec"]["primaryRegion"] == "a"
         clean_up(kube_api, namespace, wait)
