@@ -60,10 +60,13 @@ TERMINAL_PHASES: tuple[str, ...] = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 
 @dataclass(frozen=True, slots=True)
 class ScaleDown:
-    """Scale every Deployment/StatefulSet matching ``selector`` in ``namespace`` to 0."""
+    """Scale every Deployment/StatefulSet matching ``selector`` in ``namespace`` to 0. ``lost`` names the
+    region when it is lost whole (kill-region: RPO is measured against ``survivor``)."""
 
     namespace: str
     selector: str
+    lost: str = ""
+    survivor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,8 @@ def plan_step(step: Step, spec: FailoverDrillSpec, drill_namespace: str) -> Plan
     workloads = spec.region_workloads[region]  # the spec requires it for these actions
     namespace = workloads.namespace or drill_namespace
     if step.action == Action.KILL_REGION:
-        return ScaleDown(namespace, workloads.selector())
+        other = spec.regions.secondary if region == spec.regions.primary else spec.regions.primary
+        return ScaleDown(namespace, workloads.selector(), lost=region, survivor=other)
     if step.action == Action.RESTORE_REGION:
         return ScaleBack(namespace, workloads.selector())
     if step.action == Action.STOP_LINK:

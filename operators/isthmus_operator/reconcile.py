@@ -515,15 +515,13 @@ async def _run_plan(
     if isinstance(plan, drill.ScaleDown):
         rpo: dict[str, Any] = {}
         notes: list[str] = []
-        lost_region = spec.regions.primary
-        measure = plan.selector == spec.region_workloads[lost_region].selector() and not status.get("faultAt")
-        before = await _snapshot(deps, lost_region, spec.tenants) if measure else None
+        measure = bool(plan.lost) and not status.get("faultAt")
+        before = await _snapshot(deps, plan.lost, spec.tenants) if measure else None
         touched = await _scale(
             deps, plan.namespace, plan.selector, lambda w: drill.build_scale_down_patch(w, name)
         )
         if measure:
-            rpo, note = await _measure_rpo(deps, spec, before, now)
-            notes.extend(note)
+            rpo, notes = await _measure_rpo(deps, spec, before, plan.survivor, now)
         detail = f"scaled to 0 ({plan.selector}): " + (", ".join(touched) or "nothing left to scale")
         return drill.advance(spec, status, detail, now, notes=notes, **rpo)
     if isinstance(plan, drill.ScaleBack):
@@ -572,6 +570,7 @@ async def _measure_rpo(
     deps: Dependencies,
     spec: FailoverDrillSpec,
     before: dict[str, dict[str, DocumentState]] | str | None,
+    survivor: str,
     now: str,
 ) -> tuple[dict[str, Any], list[str]]:
     """RPO at the fault: the lost region's indexed documents (read just before it was scaled down) that
@@ -579,7 +578,7 @@ async def _measure_rpo(
     bound: documents still in flight may yet arrive."""
     if not isinstance(before, dict):
         return {}, [f"RPO not measured: {before}"]
-    after = await _snapshot(deps, spec.regions.secondary, spec.tenants)
+    after = await _snapshot(deps, survivor, spec.tenants)
     if isinstance(after, str):
         return {}, [f"RPO not measured: {after}"]
     at = parse_iso(now).timestamp()

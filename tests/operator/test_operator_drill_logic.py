@@ -103,7 +103,9 @@ def test_each_action_plans_its_api_calls() -> None:
         ),
     )
     plan = {a: drill.plan_step(Step(a, "primary", 10), spec, "drills") for a in Action}
-    assert plan[Action.KILL_REGION] == drill.ScaleDown("region-a", "isthmus.dev/region=a")
+    assert plan[Action.KILL_REGION] == drill.ScaleDown(
+        "region-a", "isthmus.dev/region=a", lost="a", survivor="b"
+    )
     assert plan[Action.RESTORE_REGION] == drill.ScaleBack("region-a", "isthmus.dev/region=a")
     assert plan[Action.STOP_LINK] == drill.ScaleDown(
         "region-a", "isthmus.dev/component=mirrormaker2,isthmus.dev/region=a"
@@ -121,7 +123,7 @@ def test_each_action_plans_its_api_calls() -> None:
     assert plan[Action.AWAIT_CATCH_UP] == drill.AwaitCatchUp(("a", "b"), 5.0)
     # the secondary role binds to region b, whose workloads default to the drill's namespace
     assert drill.plan_step(Step(Action.KILL_REGION, "secondary"), spec, "drills") == drill.ScaleDown(
-        "drills", "isthmus.dev/region=b"
+        "drills", "isthmus.dev/region=b", lost="b", survivor="a"
     )
 
 
