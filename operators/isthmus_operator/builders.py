@@ -213,7 +213,7 @@ def build_region_status(
     region: str, role: str, ready: bool, message: str, lag_documents: int | None = None
 ) -> dict[str, Any]:
     """One ``status.regions`` entry; ``lagDocuments`` = the primary's indexed documents this region
-    lacks or holds at an older version (absent when not measured)."""
+    lacks or holds at an older version (absent when not measured; the reconcile adds ``lagSeconds``)."""
     entry: dict[str, Any] = {"region": region, "role": role, "ready": ready, "message": message}
     if lag_documents is not None:
         entry["lagDocuments"] = lag_documents

@@ -240,7 +240,7 @@ async def _reconcile_regions(
         for entry in entries:
             if entry["region"] == primary:
                 if isinstance(source, dict):
-                    entry["lagDocuments"] = 0
+                    entry["lagDocuments"], entry["lagSeconds"] = 0, 0.0
                 continue
             if isinstance(source, str):
                 entry["message"] += f"; lag unknown: primary {primary!r}: {source}"
@@ -249,7 +249,9 @@ async def _reconcile_regions(
             if isinstance(target, str):
                 entry["message"] += f"; lag unknown: {target}"
             else:
-                entry["lagDocuments"] = len(documents_behind(source, target))
+                behind = documents_behind(source, target)
+                entry["lagDocuments"] = len(behind)
+                entry["lagSeconds"] = seconds_of_writes(behind, source, deps.moment().timestamp())
     for region in plan.unknown:
         role = "primary" if region == primary else "replica"
         field_name = "primaryRegion" if role == "primary" else "replicaRegions"

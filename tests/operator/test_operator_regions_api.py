@@ -77,12 +77,17 @@ def test_tenant_is_held_in_each_listed_region_moves_primary_and_leaves_regions(
         }
         assert entries["a"]["lagDocuments"] == 0
         assert entries["b"]["lagDocuments"] == 1
+        assert entries["b"]["lagSeconds"] > 0  # d2 was written at t=2 s after the epoch
+        assert entries["a"]["lagSeconds"] == 0
         store = {c["type"]: c for c in ready["conditions"]}["VectorStoreReady"]
         assert store["message"] == "tenant held in a (primary), b (replica)"
 
         # replication catches up: the timer refreshes the lag without any change to the Tenant
         index(regions["b"]).documents[acme] = dict(docs)
-        wait(lambda: by_region(status())["b"].get("lagDocuments") == 0, "lag back to 0")
+        caught_up = wait(
+            lambda: (e := by_region(status())["b"]).get("lagDocuments") == 0 and e, "lag back to 0"
+        )
+        assert caught_up["lagSeconds"] == 0
 
         # move the primary (one patch): both regions keep the tenant and its documents
         kube_api.patch_spec(PLURAL, namespace, acme, {"primaryRegion": "b", "replicaRegions": ["a"]})
