@@ -160,13 +160,7 @@ def register(
 
     @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, id="tenant-cleanup", registry=registry)
     async def tenant_deleted(
-        *,
-        name: str,
-        namespace: str | None,
-        spec: kopf.Spec,
-        body: kopf.Body,
-        logger: Logger,
-        **_: Any,
+        *, name: str, namespace: str | None, spec: kopf.Spec, body: kopf.Body, logger: Logger, **_: Any
     ) -> None:
         try:
             notes = await finalize_tenant(deps, name, namespace or "default", spec)

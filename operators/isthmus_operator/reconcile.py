@@ -287,7 +287,9 @@ async def _reconcile_regions(
     if plan.unknown:
         message = "; ".join(e["message"] for e in entries if e["region"] in plan.unknown)
         parts.append(build_condition("VectorStoreReady", False, "UnknownRegion", message, generation, now))
-        events.append(Event("Warning", "UnknownRegion", message))
+        before = {c.get("type"): c for c in status.get("conditions") or []}.get("VectorStoreReady") or {}
+        if before.get("message") != message:  # once, not on every timer tick
+            events.append(Event("Warning", "UnknownRegion", message))
     elif not all(ready.values()):
         failing = [f"{e['region']}: {e['message']}" for e in entries if not e["ready"]]
         reason = "RegionUnavailable" if retry else "Rejected"
