@@ -14,6 +14,7 @@ def main() -> None:
     from isthmus_operator.handlers import register
     from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
     from isthmus_operator.reconcile import Dependencies
+    from isthmus_operator.regional import grpc_region
     from isthmus_operator.retrieval import GrpcTenantRegistry
     from isthmus_operator.settings import OperatorSettings
 
@@ -31,10 +32,19 @@ def main() -> None:
             if settings.retrieval_endpoint
             else None
         ),
+        regions={
+            region: grpc_region(endpoint, settings.retrieval_timeout_s)
+            for region, endpoint in settings.regions.items()
+        },
     )
     registry = kopf.OperatorRegistry()
     register(
-        registry, deps, rollout_interval_s=settings.rollout_interval_s, retry_delay_s=settings.retry_delay_s
+        registry,
+        deps,
+        rollout_interval_s=settings.rollout_interval_s,
+        retry_delay_s=settings.retry_delay_s,
+        regions_interval_s=settings.regions_interval_s,
+        drill_interval_s=settings.drill_interval_s,
     )
     kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
     kopf.run(

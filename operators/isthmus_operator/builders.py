@@ -7,7 +7,8 @@ arguments (``now``), so the output is a function of the input only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from isthmus_operator.names import (
@@ -155,3 +156,65 @@ def build_bundle_patch(bundle_ref: str | None) -> dict[str, Any]:
         "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
         "spec": {"template": {"metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}}}},
     }
+
+
+# -- tenant regions ----------------------------------------------------------------------------------
+
+#: ``status.regions[].role``: ``removing`` = no longer listed, the tenant is being deleted there
+REGION_ROLES = ("primary", "replica", "removing")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPlan:
+    """What a Tenant's reconcile does per region (:func:`plan_tenant_regions`)."""
+
+    #: (region, role) the tenant must exist in, primary first, known to the operator
+    ensure: tuple[tuple[str, str], ...]
+    #: listed regions the operator has no endpoint for
+    unknown: tuple[str, ...]
+    #: no longer listed: delete the tenant there (it was a replica, deletionPolicy Delete)
+    remove: tuple[str, ...]
+    #: no longer listed, data kept: (region, why)
+    keep: tuple[tuple[str, str], ...]
+
+
+def plan_tenant_regions(
+    spec: TenantSpec, known: Collection[str], previous: Iterable[Mapping[str, Any]]
+) -> RegionPlan:
+    """Which regions hold the tenant now, and what becomes of a region no longer listed.
+
+    ``previous`` is the last ``status.regions``. A dropped region is emptied only when it was a replica
+    (or already being emptied) and the deletionPolicy is Delete: a former primary may hold writes not
+    mirrored yet, so its data is kept (list it as a replica to keep it in sync, or delete the tenant
+    there by hand). Moving the primary (primaryRegion and replicaRegions swapped) drops no region."""
+    listed = [(spec.primary_region, "primary"), *((r, "replica") for r in spec.replica_regions)]
+    names = {r for r, _ in listed}
+    remove: list[str] = []
+    keep: list[tuple[str, str]] = []
+    for entry in previous:
+        region, role = str(entry.get("region") or ""), str(entry.get("role") or "")
+        if not region or region in names or region not in known:
+            continue
+        if spec.deletion_policy == "Retain":
+            keep.append((region, "deletionPolicy Retain"))
+        elif role == "primary":
+            keep.append((region, "it was the primary and may hold writes not mirrored yet"))
+        else:
+            remove.append(region)
+    return RegionPlan(
+        ensure=tuple((r, role) for r, role in listed if r in known),
+        unknown=tuple(r for r, _ in listed if r not in known),
+        remove=tuple(sorted(set(remove))),
+        keep=tuple(keep),
+    )
+
+
+def build_region_status(
+    region: str, role: str, ready: bool, message: str, lag_documents: int | None = None
+) -> dict[str, Any]:
+    """One ``status.regions`` entry; ``lagDocuments`` = the primary's indexed documents this region
+    lacks or holds at an older version (absent when not measured; the reconcile adds ``lagSeconds``)."""
+    entry: dict[str, Any] = {"region": region, "role": role, "ready": ready, "message": message}
+    if lag_documents is not None:
+        entry["lagDocuments"] = lag_documents
+    return entry

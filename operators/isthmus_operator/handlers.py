@@ -14,14 +14,25 @@ import kopf
 from kubernetes import client
 
 from isthmus_core.errors import IsthmusError
-from isthmus_operator.names import FINALIZER, GROUP, KOPF_PREFIX, ROLLOUT_PLURAL, TENANT_PLURAL, VERSION
+from isthmus_operator.names import (
+    DRILL_PLURAL,
+    FINALIZER,
+    GROUP,
+    KOPF_PREFIX,
+    ROLLOUT_PLURAL,
+    TENANT_PLURAL,
+    VERSION,
+)
 from isthmus_operator.reconcile import (
     Dependencies,
     Outcome,
     finalize_tenant,
+    heal_drill,
+    reconcile_drill,
     reconcile_rollout,
     reconcile_tenant,
 )
+from isthmus_operator.specs import parse_drill
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -68,6 +79,8 @@ def register(
     *,
     rollout_interval_s: float,
     retry_delay_s: float,
+    regions_interval_s: float = 30.0,
+    drill_interval_s: float = 1.0,
 ) -> None:
     """Register every handler of the operator into ``registry``."""
 
@@ -84,6 +97,8 @@ def register(
     async def cleanup(**_: Any) -> None:
         if deps.tenants is not None:
             await deps.tenants.close()
+        for clients in deps.regions.values():
+            await clients.close()
 
     @kopf.on.resume(GROUP, VERSION, TENANT_PLURAL, id="tenant", registry=registry)
     @kopf.on.create(GROUP, VERSION, TENANT_PLURAL, id="tenant", registry=registry)
@@ -107,6 +122,41 @@ def register(
         if outcome.retry is not None:
             kopf.event(body, type="Warning", reason="Retrying", message=outcome.retry)
             raise kopf.TemporaryError(outcome.retry, delay=retry_delay_s)
+
+    if deps.regions:
+
+        @kopf.timer(
+            GROUP,
+            VERSION,
+            TENANT_PLURAL,
+            id="tenant-regions",
+            interval=regions_interval_s,
+            initial_delay=regions_interval_s,
+            registry=registry,
+        )
+        async def tenant_regions(
+            *,
+            name: str,
+            namespace: str | None,
+            uid: str,
+            spec: kopf.Spec,
+            status: kopf.Status,
+            meta: kopf.Meta,
+            body: kopf.Body,
+            patch: kopf.Patch,
+            logger: Logger,
+            **_: Any,
+        ) -> None:
+            """Re-ensure the tenant in its regions and refresh status.regions (readiness, lag)."""
+            generation = int(meta.get("generation", 0))
+            outcome = await reconcile_tenant(
+                deps, name, namespace or "default", uid, spec, status, generation
+            )
+            _write(body, patch, outcome, logger)
+            if outcome.retry is not None:
+                logger.warning(
+                    f"tenant regions not all reachable, retrying at the next tick: {outcome.retry}"
+                )
 
     @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, id="tenant-cleanup", registry=registry)
     async def tenant_deleted(
@@ -140,3 +190,40 @@ def register(
         _write(body, patch, outcome, logger)
         if outcome.retry is not None:
             logger.warning(f"rollout step failed, retrying at the next tick: {outcome.retry}")
+
+    @kopf.timer(GROUP, VERSION, DRILL_PLURAL, id="drill", interval=drill_interval_s, registry=registry)
+    async def failover_drill(
+        *,
+        name: str,
+        namespace: str | None,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        logger: Logger,
+        **_: Any,
+    ) -> None:
+        generation = int(meta.get("generation", 0))
+        outcome = await reconcile_drill(deps, name, namespace or "default", spec, status, generation)
+        _write(body, patch, outcome, logger)
+        if outcome.retry is not None:
+            logger.warning(f"drill step failed, replayed at the next tick: {outcome.retry}")
+
+    @kopf.on.delete(GROUP, VERSION, DRILL_PLURAL, id="drill-cleanup", registry=registry)
+    async def failover_drill_deleted(
+        *, name: str, namespace: str | None, spec: kopf.Spec, body: kopf.Body, logger: Logger, **_: Any
+    ) -> None:
+        """A drill deleted mid-run leaves no region scaled down."""
+        try:
+            parsed = parse_drill(name, spec)
+        except IsthmusError:
+            return  # an invalid drill never touched anything
+        try:
+            healed = await heal_drill(deps, name, namespace or "default", parsed)
+        except IsthmusError as exc:
+            message = f"cannot scale back what drill {name!r} scaled down yet: {exc.reason}"
+            kopf.event(body, type="Warning", reason="CleanupRetrying", message=message)
+            raise kopf.TemporaryError(message, delay=retry_delay_s) from exc
+        for note in healed:
+            logger.info(f"scaled back: {note}")

@@ -18,9 +18,9 @@ import urllib3
 from kubernetes import client, config
 
 from isthmus_core.errors import InvalidArgument, IsthmusError, NotFound, Unavailable
-from isthmus_operator.names import MANAGED_BY, rollout_metrics_configmap_name
+from isthmus_operator.names import GROUP, MANAGED_BY, TENANT_PLURAL, VERSION, rollout_metrics_configmap_name
 
-WorkloadKind = Literal["DaemonSet", "Deployment"]
+WorkloadKind = Literal["DaemonSet", "Deployment", "StatefulSet"]
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -47,12 +47,14 @@ def _translate(what: str, exc: Exception) -> IsthmusError:
 
 
 class Kube:
-    """Namespaced ConfigMaps and edge workloads (DaemonSets / Deployments), as dicts."""
+    """Namespaced ConfigMaps, workloads (DaemonSets / Deployments / StatefulSets), pods and Tenants, as
+    dicts."""
 
     def __init__(self, api: client.ApiClient, field_manager: str = MANAGED_BY) -> None:
         self.configuration: client.Configuration = api.configuration
         self._core = client.CoreV1Api(api)
         self._apps = client.AppsV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
         self._manager = field_manager
 
     async def _run(self, what: str, call: Callable[[], Any]) -> dict[str, Any]:
@@ -98,12 +100,12 @@ class Kube:
             return False
         return True
 
+    def _workload_api(self, kind: WorkloadKind, verb: str) -> Callable[..., Any]:
+        suffix = {"DaemonSet": "daemon_set", "Deployment": "deployment", "StatefulSet": "stateful_set"}[kind]
+        return cast(Callable[..., Any], getattr(self._apps, f"{verb}_namespaced_{suffix}"))
+
     async def list_workloads(self, kind: WorkloadKind, namespace: str, selector: str) -> list[dict[str, Any]]:
-        lister = (
-            self._apps.list_namespaced_daemon_set
-            if kind == "DaemonSet"
-            else self._apps.list_namespaced_deployment
-        )
+        lister = self._workload_api(kind, "list")
         result = await self._run(
             f"list {kind}s in {namespace} matching {selector}",
             lambda: lister(namespace, label_selector=selector, _preload_content=False),
@@ -113,12 +115,8 @@ class Kube:
     async def patch_workload(
         self, kind: WorkloadKind, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Strategic-merge patch (list entries merge by key, e.g. containers by name)."""
-        patcher = (
-            self._apps.patch_namespaced_daemon_set
-            if kind == "DaemonSet"
-            else self._apps.patch_namespaced_deployment
-        )
+        """Strategic-merge patch (list entries merge by key, e.g. containers by name; null removes)."""
+        patcher = self._workload_api(kind, "patch")
         return await self._run(
             f"patch {kind} {namespace}/{name}",
             lambda: patcher(
@@ -127,6 +125,54 @@ class Kube:
                 dict(patch),
                 field_manager=self._manager,
                 _content_type="application/strategic-merge-patch+json",
+                _preload_content=False,
+            ),
+        )
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = await self._run(
+            f"list pods in {namespace} matching {selector}",
+            lambda: self._core.list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False
+            ),
+        )
+        return list(result.get("items") or [])
+
+    async def delete_pod(self, namespace: str, name: str) -> bool:
+        """True if it was deleted now, False if it was already gone."""
+        try:
+            await self._run(
+                f"delete pod {namespace}/{name}",
+                lambda: self._core.delete_namespaced_pod(name, namespace, _preload_content=False),
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def get_tenant(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._run(
+                f"read Tenant {namespace}/{name}",
+                lambda: self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, TENANT_PLURAL, name, _preload_content=False
+                ),
+            )
+        except NotFound:
+            return None
+
+    async def patch_tenant(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of a Tenant (its spec: the CRD schema and CEL rules check the result)."""
+        return await self._run(
+            f"patch Tenant {namespace}/{name}",
+            lambda: self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                TENANT_PLURAL,
+                name,
+                dict(patch),
+                field_manager=self._manager,
+                _content_type="application/merge-patch+json",
                 _preload_content=False,
             ),
         )

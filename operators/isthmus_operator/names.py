@@ -10,6 +10,8 @@ TENANT_KIND = "Tenant"
 TENANT_PLURAL = "tenants"
 ROLLOUT_KIND = "EdgeRollout"
 ROLLOUT_PLURAL = "edgerollouts"
+DRILL_KIND = "FailoverDrill"
+DRILL_PLURAL = "failoverdrills"
 
 MANAGED_BY = "isthmus-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

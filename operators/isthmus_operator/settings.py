@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from isthmus_core.regions import REGION_RULE, is_region
 from isthmus_core.settings import SectionSettings, section_config
+
+ENDPOINT_PATTERN = r"^[^\s:]+:[0-9]{1,5}$"
 
 
 class OperatorSettings(SectionSettings):
@@ -16,12 +19,30 @@ class OperatorSettings(SectionSettings):
     retrieval_endpoint: str = Field(
         "",
         description="host:port of the retrieval gRPC service, where tenants are created in the vector "
-        "store; empty = the operator does not manage vector-store tenants",
-        pattern=r"^$|^[^\s:]+:[0-9]{1,5}$",
+        "store; empty = the operator does not manage vector-store tenants. The single-region case: "
+        "set regions instead for several regions (not both)",
+        pattern=r"^$|" + ENDPOINT_PATTERN,
+    )
+    regions: dict[str, str] = Field(
+        default_factory=dict,
+        description="region name -> that region's gRPC endpoint (host:port, the all-in-one platform or "
+        'its retrieval/ingestion), e.g. ISTHMUS_OPERATOR_REGIONS=\'{"a":"a-isthmus:50051",'
+        '"b":"b-isthmus:50051"}\': a Tenant is created in its primaryRegion and every replicaRegion, '
+        "its status shows each region's readiness and lag; FailoverDrills probe these endpoints' gRPC "
+        "health. Empty = one region (retrieval_endpoint)",
     )
     retrieval_timeout_s: float = Field(5.0, gt=0, description="deadline of one retrieval call")
     rollout_interval_s: float = Field(
         15.0, gt=0, description="how often an EdgeRollout re-reads its metrics and decides its next step"
+    )
+    regions_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="with regions: how often a Tenant is re-ensured in its regions and its per-region "
+        "status (readiness, replication lag) refreshed",
+    )
+    drill_interval_s: float = Field(
+        1.0, gt=0, description="how often a running FailoverDrill is advanced (one step at most per tick)"
     )
     retry_delay_s: float = Field(
         10.0, gt=0, description="delay before retrying a handler after a transient error"
@@ -30,3 +51,22 @@ class OperatorSettings(SectionSettings):
     liveness_endpoint: str = Field(
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty = none"
     )
+
+    @model_validator(mode="after")
+    def _regions(self) -> OperatorSettings:
+        import re
+
+        problems = []
+        for name, endpoint in sorted(self.regions.items()):
+            if not is_region(name):
+                problems.append(f"regions: {name!r}: {REGION_RULE}")
+            if not re.fullmatch(ENDPOINT_PATTERN, endpoint):
+                problems.append(f"regions.{name}: the endpoint must be host:port, got {endpoint!r}")
+        if self.regions and self.retrieval_endpoint:
+            problems.append(
+                "set either retrieval_endpoint (one region) or regions (several), not both: with regions, "
+                "each region's endpoint serves its tenants"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

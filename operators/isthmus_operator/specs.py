@@ -12,9 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from isthmus_core.contracts.ids import is_tenant_id
+from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
 
 REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -118,6 +119,118 @@ class EdgeRolloutSpec(_Spec):
         return self
 
 
+#: a namespace name (a DNS label)
+NAMESPACE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: actions that act on a region's workloads through the Kubernetes API (the rest wait or patch Tenants)
+WORKLOAD_ACTIONS = frozenset(
+    {
+        Action.KILL_REGION,
+        Action.RESTORE_REGION,
+        Action.KILL_BROKER,
+        Action.RESTORE_BROKER,
+        Action.STOP_LINK,
+        Action.START_LINK,
+    }
+)
+
+
+class RegionWorkloads(_Spec):
+    """Where a region's workloads are: Deployments and StatefulSets (and broker pods) matching
+    ``matchLabels`` in ``namespace`` (default: the drill's namespace)."""
+
+    namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
+    match_labels: dict[str, str] = Field(alias="matchLabels", min_length=1)
+
+    def selector(self, *extra: tuple[str, str]) -> str:
+        """The ``labelSelector`` query string, with ``extra`` labels added (e.g. the component)."""
+        labels = {**self.match_labels, **dict(extra)}
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class DrillRegions(_Spec):
+    primary: str = Field(pattern=REGION_PATTERN)
+    secondary: str = Field(pattern=REGION_PATTERN)
+
+    @model_validator(mode="after")
+    def _apart(self) -> DrillRegions:
+        if self.primary == self.secondary:
+            raise ValueError(
+                f"secondary must differ from primary ({self.primary!r}): a drill fails "
+                "the primary region over to another one"
+            )
+        return self
+
+
+class Objectives(_Spec):
+    rpo_max_seconds: float = Field(alias="rpoMaxSeconds", ge=0)
+    rto_max_seconds: float = Field(alias="rtoMaxSeconds", gt=0)
+
+
+class FailoverDrillSpec(_Spec):
+    scenario: str
+    tenants: tuple[str, ...] = Field(min_length=1, max_length=64)
+    regions: DrillRegions
+    objectives: Objectives
+    region_workloads: dict[str, RegionWorkloads] = Field(default_factory=dict, alias="regionWorkloads")
+    #: every OBSERVE / AWAIT step's seconds are multiplied by this (a quick rehearsal: 0.1)
+    pace: float = Field(default=1.0, gt=0, le=10)
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, value: str) -> str:
+        if value not in SCENARIOS:
+            raise ValueError(
+                f"unknown drill scenario {value!r}; the scenarios are: {', '.join(sorted(SCENARIOS))}"
+            )
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [t for t in value if not is_tenant_id(t)]
+        if bad:
+            raise ValueError(f"{bad} are not tenant ids (the names of Tenant objects)")
+        if len(set(value)) != len(value):
+            raise ValueError("a tenant is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _workloads(self) -> FailoverDrillSpec:
+        problems = []
+        drill_regions = (self.regions.primary, self.regions.secondary)
+        stray = sorted(set(self.region_workloads) - set(drill_regions))
+        if stray:
+            problems.append(
+                f"regionWorkloads: {stray} are not the drill's regions (primary {drill_regions[0]!r}, "
+                f"secondary {drill_regions[1]!r})"
+            )
+        if self.scenario in SCENARIOS:
+            for region, actions in workload_regions(SCENARIOS[self.scenario], *drill_regions).items():
+                if region not in self.region_workloads:
+                    problems.append(
+                        f"regionWorkloads.{region}: required: scenario {self.scenario!r} runs "
+                        f"{', '.join(actions)} on region {region!r} (give its namespace and matchLabels)"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def definition(self) -> Scenario:
+        return SCENARIOS[self.scenario]
+
+
+def workload_regions(definition: Scenario, primary: str, secondary: str) -> dict[str, list[str]]:
+    """The regions whose workloads a scenario acts on, each with the actions (in step order)."""
+    out: dict[str, list[str]] = {}
+    for step in definition.steps:
+        if step.action in WORKLOAD_ACTIONS:
+            actions = out.setdefault(bind(step, primary, secondary), [])
+            if step.action.value not in actions:
+                actions.append(step.action.value)
+    return out
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -145,3 +258,10 @@ def parse_rollout(name: str, spec: Mapping[str, Any]) -> EdgeRolloutSpec:
         return EdgeRolloutSpec.model_validate(dict(spec))
     except ValidationError as exc:
         raise InvalidArgument(f"invalid EdgeRollout {name!r}: {_describe(exc)}") from exc
+
+
+def parse_drill(name: str, spec: Mapping[str, Any]) -> FailoverDrillSpec:
+    try:
+        return FailoverDrillSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid FailoverDrill {name!r}: {_describe(exc)}") from exc

@@ -37,6 +37,7 @@ from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
 from isthmus_operator.names import GROUP, VERSION
 from isthmus_operator.reconcile import Dependencies
+from isthmus_operator.regional import RegionClients
 from isthmus_operator.retrieval import TenantRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,64 @@ class Cluster:
             },
         }
         self.apps.create_namespaced_daemon_set(namespace, body)
+
+    def create_scalable(
+        self, namespace: str, kind: str, name: str, labels: dict[str, str], replicas: int
+    ) -> None:
+        """A Deployment or StatefulSet (nothing runs it: the API server alone has no controllers)."""
+        body: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "main", "image": "isthmus:test"}]},
+                },
+            },
+        }
+        if kind == "Deployment":
+            self.apps.create_namespaced_deployment(namespace, body)
+        else:
+            body["spec"]["serviceName"] = name
+            self.apps.create_namespaced_stateful_set(namespace, body)
+
+    def create_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """A pod (never scheduled). The ServiceAccount admission wants the namespace's ``default``
+        account, which no controller creates here."""
+        try:
+            self.core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "main", "image": "isthmus:test"}],
+            },
+        }
+        self.core.create_namespaced_pod(namespace, body)
+
+    def replicas(self, namespace: str) -> dict[str, tuple[int, dict[str, str]]]:
+        """name -> (spec.replicas, the drill annotations) of every Deployment and StatefulSet."""
+        out = {}
+        for items in (
+            self.apps.list_namespaced_deployment(namespace).items,
+            self.apps.list_namespaced_stateful_set(namespace).items,
+        ):
+            for w in items:
+                notes = {
+                    k: v
+                    for k, v in (w.metadata.annotations or {}).items()
+                    if k.startswith("isthmus.dev/drill")
+                }
+                out[w.metadata.name] = (w.spec.replicas, notes)
+        return out
 
 
 @pytest.fixture(scope="session")
@@ -298,21 +357,34 @@ def retrieval_server(
 
 @pytest.fixture
 def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextManager[KopfRunner]]:
-    """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``."""
+    """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``
+    (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region)."""
 
     @contextlib.contextmanager
     def run(
         tenants: TenantRegistry | None = None,
         *,
+        regions: dict[str, RegionClients] | None = None,
         interval: float = 0.5,
         retry_delay: float = 0.5,
+        regions_interval: float = 30.0,
+        drill_interval: float = 0.2,
         kube: Kube | None = None,
         args: list[str] | None = None,
     ) -> Iterator[KopfRunner]:
         kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
-        deps = Dependencies(kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants)
+        deps = Dependencies(
+            kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants, regions=regions or {}
+        )
         registry = kopf.OperatorRegistry()
-        register(registry, deps, rollout_interval_s=interval, retry_delay_s=retry_delay)
+        register(
+            registry,
+            deps,
+            rollout_interval_s=interval,
+            retry_delay_s=retry_delay,
+            regions_interval_s=regions_interval,
+            drill_interval_s=drill_interval,
+        )
         settings = kopf.OperatorSettings()
         argv = args or ["run", "-A", "--standalone"]
         with KopfRunner(argv, registry=registry, settings=settings, timeout=60) as runner:

@@ -7,8 +7,10 @@ import json
 from isthmus_operator.builders import (
     build_bundle_patch,
     build_condition,
+    build_region_status,
     build_tenant_configmap,
     merge_conditions,
+    plan_tenant_regions,
     summarise,
     tenant_phase,
     workload_bundle,
@@ -145,3 +147,48 @@ def test_pure_modules_import_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _regions(primary: str, replicas: list[str], deletion: str = "Delete"):
+    return parse_tenant(
+        "acme", {**SPEC, "primaryRegion": primary, "replicaRegions": replicas, "deletionPolicy": deletion}
+    )
+
+
+def test_region_plan_lists_the_primary_first_and_sets_unknown_regions_apart() -> None:
+    plan = plan_tenant_regions(_regions("a", ["b", "zz"]), {"a", "b"}, [])
+    assert plan.ensure == (("a", "primary"), ("b", "replica"))
+    assert plan.unknown == ("zz",)
+    assert plan.remove == () and plan.keep == ()
+
+
+def test_moving_the_primary_drops_no_region() -> None:
+    before = [{"region": "a", "role": "primary"}, {"region": "b", "role": "replica"}]
+    plan = plan_tenant_regions(_regions("b", ["a"]), {"a", "b"}, before)
+    assert plan.ensure == (("b", "primary"), ("a", "replica"))
+    assert plan.remove == () and plan.keep == ()
+
+
+def test_a_dropped_replica_is_emptied_a_dropped_primary_or_retained_tenant_is_kept() -> None:
+    before = [
+        {"region": "a", "role": "primary"},
+        {"region": "b", "role": "replica"},
+        {"region": "c", "role": "removing"},
+        {"region": "gone", "role": "replica"},  # no longer known to the operator: nothing to call
+    ]
+    plan = plan_tenant_regions(_regions("d", []), {"a", "b", "c", "d"}, before)
+    assert plan.remove == ("b", "c")
+    assert plan.keep == (("a", "it was the primary and may hold writes not mirrored yet"),)
+    retained = plan_tenant_regions(_regions("d", [], "Retain"), {"a", "b", "c", "d"}, before)
+    assert retained.remove == ()
+    assert [r for r, _ in retained.keep] == ["a", "b", "c"]
+
+
+def test_region_status_entry_carries_lag_only_when_measured() -> None:
+    assert build_region_status("b", "replica", True, "tenant exists") == {
+        "region": "b",
+        "role": "replica",
+        "ready": True,
+        "message": "tenant exists",
+    }
+    assert build_region_status("b", "replica", True, "ok", 3)["lagDocuments"] == 3

@@ -59,6 +59,28 @@ def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
     assert not any("secrets" in rule["resources"] for rule in kinds["ClusterRole"]["rules"])
 
 
+def test_regions_replace_the_single_retrieval_endpoint_and_drills_get_their_permissions() -> None:
+    docs = render(
+        "isthmus-system", "operator.regions.a=isthmus-a:50051", "operator.regions.b=isthmus-b:50051"
+    )
+    kinds = {d["kind"]: d for d in docs}
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert json.loads(env["ISTHMUS_OPERATOR_REGIONS"]) == {"a": "isthmus-a:50051", "b": "isthmus-b:50051"}
+    assert "ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT" not in env, "the operator refuses both"
+    assert env["ISTHMUS_OPERATOR_DRILL_INTERVAL_S"] == "1"
+    rules = {
+        (group, resource): set(rule["verbs"])
+        for rule in kinds["ClusterRole"]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert rules[("isthmus.dev", "failoverdrills")] == {"get", "list", "watch", "patch"}
+    assert rules[("isthmus.dev", "failoverdrills/status")] == {"get", "patch"}
+    assert rules[("apps", "statefulsets")] == {"list", "patch"}
+    assert rules[("", "pods")] == {"list", "delete"}
+
+
 def test_watch_namespace_turns_rbac_into_a_role() -> None:
     docs = render("isthmus-system", "operator.watchNamespace=tenants")
     roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
@@ -180,3 +202,71 @@ def test_operator_works_with_only_the_charts_permissions(
         assert kube_api.configmap(namespace, "isthmus-tenant-rbac") is None
         assert registry.tenants == set()
         kube_api.delete("edgerollouts", namespace, "rbac")
+
+        # FailoverDrills: scale a region's Deployments/StatefulSets down and back, move a Tenant's primary,
+        # delete a broker pod
+        _drills_with_the_charts_permissions(kube_api, namespace, wait)
+
+
+def _drills_with_the_charts_permissions(kube_api, namespace: str, wait) -> None:
+    region = {"isthmus.dev/region": "eu-west"}
+    broker = {**region, "isthmus.dev/component": "kafka"}
+    kube_api.create_scalable(namespace, "Deployment", "eu-platform", region, 2)
+    kube_api.create_scalable(namespace, "StatefulSet", "eu-kafka", broker, 3)
+    kube_api.create_pod(namespace, "eu-kafka-0", broker)
+    tenant_name = f"rbac-drill-{namespace[-6:]}"
+    kube_api.create(
+        "tenants",
+        namespace,
+        {
+            "apiVersion": "isthmus.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": tenant_name},
+            "spec": {
+                "primaryRegion": "eu-west",
+                "replicaRegions": ["us-east"],
+                "quotas": {"requestsPerSecond": 1, "tokensPerDay": 1, "storage": "1Gi"},
+                "modelBundle": {"name": "bge", "version": "1"},
+            },
+        },
+    )
+    for name, scenario in (("rbac-loss", "region-loss"), ("rbac-broker", "broker-loss")):
+        kube_api.create(
+            "failoverdrills",
+            namespace,
+            {
+                "apiVersion": "isthmus.dev/v1alpha1",
+                "kind": "FailoverDrill",
+                "metadata": {"name": name},
+                "spec": {
+                    "scenario": scenario,
+                    "tenants": [tenant_name],
+                    "regions": {"primary": "eu-west", "secondary": "us-east"},
+                    "objectives": {"rpoMaxSeconds": 60, "rtoMaxSeconds": 60},
+                    "regionWorkloads": {"eu-west": {"matchLabels": region}},
+                    "pace": 0.02,
+                },
+            },
+        )
+        done = wait(
+            lambda name=name: (
+                (s := kube_api.status("failoverdrills", namespace, name)).get("phase")
+                in ("Succeeded", "Failed")
+                and s
+            ),
+            f"drill {name} done",
+        )
+        assert done["phase"] == "Succeeded", done["message"]
+    loss = kube_api.status("failoverdrills", namespace, "rbac-loss")
+    assert (
+        "scaled to 0 (isthmus.dev/region=eu-west): Deployment eu-platform → 0, StatefulSet eu-kafka → 0"
+        in [e["detail"] for e in loss["timeline"]]
+    )
+    assert kube_api.replicas(namespace) == {"eu-platform": (2, {}), "eu-kafka": (3, {})}
+    assert kube_api.get("tenants", namespace, tenant_name)["spec"]["primaryRegion"] == "us-east"
+    assert [p.metadata.name for p in kube_api.core.list_namespaced_pod(namespace).items] == []
+    for name in ("rbac-loss", "rbac-broker"):
+        kube_api.delete("failoverdrills", namespace, name)
+    kube_api.delete("tenants", namespace, tenant_name)
+    wait(lambda: kube_api.get("tenants", namespace, tenant_name) is None, "drill Tenant deleted")
+    wait(lambda: kube_api.get("failoverdrills", namespace, "rbac-broker") is None, "drill deleted")

@@ -101,3 +101,25 @@ def test_settings_come_from_isthmus_operator_env(monkeypatch: pytest.MonkeyPatch
     assert "[operator] retrieval_endpoint" in str(info.value)
     assert "(env ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT)" in str(info.value)
     assert "[operator] rollout_interval_s" in str(info.value)
+
+
+def test_regions_come_from_a_json_env_var_and_exclude_the_single_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from isthmus_core.errors import ConfigurationError
+    from isthmus_core.settings import load_all
+
+    monkeypatch.setenv("ISTHMUS_OPERATOR_REGIONS", '{"a": "isthmus-a:50051", "b": "isthmus-b:50051"}')
+    settings = load_all([OperatorSettings])["operator"]
+    assert isinstance(settings, OperatorSettings)
+    assert settings.regions == {"a": "isthmus-a:50051", "b": "isthmus-b:50051"}
+    assert settings.retrieval_endpoint == ""
+
+    monkeypatch.setenv("ISTHMUS_OPERATOR_REGIONS", '{"A": "isthmus-a:50051", "b": "no-port"}')
+    monkeypatch.setenv("ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT", "isthmus-retrieval:50051")
+    with pytest.raises(ConfigurationError) as info:
+        load_all([OperatorSettings])
+    message = str(info.value)
+    assert "regions: 'A': region names are 1-63 characters" in message
+    assert "regions.b: the endpoint must be host:port, got 'no-port'" in message
+    assert "set either retrieval_endpoint (one region) or regions (several), not both" in message
