@@ -17,6 +17,7 @@ import hcl2
 import pytest
 from hcl2.utils import SerializationOptions
 
+from isthmus_cli.commands.regions import platform_groups
 from isthmus_core.contracts.topics import ALL_TOPICS
 from isthmus_core.regions import REPLICATED_TOPICS, mirror_allowlist
 
@@ -427,6 +428,10 @@ def test_mirrormaker_replication_factors_checkpoints_and_offset_sync(
     assert mm2["emit.checkpoints.enabled"] == "true"
     assert mm2["sync.group.offsets.enabled"] == "true"
     assert mm2["emit.heartbeats.enabled"] == "true"
+    # the platform's groups run under the same names in every region: never synced across
+    excluded = [g.strip() for g in mm2["groups.exclude"].split(",")]
+    assert set(platform_groups()) <= set(excluded)
+    assert mm2["offset-syncs.topic.location"] == "target"
 
 
 def test_one_mirrormaker_per_region_drives_its_own_cluster(

@@ -27,6 +27,10 @@ locals {
     emit.checkpoints.interval.seconds = 20
     sync.group.offsets.enabled = true
     sync.group.offsets.interval.seconds = 20
+    # the platform's own consumer groups have the same names in both regions and consume their own
+    # region's history: never translate or sync them (isthmus regions mm2-properties does the same)
+    groups.exclude = console-consumer-.*, connect-.*, __.*, embedding(-.*)?, evaluation(-.*)?, guardrail(-.*)?, ingestion(-.*)?, retrieval(-.*)?
+    offset-syncs.topic.location = target
 
     replication.factor = 3
     checkpoints.topic.replication.factor = 3
