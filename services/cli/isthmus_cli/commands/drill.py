@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,7 +25,7 @@ def drill_list(as_json: AsJson = False) -> None:
     """The drill scenarios and their steps."""
     from isthmus_core.drills.scenarios import SCENARIOS
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": s.name,
             "summary": s.summary,
