@@ -103,25 +103,17 @@ def timeline_svg(timeline: Timeline, title: str = "") -> str:
         rate.set_ylabel("success per second (%)")
         rate.set_ylim(-5, 105)
         rate.set_xlabel("seconds since the drill started")
+        labelled: set[Mark] = set()
         for m in timeline.markers:
             mcolour = MARKER_COLOURS.get(m.kind)
             if mcolour is None:
                 continue
             for ax in (lat, rate):
-                ax.axvline(m.t, color=mcolour, linestyle="--", linewidth=1)
-            label = f"{m.kind} {m.region}".strip()
-            lat.annotate(
-                label,
-                (m.t, 1.0),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                va="top",
-                ha="right",
-                fontsize=7,
-                color=mcolour,
-            )
-        lat.legend(loc="upper left", fontsize=7)
-        rate.legend(loc="lower left", fontsize=7)
+                label = str(m.kind) if ax is lat and m.kind not in labelled else None
+                ax.axvline(m.t, color=mcolour, linestyle="--", linewidth=1, label=label)
+            labelled.add(m.kind)
+        lat.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         if title:
             fig.suptitle(title)
         buf = io.StringIO()

@@ -1,7 +1,8 @@
 """The local drill runner: steady traffic through the regional client while a scenario's steps run.
 
-1. The drill tenant is created in both regions (AlreadyExists is fine) and each region gets a *seed*
-   document written directly to it (``drill-<run>-seed-<region>``), indexed before traffic starts.
+1. Once both regions serve (gRPC health), the drill tenant is created in both (AlreadyExists is fine)
+   and each region gets a *seed* document written directly to it (``drill-<run>-seed-<region>``),
+   indexed before traffic starts.
 2. A **writer** uploads small unique text documents (``drill-<run>-<n>``, each carrying a unique token) at
    a fixed rate through the regional client — to the tenant's primary of the moment; each attempt lands
    on the timeline (acknowledged or not, which region, latency).
@@ -27,6 +28,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import grpc
@@ -143,6 +145,7 @@ class Drill:
         self.notes: list[str] = []
         self._stop = asyncio.Event()
         self._t0 = 0.0
+        self._live = False
 
     # --- time and the timeline -------------------------------------------------------------------------
 
@@ -153,6 +156,8 @@ class Drill:
         self.timeline.markers.append(Marker(self.now(), kind, region, note))
 
     def _health(self, change: HealthChange) -> None:
+        if not self._live:  # regions coming up during the setup are not part of the drill
+            return
         if not change.healthy:
             self.mark(Mark.DETECTION, change.region, f"unhealthy ({change.reason})")
         else:
@@ -222,8 +227,10 @@ class Drill:
         )
 
     async def _prepare(self, rc: RegionalClient) -> None:
-        """The tenant in both regions, and one indexed seed document per region."""
+        """Both regions serving, the tenant in both, and one indexed seed document per region."""
         o = self.o
+        for region in (o.primary, o.secondary):
+            await self._until(f"region {region!r} serves (gRPC health)", o.setup_s, partial(rc.probe, region))
         for region in (o.primary, o.secondary):
             stubs = rc.stubs(region)
             try:
@@ -248,6 +255,8 @@ class Drill:
             o.setup_s,
             lambda: self._indexed_everywhere(rc, {r: [s] for r, s in self.seeds.items()}),
         )
+        self._t0 = asyncio.get_running_loop().time()  # the timeline starts with the traffic
+        self._live = True
         self.mark(Mark.STEP, note="tenant and seeds ready; traffic starts")
 
     def _parts(self, document_id: str) -> AsyncIterator[ingestion_pb2.UploadRequest]:
@@ -384,7 +393,8 @@ class Drill:
             self.mark(kind, region, "writes move")
 
     async def _answered(self, region: str, since: float) -> bool:
-        return any(r.ok and r.region == region and r.done >= since for r in self.timeline.reads)
+        """A read *started* after ``since`` (the last fault) was answered by ``region``."""
+        return any(r.ok and r.region == region and r.t >= since for r in self.timeline.reads)
 
     def _acknowledged_so_far(self) -> list[str]:
         return [*self.seeds.values(), *(w.document_id for ws in self.acked.values() for w in ws)]

@@ -25,12 +25,13 @@ The measures (:func:`measure`)
     (a read that completed at or after the fault).
   * **RTO, error rate < 1 %**: the error rate at a request's completion time ``c`` is the share of failed
     requests (reads and writes of the drill's tenant) among those completed in the trailing window
-    ``(c - window_s, c]`` (``window_s`` = 5 s by default). The RTO is the first completion ``c`` at or after
-    the fault from which the trailing error rate stays under ``max_error_rate`` (1 %) at *every*
-    completion up to the horizon, minus the fault time. The horizon is the first ``heal`` marker after the
-    fault (the region coming back is another event), else the end of the timeline. With no failed request
-    completing between the fault and the horizon, it is 0. If the rate is still ≥ 1 % at the horizon's
-    last completion, it is None (not recovered).
+    ``(c - window_s, c]`` (``window_s`` = 5 s by default). Evaluated at every completion from the fault
+    on: once it has reached ``max_error_rate`` (1 %) or more, the RTO is the first later completion at
+    which it is back under, minus the fault time. If it never reached 1 % after the fault, the RTO is 0;
+    if it never came back under, None (not recovered). A later relapse is another event (e.g. a
+    failback): it does not move this RTO. The window makes this RTO at least ``window_s`` past the last
+    failure of the outage: with traffic at a few requests per second, one failure in a 5 s window is
+    already over 1 %.
   * **after convergence** (both regions up and caught up), from a :class:`RegionSnapshot` per region:
     acknowledged writes lost = acknowledged document ids not INDEXED in every region (expected 0);
     duplicated chunks = a region's chunk count minus the chunks of its INDEXED documents (expected 0);
@@ -167,7 +168,6 @@ class Rto:
     error_rate_s: float | None  # None: the error rate never went back under the threshold
     window_s: float
     max_error_rate: float
-    horizon: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,41 +247,34 @@ def rto(
     fault = timeline.first(Mark.FAULT)
     if fault is None:
         return None
-    heal = timeline.first(Mark.HEAL, after=fault.t)
-    horizon = heal.t if heal is not None else timeline.end
     answers = sorted(r.done for r in timeline.reads if r.ok and r.region == survivor and r.done >= fault.t)
     first_answer = answers[0] - fault.t if answers else None
     return Rto(
         fault=fault.t,
         survivor=survivor,
         first_answer_s=first_answer,
-        error_rate_s=_error_rate_rto(timeline, fault.t, horizon, window_s, max_error_rate),
+        error_rate_s=_error_rate_rto(timeline, fault.t, window_s, max_error_rate),
         window_s=window_s,
         max_error_rate=max_error_rate,
-        horizon=horizon,
     )
 
 
-def _error_rate_rto(
-    timeline: Timeline, fault: float, horizon: float, window_s: float, max_rate: float
-) -> float | None:
+def _error_rate_rto(timeline: Timeline, fault: float, window_s: float, max_rate: float) -> float | None:
     events = sorted(
         [(w.done, w.ok) for w in timeline.writes] + [(r.done, r.ok) for r in timeline.reads],
         key=lambda e: e[0],
     )
-    if not any(not ok and fault <= done <= horizon for done, ok in events):
-        return 0.0
-    checkpoints = [done for done, _ in events if fault <= done <= horizon]
-    recovered_at: float | None = None
-    for c in checkpoints:
+    above = False
+    for c, _ in events:
+        if c < fault:
+            continue
         window = [ok for done, ok in events if c - window_s < done <= c]
         rate = window.count(False) / len(window)
-        if rate < max_rate:
-            if recovered_at is None:
-                recovered_at = c
-        else:
-            recovered_at = None
-    return None if recovered_at is None else recovered_at - fault
+        if rate >= max_rate:
+            above = True
+        elif above:
+            return c - fault
+    return None if above else 0.0
 
 
 def convergence(snapshots: Sequence[RegionSnapshot], acknowledged: Iterable[str]) -> Convergence:
