@@ -18,6 +18,7 @@ import pytest
 from hcl2.utils import SerializationOptions
 
 from isthmus_core.contracts.topics import ALL_TOPICS
+from isthmus_core.regions import REPLICATED_TOPICS, mirror_allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
@@ -376,19 +377,34 @@ def test_mirrormaker_names_both_clusters_and_replicates_both_ways(
                 assert mm2[f"{source}->{target}.enabled"] == "true"
 
 
-def test_mirrormaker_topic_filter_covers_every_isthmus_topic_and_no_remote_copy(
+def test_mirrormaker_topic_filter_is_the_replicated_topics_and_no_remote_copy(
     mm2: dict[str, str], prod_regions: dict[str, str]
 ) -> None:
     filters = {key: value for key, value in mm2.items() if key.endswith(".topics") and "->" in key}
     assert len(filters) == len(prod_regions) * (len(prod_regions) - 1)
     for key, pattern in filters.items():
-        assert pattern == r"isthmus\..*", key
+        assert pattern == mirror_allowlist(), key  # the one list in isthmus_core.regions
         regex = re.compile(pattern)
         for spec in ALL_TOPICS:
-            assert regex.fullmatch(spec.name) and regex.fullmatch(spec.dlq), f"{key} misses {spec.name}"
+            assert bool(regex.fullmatch(spec.name)) == (spec in REPLICATED_TOPICS), f"{key}: {spec.name}"
             for alias in prod_regions:  # DefaultReplicationPolicy copies: <alias>.<topic> must not loop
                 assert not regex.fullmatch(f"{alias}.{spec.name}")
-        assert not regex.fullmatch("isthmusXchunks.created.v1"), "the dot must be escaped"
+        assert not regex.fullmatch("isthmusXchunksXembeddedXv1"), "the dots must be escaped"
+
+
+def test_each_region_release_knows_its_region_and_all_regions(
+    prod: list[Doc], prod_regions: dict[str, str]
+) -> None:
+    region_calls = {
+        name: call
+        for name, call in labelled(prod, "module").items()
+        if module_dir(PROD, call["source"]) == REGION_MODULE
+    }
+    assert set(region_calls) == set(prod_regions)
+    for alias, call in region_calls.items():
+        assert f"local.region_values.{alias}" in str(call["extra_values"]), alias
+    values = str(locals_of(prod)["region_values"])
+    assert "REGION" in values and "REGIONS" in values and "alias" in values
 
 
 def test_mirrormaker_replication_factors_checkpoints_and_offset_sync(

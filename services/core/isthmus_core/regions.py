@@ -15,17 +15,21 @@ Pure (values in, values or :class:`~isthmus_core.errors.InvalidArgument` out, no
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import Event
 from isthmus_core.contracts.ids import TENANT_ID_PATTERN
 from isthmus_core.errors import InvalidArgument
+
+EventT = TypeVar("EventT", bound=Event)
 
 #: a region name: a DNS label (it names a Kafka cluster alias, a topic prefix and Kubernetes objects)
 REGION_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -57,6 +61,14 @@ def parse_region(value: str, field: str = "region") -> str:
 def remote_topic(source_region: str, topic: str) -> str:
     """The name a topic of ``source_region`` has in the other regions' clusters."""
     return f"{parse_region(source_region)}{SEPARATOR}{topic}"
+
+
+def mirrored(spec: topics.TopicSpec[EventT], source_region: str) -> topics.TopicSpec[EventT]:
+    """``spec`` as MirrorMaker 2 delivers it from ``source_region``: same events, partitions and key,
+    named ``<source_region>.<topic>`` (so the typed bus helpers subscribe to it like to any topic)."""
+    if spec not in REPLICATED_TOPICS:
+        raise InvalidArgument(f"{spec.name} is not replicated between regions")
+    return dataclasses.replace(spec, name=remote_topic(source_region, spec.name))
 
 
 def source_region(topic: str, local_region: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
+from isthmus_core.bus.replication import Outcome, replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
@@ -45,6 +46,22 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         tenants.forget(tenant)
         online.drop_tenant(tenant)
 
+    async def held_here(tenant_id: str) -> bool:
+        return await tenants.exists(parse_tenant_id(tenant_id))
+
+    async def on_answer_from(ev: AnswerProduced) -> Outcome:
+        if not await held_here(ev.tenant_id):
+            return "tenant_absent"
+        online.observe_answer(ev)
+        return "applied"
+
+    async def on_verdict_from(ev: GuardrailVerdict) -> Outcome:
+        if not await held_here(ev.tenant_id):
+            return "tenant_absent"
+        online.observe_verdict(ev)
+        return "applied"
+
+    peers = ctx.common.peer_regions()
     return Offer(
         registrars=[
             partial(
@@ -57,8 +74,16 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
             subscribe(topics.ANSWERS_PRODUCED, GROUP, on_answer),
             subscribe(topics.GUARDRAIL_VERDICTS, GROUP, on_verdict),
             subscribe(topics.TENANTS_DELETED, GROUP, on_tenant_deleted),
+            # answers and verdicts of the other regions: online metrics cover the tenant everywhere
+            *replica_subscriptions(topics.ANSWERS_PRODUCED, GROUP, peers, on_answer_from, service=NAME),
+            *replica_subscriptions(topics.GUARDRAIL_VERDICTS, GROUP, peers, on_verdict_from, service=NAME),
         ],
-        topics=[topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS, topics.TENANTS_DELETED],
+        topics=[
+            topics.ANSWERS_PRODUCED,
+            topics.GUARDRAIL_VERDICTS,
+            topics.TENANTS_DELETED,
+            *replica_topics([topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS], peers),
+        ],
     )
 
 

@@ -7,6 +7,7 @@ from functools import partial
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus_core.bus.port import RetryPolicy, Subscription
+from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
@@ -39,7 +40,10 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         publisher(ctx.bus, topics.CHUNKS_CREATED),
         max_bytes=s.max_upload_bytes,
         chunks_per_event=s.chunks_per_event,
+        region=ctx.common.region,
+        regions=ctx.common.regions,
     )
+    peers = ctx.common.peer_regions()
 
     async def forget_tenant(ev: TenantDeleted) -> None:
         tenants.forget(parse_tenant_id(ev.tenant_id))
@@ -56,6 +60,10 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
             subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
             subscribe(topics.TENANTS_DELETED, GROUP, forget_tenant),
+            # documents written in the other regions (docs/multi-region.md)
+            *replica_subscriptions(
+                topics.CHUNKS_EMBEDDED, GROUP + "-replica", peers, core.on_replicated_batch, service=NAME
+            ),
             Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],
@@ -65,6 +73,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
             topics.TENANTS_DELETED,
+            *replica_topics([topics.CHUNKS_EMBEDDED], peers),
         ],
         on_stop=[_closer(registry)],
     )

@@ -145,21 +145,35 @@ class DocumentRegistry:
     def mark_batch(
         self, tenant_id: str, document_id: str, version: int, stage: Status, batch_index: int
     ) -> None:
-        """Record one batch reaching ``stage``; advance the document when every batch has (idempotent)."""
+        """Record one batch reaching ``stage``; advance the document when every batch has (idempotent).
+
+        A batch of a version the registry does not hold yet is remembered too: a document mirrored from
+        another region may be indexed here before its record arrives (:meth:`advance` then counts it)."""
         doc = self.get(tenant_id, document_id)
-        if doc is None or doc.version != version or doc.status == Status.FAILED:
-            return  # an older version, or a document that was deleted: nothing to advance
+        if doc is not None and (doc.version > version or doc.status == Status.FAILED):
+            return  # an older version, or a failed document: nothing to advance
         self._db.execute(
             "INSERT OR IGNORE INTO batches VALUES (?,?,?,?,?)",
             (tenant_id, document_id, version, stage.value, batch_index),
         )
-        (n,) = self._db.execute(
-            "SELECT COUNT(*) FROM batches WHERE tenant_id=? AND document_id=? AND version=? AND stage=?",
-            (tenant_id, document_id, version, stage.value),
-        ).fetchone()
-        if n >= doc.batch_count and _ORDER.index(stage) > _ORDER.index(doc.status):
-            doc.status = stage
-            self.save(doc)
+        if doc is not None and doc.version == version:
+            self.advance(doc)
+
+    def advance(self, doc: DocumentRecord) -> None:
+        """Move ``doc`` to the furthest stage every one of its batches has reached (never backwards)."""
+        if doc.status == Status.FAILED:
+            return
+        for stage in reversed(_ORDER):
+            if _ORDER.index(stage) <= _ORDER.index(doc.status):
+                return
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM batches WHERE tenant_id=? AND document_id=? AND version=? AND stage=?",
+                (doc.tenant_id, doc.document_id, doc.version, stage.value),
+            ).fetchone()
+            if n >= doc.batch_count and n > 0:
+                doc.status = stage
+                self.save(doc)
+                return
 
     def fail(self, tenant_id: str, document_id: str, reason: str) -> None:
         doc = self.get(tenant_id, document_id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Literal
 
 import structlog
 
@@ -30,6 +31,7 @@ from isthmus_core.contracts.ids import (
 from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
+from isthmus_core.regions import next_version
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.dedup import content_hash, document_id_for
@@ -47,6 +49,9 @@ class IngestResult:
     chunk_count: int
     duplicate: bool = False
 
+
+#: chunk metadata keys ingestion derives (not the upload's own metadata)
+_DERIVED_METADATA = frozenset({SOURCE_NAME_KEY, CONTINUES_SENTENCE_KEY})
 
 #: upload metadata keys that give the source's URI, first found wins
 URI_METADATA_KEYS = (URI_KEY, "source_uri")
@@ -81,6 +86,8 @@ class Ingestion:
         *,
         max_bytes: int,
         chunks_per_event: int,
+        region: str = "",
+        regions: Sequence[str] = (),
     ) -> None:
         self.registry = registry
         self._chunker = chunker
@@ -89,6 +96,8 @@ class Ingestion:
         self.max_bytes = max_bytes
         self._per_event = chunks_per_event
         self._locks: dict[str, asyncio.Lock] = {}
+        self._region = region
+        self._regions = tuple(regions)
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -137,7 +146,8 @@ class Ingestion:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
             doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
             previous = self.registry.get(tenant_id, doc_id)
-            version = previous.version + 1 if previous else 1
+            # each region draws versions from its own class: concurrent writes never tie (regions.py)
+            version = next_version(previous.version if previous else 0, self._region, self._regions)
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
             meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
@@ -219,6 +229,41 @@ class Ingestion:
 
     async def on_chunks_indexed(self, ev: ChunksIndexed) -> None:
         self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+
+    async def on_replicated_batch(self, ev: ChunksEmbedded) -> Literal["applied", "stale", "tenant_absent"]:
+        """A batch of a document written in another region (mirrored ``chunks.embedded``): the registry
+        learns the document, so this region lists, dedups and versions it too. The higher version wins;
+        the local ``chunks.indexed`` events of this region's retrieval then mark it INDEXED here."""
+        try:
+            tenant = await self.check_tenant(ev.tenant_id)
+        except NotFound:
+            return "tenant_absent"
+        doc_id = parse_document_id(ev.document_id)
+        doc = self.registry.get(tenant, doc_id)
+        if doc is not None and doc.version > ev.version:
+            return "stale"
+        if doc is None or doc.version < ev.version:
+            meta = dict(ev.chunks[0].metadata) if ev.chunks else {}
+            filename = meta.pop("filename", "") or doc_id
+            doc = DocumentRecord(
+                tenant_id=tenant,
+                document_id=doc_id,
+                filename=filename,
+                content_type=doc.content_type if doc and doc.content_hash == ev.content_hash else "",
+                content_hash=ev.content_hash,
+                status=Status.CHUNKED,
+                version=ev.version,
+                batch_count=ev.batch_count,
+                metadata={k: v for k, v in meta.items() if k not in _DERIVED_METADATA},
+                created_at=doc.created_at if doc else 0.0,
+                title=meta.get(TITLE_KEY, ""),
+            )
+        if ev.chunks:  # chunk indexes are contiguous from 0: the last batch tells the total
+            doc.chunk_count = max(doc.chunk_count, max(c.index for c in ev.chunks) + 1)
+        self.registry.save(doc)
+        self.registry.mark_batch(tenant, doc_id, ev.version, Status.EMBEDDED, ev.batch_index)
+        self.registry.advance(doc)  # batches this region indexed before the record arrived
+        return "applied"
 
     async def on_tenant_deleted(self, ev: TenantDeleted) -> None:
         n = self.registry.delete_tenant(parse_tenant_id(ev.tenant_id))

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.ports.embedding_client import QueryEmbedder
@@ -67,12 +68,22 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
         rerank_candidates=s.rerank_candidates,
         rerank_weight=s.rerank_weight,
     )
+    peers = ctx.common.peer_regions()
     servicer = RetrievalServicer(core, s.default_top_k, s.hybrid_alpha, Fusion(s.fusion), s.rerank)
     return Offer(
         registrars=[partial(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, servicer)],
         grpc_service_names=[retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name],
-        subscriptions=[subscribe(topics.CHUNKS_EMBEDDED, GROUP, core.index)],
-        topics=[topics.CHUNKS_EMBEDDED, topics.CHUNKS_INDEXED, topics.TENANTS_DELETED],
+        subscriptions=[
+            subscribe(topics.CHUNKS_EMBEDDED, GROUP, core.index),
+            # documents indexed in the other regions, mirrored by MirrorMaker 2 (docs/multi-region.md)
+            *replica_subscriptions(topics.CHUNKS_EMBEDDED, GROUP, peers, core.apply_replica, service=NAME),
+        ],
+        topics=[
+            topics.CHUNKS_EMBEDDED,
+            topics.CHUNKS_INDEXED,
+            topics.TENANTS_DELETED,
+            *replica_topics([topics.CHUNKS_EMBEDDED], peers),
+        ],
         on_stop=[store.close],
         probes=probes,
         probe_interval_s=s.readiness_interval_s,

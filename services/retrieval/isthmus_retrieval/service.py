@@ -6,8 +6,11 @@ It reaches the embedding service only through the core ports :class:`QueryEmbedd
 
 from __future__ import annotations
 
+import asyncio
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
 from isthmus_core.contracts.ids import parse_tenant_id
@@ -29,6 +32,10 @@ Publish = Callable[[object], Awaitable[None]]
 REJECTED_SUFFIX = "/rejected"
 #: ``dead_letter(event, error)``: the rejected part of a consumed event to its dead-letter topic
 DeadLetter = Callable[[ChunksEmbedded, Exception], Awaitable[None]]
+#: what indexing did with a batch: written, or skipped as older than the indexed version
+IndexOutcome = Literal["applied", "stale"]
+#: striped per-document locks: a document's local and mirrored batches are applied one at a time
+_LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,7 @@ class Retrieval:
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
         self._rerank_weight = rerank_weight
+        self._doc_locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
 
     async def create_tenant(self, tenant_id: str) -> None:
         await self.store.create_tenant(parse_tenant_id(tenant_id))
@@ -134,9 +142,32 @@ class Retrieval:
         return hits[: p.top_k], model_id
 
     async def index(self, ev: ChunksEmbedded) -> None:
-        """Upsert one batch of embedded chunks; replace older versions of the document first."""
+        """Upsert one batch of embedded chunks of this region (see :meth:`apply`)."""
+        await self.apply(ev)
+
+    async def apply_replica(self, ev: ChunksEmbedded) -> IndexOutcome | Literal["tenant_absent"]:
+        """A batch mirrored from another region: applied like a local one if the tenant lives here."""
+        if not await self.store.has_tenant(ev.tenant_id):
+            return "tenant_absent"
+        return await self.apply(ev)
+
+    async def apply(self, ev: ChunksEmbedded) -> IndexOutcome:
+        """Upsert one batch of embedded chunks; the higher version of a document wins.
+
+        A batch older than the version indexed is skipped (``stale``: a late or replayed batch, or one
+        mirrored from a region whose write lost); the first batch of a newer version replaces the older
+        one. A document's batches are applied one at a time, whichever topic (local or mirrored) brings
+        them, so two versions never interleave in the store."""
+        key = zlib.crc32(f"{ev.tenant_id}/{ev.document_id}".encode())
+        async with self._doc_locks[key % _LOCK_STRIPES]:
+            return await self._apply(ev)
+
+    async def _apply(self, ev: ChunksEmbedded) -> IndexOutcome:
         split_out = ev.idempotency_key.endswith(REJECTED_SUFFIX)
-        if ev.batch_index == 0 and ev.version > 1 and not split_out:
+        current = await self.store.document_version(ev.tenant_id, ev.document_id)
+        if current is not None and ev.version < current:
+            return "stale"
+        if ev.batch_index == 0 and current is not None and ev.version > current and not split_out:
             await self.store.delete_document(ev.tenant_id, ev.document_id)
         records: Sequence[ChunkRecord] = [
             ChunkRecord(
@@ -167,6 +198,7 @@ class Retrieval:
                 trace_context=dict(ev.trace_context),
             )
         )
+        return "applied"
 
     async def _upsert(self, ev: ChunksEmbedded, records: Sequence[ChunkRecord]) -> int:
         """Write the batch; bad chunks go to the dead-letter topic, the good ones are indexed.

@@ -272,6 +272,15 @@ class EmbeddedStore:
             tenant = await self._open_tenant(tenant_id)
             return await asyncio.to_thread(self._delete_document_sync, tenant, document_id)
 
+    async def document_version(self, tenant_id: str, document_id: str) -> int | None:
+        self._check_open()
+        validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            found = tenant.db.execute("SELECT MAX(version) FROM chunks WHERE document_id = ?", (document_id,))
+            (v,) = found.fetchone()
+            return None if v is None else int(v)
+
     async def count(self, tenant_id: str) -> int:
         self._check_open()
         validate_tenant_id(tenant_id)

@@ -38,6 +38,7 @@ import httpx
 import weaviate
 import weaviate.classes as wvc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from weaviate.collections.classes.aggregate import AggregateInteger
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
@@ -486,6 +487,22 @@ class WeaviateStore:
             return total
 
         return await self._call(f"delete document {document_id!r} of tenant {tenant_id!r}", run)
+
+    async def document_version(self, tenant_id: str, document_id: str) -> int | None:
+        validate_tenant_id(tenant_id)
+
+        async def run(client: weaviate.WeaviateAsyncClient) -> int | None:
+            await self._require_tenant(client, tenant_id)
+            res = await self._collection(client, tenant_id).aggregate.over_all(
+                filters=wvc.query.Filter.by_property("document_id").equal(document_id),
+                return_metrics=wvc.query.Metrics("version").integer(maximum=True, count=True),
+            )
+            version = res.properties.get("version")
+            if not isinstance(version, AggregateInteger) or not version.count or version.maximum is None:
+                return None
+            return int(version.maximum)
+
+        return await self._call(f"version of document {document_id!r} of tenant {tenant_id!r}", run)
 
     async def count(self, tenant_id: str) -> int:
         validate_tenant_id(tenant_id)

@@ -1,13 +1,12 @@
-# Cross-region topic replication with MirrorMaker 2, active/active: every isthmus.* topic of one region is
-# mirrored to the other as <alias>.isthmus.* (DefaultReplicationPolicy; remote topics never match the
-# isthmus\..* filter again, so nothing loops), with consumer-group checkpoints and offset sync (MM2
-# translates the groups' offsets onto the remote copies). No Isthmus service consumes the remote copies
-# yet — they subscribe to the local isthmus.* topics only — so a failed-over consumer does not resume
-# from a translated offset today; that failover is planned in issue 13 "Multi-region for real". Each
-# region runs one MM2 node that drives the flow INTO its own cluster (--clusters <alias>: consume
-# remotely, produce locally).
+# Cross-region topic replication with MirrorMaker 2, active/active: the replicated topics of one region
+# (isthmus_core.regions.REPLICATED_TOPICS: embedded chunks, answers, verdicts) are mirrored to the other
+# as <alias>.<topic> (DefaultReplicationPolicy; remote copies never match the allow-list again, so nothing
+# loops), with consumer-group checkpoints and offset sync (MM2 translates the groups' offsets onto the
+# remote copies). Each region's services consume the <peer>.<topic> copies in their own cluster
+# (docs/multi-region.md). Each region runs one MM2 node that drives the flow INTO its own cluster
+# (--clusters <alias>: consume remotely, produce locally).
 #
-# Java .properties unescape backslashes, so the topic regex isthmus\..* is written isthmus\\..* below.
+# Java .properties unescape backslashes, so each \. of the regex is written \\. below.
 
 locals {
   mm2_properties = <<-PROPERTIES
@@ -16,9 +15,9 @@ locals {
     euw1.bootstrap.servers = ${module.euw1.kafka_bootstrap_brokers_iam}
 
     use1->euw1.enabled = true
-    use1->euw1.topics = isthmus\\..*
+    use1->euw1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1
     euw1->use1.enabled = true
-    euw1->use1.topics = isthmus\\..*
+    euw1->use1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1
     replication.policy.class = org.apache.kafka.connect.mirror.DefaultReplicationPolicy
     sync.topic.configs.enabled = true
     refresh.topics.interval.seconds = 30

@@ -1,9 +1,10 @@
 # Production: two Isthmus regions. us-east-1 (use1) is the primary for the public gRPC name, eu-west-1
 # (euw1) the failover; Kafka topics are mirrored both ways (mirrormaker.tf), the backups buckets replicate
-# to each other, and DNS fails over on the regions' gRPC health (dns.tf). Each region keeps its own tenants
-# and indexes: nothing replicates a tenant or its vector store to the other region, so a client that fails
-# over reaches a region without its data. Replicated tenants, failover that resumes the work and backups
-# are planned in issue 13 "Multi-region for real".
+# to each other, and DNS fails over on the regions' gRPC health (dns.tf). Each release knows its region and
+# all regions (settings REGION / REGIONS): it indexes the documents mirrored from the other region and draws
+# document versions from its own class, so a client that fails over finds the tenant's documents there
+# (docs/multi-region.md). Tenants are created in each of their regions by the operator (Tenant
+# primaryRegion / replicaRegions).
 
 locals {
   regions = {
@@ -25,6 +26,15 @@ locals {
       LOG_FORMAT = "json"
     }
   })
+  # Per region: its own name and every region's (consumers read <peer>.<topic>; versions per region).
+  region_values = {
+    for alias in keys(local.regions) : alias => yamlencode({
+      settings = {
+        REGION  = alias
+        REGIONS = jsonencode(sort(keys(local.regions)))
+      }
+    })
+  }
 }
 
 # --- TLS certificates for the gRPC name, one per region (an ALB uses a certificate of its own region) ---
@@ -104,7 +114,7 @@ module "use1" {
   image_tag        = var.image_tag
   chart_repository = var.chart_repository
   chart_version    = var.chart_version
-  extra_values     = [local.isthmus_values]
+  extra_values     = [local.isthmus_values, local.region_values.use1]
 }
 
 module "euw1" {
@@ -130,5 +140,5 @@ module "euw1" {
   image_tag        = var.image_tag
   chart_repository = var.chart_repository
   chart_version    = var.chart_version
-  extra_values     = [local.isthmus_values]
+  extra_values     = [local.isthmus_values, local.region_values.euw1]
 }

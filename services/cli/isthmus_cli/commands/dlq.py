@@ -17,14 +17,23 @@ app = typer.Typer(help="Inspect and re-drive dead-lettered messages (Kafka).", n
 
 
 def _dlq_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``: a registry topic (``isthmus.`` optional) or a copy mirrored
+    from another region (``<region>.isthmus.<name>``, docs/multi-region.md)."""
     from isthmus_core.contracts.topics import DLQ_SUFFIX, by_name
+    from isthmus_core.regions import REPLICATED_TOPICS, is_region, remote_topic
 
+    region, _, rest = topic.partition(".")
+    if is_region(region) and rest.startswith("isthmus.") and region != "isthmus":
+        mirrored = {remote_topic(region, spec.name) for spec in REPLICATED_TOPICS}
+        if topic.removesuffix(DLQ_SUFFIX) in mirrored:
+            return topic.removesuffix(DLQ_SUFFIX) + DLQ_SUFFIX
     try:
         spec = by_name(topic if topic.startswith("isthmus.") else f"isthmus.{topic}")
     except KeyError:
         from isthmus_core.contracts.topics import ALL_TOPICS
 
-        fail(f"unknown topic {topic!r}; choose from {', '.join(t.name for t in ALL_TOPICS)}")
+        known = ", ".join(t.name for t in ALL_TOPICS)
+        fail(f"unknown topic {topic!r}; choose from {known}, or '<region>.<topic>' for a mirrored one")
     return spec.name + DLQ_SUFFIX
 
 

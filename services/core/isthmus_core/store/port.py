@@ -132,6 +132,10 @@ class VectorStore(Protocol):
     async def delete_document(self, tenant_id: str, document_id: str) -> int:
         """Delete every chunk of a document; returns how many were removed."""
 
+    async def document_version(self, tenant_id: str, document_id: str) -> int | None:
+        """The highest ``version`` among the document's chunks; None if the tenant holds none of them.
+        NotFound for an unknown tenant. Replication reads it to skip a batch older than what is indexed."""
+
     async def count(self, tenant_id: str) -> int: ...
 
     async def search(self, tenant_id: str, query: SearchQuery) -> list[Hit]:

@@ -38,6 +38,12 @@ BUS_PUBLISH_WAITS = Counter(
     "in-process publishes held back by a full partition backlog, by outcome (published | refused)",
     ["topic", "outcome"],
 )
+REPLICATION_EVENTS = Counter(
+    "isthmus_replication_events_total",
+    "events mirrored from another region, by origin region, service and outcome "
+    "(applied | stale: older than what this region holds | tenant_absent: the tenant is not held here)",
+    ["origin", "service", "outcome"],
+)
 
 ASK_STAGE_SECONDS = Histogram(
     "isthmus_ask_stage_seconds",

@@ -275,6 +275,22 @@ class StoreConformance:
         assert await store.delete_document(tenant, "never-existed") == 0
         assert await store.count(tenant) == 2
 
+    async def test_document_version_is_the_highest_indexed(self, store: VectorStore, tenant: str) -> None:
+        assert await store.document_version(tenant, "doc") is None
+        v2 = [self.record(tenant, "doc", i, f"heron v2 part {i}", version=2) for i in range(3)]
+        await store.upsert(tenant, v2)
+        await store.upsert(tenant, [self.record(tenant, "other", 0, "heron elsewhere", version=7)])
+        assert await store.document_version(tenant, "doc") == 2
+        await store.upsert(tenant, [self.record(tenant, "doc", 0, "heron v5 part 0", version=5)])
+        assert await store.document_version(tenant, "doc") == 5
+        await store.delete_document(tenant, "doc")
+        assert await store.document_version(tenant, "doc") is None
+        assert await store.document_version(tenant, "other") == 7
+
+    async def test_document_version_of_unknown_tenant(self, store: VectorStore) -> None:
+        with pytest.raises(NotFound):
+            await store.document_version("no-such-tenant", "doc")
+
     async def test_empty_text_is_rejected(self, store: VectorStore, tenant: str) -> None:
         with pytest.raises(InvalidArgument):
             await store.upsert(tenant, [self.record(tenant, "doc", 0, "")])
