@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down weaviate-up weaviate-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -70,6 +70,12 @@ kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover 
 
 kafka-cluster-down:
 	bash tests/infra/kafka-cluster.sh down
+
+regions-up: ## two local regions a and b (Kafka + MirrorMaker 2 + platform each); writes .tools/regions/regions.toml
+	bash tests/infra/regions.sh up
+
+regions-down:
+	bash tests/infra/regions.sh down
 
 tf-check: ## parse every terraform file (python-hcl2) and run checkov on terraform/
 	$(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_terraform_structure.py tests/deploy/test_terraform_checkov.py

@@ -173,3 +173,67 @@ def weaviate_server() -> Iterator[WeaviateServer]:
         yield WeaviateServer(url, int(grpc_port), data)
     finally:
         down()
+
+
+class Regions:
+    """Two local regions from tests/infra/regions.sh (Kafka, MirrorMaker 2 and a platform each):
+    ``path`` is their regions.toml, ``config`` the parsed :class:`~isthmus_core.regions.RegionsConfig`,
+    ``dir`` the script's directory (pids, logs, data)."""
+
+    def __init__(self, path: Path) -> None:
+        from isthmus_core.regions import load_regions
+
+        self.path = path
+        self.dir = path.parent
+        self.config = load_regions(path)
+
+    def endpoint(self, region: str) -> str:
+        return self.config.region(region).endpoint
+
+    def bootstrap(self, region: str) -> str:
+        return self.config.region(region).kafka_bootstrap
+
+    def run(self, region: str, hook: str) -> None:
+        """Run one fault hook of a region (``kill``, ``restore``, ``stop_link``...), as a drill does."""
+        command = getattr(self.config.region(region).hooks, hook)
+        if not command:
+            pytest.fail(f"region {region} has no {hook} hook", pytrace=False)
+        proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"{hook} {region} failed: {proc.stderr[-3000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def regions() -> Iterator[Regions]:
+    """Regions a and b: ISTHMUS_TEST_REGIONS (a regions.toml, e.g. from `make regions-up`) if set, else
+    started once for the session by tests/infra/regions.sh up on free ports, and stopped at the end."""
+    given = os.environ.get("ISTHMUS_TEST_REGIONS")
+    if given:
+        yield Regions(Path(given))
+        return
+    if shutil.which("java") is None:
+        missing_tool(
+            "Java is not installed: the multi-region tier needs it (apt-get install openjdk-17-jre-headless)"
+        )
+    cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
+    if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
+        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-regions-"))
+    script = str(ROOT / "tests" / "infra" / "regions.sh")
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=300)
+
+    command = ["bash", script, "up", "--dir", str(data), "--base-port", str(free_port_run(18))]
+    try:  # about a minute on two cores (two brokers, two MM2s, two platforms loading their models)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"tests/infra/regions.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        down()
+        pytest.fail(f"could not start the regions (regions.sh up): {proc.stderr[-3000:]}", pytrace=False)
+    try:
+        yield Regions(Path(proc.stdout.strip().splitlines()[-1]))
+    finally:
+        down()
