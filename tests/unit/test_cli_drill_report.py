@@ -49,7 +49,7 @@ def result(lost: bool = False) -> DrillResult:
 def test_summary_rows_name_every_measure() -> None:
     rows = dict(summary_rows(result().measures))
     assert rows["RPO (acknowledged writes not in the survivor)"] == "2 of 5"  # d3, d4
-    assert rows["RPO (seconds of writes)"] == "1.98 s"  # d3 acknowledged at 3.02, the fault at 5.0
+    assert rows["RPO (seconds of writes)"] == "2.98 s"  # b holds up to d2 (acknowledged at 2.02), fault at 5
     assert rows["RTO (first answer from the survivor)"] == "1.01 s"  # the read of 6.0, done 6.01
     assert rows["acknowledged writes lost"] == "0" and rows["duplicated chunks"] == "0"
     assert rows["documents compared (equal / listed)"] == "9 / 9"
@@ -81,7 +81,7 @@ def test_html_is_self_contained_with_the_table_and_an_inline_svg(tmp_path: Path)
     page = html_path.read_text()
     assert json.loads(json_path.read_text())["run_id"] == "r1"
     assert page.count("<svg") == 1 and "</svg>" in page
-    assert re.search(r"<td>RPO \(seconds of writes\)</td><td>1\.98 s</td>", page)
+    assert re.search(r"<td>RPO \(seconds of writes\)</td><td>2\.98 s</td>", page)
     assert re.search(r"<td>RTO \(first answer from the survivor\)</td><td>1\.01 s</td>", page)
     assert "objectives met" in page
     # nothing fetched from elsewhere: no scripts, stylesheets or images; URLs only as XML namespaces

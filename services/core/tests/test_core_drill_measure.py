@@ -43,8 +43,8 @@ def test_rpo_counts_acknowledged_writes_of_the_failed_region_missing_in_the_surv
     assert r is not None
     assert r.missing == ("d4", "d5")
     assert r.count == 2 and r.acknowledged == 5
-    # oldest missing ack: d4 acknowledged at 4.05; the fault at 6.0
-    assert r.seconds == pytest.approx(1.95)
+    # the survivor holds everything up to d3 (acknowledged at 3.05); a stopped at the fault, 6.0
+    assert r.seconds == pytest.approx(2.95)
     assert (r.at, r.reference) == (7.0, 6.0)
 
 
@@ -57,19 +57,24 @@ def test_rpo_is_zero_when_the_survivor_held_everything() -> None:
     assert r is not None and r.count == 0 and r.seconds == 0.0
 
 
-def test_rpo_never_negative_when_an_ack_lands_after_the_fault_marker() -> None:
+def test_rpo_counts_from_the_last_acknowledgement_when_it_lands_after_the_fault_marker() -> None:
     tl = Timeline(
-        writes=[Write(9.9, "late", "a", True, 0.3)],  # acknowledged at 10.2, the fault marked at 10.0
+        writes=[
+            Write(9.0, "held", "a", True, 0.1),  # acknowledged at 9.1: the recovery point
+            Write(9.9, "late", "a", True, 0.3),  # acknowledged at 10.2, after the fault marker (10.0)
+        ],
         markers=[Marker(10.0, Mark.FAULT, "a"), Marker(11.0, Mark.FAILOVER, "b")],
     )
-    r = rpo(tl, "a", "b", available=[])
-    assert r is not None and r.missing == ("late",) and r.seconds == 0.0
+    r = rpo(tl, "a", "b", available=["held"])
+    assert r is not None and r.missing == ("late",) and r.seconds == pytest.approx(10.2 - 9.1)
+    alone = rpo(Timeline(writes=tl.writes[1:], markers=tl.markers), "a", "b", available=[])
+    assert alone is not None and alone.count == 1 and alone.seconds == 0.0  # never negative
 
 
 def test_rpo_without_a_fault_uses_the_failover_and_without_failover_is_none() -> None:
     planned = Timeline(writes=writes([1, 2], "a"), markers=[Marker(3.0, Mark.FAILOVER, "b")])
     r = rpo(planned, "a", "b", available=["d1"])
-    assert r is not None and r.missing == ("d2",) and r.seconds == pytest.approx(0.95)
+    assert r is not None and r.missing == ("d2",) and r.seconds == pytest.approx(3.0 - 1.05)
     assert rpo(Timeline(writes=writes([1], "a")), "a", "b", available=[]) is None
 
 
@@ -192,7 +197,7 @@ def test_converged_regions_meet_the_objectives_and_a_loss_misses_them() -> None:
         "1 acknowledged write(s) lost after convergence",
         "1 document(s) differ between the regions",
     ]
-    assert objectives_missed(lossy, rpo_max_s=0.5)[-1] == "RPO 2.9 s > --rpo-max 0.5 s"
+    assert objectives_missed(lossy, rpo_max_s=0.5)[-1] == "RPO 3.9 s > --rpo-max 0.5 s"
 
 
 def test_measure_counts_traffic() -> None:

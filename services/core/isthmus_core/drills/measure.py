@@ -18,9 +18,12 @@ The timeline
 The measures (:func:`measure`)
   * **RPO** at the first failover after the first fault: the acknowledged writes of the failed region
     (``ok`` writes whose region is the failed one, acknowledged at or before the failover) that the
-    survivor did not hold (INDEXED) at failover. Reported as a count and in seconds of writes: the span
-    from the oldest such acknowledgement to the fault (0 when there is none; never negative). Without a
-    fault the reference time is the failover itself (a planned move, e.g. ``tenant-move``).
+    survivor did not hold (INDEXED) at failover, as a count and in seconds of writes: the survivor holds
+    every write up to the *recovery point* (the acknowledgement just before the oldest missing one; the
+    oldest missing one itself when none precedes it), and the failed region stopped acknowledging at
+    the fault (or at its last acknowledgement, if one came later): RPO seconds = stop - recovery point,
+    0 when nothing is missing. Without a fault the reference time is the failover itself (a planned
+    move, e.g. ``tenant-move``).
   * **RTO, first answer**: fault → the completion of the first successful read served by the survivor
     (a read that completed at or after the fault).
   * **RTO, error rate < 1 %**: the error rate at a request's completion time ``c`` is the share of failed
@@ -225,7 +228,12 @@ def rpo(timeline: Timeline, failed: str, survivor: str, available: Iterable[str]
     held = set(available)
     acked = timeline.acknowledged(failed, until=failover.t)
     missing = [w for w in acked if w.document_id not in held]
-    seconds = max(0.0, reference - missing[0].done) if missing else 0.0
+    seconds = 0.0
+    if missing:
+        first = acked.index(missing[0])
+        recovery_point = acked[first - 1].done if first else missing[0].done
+        stopped = max(reference, acked[-1].done)
+        seconds = stopped - recovery_point
     return Rpo(
         failed_region=failed,
         survivor=survivor,
