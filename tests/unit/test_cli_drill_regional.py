@@ -5,6 +5,7 @@ the primary."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from isthmus.ingestion.v1 import ingestion_pb2
 from isthmus.retrieval.v1 import retrieval_pb2
 from isthmus_cli.regional import HealthChange, RegionalClient
 from isthmus_core.regions import parse_regions
-from isthmus_core.testing.client import upload, wait_indexed
+from isthmus_core.testing.client import run_cli, upload, wait_indexed
 from isthmus_core.testing.cluster import Cluster
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,23 @@ async def test_reads_fail_over_and_back_writes_follow_the_primary(tmp_path: Path
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await rc.upload(parts("Written while a is down.", "while-down"), deadline_s=5)
             assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            # the CLI with --regions: the answer comes from b while a is down
+            regions_toml = tmp_path / "regions.toml"
+            regions_toml.write_text(
+                "".join(f'[regions.{n}]\nendpoint = "{c.endpoints["all"]}"\n' for n, c in regions.items())
+            )
+            code, out, err = await run_cli(
+                "ask",
+                "Which harbour is zephyrine?",
+                "--tenant",
+                TENANT,
+                "--regions",
+                str(regions_toml),
+                "--json",
+            )
+            assert code == 0, err
+            assert "region b" in json.loads(out)["answer"]
+
             rc.move_primary("b")
             moved = await rc.upload(parts("Written after the move to b.", "after-move"))
             assert moved.region == "b" and moved.value.document_id == "after-move"
@@ -107,6 +125,20 @@ async def test_reads_fail_over_and_back_writes_follow_the_primary(tmp_path: Path
             assert got.region == "a" and "region a" in got.value.hits[0].context.text
             listed = await rc.list_documents(ingestion_pb2.ListDocumentsRequest(tenant_id=TENANT))
             assert listed.region == "a" and {d.document_id for d in listed.value.documents} == {"harbour"}
+
+            # `isthmus ingest --regions` writes to the tenant's primary (a: the first region by name)
+            doc = tmp_path / "docs" / "quay.txt"
+            doc.parent.mkdir()
+            doc.write_text("The quay of the harbour is bright.")
+            code, out, err = await run_cli(
+                "ingest", str(doc), "--tenant", TENANT, "--regions", str(regions_toml), "--json"
+            )
+            assert code == 0, err
+            [row] = json.loads(out)
+            listed = await rc.list_documents(ingestion_pb2.ListDocumentsRequest(tenant_id=TENANT))
+            assert listed.region == "a" and row["document_id"] in {
+                d.document_id for d in listed.value.documents
+            }
     finally:
         for c in regions.values():
             c.stop_all()
