@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from isthmus_cli.commands import ask, config, dlq, ingest, regions, reindex, run, status, tenant
+from isthmus_cli.commands import ask, config, dlq, drill, ingest, regions, reindex, run, status, tenant
 from isthmus_cli.commands import eval as eval_command
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(config.app, name="config")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(drill.app, name="drill")
 app.add_typer(regions.app, name="regions")
 app.command()(run.run)
 app.command()(ingest.ingest)

@@ -11,6 +11,15 @@ Endpoint = Annotated[
     str, typer.Option("--endpoint", "-e", envvar="ISTHMUS_ENDPOINT", help="gRPC address of the platform")
 ]
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+RegionsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--regions",
+        envvar="ISTHMUS_REGIONS_FILE",
+        help="a regions file (TOML) instead of --endpoint: writes go to the tenant's primary region, "
+        "reads to the primary or, when it does not answer, another healthy region",
+    ),
+]
 
 
 def tenant_id(value: str) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from isthmus_cli.client import connect, run
-from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, Tenant
+from isthmus_cli.client import Stubs, connect, run
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, RegionsFile, Tenant
 from isthmus_cli.output import console, fail
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ def ask(
     question: str,
     tenant: Tenant,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
+    regions: RegionsFile = None,
     top_k: Annotated[int, typer.Option(help="contexts for the generator")] = 0,
     as_json: AsJson = False,
     stream: Annotated[
@@ -40,23 +41,33 @@ def ask(
 
     from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as pb
     from isthmus.common.v1 import common_pb2
+    from isthmus_cli.regional import RegionalClient, load_regions_or_fail
+
+    config = load_regions_or_fail(regions) if regions is not None else None
+    access = common_pb2.AccessScope(principals=principal) if principal is not None else None
+    req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k, access=access)
+
+    async def answer_stream(stubs: Stubs) -> AskResponse | None:
+        final = None
+        async for ev in stubs.agent_orchestrator.AskStream(req, timeout=120):
+            kind = ev.WhichOneof("event")
+            if kind == "sentence" and not as_json:
+                console.print(ev.sentence.text)
+            elif kind == "final":
+                final = ev.final
+        return final
 
     async def main() -> AskResponse | None:
+        if config is not None:  # the primary region, or another one when it does not answer
+            async with RegionalClient(config, tenant) as rc:
+                if not stream:
+                    return (await rc.ask(req)).value
+                return await answer_stream(rc.stubs(rc.read_order()[0]))
         async with connect(endpoint) as stubs:
-            stub = stubs.agent_orchestrator
-            access = common_pb2.AccessScope(principals=principal) if principal is not None else None
-            req = pb.AskRequest(tenant_id=tenant, question=question, top_k=top_k, access=access)
             if not stream:
-                answer: AskResponse = await stub.Ask(req, timeout=120)
+                answer: AskResponse = await stubs.agent_orchestrator.Ask(req, timeout=120)
                 return answer
-            final = None
-            async for ev in stub.AskStream(req, timeout=120):
-                kind = ev.WhichOneof("event")
-                if kind == "sentence" and not as_json:
-                    console.print(ev.sentence.text)
-                elif kind == "final":
-                    final = ev.final
-            return final
+            return await answer_stream(stubs)
 
     resp = run(main())
     if resp is None:

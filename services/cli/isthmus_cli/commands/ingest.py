@@ -19,7 +19,7 @@ from isthmus_cli.client import (
     upload_parts,
     watch_until_terminal,
 )
-from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, Tenant
+from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, RegionsFile, Tenant
 from isthmus_cli.output import console, fail, progress
 
 TERMINAL = ("indexed", "failed")
@@ -29,6 +29,7 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="a file or a folder (.txt .md .html .pdf, recursively)")],
     tenant: Tenant,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
+    regions: RegionsFile = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until indexed")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait for indexing")] = 600.0,
     acl: Annotated[
@@ -44,6 +45,12 @@ def ingest(
         fail(str(exc))
     if not files:
         fail(f"no supported files under {path} (.txt .md .markdown .html .htm .pdf)")
+
+    from isthmus_cli.regional import load_regions_or_fail
+
+    config = load_regions_or_fail(regions) if regions is not None else None
+    if config is not None:  # writes go to the tenant's primary region
+        endpoint = config.region(config.primary_of(tenant)).endpoint
 
     async def main() -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
