@@ -150,7 +150,11 @@ async def test_a_mirrored_document_is_indexed_listed_and_outranked_by_versions(r
     d = await document(ingestion, "mirror", "estuary")
     assert (d.version, d.content_hash) == (4, r4.content_hash)
     hits = await stub.Search(rpb.SearchRequest(tenant_id="mirror", query="mangroves", top_k=3), timeout=30)
-    assert hits.hits and hits.hits[0].context.document_id == "estuary" and "Mangroves" in hits.hits[0].context.text
+    assert (
+        hits.hits
+        and hits.hits[0].context.document_id == "estuary"
+        and "Mangroves" in hits.hits[0].context.text
+    )
     assert (
         await stub.GetTenant(rpb.GetTenantRequest(tenant_id="mirror"), timeout=10)
     ).chunk_count == r4.chunk_count
