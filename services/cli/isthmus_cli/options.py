@@ -11,6 +11,9 @@ Endpoint = Annotated[
     str, typer.Option("--endpoint", "-e", envvar="ISTHMUS_ENDPOINT", help="gRPC address of the platform")
 ]
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+#: the regions file ``make regions-up`` (tests/infra/regions.sh up) writes, relative to the repository
+LOCAL_REGIONS = Path(".tools/regions/regions.toml")
+
 RegionsFile = Annotated[
     Path | None,
     typer.Option(

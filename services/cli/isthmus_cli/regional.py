@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar
 import grpc
 
 from isthmus_cli.client import Stubs, channel
+from isthmus_cli.options import LOCAL_REGIONS
 from isthmus_cli.output import fail
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.regions import RegionsConfig, load_regions
@@ -67,6 +68,9 @@ class HealthChange:
 
 def load_regions_or_fail(path: Path) -> RegionsConfig:
     """The regions file, or one line on stderr and exit 2 (a bad file is a bad argument)."""
+    if not path.exists():
+        hint = " (start the local regions with 'make regions-up')" if path == LOCAL_REGIONS else ""
+        fail(f"no regions file at {path}{hint}", 2)
     try:
         return load_regions(path)
     except InvalidArgument as exc:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from isthmus_cli.client import run
-from isthmus_cli.options import AsJson, tenant_id
+from isthmus_cli.options import LOCAL_REGIONS, AsJson, tenant_id
 from isthmus_cli.output import console, err, fail
 from isthmus_core.drills.scenarios import Action, Step
 
@@ -70,8 +70,12 @@ def drill_run(
     scenario: Annotated[str, typer.Argument(help="a scenario of 'isthmus drill list'")],
     regions: Annotated[
         Path,
-        typer.Option("--regions", envvar="ISTHMUS_REGIONS_FILE", help="the regions file (TOML, with hooks)"),
-    ],
+        typer.Option(
+            "--regions",
+            envvar="ISTHMUS_REGIONS_FILE",
+            help="the regions file (TOML, with hooks); default: the one 'make regions-up' writes",
+        ),
+    ] = LOCAL_REGIONS,
     tenant: Annotated[
         str, typer.Option("--tenant", "-t", help="the drill's tenant", callback=tenant_id)
     ] = "drill",
