@@ -93,7 +93,7 @@ def test_missing_hook_is_named_before_anything_runs(regions: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (None, "cannot read the regions file"),
+        (None, "no regions file at"),
         ("[regions.a\n", "is not valid TOML"),
         ('[regions.A]\nendpoint = "x:1"\n', "regions.A"),
         ('[regions.a]\nendpoint = "x:1"\n[primaries]\nt = "c"\n', "primaries.t"),
