@@ -203,6 +203,13 @@ class Regions:
             pytest.fail(f"{hook} {region} failed: {proc.stderr[-3000:]}", pytrace=False)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The multi-region tier runs last: its two regions (two brokers, two MirrorMaker 2 processes, two
+    platforms) start once for it and stay up until the session ends, so no other test shares the two
+    cores with them."""
+    items.sort(key=lambda item: item.get_closest_marker("multiregion") is not None)
+
+
 @pytest.fixture(scope="session")
 def regions() -> Iterator[Regions]:
     """Regions a and b: ISTHMUS_TEST_REGIONS (a regions.toml, e.g. from `make regions-up`) if set, else
