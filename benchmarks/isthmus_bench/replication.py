@@ -206,7 +206,7 @@ def live(regions_file: Path, rate: float, duration_s: float, tenant: str) -> dic
                 for d in resp.documents:
                     if d.document_id in acked and d.document_id not in seen[region]:
                         seen[region][d.document_id] = now
-                if region == replica and writing_done.is_set() and len(seen[replica]) == len(acked):
+                if writing_done.is_set() and all(len(seen[r]) == len(acked) for r in seen):
                     caught_up.set()
                 await asyncio.sleep(0.2)
 
