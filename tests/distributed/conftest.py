@@ -29,9 +29,11 @@ SMALL_CHUNKS = {
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(base: Path, bootstrap: str, extra_env: dict[str, str]) -> AsyncIterator[Cluster]:
+async def running_cluster(
+    base: Path, bootstrap: str, extra_env: dict[str, str], *, metrics: bool = False
+) -> AsyncIterator[Cluster]:
     """All six services as processes on ``bootstrap``, each healthy; stopped afterwards."""
-    c = Cluster(base, bootstrap, extra_env)
+    c = Cluster(base, bootstrap, extra_env, metrics=metrics)
     try:
         for svc in SERVICES:
             c.start(svc)

@@ -28,7 +28,7 @@ from isthmus_core.regions import mirrored
 from isthmus_core.store.port import chunk_uuid
 from isthmus_core.testing.client import upload, wait_indexed
 
-from .conftest import SERVICES, SMALL_CHUNKS, Cluster
+from .conftest import SMALL_CHUNKS, Cluster, running_cluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -38,15 +38,10 @@ MIRRORED = mirrored(topics.CHUNKS_EMBEDDED, "a").name
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def region_b(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("region-b"), kafka_bootstrap, REGION_B, metrics=True)
-    try:
-        for svc in SERVICES:
-            c.start(svc)
-        for svc in SERVICES:
-            await c.wait_healthy(svc)
+    async with running_cluster(
+        tmp_path_factory.mktemp("region-b"), kafka_bootstrap, REGION_B, metrics=True
+    ) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 async def as_region_a_wrote_it(

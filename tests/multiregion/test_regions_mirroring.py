@@ -13,9 +13,8 @@ import pytest
 
 from isthmus.ingestion.v1 import ingestion_pb2 as ipb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as igrpc
-from isthmus_cli.commands.regions import newest_timestamp_ms
 from isthmus_core.bus.kafka_security import KafkaSecurity
-from isthmus_core.bus.kafka_tools import read_topic
+from isthmus_core.bus.kafka_tools import newest_timestamp_ms, read_topic
 from isthmus_core.bus.port import Message
 from isthmus_core.contracts import topics
 from isthmus_core.errors import NotFound

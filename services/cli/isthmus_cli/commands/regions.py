@@ -96,64 +96,6 @@ def mm2_properties(
     print(text, end="")
 
 
-async def newest_timestamp_ms(
-    bootstrap: str, topic: str, security: KafkaSecurity, clock: Callable[[], float] = time.time
-) -> tuple[int | None, float]:
-    """``(newest, observed_ms)``: the largest timestamp among the last records of ``topic``'s partitions
-    as they stood at ``observed_ms`` (``clock()`` when the partition ends were read; ``newest`` None: the
-    topic is empty). :class:`~isthmus_core.errors.NotFound` if the topic does not exist, ``Unavailable``
-    if Kafka is unreachable."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaError
-
-    from isthmus_core.bus.kafka import unreachable
-    from isthmus_core.errors import NotFound
-
-    options = security.client_options()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=5000,
-        **options,
-    )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        raise await unreachable(f"cannot read {topic!r}", bootstrap, security, options, exc) from exc
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise NotFound(f"topic {topic!r} does not exist on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-        observed_ms = clock() * 1000
-        live = [tp for tp in tps if end[tp] > begin[tp]]
-        newest: int | None = None
-        if not live:
-            return None, observed_ms
-        # the last record of each partition as of ``end``; anything written since is ignored
-        consumer.assign(live)
-        for tp in live:
-            consumer.seek(tp, end[tp] - 1)
-        pending = set(live)
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for r in records:
-                    if r.offset == end[tp] - 1:
-                        newest = r.timestamp if newest is None else max(newest, r.timestamp)
-                        pending.discard(tp)
-        return newest, observed_ms
-    finally:
-        await consumer.stop()
-
-
 async def region_status(
     config: RegionsConfig, security: KafkaSecurity, clock: Callable[[], float] = time.time
 ) -> dict[str, Any]:
@@ -166,6 +108,7 @@ async def region_status(
     from grpc_health.v1 import health_pb2
 
     from isthmus_cli.client import connect
+    from isthmus_core.bus.kafka_tools import newest_timestamp_ms
     from isthmus_core.errors import IsthmusError
     from isthmus_core.regions import remote_topic
 

@@ -6,6 +6,7 @@ Kafka admin tool, because dead letters and chunk history live there).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -49,29 +50,10 @@ async def read_topic(
     """Every message of ``topic`` up to its current end (from the group's committed offsets when a
     group is given, else from the beginning). Returns the messages and, for a group, a ``commit``
     coroutine function that marks them consumed."""
-    security = security or KafkaSecurity()
-    options = security.client_options()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **options,
-    )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        raise await unreachable(f"cannot read {topic!r}", bootstrap, security, options, exc) from exc
+    consumer = await _started_consumer(bootstrap, topic, security or KafkaSecurity(), group_id=group)
     out: list[Message] = []
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise NotFound(f"topic {topic!r} does not exist on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await _partitions(consumer, bootstrap, topic)
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if group is None:
@@ -103,6 +85,71 @@ async def read_topic(
     return out, commit
 
 
+async def _started_consumer(
+    bootstrap: str, topic: str, security: KafkaSecurity, **config: object
+) -> AIOKafkaConsumer:
+    """A started consumer (no subscription); :class:`Unavailable` naming ``bootstrap`` if it cannot start."""
+    options = security.client_options()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **config,
+        **options,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise await unreachable(f"cannot read {topic!r}", bootstrap, security, options, exc) from exc
+    return consumer
+
+
+async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
+    """``topic``'s partitions; :class:`NotFound` if the topic does not exist."""
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise NotFound(f"topic {topic!r} does not exist on {bootstrap}")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def newest_timestamp_ms(
+    bootstrap: str, topic: str, security: KafkaSecurity, clock: Callable[[], float] = time.time
+) -> tuple[int | None, float]:
+    """``(newest, observed_ms)``: the largest timestamp among the last records of ``topic``'s partitions
+    as they stood at ``observed_ms`` (``clock()`` when the partition ends were read; ``newest`` None: the
+    topic is empty). :class:`~isthmus_core.errors.NotFound` if the topic does not exist, ``Unavailable``
+    if Kafka is unreachable. ``isthmus regions status`` reads MirrorMaker 2's heartbeats with it."""
+    consumer = await _started_consumer(bootstrap, topic, security, request_timeout_ms=5000)
+    try:
+        tps = await _partitions(consumer, bootstrap, topic)
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        observed_ms = clock() * 1000
+        live = [tp for tp in tps if end[tp] > begin[tp]]
+        newest: int | None = None
+        if not live:
+            return None, observed_ms
+        # the last record of each partition as of ``end``; anything written since is ignored
+        consumer.assign(live)
+        for tp in live:
+            consumer.seek(tp, end[tp] - 1)
+        pending = set(live)
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset == end[tp] - 1:
+                        newest = r.timestamp if newest is None else max(newest, r.timestamp)
+                        pending.discard(tp)
+        return newest, observed_ms
+    finally:
+        await consumer.stop()
+
+
 async def republish(
     bootstrap: str,
     messages: Sequence[Message],
@@ -131,4 +178,11 @@ async def republish(
     return len(messages)
 
 
-__all__ = ["DEAD_LETTER_HEADERS", "REPLAY_GROUP", "from_kafka_headers", "read_topic", "republish"]
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "REPLAY_GROUP",
+    "from_kafka_headers",
+    "newest_timestamp_ms",
+    "read_topic",
+    "republish",
+]
