@@ -8,8 +8,8 @@ for the same documents, side by side in one run,
 
 * **bytes per document** a mirror copies: the JSON of the ``chunks.created`` events vs the
   ``chunks.embedded`` events (record values, as MirrorMaker 2 copies them; headers are the same for both);
-* **target-region time per document** (wall clock, one step after another on an idle machine): embedding the chunks and indexing them (mirror ``chunks.created``)
-  vs indexing only (mirror ``chunks.embedded``).
+* **target-region time per document** (wall clock, one step after another): embedding the chunks and
+  indexing them (mirror ``chunks.created``) vs indexing only (mirror ``chunks.embedded``).
 
 ``python -m isthmus_bench.replication --regions regions.toml [--rate 2] [--duration 30]`` (live, the regions
 of ``make regions-up``): a steady writer uploads small unique documents to the tenant's primary; for each
