@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL = "INTERNAL"
 
 
@@ -70,6 +71,32 @@ class ResourceExhausted(PermanentError):
         super().__init__(reason, **details)
         self.retry_after_s = retry_after_s
         self.permanent = retry_after_s is None
+
+
+class QuotaExceeded(ResourceExhausted):
+    """A tenant past one of its quotas. ``violations`` are (subject, description) pairs sent as a
+    ``google.rpc.QuotaFailure``; with ``retry_after_s`` (a rate or a daily budget) also a ``RetryInfo``."""
+
+    def __init__(
+        self,
+        reason: str,
+        violations: list[tuple[str, str]],
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(reason, retry_after_s)
+        self.violations = violations
+
+
+class Unauthenticated(PermanentError):
+    """No credentials, or credentials that do not verify (bad signature, expired, wrong audience...)."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(PermanentError):
+    """A verified caller without the permission the call needs (in that tenant)."""
+
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class Unavailable(IsthmusError):

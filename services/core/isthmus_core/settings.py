@@ -216,6 +216,49 @@ class CommonSettings(SectionSettings):
         "MirrorMaker 2 mirrors from the others ('<region>.<topic>'); document versions are drawn per region",
     )
 
+    # -- identity and access (isthmus_core.auth, docs/security.md) -----------------------------------
+    auth: Literal["off", "oidc", "local"] = Field(
+        "off",
+        description="off = no authentication (loopback only, said loudly at start); oidc = bearer JWTs "
+        "from auth_issuer, checked against its JWKS; local = JWTs from this machine's development "
+        "issuer (isthmus auth token)",
+    )
+    auth_issuer: str = Field("", description="oidc: the issuer URL, as in the tokens' iss claim")
+    auth_jwks_url: str = Field("", description="oidc: its JWKS; default <issuer>/.well-known/jwks.json")
+    auth_audience: str = Field("isthmus", description="the aud every token must name")
+    auth_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"],
+        description="accepted signature algorithms (asymmetric only; none and HS* are always refused)",
+    )
+    auth_leeway_s: float = Field(30.0, ge=0, le=300, description="clock skew allowed on exp/nbf/iat")
+    auth_jwks_cache_s: float = Field(300.0, ge=0, description="how long fetched keys are kept")
+    auth_groups_claim: str = Field("groups", description="the claim listing a caller's groups")
+    auth_exempt_methods: list[str] = Field(
+        default_factory=list,
+        description="full method names served without authentication (health and reflection always are)",
+    )
+    auth_local_key_file: Path | None = Field(
+        None, description="local: the development issuer's key; default <data_dir>/auth/local-issuer.pem"
+    )
+    auth_service_token_url: str = Field(
+        "", description="oidc: token endpoint for this process's own (client-credentials) token"
+    )
+    auth_service_client_id: str = Field("", description="oidc: this process's OAuth2 client id")
+    auth_service_client_secret: SecretStr = Field(SecretStr(""), description="... and its secret")
+    access_file: Path | None = Field(
+        None,
+        description="role bindings and quotas per tenant (TOML); default <data_dir>/access.toml; "
+        "re-read when it changes",
+    )
+
+    @model_validator(mode="after")
+    def _auth_is_consistent(self) -> CommonSettings:
+        from isthmus_core.auth.settings_check import auth_problems
+
+        if problems := auth_problems(self):
+            raise ValueError("; ".join(problems))
+        return self
+
     @model_validator(mode="after")
     def _regions_are_consistent(self) -> CommonSettings:
         from isthmus_core.regions import REGION_RULE, is_region

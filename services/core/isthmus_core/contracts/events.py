@@ -120,3 +120,29 @@ class AnswerProduced(Event):
     blocked: bool = False
     generator: str = ""
     retrieved: int = Field(default=0, ge=0)
+
+
+#: what an audit record is about (isthmus_core.auth.audit)
+AuditKind = Literal[
+    "authentication_failed",  # no token, or one that does not verify
+    "permission_denied",  # a verified caller without the permission (in that tenant)
+    "admin_action",  # a method marked admin in isthmus_core.auth.methods, whatever its outcome
+    "impersonation",  # a caller naming other principals in an AccessScope (admins only)
+    "quota_exceeded",  # a tenant past one of its quotas
+    "erasure",  # documents, a data subject or a tenant erased
+]
+
+
+class AuditRecorded(Event):
+    """One audit record. ``tenant_id`` is empty for what concerns no tenant (a token refused before any
+    tenant was read, a platform-wide call)."""
+
+    tenant_id: str = Field("", pattern=r"^(|" + TENANT_PATTERN.strip("^$") + r")$")
+    kind: AuditKind
+    principal: str = Field("", max_length=512, description="the verified subject; empty if none")
+    method: str = Field("", max_length=256, description="the full gRPC method, or the bus topic")
+    outcome: Literal["ok", "denied", "failed"] = "ok"
+    reason: str = Field("", max_length=2048)
+    details: dict[str, str] = Field(default_factory=dict)
+    peer: str = Field("", max_length=256, description="the caller's address, as gRPC reports it")
+    region: str = ""

@@ -45,6 +45,10 @@ CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenan
 TENANTS_DELETED = TopicSpec("isthmus.tenants.deleted.v1", ev.TenantDeleted, "tenant_id", partitions=1)
 ANSWERS_PRODUCED = TopicSpec("isthmus.answers.produced.v1", ev.AnswerProduced, "tenant_id")
 GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerdict, "tenant_id")
+#: audit records from every process (isthmus_core.auth.audit); kept 400 days
+AUDIT_RECORDED = TopicSpec(
+    "isthmus.audit.recorded.v1", ev.AuditRecorded, "tenant_id", retention_ms=400 * 24 * 3600 * 1000
+)
 
 #: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
 AnyTopic: TypeAlias = TopicSpec[Any]
@@ -57,6 +61,7 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     TENANTS_DELETED,
     ANSWERS_PRODUCED,
     GUARDRAIL_VERDICTS,
+    AUDIT_RECORDED,
 )
 
 

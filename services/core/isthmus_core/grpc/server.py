@@ -30,7 +30,7 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import ValidationError
 
 from isthmus_core.admission import Policy
-from isthmus_core.errors import IsthmusError, ResourceExhausted
+from isthmus_core.errors import IsthmusError, QuotaExceeded, ResourceExhausted
 from isthmus_core.grpc.admission import AdmissionInterceptor
 from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
 from isthmus_core.grpc.status import retry_after_s, rich_status, to_grpc
@@ -70,6 +70,10 @@ def _mark_span(exc: BaseException) -> None:
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, QuotaExceeded):  # a tenant's quota: which one, and when to retry if it refills
+        GRPC_REQUESTS.labels(method, "RESOURCE_EXHAUSTED").inc()
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        await context.abort_with_status(rich_status(code, exc.reason, exc.retry_after_s, exc.violations))
     if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:  # load shed: say when to retry
         GRPC_REQUESTS.labels(method, "RESOURCE_EXHAUSTED").inc()
         code = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -24,6 +24,7 @@ _TO_GRPC: dict[errors.ErrorCode, grpc.StatusCode] = {
     errors.ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     errors.ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     errors.ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -35,6 +36,8 @@ _FROM_GRPC: dict[grpc.StatusCode, type[errors.IsthmusError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
 }
 
 
@@ -42,15 +45,31 @@ def to_grpc(code: errors.ErrorCode) -> grpc.StatusCode:
     return _TO_GRPC.get(code, grpc.StatusCode.INTERNAL)
 
 
-def rich_status(code: grpc.StatusCode, message: str, retry_after_s: float | None) -> grpc.Status:
+def rich_status(
+    code: grpc.StatusCode,
+    message: str,
+    retry_after_s: float | None,
+    quota_violations: list[tuple[str, str]] | None = None,
+) -> grpc.Status:
     """A status for ``context.abort_with_status``: ``code`` and ``message``, plus a ``RetryInfo`` with
-    ``retry_after_s`` (if given) in the ``google.rpc.Status`` details."""
+    ``retry_after_s`` (if given) and a ``QuotaFailure`` with ``quota_violations`` (subject, description)
+    (if given) in the ``google.rpc.Status`` details."""
     status = status_pb2.Status(code=code.value[0], message=message)
     if retry_after_s is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(round(max(retry_after_s, 0.0) * 1e9))
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
+    if quota_violations:
+        failure = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(subject=s, description=d)
+                for s, d in quota_violations
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(failure)
         status.details.append(detail)
     result: grpc.Status = rpc_status.to_status(status)
     return result
@@ -81,3 +100,18 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.IsthmusError:
         return errors.ResourceExhausted(reason, retry_after_s(exc))
     cls = _FROM_GRPC.get(exc.code(), errors.Unavailable)
     return cls(reason)
+
+
+def quota_violations(exc: grpc.aio.AioRpcError | grpc.Call) -> list[tuple[str, str]]:
+    """The ``QuotaFailure`` violations a failed call carries, as (subject, description) pairs."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return []
+    out: list[tuple[str, str]] = []
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            failure = error_details_pb2.QuotaFailure()
+            detail.Unpack(failure)
+            out.extend((v.subject, v.description) for v in failure.violations)
+    return out

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 
+from isthmus_core.auth.stack import AuthStack
 from isthmus_core.bus.port import EventBus, Subscription
 from isthmus_core.contracts.topics import AnyTopic
 from isthmus_core.errors import ConfigurationError
@@ -48,6 +49,8 @@ class ModuleContext(Generic[SettingsT]):
     #: the module being built and the services it declared in ``depends_on``
     module: str
     depends_on: tuple[str, ...]
+    #: the process's quota gate and audit sink (and who is authenticated how): isthmus_core.auth.stack
+    auth: AuthStack = field(default_factory=AuthStack)
 
     def channel(self, service: str) -> grpc.aio.Channel:
         """A channel to a service this module depends on (in ``all``, this process's own port).
@@ -102,6 +105,7 @@ class Module(Generic[SettingsT]):
         common: CommonSettings,
         bus: EventBus,
         channels: Channels,
+        auth: AuthStack | None = None,
     ) -> ModuleContext[SettingsT]:
         """The context ``build`` gets, with this module's own section checked against ``settings_cls``."""
         settings = sections.get(self.settings_cls.section)
@@ -119,6 +123,7 @@ class Module(Generic[SettingsT]):
             common.data_dir,
             module=self.name,
             depends_on=tuple(self.depends_on),
+            auth=auth or AuthStack(),
         )
 
 
