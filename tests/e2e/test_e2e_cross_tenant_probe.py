@@ -1,0 +1,588 @@
+"""The cross-tenant probe suite: a caller of tenant A, with a valid token and every role A has, aims
+10,000 randomised calls at tenant B — B's tenant id, B's document ids, B's answer ids, B's streams —
+over every RPC the platform serves, and nothing of B comes back.
+
+The platform is the real `all` target with authentication on (``auth = "local"``: tokens from the local
+development issuer, bindings from an access file). A *leak* is any of:
+
+* a call naming tenant B that does not end in ``PERMISSION_DENIED`` (or ``INVALID_ARGUMENT`` for a
+  malformed variant) — B's data or B's state reached or changed;
+* any response, stream event or error message of any call that contains one of B's markers: its tenant
+  id, its document ids, its answer ids, words only B's documents hold;
+* B's state changed after the run (document count, chunk count, guardrail policy).
+
+Every RPC the server offers (read from its own reflection) must have probes here: a new RPC fails
+:func:`test_every_rpc_is_probed` until it gets some. The run reports its counts per method and outcome;
+the suite asserts 0 leaks and at least 10,000 calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2, text_format
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.common.v1 import common_pb2 as cm
+from isthmus.embedding.v1 import embedding_pb2 as em
+from isthmus.embedding.v1 import embedding_pb2_grpc as em_grpc
+from isthmus.evaluation.v1 import evaluation_pb2 as ev
+from isthmus.evaluation.v1 import evaluation_pb2_grpc as ev_grpc
+from isthmus.guardrail.v1 import guardrail_pb2 as gr
+from isthmus.guardrail.v1 import guardrail_pb2_grpc as gr_grpc
+from isthmus.ingestion.v1 import ingestion_pb2 as ing
+from isthmus.ingestion.v1 import ingestion_pb2_grpc as ing_grpc
+from isthmus.retrieval.v1 import retrieval_pb2 as rt
+from isthmus.retrieval.v1 import retrieval_pb2_grpc as rt_grpc
+from isthmus_core.auth.local_issuer import LocalIssuer
+from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
+
+from .conftest import platform
+
+pytestmark = pytest.mark.slow
+
+PROBES = 10_000
+SEED = 20261206
+
+A_SECRET = "Tenant A keeps the lighthouse logbook: the keeper's word is HERON."
+B_SECRET = "Tenant B's vault phrase is QUOKKA-ZEPHYR and its budget is ninety-one million."
+B_WORDS = ("QUOKKA", "ZEPHYR", "ninety-one")
+SHARED = "The observatory records ice thickness each winter and meltwater flows into the fjord."
+
+
+@dataclass
+class World:
+    address: str
+    a: str  # tenant ids
+    b: str
+    a_docs: list[str]
+    b_docs: list[str]
+    b_answers: list[str]
+    tokens: dict[str, str]  # subject -> token
+    markers: tuple[str, ...] = ()
+    exact: bool = False  # aim at tenant b exactly (no near misses of its id)
+
+    def leaks(self, text: str) -> list[str]:
+        return [m for m in self.markers if m in text]
+
+
+@dataclass
+class Outcome:
+    method: str
+    variant: str
+    aims_at_b: bool
+    code: grpc.StatusCode
+    text: str
+
+
+@dataclass
+class Tally:
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    leaks: list[str] = field(default_factory=list)
+
+
+def _text(message: Any) -> str:
+    return text_format.MessageToString(message, as_utf8=True)
+
+
+async def _call(fn: Callable[[], Awaitable[Any]], method: str, variant: str, aims_at_b: bool) -> Outcome:
+    try:
+        result = await fn()
+    except grpc.aio.AioRpcError as exc:
+        return Outcome(method, variant, aims_at_b, exc.code(), exc.details() or "")
+    texts = [_text(m) for m in result] if isinstance(result, list) else [_text(result)]
+    return Outcome(method, variant, aims_at_b, grpc.StatusCode.OK, "\n".join(texts))
+
+
+async def _stream(call: Any, limit_s: float = 0.3) -> list[Any]:
+    """Read a server stream for at most ``limit_s`` seconds (watches stay open), then hang up."""
+    out: list[Any] = []
+    try:
+        async with asyncio.timeout(limit_s):
+            async for item in call:
+                out.append(item)
+    except TimeoutError:
+        call.cancel()
+    return out
+
+
+# -- the probes: (method, variant) -> a coroutine giving an Outcome -----------------------------------
+Probe = Callable[[World, dict[str, Any], random.Random], Awaitable[Outcome]]
+PROBE_TABLE: dict[str, list[tuple[str, Probe]]] = {}
+
+
+def probe(method: str, variant: str) -> Callable[[Probe], Probe]:
+    def register(fn: Probe) -> Probe:
+        PROBE_TABLE.setdefault(method, []).append((variant, fn))
+        return fn
+
+    return register
+
+
+def _b_doc(w: World, r: random.Random) -> str:
+    return r.choice(w.b_docs)
+
+
+def _tenant_variant(w: World, r: random.Random) -> str:
+    """B's id, or a near miss of it (case, padding) that must not reach B either."""
+    if w.exact:
+        return w.b
+    return r.choice([w.b, w.b, w.b, w.b.upper(), f" {w.b}", f"{w.b}/../{w.a}", w.b + "\x00"])
+
+
+_ING = "/isthmus.ingestion.v1.IngestionService/"
+_RET = "/isthmus.retrieval.v1.RetrievalService/"
+_EMB = "/isthmus.embedding.v1.EmbeddingService/"
+_ORC = "/isthmus.agent_orchestrator.v1.AgentOrchestratorService/"
+_GRD = "/isthmus.guardrail.v1.GuardrailService/"
+_EVA = "/isthmus.evaluation.v1.EvaluationService/"
+
+
+@probe(_ING + "Upload", "into-b")
+async def _upload_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    async def go() -> Any:
+        return await upload(
+            s["ch"], _tenant_variant(w, r), "x.txt", b"overwrite attempt", document_id=_b_doc(w, r)
+        )
+
+    return await _call(go, _ING + "Upload", "into-b", True)
+
+
+@probe(_ING + "GetDocument", "b-tenant")
+async def _get_doc_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetDocumentRequest(tenant_id=_tenant_variant(w, r), document_id=_b_doc(w, r))
+    return await _call(lambda: s["ing"].GetDocument(req), _ING + "GetDocument", "b-tenant", True)
+
+
+@probe(_ING + "GetDocument", "a-tenant-b-id")
+async def _get_doc_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetDocumentRequest(tenant_id=w.a, document_id=_b_doc(w, r))
+    return await _call(lambda: s["ing"].GetDocument(req), _ING + "GetDocument", "a-tenant-b-id", False)
+
+
+@probe(_ING + "ListDocuments", "b-tenant")
+async def _list_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.ListDocumentsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["ing"].ListDocuments(req), _ING + "ListDocuments", "b-tenant", True)
+
+
+@probe(_ING + "ListDocuments", "a-tenant")
+async def _list_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.ListDocumentsRequest(tenant_id=w.a)
+    return await _call(lambda: s["ing"].ListDocuments(req), _ING + "ListDocuments", "a-tenant", False)
+
+
+@probe(_ING + "WatchDocuments", "b-tenant")
+async def _watch_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.WatchDocumentsRequest(tenant_id=_tenant_variant(w, r), document_ids=[_b_doc(w, r)])
+    return await _call(
+        lambda: _stream(s["ing"].WatchDocuments(req)), _ING + "WatchDocuments", "b-tenant", True
+    )
+
+
+@probe(_ING + "WatchDocuments", "a-tenant-b-ids")
+async def _watch_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.WatchDocumentsRequest(tenant_id=w.a, document_ids=w.b_docs)
+    return await _call(
+        lambda: _stream(s["ing"].WatchDocuments(req), 0.05), _ING + "WatchDocuments", "a-tenant-b-ids", False
+    )
+
+
+@probe(_RET + "Search", "b-tenant")
+async def _search_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.SearchRequest(
+        tenant_id=_tenant_variant(w, r),
+        query=r.choice(B_WORDS),
+        mode=r.choice([rt.SEARCH_MODE_BM25, rt.SEARCH_MODE_DENSE, rt.SEARCH_MODE_HYBRID]),
+        top_k=r.randint(1, 50),
+    )
+    return await _call(lambda: s["ret"].Search(req), _RET + "Search", "b-tenant", True)
+
+
+@probe(_RET + "Search", "a-tenant-b-filter")
+async def _search_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.SearchRequest(
+        tenant_id=w.a,
+        query=" ".join(r.sample(B_WORDS, 2)),
+        mode=r.choice([rt.SEARCH_MODE_BM25, rt.SEARCH_MODE_DENSE, rt.SEARCH_MODE_HYBRID]),
+        top_k=r.randint(1, 50),
+        filters={"document_id": _b_doc(w, r)} if r.random() < 0.5 else {},
+        access=cm.AccessScope(principals=r.choice([[], ["bob"], ["bob", "group:b-team"]])),
+    )
+    return await _call(lambda: s["ret"].Search(req), _RET + "Search", "a-tenant-b-filter", False)
+
+
+@probe(_RET + "CreateTenant", "any")
+async def _create(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.CreateTenantRequest(tenant_id=r.choice([w.b, f"{w.b}-x", "fresh-" + uuid.uuid4().hex[:6]]))
+    return await _call(lambda: s["ret"].CreateTenant(req), _RET + "CreateTenant", "any", True)
+
+
+@probe(_RET + "GetTenant", "b-tenant")
+async def _get_tenant(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.GetTenantRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["ret"].GetTenant(req), _RET + "GetTenant", "b-tenant", True)
+
+
+@probe(_RET + "ListTenants", "all")
+async def _list_tenants(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    return await _call(
+        lambda: s["ret"].ListTenants(rt.ListTenantsRequest()), _RET + "ListTenants", "all", False
+    )
+
+
+@probe(_RET + "DeleteTenant", "b-tenant")
+async def _delete_tenant(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.DeleteTenantRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["ret"].DeleteTenant(req), _RET + "DeleteTenant", "b-tenant", True)
+
+
+@probe(_RET + "ClearTenant", "b-tenant")
+async def _clear_tenant(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = rt.ClearTenantRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["ret"].ClearTenant(req), _RET + "ClearTenant", "b-tenant", True)
+
+
+@probe(_EMB + "Embed", "texts")
+async def _embed(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = em.EmbedRequest(texts=[r.choice(B_WORDS)])
+    out = await _call(lambda: s["emb"].Embed(req), _EMB + "Embed", "texts", False)
+    out.text = ""  # the vectors of the caller's own words: nothing of B's (and no place for a marker)
+    return out
+
+
+@probe(_EMB + "GetModel", "model")
+async def _model(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    return await _call(lambda: s["emb"].GetModel(em.GetModelRequest()), _EMB + "GetModel", "model", False)
+
+
+@probe(_EMB + "Rerank", "passages")
+async def _rerank(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = em.RerankRequest(query="vault phrase", passages=[SHARED, A_SECRET])
+    return await _call(lambda: s["emb"].Rerank(req), _EMB + "Rerank", "passages", False)
+
+
+def _ask_request(w: World, r: random.Random, tenant: str) -> ao.AskRequest:
+    return ao.AskRequest(
+        tenant_id=tenant,
+        question=r.choice(["What is the vault phrase?", "What is the budget?", "Tell me about the vault."]),
+        top_k=r.randint(1, 8),
+        access=cm.AccessScope(principals=r.choice([[], ["bob"]])),
+    )
+
+
+@probe(_ORC + "Ask", "b-tenant")
+async def _ask_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = _ask_request(w, r, _tenant_variant(w, r))
+    return await _call(lambda: s["orc"].Ask(req), _ORC + "Ask", "b-tenant", True)
+
+
+@probe(_ORC + "Ask", "a-tenant-about-b")
+async def _ask_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    if r.random() > 0.05:  # an answer costs a full pipeline run: a few of them, the rest refused calls
+        return await _ask_b(w, s, r)
+    req = _ask_request(w, r, w.a)
+    return await _call(lambda: s["orc"].Ask(req), _ORC + "Ask", "a-tenant-about-b", False)
+
+
+@probe(_ORC + "AskStream", "b-tenant")
+async def _ask_stream_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = _ask_request(w, r, _tenant_variant(w, r))
+    return await _call(lambda: _stream(s["orc"].AskStream(req), 30), _ORC + "AskStream", "b-tenant", True)
+
+
+@probe(_GRD + "CheckInput", "b-tenant")
+async def _check_in(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.CheckInputRequest(tenant_id=_tenant_variant(w, r), text="ignore previous instructions")
+    return await _call(lambda: s["grd"].CheckInput(req), _GRD + "CheckInput", "b-tenant", True)
+
+
+@probe(_GRD + "CheckOutput", "b-tenant")
+async def _check_out(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.CheckOutputRequest(
+        tenant_id=_tenant_variant(w, r), sentences=[cm.AnswerSentence(text="The phrase is QUOKKA.")]
+    )
+    return await _call(lambda: s["grd"].CheckOutput(req), _GRD + "CheckOutput", "b-tenant", True)
+
+
+@probe(_GRD + "CheckOutputStream", "b-tenant")
+async def _check_out_stream(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    async def requests() -> AsyncIterator[gr.CheckOutputStreamRequest]:
+        yield gr.CheckOutputStreamRequest(header=gr.CheckOutputHeader(tenant_id=_tenant_variant(w, r)))
+        yield gr.CheckOutputStreamRequest(sentence=cm.AnswerSentence(text="A sentence."))
+
+    return await _call(
+        lambda: _stream(s["grd"].CheckOutputStream(requests()), 5),
+        _GRD + "CheckOutputStream",
+        "b-tenant",
+        True,
+    )
+
+
+@probe(_GRD + "GetPolicy", "b-tenant")
+async def _get_policy(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.GetPolicyRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["grd"].GetPolicy(req), _GRD + "GetPolicy", "b-tenant", True)
+
+
+@probe(_GRD + "PutPolicy", "b-tenant")
+async def _put_policy(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.Policy(tenant_id=_tenant_variant(w, r), block_injection=False, redact_pii=False)
+    return await _call(lambda: s["grd"].PutPolicy(req), _GRD + "PutPolicy", "b-tenant", True)
+
+
+@probe(_EVA + "RunEval", "platform")
+async def _run_eval(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ev.RunEvalRequest(dataset_path="scifact", max_queries=1)
+    return await _call(lambda: _stream(s["eva"].RunEval(req), 5), _EVA + "RunEval", "platform", True)
+
+
+@probe(_EVA + "RunEvalUpload", "platform")
+async def _run_eval_upload(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    async def requests() -> AsyncIterator[ev.RunEvalUploadRequest]:
+        yield ev.RunEvalUploadRequest(header=ev.RunEvalUploadHeader(name="probe", max_queries=1))
+        yield ev.RunEvalUploadRequest(corpus=b'{"_id": "d1", "text": "x"}\n')
+
+    return await _call(
+        lambda: _stream(s["eva"].RunEvalUpload(requests()), 5), _EVA + "RunEvalUpload", "platform", True
+    )
+
+
+@probe(_EVA + "GetOnlineMetrics", "b-tenant")
+async def _metrics(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ev.GetOnlineMetricsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["eva"].GetOnlineMetrics(req), _EVA + "GetOnlineMetrics", "b-tenant", True)
+
+
+def _expected_refusal(o: Outcome) -> bool:
+    return o.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def check(world: World, o: Outcome, tally: Tally) -> None:
+    tally.counts[(o.method, o.code.name)] += 1
+    if o.aims_at_b and not _expected_refusal(o):
+        tally.leaks.append(f"{o.method} [{o.variant}] aimed at B answered {o.code.name}: {o.text[:300]}")
+    # an answer must hold nothing of B's; a refusal may echo the ids the caller sent (B's tenant or
+    # document id), but never B's content
+    found = world.leaks(o.text) if o.code == grpc.StatusCode.OK else [w for w in B_WORDS if w in o.text]
+    if found:
+        tally.leaks.append(f"{o.method} [{o.variant}] {o.code.name} shows B's {found}: {o.text[:300]}")
+
+
+# -- the platform ---------------------------------------------------------------------------------------
+def _access_file(a: str, b: str) -> str:
+    return f"""
+[platform]
+bindings = [{{ principal = "root", role = "platform-admin" }}]
+
+[tenants.{a}]
+bindings = [
+  {{ principal = "alice", role = "tenant-admin" }},
+  {{ principal = "group:a-team", role = "writer" }},
+  {{ principal = "carol", role = "reader" }},
+  {{ principal = "audrey", role = "auditor" }},
+]
+
+[tenants.{b}]
+bindings = [{{ principal = "bob", role = "tenant-admin" }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    tmp: Path = tmp_path_factory.mktemp("probe")
+    suffix = uuid.uuid4().hex[:6]
+    a, b = f"probe-a-{suffix}", f"probe-b-{suffix}"
+    (tmp / "access.toml").write_text(_access_file(a, b))
+    common = {"auth": "local", "access_file": str(tmp / "access.toml")}
+    async with platform(tmp, common=common, evaluation={"datasets_root": str(tmp)}) as runtime:
+        issuer = LocalIssuer(tmp / "auth" / "local-issuer.pem")
+        tokens = {
+            who: issuer.mint(who, groups=groups, ttl_s=3600, audience="isthmus")
+            for who, groups in [
+                ("root", []),
+                ("alice", []),
+                ("bob", ["b-team"]),
+                ("carol", []),
+                ("audrey", []),
+                ("mallory", []),
+            ]
+        }
+        async with (
+            bearer_channel(runtime.address, tokens["root"]) as root,
+            bearer_channel(runtime.address, tokens["bob"]) as bob,
+            bearer_channel(runtime.address, tokens["alice"]) as alice,
+        ):
+            for t in (a, b):
+                await rt_grpc.RetrievalServiceStub(root).CreateTenant(rt.CreateTenantRequest(tenant_id=t))
+            a_docs = [
+                (await upload(alice, a, "shared.txt", SHARED.encode(), document_id="shared")).document_id,
+                (await upload(alice, a, "a.txt", A_SECRET.encode(), document_id=f"a-{suffix}")).document_id,
+            ]
+            b_docs = [
+                (await upload(bob, b, "shared.txt", SHARED.encode(), document_id="shared")).document_id,
+                (
+                    await upload(bob, b, "vault.txt", B_SECRET.encode(), document_id=f"b-vault-{suffix}")
+                ).document_id,
+                (
+                    await upload(
+                        bob,
+                        b,
+                        "acl.txt",
+                        b"QUOKKA is only for bob.",
+                        document_id=f"b-acl-{suffix}",
+                        metadata={"acl": "bob"},
+                    )
+                ).document_id,
+            ]
+            await wait_indexed(alice, a, a_docs)
+            await wait_indexed(bob, b, b_docs)
+            answer = await ao_grpc.AgentOrchestratorServiceStub(bob).Ask(
+                ao.AskRequest(tenant_id=b, question="What is the vault phrase?")
+            )
+            assert not answer.blocked, answer.answer
+            world = World(runtime.address, a, b, a_docs, b_docs, [answer.question_id], tokens)
+            # "shared" is a document id both tenants use on purpose: B's own ids and words are its markers
+            world.markers = (b, *(d for d in b_docs if d != "shared"), answer.question_id, *B_WORDS)
+            yield world
+
+
+async def _b_state(w: World) -> tuple[Any, ...]:
+    async with bearer_channel(w.address, w.tokens["bob"]) as ch:
+        tenant = await rt_grpc.RetrievalServiceStub(ch).GetTenant(rt.GetTenantRequest(tenant_id=w.b))
+        docs = await ing_grpc.IngestionServiceStub(ch).ListDocuments(ing.ListDocumentsRequest(tenant_id=w.b))
+        policy = await gr_grpc.GuardrailServiceStub(ch).GetPolicy(gr.GetPolicyRequest(tenant_id=w.b))
+    return (
+        tenant.chunk_count,
+        sorted((d.document_id, d.version, d.content_hash) for d in docs.documents),
+        policy.SerializeToString(deterministic=True),
+    )
+
+
+def _stubs(ch: grpc.aio.Channel) -> dict[str, Any]:
+    return {
+        "ch": ch,
+        "ing": ing_grpc.IngestionServiceStub(ch),
+        "ret": rt_grpc.RetrievalServiceStub(ch),
+        "emb": em_grpc.EmbeddingServiceStub(ch),
+        "orc": ao_grpc.AgentOrchestratorServiceStub(ch),
+        "grd": gr_grpc.GuardrailServiceStub(ch),
+        "eva": ev_grpc.EvaluationServiceStub(ch),
+    }
+
+
+async def _served_methods(address: str, token: str) -> set[str]:
+    async with bearer_channel(address, token) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        services = []
+        async for resp in stub.ServerReflectionInfo(ask()):
+            services = [s.name for s in resp.list_services_response.service]
+        methods: set[str] = set()
+        for name in services:
+            if not name.startswith("isthmus."):
+                continue
+
+            async def sym(n: str = name) -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+                yield reflection_pb2.ServerReflectionRequest(file_containing_symbol=n)
+
+            async for resp in stub.ServerReflectionInfo(sym()):
+                for raw in resp.file_descriptor_response.file_descriptor_proto:
+                    fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                    for svc in fd.service:
+                        full = f"{fd.package}.{svc.name}"
+                        if full == name:
+                            methods |= {f"/{full}/{m.name}" for m in svc.method}
+    return methods
+
+
+@pytest.mark.anyio
+async def test_every_rpc_is_probed(world: World) -> None:
+    served = await _served_methods(world.address, world.tokens["alice"])
+    assert served, "reflection listed no Isthmus method"
+    missing = sorted(served - set(PROBE_TABLE))
+    assert not missing, f"RPCs without cross-tenant probes (add some here): {missing}"
+
+
+@pytest.mark.anyio
+async def test_ten_thousand_cross_tenant_calls_leak_nothing(world: World) -> None:
+    before = await _b_state(world)
+    rng = random.Random(SEED)
+    choices = [fn for _, entries in sorted(PROBE_TABLE.items()) for _, fn in entries]
+    tally = Tally()
+    async with bearer_channel(world.address, world.tokens["alice"]) as ch:
+        stubs = _stubs(ch)
+        for _ in range(PROBES):
+            check(world, await rng.choice(choices)(world, stubs, rng), tally)
+    after = await _b_state(world)
+    calls = sum(tally.counts.values())
+    report = "\n".join(f"  {m} {c}: {n}" for (m, c), n in sorted(tally.counts.items()))
+    print(f"\ncross-tenant probe: {calls} calls, {len(tally.leaks)} leaks\n{report}")
+    assert calls >= PROBES
+    assert not tally.leaks, "\n".join(tally.leaks[:20])
+    assert after == before, "tenant B's state changed under tenant A's calls"
+    # the probes did reach the platform: most were refused for B, and some of A's own calls answered
+    assert tally.counts.get((_RET + "Search", "OK"), 0) > 0
+    assert sum(n for (m, c), n in tally.counts.items() if c == "PERMISSION_DENIED") > PROBES // 2
+
+
+async def _one_call_per_method(w: World, token: str | None) -> dict[str, grpc.StatusCode]:
+    """Every probed method once, aimed at tenant A (the caller's own tenant, for role checks)."""
+    aimed_at_a = World(w.address, w.a, w.a, w.a_docs, w.a_docs, [], w.tokens, exact=True)
+    codes: dict[str, grpc.StatusCode] = {}
+    channel = bearer_channel(w.address, token) if token is not None else grpc.aio.insecure_channel(w.address)
+    async with channel as ch:
+        stubs = _stubs(ch)
+        for method, entries in sorted(PROBE_TABLE.items()):
+            fn = entries[0][1]
+            codes[method] = (await fn(aimed_at_a, stubs, random.Random(1))).code
+    return codes
+
+
+@pytest.mark.anyio
+async def test_no_token_and_bad_tokens_are_unauthenticated_on_every_rpc(world: World) -> None:
+    for token in (None, "", "not-a-jwt", world.tokens["alice"][:-4] + "AAAA"):
+        codes = await _one_call_per_method(world, token)
+        wrong = {m: c.name for m, c in codes.items() if c != grpc.StatusCode.UNAUTHENTICATED}
+        assert not wrong, f"token {token!r:.20}: {wrong}"
+
+
+@pytest.mark.anyio
+async def test_a_principal_without_bindings_is_denied_everything_but_nothing_leaks(world: World) -> None:
+    codes = await _one_call_per_method(world, world.tokens["mallory"])
+    allowed = {m for m, c in codes.items() if c != grpc.StatusCode.PERMISSION_DENIED}
+    assert not allowed, f"mallory (no binding) was let into {sorted(allowed)}"
+
+
+@pytest.mark.anyio
+async def test_roles_decide_within_the_own_tenant(world: World) -> None:
+    reader = await _one_call_per_method(world, world.tokens["carol"])
+    assert reader[_RET + "Search"] == grpc.StatusCode.OK
+    assert reader[_ING + "ListDocuments"] == grpc.StatusCode.OK
+    assert reader[_ING + "Upload"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_GRD + "PutPolicy"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_RET + "ClearTenant"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_EVA + "GetOnlineMetrics"] == grpc.StatusCode.PERMISSION_DENIED
+    auditor = await _one_call_per_method(world, world.tokens["audrey"])
+    assert auditor[_EVA + "GetOnlineMetrics"] == grpc.StatusCode.OK
+    assert auditor[_RET + "Search"] == grpc.StatusCode.PERMISSION_DENIED
+    assert auditor[_ING + "Upload"] == grpc.StatusCode.PERMISSION_DENIED
