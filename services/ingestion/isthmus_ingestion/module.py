@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from isthmus_core.auth.identity import Permission
+from isthmus_core.auth.producers import checked_producer
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
-from isthmus_core.bus.typed import publisher, subscribe
+from isthmus_core.bus.typed import event_handler, publisher, subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import TenantDeleted
@@ -56,7 +58,17 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         ],
         grpc_service_names=[ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name],
         subscriptions=[
-            subscribe(topics.DOCUMENTS_SUBMITTED, GROUP, core.on_document_submitted),
+            # with authentication on, only producers with documents.write in the event's tenant
+            Subscription(
+                topics.DOCUMENTS_SUBMITTED.name,
+                GROUP,
+                checked_producer(
+                    topics.DOCUMENTS_SUBMITTED,
+                    event_handler(topics.DOCUMENTS_SUBMITTED, core.on_document_submitted),
+                    ctx.auth,
+                    Permission.DOCUMENTS_WRITE,
+                ),
+            ),
             subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
             subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
             subscribe(topics.TENANTS_DELETED, GROUP, forget_tenant),

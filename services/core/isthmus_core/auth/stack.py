@@ -20,7 +20,10 @@ class TokenVerifier(Protocol):
     """Bearer token → verified :class:`Principal`; raises :class:`~isthmus_core.errors.Unauthenticated`
     with the reason (expired, wrong audience, unknown key...)."""
 
-    async def verify(self, token: str) -> Principal: ...
+    async def verify(self, token: str, *, at: float | None = None) -> Principal:
+        """``at``: the time (epoch seconds) the token must be valid at — a Kafka record's broker
+        timestamp for a producer's token; None = now."""
+        ...
 
 
 class QuotaGate(Protocol):

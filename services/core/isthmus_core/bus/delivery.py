@@ -85,10 +85,14 @@ def error_text(exc: BaseException) -> str:
     return text
 
 
+#: headers never copied to a dead letter: a producer's bearer token is a credential, not evidence
+CREDENTIAL_HEADERS = frozenset({"authorization"})
+
+
 def dead_letter_headers(message: Message, exc: BaseException, attempts: int, group: str) -> dict[str, str]:
-    """The original headers plus the error and where the message came from."""
+    """The original headers (credentials left out) plus the error and where the message came from."""
     return {
-        **message.headers,
+        **{k: v for k, v in message.headers.items() if k.lower() not in CREDENTIAL_HEADERS},
         H_ERROR_CLASS: type(exc).__name__,
         H_ERROR_MESSAGE: error_text(exc),
         H_SOURCE_TOPIC: message.topic,

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class _Record:
     size: int
     #: bytes appended to the partition up to and including this record
     cumulative: int
+    #: when it was appended (ms since the epoch): this bus is the broker
+    appended_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -223,7 +226,15 @@ class InProcessBus:
         if found is None:
             return []
         return [
-            Message(topic, r.key, r.value, dict(r.headers), partition=p, offset=part.start + i)
+            Message(
+                topic,
+                r.key,
+                r.value,
+                dict(r.headers),
+                partition=p,
+                offset=part.start + i,
+                timestamp_ms=r.appended_ms,
+            )
             for p, part in enumerate(found.partitions)
             for i, r in enumerate(part.records)
         ]
@@ -336,7 +347,7 @@ class InProcessBus:
         if part.waiting or self._full(t, p, size):  # waiting publishers go first: publish order
             await self._wait_for_room(t, p, size)
         part.appended_bytes += size
-        part.records.append(_Record(key, value, headers, size, part.appended_bytes))
+        part.records.append(_Record(key, value, headers, size, part.appended_bytes, int(time.time() * 1000)))
         self._settle(t, p)
         if t.arrived is not None:
             async with t.arrived:
@@ -448,7 +459,15 @@ class InProcessBus:
                 return
             offset = group.offsets[partition]
             record = part.records[offset - part.start]
-            message = Message(sub.topic, record.key, record.value, dict(record.headers), partition, offset)
+            message = Message(
+                sub.topic,
+                record.key,
+                record.value,
+                dict(record.headers),
+                partition,
+                offset,
+                timestamp_ms=record.appended_ms,
+            )
             await deliver(sub.handler, message, sub.retry, group=sub.group, dead_letter=self.publish)
             group.offsets[partition] = offset + 1
             self._settle(topic, partition)

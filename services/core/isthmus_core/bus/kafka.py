@@ -98,6 +98,7 @@ def record_to_message(record: ConsumerRecord[bytes, bytes]) -> Message:
         headers=from_kafka_headers(record.headers),
         partition=record.partition,
         offset=record.offset,
+        timestamp_ms=record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None,
     )
 
 
@@ -112,7 +113,10 @@ def new_topics(
             "retention.ms": str(retention_ms if retention_ms is not None else spec.retention_ms),
             "max.message.bytes": str(MAX_MESSAGE_BYTES + _REQUEST_OVERHEAD_BYTES),
         }
-        topics.append(NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs))
+        own = dict(configs)
+        if spec.broker_timestamps:  # the broker stamps each record: a producer cannot backdate it
+            own["message.timestamp.type"] = "LogAppendTime"
+        topics.append(NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=own))
         topics.append(NewTopic(spec.dlq, dlq_partitions, replication_factor, topic_configs=dict(configs)))
     return topics
 

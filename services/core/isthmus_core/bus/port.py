@@ -42,6 +42,9 @@ class Message:
     partition: int = 0
     offset: int = 0
     attempt: int = 1
+    #: when the bus appended it (ms since the epoch): the broker's time on topics with
+    #: ``TopicSpec.broker_timestamps`` (Kafka ``LogAppendTime``), the producer's otherwise; None if unknown
+    timestamp_ms: int | None = None
 
 
 Handler = Callable[[Message], Awaitable[None]]

@@ -144,5 +144,5 @@ class AuditRecorded(Event):
     outcome: Literal["ok", "denied", "failed"] = "ok"
     reason: str = Field("", max_length=2048)
     details: dict[str, str] = Field(default_factory=dict)
-    peer: str = Field("", max_length=256, description="the caller's address, as gRPC reports it")
+    peer: str = Field(default="", max_length=256, description="the caller's address, as gRPC reports it")
     region: str = ""

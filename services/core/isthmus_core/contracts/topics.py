@@ -30,6 +30,9 @@ class TopicSpec(Generic[EventT]):
     key: str  # which payload fields make the partition key (documented; used by ``partition_key``)
     partitions: int = 6
     retention_ms: int = 7 * 24 * 3600 * 1000
+    #: records are stamped by the broker when appended (Kafka ``message.timestamp.type=LogAppendTime``):
+    #: a producer's token is checked at that time (isthmus_core.auth.producers), which it cannot backdate
+    broker_timestamps: bool = False
 
     @property
     def dlq(self) -> str:
@@ -37,7 +40,7 @@ class TopicSpec(Generic[EventT]):
 
 
 DOCUMENTS_SUBMITTED = TopicSpec(
-    "isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id"
+    "isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id", broker_timestamps=True
 )
 CHUNKS_CREATED = TopicSpec("isthmus.chunks.created.v1", ev.ChunksCreated, "tenant_id/document_id")
 CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "tenant_id/document_id")
