@@ -3,6 +3,7 @@ broker (the session fixture ``kafka_bootstrap`` in the root conftest starts one)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -56,6 +57,7 @@ def test_records_become_messages() -> None:
     )
     message = record_to_message(record)
     assert (message.topic, message.partition, message.offset) == ("t", 3, 99)
+    assert message.timestamp_ms == 0
     assert (message.key, message.value, message.headers, message.attempt) == ("", b"", {"h": "v"}, 1)
 
 
@@ -80,6 +82,21 @@ def test_topics_get_registry_partitions_and_dlqs_get_the_bus_default() -> None:
     configs = by_name[topics.CHUNKS_CREATED.name].topic_configs
     assert configs["retention.ms"] == str(topics.CHUNKS_CREATED.retention_ms)
     assert int(configs["max.message.bytes"]) > MAX_MESSAGE_BYTES
+
+
+def test_document_events_are_stamped_by_the_broker_and_other_topics_by_their_producer() -> None:
+    created = {
+        t.name: t.topic_configs
+        for t in new_topics(
+            [topics.DOCUMENTS_SUBMITTED, topics.CHUNKS_CREATED],
+            dlq_partitions=1,
+            replication_factor=1,
+            retention_ms=None,
+        )
+    }
+    assert created[topics.DOCUMENTS_SUBMITTED.name]["message.timestamp.type"] == "LogAppendTime"
+    assert "message.timestamp.type" not in created[topics.CHUNKS_CREATED.name]
+    assert "message.timestamp.type" not in created[topics.DOCUMENTS_SUBMITTED.dlq]
 
 
 def test_retention_override_applies_to_every_topic() -> None:
@@ -146,4 +163,37 @@ class TestKafkaBusConformance(BusConformance):
     async def bus(self, kafka_bootstrap: str) -> AsyncIterator[EventBus]:
         bus = KafkaBus(kafka_bootstrap, client_id="isthmus-conformance", partitions=2)
         yield bus
+        await bus.stop()
+
+
+@pytest.mark.kafka
+async def test_a_producer_cannot_backdate_a_document_event(kafka_bootstrap: str) -> None:
+    """On the real broker: the topic is created with LogAppendTime, so a record sent with a timestamp
+    from last year arrives stamped with the broker's time (what the producer check verifies tokens at)."""
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    bus = KafkaBus(kafka_bootstrap, client_id="isthmus-backdate", partitions=1)
+    got = Collector()
+    spec = topics.DOCUMENTS_SUBMITTED
+    bus.subscribe(Subscription(spec.name, f"backdate-{time.time_ns()}", got))
+    try:
+        await bus.ensure_topics([spec])
+        await bus.start()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        year_ago_ms = int((time.time() - 365 * 86400) * 1000)
+        before = int(time.time() * 1000)
+        try:
+            await producer.send_and_wait(spec.name, b"{}", key=b"k", timestamp_ms=year_ago_ms)
+        finally:
+            await producer.stop()
+        for _ in range(600):
+            if got.messages:
+                break
+            await asyncio.sleep(0.1)
+        stamped = [m.timestamp_ms for m in got.messages if m.value == b"{}"]
+        assert stamped and all(t is not None and t >= before - 5_000 for t in stamped), stamped
+    finally:
         await bus.stop()
