@@ -23,6 +23,7 @@ from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
 from isthmus_core.ports.generator import (
     CONTINUES_SENTENCE_KEY,
+    DOCUMENT_VERSION_KEY,
     SOURCE_NAME_KEY,
     TITLE_KEY,
     URI_KEY,
@@ -58,6 +59,7 @@ def verdict_from_pb(v: common_pb2.Verdict) -> Verdict:
             for f in v.findings
         ),
         text=v.text,
+        policy_version=v.policy_version,
     )
 
 
@@ -77,8 +79,9 @@ def sentence_pb(s: AnswerSentence) -> common_pb2.AnswerSentence:
     return common_pb2.AnswerSentence(text=s.text, citations=[citation_pb(c) for c in s.citations])
 
 
-def context_from_hit(h: retrieval_pb2.Hit) -> Context:
-    """A search hit as a generator context; the source's name, title and URI come from chunk metadata."""
+def context_from_hit(h: retrieval_pb2.Hit, model_id: str = "") -> Context:
+    """A search hit as a generator context; the source's name, title and URI come from chunk metadata,
+    and so does the document version; ``model_id``: the embedding model of the search."""
     return Context(
         h.context.chunk_id,
         h.context.document_id,
@@ -89,7 +92,15 @@ def context_from_hit(h: retrieval_pb2.Hit) -> Context:
         title=h.metadata.get(TITLE_KEY, ""),
         uri=h.metadata.get(URI_KEY, ""),
         continues_sentence=h.metadata.get(CONTINUES_SENTENCE_KEY) == "true",
+        end=h.end,
+        document_version=_version(h.metadata.get(DOCUMENT_VERSION_KEY, "")),
+        embedding_model=model_id,
     )
+
+
+def _version(raw: str) -> int:
+    """A chunk's document version from its metadata; 0 (unknown) when absent or not a number."""
+    return int(raw) if raw.isdigit() else 0
 
 
 def context_pb(c: Context) -> common_pb2.Context:
@@ -214,4 +225,4 @@ class GrpcSearcher:
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
-        return [context_from_hit(h) for h in resp.hits]
+        return [context_from_hit(h, resp.model_id) for h in resp.hits]

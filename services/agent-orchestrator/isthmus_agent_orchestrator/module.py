@@ -39,9 +39,19 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
     return generator, []
 
 
+def made_with(s: OrchestratorSettings) -> tuple[str, str]:
+    """The generator's model and the version of its prompt, for answers' provenance ("" if none)."""
+    if s.generator != "openai":
+        return "", ""
+    from isthmus_agent_orchestrator.openai_compat import PROMPT_VERSION
+
+    return s.openai_model, PROMPT_VERSION
+
+
 async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     s = ctx.settings
     generator, stops = make_generator(s)
+    generator_model, prompt_version = made_with(s)
     core = Orchestrator(
         GrpcGuardClient(ctx.channel("guardrail")),
         GrpcSearcher(ctx.channel("retrieval")),
@@ -49,6 +59,8 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         publisher(ctx.bus, topics.ANSWERS_PRODUCED),
         top_k=s.top_k,
         max_question_chars=s.max_question_chars,
+        generator_model=generator_model,
+        prompt_version=prompt_version,
     )
     return Offer(
         registrars=[

@@ -33,6 +33,9 @@ from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Gen
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
+#: the version of the prompt (SYSTEM_PROMPT and :func:`user_prompt`): bump it whenever either changes, so
+#: an answer's provenance says which prompt made it
+PROMPT_VERSION = "1"
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given by the user. Do not use any other "
     "knowledge. After every sentence of your answer, cite the sources that support it with their numbers "

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, assert_never
 
-from isthmus_core.contracts.events import AnswerProduced, Citation
+from isthmus_core.auth.context import current_principal
+from isthmus_core.contracts.events import (
+    AnswerProduced,
+    ChunkProvenance,
+    Citation,
+    Provenance,
+    VerdictSummary,
+)
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context, Generator
 from isthmus_core.ports.guard import Action, Verdict
@@ -116,6 +123,58 @@ def _shown(sentence: AnswerSentence, verdict: Verdict) -> AnswerSentence | None:
             assert_never(verdict.action)
 
 
+def _summary(v: Verdict | None) -> VerdictSummary:
+    if v is None:
+        return VerdictSummary()
+    return VerdictSummary(action=v.action.value, codes=[f.code for f in v.findings])
+
+
+def provenance(
+    answer: Answer, contexts: Sequence[Context], generator_model: str = "", prompt_version: str = ""
+) -> Provenance:
+    """How ``answer`` was made: the caller (the verified subject of the current call, "" with
+    authentication off), the chunks retrieved and cited (document versions, offsets, scores), the
+    models, the prompt and guardrail policy versions, the verdicts and the stage timings."""
+    principal = current_principal()
+    by_id = {c.chunk_id: c for c in contexts}
+
+    def cited(c: Citation) -> ChunkProvenance:
+        ctx = by_id.get(c.chunk_id)
+        return ChunkProvenance(
+            chunk_id=c.chunk_id,
+            document_id=c.document_id,
+            document_version=ctx.document_version if ctx else 0,
+            start=c.start,
+            end=c.end,
+            score=ctx.score if ctx else 0.0,
+        )
+
+    verdicts = [v for v in (answer.input_verdict, answer.output_verdict) if v is not None]
+    return Provenance(
+        principal="" if principal is None or principal.via == "anonymous" else principal.subject,
+        retrieved=[
+            ChunkProvenance(
+                chunk_id=c.chunk_id,
+                document_id=c.document_id,
+                document_version=c.document_version,
+                start=c.start,
+                end=c.end or c.start + len(c.text),
+                score=c.score,
+            )
+            for c in contexts
+        ],
+        cited=[cited(c) for c in answer.citations],
+        embedding_model=next((c.embedding_model for c in contexts if c.embedding_model), ""),
+        generator=answer.generator,
+        generator_model=generator_model,
+        prompt_version=prompt_version,
+        guardrail_policy_version=next((v.policy_version for v in verdicts if v.policy_version), ""),
+        input_verdict=_summary(answer.input_verdict),
+        output_verdict=_summary(answer.output_verdict),
+        timings_ms={str(stage): ms for stage, ms in answer.stage_ms.items()},
+    )
+
+
 class Orchestrator:
     def __init__(
         self,
@@ -126,6 +185,8 @@ class Orchestrator:
         *,
         top_k: int = 5,
         max_question_chars: int = 2000,
+        generator_model: str = "",
+        prompt_version: str = "",
     ) -> None:
         self._guard = guard
         self._searcher = searcher
@@ -133,6 +194,8 @@ class Orchestrator:
         self._publish = publish_answer
         self._top_k = top_k
         self._max_chars = max_question_chars
+        #: for answers' provenance: the generator's model, the version of its prompt template
+        self._made_with = (generator_model, prompt_version)
 
     async def run(
         self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
@@ -225,6 +288,7 @@ class Orchestrator:
                 blocked=answer.blocked,
                 generator=answer.generator,
                 retrieved=len(contexts),
+                provenance=provenance(answer, contexts, *self._made_with),
             )
         )
         yield StageEvent(Stage.DONE)

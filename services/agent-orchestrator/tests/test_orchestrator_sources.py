@@ -38,7 +38,16 @@ def test_a_hit_becomes_a_context_naming_its_source() -> None:
         source_name="travel.md",
         title="Travel policy",
         uri=URI,
+        end=72,
     )
+
+
+def test_a_hit_carries_its_document_version_and_the_search_model_into_the_context() -> None:
+    context = context_from_hit(_hit(document_version="3"), "bge-small@onnx")
+    assert (context.document_version, context.end, context.embedding_model) == (3, 72, "bge-small@onnx")
+    # indexed before versions were recorded (or a value that is not one): unknown, 0
+    assert context_from_hit(_hit()).document_version == 0
+    assert context_from_hit(_hit(document_version="x")).document_version == 0
 
 
 def test_a_chunk_indexed_before_source_names_is_named_by_its_file_name() -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao_pb
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.audit.v1 import audit_pb2
 from isthmus.common.v1 import common_pb2
 from isthmus.evaluation.v1 import evaluation_pb2
 from isthmus.guardrail.v1 import guardrail_pb2
@@ -51,6 +52,7 @@ VALID: list[Message] = [
     _search(access=common_pb2.AccessScope(principals=["alice", "group:eng"])),
     _search(access=common_pb2.AccessScope()),  # present, no principals: public documents only
     evaluation_pb2.GetOnlineMetricsRequest(),  # empty tenant = all tenants, by design
+    audit_pb2.ListAuditEventsRequest(),  # empty tenant = every tenant (the permission for every tenant)
     ing_pb.UploadRequest(header=ing_pb.UploadHeader(tenant_id="acme", filename="a.txt")),  # id assigned
     ing_pb.UploadRequest(data=b"\x00" * 1000),  # a data part carries no tenant
     guardrail_pb2.CheckInputRequest(tenant_id="acme", text="hi", subject_id="q" * 128),
@@ -72,6 +74,12 @@ INVALID: list[tuple[str, Message, str]] = [
     ("upper tenant", rpb.GetTenantRequest(tenant_id="Acme"), "invalid tenant_id"),
     ("missing tenant", _search(tenant_id=""), "tenant_id is required"),
     ("missing tenant in a policy", guardrail_pb2.GetPolicyRequest(), "tenant_id is required"),
+    (
+        "missing tenant of a provenance",
+        evaluation_pb2.GetProvenanceRequest(answer_id="q1"),
+        "tenant_id is required",
+    ),
+    ("path tenant of audit records", audit_pb2.ListAuditEventsRequest(tenant_id="../x"), "invalid tenant_id"),
     (
         "missing tenant in a header",
         ing_pb.UploadRequest(header=ing_pb.UploadHeader(filename="a.txt")),

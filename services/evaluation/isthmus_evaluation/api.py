@@ -10,11 +10,14 @@ import grpc
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+from isthmus_core.contracts.events import AnswerProduced, ChunkProvenance, VerdictSummary
 from isthmus_core.contracts.ids import parse_tenant_id
-from isthmus_core.errors import InvalidArgument
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
+from isthmus_evaluation.audit_api import timestamp_pb
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.report import EvalReport
 from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_modes
 
@@ -70,6 +73,47 @@ async def read_upload(
     return header, await asyncio.to_thread(upload.parse, header.name)
 
 
+#: answer ids are the orchestrator's question ids (32 hex digits); anything printable up to this is looked up
+MAX_ANSWER_ID_CHARS = 128
+
+
+def _chunk_pb(c: ChunkProvenance) -> pb.ProvenanceChunk:
+    return pb.ProvenanceChunk(
+        chunk_id=c.chunk_id,
+        document_id=c.document_id,
+        document_version=c.document_version,
+        start=c.start,
+        end=c.end,
+        score=c.score,
+    )
+
+
+def _verdict_pb(v: VerdictSummary) -> pb.ProvenanceVerdict:
+    return pb.ProvenanceVerdict(action=v.action, codes=v.codes)
+
+
+def provenance_pb(ev: AnswerProduced) -> pb.Provenance:
+    p = ev.provenance
+    return pb.Provenance(
+        answer_id=ev.question_id,
+        tenant_id=ev.tenant_id,
+        principal=p.principal,
+        answered_at=timestamp_pb(ev.occurred_at),
+        retrieved=[_chunk_pb(c) for c in p.retrieved],
+        cited=[_chunk_pb(c) for c in p.cited],
+        embedding_model=p.embedding_model,
+        generator=p.generator or ev.generator,
+        generator_model=p.generator_model,
+        prompt_version=p.prompt_version,
+        guardrail_policy_version=p.guardrail_policy_version,
+        input_verdict=_verdict_pb(p.input_verdict),
+        output_verdict=_verdict_pb(p.output_verdict),
+        timings_ms=p.timings_ms,
+        latency_ms=ev.latency_ms,
+        blocked=ev.blocked,
+    )
+
+
 class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
     def __init__(
         self,
@@ -78,12 +122,14 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         tenants: TenantDirectory,
         datasets_root: Path | None = None,
         max_upload_bytes: int = 256 * 1024 * 1024,
+        records: RecordStore | None = None,
     ) -> None:
         self._runner = runner
         self._online = online
         self._tenants = tenants
         self._root = datasets_root
         self._max_upload = max_upload_bytes
+        self._records = records
 
     async def RunEval(
         self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext
@@ -117,3 +163,19 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
             guardrail_redactions=s.guardrail_redactions,
             blocked_answers=s.blocked_answers,
         )
+
+    async def GetProvenance(
+        self, request: pb.GetProvenanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Provenance:
+        tenant = parse_tenant_id(request.tenant_id)
+        answer_id = request.answer_id
+        if not answer_id:
+            raise InvalidArgument("answer_id is required: the question_id of the answer's AskResponse")
+        if len(answer_id) > MAX_ANSWER_ID_CHARS or not answer_id.isprintable():
+            raise InvalidArgument(f"answer_id must be at most {MAX_ANSWER_ID_CHARS} printable characters")
+        if self._records is None:
+            raise FailedPrecondition("this evaluation service keeps no provenance records")
+        ev = await asyncio.to_thread(self._records.provenance, tenant, answer_id)
+        if ev is None:  # never says whether another tenant has such an answer
+            raise NotFound(f"tenant {tenant!r} has no answer {answer_id!r}")
+        return provenance_pb(ev)

@@ -1,30 +1,39 @@
-"""The evaluation module: dataset runs over gRPC, online metrics from answer and verdict events."""
+"""The evaluation module: dataset runs over gRPC, online metrics from answer and verdict events, the audit
+log (``AuditService``) and the provenance of answers (``GetProvenance``), kept in SQLite under
+``<data_dir>/evaluation``."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
+from isthmus.audit.v1 import audit_pb2, audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus_core.bus.replication import Outcome, replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import AnswerProduced, GuardrailVerdict, TenantDeleted
+from isthmus_core.contracts.events import AnswerProduced, AuditRecorded, GuardrailVerdict, TenantDeleted
 from isthmus_core.contracts.ids import parse_tenant_id
-from isthmus_core.runtime.module import Module, ModuleContext, Offer
+from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
+from isthmus_evaluation.audit_api import AuditServicer
 from isthmus_evaluation.clients import GrpcEvalPlatform
 from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.runner import EvalRunner
 from isthmus_evaluation.settings import EvaluationSettings
 
 NAME = "evaluation"
 GROUP = "evaluation"
+#: the audit log has its own consumer group: its progress never waits on (or replays) the metrics'
+AUDIT_GROUP = "evaluation-audit"
 
 
 async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     s = ctx.settings
     online = OnlineMetrics()
+    records = RecordStore(ctx.data_dir / "evaluation" / "records.sqlite")
     runner = EvalRunner(
         GrpcEvalPlatform(ctx.channel("retrieval"), ctx.channel("ingestion")),
         upload_concurrency=s.upload_concurrency,
@@ -34,7 +43,11 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     )
 
     async def on_answer(ev: AnswerProduced) -> None:
+        await asyncio.to_thread(records.add_answer, ev)
         online.observe_answer(ev)
+
+    async def on_audit(ev: AuditRecorded) -> None:
+        await asyncio.to_thread(records.add_audit, ev)
 
     async def on_verdict(ev: GuardrailVerdict) -> None:
         online.observe_verdict(ev)
@@ -45,6 +58,7 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         tenant = parse_tenant_id(ev.tenant_id)
         tenants.forget(tenant)
         online.drop_tenant(tenant)
+        await asyncio.to_thread(records.drop_tenant_answers, tenant, ev.occurred_at)
 
     async def held_here(tenant_id: str) -> bool:
         return await tenants.exists(parse_tenant_id(tenant_id))
@@ -52,6 +66,7 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     async def on_answer_from(ev: AnswerProduced) -> Outcome:
         if not await held_here(ev.tenant_id):
             return "tenant_absent"
+        await asyncio.to_thread(records.add_answer, ev)
         online.observe_answer(ev)
         return "applied"
 
@@ -66,14 +81,19 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         registrars=[
             partial(
                 evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server,
-                EvaluationServicer(runner, online, tenants, s.datasets_root, s.max_upload_bytes),
-            )
+                EvaluationServicer(runner, online, tenants, s.datasets_root, s.max_upload_bytes, records),
+            ),
+            partial(audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(records)),
         ],
-        grpc_service_names=[evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name],
+        grpc_service_names=[
+            evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name,
+            audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+        ],
         subscriptions=[
             subscribe(topics.ANSWERS_PRODUCED, GROUP, on_answer),
             subscribe(topics.GUARDRAIL_VERDICTS, GROUP, on_verdict),
             subscribe(topics.TENANTS_DELETED, GROUP, on_tenant_deleted),
+            subscribe(topics.AUDIT_RECORDED, AUDIT_GROUP, on_audit),
             # answers and verdicts of the other regions: online metrics cover the tenant everywhere
             *replica_subscriptions(topics.ANSWERS_PRODUCED, GROUP, peers, on_answer_from, service=NAME),
             *replica_subscriptions(topics.GUARDRAIL_VERDICTS, GROUP, peers, on_verdict_from, service=NAME),
@@ -82,9 +102,18 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
             topics.ANSWERS_PRODUCED,
             topics.GUARDRAIL_VERDICTS,
             topics.TENANTS_DELETED,
+            topics.AUDIT_RECORDED,
             *replica_topics([topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS], peers),
         ],
+        on_stop=[_closer(records)],
     )
+
+
+def _closer(records: RecordStore) -> Hook:
+    async def close() -> None:
+        records.close()
+
+    return close
 
 
 MODULE = Module(
@@ -92,5 +121,5 @@ MODULE = Module(
     settings_cls=EvaluationSettings,
     build=build,
     depends_on=("ingestion", "retrieval"),
-    description="retrieval metrics on datasets and on live traffic",
+    description="retrieval metrics on datasets and on live traffic; the audit log; answers' provenance",
 )

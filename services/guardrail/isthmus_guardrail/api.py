@@ -31,10 +31,12 @@ ACTION_TO_PB = {
 }
 
 
-def verdict_pb(v: Verdict) -> common_pb2.Verdict:
+def verdict_pb(v: Verdict, policy_version: str = "") -> common_pb2.Verdict:
+    """``policy_version``: the :attr:`Policy.version` the check applied (answers' provenance)."""
     return common_pb2.Verdict(
         action=ACTION_TO_PB[v.action],
         text=v.text,
+        policy_version=policy_version or v.policy_version,
         findings=[
             common_pb2.Finding(code=f.code, message=f.message, start=f.start, end=f.end, score=f.score)
             for f in v.findings
@@ -96,7 +98,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_input, request.text, policy)
         await self._emit(tenant, "input", request.subject_id, v)
-        return verdict_pb(v)
+        return verdict_pb(v, policy.version)
 
     async def CheckOutput(
         self, request: pb.CheckOutputRequest, context: grpc.aio.ServicerContext
@@ -108,7 +110,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, policy)
         await self._emit(tenant, "output", request.subject_id, v)
-        return verdict_pb(v)
+        return verdict_pb(v, policy.version)
 
     async def CheckOutputStream(
         self,
@@ -133,7 +135,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             self._check_length(sentence.text)
             v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, policy)
             await self._emit(tenant, "output", header.subject_id, v, part=str(index))
-            yield verdict_pb(v)
+            yield verdict_pb(v, policy.version)
             index += 1
 
     def _check_length(self, text: str) -> None:

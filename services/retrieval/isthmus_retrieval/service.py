@@ -16,6 +16,7 @@ from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantD
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from isthmus_core.ports.embedding_client import QueryEmbedder, Reranker
+from isthmus_core.ports.generator import DOCUMENT_VERSION_KEY
 from isthmus_core.store.port import (
     ChunkRecord,
     Fusion,
@@ -180,7 +181,7 @@ class Retrieval:
                 start=c.start,
                 end=c.end,
                 version=ev.version,
-                metadata=c.metadata,
+                metadata={**c.metadata, DOCUMENT_VERSION_KEY: str(ev.version)},  # hits carry it
             )
             for c in ev.chunks
         ]

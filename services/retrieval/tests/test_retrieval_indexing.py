@@ -12,8 +12,9 @@ import pytest
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, EmbeddedChunk, TenantDeleted
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.embedding_client import QueryEmbedding
-from isthmus_core.store.port import ChunkRecord, RejectedRecords, VectorStore, chunk_uuid
-from isthmus_retrieval.service import REJECTED_SUFFIX, Retrieval
+from isthmus_core.ports.generator import DOCUMENT_VERSION_KEY
+from isthmus_core.store.port import ChunkRecord, RejectedRecords, SearchMode, VectorStore, chunk_uuid
+from isthmus_retrieval.service import REJECTED_SUFFIX, Retrieval, SearchParams
 from isthmus_retrieval.store_embedded import EmbeddedStore
 
 DIM = 4
@@ -139,3 +140,14 @@ async def test_replaying_the_split_dead_letter_does_not_replace_the_document(sto
     )
     await retrieval.index(fixed)
     assert await store.count(TENANT) == 4
+
+
+async def test_hits_carry_the_version_of_their_document(store: EmbeddedStore) -> None:
+    """Answers' provenance names the document version of each chunk: indexing records it in the chunk's
+    metadata, so every hit carries it."""
+    rec = Recorder()
+    retrieval = core(store, rec)
+    await retrieval.index(event([DIM, DIM], version=1))
+    await retrieval.index(event([DIM], version=3))
+    hits, _ = await retrieval.search(SearchParams(TENANT, "chunk number", mode=SearchMode.BM25))
+    assert hits and {h.metadata[DOCUMENT_VERSION_KEY] for h in hits} == {"3"}

@@ -113,13 +113,60 @@ class GuardrailVerdict(Event):
     subject_id: str = ""
 
 
+class ChunkProvenance(BaseModel):
+    """A chunk an answer was made from: retrieved (the chunk's offsets) or cited (the cited span's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_id: str
+    document_id: str
+    #: the version of the document the chunk belongs to; 0 = not known (indexed before it was recorded)
+    document_version: int = Field(default=0, ge=0)
+    start: int = 0
+    end: int = 0
+    score: float = 0.0
+
+
+class VerdictSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: "" = the check did not run (e.g. no output check of a blocked question)
+    action: Literal["", "allow", "redact", "block"] = ""
+    codes: list[str] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    """How an answer was made (``AnswerProduced.provenance``; kept by evaluation, ``GetProvenance``).
+
+    Every field has a default: answers from producers that did not record provenance parse, empty."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: the verified subject that asked; "" with authentication off (or from an older producer)
+    principal: str = Field(default="", max_length=512)
+    retrieved: list[ChunkProvenance] = Field(default_factory=list)
+    cited: list[ChunkProvenance] = Field(default_factory=list)
+    embedding_model: str = ""
+    generator: str = ""
+    generator_model: str = ""
+    prompt_version: str = ""
+    guardrail_policy_version: str = ""
+    input_verdict: VerdictSummary = Field(default_factory=VerdictSummary)
+    output_verdict: VerdictSummary = Field(default_factory=VerdictSummary)
+    #: milliseconds per stage (input_guard, retrieval, generation, output_guard)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
 class AnswerProduced(Event):
+    """An answer given; its id is ``question_id`` (the AskResponse's)."""
+
     question_id: str
     latency_ms: float = Field(ge=0)
     citations: list[Citation] = Field(default_factory=list)
     blocked: bool = False
     generator: str = ""
     retrieved: int = Field(default=0, ge=0)
+    provenance: Provenance = Field(default_factory=Provenance)
 
 
 #: what an audit record is about (isthmus_core.auth.audit)

@@ -50,6 +50,7 @@ MAX_NAME_BYTES: Final = 255
 EMPTY_ALLOWED: Final = frozenset(
     {
         "isthmus.evaluation.v1.GetOnlineMetricsRequest.tenant_id",
+        "isthmus.audit.v1.ListAuditEventsRequest.tenant_id",
         "isthmus.ingestion.v1.UploadHeader.document_id",
     }
 )

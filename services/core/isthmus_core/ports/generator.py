@@ -17,6 +17,9 @@ URI_KEY = "uri"
 #: chunk metadata key, "true" when the chunk's text starts inside a sentence that began before it (a
 #: sentence longer than a chunk split between words, or a cut after "Dr."): its first sentence is not whole
 CONTINUES_SENTENCE_KEY = "continues_sentence"
+#: chunk metadata key written by retrieval when it indexes a chunk: the document version it belongs to
+#: (provenance of answers); absent on chunks indexed before it was recorded
+DOCUMENT_VERSION_KEY = "document_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,11 @@ class Context:
     uri: str = ""
     #: ``text`` starts inside a sentence that began before the chunk (its first sentence is cut)
     continues_sentence: bool = False
+    #: for provenance: where the chunk ends in the document, the document version it belongs to (0 =
+    #: unknown) and the embedding model of the search that found it ("" = unknown, or BM25 alone)
+    end: int = 0
+    document_version: int = 0
+    embedding_model: str = ""
 
     def cite(self, start: int, end: int) -> CitedSpan:
         """A citation of ``[start, end)`` (document offsets) in this chunk, naming its source."""

@@ -5,6 +5,9 @@ Conformance: :mod:`isthmus_core.testing.guard_conformance`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +37,8 @@ class Verdict:
     findings: tuple[Finding, ...] = ()
     #: the text to use downstream (PII replaced by placeholders when action is REDACT)
     text: str = ""
+    #: the :attr:`Policy.version` the check applied ("" when not known)
+    policy_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,13 @@ class Policy:
     grounding_threshold: float = 0.6
     block_ungrounded: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The policy's content hash (16 hex digits): two policies with the same settings have the same
+        version, any change gives another (answers' provenance names the policy their checks applied)."""
+        content = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 @runtime_checkable

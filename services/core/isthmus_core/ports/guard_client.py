@@ -77,4 +77,5 @@ def combine_output_verdicts(checked: Sequence[tuple[AnswerSentence, Verdict]], t
                 )
             )
         offset += len(sentence.text) + 1
-    return Verdict(action, tuple(findings), "" if action is Action.BLOCK else text)
+    policy_version = next((v.policy_version for _, v in checked if v.policy_version), "")
+    return Verdict(action, tuple(findings), "" if action is Action.BLOCK else text, policy_version)

@@ -45,6 +45,13 @@ REPLICATION_EVENTS = Counter(
     ["origin", "service", "outcome"],
 )
 
+AUDIT_RECORDS = Counter(
+    "isthmus_audit_records_total",
+    "audit records handed to the audit sink, by kind and outcome (published | dropped: logged in full "
+    "instead, the queue being full or the publish failing)",
+    ["kind", "outcome"],
+)
+
 ASK_STAGE_SECONDS = Histogram(
     "isthmus_ask_stage_seconds",
     "time an answer spent in each stage (input_guard, retrieval, generation, output_guard)",

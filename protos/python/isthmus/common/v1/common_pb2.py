@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eisthmus/common/v1/common.proto\x12\x11isthmus.common.v1\"~\n\x08\x43itation\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x13\n\x0bsource_name\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12\x0b\n\x03uri\x18\x07 \x01(\t\"o\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\x05start\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x03\x65nd\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05score\x18\x05 \x01(\x02\x42\x08\n\x06_startB\x06\n\x04_end\"u\n\x07Verdict\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.isthmus.common.v1.GuardAction\x12,\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x1a.isthmus.common.v1.Finding\x12\x0c\n\x04text\x18\x03 \x01(\t\"\\\n\x07\x43ontext\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x02\"N\n\x0e\x41nswerSentence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\"!\n\x0b\x41\x63\x63\x65ssScope\x12\x12\n\nprincipals\x18\x01 \x03(\t*t\n\x0bGuardAction\x12\x1c\n\x18GUARD_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12GUARD_ACTION_ALLOW\x10\x01\x12\x17\n\x13GUARD_ACTION_REDACT\x10\x02\x12\x16\n\x12GUARD_ACTION_BLOCK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eisthmus/common/v1/common.proto\x12\x11isthmus.common.v1\"~\n\x08\x43itation\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x13\n\x0bsource_name\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12\x0b\n\x03uri\x18\x07 \x01(\t\"o\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\x05start\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x03\x65nd\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05score\x18\x05 \x01(\x02\x42\x08\n\x06_startB\x06\n\x04_end\"\x8d\x01\n\x07Verdict\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.isthmus.common.v1.GuardAction\x12,\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x1a.isthmus.common.v1.Finding\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\"\\\n\x07\x43ontext\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x02\"N\n\x0e\x41nswerSentence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\"!\n\x0b\x41\x63\x63\x65ssScope\x12\x12\n\nprincipals\x18\x01 \x03(\t*t\n\x0bGuardAction\x12\x1c\n\x18GUARD_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12GUARD_ACTION_ALLOW\x10\x01\x12\x17\n\x13GUARD_ACTION_REDACT\x10\x02\x12\x16\n\x12GUARD_ACTION_BLOCK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'isthmus.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GUARDACTION']._serialized_start=622
-  _globals['_GUARDACTION']._serialized_end=738
+  _globals['_GUARDACTION']._serialized_start=647
+  _globals['_GUARDACTION']._serialized_end=763
   _globals['_CITATION']._serialized_start=53
   _globals['_CITATION']._serialized_end=179
   _globals['_FINDING']._serialized_start=181
   _globals['_FINDING']._serialized_end=292
-  _globals['_VERDICT']._serialized_start=294
-  _globals['_VERDICT']._serialized_end=411
-  _globals['_CONTEXT']._serialized_start=413
-  _globals['_CONTEXT']._serialized_end=505
-  _globals['_ANSWERSENTENCE']._serialized_start=507
-  _globals['_ANSWERSENTENCE']._serialized_end=585
-  _globals['_ACCESSSCOPE']._serialized_start=587
-  _globals['_ACCESSSCOPE']._serialized_end=620
+  _globals['_VERDICT']._serialized_start=295
+  _globals['_VERDICT']._serialized_end=436
+  _globals['_CONTEXT']._serialized_start=438
+  _globals['_CONTEXT']._serialized_end=530
+  _globals['_ANSWERSENTENCE']._serialized_start=532
+  _globals['_ANSWERSENTENCE']._serialized_end=610
+  _globals['_ACCESSSCOPE']._serialized_start=612
+  _globals['_ACCESSSCOPE']._serialized_end=645
 # @@protoc_insertion_point(module_scope)

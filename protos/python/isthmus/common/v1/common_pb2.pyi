@@ -51,14 +51,16 @@ class Finding(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("action", "findings", "text")
+    __slots__ = ("action", "findings", "text", "policy_version")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     action: GuardAction
     findings: _containers.RepeatedCompositeFieldContainer[Finding]
     text: str
-    def __init__(self, action: _Optional[_Union[GuardAction, str]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., text: _Optional[str] = ...) -> None: ...
+    policy_version: str
+    def __init__(self, action: _Optional[_Union[GuardAction, str]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., text: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
 
 class Context(_message.Message):
     __slots__ = ("chunk_id", "document_id", "text", "start", "score")

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -115,3 +118,78 @@ class OnlineMetrics(_message.Message):
     guardrail_redactions: int
     blocked_answers: int
     def __init__(self, answers: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., citations_per_answer: _Optional[float] = ..., guardrail_blocks: _Optional[int] = ..., guardrail_redactions: _Optional[int] = ..., blocked_answers: _Optional[int] = ...) -> None: ...
+
+class GetProvenanceRequest(_message.Message):
+    __slots__ = ("tenant_id", "answer_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    answer_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., answer_id: _Optional[str] = ...) -> None: ...
+
+class ProvenanceChunk(_message.Message):
+    __slots__ = ("chunk_id", "document_id", "document_version", "start", "end", "score")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    document_id: str
+    document_version: int
+    start: int
+    end: int
+    score: float
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., document_version: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class ProvenanceVerdict(_message.Message):
+    __slots__ = ("action", "codes")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, action: _Optional[str] = ..., codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Provenance(_message.Message):
+    __slots__ = ("answer_id", "tenant_id", "principal", "answered_at", "retrieved", "cited", "embedding_model", "generator", "generator_model", "prompt_version", "guardrail_policy_version", "input_verdict", "output_verdict", "timings_ms", "latency_ms", "blocked")
+    class TimingsMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ANSWER_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    CITED_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    answer_id: str
+    tenant_id: str
+    principal: str
+    answered_at: _timestamp_pb2.Timestamp
+    retrieved: _containers.RepeatedCompositeFieldContainer[ProvenanceChunk]
+    cited: _containers.RepeatedCompositeFieldContainer[ProvenanceChunk]
+    embedding_model: str
+    generator: str
+    generator_model: str
+    prompt_version: str
+    guardrail_policy_version: str
+    input_verdict: ProvenanceVerdict
+    output_verdict: ProvenanceVerdict
+    timings_ms: _containers.ScalarMap[str, float]
+    latency_ms: float
+    blocked: bool
+    def __init__(self, answer_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., principal: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retrieved: _Optional[_Iterable[_Union[ProvenanceChunk, _Mapping]]] = ..., cited: _Optional[_Iterable[_Union[ProvenanceChunk, _Mapping]]] = ..., embedding_model: _Optional[str] = ..., generator: _Optional[str] = ..., generator_model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., guardrail_policy_version: _Optional[str] = ..., input_verdict: _Optional[_Union[ProvenanceVerdict, _Mapping]] = ..., output_verdict: _Optional[_Union[ProvenanceVerdict, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., latency_ms: _Optional[float] = ..., blocked: bool = ...) -> None: ...

@@ -50,6 +50,11 @@ class EvaluationServiceStub(object):
                 request_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetOnlineMetricsRequest.SerializeToString,
                 response_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.OnlineMetrics.FromString,
                 _registered_method=True)
+        self.GetProvenance = channel.unary_unary(
+                '/isthmus.evaluation.v1.EvaluationService/GetProvenance',
+                request_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetProvenanceRequest.SerializeToString,
+                response_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.Provenance.FromString,
+                _registered_method=True)
 
 
 class EvaluationServiceServicer(object):
@@ -78,6 +83,15 @@ class EvaluationServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProvenance(self, request, context):
+        """How an answer was made: who asked, which chunks (document versions, offsets) were retrieved and
+        cited, the models, the prompt and guardrail policy versions, the verdicts, the timings. NOT_FOUND
+        when the tenant has no such answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvaluationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_EvaluationServiceServicer_to_server(servicer, server):
                     servicer.GetOnlineMetrics,
                     request_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetOnlineMetricsRequest.FromString,
                     response_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.OnlineMetrics.SerializeToString,
+            ),
+            'GetProvenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProvenance,
+                    request_deserializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetProvenanceRequest.FromString,
+                    response_serializer=isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.Provenance.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +198,33 @@ class EvaluationService(object):
             '/isthmus.evaluation.v1.EvaluationService/GetOnlineMetrics',
             isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetOnlineMetricsRequest.SerializeToString,
             isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.OnlineMetrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProvenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.evaluation.v1.EvaluationService/GetProvenance',
+            isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.GetProvenanceRequest.SerializeToString,
+            isthmus_dot_evaluation_dot_v1_dot_evaluation__pb2.Provenance.FromString,
             options,
             channel_credentials,
             insecure,

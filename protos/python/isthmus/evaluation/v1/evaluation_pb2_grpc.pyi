@@ -42,6 +42,11 @@ class EvaluationServiceStub:
     (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
     """
     GetOnlineMetrics: _grpc.UnaryUnaryMultiCallable[_evaluation_pb2.GetOnlineMetricsRequest, _evaluation_pb2.OnlineMetrics]
+    GetProvenance: _grpc.UnaryUnaryMultiCallable[_evaluation_pb2.GetProvenanceRequest, _evaluation_pb2.Provenance]
+    """How an answer was made: who asked, which chunks (document versions, offsets) were retrieved and
+    cited, the models, the prompt and guardrail policy versions, the verdicts, the timings. NOT_FOUND
+    when the tenant has no such answer.
+    """
 
 @_typing.type_check_only
 class EvaluationServiceAsyncStub(EvaluationServiceStub):
@@ -57,6 +62,11 @@ class EvaluationServiceAsyncStub(EvaluationServiceStub):
     (any order, each file's pieces in order; total size capped by the service's `max_upload_bytes`).
     """
     GetOnlineMetrics: _aio.UnaryUnaryMultiCallable[_evaluation_pb2.GetOnlineMetricsRequest, _evaluation_pb2.OnlineMetrics]  # type: ignore[assignment]
+    GetProvenance: _aio.UnaryUnaryMultiCallable[_evaluation_pb2.GetProvenanceRequest, _evaluation_pb2.Provenance]  # type: ignore[assignment]
+    """How an answer was made: who asked, which chunks (document versions, offsets) were retrieved and
+    cited, the models, the prompt and guardrail policy versions, the verdicts, the timings. NOT_FOUND
+    when the tenant has no such answer.
+    """
 
 class EvaluationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Retrieval metrics on BEIR-layout datasets; online metrics from live traffic."""
@@ -87,5 +97,16 @@ class EvaluationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _evaluation_pb2.GetOnlineMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_evaluation_pb2.OnlineMetrics, _abc.Awaitable[_evaluation_pb2.OnlineMetrics]]: ...
+
+    @_abc_1.abstractmethod
+    def GetProvenance(
+        self,
+        request: _evaluation_pb2.GetProvenanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evaluation_pb2.Provenance, _abc.Awaitable[_evaluation_pb2.Provenance]]:
+        """How an answer was made: who asked, which chunks (document versions, offsets) were retrieved and
+        cited, the models, the prompt and guardrail policy versions, the verdicts, the timings. NOT_FOUND
+        when the tenant has no such answer.
+        """
 
 def add_EvaluationServiceServicer_to_server(servicer: EvaluationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
