@@ -34,6 +34,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.audit.v1 import audit_pb2 as au
+from isthmus.audit.v1 import audit_pb2_grpc as au_grpc
 from isthmus.common.v1 import common_pb2 as cm
 from isthmus.embedding.v1 import embedding_pb2 as em
 from isthmus.embedding.v1 import embedding_pb2_grpc as em_grpc
@@ -147,6 +149,7 @@ _EMB = "/isthmus.embedding.v1.EmbeddingService/"
 _ORC = "/isthmus.agent_orchestrator.v1.AgentOrchestratorService/"
 _GRD = "/isthmus.guardrail.v1.GuardrailService/"
 _EVA = "/isthmus.evaluation.v1.EvaluationService/"
+_AUD = "/isthmus.audit.v1.AuditService/"
 
 
 @probe(_ING + "Upload", "into-b")
@@ -365,6 +368,32 @@ async def _metrics(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     return await _call(lambda: s["eva"].GetOnlineMetrics(req), _EVA + "GetOnlineMetrics", "b-tenant", True)
 
 
+@probe(_EVA + "GetProvenance", "b-tenant")
+async def _provenance_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ev.GetProvenanceRequest(tenant_id=_tenant_variant(w, r), answer_id=r.choice(w.b_answers))
+    return await _call(lambda: s["eva"].GetProvenance(req), _EVA + "GetProvenance", "b-tenant", True)
+
+
+@probe(_EVA + "GetProvenance", "a-tenant-b-answer")
+async def _provenance_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ev.GetProvenanceRequest(tenant_id=w.a, answer_id=r.choice(w.b_answers))
+    return await _call(
+        lambda: s["eva"].GetProvenance(req), _EVA + "GetProvenance", "a-tenant-b-answer", False
+    )
+
+
+@probe(_AUD + "ListAuditEvents", "b-tenant")
+async def _audit_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = au.ListAuditEventsRequest(tenant_id=r.choice([_tenant_variant(w, r), ""]), limit=r.randint(1, 50))
+    return await _call(lambda: s["aud"].ListAuditEvents(req), _AUD + "ListAuditEvents", "b-tenant", True)
+
+
+@probe(_AUD + "ListAuditEvents", "a-tenant")
+async def _audit_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = au.ListAuditEventsRequest(tenant_id=w.a, limit=r.randint(1, 50))
+    return await _call(lambda: s["aud"].ListAuditEvents(req), _AUD + "ListAuditEvents", "a-tenant", False)
+
+
 def _expected_refusal(o: Outcome) -> bool:
     return o.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
@@ -484,6 +513,7 @@ def _stubs(ch: grpc.aio.Channel) -> dict[str, Any]:
         "orc": ao_grpc.AgentOrchestratorServiceStub(ch),
         "grd": gr_grpc.GuardrailServiceStub(ch),
         "eva": ev_grpc.EvaluationServiceStub(ch),
+        "aud": au_grpc.AuditServiceStub(ch),
     }
 
 
@@ -547,7 +577,7 @@ async def test_ten_thousand_cross_tenant_calls_leak_nothing(world: World) -> Non
 
 async def _one_call_per_method(w: World, token: str | None) -> dict[str, grpc.StatusCode]:
     """Every probed method once, aimed at tenant A (the caller's own tenant, for role checks)."""
-    aimed_at_a = World(w.address, w.a, w.a, w.a_docs, w.a_docs, [], w.tokens, exact=True)
+    aimed_at_a = World(w.address, w.a, w.a, w.a_docs, w.a_docs, ["no-such-answer"], w.tokens, exact=True)
     codes: dict[str, grpc.StatusCode] = {}
     channel = bearer_channel(w.address, token) if token is not None else grpc.aio.insecure_channel(w.address)
     async with channel as ch:
