@@ -112,11 +112,8 @@ class Quota(_Model):
 
     @property
     def empty(self) -> bool:
-        return not self.requests_per_s and (self.max_documents, self.max_bytes, self.llm_tokens_per_day) == (
-            None,
-            None,
-            None,
-        )
+        limits = (self.max_documents, self.max_bytes, self.llm_tokens_per_day)
+        return not self.requests_per_s and all(v is None for v in limits)
 
 
 class PlatformAccess(_Model):
