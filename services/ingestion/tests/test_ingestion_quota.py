@@ -4,7 +4,9 @@ nothing and a new version replaces the old one's bytes; other tenants are not af
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
-from isthmus_ingestion.registry import DocumentRegistry, Status
+from isthmus_ingestion.registry import _SCHEMA, DocumentRegistry, Status
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.watch import DocumentWatch
 
@@ -120,3 +122,22 @@ async def test_upload_and_documents_topic_are_both_held_to_it(
         await core.on_document_submitted(event)
     assert info.value.permanent
     assert registry.list(ACME) == [] and published == []
+
+
+def test_an_older_registry_gains_the_size_column(tmp_path: Path) -> None:
+    path = tmp_path / "documents.sqlite"
+    with closing(sqlite3.connect(path)) as db:  # the registry as the release before sizes wrote it
+        db.executescript(_SCHEMA)
+        db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
+        db.execute(
+            "INSERT INTO documents VALUES "
+            "('acme', 'old', 'a.txt', 'text/plain', 'h', 'indexed', 1, 1, 1, '', '{}', 1, 1, '')"
+        )
+        db.commit()
+    registry = DocumentRegistry(path)
+    try:
+        assert registry.usage(ACME) == (1, 0)  # counted; its size unknown
+        old = registry.get(ACME, "old")
+        assert old is not None and old.size_bytes == 0
+    finally:
+        registry.close()
