@@ -61,6 +61,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         max_question_chars=s.max_question_chars,
         generator_model=generator_model,
         prompt_version=prompt_version,
+        quotas=ctx.auth.quotas,
     )
     return Offer(
         registrars=[
