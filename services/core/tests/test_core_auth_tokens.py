@@ -66,7 +66,8 @@ async def refused(v: JwtVerifier, token: str) -> str:
 async def test_a_valid_token_gives_its_principal(ec_key: Signer) -> None:
     token = ec_key.sign(claims("alice", issuer=ISS, groups=["analysts", "ops"], client_id="app-1"))
     p = await verifier(ec_key).verify(token)
-    assert (p.subject, p.via, p.groups, p.issuer, p.client_id) == ("alice", "jwt", ("analysts", "ops"), ISS, "app-1")
+    assert (p.subject, p.via, p.groups) == ("alice", "jwt", ("analysts", "ops"))
+    assert (p.issuer, p.client_id) == (ISS, "app-1")
     assert p.token == token
     assert p.expires_at is not None
 
@@ -136,14 +137,16 @@ async def test_hs256_signed_with_the_rsa_public_key_is_refused(rsa_key: Signer) 
     assert "algorithm not allowed: 'HS256'" in await refused(verifier(rsa_key), token)
     # the JWK's own bytes as the secret: same answer
     jwk_secret = json.dumps(rsa_key.jwk()).encode()
-    assert "algorithm not allowed" in await refused(verifier(rsa_key), hmac_signed(claims(issuer=ISS), jwk_secret))
+    confused = hmac_signed(claims(issuer=ISS), jwk_secret)
+    assert "algorithm not allowed" in await refused(verifier(rsa_key), confused)
 
 
 def test_hmac_algorithms_cannot_be_configured() -> None:
+    none = StaticJwks({"keys": []})
     with pytest.raises(ValueError, match="asymmetric"):
-        JwtVerifier(issuer=ISS, audience="isthmus", algorithms=["RS256", "HS256"], keys=StaticJwks({"keys": []}))
+        JwtVerifier(issuer=ISS, audience="isthmus", algorithms=["RS256", "HS256"], keys=none)
     with pytest.raises(ValueError, match="asymmetric"):
-        JwtVerifier(issuer=ISS, audience="isthmus", algorithms=[], keys=StaticJwks({"keys": []}))
+        JwtVerifier(issuer=ISS, audience="isthmus", algorithms=[], keys=none)
 
 
 async def test_an_rs_token_when_only_es_is_allowed(rsa_key: Signer) -> None:
@@ -181,9 +184,7 @@ async def test_eddsa_tokens_verify() -> None:
 async def test_verified_tokens_are_remembered_until_exp(ec_key: Signer) -> None:
     now = [1_000.0]
     keys = Counting(StaticJwks({"keys": [ec_key.jwk()]}))
-    v = JwtVerifier(
-        issuer=ISS, audience="isthmus", algorithms=["ES256"], keys=keys, clock=lambda: now[0]
-    )
+    v = JwtVerifier(issuer=ISS, audience="isthmus", algorithms=["ES256"], keys=keys, clock=lambda: now[0])
     token = ec_key.sign(claims(issuer=ISS))
     first = await v.verify(token)
     assert await v.verify(token) is first
@@ -305,10 +306,10 @@ def test_rfc7638_thumbprint() -> None:
     """The example of RFC 7638 section 3.1."""
     jwk = {
         "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRX"
-        "jBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8"
-        "KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xB"
-        "niIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJE"
+        "CPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY3"
+        "68QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lF"
+        "d2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
         "e": "AQAB",
         "alg": "RS256",
         "kid": "2011-04-29",
