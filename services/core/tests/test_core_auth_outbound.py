@@ -160,9 +160,9 @@ async def _shapes(ch: grpc.aio.Channel) -> list[str]:
     embedding = embedding_pb2_grpc.EmbeddingServiceStub(ch)
     unary_unary = (await embedding.Embed(embedding_pb2.EmbedRequest(texts=["x"]))).model_id
     watch = ingestion_pb2.WatchDocumentsRequest(tenant_id="acme")
-    unary_stream = [e.document.document_id async for e in ingestion.WatchDocuments(watch)][0]
+    [unary_stream] = [e.document.document_id async for e in ingestion.WatchDocuments(watch)]
     stream_unary = (await ingestion.Upload(upload())).document_id
-    stream_stream = [v.text async for v in guardrail.CheckOutputStream(check_stream())][0]
+    [stream_stream] = [v.text async for v in guardrail.CheckOutputStream(check_stream())]
     return [unary_unary, unary_stream, stream_unary, stream_stream]
 
 
