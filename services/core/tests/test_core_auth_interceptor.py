@@ -402,6 +402,12 @@ async def test_client_streams_take_the_tenant_from_the_first_message(platform: P
     assert platform.seen.headers == ["acme"]
 
 
+async def test_a_client_stream_without_a_token_is_unauthenticated(platform: Platform) -> None:
+    code, _ = await status_of(platform.ingestion.Upload(upload("acme", data=b"x" * 100_000)))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert platform.seen.headers == []
+
+
 async def test_a_later_message_naming_another_tenant_is_refused(platform: Platform) -> None:
     code, details = await status_of(
         platform.ingestion.Upload(upload("acme", "globex"), metadata=platform.md("bob"))
