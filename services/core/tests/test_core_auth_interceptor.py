@@ -497,3 +497,36 @@ async def test_auth_off_runs_everything_as_anonymous(issuer: LocalIssuer) -> Non
         assert principal is not None and principal.via == "anonymous"
         assert p.seen.scopes == [["bob"]]
         assert p.audit.records == []
+
+
+# --- pieces --------------------------------------------------------------------------------------------
+
+
+def test_tenant_of_reads_dotted_paths_and_fails_closed() -> None:
+    from isthmus_core.auth.interceptor import tenant_of
+    from isthmus_core.errors import InvalidArgument
+
+    header = ingestion_pb2.UploadRequest(header=ingestion_pb2.UploadHeader(tenant_id="acme"))
+    assert tenant_of(header, "header.tenant_id") == "acme"
+    assert tenant_of(ingestion_pb2.UploadRequest(data=b"x"), "header.tenant_id") is None
+    assert tenant_of(R.SearchRequest(tenant_id="acme"), "tenant_id") == "acme"
+    assert tenant_of(R.SearchRequest(), "tenant_id") is None
+    assert tenant_of(R.SearchRequest(tenant_id="acme"), "no.such_field") is None
+    assert tenant_of(R.SearchRequest(tenant_id="acme"), "tenant") is None
+    with pytest.raises(InvalidArgument):
+        tenant_of(R.SearchRequest(tenant_id="../etc"), "tenant_id")
+
+
+async def test_unreachable_issuer_keys_are_unavailable_and_audited(issuer: LocalIssuer) -> None:
+    from isthmus_core.auth.tokens import RemoteJwks
+    from isthmus_core.testing.auth import IdpServer
+
+    with IdpServer() as gone:
+        url = gone.url + "/jwks"
+    verifier = JwtVerifier(
+        issuer=ISSUER, audience="isthmus", algorithms=["ES256"], keys=RemoteJwks(url, timeout_s=2)
+    )
+    async for p in _platform(AuthStack(verifier, Bindings(), audit=ListAudit()), issuer):
+        code, details = await status_of(p.retrieval.Search(search(), metadata=p.md("alice")))
+        assert code == grpc.StatusCode.UNAVAILABLE and "could not be fetched" in details
+        assert p.kinds() == [("authentication_failed", "", "", "failed")]
