@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,14 @@ from isthmus_core.auth.context import current_principal
 from isthmus_core.auth.identity import Permission, Principal
 from isthmus_core.auth.producers import bearer_of, checked_producer
 from isthmus_core.auth.stack import AuthStack, ListAudit
+from isthmus_core.auth.wiring import build_verifier, local_issuer
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.bus.port import Message, RetryPolicy, Subscription
 from isthmus_core.bus.typed import event_handler, publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import DocumentSubmitted
 from isthmus_core.errors import Unauthenticated
+from isthmus_core.settings import CommonSettings
 from isthmus_core.testing.bus_conformance import Collector
 
 
@@ -149,3 +152,20 @@ async def test_publish_event_records_carry_the_bus_append_time(bus: InProcessBus
     await bus.drain(timeout=5)
     [message] = got.messages
     assert message.timestamp_ms is not None and before <= message.timestamp_ms <= int(time.time() * 1000)
+
+
+async def test_the_jwt_verifier_checks_expiry_at_the_given_time(tmp_path: Path) -> None:
+    """The real verifier behind the producer check: a token that expired an hour ago was valid when a
+    record it signed was appended two hours ago; checked at that time it verifies, now it does not."""
+    common = CommonSettings(data_dir=tmp_path, auth="local")
+    verifier = build_verifier(common)
+    assert verifier is not None
+    now = time.time()
+    token = local_issuer(common).mint("feeder", ttl_s=3600, now=now - 7200)
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(token)
+    assert (await verifier.verify(token, at=now - 7000)).subject == "feeder"
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(token, at=now)
+    with pytest.raises(Unauthenticated, match=r"not yet valid|expired"):
+        await verifier.verify(token, at=now - 9000)  # before it was issued (nbf/iat)

@@ -177,6 +177,9 @@ PROBE = Module(name="probe", settings_cls=ProbeSettings, build=_build_probe, dep
 
 async def test_the_runtime_shares_one_stack(tmp_path: Path) -> None:
     contexts.clear()
+    (tmp_path / "access.toml").write_text(
+        '[tenants.acme]\nbindings = [{ principal = "alice", role = "reader" }]\n'
+    )
     overrides = {"common": {"data_dir": str(tmp_path), "grpc_port": 0, "metrics_port": 0, "auth": "local"}}
     rt = Runtime.from_settings("all", [EMBEDDING, PROBE], overrides=overrides)
     await rt.start()
@@ -195,6 +198,13 @@ async def test_the_runtime_shares_one_stack(tmp_path: Path) -> None:
                 embedding_pb2.EmbedRequest(), metadata=[("authorization", f"Bearer {token}")]
             )
             assert r.model_id == "alice"
+            # the access file decides: a principal without a binding may not use the models
+            stranger = local_issuer(rt.common).mint("mallory")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Embed(
+                    embedding_pb2.EmbedRequest(), metadata=[("authorization", f"Bearer {stranger}")]
+                )
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # the module's own channel, outside any call: the process's service identity
         r = await embedding_pb2_grpc.EmbeddingServiceStub(ctx.channel("embedding")).Embed(
             embedding_pb2.EmbedRequest()

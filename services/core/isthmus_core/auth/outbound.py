@@ -198,7 +198,7 @@ def _with_bearer(details: grpc.aio.ClientCallDetails, token: str | None) -> grpc
     )
 
 
-class _BearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _BearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, source: TokenSource) -> None:
         self._source = source
 
@@ -208,7 +208,7 @@ class _BearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
         return await continuation(_with_bearer(details, await bearer_for_call(self._source)), request)
 
 
-class _BearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _BearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
     def __init__(self, source: TokenSource) -> None:
         self._source = source
 
@@ -218,7 +218,7 @@ class _BearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore
         return await continuation(_with_bearer(details, await bearer_for_call(self._source)), request)
 
 
-class _BearerStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+class _BearerStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
     def __init__(self, source: TokenSource) -> None:
         self._source = source
 
@@ -229,7 +229,7 @@ class _BearerStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore
         return await continuation(_with_bearer(details, token), request_iterator)
 
 
-class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
     def __init__(self, source: TokenSource) -> None:
         self._source = source
 

@@ -227,6 +227,19 @@ def _groups(raw: object, claim: str) -> tuple[str, ...]:
     raise Unauthenticated(f"malformed token: the {claim!r} claim is not a list of strings")
 
 
+def _check_times_at(claims: Mapping[str, Any], at: float, leeway_s: float) -> None:
+    """``exp`` and ``nbf`` checked at ``at`` rather than now (PyJWT checks them against its own clock)."""
+    try:
+        exp = float(claims["exp"])
+        nbf = float(claims["nbf"]) if "nbf" in claims else None
+    except (TypeError, ValueError):
+        raise Unauthenticated("malformed token: 'exp' or 'nbf' is not a number") from None
+    if at > exp + leeway_s:
+        raise Unauthenticated("expired token (at the time it was presented)")
+    if nbf is not None and at < nbf - leeway_s:
+        raise Unauthenticated("token not yet valid at the time it was presented")
+
+
 class JwtVerifier:
     """Verify bearer JWTs of one issuer (see the module docstring). ``via`` says how the principal was
     authenticated (``"jwt"``: an OIDC provider; ``"local"``: the development issuer)."""
@@ -264,7 +277,11 @@ class JwtVerifier:
         self._verified: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
         self._jwks: dict[tuple[str, str], tuple[Mapping[str, Any], jwt.PyJWK]] = {}
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str, *, at: float | None = None) -> Principal:
+        """The token's principal. ``at``: check ``exp``/``nbf`` at that time (epoch seconds; a Kafka
+        record's broker timestamp) instead of now — not cached."""
+        if at is not None:
+            return (await self._verify(token, at))[0]
         digest = token_digest(token)
         hit = self._verified.get(digest)
         if hit is not None:
@@ -288,7 +305,7 @@ class JwtVerifier:
         self._jwks[slot] = (jwk, key)
         return key
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    async def _verify(self, token: str, at: float | None = None) -> tuple[Principal, float]:
         if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
             raise Unauthenticated("malformed token: not a compact JWS (header.payload.signature)")
         try:
@@ -315,8 +332,12 @@ class JwtVerifier:
                 audience=self.audience,
                 issuer=self._issuers,
                 leeway=self.leeway_s,
-                options={"require": list(REQUIRED_CLAIMS)},
+                options={"require": list(REQUIRED_CLAIMS)}
+                if at is None
+                else {"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_nbf": False},
             )
+            if at is not None:
+                _check_times_at(claims, at, self.leeway_s)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("expired token") from None
         except jwt.InvalidAudienceError:

@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+from isthmus_core.auth.access_file import AccessFileReloader, access_file_path
+from isthmus_core.auth.audit import BusAuditSink
 from isthmus_core.auth.context import AllowAll
 from isthmus_core.auth.local_issuer import ALGORITHM, ISSUER, LocalIssuer, default_key_file
 from isthmus_core.auth.outbound import ClientCredentialsToken, LocalServiceToken, NoToken, TokenSource
-from isthmus_core.auth.stack import AuthStack, ListAudit, NoQuotas, TokenVerifier
+from isthmus_core.auth.policy import build_authorizer
+from isthmus_core.auth.quotas import build_quota_gate
+from isthmus_core.auth.stack import AuthStack, NoQuotas, TokenVerifier
 from isthmus_core.auth.tokens import JwtVerifier, RemoteJwks, StaticJwks, default_jwks_url
 from isthmus_core.bus.port import EventBus
 from isthmus_core.errors import ConfigurationError
@@ -58,23 +62,18 @@ def build_verifier(common: CommonSettings) -> TokenVerifier | None:
 
 
 def build_stack(common: CommonSettings, bus: EventBus) -> AuthStack:
-    """The process's auth stack. With authentication off: no verifier, everyone may do everything."""
+    """The process's auth stack. With authentication off: no verifier, everyone may do everything and
+    nothing is limited (loopback development); audit records (erasures, admin actions of modules) go to
+    the audit topic either way."""
     verifier = build_verifier(common)
     exempt = frozenset(common.auth_exempt_methods)
+    audit = BusAuditSink(bus, region=common.region)
     if verifier is None:
-        return AuthStack(None, AllowAll(), NoQuotas(), ListAudit(), exempt, common.region)
-    # ---------------------------------------------------------------------------------------------------
-    # TODO(lead, issue 14): plug the adapters written in the other slices here:
-    #   authorizer = policy.CasbinAuthorizer(access_file.load(common.access_file or <data_dir>/access.toml),
-    #                                        service subject bound to role "service" on "*")
-    #   quotas     = quotas.LimitsQuotaGate(..., replicas=common.quota_replicas)
-    #   audit      = audit.BusAuditSink(bus, region=common.region)
-    # Until then an authenticated caller may do everything (AllowAll), nothing is limited and audit
-    # records stay in memory: authentication works, authorization does NOT.
-    # ---------------------------------------------------------------------------------------------------
-    authorizer = AllowAll()
-    quotas = NoQuotas()
-    audit = ListAudit()
+        return AuthStack(None, AllowAll(), NoQuotas(), audit, exempt, common.region)
+    # one reloader for both: role bindings and quotas change together when the access file does
+    source = AccessFileReloader(access_file_path(common))
+    authorizer = build_authorizer(common, source)
+    quotas = build_quota_gate(common, source)
     return AuthStack(verifier, authorizer, quotas, audit, exempt, common.region)
 
 

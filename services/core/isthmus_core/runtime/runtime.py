@@ -18,9 +18,11 @@ from typing import Any
 
 import structlog
 
+from isthmus_core.auth.audit import BusAuditSink
 from isthmus_core.auth.stack import AuthStack
 from isthmus_core.auth.wiring import build_stack, service_tokens
 from isthmus_core.bus.port import EventBus
+from isthmus_core.contracts.topics import AUDIT_RECORDED
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.grpc.admission import policy_from_settings
 from isthmus_core.grpc.client import Channels
@@ -199,11 +201,14 @@ class Runtime:
                     topics[t.name] = t
                 for sub in offer.subscriptions:
                     self.bus.subscribe(sub)
+            topics[AUDIT_RECORDED.name] = AUDIT_RECORDED  # every process may publish audit records
             await self.bus.ensure_topics(list(topics.values()))
             for offer in self.offers:
                 for hook in offer.on_start:
                     await hook()
             await self.bus.start()
+            if isinstance(self.auth.audit, BusAuditSink):
+                await self.auth.audit.start()
             # models, vocabularies and indexes loaded at start live as long as the process: moved out of
             # the collector's reach, so a full collection under load scans only what requests made
             # (hundreds of thousands of objects fewer: no pause of tens of ms in the middle of answers)
@@ -240,6 +245,8 @@ class Runtime:
         grace = self.common.shutdown_grace_s
         if self.server is not None:
             await self.server.stop(grace, self.common.shutdown_drain_delay_s)
+        if self.auth is not None and isinstance(self.auth.audit, BusAuditSink):
+            await self.auth.audit.stop()  # what the drained calls recorded, before the bus stops
         if self.bus is not None:
             await self.bus.stop()
         for offer in reversed(self.offers):
