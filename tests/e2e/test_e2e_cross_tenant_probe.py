@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
+import pytest_asyncio
 from google.protobuf import descriptor_pb2, text_format
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -52,7 +53,7 @@ from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
 
 from .conftest import platform
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 PROBES = 10_000
 SEED = 20261206
@@ -428,12 +429,7 @@ bindings = [{{ principal = "bob", role = "tenant-admin" }}]
 """
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp: Path = tmp_path_factory.mktemp("probe")
     suffix = uuid.uuid4().hex[:6]
@@ -545,7 +541,6 @@ async def _served_methods(address: str, token: str) -> set[str]:
     return methods
 
 
-@pytest.mark.anyio
 async def test_every_rpc_is_probed(world: World) -> None:
     served = await _served_methods(world.address, world.tokens["alice"])
     assert served, "reflection listed no Isthmus method"
@@ -553,7 +548,6 @@ async def test_every_rpc_is_probed(world: World) -> None:
     assert not missing, f"RPCs without cross-tenant probes (add some here): {missing}"
 
 
-@pytest.mark.anyio
 async def test_ten_thousand_cross_tenant_calls_leak_nothing(world: World) -> None:
     before = await _b_state(world)
     rng = random.Random(SEED)
@@ -588,7 +582,6 @@ async def _one_call_per_method(w: World, token: str | None) -> dict[str, grpc.St
     return codes
 
 
-@pytest.mark.anyio
 async def test_no_token_and_bad_tokens_are_unauthenticated_on_every_rpc(world: World) -> None:
     for token in (None, "", "not-a-jwt", world.tokens["alice"][:-4] + "AAAA"):
         codes = await _one_call_per_method(world, token)
@@ -596,14 +589,12 @@ async def test_no_token_and_bad_tokens_are_unauthenticated_on_every_rpc(world: W
         assert not wrong, f"token {token!r:.20}: {wrong}"
 
 
-@pytest.mark.anyio
 async def test_a_principal_without_bindings_is_denied_everything_but_nothing_leaks(world: World) -> None:
     codes = await _one_call_per_method(world, world.tokens["mallory"])
     allowed = {m for m, c in codes.items() if c != grpc.StatusCode.PERMISSION_DENIED}
     assert not allowed, f"mallory (no binding) was let into {sorted(allowed)}"
 
 
-@pytest.mark.anyio
 async def test_roles_decide_within_the_own_tenant(world: World) -> None:
     reader = await _one_call_per_method(world, world.tokens["carol"])
     assert reader[_RET + "Search"] == grpc.StatusCode.OK

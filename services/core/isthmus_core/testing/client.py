@@ -14,37 +14,11 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 
 
-class _Bearer(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
-
-    def __init__(self, token: str) -> None:
-        self._md = ("authorization", f"Bearer {token}")
-
-    def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        md = grpc.aio.Metadata(*(d.metadata or ()), self._md)
-        return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
-
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
-
-
 def bearer_channel(address: str, token: str) -> grpc.aio.Channel:
     """An insecure (loopback) channel whose every call carries ``token`` as its bearer."""
-    return grpc.aio.insecure_channel(address, interceptors=[_Bearer(token)])
+    from isthmus_core.auth.outbound import StaticToken, bearer_interceptors
+
+    return grpc.aio.insecure_channel(address, interceptors=bearer_interceptors(StaticToken(token)))
 
 
 async def upload(ch: grpc.aio.Channel, tenant: str, filename: str, data: bytes, **header: Any) -> Any:
