@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from isthmus_core.auth.identity import Role
 from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
@@ -44,6 +45,52 @@ class Quotas(_Spec):
     storage: str = Field(pattern=QUANTITY_PATTERN)
 
 
+#: roles a Tenant (or the operator's platform bindings) may bind: every role but ``service``, which
+#: Isthmus binds implicitly to its own client (isthmus_core.auth)
+BINDABLE_ROLES: tuple[str, ...] = tuple(r.value for r in Role if r is not Role.SERVICE)
+#: a principal: a token's subject (a client-credentials token's client id) or ``group:<name>``
+PRINCIPAL_PATTERN = r"^\S+$"
+#: an RPC family (isthmus_core.auth.methods ``MethodRule.family``), a ``requestsPerS`` key
+FAMILY_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+class Binding(_Spec):
+    """A role bound to a principal (in a Tenant: in that tenant; in the operator's settings: in all)."""
+
+    principal: str = Field(min_length=1, max_length=256, pattern=PRINCIPAL_PATTERN)
+    role: str
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in BINDABLE_ROLES:
+            raise ValueError(f"role {value!r} is not one of {', '.join(BINDABLE_ROLES)}")
+        return value
+
+
+class Access(_Spec):
+    bindings: tuple[Binding, ...] = Field(default=(), max_length=256)
+
+
+class Quota(_Spec):
+    """The tenant's enforced limits (the access file's ``[tenants.<t>.quota]``); absent = unlimited."""
+
+    requests_per_s: dict[str, int] = Field(default_factory=dict, alias="requestsPerS")
+    max_documents: int | None = Field(default=None, alias="maxDocuments", ge=0)
+    max_bytes: int | None = Field(default=None, alias="maxBytes", ge=0)
+    llm_tokens_per_day: int | None = Field(default=None, alias="llmTokensPerDay", ge=0)
+
+    @field_validator("requests_per_s")
+    @classmethod
+    def _rates(cls, value: dict[str, int]) -> dict[str, int]:
+        for family, rate in value.items():
+            if not re.fullmatch(FAMILY_PATTERN, family):
+                raise ValueError(f"requestsPerS: {family!r} is not an RPC family name (ask, search, ...)")
+            if rate < 1:
+                raise ValueError(f"requestsPerS.{family}: at least 1 request per second, got {rate}")
+        return value
+
+
 class PolicyRef(_Spec):
     name: str = Field(min_length=1, max_length=63)
 
@@ -51,7 +98,10 @@ class PolicyRef(_Spec):
 class TenantSpec(_Spec):
     primary_region: str = Field(alias="primaryRegion", pattern=REGION_PATTERN)
     replica_regions: tuple[str, ...] = Field(default=(), alias="replicaRegions")
-    quotas: Quotas
+    #: recorded only (tenant.json); superseded by ``quota``, which is enforced
+    quotas: Quotas | None = None
+    access: Access = Access()
+    quota: Quota | None = None
     guardrail_policy_ref: PolicyRef = Field(default=PolicyRef(name="default"), alias="guardrailPolicyRef")
     model_bundle: ModelBundle = Field(alias="modelBundle")
     deletion_policy: Literal["Delete", "Retain"] = Field(default="Delete", alias="deletionPolicy")
