@@ -9,6 +9,7 @@ import functools
 import importlib
 import json
 import os
+import tomllib
 import types
 import typing
 from pathlib import Path
@@ -827,14 +828,34 @@ def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) ->
             for s in SERVICES
         },
         "backups": {"bucket": "isthmus-backups-use1"},
+        # identity and access as isthmus.tf builds them (auth_service_client null: empty strings)
+        "auth": {
+            "mode": "oidc",
+            "issuer": "https://auth.example.com/",
+            "jwksUrl": "",
+            "audience": "isthmus",
+            "serviceClient": {"tokenUrl": "", "clientId": "", "clientSecretRef": {"name": "", "key": ""}},
+        },
+        "access": {
+            "existingConfigMap": "",
+            "bindings": [{"principal": "group:isthmus-ops", "role": "platform-admin"}],
+            "tenants": {"acme": {"bindings": [{"principal": "acme-ingest-client", "role": "writer"}]}},
+        },
     }
     docs = chart.render(*write_values(tmp_path, values))
+    access = tomllib.loads(by_kind(docs, "ConfigMap")[name("access")]["data"]["access.toml"])
+    assert access["tenants"]["acme"]["bindings"] == values["access"]["tenants"]["acme"]["bindings"]
+    # with the operator's ConfigMap instead (access_existing_configmap)
+    operator = {**values, "access": {"existingConfigMap": "isthmus-access", "bindings": [], "tenants": {}}}
+    assert not by_kind(chart.render(*write_values(tmp_path, operator)), "ConfigMap")
     sas = by_kind(docs, "ServiceAccount")
     for s in SERVICES:
         assert sas[f"isthmus-{s}"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"/{s}")
         dep = by_kind(docs, "Deployment")[name(s)]
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == f"isthmus-{s}"
         env = env_of(dep)  # the role signs the MSK IAM tokens, for the region's cluster
+        assert env["ISTHMUS_AUTH_ISSUER"]["value"] == "https://auth.example.com/"
+        assert "ISTHMUS_AUTH_SERVICE_CLIENT_SECRET" not in env  # no service client given
         assert env["ISTHMUS_KAFKA_SASL_MECHANISM"]["value"] == "AWS_MSK_IAM"
         assert env["ISTHMUS_KAFKA_AWS_REGION"]["value"] == "us-east-1"
         assert dep["metadata"]["labels"]["isthmus.dev/region"] == "us-east-1"
@@ -977,8 +998,6 @@ def test_quota_replicas_follow_the_replicas_and_the_autoscaler(chart: Any) -> No
 def test_access_configmap_holds_the_bindings_and_quotas_in_the_access_file_format(
     chart: Any, tmp_path: Path
 ) -> None:
-    import tomllib
-
     docs = chart.render(*write_values(tmp_path, ACCESS_VALUES))
     cm = by_kind(docs, "ConfigMap")[name("access")]
     parsed = tomllib.loads(cm["data"]["access.toml"])
