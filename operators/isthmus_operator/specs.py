@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from isthmus_core.auth.access_file import FAMILIES
 from isthmus_core.auth.identity import Role
-from isthmus_core.contracts.ids import is_tenant_id
+from isthmus_core.contracts.ids import PRINCIPAL_PATTERN, PRINCIPAL_RULE, is_tenant_id
 from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
 
@@ -48,17 +49,22 @@ class Quotas(_Spec):
 #: roles a Tenant (or the operator's platform bindings) may bind: every role but ``service``, which
 #: Isthmus binds implicitly to its own client (isthmus_core.auth)
 BINDABLE_ROLES: tuple[str, ...] = tuple(r.value for r in Role if r is not Role.SERVICE)
-#: a principal: a token's subject (a client-credentials token's client id) or ``group:<name>``
-PRINCIPAL_PATTERN = r"^\S+$"
-#: an RPC family (isthmus_core.auth.methods ``MethodRule.family``), a ``requestsPerS`` key
-FAMILY_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
 class Binding(_Spec):
     """A role bound to a principal (in a Tenant: in that tenant; in the operator's settings: in all)."""
 
-    principal: str = Field(min_length=1, max_length=256, pattern=PRINCIPAL_PATTERN)
+    #: a token's subject (a client-credentials token's client id) or ``group:<name>``: the access
+    #: file's rule (isthmus_core.contracts.ids.PRINCIPAL_PATTERN)
+    principal: str
     role: str
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        if not re.fullmatch(PRINCIPAL_PATTERN, value):
+            raise ValueError(f"principal {value!r}: {PRINCIPAL_RULE}")
+        return value
 
     @field_validator("role")
     @classmethod
@@ -84,8 +90,11 @@ class Quota(_Spec):
     @classmethod
     def _rates(cls, value: dict[str, int]) -> dict[str, int]:
         for family, rate in value.items():
-            if not re.fullmatch(FAMILY_PATTERN, family):
-                raise ValueError(f"requestsPerS: {family!r} is not an RPC family name (ask, search, ...)")
+            if family not in FAMILIES:
+                raise ValueError(
+                    f"requestsPerS: {family!r} is not an RPC family; the families are "
+                    f"{', '.join(sorted(FAMILIES))}"
+                )
             if rate < 1:
                 raise ValueError(f"requestsPerS.{family}: at least 1 request per second, got {rate}")
         return value

@@ -4,6 +4,7 @@ CRD's enum of roles against ``isthmus_core.auth.identity.Role``."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from isthmus_core.auth.access_file import FAMILIES, parse
 from isthmus_core.auth.identity import Role
+from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
 from isthmus_core.errors import InvalidArgument
 from isthmus_operator.builders import (
     ACCESS_FILE_KEY,
@@ -19,7 +22,6 @@ from isthmus_operator.builders import (
     build_access_file,
     build_tenant_settings,
     tenant_access,
-    toml_string,
 )
 from isthmus_operator.settings import OperatorSettings
 from isthmus_operator.specs import BINDABLE_ROLES, Binding, parse_tenant
@@ -87,12 +89,37 @@ def test_the_access_file_is_deterministic() -> None:
     assert build_access_file([ACME, other], PLATFORM) == build_access_file([other, ACME], PLATFORM)
 
 
-def test_principals_are_escaped() -> None:
-    odd = 'a"b\\c\u00e9\u0007'
-    text = build_access_file([], [Binding(principal="x", role="auditor")]) + (
-        f'[tenants.acme]\nbindings = [{{ principal = {toml_string(odd)}, role = "reader" }}]\n'
+def test_the_policys_parser_reads_it_back() -> None:
+    """What every pod does with the file: isthmus_core.auth.access_file.parse (the one reader)."""
+    text = build_access_file(
+        [ACME, tenant("beta", access={"bindings": [{"principal": "b@x.org", "role": "auditor"}]})], PLATFORM
     )
-    assert tomllib.loads(text)["tenants"]["acme"]["bindings"][0]["principal"] == odd
+    model = parse(text)
+    assert [(b.principal, b.role) for b in model.platform.bindings] == [("ops-admin", Role.PLATFORM_ADMIN)]
+    acme = model.tenants["acme"]
+    assert [(b.principal, b.role) for b in acme.bindings] == [
+        ("client-abc", Role.WRITER),
+        ("group:analysts", Role.READER),
+    ]
+    assert acme.quota.requests_per_s == {"ask": 5, "search": 50, "ingest": 10}
+    assert (acme.quota.max_documents, acme.quota.max_bytes, acme.quota.llm_tokens_per_day) == (
+        1000,
+        100_000_000,
+        200_000,
+    )
+    assert model.tenants["beta"].quota.empty
+
+
+def test_the_operator_accepts_exactly_the_principals_and_families_the_parser_does() -> None:
+    assert re.fullmatch(PRINCIPAL_PATTERN, "group:analysts")
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    principal = spec["access"]["properties"]["bindings"]["items"]["properties"]["principal"]
+    assert principal["pattern"] == PRINCIPAL_PATTERN
+    [rule] = spec["quota"]["properties"]["requestsPerS"]["x-kubernetes-validations"]
+    assert sorted(re.findall(r"'([a-z]+)'", rule["rule"])) == sorted(FAMILIES)
+    for family in FAMILIES:
+        parse_tenant("acme", tenant("acme", quota={"requestsPerS": {family: 1}})["spec"])
 
 
 def test_tenants_being_deleted_or_invalid_grant_nothing() -> None:
@@ -132,9 +159,13 @@ def test_access_configmap() -> None:
     ("spec", "fragment"),
     [
         ({"access": {"bindings": [{"principal": "p", "role": "service"}]}}, "role 'service' is not one of"),
-        ({"access": {"bindings": [{"principal": "two words", "role": "reader"}]}}, "spec.access.bindings.0"),
+        ({"access": {"bindings": [{"principal": "two words", "role": "reader"}]}}, "principals are 1-256"),
+        (
+            {"access": {"bindings": [{"principal": "-x", "role": "reader"}]}},
+            "spec.access.bindings.0.principal",
+        ),
         ({"quota": {"requestsPerS": {"ask": 0}}}, "requestsPerS.ask: at least 1"),
-        ({"quota": {"requestsPerS": {"Ask!": 1}}}, "'Ask!' is not an RPC family name"),
+        ({"quota": {"requestsPerS": {"chat": 1}}}, "'chat' is not an RPC family; the families are admin"),
         ({"quota": {"maxBytes": -1}}, "spec.quota.maxBytes"),
         ({"quota": {"tokens": 1}}, "spec.quota.tokens: Extra inputs are not permitted"),
     ],

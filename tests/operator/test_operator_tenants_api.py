@@ -190,22 +190,25 @@ def _access_file(kube_api, namespace: str) -> dict[str, Any] | None:
 
 def test_schema_rejects_unknown_roles_and_bad_quotas(kube_api, namespace) -> None:
     bad = tenant("bad-access")
-    bad["spec"]["access"] = {"bindings": [{"principal": "p", "role": "service"}]}
+    bad["spec"]["access"] = {
+        "bindings": [{"principal": "p", "role": "service"}, {"principal": "a b", "role": "reader"}]
+    }
     bad["spec"]["quota"] = {"requestsPerS": {"search": 0}, "maxBytes": -1}
     with pytest.raises(client.ApiException) as info:
         kube_api.create(PLURAL, namespace, bad)
     assert info.value.status == 422
     message = json.loads(info.value.body)["message"]
     assert 'spec.access.bindings[0].role: Unsupported value: "service"' in message
+    assert 'spec.access.bindings[1].principal: Invalid value: "a b"' in message
     assert "spec.quota.requestsPerS.search: Invalid value: 0" in message
     assert "spec.quota.maxBytes: Invalid value: -1" in message
     # CEL rules run once the schema holds
     bad = tenant("bad-family")
-    bad["spec"]["quota"] = {"requestsPerS": {"Ask!": 1}}
+    bad["spec"]["quota"] = {"requestsPerS": {"chat": 1}}
     with pytest.raises(client.ApiException) as info:
         kube_api.create(PLURAL, namespace, bad)
     assert info.value.status == 422
-    assert "requestsPerS keys are RPC family names" in json.loads(info.value.body)["message"]
+    assert "requestsPerS keys are RPC families: admin, ask" in json.loads(info.value.body)["message"]
     # the legacy quotas are optional now (spec.quota is the enforced one)
     body = tenant("no-legacy-quotas")
     del body["spec"]["quotas"]
