@@ -11,10 +11,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from isthmus_core.auth import access_file
-from isthmus_core.auth.identity import Role
 from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_operator.names import (
@@ -32,7 +28,6 @@ TENANT_SETTINGS_KEY = "tenant.json"
 #: the access file's key in the access ConfigMap (what the isthmus chart mounts: ISTHMUS_ACCESS_FILE)
 ACCESS_FILE_KEY = "access.toml"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-ACCESS_FILE_HEADER = "# rendered by the isthmus-operator from the Tenant objects (spec.access, spec.quota)\n"
 
 
 # -- Tenant ------------------------------------------------------------------------------------------
@@ -237,6 +232,41 @@ def build_region_status(
 # -- the access file ---------------------------------------------------------------------------------
 
 
+def toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_bindings(bindings: Iterable[Binding]) -> str:
+    items = [f"{{ principal = {toml_string(b.principal)}, role = {toml_string(b.role)} }}" for b in bindings]
+    if not items:
+        return "bindings = []"
+    return "bindings = [\n" + "".join(f"  {item},\n" for item in items) + "]"
+
+
+def _toml_quota(tenant: str, quota: Quota) -> list[str]:
+    lines = [f"[tenants.{toml_string(tenant)}.quota]"]
+    if quota.requests_per_s:
+        rates = ", ".join(f"{toml_string(f)} = {n}" for f, n in sorted(quota.requests_per_s.items()))
+        lines.append(f"requests_per_s = {{ {rates} }}")
+    for key, value in (
+        ("max_documents", quota.max_documents),
+        ("max_bytes", quota.max_bytes),
+        ("llm_tokens_per_day", quota.llm_tokens_per_day),
+    ):
+        if value is not None:
+            lines.append(f"{key} = {value}")
+    return lines
+
+
 def tenant_access(tenants: Iterable[Mapping[str, Any]]) -> tuple[dict[str, TenantSpec], dict[str, str]]:
     """The Tenants whose bindings and quotas go into the access file, by name, and the ones left out
     with why: a Tenant being deleted, or one whose spec is invalid (its status says why; it grants
@@ -253,47 +283,30 @@ def tenant_access(tenants: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Tenan
             skipped[name] = "metadata.name is no tenant id"
             continue
         try:
-            spec = parse_tenant(name, obj.get("spec") or {})
-            _tenant_entry(spec)  # what the access file's own model accepts (the same rules)
+            kept[name] = parse_tenant(name, obj.get("spec") or {})
         except InvalidArgument as exc:
             skipped[name] = exc.reason
-            continue
-        except ValidationError as exc:
-            skipped[name] = "; ".join(access_file.validation_problems(exc))
-            continue
-        kept[name] = spec
     return kept, skipped
 
 
-def _bindings(bindings: Iterable[Binding]) -> list[access_file.Binding]:
-    return [access_file.Binding(principal=b.principal, role=Role(b.role)) for b in bindings]
-
-
-def _tenant_entry(spec: TenantSpec) -> access_file.TenantAccess:
-    quota = spec.quota or Quota()
-    return access_file.TenantAccess(
-        bindings=_bindings(spec.access.bindings),
-        quota=access_file.Quota(
-            requests_per_s=dict(quota.requests_per_s),
-            max_documents=quota.max_documents,
-            max_bytes=quota.max_bytes,
-            llm_tokens_per_day=quota.llm_tokens_per_day,
-        ),
-    )
-
-
 def build_access_file(tenants: Iterable[Mapping[str, Any]], platform_bindings: Sequence[Binding] = ()) -> str:
-    """The access file (TOML, written by ``isthmus_core.auth.access_file.dumps``: the format every pod
-    reads) from Tenant objects: ``[platform]`` = ``platform_bindings`` (the operator's settings),
-    ``[tenants.<name>]`` = each valid, live Tenant's ``spec.access.bindings``,
-    ``[tenants.<name>.quota]`` = its ``spec.quota``. Sorted by tenant: the same Tenants always give the
-    same text (an unchanged apply changes nothing)."""
+    """The access file (TOML, the format ``isthmus_core.auth.access_file.parse`` reads: the tests read
+    it back with it; written here because that module is not import-pure) from Tenant objects:
+    ``[platform]`` = ``platform_bindings`` (the operator's settings), ``[tenants.<name>]`` = each valid,
+    live Tenant's ``spec.access.bindings``, ``[tenants.<name>.quota]`` = its ``spec.quota``. Sorted by
+    tenant: the same Tenants always give the same text (an unchanged apply changes nothing)."""
     kept, _ = tenant_access(tenants)
-    model = access_file.AccessFile(
-        platform=access_file.PlatformAccess(bindings=_bindings(platform_bindings)),
-        tenants={name: _tenant_entry(spec) for name, spec in kept.items()},
-    )
-    return ACCESS_FILE_HEADER + access_file.dumps(model)
+    lines = [
+        "# rendered by the isthmus-operator from the Tenant objects (spec.access, spec.quota): do not edit",
+        "[platform]",
+        _toml_bindings(platform_bindings),
+    ]
+    for name in sorted(kept):
+        spec = kept[name]
+        lines += ["", f"[tenants.{toml_string(name)}]", _toml_bindings(spec.access.bindings)]
+        if spec.quota is not None:
+            lines += ["", *_toml_quota(name, spec.quota)]
+    return "\n".join(lines) + "\n"
 
 
 def build_access_configmap(name: str, namespace: str, access_file: str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from isthmus_core.auth.access_file import FAMILIES
 from isthmus_core.auth.identity import Role
+from isthmus_core.auth.methods import METHOD_RULES
 from isthmus_core.contracts.ids import PRINCIPAL_PATTERN, PRINCIPAL_RULE, is_tenant_id
 from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
@@ -46,6 +46,8 @@ class Quotas(_Spec):
     storage: str = Field(pattern=QUANTITY_PATTERN)
 
 
+#: the RPC families a ``requestsPerS`` may name (``MethodRule.family``; the access file's FAMILIES)
+FAMILIES: frozenset[str] = frozenset(rule.family for rule in METHOD_RULES.values())
 #: roles a Tenant (or the operator's platform bindings) may bind: every role but ``service``, which
 #: Isthmus binds implicitly to its own client (isthmus_core.auth)
 BINDABLE_ROLES: tuple[str, ...] = tuple(r.value for r in Role if r is not Role.SERVICE)

@@ -16,6 +16,7 @@ from isthmus_core.auth.access_file import FAMILIES, parse
 from isthmus_core.auth.identity import Role
 from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
 from isthmus_core.errors import InvalidArgument
+from isthmus_operator import specs
 from isthmus_operator.builders import (
     ACCESS_FILE_KEY,
     build_access_configmap,
@@ -112,6 +113,7 @@ def test_the_policys_parser_reads_it_back() -> None:
 
 def test_the_operator_accepts_exactly_the_principals_and_families_the_parser_does() -> None:
     assert re.fullmatch(PRINCIPAL_PATTERN, "group:analysts")
+    assert specs.FAMILIES == FAMILIES
     crd = yaml.safe_load(CRD.read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     principal = spec["access"]["properties"]["bindings"]["items"]["properties"]["principal"]
