@@ -20,6 +20,10 @@ import yaml
 from pydantic import SecretStr
 
 from isthmus_cli.modules import MODULES
+from isthmus_core.auth.access_file import FAMILIES
+from isthmus_core.auth.access_file import Quota as AccessQuota
+from isthmus_core.auth.access_file import parse as parse_access_file
+from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
 from isthmus_core.settings import CommonSettings, load_all
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
@@ -893,8 +897,7 @@ ACCESS_VALUES: dict[str, Any] = {
                     "llmTokensPerDay": 200_000,
                 },
             },
-            # quotes and backslashes are escaped in the TOML
-            "beta-2": {"bindings": [{"principal": 'odd"quoted\\name', "role": "auditor"}]},
+            "beta-2": {"bindings": [{"principal": "spiffe://corp/ns/a+b@x.org", "role": "auditor"}]},
             "gamma": {"quota": {"maxBytes": 5_000_000_000}},
         },
     }
@@ -973,8 +976,7 @@ def test_auth_values_reach_every_pod_and_load_into_the_settings(
         component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
         expected = _expected_quota_replicas(mode, component)
         assert env["ISTHMUS_QUOTA_REPLICAS"]["value"] == str(expected), dep_name
-        if "quota_replicas" in CommonSettings.model_fields:  # the setting of the quota slice
-            assert common.quota_replicas == expected  # type: ignore[attr-defined]
+        assert common.quota_replicas == expected
     assert set(by_kind(docs, "ConfigMap")) == {name("access")}
 
 
@@ -1011,6 +1013,19 @@ def test_access_configmap_holds_the_bindings_and_quotas_in_the_access_file_forma
         },
     }
     assert parsed == expected
+    # what every pod does with it: the access file's own reader
+    model = parse_access_file(cm["data"]["access.toml"])
+    assert model.quota("acme") == AccessQuota(
+        requests_per_s={"ask": 5, "search": 50, "ingest": 10},
+        max_documents=1000,
+        max_bytes=100_000_000,
+        llm_tokens_per_day=200_000,
+    )
+    assert [(b.principal, b.role.value) for b in model.tenants["acme"].bindings] == [
+        ("client-abc", "writer"),
+        ("group:analysts", "reader"),
+    ]
+    assert [b.principal for b in model.platform.bindings] == ["ops-admin"]
     quota = parsed["tenants"]["gamma"]["quota"]["max_bytes"]
     assert isinstance(quota, int) and quota == 5_000_000_000  # not 5e+09
     # the default: no binding at all (nobody may call until bindings are given)
@@ -1050,6 +1065,12 @@ def test_network_policies_let_pods_reach_the_identity_provider(chart: Any) -> No
         assert rule["to"] == [{"ipBlock": {"cidr": "10.40.0.0/16"}}]
 
 
+def test_the_schema_takes_the_principals_and_families_the_access_file_takes() -> None:
+    defs = chart_schema()["definitions"]
+    assert defs["bindings"]["items"]["properties"]["principal"]["pattern"] == PRINCIPAL_PATTERN
+    assert sorted(defs["quota"]["properties"]["requestsPerS"]["propertyNames"]["enum"]) == sorted(FAMILIES)
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -1057,10 +1078,24 @@ def test_network_policies_let_pods_reach_the_identity_provider(chart: Any) -> No
         ({"access.bindings[0].principal": "p", "access.bindings[0].role": "service"}, "role': value must be"),
         ({"access.tenants.Acme.quota.maxBytes": "1"}, "'Acme' does not match pattern"),
         ({"access.tenants.acme.quota.requestsPerS.ask": "0"}, "requestsPerS/ask': minimum"),
+        ({"access.tenants.acme.quota.requestsPerS.chat": "1"}, "invalid propertyName 'chat'"),
+        (
+            {"access.bindings[0].principal": "-x", "access.bindings[0].role": "reader"},
+            "principal': '-x' does not",
+        ),
         ({"auth.issuer": "idp.example.com"}, "at '/auth/issuer'"),
         ({"auth.algorithms[0]": "HS256"}, "at '/auth/algorithms/0'"),
     ],
-    ids=["auth-off", "service-role", "bad-tenant-id", "zero-rate", "issuer-not-a-url", "symmetric-alg"],
+    ids=[
+        "auth-off",
+        "service-role",
+        "bad-tenant-id",
+        "zero-rate",
+        "unknown-family",
+        "bad-principal",
+        "issuer-not-a-url",
+        "symmetric-alg",
+    ],
 )
 def test_invalid_auth_values_fail_at_render_with_the_schema_message(
     chart: Any, values: dict[str, Any], message: str

@@ -515,6 +515,7 @@ def test_region_module_passes_the_identity_provider_and_bindings_to_the_chart(
     roots: dict[Path, list[Doc]],
 ) -> None:
     from isthmus_core.auth.identity import Role
+    from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
 
     docs = roots[REGION_MODULE]
     variables = labelled(docs, "variable")
@@ -545,6 +546,7 @@ def test_region_module_passes_the_identity_provider_and_bindings_to_the_chart(
         condition = variables[name]["validation"][0]["condition"]
         listed = re.findall(r'"([a-z-]+)"', condition.split("contains([", 1)[1].split("]", 1)[0])
         assert listed == roles, name
+        assert f'can(regex("{PRINCIPAL_PATTERN}", b.principal))' in condition, name  # the access file's rule
     exclusive = variables["access_existing_configmap"]["validation"][0]["condition"]
     assert "var.platform_bindings" in exclusive and "var.tenant_bindings" in exclusive
 

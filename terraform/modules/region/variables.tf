@@ -394,8 +394,8 @@ variable "platform_bindings" {
   default     = []
 
   validation {
-    condition     = alltrue([for b in var.platform_bindings : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^\\S+$", b.principal))])
-    error_message = "platform_bindings: role must be one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator; principal a non-empty name without spaces."
+    condition     = alltrue([for b in var.platform_bindings : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}$", b.principal))])
+    error_message = "platform_bindings: role must be one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator; principal 1-256 letters, digits and . _ : @ / + - starting with a letter or digit (group:<name> for a group)."
   }
 }
 
@@ -408,8 +408,8 @@ variable "tenant_bindings" {
   default     = {}
 
   validation {
-    condition     = alltrue([for t, bs in var.tenant_bindings : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", t)) && alltrue([for b in bs : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^\\S+$", b.principal))])])
-    error_message = "tenant_bindings: keys are tenant ids (lowercase letters, digits, '-'); roles one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator."
+    condition     = alltrue([for t, bs in var.tenant_bindings : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", t)) && alltrue([for b in bs : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}$", b.principal))])])
+    error_message = "tenant_bindings: keys are tenant ids (lowercase letters, digits, '-'); roles one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator; principals 1-256 letters, digits and . _ : @ / + -."
   }
 }
 
