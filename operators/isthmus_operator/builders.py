@@ -36,8 +36,9 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 def build_tenant_settings(name: str, spec: TenantSpec) -> dict[str, Any]:
     """The tenant's settings, the ``tenant.json`` key of its ConfigMap.
 
-    Carried for the services, not read by them yet: quotas are enforced by nothing today (issues 12
-    "Ask capacity and overload" and 14 "Identity and access"), regions by nothing either (issue 13)."""
+    Carried for the services, not read by them yet: the legacy ``quotas`` are enforced by nothing (the
+    enforced ``spec.quota`` and ``spec.access`` go into the access file, :func:`build_access_file`),
+    regions by nothing either (issue 13)."""
     return {
         "tenantId": name,
         "primaryRegion": spec.primary_region,
