@@ -13,7 +13,7 @@ def main() -> None:
     from isthmus_core.settings import load_all
     from isthmus_operator.handlers import register
     from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
-    from isthmus_operator.reconcile import Dependencies
+    from isthmus_operator.reconcile import AccessConfig, Dependencies
     from isthmus_operator.regional import grpc_region
     from isthmus_operator.retrieval import GrpcTenantRegistry
     from isthmus_operator.settings import OperatorSettings
@@ -36,6 +36,11 @@ def main() -> None:
             region: grpc_region(endpoint, settings.retrieval_timeout_s)
             for region, endpoint in settings.regions.items()
         },
+        access=(
+            AccessConfig(settings.access_configmap, tuple(settings.access_platform_bindings))
+            if settings.access_configmap
+            else None
+        ),
     )
     registry = kopf.OperatorRegistry()
     register(

@@ -11,6 +11,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from isthmus_core.contracts.ids import is_tenant_id
+from isthmus_core.errors import InvalidArgument
 from isthmus_operator.names import (
     ANNOTATION_BUNDLE,
     API_VERSION,
@@ -20,9 +22,12 @@ from isthmus_operator.names import (
     TENANT_KIND,
     tenant_configmap_name,
 )
-from isthmus_operator.specs import TenantSpec
+from isthmus_operator.specs import Binding, Quota, TenantSpec, parse_tenant
 
 TENANT_SETTINGS_KEY = "tenant.json"
+#: the access file's key in the access ConfigMap (what the isthmus chart mounts: ISTHMUS_ACCESS_FILE)
+ACCESS_FILE_KEY = "access.toml"
+LABEL_COMPONENT = "app.kubernetes.io/component"
 
 
 # -- Tenant ------------------------------------------------------------------------------------------
@@ -31,17 +36,22 @@ TENANT_SETTINGS_KEY = "tenant.json"
 def build_tenant_settings(name: str, spec: TenantSpec) -> dict[str, Any]:
     """The tenant's settings, the ``tenant.json`` key of its ConfigMap.
 
-    Carried for the services, not read by them yet: quotas are enforced by nothing today (issues 12
-    "Ask capacity and overload" and 14 "Identity and access"), regions by nothing either (issue 13)."""
+    Carried for the services, not read by them yet: the legacy ``quotas`` are enforced by nothing (the
+    enforced ``spec.quota`` and ``spec.access`` go into the access file, :func:`build_access_file`),
+    regions by nothing either (issue 13)."""
     return {
         "tenantId": name,
         "primaryRegion": spec.primary_region,
         "replicaRegions": list(spec.replica_regions),
-        "quotas": {
-            "requestsPerSecond": spec.quotas.requests_per_second,
-            "tokensPerDay": spec.quotas.tokens_per_day,
-            "storage": spec.quotas.storage,
-        },
+        "quotas": (
+            {
+                "requestsPerSecond": spec.quotas.requests_per_second,
+                "tokensPerDay": spec.quotas.tokens_per_day,
+                "storage": spec.quotas.storage,
+            }
+            if spec.quotas is not None
+            else None
+        ),
         "guardrailPolicy": spec.guardrail_policy_ref.name,
         "modelBundle": {"name": spec.model_bundle.name, "version": spec.model_bundle.version},
     }
@@ -218,3 +228,98 @@ def build_region_status(
     if lag_documents is not None:
         entry["lagDocuments"] = lag_documents
     return entry
+
+
+# -- the access file ---------------------------------------------------------------------------------
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_bindings(bindings: Iterable[Binding]) -> str:
+    items = [f"{{ principal = {toml_string(b.principal)}, role = {toml_string(b.role)} }}" for b in bindings]
+    if not items:
+        return "bindings = []"
+    return "bindings = [\n" + "".join(f"  {item},\n" for item in items) + "]"
+
+
+def _toml_quota(tenant: str, quota: Quota) -> list[str]:
+    lines = [f"[tenants.{toml_string(tenant)}.quota]"]
+    if quota.requests_per_s:
+        rates = ", ".join(f"{toml_string(f)} = {n}" for f, n in sorted(quota.requests_per_s.items()))
+        lines.append(f"requests_per_s = {{ {rates} }}")
+    for key, value in (
+        ("max_documents", quota.max_documents),
+        ("max_bytes", quota.max_bytes),
+        ("llm_tokens_per_day", quota.llm_tokens_per_day),
+    ):
+        if value is not None:
+            lines.append(f"{key} = {value}")
+    return lines
+
+
+def tenant_access(tenants: Iterable[Mapping[str, Any]]) -> tuple[dict[str, TenantSpec], dict[str, str]]:
+    """The Tenants whose bindings and quotas go into the access file, by name, and the ones left out
+    with why: a Tenant being deleted, or one whose spec is invalid (its status says why; it grants
+    nothing until fixed)."""
+    kept: dict[str, TenantSpec] = {}
+    skipped: dict[str, str] = {}
+    for obj in tenants:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if meta.get("deletionTimestamp"):
+            skipped[name] = "being deleted"
+            continue
+        if not is_tenant_id(name):
+            skipped[name] = "metadata.name is no tenant id"
+            continue
+        try:
+            kept[name] = parse_tenant(name, obj.get("spec") or {})
+        except InvalidArgument as exc:
+            skipped[name] = exc.reason
+    return kept, skipped
+
+
+def build_access_file(tenants: Iterable[Mapping[str, Any]], platform_bindings: Sequence[Binding] = ()) -> str:
+    """The access file (TOML, the format ``isthmus_core.auth.access_file.parse`` reads: the tests read
+    it back with it; written here because that module is not import-pure) from Tenant objects:
+    ``[platform]`` = ``platform_bindings`` (the operator's settings), ``[tenants.<name>]`` = each valid,
+    live Tenant's ``spec.access.bindings``, ``[tenants.<name>.quota]`` = its ``spec.quota``. Sorted by
+    tenant: the same Tenants always give the same text (an unchanged apply changes nothing)."""
+    kept, _ = tenant_access(tenants)
+    lines = [
+        "# rendered by the isthmus-operator from the Tenant objects (spec.access, spec.quota): do not edit",
+        "[platform]",
+        _toml_bindings(platform_bindings),
+    ]
+    for name in sorted(kept):
+        spec = kept[name]
+        lines += ["", f"[tenants.{toml_string(name)}]", _toml_bindings(spec.access.bindings)]
+        if spec.quota is not None:
+            lines += ["", *_toml_quota(name, spec.quota)]
+    return "\n".join(lines) + "\n"
+
+
+def build_access_configmap(name: str, namespace: str, access_file: str) -> dict[str, Any]:
+    """The access ConfigMap (key ``access.toml``) the isthmus chart mounts into every pod
+    (``access.existingConfigMap``). Not owned by any one Tenant: it holds them all."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: "access"},
+        },
+        "data": {ACCESS_FILE_KEY: access_file},
+    }

@@ -31,6 +31,7 @@ from isthmus_operator.reconcile import (
     reconcile_drill,
     reconcile_rollout,
     reconcile_tenant,
+    render_access,
 )
 from isthmus_operator.specs import parse_drill
 
@@ -157,6 +158,22 @@ def register(
                 logger.warning(
                     f"tenant regions not all reachable, retrying at the next tick: {outcome.retry}"
                 )
+
+    if deps.access is not None:
+
+        @kopf.on.resume(GROUP, VERSION, TENANT_PLURAL, id="access", registry=registry)
+        @kopf.on.create(GROUP, VERSION, TENANT_PLURAL, id="access", registry=registry)
+        @kopf.on.update(GROUP, VERSION, TENANT_PLURAL, id="access", field="spec", registry=registry)
+        @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, id="access-cleanup", registry=registry)
+        async def tenant_access(*, namespace: str | None, body: kopf.Body, logger: Logger, **_: Any) -> None:
+            """The namespace's access file (every Tenant's bindings and quota) re-rendered."""
+            try:
+                note = await render_access(deps, namespace or "default")
+            except IsthmusError as exc:
+                message = f"cannot write the access file yet: {exc.reason}"
+                kopf.event(body, type="Warning", reason="AccessRetrying", message=message)
+                raise kopf.TemporaryError(message, delay=retry_delay_s) from exc
+            logger.info(note)
 
     @kopf.on.delete(GROUP, VERSION, TENANT_PLURAL, id="tenant-cleanup", registry=registry)
     async def tenant_deleted(

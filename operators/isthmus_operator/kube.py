@@ -160,6 +160,16 @@ class Kube:
         except NotFound:
             return None
 
+    async def list_tenants(self, namespace: str) -> list[dict[str, Any]]:
+        """Every Tenant of a namespace (a quorum read: what was written before is in it)."""
+        result = await self._run(
+            f"list Tenants in {namespace}",
+            lambda: self._custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, TENANT_PLURAL, _preload_content=False
+            ),
+        )
+        return list(result.get("items") or [])
+
     async def patch_tenant(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """JSON merge patch of a Tenant (its spec: the CRD schema and CEL rules check the result)."""
         return await self._run(

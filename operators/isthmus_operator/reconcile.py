@@ -7,7 +7,8 @@ specs never raise: they become a ``Valid=False`` condition and phase ``Failed`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,8 @@ from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, IsthmusError, Unavailable
 from isthmus_operator import drill
 from isthmus_operator.builders import (
+    build_access_configmap,
+    build_access_file,
     build_bundle_patch,
     build_condition,
     build_region_status,
@@ -23,6 +26,7 @@ from isthmus_operator.builders import (
     merge_conditions,
     plan_tenant_regions,
     summarise,
+    tenant_access,
     tenant_phase,
     workload_bundle,
 )
@@ -39,7 +43,14 @@ from isthmus_operator.names import tenant_configmap_name
 from isthmus_operator.regional import RegionClients
 from isthmus_operator.retrieval import TenantRegistry
 from isthmus_operator.rollout import TERMINAL_PHASES, Observed, invalid, step
-from isthmus_operator.specs import FailoverDrillSpec, TenantSpec, parse_drill, parse_rollout, parse_tenant
+from isthmus_operator.specs import (
+    Binding,
+    FailoverDrillSpec,
+    TenantSpec,
+    parse_drill,
+    parse_rollout,
+    parse_tenant,
+)
 
 
 def utc_now() -> str:
@@ -48,6 +59,18 @@ def utc_now() -> str:
 
 def utc_moment() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class AccessConfig:
+    """Where the operator writes the access file of each namespace's Tenants (operator settings
+    ``access_configmap``, ``access_platform_bindings``)."""
+
+    configmap: str
+    platform_bindings: Sequence[Binding] = ()
+    #: one render at a time: each reads every Tenant after the previous one wrote, so the last write
+    #: holds the latest state (the operator runs as one replica)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -61,6 +84,8 @@ class Dependencies:
     regions: Mapping[str, RegionClients] = field(default_factory=dict)
     #: the drills' clock (timeline, waits, RPO/RTO)
     moment: Callable[[], datetime] = utc_moment
+    #: None = the operator writes no access file
+    access: AccessConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +211,24 @@ async def reconcile_tenant(
         except IsthmusError as exc:  # refused (InvalidArgument …): retrying cannot help
             parts.append(build_condition("VectorStoreReady", False, "Rejected", exc.reason, generation, now))
     return finish(parts, retry, events)
+
+
+async def render_access(deps: Dependencies, namespace: str) -> str:
+    """Re-render the namespace's access ConfigMap from all its Tenants (on any Tenant's create, update
+    or delete). Idempotent: the same Tenants give the same ConfigMap (server-side apply). Raises what
+    the API raised (the handler retries). Returns a note of what the file holds."""
+    access = deps.access
+    if access is None:
+        return "the operator writes no access file"
+    async with access.lock:
+        tenants = await deps.kube.list_tenants(namespace)
+        text = build_access_file(tenants, access.platform_bindings)
+        await deps.kube.apply_configmap(build_access_configmap(access.configmap, namespace, text))
+    kept, skipped = tenant_access(tenants)
+    note = f"ConfigMap {namespace}/{access.configmap}: bindings of {len(kept)} tenant(s)"
+    if skipped:
+        note += "; left out: " + "; ".join(f"{n or '?'} ({why})" for n, why in sorted(skipped.items()))
+    return note
 
 
 def _known(deps: Dependencies) -> str:

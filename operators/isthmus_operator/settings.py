@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from isthmus_core.regions import REGION_RULE, is_region
 from isthmus_core.settings import SectionSettings, section_config
+from isthmus_operator.specs import Binding
 
 ENDPOINT_PATTERN = r"^[^\s:]+:[0-9]{1,5}$"
 
@@ -46,6 +47,18 @@ class OperatorSettings(SectionSettings):
     )
     retry_delay_s: float = Field(
         10.0, gt=0, description="delay before retrying a handler after a transient error"
+    )
+    access_configmap: str = Field(
+        "isthmus-access",
+        description="the ConfigMap (key access.toml) the operator renders from the Tenant objects of each "
+        "namespace — spec.access.bindings and spec.quota, in the access file format — for the isthmus "
+        "chart's access.existingConfigMap; empty = the operator writes no access file",
+        pattern=r"^$|^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+    )
+    access_platform_bindings: list[Binding] = Field(
+        default_factory=list,
+        description="bindings for every tenant (the access file's [platform]), JSON, e.g. "
+        '[{"principal": "ops-admin", "role": "platform-admin"}]',
     )
     namespace: str = Field("", description="watch only this namespace; empty = every namespace")
     liveness_endpoint: str = Field(

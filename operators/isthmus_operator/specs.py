@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from isthmus_core.contracts.ids import is_tenant_id
+from isthmus_core.auth.identity import Role
+from isthmus_core.auth.methods import METHOD_RULES
+from isthmus_core.contracts.ids import PRINCIPAL_PATTERN, PRINCIPAL_RULE, is_tenant_id
 from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
 
@@ -44,6 +46,62 @@ class Quotas(_Spec):
     storage: str = Field(pattern=QUANTITY_PATTERN)
 
 
+#: the RPC families a ``requestsPerS`` may name (``MethodRule.family``; the access file's FAMILIES)
+FAMILIES: frozenset[str] = frozenset(rule.family for rule in METHOD_RULES.values())
+#: roles a Tenant (or the operator's platform bindings) may bind: every role but ``service``, which
+#: Isthmus binds implicitly to its own client (isthmus_core.auth)
+BINDABLE_ROLES: tuple[str, ...] = tuple(r.value for r in Role if r is not Role.SERVICE)
+
+
+class Binding(_Spec):
+    """A role bound to a principal (in a Tenant: in that tenant; in the operator's settings: in all)."""
+
+    #: a token's subject (a client-credentials token's client id) or ``group:<name>``: the access
+    #: file's rule (isthmus_core.contracts.ids.PRINCIPAL_PATTERN)
+    principal: str
+    role: str
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        if not re.fullmatch(PRINCIPAL_PATTERN, value):
+            raise ValueError(f"principal {value!r}: {PRINCIPAL_RULE}")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in BINDABLE_ROLES:
+            raise ValueError(f"role {value!r} is not one of {', '.join(BINDABLE_ROLES)}")
+        return value
+
+
+class Access(_Spec):
+    bindings: tuple[Binding, ...] = Field(default=(), max_length=256)
+
+
+class Quota(_Spec):
+    """The tenant's enforced limits (the access file's ``[tenants.<t>.quota]``); absent = unlimited."""
+
+    requests_per_s: dict[str, int] = Field(default_factory=dict, alias="requestsPerS")
+    max_documents: int | None = Field(default=None, alias="maxDocuments", ge=0)
+    max_bytes: int | None = Field(default=None, alias="maxBytes", ge=0)
+    llm_tokens_per_day: int | None = Field(default=None, alias="llmTokensPerDay", ge=0)
+
+    @field_validator("requests_per_s")
+    @classmethod
+    def _rates(cls, value: dict[str, int]) -> dict[str, int]:
+        for family, rate in value.items():
+            if family not in FAMILIES:
+                raise ValueError(
+                    f"requestsPerS: {family!r} is not an RPC family; the families are "
+                    f"{', '.join(sorted(FAMILIES))}"
+                )
+            if rate < 1:
+                raise ValueError(f"requestsPerS.{family}: at least 1 request per second, got {rate}")
+        return value
+
+
 class PolicyRef(_Spec):
     name: str = Field(min_length=1, max_length=63)
 
@@ -51,7 +109,10 @@ class PolicyRef(_Spec):
 class TenantSpec(_Spec):
     primary_region: str = Field(alias="primaryRegion", pattern=REGION_PATTERN)
     replica_regions: tuple[str, ...] = Field(default=(), alias="replicaRegions")
-    quotas: Quotas
+    #: recorded only (tenant.json); superseded by ``quota``, which is enforced
+    quotas: Quotas | None = None
+    access: Access = Access()
+    quota: Quota | None = None
     guardrail_policy_ref: PolicyRef = Field(default=PolicyRef(name="default"), alias="guardrailPolicyRef")
     model_bundle: ModelBundle = Field(alias="modelBundle")
     deletion_policy: Literal["Delete", "Retain"] = Field(default="Delete", alias="deletionPolicy")

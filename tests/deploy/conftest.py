@@ -28,6 +28,9 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 NAMESPACE = "isthmus"
 RELEASE = "rel"
+#: every render starts from these values (an issuer: the chart requires one with the default auth.mode
+#: oidc); later ``-f`` files and ``--set`` override them
+BASE_VALUES = Path(__file__).resolve().parent / "base-values.yaml"
 
 
 tool_missing = missing_tool
@@ -74,8 +77,14 @@ class Chart:
             [str(self.helm), *args], capture_output=True, text=True, check=check, timeout=120
         )
 
-    def template(self, *values: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values, check=check)
+    def template(
+        self, *values: str, check: bool = True, base: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``helm template``; ``base`` = start from :data:`BASE_VALUES` (an issuer)."""
+        first = ["-f", str(BASE_VALUES)] if base else []
+        return self.run(
+            "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *first, *values, check=check
+        )
 
     def render(self, *values: str) -> list[dict[str, Any]]:
         """The rendered objects; cached per arguments unless a values file (-f) is passed."""

@@ -30,6 +30,16 @@ RENDERS = {
         *("--set", "otel.endpoint=http://otel.obs:4317", "--set", "weaviate.url=http://weaviate.data:8080"),
         *("--set", "services.agent-orchestrator.secrets.OPENAI_API_KEY.existingSecret=llm"),
         *("--set", "services.agent-orchestrator.secrets.OPENAI_API_KEY.key=api-key"),
+        *("--set", "auth.serviceClient.tokenUrl=https://idp.example.com/oauth2/token"),
+        *(
+            "--set",
+            "auth.serviceClient.clientId=isthmus",
+            "--set",
+            "auth.serviceClient.clientSecretRef.name=idp",
+        ),
+        *("--set", "auth.serviceClient.clientSecretRef.key=secret"),
+        *("--set", "access.tenants.acme.bindings[0].principal=client-abc"),
+        *("--set", "access.tenants.acme.bindings[0].role=writer"),
     ],
 }
 Report = dict[str, Any]

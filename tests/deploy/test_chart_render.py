@@ -9,6 +9,7 @@ import functools
 import importlib
 import json
 import os
+import tomllib
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,10 @@ import yaml
 from pydantic import SecretStr
 
 from isthmus_cli.modules import MODULES
+from isthmus_core.auth.access_file import FAMILIES
+from isthmus_core.auth.access_file import Quota as AccessQuota
+from isthmus_core.auth.access_file import parse as parse_access_file
+from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
 from isthmus_core.settings import CommonSettings, load_all
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
@@ -31,6 +36,8 @@ PUBLIC = {"ingestion", "retrieval", "agent-orchestrator", "evaluation"}
 CRD_KINDS = {"ScaledObject", "ServiceMonitor"}  # custom resources: not in the Kubernetes schemas
 K8S_VERSIONS = ("1.31", "1.34")  # the oldest we support on EKS, and the API server the operator tests run
 DIST = {"deploymentMode": "Distributed", "kafka.bootstrapServers": "kafka.data:9092"}
+BASE_VALUES = Path(__file__).resolve().parent / "base-values.yaml"  # what ``chart`` renders from
+ACCESS_FILE = "/etc/isthmus/access/access.toml"
 
 
 @functools.cache
@@ -94,6 +101,13 @@ def write_values(tmp_path: Path, values: dict[str, Any]) -> list[str]:
     return ["-f", str(f)]
 
 
+SERVICE_CLIENT = {
+    "auth.serviceClient.tokenUrl": "https://idp.example.com/oauth2/token",
+    "auth.serviceClient.clientId": "isthmus-platform",
+    "auth.serviceClient.clientSecretRef.name": "idp-client",
+    "auth.serviceClient.clientSecretRef.key": "secret",
+}
+
 VARIANTS = {
     "all-in-one": {},
     "distributed": DIST,
@@ -140,7 +154,7 @@ VARIANTS = {
 
 @pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
 def test_helm_lint_is_clean(chart: Any, mode: dict[str, Any]) -> None:
-    r = chart.run("lint", str(CHART), "--strict", *sets(mode))
+    r = chart.run("lint", str(CHART), "--strict", "-f", str(BASE_VALUES), *sets(mode))
     assert "1 chart(s) linted, 0 chart(s) failed" in r.stdout, r.stdout + r.stderr
     assert "[ERROR]" not in r.stdout and "[WARNING]" not in r.stdout
 
@@ -479,10 +493,15 @@ def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
     # Kafka security comes from kafka.securityProtocol / kafka.sasl / kafka.tls / region; client
     # certificates (mutual TLS) would need files the chart does not mount, so it does not offer them
     owned |= {"KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_AWS_REGION", "KAFKA_SSL_CAFILE"}
-    not_offered = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
+    # authentication comes from auth.* (the service client only with auth.serviceClient.tokenUrl)
+    owned |= {"AUTH_SERVICE_TOKEN_URL", "AUTH_SERVICE_CLIENT_ID"}
+    assert {"AUTH", "AUTH_ISSUER", "AUTH_JWKS_URL", "AUTH_AUDIENCE", "ACCESS_FILE"} <= owned
+    # the local issuer's key lives in the pod's data dir (auth.mode local, AllInOne): no other path
+    not_offered = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "AUTH_LOCAL_KEY_FILE"}
     assert "KAFKA_SECURITY_PROTOCOL" in owned  # rendered in every Distributed pod
     assert set(defs["settings.common"]["properties"]) == settings - owned - not_offered
-    assert secrets == {"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD"}  # kafka.sasl.passwordSecretRef
+    # kafka.sasl.passwordSecretRef, auth.serviceClient.clientSecretRef
+    assert secrets == {"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "AUTH_SERVICE_CLIENT_SECRET"}
     for s in SERVICES:
         settings, secrets = _expected_settings_schema(s)
         allowed = set(defs[f"settings.{s}"]["properties"])
@@ -513,8 +532,9 @@ def _schema_matches_field(spec: dict[str, Any], annotation: Any) -> bool:
 
 
 def test_secrets_are_only_referenced(chart: Any) -> None:
-    docs = chart.render(*sets(VARIANTS["secrets-by-ref"] | VARIANTS["observability"]))
-    assert not by_kind(docs, "Secret") and not by_kind(docs, "ConfigMap")
+    docs = chart.render(*sets(VARIANTS["secrets-by-ref"] | VARIANTS["observability"] | SERVICE_CLIENT))
+    assert not by_kind(docs, "Secret")
+    assert set(by_kind(docs, "ConfigMap")) == {name("access")}  # role bindings: no secret in them
     secret_vars = {
         settings_class(s).env_prefix_for() + n.upper()
         for s in SERVICES
@@ -524,9 +544,12 @@ def test_secrets_are_only_referenced(chart: Any) -> None:
     seen = {}
     for dep_name, dep in by_kind(docs, "Deployment").items():
         for var, e in env_of(dep).items():
+            if var == "ISTHMUS_AUTH_SERVICE_TOKEN_URL":
+                continue  # an address
             if var in secret_vars or any(w in var for w in ("API_KEY", "PASSWORD", "TOKEN", "SECRET")):
                 assert "value" not in e, f"{dep_name}: {var} has a plain value"
-                seen[var] = (dep_name, e["valueFrom"]["secretKeyRef"])
+                if var != "ISTHMUS_AUTH_SERVICE_CLIENT_SECRET":  # every pod's (below)
+                    seen[var] = (dep_name, e["valueFrom"]["secretKeyRef"])
     assert seen == {
         "ISTHMUS_AGENT_ORCHESTRATOR_OPENAI_API_KEY": (
             name("agent-orchestrator"),
@@ -534,6 +557,12 @@ def test_secrets_are_only_referenced(chart: Any) -> None:
         ),
         "ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY": (name("retrieval"), {"name": "weaviate", "key": "api-key"}),
     }  # each secret only in the one service that reads it
+    # the deployment's own OAuth2 client: any pod may need a service token
+    for dep in by_kind(docs, "Deployment").values():
+        assert env_of(dep)["ISTHMUS_AUTH_SERVICE_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+            "name": "idp-client",
+            "key": "secret",
+        }
 
 
 def _load_common(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> CommonSettings:
@@ -803,14 +832,34 @@ def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) ->
             for s in SERVICES
         },
         "backups": {"bucket": "isthmus-backups-use1"},
+        # identity and access as isthmus.tf builds them (auth_service_client null: empty strings)
+        "auth": {
+            "mode": "oidc",
+            "issuer": "https://auth.example.com/",
+            "jwksUrl": "",
+            "audience": "isthmus",
+            "serviceClient": {"tokenUrl": "", "clientId": "", "clientSecretRef": {"name": "", "key": ""}},
+        },
+        "access": {
+            "existingConfigMap": "",
+            "bindings": [{"principal": "group:isthmus-ops", "role": "platform-admin"}],
+            "tenants": {"acme": {"bindings": [{"principal": "acme-ingest-client", "role": "writer"}]}},
+        },
     }
     docs = chart.render(*write_values(tmp_path, values))
+    access = tomllib.loads(by_kind(docs, "ConfigMap")[name("access")]["data"]["access.toml"])
+    assert access["tenants"]["acme"]["bindings"] == values["access"]["tenants"]["acme"]["bindings"]
+    # with the operator's ConfigMap instead (access_existing_configmap)
+    operator = {**values, "access": {"existingConfigMap": "isthmus-access", "bindings": [], "tenants": {}}}
+    assert not by_kind(chart.render(*write_values(tmp_path, operator)), "ConfigMap")
     sas = by_kind(docs, "ServiceAccount")
     for s in SERVICES:
         assert sas[f"isthmus-{s}"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"/{s}")
         dep = by_kind(docs, "Deployment")[name(s)]
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == f"isthmus-{s}"
         env = env_of(dep)  # the role signs the MSK IAM tokens, for the region's cluster
+        assert env["ISTHMUS_AUTH_ISSUER"]["value"] == "https://auth.example.com/"
+        assert "ISTHMUS_AUTH_SERVICE_CLIENT_SECRET" not in env  # no service client given
         assert env["ISTHMUS_KAFKA_SASL_MECHANISM"]["value"] == "AWS_MSK_IAM"
         assert env["ISTHMUS_KAFKA_AWS_REGION"]["value"] == "us-east-1"
         assert dep["metadata"]["labels"]["isthmus.dev/region"] == "us-east-1"
@@ -828,3 +877,260 @@ def test_the_values_terraform_passes_are_accepted(chart: Any, tmp_path: Path) ->
         svc["spec"]["type"] == "NodePort"
         and svc["spec"]["ports"][0]["nodePort"] == public["agent-orchestrator"]
     )
+
+
+# -- identity and access ------------------------------------------------------------------------------
+
+ACCESS_VALUES: dict[str, Any] = {
+    "access": {
+        "bindings": [{"principal": "ops-admin", "role": "platform-admin"}],
+        "tenants": {
+            "acme": {
+                "bindings": [
+                    {"principal": "client-abc", "role": "writer"},
+                    {"principal": "group:analysts", "role": "reader"},
+                ],
+                "quota": {
+                    "requestsPerS": {"ask": 5, "search": 50, "ingest": 10},
+                    "maxDocuments": 1000,
+                    "maxBytes": 100_000_000,
+                    "llmTokensPerDay": 200_000,
+                },
+            },
+            "beta-2": {"bindings": [{"principal": "spiffe://corp/ns/a+b@x.org", "role": "auditor"}]},
+            "gamma": {"quota": {"maxBytes": 5_000_000_000}},
+        },
+    }
+}
+QUOTA_KEYS = {
+    "requestsPerS": "requests_per_s",
+    "maxDocuments": "max_documents",
+    "maxBytes": "max_bytes",
+    "llmTokensPerDay": "llm_tokens_per_day",
+}
+
+
+def _expected_quota_replicas(mode: dict[str, Any], service: str) -> int:
+    if not mode:
+        return 1  # AllInOne: one pod
+    cfg = chart_values()["services"][service]
+    return int(
+        cfg["autoscaling"]["maxReplicas"] if cfg["autoscaling"]["enabled"] else max(1, cfg["replicas"])
+    )
+
+
+@pytest.mark.parametrize("values", list(VARIANTS.values()), ids=list(VARIANTS))
+def test_every_rendered_pod_env_is_accepted_by_the_common_settings(
+    chart: Any, values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pods listen on 0.0.0.0: CommonSettings refuses that without authentication, so every pod of
+    every variant must come up with auth configured (the settings check is not weakened)."""
+    for dep in by_kind(chart.render(*sets(values)), "Deployment").values():
+        common = _load_common(env_of(dep), monkeypatch)
+        assert common.grpc_host == "0.0.0.0"
+        assert (common.auth, common.auth_issuer) == ("oidc", "https://idp.example.com/")
+        assert str(common.access_file) == ACCESS_FILE
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_auth_values_reach_every_pod_and_load_into_the_settings(
+    chart: Any, mode: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        **mode,
+        **SERVICE_CLIENT,
+        "auth.issuer": "https://hydra.auth:4444/",
+        "auth.jwksUrl": "https://hydra.auth:4444/.well-known/jwks.json",
+        "auth.audience": "isthmus-prod",
+        "auth.algorithms[0]": "ES256",
+        "auth.algorithms[1]": "RS256",
+        "auth.groupsClaim": "roles",
+    }
+    docs = chart.render(*sets(values))
+    deployments = by_kind(docs, "Deployment")
+    assert deployments
+    for dep_name, dep in deployments.items():
+        env = env_of(dep)
+        common = _load_common(env, monkeypatch)
+        assert common.auth == "oidc"
+        assert common.auth_issuer == "https://hydra.auth:4444/"
+        assert common.auth_jwks_url == "https://hydra.auth:4444/.well-known/jwks.json"
+        assert common.auth_audience == "isthmus-prod"
+        assert common.auth_algorithms == ["ES256", "RS256"]
+        assert common.auth_groups_claim == "roles"
+        assert common.auth_service_token_url == SERVICE_CLIENT["auth.serviceClient.tokenUrl"]
+        assert common.auth_service_client_id == "isthmus-platform"
+        assert common.auth_service_client_secret.get_secret_value() == "from-a-secret"
+        assert env["ISTHMUS_AUTH_SERVICE_CLIENT_SECRET"]["valueFrom"] == {
+            "secretKeyRef": {"name": "idp-client", "key": "secret"}
+        }
+        # the access file: the ConfigMap's key, mounted read-only where ISTHMUS_ACCESS_FILE points
+        pod = dep["spec"]["template"]["spec"]
+        mount = next(m for m in container(dep)["volumeMounts"] if m["name"] == "access")
+        assert mount["readOnly"] is True and "subPath" not in mount  # a subPath mount never sees edits
+        assert str(common.access_file) == mount["mountPath"] + "/access.toml"
+        volume = next(v for v in pod["volumes"] if v["name"] == "access")
+        assert volume["configMap"]["name"] == name("access")
+        assert {"key": "access.toml", "path": "access.toml"} in volume["configMap"]["items"]
+        # each pod allows its share of a tenant's request rate: the replicas that share it
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        expected = _expected_quota_replicas(mode, component)
+        assert env["ISTHMUS_QUOTA_REPLICAS"]["value"] == str(expected), dep_name
+        assert common.quota_replicas == expected
+    assert set(by_kind(docs, "ConfigMap")) == {name("access")}
+
+
+def test_quota_replicas_follow_the_replicas_and_the_autoscaler(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                **DIST,
+                "services.embedding.autoscaling.enabled": "false",
+                "services.embedding.replicas": "3",
+                "services.agent-orchestrator.autoscaling.maxReplicas": "7",
+            }
+        )
+    )
+    deps = by_kind(docs, "Deployment")
+    assert env_of(deps[name("embedding")])["ISTHMUS_QUOTA_REPLICAS"]["value"] == "3"
+    assert env_of(deps[name("agent-orchestrator")])["ISTHMUS_QUOTA_REPLICAS"]["value"] == "7"  # at most
+    assert env_of(deps[name("ingestion")])["ISTHMUS_QUOTA_REPLICAS"]["value"] == "1"
+
+
+def test_access_configmap_holds_the_bindings_and_quotas_in_the_access_file_format(
+    chart: Any, tmp_path: Path
+) -> None:
+    docs = chart.render(*write_values(tmp_path, ACCESS_VALUES))
+    cm = by_kind(docs, "ConfigMap")[name("access")]
+    parsed = tomllib.loads(cm["data"]["access.toml"])
+    access = ACCESS_VALUES["access"]
+    expected = {
+        "platform": {"bindings": access["bindings"]},
+        "tenants": {
+            tenant: {"bindings": cfg.get("bindings", [])}
+            | ({"quota": {QUOTA_KEYS[k]: v for k, v in cfg["quota"].items()}} if "quota" in cfg else {})
+            for tenant, cfg in access["tenants"].items()
+        },
+    }
+    assert parsed == expected
+    # what every pod does with it: the access file's own reader
+    model = parse_access_file(cm["data"]["access.toml"])
+    assert model.quota("acme") == AccessQuota(
+        requests_per_s={"ask": 5, "search": 50, "ingest": 10},
+        max_documents=1000,
+        max_bytes=100_000_000,
+        llm_tokens_per_day=200_000,
+    )
+    assert [(b.principal, b.role.value) for b in model.tenants["acme"].bindings] == [
+        ("client-abc", "writer"),
+        ("group:analysts", "reader"),
+    ]
+    assert [b.principal for b in model.platform.bindings] == ["ops-admin"]
+    quota = parsed["tenants"]["gamma"]["quota"]["max_bytes"]
+    assert isinstance(quota, int) and quota == 5_000_000_000  # not 5e+09
+    # the default: no binding at all (nobody may call until bindings are given)
+    default = by_kind(chart.render(), "ConfigMap")[name("access")]
+    assert tomllib.loads(default["data"]["access.toml"]) == {"platform": {"bindings": []}}
+
+
+def test_the_operators_configmap_replaces_the_rendered_one(chart: Any) -> None:
+    docs = chart.render(*sets({**DIST, "access.existingConfigMap": "isthmus-access"}))
+    assert not by_kind(docs, "ConfigMap")
+    for dep in by_kind(docs, "Deployment").values():
+        volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "access")
+        assert volume["configMap"]["name"] == "isthmus-access"
+
+
+def test_local_issuer_in_all_in_one(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    [dep] = by_kind(chart.render(*sets({"auth.mode": "local"})), "Deployment").values()
+    env = env_of(dep)
+    assert "ISTHMUS_AUTH_ISSUER" not in env
+    common = _load_common(env, monkeypatch)
+    assert (common.auth, common.grpc_host) == ("local", "0.0.0.0")
+
+
+def test_network_policies_let_pods_reach_the_identity_provider(chart: Any) -> None:
+    docs = chart.render(
+        *sets(
+            {
+                **DIST,
+                **SERVICE_CLIENT,
+                "auth.jwksUrl": "http://hydra.auth:4444/.well-known/jwks.json",
+                "auth.networkPeers[0].ipBlock.cidr": "10.40.0.0/16",
+            }
+        )
+    )
+    for pol in by_kind(docs, "NetworkPolicy").values():
+        [rule] = [r for r in pol["spec"]["egress"] if {p["port"] for p in r["ports"]} == {4444, 443}]
+        assert rule["to"] == [{"ipBlock": {"cidr": "10.40.0.0/16"}}]
+
+
+def test_the_schema_takes_the_principals_and_families_the_access_file_takes() -> None:
+    defs = chart_schema()["definitions"]
+    assert defs["bindings"]["items"]["properties"]["principal"]["pattern"] == PRINCIPAL_PATTERN
+    assert sorted(defs["quota"]["properties"]["requestsPerS"]["propertyNames"]["enum"]) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auth.mode": "off"}, "at '/auth/mode': value must be one of 'oidc', 'local'"),
+        ({"access.bindings[0].principal": "p", "access.bindings[0].role": "service"}, "role': value must be"),
+        ({"access.tenants.Acme.quota.maxBytes": "1"}, "'Acme' does not match pattern"),
+        ({"access.tenants.acme.quota.requestsPerS.ask": "0"}, "requestsPerS/ask': minimum"),
+        ({"access.tenants.acme.quota.requestsPerS.chat": "1"}, "invalid propertyName 'chat'"),
+        (
+            {"access.bindings[0].principal": "-x", "access.bindings[0].role": "reader"},
+            "principal': '-x' does not",
+        ),
+        ({"auth.issuer": "idp.example.com"}, "at '/auth/issuer'"),
+        ({"auth.algorithms[0]": "HS256"}, "at '/auth/algorithms/0'"),
+    ],
+    ids=[
+        "auth-off",
+        "service-role",
+        "bad-tenant-id",
+        "zero-rate",
+        "unknown-family",
+        "bad-principal",
+        "issuer-not-a-url",
+        "symmetric-alg",
+    ],
+)
+def test_invalid_auth_values_fail_at_render_with_the_schema_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = chart.template(*sets(values), check=False)
+    assert r.returncode != 0
+    assert SCHEMA_ERROR in r.stderr and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**DIST, "auth.mode": "local"}, "auth.mode local signs tokens with a key in each pod"),
+        (
+            {"auth.serviceClient.tokenUrl": "https://idp.example.com/token"},
+            "auth.serviceClient.tokenUrl needs auth.serviceClient.clientId and",
+        ),
+        (
+            {"access.existingConfigMap": "isthmus-access", "access.bindings[0].principal": "x"}
+            | {"access.bindings[0].role": "reader"},
+            "access.existingConfigMap (isthmus-access) and access.bindings/access.tenants are exclusive",
+        ),
+    ],
+    ids=["local-distributed", "service-client-without-secret", "configmap-and-bindings"],
+)
+def test_inconsistent_auth_values_fail_at_render_with_a_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = chart.template(*sets(values), check=False)
+    assert r.returncode != 0
+    assert "execution error" in r.stderr and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_the_default_oidc_mode_requires_the_issuer(chart: Any, mode: dict[str, Any]) -> None:
+    r = chart.template(*sets(mode), check=False, base=False)
+    assert r.returncode != 0
+    assert "auth.issuer is required with auth.mode oidc" in r.stderr, r.stderr

@@ -477,3 +477,91 @@ def test_dns_fails_over_from_primary_to_secondary_on_health_checks(
         assert check["type"] == "CLOUDWATCH_METRIC"
         regions_behind.append(region)
     assert len(set(regions_behind)) == 2
+
+
+# --- identity and access -----------------------------------------------------------------------------
+
+AUTH_VARIABLES = (
+    "auth_issuer",
+    "auth_jwks_url",
+    "auth_audience",
+    "auth_service_client",
+    "platform_bindings",
+    "tenant_bindings",
+    "access_existing_configmap",
+)
+
+
+def _chart_schema() -> dict[str, Any]:
+    import json
+
+    schema: dict[str, Any] = json.loads((ROOT / "charts" / "isthmus" / "values.schema.json").read_text())
+    return schema
+
+
+def _keys(value: Any, schema: dict[str, Any], defs: dict[str, Any], where: str) -> None:
+    """Every key of a values dict built by terraform is one the chart's schema knows."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    if not isinstance(value, dict) or "properties" not in schema:
+        return
+    unknown = set(value) - set(schema["properties"])
+    assert not unknown, f"{where}: the chart's schema has no {sorted(unknown)}"
+    for key, sub in value.items():
+        _keys(sub, schema["properties"][key], defs, f"{where}.{key}")
+
+
+def test_region_module_passes_the_identity_provider_and_bindings_to_the_chart(
+    roots: dict[Path, list[Doc]],
+) -> None:
+    from isthmus_core.auth.identity import Role
+    from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
+
+    docs = roots[REGION_MODULE]
+    variables = labelled(docs, "variable")
+    values = locals_of(docs)["chart_values"]
+    auth, access = values["auth"], values["access"]
+    # the pods listen beyond loopback: the release always authenticates, against var.auth_issuer
+    assert auth["mode"] == "oidc"
+    assert "default" not in variables["auth_issuer"], "the issuer has no default: every install names it"
+    assert (auth["issuer"], auth["jwksUrl"], auth["audience"]) == (
+        "${var.auth_issuer}",
+        "${var.auth_jwks_url}",
+        "${var.auth_audience}",
+    )
+    client = auth["serviceClient"]
+    assert "var.auth_service_client.token_url" in client["tokenUrl"]
+    assert "var.auth_service_client.client_id" in client["clientId"]
+    assert "var.auth_service_client.secret_name" in client["clientSecretRef"]["name"]
+    assert "var.auth_service_client.secret_key" in client["clientSecretRef"]["key"]
+    assert access["bindings"] == "${var.platform_bindings}"
+    assert "var.tenant_bindings" in access["tenants"] and "bindings = bindings" in access["tenants"]
+    assert access["existingConfigMap"] == "${var.access_existing_configmap}"
+    schema = _chart_schema()
+    for key in ("auth", "access"):
+        _keys(values[key], schema["properties"][key], schema["definitions"], key)
+    # the roles terraform accepts are the ones a binding may name (every Role but the implicit service)
+    roles = [r.value for r in Role if r is not Role.SERVICE]
+    for name in ("platform_bindings", "tenant_bindings"):
+        condition = variables[name]["validation"][0]["condition"]
+        listed = re.findall(r'"([a-z-]+)"', condition.split("contains([", 1)[1].split("]", 1)[0])
+        assert listed == roles, name
+        assert f'can(regex("{PRINCIPAL_PATTERN}", b.principal))' in condition, name  # the access file's rule
+    exclusive = variables["access_existing_configmap"]["validation"][0]["condition"]
+    assert "var.platform_bindings" in exclusive and "var.tenant_bindings" in exclusive
+
+
+def test_prod_gives_both_regions_the_same_identity_provider_and_bindings(
+    prod: list[Doc], prod_regions: dict[str, str]
+) -> None:
+    variables = labelled(prod, "variable")
+    region_calls = {
+        name: call
+        for name, call in labelled(prod, "module").items()
+        if module_dir(PROD, call["source"]) == REGION_MODULE
+    }
+    assert set(region_calls) == set(prod_regions)
+    for alias, call in region_calls.items():
+        for name in AUTH_VARIABLES:
+            assert name in variables, f"prod declares no variable {name}"
+            assert call[name] == f"${{var.{name}}}", f"module {alias}: {name}"

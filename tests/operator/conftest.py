@@ -36,7 +36,7 @@ from isthmus_core.testing.infra import missing_tool
 from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
 from isthmus_operator.names import GROUP, VERSION
-from isthmus_operator.reconcile import Dependencies
+from isthmus_operator.reconcile import AccessConfig, Dependencies
 from isthmus_operator.regional import RegionClients
 from isthmus_operator.retrieval import TenantRegistry
 
@@ -358,7 +358,8 @@ def retrieval_server(
 @pytest.fixture
 def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextManager[KopfRunner]]:
     """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``
-    (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region)."""
+    (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region;
+    ``access=AccessConfig(...)``: it also renders each namespace's access file)."""
 
     @contextlib.contextmanager
     def run(
@@ -371,10 +372,15 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
         drill_interval: float = 0.2,
         kube: Kube | None = None,
         args: list[str] | None = None,
+        access: AccessConfig | None = None,
     ) -> Iterator[KopfRunner]:
         kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
         deps = Dependencies(
-            kube=kube, metrics=ConfigMapMetricsSource(kube), tenants=tenants, regions=regions or {}
+            kube=kube,
+            metrics=ConfigMapMetricsSource(kube),
+            tenants=tenants,
+            regions=regions or {},
+            access=access,
         )
         registry = kopf.OperatorRegistry()
         register(

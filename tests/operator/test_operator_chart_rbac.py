@@ -15,7 +15,9 @@ from kubernetes import client
 
 from isthmus_core.testing.infra import missing_tool
 from isthmus_operator.kube import Kube, api_client
+from isthmus_operator.reconcile import AccessConfig
 from isthmus_operator.retrieval import InMemoryTenantRegistry
+from isthmus_operator.specs import Binding
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "isthmus-operator"
@@ -48,6 +50,8 @@ def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT"] == "retrieval.isthmus:50051"
     assert env["ISTHMUS_OPERATOR_NAMESPACE"] == ""
+    assert env["ISTHMUS_OPERATOR_ACCESS_CONFIGMAP"] == "isthmus-access"
+    assert json.loads(env["ISTHMUS_OPERATOR_ACCESS_PLATFORM_BINDINGS"]) == []
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert (
@@ -147,7 +151,8 @@ def test_operator_works_with_only_the_charts_permissions(
         "isthmus-rollout-metrics-rbac",
         {k: json.dumps({"ndcg_at_10": 0.5}) for k in ("baseline", "wave-1")},
     )
-    with run_operator(registry, kube=restricted, args=args):
+    access = AccessConfig("isthmus-access", (Binding(principal="ops", role="platform-admin"),))
+    with run_operator(registry, kube=restricted, args=args, access=access):
         kube_api.create(
             "tenants",
             namespace,
@@ -159,6 +164,7 @@ def test_operator_works_with_only_the_charts_permissions(
                     "primaryRegion": "eu-west",
                     "quotas": {"requestsPerSecond": 1, "tokensPerDay": 1, "storage": "1Gi"},
                     "modelBundle": {"name": "bge", "version": "1"},
+                    "access": {"bindings": [{"principal": "client-rbac", "role": "writer"}]},
                 },
             },
         )
@@ -179,6 +185,16 @@ def test_operator_works_with_only_the_charts_permissions(
         )
         wait(lambda: kube_api.status("tenants", namespace, "rbac").get("phase") == "Ready", "Tenant Ready")
         assert kube_api.configmap(namespace, "isthmus-tenant-rbac") is not None
+        # the access file: every Tenant listed, the ConfigMap applied, with the chart's permissions
+        wait(
+            lambda: (
+                "client-rbac"
+                in ((kube_api.configmap(namespace, "isthmus-access") or {}).get("data") or {}).get(
+                    "access.toml", ""
+                )
+            ),
+            "the access file with the Tenant's binding",
+        )
         wait(
             lambda: kube_api.status("edgerollouts", namespace, "rbac").get("phase") == "Succeeded",
             "rollout done",
@@ -270,3 +286,22 @@ def _drills_with_the_charts_permissions(kube_api, namespace: str, wait) -> None:
     kube_api.delete("tenants", namespace, tenant_name)
     wait(lambda: kube_api.get("tenants", namespace, tenant_name) is None, "drill Tenant deleted")
     wait(lambda: kube_api.get("failoverdrills", namespace, "rbac-broker") is None, "drill deleted")
+
+
+def test_platform_bindings_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from isthmus_core.settings import load_all
+    from isthmus_operator.settings import OperatorSettings
+
+    docs = render(
+        "isthmus-system",
+        "operator.access.platformBindings[0].principal=ops-admin",
+        "operator.access.platformBindings[0].role=platform-admin",
+        "operator.access.configMapName=access-prod",
+    )
+    [deploy] = [d for d in docs if d["kind"] == "Deployment"]
+    for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]:
+        monkeypatch.setenv(e["name"], e["value"])
+    settings = load_all([OperatorSettings])["operator"]
+    assert isinstance(settings, OperatorSettings)
+    assert settings.access_configmap == "access-prod"
+    assert settings.access_platform_bindings == [Binding(principal="ops-admin", role="platform-admin")]

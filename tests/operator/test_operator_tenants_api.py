@@ -176,3 +176,115 @@ def test_unavailable_retrieval_is_reported_then_retried(kube_api, namespace, run
         wait(lambda: kube_api.get(PLURAL, namespace, "flaky") is None, "Tenant gone")
         assert registry.tenants == {"flaky"}, "deletionPolicy Retain keeps the vector-store tenant"
         assert kube_api.configmap(namespace, "isthmus-tenant-flaky") is None
+
+
+ACCESS_CM = "isthmus-access"
+
+
+def _access_file(kube_api, namespace: str) -> dict[str, Any] | None:
+    import tomllib
+
+    cm = kube_api.configmap(namespace, ACCESS_CM)
+    return tomllib.loads(cm["data"]["access.toml"]) if cm else None
+
+
+def test_schema_rejects_unknown_roles_and_bad_quotas(kube_api, namespace) -> None:
+    bad = tenant("bad-access")
+    bad["spec"]["access"] = {
+        "bindings": [{"principal": "p", "role": "service"}, {"principal": "a b", "role": "reader"}]
+    }
+    bad["spec"]["quota"] = {"requestsPerS": {"search": 0}, "maxBytes": -1}
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, bad)
+    assert info.value.status == 422
+    message = json.loads(info.value.body)["message"]
+    assert 'spec.access.bindings[0].role: Unsupported value: "service"' in message
+    assert 'spec.access.bindings[1].principal: Invalid value: "a b"' in message
+    assert "spec.quota.requestsPerS.search: Invalid value: 0" in message
+    assert "spec.quota.maxBytes: Invalid value: -1" in message
+    # CEL rules run once the schema holds
+    bad = tenant("bad-family")
+    bad["spec"]["quota"] = {"requestsPerS": {"chat": 1}}
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, bad)
+    assert info.value.status == 422
+    assert "requestsPerS keys are RPC families: admin, ask" in json.loads(info.value.body)["message"]
+    # the legacy quotas are optional now (spec.quota is the enforced one)
+    body = tenant("no-legacy-quotas")
+    del body["spec"]["quotas"]
+    assert kube_api.create(PLURAL, namespace, body)["spec"].get("quotas") is None
+    kube_api.delete(PLURAL, namespace, "no-legacy-quotas")  # no operator runs: nothing holds it
+
+
+def test_tenant_bindings_and_quotas_become_the_namespaces_access_file(
+    kube_api, namespace, run_operator, wait
+) -> None:
+    from isthmus_operator.reconcile import AccessConfig
+    from isthmus_operator.specs import Binding
+
+    access = AccessConfig(ACCESS_CM, (Binding(principal="ops-admin", role="platform-admin"),))
+    acme_access = {
+        "bindings": [
+            {"principal": "client-abc", "role": "writer"},
+            {"principal": "group:analysts", "role": "reader"},
+        ]
+    }
+    acme_quota = {"requestsPerS": {"ask": 5, "search": 50}, "maxDocuments": 1000, "llmTokensPerDay": 200000}
+    with run_operator(InMemoryTenantRegistry(), access=access):
+        kube_api.create(PLURAL, namespace, tenant("acme", access=acme_access, quota=acme_quota))
+        kube_api.create(
+            PLURAL, namespace, tenant("beta", access={"bindings": [{"principal": "b", "role": "auditor"}]})
+        )
+        both = wait(
+            lambda: (
+                (f := _access_file(kube_api, namespace))
+                and set(f.get("tenants", {})) == {"acme", "beta"}
+                and f
+            ),
+            "the access file with both tenants",
+        )
+        assert both == {
+            "platform": {"bindings": [{"principal": "ops-admin", "role": "platform-admin"}]},
+            "tenants": {
+                "acme": {
+                    "bindings": acme_access["bindings"],
+                    "quota": {
+                        "requests_per_s": {"ask": 5, "search": 50},
+                        "max_documents": 1000,
+                        "llm_tokens_per_day": 200000,
+                    },
+                },
+                "beta": {"bindings": [{"principal": "b", "role": "auditor"}]},
+            },
+        }
+        cm = kube_api.configmap(namespace, ACCESS_CM)
+        assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "isthmus-operator"
+        # an update: client-abc is demoted to reader, the quota dropped
+        kube_api.patch_spec(
+            PLURAL,
+            namespace,
+            "acme",
+            {"access": {"bindings": [{"principal": "client-abc", "role": "reader"}]}, "quota": None},
+        )
+        acme = wait(
+            lambda: (
+                (f := _access_file(kube_api, namespace))
+                and f["tenants"]["acme"]["bindings"] == [{"principal": "client-abc", "role": "reader"}]
+                and f["tenants"]["acme"]
+            ),
+            "the demotion in the access file",
+        )
+        assert "quota" not in acme
+        # a delete: the tenant's bindings go with it
+        kube_api.delete(PLURAL, namespace, "beta")
+        wait(lambda: kube_api.get(PLURAL, namespace, "beta") is None, "Tenant beta deleted")
+        final = wait(
+            lambda: (f := _access_file(kube_api, namespace)) and set(f["tenants"]) == {"acme"} and f,
+            "beta gone from the access file",
+        )
+        assert final["platform"] == both["platform"]
+        kube_api.delete(PLURAL, namespace, "acme")
+        wait(
+            lambda: (f := _access_file(kube_api, namespace)) is not None and "tenants" not in f,
+            "no tenant left in the access file",
+        )

@@ -154,7 +154,84 @@ overriding it). ctx: root, svc */}}
 {{- end }}
 {{- end -}}
 
-{{/* env of a container. ctx: root, services (the services this process runs), distributed (bool) */}}
+{{/* where the access file is mounted (ISTHMUS_ACCESS_FILE = <dir>/access.toml) */}}
+{{- define "isthmus.accessDir" -}}/etc/isthmus/access{{- end -}}
+
+{{/* the ConfigMap holding access.toml: access.existingConfigMap (the operator's), else <release>-access */}}
+{{- define "isthmus.accessConfigMap" -}}
+{{- default (printf "%s-access" (include "isthmus.name" .)) .Values.access.existingConfigMap -}}
+{{- end -}}
+
+{{/* the authentication env of every pod (isthmus_core.settings [common] auth*, access_file) */}}
+{{- define "isthmus.authEnv" -}}
+{{- $a := .Values.auth -}}
+- name: ISTHMUS_AUTH
+  value: {{ $a.mode | quote }}
+- name: ISTHMUS_AUTH_AUDIENCE
+  value: {{ $a.audience | quote }}
+{{- if eq $a.mode "oidc" }}
+- name: ISTHMUS_AUTH_ISSUER
+  value: {{ required "auth.issuer is required with auth.mode oidc: the issuer URL of your identity provider, exactly as in the tokens' iss claim (or auth.mode local, AllInOne only)" $a.issuer | quote }}
+- name: ISTHMUS_AUTH_JWKS_URL
+  value: {{ $a.jwksUrl | quote }}
+- name: ISTHMUS_AUTH_ALGORITHMS
+  value: {{ toJson $a.algorithms | quote }}
+- name: ISTHMUS_AUTH_GROUPS_CLAIM
+  value: {{ $a.groupsClaim | quote }}
+{{- with $a.serviceClient }}
+{{- if .tokenUrl }}
+- name: ISTHMUS_AUTH_SERVICE_TOKEN_URL
+  value: {{ .tokenUrl | quote }}
+- name: ISTHMUS_AUTH_SERVICE_CLIENT_ID
+  value: {{ .clientId | quote }}
+- name: ISTHMUS_AUTH_SERVICE_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .clientSecretRef.name }}
+      key: {{ .clientSecretRef.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+- name: ISTHMUS_ACCESS_FILE
+  value: {{ include "isthmus.accessDir" . }}/access.toml
+{{- end -}}
+
+{{/* a TOML list of bindings [{principal, role}] on one line (strings as JSON strings: valid TOML) */}}
+{{- define "isthmus.tomlBindings" -}}
+[{{ range $i, $b := . }}{{ if $i }}, {{ end }}{ principal = {{ $b.principal | toJson }}, role = {{ $b.role | toJson }} }{{ end }}]
+{{- end -}}
+
+{{/* access.toml (the access file format of isthmus_core.auth.access_file) from access.bindings/tenants */}}
+{{- define "isthmus.accessToml" -}}
+{{- $acc := .Values.access -}}
+# rendered by the isthmus chart from the values access.bindings and access.tenants
+[platform]
+bindings = {{ include "isthmus.tomlBindings" (default (list) $acc.bindings) }}
+{{- range $tenant, $cfg := $acc.tenants }}
+
+[tenants.{{ $tenant | toJson }}]
+bindings = {{ include "isthmus.tomlBindings" (default (list) $cfg.bindings) }}
+{{- with $cfg.quota }}
+
+[tenants.{{ $tenant | toJson }}.quota]
+{{- with .requestsPerS }}
+requests_per_s = { {{- range $i, $family := keys . | sortAlpha }}{{ if $i }},{{ end }} {{ $family | toJson }} = {{ include "isthmus.scalar" (get $cfg.quota.requestsPerS $family) }}{{ end }} }
+{{- end }}
+{{- if hasKey . "maxDocuments" }}
+max_documents = {{ include "isthmus.scalar" .maxDocuments }}
+{{- end }}
+{{- if hasKey . "maxBytes" }}
+max_bytes = {{ include "isthmus.scalar" .maxBytes }}
+{{- end }}
+{{- if hasKey . "llmTokensPerDay" }}
+llm_tokens_per_day = {{ include "isthmus.scalar" .llmTokensPerDay }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* env of a container. ctx: root, services (the services this process runs), distributed (bool),
+quotaReplicas (the replicas sharing each tenant's request rates) */}}
 {{- define "isthmus.env" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -210,6 +287,9 @@ overriding it). ctx: root, svc */}}
 - name: ISTHMUS_OTEL_EXPORTER
   value: none
 {{- end }}
+{{ include "isthmus.authEnv" $root }}
+- name: ISTHMUS_QUOTA_REPLICAS
+  value: {{ include "isthmus.scalar" .quotaReplicas | quote }}
 {{- range $k, $val := $v.settings }}
 - name: ISTHMUS_{{ $k }}
   value: {{ include "isthmus.scalar" $val | quote }}
@@ -264,7 +344,8 @@ annotations:
 
 {{/* The pod spec shared by both shapes.
 ctx: root, component, target, services (whose settings it gets), distributed, resources, pvc,
-     health (gRPC health service name for readiness; "" = overall), serviceAccount, spread (bool) */}}
+     health (gRPC health service name for readiness; "" = overall), serviceAccount, spread (bool),
+     quotaReplicas */}}
 {{- define "isthmus.podSpec" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -308,7 +389,7 @@ containers:
       - {name: grpc, containerPort: 50051, protocol: TCP}
       - {name: metrics, containerPort: 9464, protocol: TCP}
     env:
-      {{- include "isthmus.env" (dict "root" $root "services" .services "distributed" .distributed) | nindent 6 }}
+      {{- include "isthmus.env" (dict "root" $root "services" .services "distributed" .distributed "quotaReplicas" .quotaReplicas) | nindent 6 }}
     # native gRPC probes against the standard health service: the process reports NOT_SERVING while it
     # starts and while it drains (shutdown.drainDelaySeconds), so readiness drops it before it stops
     startupProbe:
@@ -331,12 +412,19 @@ containers:
     volumeMounts:
       - {name: data, mountPath: /data}
       - {name: tmp, mountPath: /tmp}
+      - {name: access, mountPath: {{ include "isthmus.accessDir" $root }}, readOnly: true}
       {{- if and .distributed $v.kafka.tls.caSecretRef.existingSecret }}
       - {name: kafka-ca, mountPath: /etc/isthmus/kafka-ca, readOnly: true}
       {{- end }}
 volumes:
   - name: tmp
     emptyDir: {sizeLimit: 1Gi}
+  # the access file (role bindings, quotas): a whole-ConfigMap mount (not subPath), so edits reach the
+  # running pods, which re-read the file when it changes
+  - name: access
+    configMap:
+      name: {{ include "isthmus.accessConfigMap" $root }}
+      items: [{key: access.toml, path: access.toml}]
   {{- if and .distributed $v.kafka.tls.caSecretRef.existingSecret }}
   - name: kafka-ca
     secret:
@@ -459,6 +547,16 @@ isthmus.dev/backups-bucket: {{ . }}
 {{- $s := $v.shutdown -}}
 {{- if lt (float64 $s.terminationGracePeriodSeconds) (addf $s.drainDelaySeconds $s.graceSeconds 5) -}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must be at least drainDelaySeconds + graceSeconds + 5 (%v): Kubernetes would kill pods mid-drain" $s.terminationGracePeriodSeconds (addf $s.drainDelaySeconds $s.graceSeconds 5)) -}}
+{{- end -}}
+{{- $a := $v.auth -}}
+{{- if and (eq $a.mode "local") (eq $v.deploymentMode "Distributed") -}}
+{{- fail "auth.mode local signs tokens with a key in each pod's own data dir, so the services of a Distributed install would not accept each other's tokens: use auth.mode oidc with your identity provider (auth.issuer)" -}}
+{{- end -}}
+{{- if and (eq $a.mode "oidc") $a.serviceClient.tokenUrl (or (not $a.serviceClient.clientId) (not $a.serviceClient.clientSecretRef.name) (not $a.serviceClient.clientSecretRef.key)) -}}
+{{- fail "auth.serviceClient.tokenUrl needs auth.serviceClient.clientId and auth.serviceClient.clientSecretRef (name and key of an existing Secret)" -}}
+{{- end -}}
+{{- if and $v.access.existingConfigMap (or $v.access.bindings $v.access.tenants) -}}
+{{- fail (printf "access.existingConfigMap (%s) and access.bindings/access.tenants are exclusive: the bindings come from that ConfigMap (the operator renders it from the Tenant objects)" $v.access.existingConfigMap) -}}
 {{- end -}}
 {{- if eq $v.deploymentMode "Distributed" -}}
 {{- $k := $v.kafka -}}

@@ -4,7 +4,8 @@
 # all regions (settings REGION / REGIONS): it indexes the documents mirrored from the other region and draws
 # document versions from its own class, so a client that fails over finds the tenant's documents there
 # (docs/multi-region.md). Tenants are created in each of their regions by the operator (Tenant
-# primaryRegion / replicaRegions).
+# primaryRegion / replicaRegions). Both regions trust the same identity provider (auth_issuer) and bind
+# the same roles (platform_bindings, tenant_bindings), so a caller's token works after a failover.
 
 locals {
   regions = {
@@ -115,6 +116,14 @@ module "use1" {
   chart_repository = var.chart_repository
   chart_version    = var.chart_version
   extra_values     = [local.isthmus_values, local.region_values.use1]
+
+  auth_issuer               = var.auth_issuer
+  auth_jwks_url             = var.auth_jwks_url
+  auth_audience             = var.auth_audience
+  auth_service_client       = var.auth_service_client
+  platform_bindings         = var.platform_bindings
+  tenant_bindings           = var.tenant_bindings
+  access_existing_configmap = var.access_existing_configmap
 }
 
 module "euw1" {
@@ -141,4 +150,12 @@ module "euw1" {
   chart_repository = var.chart_repository
   chart_version    = var.chart_version
   extra_values     = [local.isthmus_values, local.region_values.euw1]
+
+  auth_issuer               = var.auth_issuer
+  auth_jwks_url             = var.auth_jwks_url
+  auth_audience             = var.auth_audience
+  auth_service_client       = var.auth_service_client
+  platform_bindings         = var.platform_bindings
+  tenant_bindings           = var.tenant_bindings
+  access_existing_configmap = var.access_existing_configmap
 }

@@ -65,3 +65,57 @@ variable "chart_version" {
   description = "Isthmus chart version when chart_repository is set."
   default     = null
 }
+
+# --- identity and access: the same identity provider and bindings in both regions ---
+
+variable "auth_issuer" {
+  type        = string
+  description = "OAuth2/OIDC issuer URL of the identity provider (the tokens' iss claim), trusted by both regions: a token works in either region, so failover keeps callers signed in."
+}
+
+variable "auth_jwks_url" {
+  type        = string
+  description = "The issuer's JWKS URL; empty = <issuer>/.well-known/jwks.json."
+  default     = ""
+}
+
+variable "auth_audience" {
+  type        = string
+  description = "The aud claim every token must carry."
+  default     = "isthmus"
+}
+
+variable "auth_service_client" {
+  type = object({
+    token_url   = string
+    client_id   = string
+    secret_name = string
+    secret_key  = optional(string, "client-secret")
+  })
+  description = "The platform's own OAuth2 client (client-credentials) for calls no user made; its secret is read from a Kubernetes Secret of that name in each region's release namespace. null = none."
+  default     = null
+}
+
+variable "platform_bindings" {
+  type = list(object({
+    principal = string
+    role      = string
+  }))
+  description = "Role bindings for every tenant, in both regions (e.g. the operations team's group as platform-admin)."
+  default     = []
+}
+
+variable "tenant_bindings" {
+  type = map(list(object({
+    principal = string
+    role      = string
+  })))
+  description = "Role bindings per tenant id, in both regions; leave empty when the isthmus-operator renders them from Tenant objects (access_existing_configmap)."
+  default     = {}
+}
+
+variable "access_existing_configmap" {
+  type        = string
+  description = "The isthmus-operator's access ConfigMap (isthmus-access) instead of platform_bindings / tenant_bindings; empty = terraform's bindings."
+  default     = ""
+}

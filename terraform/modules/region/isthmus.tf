@@ -1,6 +1,8 @@
 # The Isthmus Helm release of this region. The module's values wire the chart to the region: deployment
 # mode, image, the MSK bootstrap brokers (IAM auth over TLS, port 9098), each service account's IAM role,
-# fixed NodePorts for the public services (the load balancer's targets) and the backups bucket annotation.
+# fixed NodePorts for the public services (the load balancer's targets), the backups bucket annotation,
+# the identity provider (auth_*) and the role bindings (platform_bindings, tenant_bindings, or the
+# operator's access ConfigMap).
 # The edge pool's NoSchedule taint keeps the services off it (no scheduling values are needed).
 # var.extra_values are applied after these (Helm merges values files in order).
 
@@ -37,6 +39,27 @@ locals {
     }
     backups = {
       bucket = aws_s3_bucket.backups.id
+    }
+    # who may call: bearer JWTs from the identity provider (the chart refuses to run without auth)
+    auth = {
+      mode     = "oidc"
+      issuer   = var.auth_issuer
+      jwksUrl  = var.auth_jwks_url
+      audience = var.auth_audience
+      serviceClient = {
+        tokenUrl = var.auth_service_client == null ? "" : var.auth_service_client.token_url
+        clientId = var.auth_service_client == null ? "" : var.auth_service_client.client_id
+        clientSecretRef = {
+          name = var.auth_service_client == null ? "" : var.auth_service_client.secret_name
+          key  = var.auth_service_client == null ? "" : var.auth_service_client.secret_key
+        }
+      }
+    }
+    # what each principal may do: the access file (ConfigMap <release>-access, or the operator's)
+    access = {
+      existingConfigMap = var.access_existing_configmap
+      bindings          = var.platform_bindings
+      tenants           = { for tenant, bindings in var.tenant_bindings : tenant => { bindings = bindings } }
     }
   }
 }

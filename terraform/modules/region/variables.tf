@@ -339,3 +339,87 @@ variable "extra_values" {
   description = "Extra YAML values documents for the Isthmus chart, applied after the module's own values (e.g. per-service replicas, Weaviate endpoint, secret references)."
   default     = []
 }
+
+# --- identity and access (the chart's auth.* and access.*; docs/operations.md) ---
+
+variable "auth_issuer" {
+  type        = string
+  description = "OAuth2/OIDC issuer URL of the identity provider, exactly as in the tokens' iss claim (e.g. Ory Hydra's public URL). Every gRPC call must carry a bearer JWT from it: the pods listen beyond loopback, and Isthmus refuses to without authentication."
+
+  validation {
+    condition     = can(regex("^https?://[^\\s]+$", var.auth_issuer))
+    error_message = "auth_issuer must be the issuer's http(s) URL, as in the tokens' iss claim."
+  }
+}
+
+variable "auth_jwks_url" {
+  type        = string
+  description = "The issuer's JWKS URL; empty = <issuer>/.well-known/jwks.json."
+  default     = ""
+
+  validation {
+    condition     = var.auth_jwks_url == "" || can(regex("^https?://[^\\s]+$", var.auth_jwks_url))
+    error_message = "auth_jwks_url must be an http(s) URL (or empty for <issuer>/.well-known/jwks.json)."
+  }
+}
+
+variable "auth_audience" {
+  type        = string
+  description = "The aud claim every token must carry."
+  default     = "isthmus"
+}
+
+variable "auth_service_client" {
+  type = object({
+    token_url   = string
+    client_id   = string
+    secret_name = string
+    secret_key  = optional(string, "client-secret")
+  })
+  description = "This deployment's own OAuth2 client (client-credentials grant), for calls no user made (bus handlers): the token endpoint, the client id, and the Kubernetes Secret (in the release namespace, created outside terraform, e.g. by External Secrets) holding the client secret under secret_key. null = no service token."
+  default     = null
+
+  validation {
+    condition     = var.auth_service_client == null || (can(regex("^https?://[^\\s]+$", var.auth_service_client.token_url)) && var.auth_service_client.client_id != "" && can(regex("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", var.auth_service_client.secret_name)))
+    error_message = "auth_service_client needs an http(s) token_url, a client_id and the name of a Secret (a DNS subdomain)."
+  }
+}
+
+variable "platform_bindings" {
+  type = list(object({
+    principal = string
+    role      = string
+  }))
+  description = "Role bindings for every tenant (the access file's [platform]), e.g. [{ principal = \"ops-admin\", role = \"platform-admin\" }]. A principal is a token's subject (for client-credentials tokens the client id) or group:<name>."
+  default     = []
+
+  validation {
+    condition     = alltrue([for b in var.platform_bindings : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}$", b.principal))])
+    error_message = "platform_bindings: role must be one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator; principal 1-256 letters, digits and . _ : @ / + - starting with a letter or digit (group:<name> for a group)."
+  }
+}
+
+variable "tenant_bindings" {
+  type = map(list(object({
+    principal = string
+    role      = string
+  })))
+  description = "Role bindings per tenant id (the access file's [tenants.<id>]), e.g. { acme = [{ principal = \"client-abc\", role = \"writer\" }] }. Leave empty when the isthmus-operator renders them from Tenant objects (access_existing_configmap)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for t, bs in var.tenant_bindings : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", t)) && alltrue([for b in bs : contains(["platform-admin", "tenant-admin", "writer", "reader", "auditor", "drill-operator"], b.role) && can(regex("^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}$", b.principal))])])
+    error_message = "tenant_bindings: keys are tenant ids (lowercase letters, digits, '-'); roles one of platform-admin, tenant-admin, writer, reader, auditor, drill-operator; principals 1-256 letters, digits and . _ : @ / + -."
+  }
+}
+
+variable "access_existing_configmap" {
+  type        = string
+  description = "The access ConfigMap the isthmus-operator renders from Tenant objects (isthmus-access) instead of platform_bindings / tenant_bindings; empty = the chart renders those."
+  default     = ""
+
+  validation {
+    condition     = var.access_existing_configmap == "" || (length(var.platform_bindings) == 0 && length(var.tenant_bindings) == 0)
+    error_message = "access_existing_configmap and platform_bindings/tenant_bindings are exclusive: the operator's ConfigMap holds every binding."
+  }
+}
