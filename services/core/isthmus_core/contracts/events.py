@@ -167,7 +167,7 @@ class ErasureRequested(Event):
 
     erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
     document_ids: list[str] = Field(default_factory=list, max_length=100_000)
-    data_subject: str = Field("", max_length=256)
+    data_subject: str = Field(default="", max_length=256)
     whole_tenant: bool = False
     #: the region the erasure was requested in, where its receipt is kept ("" = single region)
     origin: str = ""
@@ -179,6 +179,6 @@ class ErasureApplied(Event):
     erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
     place: str = Field(min_length=1, max_length=64)
     region: str = ""
-    count: int = Field(0, ge=0)
+    count: int = Field(default=0, ge=0)
     status: Literal["done", "failed"] = "done"
-    detail: str = Field("", max_length=2048)
+    detail: str = Field(default="", max_length=2048)
