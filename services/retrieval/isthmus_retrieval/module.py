@@ -67,6 +67,8 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
         reranker=GrpcReranker(embedding),
         rerank_candidates=s.rerank_candidates,
         rerank_weight=s.rerank_weight,
+        publish_applied=publisher(ctx.bus, topics.ERASURES_APPLIED),
+        region=ctx.common.region,
     )
     peers = ctx.common.peer_regions()
     servicer = RetrievalServicer(core, s.default_top_k, s.hybrid_alpha, Fusion(s.fusion), s.rerank)
@@ -77,12 +79,19 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
             subscribe(topics.CHUNKS_EMBEDDED, GROUP, core.index),
             # documents indexed in the other regions, mirrored by MirrorMaker 2 (docs/multi-region.md)
             *replica_subscriptions(topics.CHUNKS_EMBEDDED, GROUP, peers, core.apply_replica, service=NAME),
+            # erasures requested here and in the other regions: their chunks leave this region's store
+            subscribe(topics.ERASURES_REQUESTED, GROUP + "-erasure", core.on_erasure),
+            *replica_subscriptions(
+                topics.ERASURES_REQUESTED, GROUP + "-erasure", peers, core.erase, service=NAME
+            ),
         ],
         topics=[
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
             topics.TENANTS_DELETED,
-            *replica_topics([topics.CHUNKS_EMBEDDED], peers),
+            topics.ERASURES_REQUESTED,
+            topics.ERASURES_APPLIED,
+            *replica_topics([topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED], peers),
         ],
         on_stop=[store.close],
         probes=probes,
