@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from isthmus_cli.commands import ask, config, dlq, drill, ingest, regions, reindex, run, status, tenant
+from isthmus_cli.commands import ask, config, dlq, drill, erase, ingest, regions, reindex, run, status, tenant
 from isthmus_cli.commands import eval as eval_command
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command()(ask.ask)
 app.command("eval")(eval_command.eval_)
 app.command()(reindex.reindex)
 app.command()(status.status)
+app.command()(erase.erase)
+app.command()(erase.erasure)
 
 
 if __name__ == "__main__":
