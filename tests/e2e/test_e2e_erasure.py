@@ -28,7 +28,10 @@ from isthmus.ingestion.v1 import ingestion_pb2 as ipb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as igrpc
 from isthmus.retrieval.v1 import retrieval_pb2 as rpb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as rgrpc
+from isthmus_agent_orchestrator.sentences import spans_cache_info
+from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_guardrail.grounding import content_words
 from isthmus_ingestion.erasure import EXPECTED_PLACES
 
 from .conftest import platform, upload, wait_indexed
@@ -178,6 +181,11 @@ async def test_erasing_a_data_subject_leaves_nothing_of_it_anywhere(env: Env) ->
         ipb.GetErasureRequest(tenant_id=tenant, erasure_id=receipt.erasure_id)
     )
     assert again.erasure_id == receipt.erasure_id
+
+    # the content caches were purged (the orchestrator's sentence caches, guardrail's word caches)
+    assert isinstance(env.rt.bus, InProcessBus)
+    await env.rt.bus.drain()
+    assert spans_cache_info()[2] == 0 and content_words.cache_info().currsize == 0
 
     # nothing of alice in any file (the registry's and the store's SQLite files and logs, the indexes)
     leaks = env.files_holding(alice_secret, alice_secret[:-2], alice)
