@@ -14,13 +14,13 @@ the broker, from the topics' retention (crypto-shredding of per-subject keys is 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import ERASURE_KAFKA_PLACE, ERASURE_PLACES
+from isthmus_core.contracts.events import ERASURE_KAFKA_PLACE, ERASURE_PLACES, ErasureRequested
 from isthmus_core.errors import InvalidArgument
 
 StepStatus = Literal["pending", "done", "failed"]
@@ -174,3 +174,25 @@ def bus_step(
         f"(retention {_days(longest)}, plus up to {_days(segment_ms)} before a segment rolls); "
         "events are not rewritten: per-subject key destruction (crypto-shredding) is planned"
     )
+
+
+def erased_by(erasures: Iterable[ErasureRequested]) -> Callable[[str, datetime], bool]:
+    """``covered(document_id, at)``: whether an event of that document written at ``at`` predates an
+    erasure of it (of the document, or of the whole tenant) — a replay of the bus's history (``isthmus
+    reindex``) skips such events, so an erased document does not come back from the topics. A document
+    uploaded again after its erasure is kept."""
+    documents: dict[str, datetime] = {}
+    whole: datetime | None = None
+    for e in erasures:
+        for doc in e.document_ids:
+            documents[doc] = max(documents.get(doc, e.occurred_at), e.occurred_at)
+        if e.whole_tenant:
+            whole = e.occurred_at if whole is None else max(whole, e.occurred_at)
+
+    def covered(document_id: str, at: datetime) -> bool:
+        if whole is not None and at <= whole:
+            return True
+        erased_at = documents.get(document_id)
+        return erased_at is not None and at <= erased_at
+
+    return covered

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from isthmus_ingestion.erasure import (
     KAFKA_SEGMENT_MS,
     bus_step,
     documents_of_subject,
+    erased_by,
     new_receipt,
 )
 from isthmus_ingestion.registry import DocumentRegistry
@@ -116,6 +117,31 @@ def test_documents_of_a_data_subject_match_the_metadata_key_exactly() -> None:
     ]
     assert documents_of_subject(docs, "data_subject", "alice") == ["d1", "d6"]
     assert documents_of_subject(docs, "subject", "alice") == ["d4"]
+
+
+def test_a_replay_skips_what_was_erased_after_it_was_written() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    def erasure(minutes: int, docs: list[str], whole: bool = False) -> ErasureRequested:
+        return ErasureRequested(
+            tenant_id="acme",
+            idempotency_key=str(minutes),
+            erasure_id="e" * 32,
+            document_ids=docs,
+            whole_tenant=whole,
+            occurred_at=at(minutes),
+        )
+
+    covered = erased_by([erasure(10, ["d1"]), erasure(20, ["d1", "d2"])])
+    assert covered("d1", at(5)) and covered("d1", at(15)) and covered("d2", at(20))
+    assert not covered("d1", at(25))  # uploaded again after its last erasure
+    assert not covered("d3", at(5))
+    whole = erased_by([erasure(10, ["d1"]), erasure(30, [], whole=True)])
+    assert whole("d9", at(29)) and not whole("d9", at(31)) and whole("d1", at(5))
+    assert not erased_by([])("d1", at(0))
 
 
 # --- the bus step (pure) -----------------------------------------------------------------------------------
