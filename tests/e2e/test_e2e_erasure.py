@@ -13,6 +13,7 @@ written yet: its step stays pending (and the receipt incomplete) until it is; th
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from isthmus.retrieval.v1 import retrieval_pb2_grpc as rgrpc
 from isthmus_agent_orchestrator.sentences import spans_cache_info
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_core.testing.client import run_cli
 from isthmus_guardrail.grounding import content_words
 from isthmus_ingestion.erasure import EXPECTED_PLACES
 
@@ -274,3 +276,36 @@ async def test_bad_erasure_calls_are_refused(env: Env) -> None:
     assert list(receipt.document_ids) == []
     foreign = ipb.GetErasureRequest(tenant_id=other, erasure_id=receipt.erasure_id)
     assert await _code(env.ingestion.GetErasure(foreign)) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_cli_erases_and_prints_the_receipt(env: Env) -> None:
+    tenant = await env.tenant()
+    word = secret()
+    doc = (await upload(env.ch, tenant, "cli.txt", _doc(word, "ferries"))).document_id
+    await wait_indexed(env.ch, tenant, [doc])
+    code, out, err = await run_cli(
+        "erase",
+        "--tenant",
+        tenant,
+        "--document",
+        doc,
+        "--reason",
+        "ticket 42",
+        "--json",
+        endpoint=env.rt.address,
+    )
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert receipt["document_ids"] == [doc] and receipt["reason"] == "ticket 42"
+    steps = {s["place"]: s for s in receipt["steps"]}
+    assert set(steps) == set(EXPECTED_PLACES)
+    assert steps["ingestion"]["status"] == "done" and steps["ingestion"]["count"] == 1  # done when it returns
+    assert steps["kafka"]["status"] == "done" and "expires" not in steps["kafka"]["detail"]  # in-process bus
+    code, out, err = await run_cli(
+        "erasure", receipt["erasure_id"], "--tenant", tenant, "--json", endpoint=env.rt.address
+    )
+    assert code == 0 and json.loads(out)["erasure_id"] == receipt["erasure_id"], err
+    code, out, err = await run_cli("erasure", uuid.uuid4().hex, "--tenant", tenant, endpoint=env.rt.address)
+    assert code == 1 and "NOT_FOUND" in err
+    code, _, err = await run_cli("erase", "--tenant", tenant, endpoint=env.rt.address)
+    assert code == 2 and "exactly one" in err
