@@ -20,6 +20,7 @@ from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
 from isthmus_core.contracts.events import (
     ERASURE_ID_PATTERN,
     ERASURE_KAFKA_PLACE,
+    ERASURE_MAX_DOCUMENTS,
     AuditRecorded,
     ChunkPayload,
     ChunksCreated,
@@ -38,7 +39,7 @@ from isthmus_core.contracts.ids import (
     parse_document_id,
     parse_tenant_id,
 )
-from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.regions import next_version
@@ -357,6 +358,11 @@ class Ingestion:
         async with self._locks.setdefault(tenant, asyncio.Lock()):  # no upload of the tenant in between
             if target == "data_subject":
                 ids = self._subject_documents(tenant, subject)
+                if len(ids) > ERASURE_MAX_DOCUMENTS:
+                    raise FailedPrecondition(
+                        f"the data subject has {len(ids)} documents, more than one erasure covers "
+                        f"({ERASURE_MAX_DOCUMENTS}); nothing was erased: erase them by id, in batches"
+                    )
             elif target == "whole_tenant":
                 ids = [d.document_id for d in self.registry.list(tenant)]
             removed = self.registry.delete_documents(tenant, ids)
@@ -395,7 +401,7 @@ class Ingestion:
                     tenant_id=tenant,
                     idempotency_key=f"{tenant}/erasure/{erasure_id}",
                     erasure_id=erasure_id,
-                    document_ids=ids,
+                    document_ids=[] if target == "whole_tenant" else ids,
                     data_subject=subject if target == "data_subject" else "",
                     whole_tenant=target == "whole_tenant",
                     origin=self._region,

@@ -26,7 +26,7 @@ from isthmus_core.contracts.events import (
     ErasureRequested,
 )
 from isthmus_core.contracts.ids import TenantId
-from isthmus_core.errors import InvalidArgument, NotFound
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.regions import mirrored
@@ -345,6 +345,17 @@ async def test_bad_erase_requests_are_refused(
         await core.erase(ACME, **kwargs)  # type: ignore[arg-type]
 
 
+async def test_a_data_subject_past_what_one_erasure_carries_is_refused_before_anything_is_erased(
+    registry: DocumentRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = make(registry, Recorder())
+    await seed(core)
+    monkeypatch.setattr("isthmus_ingestion.service.ERASURE_MAX_DOCUMENTS", 1)
+    with pytest.raises(FailedPrecondition, match="erase them by id"):
+        await core.erase(ACME, data_subject="alice")
+    assert len(registry.list(ACME)) == 3
+
+
 async def test_an_unknown_tenant_is_not_found(registry: DocumentRegistry) -> None:
     with pytest.raises(NotFound):
         await make(registry, Recorder()).erase("nobody", whole_tenant=True)
@@ -359,7 +370,7 @@ async def test_whole_tenant_erasure_removes_every_document_and_keeps_the_receipt
     r = await core.erase(ACME, whole_tenant=True)
     assert sorted(r.document_ids) == ["a1", "a2", "b1"] and r.target == "whole_tenant"
     assert registry.list(ACME) == [] and len(registry.list(OTHER)) == 1
-    assert rec.requested[0].whole_tenant
+    assert rec.requested[0].whole_tenant and rec.requested[0].document_ids == []  # every region: all
     registry.delete_tenant(ACME)  # tenants.deleted follows (retrieval deletes the tenant)
     assert (await core.get_erasure(ACME, r.erasure_id)).erasure_id == r.erasure_id
 

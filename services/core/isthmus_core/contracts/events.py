@@ -150,6 +150,9 @@ class AuditRecorded(Event):
 
 #: an erasure's id: 32 lowercase hex digits (a uuid4), made by the ingestion that received the request
 ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"
+#: most document ids one ErasureRequested carries (50,000 ids of at most 128 characters stay under the
+#: bus's 8 MiB message limit); a whole-tenant erasure carries none (every region erases everything)
+ERASURE_MAX_DOCUMENTS = 50_000
 #: the places that erase a tenant's data on ``erasures.requested`` and answer with ``erasures.applied``,
 #: in every region: a receipt expects one step of each per region (plus ``kafka``, see
 #: :data:`ERASURE_KAFKA_PLACE`); a place whose handler is not deployed leaves its step pending
@@ -162,11 +165,12 @@ class ErasureRequested(Event):
     """Erase documents (or a whole tenant) everywhere: published by the ingestion that received the
     ``Erase`` call, mirrored to the other regions (each erases there too and answers).
 
-    ``document_ids`` are the documents the origin resolved; a region also erases the documents its own
-    registry finds for ``data_subject`` (documents it holds that the origin had not seen yet)."""
+    ``document_ids`` are the documents the origin resolved (none for a whole tenant); a region also
+    erases the documents its own registry finds for ``data_subject`` (documents it holds that the
+    origin had not seen yet)."""
 
     erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
-    document_ids: list[str] = Field(default_factory=list, max_length=100_000)
+    document_ids: list[str] = Field(default_factory=list, max_length=ERASURE_MAX_DOCUMENTS)
     data_subject: str = Field(default="", max_length=256)
     whole_tenant: bool = False
     #: the region the erasure was requested in, where its receipt is kept ("" = single region)
