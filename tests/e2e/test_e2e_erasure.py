@@ -244,6 +244,23 @@ async def test_erasing_documents_by_id(env: Env) -> None:
     assert env.files_holding(word)[word] == [] and env.files_holding(kept)[kept]
 
 
+async def test_a_document_erased_while_its_chunks_are_in_flight_stays_erased(env: Env) -> None:
+    tenant = await env.tenant()
+    word = secret()
+    doc = (
+        await upload(env.ch, tenant, "fresh.txt", _doc(word, "meadows"))
+    ).document_id  # chunked, not indexed
+    await env.erase(ipb.EraseRequest(tenant_id=tenant, documents=ipb.DocumentIds(ids=[doc])))
+    assert isinstance(env.rt.bus, InProcessBus)
+    await env.rt.bus.drain()  # the late chunks were embedded, indexed, and erased again
+    assert await env.chunks(tenant) == 0
+    assert await env.search_texts(tenant, word) == []
+    assert await _code(
+        env.ingestion.GetDocument(ipb.GetDocumentRequest(tenant_id=tenant, document_id=doc))
+    ) == (grpc.StatusCode.NOT_FOUND)
+    assert env.files_holding(word)[word] == []
+
+
 async def test_erasing_a_whole_tenant_deletes_it_and_keeps_the_receipt(env: Env) -> None:
     tenant = await env.tenant()
     word = secret()

@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS erasures (
   tenant_id TEXT NOT NULL, erasure_id TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at REAL NOT NULL,
   target TEXT NOT NULL, reason TEXT NOT NULL, document_ids TEXT NOT NULL, steps TEXT NOT NULL,
   PRIMARY KEY (tenant_id, erasure_id));
+CREATE TABLE IF NOT EXISTS erased (
+  tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, version INTEGER NOT NULL, erasure_id TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, document_id));
 """
 
 _COLS = (
@@ -205,12 +208,30 @@ class DocumentRegistry:
         """Forget the tenant's documents (its erasure receipts are kept: they prove the erasure)."""
         cur = self._db.execute("DELETE FROM documents WHERE tenant_id=?", (tenant_id,))
         self._db.execute("DELETE FROM batches WHERE tenant_id=?", (tenant_id,))
+        self._db.execute("DELETE FROM erased WHERE tenant_id=?", (tenant_id,))
         return cur.rowcount
 
-    def delete_documents(self, tenant_id: str, document_ids: Sequence[str]) -> int:
-        """Remove these documents and their batch progress; returns how many documents there were."""
+    def delete_documents(self, tenant_id: str, document_ids: Sequence[str], erasure_id: str = "") -> int:
+        """Remove these documents and their batch progress; returns how many documents there were.
+
+        With ``erasure_id``, each document known here leaves a tombstone: its id and the highest version
+        seen (no content), so chunks of those versions still in flight are erased again when they land,
+        a mirrored copy does not bring the document back, and a new upload continues above it."""
         removed = 0
         for doc in document_ids:
+            if erasure_id:
+                (seen,) = self._db.execute(
+                    "SELECT MAX(v) FROM ("
+                    "SELECT version AS v FROM documents WHERE tenant_id=? AND document_id=? "
+                    "UNION ALL SELECT version FROM batches WHERE tenant_id=? AND document_id=? "
+                    "UNION ALL SELECT version FROM erased WHERE tenant_id=? AND document_id=?)",
+                    (tenant_id, doc) * 3,
+                ).fetchone()
+                if seen is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO erased VALUES (?,?,?,?)",
+                        (tenant_id, doc, int(seen), erasure_id),
+                    )
             cur = self._db.execute(
                 "DELETE FROM documents WHERE tenant_id=? AND document_id=?", (tenant_id, doc)
             )
@@ -226,6 +247,14 @@ class DocumentRegistry:
         if busy:
             log.warning("registry write-ahead log not truncated: a reader is active")
         return not busy
+
+    def erased(self, tenant_id: str, document_id: str) -> tuple[int, str] | None:
+        """The tombstone of an erased document: (highest version erased, erasure id); None if none."""
+        r = self._db.execute(
+            "SELECT version, erasure_id FROM erased WHERE tenant_id=? AND document_id=?",
+            (tenant_id, document_id),
+        ).fetchone()
+        return None if r is None else (int(r[0]), str(r[1]))
 
     # --- erasure receipts -------------------------------------------------------------------------------
 

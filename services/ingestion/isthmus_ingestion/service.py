@@ -188,8 +188,10 @@ class Ingestion:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
             doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
             previous = self.registry.get(tenant_id, doc_id)
+            erased = self.registry.erased(tenant_id, doc_id)  # an erased document continues above it
+            last = max(previous.version if previous else 0, erased[0] if erased else 0)
             # each region draws versions from its own class: concurrent writes never tie (regions.py)
-            version = next_version(previous.version if previous else 0, self._region, self._regions)
+            version = next_version(last, self._region, self._regions)
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
             meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
@@ -267,10 +269,40 @@ class Ingestion:
             raise
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
-        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.EMBEDDED, ev.batch_index)
+        if self._erased_version(ev) is None:
+            self.registry.mark_batch(
+                ev.tenant_id, ev.document_id, ev.version, Status.EMBEDDED, ev.batch_index
+            )
 
     async def on_chunks_indexed(self, ev: ChunksIndexed) -> None:
-        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+        erasure_id = self._erased_version(ev)
+        if erasure_id is None:
+            self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+            return
+        # chunks of an erased document that were still in flight when it was erased, now indexed: erase
+        # them again (same erasure; retrieval deletes them, every region too)
+        log.info("late chunks of an erased document", tenant=ev.tenant_id, document=ev.document_id)
+        if self._publish_erasure is not None:
+            await self._publish_erasure(
+                ErasureRequested(
+                    tenant_id=ev.tenant_id,
+                    idempotency_key=f"{ev.tenant_id}/erasure/{erasure_id}/late/{ev.document_id}/"
+                    f"v{ev.version}/b{ev.batch_index}",
+                    erasure_id=erasure_id,
+                    document_ids=[ev.document_id],
+                    origin=self._region,
+                )
+            )
+
+    def _erased_version(self, ev: ChunksEmbedded | ChunksIndexed) -> str | None:
+        """The erasure id if ``ev``'s version of its document was erased here and the document has not
+        been uploaded again since; None otherwise."""
+        tombstone = self.registry.erased(ev.tenant_id, ev.document_id)
+        if tombstone is None or ev.version > tombstone[0]:
+            return None
+        if self.registry.get(ev.tenant_id, ev.document_id) is not None:
+            return None  # uploaded again: the newer version replaces these chunks
+        return tombstone[1]
 
     async def on_replicated_batch(self, ev: ChunksEmbedded) -> Literal["applied", "stale", "tenant_absent"]:
         """A batch of a document written in another region (mirrored ``chunks.embedded``): the registry
@@ -280,6 +312,8 @@ class Ingestion:
             tenant = await self.check_tenant(ev.tenant_id)
         except NotFound:
             return "tenant_absent"
+        if self._erased_version(ev) is not None:
+            return "stale"  # erased here (before or after the origin wrote it): it does not come back
         doc_id = parse_document_id(ev.document_id)
         doc = self.registry.get(tenant, doc_id)
         if doc is not None and doc.version > ev.version:
@@ -365,7 +399,7 @@ class Ingestion:
                     )
             elif target == "whole_tenant":
                 ids = [d.document_id for d in self.registry.list(tenant)]
-            removed = self.registry.delete_documents(tenant, ids)
+            removed = self.registry.delete_documents(tenant, ids, erasure_id)
             scrubbed = self.registry.scrub()
         receipt = new_receipt(
             erasure_id=erasure_id,
@@ -441,7 +475,7 @@ class Ingestion:
                     ]
                 )
                 total = len(ids)
-                removed = self.registry.delete_documents(tenant, ids)
+                removed = self.registry.delete_documents(tenant, ids, ev.erasure_id)
                 scrubbed = self.registry.scrub()
         for report in self._erased_here(ev.erasure_id, tenant, removed, total, scrubbed, present=present):
             await self._applied(report)

@@ -227,7 +227,7 @@ class WatchedRegistry(DocumentRegistry):
         self.watch.tenant_deleted(tenant_id)
         return n
 
-    def delete_documents(self, tenant_id: str, document_ids: Sequence[str]) -> int:
-        n = super().delete_documents(tenant_id, document_ids)
+    def delete_documents(self, tenant_id: str, document_ids: Sequence[str], erasure_id: str = "") -> int:
+        n = super().delete_documents(tenant_id, document_ids, erasure_id)
         self.watch.documents_erased(tenant_id, document_ids)
         return n

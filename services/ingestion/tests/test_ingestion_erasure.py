@@ -22,6 +22,9 @@ from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import (
     ERASURE_PLACES,
     ChunksCreated,
+    ChunksEmbedded,
+    ChunksIndexed,
+    EmbeddedChunk,
     ErasureApplied,
     ErasureRequested,
 )
@@ -30,6 +33,7 @@ from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.regions import mirrored
+from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.erasure import (
     EXPECTED_PLACES,
@@ -420,3 +424,71 @@ async def test_an_erasure_mirrored_from_a_peer_is_applied_here_and_answered_with
     assert mine["a" * 32, "kafka"].region == "b"
     gone = mine["b" * 32, "ingestion"]
     assert (gone.count, gone.status) == (0, "done") and "does not live" in gone.detail
+
+
+# --- chunks still in flight when their document is erased ---------------------------------------------
+
+
+def indexed(doc: str, version: int, batch: int = 0) -> ChunksIndexed:
+    return ChunksIndexed(
+        tenant_id=ACME,
+        idempotency_key=f"{doc}/{version}/{batch}",
+        document_id=doc,
+        content_hash="h",
+        version=version,
+        batch_index=batch,
+        batch_count=1,
+        count=1,
+    )
+
+
+def embedded(doc: str, version: int) -> ChunksEmbedded:
+    return ChunksEmbedded(
+        tenant_id=ACME,
+        idempotency_key=f"{doc}/{version}/m",
+        document_id=doc,
+        content_hash="h",
+        version=version,
+        batch_index=0,
+        batch_count=1,
+        model_id="m",
+        chunks=[
+            EmbeddedChunk(
+                chunk_id=chunk_uuid(ACME, doc, 0),
+                index=0,
+                text="late text",
+                start=0,
+                end=9,
+                vector=[0.1, 0.2],
+                metadata={"filename": "a1.txt"},
+            )
+        ],
+    )
+
+
+async def test_late_chunks_of_an_erased_document_are_erased_again_and_never_bring_it_back(
+    registry: DocumentRegistry,
+) -> None:
+    rec = Recorder()
+    core = make(registry, rec)
+    await seed(core)  # a1 is chunked, its chunks still on their way to the index
+    r = await core.erase(ACME, document_ids=["a1"])
+    rec.requested.clear()
+    await core.on_chunks_embedded(embedded("a1", 1))
+    await core.on_chunks_indexed(indexed("a1", 1))  # indexed after the erasure: erase it again
+    (again,) = rec.requested
+    assert (again.erasure_id, again.document_ids) == (r.erasure_id, ["a1"])
+    assert registry.get(ACME, "a1") is None
+    # a mirrored copy of the erased version does not bring the document back either
+    assert await core.on_replicated_batch(embedded("a1", 1)) == "stale"
+    assert registry.get(ACME, "a1") is None
+    # uploaded again: a new version above the erased one, its chunks indexed as usual
+    again_up = await core.ingest(ACME, "a1.txt", b"A new text for a1.", document_id="a1")
+    doc = registry.get(ACME, "a1")
+    assert doc is not None and doc.version == 2 and again_up.document_id == "a1"
+    rec.requested.clear()
+    await core.on_chunks_indexed(indexed("a1", 1))  # the old version, late again: the new one replaces it
+    await core.on_chunks_indexed(indexed("a1", 2))
+    assert rec.requested == []
+    doc = registry.get(ACME, "a1")
+    assert doc is not None and doc.status == "indexed"
