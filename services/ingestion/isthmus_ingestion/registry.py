@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -211,33 +211,53 @@ class DocumentRegistry:
         self._db.execute("DELETE FROM erased WHERE tenant_id=?", (tenant_id,))
         return cur.rowcount
 
-    def delete_documents(self, tenant_id: str, document_ids: Sequence[str], erasure_id: str = "") -> int:
+    def delete_documents(
+        self,
+        tenant_id: str,
+        document_ids: Sequence[str],
+        erasure_id: str = "",
+        known_versions: Mapping[str, int] | None = None,
+    ) -> int:
         """Remove these documents and their batch progress; returns how many documents there were.
 
-        With ``erasure_id``, each document known here leaves a tombstone: its id and the highest version
-        seen (no content), so chunks of those versions still in flight are erased again when they land,
-        a mirrored copy does not bring the document back, and a new upload continues above it."""
+        With ``erasure_id``, each document known here (or in ``known_versions``: what the erasure's
+        origin knew) leaves a tombstone: its id and the highest version seen (no content), so chunks of
+        those versions still in flight are erased again when they land, a mirrored copy does not bring
+        the document back, and a new upload continues above it."""
+        seen = self.versions_of(tenant_id, document_ids) if erasure_id else {}
+        if erasure_id and known_versions:
+            named = set(document_ids)
+            for doc, version in known_versions.items():
+                if doc in named:
+                    seen[doc] = max(seen.get(doc, 0), version)
         removed = 0
         for doc in document_ids:
-            if erasure_id:
-                (seen,) = self._db.execute(
-                    "SELECT MAX(v) FROM ("
-                    "SELECT version AS v FROM documents WHERE tenant_id=? AND document_id=? "
-                    "UNION ALL SELECT version FROM batches WHERE tenant_id=? AND document_id=? "
-                    "UNION ALL SELECT version FROM erased WHERE tenant_id=? AND document_id=?)",
-                    (tenant_id, doc) * 3,
-                ).fetchone()
-                if seen is not None:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO erased VALUES (?,?,?,?)",
-                        (tenant_id, doc, int(seen), erasure_id),
-                    )
+            if doc in seen:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO erased VALUES (?,?,?,?)", (tenant_id, doc, seen[doc], erasure_id)
+                )
             cur = self._db.execute(
                 "DELETE FROM documents WHERE tenant_id=? AND document_id=?", (tenant_id, doc)
             )
             self._db.execute("DELETE FROM batches WHERE tenant_id=? AND document_id=?", (tenant_id, doc))
             removed += cur.rowcount
         return removed
+
+    def versions_of(self, tenant_id: str, document_ids: Sequence[str]) -> dict[str, int]:
+        """The highest version this registry has seen of each document (its record, batches of a mirrored
+        version not recorded yet, an earlier erasure); documents never seen are left out."""
+        out: dict[str, int] = {}
+        for doc in document_ids:
+            (v,) = self._db.execute(
+                "SELECT MAX(v) FROM ("
+                "SELECT version AS v FROM documents WHERE tenant_id=? AND document_id=? "
+                "UNION ALL SELECT version FROM batches WHERE tenant_id=? AND document_id=? "
+                "UNION ALL SELECT version FROM erased WHERE tenant_id=? AND document_id=?)",
+                (tenant_id, doc) * 3,
+            ).fetchone()
+            if v is not None:
+                out[doc] = int(v)
+        return out
 
     def scrub(self) -> bool:
         """Copy the write-ahead log into the database and truncate it to zero bytes, so deleted rows

@@ -392,13 +392,14 @@ class Ingestion:
         async with self._locks.setdefault(tenant, asyncio.Lock()):  # no upload of the tenant in between
             if target == "data_subject":
                 ids = self._subject_documents(tenant, subject)
-                if len(ids) > ERASURE_MAX_DOCUMENTS:
+                if len(ids) > ERASURE_MAX_DOCUMENTS:  # one request must carry them all
                     raise FailedPrecondition(
                         f"the data subject has {len(ids)} documents, more than one erasure covers "
                         f"({ERASURE_MAX_DOCUMENTS}); nothing was erased: erase them by id, in batches"
                     )
             elif target == "whole_tenant":
                 ids = [d.document_id for d in self.registry.list(tenant)]
+            versions = self.registry.versions_of(tenant, ids) if target != "whole_tenant" else {}
             removed = self.registry.delete_documents(tenant, ids, erasure_id)
             scrubbed = self.registry.scrub()
         receipt = new_receipt(
@@ -436,6 +437,7 @@ class Ingestion:
                     idempotency_key=f"{tenant}/erasure/{erasure_id}",
                     erasure_id=erasure_id,
                     document_ids=[] if target == "whole_tenant" else ids,
+                    versions=versions,
                     data_subject=subject if target == "data_subject" else "",
                     whole_tenant=target == "whole_tenant",
                     origin=self._region,
@@ -475,7 +477,7 @@ class Ingestion:
                     ]
                 )
                 total = len(ids)
-                removed = self.registry.delete_documents(tenant, ids, ev.erasure_id)
+                removed = self.registry.delete_documents(tenant, ids, ev.erasure_id, ev.versions)
                 scrubbed = self.registry.scrub()
         for report in self._erased_here(ev.erasure_id, tenant, removed, total, scrubbed, present=present):
             await self._applied(report)

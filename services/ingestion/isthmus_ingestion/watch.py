@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -227,7 +227,13 @@ class WatchedRegistry(DocumentRegistry):
         self.watch.tenant_deleted(tenant_id)
         return n
 
-    def delete_documents(self, tenant_id: str, document_ids: Sequence[str], erasure_id: str = "") -> int:
-        n = super().delete_documents(tenant_id, document_ids, erasure_id)
+    def delete_documents(
+        self,
+        tenant_id: str,
+        document_ids: Sequence[str],
+        erasure_id: str = "",
+        known_versions: Mapping[str, int] | None = None,
+    ) -> int:
+        n = super().delete_documents(tenant_id, document_ids, erasure_id, known_versions)
         self.watch.documents_erased(tenant_id, document_ids)
         return n

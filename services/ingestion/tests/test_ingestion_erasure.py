@@ -407,7 +407,8 @@ async def test_an_erasure_mirrored_from_a_peer_is_applied_here_and_answered_with
             tenant_id=ACME,
             idempotency_key="acme/erasure/1",
             erasure_id="a" * 32,
-            document_ids=["a1"],
+            document_ids=["a1", "not-here-yet"],
+            versions={"a1": 1, "not-here-yet": 4},
             data_subject="alice",
             origin="a",
         )
@@ -424,6 +425,14 @@ async def test_an_erasure_mirrored_from_a_peer_is_applied_here_and_answered_with
     assert mine["a" * 32, "kafka"].region == "b"
     gone = mine["b" * 32, "ingestion"]
     assert (gone.count, gone.status) == (0, "done") and "does not live" in gone.detail
+    # a document region a erased before its chunks reached this region: they never bring it back
+    late = embedded("not-here-yet", 4)
+    assert await core.on_replicated_batch(late) == "stale"
+    assert registry.get(ACME, "not-here-yet") is None
+    rec.requested.clear()
+    await core.on_chunks_indexed(indexed("not-here-yet", 4))  # this region's retrieval indexed them
+    assert [r.document_ids for r in rec.requested] == [["not-here-yet"]]
+    assert await core.on_replicated_batch(embedded("not-here-yet", 5)) == "applied"  # a newer write
 
 
 # --- chunks still in flight when their document is erased ---------------------------------------------

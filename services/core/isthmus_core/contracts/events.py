@@ -150,9 +150,9 @@ class AuditRecorded(Event):
 
 #: an erasure's id: 32 lowercase hex digits (a uuid4), made by the ingestion that received the request
 ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"
-#: most document ids one ErasureRequested carries (50,000 ids of at most 128 characters stay under the
-#: bus's 8 MiB message limit); a whole-tenant erasure carries none (every region erases everything)
-ERASURE_MAX_DOCUMENTS = 50_000
+#: most document ids one ErasureRequested carries (20,000 ids of at most 128 characters, listed and with
+#: their versions, stay under the bus's 8 MiB message limit); a whole-tenant erasure carries none
+ERASURE_MAX_DOCUMENTS = 20_000
 #: the places that erase a tenant's data on ``erasures.requested`` and answer with ``erasures.applied``,
 #: in every region: a receipt expects one step of each per region (plus ``kafka``, see
 #: :data:`ERASURE_KAFKA_PLACE`); a place whose handler is not deployed leaves its step pending
@@ -171,6 +171,9 @@ class ErasureRequested(Event):
 
     erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
     document_ids: list[str] = Field(default_factory=list, max_length=ERASURE_MAX_DOCUMENTS)
+    #: the highest version of each document the origin knew when it erased it: a region that has not
+    #: received the document yet (its mirrored chunks still on their way) erases them when they land
+    versions: dict[str, int] = Field(default_factory=dict, max_length=ERASURE_MAX_DOCUMENTS)
     data_subject: str = Field(default="", max_length=256)
     whole_tenant: bool = False
     #: the region the erasure was requested in, where its receipt is kept ("" = single region)
