@@ -467,6 +467,7 @@ class Ingestion:
         except NotFound:
             present = False
         removed, total, scrubbed = 0, 0, True
+        extra: list[str] = []
         if present:
             async with self._locks.setdefault(tenant, asyncio.Lock()):
                 ids = unique_ids(
@@ -477,8 +478,24 @@ class Ingestion:
                     ]
                 )
                 total = len(ids)
+                named = set(ev.document_ids)
+                extra = [] if ev.whole_tenant else [d for d in ids if d not in named]
+                extra_versions = self.registry.versions_of(tenant, extra)
                 removed = self.registry.delete_documents(tenant, ids, ev.erasure_id, ev.versions)
                 scrubbed = self.registry.scrub()
+            if extra and self._publish_erasure is not None:
+                # the subject's documents only this region held: every region's retrieval (this one's
+                # too) erases them as well; by id only, so no region resolves the subject again
+                await self._publish_erasure(
+                    ErasureRequested(
+                        tenant_id=tenant,
+                        idempotency_key=f"{tenant}/erasure/{ev.erasure_id}/extra/{self._region}",
+                        erasure_id=ev.erasure_id,
+                        document_ids=extra[:ERASURE_MAX_DOCUMENTS],
+                        versions=extra_versions,
+                        origin=ev.origin,
+                    )
+                )
         for report in self._erased_here(ev.erasure_id, tenant, removed, total, scrubbed, present=present):
             await self._applied(report)
         return "applied" if present else "tenant_absent"

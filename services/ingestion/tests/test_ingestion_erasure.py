@@ -425,6 +425,9 @@ async def test_an_erasure_mirrored_from_a_peer_is_applied_here_and_answered_with
     assert mine["a" * 32, "kafka"].region == "b"
     gone = mine["b" * 32, "ingestion"]
     assert (gone.count, gone.status) == (0, "done") and "does not live" in gone.detail
+    # a2 (of the same subject) was held only here: erased here, and asked of every region's retrieval
+    (extra,) = [r for r in rec.requested if r.erasure_id == "a" * 32]
+    assert (extra.document_ids, extra.data_subject, list(extra.versions)) == (["a2"], "", ["a2"])
     # a document region a erased before its chunks reached this region: they never bring it back
     late = embedded("not-here-yet", 4)
     assert await core.on_replicated_batch(late) == "stale"
