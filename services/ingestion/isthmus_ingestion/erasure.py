@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import ERASURE_KAFKA_PLACE, ERASURE_PLACES, ErasureRequested
+from isthmus_core.contracts.events import (
+    ERASE_MAX_IDS,
+    ERASE_MAX_SUBJECT_CHARS,
+    ERASURE_KAFKA_PLACE,
+    ERASURE_PLACES,
+    ErasureRequested,
+)
 from isthmus_core.errors import InvalidArgument
 
 StepStatus = Literal["pending", "done", "failed"]
@@ -30,9 +36,9 @@ Target = Literal["documents", "data_subject", "whole_tenant"]
 #: deployed yet: its step then stays pending and the receipt incomplete, which is the truth)
 EXPECTED_PLACES: Final[tuple[str, ...]] = (*ERASURE_PLACES, ERASURE_KAFKA_PLACE)
 #: most document ids one Erase call may name
-MAX_ERASE_IDS: Final = 10_000
+MAX_ERASE_IDS: Final = ERASE_MAX_IDS
 #: longest data subject (the value of the upload metadata key ``erasure_subject_key``)
-MAX_SUBJECT_CHARS: Final = 256
+MAX_SUBJECT_CHARS: Final = ERASE_MAX_SUBJECT_CHARS
 MAX_REASON_CHARS: Final = 1024
 
 #: topics whose events carry a document's content: the raw bytes (documents.submitted), chunk text

@@ -153,6 +153,10 @@ ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"
 #: most document ids one ErasureRequested carries (20,000 ids of at most 128 characters, listed and with
 #: their versions, stay under the bus's 8 MiB message limit); a whole-tenant erasure carries none
 ERASURE_MAX_DOCUMENTS = 20_000
+#: most document ids one Erase call names (a data subject or a whole tenant may cover more)
+ERASE_MAX_IDS = 10_000
+#: longest data subject an Erase call names (the value of its upload metadata key)
+ERASE_MAX_SUBJECT_CHARS = 256
 #: the places that erase a tenant's data on ``erasures.requested`` and answer with ``erasures.applied``,
 #: in every region: a receipt expects one step of each per region (plus ``kafka``, see
 #: :data:`ERASURE_KAFKA_PLACE`); a place whose handler is not deployed leaves its step pending
@@ -174,7 +178,7 @@ class ErasureRequested(Event):
     #: the highest version of each document the origin knew when it erased it: a region that has not
     #: received the document yet (its mirrored chunks still on their way) erases them when they land
     versions: dict[str, int] = Field(default_factory=dict, max_length=ERASURE_MAX_DOCUMENTS)
-    data_subject: str = Field(default="", max_length=256)
+    data_subject: str = Field(default="", max_length=ERASE_MAX_SUBJECT_CHARS)
     whole_tenant: bool = False
     #: the region the erasure was requested in, where its receipt is kept ("" = single region)
     origin: str = ""
