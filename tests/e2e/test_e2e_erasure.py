@@ -322,6 +322,10 @@ async def test_the_cli_erases_and_prints_the_receipt(env: Env) -> None:
         "erasure", receipt["erasure_id"], "--tenant", tenant, "--json", endpoint=env.rt.address
     )
     assert code == 0 and json.loads(out)["erasure_id"] == receipt["erasure_id"], err
+    code, out, err = await run_cli(
+        "erasure", receipt["erasure_id"], "--tenant", tenant, endpoint=env.rt.address
+    )
+    assert code == 0 and receipt["erasure_id"] in out and "ingestion" in out and "kafka" in out, err
     code, out, err = await run_cli("erasure", uuid.uuid4().hex, "--tenant", tenant, endpoint=env.rt.address)
     assert code == 1 and "NOT_FOUND" in err
     code, _, err = await run_cli("erase", "--tenant", tenant, endpoint=env.rt.address)
