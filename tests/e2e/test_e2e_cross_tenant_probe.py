@@ -74,6 +74,7 @@ class World:
     b_answers: list[str]
     tokens: dict[str, str]  # subject -> token
     markers: tuple[str, ...] = ()
+    b_erasures: list[str] = field(default_factory=list)  # erasure ids of B's receipts
     exact: bool = False  # aim at tenant b exactly (no near misses of its id)
 
     def leaks(self, text: str) -> list[str]:
@@ -201,6 +202,39 @@ async def _watch_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     return await _call(
         lambda: _stream(s["ing"].WatchDocuments(req), 0.05), _ING + "WatchDocuments", "a-tenant-b-ids", False
     )
+
+
+@probe(_ING + "Erase", "b-tenant-subject")
+async def _erase_subject_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # first variant (the one-call-per-method checks use it): a subject no document of either tenant names
+    req = ing.EraseRequest(tenant_id=_tenant_variant(w, r), data_subject="probe-subject-nobody")
+    return await _call(lambda: s["ing"].Erase(req), _ING + "Erase", "b-tenant-subject", True)
+
+
+@probe(_ING + "Erase", "b-tenant")
+async def _erase_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.EraseRequest(tenant_id=_tenant_variant(w, r), reason="probe")
+    if r.random() < 0.5:
+        req.documents.ids.extend(r.sample(w.b_docs, r.randint(1, len(w.b_docs))))
+    else:
+        req.whole_tenant = True
+    return await _call(lambda: s["ing"].Erase(req), _ING + "Erase", "b-tenant", True)
+
+
+def _b_erasure(w: World, r: random.Random) -> str:
+    return r.choice(w.b_erasures) if w.b_erasures else uuid.uuid4().hex
+
+
+@probe(_ING + "GetErasure", "b-tenant")
+async def _get_erasure_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetErasureRequest(tenant_id=_tenant_variant(w, r), erasure_id=_b_erasure(w, r))
+    return await _call(lambda: s["ing"].GetErasure(req), _ING + "GetErasure", "b-tenant", True)
+
+
+@probe(_ING + "GetErasure", "a-tenant-b-id")
+async def _get_erasure_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetErasureRequest(tenant_id=w.a, erasure_id=_b_erasure(w, r))
+    return await _call(lambda: s["ing"].GetErasure(req), _ING + "GetErasure", "a-tenant-b-id", False)
 
 
 @probe(_RET + "Search", "b-tenant")
@@ -478,13 +512,29 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             ]
             await wait_indexed(alice, a, a_docs)
             await wait_indexed(bob, b, b_docs)
+            # an erasure of B's (a throwaway document), so its receipt can be probed too
+            gone = (
+                await upload(bob, b, "gone.txt", b"Erased soon.", document_id=f"b-gone-{suffix}")
+            ).document_id
+            await wait_indexed(bob, b, [gone])
+            erased = await ing_grpc.IngestionServiceStub(bob).Erase(
+                ing.EraseRequest(tenant_id=b, documents=ing.DocumentIds(ids=[gone]))
+            )
             answer = await ao_grpc.AgentOrchestratorServiceStub(bob).Ask(
                 ao.AskRequest(tenant_id=b, question="What is the vault phrase?")
             )
             assert not answer.blocked, answer.answer
             world = World(runtime.address, a, b, a_docs, b_docs, [answer.question_id], tokens)
+            world.b_erasures = [erased.erasure_id]
             # "shared" is a document id both tenants use on purpose: B's own ids and words are its markers
-            world.markers = (b, *(d for d in b_docs if d != "shared"), answer.question_id, *B_WORDS)
+            world.markers = (
+                b,
+                *(d for d in b_docs if d != "shared"),
+                answer.question_id,
+                erased.erasure_id,
+                gone,
+                *B_WORDS,
+            )
             yield world
 
 

@@ -117,6 +117,10 @@ class ExtractiveGenerator:
         info = self._sentence_cached.cache_info()
         return info.hits, info.misses, info.currsize, info.maxsize or 0
 
+    def clear_cache(self) -> None:
+        """Forget every cached sentence (an erasure: the keys are sentences of chunks)."""
+        self._sentence_cached.cache_clear()
+
     def _sentence_key_terms(self, sentence: str) -> tuple[str, frozenset[str]]:
         return _SPACE.sub(" ", sentence).lower(), self.terms(sentence)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
@@ -9,6 +10,8 @@ from isthmus_agent_orchestrator.api import AgentOrchestratorServicer
 from isthmus_agent_orchestrator.clients import GrpcGuardClient, GrpcSearcher
 from isthmus_agent_orchestrator.pipeline import Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
+from isthmus_core.bus.purge import purge_on_erasure
+from isthmus_core.bus.replication import replica_topics
 from isthmus_core.bus.typed import publisher
 from isthmus_core.contracts import topics
 from isthmus_core.ports.generator import Generator
@@ -18,7 +21,11 @@ from isthmus_core.telemetry.caches import register_cache
 NAME = "agent-orchestrator"
 
 
-def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
+def make_generator(
+    s: OrchestratorSettings, caches: list[Callable[[], None]] | None = None
+) -> tuple[Generator, list[Hook]]:
+    """The configured generator and its stop hooks; the content caches it keeps are added to ``caches``
+    (purged on every erasure)."""
     if s.generator == "openai":
         from isthmus_agent_orchestrator.openai_compat import OpenAICompatibleGenerator
 
@@ -31,11 +38,13 @@ def make_generator(s: OrchestratorSettings) -> tuple[Generator, list[Hook]]:
         )
         return gen, [gen.aclose]
     from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
-    from isthmus_agent_orchestrator.sentences import spans_cache_info
+    from isthmus_agent_orchestrator.sentences import clear_spans_cache, spans_cache_info
 
     generator = ExtractiveGenerator()
     register_cache("sentence_spans", spans_cache_info)
     register_cache("sentence_terms", generator.cache_info)
+    if caches is not None:
+        caches += [clear_spans_cache, generator.clear_cache]
     return generator, []
 
 
@@ -50,7 +59,8 @@ def made_with(s: OrchestratorSettings) -> tuple[str, str]:
 
 async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     s = ctx.settings
-    generator, stops = make_generator(s)
+    caches: list[Callable[[], None]] = []
+    generator, stops = make_generator(s, caches)
     generator_model, prompt_version = made_with(s)
     core = Orchestrator(
         GrpcGuardClient(ctx.channel("guardrail")),
@@ -73,7 +83,13 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         grpc_service_names=[
             agent_orchestrator_pb2.DESCRIPTOR.services_by_name["AgentOrchestratorService"].full_name
         ],
-        topics=[topics.ANSWERS_PRODUCED],
+        # chunk texts in the sentence caches: purged on every erasure, in every replica
+        subscriptions=purge_on_erasure(NAME, ctx.common.peer_regions(), caches),
+        topics=[
+            topics.ANSWERS_PRODUCED,
+            topics.ERASURES_REQUESTED,
+            *replica_topics([topics.ERASURES_REQUESTED], ctx.common.peer_regions()),
+        ],
         on_stop=stops,
     )
 

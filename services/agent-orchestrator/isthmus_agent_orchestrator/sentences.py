@@ -45,6 +45,11 @@ def spans_cache_info() -> tuple[int, int, int, int]:
     return info.hits, info.misses, info.currsize, info.maxsize or 0
 
 
+def clear_spans_cache() -> None:
+    """Forget every cached text (an erasure: the keys are chunk texts)."""
+    _spans.cache_clear()
+
+
 @functools.lru_cache(maxsize=SPANS_CACHE_SIZE)
 def _spans(text: str) -> tuple[tuple[int, int], ...]:
     if not text.strip():

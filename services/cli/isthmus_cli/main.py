@@ -18,6 +18,7 @@ from isthmus_cli.commands import (
     config,
     dlq,
     drill,
+    erase,
     ingest,
     provenance,
     regions,
@@ -74,6 +75,8 @@ app.command()(reindex.reindex)
 app.command()(status.status)
 app.command()(audit.audit)
 app.command()(provenance.provenance)
+app.command()(erase.erase)
+app.command()(erase.erasure)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,14 @@ _REGION: Final = re.compile(REGION_PATTERN)
 
 #: topics MirrorMaker 2 copies between regions: the embedded chunks carry a document whole (text,
 #: offsets, metadata, vectors, version, content hash), so a region indexes a mirrored document without
-#: parsing or embedding it again; answers and verdicts feed evaluation's cross-region view.
+#: parsing or embedding it again; answers and verdicts feed evaluation's cross-region view; an erasure
+#: requested in one region is applied in every region, which each answer the origin's receipt.
 REPLICATED_TOPICS: Final[tuple[topics.AnyTopic, ...]] = (
     topics.CHUNKS_EMBEDDED,
     topics.ANSWERS_PRODUCED,
     topics.GUARDRAIL_VERDICTS,
+    topics.ERASURES_REQUESTED,
+    topics.ERASURES_APPLIED,
 )
 #: MM2's replication policy separator (DefaultReplicationPolicy): ``<source alias>.<topic>``
 SEPARATOR: Final = "."

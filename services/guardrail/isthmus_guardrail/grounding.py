@@ -129,6 +129,12 @@ def _fold(text: str) -> str:
 WORDS_CACHE_SIZE = 16384
 
 
+def clear_word_caches() -> None:
+    """Forget every analysed text (an erasure: the keys are chunk and answer texts)."""
+    content_words.cache_clear()
+    _polar_words.cache_clear()
+
+
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
 def content_words(text: str) -> frozenset[str]:
     """Distinct stemmed content words of ``text`` (see the module docstring)."""

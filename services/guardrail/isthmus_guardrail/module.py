@@ -9,6 +9,8 @@ import asyncio
 from functools import partial
 
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
+from isthmus_core.bus.purge import purge_on_erasure
+from isthmus_core.bus.replication import replica_topics
 from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
@@ -26,6 +28,7 @@ TENANT_EVENTS_GROUP = "guardrail"
 
 
 async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
+    from isthmus_guardrail.grounding import clear_word_caches
     from isthmus_guardrail.guard import Guard
     from isthmus_guardrail.pii import PiiDetector
 
@@ -43,6 +46,8 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
         tenants,
     )
 
+    peers = ctx.common.peer_regions()
+
     async def on_tenant_deleted(ev: TenantDeleted) -> None:
         tenant = parse_tenant_id(ev.tenant_id)
         tenants.forget(tenant)
@@ -51,8 +56,18 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     return Offer(
         registrars=[partial(guardrail_pb2_grpc.add_GuardrailServiceServicer_to_server, servicer)],
         grpc_service_names=[guardrail_pb2.DESCRIPTOR.services_by_name["GuardrailService"].full_name],
-        subscriptions=[subscribe(topics.TENANTS_DELETED, TENANT_EVENTS_GROUP, on_tenant_deleted)],
-        topics=[topics.GUARDRAIL_VERDICTS, topics.TENANTS_DELETED],
+        subscriptions=[
+            subscribe(topics.TENANTS_DELETED, TENANT_EVENTS_GROUP, on_tenant_deleted),
+            # grounding's word caches are keyed by chunk and answer text: purged on every erasure (the
+            # PII findings cache is keyed by a digest and holds no text)
+            *purge_on_erasure(NAME, peers, [clear_word_caches]),
+        ],
+        topics=[
+            topics.GUARDRAIL_VERDICTS,
+            topics.TENANTS_DELETED,
+            topics.ERASURES_REQUESTED,
+            *replica_topics([topics.ERASURES_REQUESTED], peers),
+        ],
     )
 
 

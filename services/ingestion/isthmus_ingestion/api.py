@@ -11,6 +11,7 @@ from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
 from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
+from isthmus_ingestion.erasure import Receipt
 from isthmus_ingestion.registry import DocumentRecord, Status
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.watch import DocumentWatch
@@ -32,6 +33,37 @@ def _ts(t: float) -> Timestamp:
     ts = Timestamp()
     ts.FromNanoseconds(int(t * 1e9))
     return ts
+
+
+STEP_STATUS_TO_PB = {
+    "pending": pb.ERASURE_STEP_STATUS_PENDING,
+    "done": pb.ERASURE_STEP_STATUS_DONE,
+    "failed": pb.ERASURE_STEP_STATUS_FAILED,
+}
+
+
+def receipt_pb(r: Receipt) -> pb.ErasureReceipt:
+    return pb.ErasureReceipt(
+        erasure_id=r.erasure_id,
+        tenant_id=r.tenant_id,
+        requested_by=r.requested_by,
+        requested_at=_ts(r.requested_at),
+        document_ids=list(r.document_ids),
+        steps=[
+            pb.ErasureStep(
+                place=s.place,
+                region=s.region,
+                status=STEP_STATUS_TO_PB[s.status],
+                count=s.count,
+                detail=s.detail,
+                completed_at=_ts(s.completed_at) if s.completed_at is not None else None,
+            )
+            for s in r.steps
+        ],
+        complete=r.complete,
+        target=r.target,
+        reason=r.reason,
+    )
 
 
 def document_pb(d: DocumentRecord) -> pb.Document:
@@ -122,3 +154,19 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         )
         async for u in updates:
             yield pb.DocumentEvent(document=document_pb(u.document), initial=u.initial)
+
+    async def Erase(self, request: pb.EraseRequest, context: grpc.aio.ServicerContext) -> pb.ErasureReceipt:
+        target = request.WhichOneof("target")
+        receipt = await self._core.erase(
+            request.tenant_id,
+            document_ids=list(request.documents.ids) if target == "documents" else None,
+            data_subject=request.data_subject if target == "data_subject" else None,
+            whole_tenant=target == "whole_tenant" and request.whole_tenant,
+            reason=request.reason,
+        )
+        return receipt_pb(receipt)
+
+    async def GetErasure(
+        self, request: pb.GetErasureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ErasureReceipt:
+        return receipt_pb(await self._core.get_erasure(request.tenant_id, request.erasure_id))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TypeVar
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus_core.auth.identity import Permission
 from isthmus_core.auth.producers import checked_producer
+from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import event_handler, publisher, subscribe
@@ -23,6 +25,8 @@ from isthmus_ingestion.registry import DocumentRegistry
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.settings import IngestionSettings
 from isthmus_ingestion.watch import DocumentWatch, WatchedRegistry
+
+EventT = TypeVar("EventT")
 
 NAME = "ingestion"
 GROUP = "ingestion"
@@ -45,6 +49,12 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         region=ctx.common.region,
         regions=ctx.common.regions,
         quotas=ctx.auth.quotas,
+        publish_erasure=publisher(ctx.bus, topics.ERASURES_REQUESTED),
+        publish_applied=publisher(ctx.bus, topics.ERASURES_APPLIED),
+        subject_key=s.erasure_subject_key,
+        kafka_bus=not isinstance(ctx.bus, InProcessBus),
+        kafka_retention_ms=ctx.common.kafka_retention_ms,
+        audit=ctx.auth.audit,
     )
     peers = ctx.common.peer_regions()
 
@@ -77,6 +87,16 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             *replica_subscriptions(
                 topics.CHUNKS_EMBEDDED, GROUP + "-replica", peers, core.on_replicated_batch, service=NAME
             ),
+            # erasures: requested in another region (erase here too), reports for the receipts kept here
+            *replica_subscriptions(
+                topics.ERASURES_REQUESTED, GROUP + "-erasure", peers, core.on_replicated_erasure, service=NAME
+            ),
+            subscribe(
+                topics.ERASURES_APPLIED, GROUP + "-erasure", _local(core.on_erasure_applied), status_retry
+            ),
+            *replica_subscriptions(
+                topics.ERASURES_APPLIED, GROUP + "-erasure", peers, core.on_erasure_applied, service=NAME
+            ),
             Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],
@@ -86,10 +106,23 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
             topics.TENANTS_DELETED,
-            *replica_topics([topics.CHUNKS_EMBEDDED], peers),
+            topics.ERASURES_REQUESTED,
+            topics.ERASURES_APPLIED,
+            *replica_topics(
+                [topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED, topics.ERASURES_APPLIED], peers
+            ),
         ],
         on_stop=[_closer(registry)],
     )
+
+
+def _local(apply: Callable[[EventT], Awaitable[object]]) -> Callable[[EventT], Awaitable[None]]:
+    """A replica-style handler (it says what it did) as a plain handler of a local topic."""
+
+    async def handle(ev: EventT) -> None:
+        await apply(ev)
+
+    return handle
 
 
 def _closer(registry: DocumentRegistry) -> Callable[[], Awaitable[None]]:

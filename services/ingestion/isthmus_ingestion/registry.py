@@ -1,13 +1,27 @@
-"""Document registry (sqlite): status per document, content-hash dedup index, batch progress."""
+"""Document registry (sqlite): status per document, content-hash dedup index, batch progress, and the
+receipts of erasures (:mod:`isthmus_ingestion.erasure`).
+
+The database runs with ``secure_delete`` on: a deleted row's bytes are overwritten with zeros, not left
+in free pages; after an erasure :meth:`DocumentRegistry.scrub` also folds the write-ahead log back into
+the database and truncates it, so no older copy of an erased row stays in ``documents.sqlite-wal``.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isthmus_ingestion.erasure import Receipt, Step
+
+log = structlog.get_logger("isthmus.ingestion")
 
 
 class Status(StrEnum):
@@ -53,6 +67,13 @@ CREATE INDEX IF NOT EXISTS documents_hash ON documents (tenant_id, content_hash)
 CREATE TABLE IF NOT EXISTS batches (
   tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, version INTEGER NOT NULL, stage TEXT NOT NULL,
   batch_index INTEGER NOT NULL, PRIMARY KEY (tenant_id, document_id, version, stage, batch_index));
+CREATE TABLE IF NOT EXISTS erasures (
+  tenant_id TEXT NOT NULL, erasure_id TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at REAL NOT NULL,
+  target TEXT NOT NULL, reason TEXT NOT NULL, document_ids TEXT NOT NULL, steps TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, erasure_id));
+CREATE TABLE IF NOT EXISTS erased (
+  tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, version INTEGER NOT NULL, erasure_id TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, document_id));
 """
 
 _COLS = (
@@ -69,6 +90,7 @@ class DocumentRegistry:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         present = {str(r[1]) for r in self._db.execute("PRAGMA table_info(documents)").fetchall()}
@@ -195,6 +217,132 @@ class DocumentRegistry:
             self.save(doc)
 
     def delete_tenant(self, tenant_id: str) -> int:
+        """Forget the tenant's documents (its erasure receipts are kept: they prove the erasure)."""
         cur = self._db.execute("DELETE FROM documents WHERE tenant_id=?", (tenant_id,))
         self._db.execute("DELETE FROM batches WHERE tenant_id=?", (tenant_id,))
+        self._db.execute("DELETE FROM erased WHERE tenant_id=?", (tenant_id,))
         return cur.rowcount
+
+    def delete_documents(
+        self,
+        tenant_id: str,
+        document_ids: Sequence[str],
+        erasure_id: str = "",
+        known_versions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Remove these documents and their batch progress; returns how many documents there were.
+
+        With ``erasure_id``, each document known here (or in ``known_versions``: what the erasure's
+        origin knew) leaves a tombstone: its id and the highest version seen (no content), so chunks of
+        those versions still in flight are erased again when they land, a mirrored copy does not bring
+        the document back, and a new upload continues above it."""
+        seen = self.versions_of(tenant_id, document_ids) if erasure_id else {}
+        if erasure_id and known_versions:
+            named = set(document_ids)
+            for doc, version in known_versions.items():
+                if doc in named:
+                    seen[doc] = max(seen.get(doc, 0), version)
+        removed = 0
+        for doc in document_ids:
+            if doc in seen:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO erased VALUES (?,?,?,?)", (tenant_id, doc, seen[doc], erasure_id)
+                )
+            cur = self._db.execute(
+                "DELETE FROM documents WHERE tenant_id=? AND document_id=?", (tenant_id, doc)
+            )
+            self._db.execute("DELETE FROM batches WHERE tenant_id=? AND document_id=?", (tenant_id, doc))
+            removed += cur.rowcount
+        return removed
+
+    def versions_of(self, tenant_id: str, document_ids: Sequence[str]) -> dict[str, int]:
+        """The highest version this registry has seen of each document (its record, batches of a mirrored
+        version not recorded yet, an earlier erasure); documents never seen are left out."""
+        out: dict[str, int] = {}
+        for doc in document_ids:
+            (v,) = self._db.execute(
+                "SELECT MAX(v) FROM ("
+                "SELECT version AS v FROM documents WHERE tenant_id=? AND document_id=? "
+                "UNION ALL SELECT version FROM batches WHERE tenant_id=? AND document_id=? "
+                "UNION ALL SELECT version FROM erased WHERE tenant_id=? AND document_id=?)",
+                (tenant_id, doc) * 3,
+            ).fetchone()
+            if v is not None:
+                out[doc] = int(v)
+        return out
+
+    def scrub(self) -> bool:
+        """Copy the write-ahead log into the database and truncate it to zero bytes, so deleted rows
+        (zeroed in the database by ``secure_delete``) leave no older copy in the log. False if a reader
+        kept the log from being truncated (it is truncated at a later scrub)."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("registry write-ahead log not truncated: a reader is active")
+        return not busy
+
+    def erased(self, tenant_id: str, document_id: str) -> tuple[int, str] | None:
+        """The tombstone of an erased document: (highest version erased, erasure id); None if none."""
+        r = self._db.execute(
+            "SELECT version, erasure_id FROM erased WHERE tenant_id=? AND document_id=?",
+            (tenant_id, document_id),
+        ).fetchone()
+        return None if r is None else (int(r[0]), str(r[1]))
+
+    # --- erasure receipts -------------------------------------------------------------------------------
+
+    def save_receipt(self, r: Receipt) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO erasures VALUES (?,?,?,?,?,?,?,?)",
+            (
+                r.tenant_id,
+                r.erasure_id,
+                r.requested_by,
+                r.requested_at,
+                r.target,
+                r.reason,
+                json.dumps(list(r.document_ids)),
+                json.dumps([_step_json(s) for s in r.steps]),
+            ),
+        )
+
+    def get_receipt(self, tenant_id: str, erasure_id: str) -> Receipt | None:
+        row = self._db.execute(
+            "SELECT tenant_id, erasure_id, requested_by, requested_at, target, reason, document_ids, steps "
+            "FROM erasures WHERE tenant_id=? AND erasure_id=?",
+            (tenant_id, erasure_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return Receipt(
+            erasure_id=str(row[1]),
+            tenant_id=str(row[0]),
+            requested_by=str(row[2]),
+            requested_at=float(row[3]),
+            target=row[4],
+            reason=str(row[5]),
+            document_ids=tuple(json.loads(str(row[6]))),
+            steps=tuple(_step_of(s) for s in json.loads(str(row[7]))),
+        )
+
+
+def _step_json(s: Step) -> dict[str, Any]:
+    return {
+        "place": s.place,
+        "region": s.region,
+        "status": s.status,
+        "count": s.count,
+        "detail": s.detail,
+        "completed_at": s.completed_at,
+    }
+
+
+def _step_of(d: dict[str, Any]) -> Step:
+    at = d.get("completed_at")
+    return Step(
+        place=str(d["place"]),
+        region=str(d["region"]),
+        status=d["status"],
+        count=int(d["count"]),
+        detail=str(d["detail"]),
+        completed_at=None if at is None else float(at),
+    )

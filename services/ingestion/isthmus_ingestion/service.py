@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -11,14 +14,21 @@ from typing import Literal
 
 import structlog
 
-from isthmus_core.auth.stack import NoQuotas, QuotaGate
+from isthmus_core.auth.context import current_principal
+from isthmus_core.auth.stack import AuditSink, NoQuotas, QuotaGate
 from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
 from isthmus_core.contracts.events import (
+    ERASURE_ID_PATTERN,
+    ERASURE_KAFKA_PLACE,
+    ERASURE_MAX_DOCUMENTS,
+    AuditRecorded,
     ChunkPayload,
     ChunksCreated,
     ChunksEmbedded,
     ChunksIndexed,
     DocumentSubmitted,
+    ErasureApplied,
+    ErasureRequested,
     TenantDeleted,
 )
 from isthmus_core.contracts.ids import (
@@ -29,13 +39,24 @@ from isthmus_core.contracts.ids import (
     parse_document_id,
     parse_tenant_id,
 )
-from isthmus_core.errors import InvalidArgument, NotFound, ResourceExhausted
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.regions import next_version
 from isthmus_core.store.port import chunk_uuid
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.dedup import content_hash, document_id_for
+from isthmus_ingestion.erasure import (
+    MAX_ERASE_IDS,
+    MAX_REASON_CHARS,
+    Receipt,
+    Target,
+    bus_step,
+    check_subject,
+    documents_of_subject,
+    new_receipt,
+    unique_ids,
+)
 from isthmus_ingestion.parsing import parse_document
 from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
 
@@ -53,6 +74,12 @@ class IngestResult:
 
 #: chunk metadata keys ingestion derives (not the upload's own metadata)
 _DERIVED_METADATA = frozenset({SOURCE_NAME_KEY, CONTINUES_SENTENCE_KEY})
+
+#: the place name of ingestion's own erasure step
+ERASURE_PLACE = "ingestion"
+ERASE_METHOD = "/isthmus.ingestion.v1.IngestionService/Erase"
+_ERASURE_ID = re.compile(ERASURE_ID_PATTERN)
+ErasureOutcome = Literal["applied", "stale", "tenant_absent"]
 
 #: upload metadata keys that give the source's URI, first found wins
 URI_METADATA_KEYS = (URI_KEY, "source_uri")
@@ -90,6 +117,13 @@ class Ingestion:
         region: str = "",
         regions: Sequence[str] = (),
         quotas: QuotaGate | None = None,
+        publish_erasure: Callable[[ErasureRequested], Awaitable[None]] | None = None,
+        publish_applied: Callable[[ErasureApplied], Awaitable[None]] | None = None,
+        subject_key: str = "data_subject",
+        kafka_bus: bool = False,
+        kafka_retention_ms: int | None = None,
+        audit: AuditSink | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self._chunker = chunker
@@ -101,6 +135,13 @@ class Ingestion:
         self._region = region
         self._regions = tuple(regions)
         self._quotas = quotas or NoQuotas()
+        self._publish_erasure = publish_erasure
+        self._publish_applied = publish_applied
+        self._subject_key = subject_key
+        self._kafka_bus = kafka_bus
+        self._kafka_retention_ms = kafka_retention_ms
+        self._audit = audit
+        self._clock = clock
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -159,8 +200,10 @@ class Ingestion:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
             doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
             previous = self.registry.get(tenant_id, doc_id)
+            erased = self.registry.erased(tenant_id, doc_id)  # an erased document continues above it
+            last = max(previous.version if previous else 0, erased[0] if erased else 0)
             # each region draws versions from its own class: concurrent writes never tie (regions.py)
-            version = next_version(previous.version if previous else 0, self._region, self._regions)
+            version = next_version(last, self._region, self._regions)
             batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
             meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
@@ -239,10 +282,40 @@ class Ingestion:
             raise
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
-        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.EMBEDDED, ev.batch_index)
+        if self._erased_version(ev) is None:
+            self.registry.mark_batch(
+                ev.tenant_id, ev.document_id, ev.version, Status.EMBEDDED, ev.batch_index
+            )
 
     async def on_chunks_indexed(self, ev: ChunksIndexed) -> None:
-        self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+        erasure_id = self._erased_version(ev)
+        if erasure_id is None:
+            self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+            return
+        # chunks of an erased document that were still in flight when it was erased, now indexed: erase
+        # them again (same erasure; retrieval deletes them, every region too)
+        log.info("late chunks of an erased document", tenant=ev.tenant_id, document=ev.document_id)
+        if self._publish_erasure is not None:
+            await self._publish_erasure(
+                ErasureRequested(
+                    tenant_id=ev.tenant_id,
+                    idempotency_key=f"{ev.tenant_id}/erasure/{erasure_id}/late/{ev.document_id}/"
+                    f"v{ev.version}/b{ev.batch_index}",
+                    erasure_id=erasure_id,
+                    document_ids=[ev.document_id],
+                    origin=self._region,
+                )
+            )
+
+    def _erased_version(self, ev: ChunksEmbedded | ChunksIndexed) -> str | None:
+        """The erasure id if ``ev``'s version of its document was erased here and the document has not
+        been uploaded again since; None otherwise."""
+        tombstone = self.registry.erased(ev.tenant_id, ev.document_id)
+        if tombstone is None or ev.version > tombstone[0]:
+            return None
+        if self.registry.get(ev.tenant_id, ev.document_id) is not None:
+            return None  # uploaded again: the newer version replaces these chunks
+        return tombstone[1]
 
     async def on_replicated_batch(self, ev: ChunksEmbedded) -> Literal["applied", "stale", "tenant_absent"]:
         """A batch of a document written in another region (mirrored ``chunks.embedded``): the registry
@@ -252,6 +325,8 @@ class Ingestion:
             tenant = await self.check_tenant(ev.tenant_id)
         except NotFound:
             return "tenant_absent"
+        if self._erased_version(ev) is not None:
+            return "stale"  # erased here (before or after the origin wrote it): it does not come back
         doc_id = parse_document_id(ev.document_id)
         doc = self.registry.get(tenant, doc_id)
         if doc is not None and doc.version > ev.version:
@@ -282,6 +357,214 @@ class Ingestion:
     async def on_tenant_deleted(self, ev: TenantDeleted) -> None:
         n = self.registry.delete_tenant(parse_tenant_id(ev.tenant_id))
         log.info("tenant documents removed", tenant=ev.tenant_id, documents=n)
+
+    # --- erasure (isthmus_ingestion.erasure; docs/operations.md) ---------------------------------------
+
+    async def erase(
+        self,
+        tenant_id: str,
+        *,
+        document_ids: Sequence[str] | None = None,
+        data_subject: str | None = None,
+        whole_tenant: bool = False,
+        reason: str = "",
+    ) -> Receipt:
+        """Erase documents, a data subject's documents or the whole tenant: gone from this registry when
+        this returns; ``erasures.requested`` then tells retrieval, evaluation and the other regions, whose
+        reports complete the receipt (:meth:`on_erasure_applied`)."""
+        chosen = sum((document_ids is not None, data_subject is not None, whole_tenant))
+        if chosen != 1:
+            raise InvalidArgument(
+                "name exactly one target: documents, data_subject or whole_tenant"
+                + (f" (got {chosen})" if chosen else "")
+            )
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidArgument(f"reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
+        target: Target
+        ids: list[str] = []
+        subject = ""
+        if document_ids is not None:
+            target = "documents"
+            if not document_ids:
+                raise InvalidArgument("documents.ids is empty; name at least one document")
+            if len(document_ids) > MAX_ERASE_IDS:
+                raise InvalidArgument(
+                    f"documents.ids names {len(document_ids)} documents; "
+                    f"the limit is {MAX_ERASE_IDS} per call"
+                )
+            ids = unique_ids(parse_document_id(d, f"documents.ids[{i}]") for i, d in enumerate(document_ids))
+        elif data_subject is not None:
+            target, subject = "data_subject", check_subject(data_subject)
+        else:
+            target = "whole_tenant"
+        tenant = await self.check_tenant(tenant_id)
+        principal = current_principal()
+        requested_by = "" if principal is None or principal.via == "anonymous" else principal.subject
+        erasure_id = uuid.uuid4().hex
+        now = self._clock()
+        async with self._locks.setdefault(tenant, asyncio.Lock()):  # no upload of the tenant in between
+            if target == "data_subject":
+                ids = self._subject_documents(tenant, subject)
+                if len(ids) > ERASURE_MAX_DOCUMENTS:  # one request must carry them all
+                    raise FailedPrecondition(
+                        f"the data subject has {len(ids)} documents, more than one erasure covers "
+                        f"({ERASURE_MAX_DOCUMENTS}); nothing was erased: erase them by id, in batches"
+                    )
+            elif target == "whole_tenant":
+                ids = [d.document_id for d in self.registry.list(tenant)]
+            versions = self.registry.versions_of(tenant, ids) if target != "whole_tenant" else {}
+            removed = self.registry.delete_documents(tenant, ids, erasure_id)
+            scrubbed = self.registry.scrub()
+        receipt = new_receipt(
+            erasure_id=erasure_id,
+            tenant_id=tenant,
+            requested_by=requested_by,
+            requested_at=now,
+            target=target,
+            reason=reason,
+            document_ids=ids,
+            regions=self._regions or [self._region],
+        )
+        here = self._erased_here(erasure_id, tenant, removed, len(ids), scrubbed)
+        for r in here:
+            receipt = receipt.report(r.place, r.region, r.status, r.count, r.detail, now)
+        self.registry.save_receipt(receipt)
+        log.info("erasure requested", tenant=tenant, erasure=erasure_id, target=target, documents=len(ids))
+        if self._audit is not None:
+            self._audit.record(
+                AuditRecorded(
+                    tenant_id=tenant,
+                    idempotency_key=f"{tenant}/erasure/{erasure_id}/audit",
+                    kind="erasure",
+                    principal=requested_by,
+                    method=ERASE_METHOD,
+                    reason=reason[:2048],
+                    details={"erasure_id": erasure_id, "target": target, "documents": str(len(ids))},
+                    region=self._region,
+                )
+            )
+        if self._publish_erasure is not None:
+            await self._publish_erasure(
+                ErasureRequested(
+                    tenant_id=tenant,
+                    idempotency_key=f"{tenant}/erasure/{erasure_id}",
+                    erasure_id=erasure_id,
+                    document_ids=[] if target == "whole_tenant" else ids,
+                    versions=versions,
+                    data_subject=subject if target == "data_subject" else "",
+                    whole_tenant=target == "whole_tenant",
+                    origin=self._region,
+                )
+            )
+        for report in here:  # the same reports, for whoever follows erasures on the bus
+            await self._applied(report)
+        return self.registry.get_receipt(tenant, erasure_id) or receipt
+
+    async def get_erasure(self, tenant_id: str, erasure_id: str) -> Receipt:
+        """The receipt of one of the tenant's erasures (the tenant itself may be gone: whole-tenant)."""
+        tenant = parse_tenant_id(tenant_id)
+        if not _ERASURE_ID.fullmatch(erasure_id):
+            raise InvalidArgument("erasure_id must be the 32 hexadecimal digits an Erase call returned")
+        receipt = self.registry.get_receipt(tenant, erasure_id)
+        if receipt is None:
+            raise NotFound(f"no erasure {erasure_id!r} in tenant {tenant!r}")
+        return receipt
+
+    async def on_replicated_erasure(self, ev: ErasureRequested) -> ErasureOutcome:
+        """An erasure requested in another region: erase here too (the origin's documents, plus what this
+        region's registry holds for the data subject) and report to the origin's receipt."""
+        tenant = parse_tenant_id(ev.tenant_id)
+        present = True
+        try:
+            await self.check_tenant(tenant)
+        except NotFound:
+            present = False
+        removed, total, scrubbed = 0, 0, True
+        extra: list[str] = []
+        if present:
+            async with self._locks.setdefault(tenant, asyncio.Lock()):
+                ids = unique_ids(
+                    [
+                        *(d for d in ev.document_ids if is_document_id(d)),
+                        *(self._subject_documents(tenant, ev.data_subject) if ev.data_subject else ()),
+                        *(d.document_id for d in self.registry.list(tenant) if ev.whole_tenant),
+                    ]
+                )
+                total = len(ids)
+                named = set(ev.document_ids)
+                extra = [] if ev.whole_tenant else [d for d in ids if d not in named]
+                extra_versions = self.registry.versions_of(tenant, extra)
+                removed = self.registry.delete_documents(tenant, ids, ev.erasure_id, ev.versions)
+                scrubbed = self.registry.scrub()
+            if extra and self._publish_erasure is not None:
+                # the subject's documents only this region held: every region's retrieval (this one's
+                # too) erases them as well; by id only, so no region resolves the subject again
+                await self._publish_erasure(
+                    ErasureRequested(
+                        tenant_id=tenant,
+                        idempotency_key=f"{tenant}/erasure/{ev.erasure_id}/extra/{self._region}",
+                        erasure_id=ev.erasure_id,
+                        document_ids=extra[:ERASURE_MAX_DOCUMENTS],
+                        versions=extra_versions,
+                        origin=ev.origin,
+                    )
+                )
+        for report in self._erased_here(ev.erasure_id, tenant, removed, total, scrubbed, present=present):
+            await self._applied(report)
+        return "applied" if present else "tenant_absent"
+
+    async def on_erasure_applied(self, ev: ErasureApplied) -> ErasureOutcome:
+        """A place's report (this region's, or mirrored from another): its step on the receipt, if the
+        erasure was requested here (``stale`` otherwise: the receipt lives in the origin region)."""
+        receipt = self.registry.get_receipt(ev.tenant_id, ev.erasure_id)
+        if receipt is None:
+            return "stale"
+        at = ev.occurred_at.timestamp()
+        self.registry.save_receipt(receipt.report(ev.place, ev.region, ev.status, ev.count, ev.detail, at))
+        return "applied"
+
+    def _subject_documents(self, tenant: TenantId, subject: str) -> list[str]:
+        docs = self.registry.list(tenant)
+        return documents_of_subject(((d.document_id, d.metadata) for d in docs), self._subject_key, subject)
+
+    def _erased_here(
+        self, erasure_id: str, tenant: str, removed: int, total: int, scrubbed: bool, *, present: bool = True
+    ) -> list[ErasureApplied]:
+        """This region's ingestion and bus steps of an erasure, as reports."""
+        if present:
+            detail = f"{removed} of {total} documents removed from the registry"
+            if not scrubbed:
+                detail += " (its write-ahead log is truncated at the next erasure: a reader was active)"
+        else:
+            detail = f"the tenant does not live in region {self._region!r}: nothing in the registry"
+        bus_status, bus_detail = bus_step(
+            self._clock(), kafka=self._kafka_bus, retention_override_ms=self._kafka_retention_ms
+        )
+        key = f"{tenant}/erasure/{erasure_id}"
+        return [
+            ErasureApplied(
+                tenant_id=tenant,
+                idempotency_key=f"{key}/{ERASURE_PLACE}/{self._region}",
+                erasure_id=erasure_id,
+                place=ERASURE_PLACE,
+                region=self._region,
+                count=removed,
+                detail=detail,
+            ),
+            ErasureApplied(
+                tenant_id=tenant,
+                idempotency_key=f"{key}/{ERASURE_KAFKA_PLACE}/{self._region}",
+                erasure_id=erasure_id,
+                place=ERASURE_KAFKA_PLACE,
+                region=self._region,
+                status=bus_status,
+                detail=bus_detail,
+            ),
+        ]
+
+    async def _applied(self, report: ErasureApplied) -> None:
+        if self._publish_applied is not None:
+            await self._publish_applied(report)
 
     async def on_dead_letter(self, msg: Message) -> None:
         """A chunk event gave up downstream: the document is failed, with the reason."""

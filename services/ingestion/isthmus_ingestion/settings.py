@@ -17,3 +17,9 @@ class IngestionSettings(SectionSettings):
     chunk_overlap_tokens: int = Field(64, ge=0)
     chunks_per_event: int = Field(32, ge=1, le=512, description="chunks per chunks.created event")
     tokenizer_file: Path | None = Field(None, description="default: the bundled bge-small tokenizer.json")
+    erasure_subject_key: str = Field(
+        "data_subject",
+        min_length=1,
+        max_length=256,
+        description="the upload metadata key naming a document's data subject (Erase --data-subject)",
+    )

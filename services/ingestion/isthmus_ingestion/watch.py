@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -153,6 +153,14 @@ class DocumentWatch:
             if w.tenant_id == tenant_id:
                 w.close(NotFound(f"tenant {tenant_id!r} was deleted while being watched"))
 
+    def documents_erased(self, tenant_id: str, document_ids: Collection[str]) -> None:
+        """These documents were erased: a watch of any of them by id ends with NOT_FOUND (a watch of the
+        whole tenant goes on: the erased documents simply never appear again)."""
+        erased = frozenset(document_ids)
+        for w in tuple(self._watchers):
+            if w.tenant_id == tenant_id and w.document_ids is not None and w.document_ids & erased:
+                w.close(NotFound("a watched document was erased"))
+
     async def stream(
         self,
         lookup: DocumentLookup,
@@ -217,4 +225,15 @@ class WatchedRegistry(DocumentRegistry):
     def delete_tenant(self, tenant_id: str) -> int:
         n = super().delete_tenant(tenant_id)
         self.watch.tenant_deleted(tenant_id)
+        return n
+
+    def delete_documents(
+        self,
+        tenant_id: str,
+        document_ids: Sequence[str],
+        erasure_id: str = "",
+        known_versions: Mapping[str, int] | None = None,
+    ) -> int:
+        n = super().delete_documents(tenant_id, document_ids, erasure_id, known_versions)
+        self.watch.documents_erased(tenant_id, document_ids)
         return n

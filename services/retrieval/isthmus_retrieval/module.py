@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.bus.purge import purge_on_erasure
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.contracts import topics
@@ -51,9 +53,11 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
     store, probes = make_store(s, ctx.data_dir)
     embedding = ctx.channel("embedding")
     embed_query: QueryEmbedder = GrpcQueryEmbedder(embedding)
+    caches: list[Callable[[], None]] = []  # content caches, purged on every erasure
     if s.query_cache_size:
         cached = CachedQueryEmbedder(embed_query, maxsize=s.query_cache_size, ttl_s=s.query_cache_ttl_s)
         register_cache("query_vectors", cached.cache_info)
+        caches.append(cached.clear)
         embed_query = cached
     core = Retrieval(
         store,
@@ -67,6 +71,8 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
         reranker=GrpcReranker(embedding),
         rerank_candidates=s.rerank_candidates,
         rerank_weight=s.rerank_weight,
+        publish_applied=publisher(ctx.bus, topics.ERASURES_APPLIED),
+        region=ctx.common.region,
     )
     peers = ctx.common.peer_regions()
     servicer = RetrievalServicer(core, s.default_top_k, s.hybrid_alpha, Fusion(s.fusion), s.rerank)
@@ -77,12 +83,20 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
             subscribe(topics.CHUNKS_EMBEDDED, GROUP, core.index),
             # documents indexed in the other regions, mirrored by MirrorMaker 2 (docs/multi-region.md)
             *replica_subscriptions(topics.CHUNKS_EMBEDDED, GROUP, peers, core.apply_replica, service=NAME),
+            # erasures requested here and in the other regions: their chunks leave this region's store
+            subscribe(topics.ERASURES_REQUESTED, GROUP + "-erasure", core.on_erasure),
+            *replica_subscriptions(
+                topics.ERASURES_REQUESTED, GROUP + "-erasure", peers, core.erase, service=NAME
+            ),
+            *purge_on_erasure(NAME, peers, caches),
         ],
         topics=[
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
             topics.TENANTS_DELETED,
-            *replica_topics([topics.CHUNKS_EMBEDDED], peers),
+            topics.ERASURES_REQUESTED,
+            topics.ERASURES_APPLIED,
+            *replica_topics([topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED], peers),
         ],
         on_stop=[store.close],
         probes=probes,

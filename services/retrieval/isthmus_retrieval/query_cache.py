@@ -50,6 +50,11 @@ class CachedQueryEmbedder:
             self._cache[text] = embedded
         return embedded
 
+    def clear(self) -> None:
+        """Forget every cached query (an erasure: a query text may name what was erased)."""
+        with self._lock:
+            self._cache.clear()
+
     def cache_info(self) -> tuple[int, int, int, int]:
         """``(hits, misses, size, maxsize)``."""
         with self._lock:

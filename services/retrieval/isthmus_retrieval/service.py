@@ -12,9 +12,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, TenantDeleted
-from isthmus_core.contracts.ids import parse_tenant_id
-from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from isthmus_core.contracts.events import (
+    ChunksEmbedded,
+    ChunksIndexed,
+    ErasureApplied,
+    ErasureRequested,
+    TenantDeleted,
+)
+from isthmus_core.contracts.ids import is_document_id, parse_tenant_id
+from isthmus_core.errors import FailedPrecondition, InvalidArgument, IsthmusError, NotFound, Unavailable
 from isthmus_core.ports.embedding_client import QueryEmbedder, Reranker
 from isthmus_core.ports.generator import DOCUMENT_VERSION_KEY
 from isthmus_core.store.port import (
@@ -22,6 +28,7 @@ from isthmus_core.store.port import (
     Fusion,
     Hit,
     RejectedRecords,
+    Scrubbable,
     SearchMode,
     SearchQuery,
     VectorStore,
@@ -35,6 +42,8 @@ REJECTED_SUFFIX = "/rejected"
 DeadLetter = Callable[[ChunksEmbedded, Exception], Awaitable[None]]
 #: what indexing did with a batch: written, or skipped as older than the indexed version
 IndexOutcome = Literal["applied", "stale"]
+#: the place name of retrieval's erasure step (isthmus_core.contracts.events.ERASURE_PLACES)
+ERASURE_PLACE = "retrieval"
 #: striped per-document locks: a document's local and mirrored batches are applied one at a time
 _LOCK_STRIPES = 64
 
@@ -69,6 +78,8 @@ class Retrieval:
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
         rerank_weight: float = 0.3,
+        publish_applied: Callable[[ErasureApplied], Awaitable[None]] | None = None,
+        region: str = "",
     ) -> None:
         self.store = store
         self._embed_query = embed_query
@@ -82,6 +93,8 @@ class Retrieval:
         self._rerank_candidates = rerank_candidates
         self._rerank_weight = rerank_weight
         self._doc_locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+        self._publish_applied = publish_applied
+        self._region = region
 
     async def create_tenant(self, tenant_id: str) -> None:
         await self.store.create_tenant(parse_tenant_id(tenant_id))
@@ -141,6 +154,63 @@ class Retrieval:
                 raise Unavailable(f"the reranker returned {len(scores)} scores for {len(head)} passages")
             hits = blend_rerank(hits, scores, weight=self._rerank_weight)
         return hits[: p.top_k], model_id
+
+    # --- erasure ------------------------------------------------------------------------------------------
+
+    async def on_erasure(self, ev: ErasureRequested) -> None:
+        """An erasure requested in this region (see :meth:`erase`)."""
+        await self.erase(ev)
+
+    async def erase(self, ev: ErasureRequested) -> Literal["applied", "tenant_absent"]:
+        """Delete the erased documents' chunks from the store — or, for a whole tenant, the tenant itself
+        (as DeleteTenant does: ``tenants.deleted`` tells every service to drop its state) — and report
+        how many chunks went (``erasures.applied``, place ``retrieval``, this region). A failure is
+        reported too, then raised, so the bus retries (a later success replaces the failed step)."""
+        tenant = parse_tenant_id(ev.tenant_id)
+        if not await self.store.has_tenant(tenant):
+            await self._report(ev, 0, f"the tenant does not live in region {self._region!r}: no chunks")
+            return "tenant_absent"
+        try:
+            if ev.whole_tenant:
+                count = await self.store.count(tenant)
+                await self.delete_tenant(tenant)
+                detail = f"tenant deleted with its {count} chunks; tenants.deleted published"
+            else:
+                ids = [d for d in dict.fromkeys(ev.document_ids) if is_document_id(d)]
+                count = 0
+                for doc in ids:
+                    key = zlib.crc32(f"{tenant}/{doc}".encode())
+                    async with self._doc_locks[key % _LOCK_STRIPES]:
+                        count += await self.store.delete_document(tenant, doc)
+                detail = f"{count} chunks of {len(ids)} documents deleted from the store"
+                if isinstance(self.store, Scrubbable):
+                    await self.store.scrub(tenant)
+                else:
+                    detail += " (the store frees their bytes at its own compaction)"
+        except NotFound:  # the tenant went away meanwhile: nothing of it is left here
+            await self._report(ev, 0, "the tenant was deleted meanwhile: no chunks left")
+            return "applied"
+        except IsthmusError as exc:
+            await self._report(ev, 0, f"{type(exc).__name__}: {exc}", failed=True)
+            raise
+        await self._report(ev, count, detail)
+        return "applied"
+
+    async def _report(self, ev: ErasureRequested, count: int, detail: str, *, failed: bool = False) -> None:
+        if self._publish_applied is None:
+            return
+        await self._publish_applied(
+            ErasureApplied(
+                tenant_id=ev.tenant_id,
+                idempotency_key=f"{ev.tenant_id}/erasure/{ev.erasure_id}/{ERASURE_PLACE}/{self._region}",
+                erasure_id=ev.erasure_id,
+                place=ERASURE_PLACE,
+                region=self._region,
+                count=count,
+                status="failed" if failed else "done",
+                detail=detail[:2048],
+            )
+        )
 
     async def index(self, ev: ChunksEmbedded) -> None:
         """Upsert one batch of embedded chunks of this region (see :meth:`apply`)."""

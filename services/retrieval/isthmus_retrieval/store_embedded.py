@@ -272,6 +272,17 @@ class EmbeddedStore:
             tenant = await self._open_tenant(tenant_id)
             return await asyncio.to_thread(self._delete_document_sync, tenant, document_id)
 
+    async def scrub(self, tenant_id: str) -> None:
+        """Leave nothing of deleted chunks on disk (an erasure): the rows are zeroed as they are deleted
+        (``secure_delete``); this truncates the write-ahead log after copying it back, and removes the
+        derived BM25 and vector index files of an older generation (their vocabulary and vectors would
+        still hold deleted chunks; they are rebuilt from sqlite on next use)."""
+        self._check_open()
+        validate_tenant_id(tenant_id)
+        async with self._lock(tenant_id):
+            tenant = await self._open_tenant(tenant_id)
+            await asyncio.to_thread(self._scrub_sync, tenant)
+
     async def document_version(self, tenant_id: str, document_id: str) -> int | None:
         self._check_open()
         validate_tenant_id(tenant_id)
@@ -393,6 +404,7 @@ class EmbeddedStore:
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path / _DB, check_same_thread=False)
+        db.execute("PRAGMA secure_delete=ON")  # deleted chunks are zeroed, not left in free pages
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
@@ -578,6 +590,22 @@ class EmbeddedStore:
                 tenant.vectors = None
                 raise
         return len(keys)
+
+    def _scrub_sync(self, tenant: _Tenant) -> None:
+        (busy, _, _) = tenant.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise FailedPrecondition(f"tenant {tenant.tenant_id!r}: its write-ahead log is in use; retry")
+        stamp = _read_json(tenant.path / _BM25 / _BM25_STAMP)
+        if stamp is None or stamp.get("generation") != tenant.generation:
+            shutil.rmtree(tenant.path / _BM25, ignore_errors=True)
+        if tenant.bm25 is not None and tenant.bm25.generation != tenant.generation:
+            tenant.bm25 = None  # its vocabulary still holds the deleted chunks' terms
+        shutil.rmtree(tenant.path / f"{_BM25}.tmp", ignore_errors=True)
+        if tenant.vectors_saved_generation != tenant.generation:
+            for name in (_VECTORS, _VECTORS_STAMP, _VECTORS + ".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    (tenant.path / name).unlink()
+            tenant.vectors_saved_generation = -1
 
     def _search_sync(
         self,

@@ -193,3 +193,50 @@ class AuditRecorded(Event):
     details: dict[str, str] = Field(default_factory=dict)
     peer: str = Field(default="", max_length=256, description="the caller's address, as gRPC reports it")
     region: str = ""
+
+
+#: an erasure's id: 32 lowercase hex digits (a uuid4), made by the ingestion that received the request
+ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"
+#: most document ids one ErasureRequested carries (20,000 ids of at most 128 characters, listed and with
+#: their versions, stay under the bus's 8 MiB message limit); a whole-tenant erasure carries none
+ERASURE_MAX_DOCUMENTS = 20_000
+#: most document ids one Erase call names (a data subject or a whole tenant may cover more)
+ERASE_MAX_IDS = 10_000
+#: longest data subject an Erase call names (the value of its upload metadata key)
+ERASE_MAX_SUBJECT_CHARS = 256
+#: the places that erase a tenant's data on ``erasures.requested`` and answer with ``erasures.applied``,
+#: in every region: a receipt expects one step of each per region (plus ``kafka``, see
+#: :data:`ERASURE_KAFKA_PLACE`); a place whose handler is not deployed leaves its step pending
+ERASURE_PLACES: tuple[str, ...] = ("ingestion", "retrieval", "evaluation")
+#: the receipt step about events already on the bus's topics (not rewritten; they expire with retention)
+ERASURE_KAFKA_PLACE = "kafka"
+
+
+class ErasureRequested(Event):
+    """Erase documents (or a whole tenant) everywhere: published by the ingestion that received the
+    ``Erase`` call, mirrored to the other regions (each erases there too and answers).
+
+    ``document_ids`` are the documents the origin resolved (none for a whole tenant); a region also
+    erases the documents its own registry finds for ``data_subject`` (documents it holds that the
+    origin had not seen yet)."""
+
+    erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
+    document_ids: list[str] = Field(default_factory=list, max_length=ERASURE_MAX_DOCUMENTS)
+    #: the highest version of each document the origin knew when it erased it: a region that has not
+    #: received the document yet (its mirrored chunks still on their way) erases them when they land
+    versions: dict[str, int] = Field(default_factory=dict, max_length=ERASURE_MAX_DOCUMENTS)
+    data_subject: str = Field(default="", max_length=ERASE_MAX_SUBJECT_CHARS)
+    whole_tenant: bool = False
+    #: the region the erasure was requested in, where its receipt is kept ("" = single region)
+    origin: str = ""
+
+
+class ErasureApplied(Event):
+    """One place of one region reporting what it erased (or why it could not), for the receipt."""
+
+    erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
+    place: str = Field(min_length=1, max_length=64)
+    region: str = ""
+    count: int = Field(default=0, ge=0)
+    status: Literal["done", "failed"] = "done"
+    detail: str = Field(default="", max_length=2048)

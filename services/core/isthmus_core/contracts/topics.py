@@ -52,6 +52,11 @@ GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerd
 AUDIT_RECORDED = TopicSpec(
     "isthmus.audit.recorded.v1", ev.AuditRecorded, "tenant_id", retention_ms=400 * 24 * 3600 * 1000
 )
+#: erasures: requested by ingestion's Erase, applied by every place in every region (both replicated)
+ERASURES_REQUESTED = TopicSpec(
+    "isthmus.erasures.requested.v1", ev.ErasureRequested, "tenant_id", partitions=1
+)
+ERASURES_APPLIED = TopicSpec("isthmus.erasures.applied.v1", ev.ErasureApplied, "tenant_id", partitions=1)
 
 #: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
 AnyTopic: TypeAlias = TopicSpec[Any]
@@ -65,6 +70,8 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     ANSWERS_PRODUCED,
     GUARDRAIL_VERDICTS,
     AUDIT_RECORDED,
+    ERASURES_REQUESTED,
+    ERASURES_APPLIED,
 )
 
 

@@ -10,7 +10,9 @@ and each message of a client stream as it arrives — and refuses the call with 
   ``document_id`` → :func:`parse_document_id`, ``principals`` → :func:`parse_principals`,
   ``subject_id`` (the verdict event's idempotency key) ≤ 128 printable characters, ``filename`` a
   printable file name ≤ 255 characters, ``dataset_path`` a printable path ≤ 1000 characters whose
-  components are ≤ 255 bytes (it names a directory). An empty ``tenant_id`` / ``document_id`` is refused
+  components are ≤ 255 bytes (it names a directory), ``erasure_id`` 32 hexadecimal digits,
+  ``data_subject`` ≤ 256 printable characters, not blank; a list of ``ids`` (an erasure's documents)
+  ≤ 10,000 document ids. An empty ``tenant_id`` / ``document_id`` / ``erasure_id`` is refused
   ("is required") unless the field is in :data:`EMPTY_ALLOWED` (optional by design in the proto);
 * any other string is longer than :data:`MAX_STRING_CHARS`, or a map key than :data:`MAX_KEY_CHARS`
   (bytes are bounded by the server's message size and each service's own limit, e.g. the upload size);
@@ -24,6 +26,7 @@ A handler that reads its stream with ``context.read()`` instead of the request i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -31,6 +34,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from isthmus_core.contracts.events import ERASE_MAX_IDS, ERASE_MAX_SUBJECT_CHARS, ERASURE_ID_PATTERN
 from isthmus_core.contracts.ids import parse_document_id, parse_principals, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
@@ -78,6 +82,27 @@ def _dataset_path(value: str, path: str) -> None:
         raise InvalidArgument(f"{path} has a {longest}-byte component; the limit is {MAX_NAME_BYTES} bytes")
 
 
+_ERASURE_ID: Final = re.compile(ERASURE_ID_PATTERN)
+
+
+def _erasure_id(value: str, path: str) -> None:
+    if not _ERASURE_ID.fullmatch(value):
+        raise InvalidArgument(f"{path} must be the 32 hexadecimal digits an Erase call returned")
+
+
+def _data_subject(value: str, path: str) -> None:
+    if not value.strip():
+        raise InvalidArgument(f"{path} is empty; name the subject whose documents to erase")
+    _printable(value, path, ERASE_MAX_SUBJECT_CHARS, "data subjects")
+
+
+def _document_ids(values: Sequence[str], path: str) -> None:
+    if len(values) > ERASE_MAX_IDS:
+        raise InvalidArgument(f"{path} names {len(values)} documents; the limit is {ERASE_MAX_IDS} per call")
+    for i, value in enumerate(values):
+        parse_document_id(value, f"{path}[{i}]")
+
+
 #: field name → rule for one string value (the value, its path in the message); raises InvalidArgument
 FIELD_RULES: Final[Mapping[str, Callable[[str, str], object]]] = {
     "tenant_id": parse_tenant_id,
@@ -85,12 +110,15 @@ FIELD_RULES: Final[Mapping[str, Callable[[str, str], object]]] = {
     "subject_id": _subject,
     "filename": _filename,
     "dataset_path": _dataset_path,
+    "erasure_id": _erasure_id,
+    "data_subject": _data_subject,
 }
 #: string fields that may not be empty (unless in :data:`EMPTY_ALLOWED`)
-REQUIRED: Final = ("tenant_id", "document_id")
+REQUIRED: Final = ("tenant_id", "document_id", "erasure_id")
 #: field name → rule for a whole repeated string field
 LIST_RULES: Final[Mapping[str, Callable[[Sequence[str], str], object]]] = {
     "principals": parse_principals,
+    "ids": _document_ids,
 }
 
 _FLOATS: Final = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)

@@ -142,3 +142,15 @@ class VectorStore(Protocol):
         """Best first. NotFound for an unknown tenant."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Scrubbable(Protocol):
+    """A store whose deletions can leave the deleted bytes on its disk (a database's write-ahead log,
+    index files derived from an older state) and that can remove them on request. An erasure calls
+    :meth:`scrub` after deleting; a store without it (Weaviate: its LSM segments drop deleted objects
+    at compaction) is left to its own schedule, and the erasure receipt says so."""
+
+    async def scrub(self, tenant_id: str) -> None:
+        """Leave no byte of the tenant's deleted chunks in the store's files. NotFound for an unknown
+        tenant."""

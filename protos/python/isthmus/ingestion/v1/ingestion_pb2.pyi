@@ -18,12 +18,23 @@ class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_STATUS_EMBEDDED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_INDEXED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_FAILED: _ClassVar[DocumentStatus]
+
+class ErasureStepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERASURE_STEP_STATUS_UNSPECIFIED: _ClassVar[ErasureStepStatus]
+    ERASURE_STEP_STATUS_PENDING: _ClassVar[ErasureStepStatus]
+    ERASURE_STEP_STATUS_DONE: _ClassVar[ErasureStepStatus]
+    ERASURE_STEP_STATUS_FAILED: _ClassVar[ErasureStepStatus]
 DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
 DOCUMENT_STATUS_RECEIVED: DocumentStatus
 DOCUMENT_STATUS_CHUNKED: DocumentStatus
 DOCUMENT_STATUS_EMBEDDED: DocumentStatus
 DOCUMENT_STATUS_INDEXED: DocumentStatus
 DOCUMENT_STATUS_FAILED: DocumentStatus
+ERASURE_STEP_STATUS_UNSPECIFIED: ErasureStepStatus
+ERASURE_STEP_STATUS_PENDING: ErasureStepStatus
+ERASURE_STEP_STATUS_DONE: ErasureStepStatus
+ERASURE_STEP_STATUS_FAILED: ErasureStepStatus
 
 class UploadHeader(_message.Message):
     __slots__ = ("tenant_id", "filename", "content_type", "document_id", "metadata")
@@ -144,3 +155,69 @@ class DocumentEvent(_message.Message):
     document: Document
     initial: bool
     def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., initial: bool = ...) -> None: ...
+
+class DocumentIds(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EraseRequest(_message.Message):
+    __slots__ = ("tenant_id", "documents", "data_subject", "whole_tenant", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_TENANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    documents: DocumentIds
+    data_subject: str
+    whole_tenant: bool
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., documents: _Optional[_Union[DocumentIds, _Mapping]] = ..., data_subject: _Optional[str] = ..., whole_tenant: bool = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetErasureRequest(_message.Message):
+    __slots__ = ("tenant_id", "erasure_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    erasure_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., erasure_id: _Optional[str] = ...) -> None: ...
+
+class ErasureStep(_message.Message):
+    __slots__ = ("place", "region", "status", "count", "detail", "completed_at")
+    PLACE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    place: str
+    region: str
+    status: ErasureStepStatus
+    count: int
+    detail: str
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, place: _Optional[str] = ..., region: _Optional[str] = ..., status: _Optional[_Union[ErasureStepStatus, str]] = ..., count: _Optional[int] = ..., detail: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ErasureReceipt(_message.Message):
+    __slots__ = ("erasure_id", "tenant_id", "requested_by", "requested_at", "document_ids", "steps", "complete", "target", "reason")
+    ERASURE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    erasure_id: str
+    tenant_id: str
+    requested_by: str
+    requested_at: _timestamp_pb2.Timestamp
+    document_ids: _containers.RepeatedScalarFieldContainer[str]
+    steps: _containers.RepeatedCompositeFieldContainer[ErasureStep]
+    complete: bool
+    target: str
+    reason: str
+    def __init__(self, erasure_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_ids: _Optional[_Iterable[str]] = ..., steps: _Optional[_Iterable[_Union[ErasureStep, _Mapping]]] = ..., complete: bool = ..., target: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

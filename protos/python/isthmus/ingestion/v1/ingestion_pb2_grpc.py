@@ -55,6 +55,16 @@ class IngestionServiceStub(object):
                 request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.SerializeToString,
                 response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.FromString,
                 _registered_method=True)
+        self.Erase = channel.unary_unary(
+                '/isthmus.ingestion.v1.IngestionService/Erase',
+                request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.EraseRequest.SerializeToString,
+                response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
+        self.GetErasure = channel.unary_unary(
+                '/isthmus.ingestion.v1.IngestionService/GetErasure',
+                request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.SerializeToString,
+                response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer(object):
@@ -91,6 +101,23 @@ class IngestionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Erase(self, request, context):
+        """Erase documents, every document of a data subject, or a whole tenant, in every region the tenant
+        lives in: this ingestion removes them from its registry at once, then the other places (retrieval's
+        store, evaluation, the other regions) report back on the receipt's steps. Unknown document ids are
+        accepted (nothing to erase). Returns the receipt as it stands when the local part is done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetErasure(self, request, context):
+        """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +140,16 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.WatchDocuments,
                     request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.FromString,
                     response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.SerializeToString,
+            ),
+            'Erase': grpc.unary_unary_rpc_method_handler(
+                    servicer.Erase,
+                    request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.EraseRequest.FromString,
+                    response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'GetErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetErasure,
+                    request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.FromString,
+                    response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +261,60 @@ class IngestionService(object):
             '/isthmus.ingestion.v1.IngestionService/WatchDocuments',
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.WatchDocumentsRequest.SerializeToString,
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Erase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.ingestion.v1.IngestionService/Erase',
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.EraseRequest.SerializeToString,
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.ingestion.v1.IngestionService/GetErasure',
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.SerializeToString,
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
             options,
             channel_credentials,
             insecure,

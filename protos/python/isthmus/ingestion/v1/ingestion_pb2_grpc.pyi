@@ -44,6 +44,14 @@ class IngestionServiceStub:
     a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
     past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
     """
+    Erase: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.EraseRequest, _ingestion_pb2.ErasureReceipt]
+    """Erase documents, every document of a data subject, or a whole tenant, in every region the tenant
+    lives in: this ingestion removes them from its registry at once, then the other places (retrieval's
+    store, evaluation, the other regions) report back on the receipt's steps. Unknown document ids are
+    accepted (nothing to erase). Returns the receipt as it stands when the local part is done.
+    """
+    GetErasure: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetErasureRequest, _ingestion_pb2.ErasureReceipt]
+    """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -61,6 +69,14 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
     past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
     """
+    Erase: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.EraseRequest, _ingestion_pb2.ErasureReceipt]  # type: ignore[assignment]
+    """Erase documents, every document of a data subject, or a whole tenant, in every region the tenant
+    lives in: this ingestion removes them from its registry at once, then the other places (retrieval's
+    store, evaluation, the other regions) report back on the receipt's steps. Unknown document ids are
+    accepted (nothing to erase). Returns the receipt as it stands when the local part is done.
+    """
+    GetErasure: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetErasureRequest, _ingestion_pb2.ErasureReceipt]  # type: ignore[assignment]
+    """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out."""
@@ -99,5 +115,25 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
         past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
         """
+
+    @_abc_1.abstractmethod
+    def Erase(
+        self,
+        request: _ingestion_pb2.EraseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.ErasureReceipt, _abc.Awaitable[_ingestion_pb2.ErasureReceipt]]:
+        """Erase documents, every document of a data subject, or a whole tenant, in every region the tenant
+        lives in: this ingestion removes them from its registry at once, then the other places (retrieval's
+        store, evaluation, the other regions) report back on the receipt's steps. Unknown document ids are
+        accepted (nothing to erase). Returns the receipt as it stands when the local part is done.
+        """
+
+    @_abc_1.abstractmethod
+    def GetErasure(
+        self,
+        request: _ingestion_pb2.GetErasureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.ErasureReceipt, _abc.Awaitable[_ingestion_pb2.ErasureReceipt]]:
+        """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
