@@ -4,10 +4,9 @@ ListDocuments, WatchDocuments, Search in every mode, the tenant's chunk count, a
 file under the platform's data directory (SQLite databases and their logs included): the erased secret
 is nowhere, the rest of the tenant is intact.
 
-The receipt expects a report from every place in :data:`EXPECTED_PLACES`; this test waits for those in
-:data:`REPORTING_PLACES`, the places whose erasure handler exists today. Evaluation's handler is not
-written yet: its step stays pending (and the receipt incomplete) until it is; then add it to
-``REPORTING_PLACES``.
+The receipt expects a report from every place in :data:`EXPECTED_PLACES` (ingestion, retrieval,
+evaluation — the answers' provenance — and kafka); this test waits for them all and checks the receipt
+is complete.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ import pytest_asyncio
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.evaluation.v1 import evaluation_pb2 as epb
+from isthmus.evaluation.v1 import evaluation_pb2_grpc as egrpc
 from isthmus.ingestion.v1 import ingestion_pb2 as ipb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as igrpc
 from isthmus.retrieval.v1 import retrieval_pb2 as rpb
@@ -40,9 +41,8 @@ from .conftest import platform, upload, wait_indexed
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-#: the places that report to an erasure receipt today (evaluation: add it once its handler publishes
-#: ErasureApplied(place="evaluation"))
-REPORTING_PLACES: Final = ("ingestion", "retrieval", "kafka")
+#: the places that report to an erasure receipt
+REPORTING_PLACES: Final = ("ingestion", "retrieval", "evaluation", "kafka")
 PENDING_PLACES: Final = tuple(p for p in EXPECTED_PLACES if p not in REPORTING_PLACES)
 MODES: Final = (
     rpb.SEARCH_MODE_BM25,
@@ -63,6 +63,7 @@ class Env:
         self.ingestion = igrpc.IngestionServiceStub(ch)
         self.retrieval = rgrpc.RetrievalServiceStub(ch)
         self.orchestrator = ao_grpc.AgentOrchestratorServiceStub(ch)
+        self.evaluation = egrpc.EvaluationServiceStub(ch)
 
     async def tenant(self) -> str:
         tenant = f"erase-{uuid.uuid4().hex[:10]}"
@@ -164,6 +165,12 @@ async def test_erasing_a_data_subject_leaves_nothing_of_it_anywhere(env: Env) ->
         ao.AskRequest(tenant_id=tenant, question="What does the code word open?")
     )
     assert answer.answer  # a question over the tenant's content was answered before the erasure
+    assert isinstance(env.rt.bus, InProcessBus)
+    await env.rt.bus.drain()  # evaluation has kept the answer's provenance
+    provenance = await env.evaluation.GetProvenance(
+        epb.GetProvenanceRequest(tenant_id=tenant, answer_id=answer.question_id)
+    )
+    assert set(alice_docs) & {c.document_id for c in provenance.retrieved}, "the answer used alice's notes"
     assert env.files_holding(alice_secret)[alice_secret], "the walk must see the stored content"
 
     receipt = await env.erase(ipb.EraseRequest(tenant_id=tenant, data_subject=alice, reason="GDPR art. 17"))
@@ -174,6 +181,15 @@ async def test_erasing_a_data_subject_leaves_nothing_of_it_anywhere(env: Env) ->
     assert sorted({s.place for s in receipt.steps}) == sorted(EXPECTED_PLACES)
     counts = {s.place: s.count for s in receipt.steps}
     assert counts["ingestion"] == len(alice_docs) and counts["retrieval"] == alice_chunks
+    assert counts["evaluation"] == 1  # the one answer that used her documents
+    assert (
+        await _code(
+            env.evaluation.GetProvenance(
+                epb.GetProvenanceRequest(tenant_id=tenant, answer_id=answer.question_id)
+            )
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
     kafka = next(s for s in receipt.steps if s.place == "kafka")
     assert "isthmus.documents.submitted.v1" in kafka.detail
     for place in PENDING_PLACES:

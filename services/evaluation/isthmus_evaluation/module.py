@@ -10,10 +10,17 @@ from functools import partial
 from isthmus.audit.v1 import audit_pb2, audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus_core.bus.replication import Outcome, replica_subscriptions, replica_topics
-from isthmus_core.bus.typed import subscribe
+from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import AnswerProduced, AuditRecorded, GuardrailVerdict, TenantDeleted
+from isthmus_core.contracts.events import (
+    AnswerProduced,
+    AuditRecorded,
+    ErasureApplied,
+    ErasureRequested,
+    GuardrailVerdict,
+    TenantDeleted,
+)
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
@@ -28,6 +35,21 @@ NAME = "evaluation"
 GROUP = "evaluation"
 #: the audit log has its own consumer group: its progress never waits on (or replays) the metrics'
 AUDIT_GROUP = "evaluation-audit"
+ERASURE_GROUP = "evaluation-erasure"
+ERASURE_PLACE = "evaluation"
+
+
+def _applied(ev: ErasureRequested, region: str, count: int, detail: str, status: str) -> ErasureApplied:
+    return ErasureApplied(
+        tenant_id=ev.tenant_id,
+        idempotency_key=f"{ev.tenant_id}/erasure/{ev.erasure_id}/{ERASURE_PLACE}/{region}",
+        erasure_id=ev.erasure_id,
+        place=ERASURE_PLACE,
+        region=region,
+        count=count,
+        status="failed" if status == "failed" else "done",
+        detail=detail,
+    )
 
 
 async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
@@ -59,6 +81,25 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         tenants.forget(tenant)
         online.drop_tenant(tenant)
         await asyncio.to_thread(records.drop_tenant_answers, tenant, ev.occurred_at)
+
+    publish_applied = publisher(ctx.bus, topics.ERASURES_APPLIED)
+    region = ctx.common.region
+
+    async def erase(ev: ErasureRequested) -> Outcome:
+        """Forget the answers (provenance) that used an erased document, and report it for the receipt."""
+        try:
+            count = await asyncio.to_thread(
+                records.erase_answers, ev.tenant_id, ev.document_ids, ev.whole_tenant
+            )
+        except Exception as exc:
+            await publish_applied(_applied(ev, region, 0, f"{type(exc).__name__}: {exc}", "failed"))
+            raise
+        what = "every answer of the tenant" if ev.whole_tenant else "answers that used them"
+        await publish_applied(_applied(ev, region, count, f"{count} {what} forgotten (provenance)", "done"))
+        return "applied"
+
+    async def on_erasure(ev: ErasureRequested) -> None:
+        await erase(ev)
 
     async def held_here(tenant_id: str) -> bool:
         return await tenants.exists(parse_tenant_id(tenant_id))
@@ -94,6 +135,9 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
             subscribe(topics.GUARDRAIL_VERDICTS, GROUP, on_verdict),
             subscribe(topics.TENANTS_DELETED, GROUP, on_tenant_deleted),
             subscribe(topics.AUDIT_RECORDED, AUDIT_GROUP, on_audit),
+            # erasures requested here and in the other regions: answers that used the documents go
+            subscribe(topics.ERASURES_REQUESTED, ERASURE_GROUP, on_erasure),
+            *replica_subscriptions(topics.ERASURES_REQUESTED, ERASURE_GROUP, peers, erase, service=NAME),
             # answers and verdicts of the other regions: online metrics cover the tenant everywhere
             *replica_subscriptions(topics.ANSWERS_PRODUCED, GROUP, peers, on_answer_from, service=NAME),
             *replica_subscriptions(topics.GUARDRAIL_VERDICTS, GROUP, peers, on_verdict_from, service=NAME),
@@ -103,7 +147,11 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
             topics.GUARDRAIL_VERDICTS,
             topics.TENANTS_DELETED,
             topics.AUDIT_RECORDED,
-            *replica_topics([topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS], peers),
+            topics.ERASURES_REQUESTED,
+            topics.ERASURES_APPLIED,
+            *replica_topics(
+                [topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS, topics.ERASURES_REQUESTED], peers
+            ),
         ],
         on_stop=[_closer(records)],
     )

@@ -20,6 +20,7 @@ import binascii
 import json
 import sqlite3
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +122,8 @@ class RecordStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # an erased answer's rows are zeroed, not left in free pages (erasure, docs/security.md)
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -203,3 +206,32 @@ class RecordStore:
                 (tenant_id, _us(answered_before)),
             )
             return cur.rowcount
+
+    def erase_answers(self, tenant_id: str, document_ids: Collection[str], whole_tenant: bool) -> int:
+        """Forget the tenant's answers that retrieved or cited any of ``document_ids`` (every answer of
+        the tenant with ``whole_tenant``), leaving no copy in the database files; how many. Audit
+        records are kept: they name principals and methods, never document content."""
+        erased = set(document_ids)
+        with self._lock:
+            if whole_tenant:
+                cur = self._db.execute("DELETE FROM provenance WHERE tenant_id = ?", (tenant_id,))
+                count = cur.rowcount
+            else:
+                rows = self._db.execute(
+                    "SELECT answer_id, body FROM provenance WHERE tenant_id = ?", (tenant_id,)
+                ).fetchall()
+                doomed = [
+                    (tenant_id, str(answer_id))
+                    for answer_id, body in rows
+                    if _documents_of(AnswerProduced.model_validate_json(str(body))) & erased
+                ]
+                self._db.executemany("DELETE FROM provenance WHERE tenant_id = ? AND answer_id = ?", doomed)
+                count = len(doomed)
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL holds copies of the pages
+            return count
+
+
+def _documents_of(ev: AnswerProduced) -> set[str]:
+    """Every document an answer used: its citations, and the chunks retrieved and cited for it."""
+    p = ev.provenance
+    return {c.document_id for c in ev.citations} | {c.document_id for c in (*p.retrieved, *p.cited)}
