@@ -16,7 +16,7 @@ def main() -> None:
     from isthmus_operator.reconcile import AccessConfig, Dependencies
     from isthmus_operator.regional import grpc_region
     from isthmus_operator.retrieval import GrpcTenantRegistry
-    from isthmus_operator.settings import OperatorSettings
+    from isthmus_operator.settings import OperatorSettings, operator_tokens
 
     try:
         settings = load_all([OperatorSettings])["operator"]
@@ -24,16 +24,17 @@ def main() -> None:
         sys.exit(f"isthmus-operator: {exc}")
     assert isinstance(settings, OperatorSettings)
     kube = Kube(api_client())
+    tokens = operator_tokens(settings)
     deps = Dependencies(
         kube=kube,
         metrics=ConfigMapMetricsSource(kube),
         tenants=(
-            GrpcTenantRegistry(settings.retrieval_endpoint, settings.retrieval_timeout_s)
+            GrpcTenantRegistry(settings.retrieval_endpoint, settings.retrieval_timeout_s, tokens)
             if settings.retrieval_endpoint
             else None
         ),
         regions={
-            region: grpc_region(endpoint, settings.retrieval_timeout_s)
+            region: grpc_region(endpoint, settings.retrieval_timeout_s, tokens)
             for region, endpoint in settings.regions.items()
         },
         access=(

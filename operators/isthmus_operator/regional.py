@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from isthmus.ingestion.v1 import ingestion_pb2 as ipb
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as ipb_grpc
+from isthmus_core.auth.outbound import TokenSource
 from isthmus_core.errors import InvalidArgument, NotFound, Unavailable
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.grpc.status import from_rpc_error
@@ -59,15 +60,16 @@ class RegionClients:
 
 
 class _Channel:
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, tokens: TokenSource | None = None) -> None:
         if not endpoint or ":" not in endpoint:
             raise InvalidArgument(f"region endpoint must be host:port, got {endpoint!r}")
         self.endpoint = endpoint
+        self._tokens = tokens
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self.endpoint)
+            self._channel = open_channel(self.endpoint, self._tokens)
         return self._channel
 
     async def close(self) -> None:
@@ -79,8 +81,8 @@ class _Channel:
 class GrpcDocumentIndex(_Channel):
     """Ingestion's ``ListDocuments(tenant, INDEXED)`` at the region's endpoint."""
 
-    def __init__(self, endpoint: str, timeout_s: float = 5.0) -> None:
-        super().__init__(endpoint)
+    def __init__(self, endpoint: str, timeout_s: float = 5.0, tokens: TokenSource | None = None) -> None:
+        super().__init__(endpoint, tokens)
         self._timeout = timeout_s
 
     async def indexed(self, tenant_id: str) -> dict[str, DocumentState]:
@@ -120,12 +122,13 @@ class GrpcHealthProbe(_Channel):
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def grpc_region(endpoint: str, timeout_s: float = 5.0) -> RegionClients:
-    """The real clients of a region whose gRPC endpoint serves retrieval, ingestion and health."""
+def grpc_region(endpoint: str, timeout_s: float = 5.0, tokens: TokenSource | None = None) -> RegionClients:
+    """The real clients of a region whose gRPC endpoint serves retrieval, ingestion and health
+    (``tokens``: the operator's own bearer, when the platform's authentication is on)."""
     return RegionClients(
         endpoint=endpoint,
-        tenants=GrpcTenantRegistry(endpoint, timeout_s),
-        documents=GrpcDocumentIndex(endpoint, timeout_s),
+        tenants=GrpcTenantRegistry(endpoint, timeout_s, tokens),
+        documents=GrpcDocumentIndex(endpoint, timeout_s, tokens),
         health=GrpcHealthProbe(endpoint, min(timeout_s, 2.0)),
     )
 

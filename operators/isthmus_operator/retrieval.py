@@ -15,6 +15,7 @@ import grpc
 
 from isthmus.retrieval.v1 import retrieval_pb2 as pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from isthmus_core.auth.outbound import TokenSource
 from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from isthmus_core.grpc.client import open_channel
@@ -36,17 +37,18 @@ class TenantRegistry(Protocol):
 class GrpcTenantRegistry:
     """Retrieval's tenant RPCs over gRPC. The channel opens lazily, on the caller's event loop."""
 
-    def __init__(self, endpoint: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, endpoint: str, timeout_s: float = 5.0, tokens: TokenSource | None = None) -> None:
         if not endpoint or ":" not in endpoint:
             raise InvalidArgument(f"retrieval endpoint must be host:port, got {endpoint!r}")
         self._endpoint = endpoint
+        self._tokens = tokens
         self._timeout = timeout_s
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.RetrievalServiceStub | None = None
 
     def _client(self) -> pb_grpc.RetrievalServiceStub:
         if self._stub is None:
-            self._channel = open_channel(self._endpoint)
+            self._channel = open_channel(self._endpoint, self._tokens)
             self._stub = pb_grpc.RetrievalServiceStub(self._channel)
         return self._stub
 

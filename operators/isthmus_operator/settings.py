@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from isthmus_core.regions import REGION_RULE, is_region
 from isthmus_core.settings import SectionSettings, section_config
 from isthmus_operator.specs import Binding
 
 ENDPOINT_PATTERN = r"^[^\s:]+:[0-9]{1,5}$"
+
+
+if TYPE_CHECKING:
+    from isthmus_core.auth.outbound import TokenSource
 
 
 class OperatorSettings(SectionSettings):
@@ -61,6 +65,13 @@ class OperatorSettings(SectionSettings):
         '[{"principal": "ops-admin", "role": "platform-admin"}]',
     )
     namespace: str = Field("", description="watch only this namespace; empty = every namespace")
+    # -- its own identity on the platform's gRPC APIs (auth on: CreateTenant needs platform-admin) ---
+    auth_token_url: str = Field(
+        "", description="OAuth2 token endpoint for the operator's client-credentials token; empty = none"
+    )
+    auth_client_id: str = Field("", description="the operator's OAuth2 client (bind it as platform-admin)")
+    auth_client_secret: SecretStr = Field(SecretStr(""), description="its secret (from a Secret)")
+    auth_audience: str = Field("isthmus", description="the audience its tokens are requested for")
     liveness_endpoint: str = Field(
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty = none"
     )
@@ -83,3 +94,17 @@ class OperatorSettings(SectionSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def operator_tokens(settings: OperatorSettings) -> TokenSource | None:
+    """The operator's bearer on the platform's APIs: a client-credentials token when configured."""
+    from isthmus_core.auth.outbound import ClientCredentialsToken
+
+    if not settings.auth_token_url:
+        return None
+    return ClientCredentialsToken(
+        settings.auth_token_url,
+        settings.auth_client_id,
+        settings.auth_client_secret.get_secret_value(),
+        audience=settings.auth_audience,
+    )

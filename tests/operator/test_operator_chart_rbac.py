@@ -52,6 +52,7 @@ def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
     assert env["ISTHMUS_OPERATOR_NAMESPACE"] == ""
     assert env["ISTHMUS_OPERATOR_ACCESS_CONFIGMAP"] == "isthmus-access"
     assert json.loads(env["ISTHMUS_OPERATOR_ACCESS_PLATFORM_BINDINGS"]) == []
+    assert not any(name.startswith("ISTHMUS_OPERATOR_AUTH_") for name in env)  # no client: no token
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert (
@@ -305,3 +306,34 @@ def test_platform_bindings_reach_the_operator_settings(monkeypatch: pytest.Monke
     assert isinstance(settings, OperatorSettings)
     assert settings.access_configmap == "access-prod"
     assert settings.access_platform_bindings == [Binding(principal="ops-admin", role="platform-admin")]
+
+
+def test_the_operator_gets_its_own_client_credentials_for_an_authenticated_platform() -> None:
+    """With auth on, retrieval refuses CreateTenant without a platform-admin token: the operator's
+    client id and secret (from a Secret) reach its settings, which build a client-credentials source."""
+    from isthmus_core.auth.outbound import ClientCredentialsToken
+    from isthmus_operator.settings import OperatorSettings, operator_tokens
+
+    docs = render(
+        "isthmus-system",
+        "operator.auth.tokenUrl=https://idp.example/oauth2/token",
+        "operator.auth.clientId=isthmus-operator",
+        "operator.auth.clientSecretRef.name=operator-client",
+    )
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ISTHMUS_OPERATOR_AUTH_TOKEN_URL"]["value"] == "https://idp.example/oauth2/token"
+    assert env["ISTHMUS_OPERATOR_AUTH_CLIENT_ID"]["value"] == "isthmus-operator"
+    assert env["ISTHMUS_OPERATOR_AUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "operator-client",
+        "key": "client-secret",
+    }
+    settings = OperatorSettings(
+        auth_token_url=env["ISTHMUS_OPERATOR_AUTH_TOKEN_URL"]["value"],
+        auth_client_id=env["ISTHMUS_OPERATOR_AUTH_CLIENT_ID"]["value"],
+        auth_client_secret="s3cret",
+    )
+    assert isinstance(operator_tokens(settings), ClientCredentialsToken)
+    assert operator_tokens(OperatorSettings()) is None
+    with pytest.raises(subprocess.CalledProcessError):  # a token URL without the client is refused
+        render("isthmus-system", "operator.auth.tokenUrl=https://idp.example/oauth2/token")
