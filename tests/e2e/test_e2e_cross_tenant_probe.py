@@ -140,9 +140,9 @@ def _b_doc(w: World, r: random.Random) -> str:
 
 def _tenant_variant(w: World, r: random.Random) -> str:
     """B's id, or a near miss of it (case, padding) that must not reach B either."""
-    if w.exact:
+    if w.exact or r.random() < 0.8:
         return w.b
-    return r.choice([w.b, w.b, w.b, w.b.upper(), f" {w.b}", f"{w.b}/../{w.a}", w.b + "\x00"])
+    return r.choice([w.b.upper(), f" {w.b}", f"{w.b}/../{w.a}", w.b + "\x00", f"{w.a},{w.b}"])
 
 
 _ING = "/isthmus.ingestion.v1.IngestionService/"
@@ -616,7 +616,7 @@ async def test_ten_thousand_cross_tenant_calls_leak_nothing(world: World) -> Non
     assert after == before, "tenant B's state changed under tenant A's calls"
     # the probes did reach the platform: most were refused for B, and some of A's own calls answered
     assert tally.counts.get((_RET + "Search", "OK"), 0) > 0
-    assert sum(n for (m, c), n in tally.counts.items() if c == "PERMISSION_DENIED") > PROBES // 2
+    assert sum(n for (m, c), n in tally.counts.items() if c == "PERMISSION_DENIED") > PROBES // 3
 
 
 async def _one_call_per_method(w: World, token: str | None) -> dict[str, grpc.StatusCode]:
