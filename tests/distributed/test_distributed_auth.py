@@ -76,6 +76,7 @@ async def secured(
         "ISTHMUS_AUTH_LOCAL_KEY_FILE": str(key),
         "ISTHMUS_ACCESS_FILE": str(access),
     }
+    (base / "cluster").mkdir()
     async with running_cluster(base / "cluster", kafka_bootstrap, env) as cluster:
         yield {"cluster": cluster, "tokens": tokens}
 
