@@ -75,6 +75,7 @@ async def measure(calls: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="isthmus-bench-auth-") as tmp:
         base = Path(tmp)
         (base / "on").mkdir()
+        (base / "off").mkdir()
         access = base / "access.toml"
         access.write_text(ACCESS)
         issuer = LocalIssuer(base / "on" / "all" / "auth" / "local-issuer.pem")
