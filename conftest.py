@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from isthmus_core.testing.infra import SecureKafka, free_port_run, missing_tool
 
 ROOT = Path(__file__).resolve().parent
+
+
+def _tools_cache() -> Path:
+    return Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
 
 
 class ScriptServer:
@@ -244,3 +251,116 @@ def regions() -> Iterator[Regions]:
         yield Regions(Path(proc.stdout.strip().splitlines()[-1]))
     finally:
         down()
+
+
+class HydraServer:
+    """An Ory Hydra v2.3.0 OAuth2/OIDC server from tests/infra/hydra.sh (in-memory store, JWT access
+    tokens): ``issuer`` is exactly the tokens' ``iss``; ``new_client`` registers a client-credentials
+    client, ``token`` runs that grant, ``rotate_keys`` adds a signing key (new tokens carry its kid)."""
+
+    script = str(ROOT / "tests" / "infra" / "hydra.sh")
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        lines = (data / "env").read_text().splitlines()
+        env = dict(line.split("=", 1) for line in lines if "=" in line)
+        self.issuer = env["ISSUER"]
+        self.jwks_url = env["JWKS_URL"]
+        self.token_url = env["TOKEN_URL"]
+        self.admin_url = env["ADMIN_URL"]
+
+    def _run(self, *args: str) -> str:
+        proc = subprocess.run(
+            ["bash", self.script, *args, "--dir", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"hydra.sh {' '.join(args)} failed: {proc.stderr[-3000:]}", pytrace=False)
+        return proc.stdout.strip().splitlines()[-1]
+
+    def new_client(
+        self, audience: str = "isthmus", name: str = "isthmus-test", scope: str = ""
+    ) -> tuple[str, str]:
+        """A new client allowed the client-credentials grant for ``audience``: (client_id, secret)."""
+        made = json.loads(self._run("client", "--audience", audience, "--name", name, "--scope", scope))
+        return str(made["client_id"]), str(made["client_secret"])
+
+    def token(self, client_id: str, secret: str, scope: str = "", audience: str | None = "isthmus") -> str:
+        """An access token (a JWT) from the client-credentials grant; ``audience`` is requested (Hydra
+        puts only requested audiences in ``aud``), None requests none."""
+        form = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        if audience is not None:
+            form["audience"] = audience
+        quote = urllib.parse.quote  # client_secret_basic: both parts form-encoded (RFC 6749 2.3.1)
+        resp = httpx.post(
+            self.token_url, data=form, auth=(quote(client_id, safe=""), quote(secret, safe="")), timeout=30
+        )
+        if resp.status_code != 200:
+            raise AssertionError(f"Hydra refused the token request: {resp.status_code} {resp.text}")
+        return str(resp.json()["access_token"])
+
+    def rotate_keys(self) -> str:
+        """A new RS256 key in Hydra's access-token key set; returns its kid (new tokens carry it)."""
+        return self._run("rotate-keys")
+
+
+@pytest.fixture(scope="session")
+def hydra() -> Iterator[HydraServer]:
+    """A real Ory Hydra: the one ISTHMUS_TEST_HYDRA_DIR names (e.g. .tools/hydra after `make hydra-up`) if
+    set, else one started for the session by tests/infra/hydra.sh up on free ports and stopped at the end
+    (built by make setup; needs Go to build)."""
+    given = os.environ.get("ISTHMUS_TEST_HYDRA_DIR")
+    if given:
+        yield HydraServer(Path(given))
+        return
+    if not (_tools_cache() / "hydra-v2.3.0" / "hydra").exists() and shutil.which("go") is None:
+        missing_tool("Go is not installed and hydra is not built (install Go, run make setup)")
+    if shutil.which("curl") is None:
+        missing_tool("curl is not installed: tests/infra/hydra.sh talks to Hydra with it")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-hydra-"))
+    script = HydraServer.script
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+
+    try:  # building on a cold cache takes a few minutes; starting the server about a second
+        proc = subprocess.run(
+            ["bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"tests/infra/hydra.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        down()
+        pytest.fail(f"could not start Hydra (tests/infra/hydra.sh up): {proc.stderr[-3000:]}", pytrace=False)
+    try:
+        yield HydraServer(data)
+    finally:
+        down()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def grpcurl() -> Path:
+    """The grpcurl binary (.tools/bin/grpcurl, built by make setup; built here if missing and Go is there)."""
+    linked = ROOT / ".tools" / "bin" / "grpcurl"
+    if linked.exists():
+        return linked
+    on_path = shutil.which("grpcurl")
+    if on_path:
+        return Path(on_path)
+    if shutil.which("go") is None:
+        missing_tool("grpcurl is not installed and Go is missing to build it (install Go, run make setup)")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "tools.d" / "grpcurl.sh")], capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0 or not linked.exists():
+        pytest.fail(f"could not build grpcurl (tools.d/grpcurl.sh): {proc.stderr[-3000:]}", pytrace=False)
+    return linked
