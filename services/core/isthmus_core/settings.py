@@ -250,6 +250,12 @@ class CommonSettings(SectionSettings):
         description="role bindings and quotas per tenant (TOML); default <data_dir>/access.toml; "
         "re-read when it changes",
     )
+    quota_replicas: int = Field(
+        1,
+        ge=1,
+        description="rates and token budgets are per process, divided by this so N replicas together "
+        "allow the tenant's quota (the chart sets it to the Deployment's replicas)",
+    )
 
     @model_validator(mode="after")
     def _auth_is_consistent(self) -> CommonSettings:

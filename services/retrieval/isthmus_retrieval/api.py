@@ -7,6 +7,8 @@ import grpc
 from isthmus.common.v1 import common_pb2
 from isthmus.retrieval.v1 import retrieval_pb2 as pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from isthmus_core.auth.context import current_access
+from isthmus_core.auth.identity import Permission
 from isthmus_core.contracts.ids import parse_principals
 from isthmus_core.store.port import Fusion, SearchMode
 from isthmus_retrieval.service import Retrieval, SearchParams
@@ -84,8 +86,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTenantsResponse:
+        readable = current_access().tenants(Permission.TENANT_READ)  # None: every tenant
         out = []
         for t in await self._core.store.list_tenants():
+            if readable is not None and t not in readable:
+                continue
             out.append(pb.Tenant(tenant_id=t, chunk_count=await self._core.store.count(t)))
         return pb.ListTenantsResponse(tenants=out)
 

@@ -1,4 +1,6 @@
-"""Client channels between services: one per target address, trace context injected in metadata."""
+"""Client channels between services: one per target address, trace context injected in metadata, and
+a bearer token on every call when a token source is given (the caller's inside a call, else the
+process's own: :mod:`isthmus_core.auth.outbound`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from isthmus_core.auth.outbound import TokenSource, bearer_interceptors
 from isthmus_core.telemetry.tracing import inject
 
 
@@ -43,10 +46,18 @@ class _TraceStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
         return await continuation(_with_trace(details), request_iterator)
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, tokens: TokenSource | None = None) -> grpc.aio.Channel:
+    """A channel to ``address``; with ``tokens``, every call carries a bearer token (None: no token)."""
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        _TraceUnaryUnary(),
+        _TraceUnaryStream(),
+        _TraceStreamUnary(),
+    ]
+    if tokens is not None:
+        interceptors.extend(bearer_interceptors(tokens))
     return grpc.aio.insecure_channel(
         address,
-        interceptors=[_TraceUnaryUnary(), _TraceUnaryStream(), _TraceStreamUnary()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -57,9 +68,12 @@ def open_channel(address: str) -> grpc.aio.Channel:
 class Channels:
     """Lazily opened channels keyed by address; ``for_service`` resolves a service's address."""
 
-    def __init__(self, endpoints: dict[str, str], default_address: str) -> None:
+    def __init__(
+        self, endpoints: dict[str, str], default_address: str, tokens: TokenSource | None = None
+    ) -> None:
         self._endpoints = endpoints
         self._default = default_address
+        self._tokens = tokens
         self._open: dict[str, grpc.aio.Channel] = {}
 
     def address(self, service: str) -> str:
@@ -68,7 +82,7 @@ class Channels:
     def for_service(self, service: str) -> grpc.aio.Channel:
         addr = self.address(service)
         if addr not in self._open:
-            self._open[addr] = open_channel(addr)
+            self._open[addr] = open_channel(addr, self._tokens)
         return self._open[addr]
 
     async def close(self) -> None:

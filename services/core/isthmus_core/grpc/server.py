@@ -4,6 +4,10 @@
 * reflection: every registered service, so ``grpcurl -plaintext host:port list`` works;
 * an interceptor maps :class:`~isthmus_core.errors.IsthmusError` (and downstream gRPC failures) to a
   status with the reason, records metrics, and continues the caller's trace from the metadata;
+* inside it, :class:`~isthmus_core.auth.interceptor.AuthInterceptor` authenticates the caller and
+  authorizes the call (``UNAUTHENTICATED`` / ``PERMISSION_DENIED``; quotas as ``RESOURCE_EXHAUSTED``),
+  and runs the handler as that caller (:mod:`isthmus_core.auth.context`); with authentication off
+  (``auth=None`` or a stack without a verifier) every caller is anonymous and may do everything;
 * inside it, :class:`~isthmus_core.grpc.admission.AdmissionInterceptor` refuses calls past a method
   family's capacity as ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` (see :mod:`isthmus_core.admission`)
   and records each call's deadline for the calls it makes (:mod:`isthmus_core.grpc.deadline`);
@@ -30,6 +34,8 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import ValidationError
 
 from isthmus_core.admission import Policy
+from isthmus_core.auth.interceptor import AuthInterceptor
+from isthmus_core.auth.stack import AuthStack
 from isthmus_core.errors import IsthmusError, QuotaExceeded, ResourceExhausted
 from isthmus_core.grpc.admission import AdmissionInterceptor
 from isthmus_core.grpc.handlers import WrappingInterceptor, rewrap
@@ -223,11 +229,20 @@ class ErrorInterceptor(WrappingInterceptor):
 class GrpcServer:
     """Bind first (so clients in this process know the address), register servicers, then start."""
 
-    def __init__(self, host: str, port: int, admission: Policy | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, admission: Policy | None = None, auth: AuthStack | None = None
+    ) -> None:
+        self.auth = auth or AuthStack()
         self._server = grpc.aio.server(
-            # the first is the outermost: errors raised by admission and validation are mapped like a
-            # handler's; admission refuses before validation does any work (admission=None: no limits)
-            interceptors=[ErrorInterceptor(), AdmissionInterceptor(admission), ValidationInterceptor()],
+            # the first is the outermost: errors raised by auth, admission and validation are mapped like
+            # a handler's; a caller refused by auth costs no admission slot; admission refuses before
+            # validation does any work (admission=None: no limits; auth=None: authentication off)
+            interceptors=[
+                ErrorInterceptor(),
+                AuthInterceptor(self.auth),
+                AdmissionInterceptor(admission),
+                ValidationInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

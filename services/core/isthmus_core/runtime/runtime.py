@@ -18,6 +18,8 @@ from typing import Any
 
 import structlog
 
+from isthmus_core.auth.stack import AuthStack
+from isthmus_core.auth.wiring import build_stack, service_tokens
 from isthmus_core.bus.port import EventBus
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.grpc.admission import policy_from_settings
@@ -119,6 +121,21 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
     )
 
 
+def warn_about_auth(common: CommonSettings) -> None:
+    """Say loudly at start what authentication does not cover."""
+    if common.auth == "off":
+        log.warning(
+            "authentication is OFF: listening on loopback only; every caller may act as any tenant "
+            "(set [common] auth = 'oidc' with auth_issuer, or auth = 'local', to require tokens)",
+            grpc_host=common.grpc_host,
+        )
+    elif common.auth == "oidc" and not common.auth_service_token_url:
+        log.warning(
+            "auth is 'oidc' without auth_service_token_url: calls this process makes outside a request "
+            "(bus handlers) carry no token and other services will refuse them",
+        )
+
+
 @dataclass
 class Runtime:
     modules: list[AnyModule]
@@ -128,6 +145,7 @@ class Runtime:
     bus: EventBus | None = None
     server: GrpcServer | None = None
     channels: Channels | None = None
+    auth: AuthStack | None = None
     offers: list[Offer] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _watcher: asyncio.Task[None] | None = None
@@ -163,13 +181,18 @@ class Runtime:
             c.otel_endpoint,
         )
         c.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = GrpcServer(c.grpc_host, c.grpc_port, policy_from_settings(c))
-        self.channels = Channels(c.endpoints, self.server.address)
         self.bus = make_bus(c, self.all_in_one)
+        # one auth stack for the process: the gRPC edge checks callers with it, modules get its quota
+        # gate and audit sink, and calls made outside any call carry the process's own token
+        self.auth = build_stack(c, self.bus)
+        warn_about_auth(c)
+        self.server = GrpcServer(c.grpc_host, c.grpc_port, policy_from_settings(c), self.auth)
+        self.channels = Channels(c.endpoints, self.server.address, service_tokens(c))
         topics = {}
         try:
             for mod in self.modules:
-                offer = await mod.build(mod.context(self.sections, c, self.bus, self.channels))
+                ctx = mod.context(self.sections, c, self.bus, self.channels, auth=self.auth)
+                offer = await mod.build(ctx)
                 self.offers.append(offer)
                 self.server.add(offer.registrars, offer.grpc_service_names)
                 for t in offer.topics:
