@@ -47,13 +47,9 @@ SEARCH = "isthmus.retrieval.v1.RetrievalService/Search"
 UPLOAD = "isthmus.ingestion.v1.IngestionService/Upload"
 
 
-class _Bearer(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call of a channel (what a client library does)."""
+class _Bearer:
+    """Adds ``authorization: Bearer <token>`` to every call (what a client library does). grpc.aio files
+    an interceptor under the first kind it is an instance of, so each kind below is its own class."""
 
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")
@@ -62,17 +58,30 @@ class _Bearer(
         metadata = grpc.aio.Metadata(*(d.metadata or ()), self.header)
         return grpc.aio.ClientCallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready)
 
+
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
+
+
+def bearer(token: str) -> list[Any]:
+    kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    return [kind(token) for kind in kinds]
 
 
 @dataclass
@@ -86,7 +95,7 @@ class Env:
 
     def channel(self, token: str | None) -> grpc.aio.Channel:
         ch = (
-            grpc.aio.insecure_channel(self.address, interceptors=[_Bearer(token)])
+            grpc.aio.insecure_channel(self.address, interceptors=bearer(token))
             if token is not None
             else grpc.aio.insecure_channel(self.address)
         )
