@@ -49,6 +49,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         publisher(ctx.bus, topics.ANSWERS_PRODUCED),
         top_k=s.top_k,
         max_question_chars=s.max_question_chars,
+        quotas=ctx.auth.quotas,
     )
     return Offer(
         registrars=[

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, assert_never
 
+from isthmus_agent_orchestrator.budget import TokenMeter
+from isthmus_core.auth.stack import NoQuotas, QuotaGate
 from isthmus_core.contracts.events import AnswerProduced, Citation
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context, Generator
@@ -126,6 +128,7 @@ class Orchestrator:
         *,
         top_k: int = 5,
         max_question_chars: int = 2000,
+        quotas: QuotaGate | None = None,
     ) -> None:
         self._guard = guard
         self._searcher = searcher
@@ -133,6 +136,7 @@ class Orchestrator:
         self._publish = publish_answer
         self._top_k = top_k
         self._max_chars = max_question_chars
+        self._quotas = quotas or NoQuotas()  # the tenant's LLM token budget (budget.py)
 
     async def run(
         self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
@@ -146,6 +150,7 @@ class Orchestrator:
         k = top_k or self._top_k
         if not 1 <= k <= 50:
             raise InvalidArgument(f"top_k must be between 1 and 50, got {k}")
+        self._quotas.check_tokens(tenant_id)
         t0 = time.perf_counter()
         answer = Answer(question_id=uuid.uuid4().hex, generator=self._generator.name)
         contexts: list[Context] = []
@@ -183,8 +188,10 @@ class Orchestrator:
             checked: list[tuple[AnswerSentence, Verdict]] = []
             session: OutputCheck | None = None
             t = time.perf_counter()
+            meter = TokenMeter(query, contexts)
             try:
                 async for sentence in self._generator.stream(query, contexts):
+                    meter.add(sentence)
                     t = spent(Stage.GENERATION, t)
                     if not sentence.citations:
                         continue  # uncited text (an abstention, a preamble) is never shown as an answer
@@ -204,6 +211,7 @@ class Orchestrator:
                     t = time.perf_counter()  # the caller's time reading the sentence is no stage's
                 spent(Stage.GENERATION, t)
             finally:
+                self._quotas.charge_tokens(tenant_id, meter.tokens)
                 if session is not None:
                     t = time.perf_counter()
                     await session.aclose()

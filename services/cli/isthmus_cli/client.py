@@ -1,6 +1,9 @@
 """Typed gRPC client helpers for the CLI commands.
 
 * :func:`connect` opens one channel to the platform and hands out typed stubs of every service;
+* every channel (:func:`channel`, the regional client's too) carries the caller's bearer token when one
+  is given: ``isthmus --token T …``, ``--token-file F``, or ``ISTHMUS_TOKEN`` / ``ISTHMUS_TOKEN_FILE``
+  (:func:`use_token`, :func:`bearer`);
 * :func:`run` runs a command's coroutine and turns any failure (gRPC status, bad settings, Kafka
   refusing) into one line on stderr and an exit code — never a traceback;
 * upload and watch helpers for ``isthmus ingest``.
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mimetypes
+import os
 from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +42,57 @@ CHUNK = 1024 * 1024
 SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 
 
+@dataclass(slots=True)
+class _Bearer:
+    token: str | None = None
+    given: bool = False
+
+
+#: the token the command line gave (set once by the app's callback, before any command runs)
+_BEARER = _Bearer()
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace dropped), or :class:`ConfigurationError`."""
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the token file {path}: {exc}") from None
+    if not token:
+        raise ConfigurationError(f"the token file {path} is empty")
+    return token
+
+
+def use_token(token: str | None, token_file: Path | None = None) -> None:
+    """The bearer token every call of this command carries (``--token`` wins over ``--token-file``)."""
+    if token is None and token_file is not None:
+        token = read_token_file(token_file)
+    _BEARER.token, _BEARER.given = (token.strip() or None) if token else None, True
+
+
+def bearer() -> str | None:
+    """The token calls carry: the one given on the command line, else ``ISTHMUS_TOKEN``, else the
+    content of ``ISTHMUS_TOKEN_FILE`` (None: no token; fine while the platform's auth is off)."""
+    if _BEARER.given:
+        return _BEARER.token
+    if token := os.environ.get("ISTHMUS_TOKEN", "").strip():
+        return token
+    if path := os.environ.get("ISTHMUS_TOKEN_FILE"):
+        return read_token_file(Path(path))
+    return None
+
+
 def channel(endpoint: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     """A channel to ``endpoint``; ``options`` add gRPC channel arguments (the regional client shortens
-    the reconnect backoff so a region that returns is seen within a second)."""
+    the reconnect backoff so a region that returns is seen within a second). Every call on it carries
+    the bearer token of :func:`bearer`, if any."""
+    from isthmus_core.auth.outbound import StaticToken, bearer_interceptors
+
+    token = bearer()
     return grpc.aio.insecure_channel(
         endpoint,
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), *options],
+        interceptors=bearer_interceptors(StaticToken(token)) if token else None,
     )
 
 

@@ -6,14 +6,47 @@ over the typed client helpers of :mod:`isthmus_cli.client`.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from isthmus_cli.commands import ask, config, dlq, drill, ingest, regions, reindex, run, status, tenant
+from isthmus_cli.commands import ask, auth, config, dlq, drill, ingest, regions, reindex, run, status, tenant
 from isthmus_cli.commands import eval as eval_command
 
 app = typer.Typer(
     help="Isthmus — an enterprise GenAI platform you can run on a laptop.", no_args_is_help=True
 )
+
+
+@app.callback()
+def main(
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="ISTHMUS_TOKEN",
+            help="bearer token sent with every call to the platform (needed when its auth is on)",
+            show_envvar=True,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", envvar="ISTHMUS_TOKEN_FILE", help="... read from this file instead"),
+    ] = None,
+) -> None:
+    """Isthmus — an enterprise GenAI platform you can run on a laptop."""
+    from isthmus_cli.client import use_token
+    from isthmus_cli.output import fail
+    from isthmus_core.errors import ConfigurationError
+
+    try:
+        use_token(token, token_file)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+
+
+app.add_typer(auth.app, name="auth")
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(config.app, name="config")
 app.add_typer(dlq.app, name="dlq")

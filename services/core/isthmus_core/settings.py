@@ -258,15 +258,18 @@ class CommonSettings(SectionSettings):
     )
 
     @model_validator(mode="after")
-    def _auth_is_consistent(self) -> CommonSettings:
+    def _settings_are_consistent(self) -> CommonSettings:
+        """Checks across settings: every problem found is reported, one per line (auth, regions, Kafka)."""
         from isthmus_core.auth.settings_check import auth_problems
 
-        if problems := auth_problems(self):
-            raise ValueError("; ".join(problems))
+        problems = [*auth_problems(self), *self._region_problems()]
+        if self.bus != "inprocess":
+            problems.extend(self.kafka_security().problems())
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
-    @model_validator(mode="after")
-    def _regions_are_consistent(self) -> CommonSettings:
+    def _region_problems(self) -> list[str]:
         from isthmus_core.regions import REGION_RULE, is_region
 
         problems = [f"regions: {r!r}: {REGION_RULE}" for r in self.regions if not is_region(r)]
@@ -276,19 +279,11 @@ class CommonSettings(SectionSettings):
             problems.append(f"regions lists a region twice: {self.regions}")
         if self.regions and self.region not in self.regions:
             problems.append(f"region {self.region!r} must be one of regions {self.regions}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return problems
 
     def peer_regions(self) -> list[str]:
         """The other regions, whose mirrored topics this region's consumers read."""
         return [r for r in sorted(self.regions) if r != self.region]
-
-    @model_validator(mode="after")
-    def _kafka_security_is_consistent(self) -> CommonSettings:
-        if self.bus != "inprocess" and (problems := self.kafka_security().problems()):
-            raise ValueError("; ".join(problems))
-        return self
 
     def kafka_security(self) -> KafkaSecurity:
         """How every Kafka client of this process connects (TLS, SASL, MSK IAM)."""
@@ -346,8 +341,9 @@ def load_all(
             out[cls.section] = cls(**dict((overrides or {}).get(cls.section, {})))
         except ValidationError as exc:
             for err in exc.errors():
-                if not err["loc"]:  # a check across settings (model validator): its message names them
-                    problems.append(f"[{cls.section}] {err['msg'].removeprefix('Value error, ')}")
+                if not err["loc"]:  # checks across settings (model validator): one problem per line
+                    lines = err["msg"].removeprefix("Value error, ").splitlines()
+                    problems.extend(f"[{cls.section}] {line}" for line in lines)
                     continue
                 loc = ".".join(str(p) for p in err["loc"])
                 env = cls.env_prefix_for() + loc.split(".")[0].upper()

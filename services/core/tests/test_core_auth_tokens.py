@@ -76,6 +76,9 @@ async def test_groups_come_from_the_configured_claim(ec_key: Signer) -> None:
     token = ec_key.sign(claims("alice", issuer=ISS, roles=["r1"], groups=["ignored"]))
     p = await verifier(ec_key, groups_claim="roles").verify(token)
     assert p.groups == ("r1",)
+    nested = ec_key.sign(claims("alice", issuer=ISS, ext={"groups": ["g1", "g2"]}))  # Hydra's custom claims
+    assert (await verifier(ec_key, groups_claim="ext.groups").verify(nested)).groups == ("g1", "g2")
+    assert (await verifier(ec_key, groups_claim="ext.roles").verify(nested)).groups == ()
     bad = ec_key.sign(claims("alice", issuer=ISS, groups={"a": 1}))
     assert "groups" in await refused(verifier(ec_key), bad)
 

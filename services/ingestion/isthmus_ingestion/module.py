@@ -42,6 +42,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         chunks_per_event=s.chunks_per_event,
         region=ctx.common.region,
         regions=ctx.common.regions,
+        quotas=ctx.auth.quotas,
     )
     peers = ctx.common.peer_regions()
 

@@ -38,6 +38,8 @@ class DocumentRecord:
     updated_at: float = 0.0
     #: the parsed title (Markdown first heading, HTML <title>, PDF metadata title); "" if none
     title: str = ""
+    #: the uploaded file's size (what the tenant's ``max_bytes`` quota counts); 0 when unknown
+    size_bytes: int = 0
 
 
 _SCHEMA = """
@@ -55,12 +57,12 @@ CREATE TABLE IF NOT EXISTS batches (
 
 _COLS = (
     "tenant_id, document_id, filename, content_type, content_hash, status, version, chunk_count, "
-    "batch_count, failure_reason, metadata, created_at, updated_at, title"
+    "batch_count, failure_reason, metadata, created_at, updated_at, title, size_bytes"
 )
 #: a ``documents`` row in ``_COLS`` order, as sqlite returns it (every column NOT NULL; TEXT, INTEGER, REAL)
-_Row = tuple[str, str, str, str, str, str, int, int, int, str, str, float, float, str]
+_Row = tuple[str, str, str, str, str, str, int, int, int, str, str, float, float, str, int]
 #: columns added after the first release: (name, definition), added to older databases at open
-_ADDED_COLUMNS = (("title", "TEXT NOT NULL DEFAULT ''"),)
+_ADDED_COLUMNS = (("title", "TEXT NOT NULL DEFAULT ''"), ("size_bytes", "INTEGER NOT NULL DEFAULT 0"))
 
 
 class DocumentRegistry:
@@ -94,6 +96,7 @@ class DocumentRegistry:
             created_at=float(r[11]),
             updated_at=float(r[12]),
             title=str(r[13]),
+            size_bytes=int(r[14]),
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
@@ -118,12 +121,20 @@ class DocumentRegistry:
             args = (tenant_id, status.value)
         return [self._row(r) for r in self._db.execute(q + " ORDER BY created_at", args).fetchall()]
 
+    def usage(self, tenant_id: str) -> tuple[int, int]:
+        """What a tenant stores, for its storage quota: (documents, bytes), failed documents left out."""
+        documents, stored = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM documents WHERE tenant_id=? AND status != ?",
+            (tenant_id, Status.FAILED.value),
+        ).fetchone()
+        return int(documents), int(stored)
+
     def save(self, d: DocumentRecord) -> None:
         now = time.time()
         d.created_at = d.created_at or now
         d.updated_at = now
         self._db.execute(
-            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 d.tenant_id,
                 d.document_id,
@@ -139,6 +150,7 @@ class DocumentRegistry:
                 d.created_at,
                 d.updated_at,
                 d.title,
+                d.size_bytes,
             ),
         )
 

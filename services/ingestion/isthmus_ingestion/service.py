@@ -11,6 +11,7 @@ from typing import Literal
 
 import structlog
 
+from isthmus_core.auth.stack import NoQuotas, QuotaGate
 from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
 from isthmus_core.contracts.events import (
     ChunkPayload,
@@ -88,6 +89,7 @@ class Ingestion:
         chunks_per_event: int,
         region: str = "",
         regions: Sequence[str] = (),
+        quotas: QuotaGate | None = None,
     ) -> None:
         self.registry = registry
         self._chunker = chunker
@@ -98,10 +100,20 @@ class Ingestion:
         self._locks: dict[str, asyncio.Lock] = {}
         self._region = region
         self._regions = tuple(regions)
+        self._quotas = quotas or NoQuotas()
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
             raise ResourceExhausted(f"upload exceeds the limit of {self.max_bytes} bytes")
+
+    def check_storage(self, tenant_id: TenantId, document_id: str, incoming_bytes: int) -> None:
+        """The tenant's storage quota (QuotaExceeded), before a document is stored: a new version of a
+        document replaces the old one, so the old one's bytes and count are not counted twice."""
+        documents, stored = self.registry.usage(tenant_id)
+        previous = self.registry.get(tenant_id, document_id)
+        if previous is not None and previous.status != Status.FAILED:
+            documents, stored = documents - 1, stored - previous.size_bytes
+        self._quotas.check_storage(tenant_id, documents, stored, incoming_bytes)
 
     async def check_tenant(self, tenant_id: str) -> TenantId:
         """``tenant_id`` parsed (else InvalidArgument) and existing (else NotFound)."""
@@ -140,6 +152,7 @@ class Ingestion:
             existing = self.registry.find_by_hash(tenant_id, digest)
             if existing is not None:
                 return IngestResult(existing.document_id, existing.status, digest, existing.chunk_count, True)
+            self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
             parsed = parse_document(data, filename, content_type or None)
             chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
             if not chunks:
@@ -163,6 +176,7 @@ class Ingestion:
                 metadata=dict(metadata or {}),
                 created_at=previous.created_at if previous else 0.0,
                 title=meta.get(TITLE_KEY, ""),
+                size_bytes=len(data),
             )
             self.registry.save(record)
         for bi, batch in enumerate(batches):

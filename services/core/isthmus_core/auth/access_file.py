@@ -112,11 +112,8 @@ class Quota(_Model):
 
     @property
     def empty(self) -> bool:
-        return not self.requests_per_s and (self.max_documents, self.max_bytes, self.llm_tokens_per_day) == (
-            None,
-            None,
-            None,
-        )
+        limits = (self.max_documents, self.max_bytes, self.llm_tokens_per_day)
+        return not self.requests_per_s and all(v is None for v in limits)
 
 
 class PlatformAccess(_Model):
@@ -222,13 +219,18 @@ def parse(text: str, source: Path | str = "<access file>") -> AccessFile:
     try:
         return AccessFile.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"] if p != "[key]") or "(top level)"
-            value = err.get("input")
-            got = f" (got {value!r})" if isinstance(value, str | int | float) else ""
-            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
-        raise AccessFileError(source, problems) from None
+        raise AccessFileError(source, validation_problems(exc)) from None
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """Each error of ``exc`` as ``where: what (got value)``."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"] if p != "[key]") or "(top level)"
+        value = err.get("input")
+        got = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
+    return problems
 
 
 def load(path: Path) -> AccessFile:

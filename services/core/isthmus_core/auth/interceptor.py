@@ -88,10 +88,14 @@ def _resolve(msg: Any, path: str) -> tuple[Any, str] | None:
     intermediate message is not set (or ``msg`` is not a message)."""
     *parents, last = path.split(".")
     for name in parents:
-        if not isinstance(msg, Message) or not msg.HasField(name):
+        if not isinstance(msg, Message) or name not in msg.DESCRIPTOR.fields_by_name:
+            return None
+        if not msg.HasField(name):
             return None
         msg = getattr(msg, name)
-    return (msg, last) if isinstance(msg, Message) else None
+    if not isinstance(msg, Message) or last not in msg.DESCRIPTOR.fields_by_name:
+        return None  # a rule naming a field the request lacks: as if empty (fails closed)
+    return msg, last
 
 
 def tenant_of(request: Any, path: str | None) -> str | None:

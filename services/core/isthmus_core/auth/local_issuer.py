@@ -129,7 +129,7 @@ class LocalIssuer:
         if not subject:
             raise ValueError("a token needs a subject")
         if not 0 < ttl_s <= MAX_TTL_S:
-            raise ValueError(f"ttl must be between 1 second and {MAX_TTL_S // 86400} days, got {ttl_s:g} s")
+            raise ValueError(f"ttl must be between 1 second and {MAX_TTL_S // 86400} days, got {ttl_s:.0f} s")
         issued = int(time.time() if now is None else now)
         claims: dict[str, Any] = {
             "iss": ISSUER,

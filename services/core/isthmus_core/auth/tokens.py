@@ -204,6 +204,19 @@ def _checked_jwk(jwk: Mapping[str, Any], alg: str) -> jwt.PyJWK:
         raise Unauthenticated(f"unknown key: the issuer's key cannot be used ({exc})") from None
 
 
+def _claim(claims: Mapping[str, Any], name: str) -> object:
+    """A claim by name; a dotted name not present as such walks nested objects (Hydra puts custom
+    claims under ``ext``: ``auth_groups_claim = "ext.groups"``)."""
+    if name in claims:
+        return claims[name]
+    value: object = claims
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def _groups(raw: object, claim: str) -> tuple[str, ...]:
     if raw is None:
         return ()
@@ -330,7 +343,7 @@ class JwtVerifier:
         principal = Principal(
             subject=subject,
             via=self.via,
-            groups=_groups(claims.get(self.groups_claim), self.groups_claim),
+            groups=_groups(_claim(claims, self.groups_claim), self.groups_claim),
             issuer=str(claims["iss"]),
             client_id=client_id if isinstance(client_id, str) else "",
             expires_at=exp,

@@ -78,8 +78,11 @@ def build_stack(common: CommonSettings, bus: EventBus) -> AuthStack:
     return AuthStack(verifier, authorizer, quotas, audit, exempt, common.region)
 
 
-def service_tokens(common: CommonSettings) -> TokenSource:
-    """The token this process's calls carry when made outside any call (bus handlers, start-up)."""
+def service_tokens(common: CommonSettings) -> TokenSource | None:
+    """The token this process's calls carry when made outside any call (bus handlers, start-up); None
+    with authentication off (channels then carry no token at all, not even a caller's)."""
+    if common.auth == "off":
+        return None
     if common.auth == "local":
         return LocalServiceToken(local_issuer(common))
     if common.auth == "oidc" and common.auth_service_token_url:
