@@ -12,7 +12,9 @@ name on stderr), and with the Python gRPC client where a loop is easier (waiting
 no token → UNAUTHENTICATED; health and reflection need no token; A uploads and searches in acme; A is
 denied globex; B may search but not upload; D's token (another audience) is refused; after
 Hydra's signing key is rotated, a token signed with the new key is accepted (the verifier refetches the
-JWKS on an unknown kid), and one with that kid signed by another key is not."""
+JWKS on an unknown kid), and one with that kid signed by another key is not. The CLI (``ISTHMUS_TOKEN``)
+lists only the tenants its token may read, and a role granted with ``isthmus tenant grant`` while the
+platform runs takes effect."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.testing.client import run_cli
 
 from .conftest import platform, upload, wait_indexed
 
@@ -92,6 +95,7 @@ class Env:
     clients: dict[str, tuple[str, str]]  # name -> (client_id, secret)
     token: Callable[[str], str]  # name -> a fresh Hydra access token for that client
     channels: list[grpc.aio.Channel]
+    access_file: Path
 
     def channel(self, token: str | None) -> grpc.aio.Channel:
         ch = (
@@ -183,7 +187,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory, hydra: Any, grpcurl: Pat
         return str(hydra.token(*clients[name]))
 
     async with platform(tmp / "data", common=common) as rt:
-        e = Env(rt.address, grpcurl, hydra, clients, token, [])
+        e = Env(rt.address, grpcurl, hydra, clients, token, [], tmp / "access.toml")
         admin = retrieval_pb2_grpc.RetrievalServiceStub(e.channel(token("admin")))
         for tenant in (ACME, GLOBEX):
             await admin.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=tenant))
@@ -279,6 +283,52 @@ async def test_a_reader_searches_but_cannot_upload(env: Env) -> None:
     assert found.code == 0, found
     # and B is a reader of acme only
     called = await grpcurl(env, SEARCH, token=b, data=search_json(GLOBEX, "launch"))
+    assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+
+
+async def test_the_cli_lists_only_the_tenants_its_token_may_read(env: Env) -> None:
+    async def listed(name: str) -> set[str]:
+        code, out, err = await run_cli(
+            "tenant", "list", "--json", endpoint=env.address, env={"ISTHMUS_TOKEN": env.token(name)}
+        )
+        assert code == 0, err
+        return {row["tenant_id"] for row in json.loads(out)}
+
+    assert await listed("b") == {ACME}
+    assert await listed("c") == {GLOBEX}
+    assert {ACME, GLOBEX} <= await listed("admin")
+    code, _, err = await run_cli("tenant", "list", endpoint=env.address, env={"ISTHMUS_TOKEN": ""})
+    assert code != 0
+    assert "UNAUTHENTICATED" in err.upper()
+
+
+async def test_a_role_granted_while_running_takes_effect(env: Env) -> None:
+    # C (globex only) is refused in acme, then `isthmus tenant grant` edits the access file the
+    # platform reads, and C's next calls in acme are allowed (the file is re-read when it changes)
+    c_id = env.clients["c"][0]
+    c = env.token("c")
+    called = await grpcurl(env, SEARCH, token=c, data=search_json(ACME, "glacier"))
+    assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+    code, _, err = await run_cli(
+        "tenant",
+        "grant",
+        ACME,
+        "--principal",
+        c_id,
+        "--role",
+        "reader",
+        "--access-file",
+        str(env.access_file),
+    )
+    assert code == 0, err
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while (called := await grpcurl(env, SEARCH, token=c, data=search_json(ACME, "glacier"))).code != 0:
+        assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+        assert loop.time() < deadline, f"the grant did not take effect within 30 s: {called}"
+        await asyncio.sleep(0.5)
+    # a reader still may not write
+    called = await grpcurl(env, UPLOAD, token=c, data=upload_json(ACME, "c.txt", b"reader writes", "c"))
     assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
 
 
