@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -253,21 +255,68 @@ def regions() -> Iterator[Regions]:
         down()
 
 
+class _TokenHook(ThreadingHTTPServer):
+    """Hydra's token hook for the tests (on loopback, in a thread): Hydra POSTs each token request here
+    before it signs; for a client given groups, the answer adds them to the access token (Hydra puts
+    hook claims under ``ext``: the token then has ``ext.groups``); other clients' tokens are unchanged."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list[str]] = {}
+        super().__init__(("127.0.0.1", 0), _TokenHookHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/token-hook"
+        threading.Thread(target=self.serve_forever, name="hydra-token-hook", daemon=True).start()
+
+
+class _TokenHookHandler(BaseHTTPRequestHandler):
+    server: _TokenHook
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        groups = self.server.groups.get(str(body.get("request", {}).get("client_id", "")))
+        if groups is None:
+            self.send_response(204)
+            self.end_headers()
+            return
+        answer = json.dumps({"session": {"access_token": {"groups": groups}, "id_token": {}}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
 class HydraServer:
     """An Ory Hydra v2.3.0 OAuth2/OIDC server from tests/infra/hydra.sh (in-memory store, JWT access
     tokens): ``issuer`` is exactly the tokens' ``iss``; ``new_client`` registers a client-credentials
-    client, ``token`` runs that grant, ``rotate_keys`` adds a signing key (new tokens carry its kid)."""
+    client, ``token`` runs that grant, ``rotate_keys`` adds a signing key (new tokens carry its kid),
+    ``set_groups`` makes a client's next tokens carry ``ext.groups`` (through the token hook)."""
 
     script = str(ROOT / "tests" / "infra" / "hydra.sh")
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, hook: _TokenHook | None = None) -> None:
         self.data = data
+        self._hook = hook
         lines = (data / "env").read_text().splitlines()
         env = dict(line.split("=", 1) for line in lines if "=" in line)
         self.issuer = env["ISSUER"]
         self.jwks_url = env["JWKS_URL"]
         self.token_url = env["TOKEN_URL"]
         self.admin_url = env["ADMIN_URL"]
+
+    def set_groups(self, client_id: str, groups: list[str]) -> None:
+        """The client's tokens from now on carry ``"ext": {"groups": groups}``."""
+        if self._hook is None:
+            pytest.fail(
+                "this test gives a Hydra client groups through the token hook: it needs the Hydra the "
+                "tests started (unset ISTHMUS_TEST_HYDRA_DIR)",
+                pytrace=False,
+            )
+        self._hook.groups[client_id] = list(groups)
 
     def _run(self, *args: str) -> str:
         proc = subprocess.run(
@@ -323,13 +372,19 @@ def hydra() -> Iterator[HydraServer]:
         missing_tool("curl is not installed: tests/infra/hydra.sh talks to Hydra with it")
     data = Path(tempfile.mkdtemp(prefix="isthmus-hydra-"))
     script = HydraServer.script
+    hook = _TokenHook()
 
     def down() -> None:
         subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+        hook.shutdown()
+        hook.server_close()
 
     try:  # building on a cold cache takes a few minutes; starting the server about a second
         proc = subprocess.run(
-            ["bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)],
+            [
+                *("bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)),
+                *("--token-hook", hook.url),
+            ],
             capture_output=True,
             text=True,
             timeout=1200,
@@ -341,7 +396,7 @@ def hydra() -> Iterator[HydraServer]:
         down()
         pytest.fail(f"could not start Hydra (tests/infra/hydra.sh up): {proc.stderr[-3000:]}", pytrace=False)
     try:
-        yield HydraServer(data)
+        yield HydraServer(data, hook)
     finally:
         down()
         shutil.rmtree(data, ignore_errors=True)

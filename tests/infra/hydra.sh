@@ -6,6 +6,10 @@
 #                                                     127.0.0.1:P, admin API on 127.0.0.1:P+1, in-memory
 #                                                     store, JWT access tokens; waits for /health/ready,
 #                                                     writes D/env and prints its path
+#     up --token-hook URL                             Hydra POSTs every token request to URL first (its
+#                                                     "token hook"); claims the hook returns under
+#                                                     session.access_token land in the token's `ext` claim
+#                                                     (how a test gives a client-credentials token groups)
 #   tests/infra/hydra.sh down   [--dir D]             stop it (its clients and keys are gone: in-memory)
 #   tests/infra/hydra.sh status [--dir D]             "running" + D/env, or "stopped" (exit 1)
 #   tests/infra/hydra.sh client [--audience A]... [--name N] [--scope S] [--dir D]
@@ -30,6 +34,7 @@ FILES=(hydra.yml hydra.pid server.log env env.new port "$MARK")
 AUDIENCES=()
 NAME=isthmus-test-client
 SCOPE=""
+TOKEN_HOOK=""
 
 cmd=${1:-}
 shift || true
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
     --audience) AUDIENCES+=("${2:?--audience needs a value}"); shift 2 ;;
     --name) NAME=${2:?--name needs a value}; shift 2 ;;
     --scope) SCOPE=${2?--scope needs a value}; shift 2 ;;
+    --token-hook) TOKEN_HOOK=${2:?--token-hook needs a URL}; shift 2 ;;
     *) echo "hydra.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -97,6 +103,9 @@ secrets: {system: ["$secret"]}
 log: {level: warn, leak_sensitive_values: false}
 YML
   )
+  if [ -n "$TOKEN_HOOK" ]; then
+    printf 'oauth2:\n  token_hook: "%s"\n' "$TOKEN_HOOK" >>"$DIR/hydra.yml"
+  fi
   # --dev: plain HTTP on loopback (no TLS), as every other test server here
   nohup "$BIN" serve all --dev -c "$DIR/hydra.yml" >>"$DIR/server.log" 2>&1 </dev/null &
   echo $! >"$DIR/hydra.pid"
@@ -219,7 +228,7 @@ case $cmd in
   rotate-keys) rotate_keys ;;
   *)
     echo "usage: hydra.sh install|up|down|status|client|rotate-keys [--port P] [--dir D]" \
-      "[--audience A] [--name N] [--scope S]" >&2
+      "[--token-hook URL] [--audience A] [--name N] [--scope S]" >&2
     exit 2
     ;;
 esac

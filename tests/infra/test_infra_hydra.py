@@ -2,7 +2,8 @@
 fixture): Hydra's client-credentials tokens are RS256 JWTs that verify against its JWKS with the issuer,
 audience and subject the platform checks; a key rotation makes new tokens carry a new kid that the JWKS
 publishes, while the old key keeps verifying; a client cannot get a token for an audience it was not
-allowed, and a token for another audience fails an ``isthmus`` audience check."""
+allowed, and a token for another audience fails an ``isthmus`` audience check; the token hook puts a
+client's groups in its tokens (``ext.groups``)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,15 @@ def test_rotate_keys_signs_new_tokens_with_a_new_published_key(hydra: Any) -> No
     published = {k["kid"] for k in httpx.get(hydra.jwks_url, timeout=10).json()["keys"]}
     assert {old_kid, new_kid} <= published
     assert verify(hydra, after)["sub"] == verify(hydra, before)["sub"] == client_id
+
+
+def test_the_token_hook_gives_a_client_groups_under_ext(hydra: Any) -> None:
+    grouped, secret = hydra.new_client(name="infra-grouped")
+    plain, plain_secret = hydra.new_client(name="infra-plain")
+    hydra.set_groups(grouped, ["analysts", "board"])
+    claims = verify(hydra, hydra.token(grouped, secret))
+    assert claims["ext"]["groups"] == ["analysts", "board"]
+    assert "groups" not in verify(hydra, hydra.token(plain, plain_secret)).get("ext", {})
 
 
 def test_status_reports_the_running_server(hydra: Any) -> None:
