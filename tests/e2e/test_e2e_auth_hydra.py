@@ -4,6 +4,8 @@ access tokens, keys from its JWKS), and the access file binds Hydra clients to r
 
 - client A: ``writer`` in ``acme``; client B: ``reader`` in ``acme``; client C: ``writer`` in ``globex``;
   client D: ``writer`` in ``acme``, but Hydra only mints it tokens for the audience ``billing``;
+  client E: no binding of its own, but its tokens carry the group ``analysts`` (Hydra's token hook,
+  ``ext.groups``; ``auth_groups_claim = "ext.groups"``), and ``group:analysts`` is ``reader`` in ``acme``;
 - an admin client: ``platform-admin`` (creates the two tenants); the platform's own client (its service
   token for calls no user made).
 
@@ -14,7 +16,8 @@ denied globex; B may search but not upload; D's token (another audience) is refu
 Hydra's signing key is rotated, a token signed with the new key is accepted (the verifier refetches the
 JWKS on an unknown kid), and one with that kid signed by another key is not. The CLI (``ISTHMUS_TOKEN``)
 lists only the tenants its token may read, and a role granted with ``isthmus tenant grant`` while the
-platform runs takes effect."""
+platform runs takes effect. E reads acme through its group, and sees a document whose ACL names the
+group, which A (a writer outside the group) does not see."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from .conftest import platform, upload, wait_indexed
 pytestmark = [pytest.mark.slow, pytest.mark.hydra, pytest.mark.asyncio(loop_scope="module")]
 
 ACME, GLOBEX = "acme", "globex"
+ANALYSTS = "analysts"
 ACME_TEXT = b"The acme glacier observatory measures ice thickness every winter with radar."
 GLOBEX_TEXT = b"Globex keeps its quarterly launch plans in the vault under the old harbour."
 #: grpcurl exits with 64 + the status code when the RPC fails
@@ -159,6 +163,7 @@ bindings = [
   {{ principal = {who("a")}, role = "writer" }},
   {{ principal = {who("b")}, role = "reader" }},
   {{ principal = {who("d")}, role = "writer" }},
+  {{ principal = "group:{ANALYSTS}", role = "reader" }},
 ]
 
 [tenants.{GLOBEX}]
@@ -171,6 +176,8 @@ async def env(tmp_path_factory: pytest.TempPathFactory, hydra: Any, grpcurl: Pat
     tmp = tmp_path_factory.mktemp("isthmus-auth")
     clients = {name: hydra.new_client(name=f"isthmus-e2e-{name}") for name in ("svc", "admin", "a", "b", "c")}
     clients["d"] = hydra.new_client(audience="billing", name="isthmus-e2e-d")
+    clients["e"] = hydra.new_client(name="isthmus-e2e-e")
+    hydra.set_groups(clients["e"][0], [ANALYSTS])  # E's tokens carry ext.groups = ["analysts"]
     (tmp / "access.toml").write_text(access_toml(clients))
     common = {
         "auth": "oidc",
@@ -181,6 +188,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory, hydra: Any, grpcurl: Pat
         "auth_service_client_id": clients["svc"][0],
         "auth_service_client_secret": clients["svc"][1],
         "access_file": str(tmp / "access.toml"),
+        "auth_groups_claim": "ext.groups",  # Hydra puts the token hook's claims under ext
     }
 
     def token(name: str) -> str:
@@ -283,6 +291,32 @@ async def test_a_reader_searches_but_cannot_upload(env: Env) -> None:
     assert found.code == 0, found
     # and B is a reader of acme only
     called = await grpcurl(env, SEARCH, token=b, data=search_json(GLOBEX, "launch"))
+    assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+
+
+async def test_a_group_from_the_token_grants_a_role_and_opens_document_acls(env: Env) -> None:
+    a, e = env.token("a"), env.token("e")
+    assert jwt.decode(e, options={"verify_signature": False})["ext"]["groups"] == [ANALYSTS]
+    memo = b"The analysts' memo: the observatory radar budget doubles next winter."
+    doc_id = f"memo-{uuid.uuid4().hex[:6]}"
+    ch = env.channel(a)
+    await upload(ch, ACME, "memo.txt", memo, document_id=doc_id, metadata={"acl": ANALYSTS})
+    await wait_indexed(ch, ACME, [doc_id])
+    query = search_json(ACME, "analysts memo observatory radar budget")
+    seen = await grpcurl(env, SEARCH, token=e, data=query)
+    assert seen.code == 0, seen
+    assert doc_id in _hit_ids(seen)  # E reads acme through group:analysts, and the ACL names its group
+    unseen = await grpcurl(env, SEARCH, token=a, data=query)
+    assert unseen.code == 0, unseen
+    assert doc_id not in _hit_ids(unseen)  # A may search acme, but is not an analyst
+    # naming the group in the request does not make A one
+    named = json.dumps({"tenant_id": ACME, "query": "analysts memo", "access": {"principals": [ANALYSTS]}})
+    called = await grpcurl(env, SEARCH, token=a, data=named)
+    assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+    # the group's role is reader: no upload, and nothing in globex
+    called = await grpcurl(env, UPLOAD, token=e, data=upload_json(ACME, "e.txt", b"analyst writes", "e"))
+    assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
+    called = await grpcurl(env, SEARCH, token=e, data=search_json(GLOBEX, "launch"))
     assert called.status is grpc.StatusCode.PERMISSION_DENIED, called
 
 
