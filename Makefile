@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -64,6 +64,12 @@ weaviate-up: ## a local Weaviate 1.32.4 on 127.0.0.1:18080 (gRPC 18081), built o
 
 weaviate-down:
 	bash tests/infra/weaviate.sh down
+
+hydra-up: ## a local Ory Hydra v2.3.0 OAuth2/OIDC server on 127.0.0.1:24444 (admin :24445), built once with Go; writes .tools/hydra/env
+	bash tests/infra/hydra.sh up
+
+hydra-down: ## stop it (its clients and keys live in memory and are gone)
+	bash tests/infra/hydra.sh down
 
 kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover drills)
 	bash tests/infra/kafka-cluster.sh up

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from isthmus_core.testing.infra import SecureKafka, free_port_run, missing_tool
 
 ROOT = Path(__file__).resolve().parent
+
+
+def _tools_cache() -> Path:
+    return Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
 
 
 class ScriptServer:
@@ -244,3 +253,169 @@ def regions() -> Iterator[Regions]:
         yield Regions(Path(proc.stdout.strip().splitlines()[-1]))
     finally:
         down()
+
+
+class _TokenHook(ThreadingHTTPServer):
+    """Hydra's token hook for the tests (on loopback, in a thread): Hydra POSTs each token request here
+    before it signs; for a client given groups, the answer adds them to the access token (Hydra puts
+    hook claims under ``ext``: the token then has ``ext.groups``); other clients' tokens are unchanged."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list[str]] = {}
+        super().__init__(("127.0.0.1", 0), _TokenHookHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/token-hook"
+        threading.Thread(target=self.serve_forever, name="hydra-token-hook", daemon=True).start()
+
+
+class _TokenHookHandler(BaseHTTPRequestHandler):
+    server: _TokenHook
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        groups = self.server.groups.get(str(body.get("request", {}).get("client_id", "")))
+        if groups is None:
+            self.send_response(204)
+            self.end_headers()
+            return
+        answer = json.dumps({"session": {"access_token": {"groups": groups}, "id_token": {}}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+class HydraServer:
+    """An Ory Hydra v2.3.0 OAuth2/OIDC server from tests/infra/hydra.sh (in-memory store, JWT access
+    tokens): ``issuer`` is exactly the tokens' ``iss``; ``new_client`` registers a client-credentials
+    client, ``token`` runs that grant, ``rotate_keys`` adds a signing key (new tokens carry its kid),
+    ``set_groups`` makes a client's next tokens carry ``ext.groups`` (through the token hook)."""
+
+    script = str(ROOT / "tests" / "infra" / "hydra.sh")
+
+    def __init__(self, data: Path, hook: _TokenHook | None = None) -> None:
+        self.data = data
+        self._hook = hook
+        lines = (data / "env").read_text().splitlines()
+        env = dict(line.split("=", 1) for line in lines if "=" in line)
+        self.issuer = env["ISSUER"]
+        self.jwks_url = env["JWKS_URL"]
+        self.token_url = env["TOKEN_URL"]
+        self.admin_url = env["ADMIN_URL"]
+
+    def set_groups(self, client_id: str, groups: list[str]) -> None:
+        """The client's tokens from now on carry ``"ext": {"groups": groups}``."""
+        if self._hook is None:
+            pytest.fail(
+                "this test gives a Hydra client groups through the token hook: it needs the Hydra the "
+                "tests started (unset ISTHMUS_TEST_HYDRA_DIR)",
+                pytrace=False,
+            )
+        self._hook.groups[client_id] = list(groups)
+
+    def _run(self, *args: str) -> str:
+        proc = subprocess.run(
+            ["bash", self.script, *args, "--dir", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"hydra.sh {' '.join(args)} failed: {proc.stderr[-3000:]}", pytrace=False)
+        return proc.stdout.strip().splitlines()[-1]
+
+    def new_client(
+        self, audience: str = "isthmus", name: str = "isthmus-test", scope: str = ""
+    ) -> tuple[str, str]:
+        """A new client allowed the client-credentials grant for ``audience``: (client_id, secret)."""
+        made = json.loads(self._run("client", "--audience", audience, "--name", name, "--scope", scope))
+        return str(made["client_id"]), str(made["client_secret"])
+
+    def token(self, client_id: str, secret: str, scope: str = "", audience: str | None = "isthmus") -> str:
+        """An access token (a JWT) from the client-credentials grant; ``audience`` is requested (Hydra
+        puts only requested audiences in ``aud``), None requests none."""
+        form = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        if audience is not None:
+            form["audience"] = audience
+        quote = urllib.parse.quote  # client_secret_basic: both parts form-encoded (RFC 6749 2.3.1)
+        resp = httpx.post(
+            self.token_url, data=form, auth=(quote(client_id, safe=""), quote(secret, safe="")), timeout=30
+        )
+        if resp.status_code != 200:
+            raise AssertionError(f"Hydra refused the token request: {resp.status_code} {resp.text}")
+        return str(resp.json()["access_token"])
+
+    def rotate_keys(self) -> str:
+        """A new RS256 key in Hydra's access-token key set; returns its kid (new tokens carry it)."""
+        return self._run("rotate-keys")
+
+
+@pytest.fixture(scope="session")
+def hydra() -> Iterator[HydraServer]:
+    """A real Ory Hydra: the one ISTHMUS_TEST_HYDRA_DIR names (e.g. .tools/hydra after `make hydra-up`) if
+    set, else one started for the session by tests/infra/hydra.sh up on free ports and stopped at the end
+    (built by make setup; needs Go to build)."""
+    given = os.environ.get("ISTHMUS_TEST_HYDRA_DIR")
+    if given:
+        yield HydraServer(Path(given))
+        return
+    if not (_tools_cache() / "hydra-v2.3.0" / "hydra").exists() and shutil.which("go") is None:
+        missing_tool("Go is not installed and hydra is not built (install Go, run make setup)")
+    if shutil.which("curl") is None:
+        missing_tool("curl is not installed: tests/infra/hydra.sh talks to Hydra with it")
+    data = Path(tempfile.mkdtemp(prefix="isthmus-hydra-"))
+    script = HydraServer.script
+    hook = _TokenHook()
+
+    def down() -> None:
+        subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
+        hook.shutdown()
+        hook.server_close()
+
+    try:  # building on a cold cache takes a few minutes; starting the server about a second
+        proc = subprocess.run(
+            [
+                *("bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)),
+                *("--token-hook", hook.url),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    except subprocess.TimeoutExpired as e:
+        down()
+        pytest.fail(f"tests/infra/hydra.sh up did not finish within {e.timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        down()
+        pytest.fail(f"could not start Hydra (tests/infra/hydra.sh up): {proc.stderr[-3000:]}", pytrace=False)
+    try:
+        yield HydraServer(data, hook)
+    finally:
+        down()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def grpcurl() -> Path:
+    """The grpcurl binary (.tools/bin/grpcurl, built by make setup; built here if missing and Go is there)."""
+    linked = ROOT / ".tools" / "bin" / "grpcurl"
+    if linked.exists():
+        return linked
+    on_path = shutil.which("grpcurl")
+    if on_path:
+        return Path(on_path)
+    if shutil.which("go") is None:
+        missing_tool("grpcurl is not installed and Go is missing to build it (install Go, run make setup)")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "tools.d" / "grpcurl.sh")], capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0 or not linked.exists():
+        pytest.fail(f"could not build grpcurl (tools.d/grpcurl.sh): {proc.stderr[-3000:]}", pytrace=False)
+    return linked
