@@ -36,7 +36,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.grpc.server import UNVALIDATED
 from isthmus_core.grpc.validation import validate_message
 from isthmus_ingestion.api import WATCH_OPEN
@@ -147,6 +150,12 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
     "RetrievalService/ListTenants": [{}],
     "RetrievalService/DeleteTenant": [{"tenant_id": SCRATCH}],
     "RetrievalService/ClearTenant": [{"tenant_id": SCRATCH}],
+    "IngestionService/Erase": [
+        {"tenant_id": SCRATCH, "documents": {"ids": ["nothing-here"]}, "reason": "fuzz"}
+    ],
+    "AuditService/ListAuditEvents": [{"tenant_id": TENANT, "limit": 10}],
+    # filled by the fixture, which makes an answer and an erasure to look up:
+    # "EvaluationService/GetProvenance", "IngestionService/GetErasure"
 }
 
 
@@ -476,6 +485,18 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             await stub.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=tenant))
         await upload(ch, TENANT, "glacier.txt", DOC, document_id="doc-1")
         await wait_indexed(ch, TENANT, ["doc-1"])
+        answer = await agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(ch).Ask(
+            agent_orchestrator_pb2.AskRequest(tenant_id=TENANT, question="How thick is the ice?")
+        )
+        erased = await ingestion_pb2_grpc.IngestionServiceStub(ch).Erase(
+            ingestion_pb2.EraseRequest(
+                tenant_id=TENANT, documents=ingestion_pb2.DocumentIds(ids=["never-here"])
+            )
+        )
+        assert isinstance(rt.bus, InProcessBus)
+        await rt.bus.drain()  # evaluation has kept the answer's provenance
+        SEEDS["EvaluationService/GetProvenance"] = [{"tenant_id": TENANT, "answer_id": answer.question_id}]
+        SEEDS["IngestionService/GetErasure"] = [{"tenant_id": TENANT, "erasure_id": erased.erasure_id}]
         yield Env(ch, asyncio.get_running_loop(), await _reflect(ch))
 
 
