@@ -25,7 +25,7 @@ import grpc
 from isthmus.ingestion.v1 import ingestion_pb2
 from isthmus_cli.output import fail
 from isthmus_core.errors import ConfigurationError, IsthmusError
-from isthmus_core.grpc.status import retry_after_s
+from isthmus_core.grpc.status import quota_violations, retry_after_s
 
 if TYPE_CHECKING:
     from grpc_health.v1.health_pb2_grpc import HealthStub
@@ -144,11 +144,18 @@ async def connect(endpoint: str) -> AsyncIterator[Stubs]:
         yield Stubs(ch)
 
 
-def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
-    """``CODE: details``; a refusal past capacity says when to try again (its ``RetryInfo``)."""
+def rpc_error_text(exc: grpc.aio.AioRpcError | grpc.Call) -> str:
+    """``CODE: details``; a tenant's quota names the quota (its ``QuotaFailure``) and a refusal says when
+    to try again (its ``RetryInfo``)."""
     text = f"{exc.code().name}: {exc.details()}"
-    delay = retry_after_s(exc) if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
-    if delay is not None:
+    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return text
+    delay = retry_after_s(exc)
+    quotas = quota_violations(exc)
+    if quotas:
+        text += f" (quota {', '.join(subject for subject, _ in quotas)}"
+        text += f": try again in {delay:.2f} s)" if delay is not None else ")"
+    elif delay is not None:
         text += f" (the platform is busy: try again in {delay:.2f} s)"
     return text
 
