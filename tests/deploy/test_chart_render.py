@@ -668,6 +668,28 @@ def test_service_monitor_scrapes_the_metrics_port(chart: Any) -> None:
         ).items()
 
 
+def test_metrics_need_a_token_by_default_and_the_service_monitor_can_bring_one(chart: Any) -> None:
+    oauth2 = {
+        "metrics.serviceMonitor.oauth2.tokenUrl": "https://idp.example/oauth2/token",
+        "metrics.serviceMonitor.oauth2.clientId.secret.name": "prom-client",
+        "metrics.serviceMonitor.oauth2.clientId.secret.key": "id",
+        "metrics.serviceMonitor.oauth2.clientSecret.name": "prom-client",
+        "metrics.serviceMonitor.oauth2.clientSecret.key": "secret",
+    }
+    docs = chart.render(*sets(VARIANTS["observability"] | oauth2))
+    for dep in by_kind(docs, "Deployment").values():
+        assert env_of(dep)["ISTHMUS_METRICS_AUTH"]["value"] == "true"
+    [sm] = by_kind(docs, "ServiceMonitor").values()
+    [endpoint] = sm["spec"]["endpoints"]
+    assert endpoint["oauth2"]["tokenUrl"] == "https://idp.example/oauth2/token"
+    assert endpoint["oauth2"]["clientSecret"] == {"name": "prom-client", "key": "secret"}
+    opened = chart.render(*sets(VARIANTS["observability"] | {"metrics.auth": "false"}))
+    for dep in by_kind(opened, "Deployment").values():
+        assert env_of(dep)["ISTHMUS_METRICS_AUTH"]["value"] == "false"
+    [sm] = by_kind(opened, "ServiceMonitor").values()
+    assert "oauth2" not in sm["spec"]["endpoints"][0]
+
+
 @pytest.mark.parametrize(
     ("values", "image"),
     [

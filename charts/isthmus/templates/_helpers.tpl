@@ -241,6 +241,8 @@ quotaReplicas (the replicas sharing each tenant's request rates) */}}
   value: "50051"
 - name: ISTHMUS_METRICS_PORT
   value: "9464"
+- name: ISTHMUS_METRICS_AUTH
+  value: {{ $v.metrics.auth | quote }}
 - name: ISTHMUS_DATA_DIR
   value: /data
 - name: ISTHMUS_SHUTDOWN_DRAIN_DELAY_S

@@ -115,6 +115,11 @@ class CommonSettings(SectionSettings):
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535, description="0 picks a free port")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables it")
+    metrics_auth: bool = Field(
+        True,
+        description="with auth on, /metrics needs a bearer token holding metrics.read for every tenant "
+        "(false: served to anyone who reaches the port; protect it another way)",
+    )
     bus: Literal["auto", "inprocess", "kafka"] = Field(
         "auto", description="auto = in-process for the 'all' target, Kafka for single services"
     )

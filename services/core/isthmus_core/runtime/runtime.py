@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from isthmus_core.auth.audit import BusAuditSink
+from isthmus_core.auth.metrics_guard import metrics_guard
 from isthmus_core.auth.stack import AuthStack
 from isthmus_core.auth.wiring import build_stack, service_tokens
 from isthmus_core.bus.port import EventBus
@@ -222,8 +223,17 @@ class Runtime:
             await self.stop()
             raise
         if c.metrics_port:
+            guard = None
+            if self.auth.enabled and c.metrics_auth:
+                guard = metrics_guard(self.auth, asyncio.get_running_loop())
+            elif self.auth.enabled:
+                log.warning(
+                    "metrics_auth is false: /metrics is served without authentication",
+                    host=c.grpc_host,
+                    port=c.metrics_port,
+                )
             try:
-                serve_metrics(c.metrics_port, c.grpc_host)
+                serve_metrics(c.metrics_port, c.grpc_host, guard)
             except OSError as exc:
                 log.warning("metrics endpoint not started", port=c.metrics_port, error=str(exc))
         log.info(

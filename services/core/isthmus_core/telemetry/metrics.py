@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 GRPC_REQUESTS = Counter("isthmus_grpc_requests_total", "gRPC requests handled", ["method", "code"])
 GRPC_LATENCY = Histogram(
@@ -60,7 +67,32 @@ ASK_STAGE_SECONDS = Histogram(
 )
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Expose /metrics over HTTP (prometheus_client runs it on a daemon thread)."""
-    if port:
-        start_http_server(port, addr=host)
+def serve_metrics(
+    port: int, host: str = "127.0.0.1", guard: Callable[[str | None], tuple[int, str]] | None = None
+) -> None:
+    """Expose /metrics over HTTP on a daemon thread (prometheus_client's WSGI app and threading server).
+    ``guard`` decides each request from its ``Authorization`` header: (200, "") lets it through, any
+    other status is answered with its reason (isthmus_core.auth.metrics_guard)."""
+    if not port:
+        return
+    app = make_wsgi_app()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if guard is not None:
+            status, reason = guard(environ.get("HTTP_AUTHORIZATION"))
+            if status != 200:
+                headers = [("Content-Type", "text/plain; charset=utf-8")]
+                if status == 401:
+                    headers.append(("WWW-Authenticate", 'Bearer realm="isthmus-metrics"'))
+                start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+                return [reason.encode() + b"\n"]
+        result: Iterable[bytes] = app(environ, start_response)
+        return result
+
+    server = make_server(host, port, guarded, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="isthmus-metrics", daemon=True).start()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not worth a log line each
+        return None
