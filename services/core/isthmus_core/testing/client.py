@@ -36,14 +36,24 @@ async def upload(ch: grpc.aio.Channel, tenant: str, filename: str, data: bytes, 
 
 
 async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], within_s: float = 120) -> None:
-    """Poll ``GetDocument`` until every document is indexed; a failed one raises with its reason."""
+    """Poll ``GetDocument`` until every document is indexed; a failed one raises with its reason, and one
+    still unknown at the deadline (NOT_FOUND: not consumed yet) is reported as not indexed."""
     stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     pending = set(doc_ids)
     while pending:
         for d in list(pending):
-            doc = await stub.GetDocument(ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=d))
+            try:
+                doc = await stub.GetDocument(
+                    ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=d)
+                )
+            except grpc.aio.AioRpcError as exc:
+                # a document sent over Kafka (or mirrored from another region) is known once ingestion
+                # has consumed it: until then it is pending, not missing
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                continue
             if doc.status == ingestion_pb2.DOCUMENT_STATUS_FAILED:
                 raise AssertionError(f"{d} failed: {doc.failure_reason}")
             if doc.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED:
