@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 
 from isthmus_core.auth.identity import Permission
+from isthmus_core.auth.producers import H_AUTHORIZATION, bearer_of
 from isthmus_core.auth.stack import AuthStack
 from isthmus_core.contracts.events import AuditRecorded
 from isthmus_core.errors import Unauthenticated
@@ -48,13 +49,13 @@ def metrics_guard(stack: AuthStack, loop: asyncio.AbstractEventLoop) -> Callable
         loop.call_soon_threadsafe(stack.audit.record, event)
 
     def check(header: str | None) -> Decision:
-        scheme, _, token = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_of({H_AUTHORIZATION: header or ""})
+        if token is None:
             reason = "a bearer token is needed: send 'Authorization: Bearer <token>'"
             audit("authentication_failed", "", reason)
             return 401, reason
         try:
-            principal = asyncio.run_coroutine_threadsafe(verifier.verify(token.strip()), loop).result(
+            principal = asyncio.run_coroutine_threadsafe(verifier.verify(token), loop).result(
                 VERIFY_TIMEOUT_S
             )
         except Unauthenticated as exc:
