@@ -45,6 +45,10 @@ class Permission(StrEnum):
     ERASE = "erase"  # Erase (documents, a data subject, a tenant)
     IMPERSONATE = "impersonate"  # name other principals in a request's AccessScope (audited)
     DRILL_RUN = "drill.run"  # failover drills
+    APPROVALS_READ = "approvals.read"  # ListPendingApprovals
+    APPROVALS_DECIDE = "approvals.decide"  # Approve, Reject (sensitive tool calls of agent runs)
+    PROMPTS_MANAGE = "prompts.manage"  # CreatePromptVersion, SetPromptSplit
+    TOOLS_EXTERNAL = "tools.external"  # agent tools that reach outside the platform (http_get)
 
 
 _READ = {
@@ -62,11 +66,12 @@ _AUDIT = {
     Permission.METRICS_READ,
     Permission.AUDIT_READ,
     Permission.PROVENANCE_READ,
+    Permission.APPROVALS_READ,
 }
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
     Role.READER: frozenset(_READ),
-    Role.WRITER: frozenset(_READ | {Permission.DOCUMENTS_WRITE}),
+    Role.WRITER: frozenset(_READ | {Permission.DOCUMENTS_WRITE, Permission.TOOLS_EXTERNAL}),
     Role.AUDITOR: frozenset(_AUDIT),
     Role.TENANT_ADMIN: frozenset(
         _READ
@@ -76,6 +81,9 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             Permission.TENANT_MANAGE,
             Permission.ERASE,
             Permission.IMPERSONATE,
+            Permission.APPROVALS_DECIDE,
+            Permission.PROMPTS_MANAGE,
+            Permission.TOOLS_EXTERNAL,
         }
     ),
     Role.PLATFORM_ADMIN: frozenset(Permission),

@@ -64,6 +64,14 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     # agent-orchestrator
     _ORC + "Ask": MethodRule(P.SEARCH, acl_field="access", family="ask"),
     _ORC + "AskStream": MethodRule(P.SEARCH, acl_field="access", family="ask"),
+    _ORC + "ListPendingApprovals": MethodRule(P.APPROVALS_READ, family="documents"),
+    _ORC + "Approve": MethodRule(P.APPROVALS_DECIDE, admin=True, family="admin"),
+    _ORC + "Reject": MethodRule(P.APPROVALS_DECIDE, admin=True, family="admin"),
+    _ORC + "ListGraphs": MethodRule(P.TENANT_READ, family="documents"),
+    _ORC + "ListTools": MethodRule(P.TENANT_READ, family="documents"),
+    _ORC + "CreatePromptVersion": MethodRule(P.PROMPTS_MANAGE, admin=True, family="admin"),
+    _ORC + "ListPromptVersions": MethodRule(P.TENANT_READ, family="documents"),
+    _ORC + "SetPromptSplit": MethodRule(P.PROMPTS_MANAGE, admin=True, family="admin"),
     # guardrail
     _GRD + "CheckInput": MethodRule(P.GUARD_CHECK, family="guard"),
     _GRD + "CheckOutput": MethodRule(P.GUARD_CHECK, family="guard"),

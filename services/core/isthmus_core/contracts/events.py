@@ -240,3 +240,44 @@ class ErasureApplied(Event):
     count: int = Field(default=0, ge=0)
     status: Literal["done", "failed"] = "done"
     detail: str = Field(default="", max_length=2048)
+
+
+#: agent runs (issue 15): approval ids and run ids are 32 lowercase hex digits
+AGENT_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class ApprovalRequested(Event):
+    """A sensitive tool call of an agent run waits for a person: ``Approve`` or ``Reject`` (gRPC) decide
+    it, or it expires. Every orchestrator replica keeps the pending list from these events."""
+
+    approval_id: str = Field(pattern=AGENT_ID_PATTERN)
+    run_id: str = Field(pattern=AGENT_ID_PATTERN)
+    graph: str = Field(max_length=64)
+    tool: str = Field(max_length=64)
+    arguments_json: str = Field(max_length=16_384)
+    requested_by: str = Field("", max_length=512)
+    expires_at_ms: int = Field(ge=0)
+
+
+class ApprovalDecided(Event):
+    """An approval decided: the waiting run (in whichever replica holds it) resumes or stops."""
+
+    approval_id: str = Field(pattern=AGENT_ID_PATTERN)
+    run_id: str = Field(pattern=AGENT_ID_PATTERN)
+    state: Literal["approved", "rejected", "expired"]
+    decided_by: str = Field("", max_length=512)
+    reason: str = Field("", max_length=2_000)
+
+
+class UsageRecorded(Event):
+    """The LLM tokens and cost of one request (its id is ``question_id``), per model it used."""
+
+    question_id: str = Field(max_length=64)
+    graph: str = Field("", max_length=64)
+    model: str = Field("", max_length=256)
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    cost_usd: float = Field(0.0, ge=0)
+    #: counted by the model server (``usage`` of its responses) rather than estimated
+    reported: bool = False
+    principal: str = Field("", max_length=512)

@@ -57,6 +57,13 @@ ERASURES_REQUESTED = TopicSpec(
     "isthmus.erasures.requested.v1", ev.ErasureRequested, "tenant_id", partitions=1
 )
 ERASURES_APPLIED = TopicSpec("isthmus.erasures.applied.v1", ev.ErasureApplied, "tenant_id", partitions=1)
+#: agent runs: sensitive tool calls waiting for a person, and the decisions (every replica reads both)
+APPROVALS_REQUESTED = TopicSpec("isthmus.approvals.requested.v1", ev.ApprovalRequested, "tenant_id")
+APPROVALS_DECIDED = TopicSpec("isthmus.approvals.decided.v1", ev.ApprovalDecided, "tenant_id")
+#: LLM tokens and cost per request and model (for billing and budgets); kept 400 days
+USAGE_RECORDED = TopicSpec(
+    "isthmus.usage.recorded.v1", ev.UsageRecorded, "tenant_id", retention_ms=400 * 24 * 3600 * 1000
+)
 
 #: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
 AnyTopic: TypeAlias = TopicSpec[Any]
@@ -72,6 +79,9 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     AUDIT_RECORDED,
     ERASURES_REQUESTED,
     ERASURES_APPLIED,
+    APPROVALS_REQUESTED,
+    APPROVALS_DECIDED,
+    USAGE_RECORDED,
 )
 
 

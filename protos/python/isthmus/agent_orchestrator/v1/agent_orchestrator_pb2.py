@@ -25,23 +25,73 @@ _sym_db = _symbol_database.Default()
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6isthmus/agent_orchestrator/v1/agent_orchestrator.proto\x12\x1disthmus.agent_orchestrator.v1\x1a\x1eisthmus/common/v1/common.proto\"p\n\nAskRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12.\n\x06\x61\x63\x63\x65ss\x18\x04 \x01(\x0b\x32\x1e.isthmus.common.v1.AccessScope\"\xb7\x02\n\x0b\x41skResponse\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x34\n\tsentences\x18\x03 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12.\n\tcitations\x18\x04 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\x12\x31\n\rinput_verdict\x18\x05 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x32\n\x0eoutput_verdict\x18\x06 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x12\n\nlatency_ms\x18\t \x01(\x02\"Q\n\nStageEvent\x12\x33\n\x05stage\x18\x01 \x01(\x0e\x32$.isthmus.agent_orchestrator.v1.Stage\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xc3\x01\n\x08\x41skEvent\x12:\n\x05stage\x18\x01 \x01(\x0b\x32).isthmus.agent_orchestrator.v1.StageEventH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x12;\n\x05\x66inal\x18\x03 \x01(\x0b\x32*.isthmus.agent_orchestrator.v1.AskResponseH\x00\x42\x07\n\x05\x65vent*\x88\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11STAGE_INPUT_GUARD\x10\x01\x12\x13\n\x0fSTAGE_RETRIEVAL\x10\x02\x12\x14\n\x10STAGE_GENERATION\x10\x03\x12\x16\n\x12STAGE_OUTPUT_GUARD\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x32\xdb\x01\n\x18\x41gentOrchestratorService\x12\\\n\x03\x41sk\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a*.isthmus.agent_orchestrator.v1.AskResponse\x12\x61\n\tAskStream\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a\'.isthmus.agent_orchestrator.v1.AskEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6isthmus/agent_orchestrator/v1/agent_orchestrator.proto\x12\x1disthmus.agent_orchestrator.v1\x1a\x1eisthmus/common/v1/common.proto\"\xb5\x01\n\nAskRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12.\n\x06\x61\x63\x63\x65ss\x18\x04 \x01(\x0b\x32\x1e.isthmus.common.v1.AccessScope\x12\r\n\x05graph\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x10\n\x08no_cache\x18\x08 \x01(\x08\"l\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x10\n\x08reported\x18\x05 \x01(\x08\"\xd7\x04\n\x0b\x41skResponse\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x34\n\tsentences\x18\x03 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12.\n\tcitations\x18\x04 \x03(\x0b\x32\x1b.isthmus.common.v1.Citation\x12\x31\n\rinput_verdict\x18\x05 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x32\n\x0eoutput_verdict\x18\x06 \x01(\x0b\x32\x1a.isthmus.common.v1.Verdict\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x12\n\nlatency_ms\x18\t \x01(\x02\x12\r\n\x05graph\x18\n \x01(\t\x12\x0e\n\x06run_id\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x1b\n\x13standalone_question\x18\r \x01(\t\x12\x16\n\x0eprompt_version\x18\x0e \x01(\t\x12\x33\n\x05usage\x18\x0f \x01(\x0b\x32$.isthmus.agent_orchestrator.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x10 \x01(\x08\x12\x37\n\x05steps\x18\x11 \x03(\x0b\x32(.isthmus.agent_orchestrator.v1.AgentStep\x12\x38\n\x06status\x18\x12 \x01(\x0e\x32(.isthmus.agent_orchestrator.v1.RunStatus\"Q\n\nStageEvent\x12\x33\n\x05stage\x18\x01 \x01(\x0e\x32$.isthmus.agent_orchestrator.v1.Stage\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xdc\x01\n\tAgentStep\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32\'.isthmus.agent_orchestrator.v1.StepKind\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x06 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x07 \x01(\t\x12\n\n\x02ok\x18\x08 \x01(\x08\x12\x13\n\x0b\x61pproval_id\x18\t \x01(\t\x12\x15\n\rsub_questions\x18\n \x03(\t\"\xfd\x01\n\x08\x41skEvent\x12:\n\x05stage\x18\x01 \x01(\x0b\x32).isthmus.agent_orchestrator.v1.StageEventH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x12;\n\x05\x66inal\x18\x03 \x01(\x0b\x32*.isthmus.agent_orchestrator.v1.AskResponseH\x00\x12\x38\n\x04step\x18\x04 \x01(\x0b\x32(.isthmus.agent_orchestrator.v1.AgentStepH\x00\x42\x07\n\x05\x65vent\"\xb5\x02\n\x08\x41pproval\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\r\n\x05graph\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x06 \x01(\t\x12\x14\n\x0crequested_by\x18\x07 \x01(\t\x12;\n\x05state\x18\x08 \x01(\x0e\x32,.isthmus.agent_orchestrator.v1.ApprovalState\x12\x12\n\ndecided_by\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x17\n\x0frequested_at_ms\x18\x0b \x01(\x03\x12\x15\n\rdecided_at_ms\x18\x0c \x01(\x03\x12\x15\n\rexpires_at_ms\x18\r \x01(\x03\"0\n\x1bListPendingApprovalsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"Z\n\x1cListPendingApprovalsResponse\x12:\n\tapprovals\x18\x01 \x03(\x0b\x32\'.isthmus.agent_orchestrator.v1.Approval\"O\n\x15\x44\x65\x63ideApprovalRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"`\n\tGraphInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12\r\n\x05\x65\x64ges\x18\x04 \x03(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\"&\n\x11ListGraphsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"N\n\x12ListGraphsResponse\x12\x38\n\x06graphs\x18\x01 \x03(\x0b\x32(.isthmus.agent_orchestrator.v1.GraphInfo\"\x94\x01\n\x08ToolInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1d\n\x15\x61rguments_schema_json\x18\x03 \x01(\t\x12\x11\n\tsensitive\x18\x04 \x01(\x08\x12\x12\n\npermission\x18\x05 \x01(\t\x12\x0e\n\x06graphs\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\"%\n\x10ListToolsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"K\n\x11ListToolsResponse\x12\x36\n\x05tools\x18\x01 \x03(\x0b\x32\'.isthmus.agent_orchestrator.v1.ToolInfo\"\x8e\x01\n\rPromptVersion\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\"O\n\x1a\x43reatePromptVersionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\"<\n\x19ListPromptVersionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x97\x01\n\x1aListPromptVersionsResponse\x12>\n\x08versions\x18\x01 \x03(\x0b\x32,.isthmus.agent_orchestrator.v1.PromptVersion\x12\x39\n\x05split\x18\x02 \x01(\x0b\x32*.isthmus.agent_orchestrator.v1.PromptSplit\"\xa8\x01\n\x0bPromptSplit\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12H\n\x07percent\x18\x03 \x03(\x0b\x32\x37.isthmus.agent_orchestrator.v1.PromptSplit.PercentEntry\x1a.\n\x0cPercentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xbc\x01\n\x15SetPromptSplitRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12R\n\x07percent\x18\x03 \x03(\x0b\x32\x41.isthmus.agent_orchestrator.v1.SetPromptSplitRequest.PercentEntry\x1a.\n\x0cPercentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01*z\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x01\x12\x16\n\x12RUN_STATUS_STOPPED\x10\x02\x12\x1f\n\x1bRUN_STATUS_BUDGET_EXHAUSTED\x10\x03*\x99\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11STAGE_INPUT_GUARD\x10\x01\x12\x13\n\x0fSTAGE_RETRIEVAL\x10\x02\x12\x14\n\x10STAGE_GENERATION\x10\x03\x12\x16\n\x12STAGE_OUTPUT_GUARD\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x12\x0f\n\x0bSTAGE_AGENT\x10\x06*\xb4\x02\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_KIND_CONDENSE\x10\x01\x12\x14\n\x10STEP_KIND_MEMORY\x10\x02\x12\x12\n\x0eSTEP_KIND_PLAN\x10\x03\x12\x17\n\x13STEP_KIND_TOOL_CALL\x10\x04\x12\x19\n\x15STEP_KIND_TOOL_RESULT\x10\x05\x12\x1b\n\x17STEP_KIND_APPROVAL_WAIT\x10\x06\x12\x1e\n\x1aSTEP_KIND_APPROVAL_DECIDED\x10\x07\x12\x16\n\x12STEP_KIND_CRITIQUE\x10\x08\x12\x13\n\x0fSTEP_KIND_RETRY\x10\t\x12\x17\n\x13STEP_KIND_CACHE_HIT\x10\n\x12\x14\n\x10STEP_KIND_BUDGET\x10\x0b*\xa1\x01\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41PPROVAL_STATE_PENDING\x10\x01\x12\x1b\n\x17\x41PPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17\x41PPROVAL_STATE_REJECTED\x10\x03\x12\x1a\n\x16\x41PPROVAL_STATE_EXPIRED\x10\x04\x32\xa3\t\n\x18\x41gentOrchestratorService\x12\\\n\x03\x41sk\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a*.isthmus.agent_orchestrator.v1.AskResponse\x12\x61\n\tAskStream\x12).isthmus.agent_orchestrator.v1.AskRequest\x1a\'.isthmus.agent_orchestrator.v1.AskEvent0\x01\x12\x8f\x01\n\x14ListPendingApprovals\x12:.isthmus.agent_orchestrator.v1.ListPendingApprovalsRequest\x1a;.isthmus.agent_orchestrator.v1.ListPendingApprovalsResponse\x12h\n\x07\x41pprove\x12\x34.isthmus.agent_orchestrator.v1.DecideApprovalRequest\x1a\'.isthmus.agent_orchestrator.v1.Approval\x12g\n\x06Reject\x12\x34.isthmus.agent_orchestrator.v1.DecideApprovalRequest\x1a\'.isthmus.agent_orchestrator.v1.Approval\x12q\n\nListGraphs\x12\x30.isthmus.agent_orchestrator.v1.ListGraphsRequest\x1a\x31.isthmus.agent_orchestrator.v1.ListGraphsResponse\x12n\n\tListTools\x12/.isthmus.agent_orchestrator.v1.ListToolsRequest\x1a\x30.isthmus.agent_orchestrator.v1.ListToolsResponse\x12~\n\x13\x43reatePromptVersion\x12\x39.isthmus.agent_orchestrator.v1.CreatePromptVersionRequest\x1a,.isthmus.agent_orchestrator.v1.PromptVersion\x12\x89\x01\n\x12ListPromptVersions\x12\x38.isthmus.agent_orchestrator.v1.ListPromptVersionsRequest\x1a\x39.isthmus.agent_orchestrator.v1.ListPromptVersionsResponse\x12r\n\x0eSetPromptSplit\x12\x34.isthmus.agent_orchestrator.v1.SetPromptSplitRequest\x1a*.isthmus.agent_orchestrator.v1.PromptSplitb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'isthmus.agent_orchestrator.v1.agent_orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=831
-  _globals['_STAGE']._serialized_end=967
-  _globals['_ASKREQUEST']._serialized_start=121
-  _globals['_ASKREQUEST']._serialized_end=233
-  _globals['_ASKRESPONSE']._serialized_start=236
-  _globals['_ASKRESPONSE']._serialized_end=547
-  _globals['_STAGEEVENT']._serialized_start=549
-  _globals['_STAGEEVENT']._serialized_end=630
-  _globals['_ASKEVENT']._serialized_start=633
-  _globals['_ASKEVENT']._serialized_end=828
-  _globals['_AGENTORCHESTRATORSERVICE']._serialized_start=970
-  _globals['_AGENTORCHESTRATORSERVICE']._serialized_end=1189
+  _globals['_PROMPTSPLIT_PERCENTENTRY']._loaded_options = None
+  _globals['_PROMPTSPLIT_PERCENTENTRY']._serialized_options = b'8\001'
+  _globals['_SETPROMPTSPLITREQUEST_PERCENTENTRY']._loaded_options = None
+  _globals['_SETPROMPTSPLITREQUEST_PERCENTENTRY']._serialized_options = b'8\001'
+  _globals['_RUNSTATUS']._serialized_start=3403
+  _globals['_RUNSTATUS']._serialized_end=3525
+  _globals['_STAGE']._serialized_start=3528
+  _globals['_STAGE']._serialized_end=3681
+  _globals['_STEPKIND']._serialized_start=3684
+  _globals['_STEPKIND']._serialized_end=3992
+  _globals['_APPROVALSTATE']._serialized_start=3995
+  _globals['_APPROVALSTATE']._serialized_end=4156
+  _globals['_ASKREQUEST']._serialized_start=122
+  _globals['_ASKREQUEST']._serialized_end=303
+  _globals['_USAGE']._serialized_start=305
+  _globals['_USAGE']._serialized_end=413
+  _globals['_ASKRESPONSE']._serialized_start=416
+  _globals['_ASKRESPONSE']._serialized_end=1015
+  _globals['_STAGEEVENT']._serialized_start=1017
+  _globals['_STAGEEVENT']._serialized_end=1098
+  _globals['_AGENTSTEP']._serialized_start=1101
+  _globals['_AGENTSTEP']._serialized_end=1321
+  _globals['_ASKEVENT']._serialized_start=1324
+  _globals['_ASKEVENT']._serialized_end=1577
+  _globals['_APPROVAL']._serialized_start=1580
+  _globals['_APPROVAL']._serialized_end=1889
+  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_start=1891
+  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_end=1939
+  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_start=1941
+  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_end=2031
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_start=2033
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_end=2112
+  _globals['_GRAPHINFO']._serialized_start=2114
+  _globals['_GRAPHINFO']._serialized_end=2210
+  _globals['_LISTGRAPHSREQUEST']._serialized_start=2212
+  _globals['_LISTGRAPHSREQUEST']._serialized_end=2250
+  _globals['_LISTGRAPHSRESPONSE']._serialized_start=2252
+  _globals['_LISTGRAPHSRESPONSE']._serialized_end=2330
+  _globals['_TOOLINFO']._serialized_start=2333
+  _globals['_TOOLINFO']._serialized_end=2481
+  _globals['_LISTTOOLSREQUEST']._serialized_start=2483
+  _globals['_LISTTOOLSREQUEST']._serialized_end=2520
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=2522
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=2597
+  _globals['_PROMPTVERSION']._serialized_start=2600
+  _globals['_PROMPTVERSION']._serialized_end=2742
+  _globals['_CREATEPROMPTVERSIONREQUEST']._serialized_start=2744
+  _globals['_CREATEPROMPTVERSIONREQUEST']._serialized_end=2823
+  _globals['_LISTPROMPTVERSIONSREQUEST']._serialized_start=2825
+  _globals['_LISTPROMPTVERSIONSREQUEST']._serialized_end=2885
+  _globals['_LISTPROMPTVERSIONSRESPONSE']._serialized_start=2888
+  _globals['_LISTPROMPTVERSIONSRESPONSE']._serialized_end=3039
+  _globals['_PROMPTSPLIT']._serialized_start=3042
+  _globals['_PROMPTSPLIT']._serialized_end=3210
+  _globals['_PROMPTSPLIT_PERCENTENTRY']._serialized_start=3164
+  _globals['_PROMPTSPLIT_PERCENTENTRY']._serialized_end=3210
+  _globals['_SETPROMPTSPLITREQUEST']._serialized_start=3213
+  _globals['_SETPROMPTSPLITREQUEST']._serialized_end=3401
+  _globals['_SETPROMPTSPLITREQUEST_PERCENTENTRY']._serialized_start=3164
+  _globals['_SETPROMPTSPLITREQUEST_PERCENTENTRY']._serialized_end=3210
+  _globals['_AGENTORCHESTRATORSERVICE']._serialized_start=4159
+  _globals['_AGENTORCHESTRATORSERVICE']._serialized_end=5346
 # @@protoc_insertion_point(module_scope)

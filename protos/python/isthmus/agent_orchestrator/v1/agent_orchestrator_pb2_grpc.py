@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AgentOrchestratorServiceStub(object):
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,51 @@ class AgentOrchestratorServiceStub(object):
                 request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskRequest.SerializeToString,
                 response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskEvent.FromString,
                 _registered_method=True)
+        self.ListPendingApprovals = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListPendingApprovals',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsResponse.FromString,
+                _registered_method=True)
+        self.Approve = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Approve',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.FromString,
+                _registered_method=True)
+        self.Reject = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Reject',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.FromString,
+                _registered_method=True)
+        self.ListGraphs = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListGraphs',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsResponse.FromString,
+                _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListTools',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
+        self.CreatePromptVersion = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/CreatePromptVersion',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.CreatePromptVersionRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptVersion.FromString,
+                _registered_method=True)
+        self.ListPromptVersions = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListPromptVersions',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsResponse.FromString,
+                _registered_method=True)
+        self.SetPromptSplit = channel.unary_unary(
+                '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/SetPromptSplit',
+                request_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.SetPromptSplitRequest.SerializeToString,
+                response_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptSplit.FromString,
+                _registered_method=True)
 
 
 class AgentOrchestratorServiceServicer(object):
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
     """
 
     def Ask(self, request, context):
@@ -58,8 +100,60 @@ class AgentOrchestratorServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def AskStream(self, request, context):
-        """Stage events, then answer sentences as they pass the output guardrail, then the final answer.
+        """Stage and agent-step events, then answer sentences as they pass the output guardrail, then the
+        final answer. Every step's text passes the guardrail before the caller sees it.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingApprovals(self, request, context):
+        """Human-in-the-loop approval of sensitive tool calls: a run waits until one is decided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Approve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGraphs(self, request, context):
+        """What a tenant's agents can use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTools(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePromptVersion(self, request, context):
+        """Prompt templates: immutable versions per tenant, an A/B split by percentage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromptVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPromptSplit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -77,6 +171,46 @@ def add_AgentOrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskRequest.FromString,
                     response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskEvent.SerializeToString,
             ),
+            'ListPendingApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingApprovals,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsResponse.SerializeToString,
+            ),
+            'Approve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Approve,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.SerializeToString,
+            ),
+            'Reject': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reject,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.SerializeToString,
+            ),
+            'ListGraphs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGraphs,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CreatePromptVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePromptVersion,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.CreatePromptVersionRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptVersion.SerializeToString,
+            ),
+            'ListPromptVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptVersions,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsResponse.SerializeToString,
+            ),
+            'SetPromptSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPromptSplit,
+                    request_deserializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.SetPromptSplitRequest.FromString,
+                    response_serializer=isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptSplit.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'isthmus.agent_orchestrator.v1.AgentOrchestratorService', rpc_method_handlers)
@@ -86,7 +220,8 @@ def add_AgentOrchestratorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AgentOrchestratorService(object):
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail.
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
     """
 
     @staticmethod
@@ -133,6 +268,222 @@ class AgentOrchestratorService(object):
             '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/AskStream',
             isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskRequest.SerializeToString,
             isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.AskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListPendingApprovals',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPendingApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Approve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Approve',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/Reject',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.DecideApprovalRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGraphs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListGraphs',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListGraphsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListTools',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePromptVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/CreatePromptVersion',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.CreatePromptVersionRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromptVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/ListPromptVersions',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.ListPromptVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPromptSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.agent_orchestrator.v1.AgentOrchestratorService/SetPromptSplit',
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.SetPromptSplitRequest.SerializeToString,
+            isthmus_dot_agent__orchestrator_dot_v1_dot_agent__orchestrator__pb2.PromptSplit.FromString,
             options,
             channel_credentials,
             insecure,

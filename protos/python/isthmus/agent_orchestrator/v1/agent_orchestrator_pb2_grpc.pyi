@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AgentOrchestratorServiceStub:
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail."""
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -35,19 +37,49 @@ class AgentOrchestratorServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AgentOrchestratorServiceAsyncStub: ...
     Ask: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.AskRequest, _agent_orchestrator_pb2.AskResponse]
     AskStream: _grpc.UnaryStreamMultiCallable[_agent_orchestrator_pb2.AskRequest, _agent_orchestrator_pb2.AskEvent]
-    """Stage events, then answer sentences as they pass the output guardrail, then the final answer."""
+    """Stage and agent-step events, then answer sentences as they pass the output guardrail, then the
+    final answer. Every step's text passes the guardrail before the caller sees it.
+    """
+    ListPendingApprovals: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListPendingApprovalsRequest, _agent_orchestrator_pb2.ListPendingApprovalsResponse]
+    """Human-in-the-loop approval of sensitive tool calls: a run waits until one is decided."""
+    Approve: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.DecideApprovalRequest, _agent_orchestrator_pb2.Approval]
+    Reject: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.DecideApprovalRequest, _agent_orchestrator_pb2.Approval]
+    ListGraphs: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListGraphsRequest, _agent_orchestrator_pb2.ListGraphsResponse]
+    """What a tenant's agents can use."""
+    ListTools: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListToolsRequest, _agent_orchestrator_pb2.ListToolsResponse]
+    CreatePromptVersion: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.CreatePromptVersionRequest, _agent_orchestrator_pb2.PromptVersion]
+    """Prompt templates: immutable versions per tenant, an A/B split by percentage."""
+    ListPromptVersions: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListPromptVersionsRequest, _agent_orchestrator_pb2.ListPromptVersionsResponse]
+    SetPromptSplit: _grpc.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.SetPromptSplitRequest, _agent_orchestrator_pb2.PromptSplit]
 
 @_typing.type_check_only
 class AgentOrchestratorServiceAsyncStub(AgentOrchestratorServiceStub):
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail."""
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ask: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.AskRequest, _agent_orchestrator_pb2.AskResponse]  # type: ignore[assignment]
     AskStream: _aio.UnaryStreamMultiCallable[_agent_orchestrator_pb2.AskRequest, _agent_orchestrator_pb2.AskEvent]  # type: ignore[assignment]
-    """Stage events, then answer sentences as they pass the output guardrail, then the final answer."""
+    """Stage and agent-step events, then answer sentences as they pass the output guardrail, then the
+    final answer. Every step's text passes the guardrail before the caller sees it.
+    """
+    ListPendingApprovals: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListPendingApprovalsRequest, _agent_orchestrator_pb2.ListPendingApprovalsResponse]  # type: ignore[assignment]
+    """Human-in-the-loop approval of sensitive tool calls: a run waits until one is decided."""
+    Approve: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.DecideApprovalRequest, _agent_orchestrator_pb2.Approval]  # type: ignore[assignment]
+    Reject: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.DecideApprovalRequest, _agent_orchestrator_pb2.Approval]  # type: ignore[assignment]
+    ListGraphs: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListGraphsRequest, _agent_orchestrator_pb2.ListGraphsResponse]  # type: ignore[assignment]
+    """What a tenant's agents can use."""
+    ListTools: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListToolsRequest, _agent_orchestrator_pb2.ListToolsResponse]  # type: ignore[assignment]
+    CreatePromptVersion: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.CreatePromptVersionRequest, _agent_orchestrator_pb2.PromptVersion]  # type: ignore[assignment]
+    """Prompt templates: immutable versions per tenant, an A/B split by percentage."""
+    ListPromptVersions: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.ListPromptVersionsRequest, _agent_orchestrator_pb2.ListPromptVersionsResponse]  # type: ignore[assignment]
+    SetPromptSplit: _aio.UnaryUnaryMultiCallable[_agent_orchestrator_pb2.SetPromptSplitRequest, _agent_orchestrator_pb2.PromptSplit]  # type: ignore[assignment]
 
 class AgentOrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Answers questions with citations: input guardrail -> retrieval -> generation -> output guardrail."""
+    """Answers questions with citations by running an agent graph: input guardrail -> graph (plan, tools,
+    retrieval, critique) -> synthesis -> output guardrail. The default graph `rag` is the plain chain.
+    """
 
     @_abc_1.abstractmethod
     def Ask(
@@ -62,6 +94,67 @@ class AgentOrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_orchestrator_pb2.AskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_orchestrator_pb2.AskEvent], _abc.AsyncIterator[_agent_orchestrator_pb2.AskEvent]]:
-        """Stage events, then answer sentences as they pass the output guardrail, then the final answer."""
+        """Stage and agent-step events, then answer sentences as they pass the output guardrail, then the
+        final answer. Every step's text passes the guardrail before the caller sees it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPendingApprovals(
+        self,
+        request: _agent_orchestrator_pb2.ListPendingApprovalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.ListPendingApprovalsResponse, _abc.Awaitable[_agent_orchestrator_pb2.ListPendingApprovalsResponse]]:
+        """Human-in-the-loop approval of sensitive tool calls: a run waits until one is decided."""
+
+    @_abc_1.abstractmethod
+    def Approve(
+        self,
+        request: _agent_orchestrator_pb2.DecideApprovalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.Approval, _abc.Awaitable[_agent_orchestrator_pb2.Approval]]: ...
+
+    @_abc_1.abstractmethod
+    def Reject(
+        self,
+        request: _agent_orchestrator_pb2.DecideApprovalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.Approval, _abc.Awaitable[_agent_orchestrator_pb2.Approval]]: ...
+
+    @_abc_1.abstractmethod
+    def ListGraphs(
+        self,
+        request: _agent_orchestrator_pb2.ListGraphsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.ListGraphsResponse, _abc.Awaitable[_agent_orchestrator_pb2.ListGraphsResponse]]:
+        """What a tenant's agents can use."""
+
+    @_abc_1.abstractmethod
+    def ListTools(
+        self,
+        request: _agent_orchestrator_pb2.ListToolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.ListToolsResponse, _abc.Awaitable[_agent_orchestrator_pb2.ListToolsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreatePromptVersion(
+        self,
+        request: _agent_orchestrator_pb2.CreatePromptVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.PromptVersion, _abc.Awaitable[_agent_orchestrator_pb2.PromptVersion]]:
+        """Prompt templates: immutable versions per tenant, an A/B split by percentage."""
+
+    @_abc_1.abstractmethod
+    def ListPromptVersions(
+        self,
+        request: _agent_orchestrator_pb2.ListPromptVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.ListPromptVersionsResponse, _abc.Awaitable[_agent_orchestrator_pb2.ListPromptVersionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetPromptSplit(
+        self,
+        request: _agent_orchestrator_pb2.SetPromptSplitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_orchestrator_pb2.PromptSplit, _abc.Awaitable[_agent_orchestrator_pb2.PromptSplit]]: ...
 
 def add_AgentOrchestratorServiceServicer_to_server(servicer: AgentOrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
