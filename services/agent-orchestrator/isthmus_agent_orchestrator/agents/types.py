@@ -293,7 +293,9 @@ class ConversationStore(Protocol):
     """Conversations by (tenant, session_id). A session belongs to the principal that began it: another
     principal's ``history``/``append`` raises ``PermissionDenied`` (the same text as an unknown session)."""
 
-    async def history(self, tenant_id: str, session_id: str, principal: str, limit: int = 6) -> list[Turn]: ...
+    async def history(
+        self, tenant_id: str, session_id: str, principal: str, limit: int = 6
+    ) -> list[Turn]: ...
 
     async def append(self, tenant_id: str, session_id: str, principal: str, turn: Turn) -> None: ...
 
