@@ -10,6 +10,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from isthmus_core.clients.embedding import GrpcQueryEmbedder, GrpcReranker
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.ports.embedding_client import QueryEmbedder, Reranker
 from isthmus_core.ports.eval_platform import EvalPlatform
@@ -24,7 +25,6 @@ from isthmus_core.testing.eval_platform_conformance import (
     EvalPlatformOutageConformance,
 )
 from isthmus_evaluation.clients import GrpcEvalPlatform
-from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 
 from .conftest import platform
 

@@ -10,13 +10,13 @@ from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.purge import purge_on_erasure
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
+from isthmus_core.clients.embedding import GrpcQueryEmbedder, GrpcReranker
 from isthmus_core.contracts import topics
 from isthmus_core.ports.embedding_client import QueryEmbedder
 from isthmus_core.runtime.module import Module, ModuleContext, Offer, Probe
 from isthmus_core.store.port import Fusion, VectorStore
 from isthmus_core.telemetry.caches import register_cache
 from isthmus_retrieval.api import RetrievalServicer
-from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 from isthmus_retrieval.query_cache import CachedQueryEmbedder
 from isthmus_retrieval.service import Retrieval
 from isthmus_retrieval.settings import RetrievalSettings

@@ -1,7 +1,7 @@
 """Retrieval's core: tenant registry, search (query embedding + store), indexing of embedded chunks.
 
 It reaches the embedding service only through the core ports :class:`QueryEmbedder` and
-:class:`Reranker` (gRPC adapters in :mod:`isthmus_retrieval.clients`, fakes in the tests).
+:class:`Reranker` (gRPC adapters in :mod:`isthmus_core.clients.embedding`, fakes in the tests).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Retrieval's clients of the embedding service: the QueryEmbedder and Reranker conformance suites
 against the in-memory fakes (over the hashing embedder) and against the gRPC clients of
-:mod:`isthmus_retrieval.clients` talking to a small EmbeddingService backed by those fakes; then the
+:mod:`isthmus_core.clients.embedding` talking to a small EmbeddingService backed by those fakes; then the
 search core, which reaches the embedding service only through the two ports."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from isthmus.embedding.v1 import embedding_pb2 as pb
 from isthmus.embedding.v1 import embedding_pb2_grpc as pb_grpc
+from isthmus_core.clients.embedding import GrpcQueryEmbedder, GrpcReranker
 from isthmus_core.contracts.events import ChunksEmbedded, ChunksIndexed, EmbeddedChunk, TenantDeleted
 from isthmus_core.errors import InvalidArgument, Unavailable
 from isthmus_core.grpc.client import open_channel
@@ -32,7 +33,6 @@ from isthmus_core.testing.embedding_client_conformance import (
     RerankerConformance,
     RerankerOutageConformance,
 )
-from isthmus_retrieval.clients import GrpcQueryEmbedder, GrpcReranker
 from isthmus_retrieval.service import Retrieval, SearchParams
 from isthmus_retrieval.store_embedded import EmbeddedStore
 

@@ -3,7 +3,7 @@
 :class:`QueryEmbedder` embeds one search query (→ its vector and the id of the model that made it);
 :class:`Reranker` scores passages against a query with a cross-encoder (→ one relevance per passage, in
 the passages' order, higher = more relevant). Retrieval depends on these Protocols only; their gRPC
-implementations (over ``EmbeddingService.Embed`` / ``Rerank``) live in retrieval's ``clients.py``.
+implementations (over ``EmbeddingService.Embed`` / ``Rerank``) live in :mod:`isthmus_core.clients.embedding`.
 Failures are :mod:`isthmus_core.errors` (``InvalidArgument`` for a bad request, ``Unavailable`` when the
 embedding service cannot be reached...), never a gRPC type.
 

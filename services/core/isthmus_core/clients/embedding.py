@@ -1,11 +1,12 @@
-"""Retrieval's clients of other services, over gRPC: the embedding service.
+"""Clients of the embedding service over gRPC, for every service that needs a query's vector or a
+reranking (retrieval; the agent orchestrator's semantic cache and episodic memory).
 
 :class:`GrpcQueryEmbedder` implements :class:`isthmus_core.ports.embedding_client.QueryEmbedder` over
 ``EmbeddingService.Embed``; :class:`GrpcReranker` implements
 :class:`isthmus_core.ports.embedding_client.Reranker` over ``EmbeddingService.Rerank`` (conformance:
 :mod:`isthmus_core.testing.embedding_client_conformance`, run in ``tests/e2e`` against the real
 embedding service). A failed call raises the matching :mod:`isthmus_core.errors` error
-(``InvalidArgument``, ``Unavailable``...), so the search never sees a gRPC type.
+(``InvalidArgument``, ``Unavailable``...), so callers never see a gRPC type.
 """
 
 from __future__ import annotations
