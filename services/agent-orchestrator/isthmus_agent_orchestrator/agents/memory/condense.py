@@ -31,7 +31,7 @@ from typing import Final
 
 from isthmus_agent_orchestrator.agents.types import Turn
 
-_TOKEN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9+#'’.\-]*[A-Za-z0-9+#]|[A-Za-z0-9]")
+_TOKEN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9+#'\u2019.\-]*[A-Za-z0-9+#]|[A-Za-z0-9]")
 _END: Final = re.compile(r"[\s?.!]*$")
 
 #: pronouns that point back at the previous question's subject (possessives map to "X's")
@@ -201,7 +201,6 @@ _STOP: Final = (
             "yes",
             "sure",
             "thanks",
-            "now",
         }
     )
 )
@@ -279,7 +278,7 @@ class _Tok:
 
     @property
     def low(self) -> str:
-        return self.text.lower().replace("’", "'")
+        return self.text.lower().replace("\u2019", "'")
 
 
 def _tokens(text: str) -> list[_Tok]:
@@ -312,7 +311,7 @@ def _verb(toks: list[_Tok], i: int) -> bool:
 def _swap(phrase: str, topic: str) -> str:
     """``phrase`` (a noun phrase) about ``topic`` instead: "the capital of France" + "Germany" → "the
     capital of Germany", + "the population" → "the population of France"; without "of": ``topic``."""
-    head, of, tail = phrase.rpartition(" of ")
+    head, of, _tail = phrase.rpartition(" of ")
     if not of:
         return topic
     if _tokens(topic)[0].low in _ARTICLES:
