@@ -260,27 +260,9 @@ class SqliteConversationStore:
     def subscriptions(self, module: str, peers: Sequence[str]) -> list[Subscription]:
         """Erasures (local and mirrored from ``peers``) and tenant deletions, in a consumer group of this
         process's own: every replica purges its own file."""
-        group = f"{module}-conversations-{uuid.uuid4().hex[:12]}"
-
-        async def erased(ev: ErasureRequested) -> Literal["applied"]:
-            tenant = parse_tenant_id(ev.tenant_id)
-            if await asyncio.to_thread(self.erase_tenant, tenant, ev.event_id):
-                _log.info("conversations erased", tenant=tenant, erasure=ev.erasure_id)
-            return "applied"
-
-        async def local_erasure(ev: ErasureRequested) -> None:
-            await erased(ev)
-
-        async def tenant_deleted(ev: TenantDeleted) -> None:
-            tenant = parse_tenant_id(ev.tenant_id)
-            await asyncio.to_thread(self.delete_tenant, tenant, ev.occurred_at)
-            _log.info("conversations of a deleted tenant deleted", tenant=tenant)
-
-        return [
-            subscribe(topics.ERASURES_REQUESTED, group, local_erasure),
-            *replica_subscriptions(topics.ERASURES_REQUESTED, group, peers, erased, service=module),
-            subscribe(topics.TENANTS_DELETED, group, tenant_deleted),
-        ]
+        return tenant_purge_subscriptions(
+            module, "conversations", peers, self.erase_tenant, self.delete_tenant
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -293,3 +275,37 @@ def _delete_sessions(conn: sqlite3.Connection, where: str, args: tuple[object, .
         args,
     )
     conn.execute(f"DELETE FROM sessions WHERE {where}", args)
+
+
+def tenant_purge_subscriptions(
+    module: str,
+    what: str,
+    peers: Sequence[str],
+    erase_tenant: Callable[[TenantId, str], bool],
+    delete_tenant: Callable[[TenantId, datetime], None],
+) -> list[Subscription]:
+    """Subscriptions calling ``erase_tenant(tenant, event_id)`` on every erasure (requested here or
+    mirrored from one of ``peers``) and ``delete_tenant(tenant, occurred_at)`` on every tenant deletion,
+    in a consumer group of this process's own (``<module>-<what>-<random>``): each replica holds its own
+    SQLite file, so each must hear every event (like :func:`isthmus_core.bus.purge.purge_on_erasure`)."""
+    group = f"{module}-{what}-{uuid.uuid4().hex[:12]}"
+
+    async def erased(ev: ErasureRequested) -> Literal["applied"]:
+        tenant = parse_tenant_id(ev.tenant_id)
+        if await asyncio.to_thread(erase_tenant, tenant, ev.event_id):
+            _log.info("agent memory erased", what=what, tenant=tenant, erasure=ev.erasure_id)
+        return "applied"
+
+    async def local_erasure(ev: ErasureRequested) -> None:
+        await erased(ev)
+
+    async def tenant_deleted(ev: TenantDeleted) -> None:
+        tenant = parse_tenant_id(ev.tenant_id)
+        await asyncio.to_thread(delete_tenant, tenant, ev.occurred_at)
+        _log.info("agent memory of a deleted tenant deleted", what=what, tenant=tenant)
+
+    return [
+        subscribe(topics.ERASURES_REQUESTED, group, local_erasure),
+        *replica_subscriptions(topics.ERASURES_REQUESTED, group, peers, erased, service=module),
+        subscribe(topics.TENANTS_DELETED, group, tenant_deleted),
+    ]
