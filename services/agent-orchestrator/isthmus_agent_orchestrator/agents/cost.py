@@ -2,8 +2,8 @@
 :class:`~isthmus_agent_orchestrator.agents.types.CostMeter`).
 
 A usage costs ``prompt_tokens / 1000 * prompt_per_1k + completion_tokens / 1000 * completion_per_1k`` by
-the price table (``prices``: model -> :class:`~isthmus_agent_orchestrator.settings.Price`, USD per 1,000
-tokens); a model the table does not list costs 0 and is counted in ``isthmus_llm_unpriced_usages_total``.
+the price table (``prices``: model -> ``settings.Price``, USD per 1,000 tokens); a model the table does
+not list costs 0 and is counted in ``isthmus_llm_unpriced_usages_total``.
 :meth:`PriceMeter.record` counts a request's tokens and cost per tenant and model
 (``isthmus_llm_tokens_total{tenant,model,kind}``, ``isthmus_llm_cost_usd_total{tenant,model}``) and
 publishes one ``UsageRecorded`` per model (``isthmus.usage.recorded.v1``, kept 400 days: billing).
@@ -14,9 +14,9 @@ Pure: no I/O library (publishing is an injected callable, the typed bus publishe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from isthmus_agent_orchestrator.agents.types import Usage
-from isthmus_agent_orchestrator.settings import Price
 from isthmus_core.contracts.events import UsageRecorded
 from isthmus_core.telemetry.metrics import LLM_COST_USD, LLM_TOKENS, LLM_UNPRICED
 
@@ -24,6 +24,17 @@ from isthmus_core.telemetry.metrics import LLM_COST_USD, LLM_TOKENS, LLM_UNPRICE
 _MAX_MODEL = 256
 _MAX_PRINCIPAL = 512
 _MAX_QUESTION_ID = 64
+
+
+class Price(Protocol):
+    """USD per 1,000 tokens of one model (``settings.Price``; a Protocol here so this module stays free of
+    the settings' imports)."""
+
+    @property
+    def prompt_per_1k(self) -> float: ...
+
+    @property
+    def completion_per_1k(self) -> float: ...
 
 
 class PriceMeter:
