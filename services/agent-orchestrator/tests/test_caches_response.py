@@ -5,6 +5,7 @@ before an invalidation out of the cache."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from prometheus_client import REGISTRY
@@ -226,7 +227,9 @@ async def test_semantic_lookup_reuses_its_vector_for_the_put() -> None:
 async def test_semantic_never_crosses_tenant_acl_graph_or_top_k(other: CacheKey) -> None:
     cache = TenantResponseCache(semantic_threshold=0.5, embed=Embeddings(VECTORS))
     await cache.put(key("What is a glider?"), answer())
-    probe = CacheKey(other.tenant_id, other.graph, "What is a sailplane?", other.principals, other.top_k)
+    # the probe's own scope holds an unrelated answer, so it is searched semantically too
+    await cache.put(dataclasses.replace(other, question=HANGAR), answer("x"))
+    probe = dataclasses.replace(other, question="What is a sailplane?")
     assert await cache.get(probe) is None
 
 
@@ -275,23 +278,25 @@ async def test_an_invalidation_of_another_tenant_does_not_refuse_the_answer() ->
 
 
 async def test_concurrent_runs_each_keep_their_own_lookup_generation() -> None:
+    """Two runs of one key: the old one looked up before the invalidation and stores after the new one
+    (which looked up after it): the old answer must not replace the new one."""
     cache = TenantResponseCache()
-    before = asyncio.Event()
-    invalidated = asyncio.Event()
+    old_looked_up, invalidated, new_stored = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def old_run() -> None:
         assert await cache.get(key()) is None
-        before.set()
-        await invalidated.wait()
+        old_looked_up.set()
+        await new_stored.wait()
         await cache.put(key(), answer("old"))
 
     async def new_run() -> None:
         await invalidated.wait()
         assert await cache.get(key()) is None
         await cache.put(key(), answer("new"))
+        new_stored.set()
 
     old, new = asyncio.create_task(old_run()), asyncio.create_task(new_run())
-    await before.wait()
+    await old_looked_up.wait()
     cache.invalidate("acme")
     invalidated.set()
     await asyncio.gather(old, new)
