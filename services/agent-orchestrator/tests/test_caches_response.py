@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from isthmus_agent_orchestrator.agents.caches import (
     TenantResponseCache,
+    invalidation_topics,
     normalize_key,
     normalize_question,
 )
@@ -386,6 +387,13 @@ async def test_bus_events_invalidate_the_tenant_in_every_replica(
         assert await cache.get(key()) is None
         assert await cache.get(key(tenant="globex")) == answer()
     assert sample("isthmus_answer_cache_invalidations_total", reason=reason) == before + 2
+
+
+def test_the_module_offers_every_topic_the_subscriptions_consume() -> None:
+    subs = TenantResponseCache().subscriptions("agent-orchestrator", ["eu", "us"])
+    offered = {t.name for t in invalidation_topics(["eu", "us"])}
+    assert {s.topic for s in subs} == offered
+    assert {"eu.isthmus.erasures.requested.v1", topics.TENANTS_DELETED.name} <= offered
 
 
 async def test_a_run_in_flight_when_the_tenant_is_deleted_does_not_store() -> None:

@@ -43,7 +43,7 @@ import structlog
 
 from isthmus_agent_orchestrator.agents.types import CachedAnswer, CacheKey
 from isthmus_core.bus.port import Subscription
-from isthmus_core.bus.replication import replica_subscriptions
+from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ChunksIndexed, ErasureApplied, ErasureRequested, TenantDeleted
@@ -198,7 +198,7 @@ class TenantResponseCache:
     async def put(self, key: CacheKey, answer: CachedAnswer, *, generation: int | None = None) -> None:
         """Store ``answer`` unless the tenant's cache was invalidated since the answer's lookup: since
         ``generation`` when given, else since this task's :meth:`get` of the same key (when it made
-        one), else during this call."""
+        one: call both from the same task, or pass ``generation``), else during this call."""
         if not self._enabled:
             return
         nk = _normal(key)
@@ -249,7 +249,7 @@ class TenantResponseCache:
         region's index: lookups between the request and the deletion may have cached them again), the
         tenant deleted. The consumer group is this process's own (like
         :func:`isthmus_core.bus.purge.purge_on_erasure`): every replica hears every event. The
-        module's ``Offer.topics`` should list these topics and the mirrored copies."""
+        module's ``Offer.topics`` should list :func:`invalidation_topics`."""
         group = f"{module}-answer-cache-{uuid.uuid4().hex[:12]}"
 
         async def on_indexed(ev: ChunksIndexed) -> None:
@@ -349,6 +349,17 @@ class TenantResponseCache:
         return tickets.get(nk) if tickets else None
 
 
+def invalidation_topics(peers: Sequence[str]) -> list[topics.AnyTopic]:
+    """The topics :meth:`TenantResponseCache.subscriptions` consumes, for the module's ``Offer.topics``."""
+    local: list[topics.AnyTopic] = [
+        topics.CHUNKS_INDEXED,
+        topics.ERASURES_REQUESTED,
+        topics.ERASURES_APPLIED,
+        topics.TENANTS_DELETED,
+    ]
+    return [*local, *replica_topics([topics.ERASURES_REQUESTED], peers)]
+
+
 # ---- coalescing ---------------------------------------------------------------------------------------
 
 T = TypeVar("T")
@@ -366,7 +377,9 @@ class Coalescer(Generic[T]):
 
     The run is a task of its own, so a caller cancelled while waiting does not cancel the others' result;
     it is cancelled only when every caller waiting for it has gone. A :class:`CacheKey` is normalized
-    (:func:`normalize_key`) so keys that name one cached answer share one run."""
+    (:func:`normalize_key`) so keys that name one cached answer share one run. The run's task starts in
+    a copy of the first caller's context (its ``current_access``, trace): callers that join share what
+    it did on the first caller's behalf — hence keys carry the tenant and the principals (ACL scope)."""
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, _Flight[T]] = {}
