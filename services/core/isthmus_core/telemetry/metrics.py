@@ -66,6 +66,38 @@ ASK_STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+ANSWER_CACHE_LOOKUPS = Counter(
+    "isthmus_answer_cache_lookups_total",
+    "agent answer cache lookups, by outcome (exact | semantic: hits by how they matched | miss)",
+    ["outcome"],
+)
+ANSWER_CACHE_STORES = Counter(
+    "isthmus_answer_cache_stores_total",
+    "answers offered to the agent answer cache, by outcome (stored | stale: computed before the "
+    "tenant's cache was invalidated, so dropped)",
+    ["outcome"],
+)
+ANSWER_CACHE_INVALIDATIONS = Counter(
+    "isthmus_answer_cache_invalidations_total",
+    "a tenant's cached answers dropped, by reason (chunks_indexed | erasure | tenant_deleted | manual)",
+    ["reason"],
+)
+LLM_TOKENS = Counter(
+    "isthmus_llm_tokens_total",
+    "LLM tokens used, by tenant, model and kind (prompt | completion)",
+    ["tenant", "model", "kind"],
+)
+LLM_COST_USD = Counter(
+    "isthmus_llm_cost_usd_total",
+    "LLM cost in USD from the price table, by tenant and model",
+    ["tenant", "model"],
+)
+LLM_UNPRICED = Counter(
+    "isthmus_llm_unpriced_usages_total",
+    "LLM usages of a model the price table does not list (counted at 0 USD), by model",
+    ["model"],
+)
+
 
 def serve_metrics(
     port: int, host: str = "127.0.0.1", guard: Callable[[str | None], tuple[int, str]] | None = None
