@@ -6,4 +6,6 @@ workspace member, left out of the service image; it may import any service, noth
   all-in-one vs distributed comparison on a real Kafka;
 * ``python -m isthmus_bench.scale`` — a vector store at scale (``make bench-scale``,
   ``bench-scale-weaviate``).
+* ``python -m isthmus_bench.agents`` — agent graphs (``rag`` vs ``plan-execute``) on compound questions
+  of the IR datasets, response-cache hit latency, token accounting against llama.cpp.
 """
