@@ -64,7 +64,7 @@ class SearchArgs(_Args):
         min_length=1, max_length=2000, description="what to look for in the tenant's documents"
     )
     top_k: int | None = Field(
-        None, ge=1, le=50, description="how many passages to return (default: the request's top_k)"
+        default=None, ge=1, le=50, description="how many passages to return (default: the request's top_k)"
     )
 
 
