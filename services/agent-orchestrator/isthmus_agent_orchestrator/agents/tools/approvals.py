@@ -43,6 +43,7 @@ from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import AGENT_ID_PATTERN, ApprovalDecided, ApprovalRequested
 from isthmus_core.contracts.topics import AnyTopic
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.regions import REPLICATED_TOPICS
 
 log = structlog.get_logger("isthmus.agents.approvals")
 
@@ -101,10 +102,17 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+def _crossing(peers: Sequence[str], spec: AnyTopic) -> Sequence[str]:
+    """The peers whose mirrored copy of ``spec`` exists: none unless the topic crosses regions (a
+    tenant's agent runs and approvals live in its region; see ``isthmus_core.regions``)."""
+    return peers if spec in REPLICATED_TOPICS else ()
+
+
 def approval_topics(peers: Sequence[str]) -> list[AnyTopic]:
-    """The topics the book publishes and consumes (with the peers' mirrored copies), for ``Offer.topics``."""
+    """The topics the book publishes and consumes (with mirrored copies, should they cross regions), for
+    ``Offer.topics``."""
     specs: list[AnyTopic] = [topics.APPROVALS_REQUESTED, topics.APPROVALS_DECIDED]
-    return [*specs, *replica_topics(specs, peers)]
+    return [*specs, *(t for s in specs for t in replica_topics([s], _crossing(peers, s)))]
 
 
 class SqliteApprovalBook:
@@ -341,8 +349,9 @@ class SqliteApprovalBook:
     # ---- the bus ------------------------------------------------------------------------------------------
 
     def subscriptions(self, module: str, peers: Sequence[str]) -> list[Subscription]:
-        """This replica's subscriptions to requests and decisions (local topics and each peer's mirrored
-        copies), in a consumer group of its own so that every replica hears every event."""
+        """This replica's subscriptions to requests and decisions, in a consumer group of its own so that
+        every replica hears every event (and each peer's mirrored copies, should the topics ever cross
+        regions: today they do not, so ``peers`` adds nothing)."""
         group = f"{module}-approvals-{uuid.uuid4().hex[:12]}"
 
         async def requested(ev: ApprovalRequested) -> None:
@@ -361,7 +370,17 @@ class SqliteApprovalBook:
             subscribe(topics.APPROVALS_REQUESTED, group, requested),
             subscribe(topics.APPROVALS_DECIDED, group, decided),
             *replica_subscriptions(
-                topics.APPROVALS_REQUESTED, group, peers, mirrored_requested, service=module
+                topics.APPROVALS_REQUESTED,
+                group,
+                _crossing(peers, topics.APPROVALS_REQUESTED),
+                mirrored_requested,
+                service=module,
             ),
-            *replica_subscriptions(topics.APPROVALS_DECIDED, group, peers, mirrored_decided, service=module),
+            *replica_subscriptions(
+                topics.APPROVALS_DECIDED,
+                group,
+                _crossing(peers, topics.APPROVALS_DECIDED),
+                mirrored_decided,
+                service=module,
+            ),
         ]
