@@ -4,6 +4,7 @@ server), redirects followed only to allowed URLs, text/JSON only, the size cap a
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -67,6 +68,19 @@ async def server() -> AsyncIterator[Server]:
         "/docs/to-elsewhere": (302, {"location": "http://localhost:1/docs/page"}, b""),
         "/docs/loop": (302, {"location": "/docs/loop"}, b""),
         "/secret": (200, {"content-type": "text/plain"}, b"secret"),
+        "/docs/gzip": (
+            200,
+            {"content-type": "text/plain", "content-encoding": "gzip"},
+            gzip.compress(b"zipped"),
+        ),
+        # 5 MB of zeros in a few KB: decompressed no further than the cap
+        "/docs/bomb": (
+            200,
+            {"content-type": "text/plain", "content-encoding": "gzip"},
+            gzip.compress(b"0" * 5_000_000, compresslevel=1),
+        ),
+        "/docs/brotli": (200, {"content-type": "text/plain", "content-encoding": "br"}, b"??"),
+        "/docs/latin": (200, {"content-type": "text/plain; charset=no-such-charset"}, b"plain"),
     }
     async with s:
         yield srv
@@ -130,3 +144,14 @@ async def test_size_cap_stops_reading_an_endless_body(server: Server) -> None:
     assert result.ok and result.data["truncated"] is True and result.data["bytes"] == 5000
     assert result.text.startswith("x" * 5000) and result.text.endswith("[cut at 5000 bytes]")
     assert server.endless_sent < 10_000 * 1024  # the client hung up: it did not read the whole stream
+
+
+async def test_gzip_bodies_are_decompressed_within_the_cap(server: Server) -> None:
+    zipped = await tool(server).call(HttpGetArgs(url=f"{server.base}/docs/gzip"), CTX)
+    assert zipped.ok and zipped.text == "zipped"
+    bomb = await tool(server, max_bytes=5000).call(HttpGetArgs(url=f"{server.base}/docs/bomb"), CTX)
+    assert bomb.ok and bomb.data["bytes"] == 5000 and bomb.text.startswith("0" * 5000)
+    brotli = await tool(server).call(HttpGetArgs(url=f"{server.base}/docs/brotli"), CTX)
+    assert not brotli.ok and "br-encoded" in brotli.text
+    unknown_charset = await tool(server).call(HttpGetArgs(url=f"{server.base}/docs/latin"), CTX)
+    assert unknown_charset.ok and unknown_charset.text == "plain"

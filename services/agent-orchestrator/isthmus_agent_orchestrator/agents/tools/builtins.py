@@ -14,8 +14,8 @@ sensitive tool waits for a person's approval; ``settings.sensitive_tools``) and 
 * ``http_get`` — off unless ``http_get_enabled``; fetches only URLs under an allow-listed prefix, compared
   after normalisation (user-info, encoded slashes and dot segments are refused, so
   ``http://allowed.example@evil/`` or ``/docs/..%2fadmin`` never pass); redirects are followed only to
-  allowed URLs; at most ``http_get_max_bytes`` are read (the rest is cut, while streaming); only
-  ``text/*`` and JSON bodies. Sensitive by default.
+  allowed URLs; at most ``http_get_max_bytes`` are read (the rest is cut, while streaming; a gzip body
+  is decompressed with the same bound); only ``text/*`` and JSON bodies. Sensitive by default.
 * ``subagent`` — runs another graph on a sub-question through a ``run_graph`` callback the runtime gives;
   refuses the calling graph itself and depths beyond ``subagent_max_depth``.
 """
@@ -23,10 +23,12 @@ sensitive tool waits for a person's approval; ``settings.sensitive_tools``) and 
 from __future__ import annotations
 
 import ast
+import codecs
 import dataclasses
 import math
 import operator
 import re
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -269,7 +271,7 @@ _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z
 _IPV6 = re.compile(r"^[0-9a-f:.]+$")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c|25)", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_ACCEPT = {"accept": "text/*, application/json"}
+_ACCEPT = {"accept": "text/*, application/json", "accept-encoding": "gzip"}
 
 
 class UrlRefused(ValueError):
@@ -367,6 +369,13 @@ class UrlAllowList:
         return norm
 
 
+def _charset(name: str | None) -> str:
+    try:
+        return codecs.lookup(name or "utf-8").name
+    except LookupError:
+        return "utf-8"
+
+
 def _allowed_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media.startswith("text/") or media == "application/json" or media.endswith("+json")
@@ -433,15 +442,20 @@ class HttpGetTool:
             return ToolResult(
                 ok=False, text=f"http_get: {url} is {content_type or 'untyped'}; only text and JSON"
             )
+        encoding = r.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity", "gzip"):
+            return ToolResult(ok=False, text=f"http_get: {url} is {encoding}-encoded; only gzip or none")
+        # raw bytes, decompressed here with a bound: a small gzip body cannot expand past the cap
+        gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
         body = bytearray()
         truncated = False
-        async for piece in r.aiter_bytes():
-            body += piece
+        async for raw in r.aiter_raw():
+            body += gunzip.decompress(raw, self.max_bytes - len(body) + 1) if gunzip else raw
             if len(body) > self.max_bytes:
                 del body[self.max_bytes :]
                 truncated = True
                 break
-        text = bytes(body).decode(r.charset_encoding or "utf-8", errors="replace")
+        text = bytes(body).decode(_charset(r.charset_encoding), errors="replace")
         return ToolResult(
             ok=True,
             text=text + (f"\n[cut at {self.max_bytes} bytes]" if truncated else ""),
