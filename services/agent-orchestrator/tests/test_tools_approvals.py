@@ -92,7 +92,8 @@ async def test_request_decide_wait(book: SqliteApprovalBook, published: Publishe
     )
 
     waiting = asyncio.create_task(book.wait(a.approval_id))
-    await asyncio.sleep(0)  # let it start waiting (not synchronisation: wait() re-reads the state anyway)
+    await asyncio.sleep(0)  # a yield: the task runs until it waits for the decision
+    assert not waiting.done()
     decided = await book.decide("acme", a.approval_id, True, "bob", "looks fine")
     assert decided.state == "approved" and decided.decided_by == "bob" and decided.reason == "looks fine"
     assert (await waiting) == decided
@@ -240,6 +241,7 @@ async def test_a_decision_in_another_replica_wakes_the_waiting_run(
     await bus.drain()
     assert [p.approval_id for p in b.list_pending("acme")] == [approval.approval_id]
     assert [p.arguments_json for p in b.list_pending("acme")] == [ARGS]
+    assert not waiting.done()
     await b.decide("acme", approval.approval_id, True, "bob", "fine")
     decided = await waiting
     assert decided.state == "approved" and decided.decided_by == "bob"

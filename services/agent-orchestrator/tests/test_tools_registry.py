@@ -77,6 +77,7 @@ def test_http_get_is_off_by_default_and_sensitive_by_default() -> None:
     reg = registry()
     assert names(reg) == ["search", "calculator"]  # no subagent until the runtime binds run_graph
     assert reg.get("acme", "react", "http_get") is None
+    assert registry(http_get_enabled=True).get("acme", "react", "http_get") is None  # nothing allowed
     on = registry(http_get_enabled=True, http_get_allow=["https://docs.example/"])
     assert names(on) == ["search", "calculator", "http_get"]
     http_get = on.get("acme", "react", "http_get")
@@ -161,8 +162,7 @@ async def test_invoke_rechecks_permission_switch_and_graph() -> None:
     elsewhere = await reg.invoke(calculator, {"expression": "1+1"}, reflect)
     assert not elsewhere.ok and "not allowed in graph" in elsewhere.text
     off = registry()
-    http_get = registry(http_get_enabled=True).get("acme", "react", "http_get")
-    assert http_get is not None
+    http_get = tool(registry(http_get_enabled=True, http_get_allow=["https://docs.example/"]), "http_get")
     result = await off.invoke(http_get, {"url": "https://docs.example/"}, CTX)
     assert not result.ok and "not enabled" in result.text
 

@@ -1,10 +1,11 @@
 """The tenant's tool registry: which built-in tools a caller may use in a graph, and calling them safely.
 
 A tool is *available* to the current caller (:func:`isthmus_core.auth.context.current_access`) in a
-tenant and a graph when it is switched on (``http_get`` only with ``http_get_enabled``; ``subagent`` only
-once the runtime gave its ``run_graph`` callback and ``subagent_max_depth`` > 0), the graph is in its
-allow-list (``settings.tool_graphs``; absent = every graph) and the caller holds its permission there
-(``search``/``calculator``/``subagent``: ``search``; ``http_get``: ``tools.external``).
+tenant and a graph when it is switched on (``http_get`` only with ``http_get_enabled`` and a non-empty
+``http_get_allow``; ``subagent`` only once the runtime gave its ``run_graph`` callback and
+``subagent_max_depth`` > 0), the graph is in its allow-list (``settings.tool_graphs``; absent = every
+graph) and the caller holds its permission there (``search``/``calculator``/``subagent``: ``search``;
+``http_get``: ``tools.external``).
 
 :meth:`TenantToolRegistry.invoke` never raises (but for cancellation): it checks the same three things
 again, validates the arguments against the tool's model (a bad field → ``ToolResult(ok=False)`` naming
@@ -128,7 +129,8 @@ class TenantToolRegistry:
                     timeout_s=s.tool_timeout_s,
                     transport=http_transport,
                 ),
-                s.http_get_enabled,
+                # with nothing allowed it could only fail: not offered
+                s.http_get_enabled and bool(s.http_get_allow),
             ),
         ]
         self._tools: dict[str, _Entry] = {t.name: _Entry(t, TOOL_PERMISSIONS[t.name], on) for t, on in tools}
