@@ -110,7 +110,7 @@ async def test_subagent_is_bound_by_the_runtime() -> None:
     reg = registry()
     reg.bind_run_graph(run_graph)
     sub = reg.get("acme", "react", "subagent")
-    assert sub is not None
+    assert sub is not None and sub.timeout_s == 60.0  # a sub-run gets a run's wall budget
     result = await reg.invoke(sub, {"graph": "rag", "question": "why?"}, CTX)
     assert result == ToolResult(ok=True, text="rag@1: why?")
     off = registry(subagent_max_depth=0)

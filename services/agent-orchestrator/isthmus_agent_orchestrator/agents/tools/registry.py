@@ -118,6 +118,8 @@ class TenantToolRegistry:
         self._graphs: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in s.tool_graphs.items()}
         self._max_depth = s.subagent_max_depth
         self._timeout_s = s.tool_timeout_s
+        #: a sub-run is a whole run: it gets the run's wall budget when that is longer than a tool's
+        self._subagent_timeout_s = max(s.tool_timeout_s, s.budget_max_wall_s)
         tools: list[tuple[Tool, bool]] = [
             (SearchTool(searcher, sensitive="search" in sensitive, timeout_s=s.tool_timeout_s), True),
             (CalculatorTool(sensitive="calculator" in sensitive, timeout_s=s.tool_timeout_s), True),
@@ -144,7 +146,7 @@ class TenantToolRegistry:
             run_graph,
             max_depth=self._max_depth,
             sensitive=self._subagent_sensitive,
-            timeout_s=self._timeout_s,
+            timeout_s=self._subagent_timeout_s,
         )
         self._tools[tool.name] = _Entry(tool, TOOL_PERMISSIONS[tool.name], self._max_depth > 0)
 
