@@ -175,7 +175,7 @@ async def test_a_waiter_wakes_at_the_deadline(tmp_path: Path, published: Publish
 async def test_survives_a_reopen(tmp_path: Path, clock: Clock) -> None:
     first = open_book(tmp_path, clock=clock)
     a = await ask(first)
-    first.close()
+    await first.aclose()  # the module's stop hook
     second = open_book(tmp_path, clock=clock)
     assert [p.approval_id for p in second.list_pending("acme")] == [a.approval_id]
     assert (await ask(second)).approval_id == a.approval_id

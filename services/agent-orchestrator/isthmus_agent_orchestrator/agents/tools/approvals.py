@@ -152,6 +152,10 @@ class SqliteApprovalBook:
     def close(self) -> None:
         self._db.close()
 
+    async def aclose(self) -> None:
+        """:meth:`close` as a module stop hook."""
+        self.close()
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
