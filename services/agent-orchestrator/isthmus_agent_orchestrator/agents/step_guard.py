@@ -50,12 +50,16 @@ class StepGuard:
             case Action.ALLOW:
                 return GuardedStep(step)
             case Action.REDACT:
+                if step.sub_questions:  # a plan: one sub-question a line, as redacted
+                    subs = tuple(line for line in verdict.text.split("\n") if line.strip())
+                    return GuardedStep(dataclasses.replace(step, text=verdict.text, sub_questions=subs))
                 if not step.arguments_json:
                     return GuardedStep(dataclasses.replace(step, text=verdict.text))
                 # the arguments (one line of JSON) were checked after the text: both as redacted
                 shown, _, args = verdict.text.rpartition("\n")
                 return GuardedStep(dataclasses.replace(step, text=shown, arguments_json=args))
             case Action.BLOCK:
-                return GuardedStep(dataclasses.replace(step, text=WITHHELD, arguments_json=""), blocked=True)
+                withheld = dataclasses.replace(step, text=WITHHELD, arguments_json="", sub_questions=())
+                return GuardedStep(withheld, blocked=True)
             case _:
                 assert_never(verdict.action)
