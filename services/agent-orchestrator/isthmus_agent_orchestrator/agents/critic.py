@@ -59,7 +59,9 @@ class HeuristicCritic:
         by_id = {c.chunk_id: c for c in draft.contexts}
         sentences = [s for s in draft.sentences if s.text.strip()]
         cited = [s for s in sentences if any(c.chunk_id in by_id for c in s.citations)]
-        cited_text = " ".join(by_id[c.chunk_id].text for s in cited for c in s.citations if c.chunk_id in by_id)
+        cited_text = " ".join(
+            by_id[c.chunk_id].text for s in cited for c in s.citations if c.chunk_id in by_id
+        )
         cited_keys = _keys(content_words(cited_text))
         asked = content_words(question)
         missing = [w for w in asked if w[:PREFIX] not in cited_keys]
@@ -77,7 +79,9 @@ class HeuristicCritic:
             f"{len(cited)} of {len(sentences)} sentences cite a context; {overlap:.0%} of their words are "
             f"in what they cite; {coverage:.0%} of the question's words are in the cited contexts"
         )
-        grounded = share >= self.min_cited_share and overlap >= self.min_overlap and coverage >= self.min_coverage
+        grounded = (
+            share >= self.min_cited_share and overlap >= self.min_overlap and coverage >= self.min_coverage
+        )
         if grounded:
             return Critique(True, reason)
         retry = f"{question} {' '.join(missing)}" if missing else ""

@@ -218,7 +218,8 @@ def draft_of(data: Mapping[str, Any] | None) -> Draft | None:
         return None
     return Draft(
         tuple(
-            AnswerSentence(s["text"], tuple(CitedSpan(**c) for c in s["citations"])) for s in data["sentences"]
+            AnswerSentence(s["text"], tuple(CitedSpan(**c) for c in s["citations"]))
+            for s in data["sentences"]
         ),
         tuple(contexts_of(data["contexts"])),
     )
@@ -228,7 +229,9 @@ def _message_json(m: ChatMessage) -> dict[str, Any]:
     return {
         "role": m.role,
         "content": m.content,
-        "tool_calls": [{"call_id": c.call_id, "name": c.name, "arguments": dict(c.arguments)} for c in m.tool_calls],
+        "tool_calls": [
+            {"call_id": c.call_id, "name": c.name, "arguments": dict(c.arguments)} for c in m.tool_calls
+        ],
         "tool_call_id": m.tool_call_id,
     }
 
@@ -271,7 +274,9 @@ async def call_tool(
     if tool is None:
         result = ToolResult(False, f"there is no tool {name!r} for this graph")
         if show:
-            await ctx.emit(Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False))
+            await ctx.emit(
+                Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False)
+            )
         return result, False
     if tool.sensitive:
         if not ctx.allow_approvals:
@@ -282,25 +287,43 @@ async def call_tool(
             tc.tenant_id, tc.run_id, tc.graph, name, args_json, ctx.subject
         )
         decision = interrupt(
-            {"approval_id": approval.approval_id, "tool": name, "call_id": call_id, "arguments_json": args_json}
+            {
+                "approval_id": approval.approval_id,
+                "tool": name,
+                "call_id": call_id,
+                "arguments_json": args_json,
+            }
         )
         if decision.get("state") != "approved":
             by = decision.get("decided_by") or "nobody"
-            result = ToolResult(False, f"{decision.get('state', 'rejected')} by {by}: {decision.get('reason', '')}")
+            result = ToolResult(
+                False, f"{decision.get('state', 'rejected')} by {by}: {decision.get('reason', '')}"
+            )
             if show:
-                await ctx.emit(Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False))
+                await ctx.emit(
+                    Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False)
+                )
             return result, True
     if show:
         shown = await ctx.emit(
-            Step(StepKind.TOOL_CALL, node, f"calling {name}", tool=name, call_id=call_id, arguments_json=args_json)
+            Step(
+                StepKind.TOOL_CALL,
+                node,
+                f"calling {name}",
+                tool=name,
+                call_id=call_id,
+                arguments_json=args_json,
+            )
         )
         if shown.blocked:  # arguments the guardrail stops are sent nowhere
             result = ToolResult(False, WITHHELD)
-            await ctx.emit(Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False))
+            await ctx.emit(
+                Step(StepKind.TOOL_RESULT, node, result.text, tool=name, call_id=call_id, ok=False)
+            )
             return result, False
     try:
         result = await services.tools.invoke(tool, arguments, tc)
-    except Exception as e:  # noqa: BLE001 - the registry should not raise; a failure is a step result
+    except Exception as e:
         result = ToolResult(False, f"{name} failed: {e}")
     if not show:
         return result, False
@@ -336,7 +359,9 @@ async def retriever(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
     if graph == "plan-execute":
         contexts = reciprocal_rank_fusion(lists)
     elif graph == "reflect" and state.get("retries", 0):  # a retry: its passages first, the earlier ones kept
-        contexts = reciprocal_rank_fusion([lists[0], contexts_of(state.get("contexts", []))])[: state["top_k"]]
+        contexts = reciprocal_rank_fusion([lists[0], contexts_of(state.get("contexts", []))])[
+            : state["top_k"]
+        ]
     else:
         contexts = lists[0]
     ctx.contexts = contexts
@@ -347,7 +372,10 @@ async def planner(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, 
     """plan-execute: the sub-questions (the plan step's text as the guardrail let it through)."""
     ctx = _ctx(runtime)
     question = state["question"]
-    subs = [s.strip() for s in await ctx.services.planner.plan(question, max_sub_questions=ctx.services.max_sub_questions)]
+    subs = [
+        s.strip()
+        for s in await ctx.services.planner.plan(question, max_sub_questions=ctx.services.max_sub_questions)
+    ]
     subs = [s for s in subs if s][: ctx.services.max_sub_questions] or [question]
     shown = await ctx.emit(Step(StepKind.PLAN, "planner", "\n".join(subs), sub_questions=tuple(subs)))
     if shown.blocked or not shown.step.sub_questions:
@@ -375,7 +403,11 @@ async def react_planner(state: AgentState, runtime: Runtime[RunContext]) -> dict
         return {"pending": [], "rounds": rounds}
     chat = ctx.services.chat
     if chat is None:
-        pending = [{"call_id": "search_0", "name": "search", "arguments": {"query": question}}] if rounds == 0 else []
+        pending = (
+            [{"call_id": "search_0", "name": "search", "arguments": {"query": question}}]
+            if rounds == 0
+            else []
+        )
         return {"pending": pending, "rounds": rounds + 1}
     messages = [_message_of(m) for m in state.get("messages", [])] or [
         ChatMessage("system", REACT_SYSTEM),
@@ -517,4 +549,3 @@ def build_graph(name: str, checkpointer: Any | None = None) -> Any:
     else:
         raise KeyError(name)
     return g.compile(checkpointer=checkpointer, name=name)
-

@@ -61,7 +61,7 @@ def _cut(text: str, pattern: re.Pattern[str]) -> list[str]:
 
 
 def split_question(question: str, max_sub_questions: int = 4) -> list[str]:
-    """The sub-questions of ``question`` (see the module's doc); at least one, at most ``max_sub_questions``."""
+    """The sub-questions of ``question`` (the module's doc): at least one, ``max_sub_questions`` at most."""
     whole = " ".join(question.split())
     parts: list[str] = []
     for sentence in _cut(whole, _SENTENCE_END):

@@ -288,7 +288,7 @@ class AgentRuntime:
             if pending is not None:  # waiting for a person is no agent time
                 approval_id = str(pending.get("approval_id", ""))
                 tool = str(pending.get("tool", ""))
-                call = dict(call_id=str(pending.get("call_id", "")), arguments_json=str(pending.get("arguments_json", "")))
+                call_id = str(pending.get("call_id", ""))
                 meter.steps += 1
                 yield await shown(
                     Step(
@@ -297,7 +297,8 @@ class AgentRuntime:
                         f"{tool} waits for an approval ({approval_id})",
                         tool=tool,
                         approval_id=approval_id,
-                        **call,
+                        call_id=call_id,
+                        arguments_json=str(pending.get("arguments_json", "")),
                     )
                 )
                 approval = await self.services.approvals.wait(approval_id)
@@ -306,18 +307,23 @@ class AgentRuntime:
                     Step(
                         StepKind.APPROVAL_DECIDED,
                         "tool_caller",
-                        f"{tool} {approval.state}" + (f" by {approval.decided_by}" if approval.decided_by else "")
+                        f"{tool} {approval.state}"
+                        + (f" by {approval.decided_by}" if approval.decided_by else "")
                         + (f": {approval.reason}" if approval.reason else ""),
                         tool=tool,
                         approval_id=approval_id,
                         ok=approval.state == "approved",
-                        call_id=call["call_id"],
+                        call_id=call_id,
                     )
                 )
                 from langgraph.types import Command
 
                 graph_input = Command(
-                    resume={"state": approval.state, "decided_by": approval.decided_by, "reason": approval.reason}
+                    resume={
+                        "state": approval.state,
+                        "decided_by": approval.decided_by,
+                        "reason": approval.reason,
+                    }
                 )
                 pending = None
             task = asyncio.create_task(self._segment(compiled, graph_input, cfg, ctx, steps))
@@ -332,7 +338,11 @@ class AgentRuntime:
                         status = RunStatus.BUDGET_EXHAUSTED
                         task.cancel()
                         yield await shown(
-                            Step(StepKind.BUDGET, "", f"the wall-time budget ({self.budget.max_wall_s:g} s) ran out")
+                            Step(
+                                StepKind.BUDGET,
+                                "",
+                                f"the wall-time budget ({self.budget.max_wall_s:g} s) ran out",
+                            )
                         )
                         break
                     if kind == "step":
@@ -346,7 +356,9 @@ class AgentRuntime:
                             break
                         if type(item).__name__ == "GraphRecursionError":
                             status = RunStatus.BUDGET_EXHAUSTED
-                            yield await shown(Step(StepKind.BUDGET, "", "the step budget ran out (recursion)"))
+                            yield await shown(
+                                Step(StepKind.BUDGET, "", "the step budget ran out (recursion)")
+                            )
                             break
                         raise item
                     else:  # "end"
@@ -376,12 +388,18 @@ class AgentRuntime:
 
     @staticmethod
     async def _segment(
-        compiled: Any, graph_input: Any, cfg: dict[str, Any], ctx: RunContext, out: asyncio.Queue[tuple[str, Any]]
+        compiled: Any,
+        graph_input: Any,
+        cfg: dict[str, Any],
+        ctx: RunContext,
+        out: asyncio.Queue[tuple[str, Any]],
     ) -> None:
         """Run the graph until it ends or pauses, feeding ``out``: ("step", Step), ("interrupt", value),
         ("error", exception) or ("end", None)."""
         try:
-            async for mode, chunk in compiled.astream(graph_input, cfg, context=ctx, stream_mode=["custom", "updates"]):
+            async for mode, chunk in compiled.astream(
+                graph_input, cfg, context=ctx, stream_mode=["custom", "updates"]
+            ):
                 if mode == "custom":
                     out.put_nowait(("step", chunk))
                 elif isinstance(chunk, dict) and "__interrupt__" in chunk:
@@ -389,7 +407,7 @@ class AgentRuntime:
             out.put_nowait(("end", None))
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - handed to the consumer, which raises it or ends the run
+        except Exception as e:
             out.put_nowait(("error", e))
 
     async def run_graph(self, name: str, question: str, ctx: ToolContext) -> ToolResult:
@@ -402,11 +420,18 @@ class AgentRuntime:
         outcome: GraphOutcome | None = None
         try:
             async for item in self.execute(
-                name, ctx.tenant_id, question, ctx.principals, ctx.top_k, "", uuid.uuid4().hex, depth=ctx.depth + 1
+                name,
+                ctx.tenant_id,
+                question,
+                ctx.principals,
+                ctx.top_k,
+                "",
+                uuid.uuid4().hex,
+                depth=ctx.depth + 1,
             ):
                 if isinstance(item, GraphOutcome):
                     outcome = item
-        except Exception as e:  # noqa: BLE001 - a failed sub-agent is the tool's result
+        except Exception as e:
             return ToolResult(False, f"the {name} sub-agent failed: {e}")
         assert outcome is not None
         return ToolResult(

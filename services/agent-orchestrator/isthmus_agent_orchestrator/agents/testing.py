@@ -83,7 +83,12 @@ def search_tool(searcher: Searcher, timeout_s: float = 10.0) -> FunctionTool:
         return ToolResult(True, describe_hits(hits), tuple(hits))
 
     return FunctionTool(
-        "search", "Search the tenant's documents; returns passages to cite.", SearchArgs, search, False, timeout_s
+        "search",
+        "Search the tenant's documents; returns passages to cite.",
+        SearchArgs,
+        search,
+        False,
+        timeout_s,
     )
 
 
@@ -129,7 +134,7 @@ class FakeToolRegistry:
                 return await tool.call(args, ctx)
         except TimeoutError:
             return ToolResult(False, f"{tool.name} timed out after {tool.timeout_s:g} s")
-        except Exception as e:  # noqa: BLE001 - a failed tool is a step result, never a failed run
+        except Exception as e:
             return ToolResult(False, f"{tool.name} failed: {e}")
 
 
@@ -161,7 +166,15 @@ class InMemoryApprovalBook:
                 return a
         now = int(time.time() * 1000)
         a = Approval(
-            uuid.uuid4().hex, tenant_id, run_id, graph, tool, arguments_json, requested_by, "pending", now,
+            uuid.uuid4().hex,
+            tenant_id,
+            run_id,
+            graph,
+            tool,
+            arguments_json,
+            requested_by,
+            "pending",
+            now,
             now + int(self.timeout_s * 1000),
         )
         self.approvals[a.approval_id] = a
