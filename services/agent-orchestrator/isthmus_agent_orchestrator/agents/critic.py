@@ -47,7 +47,7 @@ def _keys(words: list[str]) -> set[str]:
 class HeuristicCritic:
     name = "heuristic"
 
-    def __init__(self, min_cited_share: float = 0.5, min_overlap: float = 0.5, min_coverage: float = 0.5):
+    def __init__(self, min_cited_share: float = 0.5, min_overlap: float = 0.5, min_coverage: float = 0.7):
         self.min_cited_share = min_cited_share
         self.min_overlap = min_overlap
         self.min_coverage = min_coverage

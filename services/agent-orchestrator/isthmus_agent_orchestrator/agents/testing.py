@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,7 +33,8 @@ from isthmus_agent_orchestrator.agents.types import (
     Usage,
 )
 from isthmus_core.errors import FailedPrecondition, NotFound, PermissionDenied
-from isthmus_core.ports.generator import Context
+from isthmus_core.ports.generator import AnswerSentence, Context
+from isthmus_core.ports.guard import Action, Finding, Verdict
 
 if TYPE_CHECKING:
     from isthmus_agent_orchestrator.pipeline import Searcher
@@ -388,3 +390,79 @@ class ScriptedChatModel:
         if self.replies:
             return self.replies.pop(0)
         return ChatReply(json.dumps({"done": True}) if schema else "done", (), Usage(self.model, 5, 1, True))
+
+
+# ---- retrieval and guardrail stand-ins ------------------------------------------------------------------
+
+
+class KeywordSearcher:
+    """A :class:`~isthmus_agent_orchestrator.pipeline.Searcher` over fixed passages: ranked by how many
+    of the query's words (lowercased, 3+ letters; a repeated one again) each contains, ties in the given
+    order; passages sharing no word are not found. ``queries`` records every query."""
+
+    def __init__(self, contexts: Sequence[Context]) -> None:
+        self.contexts = list(contexts)
+        self.queries: list[str] = []
+
+    async def search(
+        self, tenant_id: str, query: str, top_k: int, principals: Sequence[str]
+    ) -> list[Context]:
+        self.queries.append(query)
+        words = re.findall(r"\w{3,}", query.lower())  # a repeated word counts again
+        scored = []
+        for i, c in enumerate(self.contexts):
+            own = set(re.findall(r"\w{3,}", c.text.lower()))
+            scored.append((sum(w in own for w in words), i))
+        ranked = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
+        return [self.contexts[i] for _, i in ranked[:top_k]]
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+class RuleOutputCheck:
+    def __init__(self, owner: RuleGuard, contexts: Sequence[Context]) -> None:
+        self.owner = owner
+        self.contexts = list(contexts)
+        self.checked: list[AnswerSentence] = []
+        self.closed = False
+
+    async def check(self, sentence: AnswerSentence) -> Verdict:
+        self.checked.append(sentence)
+        return self.owner.verdict(sentence.text)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class RuleGuard:
+    """A :class:`~isthmus_core.ports.guard_client.GuardClient` by rules, for tests: a text containing one
+    of ``block`` (case-insensitive) is blocked, e-mail addresses are redacted, the rest allowed — input
+    and output alike. ``inputs`` records (text, subject) of every input check; ``sessions`` every output
+    check."""
+
+    def __init__(self, block: Sequence[str] = ()) -> None:
+        self.block = [b.lower() for b in block]
+        self.inputs: list[tuple[str, str]] = []
+        self.sessions: list[RuleOutputCheck] = []
+
+    def verdict(self, text: str) -> Verdict:
+        if any(b in text.lower() for b in self.block):
+            return Verdict(Action.BLOCK, (Finding("policy.denied_term", "a denied term"),))
+        found = tuple(
+            Finding("pii.EMAIL_ADDRESS", "e-mail address", m.start(), m.end()) for m in _EMAIL.finditer(text)
+        )
+        if found:
+            return Verdict(Action.REDACT, found, _EMAIL.sub("<EMAIL_ADDRESS>", text))
+        return Verdict(Action.ALLOW, (), text)
+
+    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+        self.inputs.append((text, subject_id))
+        return self.verdict(text)
+
+    async def open_output_check(
+        self, tenant_id: str, subject_id: str, contexts: Sequence[Context]
+    ) -> RuleOutputCheck:
+        session = RuleOutputCheck(self, contexts)
+        self.sessions.append(session)
+        return session
