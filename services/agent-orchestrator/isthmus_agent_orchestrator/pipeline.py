@@ -32,7 +32,7 @@ import inspect
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol, assert_never
@@ -364,7 +364,7 @@ class Orchestrator:
 
     def run(
         self, request: AskInput | str, question: str = "", top_k: int = 0, principals: Sequence[str] = ()
-    ) -> AsyncIterator[AskEvent]:
+    ) -> AsyncGenerator[AskEvent, None]:
         """The events of one ask: ``run(AskInput(...))``, or ``run(tenant_id, question, top_k,
         principals)`` for the plain rag question."""
         if isinstance(request, str):
@@ -381,7 +381,7 @@ class Orchestrator:
         assert final is not None
         return final
 
-    async def _run(self, req: AskInput) -> AsyncIterator[AskEvent]:
+    async def _run(self, req: AskInput) -> AsyncGenerator[AskEvent, None]:
         graph, k = self._validated(req)
         tenant_id = req.tenant_id
         self._quotas.check_tokens(tenant_id)

@@ -4,7 +4,7 @@ expiry; a paused run survives a restart (SQLite checkpoints) and only its owner 
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def fetch_then_finish() -> ScriptedChatModel:
 
 def react(
     rt: AgentRuntime, run_id: str, resume: bool = False, subject: str = "alice", tenant: str = "t"
-) -> AsyncIterator[Step | GraphOutcome]:
+) -> AsyncGenerator[Step | GraphOutcome, None]:
     return rt.execute("react", tenant, "What do gliders look like?", ("eng",), 2, subject, run_id, resume)
 
 

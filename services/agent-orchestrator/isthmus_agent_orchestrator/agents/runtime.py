@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Final
 
 from isthmus_agent_orchestrator.agents.critic import Critic, HeuristicCritic
@@ -222,7 +222,7 @@ class AgentRuntime:
         guard: StepGuard | None = None,
         scratchpad: Mapping[str, Any] | None = None,
         depth: int = 0,
-    ) -> AsyncIterator[Step | GraphOutcome]:
+    ) -> AsyncGenerator[Step | GraphOutcome, None]:
         """The run's steps, then its :class:`GraphOutcome` (see the module's doc). ``resume``: continue
         the checkpointed run ``run_id`` (``graph`` and ``question`` are then the run's own)."""
         guard = guard or StepGuard(None, tenant_id, "")
