@@ -196,8 +196,12 @@ class RunContext:
 # ---- values <-> JSON ----------------------------------------------------------------------------------
 
 
+_CONTEXT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Context))
+
+
 def context_json(c: Context) -> dict[str, Any]:
-    return dataclasses.asdict(c)
+    # its fields are plain values: a shallow copy (dataclasses.asdict deep-copies, 5x slower)
+    return {name: getattr(c, name) for name in _CONTEXT_FIELDS}
 
 
 def contexts_of(items: Sequence[Mapping[str, Any]]) -> list[Context]:

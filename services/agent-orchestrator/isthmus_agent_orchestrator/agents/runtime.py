@@ -33,7 +33,14 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Final
 
 from isthmus_agent_orchestrator.agents.critic import Critic, HeuristicCritic
-from isthmus_agent_orchestrator.agents.graphs import GRAPHS, RunContext, Services, build_graph, context_json
+from isthmus_agent_orchestrator.agents.graphs import (
+    GRAPHS,
+    RunContext,
+    Services,
+    build_graph,
+    context_json,
+    retriever,
+)
 from isthmus_agent_orchestrator.agents.planner import HeuristicPlanner
 from isthmus_agent_orchestrator.agents.step_guard import GuardedStep, StepGuard
 from isthmus_agent_orchestrator.agents.testing import InMemoryApprovalBook, ZeroCost, describe_hits
@@ -73,6 +80,13 @@ class GraphOutcome:
     status: RunStatus
     usages: tuple[Usage, ...]
     sub_questions: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Direct:
+    """What a node reads of LangGraph's ``Runtime`` when it is run directly (rag)."""
+
+    context: RunContext
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -240,7 +254,11 @@ class AgentRuntime:
             if snapshot.interrupts:
                 pending = snapshot.interrupts[0].value
         else:
-            compiled = self._graph(graph, durable)
+            if graph not in GRAPHS:
+                raise InvalidArgument(f"unknown graph {graph!r}; the graphs are {', '.join(GRAPHS)}")
+            # rag: one node that takes no step, never pauses and has nothing to checkpoint — it runs
+            # directly (LangGraph's loop would add ~1.5 ms to every plain question, the default graph)
+            compiled = None if graph == "rag" else self._graph(graph, durable)
             values = {}
             graph_input = {
                 "tenant_id": tenant_id,
@@ -256,7 +274,7 @@ class AgentRuntime:
                 "usages": [],
                 "scratchpad": dict(scratchpad or {}),
             }
-        checkpointed = compiled.checkpointer is not None
+        checkpointed = compiled is not None and compiled.checkpointer is not None
         cfg["recursion_limit"] = self.budget.max_steps * _SUPERSTEPS_PER_STEP + 10
         steps: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -284,7 +302,16 @@ class AgentRuntime:
             return (await guard.check(step)).step
 
         status: RunStatus | None = None
-        while True:
+        if compiled is None:
+            try:
+                async with asyncio.timeout(self.budget.max_wall_s):  # no yield inside: see _segment
+                    await retriever(graph_input, _Direct(ctx))  # type: ignore[arg-type]
+            except TimeoutError:
+                status = RunStatus.BUDGET_EXHAUSTED
+                yield await shown(
+                    Step(StepKind.BUDGET, "", f"the wall-time budget ({self.budget.max_wall_s:g} s) ran out")
+                )
+        while compiled is not None:
             if pending is not None:  # waiting for a person is no agent time
                 approval_id = str(pending.get("approval_id", ""))
                 tool = str(pending.get("tool", ""))
@@ -373,6 +400,7 @@ class AgentRuntime:
                 break
         final = ctx.status if status is None else status
         if checkpointed:  # a run that ended has nothing to resume
+            assert compiled is not None
             await compiled.checkpointer.adelete_thread(run_id)
         yield GraphOutcome(
             run_id=run_id,
