@@ -3,7 +3,7 @@ response cache (replayed through the output guardrail), reflect's draft, cost, r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
@@ -281,3 +281,26 @@ async def test_a_tenants_default_graph_is_used_when_none_is_named() -> None:
     answer = await w.core.ask(AskInput("t", "How do gliders soar? Also, when do the hangars open?"))
     other = await w.core.ask(AskInput("u", "How do gliders soar?"))
     assert (answer.graph, other.graph) == ("plan-execute", "rag")
+
+
+class Reporting(ExtractiveGenerator):
+    """A generator whose stream reports the server's usage (as the providers' do)."""
+
+    def stream(
+        self, question: str, contexts: Sequence[Context], *, usage_sink: Callable[[Usage], None] | None = None
+    ) -> AsyncIterator[AnswerSentence]:
+        if usage_sink is not None:
+            usage_sink(Usage("m-1", 100, 20, True))
+        return super().stream(question, contexts)
+
+
+async def test_a_generator_reporting_its_usage_is_priced_by_it_not_by_the_estimate() -> None:
+    searcher = KeywordSearcher(DOCS)
+    cost = ListCostMeter(usd_per_token=0.001)
+    core = Orchestrator(RuleGuard(), searcher, Reporting(), _drop, top_k=2, cost=cost)
+    answer = await core.ask(AskInput("t", "How do gliders soar?"))
+    assert answer.usages == [Usage("m-1", 100, 20, True)] and answer.cost_usd == pytest.approx(0.12)
+
+
+async def _drop(ev: AnswerProduced) -> None:
+    return None
