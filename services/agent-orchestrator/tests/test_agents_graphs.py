@@ -303,3 +303,27 @@ def test_the_listed_nodes_and_edges_are_the_compiled_graphs(name: str) -> None:
 
 def _kinds(steps: Sequence[Step]) -> list[StepKind]:
     return [s.kind for s in steps]
+
+
+class Ask(BaseModel):
+    graph: str
+    question: str
+
+
+async def test_a_sub_agents_passages_and_llm_usage_are_the_calling_runs() -> None:
+    searcher = KeywordSearcher(DOCS)
+    holder: list[AgentRuntime] = []
+
+    async def subagent(args: Ask, ctx: ToolContext) -> ToolResult:
+        return await holder[0].run_graph(args.graph, args.question, ctx)
+
+    tools = FakeToolRegistry.over(searcher, FunctionTool("subagent", "runs a graph", Ask, subagent))
+    chat = ScriptedChatModel(
+        tool_call_reply("subagent", {"graph": "reflect", "question": "How do gliders soar?"}, tokens=1)
+    )
+    rt = runtime(tools=tools, chat=chat)
+    holder.append(rt)
+    steps, outcome = await run(rt, "react", "gliders?")
+    assert [s.tool for s in steps] == ["subagent", "subagent"] and steps[1].ok
+    assert {c.chunk_id for c in outcome.contexts} >= {"a1"}
+    assert "extractive" in [u.model for u in outcome.usages]  # the sub-run's draft

@@ -173,6 +173,19 @@ async def test_episodic_memory_is_recalled_as_a_step_and_remembered() -> None:
     ]
 
 
+async def test_a_react_model_reads_the_recalled_turns() -> None:
+    memory = ListEpisodicMemory()
+    chat = ScriptedChatModel()
+    w0 = World(episodic=memory)
+    await w0.core.ask(AskInput("t", "When do the hangars open?"))
+    tools = FakeToolRegistry.over(w0.searcher)
+    runtime = AgentRuntime(tools=tools, generator=ExtractiveGenerator(), chat=chat)
+    w = World(episodic=memory, runtime=runtime)
+    await w.core.ask(AskInput("t", "And gliders?", graph="react"))
+    memory_message = chat.seen[0][1]
+    assert memory_message.role == "system" and "When do the hangars open? -> " in memory_message.content
+
+
 async def test_a_cached_answer_is_checked_by_the_output_guardrail_again() -> None:
     cache = DictCache()
     w = World(cache=cache)

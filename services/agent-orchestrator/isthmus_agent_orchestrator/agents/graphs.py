@@ -327,8 +327,12 @@ async def call_tool(
             return result, False
     try:
         result = await services.tools.invoke(tool, arguments, tc)
-    except Exception as e:
+    except Exception as e:  # the registry should not raise; a failure is a step result
         result = ToolResult(False, f"{name} failed: {e}")
+    for raw in result.data.get("usages", ()) if result.ok else ():  # a sub-agent's LLM usage is the run's
+        usage = Usage(**raw)
+        ctx.usages.append(usage)
+        ctx.add_usage(usage)
     if not show:
         return result, False
     shown = await ctx.emit(
@@ -413,10 +417,14 @@ async def react_planner(state: AgentState, runtime: Runtime[RunContext]) -> dict
             else []
         )
         return {"pending": pending, "rounds": rounds + 1}
-    messages = [_message_of(m) for m in state.get("messages", [])] or [
-        ChatMessage("system", REACT_SYSTEM),
-        ChatMessage("user", question),
-    ]
+    messages = [_message_of(m) for m in state.get("messages", [])]
+    if not messages:
+        messages = [ChatMessage("system", REACT_SYSTEM)]
+        memory = state.get("scratchpad", {}).get("memory")
+        if memory:  # episodic memory, as the step guard let it through
+            earlier = f"Earlier questions of this user and their answers:\n{memory}"
+            messages.append(ChatMessage("system", earlier))
+        messages.append(ChatMessage("user", question))
     reply = await chat.complete(messages, tools=_tool_specs(ctx))
     usage = reply.usage if reply.usage.tokens else Usage(chat.model, 0, estimate_tokens(reply.text))
     ctx.usages.append(usage)
