@@ -498,7 +498,6 @@ class Orchestrator:
                 contexts = list(outcome.contexts)
                 answer.status = outcome.status
                 answer.usages.extend(outcome.usages)
-                standalone = outcome.question if req.run_id else standalone
             spent(agent_stage, t)
             yield StageEvent(agent_stage, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)

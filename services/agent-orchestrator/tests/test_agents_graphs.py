@@ -327,3 +327,18 @@ async def test_a_sub_agents_passages_and_llm_usage_are_the_calling_runs() -> Non
     assert [s.tool for s in steps] == ["subagent", "subagent"] and steps[1].ok
     assert {c.chunk_id for c in outcome.contexts} >= {"a1"}
     assert "extractive" in [u.model for u in outcome.usages]  # the sub-run's draft
+
+
+class Failing:
+    async def plan(self, question: str, *, max_sub_questions: int = 4) -> list[str]:
+        raise RuntimeError("model unavailable")
+
+    async def critique(self, question: str, draft: object) -> object:
+        raise RuntimeError("model unavailable")
+
+
+async def test_a_failing_llm_planner_or_critic_falls_back_to_the_deterministic_one() -> None:
+    steps, outcome = await run(runtime(planner=Failing()), "plan-execute")
+    assert len(outcome.sub_questions) == 2 and recall(outcome, RELEVANT) == 1.0
+    steps, outcome = await run(runtime(critic=Failing()), "reflect", "How do gliders soar?")
+    assert [s.kind for s in steps][-1] is StepKind.CRITIQUE and outcome.draft is not None

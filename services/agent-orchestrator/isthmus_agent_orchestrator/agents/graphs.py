@@ -28,7 +28,8 @@ import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypedDict
 
-from isthmus_agent_orchestrator.agents.critic import Critic
+from isthmus_agent_orchestrator.agents.critic import Critic, HeuristicCritic
+from isthmus_agent_orchestrator.agents.planner import split_question
 from isthmus_agent_orchestrator.agents.step_guard import WITHHELD, GuardedStep
 from isthmus_agent_orchestrator.agents.types import (
     ApprovalBook,
@@ -380,10 +381,12 @@ async def planner(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, 
     """plan-execute: the sub-questions (the plan step's text as the guardrail let it through)."""
     ctx = _ctx(runtime)
     question = state["question"]
-    subs = [
-        s.strip()
-        for s in await ctx.services.planner.plan(question, max_sub_questions=ctx.services.max_sub_questions)
-    ]
+    cap = ctx.services.max_sub_questions
+    try:
+        planned = await ctx.services.planner.plan(question, max_sub_questions=cap)
+    except Exception:  # an LLM planner that failed (after its retries): the deterministic plan
+        planned = split_question(question, cap)
+    subs = [s.strip() for s in planned]
     subs = [s for s in subs if s][: ctx.services.max_sub_questions] or [question]
     shown = await ctx.emit(Step(StepKind.PLAN, "planner", "\n".join(subs), sub_questions=tuple(subs)))
     if shown.blocked or not shown.step.sub_questions:
@@ -495,7 +498,10 @@ async def critic(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, A
     ctx = _ctx(runtime)
     draft = draft_of(state.get("draft"))
     assert draft is not None
-    critique = await ctx.services.critic.critique(state["question"], draft)
+    try:
+        critique = await ctx.services.critic.critique(state["question"], draft)
+    except Exception:  # an LLM critic that failed (after its retries): the deterministic one
+        critique = HeuristicCritic().judge(state["question"], draft)
     verdict = "grounded" if critique.grounded else "not grounded"
     await ctx.emit(Step(StepKind.CRITIQUE, "critic", f"{verdict}: {critique.reason}", ok=critique.grounded))
     retries = state.get("retries", 0)
