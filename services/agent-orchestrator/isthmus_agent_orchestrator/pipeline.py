@@ -1,24 +1,69 @@
-"""The answer pipeline: input guardrail → retrieval → generation → output guardrail (every sentence).
+"""The answer pipeline: input guardrail → conversation and memory → response cache → agent graph →
+synthesis → output guardrail (every sentence) → memory, cache, cost, ``AnswerProduced``.
 
 Both ``Ask`` and ``AskStream`` consume :meth:`Orchestrator.run`; the unary call just keeps the final
-event. The output guardrail sees every generated sentence before the caller does — no path bypasses it —
-and its verdict decides what the caller gets: ALLOW shows the sentence, REDACT shows the guardrail's
-redacted text (citations kept), BLOCK withholds the rest of the answer. The answer's output verdict is
-the guardrail's own, combined over the sentences (strongest action, every finding).
+event. One ask (:class:`AskInput`):
 
-Pure: the guardrail and retrieval are reached through the :class:`GuardClient` and :class:`Searcher`
-Protocols (gRPC implementations in :mod:`isthmus_agent_orchestrator.clients`).
+1. validated (graph known, session and run ids well formed) and the tenant's token quota checked;
+2. the input guardrail checks the question (a block ends here; a redaction is what goes on);
+3. with a ``session_id``, the conversation's earlier turns condense a follow-up into a standalone
+   question (``CONDENSE`` step); a tenant with episodic memory recalls the principal's earlier turns
+   (``MEMORY`` step, into the run's scratchpad);
+4. the response cache (unless ``no_cache``): a hit (``CACHE_HIT`` step) is replayed through the output
+   guardrail again — a cached answer is never shown unchecked;
+5. the agent graph (:class:`~isthmus_agent_orchestrator.agents.runtime.AgentRuntime`) runs: its steps,
+   each through the step guard, then the passages it gathered (and reflect's draft);
+6. synthesis: the generator's stream over the passages, or the draft's sentences — every sentence
+   through the output guardrail. ALLOW shows it, REDACT shows the guardrail's redacted text (citations
+   kept), BLOCK withholds the rest of the answer. The answer's output verdict is the guardrail's own,
+   combined over the sentences (strongest action, every finding);
+7. the turn is appended to the conversation (and episodic memory), a completed unblocked answer goes
+   into the cache, the LLM usage is priced and recorded, ``AnswerProduced`` is published.
+
+``rag`` (the default graph) takes no step: no extra guardrail call, no checkpoint.
+
+Pure: the guardrail, retrieval and the agents' services are reached through Protocols (gRPC
+implementations in :mod:`isthmus_agent_orchestrator.clients`, the rest in ``agents/``).
 """
 
 from __future__ import annotations
 
+import inspect
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, assert_never
+from typing import Final, Protocol, assert_never
 
+from isthmus_agent_orchestrator.agents.graphs import GRAPHS
+from isthmus_agent_orchestrator.agents.runtime import AgentRuntime, GraphOutcome
+from isthmus_agent_orchestrator.agents.step_guard import GuardedStep, StepGuard
+from isthmus_agent_orchestrator.agents.testing import (
+    FakeToolRegistry,
+    FixedPrompts,
+    InMemoryConversations,
+    KeepQuestion,
+    NoEpisodicMemory,
+    ZeroCost,
+)
+from isthmus_agent_orchestrator.agents.types import (
+    SESSION_ID_PATTERN,
+    CachedAnswer,
+    CacheKey,
+    Condenser,
+    ConversationStore,
+    CostMeter,
+    EpisodicMemory,
+    PromptBook,
+    ResponseCache,
+    RunStatus,
+    Step,
+    StepKind,
+    Turn,
+    Usage,
+)
 from isthmus_agent_orchestrator.budget import TokenMeter
 from isthmus_core.auth.context import current_principal
 from isthmus_core.auth.stack import NoQuotas, QuotaGate
@@ -33,6 +78,9 @@ from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context, Generator
 from isthmus_core.ports.guard import Action, Verdict
 from isthmus_core.ports.guard_client import GuardClient, OutputCheck, combine_output_verdicts
+
+_RUN_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+_SESSION_ID: Final = re.compile(SESSION_ID_PATTERN)
 
 
 class Searcher(Protocol):
@@ -49,12 +97,37 @@ class Stage(StrEnum):
     GENERATION = "generation"
     OUTPUT_GUARD = "output_guard"
     DONE = "done"
+    #: an agent graph other than rag (its time includes the session, memory and cache look-ups)
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AskInput:
+    """One question as the edge parsed it (principals already through ``parse_principals``)."""
+
+    tenant_id: str
+    question: str
+    top_k: int = 0
+    principals: tuple[str, ...] = ()
+    #: "" = the tenant's default graph
+    graph: str = ""
+    session_id: str = ""
+    #: resume this run (32 hex); the question and graph are then the run's
+    run_id: str = ""
+    no_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class StageEvent:
     stage: Stage
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """An agent step, as the step guard let the caller see it."""
+
+    step: Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +147,30 @@ class Answer:
     latency_ms: float = 0.0
     #: milliseconds spent in each stage (generation and output checks interleave: each is its own share)
     stage_ms: dict[Stage, float] = field(default_factory=dict)
+    graph: str = "rag"
+    run_id: str = ""
+    session_id: str = ""
+    #: the question as answered when a conversation rewrote it ("" = the question itself)
+    standalone_question: str = ""
+    prompt_version: str = ""
+    #: LLM usage of the answer (the agents' and the generator's), and its price
+    usages: list[Usage] = field(default_factory=list)
+    cost_usd: float = 0.0
+    cached: bool = False
+    steps: list[Step] = field(default_factory=list)
+    status: RunStatus = RunStatus.COMPLETED
 
     @property
     def text(self) -> str:
         return self.message or " ".join(s.text for s in self.sentences)
+
+    @property
+    def usage(self) -> Usage:
+        """Every usage summed (``model``: the one model if a single one was used, else "")."""
+        total = Usage(model=self.usages[0].model if len({u.model for u in self.usages}) == 1 else "")
+        for u in self.usages:
+            total.add(u)
+        return total
 
     @property
     def citations(self) -> list[Citation]:
@@ -104,7 +197,7 @@ class FinalEvent:
     answer: Answer
 
 
-AskEvent = StageEvent | SentenceEvent | FinalEvent
+AskEvent = StageEvent | StepEvent | SentenceEvent | FinalEvent
 
 
 def _reasons(v: Verdict) -> str:
@@ -137,7 +230,6 @@ def provenance(
     """How ``answer`` was made: the caller (the verified subject of the current call, "" with
     authentication off), the chunks retrieved and cited (document versions, offsets, scores), the
     models, the prompt and guardrail policy versions, the verdicts and the stage timings."""
-    principal = current_principal()
     by_id = {c.chunk_id: c for c in contexts}
 
     def cited(c: Citation) -> ChunkProvenance:
@@ -153,7 +245,7 @@ def provenance(
 
     verdicts = [v for v in (answer.input_verdict, answer.output_verdict) if v is not None]
     return Provenance(
-        principal="" if principal is None or principal.via == "anonymous" else principal.subject,
+        principal=_subject(),
         retrieved=[
             ChunkProvenance(
                 chunk_id=c.chunk_id,
@@ -177,7 +269,25 @@ def provenance(
     )
 
 
+def _subject() -> str:
+    """The verified subject of the current call ("" outside a call or with authentication off)."""
+    principal = current_principal()
+    return "" if principal is None or principal.via == "anonymous" else principal.subject
+
+
+def _stream_reports_usage(generator: Generator) -> bool:
+    """The generator's ``stream`` takes a ``usage_sink`` (providers that report the server's usage)."""
+    try:
+        return "usage_sink" in inspect.signature(generator.stream).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class Orchestrator:
+    """The answer pipeline (see the module's doc). Only ``guard``, ``searcher``, ``generator`` and
+    ``publish_answer`` are required: without the rest it answers with the ``rag`` graph over a
+    search-only tool registry, without conversations' persistence, memory, cache or prices."""
+
     def __init__(
         self,
         guard: GuardClient,
@@ -190,32 +300,106 @@ class Orchestrator:
         generator_model: str = "",
         prompt_version: str = "",
         quotas: QuotaGate | None = None,
+        runtime: AgentRuntime | None = None,
+        default_graph: str = "rag",
+        tenant_graphs: Mapping[str, str] | None = None,
+        conversations: ConversationStore | None = None,
+        condenser: Condenser | None = None,
+        session_turns: int = 6,
+        episodic: EpisodicMemory | None = None,
+        episodic_k: int = 3,
+        prompts: PromptBook | None = None,
+        cache: ResponseCache | None = None,
+        cost: CostMeter | None = None,
     ) -> None:
         self._guard = guard
-        self._searcher = searcher
         self._generator = generator
         self._publish = publish_answer
         self._top_k = top_k
         self._max_chars = max_question_chars
         #: for answers' provenance: the generator's model, the version of its prompt template
-        self._made_with = (generator_model, prompt_version)
+        self._generator_model = generator_model
+        self._prompt_version = prompt_version
         self._quotas = quotas or NoQuotas()  # the tenant's LLM token budget (budget.py)
+        self.runtime = runtime or AgentRuntime(tools=FakeToolRegistry.over(searcher), generator=generator)
+        for name in (default_graph, *(tenant_graphs or {}).values()):
+            if name not in GRAPHS:
+                raise InvalidArgument(f"unknown graph {name!r}; the graphs are {', '.join(GRAPHS)}")
+        self._default_graph = default_graph
+        self._tenant_graphs = dict(tenant_graphs or {})
+        self._conversations = conversations or InMemoryConversations()
+        self._condenser = condenser or KeepQuestion()
+        self._session_turns = session_turns
+        self._episodic = episodic or NoEpisodicMemory()
+        self._episodic_k = episodic_k
+        self._prompts = prompts or FixedPrompts(prompt_version)
+        self._cache = cache
+        self._cost = cost or ZeroCost()
+        self._usage_sink = _stream_reports_usage(generator)
 
-    async def run(
-        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
-    ) -> AsyncIterator[AskEvent]:
-        if not tenant_id:
+    def graph_of(self, tenant_id: str) -> str:
+        """The graph of the tenant's questions that name none."""
+        return self._tenant_graphs.get(tenant_id, self._default_graph)
+
+    def _validated(self, req: AskInput) -> tuple[str, int]:
+        if not req.tenant_id:
             raise InvalidArgument("tenant_id is required")
-        if not question.strip():
+        if req.run_id and not _RUN_ID.match(req.run_id):
+            raise InvalidArgument("run_id must be 32 lowercase hexadecimal characters")
+        if not req.run_id and not req.question.strip():
             raise InvalidArgument("question is empty")
-        if len(question) > self._max_chars:
-            raise InvalidArgument(f"question is {len(question)} characters; the limit is {self._max_chars}")
-        k = top_k or self._top_k
+        if len(req.question) > self._max_chars:
+            raise InvalidArgument(
+                f"question is {len(req.question)} characters; the limit is {self._max_chars}"
+            )
+        graph = req.graph or self.graph_of(req.tenant_id)
+        if graph not in GRAPHS:
+            raise InvalidArgument(f"unknown graph {graph!r}; the graphs are {', '.join(GRAPHS)}")
+        if req.session_id and not _SESSION_ID.match(req.session_id):
+            raise InvalidArgument("session_id must be 1-64 of the characters A-Z a-z 0-9 . _ -")
+        k = req.top_k or self._top_k
         if not 1 <= k <= 50:
             raise InvalidArgument(f"top_k must be between 1 and 50, got {k}")
+        return graph, k
+
+    def run(
+        self, request: AskInput | str, question: str = "", top_k: int = 0, principals: Sequence[str] = ()
+    ) -> AsyncGenerator[AskEvent, None]:
+        """The events of one ask: ``run(AskInput(...))``, or ``run(tenant_id, question, top_k,
+        principals)`` for the plain rag question."""
+        if isinstance(request, str):
+            request = AskInput(request, question, top_k, tuple(principals))
+        return self._run(request)
+
+    async def ask(
+        self, request: AskInput | str, question: str = "", top_k: int = 0, principals: Sequence[str] = ()
+    ) -> Answer:
+        final: Answer | None = None
+        async for ev in self.run(request, question, top_k, principals):
+            if isinstance(ev, FinalEvent):
+                final = ev.answer
+        assert final is not None
+        return final
+
+    async def _run(self, req: AskInput) -> AsyncGenerator[AskEvent, None]:
+        graph, k = self._validated(req)
+        tenant_id = req.tenant_id
         self._quotas.check_tokens(tenant_id)
         t0 = time.perf_counter()
-        answer = Answer(question_id=uuid.uuid4().hex, generator=self._generator.name)
+        subject = _subject()
+        answer = Answer(
+            question_id=uuid.uuid4().hex,
+            generator=self._generator.name,
+            graph=graph,
+            run_id=req.run_id or uuid.uuid4().hex,
+            session_id=req.session_id,
+        )
+        question = req.question
+        principals = tuple(req.principals)
+        if req.run_id:  # the run's own question and graph (NotFound unless it is this caller's)
+            info = await self.runtime.lookup(req.run_id, tenant_id, subject)
+            question, answer.graph, k = info.question, info.graph, info.top_k
+            graph = info.graph
         contexts: list[Context] = []
 
         def spent(stage: Stage, since: float) -> float:
@@ -241,20 +425,100 @@ class Orchestrator:
         if not query:
             answer.blocked = True
             answer.message = f"Your question was blocked by the input guardrail: {_reasons(verdict)}"
+        standalone = query
+        key: CacheKey | None = None
+        outcome: GraphOutcome | None = None
+        cached: CachedAnswer | None = None
+        raw_shown: list[AnswerSentence] = []  # the generator's sentences the caller saw (for the cache)
+        generation_usage: list[Usage] = []
         if not answer.blocked:
-            yield StageEvent(Stage.RETRIEVAL)
+            steps = StepGuard(self._guard, tenant_id, answer.question_id)
+
+            async def step(s: Step) -> GuardedStep:
+                guarded = await steps.check(s)
+                answer.steps.append(guarded.step)
+                return guarded
+
+            agent_stage = Stage.RETRIEVAL if graph == "rag" else Stage.AGENT
+            yield StageEvent(agent_stage)
             t = time.perf_counter()
-            contexts = await self._searcher.search(tenant_id, query, k, tuple(principals))
-            spent(Stage.RETRIEVAL, t)
-            yield StageEvent(Stage.RETRIEVAL, f"{len(contexts)} contexts")
+            scratchpad: dict[str, object] = {}
+            if req.session_id and not req.run_id:
+                history = await self._conversations.history(
+                    tenant_id, req.session_id, subject, self._session_turns
+                )
+                condensed = (await self._condenser.condense(history, query)).strip() if history else query
+                if condensed and condensed != query:
+                    guarded = await step(Step(StepKind.CONDENSE, "condense", condensed))
+                    yield StepEvent(guarded.step)
+                    if not guarded.blocked and guarded.step.text:  # withheld: the question as asked
+                        standalone = guarded.step.text
+                        answer.standalone_question = standalone
+            if not req.run_id and self._episodic.enabled(tenant_id):
+                recalled = await self._episodic.recall(tenant_id, subject, standalone, self._episodic_k)
+                if recalled:
+                    text = "\n".join(f"{r.standalone or r.question} -> {r.answer}" for r in recalled)
+                    guarded = await step(Step(StepKind.MEMORY, "memory", text))
+                    yield StepEvent(guarded.step)
+                    if not guarded.blocked:
+                        scratchpad["memory"] = guarded.step.text
+            choice = self._prompts.choose(tenant_id, "synthesize", answer.question_id)
+            answer.prompt_version = choice.version or self._prompt_version
+            key = CacheKey(tenant_id, graph, standalone, tuple(sorted(principals)), k)
+            if self._cache is not None and not req.no_cache and not req.run_id:
+                cached = await self._cache.get(key)
+            if cached is not None:
+                guarded = await step(
+                    Step(StepKind.CACHE_HIT, "cache", f"answered from the cache ({cached.match} match)")
+                )
+                yield StepEvent(guarded.step)
+                answer.cached = True
+                answer.generator = cached.generator
+                answer.prompt_version = cached.prompt_version
+                contexts = list(cached.contexts)
+            else:
+                async for item in self.runtime.execute(
+                    graph,
+                    tenant_id,
+                    standalone,
+                    principals,
+                    k,
+                    subject,
+                    answer.run_id,
+                    resume=bool(req.run_id),
+                    guard=steps,
+                    scratchpad=scratchpad,
+                ):
+                    if isinstance(item, GraphOutcome):
+                        outcome = item
+                    else:
+                        answer.steps.append(item)
+                        yield StepEvent(item)
+                assert outcome is not None
+                contexts = list(outcome.contexts)
+                answer.status = outcome.status
+                answer.usages.extend(outcome.usages)
+            spent(agent_stage, t)
+            yield StageEvent(agent_stage, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)
             checked: list[tuple[AnswerSentence, Verdict]] = []
             session: OutputCheck | None = None
             t = time.perf_counter()
-            meter = TokenMeter(query, contexts)
+            meter = TokenMeter(standalone, contexts)
+            sentences: AsyncIterator[AnswerSentence]
+            if cached is not None:
+                sentences = _replay(cached.sentences)
+            elif outcome is not None and outcome.draft is not None:
+                sentences = _replay(outcome.draft.sentences)  # its usage is the graph's
+            elif self._usage_sink:
+                sentences = self._generator.stream(standalone, contexts, usage_sink=generation_usage.append)  # type: ignore[call-arg]
+            else:
+                sentences = self._generator.stream(standalone, contexts)
+            streamed = cached is None and (outcome is None or outcome.draft is None)
             try:
-                async for sentence in self._generator.stream(query, contexts):
-                    meter.add(sentence)
+                async for sentence in sentences:
+                    if streamed:
+                        meter.add(sentence)
                     t = spent(Stage.GENERATION, t)
                     if not sentence.citations:
                         continue  # uncited text (an abstention, a preamble) is never shown as an answer
@@ -263,18 +527,24 @@ class Orchestrator:
                     out = await session.check(sentence)
                     t = spent(Stage.OUTPUT_GUARD, t)
                     checked.append((sentence, out))
-                    shown = _shown(sentence, out)
-                    if shown is None:
+                    shown_sentence = _shown(sentence, out)
+                    if shown_sentence is None:
                         answer.blocked = True
                         answer.message = f"The answer was withheld by the output guardrail: {_reasons(out)}"
                         break
-                    if shown.text:
-                        answer.sentences.append(shown)
-                        yield SentenceEvent(shown)
+                    if shown_sentence.text:
+                        raw_shown.append(sentence)
+                        answer.sentences.append(shown_sentence)
+                        yield SentenceEvent(shown_sentence)
                     t = time.perf_counter()  # the caller's time reading the sentence is no stage's
                 spent(Stage.GENERATION, t)
             finally:
-                self._quotas.charge_tokens(tenant_id, meter.tokens)
+                if streamed:
+                    if not generation_usage:
+                        model = self._generator_model or self._generator.name
+                        generation_usage.append(Usage(model, meter.prompt, meter.completion))
+                    answer.usages.extend(generation_usage)
+                self._quotas.charge_tokens(tenant_id, sum(u.tokens for u in answer.usages))
                 if session is not None:
                     t = time.perf_counter()
                     await session.aclose()
@@ -285,6 +555,8 @@ class Orchestrator:
             )
             if not answer.sentences and not answer.message:
                 answer.message = "I could not find an answer in the indexed documents."
+        if answer.input_verdict is not None and query:
+            await self._after(req, answer, question, key, contexts, raw_shown, subject)
         answer.latency_ms = (time.perf_counter() - t0) * 1000
         await self._publish(
             AnswerProduced(
@@ -296,18 +568,61 @@ class Orchestrator:
                 blocked=answer.blocked,
                 generator=answer.generator,
                 retrieved=len(contexts),
-                provenance=provenance(answer, contexts, *self._made_with),
+                provenance=provenance(answer, contexts, self._generator_model, answer.prompt_version),
             )
         )
         yield StageEvent(Stage.DONE)
         yield FinalEvent(answer)
 
-    async def ask(
-        self, tenant_id: str, question: str, top_k: int = 0, principals: Sequence[str] = ()
-    ) -> Answer:
-        final: Answer | None = None
-        async for ev in self.run(tenant_id, question, top_k, principals):
-            if isinstance(ev, FinalEvent):
-                final = ev.answer
-        assert final is not None
-        return final
+    async def _after(
+        self,
+        req: AskInput,
+        answer: Answer,
+        question: str,
+        key: CacheKey | None,
+        contexts: Sequence[Context],
+        raw_shown: Sequence[AnswerSentence],
+        subject: str,
+    ) -> None:
+        """The turn into the conversation and episodic memory, the answer into the cache, the usage
+        priced and recorded (a question the input guardrail blocked leaves no trace but the event)."""
+        tenant_id = req.tenant_id
+        turn = Turn(
+            question=question,
+            answer=answer.text,
+            standalone=answer.standalone_question,
+            question_id=answer.question_id,
+        )
+        if req.session_id:
+            await self._conversations.append(tenant_id, req.session_id, subject, turn)
+        if answer.sentences and not answer.blocked and self._episodic.enabled(tenant_id):
+            await self._episodic.remember(tenant_id, subject, turn)
+        if (
+            self._cache is not None
+            and key is not None
+            and not answer.cached
+            and not answer.blocked
+            and answer.status is RunStatus.COMPLETED
+            and raw_shown
+        ):
+            # the generator's sentences (not the redacted ones): a hit is checked again as they were
+            await self._cache.put(
+                key,
+                CachedAnswer(
+                    sentences=tuple(raw_shown),
+                    contexts=tuple(contexts),
+                    message=answer.message,
+                    steps=tuple(answer.steps),
+                    generator=answer.generator,
+                    prompt_version=answer.prompt_version,
+                ),
+            )
+        if answer.usages:
+            answer.cost_usd = await self._cost.record(
+                tenant_id, answer.question_id, answer.graph, answer.usages, subject
+            )
+
+
+async def _replay(sentences: Sequence[AnswerSentence]) -> AsyncIterator[AnswerSentence]:
+    for s in sentences:
+        yield s
