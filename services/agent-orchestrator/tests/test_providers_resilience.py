@@ -77,7 +77,7 @@ async def test_transient_failures_are_retried_then_succeed() -> None:
 
 async def test_permanent_errors_are_not_retried_and_name_the_provider() -> None:
     inner = Flaky("anthropic", [InvalidArgument("prompt too long")])
-    with pytest.raises(InvalidArgument, match="^anthropic: prompt too long"):
+    with pytest.raises(InvalidArgument, match=r"^anthropic: prompt too long"):
         await ResilientChatModel(inner, policy("anthropic")).complete(MESSAGES)
     assert inner.calls == 1
 
@@ -102,7 +102,7 @@ async def test_untranslated_exceptions_become_unavailable() -> None:
 
 async def test_a_call_past_the_timeout_is_deadline_exceeded() -> None:
     inner = Flaky("p", hang=True)
-    with pytest.raises(DeadlineExceeded, match="p: no reply within 0.05s"):
+    with pytest.raises(DeadlineExceeded, match=r"p: no reply within 0\.05s"):
         await ResilientChatModel(inner, policy(timeout_s=0.05, max_retries=0)).complete(MESSAGES)
 
 
