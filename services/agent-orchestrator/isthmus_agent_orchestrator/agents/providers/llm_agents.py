@@ -120,7 +120,7 @@ def parse_json_reply(text: str, model: type[_M]) -> _M:
     error: Exception = ValueError("empty reply")
     for candidate in candidates:
         try:
-            return model.model_validate(json.loads(candidate))
+            return model.model_validate(json.loads(candidate, strict=False))
         except (ValueError, ValidationError) as exc:
             error = exc
     raise ValueError(f"the reply is not the JSON asked for: {error}")

@@ -228,7 +228,8 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
     arguments = function.get("arguments") or "{}"
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            # strict=False: raw control characters inside strings (small models under a grammar emit them)
+            arguments = json.loads(arguments, strict=False)
         except ValueError:
             arguments = {}  # the tool's argument validation says what is missing
     return ToolCall(
