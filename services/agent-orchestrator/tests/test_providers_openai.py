@@ -213,3 +213,36 @@ async def test_generator_generate_reports_the_servers_usage() -> None:
     )
     assert generation.usage == {"prompt_tokens": 70, "completion_tokens": 4}
     assert seen == [Usage("m", 70, 4, True)]
+
+
+RAW_ARGUMENTS = '{ "query": "refunds}\n\nThe answer" }'
+
+
+async def test_tool_arguments_with_raw_control_characters_still_parse() -> None:
+    # SmolLM2 under llama.cpp's grammar wrote a raw newline inside the query string (seen for real)
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {
+                                "name": "search",
+                                "arguments": '{ "query": "refunds}\n\nThe answer" }',
+                            },
+                        }
+                    ],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5},
+    }
+    reply = await OpenAIChatModel(
+        BASE, "m", client=mock(lambda request: httpx.Response(200, json=body))
+    ).complete([ChatMessage("user", "hi")], tools=[SEARCH])
+    assert reply.tool_calls == (ToolCall("c1", "search", {"query": "refunds}\n\nThe answer"}),)

@@ -202,3 +202,30 @@ async def test_fallback_generator_uses_the_next_one_for_generate_and_stream() ->
     chain = FallbackGenerator([Gen("a", [Unavailable("down"), Unavailable("down")]), Gen("b")])
     assert (await chain.generate("q", CONTEXTS)).generator == "b"
     assert [s.text async for s in chain.stream("q", CONTEXTS)] == ["b one.", "b two."]
+
+
+class Tracked(Gen):
+    """A generator whose streams record when they are closed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.closed = 0
+
+    async def stream(
+        self, question: str, contexts: Sequence[Context], *, usage_sink: Any = None
+    ) -> AsyncIterator[AnswerSentence]:
+        try:
+            yield AnswerSentence(f"{self._name} one.")
+            yield AnswerSentence(f"{self._name} two.")
+        finally:
+            self.closed += 1
+
+
+@pytest.mark.parametrize("wrap", ["resilient", "fallback"])
+async def test_a_stream_left_early_closes_the_providers_stream(wrap: str) -> None:
+    inner = Tracked("g")
+    outer = ResilientGenerator(inner, policy("g")) if wrap == "resilient" else FallbackGenerator([inner])
+    stream = aiter(outer.stream("q", CONTEXTS))
+    assert (await anext(stream)).text == "g one."
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert inner.closed == 1

@@ -1,8 +1,8 @@
 """Resilience around LLM providers: a time-out per call, retries of transient failures with exponential
 backoff and jitter (tenacity), a circuit breaker per provider (purgatory: ``breaker_failures`` consecutive
-failures open it; an open circuit refuses calls at once for ``breaker_reset_s``, then lets one call
-through — half-open — which closes it again or re-opens it), and fallback chains that try providers in
-order and record which one answered (``ChatReply.provider``; ``Generation.generator``).
+failures open it; an open circuit refuses calls at once for ``breaker_reset_s``, then lets calls
+through again — half-open — and the first outcome closes it or re-opens it), and fallback chains that try
+providers in order and record which one answered (``ChatReply.provider``; ``Generation.generator``).
 
 Transient: :class:`~isthmus_core.errors.Unavailable` (``DeadlineExceeded`` included), a
 ``ResourceExhausted`` with a retry delay, and any exception a provider failed to translate. Permanent
@@ -212,25 +212,40 @@ class ResilientGenerator:
                 return await anext(iterator)
             except StopAsyncIteration:
                 return None
+            except BaseException:
+                await _aclose(iterator)  # a failed attempt's stream (its HTTP response) is let go
+                raise
 
         head = await self._policy.call(first)
         if head is None:
             return
         iterator = opened[-1]
-        yield head
-        while True:
-            try:
-                async with asyncio.timeout(self._policy.timeout_s):
-                    sentence = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as exc:
-                raise DeadlineExceeded(
-                    f"{self._policy.provider}: the answer stream stalled for {self._policy.timeout_s:g}s"
-                ) from exc
-            except Exception as exc:
-                raise _named(self._policy.provider, exc) from exc
-            yield sentence
+        try:
+            yield head
+            while True:
+                try:
+                    async with asyncio.timeout(self._policy.timeout_s):
+                        sentence = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise DeadlineExceeded(
+                        f"{self._policy.provider}: the answer stream stalled for {self._policy.timeout_s:g}s"
+                    ) from exc
+                except Exception as exc:
+                    raise _named(self._policy.provider, exc) from exc
+                yield sentence
+        finally:
+            await _aclose(iterator)
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception as exc:  # closing a broken stream: nothing more to learn from it
+            _log.debug("stream_close_failed", error=str(exc))
 
 
 def _chain_error(failures: list[tuple[str, IsthmusError]]) -> IsthmusError:
@@ -318,11 +333,15 @@ class FallbackGenerator:
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                await _aclose(iterator)
                 failures.append((generator.name, _named(generator.name, exc)))
                 _log.warning("generator_fallback", generator=generator.name, error=str(exc))
                 continue
-            yield head
-            async for sentence in iterator:
-                yield sentence
+            try:
+                yield head
+                async for sentence in iterator:
+                    yield sentence
+            finally:
+                await _aclose(iterator)
             return
         raise _chain_error(failures)
