@@ -10,6 +10,12 @@ backoff (tenacity), honouring a small ``Retry-After``; when the retries run out 
 401/403/404 raise :class:`~isthmus_core.errors.FailedPrecondition` (wrong key, URL or model), the rest
 :class:`~isthmus_core.errors.InvalidArgument`, both with the server's own error message. ``stream()``
 retries only while opening the stream; once text has arrived, a failure raises ``Unavailable``.
+
+The prompt and the citation parsing are shared with the other LLM generators
+(:mod:`isthmus_agent_orchestrator.agents.providers.answers`). Usage: ``generate``/``stream`` take an
+optional ``usage_sink`` receiving the call's tokens — the server's count (``stream`` asks for it with
+``stream_options.include_usage``), or an estimate (``reported=False``) from servers that send none
+(llama-cpp-python's streams).
 """
 
 from __future__ import annotations
