@@ -229,3 +229,14 @@ async def test_a_stream_left_early_closes_the_providers_stream(wrap: str) -> Non
     assert (await anext(stream)).text == "g one."
     await stream.aclose()  # type: ignore[attr-defined]
     assert inner.closed == 1
+
+
+async def test_a_cancelled_call_is_neither_retried_nor_counted_by_the_breaker() -> None:
+    import asyncio
+
+    inner = Flaky("p", [asyncio.CancelledError(), asyncio.CancelledError()])
+    model = ResilientChatModel(inner, policy(max_retries=3, breaker_failures=1))
+    with pytest.raises(asyncio.CancelledError):
+        await model.complete(MESSAGES)
+    assert inner.calls == 1
+    assert await model.policy.state() == "closed"

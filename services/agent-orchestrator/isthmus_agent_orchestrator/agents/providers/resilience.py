@@ -33,7 +33,8 @@ UsageSink = Callable[[Usage], None]
 
 
 def _transient(exc: BaseException) -> bool:
-    return not (isinstance(exc, IsthmusError) and exc.permanent)
+    """Worth another attempt: not a permanent error, and not a cancellation (never retried)."""
+    return isinstance(exc, Exception) and not (isinstance(exc, IsthmusError) and exc.permanent)
 
 
 def _named(provider: str, exc: BaseException) -> IsthmusError:
@@ -81,7 +82,8 @@ class Resilience:
         self._breakers = breakers or AsyncCircuitBreakerFactory(
             default_threshold=breaker_failures,
             default_ttl=breaker_reset_s,
-            exclude=[(IsthmusError, lambda exc: bool(exc.permanent))],
+            # permanent errors and cancellations say nothing about the provider's health
+            exclude=[(IsthmusError, lambda exc: bool(exc.permanent)), asyncio.CancelledError],
         )
         self._threshold = breaker_failures
         self._backoff = wait_exponential_jitter(multiplier=backoff_s, max=max_backoff_s, jitter=backoff_s)
