@@ -10,12 +10,17 @@ backoff (tenacity), honouring a small ``Retry-After``; when the retries run out 
 401/403/404 raise :class:`~isthmus_core.errors.FailedPrecondition` (wrong key, URL or model), the rest
 :class:`~isthmus_core.errors.InvalidArgument`, both with the server's own error message. ``stream()``
 retries only while opening the stream; once text has arrived, a failure raises ``Unavailable``.
+
+The prompt and the citation parsing are shared with the other LLM generators
+(:mod:`isthmus_agent_orchestrator.agents.providers.answers`). Usage: ``generate``/``stream`` take an
+optional ``usage_sink`` receiving the call's tokens — the server's count (``stream`` asks for it with
+``stream_options.include_usage``), or an estimate (``reported=False``) from servers that send none
+(llama-cpp-python's streams).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,33 +31,35 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from isthmus_agent_orchestrator.sentences import NO_ANSWER, split_sentences
+from isthmus_agent_orchestrator.agents.providers.answers import (
+    PROMPT_VERSION,
+    SYSTEM_PROMPT,
+    abstain,
+    estimate_tokens,
+    generation_of,
+    parse_answer,
+    stream_sentences,
+    user_prompt,
+)
+from isthmus_agent_orchestrator.agents.types import Usage
+from isthmus_agent_orchestrator.sentences import NO_ANSWER
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
-from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Generation
+from isthmus_core.ports.generator import AnswerSentence, Context, Generation
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
-#: the version of the prompt (SYSTEM_PROMPT and :func:`user_prompt`): bump it whenever either changes, so
-#: an answer's provenance says which prompt made it
-PROMPT_VERSION = "1"
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered sources given by the user. Do not use any other "
-    "knowledge. After every sentence of your answer, cite the sources that support it with their numbers "
-    "in square brackets, before the full stop, for example: 'Refunds take five business days [2].' "
-    "Write at most a few short sentences. If the sources do not contain the answer, reply exactly: "
-    f"{NO_ANSWER}"
-)
+__all__ = [
+    "PROMPT_VERSION",
+    "SYSTEM_PROMPT",
+    "OpenAICompatibleGenerator",
+    "UsageSink",
+    "parse_answer",
+    "user_prompt",
+]
 
-#: one citation marker: ``[2]``, ``[1, 3]`` or ``[1; 3]``
-_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
-_MARKER_WITH_SPACE = re.compile(r"\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
-#: markers at the start of a sentence: they close the previous sentence ("… days. [2] Next …")
-_LEADING_MARKERS = re.compile(r"(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+")
-_WORD = re.compile(r"[^\W_]")
-#: a word followed by whitespace: the sentence after a boundary has really begun
-_BEGUN = re.compile(r"\S\s")
-_NORMAL = re.compile(r"[^a-z0-9]+")
+#: where a generator reports the tokens of one call (the server's count, or an estimate: ``reported``)
+UsageSink = Callable[[Usage], None]
 _ERROR_TEXT_LIMIT = 500
 
 
@@ -123,51 +130,41 @@ class OpenAICompatibleGenerator:
 
     # ---- Generator port
 
-    async def generate(self, question: str, contexts: Sequence[Context]) -> Generation:
+    async def generate(
+        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+    ) -> Generation:
         payload = self._payload(question, contexts, stream=False)
         if not contexts:
-            return _abstain(self.name)
+            return abstain(self.name)
         data = await self._retrying(lambda: self._complete(payload))
         content, usage = _parse_completion(data, self._url)
-        sentences = parse_answer(content, contexts)
-        if not sentences or all(_is_no_answer(s.text) for s in sentences):
-            return _abstain(self.name, usage)
-        return Generation(sentences=tuple(sentences), generator=self.name, usage=usage)
+        if usage_sink is not None:
+            usage_sink(_usage_of(self._model, usage, payload, content))
+        return generation_of(content, contexts, self.name, usage)
 
-    async def stream(self, question: str, contexts: Sequence[Context]) -> AsyncIterator[AnswerSentence]:
+    async def stream(
+        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+    ) -> AsyncIterator[AnswerSentence]:
         payload = self._payload(question, contexts, stream=True)
         if not contexts:
             yield AnswerSentence(NO_ANSWER)
             return
         response = await self._retrying(lambda: self._open_stream(payload))
-        buffer = ""
-        done = 0  # characters of ``buffer`` already yielded as sentences
-        yielded = False
+        received: list[str] = []
+        usage: dict[str, int] = {}
         try:
-            async for token in _sse_tokens(response, self._url):
-                buffer += token
-                segments = _segments(buffer[done:])
-                if len(segments) < 2 or not _BEGUN.search(buffer, done + segments[-1][1]):
-                    # the last sentence has not really begun: the boundary before it may still move, and
-                    # markers closing the sentence before it may still arrive
-                    continue
-                for raw, _ in segments[:-1]:
-                    if (sentence := _cited(raw, contexts)) is not None:
-                        yielded = True
-                        yield sentence
-                done += segments[-1][1]
+            tokens = _sse_tokens(response, self._url, usage.update)
+            async for sentence in stream_sentences(_recorded(tokens, received), contexts):
+                yield sentence
         except httpx.HTTPError as exc:
             raise Unavailable(
-                f"{self._url}: the answer stream broke off after {len(buffer)} characters: {_describe(exc)}"
+                f"{self._url}: the answer stream broke off after {sum(map(len, received))} characters: "
+                f"{_describe(exc)}"
             ) from exc
         finally:
             await response.aclose()
-        for raw, _ in _segments(buffer[done:]):
-            if (sentence := _cited(raw, contexts)) is not None:
-                yielded = True
-                yield sentence
-        if not yielded:
-            yield AnswerSentence(NO_ANSWER)
+            if usage_sink is not None:  # also when the caller stops early: the tokens were spent
+                usage_sink(_usage_of(self._model, usage, payload, "".join(received)))
 
     # ---- request building
 
@@ -183,6 +180,8 @@ class OpenAICompatibleGenerator:
             "temperature": self._temperature,
             "max_tokens": self._max_tokens,
             "stream": stream,
+            # the last event carries the usage (servers that do not count send none: it is estimated)
+            **({"stream_options": {"include_usage": True}} if stream else {}),
         }
 
     # ---- transport
@@ -252,62 +251,21 @@ class OpenAICompatibleGenerator:
         raise AssertionError("unreachable: a non-success status always raises")
 
 
-# ---- pure helpers
+# ---- helpers
 
 
-def user_prompt(question: str, contexts: Sequence[Context]) -> str:
-    """The user message: the contexts numbered from 1 (best first), then the question."""
-    sources = "\n\n".join(f"[{i}] {c.text.strip()}" for i, c in enumerate(contexts, start=1))
-    return f"Sources:\n\n{sources}\n\nQuestion: {question.strip()}"
+async def _recorded(tokens: AsyncIterator[str], into: list[str]) -> AsyncIterator[str]:
+    async for token in tokens:
+        into.append(token)
+        yield token
 
 
-def parse_answer(text: str, contexts: Sequence[Context]) -> list[AnswerSentence]:
-    """Split a model reply into sentences and turn their ``[n]`` markers into citations of context n."""
-    return [s for raw, _ in _segments(text) if (s := _cited(raw, contexts)) is not None]
-
-
-def _segments(text: str) -> list[tuple[str, int]]:
-    """Sentences of ``text``, each with the citation markers that follow it.
-
-    Markers that open a sentence ("… days. [2] Next …") close the previous one, so they move back to it.
-    Each item is ``(sentence text with its markers, offset in text where the sentence's own words start)``.
-    """
-    items: list[tuple[str, int]] = []
-    for start, end in split_sentences(text):
-        lead = _LEADING_MARKERS.match(text, start, end)
-        if lead is not None and items:
-            items[-1] = (items[-1][0] + " " + lead.group().strip(), items[-1][1])
-            piece = text[lead.end() : end]
-            if not piece.strip():
-                continue
-            start = lead.end() + len(piece) - len(piece.lstrip())
-        items.append((text[start:end], start))
-    return items
-
-
-def _cited(raw: str, contexts: Sequence[Context]) -> AnswerSentence | None:
-    numbers = [int(n) for m in _MARKER.finditer(raw) for n in re.split(r"[,;]", m.group(1))]
-    text = _MARKER_WITH_SPACE.sub("", raw).strip()
-    if not _WORD.search(text):
-        return None  # markers or punctuation only
-    if _is_no_answer(text):
-        return AnswerSentence(NO_ANSWER)
-    citations: list[CitedSpan] = []
-    for n in dict.fromkeys(numbers):
-        if 1 <= n <= len(contexts):
-            c = contexts[n - 1]
-            citations.append(c.cite(c.start, c.start + len(c.text)))
-    return AnswerSentence(text, tuple(citations))
-
-
-def _is_no_answer(text: str) -> bool:
-    return _NORMAL.sub(" ", text.lower()).strip() == _NORMAL.sub(" ", NO_ANSWER.lower()).strip()
-
-
-def _abstain(generator: str, usage: dict[str, int] | None = None) -> Generation:
-    return Generation(
-        sentences=(AnswerSentence(NO_ANSWER),), generator=generator, abstained=True, usage=usage or {}
-    )
+def _usage_of(model: str, usage: dict[str, int], payload: dict[str, Any], reply: str) -> Usage:
+    """The server's count when it sent one (``reported``), else an estimate from the texts."""
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        return Usage(model, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), True)
+    prompt = sum(estimate_tokens(str(m.get("content", ""))) for m in payload.get("messages", ()))
+    return Usage(model, prompt, estimate_tokens(reply), False)
 
 
 def _parse_completion(data: Any, url: str) -> tuple[str, dict[str, int]]:
@@ -322,16 +280,18 @@ def _parse_completion(data: Any, url: str) -> tuple[str, dict[str, int]]:
             f"{json.dumps(data)[:200]}"
         ) from exc
     raw_usage = data.get("usage") if isinstance(data, dict) else None
-    usage = (
-        {k: v for k, v in raw_usage.items() if isinstance(v, int) and not isinstance(v, bool)}
-        if isinstance(raw_usage, dict)
-        else {}
-    )
-    return content, usage
+    return content, _int_fields(raw_usage) if isinstance(raw_usage, dict) else {}
 
 
-async def _sse_tokens(response: httpx.Response, url: str) -> AsyncIterator[str]:
-    """The content deltas of a chat-completions event stream, up to ``data: [DONE]``."""
+def _int_fields(raw: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+async def _sse_tokens(
+    response: httpx.Response, url: str, on_usage: Callable[[dict[str, int]], None] | None = None
+) -> AsyncIterator[str]:
+    """The content deltas of a chat-completions event stream, up to ``data: [DONE]``; the ``usage``
+    object of an event (``stream_options.include_usage``: the last one) goes to ``on_usage``."""
     async for line in response.aiter_lines():
         line = line.strip()
         if not line.startswith("data:"):
@@ -347,6 +307,8 @@ async def _sse_tokens(response: httpx.Response, url: str) -> AsyncIterator[str]:
             continue
         if "error" in event:
             raise Unavailable(f"{url} reported an error mid-stream: {_message_of(event)}")
+        if on_usage is not None and isinstance(event.get("usage"), dict):
+            on_usage(_int_fields(event["usage"]))
         for choice in event.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             content = delta.get("content") if isinstance(delta, dict) else None
