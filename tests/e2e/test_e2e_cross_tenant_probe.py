@@ -79,8 +79,12 @@ class World:
     b_runs: list[str] = field(default_factory=list)  # B's agent runs (ids a resume would name)
     exact: bool = False  # aim at tenant b exactly (no near misses of its id)
 
-    def leaks(self, text: str) -> list[str]:
-        return [m for m in self.markers if m in text]
+    def leaks(self, text: str, method: str = "") -> list[str]:
+        # A's own audit log records A's decisions, failed ones included, with the approval id A sent
+        # (B's, in the a-tenant-b-id probes): that echo of the caller's input is no leak; anywhere else
+        # B's approval ids are
+        sent = set(self.b_approvals) if method == _AUD + "ListAuditEvents" else set()
+        return [m for m in self.markers if m in text and m not in sent]
 
 
 @dataclass
@@ -571,7 +575,9 @@ def check(world: World, o: Outcome, tally: Tally) -> None:
         tally.leaks.append(f"{o.method} [{o.variant}] aimed at B answered {o.code.name}: {o.text[:300]}")
     # an answer must hold nothing of B's; a refusal may echo the ids the caller sent (B's tenant or
     # document id), but never B's content
-    found = world.leaks(o.text) if o.code == grpc.StatusCode.OK else [w for w in B_WORDS if w in o.text]
+    found = (
+        world.leaks(o.text, o.method) if o.code == grpc.StatusCode.OK else [w for w in B_WORDS if w in o.text]
+    )
     if found:
         tally.leaks.append(f"{o.method} [{o.variant}] {o.code.name} shows B's {found}: {o.text[:300]}")
 
