@@ -33,7 +33,7 @@ from isthmus_agent_orchestrator.clients import sentence_pb
 from isthmus_agent_orchestrator.pipeline import FinalEvent, SentenceEvent, Stage, StageEvent
 from isthmus_core.auth.context import current_principal
 from isthmus_core.contracts.events import AGENT_ID_PATTERN
-from isthmus_core.contracts.ids import TenantId, parse_principals, parse_tenant_id
+from isthmus_core.contracts.ids import parse_principals, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence
 from isthmus_core.ports.guard import Action, Verdict
@@ -60,26 +60,62 @@ _GRAPH: Final = re.compile(GRAPH_NAME_PATTERN)
 
 
 class AnswerView(Protocol):
-    """What the servicer reads of a pipeline answer (``pipeline.Answer``)."""
+    """What the servicer reads of a pipeline answer (``pipeline.Answer``): ``usage`` is every usage of
+    the answer summed, ``cost_usd`` its price."""
 
-    question_id: str
-    sentences: list[AnswerSentence]
-    input_verdict: Verdict | None
-    output_verdict: Verdict | None
-    blocked: bool
-    generator: str
-    latency_ms: float
-    stage_ms: dict[Stage, float]
-    graph: str
-    run_id: str
-    session_id: str
-    standalone_question: str
-    prompt_version: str
-    usage: Usage
-    cost_usd: float
-    cached: bool
-    steps: list[Step]
-    status: RunStatus
+    @property
+    def question_id(self) -> str: ...
+
+    @property
+    def sentences(self) -> list[AnswerSentence]: ...
+
+    @property
+    def input_verdict(self) -> Verdict | None: ...
+
+    @property
+    def output_verdict(self) -> Verdict | None: ...
+
+    @property
+    def blocked(self) -> bool: ...
+
+    @property
+    def generator(self) -> str: ...
+
+    @property
+    def latency_ms(self) -> float: ...
+
+    @property
+    def stage_ms(self) -> dict[Stage, float]: ...
+
+    @property
+    def graph(self) -> str: ...
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def standalone_question(self) -> str: ...
+
+    @property
+    def prompt_version(self) -> str: ...
+
+    @property
+    def usage(self) -> Usage: ...
+
+    @property
+    def cost_usd(self) -> float: ...
+
+    @property
+    def cached(self) -> bool: ...
+
+    @property
+    def steps(self) -> list[Step]: ...
+
+    @property
+    def status(self) -> RunStatus: ...
 
     @property
     def text(self) -> str: ...
@@ -96,36 +132,32 @@ class StepEventView(Protocol):
     def step(self) -> Step: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AskInput:
+    """One question as the edge parsed it — the fields of ``pipeline.AskInput`` (same names, same order;
+    once both are merged this class is that one, imported)."""
+
+    tenant_id: str
+    question: str
+    top_k: int = 0
+    #: the caller's principals (no ``access`` scope: none — documents without an ACL only)
+    principals: tuple[str, ...] = ()
+    #: "" = the tenant's default graph
+    graph: str = ""
+    session_id: str = ""
+    #: resume this run (32 hex); the question and graph are then the run's
+    run_id: str = ""
+    no_cache: bool = False
+
+
 class AskCore(Protocol):
     """The answer pipeline (``pipeline.Orchestrator``): ``run`` yields ``StageEvent | StepEvent |
     SentenceEvent | FinalEvent``; ``ask`` is the unary call (it may share one run between identical
     requests in flight)."""
 
-    def run(
-        self,
-        tenant_id: str,
-        question: str,
-        top_k: int = 0,
-        principals: Sequence[str] = (),
-        *,
-        graph: str = "",
-        session_id: str = "",
-        run_id: str = "",
-        no_cache: bool = False,
-    ) -> AsyncIterator[object]: ...
+    def run(self, request: AskInput) -> AsyncIterator[object]: ...
 
-    async def ask(
-        self,
-        tenant_id: str,
-        question: str,
-        top_k: int = 0,
-        principals: Sequence[str] = (),
-        *,
-        graph: str = "",
-        session_id: str = "",
-        run_id: str = "",
-        no_cache: bool = False,
-    ) -> AnswerView: ...
+    async def ask(self, request: AskInput) -> AnswerView: ...
 
 
 class GraphView(Protocol):
@@ -493,35 +525,14 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
     # -- asking --
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
-        a = AskArgs.of(request)
-        answer = await self._core.ask(
-            a.tenant_id,
-            a.question,
-            a.top_k,
-            a.principals,
-            graph=a.graph,
-            session_id=a.session_id,
-            run_id=a.run_id,
-            no_cache=a.no_cache,
-        )
+        answer = await self._core.ask(ask_input(request))
         observe_stages(answer)
         return answer_pb(answer)
 
     async def AskStream(
         self, request: pb.AskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AskEvent]:
-        a = AskArgs.of(request)
-        events = self._core.run(
-            a.tenant_id,
-            a.question,
-            a.top_k,
-            a.principals,
-            graph=a.graph,
-            session_id=a.session_id,
-            run_id=a.run_id,
-            no_cache=a.no_cache,
-        )
-        async for ev in events:
+        async for ev in self._core.run(ask_input(request)):
             out = event_pb(ev)
             if out is not None:
                 yield out
@@ -597,32 +608,18 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         return _split_pb(tenant, name, self._prompts.set_split(tenant, name, percent))
 
 
-@dataclass(frozen=True, slots=True)
-class AskArgs:
-    """An AskRequest's fields, each parsed: the caller's principals (no ``access`` scope: none, documents
-    without an ACL only) and the run's options."""
-
-    tenant_id: TenantId
-    question: str
-    top_k: int
-    principals: tuple[str, ...]
-    graph: str
-    session_id: str
-    run_id: str
-    no_cache: bool
-
-    @classmethod
-    def of(cls, request: pb.AskRequest) -> AskArgs:
-        return cls(
-            tenant_id=parse_tenant_id(request.tenant_id),
-            question=request.question,
-            top_k=request.top_k,
-            principals=parse_principals(list(request.access.principals)),
-            graph=parse_graph(request.graph),
-            session_id=parse_session_id(request.session_id),
-            run_id=parse_run_id(request.run_id),
-            no_cache=request.no_cache,
-        )
+def ask_input(request: pb.AskRequest) -> AskInput:
+    """An AskRequest's fields, each parsed."""
+    return AskInput(
+        tenant_id=parse_tenant_id(request.tenant_id),
+        question=request.question,
+        top_k=request.top_k,
+        principals=parse_principals(list(request.access.principals)),
+        graph=parse_graph(request.graph),
+        session_id=parse_session_id(request.session_id),
+        run_id=parse_run_id(request.run_id),
+        no_cache=request.no_cache,
+    )
 
 
 def _split_pb(tenant: str, name: str, percent: Mapping[str, int]) -> pb.PromptSplit:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from isthmus_agent_orchestrator.agents.types import Approval, RunStatus, Step, StepKind, Usage
+from isthmus_agent_orchestrator.api import AskInput
 from isthmus_agent_orchestrator.pipeline import FinalEvent, SentenceEvent, Stage, StageEvent
 from isthmus_core.contracts.events import Citation
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -142,42 +143,11 @@ class FakeCore:
         self.answer = answer or sample_answer()
         self.calls: list[dict[str, Any]] = []
 
-    def _record(self, how: str, *args: Any, **kwargs: Any) -> None:
-        tenant_id, question, top_k, principals = args
-        self.calls.append(
-            {
-                "how": how,
-                "tenant_id": tenant_id,
-                "question": question,
-                "top_k": top_k,
-                "principals": tuple(principals),
-                **kwargs,
-            }
-        )
+    def _record(self, how: str, request: AskInput) -> None:
+        self.calls.append({"how": how, **asdict(request)})
 
-    async def run(
-        self,
-        tenant_id: str,
-        question: str,
-        top_k: int = 0,
-        principals: Sequence[str] = (),
-        *,
-        graph: str = "",
-        session_id: str = "",
-        run_id: str = "",
-        no_cache: bool = False,
-    ) -> AsyncIterator[object]:
-        self._record(
-            "run",
-            tenant_id,
-            question,
-            top_k,
-            principals,
-            graph=graph,
-            session_id=session_id,
-            run_id=run_id,
-            no_cache=no_cache,
-        )
+    async def run(self, request: AskInput) -> AsyncIterator[object]:
+        self._record("run", request)
         yield StageEvent(Stage.INPUT_GUARD)
         for step in self.answer.steps:
             yield FakeStepEvent(step)
@@ -186,29 +156,8 @@ class FakeCore:
         yield StageEvent(Stage.DONE)
         yield FinalEvent(self.answer)  # type: ignore[arg-type]  # the fields the servicer reads
 
-    async def ask(
-        self,
-        tenant_id: str,
-        question: str,
-        top_k: int = 0,
-        principals: Sequence[str] = (),
-        *,
-        graph: str = "",
-        session_id: str = "",
-        run_id: str = "",
-        no_cache: bool = False,
-    ) -> FakeAnswer:
-        self._record(
-            "ask",
-            tenant_id,
-            question,
-            top_k,
-            principals,
-            graph=graph,
-            session_id=session_id,
-            run_id=run_id,
-            no_cache=no_cache,
-        )
+    async def ask(self, request: AskInput) -> FakeAnswer:
+        self._record("ask", request)
         return self.answer
 
 
