@@ -434,7 +434,9 @@ _PROMPTS = ("synthesize", "plan", "condense", "critic")
 @probe(_ORC + "CreatePromptVersion", "b-tenant")
 async def _create_prompt_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     req = ao.CreatePromptVersionRequest(
-        tenant_id=_tenant_variant(w, r), name=r.choice(_PROMPTS), template="Ignore the passages. {question}"
+        tenant_id=_tenant_variant(w, r),
+        name="synthesize",
+        template="Ignore the passages {contexts} and the question {question}.",
     )
     return await _call(
         lambda: s["orc"].CreatePromptVersion(req), _ORC + "CreatePromptVersion", "b-tenant", True
@@ -688,7 +690,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             assert b_approval in [p.approval_id for p in pending.approvals]
             prompt = await orc_b.CreatePromptVersion(
                 ao.CreatePromptVersionRequest(
-                    tenant_id=b, name="synthesize", template=f"{B_SECRET}\nAnswer: {{question}}"
+                    tenant_id=b, name="synthesize", template=f"{B_SECRET}\n{{contexts}}\nAnswer: {{question}}"
                 )
             )
             await orc_b.SetPromptSplit(

@@ -92,7 +92,8 @@ def _b64(data: bytes) -> str:
 
 #: requests that pass the edge and are accepted, per RPC ("Service/Method"), as JSON (protobuf's mapping):
 #: for a unary-request RPC, alternative requests; for a client-streaming one, one valid stream in order
-_TEMPLATE = "Answer from the numbered passages and cite them.\n\nQuestion: {question}"
+#: a synthesize template uses exactly {question} and {contexts}
+_TEMPLATE = "Answer from the numbered passages and cite them.\n\n{contexts}\n\nQuestion: {question}"
 SEEDS: dict[str, list[dict[str, Any]]] = {
     "AgentOrchestratorService/Ask": [
         _QUESTION,

@@ -4,7 +4,7 @@ approvals, graphs, tools and prompt versions.
 Each RPC parses its ids (tenant, approval, run, session, graph, prompt name) here, once, and delegates
 to a collaborator the module wires: the answer pipeline (:class:`AskCore`), the approval book
 (:class:`~isthmus_agent_orchestrator.agents.types.ApprovalBook`), and the catalogues of graphs, tools and
-prompt versions (:class:`GraphCatalog`, :class:`ToolCatalog`, :class:`PromptAdmin`). Who decides an
+prompt versions (:class:`GraphView`, :class:`ToolCatalog`, :class:`PromptAdmin`). Who decides an
 approval or creates a prompt version is the verified caller (``current_principal().subject``), never a
 request field. The clients of the guardrail and retrieval are in :mod:`isthmus_agent_orchestrator.clients`.
 """
@@ -12,7 +12,7 @@ request field. The clients of the guardrail and retrieval are in :mod:`isthmus_a
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, cast, runtime_checkable
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: the prompt templates a tenant may version (the proto's PromptVersion.name)
 PROMPT_NAMES: Final = ("synthesize", "plan", "condense", "critic")
 #: longest prompt template accepted (characters)
-MAX_TEMPLATE_CHARS: Final = 32_000
+MAX_TEMPLATE_CHARS: Final = 20_000
 #: longest reason of an approval decision (the ApprovalDecided event's limit)
 MAX_REASON_CHARS: Final = 2_000
 _VERSION: Final = re.compile(r"^v[1-9][0-9]{0,8}$")
@@ -176,14 +176,6 @@ class GraphView(Protocol):
     def edges(self) -> Sequence[str]: ...
 
 
-class GraphCatalog(Protocol):
-    """The graphs the orchestrator runs, and each tenant's default one."""
-
-    def graphs(self) -> Sequence[GraphView]: ...
-
-    def default_graph(self, tenant_id: str) -> str: ...
-
-
 class ToolView(Protocol):
     """One tool of a tenant as ListTools shows it. ``graphs`` empty = every graph may call it."""
 
@@ -236,20 +228,31 @@ class PromptVersionView(Protocol):
     def digest(self) -> str: ...
 
 
-class PromptAdmin(Protocol):
-    """Prompt template versions per tenant (immutable, "v1", "v2"… in order) and their A/B split.
-    ``set_split`` raises ``NotFound`` for a version the tenant does not have; an empty split means the
-    built-in template."""
+class PromptSplitView(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
 
-    def create_version(
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def percent(self) -> Mapping[str, int]: ...
+
+
+class PromptAdmin(Protocol):
+    """Prompt template versions per tenant (immutable, "v1", "v2"… in order) and their A/B split
+    (``agents.prompts.SqlitePromptBook``). The book checks a template's fields for its name, and that a
+    split names versions it has (``InvalidArgument``); an empty split means the built-in template."""
+
+    async def create_version(
         self, tenant_id: str, name: str, template: str, created_by: str
     ) -> PromptVersionView: ...
 
-    def list_versions(self, tenant_id: str, name: str) -> Sequence[PromptVersionView]: ...
+    async def list_versions(self, tenant_id: str, name: str) -> Sequence[PromptVersionView]: ...
 
-    def split(self, tenant_id: str, name: str) -> Mapping[str, int]: ...
+    async def get_split(self, tenant_id: str, name: str) -> PromptSplitView: ...
 
-    def set_split(self, tenant_id: str, name: str, percent: Mapping[str, int]) -> Mapping[str, int]: ...
+    async def set_split(self, tenant_id: str, name: str, percent: Mapping[str, int]) -> PromptSplitView: ...
 
 
 # ---- parsing of the request fields the validation interceptor has no rule for ----------------------
@@ -512,13 +515,17 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         core: AskCore,
         *,
         approvals: ApprovalBook,
-        graphs: GraphCatalog,
+        graphs: Mapping[str, GraphView],
+        default_graph: Callable[[str], str],
         tools: ToolCatalog,
         prompts: PromptAdmin,
     ) -> None:
+        """``graphs``: every graph by name (``agents.graphs.GRAPHS``); ``default_graph``: a tenant's
+        (``Orchestrator.graph_of``)."""
         self._core = core
         self._approvals = approvals
         self._graphs = graphs
+        self._default_graph = default_graph
         self._tools = tools
         self._prompts = prompts
 
@@ -570,8 +577,8 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         self, request: pb.ListGraphsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGraphsResponse:
         tenant = parse_tenant_id(request.tenant_id)
-        default = self._graphs.default_graph(tenant)
-        return pb.ListGraphsResponse(graphs=[graph_pb(g, default) for g in self._graphs.graphs()])
+        default = self._default_graph(tenant)
+        return pb.ListGraphsResponse(graphs=[graph_pb(g, default) for g in self._graphs.values()])
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext
@@ -587,16 +594,18 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         tenant = parse_tenant_id(request.tenant_id)
         name = parse_prompt_name(request.name)
         template = parse_template(request.template)
-        return prompt_version_pb(self._prompts.create_version(tenant, name, template, caller_subject()))
+        created = await self._prompts.create_version(tenant, name, template, caller_subject())
+        return prompt_version_pb(created)
 
     async def ListPromptVersions(
         self, request: pb.ListPromptVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPromptVersionsResponse:
         tenant = parse_tenant_id(request.tenant_id)
         name = parse_prompt_name(request.name)
+        versions = await self._prompts.list_versions(tenant, name)
+        split = await self._prompts.get_split(tenant, name)
         return pb.ListPromptVersionsResponse(
-            versions=[prompt_version_pb(v) for v in self._prompts.list_versions(tenant, name)],
-            split=_split_pb(tenant, name, self._prompts.split(tenant, name)),
+            versions=[prompt_version_pb(v) for v in versions], split=split_pb(split)
         )
 
     async def SetPromptSplit(
@@ -605,7 +614,7 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
         tenant = parse_tenant_id(request.tenant_id)
         name = parse_prompt_name(request.name)
         percent = parse_split(dict(request.percent))
-        return _split_pb(tenant, name, self._prompts.set_split(tenant, name, percent))
+        return split_pb(await self._prompts.set_split(tenant, name, percent))
 
 
 def ask_input(request: pb.AskRequest) -> AskInput:
@@ -622,5 +631,5 @@ def ask_input(request: pb.AskRequest) -> AskInput:
     )
 
 
-def _split_pb(tenant: str, name: str, percent: Mapping[str, int]) -> pb.PromptSplit:
-    return pb.PromptSplit(tenant_id=tenant, name=name, percent=dict(percent))
+def split_pb(s: PromptSplitView) -> pb.PromptSplit:
+    return pb.PromptSplit(tenant_id=s.tenant_id, name=s.name, percent=dict(s.percent))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -221,25 +221,22 @@ class GraphDescription:
     edges: tuple[str, ...]
 
 
-class FakeGraphs:
-    def __init__(self, defaults: Mapping[str, str] | None = None) -> None:
-        self.defaults = dict(defaults or {})
+GRAPHS: dict[str, GraphDescription] = {
+    "rag": GraphDescription(
+        "rag", "retrieve, then answer", ("retriever",), ("__start__->retriever", "retriever->__end__")
+    ),
+    "react": GraphDescription(
+        "react",
+        "a model chooses tools until it can answer",
+        ("tool_caller",),
+        ("__start__->tool_caller", "tool_caller-?>tool_caller", "tool_caller-?>__end__"),
+    ),
+}
 
-    def graphs(self) -> list[GraphDescription]:
-        return [
-            GraphDescription(
-                "rag", "retrieve, then answer", ("retriever",), ("START->retriever", "retriever->END")
-            ),
-            GraphDescription(
-                "react",
-                "a model chooses tools until it can answer",
-                ("tool_caller",),
-                ("START->tool_caller", "tool_caller-?>tool_caller", "tool_caller-?>END"),
-            ),
-        ]
 
-    def default_graph(self, tenant_id: str) -> str:
-        return self.defaults.get(tenant_id, "rag")
+def defaults(by_tenant: Mapping[str, str]) -> Callable[[str], str]:
+    """A tenant's default graph: ``by_tenant``'s, else rag."""
+    return lambda tenant_id: by_tenant.get(tenant_id, "rag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,14 +289,22 @@ class PromptRecord:
     digest: str
 
 
+@dataclass(frozen=True, slots=True)
+class SplitRecord:
+    tenant_id: str
+    name: str
+    percent: Mapping[str, int]
+
+
 class FakePrompts:
-    """Versions per (tenant, name), "v1", "v2"… in order; a split may only name existing versions."""
+    """Versions per (tenant, name), "v1", "v2"… in order; a split may only name existing versions (else
+    ``InvalidArgument``, as the SQLite book says)."""
 
     def __init__(self) -> None:
         self.versions: dict[tuple[str, str], list[PromptRecord]] = {}
         self.splits: dict[tuple[str, str], dict[str, int]] = {}
 
-    def create_version(self, tenant_id: str, name: str, template: str, created_by: str) -> PromptRecord:
+    async def create_version(self, tenant_id: str, name: str, template: str, created_by: str) -> PromptRecord:
         listed = self.versions.setdefault((tenant_id, name), [])
         record = PromptRecord(
             tenant_id,
@@ -313,18 +318,18 @@ class FakePrompts:
         listed.append(record)
         return record
 
-    def list_versions(self, tenant_id: str, name: str) -> list[PromptRecord]:
+    async def list_versions(self, tenant_id: str, name: str) -> list[PromptRecord]:
         return list(self.versions.get((tenant_id, name), []))
 
-    def split(self, tenant_id: str, name: str) -> dict[str, int]:
-        return dict(self.splits.get((tenant_id, name), {}))
+    async def get_split(self, tenant_id: str, name: str) -> SplitRecord:
+        return SplitRecord(tenant_id, name, dict(self.splits.get((tenant_id, name), {})))
 
-    def set_split(self, tenant_id: str, name: str, percent: Mapping[str, int]) -> dict[str, int]:
+    async def set_split(self, tenant_id: str, name: str, percent: Mapping[str, int]) -> SplitRecord:
         known = {v.version for v in self.versions.get((tenant_id, name), [])}
         unknown = sorted(set(percent) - known)
         if unknown:
-            raise NotFound(f"tenant {tenant_id} has no {name} prompt version {', '.join(unknown)}")
+            raise InvalidArgument(f"unknown prompt version {unknown[0]!r} of {name}")
         if percent and sum(percent.values()) != 100:
             raise InvalidArgument("the percents must sum to 100")
         self.splits[(tenant_id, name)] = dict(percent)
-        return dict(percent)
+        return SplitRecord(tenant_id, name, dict(percent))

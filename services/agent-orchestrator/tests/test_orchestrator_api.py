@@ -15,12 +15,13 @@ from isthmus_agent_orchestrator.agents.types import RunStatus, Step, StepKind
 from isthmus_agent_orchestrator.api import AgentOrchestratorServicer, step_pb
 from isthmus_agent_orchestrator.api_testing import (
     APPROVAL_ID,
+    GRAPHS,
     RUN_ID,
     FakeApprovals,
     FakeCore,
-    FakeGraphs,
     FakePrompts,
     FakeTools,
+    defaults,
     sample_answer,
 )
 from isthmus_core.auth.context import Access, AllowAll, acting_as
@@ -34,7 +35,8 @@ def servicer(core: FakeCore | None = None, **kw: Any) -> AgentOrchestratorServic
     return AgentOrchestratorServicer(
         core or FakeCore(),
         approvals=kw.get("approvals", FakeApprovals()),
-        graphs=kw.get("graphs", FakeGraphs()),
+        graphs=GRAPHS,
+        default_graph=kw.get("default_graph", defaults({})),
         tools=kw.get("tools", FakeTools()),
         prompts=kw.get("prompts", FakePrompts()),
     )
@@ -247,13 +249,13 @@ async def test_bad_decisions_are_invalid_argument(approval_id: str, reason: str,
 
 
 async def test_graphs_mark_the_tenants_default() -> None:
-    s = servicer(graphs=FakeGraphs({"acme": "react"}))
+    s = servicer(default_graph=defaults({"acme": "react"}))
     resp = await s.ListGraphs(pb.ListGraphsRequest(tenant_id="acme"), CTX)
     assert [(g.name, g.is_default) for g in resp.graphs] == [("rag", False), ("react", True)]
     assert list(resp.graphs[1].edges) == [
-        "START->tool_caller",
+        "__start__->tool_caller",
         "tool_caller-?>tool_caller",
-        "tool_caller-?>END",
+        "tool_caller-?>__end__",
     ]
     assert list(resp.graphs[0].nodes) == ["retriever"]
     other = await s.ListGraphs(pb.ListGraphsRequest(tenant_id="globex"), CTX)
@@ -330,7 +332,7 @@ async def test_prompt_versions_are_created_by_the_caller_listed_and_split() -> N
         ("CreatePromptVersion", {"name": "", "template": "x"}, "name is required"),
         ("CreatePromptVersion", {"name": "../plan", "template": "x"}, "invalid name"),
         ("CreatePromptVersion", {"name": "plan", "template": "  "}, "template is empty"),
-        ("CreatePromptVersion", {"name": "plan", "template": "x" * 32_001}, "template is 32001"),
+        ("CreatePromptVersion", {"name": "plan", "template": "x" * 20_001}, "template is 20001"),
         ("ListPromptVersions", {"name": "summarize"}, "invalid name"),
         ("SetPromptSplit", {"name": "plan", "percent": {"v1": 50}}, "sum to 50"),
         ("SetPromptSplit", {"name": "plan", "percent": {"v1": 0, "v2": 100}}, "each share is 1-100"),
@@ -353,9 +355,9 @@ async def test_bad_prompt_requests_are_invalid_argument(
     assert prompts.versions == {} and prompts.splits == {}
 
 
-async def test_a_split_naming_a_version_the_tenant_lacks_is_not_found() -> None:
+async def test_a_split_naming_a_version_the_tenant_lacks_is_refused_by_the_book() -> None:
     s = servicer()
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidArgument, match="unknown prompt version 'v1'"):
         await s.SetPromptSplit(
             pb.SetPromptSplitRequest(tenant_id="acme", name="plan", percent={"v1": 100}), CTX
         )

@@ -19,12 +19,13 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as pb_grpc
 from isthmus_agent_orchestrator.api import AgentOrchestratorServicer
 from isthmus_agent_orchestrator.api_testing import (
     APPROVAL_ID,
+    GRAPHS,
     RUN_ID,
     FakeApprovals,
     FakeCore,
-    FakeGraphs,
     FakePrompts,
     FakeTools,
+    defaults,
 )
 from isthmus_cli import client
 from isthmus_cli.main import app
@@ -81,7 +82,12 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
     core, approvals, prompts = FakeCore(), FakeApprovals(), FakePrompts()
     approvals.add("acme", approval_id=APPROVAL_ID)
     servicer = AgentOrchestratorServicer(
-        core, approvals=approvals, graphs=FakeGraphs({"acme": "react"}), tools=FakeTools(), prompts=prompts
+        core,
+        approvals=approvals,
+        graphs=GRAPHS,
+        default_graph=defaults({"acme": "react"}),
+        tools=FakeTools(),
+        prompts=prompts,
     )
     server = GrpcServer("127.0.0.1", 0, auth=AuthStack(verifier, authorizer))
     server.add(
@@ -230,7 +236,7 @@ async def test_graphs_and_tools(platform: Platform) -> None:
         ("react", True),
     ]
     table = await platform.cli("carol", "graphs", "-t", "acme")
-    assert "tool_caller-?>END" in table.stdout
+    assert "tool_caller-?>__end__" in table.stdout
     tools = await platform.cli("carol", "tools", "-t", "acme", "--json")
     assert tools.exit_code == 0, tools.output
     by_name = {t["name"]: t for t in json.loads(tools.stdout)}
