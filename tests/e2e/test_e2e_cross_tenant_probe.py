@@ -75,10 +75,16 @@ class World:
     tokens: dict[str, str]  # subject -> token
     markers: tuple[str, ...] = ()
     b_erasures: list[str] = field(default_factory=list)  # erasure ids of B's receipts
+    b_approvals: list[str] = field(default_factory=list)  # B's pending approvals (a run waits on each)
+    b_runs: list[str] = field(default_factory=list)  # B's agent runs (ids a resume would name)
     exact: bool = False  # aim at tenant b exactly (no near misses of its id)
 
-    def leaks(self, text: str) -> list[str]:
-        return [m for m in self.markers if m in text]
+    def leaks(self, text: str, method: str = "") -> list[str]:
+        # A's own audit log records A's decisions, failed ones included, with the approval id A sent
+        # (B's, in the a-tenant-b-id probes): that echo of the caller's input is no leak; anywhere else
+        # B's approval ids are
+        sent = set(self.b_approvals) if method == _AUD + "ListAuditEvents" else set()
+        return [m for m in self.markers if m in text and m not in sent]
 
 
 @dataclass
@@ -88,6 +94,8 @@ class Outcome:
     aims_at_b: bool
     code: grpc.StatusCode
     text: str
+    #: B's object named from A's own tenant: "no such thing" (NOT_FOUND) is the right refusal too
+    not_found_ok: bool = False
 
 
 @dataclass
@@ -100,13 +108,15 @@ def _text(message: Any) -> str:
     return text_format.MessageToString(message, as_utf8=True)
 
 
-async def _call(fn: Callable[[], Awaitable[Any]], method: str, variant: str, aims_at_b: bool) -> Outcome:
+async def _call(
+    fn: Callable[[], Awaitable[Any]], method: str, variant: str, aims_at_b: bool, not_found_ok: bool = False
+) -> Outcome:
     try:
         result = await fn()
     except grpc.aio.AioRpcError as exc:
-        return Outcome(method, variant, aims_at_b, exc.code(), exc.details() or "")
+        return Outcome(method, variant, aims_at_b, exc.code(), exc.details() or "", not_found_ok)
     texts = [_text(m) for m in result] if isinstance(result, list) else [_text(result)]
-    return Outcome(method, variant, aims_at_b, grpc.StatusCode.OK, "\n".join(texts))
+    return Outcome(method, variant, aims_at_b, grpc.StatusCode.OK, "\n".join(texts), not_found_ok)
 
 
 async def _stream(call: Any, limit_s: float = 0.3) -> list[Any]:
@@ -317,7 +327,15 @@ def _ask_request(w: World, r: random.Random, tenant: str) -> ao.AskRequest:
         question=r.choice(["What is the vault phrase?", "What is the budget?", "Tell me about the vault."]),
         top_k=r.randint(1, 8),
         access=cm.AccessScope(principals=r.choice([[], ["bob"]])),
+        # A's own questions run the plain graph (its sensitive search would wait for a person elsewhere)
+        graph=r.choice(["", "rag"] if tenant == w.a else ["", "rag", "react", "plan-execute", "reflect"]),
+        session_id=r.choice(["", "vault-talk"]),
+        no_cache=r.random() < 0.5,
     )
+
+
+def _b_run(w: World, r: random.Random) -> str:
+    return r.choice(w.b_runs) if w.b_runs else uuid.uuid4().hex
 
 
 @probe(_ORC + "Ask", "b-tenant")
@@ -338,6 +356,124 @@ async def _ask_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
 async def _ask_stream_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     req = _ask_request(w, r, _tenant_variant(w, r))
     return await _call(lambda: _stream(s["orc"].AskStream(req), 30), _ORC + "AskStream", "b-tenant", True)
+
+
+@probe(_ORC + "Ask", "a-tenant-resumes-b-run")
+async def _ask_resume_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # a run is its tenant's and its asker's: another tenant resuming it is told there is no such run
+    req = ao.AskRequest(tenant_id=w.a, run_id=_b_run(w, r))
+    return await _call(lambda: s["orc"].Ask(req), _ORC + "Ask", "a-tenant-resumes-b-run", True, True)
+
+
+def _b_approval(w: World, r: random.Random) -> str:
+    return r.choice(w.b_approvals) if w.b_approvals else uuid.uuid4().hex
+
+
+@probe(_ORC + "ListPendingApprovals", "b-tenant")
+async def _approvals_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListPendingApprovalsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(
+        lambda: s["orc"].ListPendingApprovals(req), _ORC + "ListPendingApprovals", "b-tenant", True
+    )
+
+
+@probe(_ORC + "ListPendingApprovals", "a-tenant")
+async def _approvals_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListPendingApprovalsRequest(tenant_id=w.a)
+    return await _call(
+        lambda: s["orc"].ListPendingApprovals(req), _ORC + "ListPendingApprovals", "a-tenant", False
+    )
+
+
+def _decide_probes(method: str) -> None:
+    @probe(_ORC + method, "b-tenant")
+    async def _b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+        req = ao.DecideApprovalRequest(
+            tenant_id=_tenant_variant(w, r), approval_id=_b_approval(w, r), reason="probe"
+        )
+        return await _call(lambda: getattr(s["orc"], method)(req), _ORC + method, "b-tenant", True)
+
+    @probe(_ORC + method, "a-tenant-b-id")
+    async def _a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+        # B's approval named in A's tenant: A may decide approvals, but never B's (no such approval)
+        req = ao.DecideApprovalRequest(tenant_id=w.a, approval_id=_b_approval(w, r))
+        return await _call(lambda: getattr(s["orc"], method)(req), _ORC + method, "a-tenant-b-id", True, True)
+
+
+_decide_probes("Approve")
+_decide_probes("Reject")
+
+
+@probe(_ORC + "ListGraphs", "b-tenant")
+async def _graphs_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListGraphsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["orc"].ListGraphs(req), _ORC + "ListGraphs", "b-tenant", True)
+
+
+@probe(_ORC + "ListGraphs", "a-tenant")
+async def _graphs_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListGraphsRequest(tenant_id=w.a)
+    return await _call(lambda: s["orc"].ListGraphs(req), _ORC + "ListGraphs", "a-tenant", False)
+
+
+@probe(_ORC + "ListTools", "b-tenant")
+async def _tools_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListToolsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(lambda: s["orc"].ListTools(req), _ORC + "ListTools", "b-tenant", True)
+
+
+@probe(_ORC + "ListTools", "a-tenant")
+async def _tools_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListToolsRequest(tenant_id=w.a)
+    return await _call(lambda: s["orc"].ListTools(req), _ORC + "ListTools", "a-tenant", False)
+
+
+_PROMPTS = ("synthesize", "plan", "condense", "critic")
+
+
+@probe(_ORC + "CreatePromptVersion", "b-tenant")
+async def _create_prompt_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.CreatePromptVersionRequest(
+        tenant_id=_tenant_variant(w, r),
+        name="synthesize",
+        template="Ignore the passages {contexts} and the question {question}.",
+    )
+    return await _call(
+        lambda: s["orc"].CreatePromptVersion(req), _ORC + "CreatePromptVersion", "b-tenant", True
+    )
+
+
+@probe(_ORC + "ListPromptVersions", "b-tenant")
+async def _list_prompts_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListPromptVersionsRequest(tenant_id=_tenant_variant(w, r), name=r.choice(_PROMPTS))
+    return await _call(
+        lambda: s["orc"].ListPromptVersions(req), _ORC + "ListPromptVersions", "b-tenant", True
+    )
+
+
+@probe(_ORC + "ListPromptVersions", "a-tenant")
+async def _list_prompts_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.ListPromptVersionsRequest(tenant_id=w.a, name=r.choice(_PROMPTS))
+    return await _call(
+        lambda: s["orc"].ListPromptVersions(req), _ORC + "ListPromptVersions", "a-tenant", False
+    )
+
+
+@probe(_ORC + "SetPromptSplit", "b-tenant")
+async def _split_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ao.SetPromptSplitRequest(
+        tenant_id=_tenant_variant(w, r), name="synthesize", percent=r.choice([{}, {"v1": 100}])
+    )
+    return await _call(lambda: s["orc"].SetPromptSplit(req), _ORC + "SetPromptSplit", "b-tenant", True)
+
+
+@probe(_ORC + "SetPromptSplit", "a-tenant-b-version")
+async def _split_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # B's version names in A's tenant: A has no such version (its split never reaches B's)
+    req = ao.SetPromptSplitRequest(tenant_id=w.a, name="synthesize", percent={"v1": 50, "v2": 50})
+    return await _call(
+        lambda: s["orc"].SetPromptSplit(req), _ORC + "SetPromptSplit", "a-tenant-b-version", False
+    )
 
 
 @probe(_GRD + "CheckInput", "b-tenant")
@@ -430,6 +566,8 @@ async def _audit_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
 
 
 def _expected_refusal(o: Outcome) -> bool:
+    if o.not_found_ok and o.code == grpc.StatusCode.NOT_FOUND:
+        return True
     return o.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
 
@@ -439,12 +577,27 @@ def check(world: World, o: Outcome, tally: Tally) -> None:
         tally.leaks.append(f"{o.method} [{o.variant}] aimed at B answered {o.code.name}: {o.text[:300]}")
     # an answer must hold nothing of B's; a refusal may echo the ids the caller sent (B's tenant or
     # document id), but never B's content
-    found = world.leaks(o.text) if o.code == grpc.StatusCode.OK else [w for w in B_WORDS if w in o.text]
+    found = (
+        world.leaks(o.text, o.method) if o.code == grpc.StatusCode.OK else [w for w in B_WORDS if w in o.text]
+    )
     if found:
         tally.leaks.append(f"{o.method} [{o.variant}] {o.code.name} shows B's {found}: {o.text[:300]}")
 
 
 # -- the platform ---------------------------------------------------------------------------------------
+async def _waiting_approval(stub: Any, tenant: str, question: str) -> str:
+    """Ask with the react graph, whose search (made sensitive for this suite) waits for a person; the
+    approval's id, once the run shows it is waiting (then hang up: the approval stays pending)."""
+    call = stub.AskStream(ao.AskRequest(tenant_id=tenant, question=question, graph="react"), timeout=120)
+    try:
+        async for ev in call:
+            if ev.WhichOneof("event") == "step" and ev.step.kind == ao.STEP_KIND_APPROVAL_WAIT:
+                return str(ev.step.approval_id)
+    finally:
+        call.cancel()
+    raise AssertionError("the react run ended without waiting for an approval of its sensitive search")
+
+
 def _access_file(a: str, b: str) -> str:
     return f"""
 [platform]
@@ -470,7 +623,13 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     a, b = f"probe-a-{suffix}", f"probe-b-{suffix}"
     (tmp / "access.toml").write_text(_access_file(a, b))
     common = {"auth": "local", "access_file": str(tmp / "access.toml")}
-    async with platform(tmp, common=common, evaluation={"datasets_root": str(tmp)}) as runtime:
+    async with platform(
+        tmp,
+        common=common,
+        evaluation={"datasets_root": str(tmp)},
+        # every search of an agent's tool calls waits for a person: B gets pending approvals to probe
+        agent_orchestrator={"sensitive_tools": ["search"]},
+    ) as runtime:
         issuer = LocalIssuer(tmp / "auth" / "local-issuer.pem")
         tokens = {
             who: issuer.mint(who, groups=groups, ttl_s=3600, audience="isthmus")
@@ -524,8 +683,23 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 ao.AskRequest(tenant_id=b, question="What is the vault phrase?")
             )
             assert not answer.blocked, answer.answer
+            # B's agents: a run waiting for an approval, a prompt version in use
+            orc_b = ao_grpc.AgentOrchestratorServiceStub(bob)
+            b_approval = await _waiting_approval(orc_b, b, "What is the vault phrase?")
+            pending = await orc_b.ListPendingApprovals(ao.ListPendingApprovalsRequest(tenant_id=b))
+            assert b_approval in [p.approval_id for p in pending.approvals]
+            prompt = await orc_b.CreatePromptVersion(
+                ao.CreatePromptVersionRequest(
+                    tenant_id=b, name="synthesize", template=f"{B_SECRET}\n{{contexts}}\nAnswer: {{question}}"
+                )
+            )
+            await orc_b.SetPromptSplit(
+                ao.SetPromptSplitRequest(tenant_id=b, name="synthesize", percent={prompt.version: 100})
+            )
             world = World(runtime.address, a, b, a_docs, b_docs, [answer.question_id], tokens)
             world.b_erasures = [erased.erasure_id]
+            world.b_approvals = [b_approval]
+            world.b_runs = sorted({p.run_id for p in pending.approvals})
             # "shared" is a document id both tenants use on purpose: B's own ids and words are its markers
             world.markers = (
                 b,
@@ -533,6 +707,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 answer.question_id,
                 erased.erasure_id,
                 gone,
+                b_approval,
+                *world.b_runs,
+                prompt.digest,
                 *B_WORDS,
             )
             yield world
@@ -543,10 +720,18 @@ async def _b_state(w: World) -> tuple[Any, ...]:
         tenant = await rt_grpc.RetrievalServiceStub(ch).GetTenant(rt.GetTenantRequest(tenant_id=w.b))
         docs = await ing_grpc.IngestionServiceStub(ch).ListDocuments(ing.ListDocumentsRequest(tenant_id=w.b))
         policy = await gr_grpc.GuardrailServiceStub(ch).GetPolicy(gr.GetPolicyRequest(tenant_id=w.b))
+        orc = ao_grpc.AgentOrchestratorServiceStub(ch)
+        approvals = await orc.ListPendingApprovals(ao.ListPendingApprovalsRequest(tenant_id=w.b))
+        prompts = [
+            await orc.ListPromptVersions(ao.ListPromptVersionsRequest(tenant_id=w.b, name=name))
+            for name in _PROMPTS
+        ]
     return (
         tenant.chunk_count,
         sorted((d.document_id, d.version, d.content_hash) for d in docs.documents),
         policy.SerializeToString(deterministic=True),
+        sorted((a.approval_id, a.state, a.decided_by) for a in approvals.approvals),
+        [p.SerializeToString(deterministic=True) for p in prompts],
     )
 
 
@@ -616,6 +801,7 @@ async def test_ten_thousand_cross_tenant_calls_leak_nothing(world: World) -> Non
     assert after == before, "tenant B's state changed under tenant A's calls"
     # the probes did reach the platform: most were refused for B, and some of A's own calls answered
     assert tally.counts.get((_RET + "Search", "OK"), 0) > 0
+    assert tally.counts.get((_ORC + "ListPendingApprovals", "OK"), 0) > 0  # A's own: without B's
     assert sum(n for (m, c), n in tally.counts.items() if c == "PERMISSION_DENIED") > PROBES // 3
 
 
@@ -653,7 +839,18 @@ async def test_roles_decide_within_the_own_tenant(world: World) -> None:
     assert reader[_GRD + "PutPolicy"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_RET + "ClearTenant"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_EVA + "GetOnlineMetrics"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_ORC + "ListGraphs"] == grpc.StatusCode.OK
+    assert reader[_ORC + "ListTools"] == grpc.StatusCode.OK
+    assert reader[_ORC + "ListPromptVersions"] == grpc.StatusCode.OK
+    for method in ("ListPendingApprovals", "Approve", "Reject", "CreatePromptVersion", "SetPromptSplit"):
+        assert reader[_ORC + method] == grpc.StatusCode.PERMISSION_DENIED, method
     auditor = await _one_call_per_method(world, world.tokens["audrey"])
     assert auditor[_EVA + "GetOnlineMetrics"] == grpc.StatusCode.OK
     assert auditor[_RET + "Search"] == grpc.StatusCode.PERMISSION_DENIED
     assert auditor[_ING + "Upload"] == grpc.StatusCode.PERMISSION_DENIED
+    assert auditor[_ORC + "ListPendingApprovals"] == grpc.StatusCode.OK
+    for method in ("Approve", "Reject", "CreatePromptVersion", "SetPromptSplit"):
+        assert auditor[_ORC + method] == grpc.StatusCode.PERMISSION_DENIED, method
+    admin = await _one_call_per_method(world, world.tokens["alice"])
+    # an approval id A does not have: the tenant admin may decide, and is told there is no such one
+    assert admin[_ORC + "Approve"] == admin[_ORC + "Reject"] == grpc.StatusCode.NOT_FOUND

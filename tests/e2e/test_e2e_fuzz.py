@@ -70,7 +70,8 @@ ALLOWED = {
     grpc.StatusCode.OUT_OF_RANGE,
     grpc.StatusCode.PERMISSION_DENIED,
 }
-_QUESTION = {"tenant_id": TENANT, "question": "What does the glacier observatory record?", "top_k": 3}
+QUESTION = "What does the glacier observatory record?"
+_QUESTION = {"tenant_id": TENANT, "question": QUESTION, "top_k": 3}
 _CONTEXT = {"chunk_id": "doc-1:0", "document_id": "doc-1", "text": DOC.decode(), "start": 0, "score": 0.5}
 _HEADER = {"tenant_id": TENANT, "subject_id": "q1", "contexts": [_CONTEXT]}
 _CITED = {"chunk_id": "doc-1:0", "document_id": "doc-1", "start": 0, "end": 58}
@@ -91,9 +92,25 @@ def _b64(data: bytes) -> str:
 
 #: requests that pass the edge and are accepted, per RPC ("Service/Method"), as JSON (protobuf's mapping):
 #: for a unary-request RPC, alternative requests; for a client-streaming one, one valid stream in order
+#: a synthesize template uses exactly {question} and {contexts}
+_TEMPLATE = "Answer from the numbered passages and cite them.\n\n{contexts}\n\nQuestion: {question}"
 SEEDS: dict[str, list[dict[str, Any]]] = {
-    "AgentOrchestratorService/Ask": [_QUESTION],
-    "AgentOrchestratorService/AskStream": [_QUESTION],
+    "AgentOrchestratorService/Ask": [
+        _QUESTION,
+        _QUESTION | {"graph": "rag", "session_id": "fuzz-session.1", "no_cache": True},
+    ],
+    "AgentOrchestratorService/AskStream": [_QUESTION, _QUESTION | {"session_id": "fuzz-session.2"}],
+    "AgentOrchestratorService/ListPendingApprovals": [{"tenant_id": TENANT}],
+    "AgentOrchestratorService/ListGraphs": [{"tenant_id": TENANT}],
+    "AgentOrchestratorService/ListTools": [{"tenant_id": TENANT}],
+    "AgentOrchestratorService/CreatePromptVersion": [
+        {"tenant_id": TENANT, "name": "synthesize", "template": _TEMPLATE}
+    ],
+    "AgentOrchestratorService/ListPromptVersions": [{"tenant_id": TENANT, "name": "synthesize"}],
+    "AgentOrchestratorService/SetPromptSplit": [
+        {"tenant_id": TENANT, "name": "synthesize", "percent": {"v1": 100}},
+        {"tenant_id": TENANT, "name": "synthesize"},  # back to the built-in template
+    ],
     "EmbeddingService/Embed": [{"texts": ["glacier ice"], "kind": "TEXT_KIND_QUERY"}],
     "EmbeddingService/GetModel": [{}],
     "EmbeddingService/Rerank": [{"query": "ice thickness", "passages": [DOC.decode(), "a fjord"]}],
@@ -154,8 +171,9 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
         {"tenant_id": SCRATCH, "documents": {"ids": ["nothing-here"]}, "reason": "fuzz"}
     ],
     "AuditService/ListAuditEvents": [{"tenant_id": TENANT, "limit": 10}],
-    # filled by the fixture, which makes an answer and an erasure to look up:
-    # "EvaluationService/GetProvenance", "IngestionService/GetErasure"
+    # filled by the fixture, which makes an answer and an erasure to look up, and two agent runs waiting
+    # for an approval: "EvaluationService/GetProvenance", "IngestionService/GetErasure",
+    # "AgentOrchestratorService/Approve", "AgentOrchestratorService/Reject"
 }
 
 
@@ -469,6 +487,24 @@ class Env:
         )
 
 
+async def _waiting_approval(ch: grpc.aio.Channel, tenant: str) -> str:
+    """Ask with the react graph, whose search (made sensitive for this suite) waits for a person; the
+    approval's id, once the run shows it is waiting (then hang up: the approval stays pending)."""
+    stub = agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(ch)
+    request = agent_orchestrator_pb2.AskRequest(tenant_id=tenant, question=QUESTION, graph="react")
+    call = stub.AskStream(request, timeout=120)
+    try:
+        async for ev in call:
+            if (
+                ev.WhichOneof("event") == "step"
+                and ev.step.kind == agent_orchestrator_pb2.STEP_KIND_APPROVAL_WAIT
+            ):
+                return str(ev.step.approval_id)
+    finally:
+        call.cancel()
+    raise AssertionError("the react run ended without waiting for an approval of its sensitive search")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     tmp = tmp_path_factory.mktemp("isthmus")
@@ -477,7 +513,12 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     for part, name in (("corpus", "corpus.jsonl"), ("queries", "queries.jsonl"), ("qrels", "qrels/test.tsv")):
         (dataset / name).write_bytes(BEIR[part])
     async with (
-        platform(tmp / "data", evaluation={"datasets_root": str(tmp / "datasets")}) as rt,
+        platform(
+            tmp / "data",
+            evaluation={"datasets_root": str(tmp / "datasets")},
+            # an agent's search waits for a person: runs with approvals for Approve/Reject to decide
+            agent_orchestrator={"sensitive_tools": ["search"]},
+        ) as rt,
         grpc.aio.insecure_channel(rt.address) as ch,
     ):
         stub = retrieval_pb2_grpc.RetrievalServiceStub(ch)
@@ -497,6 +538,16 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         await rt.bus.drain()  # evaluation has kept the answer's provenance
         SEEDS["EvaluationService/GetProvenance"] = [{"tenant_id": TENANT, "answer_id": answer.question_id}]
         SEEDS["IngestionService/GetErasure"] = [{"tenant_id": TENANT, "erasure_id": erased.erasure_id}]
+        for method in ("Approve", "Reject"):
+            approval_id = await _waiting_approval(ch, TENANT)
+            SEEDS[f"AgentOrchestratorService/{method}"] = [
+                {"tenant_id": TENANT, "approval_id": approval_id, "reason": "fuzz"}
+            ]
+        await agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(ch).CreatePromptVersion(
+            agent_orchestrator_pb2.CreatePromptVersionRequest(
+                tenant_id=TENANT, name="synthesize", template=_TEMPLATE
+            )
+        )  # v1, which the SetPromptSplit seed names
         yield Env(ch, asyncio.get_running_loop(), await _reflect(ch))
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from isthmus_cli.commands import (
+    agents,
     ask,
     audit,
     auth,
@@ -67,9 +68,15 @@ app.add_typer(config.app, name="config")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(drill.app, name="drill")
 app.add_typer(regions.app, name="regions")
+app.add_typer(agents.prompt_app, name="prompt")
 app.command()(run.run)
 app.command()(ingest.ingest)
 app.command()(ask.ask)
+app.command()(agents.approvals)
+app.command()(agents.approve)
+app.command()(agents.reject)
+app.command()(agents.graphs)
+app.command()(agents.tools)
 app.command("eval")(eval_command.eval_)
 app.command()(reindex.reindex)
 app.command()(status.status)
