@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, cast, runtime_checkable
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as pb
@@ -30,7 +29,7 @@ from isthmus_agent_orchestrator.agents.types import (
     Usage,
 )
 from isthmus_agent_orchestrator.clients import sentence_pb
-from isthmus_agent_orchestrator.pipeline import FinalEvent, SentenceEvent, Stage, StageEvent
+from isthmus_agent_orchestrator.pipeline import AskInput, FinalEvent, SentenceEvent, Stage, StageEvent
 from isthmus_core.auth.context import current_principal
 from isthmus_core.contracts.events import AGENT_ID_PATTERN
 from isthmus_core.contracts.ids import parse_principals, parse_tenant_id
@@ -130,24 +129,6 @@ class StepEventView(Protocol):
 
     @property
     def step(self) -> Step: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AskInput:
-    """One question as the edge parsed it — the fields of ``pipeline.AskInput`` (same names, same order;
-    once both are merged this class is that one, imported)."""
-
-    tenant_id: str
-    question: str
-    top_k: int = 0
-    #: the caller's principals (no ``access`` scope: none — documents without an ACL only)
-    principals: tuple[str, ...] = ()
-    #: "" = the tenant's default graph
-    graph: str = ""
-    session_id: str = ""
-    #: resume this run (32 hex); the question and graph are then the run's
-    run_id: str = ""
-    no_cache: bool = False
 
 
 class AskCore(Protocol):

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from isthmus_agent_orchestrator.agents.types import Approval, RunStatus, Step, StepKind, Usage
-from isthmus_agent_orchestrator.api import AskInput
-from isthmus_agent_orchestrator.pipeline import FinalEvent, SentenceEvent, Stage, StageEvent
+from isthmus_agent_orchestrator.pipeline import AskInput, FinalEvent, SentenceEvent, Stage, StageEvent
 from isthmus_core.contracts.events import Citation
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan
