@@ -269,6 +269,14 @@ def provenance(
     )
 
 
+#: who owns conversations and episodic memories when authentication is off (every caller is the same one)
+ANONYMOUS_OWNER = "anonymous"
+
+
+def _owner(subject: str) -> str:
+    return subject or ANONYMOUS_OWNER
+
+
 def _subject() -> str:
     """The verified subject of the current call ("" outside a call or with authentication off)."""
     principal = current_principal()
@@ -445,7 +453,7 @@ class Orchestrator:
             scratchpad: dict[str, object] = {}
             if req.session_id and not req.run_id:
                 history = await self._conversations.history(
-                    tenant_id, req.session_id, subject, self._session_turns
+                    tenant_id, req.session_id, _owner(subject), self._session_turns
                 )
                 condensed = (await self._condenser.condense(history, query)).strip() if history else query
                 if condensed and condensed != query:
@@ -455,7 +463,9 @@ class Orchestrator:
                         standalone = guarded.step.text
                         answer.standalone_question = standalone
             if not req.run_id and self._episodic.enabled(tenant_id):
-                recalled = await self._episodic.recall(tenant_id, subject, standalone, self._episodic_k)
+                recalled = await self._episodic.recall(
+                    tenant_id, _owner(subject), standalone, self._episodic_k
+                )
                 if recalled:
                     text = "\n".join(f"{r.standalone or r.question} -> {r.answer}" for r in recalled)
                     guarded = await step(Step(StepKind.MEMORY, "memory", text))
@@ -594,9 +604,9 @@ class Orchestrator:
             question_id=answer.question_id,
         )
         if req.session_id:
-            await self._conversations.append(tenant_id, req.session_id, subject, turn)
+            await self._conversations.append(tenant_id, req.session_id, _owner(subject), turn)
         if answer.sentences and not answer.blocked and self._episodic.enabled(tenant_id):
-            await self._episodic.remember(tenant_id, subject, turn)
+            await self._episodic.remember(tenant_id, _owner(subject), turn)
         if (
             self._cache is not None
             and key is not None

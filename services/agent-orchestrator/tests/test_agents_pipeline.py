@@ -39,7 +39,7 @@ from isthmus_agent_orchestrator.pipeline import (
 from isthmus_core.auth.context import Access, AllowAll, acting_as
 from isthmus_core.auth.identity import Principal
 from isthmus_core.contracts.events import AnswerProduced
-from isthmus_core.errors import InvalidArgument, NotFound, PermissionDenied
+from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_core.ports.generator import AnswerSentence, Context, Generation
 
 DOCS = [
@@ -141,12 +141,17 @@ async def test_a_follow_up_in_a_session_is_condensed_and_the_turns_kept() -> Non
     assert condense.text == "And at what time do they close? (When do the hangars open?)"
     assert answer.standalone_question == condense.text and w.searcher.queries[-1] == condense.text
     assert answer.session_id == "s-1"
-    turns = conversations.sessions[("t", "s-1")][1]
+    turns = conversations.sessions[("t", "alice", "s-1")]
     assert [t.question for t in turns] == ["When do the hangars open?", "And at what time do they close?"]
     assert turns[1].standalone == condense.text and turns[1].answer == answer.text
     with acting_as(Access(Principal(subject="mallory", via="jwt"), AllowAll())):
-        with pytest.raises(PermissionDenied):
-            await w.core.ask(AskInput("t", "And then?", session_id="s-1"))
+        # mallory's "s-1" is a session of her own: nothing of alice's is condensed into her question
+        other = await w.core.ask(AskInput("t", "And then?", session_id="s-1"))
+    assert other.standalone_question == "" and w.searcher.queries[-1] == "And then?"
+    assert [t.question for t in conversations.sessions[("t", "alice", "s-1")]] == [
+        "When do the hangars open?",
+        "And at what time do they close?",
+    ]
 
 
 async def test_a_withheld_condensation_answers_the_question_as_asked() -> None:
@@ -167,7 +172,7 @@ async def test_episodic_memory_is_recalled_as_a_step_and_remembered() -> None:
     events = await w.events(AskInput("t", "How do gliders soar?"))
     [recalled] = [e.step for e in events if isinstance(e, StepEvent)]
     assert recalled.kind is StepKind.MEMORY and recalled.text.startswith("When do the hangars open? -> ")
-    assert [t.question for t in memory.turns[("t", "")]] == [
+    assert [t.question for t in memory.turns[("t", "anonymous")]] == [
         "When do the hangars open?",
         "How do gliders soar?",
     ]

@@ -32,7 +32,7 @@ from isthmus_agent_orchestrator.agents.types import (
     Turn,
     Usage,
 )
-from isthmus_core.errors import FailedPrecondition, NotFound, PermissionDenied
+from isthmus_core.errors import FailedPrecondition, NotFound
 from isthmus_core.ports.generator import AnswerSentence, Context
 from isthmus_core.ports.guard import Action, Finding, Verdict
 
@@ -220,29 +220,16 @@ class InMemoryApprovalBook:
 
 
 class InMemoryConversations:
-    """Sessions in a dict; a session belongs to the principal that began it."""
+    """Sessions in a dict, each principal's session ids its own (as the SQLite store keeps them)."""
 
     def __init__(self) -> None:
-        self.sessions: dict[tuple[str, str], tuple[str, list[Turn]]] = {}
-
-    def _owned(self, tenant_id: str, session_id: str, principal: str) -> list[Turn] | None:
-        found = self.sessions.get((tenant_id, session_id))
-        if found is None:
-            return None
-        if found[0] != principal:
-            raise PermissionDenied(f"no session {session_id}")
-        return found[1]
+        self.sessions: dict[tuple[str, str, str], list[Turn]] = {}
 
     async def history(self, tenant_id: str, session_id: str, principal: str, limit: int = 6) -> list[Turn]:
-        turns = self._owned(tenant_id, session_id, principal) or []
-        return turns[-limit:]
+        return self.sessions.get((tenant_id, principal, session_id), [])[-limit:]
 
     async def append(self, tenant_id: str, session_id: str, principal: str, turn: Turn) -> None:
-        turns = self._owned(tenant_id, session_id, principal)
-        if turns is None:
-            self.sessions[(tenant_id, session_id)] = (principal, [turn])
-        else:
-            turns.append(turn)
+        self.sessions.setdefault((tenant_id, principal, session_id), []).append(turn)
 
 
 class KeepQuestion:

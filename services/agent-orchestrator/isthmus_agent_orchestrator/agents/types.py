@@ -290,8 +290,8 @@ class ApprovalBook(Protocol):
 
 
 class ConversationStore(Protocol):
-    """Conversations by (tenant, session_id). A session belongs to the principal that began it: another
-    principal's ``history``/``append`` raises ``PermissionDenied`` (the same text as an unknown session)."""
+    """Conversations by (tenant, principal, session_id): each principal's session ids are its own, so
+    nobody reads, extends or learns of another principal's session. An unknown session has no turns."""
 
     async def history(
         self, tenant_id: str, session_id: str, principal: str, limit: int = 6

@@ -3,11 +3,10 @@
 One SQLite file (``<data_dir>/agent-orchestrator/memory.sqlite`` in the service; its directory is made
 0700): a ``sessions`` row per (tenant, session id) naming the principal that began it, and its ``turns``.
 
-* Ownership: a session belongs to the principal whose ``append`` began it. ``history`` of a session that
-  does not exist (never begun, expired or purged) and of another principal's session raise the same
-  :class:`~isthmus_core.errors.PermissionDenied` with the same text, so ``history`` tells no one whether
-  someone else's session exists. ``append`` begins an unknown session and refuses another principal's
-  with that same error. The pipeline reads a refused ``history`` as "no earlier turns".
+* Ownership: session ids are per principal — each principal's ``session_id`` names a session of its own
+  (stored under the key ``<principal> U+001F <session id>``), so two principals using the same id never
+  share turns, and nothing tells one principal whether another used an id. ``history`` of a session
+  that does not exist (never begun, expired or purged) is empty; ``append`` begins it.
 * Time to live: a session expires ``ttl_s`` after its last turn; expired sessions are deleted when they
   are next touched and by the sweep each ``append`` makes. A session keeps its newest ``max_turns`` turns.
 * Purge: turns hold answers made of the tenant's documents, and an erasure cannot tell which turns came
@@ -44,7 +43,7 @@ from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ErasureRequested, TenantDeleted
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
-from isthmus_core.errors import ConfigurationError, InvalidArgument, PermissionDenied, Unavailable
+from isthmus_core.errors import ConfigurationError, InvalidArgument, Unavailable
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -117,9 +116,9 @@ def check_principal(principal: str) -> str:
     return principal
 
 
-def _denied(session_id: str) -> PermissionDenied:
-    # one text for unknown, expired and someone else's sessions: no oracle of which
-    return PermissionDenied(f"session {session_id!r}: no such session of yours")
+def _key(session_id: str, principal: str) -> str:
+    """The stored session key: the principal's own namespace of session ids."""
+    return f"{principal}\x1f{session_id}"
 
 
 class SqliteConversationStore:
@@ -162,9 +161,11 @@ class SqliteConversationStore:
     def history_sync(self, tenant: TenantId, session_id: str, principal: str, limit: int) -> list[Turn]:
         now = self._clock()
 
-        def read(conn: sqlite3.Connection) -> list[Turn] | None:
+        session_id = _key(session_id, principal)
+
+        def read(conn: sqlite3.Connection) -> list[Turn]:
             if not self._owned(conn, tenant, session_id, principal, now):
-                return None
+                return []
             rows = conn.execute(
                 "SELECT question, answer, standalone, question_id, at FROM turns "
                 "WHERE tenant_id = ? AND session_id = ? ORDER BY seq DESC LIMIT ?",
@@ -172,13 +173,11 @@ class SqliteConversationStore:
             ).fetchall()
             return [Turn(q, a, s, qid, at) for q, a, s, qid, at in reversed(rows)]
 
-        turns = self._db.run(read)
-        if turns is None:
-            raise _denied(session_id)
-        return turns
+        return self._db.run(read)
 
     def append_sync(self, tenant: TenantId, session_id: str, principal: str, turn: Turn) -> None:
         now = self._clock()
+        session_id = _key(session_id, principal)
 
         def write(conn: sqlite3.Connection) -> bool:
             _delete_sessions(conn, "touched < ?", (now - self._ttl_s,))  # the sweep of expired sessions
@@ -189,8 +188,6 @@ class SqliteConversationStore:
                 conn.execute(
                     "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (tenant, session_id, principal, now, now)
                 )
-            elif row[0] != principal:
-                return False
             else:
                 conn.execute(
                     "UPDATE sessions SET touched = ? WHERE tenant_id = ? AND session_id = ?",
@@ -219,8 +216,7 @@ class SqliteConversationStore:
             )
             return True
 
-        if not self._db.run(write):
-            raise _denied(session_id)
+        self._db.run(write)
 
     def _owned(
         self, conn: sqlite3.Connection, tenant: TenantId, session_id: str, principal: str, now: float
