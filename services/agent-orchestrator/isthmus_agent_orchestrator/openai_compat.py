@@ -34,9 +34,11 @@ from tenacity.wait import wait_exponential_jitter
 from isthmus_agent_orchestrator.agents.providers.answers import (
     PROMPT_VERSION,
     SYSTEM_PROMPT,
+    Prompt,
     abstain,
     estimate_tokens,
     generation_of,
+    messages_of,
     parse_answer,
     stream_sentences,
     user_prompt,
@@ -131,9 +133,14 @@ class OpenAICompatibleGenerator:
     # ---- Generator port
 
     async def generate(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> Generation:
-        payload = self._payload(question, contexts, stream=False)
+        payload = self._payload(question, contexts, stream=False, prompt=prompt)
         if not contexts:
             return abstain(self.name)
         data = await self._retrying(lambda: self._complete(payload))
@@ -143,9 +150,14 @@ class OpenAICompatibleGenerator:
         return generation_of(content, contexts, self.name, usage)
 
     async def stream(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> AsyncIterator[AnswerSentence]:
-        payload = self._payload(question, contexts, stream=True)
+        payload = self._payload(question, contexts, stream=True, prompt=prompt)
         if not contexts:
             yield AnswerSentence(NO_ANSWER)
             return
@@ -168,14 +180,17 @@ class OpenAICompatibleGenerator:
 
     # ---- request building
 
-    def _payload(self, question: str, contexts: Sequence[Context], *, stream: bool) -> dict[str, Any]:
+    def _payload(
+        self, question: str, contexts: Sequence[Context], *, stream: bool, prompt: Prompt | None = None
+    ) -> dict[str, Any]:
         if not question.strip():
             raise InvalidArgument("question is empty")
+        system, user = messages_of(question, contexts, prompt)
         return {
             "model": self._model,
             "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": user_prompt(question, contexts)},
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
             ],
             "temperature": self._temperature,
             "max_tokens": self._max_tokens,

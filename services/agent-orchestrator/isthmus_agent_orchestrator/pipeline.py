@@ -35,9 +35,10 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, Protocol, assert_never
+from typing import Any, Final, Protocol, assert_never
 
 from isthmus_agent_orchestrator.agents.graphs import GRAPHS
+from isthmus_agent_orchestrator.agents.providers.answers import answer_prompt
 from isthmus_agent_orchestrator.agents.runtime import AgentRuntime, GraphOutcome
 from isthmus_agent_orchestrator.agents.step_guard import GuardedStep, StepGuard
 from isthmus_agent_orchestrator.agents.testing import (
@@ -57,6 +58,7 @@ from isthmus_agent_orchestrator.agents.types import (
     CostMeter,
     EpisodicMemory,
     PromptBook,
+    PromptChoice,
     ResponseCache,
     RunStatus,
     Step,
@@ -283,10 +285,11 @@ def _subject() -> str:
     return "" if principal is None or principal.via == "anonymous" else principal.subject
 
 
-def _stream_reports_usage(generator: Generator) -> bool:
-    """The generator's ``stream`` takes a ``usage_sink`` (providers that report the server's usage)."""
+def _stream_takes(generator: Generator, parameter: str) -> bool:
+    """The generator's ``stream`` takes ``parameter``: ``usage_sink`` (providers that report the server's
+    usage), ``prompt`` (LLM generators, which answer with a tenant's prompt version)."""
     try:
-        return "usage_sink" in inspect.signature(generator.stream).parameters
+        return parameter in inspect.signature(generator.stream).parameters
     except (TypeError, ValueError):
         return False
 
@@ -343,7 +346,9 @@ class Orchestrator:
         self._prompts = prompts or FixedPrompts(prompt_version)
         self._cache = cache
         self._cost = cost or ZeroCost()
-        self._usage_sink = _stream_reports_usage(generator)
+        self._usage_sink = _stream_takes(generator, "usage_sink")
+        #: the generator answers with a prompt (an LLM): a tenant's prompt versions apply to it
+        self._prompted = _stream_takes(generator, "prompt")
 
     def graph_of(self, tenant_id: str) -> str:
         """The graph of the tenant's questions that name none."""
@@ -472,7 +477,11 @@ class Orchestrator:
                     yield StepEvent(guarded.step)
                     if not guarded.blocked:
                         scratchpad["memory"] = guarded.step.text
+            # a tenant's prompt version (its A/B split) when the generator answers from a prompt; the
+            # version recorded is the one the answer was made with ("" for the extractive generator)
             choice = self._prompts.choose(tenant_id, "synthesize", answer.question_id)
+            if not (self._prompted and choice.version):
+                choice = PromptChoice("synthesize", "", "")
             answer.prompt_version = choice.version or self._prompt_version
             key = CacheKey(tenant_id, graph, standalone, tuple(sorted(principals)), k)
             if self._cache is not None and not req.no_cache and not req.run_id:
@@ -519,11 +528,16 @@ class Orchestrator:
             if cached is not None:
                 sentences = _replay(cached.sentences)
             elif outcome is not None and outcome.draft is not None:
-                sentences = _replay(outcome.draft.sentences)  # its usage is the graph's
-            elif self._usage_sink:
-                sentences = self._generator.stream(standalone, contexts, usage_sink=generation_usage.append)  # type: ignore[call-arg]
+                # its usage is the graph's; the reflect graph drafts with the built-in prompt
+                sentences = _replay(outcome.draft.sentences)
+                answer.prompt_version = self._prompt_version
             else:
-                sentences = self._generator.stream(standalone, contexts)
+                options: dict[str, Any] = {}
+                if self._usage_sink:
+                    options["usage_sink"] = generation_usage.append
+                if choice.version:
+                    options["prompt"] = answer_prompt(choice.template, standalone, contexts)
+                sentences = self._generator.stream(standalone, contexts, **options)
             streamed = cached is None and (outcome is None or outcome.draft is None)
             try:
                 async for sentence in sentences:

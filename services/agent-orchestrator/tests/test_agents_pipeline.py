@@ -65,11 +65,27 @@ class Counting(ExtractiveGenerator):
         return await super().generate(question, contexts)
 
 
+class Prompted(Counting):
+    """An LLM-like generator: answers from a prompt (recorded), here extractively."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[tuple[str, str] | None] = []
+
+    def stream(  # type: ignore[override]
+        self, question: str, contexts: Sequence[Context], *, prompt: tuple[str, str] | None = None
+    ) -> AsyncIterator[AnswerSentence]:
+        self.prompts.append(prompt)
+        return super().stream(question, contexts)
+
+
 class World:
-    def __init__(self, guard: RuleGuard | None = None, **kw: object) -> None:
+    def __init__(
+        self, guard: RuleGuard | None = None, generator: Counting | None = None, **kw: object
+    ) -> None:
         self.guard = guard or RuleGuard()
         self.searcher = KeywordSearcher(DOCS)
-        self.generator = Counting()
+        self.generator = generator or Counting()
         self.published: list[AnswerProduced] = []
         self.cost = ListCostMeter(usd_per_token=0.0001)
         runtime = kw.pop("runtime", None) or AgentRuntime(
@@ -226,8 +242,21 @@ async def test_reflect_answers_with_its_draft_through_the_output_guardrail() -> 
     assert (qid, graph) == (answer.question_id, "reflect") and [u.model for u in usages] == ["extractive"]
 
 
+async def test_a_tenants_prompt_version_is_what_an_llm_generator_answers_with() -> None:
+    template = "Be brief.\n=== user ===\n{contexts}\nQ: {question}"
+    w = World(generator=Prompted(), prompts=FixedPrompts("v3", template))
+    answer = await w.core.ask(AskInput("t", "How do gliders soar?"))
+    assert isinstance(w.generator, Prompted)
+    [(system, user)] = w.generator.prompts
+    assert system == "Be brief." and user.endswith("Q: How do gliders soar?") and "[1]" in user
+    assert answer.prompt_version == "v3" and w.published[0].provenance.prompt_version == "v3"
+    # the extractive generator reads no prompt: no version is recorded for its answers
+    plain = World(prompts=FixedPrompts("v3", template))
+    assert (await plain.core.ask(AskInput("t", "How do gliders soar?"))).prompt_version == ""
+
+
 async def test_usage_is_priced_recorded_and_reported_with_the_prompt_version() -> None:
-    w = World(prompts=FixedPrompts("v3", "template"))
+    w = World(generator=Prompted(), prompts=FixedPrompts("v3", "template"))
     answer = await w.core.ask(AskInput("t", "How do gliders soar?"))
     [(tenant, qid, graph, usages, principal)] = w.cost.records
     assert (tenant, qid, graph, principal) == ("t", answer.question_id, "rag", "")

@@ -17,9 +17,8 @@ from isthmus_agent_orchestrator.agents.prompts import (
     bucket,
     builtin_templates,
     check_template,
-    contexts_block,
-    render,
 )
+from isthmus_agent_orchestrator.agents.providers.answers import contexts_block, render
 from isthmus_agent_orchestrator.openai_compat import SYSTEM_PROMPT, user_prompt
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import Context

@@ -29,18 +29,22 @@ import sqlite3
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Final, Literal, get_args
 
 from isthmus_agent_orchestrator.agents.memory.conversations import SqliteFile
+from isthmus_agent_orchestrator.agents.providers.answers import (
+    SYSTEM_PROMPT,
+    USER_SEPARATOR,
+    escape_braces,
+    user_prompt_parts,
+)
 from isthmus_agent_orchestrator.agents.types import PromptChoice
-from isthmus_agent_orchestrator.openai_compat import SYSTEM_PROMPT, user_prompt
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import ConfigurationError, InvalidArgument, ResourceExhausted
-from isthmus_core.ports.generator import Context
 
 PromptName = Literal["synthesize", "plan", "condense", "critic"]
 PROMPT_NAMES: Final[tuple[str, ...]] = get_args(PromptName)
@@ -55,7 +59,6 @@ FIELDS: Final[Mapping[str, frozenset[str]]] = {
 MAX_TEMPLATE_CHARS: Final = 20_000
 MAX_VERSIONS: Final = 1000
 BUCKETS: Final = 100
-USER_SEPARATOR: Final = "\n=== user ===\n"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS prompt_versions (
@@ -66,9 +69,6 @@ CREATE TABLE IF NOT EXISTS prompt_splits (
   tenant_id TEXT NOT NULL, name TEXT NOT NULL, number INTEGER NOT NULL, percent INTEGER NOT NULL,
   PRIMARY KEY (tenant_id, name, number));
 """
-
-_Q: Final = "\x00question\x00"
-_C: Final = "\x00contexts\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,49 +90,20 @@ class PromptSplit:
     percent: Mapping[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedPrompt:
-    system: str
-    user: str
-
-
 # ---- built-in templates --------------------------------------------------------------------------------
-
-
-def _escaped(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-@cache
-def _user_prompt_parts() -> tuple[str, str, str]:
-    """openai_compat's user message around its two fields: (before the sources, between, after the
-    question), learned by rendering it with sentinels (the prompt is imported, never copied)."""
-    rendered = user_prompt(_Q, [Context(chunk_id="", document_id="", text=_C)])
-    sources = rendered.index(_C)
-    numbered = rendered.rfind("\n", 0, sources) + 1  # where the "[1] " of the first source begins
-    before = rendered[:numbered]
-    question = rendered.index(_Q)
-    return before, rendered[sources + len(_C) : question], rendered[question + len(_Q) :]
-
-
-def contexts_block(contexts: Sequence[Context]) -> str:
-    """The ``{contexts}`` of ``synthesize``: the contexts numbered as openai_compat's prompt numbers them."""
-    before, between, after = _user_prompt_parts()
-    rendered = user_prompt(_Q, contexts)
-    return rendered[len(before) : len(rendered) - len(between) - len(_Q) - len(after)]
 
 
 @cache
 def builtin_templates() -> Mapping[str, str]:
-    before, between, after = _user_prompt_parts()
+    before, between, after = user_prompt_parts()
     synthesize = (
-        _escaped(SYSTEM_PROMPT)
+        escape_braces(SYSTEM_PROMPT)
         + USER_SEPARATOR
-        + _escaped(before)
+        + escape_braces(before)
         + "{contexts}"
-        + _escaped(between)
+        + escape_braces(between)
         + "{question}"
-        + _escaped(after)
+        + escape_braces(after)
     )
     return {
         "synthesize": synthesize,
@@ -156,13 +127,6 @@ def builtin_templates() -> Mapping[str, str]:
             + "Sources:\n\n{contexts}\n\nQuestion: {question}\n\nDraft answer:\n{draft}"
         ),
     }
-
-
-def render(template: str, **values: object) -> RenderedPrompt:
-    """``template`` with its fields filled, split into system and user messages at :data:`USER_SEPARATOR`."""
-    text = template.format(**values)
-    system, sep, user = text.partition(USER_SEPARATOR)
-    return RenderedPrompt(system, user) if sep else RenderedPrompt("", text)
 
 
 # ---- validation -------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Final
 
 from isthmus_agent_orchestrator.sentences import NO_ANSWER, split_sentences
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Generation
@@ -18,6 +21,9 @@ from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context, Gen
 #: the version of the prompt (SYSTEM_PROMPT and :func:`user_prompt`): bump it whenever either changes, so
 #: an answer's provenance says which prompt made it
 PROMPT_VERSION = "1"
+#: a tenant's prompt version rendered for one question: (system message, user message); ``None`` = the
+#: built-in :data:`SYSTEM_PROMPT` and :func:`user_prompt`
+Prompt = tuple[str, str]
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given by the user. Do not use any other "
     "knowledge. After every sentence of your answer, cite the sources that support it with their numbers "
@@ -135,3 +141,58 @@ def abstain(generator: str, usage: Mapping[str, int] | None = None) -> Generatio
 def estimate_tokens(text: str) -> int:
     """A rough token count (~4 characters a token) for servers that report none."""
     return (len(text) + 3) // 4 if text else 0
+
+
+def messages_of(question: str, contexts: Sequence[Context], prompt: Prompt | None) -> Prompt:
+    """The (system, user) messages of an answer: the tenant's rendered prompt version, else the built-in."""
+    return prompt if prompt is not None else (SYSTEM_PROMPT, user_prompt(question, contexts))
+
+
+# ---- tenants' prompt versions (agents/prompts.py keeps them): rendering, pure -----------------------------
+
+#: the line of a template that separates its system message from its user message
+USER_SEPARATOR: Final = "\n=== user ===\n"
+_Q: Final = "\x00question\x00"
+_C: Final = "\x00contexts\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    system: str
+    user: str
+
+
+def escape_braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+@cache
+def user_prompt_parts() -> tuple[str, str, str]:
+    """openai_compat's user message around its two fields: (before the sources, between, after the
+    question), learned by rendering it with sentinels (the prompt is imported, never copied)."""
+    rendered = user_prompt(_Q, [Context(chunk_id="", document_id="", text=_C)])
+    sources = rendered.index(_C)
+    numbered = rendered.rfind("\n", 0, sources) + 1  # where the "[1] " of the first source begins
+    before = rendered[:numbered]
+    question = rendered.index(_Q)
+    return before, rendered[sources + len(_C) : question], rendered[question + len(_Q) :]
+
+
+def contexts_block(contexts: Sequence[Context]) -> str:
+    """The ``{contexts}`` of ``synthesize``: the contexts numbered as openai_compat's prompt numbers them."""
+    before, between, after = user_prompt_parts()
+    rendered = user_prompt(_Q, contexts)
+    return rendered[len(before) : len(rendered) - len(between) - len(_Q) - len(after)]
+
+
+def render(template: str, **values: object) -> RenderedPrompt:
+    """``template`` with its fields filled, split into system and user messages at :data:`USER_SEPARATOR`."""
+    text = template.format(**values)
+    system, sep, user = text.partition(USER_SEPARATOR)
+    return RenderedPrompt(system, user) if sep else RenderedPrompt("", text)
+
+
+def answer_prompt(template: str, question: str, contexts: Sequence[Context]) -> Prompt:
+    """A ``synthesize`` template rendered for one question: its (system, user) messages."""
+    rendered = render(template, question=question, contexts=contexts_block(contexts))
+    return rendered.system, rendered.user

@@ -24,11 +24,11 @@ import anthropic
 import httpx2
 
 from isthmus_agent_orchestrator.agents.providers.answers import (
-    SYSTEM_PROMPT,
+    Prompt,
     abstain,
     generation_of,
+    messages_of,
     stream_sentences,
-    user_prompt,
 )
 from isthmus_agent_orchestrator.agents.types import ChatMessage, ChatReply, ToolCall, ToolSpec, Usage
 from isthmus_agent_orchestrator.sentences import NO_ANSWER
@@ -230,20 +230,28 @@ class AnthropicGenerator:
     async def aclose(self) -> None:
         await self._client.close()
 
-    def request(self, question: str, contexts: Sequence[Context]) -> dict[str, Any]:
+    def request(
+        self, question: str, contexts: Sequence[Context], prompt: Prompt | None = None
+    ) -> dict[str, Any]:
         if not question.strip():
             raise InvalidArgument("question is empty")
+        system, user = messages_of(question, contexts, prompt)
         return {
             "model": self._model,
             "max_tokens": self._max_tokens,
-            "system": SYSTEM_PROMPT,
-            "messages": [{"role": "user", "content": user_prompt(question, contexts)}],
+            "system": system,
+            "messages": [{"role": "user", "content": user}],
         }
 
     async def generate(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> Generation:
-        body = self.request(question, contexts)
+        body = self.request(question, contexts, prompt)
         if not contexts:
             return abstain(self.name)
         try:
@@ -257,9 +265,14 @@ class AnthropicGenerator:
         return generation_of(text, contexts, self.name, _usage_dict(usage))
 
     async def stream(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> AsyncIterator[AnswerSentence]:
-        body = self.request(question, contexts)
+        body = self.request(question, contexts, prompt)
         if not contexts:
             yield AnswerSentence(NO_ANSWER)
             return

@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from isthmus_agent_orchestrator.agents.providers.answers import (
-    SYSTEM_PROMPT,
+    Prompt,
     abstain,
     generation_of,
+    messages_of,
     parse_answer,
-    user_prompt,
 )
 from isthmus_agent_orchestrator.agents.types import ChatMessage, ChatReply, ToolCall, ToolSpec, Usage
 from isthmus_agent_orchestrator.sentences import NO_ANSWER
@@ -276,43 +276,60 @@ class BedrockGenerator:
     def name(self) -> str:
         return f"{PROVIDER}:{self._model}"
 
-    def request(self, question: str, contexts: Sequence[Context]) -> dict[str, Any]:
+    def request(
+        self, question: str, contexts: Sequence[Context], prompt: Prompt | None = None
+    ) -> dict[str, Any]:
         if not question.strip():
             raise InvalidArgument("question is empty")
+        system, user = messages_of(question, contexts, prompt)
         return {
             "modelId": self._model,
-            "system": [{"text": SYSTEM_PROMPT}],
-            "messages": [{"role": "user", "content": [{"text": user_prompt(question, contexts)}]}],
+            "system": [{"text": system}],
+            "messages": [{"role": "user", "content": [{"text": user}]}],
             "inferenceConfig": {"maxTokens": self._max_tokens, "temperature": self._temperature},
         }
 
     async def _reply(
-        self, question: str, contexts: Sequence[Context], usage_sink: UsageSink | None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        usage_sink: UsageSink | None,
+        prompt: Prompt | None = None,
     ) -> tuple[str, Usage]:
-        response = await _converse(self._client, self.request(question, contexts))
+        response = await _converse(self._client, self.request(question, contexts, prompt))
         text, _, usage = _reply_parts(response, self._model)
         if usage_sink is not None:
             usage_sink(usage)
         return text, usage
 
     async def generate(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> Generation:
         self.request(question, contexts)  # validates the question
         if not contexts:
             return abstain(self.name)
-        text, usage = await self._reply(question, contexts, usage_sink)
+        text, usage = await self._reply(question, contexts, usage_sink, prompt)
         counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
         return generation_of(text, contexts, self.name, counts if usage.reported else {})
 
     async def stream(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> AsyncIterator[AnswerSentence]:
         self.request(question, contexts)
         if not contexts:
             yield AnswerSentence(NO_ANSWER)
             return
-        text, _ = await self._reply(question, contexts, usage_sink)
+        text, _ = await self._reply(question, contexts, usage_sink, prompt)
         sentences = parse_answer(text, contexts)
         for sentence in sentences or [AnswerSentence(NO_ANSWER)]:
             yield sentence

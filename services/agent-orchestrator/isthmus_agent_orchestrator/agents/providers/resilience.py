@@ -23,6 +23,7 @@ from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from isthmus_agent_orchestrator.agents.providers.answers import Prompt
 from isthmus_agent_orchestrator.agents.types import ChatMessage, ChatModel, ChatReply, ToolSpec, Usage
 from isthmus_core.errors import ConfigurationError, DeadlineExceeded, IsthmusError, Unavailable
 from isthmus_core.ports.generator import AnswerSentence, Context, Generation, Generator
@@ -196,15 +197,25 @@ class ResilientGenerator:
         return self._inner.name
 
     async def generate(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> Generation:
-        kw: dict[str, Any] = {"usage_sink": usage_sink} if usage_sink is not None else {}
+        kw = _kw(usage_sink, prompt)
         return await self._policy.call(lambda: self._inner.generate(question, contexts, **kw))
 
     async def stream(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> AsyncIterator[AnswerSentence]:
-        kw: dict[str, Any] = {"usage_sink": usage_sink} if usage_sink is not None else {}
+        kw = _kw(usage_sink, prompt)
         opened: list[AsyncIterator[AnswerSentence]] = []
 
         async def first() -> AnswerSentence | None:
@@ -311,9 +322,14 @@ class FallbackGenerator:
         return self._generators[0].name
 
     async def generate(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> Generation:
-        kw: dict[str, Any] = {"usage_sink": usage_sink} if usage_sink is not None else {}
+        kw = _kw(usage_sink, prompt)
         failures: list[tuple[str, IsthmusError]] = []
         for generator in self._generators:
             try:
@@ -324,9 +340,14 @@ class FallbackGenerator:
         raise _chain_error(failures)
 
     async def stream(
-        self, question: str, contexts: Sequence[Context], *, usage_sink: UsageSink | None = None
+        self,
+        question: str,
+        contexts: Sequence[Context],
+        *,
+        usage_sink: UsageSink | None = None,
+        prompt: Prompt | None = None,
     ) -> AsyncIterator[AnswerSentence]:
-        kw: dict[str, Any] = {"usage_sink": usage_sink} if usage_sink is not None else {}
+        kw = _kw(usage_sink, prompt)
         failures: list[tuple[str, IsthmusError]] = []
         for generator in self._generators:
             iterator = aiter(generator.stream(question, contexts, **kw))
@@ -347,3 +368,13 @@ class FallbackGenerator:
                 await _aclose(iterator)
             return
         raise _chain_error(failures)
+
+
+def _kw(usage_sink: UsageSink | None, prompt: Prompt | None) -> dict[str, Any]:
+    """The optional keyword arguments of a generator call, passed on only when given."""
+    kw: dict[str, Any] = {}
+    if usage_sink is not None:
+        kw["usage_sink"] = usage_sink
+    if prompt is not None:
+        kw["prompt"] = prompt
+    return kw
