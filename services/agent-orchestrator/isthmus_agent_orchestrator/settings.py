@@ -99,7 +99,12 @@ class OrchestratorSettings(SectionSettings):
     cache_max_entries: int = Field(2048, ge=1)
     cache_ttl_s: float = Field(3600.0, gt=0)
     semantic_cache_threshold: float = Field(
-        0.95, gt=0, le=1, description="cosine similarity above which a cached answer is reused; 1 = off"
+        1.0,
+        gt=0,
+        le=1,
+        description="cosine similarity of two questions' embeddings above which a cached answer is reused; "
+        "1 = off (the default: with bge-small, 'When does the hangar open?' and '… open close?' score "
+        "above 0.95 — opt in with a threshold measured on your own questions)",
     )
 
     # ---- cost --------------------------------------------------------------------------------------------

@@ -138,3 +138,19 @@ def test_noun_phrases_and_key_terms() -> None:
         "documents",
         "weights",
     ]
+
+
+@pytest.mark.parametrize(
+    ("previous", "follow_up", "standalone"),
+    [
+        # the last word after "does"/"do" is the verb, not part of the subject
+        ("When does the hangar open?", "And when does it close?", "When does the hangar close?"),
+        ("How do gliders soar?", "Why do they need thermals?", "Why do gliders need thermals?"),
+        ("Where can visitors park?", "Do they pay for it?", "Do visitors pay for it?"),
+    ],
+)
+async def test_the_verb_ending_a_question_is_not_the_subject(
+    previous: str, follow_up: str, standalone: str
+) -> None:
+    history = [Turn(question=previous, answer="…")]
+    assert await HeuristicCondenser().condense(history, follow_up) == standalone

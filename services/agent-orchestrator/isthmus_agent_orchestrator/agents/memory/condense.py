@@ -299,13 +299,24 @@ def key_terms(question: str) -> list[str]:
     return list(seen.values())[:_MAX_KEY_TERMS]
 
 
+#: auxiliaries of a question ("When does…", "How can…") whose main verb comes last
+_AUXILIARIES: Final = frozenset(
+    {"do", "does", "did", "can", "could", "will", "would", "should", "may", "might", "must"}
+)
+
+
 def _verb(toks: list[_Tok], i: int) -> bool:
     """Not a noun: a known verb, a past tense right after a question word ("Who founded…"), the word
     after "how" ("How long…")."""
     low = toks[i].low
     before = toks[i - 1].low if i > 0 else ""
     past_tense = before in _QUESTION_WORDS and len(low) > 4 and low.endswith("ed")
-    return low in _VERBS or past_tense or before == "how"  # "how big", "how long": no noun either
+    # "When does the hangar open", "How do gliders soar": after a question word and an auxiliary, the
+    # last word is the verb (the noun phrase sits between them)
+    last_after_auxiliary = (
+        i == len(toks) - 1 and i >= 3 and toks[0].low in _QUESTION_WORDS and toks[1].low in _AUXILIARIES
+    )
+    return low in _VERBS or past_tense or before == "how" or last_after_auxiliary
 
 
 def _swap(phrase: str, topic: str) -> str:
