@@ -103,8 +103,9 @@ class OrchestratorSettings(SectionSettings):
         gt=0,
         le=1,
         description="cosine similarity of two questions' embeddings above which a cached answer is reused; "
-        "1 = off (the default: with bge-small, 'When does the hangar open?' and '… open close?' score "
-        "above 0.95 — opt in with a threshold measured on your own questions)",
+        "1 = off (the default: questions with different answers, 'when does it open?' and 'when does it "
+        "close?', can score nearly as high as paraphrases — opt in with a threshold measured on your own "
+        "questions)",
     )
 
     # ---- cost --------------------------------------------------------------------------------------------
