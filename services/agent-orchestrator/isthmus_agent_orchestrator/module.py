@@ -11,7 +11,7 @@ from typing import Any
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
 from isthmus_agent_orchestrator.api import AgentOrchestratorServicer
 from isthmus_agent_orchestrator.clients import GrpcGuardClient, GrpcSearcher
-from isthmus_agent_orchestrator.pipeline import Orchestrator
+from isthmus_agent_orchestrator.pipeline import Answer, Orchestrator
 from isthmus_agent_orchestrator.settings import OrchestratorSettings
 from isthmus_core.bus.purge import purge_on_erasure
 from isthmus_core.bus.replication import replica_topics
@@ -88,9 +88,10 @@ def make_embed(channel: Any) -> Callable[[Sequence[str]], Awaitable[list[list[fl
 
 
 async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
-    from isthmus_agent_orchestrator.agents.caches import TenantResponseCache, invalidation_topics
+    from isthmus_agent_orchestrator.agents.caches import Coalescer, TenantResponseCache, invalidation_topics
     from isthmus_agent_orchestrator.agents.checkpoint import open_sqlite_checkpointer, runs_path
     from isthmus_agent_orchestrator.agents.cost import PriceMeter
+    from isthmus_agent_orchestrator.agents.critic import Critic, HeuristicCritic
     from isthmus_agent_orchestrator.agents.graphs import GRAPHS
     from isthmus_agent_orchestrator.agents.memory.condense import HeuristicCondenser
     from isthmus_agent_orchestrator.agents.memory.conversations import SqliteConversationStore
@@ -98,7 +99,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     from isthmus_agent_orchestrator.agents.planner import HeuristicPlanner
     from isthmus_agent_orchestrator.agents.prompts import SqlitePromptBook
     from isthmus_agent_orchestrator.agents.providers import build_chat_model
-    from isthmus_agent_orchestrator.agents.providers.llm_agents import LlmCondenser, LlmPlanner
+    from isthmus_agent_orchestrator.agents.providers.llm_agents import LlmCondenser, LlmCritic, LlmPlanner
     from isthmus_agent_orchestrator.agents.runtime import AgentRuntime
     from isthmus_agent_orchestrator.agents.tools.approvals import SqliteApprovalBook, approval_topics
     from isthmus_agent_orchestrator.agents.tools.registry import TenantToolRegistry
@@ -116,8 +117,10 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
 
     planner: Planner = HeuristicPlanner()
     condenser: Condenser = HeuristicCondenser()
+    critic: Critic = HeuristicCritic()
     if chat is not None:
         condenser = LlmCondenser(chat, condenser)
+        critic = LlmCritic(chat, critic)
         if s.planner == "llm":
             planner = LlmPlanner(chat, planner)
     approvals = SqliteApprovalBook(
@@ -146,6 +149,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         approvals=approvals,
         chat=chat,
         planner=planner,
+        critic=critic,
         cost=cost,
         budget=RunBudget(s.budget_max_steps, s.budget_max_tokens, s.budget_max_wall_s, s.budget_max_cost_usd),
         checkpointer=saver,
@@ -176,6 +180,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         prompts=prompts,
         cache=cache,
         cost=cost,
+        coalescer=Coalescer[Answer]() if s.cache_enabled else None,
     )
     servicer = AgentOrchestratorServicer(
         core,

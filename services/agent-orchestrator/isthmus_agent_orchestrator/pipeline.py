@@ -32,7 +32,7 @@ import inspect
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, assert_never
@@ -294,6 +294,12 @@ def _stream_takes(generator: Generator, parameter: str) -> bool:
         return False
 
 
+class InFlight(Protocol):
+    """Runs ``factory`` once for every caller of the same ``key`` while it is in flight."""
+
+    async def run(self, key: Hashable, factory: Callable[[], Awaitable[Answer]]) -> Answer: ...
+
+
 class Orchestrator:
     """The answer pipeline (see the module's doc). Only ``guard``, ``searcher``, ``generator`` and
     ``publish_answer`` are required: without the rest it answers with the ``rag`` graph over a
@@ -322,6 +328,7 @@ class Orchestrator:
         prompts: PromptBook | None = None,
         cache: ResponseCache | None = None,
         cost: CostMeter | None = None,
+        coalescer: InFlight | None = None,
     ) -> None:
         self._guard = guard
         self._generator = generator
@@ -346,6 +353,8 @@ class Orchestrator:
         self._prompts = prompts or FixedPrompts(prompt_version)
         self._cache = cache
         self._cost = cost or ZeroCost()
+        #: identical unary asks in flight share one run (agents.caches.Coalescer); None: each runs
+        self._coalescer = coalescer
         self._usage_sink = _stream_takes(generator, "usage_sink")
         #: the generator answers with a prompt (an LLM): a tenant's prompt versions apply to it
         self._prompted = _stream_takes(generator, "prompt")
@@ -387,8 +396,27 @@ class Orchestrator:
     async def ask(
         self, request: AskInput | str, question: str = "", top_k: int = 0, principals: Sequence[str] = ()
     ) -> Answer:
+        req = (
+            request
+            if isinstance(request, AskInput)
+            else AskInput(request, question, top_k, tuple(principals))
+        )
+        if self._coalescer is None or req.session_id or req.run_id or req.no_cache:
+            return await self._ask_once(req)
+        # identical questions in flight (same caller, tenant, graph, access scope) share one run
+        key = (
+            req.tenant_id,
+            req.graph or self.graph_of(req.tenant_id),
+            " ".join(req.question.split()),
+            tuple(sorted(req.principals)),
+            req.top_k,
+            _subject(),
+        )
+        return await self._coalescer.run(key, lambda: self._ask_once(req))
+
+    async def _ask_once(self, req: AskInput) -> Answer:
         final: Answer | None = None
-        async for ev in self.run(request, question, top_k, principals):
+        async for ev in self.run(req):
             if isinstance(ev, FinalEvent):
                 final = ev.answer
         assert final is not None

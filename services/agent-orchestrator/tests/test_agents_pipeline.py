@@ -3,10 +3,12 @@ response cache (replayed through the output guardrail), reflect's draft, cost, r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
+from isthmus_agent_orchestrator.agents.caches import Coalescer
 from isthmus_agent_orchestrator.agents.runtime import AgentRuntime
 from isthmus_agent_orchestrator.agents.step_guard import WITHHELD
 from isthmus_agent_orchestrator.agents.testing import (
@@ -27,6 +29,7 @@ from isthmus_agent_orchestrator.agents.testing import (
 from isthmus_agent_orchestrator.agents.types import ChatReply, RunStatus, StepKind, Usage
 from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
 from isthmus_agent_orchestrator.pipeline import (
+    Answer,
     AskEvent,
     AskInput,
     FinalEvent,
@@ -351,3 +354,14 @@ async def test_a_generator_reporting_its_usage_is_priced_by_it_not_by_the_estima
 
 async def _drop(ev: AnswerProduced) -> None:
     return None
+
+
+async def test_identical_asks_in_flight_share_one_run() -> None:
+    w = World(coalescer=Coalescer[Answer]())
+    same = AskInput("t", "How do gliders soar?")
+    first, second = await asyncio.gather(w.core.ask(same), w.core.ask(same))
+    assert first is second and w.generator.streams == 1 and len(w.published) == 1
+    # another question, or the same one later, runs on its own
+    await w.core.ask(AskInput("t", "When does the hangar open?"))
+    await w.core.ask(same)
+    assert w.generator.streams == 3
