@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -267,6 +267,43 @@ class ApprovalDecided(Event):
     state: Literal["approved", "rejected", "expired"]
     decided_by: str = Field("", max_length=512)
     reason: str = Field("", max_length=2_000)
+
+
+#: prompt versions (issue 15, agents.prompts): ``v1``, ``v2``…; a template's sha256, in hex
+PROMPT_VERSION_PATTERN = r"^v[1-9][0-9]{0,5}$"
+PROMPT_DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+PROMPT_NAME_PATTERN = r"^[a-z_]{1,32}$"
+PROMPT_MAX_TEMPLATE_CHARS = 20_000
+
+PromptVersionLabel = Annotated[str, Field(pattern=PROMPT_VERSION_PATTERN)]
+
+
+class PromptVersionCreated(Event):
+    """A prompt template version created in one orchestrator replica; every replica applies it to its own
+    view. ``version`` is the number the creating replica answered with; the number every replica keeps is
+    derived from the order of these events (see ``agents.prompts``), which equals it unless two replicas
+    created versions of one prompt at the same moment."""
+
+    name: str = Field(pattern=PROMPT_NAME_PATTERN)
+    version: str = Field(pattern=PROMPT_VERSION_PATTERN)
+    template: str = Field(min_length=1, max_length=PROMPT_MAX_TEMPLATE_CHARS)
+    digest: str = Field(pattern=PROMPT_DIGEST_PATTERN)
+    created_by: str = Field(min_length=1, max_length=512)
+    created_at_ms: int = Field(ge=0)
+
+
+class PromptSplitSet(Event):
+    """A tenant's A/B split of one prompt replaced: version -> percent (1-100, summing to 100; empty = the
+    built-in template). ``digests`` names each version's template (version -> sha256), so the split
+    follows the templates should a version be renumbered, and may arrive before the version itself."""
+
+    name: str = Field(pattern=PROMPT_NAME_PATTERN)
+    percent: dict[PromptVersionLabel, Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=dict, max_length=100
+    )
+    digests: dict[PromptVersionLabel, Annotated[str, Field(pattern=PROMPT_DIGEST_PATTERN)]] = Field(
+        default_factory=dict, max_length=100
+    )
 
 
 class UsageRecorded(Event):

@@ -64,6 +64,27 @@ APPROVALS_DECIDED = TopicSpec("isthmus.approvals.decided.v1", ev.ApprovalDecided
 USAGE_RECORDED = TopicSpec(
     "isthmus.usage.recorded.v1", ev.UsageRecorded, "tenant_id", retention_ms=400 * 24 * 3600 * 1000
 )
+#: prompt versions and A/B splits (agents.prompts). They are the source of truth every orchestrator replica
+#: builds its own view from (a new replica replays them from the start), so they are kept 10 years rather
+#: than a week: a version that expired from the log would be missing from, or numbered differently in, a
+#: replica started afterwards. One partition each: version numbers follow the order of the created
+#: events, and a single partition keeps that order for good (with several, adding partitions later would
+#: move a tenant's newer events to another partition, which a replaying replica may read interleaved
+#: differently); prompt writes are rare administrative calls, so one partition is plenty.
+PROMPTS_CREATED = TopicSpec(
+    "isthmus.prompts.created.v1",
+    ev.PromptVersionCreated,
+    "tenant_id",
+    partitions=1,
+    retention_ms=10 * 365 * 24 * 3600 * 1000,
+)
+PROMPTS_SPLIT = TopicSpec(
+    "isthmus.prompts.split.v1",
+    ev.PromptSplitSet,
+    "tenant_id",
+    partitions=1,
+    retention_ms=10 * 365 * 24 * 3600 * 1000,
+)
 
 #: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
 AnyTopic: TypeAlias = TopicSpec[Any]
@@ -82,6 +103,8 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     APPROVALS_REQUESTED,
     APPROVALS_DECIDED,
     USAGE_RECORDED,
+    PROMPTS_CREATED,
+    PROMPTS_SPLIT,
 )
 
 
