@@ -4,6 +4,7 @@ applies to its own file (two or three books over one InProcessBus, as in the cha
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -289,3 +290,22 @@ async def test_a_file_of_the_older_release_is_upgraded(tmp_path: Path) -> None:
         )
     )
     assert book.choose("acme", "synthesize", "q").template == Y
+
+
+async def test_a_split_set_after_another_wins_even_with_a_clock_behind(
+    bus: InProcessBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = replica(bus, tmp_path / "a"), replica(bus, tmp_path / "b")
+    await bus.start()
+    await a.create_version("acme", "synthesize", X, "alice")
+    await a.create_version("acme", "synthesize", Y, "alice")
+    await bus.drain()
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    await a.set_split("acme", "synthesize", {"v1": 100})
+    await bus.drain()
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0 - 60)  # b's clock is a minute behind
+    await b.set_split("acme", "synthesize", {"v2": 100})
+    await b.set_split("acme", "synthesize", {"v1": 50, "v2": 50})  # and two in one millisecond
+    await bus.drain()
+    for book in (a, b):
+        assert (await book.get_split("acme", "synthesize")).percent == {"v1": 50, "v2": 50}

@@ -34,7 +34,10 @@ group of its own, which starts at the oldest retained event, so a new replica re
 * **Splits name templates.** A split event carries each version's digest and is stored by digest, so it
   follows a renumbered template and may arrive before its versions (their share of the buckets takes the
   built-in until they do). The latest split wins: the one with the latest ``occurred_at`` (then the
-  higher event id), whatever the order it is heard in, so a replayed older split changes nothing.
+  higher event id), whatever the order it is heard in, so a replayed older split changes nothing. A
+  split set here is stamped at least 1 ms after the split this replica applied last, so a replica whose
+  clock runs behind still overrides the splits it has heard of, and two splits set in one millisecond
+  keep their order.
 * Versions and splits stored before they were published (an older release) stay local to their replica.
 * A tenant's prompts stay in its region: the topics are not mirrored between regions.
 * Built-ins (version ``""``): ``synthesize`` is :mod:`isthmus_agent_orchestrator.openai_compat`'s own
@@ -55,6 +58,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Final, Literal, get_args
@@ -242,8 +246,12 @@ def digest_of(template: str) -> str:
     return hashlib.sha256(template.encode("utf-8")).hexdigest()
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+
 def _at_ms(ev: PromptSplitSet) -> int:
-    return int(ev.occurred_at.timestamp() * 1000)
+    return (ev.occurred_at - _EPOCH) // _MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +377,11 @@ class SqlitePromptBook:
         if numbers and sum(numbers.values()) != 100:
             raise InvalidArgument(f"the percents of a split sum to 100, not {sum(numbers.values())}")
 
-        def digests(conn: sqlite3.Connection) -> dict[int, str]:
+        def digests(conn: sqlite3.Connection) -> tuple[dict[int, str], int]:
+            """The digest of each version, and the time of the split applied last (ms, 0 if none)."""
+            last = conn.execute(
+                "SELECT at_ms FROM prompt_split_stamps WHERE tenant_id = ? AND name = ?", (tenant, name)
+            ).fetchone()
             found: dict[int, str] = {}
             for number in numbers:
                 row = conn.execute(
@@ -379,12 +391,16 @@ class SqlitePromptBook:
                 if row is None:
                     raise InvalidArgument(f"unknown prompt version 'v{number}' of {name}")
                 found[number] = str(row[0])
-            return found
+            return found, 0 if last is None else int(last[0])
 
         async with self._writing:
-            by_number = await asyncio.to_thread(self._db.run, digests)
+            by_number, last_ms = await asyncio.to_thread(self._db.run, digests)
+            # stamped after the split applied last here (even within one millisecond, or should this
+            # replica's clock run behind the one that set it): the newest split set here wins
+            at_ms = max(int(time.time() * 1000), last_ms + 1)
             ev = PromptSplitSet(
                 tenant_id=tenant,
+                occurred_at=_EPOCH + at_ms * _MS,
                 idempotency_key=f"prompt-split:{name}:{uuid.uuid4().hex}",
                 name=name,
                 percent={f"v{n}": p for n, p in sorted(numbers.items())},
