@@ -7,13 +7,16 @@ bare ``{field}`` (no attribute, index, conversion or format spec: a template is 
 braces are doubled. Checked with :class:`string.Formatter`; anything else is ``InvalidArgument``.
 
 * Versions ``v1``, ``v2``… per (tenant, name) are assigned in order and never change (there is no update
-  nor delete); each has the sha256 ``digest`` of its template. Creating a template identical to an
-  existing version of the same name returns that version (a retried call creates nothing).
+  nor delete; only a race between replicas renumbers one, see below); each has the sha256 ``digest`` of
+  its template. Creating a template identical to an existing version of the same name returns that
+  version (a retried call creates nothing).
 * The split: version → percent of requests, each 1-100, summing to 100, of existing versions; empty =
   the built-in template. ``choose`` puts a request in bucket ``sha256(key) mod 100`` (``key``: the question
   id), so a request's version is reproducible, and walks the versions in order (v1 takes the first
   buckets). Splits are cached in memory, refreshed on every write and every applied event, and re-read
   from the file every ``refresh_s`` (other processes sharing the file).
+* Built-ins (version ``""``): ``synthesize`` is :mod:`isthmus_agent_orchestrator.openai_compat`'s own
+  prompt (its ``SYSTEM_PROMPT`` and ``user_prompt``, whose version is ``openai_compat.PROMPT_VERSION``).
 
 Replicas (the chart's Distributed mode runs several, each with its own file). Every write is an event on
 the bus — ``PromptVersionCreated`` on ``isthmus.prompts.created.v1``, ``PromptSplitSet`` on
@@ -40,8 +43,6 @@ group of its own, which starts at the oldest retained event, so a new replica re
   keep their order.
 * Versions and splits stored before they were published (an older release) stay local to their replica.
 * A tenant's prompts stay in its region: the topics are not mirrored between regions.
-* Built-ins (version ``""``): ``synthesize`` is :mod:`isthmus_agent_orchestrator.openai_compat`'s own
-  prompt (its ``SYSTEM_PROMPT`` and ``user_prompt``, whose version is ``openai_compat.PROMPT_VERSION``).
 
 A rendered template is one text; a line ``=== user ===`` (:data:`USER_SEPARATOR`) splits it into a system
 and a user message (:func:`render`); without it the whole text is the user message.
