@@ -97,7 +97,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     from isthmus_agent_orchestrator.agents.memory.conversations import SqliteConversationStore
     from isthmus_agent_orchestrator.agents.memory.episodic import SqliteEpisodicMemory
     from isthmus_agent_orchestrator.agents.planner import HeuristicPlanner
-    from isthmus_agent_orchestrator.agents.prompts import SqlitePromptBook
+    from isthmus_agent_orchestrator.agents.prompts import SqlitePromptBook, prompt_topics
     from isthmus_agent_orchestrator.agents.providers import build_chat_model
     from isthmus_agent_orchestrator.agents.providers.llm_agents import LlmCondenser, LlmCritic, LlmPlanner
     from isthmus_agent_orchestrator.agents.runtime import AgentRuntime
@@ -131,7 +131,11 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     )
     conversations = SqliteConversationStore(base / "memory.sqlite", ttl_s=s.session_ttl_s)
     episodic = SqliteEpisodicMemory(base / "episodic.sqlite", embed=embed, tenants=s.episodic_tenants)
-    prompts = SqlitePromptBook(base / "prompts.sqlite")
+    prompts = SqlitePromptBook(
+        base / "prompts.sqlite",
+        publish_created=publisher(ctx.bus, topics.PROMPTS_CREATED),
+        publish_split=publisher(ctx.bus, topics.PROMPTS_SPLIT),
+    )
     cache = TenantResponseCache(
         max_entries=s.cache_max_entries,
         ttl_s=s.cache_ttl_s,
@@ -211,6 +215,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
             *purge_on_erasure(NAME, peers, caches),
             *cache.subscriptions(NAME, peers),
             *approvals.subscriptions(NAME, peers),
+            *prompts.subscriptions(NAME, peers),
             *conversations.subscriptions(NAME, peers),
             *episodic.subscriptions(NAME, peers),
         ],
@@ -223,6 +228,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
                 *replica_topics([topics.ERASURES_REQUESTED], peers),
                 *invalidation_topics(peers),
                 *approval_topics(peers),
+                *prompt_topics(),
             ]
         ),
         on_stop=[*stops, stop_stores],
