@@ -473,6 +473,8 @@ class SqliteApprovalBook:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        # the deleted rows are zeroed (secure_delete); the write-ahead log still holds copies of the pages
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for approval_id in expired:  # the paused runs stop (their wait returns the expiry)
             waiter = self._decided.pop(approval_id, None)
             if waiter is not None:
