@@ -148,10 +148,16 @@ def _crossing(peers: Sequence[str], spec: AnyTopic) -> Sequence[str]:
 
 
 def approval_topics(peers: Sequence[str]) -> list[AnyTopic]:
-    """The topics the book publishes and consumes (with mirrored copies, should they cross regions), for
-    ``Offer.topics``."""
+    """The topics the book publishes and consumes (with mirrored copies, should they cross regions; the
+    erasures mirrored from ``peers``), for ``Offer.topics``."""
     specs: list[AnyTopic] = [topics.APPROVALS_REQUESTED, topics.APPROVALS_DECIDED]
-    return [*specs, *(t for s in specs for t in replica_topics([s], _crossing(peers, s)))]
+    return [
+        *specs,
+        *(t for s in specs for t in replica_topics([s], _crossing(peers, s))),
+        topics.ERASURES_REQUESTED,
+        topics.TENANTS_DELETED,
+        *replica_topics([topics.ERASURES_REQUESTED], peers),
+    ]
 
 
 class SqliteApprovalBook:
