@@ -17,6 +17,31 @@ gets the decision rather than a fresh request.
 Races between replicas: two people deciding one approval at the same moment in two replicas each
 succeed locally; each replica keeps the first decision it applied (the waiting run acts on the one its
 replica saw first).
+
+Retention: a decided or expired approval is deleted ``keep_decided_s`` (default 7 days) after its
+decision, and a pending one nobody met ``keep_decided_s`` after its deadline, by the sweep each
+:meth:`~SqliteApprovalBook.request` makes. A decision is needed as long as its run may resume (the
+runtime waits by approval id, and the node re-executed on resume gets the decision of its identical
+call), so ``keep_decided_s`` must exceed ``timeout_s``; a paused run whose approval was decided more than
+``keep_decided_s`` ago can no longer be resumed (its approval is unknown: ``NotFound``).
+
+Purge: an approval's ``arguments_json`` may name anyone (a URL with a person's name), and an erasure
+cannot tell which calls touched the erased documents or data subject, so every ``ErasureRequested`` of a
+tenant (here or mirrored from a peer region) — once per erasure event id (recorded, so a consumer group
+that starts over does not stop newer runs) — and every ``TenantDeleted`` (approvals requested before it):
+
+* expire each *pending* approval of the tenant (state ``expired``, reason ``"erasure"`` or ``"tenant
+  deleted"``) with its arguments blanked, and wake its waiter, so the paused run stops rather than hangs.
+  Nothing is published: every replica hears the erasure itself and expires its own copy (as with the
+  deadline). The blanked approval stays until the retention sweep so the waiting run — or one resumed
+  after a restart, whose node asks again with the original arguments: it gets this expiry — learns why
+  it stopped;
+* delete every other approval of the tenant (decided, expired, or a decision still waiting for its
+  request).
+
+A request or decision of the tenant heard on the bus afterwards but made before the purge (the topics are
+consumed independently of the erasure topic) is dropped, so it cannot bring the arguments back; one made
+within the clock skew between replicas of a purge may be dropped too.
 """
 
 from __future__ import annotations
@@ -40,9 +65,16 @@ from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import AGENT_ID_PATTERN, ApprovalDecided, ApprovalRequested
+from isthmus_core.contracts.events import (
+    AGENT_ID_PATTERN,
+    ApprovalDecided,
+    ApprovalRequested,
+    ErasureRequested,
+    TenantDeleted,
+)
+from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.contracts.topics import AnyTopic
-from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.regions import REPLICATED_TOPICS
 
 log = structlog.get_logger("isthmus.agents.approvals")
@@ -53,6 +85,11 @@ State = Literal["pending", "approved", "rejected", "expired"]
 
 _ID = re.compile(AGENT_ID_PATTERN)
 _MAX_ARGUMENTS_CHARS = 16_384
+#: how long decided approvals are kept by default (7 days)
+DEFAULT_KEEP_DECIDED_S = 7 * 24 * 3600.0
+#: the reasons of the approvals a purge expired
+ERASED = "erasure"
+TENANT_DELETED = "tenant deleted"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -72,6 +109,8 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (tenant_id, run_id, tool);
 CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (tenant_id, state);
+CREATE TABLE IF NOT EXISTS approval_erasures (event_id TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS approval_purges (tenant_id TEXT PRIMARY KEY, before_ms INTEGER NOT NULL);
 """
 _COLS = (
     "approval_id, tenant_id, run_id, graph, tool, arguments_json, requested_by, state, requested_at_ms, "
@@ -109,10 +148,16 @@ def _crossing(peers: Sequence[str], spec: AnyTopic) -> Sequence[str]:
 
 
 def approval_topics(peers: Sequence[str]) -> list[AnyTopic]:
-    """The topics the book publishes and consumes (with mirrored copies, should they cross regions), for
-    ``Offer.topics``."""
+    """The topics the book publishes and consumes (with mirrored copies, should they cross regions; the
+    erasures mirrored from ``peers``), for ``Offer.topics``."""
     specs: list[AnyTopic] = [topics.APPROVALS_REQUESTED, topics.APPROVALS_DECIDED]
-    return [*specs, *(t for s in specs for t in replica_topics([s], _crossing(peers, s)))]
+    return [
+        *specs,
+        *(t for s in specs for t in replica_topics([s], _crossing(peers, s))),
+        topics.ERASURES_REQUESTED,
+        topics.TENANTS_DELETED,
+        *replica_topics([topics.ERASURES_REQUESTED], peers),
+    ]
 
 
 class SqliteApprovalBook:
@@ -121,7 +166,8 @@ class SqliteApprovalBook:
     ``path``: the SQLite file (its directory is made 0700, the file 0600). ``timeout_s``: how long an
     approval stays pending (``approval_timeout_s``). ``publish_requested``/``publish_decided``: typed bus
     publishers of the two topics (None: nothing published, a single process). ``clock``: seconds since
-    the epoch. ``poll_s``: how often a waiter re-reads the file (decisions arrive by event otherwise)."""
+    the epoch. ``poll_s``: how often a waiter re-reads the file (decisions arrive by event otherwise).
+    ``keep_decided_s``: how long decided approvals are kept (more than ``timeout_s``; module docstring)."""
 
     def __init__(
         self,
@@ -132,7 +178,13 @@ class SqliteApprovalBook:
         publish_decided: PublishDecided | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = 5.0,
+        keep_decided_s: float = DEFAULT_KEEP_DECIDED_S,
     ) -> None:
+        if keep_decided_s <= timeout_s:
+            raise ConfigurationError(
+                f"decided approvals must be kept longer ({keep_decided_s:g} s) than an approval may wait "
+                f"({timeout_s:g} s): a run resumes with its decision"
+            )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -141,6 +193,7 @@ class SqliteApprovalBook:
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         self._timeout_ms = int(timeout_s * 1000)
+        self._keep_ms = int(keep_decided_s * 1000)
         self._publish_requested = publish_requested
         self._publish_decided = publish_decided
         self._clock = clock
@@ -173,6 +226,22 @@ class SqliteApprovalBook:
         ).fetchone()
         return _approval(r) if r else None
 
+    def _purged_call(self, tenant_id: str, run_id: str, tool: str) -> Approval | None:
+        """The approval of the run's call of ``tool`` that a purge expired (its arguments are blank)."""
+        r = self._db.execute(
+            f"SELECT {_COLS} FROM approvals WHERE tenant_id=? AND run_id=? AND tool=? AND arguments_json='' "
+            "AND state='expired' AND reason IN (?, ?) LIMIT 1",
+            (tenant_id, run_id, tool, ERASED, TENANT_DELETED),
+        ).fetchone()
+        return _approval(r) if r else None
+
+    def _purged_before_ms(self, tenant_id: str) -> int:
+        """Events of ``tenant_id`` that occurred at or before this were purged (-1: never purged)."""
+        r = self._db.execute(
+            "SELECT before_ms FROM approval_purges WHERE tenant_id=?", (tenant_id,)
+        ).fetchone()
+        return int(r[0]) if r else -1
+
     def get(self, tenant_id: str, approval_id: str) -> Approval:
         """The approval, or ``NotFound`` (also for another tenant's)."""
         found = self._get(approval_id) if _ID.match(approval_id) else None
@@ -192,8 +261,12 @@ class SqliteApprovalBook:
 
     # ---- writes (local view; the bus handlers use the same two) -------------------------------------------
 
-    def _apply_requested(self, ev: ApprovalRequested) -> bool:
-        """Record a request (a placeholder left by an earlier-arriving decision gets its details)."""
+    def _apply_requested(self, ev: ApprovalRequested, *, local: bool = False) -> bool:
+        """Record a request (a placeholder left by an earlier-arriving decision gets its details); one
+        heard on the bus that was made before a purge of its tenant is dropped (``local``: made here,
+        now)."""
+        if not local and _ms(ev.occurred_at) <= self._purged_before_ms(ev.tenant_id):
+            return False
         cur = self._db.execute(
             f"INSERT INTO approvals ({_COLS}) VALUES (?,?,?,?,?,?,?,'pending',?,?,'','',0) "
             "ON CONFLICT(approval_id) DO UPDATE SET graph=excluded.graph, tool=excluded.tool, "
@@ -223,7 +296,7 @@ class SqliteApprovalBook:
             (ev.state, ev.decided_by, ev.reason, at, ev.approval_id, ev.tenant_id),
         )
         applied = cur.rowcount > 0
-        if not applied and self._get(ev.approval_id) is None:
+        if not applied and self._get(ev.approval_id) is None and at > self._purged_before_ms(ev.tenant_id):
             # the decision came before its request (two topics): keep it; the request fills in the rest
             self._db.execute(
                 f"INSERT OR IGNORE INTO approvals ({_COLS}) VALUES (?,?,?,'','','','',?,0,0,?,?,?)",
@@ -279,7 +352,10 @@ class SqliteApprovalBook:
                 f"the arguments of a call needing approval are limited to {_MAX_ARGUMENTS_CHARS} characters"
             )
         async with self._lock:
-            known = self._of_call(tenant_id, run_id, tool, arguments_json)
+            self._sweep()
+            known = self._of_call(tenant_id, run_id, tool, arguments_json) or self._purged_call(
+                tenant_id, run_id, tool
+            )
             if known is not None:
                 return await self._current(known)
             approval_id = uuid.uuid4().hex
@@ -301,7 +377,7 @@ class SqliteApprovalBook:
             # published first: a failed publish leaves nothing behind, and a retry asks again
             if self._publish_requested is not None:
                 await self._publish_requested(ev)
-            self._apply_requested(ev)
+            self._apply_requested(ev, local=True)
         log.info("approval requested", tenant=tenant_id, approval=ev.approval_id, run=run_id, tool=tool)
         found = self._get(ev.approval_id)
         assert found is not None
@@ -350,12 +426,83 @@ class SqliteApprovalBook:
         log.info("approval decided", tenant=tenant_id, approval=approval_id, state=state, by=decided_by)
         return self.get(tenant_id, approval_id)
 
+    # ---- retention and purge ------------------------------------------------------------------------------
+
+    def _sweep(self) -> int:
+        """Delete the approvals decided more than ``keep_decided_s`` ago, and the pending ones whose
+        deadline passed that long ago unnoticed; how many."""
+        cutoff = self._now_ms() - self._keep_ms
+        cur = self._db.execute(
+            "DELETE FROM approvals WHERE (state!='pending' AND decided_at_ms<?) "
+            "OR (state='pending' AND expires_at_ms<?)",
+            (cutoff, cutoff),
+        )
+        return cur.rowcount
+
+    def _purge(self, tenant: TenantId, reason: str, before_ms: int, erasure_event_id: str = "") -> list[str]:
+        """Expire (arguments blanked) the tenant's pending approvals requested at or before ``before_ms``
+        and delete its other ones; with ``erasure_event_id``, once per id. The expired approval ids."""
+        now = self._now_ms()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if erasure_event_id:
+                seen = self._db.execute(
+                    "INSERT OR IGNORE INTO approval_erasures VALUES (?, ?)", (erasure_event_id, now)
+                ).rowcount
+                if seen == 0:
+                    self._db.execute("COMMIT")
+                    return []
+            expired = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT approval_id FROM approvals WHERE tenant_id=? AND state='pending' "
+                    "AND requested_at_ms<=?",
+                    (tenant, before_ms),
+                ).fetchall()
+            ]
+            self._db.execute(
+                "UPDATE approvals SET state='expired', arguments_json='', decided_by='', reason=?, "
+                "decided_at_ms=? WHERE tenant_id=? AND state='pending' AND requested_at_ms<=?",
+                (reason, now, tenant, before_ms),
+            )
+            self._db.execute(
+                "DELETE FROM approvals WHERE tenant_id=? AND requested_at_ms<=? AND NOT (state='expired' "
+                "AND arguments_json='' AND reason IN (?, ?))",
+                (tenant, before_ms, ERASED, TENANT_DELETED),
+            )
+            self._db.execute(
+                "INSERT INTO approval_purges VALUES (?, ?) ON CONFLICT(tenant_id) "
+                "DO UPDATE SET before_ms=max(before_ms, excluded.before_ms)",
+                (tenant, before_ms),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        # the deleted rows are zeroed (secure_delete); the write-ahead log still holds copies of the pages
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for approval_id in expired:  # the paused runs stop (their wait returns the expiry)
+            waiter = self._decided.pop(approval_id, None)
+            if waiter is not None:
+                waiter.set()
+        return expired
+
+    def erase_tenant(self, tenant: TenantId, erasure_event_id: str) -> int:
+        """Purge ``tenant``'s approvals for one erasure (module docstring), once per event id; how many
+        pending approvals it expired."""
+        return len(self._purge(tenant, ERASED, self._now_ms(), erasure_event_id))
+
+    def delete_tenant(self, tenant: TenantId, deleted_at: datetime) -> int:
+        """Purge ``tenant``'s approvals requested before its deletion; how many pending ones it expired."""
+        return len(self._purge(tenant, TENANT_DELETED, _ms(deleted_at)))
+
     # ---- the bus ------------------------------------------------------------------------------------------
 
     def subscriptions(self, module: str, peers: Sequence[str]) -> list[Subscription]:
         """This replica's subscriptions to requests and decisions, in a consumer group of its own so that
         every replica hears every event (and each peer's mirrored copies, should the topics ever cross
-        regions: today they do not, so ``peers`` adds nothing)."""
+        regions: today they do not, so ``peers`` adds nothing); and to erasures (local and mirrored from
+        ``peers``) and tenant deletions, which purge this replica's file (module docstring)."""
         group = f"{module}-approvals-{uuid.uuid4().hex[:12]}"
 
         async def requested(ev: ApprovalRequested) -> None:
@@ -370,7 +517,24 @@ class SqliteApprovalBook:
         async def mirrored_decided(ev: ApprovalDecided) -> Literal["applied", "stale"]:
             return "applied" if self._apply_decided(ev) else "stale"
 
+        async def erased(ev: ErasureRequested) -> Literal["applied"]:
+            tenant = parse_tenant_id(ev.tenant_id)
+            expired = self.erase_tenant(tenant, ev.event_id)
+            log.info("approvals erased", tenant=tenant, erasure=ev.erasure_id, expired=expired)
+            return "applied"
+
+        async def local_erasure(ev: ErasureRequested) -> None:
+            await erased(ev)
+
+        async def tenant_deleted(ev: TenantDeleted) -> None:
+            tenant = parse_tenant_id(ev.tenant_id)
+            expired = self.delete_tenant(tenant, ev.occurred_at)
+            log.info("approvals of a deleted tenant deleted", tenant=tenant, expired=expired)
+
         return [
+            subscribe(topics.ERASURES_REQUESTED, group, local_erasure),
+            *replica_subscriptions(topics.ERASURES_REQUESTED, group, peers, erased, service=module),
+            subscribe(topics.TENANTS_DELETED, group, tenant_deleted),
             subscribe(topics.APPROVALS_REQUESTED, group, requested),
             subscribe(topics.APPROVALS_DECIDED, group, decided),
             *replica_subscriptions(
