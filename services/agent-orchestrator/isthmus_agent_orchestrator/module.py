@@ -89,7 +89,11 @@ def make_embed(channel: Any) -> Callable[[Sequence[str]], Awaitable[list[list[fl
 
 async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     from isthmus_agent_orchestrator.agents.caches import Coalescer, TenantResponseCache, invalidation_topics
-    from isthmus_agent_orchestrator.agents.checkpoint import open_sqlite_checkpointer, runs_path
+    from isthmus_agent_orchestrator.agents.checkpoint import (
+        CheckpointPurger,
+        open_sqlite_checkpointer,
+        runs_path,
+    )
     from isthmus_agent_orchestrator.agents.cost import PriceMeter
     from isthmus_agent_orchestrator.agents.critic import Critic, HeuristicCritic
     from isthmus_agent_orchestrator.agents.graphs import GRAPHS
@@ -162,6 +166,8 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         subagent_max_depth=s.subagent_max_depth,
     )
     tools.bind_run_graph(runtime.run_graph)
+    # paused runs' checkpoints hold retrieved passages: deleted on an erasure or the tenant's deletion
+    runs_purger = CheckpointPurger(saver, live=runtime.live_runs)
     runtime.warm()  # LangGraph's import and the graphs' compilation at start, not at the first question
     core = Orchestrator(
         GrpcGuardClient(ctx.channel("guardrail")),
@@ -216,6 +222,7 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
             *cache.subscriptions(NAME, peers),
             *approvals.subscriptions(NAME, peers),
             *prompts.subscriptions(NAME, peers),
+            *runs_purger.subscriptions(NAME, peers),
             *conversations.subscriptions(NAME, peers),
             *episodic.subscriptions(NAME, peers),
         ],

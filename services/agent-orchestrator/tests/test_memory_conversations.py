@@ -180,3 +180,12 @@ async def test_every_replica_purges_its_file_from_the_bus(tmp_path: Path) -> Non
         await bus.stop()
     for s in replicas:
         await nothing(s.history("initech", "s1", "alice"))
+
+
+async def test_an_erased_answer_leaves_no_bytes_in_the_files(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    secret = "the zeppelin hangar code is 8817-quartz"
+    await s.append("acme", "s1", "alice", Turn(question="q", answer=secret, standalone="", question_id="x"))
+    s.erase_tenant(TenantId("acme"), "ev-1")
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "dir").iterdir() if p.is_file())
+    assert secret.encode() not in stored  # neither in the database's free pages nor in its WAL

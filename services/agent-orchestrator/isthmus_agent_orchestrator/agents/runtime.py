@@ -173,6 +173,7 @@ class AgentRuntime:
         self._cost = cost or ZeroCost()
         self._checkpointer = checkpointer
         self.subagent_max_depth = subagent_max_depth
+        self._live: set[str] = set()  # run ids executing in this process
         self._compiled: dict[tuple[str, bool], Any] = {}
 
     # ---- graphs --------------------------------------------------------------------------------------
@@ -224,6 +225,10 @@ class AgentRuntime:
 
     # ---- runs ----------------------------------------------------------------------------------------
 
+    def live_runs(self) -> frozenset[str]:
+        """Run ids executing in this process now (the checkpoint purger leaves them to end themselves)."""
+        return frozenset(self._live)
+
     async def execute(
         self,
         graph: str,
@@ -241,8 +246,42 @@ class AgentRuntime:
     ) -> AsyncGenerator[Step | GraphOutcome, None]:
         """The run's steps, then its :class:`GraphOutcome` (see the module's doc). ``resume``: continue
         the checkpointed run ``run_id`` (``graph`` and ``question`` are then the run's own)."""
-        guard = guard or StepGuard(None, tenant_id, "")
         run_id = run_id or uuid.uuid4().hex
+        self._live.add(run_id)
+        try:
+            async for item in self._execute(
+                graph,
+                tenant_id,
+                question,
+                principals,
+                top_k,
+                subject,
+                run_id,
+                resume,
+                guard=guard,
+                scratchpad=scratchpad,
+                depth=depth,
+            ):
+                yield item
+        finally:
+            self._live.discard(run_id)
+
+    async def _execute(
+        self,
+        graph: str,
+        tenant_id: str,
+        question: str,
+        principals: Sequence[str],
+        top_k: int,
+        subject: str,
+        run_id: str,
+        resume: bool,
+        *,
+        guard: StepGuard | None,
+        scratchpad: Mapping[str, Any] | None,
+        depth: int,
+    ) -> AsyncGenerator[Step | GraphOutcome, None]:
+        guard = guard or StepGuard(None, tenant_id, "")
         meter = _Meter(self.budget, self._cost)
         durable = depth == 0
         cfg: dict[str, Any] = {"configurable": {"thread_id": run_id}}

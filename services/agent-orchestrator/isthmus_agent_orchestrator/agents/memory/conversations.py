@@ -79,6 +79,7 @@ class SqliteFile:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
             self._conn.executescript(schema)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"{what}: cannot open {path}: {exc}") from exc
@@ -98,6 +99,17 @@ class SqliteFile:
                 return result
             except sqlite3.Error as exc:
                 raise Unavailable(f"{self._what}: {exc}") from exc
+
+    def purge(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn`` (a deletion) in one transaction, then the write-ahead log truncated: erased rows leave
+        no copy in it either."""
+        result = self.run(fn)
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise Unavailable(f"{self._what}: {exc}") from exc
+        return result
 
     def close(self) -> None:
         with self._lock:
@@ -246,12 +258,12 @@ class SqliteConversationStore:
             _delete_sessions(conn, "tenant_id = ?", (tenant,))
             return True
 
-        return self._db.run(erase)
+        return self._db.purge(erase)
 
     def delete_tenant(self, tenant: TenantId, begun_before: datetime) -> None:
         """Delete ``tenant``'s sessions begun before ``begun_before`` (a tenant deleted, maybe re-created)."""
         cutoff = begun_before.timestamp()
-        self._db.run(lambda conn: _delete_sessions(conn, "tenant_id = ? AND created < ?", (tenant, cutoff)))
+        self._db.purge(lambda conn: _delete_sessions(conn, "tenant_id = ? AND created < ?", (tenant, cutoff)))
 
     def subscriptions(self, module: str, peers: Sequence[str]) -> list[Subscription]:
         """Erasures (local and mirrored from ``peers``) and tenant deletions, in a consumer group of this

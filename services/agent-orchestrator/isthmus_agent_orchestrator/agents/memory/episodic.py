@@ -184,11 +184,11 @@ class SqliteEpisodicMemory:
             conn.execute("DELETE FROM episodes WHERE tenant_id = ?", (tenant,))
             return True
 
-        return self._db.run(erase)
+        return self._db.purge(erase)
 
     def delete_tenant(self, tenant: TenantId, written_before: datetime) -> None:
         cutoff = written_before.timestamp()
-        self._db.run(
+        self._db.purge(
             lambda conn: conn.execute(
                 "DELETE FROM episodes WHERE tenant_id = ? AND written < ?", (tenant, cutoff)
             )
