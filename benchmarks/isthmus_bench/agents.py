@@ -74,6 +74,7 @@ from isthmus_bench.compound import (
     compound_questions,
     mean,
     paired_delta,
+    recall_ceiling,
     score,
 )
 from isthmus_core.contracts import topics
@@ -378,7 +379,8 @@ def render(result: dict[str, Any]) -> str:
             )
         lines.append(
             f"{'':10} ({d['documents']} documents ingested in {d['ingest_s']:.0f} s, {d['questions']} "
-            f"questions; blocked by the input guard: "
+            f"questions; best reachable recall@{s['k']} {d.get('recall_ceiling', 1.0):.3f}; blocked by the "
+            f"input guard: "
             + ", ".join(f"{v['graph']} {v['blocked']}" for v in d["variants"] if not v["skipped"])
             + ")"
         )
@@ -455,6 +457,7 @@ async def measure_dataset(
         "documents": len(ds.corpus),
         "ingest_s": ingest_s,
         "questions": len(questions),
+        "recall_ceiling": recall_ceiling(questions),
         "variants": [asdict(v) for v in variants],
     }
     return report, tenant, questions

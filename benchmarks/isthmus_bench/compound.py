@@ -207,3 +207,9 @@ def paired_delta(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return PairedDelta(float(diffs.mean()), float(low), float(high), int(diffs.size))
+
+
+def recall_ceiling(questions: Sequence[CompoundQuestion], k: int = K) -> float:
+    """The best mean recall@k any ranking can reach: a question with more than ``k`` relevant documents
+    can find at most ``k`` of them (its ceiling is ``k / |relevant|``)."""
+    return mean([min(k, len(q.qrels)) / len(q.qrels) for q in questions if q.qrels])

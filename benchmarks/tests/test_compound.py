@@ -20,6 +20,7 @@ from isthmus_bench.compound import (
     ndcg_at,
     paired_delta,
     recall_at,
+    recall_ceiling,
     score,
     union_qrels,
 )
@@ -208,3 +209,12 @@ def test_paired_delta_needs_pairs() -> None:
 def test_compound_question_is_a_value() -> None:
     q = CompoundQuestion("a+b", "A? Also, B", ("a", "b"), ("A", "B"), {"d": 1})
     assert q == CompoundQuestion("a+b", "A? Also, B", ("a", "b"), ("A", "B"), {"d": 1})
+
+
+def test_the_recall_ceiling_counts_what_k_slots_can_hold() -> None:
+    def q(n_relevant: int) -> CompoundQuestion:
+        rel = {f"d{i}": 1 for i in range(n_relevant)}
+        return CompoundQuestion("a+b", "A? Also, B", ("a", "b"), ("A", "B"), rel)
+
+    assert recall_ceiling([q(10), q(40)], k=20) == pytest.approx((1.0 + 0.5) / 2)
+    assert recall_ceiling([q(3)], k=20) == 1.0
