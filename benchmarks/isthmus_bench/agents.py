@@ -401,7 +401,7 @@ def render(result: dict[str, Any]) -> str:
     else:
         lines.append(
             f"cost (generator openai = llama.cpp {Path(cost['model']).name}, {cost['questions']} asks per "
-            f"graph, top_k {COST_TOP_K}; MATCH = the server's usage equals both of ours):"
+            f"graph, top_k {COST_TOP_K}, openai_stream false; MATCH = the server's usage equals ours):"
         )
         for g in cost["graphs"]:
             lines.append(
@@ -634,6 +634,9 @@ async def measure_cost(
             "openai_base_url": f"http://127.0.0.1:{proxy.port}/v1",
             "openai_model": llama.model,
             "openai_timeout_s": 300.0,
+            # llama.cpp's Python server reports no usage in streams: answers asked for whole are counted
+            # by the server, so ours can be checked against its count
+            "openai_stream": False,
         }
         if llm_planner:
             settings |= {"planner": "llm", "chat_provider": "openai"}

@@ -55,7 +55,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- toJson (dict
   "ingestion" (list "retrieval")
   "retrieval" (list "embedding")
-  "agent-orchestrator" (list "guardrail" "retrieval")
+  "agent-orchestrator" (list "embedding" "guardrail" "retrieval")
   "evaluation" (list "ingestion" "retrieval")
   "embedding" (list)
   "guardrail" (list "retrieval")) -}}

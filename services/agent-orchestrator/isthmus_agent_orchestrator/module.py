@@ -47,6 +47,7 @@ def make_generator(
             s.openai_api_key.get_secret_value() or None,
             timeout_s=s.openai_timeout_s,
             max_retries=s.openai_max_retries,
+            stream=s.openai_stream,
         )
         return gen, [gen.aclose]
     from isthmus_agent_orchestrator.extractive import ExtractiveGenerator

@@ -90,6 +90,7 @@ class OpenAICompatibleGenerator:
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         max_retry_after_s: float = 10.0,
+        stream: bool = True,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -116,6 +117,9 @@ class OpenAICompatibleGenerator:
         self._max_retries = max_retries
         self._temperature = temperature
         self._max_tokens = max_tokens
+        #: False: ``stream`` asks for the whole answer at once and yields its sentences — for servers that
+        #: send no usage in streams (llama.cpp's Python server), whose tokens are then counted exactly
+        self._streams = stream
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
         self._backoff = wait_exponential_jitter(multiplier=backoff_s, max=max_backoff_s, jitter=backoff_s)
@@ -160,6 +164,11 @@ class OpenAICompatibleGenerator:
         payload = self._payload(question, contexts, stream=True, prompt=prompt)
         if not contexts:
             yield AnswerSentence(NO_ANSWER)
+            return
+        if not self._streams:
+            answer = await self.generate(question, contexts, usage_sink=usage_sink, prompt=prompt)
+            for sentence in answer.sentences or (AnswerSentence(NO_ANSWER),):
+                yield sentence
             return
         response = await self._retrying(lambda: self._open_stream(payload))
         received: list[str] = []

@@ -34,6 +34,12 @@ class OrchestratorSettings(SectionSettings):
     openai_api_key: SecretStr = SecretStr("")
     openai_timeout_s: float = Field(30.0, gt=0)
     openai_max_retries: int = Field(3, ge=0)
+    openai_stream: bool = Field(
+        True,
+        description="stream answers; false = ask for each answer whole (its sentences still pass the output "
+        "guardrail one by one), for servers that report no token usage in streams (llama.cpp's Python "
+        "server): its usage is then the server's count, not an estimate",
+    )
     top_k: int = Field(5, ge=1, le=50, description="contexts handed to the generator")
     max_question_chars: int = Field(2000, ge=1)
 

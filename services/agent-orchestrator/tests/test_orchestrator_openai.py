@@ -9,6 +9,7 @@ import httpx
 import pytest
 import respx
 
+from isthmus_agent_orchestrator.agents.types import Usage
 from isthmus_agent_orchestrator.openai_compat import SYSTEM_PROMPT, OpenAICompatibleGenerator, parse_answer
 from isthmus_agent_orchestrator.sentences import NO_ANSWER
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
@@ -93,6 +94,31 @@ class TestOpenAICompatibleConformance(GeneratorConformance):
         generator = OpenAICompatibleGenerator(BASE, "echo", backoff_s=0.0)
         yield generator
         await generator.aclose()
+
+
+class TestOpenAICompatibleWholeAnswersConformance(GeneratorConformance):
+    """``stream=False``: answers asked for whole, yielded sentence by sentence — the same contract."""
+
+    @pytest.fixture
+    async def generator(self, mock: respx.MockRouter) -> AsyncIterator[Generator]:
+        mock.post(URL).mock(side_effect=echo_server)
+        generator = OpenAICompatibleGenerator(BASE, "echo", backoff_s=0.0, stream=False)
+        yield generator
+        await generator.aclose()
+
+
+async def test_without_streaming_the_servers_usage_is_reported(mock: respx.MockRouter) -> None:
+    route = mock.post(URL).mock(side_effect=echo_server)
+    generator = OpenAICompatibleGenerator(BASE, "echo", backoff_s=0.0, stream=False)
+    usages: list[Usage] = []
+    try:
+        ctx = [Context("c1", "d1", "The index is rebuilt nightly.")]
+        sentences = [s async for s in generator.stream(QUESTION, ctx, usage_sink=usages.append)]
+    finally:
+        await generator.aclose()
+    assert json.loads(route.calls.last.request.content)["stream"] is False
+    assert [s.text for s in sentences] == ["The index is rebuilt nightly."]
+    assert [(u.prompt_tokens, u.completion_tokens, u.reported) for u in usages] == [(50, 12, True)]
 
 
 # ---- request shape

@@ -119,6 +119,7 @@ def build_generator(
                 s.openai_api_key.get_secret_value() or None,
                 timeout_s=s.provider_timeout_s,
                 max_retries=0,  # the policy retries
+                stream=s.openai_stream,
             )
             generator, stop = openai, openai.aclose
         elif provider == "anthropic":
