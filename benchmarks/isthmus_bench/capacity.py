@@ -334,11 +334,17 @@ def _broker(cmd: str, data: Path, port: int = 0) -> str:
 
 
 @contextlib.asynccontextmanager
-async def platform(shape: str, bootstrap: str = "", log_level: str = "warning") -> AsyncIterator[Platform]:
-    """Start a shape in its own processes (throwaway data dir, free ports), healthy; stop it after."""
+async def platform(
+    shape: str, bootstrap: str = "", log_level: str = "warning", *, answer_cache: bool = True
+) -> AsyncIterator[Platform]:
+    """Start a shape in its own processes (throwaway data dir, free ports), healthy; stop it after.
+    ``answer_cache`` False: the orchestrator's answer cache off (it ignores trailing punctuation, so
+    ``--questions fresh`` texts would hit it: they stand for new users' questions, which it cannot answer)."""
     from isthmus_core.testing.cluster import SERVICES, Cluster, free_port
 
     env = {"ISTHMUS_LOG_LEVEL": log_level}
+    if not answer_cache:
+        env["ISTHMUS_AGENT_ORCHESTRATOR_CACHE_ENABLED"] = "false"
     with tempfile.TemporaryDirectory(prefix=f"isthmus-bench-{shape}-") as tmp:
         broker_dir = Path(tmp) / "kafka"
         if shape == "distributed" and not bootstrap:
@@ -583,7 +589,7 @@ async def measure_phase(
 async def bench_shape(shape: str, args: argparse.Namespace, log: Callable[[str], None]) -> ShapeReport:
     docs, queries = corpus(args.docs)
     log(f"{shape}: starting the platform")
-    async with platform(shape, args.bootstrap, args.log_level) as p:
+    async with platform(shape, args.bootstrap, args.log_level, answer_cache=args.questions != "fresh") as p:
         figures = await ingest(p, docs, log)
         report = ShapeReport(
             shape,
