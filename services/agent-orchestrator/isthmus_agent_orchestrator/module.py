@@ -26,16 +26,19 @@ NAME = "agent-orchestrator"
 
 
 def make_generator(
-    s: OrchestratorSettings, caches: list[Callable[[], None]] | None = None
+    s: OrchestratorSettings,
+    caches: list[Callable[[], None]] | None = None,
+    policies: dict[str, Any] | None = None,
 ) -> tuple[Generator, list[Hook]]:
     """The configured generator and its stop hooks; the content caches it keeps are added to ``caches``
-    (purged on every erasure)."""
+    (purged on every erasure). ``policies``: the providers' resilience, shared with the chat model so a
+    provider has one circuit breaker."""
     if s.generator in ("anthropic", "bedrock") or (s.generator == "openai" and s.chat_fallback):
         # behind the providers' time-out, retries and circuit breaker, then the fallback chain
         from isthmus_agent_orchestrator.agents.providers import build_generator
 
         hooks: list[Hook] = []
-        built = build_generator(s, hooks)
+        built = build_generator(s, hooks, policies)
         assert built is not None  # not extractive
         return built, hooks
     if s.generator == "openai":
@@ -114,9 +117,10 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
     peers = ctx.common.peer_regions()
     base = ctx.common.data_dir / NAME
     caches: list[Callable[[], None]] = []
-    generator, stops = make_generator(s, caches)
+    policies: dict[str, Any] = {}  # one time-out/retry/breaker policy per provider, chat and answers alike
+    generator, stops = make_generator(s, caches, policies)
     generator_model, prompt_version = made_with(s)
-    chat = build_chat_model(s, stops)
+    chat = build_chat_model(s, stops, policies)
     embed = make_embed(ctx.channel("embedding"))
     searcher = GrpcSearcher(ctx.channel("retrieval"))
 
