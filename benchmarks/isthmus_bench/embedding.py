@@ -32,8 +32,8 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.onnx_embedder import OnnxEmbedder, available_cpus
 from isthmus_embedding.batcher import MicroBatcher
-from isthmus_embedding.onnx import OnnxEmbedder, available_cpus
 
 CRANFIELD_CORPUS = (
     Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cranfield" / "corpus.jsonl"

@@ -57,11 +57,11 @@ def offline(n_docs: int) -> dict[str, Any]:
     from isthmus_core.contracts.events import ChunksCreated, ChunksEmbedded, ChunksIndexed, TenantDeleted
     from isthmus_core.contracts.ids import TenantId
     from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+    from isthmus_core.onnx_embedder import OnnxEmbedder
     from isthmus_core.ports.embedding_client import QueryEmbedding
     from isthmus_core.ports.tenants import InMemoryTenantDirectory
     from isthmus_core.telemetry.logging import configure_logging
     from isthmus_embedding.batcher import MicroBatcher
-    from isthmus_embedding.onnx import OnnxEmbedder
     from isthmus_embedding.service import EmbeddingCore
     from isthmus_embedding.settings import EmbeddingSettings
     from isthmus_ingestion.chunking import Chunker

@@ -9,8 +9,8 @@ import grpc
 from isthmus.embedding.v1 import embedding_pb2 as pb
 from isthmus.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from isthmus_core.errors import FailedPrecondition, InvalidArgument
+from isthmus_core.onnx_reranker import OnnxCrossEncoder
 from isthmus_core.ports.embedder import Embedder, TextKind
-from isthmus_embedding.rerank import OnnxCrossEncoder
 from isthmus_embedding.service import EmbeddingCore
 
 

@@ -4,7 +4,7 @@ Concurrent callers' texts are coalesced into batches of at most ``max_batch`` te
 single worker task forms a batch (waiting at most ``max_wait_ms`` after the oldest queued text for
 more texts to arrive), runs ``embedder.embed`` in a dedicated thread — the event loop never blocks —
 and hands each caller exactly its own rows, in order. One batch runs at a time — the embedder spreads
-a batch over every core itself (see :mod:`isthmus_embedding.onnx`) — and texts queue up while it runs,
+a batch over every core itself (see :mod:`isthmus_core.onnx_embedder`) — and texts queue up while it runs,
 so under load the next batch leaves at once, without waiting.
 
 A caller's request larger than ``max_batch`` is split across consecutive batches; a batch may hold the

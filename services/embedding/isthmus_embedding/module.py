@@ -16,15 +16,15 @@ from isthmus_embedding.service import EmbeddingCore
 from isthmus_embedding.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
-    from isthmus_embedding.rerank import OnnxCrossEncoder
+    from isthmus_core.onnx_reranker import OnnxCrossEncoder
 
 NAME = "embedding"
 GROUP = "embedding"
 
 
 async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
+    from isthmus_core.onnx_embedder import OnnxEmbedder
     from isthmus_embedding.batcher import MicroBatcher
-    from isthmus_embedding.onnx import OnnxEmbedder
 
     s = ctx.settings
     model_dir = s.model_dir or bundled_model_dir(BGE_SMALL_EN)
@@ -45,7 +45,7 @@ async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
     )
     reranker = None
     if s.reranker_enabled:
-        from isthmus_embedding.rerank import OnnxCrossEncoder
+        from isthmus_core.onnx_reranker import OnnxCrossEncoder
 
         reranker = OnnxCrossEncoder(
             s.reranker_dir, max_tokens=s.reranker_max_tokens, parallel_runs=s.parallel_runs

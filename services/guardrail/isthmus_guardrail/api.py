@@ -14,7 +14,7 @@ from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
-from isthmus_core.errors import InvalidArgument
+from isthmus_core.errors import FailedPrecondition, InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import Action, Policy, Verdict
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
@@ -28,6 +28,7 @@ ACTION_TO_PB = {
     Action.ALLOW: common_pb2.GUARD_ACTION_ALLOW,
     Action.REDACT: common_pb2.GUARD_ACTION_REDACT,
     Action.BLOCK: common_pb2.GUARD_ACTION_BLOCK,
+    Action.FLAG: common_pb2.GUARD_ACTION_FLAG,
 }
 
 
@@ -98,7 +99,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_input, request.text, policy)
         await self._emit(tenant, "input", request.subject_id, v)
-        return verdict_pb(v, policy.version)
+        return verdict_pb(v, policy.digest)
 
     async def CheckOutput(
         self, request: pb.CheckOutputRequest, context: grpc.aio.ServicerContext
@@ -110,7 +111,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         policy = self._policies.get(tenant)
         v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, policy)
         await self._emit(tenant, "output", request.subject_id, v)
-        return verdict_pb(v, policy.version)
+        return verdict_pb(v, policy.digest)
 
     async def CheckOutputStream(
         self,
@@ -135,7 +136,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             self._check_length(sentence.text)
             v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, policy)
             await self._emit(tenant, "output", header.subject_id, v, part=str(index))
-            yield verdict_pb(v, policy.version)
+            yield verdict_pb(v, policy.digest)
             index += 1
 
     def _check_length(self, text: str) -> None:
@@ -158,6 +159,28 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             block_ungrounded=request.block_ungrounded,
         )
         return policy_pb(tenant, self._policies.put(tenant, self._guard.validate_policy(p)))
+
+    # placeholders until the policy and ingest slices of issue 16 land (the generated base class would
+    # answer UNIMPLEMENTED without a reason)
+    async def ListPolicyVersions(
+        self, request: pb.ListPolicyVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPolicyVersionsResponse:
+        raise FailedPrecondition("policy versions are not served yet")
+
+    async def RollbackPolicy(
+        self, request: pb.RollbackPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Policy:
+        raise FailedPrecondition("policy versions are not served yet")
+
+    async def ApplyPolicyRef(
+        self, request: pb.ApplyPolicyRefRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Policy:
+        raise FailedPrecondition("policy references are not served yet")
+
+    async def ScanChunks(
+        self, request: pb.ScanChunksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScanChunksResponse:
+        raise FailedPrecondition("chunk scans are not served yet")
 
 
 def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:

@@ -48,6 +48,8 @@ LANGUAGE = "en"
 CODE_PREFIX = "pii."
 #: distinct (text, entities, threshold) checks whose findings are kept
 FINDINGS_CACHE_SIZE = 8192
+#: characters of a masked span left visible (its last ones, as on a card receipt)
+MASK_KEEP_LAST = 4
 
 # Presidio's own default NER mapping (presidio_analyzer/conf/default.yaml), spelled out so the behaviour
 # does not depend on which configuration file Presidio ships.
@@ -237,6 +239,27 @@ class PiiDetector:
         Findings with other codes are ignored, so a guard's whole finding list can be passed.
         Raises :class:`InvalidArgument` if a PII finding has no span or a span outside ``text``.
         """
+        return self._anonymize(text, findings, "replace", {})
+
+    def mask(self, text: str, findings: Sequence[Finding], keep_last: int = MASK_KEEP_LAST) -> str:
+        """``text`` with every ``pii.*`` finding masked with ``*`` but for its last ``keep_last``
+        characters (``************1234``); as :meth:`redact` otherwise."""
+        return self._anonymize(
+            text,
+            findings,
+            "mask",
+            {"masking_char": "*", "chars_to_mask": 10_000, "from_end": False},
+            keep_last=keep_last,
+        )
+
+    def _anonymize(
+        self,
+        text: str,
+        findings: Sequence[Finding],
+        operator: str,
+        params: dict[str, Any],
+        keep_last: int = 0,
+    ) -> str:
         from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
         results = []
@@ -255,9 +278,16 @@ class PiiDetector:
             )
         if not results:
             return text
+        if operator == "mask":
+            # Presidio masks the first ``chars_to_mask`` characters: keep each span's last ``keep_last``
+            masked = text
+            for r in sorted(results, key=lambda r: r.start, reverse=True):
+                n = max(0, (r.end - r.start) - keep_last)
+                masked = masked[: r.start] + params["masking_char"] * n + masked[r.start + n :]
+            return masked
         with self._lock:
             engine_result = self._anonymizer.anonymize(
-                text=text, analyzer_results=results, operators={"DEFAULT": OperatorConfig("replace")}
+                text=text, analyzer_results=results, operators={"DEFAULT": OperatorConfig(operator, params)}
             )
         return str(engine_result.text)
 

@@ -19,7 +19,26 @@ from pathlib import Path
 
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
-from isthmus_core.ports.guard import Policy
+from isthmus_core.ports.guard import BannedTopic, IngestScope, Policy, PolicyAction
+
+
+def policy_from_dict(data: dict[str, object]) -> Policy:
+    """A policy from its JSON form (``dataclasses.asdict``); fields it lacks take the defaults."""
+    known = {f.name for f in dataclasses.fields(Policy)}
+    fields: dict[str, object] = {k: v for k, v in data.items() if k in known}
+    for name in ("pii_entities", "ingest_pii_entities"):
+        if name in fields:
+            fields[name] = tuple(fields[name])  # type: ignore[arg-type]
+    if fields.get("output_pii_entities") is not None:
+        fields["output_pii_entities"] = tuple(fields["output_pii_entities"])  # type: ignore[arg-type]
+    for name in ("pii_action", "output_pii_action", "ingest_injection_action", "ingest_pii_action"):
+        if name in fields:
+            fields[name] = PolicyAction(str(fields[name]))
+    if "ingest_scope" in fields:
+        fields["ingest_scope"] = IngestScope(str(fields["ingest_scope"]))
+    if "banned_topics" in fields:
+        fields["banned_topics"] = tuple(BannedTopic(**t) for t in fields["banned_topics"])  # type: ignore[attr-defined]
+    return Policy(**fields)  # type: ignore[arg-type]
 
 
 class PolicyStore:
@@ -44,9 +63,7 @@ class PolicyStore:
         if not path.exists():
             policy = Policy()
         else:
-            data = json.loads(path.read_text())
-            data["pii_entities"] = tuple(data.get("pii_entities", Policy().pii_entities))
-            policy = Policy(**data)
+            policy = policy_from_dict(json.loads(path.read_text()))
         self._kept[parse_tenant_id(tenant_id)] = policy
         return policy
 

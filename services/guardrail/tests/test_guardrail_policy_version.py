@@ -17,9 +17,9 @@ from isthmus_guardrail.policies import PolicyStore
 
 
 def test_a_policy_version_is_a_hash_of_its_content() -> None:
-    assert Policy().version == Policy().version and len(Policy().version) == 16
-    assert Policy(grounding_threshold=0.7).version != Policy().version
-    assert Policy(pii_entities=("PERSON",)).version != Policy().version
+    assert Policy().digest == Policy().digest and len(Policy().digest) == 16
+    assert Policy(grounding_threshold=0.7).digest != Policy().digest
+    assert Policy(pii_entities=("PERSON",)).digest != Policy().digest
 
 
 async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> 
     ctx: Any = None
     ask = pb.CheckInputRequest(tenant_id="acme", text="How many vacation days?")
     before = await servicer.CheckInput(ask, ctx)
-    assert before.policy_version == Policy().version
+    assert before.policy_version == Policy().digest
     await servicer.PutPolicy(
         pb.Policy(
             tenant_id="acme",
@@ -48,7 +48,7 @@ async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> 
     )
     after = await servicer.CheckInput(ask, ctx)
     stored = policies.get(TenantId("acme"))
-    assert after.policy_version == stored.version and stored.grounding_threshold > 0.8
+    assert after.policy_version == stored.digest and stored.grounding_threshold > 0.8
     assert after.policy_version != before.policy_version
     output = await servicer.CheckOutput(
         pb.CheckOutputRequest(
@@ -58,4 +58,4 @@ async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> 
         ),
         ctx,
     )
-    assert output.policy_version == stored.version
+    assert output.policy_version == stored.digest

@@ -108,9 +108,39 @@ class VerdictReason(BaseModel):
 
 class GuardrailVerdict(Event):
     stage: Literal["input", "output", "chunk"]
-    action: Literal["allow", "redact", "block"]
+    action: Literal["allow", "redact", "block", "flag"]
     reasons: list[VerdictReason] = Field(default_factory=list)
     subject_id: str = ""
+    #: the label of the tenant's policy version the check applied (``v3``, ``default``)
+    policy_version: str = ""
+
+
+class QuarantinedChunk(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    #: the chunk's text as parsed (the original payload: nothing of a quarantined document is lost)
+    text: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    #: why: the findings of its scan ("" codes never occur); empty for a chunk quarantined only because
+    #: another chunk of its document was (scope ``document``)
+    reasons: list[VerdictReason] = Field(default_factory=list)
+
+
+class ChunksQuarantined(Event):
+    """Chunks the guardrail's ingest scan blocked, withheld from the index (``isthmus.chunks.quarantined``).
+
+    With the policy's scope ``document`` every chunk of the document is here and none is indexed; with
+    ``chunk`` only the blocked ones are."""
+
+    document_id: str
+    content_hash: str
+    version: int = Field(ge=1)
+    filename: str = ""
+    policy_version: str = ""
+    scope: Literal["document", "chunk"] = "document"
+    chunks: list[QuarantinedChunk]
 
 
 class ChunkProvenance(BaseModel):

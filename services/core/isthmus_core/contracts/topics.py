@@ -47,6 +47,8 @@ CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "te
 CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenant_id/document_id")
 TENANTS_DELETED = TopicSpec("isthmus.tenants.deleted.v1", ev.TenantDeleted, "tenant_id", partitions=1)
 ANSWERS_PRODUCED = TopicSpec("isthmus.answers.produced.v1", ev.AnswerProduced, "tenant_id")
+#: chunks the ingest scan blocked (indirect prompt injection, PII per policy), with their original text
+CHUNKS_QUARANTINED = TopicSpec("isthmus.chunks.quarantined.v1", ev.ChunksQuarantined, "tenant_id/document_id")
 GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerdict, "tenant_id")
 #: audit records from every process (isthmus_core.auth.audit); kept 400 days
 AUDIT_RECORDED = TopicSpec(
@@ -94,6 +96,7 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     CHUNKS_CREATED,
     CHUNKS_EMBEDDED,
     CHUNKS_INDEXED,
+    CHUNKS_QUARANTINED,
     TENANTS_DELETED,
     ANSWERS_PRODUCED,
     GUARDRAIL_VERDICTS,

@@ -45,14 +45,16 @@ class GuardClient(Protocol):
 
 
 def action_strength(action: Action) -> int:
-    """ALLOW < REDACT < BLOCK. Exhaustive: a new action must say where it ranks."""
+    """ALLOW < FLAG < REDACT < BLOCK. Exhaustive: a new action must say where it ranks."""
     match action:
         case Action.ALLOW:
             return 0
-        case Action.REDACT:
+        case Action.FLAG:
             return 1
-        case Action.BLOCK:
+        case Action.REDACT:
             return 2
+        case Action.BLOCK:
+            return 3
         case _:
             assert_never(action)
 

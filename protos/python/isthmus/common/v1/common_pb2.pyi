@@ -13,10 +13,12 @@ class GuardAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GUARD_ACTION_ALLOW: _ClassVar[GuardAction]
     GUARD_ACTION_REDACT: _ClassVar[GuardAction]
     GUARD_ACTION_BLOCK: _ClassVar[GuardAction]
+    GUARD_ACTION_FLAG: _ClassVar[GuardAction]
 GUARD_ACTION_UNSPECIFIED: GuardAction
 GUARD_ACTION_ALLOW: GuardAction
 GUARD_ACTION_REDACT: GuardAction
 GUARD_ACTION_BLOCK: GuardAction
+GUARD_ACTION_FLAG: GuardAction
 
 class Citation(_message.Message):
     __slots__ = ("chunk_id", "document_id", "start", "end", "source_name", "title", "uri")

@@ -22,28 +22,47 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from isthmus.common.v1 import common_pb2 as isthmus_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/guardrail/v1/guardrail.proto\x12\x14isthmus.guardrail.v1\x1a\x1eisthmus/common/v1/common.proto\"H\n\x11\x43heckInputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\"\x9f\x01\n\x12\x43heckOutputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\tsentences\x18\x02 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x12\n\nsubject_id\x18\x04 \x01(\t\"h\n\x11\x43heckOutputHeader\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\"\x97\x01\n\x18\x43heckOutputStreamRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.isthmus.guardrail.v1.CheckOutputHeaderH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x42\t\n\x07request\"%\n\x10GetPolicyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xc9\x01\n\x06Policy\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62lock_injection\x18\x02 \x01(\x08\x12\x1b\n\x13injection_threshold\x18\x03 \x01(\x02\x12\x12\n\nredact_pii\x18\x04 \x01(\x08\x12\x14\n\x0cpii_entities\x18\x05 \x03(\t\x12\x15\n\rpii_threshold\x18\x06 \x01(\x02\x12\x1b\n\x13grounding_threshold\x18\x07 \x01(\x02\x12\x18\n\x10\x62lock_ungrounded\x18\x08 \x01(\x08\x32\xbb\x03\n\x10GuardrailService\x12Q\n\nCheckInput\x12\'.isthmus.guardrail.v1.CheckInputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12S\n\x0b\x43heckOutput\x12(.isthmus.guardrail.v1.CheckOutputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12\x63\n\x11\x43heckOutputStream\x12..isthmus.guardrail.v1.CheckOutputStreamRequest\x1a\x1a.isthmus.common.v1.Verdict(\x01\x30\x01\x12Q\n\tGetPolicy\x12&.isthmus.guardrail.v1.GetPolicyRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12G\n\tPutPolicy\x12\x1c.isthmus.guardrail.v1.Policy\x1a\x1c.isthmus.guardrail.v1.Policyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/guardrail/v1/guardrail.proto\x12\x14isthmus.guardrail.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eisthmus/common/v1/common.proto\"H\n\x11\x43heckInputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\"\x9f\x01\n\x12\x43heckOutputRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\tsentences\x18\x02 \x03(\x0b\x32!.isthmus.common.v1.AnswerSentence\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\x12\x12\n\nsubject_id\x18\x04 \x01(\t\"h\n\x11\x43heckOutputHeader\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12,\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Context\"\x97\x01\n\x18\x43heckOutputStreamRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.isthmus.guardrail.v1.CheckOutputHeaderH\x00\x12\x35\n\x08sentence\x18\x02 \x01(\x0b\x32!.isthmus.common.v1.AnswerSentenceH\x00\x42\t\n\x07request\"6\n\x10GetPolicyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"V\n\x0b\x42\x61nnedTopic\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xa0\t\n\x06Policy\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62lock_injection\x18\x02 \x01(\x08\x12\x1b\n\x13injection_threshold\x18\x03 \x01(\x02\x12\x12\n\nredact_pii\x18\x04 \x01(\x08\x12\x14\n\x0cpii_entities\x18\x05 \x03(\t\x12\x15\n\rpii_threshold\x18\x06 \x01(\x02\x12\x1b\n\x13grounding_threshold\x18\x07 \x01(\x02\x12\x18\n\x10\x62lock_ungrounded\x18\x08 \x01(\x08\x12\x0f\n\x07version\x18\t \x01(\x03\x12\r\n\x05label\x18\n \x01(\t\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\r \x01(\t\x12\x0e\n\x06source\x18\x0e \x01(\t\x12\x0f\n\x07\x63urrent\x18\x0f \x01(\x08\x12\x17\n\npii_action\x18\x10 \x01(\tH\x00\x88\x01\x01\x12\x1b\n\x0e\x62lock_toxicity\x18\x11 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12toxicity_threshold\x18\x12 \x01(\x02H\x02\x88\x01\x01\x12\x38\n\rbanned_topics\x18\x13 \x03(\x0b\x32!.isthmus.guardrail.v1.BannedTopic\x12\x1b\n\x13output_pii_entities\x18\x14 \x03(\t\x12\x1f\n\x17set_output_pii_entities\x18\x15 \x01(\x08\x12\x1e\n\x11output_pii_action\x18\x16 \x01(\tH\x03\x88\x01\x01\x12\x1c\n\x0fgrounding_model\x18\x17 \x01(\x08H\x04\x88\x01\x01\x12$\n\x17\x63ontradiction_threshold\x18\x18 \x01(\x02H\x05\x88\x01\x01\x12!\n\x14\x65ntailment_threshold\x18\x19 \x01(\x02H\x06\x88\x01\x01\x12\x18\n\x0bscan_ingest\x18\x1a \x01(\x08H\x07\x88\x01\x01\x12$\n\x17ingest_injection_action\x18\x1b \x01(\tH\x08\x88\x01\x01\x12\'\n\x1aingest_injection_threshold\x18\x1c \x01(\x02H\t\x88\x01\x01\x12\x1b\n\x13ingest_pii_entities\x18\x1d \x03(\t\x12\x1f\n\x17set_ingest_pii_entities\x18\x1e \x01(\x08\x12\x1e\n\x11ingest_pii_action\x18\x1f \x01(\tH\n\x88\x01\x01\x12\x19\n\x0cingest_scope\x18  \x01(\tH\x0b\x88\x01\x01\x42\r\n\x0b_pii_actionB\x11\n\x0f_block_toxicityB\x15\n\x13_toxicity_thresholdB\x14\n\x12_output_pii_actionB\x12\n\x10_grounding_modelB\x1a\n\x18_contradiction_thresholdB\x17\n\x15_entailment_thresholdB\x0e\n\x0c_scan_ingestB\x1a\n\x18_ingest_injection_actionB\x1d\n\x1b_ingest_injection_thresholdB\x14\n\x12_ingest_pii_actionB\x0f\n\r_ingest_scope\".\n\x19ListPolicyVersionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"]\n\x1aListPolicyVersionsResponse\x12.\n\x08versions\x18\x01 \x03(\x0b\x32\x1c.isthmus.guardrail.v1.Policy\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x03\";\n\x15RollbackPolicyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"I\n\x15\x41pplyPolicyRefRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\"*\n\x0b\x43hunkToScan\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\"n\n\x11ScanChunksRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x31\n\x06\x63hunks\x18\x03 \x03(\x0b\x32!.isthmus.guardrail.v1.ChunkToScan\"\x89\x01\n\x0c\x43hunkVerdict\x12\r\n\x05index\x18\x01 \x01(\x05\x12.\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1e.isthmus.common.v1.GuardAction\x12,\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x1a.isthmus.common.v1.Finding\x12\x0c\n\x04text\x18\x04 \x01(\t\"q\n\x12ScanChunksResponse\x12\x34\n\x08verdicts\x18\x01 \x03(\x0b\x32\".isthmus.guardrail.v1.ChunkVerdict\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t2\xcf\x06\n\x10GuardrailService\x12Q\n\nCheckInput\x12\'.isthmus.guardrail.v1.CheckInputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12S\n\x0b\x43heckOutput\x12(.isthmus.guardrail.v1.CheckOutputRequest\x1a\x1a.isthmus.common.v1.Verdict\x12\x63\n\x11\x43heckOutputStream\x12..isthmus.guardrail.v1.CheckOutputStreamRequest\x1a\x1a.isthmus.common.v1.Verdict(\x01\x30\x01\x12Q\n\tGetPolicy\x12&.isthmus.guardrail.v1.GetPolicyRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12G\n\tPutPolicy\x12\x1c.isthmus.guardrail.v1.Policy\x1a\x1c.isthmus.guardrail.v1.Policy\x12w\n\x12ListPolicyVersions\x12/.isthmus.guardrail.v1.ListPolicyVersionsRequest\x1a\x30.isthmus.guardrail.v1.ListPolicyVersionsResponse\x12[\n\x0eRollbackPolicy\x12+.isthmus.guardrail.v1.RollbackPolicyRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12[\n\x0e\x41pplyPolicyRef\x12+.isthmus.guardrail.v1.ApplyPolicyRefRequest\x1a\x1c.isthmus.guardrail.v1.Policy\x12_\n\nScanChunks\x12\'.isthmus.guardrail.v1.ScanChunksRequest\x1a(.isthmus.guardrail.v1.ScanChunksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'isthmus.guardrail.v1.guardrail_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHECKINPUTREQUEST']._serialized_start=94
-  _globals['_CHECKINPUTREQUEST']._serialized_end=166
-  _globals['_CHECKOUTPUTREQUEST']._serialized_start=169
-  _globals['_CHECKOUTPUTREQUEST']._serialized_end=328
-  _globals['_CHECKOUTPUTHEADER']._serialized_start=330
-  _globals['_CHECKOUTPUTHEADER']._serialized_end=434
-  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_start=437
-  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_end=588
-  _globals['_GETPOLICYREQUEST']._serialized_start=590
-  _globals['_GETPOLICYREQUEST']._serialized_end=627
-  _globals['_POLICY']._serialized_start=630
-  _globals['_POLICY']._serialized_end=831
-  _globals['_GUARDRAILSERVICE']._serialized_start=834
-  _globals['_GUARDRAILSERVICE']._serialized_end=1277
+  _globals['_CHECKINPUTREQUEST']._serialized_start=127
+  _globals['_CHECKINPUTREQUEST']._serialized_end=199
+  _globals['_CHECKOUTPUTREQUEST']._serialized_start=202
+  _globals['_CHECKOUTPUTREQUEST']._serialized_end=361
+  _globals['_CHECKOUTPUTHEADER']._serialized_start=363
+  _globals['_CHECKOUTPUTHEADER']._serialized_end=467
+  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_start=470
+  _globals['_CHECKOUTPUTSTREAMREQUEST']._serialized_end=621
+  _globals['_GETPOLICYREQUEST']._serialized_start=623
+  _globals['_GETPOLICYREQUEST']._serialized_end=677
+  _globals['_BANNEDTOPIC']._serialized_start=679
+  _globals['_BANNEDTOPIC']._serialized_end=765
+  _globals['_POLICY']._serialized_start=768
+  _globals['_POLICY']._serialized_end=1952
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=1954
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=2000
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=2002
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=2095
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_start=2097
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_end=2156
+  _globals['_APPLYPOLICYREFREQUEST']._serialized_start=2158
+  _globals['_APPLYPOLICYREFREQUEST']._serialized_end=2231
+  _globals['_CHUNKTOSCAN']._serialized_start=2233
+  _globals['_CHUNKTOSCAN']._serialized_end=2275
+  _globals['_SCANCHUNKSREQUEST']._serialized_start=2277
+  _globals['_SCANCHUNKSREQUEST']._serialized_end=2387
+  _globals['_CHUNKVERDICT']._serialized_start=2390
+  _globals['_CHUNKVERDICT']._serialized_end=2527
+  _globals['_SCANCHUNKSRESPONSE']._serialized_start=2529
+  _globals['_SCANCHUNKSRESPONSE']._serialized_end=2642
+  _globals['_GUARDRAILSERVICE']._serialized_start=2645
+  _globals['_GUARDRAILSERVICE']._serialized_end=3492
 # @@protoc_insertion_point(module_scope)

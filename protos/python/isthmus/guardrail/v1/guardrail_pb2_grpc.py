@@ -61,6 +61,26 @@ class GuardrailServiceStub(object):
                 request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.SerializeToString,
                 response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
                 _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/ListPolicyVersions',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsResponse.FromString,
+                _registered_method=True)
+        self.RollbackPolicy = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/RollbackPolicy',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.RollbackPolicyRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
+                _registered_method=True)
+        self.ApplyPolicyRef = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/ApplyPolicyRef',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ApplyPolicyRefRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
+                _registered_method=True)
+        self.ScanChunks = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/ScanChunks',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.FromString,
+                _registered_method=True)
 
 
 class GuardrailServiceServicer(object):
@@ -90,13 +110,46 @@ class GuardrailServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's current policy version, or (version > 0) an earlier one.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PutPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stores the policy as a new immutable version and makes it current; unset optional fields take the
+        built-in defaults. Returns the stored version (its number, label and digest filled in).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyVersions(self, request, context):
+        """Every stored version of the tenant's policy, newest first, and which one is current.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackPolicy(self, request, context):
+        """Makes an earlier version current again (verdicts then carry its label); NOT_FOUND if there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPolicyRef(self, request, context):
+        """What the Tenant resource's guardrailPolicyRef asks for: a preset by name ("default", "strict",
+        "permissive"), stored as a new version unless the current one already has that content, or a stored
+        version by number. Idempotent (the operator calls it on every reconcile).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanChunks(self, request, context):
+        """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -128,6 +181,26 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
                     servicer.PutPolicy,
                     request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
                     response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.SerializeToString,
+            ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsResponse.SerializeToString,
+            ),
+            'RollbackPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackPolicy,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.RollbackPolicyRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.SerializeToString,
+            ),
+            'ApplyPolicyRef': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicyRef,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ApplyPolicyRefRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.SerializeToString,
+            ),
+            'ScanChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanChunks,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +339,114 @@ class GuardrailService(object):
             '/isthmus.guardrail.v1.GuardrailService/PutPolicy',
             isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.SerializeToString,
             isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/ListPolicyVersions',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ListPolicyVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/RollbackPolicy',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.RollbackPolicyRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicyRef(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/ApplyPolicyRef',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ApplyPolicyRefRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/ScanChunks',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

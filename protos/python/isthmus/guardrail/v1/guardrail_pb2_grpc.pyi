@@ -43,7 +43,22 @@ class GuardrailServiceStub:
     order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
     """
     GetPolicy: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.GetPolicyRequest, _guardrail_pb2.Policy]
+    """The tenant's current policy version, or (version > 0) an earlier one."""
     PutPolicy: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.Policy, _guardrail_pb2.Policy]
+    """Stores the policy as a new immutable version and makes it current; unset optional fields take the
+    built-in defaults. Returns the stored version (its number, label and digest filled in).
+    """
+    ListPolicyVersions: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.ListPolicyVersionsRequest, _guardrail_pb2.ListPolicyVersionsResponse]
+    """Every stored version of the tenant's policy, newest first, and which one is current."""
+    RollbackPolicy: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.RollbackPolicyRequest, _guardrail_pb2.Policy]
+    """Makes an earlier version current again (verdicts then carry its label); NOT_FOUND if there is none."""
+    ApplyPolicyRef: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.ApplyPolicyRefRequest, _guardrail_pb2.Policy]
+    """What the Tenant resource's guardrailPolicyRef asks for: a preset by name ("default", "strict",
+    "permissive"), stored as a new version unless the current one already has that content, or a stored
+    version by number. Idempotent (the operator calls it on every reconcile).
+    """
+    ScanChunks: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.ScanChunksRequest, _guardrail_pb2.ScanChunksResponse]
+    """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
 
 @_typing.type_check_only
 class GuardrailServiceAsyncStub(GuardrailServiceStub):
@@ -59,7 +74,22 @@ class GuardrailServiceAsyncStub(GuardrailServiceStub):
     order. Each verdict event gets its own idempotency key ({tenant}/{subject}/output/{index}).
     """
     GetPolicy: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.GetPolicyRequest, _guardrail_pb2.Policy]  # type: ignore[assignment]
+    """The tenant's current policy version, or (version > 0) an earlier one."""
     PutPolicy: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.Policy, _guardrail_pb2.Policy]  # type: ignore[assignment]
+    """Stores the policy as a new immutable version and makes it current; unset optional fields take the
+    built-in defaults. Returns the stored version (its number, label and digest filled in).
+    """
+    ListPolicyVersions: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.ListPolicyVersionsRequest, _guardrail_pb2.ListPolicyVersionsResponse]  # type: ignore[assignment]
+    """Every stored version of the tenant's policy, newest first, and which one is current."""
+    RollbackPolicy: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.RollbackPolicyRequest, _guardrail_pb2.Policy]  # type: ignore[assignment]
+    """Makes an earlier version current again (verdicts then carry its label); NOT_FOUND if there is none."""
+    ApplyPolicyRef: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.ApplyPolicyRefRequest, _guardrail_pb2.Policy]  # type: ignore[assignment]
+    """What the Tenant resource's guardrailPolicyRef asks for: a preset by name ("default", "strict",
+    "permissive"), stored as a new version unless the current one already has that content, or a stored
+    version by number. Idempotent (the operator calls it on every reconcile).
+    """
+    ScanChunks: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.ScanChunksRequest, _guardrail_pb2.ScanChunksResponse]  # type: ignore[assignment]
+    """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
 
 class GuardrailServiceServicer(metaclass=_abc_1.ABCMeta):
     """Prompt-injection and PII checks on input, grounding checks on output; per-tenant policy."""
@@ -95,13 +125,52 @@ class GuardrailServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _guardrail_pb2.GetPolicyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]: ...
+    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]:
+        """The tenant's current policy version, or (version > 0) an earlier one."""
 
     @_abc_1.abstractmethod
     def PutPolicy(
         self,
         request: _guardrail_pb2.Policy,
         context: _ServicerContext,
-    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]: ...
+    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]:
+        """Stores the policy as a new immutable version and makes it current; unset optional fields take the
+        built-in defaults. Returns the stored version (its number, label and digest filled in).
+        """
+
+    @_abc_1.abstractmethod
+    def ListPolicyVersions(
+        self,
+        request: _guardrail_pb2.ListPolicyVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.ListPolicyVersionsResponse, _abc.Awaitable[_guardrail_pb2.ListPolicyVersionsResponse]]:
+        """Every stored version of the tenant's policy, newest first, and which one is current."""
+
+    @_abc_1.abstractmethod
+    def RollbackPolicy(
+        self,
+        request: _guardrail_pb2.RollbackPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]:
+        """Makes an earlier version current again (verdicts then carry its label); NOT_FOUND if there is none."""
+
+    @_abc_1.abstractmethod
+    def ApplyPolicyRef(
+        self,
+        request: _guardrail_pb2.ApplyPolicyRefRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.Policy, _abc.Awaitable[_guardrail_pb2.Policy]]:
+        """What the Tenant resource's guardrailPolicyRef asks for: a preset by name ("default", "strict",
+        "permissive"), stored as a new version unless the current one already has that content, or a stored
+        version by number. Idempotent (the operator calls it on every reconcile).
+        """
+
+    @_abc_1.abstractmethod
+    def ScanChunks(
+        self,
+        request: _guardrail_pb2.ScanChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.ScanChunksResponse, _abc.Awaitable[_guardrail_pb2.ScanChunksResponse]]:
+        """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
 
 def add_GuardrailServiceServicer_to_server(servicer: GuardrailServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,9 +9,9 @@ import pytest
 
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.onnx_embedder import DEFAULT_QUERY_PREFIX, OnnxEmbedder
 from isthmus_core.ports.embedder import Embedder
 from isthmus_core.testing.embedder_conformance import EmbedderConformance
-from isthmus_embedding.onnx import DEFAULT_QUERY_PREFIX, OnnxEmbedder
 
 
 @pytest.fixture(scope="module")

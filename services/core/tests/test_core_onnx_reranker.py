@@ -9,8 +9,8 @@ import pytest
 
 from isthmus.embedding.v1 import embedding_pb2 as pb
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument
+from isthmus_core.onnx_reranker import OnnxCrossEncoder
 from isthmus_embedding.api import EmbeddingServicer
-from isthmus_embedding.rerank import OnnxCrossEncoder
 
 QUERY = "How do glaciers move?"
 RELEVANT = "Glaciers move by internal deformation of the ice and by sliding over their beds."

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from isthmus_core.errors import ConfigurationError, InvalidArgument, IsthmusError
 from isthmus_core.models import RERANKER_EN, bundled_model_dir
-from isthmus_embedding.onnx import (
+from isthmus_core.onnx_embedder import (
     MODEL_FILE,
     TOKENIZER_FILE,
     _input_types,
