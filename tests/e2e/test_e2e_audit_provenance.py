@@ -92,7 +92,7 @@ async def test_get_provenance_names_chunks_versions_models_and_verdicts(
     )
     assert p.embedding_model and p.embedding_model == search.model_id
     assert (p.generator, p.generator_model, p.prompt_version) == ("extractive", "", "")
-    assert p.guardrail_policy_version == Policy().version, "the tenant has the default policy"
+    assert p.guardrail_policy_version == Policy().digest, "the tenant has the default policy"
     assert p.input_verdict.action == "allow" and p.output_verdict.action in ("allow", "redact")
     assert {"input_guard", "retrieval", "generation", "output_guard"} <= set(p.timings_ms)
     assert p.latency_ms > 0 and not p.blocked
@@ -216,7 +216,7 @@ async def test_cli_audit_and_provenance(
     assert {(c["document_id"], c["document_version"]) for c in p["retrieved"]} == {("kafka", "2")}
 
     code, out, err = await run_cli("provenance", asked.question_id, "--tenant", TENANT, endpoint=ep)
-    assert code == 0 and "kafka" in out and Policy().version in out and "extractive" in out
+    assert code == 0 and "kafka" in out and Policy().digest in out and "extractive" in out
 
     code, out, err = await run_cli("provenance", asked.question_id, "--tenant", OTHER, endpoint=ep)
     assert code == 1 and "NOT_FOUND" in err
