@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Literal
+from typing import Literal, cast
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2 as pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from isthmus_core.auth.context import current_principal
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
-from isthmus_core.ports.guard import Action, Policy, Verdict
+from isthmus_core.ports.guard import (
+    Action,
+    BannedTopic,
+    IngestScope,
+    Policy,
+    PolicyAction,
+    Verdict,
+)
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_guardrail.guard import Guard
-from isthmus_guardrail.policies import PolicyStore
+from isthmus_guardrail.policies import PolicyStore, PolicyVersion
 
 #: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
 OUTPUT_CHECK_OPEN = "isthmus-output-check"
@@ -33,7 +42,8 @@ ACTION_TO_PB = {
 
 
 def verdict_pb(v: Verdict, policy_version: str = "") -> common_pb2.Verdict:
-    """``policy_version``: the :attr:`Policy.version` the check applied (answers' provenance)."""
+    """``policy_version``: the label of the policy version the check applied (``v3``, ``default``:
+    answers' provenance)."""
     return common_pb2.Verdict(
         action=ACTION_TO_PB[v.action],
         text=v.text,
@@ -70,6 +80,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         stage: Literal["input", "output", "chunk"],
         subject: str,
         v: Verdict,
+        policy_version: str,
         part: str = "",
     ) -> None:
         """Publish a verdict event. Its idempotency key names the subject, the stage and ``part`` (the
@@ -83,6 +94,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                 stage=stage,
                 action=v.action.value,
                 subject_id=subject,
+                policy_version=policy_version,
                 reasons=[
                     VerdictReason(code=f.code, message=f.message, start=f.start, end=f.end)
                     for f in v.findings
@@ -96,10 +108,10 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         tenant = await self._tenant(request.tenant_id)
         if len(request.text) > self._max:
             raise InvalidArgument(f"text is {len(request.text)} characters; the limit is {self._max}")
-        policy = self._policies.get(tenant)
-        v = await asyncio.to_thread(self._guard.check_input, request.text, policy)
-        await self._emit(tenant, "input", request.subject_id, v)
-        return verdict_pb(v, policy.digest)
+        stored = self._policies.current(tenant)
+        v = await asyncio.to_thread(self._guard.check_input, request.text, stored.policy)
+        await self._emit(tenant, "input", request.subject_id, v, stored.label)
+        return verdict_pb(v, stored.label)
 
     async def CheckOutput(
         self, request: pb.CheckOutputRequest, context: grpc.aio.ServicerContext
@@ -108,10 +120,10 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         sentences = [_sentence(s) for s in request.sentences]
         self._check_length(" ".join(s.text for s in sentences))
         contexts = _contexts(request.contexts)
-        policy = self._policies.get(tenant)
-        v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, policy)
-        await self._emit(tenant, "output", request.subject_id, v)
-        return verdict_pb(v, policy.digest)
+        stored = self._policies.current(tenant)
+        v = await asyncio.to_thread(self._guard.check_output, sentences, contexts, stored.policy)
+        await self._emit(tenant, "output", request.subject_id, v, stored.label)
+        return verdict_pb(v, stored.label)
 
     async def CheckOutputStream(
         self,
@@ -125,7 +137,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         header = first.header
         tenant = await self._tenant(header.tenant_id)
         contexts = _contexts(header.contexts)
-        policy = self._policies.get(tenant)
+        stored = self._policies.current(tenant)  # one version for the whole answer
         # tells the client the header was accepted (a refusal ends the call with the reason instead)
         await context.send_initial_metadata(((OUTPUT_CHECK_OPEN, "1"),))
         index = 0
@@ -134,49 +146,59 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                 raise InvalidArgument(f"message {index + 1} of CheckOutputStream must be a sentence")
             sentence = _sentence(message.sentence)
             self._check_length(sentence.text)
-            v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, policy)
-            await self._emit(tenant, "output", header.subject_id, v, part=str(index))
-            yield verdict_pb(v, policy.digest)
+            v = await asyncio.to_thread(self._guard.check_output, [sentence], contexts, stored.policy)
+            await self._emit(tenant, "output", header.subject_id, v, stored.label, part=str(index))
+            yield verdict_pb(v, stored.label)
             index += 1
 
     def _check_length(self, text: str) -> None:
         if len(text) > self._max:
             raise InvalidArgument(f"text is {len(text)} characters; the limit is {self._max}")
 
+    # ---- policies: versions are kept by the store (policies.py); these translate and delegate
+
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext) -> pb.Policy:
         tenant = await self._tenant(request.tenant_id)
-        return policy_pb(tenant, self._policies.get(tenant))
+        stored = self._policies.version(tenant, request.version)
+        return policy_pb(stored, self._policies.current(tenant).number)
 
     async def PutPolicy(self, request: pb.Policy, context: grpc.aio.ServicerContext) -> pb.Policy:
         tenant = await self._tenant(request.tenant_id)
-        p = Policy(
-            block_injection=request.block_injection,
-            injection_threshold=request.injection_threshold,
-            redact_pii=request.redact_pii,
-            pii_entities=tuple(request.pii_entities) or Policy().pii_entities,
-            pii_threshold=request.pii_threshold,
-            grounding_threshold=request.grounding_threshold,
-            block_ungrounded=request.block_ungrounded,
-        )
-        return policy_pb(tenant, self._policies.put(tenant, self._guard.validate_policy(p)))
+        policy = self._guard.validate_policy(policy_from_pb(request))
+        stored = self._policies.put(tenant, policy, created_by=caller_subject())
+        return policy_pb(stored, stored.number)
 
-    # placeholders until the policy and ingest slices of issue 16 land (the generated base class would
-    # answer UNIMPLEMENTED without a reason)
     async def ListPolicyVersions(
         self, request: pb.ListPolicyVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPolicyVersionsResponse:
-        raise FailedPrecondition("policy versions are not served yet")
+        tenant = await self._tenant(request.tenant_id)
+        history = self._policies.history(tenant)
+        return pb.ListPolicyVersionsResponse(
+            versions=[policy_pb(v, history.current) for v in history.versions], current=history.current
+        )
 
     async def RollbackPolicy(
         self, request: pb.RollbackPolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.Policy:
-        raise FailedPrecondition("policy versions are not served yet")
+        tenant = await self._tenant(request.tenant_id)
+        stored = self._policies.rollback(tenant, request.version)
+        return policy_pb(stored, stored.number)
 
     async def ApplyPolicyRef(
         self, request: pb.ApplyPolicyRefRequest, context: grpc.aio.ServicerContext
     ) -> pb.Policy:
-        raise FailedPrecondition("policy references are not served yet")
+        tenant = await self._tenant(request.tenant_id)
+        stored = self._policies.apply_ref(
+            tenant,
+            name=request.name,
+            version=request.version,
+            created_by=caller_subject(),
+            validate=self._guard.validate_policy,
+        )
+        return policy_pb(stored, stored.number)
 
+    # placeholder until the ingest slice of issue 16 lands (the generated base class would answer
+    # UNIMPLEMENTED without a reason)
     async def ScanChunks(
         self, request: pb.ScanChunksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScanChunksResponse:
@@ -194,9 +216,83 @@ def _contexts(contexts: Iterable[common_pb2.Context]) -> list[Context]:
     return [Context(c.chunk_id, c.document_id, c.text, c.start, c.score) for c in contexts]
 
 
-def policy_pb(tenant_id: str, p: Policy) -> pb.Policy:
+def caller_subject() -> str:
+    """Who makes the current call: its verified subject ("" outside a call)."""
+    principal = current_principal()
+    return "" if principal is None else principal.subject
+
+
+def _unit(value: float) -> float:
+    """A float32 field as the decimal it was written as (0.6, not 0.6000000238): a policy read back and
+    stored again has the same content, hence the same digest."""
+    return round(value, 6)
+
+
+def policy_from_pb(request: pb.Policy) -> Policy:
+    """The policy a request asks for. Unset ``optional`` fields take the built-in defaults; the plain
+    fields (block_injection … block_ungrounded) are taken as sent, except an empty ``pii_entities`` (the
+    default set); ``output_pii_entities``/``ingest_pii_entities`` count when non-empty or marked set.
+    Action and scope names are passed on as sent: :meth:`Guard.validate_policy` checks them with
+    everything else. The output-only fields (version, label, digest…) are ignored."""
+    d = Policy()
+
+    def given(name: str) -> object:
+        return getattr(request, name) if request.HasField(name) else getattr(d, name)
+
+    def unit(name: str) -> float:
+        return _unit(getattr(request, name)) if request.HasField(name) else float(getattr(d, name))
+
+    return Policy(
+        block_injection=request.block_injection,
+        injection_threshold=_unit(request.injection_threshold),
+        redact_pii=request.redact_pii,
+        pii_entities=tuple(request.pii_entities) or d.pii_entities,
+        pii_threshold=_unit(request.pii_threshold),
+        grounding_threshold=_unit(request.grounding_threshold),
+        block_ungrounded=request.block_ungrounded,
+        pii_action=cast(PolicyAction, given("pii_action")),
+        block_toxicity=bool(given("block_toxicity")),
+        toxicity_threshold=unit("toxicity_threshold"),
+        banned_topics=tuple(
+            BannedTopic(
+                t.name,
+                t.description,
+                _unit(t.threshold) if t.HasField("threshold") else BannedTopic("", "").threshold,
+            )
+            for t in request.banned_topics
+        ),
+        output_pii_entities=(
+            tuple(request.output_pii_entities)
+            if request.output_pii_entities or request.set_output_pii_entities
+            else None
+        ),
+        output_pii_action=cast(PolicyAction, given("output_pii_action")),
+        grounding_model=bool(given("grounding_model")),
+        contradiction_threshold=unit("contradiction_threshold"),
+        entailment_threshold=unit("entailment_threshold"),
+        scan_ingest=bool(given("scan_ingest")),
+        ingest_injection_action=cast(PolicyAction, given("ingest_injection_action")),
+        ingest_injection_threshold=unit("ingest_injection_threshold"),
+        ingest_pii_entities=(
+            tuple(request.ingest_pii_entities)
+            if request.ingest_pii_entities or request.set_ingest_pii_entities
+            else d.ingest_pii_entities
+        ),
+        ingest_pii_action=cast(PolicyAction, given("ingest_pii_action")),
+        ingest_scope=cast(IngestScope, given("ingest_scope")),
+    )
+
+
+def policy_pb(stored: PolicyVersion, current: int) -> pb.Policy:
+    """A stored version (or the built-in default, version 0) with every field set; ``current``: the
+    number of the tenant's current version."""
+    p = stored.policy
+    created_at = None
+    if stored.created_at is not None:
+        created_at = Timestamp()
+        created_at.FromDatetime(stored.created_at)
     return pb.Policy(
-        tenant_id=tenant_id,
+        tenant_id=stored.tenant_id,
         block_injection=p.block_injection,
         injection_threshold=p.injection_threshold,
         redact_pii=p.redact_pii,
@@ -204,4 +300,31 @@ def policy_pb(tenant_id: str, p: Policy) -> pb.Policy:
         pii_threshold=p.pii_threshold,
         grounding_threshold=p.grounding_threshold,
         block_ungrounded=p.block_ungrounded,
+        version=stored.number,
+        label=stored.label,
+        digest=p.digest,
+        created_at=created_at,
+        created_by=stored.created_by,
+        source=stored.source,
+        current=stored.number == current,
+        pii_action=p.pii_action.value,
+        block_toxicity=p.block_toxicity,
+        toxicity_threshold=p.toxicity_threshold,
+        banned_topics=[
+            pb.BannedTopic(name=t.name, description=t.description, threshold=t.threshold)
+            for t in p.banned_topics
+        ],
+        output_pii_entities=list(p.output_pii_entities or ()),
+        set_output_pii_entities=p.output_pii_entities is not None,
+        output_pii_action=p.output_pii_action.value,
+        grounding_model=p.grounding_model,
+        contradiction_threshold=p.contradiction_threshold,
+        entailment_threshold=p.entailment_threshold,
+        scan_ingest=p.scan_ingest,
+        ingest_injection_action=p.ingest_injection_action.value,
+        ingest_injection_threshold=p.ingest_injection_threshold,
+        ingest_pii_entities=list(p.ingest_pii_entities),
+        set_ingest_pii_entities=True,
+        ingest_pii_action=p.ingest_pii_action.value,
+        ingest_scope=p.ingest_scope.value,
     )

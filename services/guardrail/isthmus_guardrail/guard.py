@@ -36,6 +36,8 @@ A BLOCK verdict's ``text`` is empty: nothing of a blocked message goes downstrea
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Sequence
 
 from isthmus_core.errors import InvalidArgument
@@ -44,6 +46,7 @@ from isthmus_core.ports.guard import (
     Action,
     ChunkVerdict,
     Finding,
+    IngestScope,
     Policy,
     PolicyAction,
     Verdict,
@@ -70,10 +73,18 @@ UNIT_FIELDS = (
     "entailment_threshold",
     "ingest_injection_threshold",
 )
+#: policy fields that are a :class:`PolicyAction`
+ACTION_FIELDS = ("pii_action", "output_pii_action", "ingest_injection_action", "ingest_pii_action")
+_ACTION_VALUES = frozenset(a.value for a in PolicyAction)
+_SCOPE_VALUES = frozenset(s.value for s in IngestScope)
+#: a banned topic's name (its findings are ``topic.<name>``)
+TOPIC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_TOPICS = 100
+MAX_TOPIC_DESCRIPTION = 2000
 
 
-def validate_thresholds(policy: Policy) -> None:
-    """InvalidArgument naming every threshold outside [0, 1] (all of them at once)."""
+def threshold_errors(policy: Policy) -> list[str]:
+    """One message per threshold outside [0, 1]."""
     errors = [
         f"policy.{name} must be within [0, 1], got {getattr(policy, name)}"
         for name in UNIT_FIELDS
@@ -84,8 +95,48 @@ def validate_thresholds(policy: Policy) -> None:
         for t in policy.banned_topics
         if not 0.0 <= t.threshold <= 1.0
     ]
+    return errors
+
+
+def validate_thresholds(policy: Policy) -> None:
+    """InvalidArgument naming every threshold outside [0, 1] (all of them at once)."""
+    errors = threshold_errors(policy)
     if errors:
         raise InvalidArgument("; ".join(errors))
+
+
+def policy_errors(policy: Policy) -> list[str]:
+    """Everything wrong with ``policy`` that needs no detector: thresholds, actions, the ingest scope,
+    banned topics (one message each)."""
+    errors = threshold_errors(policy)
+    actions = ", ".join(a.value for a in PolicyAction)
+    errors += [
+        f"policy.{name} must be one of {actions}, got {getattr(policy, name)!r}"
+        for name in ACTION_FIELDS
+        if getattr(policy, name) not in _ACTION_VALUES
+    ]
+    if policy.ingest_scope not in _SCOPE_VALUES:
+        scopes = ", ".join(s.value for s in IngestScope)
+        errors.append(f"policy.ingest_scope must be one of {scopes}, got {policy.ingest_scope!r}")
+    seen: set[str] = set()
+    for i, topic in enumerate(policy.banned_topics):
+        if not TOPIC_NAME.fullmatch(topic.name):
+            errors.append(
+                f"policy.banned_topics[{i}].name must be 1-64 letters, digits, '_', '.' or '-', "
+                f"got {topic.name!r}"
+            )
+        elif topic.name in seen:
+            errors.append(f"policy.banned_topics[{i}].name {topic.name!r} is used twice")
+        seen.add(topic.name)
+        if not topic.description.strip():
+            errors.append(f"policy.banned_topics[{i}].description must not be empty")
+        elif len(topic.description) > MAX_TOPIC_DESCRIPTION:
+            errors.append(
+                f"policy.banned_topics[{i}].description has at most {MAX_TOPIC_DESCRIPTION} characters"
+            )
+    if len(policy.banned_topics) > MAX_TOPICS:
+        errors.append(f"policy.banned_topics: at most {MAX_TOPICS} topics, got {len(policy.banned_topics)}")
+    return errors
 
 
 class Guard:
@@ -109,18 +160,36 @@ class Guard:
     # ---- policy
 
     def validate_policy(self, policy: Policy) -> Policy:
-        """``policy`` if every check can run with it (thresholds in [0, 1]; PII entities this detector
-        knows, when PII detection is on), else :class:`InvalidArgument` naming what is wrong — so a bad
-        policy is refused when it is stored, not on every later check."""
-        validate_thresholds(policy)
+        """``policy`` if every check can run with it, else :class:`InvalidArgument` naming everything
+        that is wrong at once — so a bad policy is refused when it is stored, not on every later check.
+
+        Checked: thresholds in [0, 1]; actions one of :class:`PolicyAction` and the ingest scope one of
+        :class:`IngestScope` (given as their names, e.g. from a request, they come back as the enums);
+        banned topics named (letters, digits, ``_.-``; unique) and described; PII entities this detector
+        knows, when PII detection is on."""
+        errors = policy_errors(policy)
         if self._pii is not None:
-            asked = set(policy.pii_entities) | set(policy.output_entities()) | set(policy.ingest_pii_entities)
-            unknown = sorted(asked - self._pii.supported_entities)
-            if unknown:
-                raise InvalidArgument(
-                    f"unknown PII entities {unknown}; supported: {sorted(self._pii.supported_entities)}"
-                )
-        return policy
+            supported = self._pii.supported_entities
+            for name, asked in (
+                ("pii_entities", policy.pii_entities),
+                ("output_pii_entities", policy.output_pii_entities or ()),
+                ("ingest_pii_entities", policy.ingest_pii_entities),
+            ):
+                unknown = sorted(set(asked) - supported)
+                if unknown:
+                    errors.append(f"policy.{name}: unknown PII entities {unknown}")
+            if any("unknown PII entities" in e for e in errors):
+                errors.append(f"supported PII entities: {sorted(supported)}")
+        if errors:
+            raise InvalidArgument("; ".join(errors))
+        changes: dict[str, object] = {
+            name: PolicyAction(value)
+            for name in ACTION_FIELDS
+            if not isinstance(value := getattr(policy, name), PolicyAction)
+        }
+        if not isinstance(policy.ingest_scope, IngestScope):
+            changes["ingest_scope"] = IngestScope(policy.ingest_scope)
+        return dataclasses.replace(policy, **changes) if changes else policy  # type: ignore[arg-type]
 
     # ---- findings
 

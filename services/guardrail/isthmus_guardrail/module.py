@@ -1,7 +1,7 @@
 """The guardrail module: injection/PII input checks, grounding output checks, verdict events.
 
 Tenants are looked up in retrieval's registry (an unknown tenant gets NOT_FOUND, never a default
-policy); a tenant's policy file is removed when its ``tenants.deleted`` event arrives."""
+policy); a tenant's policy versions are removed when its ``tenants.deleted`` event arrives."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
     if pii is not None:
         register_cache("pii_findings", pii.cache_info)
-    policies = PolicyStore(ctx.data_dir / "guardrail" / "policies")
+    policies = PolicyStore(ctx.data_dir / "guardrail")  # policies.sqlite (migrates policies/*.json)
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
     servicer = GuardrailServicer(
         Guard(pii),
