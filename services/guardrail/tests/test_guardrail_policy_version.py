@@ -1,7 +1,9 @@
-"""Every verdict names the version of the tenant policy it applied (answers' provenance)."""
+"""Every verdict names the version of the tenant policy it applied (answers' provenance): ``default`` until
+the tenant stores one, then that version's label; a rollback shows on the next verdict."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +17,58 @@ from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.guard import Guard
 from isthmus_guardrail.policies import PolicyStore
 
+ASK = pb.CheckInputRequest(tenant_id="acme", text="How many vacation days?", subject_id="q1")
+ANSWER = pb.CheckOutputRequest(
+    tenant_id="acme",
+    sentences=[common_pb2.AnswerSentence(text="Ten days.")],
+    contexts=[common_pb2.Context(chunk_id="c", document_id="d", text="Ten days.")],
+    subject_id="q1",
+)
 
-def test_a_policy_version_is_a_hash_of_its_content() -> None:
+
+class Ctx:
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        pass
+
+
+def test_a_policy_digest_is_a_hash_of_its_content() -> None:
     assert Policy().digest == Policy().digest and len(Policy().digest) == 16
     assert Policy(grounding_threshold=0.7).digest != Policy().digest
     assert Policy(pii_entities=("PERSON",)).digest != Policy().digest
 
 
-async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> None:
-    async def publish(v: GuardrailVerdict) -> None:
-        pass
+async def _labels(servicer: GuardrailServicer) -> list[str]:
+    """The labels of a CheckInput, a CheckOutput and a CheckOutputStream verdict, in that order."""
 
-    policies = PolicyStore(tmp_path / "policies")
+    async def stream() -> AsyncIterator[pb.CheckOutputStreamRequest]:
+        yield pb.CheckOutputStreamRequest(
+            header=pb.CheckOutputHeader(tenant_id="acme", subject_id="q1", contexts=ANSWER.contexts)
+        )
+        yield pb.CheckOutputStreamRequest(sentence=ANSWER.sentences[0])
+
+    ctx: Any = Ctx()
+    streamed = [v async for v in servicer.CheckOutputStream(stream(), ctx)]
+    return [
+        (await servicer.CheckInput(ASK, ctx)).policy_version,
+        (await servicer.CheckOutput(ANSWER, ctx)).policy_version,
+        *(v.policy_version for v in streamed),
+    ]
+
+
+async def test_verdicts_and_their_events_carry_the_current_version_label(tmp_path: Path) -> None:
+    published: list[GuardrailVerdict] = []
+
+    async def publish(v: GuardrailVerdict) -> None:
+        published.append(v)
+
     servicer = GuardrailServicer(
-        Guard(None), policies, publish, 1000, InMemoryTenantDirectory([TenantId("acme")])
+        Guard(None), PolicyStore(tmp_path), publish, 1000, InMemoryTenantDirectory([TenantId("acme")])
     )
     ctx: Any = None
-    ask = pb.CheckInputRequest(tenant_id="acme", text="How many vacation days?")
-    before = await servicer.CheckInput(ask, ctx)
-    assert before.policy_version == Policy().digest
-    await servicer.PutPolicy(
+    assert await _labels(servicer) == ["default"] * 3
+    assert [e.policy_version for e in published] == ["default"] * 3
+
+    stored = await servicer.PutPolicy(
         pb.Policy(
             tenant_id="acme",
             injection_threshold=0.5,
@@ -46,16 +80,14 @@ async def test_verdicts_name_the_policy_version_they_applied(tmp_path: Path) -> 
         ),
         ctx,
     )
-    after = await servicer.CheckInput(ask, ctx)
-    stored = policies.get(TenantId("acme"))
-    assert after.policy_version == stored.digest and stored.grounding_threshold > 0.8
-    assert after.policy_version != before.policy_version
-    output = await servicer.CheckOutput(
-        pb.CheckOutputRequest(
-            tenant_id="acme",
-            sentences=[common_pb2.AnswerSentence(text="Ten days.")],
-            contexts=[common_pb2.Context(chunk_id="c", document_id="d", text="Ten days.")],
-        ),
-        ctx,
-    )
-    assert output.policy_version == stored.digest
+    assert (stored.version, stored.label, stored.current) == (1, "v1", True)
+    published.clear()
+    assert await _labels(servicer) == ["v1"] * 3
+    assert [e.policy_version for e in published] == ["v1"] * 3
+
+    await servicer.ApplyPolicyRef(pb.ApplyPolicyRefRequest(tenant_id="acme", name="permissive"), ctx)
+    assert await _labels(servicer) == ["v2"] * 3
+    await servicer.RollbackPolicy(pb.RollbackPolicyRequest(tenant_id="acme", version=1), ctx)
+    published.clear()
+    assert await _labels(servicer) == ["v1"] * 3
+    assert [e.policy_version for e in published] == ["v1"] * 3

@@ -1,9 +1,10 @@
-"""Tenants at the guardrail's edge: ids are parsed before they name a policy file (which must stay inside
-the policies directory), unknown tenants get NOT_FOUND from every RPC (never a default ALLOW), and a
-deleted tenant's policy file can be removed."""
+"""Tenants at the guardrail's edge: ids are parsed before they reach the policy store, unknown tenants
+get NOT_FOUND from every RPC (never a default ALLOW), and a deleted tenant's policy versions can be
+removed."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ BAD_IDS = ["../../escaped", "../escaped", "a/b", "..", ".hidden", "Acme", "a b",
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "guardrail" / "policies"
+    return tmp_path / "data" / "guardrail"
 
 
 @pytest.fixture
@@ -56,7 +57,16 @@ def _requests(tenant: str) -> list[tuple[str, Any]]:
         ),
         ("GetPolicy", pb.GetPolicyRequest(tenant_id=tenant)),
         ("PutPolicy", pb.Policy(tenant_id=tenant, injection_threshold=0.5, pii_threshold=0.5)),
+        ("ListPolicyVersions", pb.ListPolicyVersionsRequest(tenant_id=tenant)),
+        ("RollbackPolicy", pb.RollbackPolicyRequest(tenant_id=tenant, version=1)),
+        ("ApplyPolicyRef", pb.ApplyPolicyRefRequest(tenant_id=tenant, name="strict")),
     ]
+
+
+def _versions(root: Path) -> list[tuple[str, int]]:
+    """Every stored (tenant, version number), straight from the file."""
+    with sqlite3.connect(root / "policies.sqlite") as conn:
+        return sorted(conn.execute("SELECT tenant_id, number FROM policy_versions").fetchall())
 
 
 def _files(under: Path) -> list[Path]:
@@ -66,20 +76,22 @@ def _files(under: Path) -> list[Path]:
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_policy_store_refuses_ids_that_are_not_tenant_ids(root: Path, tmp_path: Path, bad: str) -> None:
     store = PolicyStore(root)
-    for call in (lambda: store.put(TenantId(bad), Policy()), lambda: store.get(TenantId(bad))):
+    calls = [
+        lambda: store.put(TenantId(bad), Policy(injection_threshold=0.1)),
+        lambda: store.get(TenantId(bad)),
+        lambda: store.history(TenantId(bad)),
+        lambda: store.rollback(TenantId(bad), 1),
+        lambda: store.delete(TenantId(bad)),
+    ]
+    for call in calls:
         with pytest.raises(InvalidArgument, match="tenant"):
             call()
-    assert _files(tmp_path) == []
-
-
-def test_policy_store_refuses_a_file_resolving_outside_its_directory(root: Path, tmp_path: Path) -> None:
-    store = PolicyStore(root)
-    outside = tmp_path / "outside.json"
-    outside.write_text("{}")
-    (root / "acme.json").symlink_to(outside)  # a valid name whose file lives elsewhere
-    with pytest.raises(InvalidArgument, match="policy file"):
-        store.put(KNOWN, Policy(injection_threshold=0.1))
-    assert outside.read_text() == "{}"
+    assert {p.name for p in _files(tmp_path)} <= {
+        "policies.sqlite",
+        "policies.sqlite-wal",
+        "policies.sqlite-shm",
+    }
+    assert _versions(root) == []
 
 
 def test_policy_store_put_get_delete(root: Path) -> None:
@@ -88,10 +100,10 @@ def test_policy_store_put_get_delete(root: Path) -> None:
     custom = Policy(injection_threshold=0.2, pii_entities=("EMAIL_ADDRESS",))
     store.put(KNOWN, custom)
     assert store.get(KNOWN) == custom
-    assert [p.name for p in root.iterdir()] == ["acme.json"]
+    assert _versions(root) == [("acme", 1)]
     assert store.delete(KNOWN) is True
     assert store.delete(KNOWN) is False
-    assert list(root.iterdir()) == []
+    assert _versions(root) == []
     assert store.get(KNOWN) == Policy()
 
 
@@ -100,10 +112,11 @@ def test_a_policy_is_read_once_and_kept_up_to_date_by_the_store(root: Path) -> N
     PolicyStore(root).put(KNOWN, custom)
     store = PolicyStore(root)  # another process's store, started later: reads the file once
     assert store.get(KNOWN) == custom
-    (root / "acme.json").write_text("not json")  # later reads are answered from memory
+    with sqlite3.connect(root / "policies.sqlite") as conn:  # later reads are answered from memory
+        conn.execute("UPDATE policy_versions SET content = 'not json'")
     assert store.get(KNOWN) == custom
     newer = Policy(injection_threshold=0.4)
-    assert store.put(KNOWN, newer) == newer and store.get(KNOWN) == newer
+    assert store.put(KNOWN, newer).policy == newer and store.get(KNOWN) == newer
     store.delete(KNOWN)
     assert store.get(KNOWN) == Policy()
 
@@ -117,7 +130,8 @@ async def test_every_rpc_refuses_an_invalid_tenant_id(
         with pytest.raises(InvalidArgument, match="tenant_id"):
             await getattr(svc, method)(request, None)
     assert published == []
-    assert _files(tmp_path) == []
+    assert _versions(root) == []
+    assert not [p for p in _files(tmp_path) if "escaped" in str(p)]
 
 
 async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
@@ -128,7 +142,7 @@ async def test_every_rpc_answers_not_found_for_an_unknown_tenant(
         with pytest.raises(NotFound, match="'nobody' does not exist"):
             await getattr(svc, method)(request, None)
     assert published == []  # no check ran, no verdict was emitted
-    assert _files(root) == []  # PutPolicy wrote nothing
+    assert _versions(root) == []  # PutPolicy and ApplyPolicyRef wrote nothing
 
 
 async def test_a_known_tenant_is_served(servicer: tuple[GuardrailServicer, list[GuardrailVerdict]]) -> None:
@@ -136,17 +150,19 @@ async def test_a_known_tenant_is_served(servicer: tuple[GuardrailServicer, list[
     for method, request in _requests(KNOWN):
         await getattr(svc, method)(request, None)
     assert {v.tenant_id for v in published} == {KNOWN}
-    assert (await svc.GetPolicy(pb.GetPolicyRequest(tenant_id=KNOWN), None)).injection_threshold == 0.5
+    current = await svc.GetPolicy(pb.GetPolicyRequest(tenant_id=KNOWN), None)
+    assert (current.label, current.source) == ("v2", "preset:strict")  # ApplyPolicyRef came last
+    first = await svc.GetPolicy(pb.GetPolicyRequest(tenant_id=KNOWN, version=1), None)
+    assert first.injection_threshold == 0.5 and not first.current
 
 
 def test_a_policy_written_after_the_deletion_survives_the_event(root: Path) -> None:
     """A tenant deleted, created again and given a policy before the (late or replayed) deletion event
     is handled keeps its new policy; an older one goes."""
-    store = PolicyStore(root)
+    written = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    store = PolicyStore(root, clock=lambda: written)
     store.put(KNOWN, Policy(injection_threshold=0.2))
-    path = store.path(KNOWN)
-    written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     assert store.delete(KNOWN, written_before=written - timedelta(seconds=1)) is False
     assert store.get(KNOWN).injection_threshold == 0.2
     assert store.delete(KNOWN, written_before=written + timedelta(seconds=1)) is True
-    assert not path.exists()
+    assert _versions(root) == [] and store.get(KNOWN) == Policy()

@@ -78,6 +78,9 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     _GRD + "CheckOutputStream": MethodRule(P.GUARD_CHECK, "header.tenant_id", family="guard"),
     _GRD + "GetPolicy": MethodRule(P.POLICY_READ, family="admin"),
     _GRD + "PutPolicy": MethodRule(P.TENANT_MANAGE, admin=True, family="admin"),
+    _GRD + "ListPolicyVersions": MethodRule(P.POLICY_READ, family="admin"),
+    _GRD + "RollbackPolicy": MethodRule(P.TENANT_MANAGE, admin=True, family="admin"),
+    _GRD + "ApplyPolicyRef": MethodRule(P.TENANT_MANAGE, admin=True, family="admin"),
     # evaluation: offline runs make throwaway tenants, so they are platform-wide
     _EVA + "RunEval": MethodRule(P.EVAL_RUN, None, family="eval"),
     _EVA + "RunEvalUpload": MethodRule(P.EVAL_RUN, None, family="eval"),
