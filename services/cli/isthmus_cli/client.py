@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from isthmus.agent_orchestrator.v1.agent_orchestrator_pb2_grpc import AgentOrchestratorServiceAsyncStub
     from isthmus.evaluation.v1.evaluation_pb2_grpc import EvaluationServiceAsyncStub
+    from isthmus.guardrail.v1.guardrail_pb2_grpc import GuardrailServiceAsyncStub
     from isthmus.ingestion.v1.ingestion_pb2_grpc import IngestionServiceAsyncStub
     from isthmus.retrieval.v1.retrieval_pb2_grpc import RetrievalServiceAsyncStub
     from isthmus_core.bus.kafka_security import KafkaSecurity
@@ -129,6 +130,12 @@ class Stubs:
         from isthmus.evaluation.v1 import evaluation_pb2_grpc
 
         return cast("EvaluationServiceAsyncStub", evaluation_pb2_grpc.EvaluationServiceStub(self.channel))
+
+    @property
+    def guardrail(self) -> GuardrailServiceAsyncStub:
+        from isthmus.guardrail.v1 import guardrail_pb2_grpc
+
+        return cast("GuardrailServiceAsyncStub", guardrail_pb2_grpc.GuardrailServiceStub(self.channel))
 
     @property
     def health(self) -> HealthStub:

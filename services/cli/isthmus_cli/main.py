@@ -21,6 +21,7 @@ from isthmus_cli.commands import (
     drill,
     erase,
     ingest,
+    policy,
     provenance,
     regions,
     reindex,
@@ -69,6 +70,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(drill.app, name="drill")
 app.add_typer(regions.app, name="regions")
 app.add_typer(agents.prompt_app, name="prompt")
+app.add_typer(policy.app, name="policy")
 app.command()(run.run)
 app.command()(ingest.ingest)
 app.command()(ask.ask)

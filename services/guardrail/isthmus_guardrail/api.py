@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Literal, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, Literal, cast
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from isthmus.common.v1 import common_pb2
@@ -281,6 +282,47 @@ def policy_from_pb(request: pb.Policy) -> Policy:
         ingest_pii_action=cast(PolicyAction, given("ingest_pii_action")),
         ingest_scope=cast(IngestScope, given("ingest_scope")),
     )
+
+
+#: Policy message fields without presence (proto3 plain scalars: unset reads as false/0)
+PLAIN_FIELDS: Final = (
+    "block_injection",
+    "injection_threshold",
+    "redact_pii",
+    "pii_threshold",
+    "grounding_threshold",
+    "block_ungrounded",
+)
+#: fields of a Policy message the server fills in (ignored in a policy file)
+OUTPUT_FIELDS: Final = frozenset(
+    {"tenant_id", "version", "label", "digest", "created_at", "created_by", "source", "current"}
+)
+
+
+def policy_request(tenant_id: str, data: Mapping[str, Any]) -> pb.Policy:
+    """The PutPolicy request of a policy file (TOML or JSON: the Policy message's fields by name, as
+    ``isthmus policy get --json`` prints them). A field the file leaves out takes the built-in default —
+    the plain fields too (a file holding only ``banned_topics`` does not turn injection blocking off);
+    ``output_pii_entities``/``ingest_pii_entities`` given count as set unless ``set_…`` says otherwise;
+    the output-only fields (version, label, digest…) are ignored. Unknown fields or values of the wrong
+    type are :class:`InvalidArgument` (values themselves are checked by the server)."""
+    fields = {f.name for f in pb.Policy.DESCRIPTOR.fields}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise InvalidArgument(f"unknown policy fields {unknown}; known: {sorted(fields - OUTPUT_FIELDS)}")
+    given = {k: v for k, v in data.items() if k not in OUTPUT_FIELDS}
+    d = Policy()
+    for name in PLAIN_FIELDS:
+        given.setdefault(name, getattr(d, name))
+    for name in ("output_pii_entities", "ingest_pii_entities"):
+        if name in given:
+            given.setdefault(f"set_{name}", True)
+    try:
+        request = json_format.ParseDict(given, pb.Policy())
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"not a policy: {exc}") from None
+    request.tenant_id = tenant_id
+    return request
 
 
 def policy_pb(stored: PolicyVersion, current: int) -> pb.Policy:
