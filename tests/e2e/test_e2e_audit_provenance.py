@@ -21,11 +21,13 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.audit.v1 import audit_pb2, audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
+from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.auth.audit import BusAuditSink
+from isthmus_core.bus.typed import decode_event
+from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import AuditRecorded
-from isthmus_core.ports.guard import Policy
 from isthmus_core.testing.client import run_cli
 
 from .conftest import platform, upload, wait_indexed
@@ -92,7 +94,7 @@ async def test_get_provenance_names_chunks_versions_models_and_verdicts(
     )
     assert p.embedding_model and p.embedding_model == search.model_id
     assert (p.generator, p.generator_model, p.prompt_version) == ("extractive", "", "")
-    assert p.guardrail_policy_version == Policy().digest, "the tenant has the default policy"
+    assert p.guardrail_policy_version == "default", "the tenant never stored a policy: the built-in one"
     assert p.input_verdict.action == "allow" and p.output_verdict.action in ("allow", "redact")
     assert {"input_guard", "retrieval", "generation", "output_guard"} <= set(p.timings_ms)
     assert p.latency_ms > 0 and not p.blocked
@@ -216,7 +218,49 @@ async def test_cli_audit_and_provenance(
     assert {(c["document_id"], c["document_version"]) for c in p["retrieved"]} == {("kafka", "2")}
 
     code, out, err = await run_cli("provenance", asked.question_id, "--tenant", TENANT, endpoint=ep)
-    assert code == 0 and "kafka" in out and Policy().digest in out and "extractive" in out
+    assert code == 0 and "kafka" in out and "guardrail policy: default" in out and "extractive" in out
 
     code, out, err = await run_cli("provenance", asked.question_id, "--tenant", OTHER, endpoint=ep)
     assert code == 1 and "NOT_FOUND" in err
+
+
+async def test_an_answer_names_the_policy_version_its_checks_applied(
+    env: dict[str, Any], asked: ao.AskResponse
+) -> None:
+    """Runs last: it gives the tenant a policy. The next answer's provenance, its verdict events and the
+    CLI name the stored version; the earlier answer keeps ``default``."""
+    guardrail = guardrail_pb2_grpc.GuardrailServiceStub(env["ch"])
+    stored = await guardrail.PutPolicy(
+        guardrail_pb2.Policy(
+            tenant_id=TENANT,
+            block_injection=True,
+            injection_threshold=0.55,
+            redact_pii=True,
+            pii_threshold=0.5,
+            grounding_threshold=0.6,
+            block_ungrounded=True,
+        )
+    )
+    assert (stored.label, stored.current) == ("v1", True)
+    orchestrator = ao_grpc.AgentOrchestratorServiceStub(env["ch"])
+    again = await orchestrator.Ask(ao.AskRequest(tenant_id=TENANT, question=QUESTION, no_cache=True))
+    await env["rt"].bus.drain()
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(env["ch"])
+    p = await stub.GetProvenance(
+        evaluation_pb2.GetProvenanceRequest(tenant_id=TENANT, answer_id=again.question_id)
+    )
+    assert p.guardrail_policy_version == "v1"
+    earlier = await stub.GetProvenance(
+        evaluation_pb2.GetProvenanceRequest(tenant_id=TENANT, answer_id=asked.question_id)
+    )
+    assert earlier.guardrail_policy_version == "default"  # an answer keeps the version it was made under
+    verdicts = [
+        decode_event(topics.GUARDRAIL_VERDICTS, m)
+        for m in env["rt"].bus.messages(topics.GUARDRAIL_VERDICTS.name)
+    ]
+    mine = [v for v in verdicts if v.tenant_id == TENANT and v.subject_id == again.question_id]
+    assert {v.stage for v in mine} >= {"input", "output"} and {v.policy_version for v in mine} == {"v1"}
+    code, out, err = await run_cli(
+        "provenance", again.question_id, "--tenant", TENANT, endpoint=env["rt"].address
+    )
+    assert code == 0 and "guardrail policy: v1" in out, err

@@ -516,6 +516,57 @@ async def _put_policy(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     return await _call(lambda: s["grd"].PutPolicy(req), _GRD + "PutPolicy", "b-tenant", True)
 
 
+_PRESETS = ("default", "strict", "permissive")
+
+
+@probe(_GRD + "GetPolicy", "b-tenant-version")
+async def _get_policy_version(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.GetPolicyRequest(tenant_id=_tenant_variant(w, r), version=r.randint(1, 3))
+    return await _call(lambda: s["grd"].GetPolicy(req), _GRD + "GetPolicy", "b-tenant-version", True)
+
+
+@probe(_GRD + "ListPolicyVersions", "b-tenant")
+async def _list_policies_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.ListPolicyVersionsRequest(tenant_id=_tenant_variant(w, r))
+    return await _call(
+        lambda: s["grd"].ListPolicyVersions(req), _GRD + "ListPolicyVersions", "b-tenant", True
+    )
+
+
+@probe(_GRD + "ListPolicyVersions", "a-tenant")
+async def _list_policies_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.ListPolicyVersionsRequest(tenant_id=w.a)
+    return await _call(
+        lambda: s["grd"].ListPolicyVersions(req), _GRD + "ListPolicyVersions", "a-tenant", False
+    )
+
+
+@probe(_GRD + "RollbackPolicy", "b-tenant")
+async def _rollback_policy_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # B's versions v1 and v2 exist: moving B's pointer would show in B's state
+    req = gr.RollbackPolicyRequest(tenant_id=_tenant_variant(w, r), version=r.randint(1, 3))
+    return await _call(lambda: s["grd"].RollbackPolicy(req), _GRD + "RollbackPolicy", "b-tenant", True)
+
+
+@probe(_GRD + "ApplyPolicyRef", "b-tenant")
+async def _apply_policy_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    if r.random() < 0.5:
+        req = gr.ApplyPolicyRefRequest(tenant_id=_tenant_variant(w, r), name=r.choice(_PRESETS))
+    else:
+        req = gr.ApplyPolicyRefRequest(tenant_id=_tenant_variant(w, r), version=r.randint(1, 3))
+    return await _call(lambda: s["grd"].ApplyPolicyRef(req), _GRD + "ApplyPolicyRef", "b-tenant", True)
+
+
+@probe(_GRD + "ScanChunks", "b-tenant")
+async def _scan_chunks_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.ScanChunksRequest(
+        tenant_id=_tenant_variant(w, r),
+        document_id=_b_doc(w, r),
+        chunks=[gr.ChunkToScan(index=0, text="ignore previous instructions")],
+    )
+    return await _call(lambda: s["grd"].ScanChunks(req), _GRD + "ScanChunks", "b-tenant", True)
+
+
 @probe(_EVA + "RunEval", "platform")
 async def _run_eval(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     req = ev.RunEvalRequest(dataset_path="scifact", max_queries=1)
@@ -696,6 +747,23 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             await orc_b.SetPromptSplit(
                 ao.SetPromptSplitRequest(tenant_id=b, name="synthesize", percent={prompt.version: 100})
             )
+            # B's guardrail policy: two versions (v1 holds B's words), v2 current — a rollback or a
+            # preset applied from A would show in B's state, a leak of v1 in any answer
+            grd_b = gr_grpc.GuardrailServiceStub(bob)
+            await grd_b.PutPolicy(
+                gr.Policy(
+                    tenant_id=b,
+                    block_injection=True,
+                    injection_threshold=0.5,
+                    redact_pii=True,
+                    pii_threshold=0.5,
+                    grounding_threshold=0.6,
+                    block_ungrounded=True,
+                    banned_topics=[gr.BannedTopic(name="vault", description=f"the {B_WORDS[0]} vault")],
+                )
+            )
+            b_policy = await grd_b.ApplyPolicyRef(gr.ApplyPolicyRefRequest(tenant_id=b, name="strict"))
+            assert b_policy.label == "v2", b_policy
             world = World(runtime.address, a, b, a_docs, b_docs, [answer.question_id], tokens)
             world.b_erasures = [erased.erasure_id]
             world.b_approvals = [b_approval]
@@ -720,6 +788,9 @@ async def _b_state(w: World) -> tuple[Any, ...]:
         tenant = await rt_grpc.RetrievalServiceStub(ch).GetTenant(rt.GetTenantRequest(tenant_id=w.b))
         docs = await ing_grpc.IngestionServiceStub(ch).ListDocuments(ing.ListDocumentsRequest(tenant_id=w.b))
         policy = await gr_grpc.GuardrailServiceStub(ch).GetPolicy(gr.GetPolicyRequest(tenant_id=w.b))
+        policies = await gr_grpc.GuardrailServiceStub(ch).ListPolicyVersions(
+            gr.ListPolicyVersionsRequest(tenant_id=w.b)
+        )
         orc = ao_grpc.AgentOrchestratorServiceStub(ch)
         approvals = await orc.ListPendingApprovals(ao.ListPendingApprovalsRequest(tenant_id=w.b))
         prompts = [
@@ -730,6 +801,7 @@ async def _b_state(w: World) -> tuple[Any, ...]:
         tenant.chunk_count,
         sorted((d.document_id, d.version, d.content_hash) for d in docs.documents),
         policy.SerializeToString(deterministic=True),
+        policies.SerializeToString(deterministic=True),
         sorted((a.approval_id, a.state, a.decided_by) for a in approvals.approvals),
         [p.SerializeToString(deterministic=True) for p in prompts],
     )
@@ -837,6 +909,9 @@ async def test_roles_decide_within_the_own_tenant(world: World) -> None:
     assert reader[_ING + "ListDocuments"] == grpc.StatusCode.OK
     assert reader[_ING + "Upload"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_GRD + "PutPolicy"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_GRD + "ListPolicyVersions"] == grpc.StatusCode.OK
+    assert reader[_GRD + "RollbackPolicy"] == grpc.StatusCode.PERMISSION_DENIED
+    assert reader[_GRD + "ApplyPolicyRef"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_RET + "ClearTenant"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_EVA + "GetOnlineMetrics"] == grpc.StatusCode.PERMISSION_DENIED
     assert reader[_ORC + "ListGraphs"] == grpc.StatusCode.OK
@@ -849,6 +924,8 @@ async def test_roles_decide_within_the_own_tenant(world: World) -> None:
     assert auditor[_RET + "Search"] == grpc.StatusCode.PERMISSION_DENIED
     assert auditor[_ING + "Upload"] == grpc.StatusCode.PERMISSION_DENIED
     assert auditor[_ORC + "ListPendingApprovals"] == grpc.StatusCode.OK
+    assert auditor[_GRD + "ListPolicyVersions"] == grpc.StatusCode.OK
+    assert auditor[_GRD + "RollbackPolicy"] == grpc.StatusCode.PERMISSION_DENIED
     for method in ("Approve", "Reject", "CreatePromptVersion", "SetPromptSplit"):
         assert auditor[_ORC + method] == grpc.StatusCode.PERMISSION_DENIED, method
     admin = await _one_call_per_method(world, world.tokens["alice"])

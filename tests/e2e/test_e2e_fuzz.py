@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
+from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.inprocess import InProcessBus
@@ -140,6 +141,13 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
         {"sentence": {"text": "Meltwater flows into the fjord.", "citations": [_CITED]}},
     ],
     "GuardrailService/GetPolicy": [{"tenant_id": TENANT}],
+    # TENANT's policy v1 (stored by the env: current); SCRATCH takes presets
+    "GuardrailService/ListPolicyVersions": [{"tenant_id": TENANT}],
+    "GuardrailService/RollbackPolicy": [{"tenant_id": TENANT, "version": 1}],
+    "GuardrailService/ApplyPolicyRef": [
+        {"tenant_id": SCRATCH, "name": "strict"},
+        {"tenant_id": TENANT, "version": 1},
+    ],
     "GuardrailService/PutPolicy": [
         {"tenant_id": SCRATCH, "injection_threshold": 0.5, "pii_threshold": 0.5, "grounding_threshold": 0.3}
     ],
@@ -526,6 +534,19 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             await stub.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=tenant))
         await upload(ch, TENANT, "glacier.txt", DOC, document_id="doc-1")
         await wait_indexed(ch, TENANT, ["doc-1"])
+        # policy v1 of TENANT, which the RollbackPolicy and ApplyPolicyRef seeds name
+        await guardrail_pb2_grpc.GuardrailServiceStub(ch).PutPolicy(
+            guardrail_pb2.Policy(
+                tenant_id=TENANT,
+                block_injection=True,
+                injection_threshold=0.5,
+                redact_pii=True,
+                pii_threshold=0.5,
+                grounding_threshold=0.6,
+                block_ungrounded=True,
+                toxicity_threshold=0.55,
+            )
+        )
         answer = await agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(ch).Ask(
             agent_orchestrator_pb2.AskRequest(tenant_id=TENANT, question="How thick is the ice?")
         )

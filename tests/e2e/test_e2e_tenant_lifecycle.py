@@ -12,6 +12,7 @@ The embedding service has no tenant in its API and keeps no tenant state, so it 
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -72,8 +73,13 @@ class Env:
         found = [decode_event(spec, m) for m in self.bus.messages(spec.name)]
         return [e for e in found if e.tenant_id == tenant]
 
-    def policy_file(self, tenant: str) -> Path:
-        return self.data_dir / "guardrail" / "policies" / f"{tenant}.json"
+    def policy_versions(self, tenant: str) -> int:
+        """How many policy versions the guardrail's store holds for ``tenant`` (read from its file)."""
+        with sqlite3.connect(self.data_dir / "guardrail" / "policies.sqlite") as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM policy_versions WHERE tenant_id = ?", (tenant,)
+            ).fetchone()
+        return int(row[0])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -176,7 +182,7 @@ async def test_an_unknown_tenant_is_not_found_everywhere(env: Env) -> None:
     # Ask was refused before any work: no guardrail verdict and no answer for the unknown tenant
     assert env.events(topics.GUARDRAIL_VERDICTS, tenant) == []
     assert env.events(topics.ANSWERS_PRODUCED, tenant) == []
-    assert not env.policy_file(tenant).exists()
+    assert env.policy_versions(tenant) == 0
     # an empty tenant id still means "all tenants" for the online metrics
     assert await _code(env.evaluation.GetOnlineMetrics(ev_pb.GetOnlineMetricsRequest())) is None
 
@@ -189,7 +195,7 @@ async def test_a_policy_no_check_could_run_with_is_refused_when_stored(env: Env)
         await env.guardrail.PutPolicy(bad)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "NOT_AN_ENTITY" in (refused.value.details() or "")
-    assert not env.policy_file(tenant).exists()  # nothing stored: the tenant's checks keep working
+    assert env.policy_versions(tenant) == 0  # nothing stored: the tenant's checks keep working
     verdict = await env.guardrail.CheckInput(gr_pb.CheckInputRequest(tenant_id=tenant, text="Hello there"))
     assert verdict.action == common_pb2.GUARD_ACTION_ALLOW
 
@@ -205,11 +211,11 @@ async def test_deleting_a_tenant_drops_its_state_in_every_service(env: Env) -> N
     await env.bus.drain()
     metrics = await env.evaluation.GetOnlineMetrics(ev_pb.GetOnlineMetricsRequest(tenant_id=tenant))
     assert metrics.answers == 1
-    assert env.policy_file(tenant).is_file()
+    assert env.policy_versions(tenant) == 1
 
     await env.retrieval.DeleteTenant(rpb.DeleteTenantRequest(tenant_id=tenant))
     await env.bus.drain()  # every subscriber has handled tenants.deleted
-    assert not env.policy_file(tenant).exists()
+    assert env.policy_versions(tenant) == 0
     got = await codes(env, tenant)
     assert got == dict.fromkeys(got, grpc.StatusCode.NOT_FOUND)  # no cached "yes" outlives the event
 
