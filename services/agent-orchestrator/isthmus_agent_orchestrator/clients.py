@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -170,10 +170,14 @@ class GrpcGuardClient:
         self._timeout = timeout_s
         self._session_timeout = session_timeout_s
 
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+    async def check_input(
+        self, tenant_id: str, text: str, subject_id: str, origin: Literal["user", "document"] = "user"
+    ) -> Verdict:
         try:
             v = await self._stub.CheckInput(
-                guardrail_pb2.CheckInputRequest(tenant_id=tenant_id, text=text, subject_id=subject_id),
+                guardrail_pb2.CheckInputRequest(
+                    tenant_id=tenant_id, text=text, subject_id=subject_id, origin=origin
+                ),
                 timeout=remaining(self._timeout),
             )
         except grpc.aio.AioRpcError as exc:

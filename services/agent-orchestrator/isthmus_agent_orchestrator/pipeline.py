@@ -209,7 +209,7 @@ def _reasons(v: Verdict) -> str:
 def _shown(sentence: AnswerSentence, verdict: Verdict) -> AnswerSentence | None:
     """What the caller gets of a checked sentence; ``None``: withhold the rest of the answer."""
     match verdict.action:
-        case Action.ALLOW:
+        case Action.ALLOW | Action.FLAG:
             return sentence
         case Action.REDACT:
             # the guardrail's text replaces the sentence; an empty one shows nothing of it
@@ -455,7 +455,7 @@ class Orchestrator:
         answer.input_verdict = verdict
         query = question
         match verdict.action:
-            case Action.ALLOW:
+            case Action.ALLOW | Action.FLAG:
                 pass
             case Action.REDACT:
                 query = verdict.text  # empty: nothing of the question may go on (checked below)

@@ -79,7 +79,7 @@ class FakeGuardClient:
         self.inputs: list[str] = []
         self.sessions: list[FakeOutputCheck] = []
 
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+    async def check_input(self, tenant_id: str, text: str, subject_id: str, origin: str = "user") -> Verdict:
         if not tenant_id:
             raise InvalidArgument("tenant_id is required")
         self.inputs.append(text)
@@ -189,7 +189,9 @@ async def test_redacted_question_is_what_retrieval_sees() -> None:
 
 async def test_a_redaction_without_text_lets_nothing_of_the_question_through() -> None:
     class EmptyRedaction(FakeGuardClient):
-        async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+        async def check_input(
+            self, tenant_id: str, text: str, subject_id: str, origin: str = "user"
+        ) -> Verdict:
             return Verdict(Action.REDACT, (Finding("pii.EMAIL_ADDRESS", "e-mail address"),), "")
 
     guard, rec = EmptyRedaction(), Recorder()
@@ -319,7 +321,7 @@ async def test_an_answer_reports_the_time_of_each_stage_it_went_through() -> Non
 class PolicyVersionedGuard(FakeGuardClient):
     """Verdicts name the policy version they applied, as the guardrail's do."""
 
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+    async def check_input(self, tenant_id: str, text: str, subject_id: str, origin: str = "user") -> Verdict:
         verdict = await super().check_input(tenant_id, text, subject_id)
         return dataclasses.replace(verdict, policy_version="p1")
 

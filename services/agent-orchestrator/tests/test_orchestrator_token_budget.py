@@ -46,7 +46,7 @@ class Guard:
         self.block_output = block_output
         self.inputs: list[str] = []
 
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+    async def check_input(self, tenant_id: str, text: str, subject_id: str, origin: str = "user") -> Verdict:
         self.inputs.append(text)
         if self.block_input:
             return Verdict(Action.BLOCK, (Finding("prompt_injection.rule", "rule"),))

@@ -28,7 +28,7 @@ from isthmus_core.ports.guard import (
     Verdict,
 )
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
-from isthmus_guardrail.guard import Guard
+from isthmus_guardrail.guard import ORIGINS, Guard
 from isthmus_guardrail.policies import PolicyStore, PolicyVersion
 
 #: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
@@ -109,8 +109,11 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         tenant = await self._tenant(request.tenant_id)
         if len(request.text) > self._max:
             raise InvalidArgument(f"text is {len(request.text)} characters; the limit is {self._max}")
+        origin = request.origin or "user"
+        if origin not in ORIGINS:
+            raise InvalidArgument(f"origin must be one of {list(ORIGINS)} (or empty), got {request.origin!r}")
         stored = self._policies.current(tenant)
-        v = await asyncio.to_thread(self._guard.check_input, request.text, stored.policy)
+        v = await asyncio.to_thread(self._guard.check_input, request.text, stored.policy, origin)
         await self._emit(tenant, "input", request.subject_id, v, stored.label)
         return verdict_pb(v, stored.label)
 

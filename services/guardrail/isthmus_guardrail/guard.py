@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context
@@ -61,6 +62,9 @@ from isthmus_guardrail.grounding import check_grounding
 from isthmus_guardrail.injection import detect_injection
 from isthmus_guardrail.pii import PiiDetector
 
+#: where an input text comes from: a person, or a document (a tool's result, a fetched page)
+Origin = Literal["user", "document"]
+ORIGINS: tuple[Origin, ...] = ("user", "document")
 #: the placeholder of a redacted injection span in an indexed chunk
 INJECTION_PLACEHOLDER = "<PROMPT_INJECTION>"
 #: policy fields that are probabilities or similarities
@@ -230,14 +234,18 @@ class Guard:
 
     # ---- stages
 
-    def check_input(self, text: str, policy: Policy) -> Verdict:
-        """Raises :class:`InvalidArgument` for a policy threshold outside [0, 1]."""
+    def check_input(self, text: str, policy: Policy, origin: Origin = "user") -> Verdict:
+        """``origin`` "document" (a tool's result, a fetched page) checks injection at the ingest operating
+        point and ``policy.ingest_injection_threshold``, as documents are. Raises :class:`InvalidArgument`
+        for a policy threshold outside [0, 1]."""
         validate_thresholds(policy)
-        injection = self._injection([text], "input")[0]
+        document = origin == "document"
+        injection = self._injection([text], "ingest" if document else "input")[0]
+        threshold = policy.ingest_injection_threshold if document else policy.injection_threshold
         harm, harmful = self._harm(text, policy)
         pii = self._find_pii(text, policy.pii_entities, policy.pii_threshold)
         findings = (*injection, *harm, *pii)
-        if policy.block_injection and any(f.score >= policy.injection_threshold for f in injection):
+        if policy.block_injection and any(f.score >= threshold for f in injection):
             return Verdict(Action.BLOCK, findings, "")
         if harmful:
             return Verdict(Action.BLOCK, findings, "")

@@ -12,9 +12,9 @@ Pure: the guardrail is reached through the :class:`GuardClient` Protocol.
 from __future__ import annotations
 
 import dataclasses
-from typing import Final, assert_never
+from typing import Final, Literal, assert_never
 
-from isthmus_agent_orchestrator.agents.types import Step
+from isthmus_agent_orchestrator.agents.types import Step, StepKind
 from isthmus_core.ports.guard import Action
 from isthmus_core.ports.guard_client import GuardClient
 
@@ -45,9 +45,11 @@ class StepGuard:
             return GuardedStep(step)
         subject = f"{self._question_id}/step/{index}"
         text = step.text if not step.arguments_json else f"{step.text}\n{step.arguments_json}"
-        verdict = await self._guard.check_input(self._tenant, text, subject)
+        # what a tool returned came from documents or the web: checked as documents are
+        origin: Literal["user", "document"] = "document" if step.kind is StepKind.TOOL_RESULT else "user"
+        verdict = await self._guard.check_input(self._tenant, text, subject, origin)
         match verdict.action:
-            case Action.ALLOW:
+            case Action.ALLOW | Action.FLAG:
                 return GuardedStep(step)
             case Action.REDACT:
                 if step.sub_questions:  # a plan: one sub-question a line, as redacted

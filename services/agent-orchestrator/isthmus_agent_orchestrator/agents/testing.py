@@ -431,6 +431,8 @@ class RuleGuard:
     def __init__(self, block: Sequence[str] = ()) -> None:
         self.block = [b.lower() for b in block]
         self.inputs: list[tuple[str, str]] = []
+        #: the origin of every input check, in order ("user" or "document")
+        self.origins: list[str] = []
         self.sessions: list[RuleOutputCheck] = []
 
     def verdict(self, text: str) -> Verdict:
@@ -443,8 +445,9 @@ class RuleGuard:
             return Verdict(Action.REDACT, found, _EMAIL.sub("<EMAIL_ADDRESS>", text))
         return Verdict(Action.ALLOW, (), text)
 
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
+    async def check_input(self, tenant_id: str, text: str, subject_id: str, origin: str = "user") -> Verdict:
         self.inputs.append((text, subject_id))
+        self.origins.append(origin)
         return self.verdict(text)
 
     async def open_output_check(

@@ -161,7 +161,7 @@ class VerdictSummary(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: "" = the check did not run (e.g. no output check of a blocked question)
-    action: Literal["", "allow", "redact", "block"] = ""
+    action: Literal["", "allow", "redact", "block", "flag"] = ""
     codes: list[str] = Field(default_factory=list)
 
 

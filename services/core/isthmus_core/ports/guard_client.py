@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol, assert_never, runtime_checkable
+from typing import Literal, Protocol, assert_never, runtime_checkable
 
 from isthmus_core.ports.generator import AnswerSentence, Context
 from isthmus_core.ports.guard import Action, Finding, Verdict
@@ -35,8 +35,12 @@ class OutputCheck(Protocol):
 
 @runtime_checkable
 class GuardClient(Protocol):
-    async def check_input(self, tenant_id: str, text: str, subject_id: str) -> Verdict:
-        """The verdict on a question; ``subject_id`` (e.g. the question id) names it in verdict events."""
+    async def check_input(
+        self, tenant_id: str, text: str, subject_id: str, origin: Literal["user", "document"] = "user"
+    ) -> Verdict:
+        """The verdict on a question; ``subject_id`` (e.g. the question id) names it in verdict events.
+        ``origin`` "document": the text came from a document or a tool (a fetched page, search results),
+        checked for injection at the policy's stricter ingest operating point."""
 
     async def open_output_check(
         self, tenant_id: str, subject_id: str, contexts: Sequence[Context]

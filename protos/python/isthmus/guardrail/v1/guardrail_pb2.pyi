@@ -11,14 +11,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CheckInputRequest(_message.Message):
-    __slots__ = ("tenant_id", "text", "subject_id")
+    __slots__ = ("tenant_id", "text", "subject_id", "origin")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     text: str
     subject_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., text: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
+    origin: str
+    def __init__(self, tenant_id: _Optional[str] = ..., text: _Optional[str] = ..., subject_id: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class CheckOutputRequest(_message.Message):
     __slots__ = ("tenant_id", "sentences", "contexts", "subject_id")
