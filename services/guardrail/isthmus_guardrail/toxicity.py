@@ -81,7 +81,7 @@ ORDINARY: frozenset[str] = frozenset(
     sucking tampon tawdry teat teste testee testes testical testicle testis thrust thug tinkle tit titi
     toke toots tramp transsexual trashy tush ugly undies unwed urinal urine uterus uzi vagina valium
     viagra virgin vixen vodka vomit voyeur vulgar vulva wad wang weed weiner weirdo whiz willies willy
-    womb woody xx xxx yury dick sob naked niggle masochist nappy muff massa mams kinky moron hoor
+    womb woody xx xxx yury dick sob naked asses niggle masochist nappy muff massa mams kinky moron hoor
     """.split()
 )
 #: multi-word entries of the lexicon that are ordinary phrases
@@ -119,7 +119,7 @@ _INSULT_NOUNS = (
 )
 _INSULT_ADJS = (
     r"stupid|dumb|useless|worthless|pathetic|idiotic|brainless|braindead|brain-dead|incompetent|retarded"
-    r"|moronic|clueless|hopeless|disgusting|ugly"
+    r"|moronic|disgusting|ugly"
 )
 _TARGETS = r"bots?|assistants?|chatbots?|machines?|ai|programs?|things?|computers?|systems?|software"
 _INTENSIFIERS = (
@@ -270,11 +270,12 @@ class LexiconToxicityDetector:
                 squeezed = _STRETCH.sub(repl, bare)
                 if squeezed in self._terms:
                     return self._terms[squeezed], "stretched"
-        masked = _MASK.findall(bare)
-        letters = sum(c.isalpha() for c in bare)
-        if masked and letters >= 2 and len(masked) <= 3 and bare[0].isalpha():
-            pattern = re.compile("".join("[a-z]" if c in "*#%" else re.escape(c) for c in bare))
-            hits = [w for w in self._by_length.get(len(bare), ()) if pattern.fullmatch(w)]
+        core = bare.strip("*#%")  # a trailing '*' is a footnote mark, not a masked letter
+        masked = _MASK.findall(core)
+        letters = sum(c.isalpha() for c in core)
+        if masked and letters >= 2 and len(masked) <= 3 and len(core) == len(bare):
+            pattern = re.compile("".join("[a-z]" if c in "*#%" else re.escape(c) for c in core))
+            hits = [w for w in self._by_length.get(len(core), ()) if pattern.fullmatch(w)]
             if hits:  # the commonest word it can be, else the first alphabetically
                 best = next((w for w in _COMMON if w in hits), min(hits))
                 return self._terms[best], "masked"

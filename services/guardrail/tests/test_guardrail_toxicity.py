@@ -113,6 +113,7 @@ def test_insults_and_threats_are_found_with_spans(detector, text, code, span) ->
         "Which screw thread fits the housing?",
         "Why is the word moron considered offensive?",
         "Can you garbage collect the old chunks?",
+        "Mortality fell in the treated group (p < 0.05)* and the **bold** claim held*",
         "What a great answer, thank you",
         "Gay and lesbian patrons of public libraries",
         "retarded potentials in electrodynamics",
