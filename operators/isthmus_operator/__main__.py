@@ -11,6 +11,7 @@ def main() -> None:
     import kopf
 
     from isthmus_core.settings import load_all
+    from isthmus_operator.guardrail import GrpcPolicyApplier
     from isthmus_operator.handlers import register
     from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
     from isthmus_operator.reconcile import AccessConfig, Dependencies
@@ -40,6 +41,11 @@ def main() -> None:
         access=(
             AccessConfig(settings.access_configmap, tuple(settings.access_platform_bindings))
             if settings.access_configmap
+            else None
+        ),
+        policies=(
+            GrpcPolicyApplier(settings.guardrail_endpoint, settings.guardrail_timeout_s, tokens)
+            if settings.guardrail_endpoint
             else None
         ),
     )

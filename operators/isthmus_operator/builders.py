@@ -22,7 +22,7 @@ from isthmus_operator.names import (
     TENANT_KIND,
     tenant_configmap_name,
 )
-from isthmus_operator.specs import Binding, Quota, TenantSpec, parse_tenant
+from isthmus_operator.specs import Binding, PolicyRef, Quota, TenantSpec, parse_tenant
 
 TENANT_SETTINGS_KEY = "tenant.json"
 #: the access file's key in the access ConfigMap (what the isthmus chart mounts: ISTHMUS_ACCESS_FILE)
@@ -53,6 +53,7 @@ def build_tenant_settings(name: str, spec: TenantSpec) -> dict[str, Any]:
             else None
         ),
         "guardrailPolicy": spec.guardrail_policy_ref.name,
+        "guardrailPolicyVersion": spec.guardrail_policy_ref.version,
         "modelBundle": {"name": spec.model_bundle.name, "version": spec.model_bundle.version},
     }
 
@@ -142,6 +143,42 @@ def tenant_phase(conditions: Sequence[Mapping[str, Any]]) -> str:
         return "Failed"
     ready = by_type.get("Ready")
     return "Ready" if ready is not None and ready["status"] == "True" else "Pending"
+
+
+# -- the guardrail policy ----------------------------------------------------------------------------
+
+GUARDRAIL_POLICY_READY = "GuardrailPolicyReady"
+
+
+def build_policy_condition(
+    ref: PolicyRef,
+    labels: Mapping[str, str],
+    unavailable: Mapping[str, str],
+    refused: Mapping[str, str],
+    generation: int,
+    now: str,
+) -> dict[str, Any]:
+    """The ``GuardrailPolicyReady`` condition after ``ApplyPolicyRef`` where the tenant's policy lives
+    (keys: ``""`` for the one guardrail endpoint, else region names): ``labels`` = the current version's
+    label where it was applied, ``unavailable`` / ``refused`` = why not elsewhere. Refused (an unknown
+    preset, a version never stored) wins over unavailable: retrying cannot fix it."""
+
+    def where(failures: Mapping[str, str]) -> str:
+        return "; ".join(f"region {r!r}: {why}" if r else why for r, why in sorted(failures.items()))
+
+    if refused:
+        message = f"the guardrail refused guardrailPolicyRef ({ref.text}): {where(refused)}"
+        return build_condition(GUARDRAIL_POLICY_READY, False, "Rejected", message, generation, now)
+    if unavailable:
+        message = f"cannot apply guardrailPolicyRef ({ref.text}) yet: {where(unavailable)}"
+        reason = "GuardrailUnavailable"
+        return build_condition(GUARDRAIL_POLICY_READY, False, reason, message, generation, now)
+    if set(labels) == {""}:
+        message = f"guardrail policy {labels['']} is current ({ref.text})"
+    else:
+        held = ", ".join(f"{r} {label}" for r, label in sorted(labels.items()))
+        message = f"guardrail policy current ({ref.text}): {held}"
+    return build_condition(GUARDRAIL_POLICY_READY, True, "Applied", message, generation, now)
 
 
 # -- edge workloads ----------------------------------------------------------------------------------

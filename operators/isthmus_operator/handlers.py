@@ -98,6 +98,8 @@ def register(
     async def cleanup(**_: Any) -> None:
         if deps.tenants is not None:
             await deps.tenants.close()
+        if deps.policies is not None:
+            await deps.policies.close()
         for clients in deps.regions.values():
             await clients.close()
 

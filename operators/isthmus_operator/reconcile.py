@@ -17,10 +17,12 @@ from isthmus_core.contracts.ids import is_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, IsthmusError, Unavailable
 from isthmus_operator import drill
 from isthmus_operator.builders import (
+    GUARDRAIL_POLICY_READY,
     build_access_configmap,
     build_access_file,
     build_bundle_patch,
     build_condition,
+    build_policy_condition,
     build_region_status,
     build_tenant_configmap,
     merge_conditions,
@@ -30,6 +32,7 @@ from isthmus_operator.builders import (
     tenant_phase,
     workload_bundle,
 )
+from isthmus_operator.guardrail import PolicyApplier
 from isthmus_operator.kube import Kube, MetricsSource
 from isthmus_operator.measure import (
     DocumentState,
@@ -86,6 +89,9 @@ class Dependencies:
     moment: Callable[[], datetime] = utc_moment
     #: None = the operator writes no access file
     access: AccessConfig | None = None
+    #: the guardrail where Tenants' guardrailPolicyRef is applied (ISTHMUS_OPERATOR_GUARDRAIL_ENDPOINT);
+    #: None = not applied (with regions: each region's ``RegionClients.policies`` instead)
+    policies: PolicyApplier | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,8 @@ async def reconcile_tenant(
         parts.append(build_condition("ConfigReady", False, "ApplyFailed", exc.reason, generation, now))
         retry = exc.reason
 
+    policy_retry = await _apply_policy(deps, name, parsed, status, generation, now, parts, events)
+    retry = retry or policy_retry
     if deps.regions:
         regions, region_retry = await _reconcile_regions(
             deps, name, parsed, status, generation, now, parts, events
@@ -211,6 +219,68 @@ async def reconcile_tenant(
         except IsthmusError as exc:  # refused (InvalidArgument …): retrying cannot help
             parts.append(build_condition("VectorStoreReady", False, "Rejected", exc.reason, generation, now))
     return finish(parts, retry, events)
+
+
+def _policy_targets(deps: Dependencies, spec: TenantSpec) -> dict[str, PolicyApplier]:
+    """Where the tenant's policy lives: ``""`` = the one guardrail endpoint; with regions, each listed
+    region the operator knows whose clients apply policies."""
+    if deps.regions:
+        listed = (spec.primary_region, *spec.replica_regions)
+        return {
+            r: clients.policies
+            for r in listed
+            if (clients := deps.regions.get(r)) is not None and clients.policies is not None
+        }
+    return {"": deps.policies} if deps.policies is not None else {}
+
+
+async def _apply_policy(
+    deps: Dependencies,
+    name: str,
+    spec: TenantSpec,
+    status: Mapping[str, Any],
+    generation: int,
+    now: str,
+    parts: list[dict[str, Any]],
+    events: list[Event],
+) -> str | None:
+    """``ApplyPolicyRef`` of ``spec.guardrailPolicyRef`` where the tenant's policy lives; appends the
+    ``GuardrailPolicyReady`` condition (and an event when it changes); returns the reason to retry (a
+    guardrail unreachable)."""
+    ref = spec.guardrail_policy_ref
+    targets = _policy_targets(deps, spec)
+    if not targets:
+        parts.append(
+            build_condition(
+                GUARDRAIL_POLICY_READY,
+                None,
+                "NotManaged",
+                "no guardrail endpoint is configured (ISTHMUS_OPERATOR_GUARDRAIL_ENDPOINT): "
+                f"guardrailPolicyRef ({ref.text}) is not applied",
+                generation,
+                now,
+            )
+        )
+        return None
+    labels: dict[str, str] = {}
+    unavailable: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for where, applier in sorted(targets.items()):
+        try:
+            labels[where] = (await applier.apply(name, ref.name, ref.version)).label
+        except Unavailable as exc:
+            unavailable[where] = exc.reason
+        except IsthmusError as exc:  # refused (unknown preset, version never stored): retrying cannot help
+            refused[where] = exc.reason
+    condition = build_policy_condition(ref, labels, unavailable, refused, generation, now)
+    parts.append(condition)
+    before = {c.get("type"): c for c in status.get("conditions") or []}.get(GUARDRAIL_POLICY_READY) or {}
+    if before.get("message") != condition["message"]:  # once per change, not on every timer tick
+        if condition["status"] == "True":
+            events.append(Event("Normal", "GuardrailPolicyApplied", condition["message"]))
+        elif refused:
+            events.append(Event("Warning", "GuardrailPolicyRejected", condition["message"]))
+    return next(iter(unavailable.values()), None)
 
 
 async def render_access(deps: Dependencies, namespace: str) -> str:

@@ -22,6 +22,7 @@ from isthmus_core.auth.outbound import TokenSource
 from isthmus_core.errors import InvalidArgument, NotFound, Unavailable
 from isthmus_core.grpc.client import open_channel
 from isthmus_core.grpc.status import from_rpc_error
+from isthmus_operator.guardrail import GrpcPolicyApplier, PolicyApplier
 from isthmus_operator.measure import DocumentState
 from isthmus_operator.retrieval import GrpcTenantRegistry, TenantRegistry
 
@@ -46,15 +47,16 @@ class HealthProbe(Protocol):
 @dataclass
 class RegionClients:
     """One region as the operator reaches it: its tenant registry, and optionally its documents (lag,
-    RPO) and health (a drill's recovery, RTO)."""
+    RPO), health (a drill's recovery, RTO) and guardrail policies (a Tenant's guardrailPolicyRef)."""
 
     endpoint: str
     tenants: TenantRegistry
     documents: DocumentIndex | None = None
     health: HealthProbe | None = None
+    policies: PolicyApplier | None = None
 
     async def close(self) -> None:
-        for c in (self.tenants, self.documents, self.health):
+        for c in (self.tenants, self.documents, self.health, self.policies):
             if c is not None:
                 await c.close()
 
@@ -123,13 +125,15 @@ class GrpcHealthProbe(_Channel):
 
 
 def grpc_region(endpoint: str, timeout_s: float = 5.0, tokens: TokenSource | None = None) -> RegionClients:
-    """The real clients of a region whose gRPC endpoint serves retrieval, ingestion and health
-    (``tokens``: the operator's own bearer, when the platform's authentication is on)."""
+    """The real clients of a region whose gRPC endpoint serves retrieval, ingestion, guardrail and health
+    (the all-in-one platform; ``tokens``: the operator's own bearer, when the platform's authentication
+    is on)."""
     return RegionClients(
         endpoint=endpoint,
         tenants=GrpcTenantRegistry(endpoint, timeout_s, tokens),
         documents=GrpcDocumentIndex(endpoint, timeout_s, tokens),
         health=GrpcHealthProbe(endpoint, min(timeout_s, 2.0)),
+        policies=GrpcPolicyApplier(endpoint, timeout_s, tokens),
     )
 
 

@@ -37,6 +37,14 @@ class OperatorSettings(SectionSettings):
         "health. Empty = one region (retrieval_endpoint)",
     )
     retrieval_timeout_s: float = Field(5.0, gt=0, description="deadline of one retrieval call")
+    guardrail_endpoint: str = Field(
+        "",
+        description="host:port of the guardrail gRPC service, where each Tenant's guardrailPolicyRef is "
+        "applied (ApplyPolicyRef, with the operator's token; condition GuardrailPolicyReady); empty = "
+        "not applied. With regions, each region's endpoint serves its guardrail instead (not both)",
+        pattern=r"^$|" + ENDPOINT_PATTERN,
+    )
+    guardrail_timeout_s: float = Field(5.0, gt=0, description="deadline of one guardrail call")
     rollout_interval_s: float = Field(
         15.0, gt=0, description="how often an EdgeRollout re-reads its metrics and decides its next step"
     )
@@ -90,6 +98,11 @@ class OperatorSettings(SectionSettings):
             problems.append(
                 "set either retrieval_endpoint (one region) or regions (several), not both: with regions, "
                 "each region's endpoint serves its tenants"
+            )
+        if self.regions and self.guardrail_endpoint:
+            problems.append(
+                "set either guardrail_endpoint (one region) or regions (several), not both: with regions, "
+                "each region's endpoint serves its guardrail"
             )
         if problems:
             raise ValueError("; ".join(problems))

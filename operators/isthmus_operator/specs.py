@@ -103,7 +103,16 @@ class Quota(_Spec):
 
 
 class PolicyRef(_Spec):
+    """The tenant's guardrail policy: a preset by ``name`` ("default", "strict", "permissive"), or, with
+    ``version``, that stored version of the tenant's policy (then ``name`` is not applied)."""
+
     name: str = Field(min_length=1, max_length=63)
+    version: int | None = Field(default=None, ge=1)
+
+    @property
+    def text(self) -> str:
+        """``preset 'strict'`` or ``version 3``: what the ref asks for, for messages."""
+        return f"version {self.version}" if self.version is not None else f"preset {self.name!r}"
 
 
 class TenantSpec(_Spec):

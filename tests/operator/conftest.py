@@ -1,4 +1,5 @@
-"""Fixtures for the operator tests: a real Kubernetes API server, the CRDs, a real retrieval service.
+"""Fixtures for the operator tests: a real Kubernetes API server, the CRDs, a real retrieval service, a
+fake guardrail service.
 
 ``kube_api`` starts kube-apiserver v1.34.2 + etcd once per session (``tests/infra/kube.sh``; binaries from
 ``tools/tools.d/kube-apiserver.sh``) and applies ``charts/isthmus-operator/crds/``. Without the binaries
@@ -8,7 +9,9 @@ points the tests at an API server you already run instead.
 ``run_operator`` runs the operator in this process with ``kopf.testing.KopfRunner(['run', '-A',
 '--standalone'])``, on a fresh registry built by ``isthmus_operator.handlers.register`` with the
 dependencies the test injects (a tenant registry: the in-memory fake or the gRPC adapter pointed at
-``retrieval_server``, the real retrieval servicer over an embedded store on a loopback port).
+``retrieval_server``, the real retrieval servicer over an embedded store on a loopback port; a policy
+applier: the in-memory fake or the gRPC adapter pointed at ``guardrail_server``, a GuardrailService whose
+``ApplyPolicyRef`` is the in-memory fake's behind the real gRPC server stack).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from isthmus_core.testing.infra import missing_tool
+from isthmus_operator.guardrail import InMemoryPolicyApplier, PolicyApplier
 from isthmus_operator.handlers import register
 from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
 from isthmus_operator.names import GROUP, VERSION
@@ -355,11 +359,69 @@ def retrieval_server(
     server.stop()
 
 
+class GuardrailServer:
+    """A GuardrailService on a loopback port (the real gRPC server stack: its error mapping) whose
+    ``ApplyPolicyRef`` is :class:`InMemoryPolicyApplier`'s; it records each call's bearer. The guardrail's
+    own servicer is tested with the guardrail; this one serves the operator's side of the contract."""
+
+    def __init__(self, bg: BackgroundLoop) -> None:
+        from isthmus.guardrail.v1 import guardrail_pb2 as pb
+        from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+        from isthmus_core.grpc.server import GrpcServer
+
+        self._bg = bg
+        self.store = InMemoryPolicyApplier()
+        self.bearers: list[str | None] = []
+        outer = self
+
+        class Servicer(pb_grpc.GuardrailServiceServicer):
+            async def ApplyPolicyRef(self, request: Any, context: Any) -> Any:
+                metadata = dict(context.invocation_metadata() or ())
+                outer.bearers.append(metadata.get("authorization"))
+                applied = await outer.store.apply(request.tenant_id, request.name, request.version or None)
+                return pb.Policy(
+                    tenant_id=request.tenant_id,
+                    version=applied.version,
+                    label=applied.label,
+                    source=applied.source,
+                    current=True,
+                )
+
+        async def start() -> GrpcServer:
+            server = GrpcServer("127.0.0.1", 0)
+            server.add(
+                [lambda s: pb_grpc.add_GuardrailServiceServicer_to_server(Servicer(), s)],
+                ["isthmus.guardrail.v1.GuardrailService"],
+            )
+            await server.start()
+            await server.set_serving()
+            return server
+
+        self._server = bg.run(start())
+        self.endpoint = self._server.address
+
+    def current(self, tenant_id: str) -> tuple[int, str] | None:
+        """The tenant's current version and what made it."""
+        version = self.store.current.get(tenant_id)
+        return None if version is None else (version, self.store.versions[tenant_id][version - 1])
+
+    def stop(self) -> None:
+        self._bg.run(self._server.stop(0.5))
+
+
+@pytest.fixture(scope="session")
+def guardrail_server(background_loop: BackgroundLoop) -> Iterator[GuardrailServer]:
+    server = GuardrailServer(background_loop)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextManager[KopfRunner]]:
     """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``
     (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region;
-    ``access=AccessConfig(...)``: it also renders each namespace's access file)."""
+    ``access=AccessConfig(...)``: it also renders each namespace's access file; ``policies=``: it applies
+    each Tenant's guardrailPolicyRef there)."""
 
     @contextlib.contextmanager
     def run(
@@ -373,6 +435,7 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
         kube: Kube | None = None,
         args: list[str] | None = None,
         access: AccessConfig | None = None,
+        policies: PolicyApplier | None = None,
     ) -> Iterator[KopfRunner]:
         kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
         deps = Dependencies(
@@ -381,6 +444,7 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
             tenants=tenants,
             regions=regions or {},
             access=access,
+            policies=policies,
         )
         registry = kopf.OperatorRegistry()
         register(

@@ -7,6 +7,7 @@ import json
 from isthmus_operator.builders import (
     build_bundle_patch,
     build_condition,
+    build_policy_condition,
     build_region_status,
     build_tenant_configmap,
     merge_conditions,
@@ -15,7 +16,7 @@ from isthmus_operator.builders import (
     tenant_phase,
     workload_bundle,
 )
-from isthmus_operator.specs import parse_tenant
+from isthmus_operator.specs import PolicyRef, parse_tenant
 
 SPEC = {
     "primaryRegion": "eu-west",
@@ -49,6 +50,7 @@ def test_tenant_configmap_carries_the_settings_labels_and_owner() -> None:
         "replicaRegions": ["us-east", "ap-south"],
         "quotas": {"requestsPerSecond": 25, "tokensPerDay": 500000, "storage": "20Gi"},
         "guardrailPolicy": "strict",
+        "guardrailPolicyVersion": None,
         "modelBundle": {"name": "bge-small-en", "version": "1.5.0"},
     }
 
@@ -192,3 +194,32 @@ def test_region_status_entry_carries_lag_only_when_measured() -> None:
         "message": "tenant exists",
     }
     assert build_region_status("b", "replica", True, "ok", 3)["lagDocuments"] == 3
+
+
+def test_policy_condition_names_the_current_label_or_why_not() -> None:
+    strict = PolicyRef(name="strict")
+    applied = build_policy_condition(strict, {"": "v3"}, {}, {}, 2, "t")
+    assert (applied["type"], applied["status"], applied["reason"]) == (
+        "GuardrailPolicyReady",
+        "True",
+        "Applied",
+    )
+    assert applied["message"] == "guardrail policy v3 is current (preset 'strict')"
+    assert applied["observedGeneration"] == 2
+
+    regions = build_policy_condition(strict, {"b": "v1", "a": "v2"}, {}, {}, 1, "t")
+    assert regions["message"] == "guardrail policy current (preset 'strict'): a v2, b v1"
+
+    down = build_policy_condition(strict, {"a": "v2"}, {"b": "connection refused"}, {}, 1, "t")
+    assert (down["status"], down["reason"]) == ("False", "GuardrailUnavailable")
+    assert (
+        down["message"]
+        == "cannot apply guardrailPolicyRef (preset 'strict') yet: region 'b': connection refused"
+    )
+
+    pinned = PolicyRef(name="default", version=7)
+    refused = build_policy_condition(pinned, {}, {"": "down"}, {"": "no policy version 7"}, 1, "t")
+    assert (refused["status"], refused["reason"]) == ("False", "Rejected")
+    assert refused["message"] == "the guardrail refused guardrailPolicyRef (version 7): no policy version 7"
+    # a failing policy condition makes the tenant not Ready
+    assert summarise([refused], 1, "t")["status"] == "False"

@@ -49,6 +49,7 @@ def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
     assert container["command"] == ["isthmus-operator"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT"] == "retrieval.isthmus:50051"
+    assert env["ISTHMUS_OPERATOR_GUARDRAIL_ENDPOINT"] == "isthmus-guardrail:50051"
     assert env["ISTHMUS_OPERATOR_NAMESPACE"] == ""
     assert env["ISTHMUS_OPERATOR_ACCESS_CONFIGMAP"] == "isthmus-access"
     assert json.loads(env["ISTHMUS_OPERATOR_ACCESS_PLATFORM_BINDINGS"]) == []
@@ -73,6 +74,7 @@ def test_regions_replace_the_single_retrieval_endpoint_and_drills_get_their_perm
     env = {e["name"]: e["value"] for e in container["env"]}
     assert json.loads(env["ISTHMUS_OPERATOR_REGIONS"]) == {"a": "isthmus-a:50051", "b": "isthmus-b:50051"}
     assert "ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT" not in env, "the operator refuses both"
+    assert "ISTHMUS_OPERATOR_GUARDRAIL_ENDPOINT" not in env, "each region serves its guardrail"
     assert env["ISTHMUS_OPERATOR_DRILL_INTERVAL_S"] == "1"
     rules = {
         (group, resource): set(rule["verbs"])

@@ -147,3 +147,29 @@ def test_an_unknown_region_is_named_with_the_known_ones(kube_api, namespace, run
         wait(lambda: expected in events(kube_api, namespace, "UnknownRegion"), "UnknownRegion event")
         kube_api.delete(PLURAL, namespace, solo)
         wait(lambda: kube_api.get(PLURAL, namespace, solo) is None, "Tenant gone")
+
+
+def test_the_policy_ref_is_applied_in_every_listed_region(kube_api, namespace, run_operator, wait) -> None:
+    from isthmus_operator.guardrail import InMemoryPolicyApplier
+
+    policies = {r: InMemoryPolicyApplier() for r in ("a", "b", "c")}
+    regions = {
+        r: RegionClients("in-memory", InMemoryTenantRegistry(), policies=p) for r, p in policies.items()
+    }
+    policies["b"].fail_next = 2  # region b's guardrail is down twice
+    name = f"pol-{namespace[-6:]}"
+    with run_operator(regions=regions, retry_delay=0.5):
+        kube_api.create(PLURAL, namespace, tenant(name, "a", ["b"], guardrailPolicyRef={"name": "strict"}))
+
+        def condition() -> dict[str, Any]:
+            conds = kube_api.status(PLURAL, namespace, name).get("conditions") or []
+            return next((c for c in conds if c["type"] == "GuardrailPolicyReady"), {})
+
+        down = wait(lambda: (c := condition()).get("reason") == "GuardrailUnavailable" and c, "b unavailable")
+        assert "region 'b': in-memory guardrail: ApplyPolicyRef" in down["message"]
+        applied = wait(lambda: (c := condition()).get("status") == "True" and c, "applied in a and b")
+        assert applied["message"] == "guardrail policy current (preset 'strict'): a v1, b v1"
+        assert policies["c"].calls == [], "region c does not hold the tenant"
+        assert policies["a"].current == {name: 1} and policies["b"].current == {name: 1}
+        kube_api.delete(PLURAL, namespace, name)
+        wait(lambda: kube_api.get(PLURAL, namespace, name) is None, "Tenant gone")

@@ -35,6 +35,8 @@ def rollout_spec(**over: Any) -> dict[str, Any]:
 def test_tenant_defaults_policy_and_deletion_and_exposes_the_bundle_ref() -> None:
     spec = parse_tenant("acme", tenant_spec())
     assert spec.guardrail_policy_ref.name == "default"
+    assert spec.guardrail_policy_ref.version is None
+    assert spec.guardrail_policy_ref.text == "preset 'default'"
     assert spec.deletion_policy == "Delete"
     assert spec.model_bundle.ref == "bge-small-en@1.5.0"
     assert spec.replica_regions == ("us-east",)
@@ -111,3 +113,13 @@ def test_invalid_rollout_specs_name_the_field(over: dict[str, Any], fragment: st
     with pytest.raises(InvalidArgument) as info:
         parse_rollout("r", rollout_spec(**over))
     assert fragment in str(info.value)
+
+
+def test_a_policy_ref_may_pin_a_stored_version() -> None:
+    ref = parse_tenant(
+        "acme", tenant_spec(guardrailPolicyRef={"name": "strict", "version": 3})
+    ).guardrail_policy_ref
+    assert (ref.name, ref.version, ref.text) == ("strict", 3, "version 3")
+    with pytest.raises(InvalidArgument) as info:
+        parse_tenant("acme", tenant_spec(guardrailPolicyRef={"name": "strict", "version": 0}))
+    assert "spec.guardrailPolicyRef.version: Input should be greater than or equal to 1" in str(info.value)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from isthmus_operator.guardrail import GrpcPolicyApplier, InMemoryPolicyApplier
 from isthmus_operator.retrieval import GrpcTenantRegistry, InMemoryTenantRegistry
 
 PLURAL = "tenants"
@@ -62,6 +63,19 @@ def test_schema_rejects_the_primary_region_as_a_replica(kube_api, namespace) -> 
     assert "replicaRegions must not contain the primary region" in json.loads(info.value.body)["message"]
 
 
+def test_schema_takes_a_policy_version_of_at_least_one(kube_api, namespace) -> None:
+    bad = tenant("bad-version", guardrailPolicyRef={"name": "strict", "version": 0})
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, bad)
+    assert info.value.status == 422
+    assert "spec.guardrailPolicyRef.version: Invalid value: 0" in json.loads(info.value.body)["message"]
+    pinned = kube_api.create(
+        PLURAL, namespace, tenant("pinned", guardrailPolicyRef={"name": "x", "version": 3})
+    )
+    kube_api.delete(PLURAL, namespace, "pinned")  # no operator runs: nothing holds it
+    assert pinned["spec"]["guardrailPolicyRef"] == {"name": "x", "version": 3}
+
+
 def test_schema_defaults_policy_and_deletion_policy(kube_api, namespace) -> None:
     body = tenant("defaults")
     del body["spec"]["guardrailPolicyRef"]
@@ -72,10 +86,11 @@ def test_schema_defaults_policy_and_deletion_policy(kube_api, namespace) -> None
 
 
 def test_tenant_lifecycle_materialises_updates_and_cleans_up(
-    kube_api, namespace, run_operator, retrieval_server, wait
+    kube_api, namespace, run_operator, retrieval_server, guardrail_server, wait
 ) -> None:
     name = f"acme-{namespace[-4:]}"
-    with run_operator(GrpcTenantRegistry(retrieval_server.endpoint)):
+    policies = GrpcPolicyApplier(guardrail_server.endpoint)
+    with run_operator(GrpcTenantRegistry(retrieval_server.endpoint), policies=policies):
         created = kube_api.create(PLURAL, namespace, tenant(name))
 
         status = wait(
@@ -87,9 +102,13 @@ def test_tenant_lifecycle_materialises_updates_and_cleans_up(
             "Valid": "True",
             "ConfigReady": "True",
             "VectorStoreReady": "True",
+            "GuardrailPolicyReady": "True",
             "Ready": "True",
         }
         assert conds["VectorStoreReady"]["message"] == "tenant created in the vector store"
+        assert conds["GuardrailPolicyReady"]["reason"] == "Applied"
+        assert conds["GuardrailPolicyReady"]["message"] == "guardrail policy v1 is current (preset 'strict')"
+        assert guardrail_server.current(name) == (1, "preset:strict")
         assert status["observedGeneration"] == 1
         assert status["configMap"] == f"isthmus-tenant-{name}"
 
@@ -124,6 +143,7 @@ def test_tenant_lifecycle_materialises_updates_and_cleans_up(
         )
         assert status["phase"] == "Ready"
         assert conditions(status)["VectorStoreReady"]["message"] == "tenant exists in the vector store"
+        assert guardrail_server.current(name) == (1, "preset:strict"), "re-applying stores nothing"
 
         # delete: the finalizer holds the object until the ConfigMap and the vector-store tenant are gone
         kube_api.delete(PLURAL, namespace, name)
@@ -176,6 +196,81 @@ def test_unavailable_retrieval_is_reported_then_retried(kube_api, namespace, run
         wait(lambda: kube_api.get(PLURAL, namespace, "flaky") is None, "Tenant gone")
         assert registry.tenants == {"flaky"}, "deletionPolicy Retain keeps the vector-store tenant"
         assert kube_api.configmap(namespace, "isthmus-tenant-flaky") is None
+
+
+def test_policy_ref_selects_a_preset_or_a_stored_version_in_the_guardrail(
+    kube_api, namespace, run_operator, guardrail_server, wait
+) -> None:
+    name = f"pol-{namespace[-4:]}"
+
+    def policy_condition(message: str) -> dict[str, Any] | None:
+        cond = conditions(kube_api.status(PLURAL, namespace, name)).get("GuardrailPolicyReady") or {}
+        return cond if cond.get("message") == message else None
+
+    with run_operator(InMemoryTenantRegistry(), policies=GrpcPolicyApplier(guardrail_server.endpoint)):
+        kube_api.create(PLURAL, namespace, tenant(name, guardrailPolicyRef={"name": "strict"}))
+        wait(lambda: policy_condition("guardrail policy v1 is current (preset 'strict')"), "strict applied")
+        kube_api.patch_spec(PLURAL, namespace, name, {"guardrailPolicyRef": {"name": "permissive"}})
+        wait(lambda: policy_condition("guardrail policy v2 is current (preset 'permissive')"), "v2")
+        assert guardrail_server.current(name) == (2, "preset:permissive")
+        # a stored version by number: a rollback
+        kube_api.patch_spec(PLURAL, namespace, name, {"guardrailPolicyRef": {"version": 1}})
+        wait(lambda: policy_condition("guardrail policy v1 is current (version 1)"), "rolled back to v1")
+        assert guardrail_server.current(name) == (1, "preset:strict")
+        # a version never stored is refused: the tenant is not Ready, and says why
+        kube_api.patch_spec(PLURAL, namespace, name, {"guardrailPolicyRef": {"version": 9}})
+        refused = wait(
+            lambda: (
+                (c := conditions(kube_api.status(PLURAL, namespace, name)).get("GuardrailPolicyReady"))
+                and c["reason"] == "Rejected"
+                and c
+            ),
+            "version 9 refused",
+        )
+        assert "the guardrail refused guardrailPolicyRef (version 9)" in refused["message"]
+        assert "no policy version 9" in refused["message"]
+        assert kube_api.status(PLURAL, namespace, name)["phase"] == "Pending"
+        assert guardrail_server.current(name) == (1, "preset:strict"), "a refused ref changes nothing"
+        kube_api.delete(PLURAL, namespace, name)
+        wait(lambda: kube_api.get(PLURAL, namespace, name) is None, "Tenant gone")
+
+
+def test_unavailable_guardrail_is_reported_then_retried(kube_api, namespace, run_operator, wait) -> None:
+    policies = InMemoryPolicyApplier(fail_next=2)
+    with run_operator(InMemoryTenantRegistry(), policies=policies, retry_delay=0.5):
+        kube_api.create(PLURAL, namespace, tenant("guard-flaky"))
+        pending = wait(
+            lambda: (s := kube_api.status(PLURAL, namespace, "guard-flaky")).get("phase") == "Pending" and s,
+            "Pending",
+        )
+        cond = conditions(pending)["GuardrailPolicyReady"]
+        assert cond["status"] == "False" and cond["reason"] == "GuardrailUnavailable"
+        assert "cannot apply guardrailPolicyRef (preset 'strict') yet" in cond["message"]
+        assert "failed (injected)" in cond["message"]
+        ready = wait(
+            lambda: (s := kube_api.status(PLURAL, namespace, "guard-flaky")).get("phase") == "Ready" and s,
+            "Ready after retries",
+        )
+        assert conditions(ready)["GuardrailPolicyReady"]["message"] == (
+            "guardrail policy v1 is current (preset 'strict')"
+        )
+        assert [c for c in policies.calls if c[0] == "guard-flaky"] == [("guard-flaky", "strict", None)] * 3
+        kube_api.delete(PLURAL, namespace, "guard-flaky")
+        wait(lambda: kube_api.get(PLURAL, namespace, "guard-flaky") is None, "Tenant gone")
+
+
+def test_without_a_guardrail_endpoint_the_ref_is_not_managed(kube_api, namespace, run_operator, wait) -> None:
+    with run_operator(InMemoryTenantRegistry()):
+        kube_api.create(PLURAL, namespace, tenant("no-guard"))
+        status = wait(
+            lambda: (s := kube_api.status(PLURAL, namespace, "no-guard")).get("phase") == "Ready" and s,
+            "Ready (an unmanaged policy does not block)",
+        )
+        cond = conditions(status)["GuardrailPolicyReady"]
+        assert (cond["status"], cond["reason"]) == ("Unknown", "NotManaged")
+        assert "guardrailPolicyRef (preset 'strict') is not applied" in cond["message"]
+        kube_api.delete(PLURAL, namespace, "no-guard")
+        wait(lambda: kube_api.get(PLURAL, namespace, "no-guard") is None, "Tenant gone")
 
 
 ACCESS_CM = "isthmus-access"
