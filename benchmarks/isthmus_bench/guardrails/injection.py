@@ -22,8 +22,9 @@ Detectors, each flagging a text when:
   scikit-learn logistic regression over word 1-4-gram TF-IDF, trained on Mindgard + oasst2) labels it
   ``injection``. Its pickles are loaded from the installed wheel (scikit-learn 1.7.2), here only.
 
-Latency: each text is checked alone, one at a time, wall clock per check over all three sets (p50/p95 ms;
-the model runs the bundled encoder with one ONNX thread per run, as the guardrail does).
+Latency: each text is checked alone, one at a time, by every detector in turn (machine load hits all
+alike); wall clock per check over all three sets, p50/p95 ms. The model runs the bundled encoder with one
+ONNX thread per run (max 128 tokens), as the guardrail does.
 """
 
 from __future__ import annotations
@@ -117,32 +118,43 @@ def load_genuine(datasets: Path) -> list[str]:
     return questions
 
 
-def measure(name: str, flags: Callable[[str], bool], test: Sequence[str], labels: np.ndarray,
-            genuine: Sequence[str]) -> Row:  # fmt: skip
-    times: list[float] = []
-
-    def run(texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for text in texts:
+def measure(
+    loaded: Sequence[tuple[str, Callable[[str], bool]]],
+    test: Sequence[str],
+    labels: np.ndarray,
+    genuine: Sequence[str],
+) -> list[Row]:
+    """Each text through every detector in turn (so that load on the machine hits all of them alike)."""
+    texts = [
+        *test,
+        *genuine,
+        *(t for _, t in MULTILINGUAL_INJECTIONS),
+        *(t for _, t in MULTILINGUAL_BENIGN),
+    ]
+    flags = np.zeros((len(loaded), len(texts)), dtype=bool)
+    times = np.zeros((len(loaded), len(texts)))
+    for j, text in enumerate(texts):
+        for i, (_, flag) in enumerate(loaded):
             start = time.perf_counter()
-            out.append(flags(text))
-            times.append((time.perf_counter() - start) * 1000)
-        return np.array(out, dtype=bool)
-
-    flagged = run(test)
-    flagged_genuine = run(genuine)
-    ml_inj = run([t for _, t in MULTILINGUAL_INJECTIONS])
-    ml_ben = run([t for _, t in MULTILINGUAL_BENIGN])
-    return Row(
-        detector=name,
-        test_tpr=float(flagged[labels == 1].mean()),
-        test_fpr=float(flagged[labels == 0].mean()),
-        genuine_fpr=float(flagged_genuine.mean()),
-        multilingual_tpr=float(ml_inj.mean()),
-        multilingual_fpr=float(ml_ben.mean()),
-        p50_ms=float(np.percentile(times, 50)),
-        p95_ms=float(np.percentile(times, 95)),
-    )
+            flags[i, j] = flag(text)
+            times[i, j] = (time.perf_counter() - start) * 1000
+    n_test, n_gen, n_inj = len(test), len(genuine), len(MULTILINGUAL_INJECTIONS)
+    rows = []
+    for i, (name, _) in enumerate(loaded):
+        on_test = flags[i, :n_test]
+        rows.append(
+            Row(
+                detector=name,
+                test_tpr=float(on_test[labels == 1].mean()),
+                test_fpr=float(on_test[labels == 0].mean()),
+                genuine_fpr=float(flags[i, n_test : n_test + n_gen].mean()),
+                multilingual_tpr=float(flags[i, n_test + n_gen : n_test + n_gen + n_inj].mean()),
+                multilingual_fpr=float(flags[i, n_test + n_gen + n_inj :].mean()),
+                p50_ms=float(np.percentile(times[i], 50)),
+                p95_ms=float(np.percentile(times[i], 95)),
+            )
+        )
+    return rows
 
 
 def detectors() -> list[tuple[str, Callable[[str], bool]]]:
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     test, labels = load_test(args.datasets_dir)
     genuine = load_genuine(args.datasets_dir)
     loaded = detectors()
-    rows = [measure(name, flags, test, labels, genuine) for name, flags in loaded]
+    rows = measure(loaded, test, labels, genuine)
     print(
         f"prompt injection: S-Labs test ({int(labels.sum())} injections, {int((labels == 0).sum())} benign), "
         f"{len(genuine)} genuine questions, multilingual {len(MULTILINGUAL_INJECTIONS)}+"

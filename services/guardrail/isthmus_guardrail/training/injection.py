@@ -47,11 +47,14 @@ MIN_DF = 3
 C = 0.5
 #: validation false-positive rate each stage's operating point allows
 FPR_TARGETS = {"input": 0.01, "ingest": 0.002}
+#: further validation FPRs whose equivalent policy threshold the card lists
+ALTERNATIVE_FPRS = (0.002, 0.005, 0.01, 0.02, 0.05)
 DEFAULT_DATA = Path("../shared/datasets/injection")
 NON_ENGLISH = (
-    "Trained on English only. The character n-grams and bge-small-en vector carry little signal in other "
-    "languages: see docs/benchmarks.md (multilingual mini-set) for the measured recall; the multilingual "
-    "rules (FR, DE, ES, IT, PT, NL) are the floor there."
+    "Trained on English text only, with an English encoder (bge-small-en): on other languages it sees "
+    "character n-grams and a weaker vector, and catches fewer attacks (see README.md beside this card and "
+    "the multilingual mini-set of make bench-guardrails); the multilingual rules (FR, DE, ES, IT, PT, NL) "
+    "are the floor there."
 )
 
 
@@ -143,6 +146,19 @@ def train(data: Path, out: Path) -> dict[str, Any]:
         }
         test_metrics[stage] = rates(test_logits, y_test, thr)
 
+    # other operating points a tenant can choose through its policy's injection_threshold (input stage)
+    alternatives = []
+    for target in ALTERNATIVE_FPRS:
+        thr = threshold_at(val_logits, y_val, target)
+        alternatives.append(
+            {
+                "validation_fpr_target": target,
+                "policy_injection_threshold": round(sigmoid(thr - thresholds["input"]["logit"]), 4),
+                "validation": rates(val_logits, y_val, thr),
+                "test": rates(test_logits, y_test, thr),
+            }
+        )
+
     card: dict[str, Any] = {
         "name": NAME,
         "version": VERSION,
@@ -173,6 +189,7 @@ def train(data: Path, out: Path) -> dict[str, Any]:
         "numpy_vs_sklearn_max_abs_logit_diff": round(parity, 8),
         "thresholds": thresholds,
         "test": test_metrics,
+        "input_operating_points": alternatives,
         "non_english": NON_ENGLISH,
         "score": "sigmoid(logit - stage threshold): 0.5 = the stage's operating point",
     }
