@@ -18,6 +18,13 @@ Verb-led rules (ignore instructions, reveal the prompt) are *damped* (score halv
 before the verb mark a question or a report rather than an order ("why do LLMs ignore previous
 instructions?"), unless they address the assistant ("you must ignore ...", "I want you to ignore ...").
 
+Other languages: the override ("ignore/forget the previous instructions"), forget-everything,
+reveal-your-prompt, no-restrictions and developer-mode phrases have rules in French, German, Spanish,
+Italian, Portuguese and Dutch (on the folded text: "précédentes" matches "precedentes"); like the English
+ones, an override needs a qualifier ("previous", "above", "system") or an all/your word, so "ignorez les
+règles de grammaire" is not one. "Pretend the rules above don't exist" (and its FR/ES/IT/PT/DE/NL
+forms) is an override too.
+
 Base64 blobs (40+ characters) that decode to text are reported as ``prompt_injection.encoded_payload``;
 the decoded text is scanned with the same rules and the blob scores as high as what it hides.
 """
