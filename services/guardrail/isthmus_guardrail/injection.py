@@ -18,6 +18,13 @@ Verb-led rules (ignore instructions, reveal the prompt) are *damped* (score halv
 before the verb mark a question or a report rather than an order ("why do LLMs ignore previous
 instructions?"), unless they address the assistant ("you must ignore ...", "I want you to ignore ...").
 
+Other languages: the override ("ignore/forget the previous instructions"), forget-everything,
+reveal-your-prompt, no-restrictions and developer-mode phrases have rules in French, German, Spanish,
+Italian, Portuguese and Dutch (on the folded text: "précédentes" matches "precedentes"); like the English
+ones, an override needs a qualifier ("previous", "above", "system") or an all/your word, so "ignorez les
+règles de grammaire" is not one. "Pretend the rules above don't exist" (and its FR/ES/IT/PT/DE/NL
+forms) is an override too.
+
 Base64 blobs (40+ characters) that decode to text are reported as ``prompt_injection.encoded_payload``;
 the decoded text is scanned with the same rules and the blob scores as high as what it hides.
 """
@@ -347,6 +354,520 @@ _RULES: tuple[Rule, ...] = (
         0.45,
     ),
 )
+
+
+# ---- other languages (FR, DE, ES, IT, PT, NL), on the folded text (accents stripped: "précédentes" ->
+# "precedentes", "Anweisungen" stays, "instruções" -> "instrucoes"). Each language gives the imperative
+# verbs of "ignore/forget", filler words, the nouns for instructions/rules and the qualifiers that make
+# it an override ("previous", "above", "system"); as in English, an override needs a qualifier (0.95) or
+# an "all/your" word (0.8): "ignorez les règles de grammaire" is not one.
+
+
+@dataclass(frozen=True, slots=True)
+class _Lang:
+    code: str
+    verbs: tuple[str, ...]
+    fillers: tuple[str, ...]
+    nouns: tuple[str, ...]
+    qualifiers: tuple[str, ...]
+    alls: tuple[str, ...]
+
+
+_LANGS = (
+    _Lang(
+        "fr",
+        (
+            r"ignor(?:e|ez|er|es)",
+            r"oubli(?:e|ez|er|es)",
+            r"ne\s+(?:tiens|tenez|tenir)\s+(?:pas|plus)\s+compte",
+            r"fai(?:s|tes)\s+abstraction",
+            r"contourn(?:e|ez|er)",
+            r"outrepass(?:e|ez|er)",
+            r"abandonn(?:e|ez|er)",
+            r"ne\s+(?:suis|suivez)\s+(?:pas|plus)",
+        ),
+        (
+            "toutes",
+            "toute",
+            "tous",
+            "tout",
+            "les",
+            "des",
+            "de",
+            "du",
+            "vos",
+            "tes",
+            "ces",
+            "mes",
+            "la",
+            "le",
+            "ta",
+            "ton",
+            "votre",
+            "cette",
+            "ce",
+            "l'ensemble",
+        ),
+        (
+            r"instructions?",
+            r"consignes?",
+            r"regles?",
+            r"directives?",
+            r"indications?",
+            r"ordres?",
+            r"commandes?",
+            r"contraintes?",
+            r"restrictions?",
+            r"prompts?",
+            r"invites?",
+            r"politiques?",
+            r"limites?",
+            r"garde-fous",
+        ),
+        (
+            r"precedent(?:e|es|s)?",
+            r"anterieur(?:e|es|s)?",
+            r"ci-dessus",
+            r"plus\s+haut",
+            r"initial(?:e|es|aux)?",
+            r"(?:du\s+)?systeme",
+            r"d'origine",
+            r"originale?s?",
+            r"cachee?s?",
+            r"du\s+developpeur",
+            r"donnee?s?",
+        ),
+        ("toutes", "tous", "vos", "tes", "votre", "ton", "ta"),
+    ),
+    _Lang(
+        "de",
+        (
+            r"ignorier(?:e|en|t)?",
+            r"vergiss",
+            r"vergesst",
+            r"vergessen",
+            r"missachte(?:n|t)?",
+            r"ubergeh(?:e|en|t)?",
+            r"umgeh(?:e|en|t)?",
+            r"verwirf",
+            r"verwerfen",
+            r"befolge(?:n)?\s+nicht",
+        ),
+        (
+            "sie",
+            "alle",
+            "allen",
+            "die",
+            "der",
+            "den",
+            "des",
+            "deine",
+            "deiner",
+            "deinen",
+            "ihre",
+            "ihren",
+            "eure",
+            "euren",
+            "diese",
+            "dieser",
+            "jegliche",
+            "samtliche",
+            "samtlichen",
+            "bitte",
+            "einfach",
+            "jetzt",
+            "nun",
+        ),
+        (
+            r"anweisung(?:en)?",
+            r"instruktion(?:en)?",
+            r"regeln?",
+            r"vorgaben?",
+            r"befehle?",
+            r"richtlinien?",
+            r"anordnung(?:en)?",
+            r"prompts?",
+            r"system-?prompts?",
+            r"einschrankung(?:en)?",
+            r"beschrankung(?:en)?",
+            r"vorschrift(?:en)?",
+            r"direktiven?",
+        ),
+        (
+            r"vorherig(?:e|en|er)?",
+            r"vorig(?:e|en|er)?",
+            r"obig(?:e|en|er)?",
+            r"bisherig(?:e|en|er)?",
+            r"fruher(?:e|en)?",
+            r"ursprunglich(?:e|en)?",
+            r"vorangegangen(?:e|en)?",
+            r"vorstehend(?:e|en)?",
+            r"vorgegeben(?:e|en)?",
+            r"versteckt(?:e|en)?",
+            r"system",
+            r"oben",
+            r"zuvor",
+        ),
+        (
+            "alle",
+            "allen",
+            "deine",
+            "deinen",
+            "deiner",
+            "ihre",
+            "ihren",
+            "samtliche",
+            "samtlichen",
+            "jegliche",
+        ),
+    ),
+    _Lang(
+        "es",
+        (
+            r"ignor(?:a|ad|ar|e|en)",
+            r"olvid(?:a|ad|ar|e|en)",
+            r"omit(?:e|a|an|ir)",
+            r"descart(?:a|e|en|ar)",
+            r"haz\s+caso\s+omiso",
+            r"hagan?\s+caso\s+omiso",
+            r"no\s+(?:sigas|siga|sigan|obedezcas|cumplas)",
+            r"salt(?:a|ate|ese)",
+        ),
+        (
+            "todas",
+            "todos",
+            "toda",
+            "todo",
+            "las",
+            "los",
+            "la",
+            "el",
+            "tus",
+            "sus",
+            "de",
+            "del",
+            "a",
+            "al",
+            "estas",
+            "estos",
+            "esas",
+            "esos",
+            "mis",
+        ),
+        (
+            r"instrucciones?",
+            r"instruccion",
+            r"reglas?",
+            r"indicaciones?",
+            r"directrices?",
+            r"ordenes?",
+            r"normas?",
+            r"restricciones?",
+            r"prompts?",
+            r"consignas?",
+            r"pautas?",
+            r"limitaciones?",
+            r"politicas?",
+        ),
+        (
+            r"anteriores?",
+            r"previas?",
+            r"previos?",
+            r"de\s+arriba",
+            r"precedentes?",
+            r"iniciales?",
+            r"originales?",
+            r"del\s+sistema",
+            r"de\s+sistema",
+            r"ocultas?",
+            r"dadas?",
+        ),
+        ("todas", "todos", "tus", "sus"),
+    ),
+    _Lang(
+        "it",
+        (
+            r"ignora(?:re|te)?",
+            r"dimentica(?:re|te)?",
+            r"scorda(?:re|te)?",
+            r"trascura(?:re|te)?",
+            r"non\s+(?:seguire|seguite|rispettare|rispettate)",
+            r"non\s+tenere\s+conto",
+            r"tralascia(?:re|te)?",
+            r"aggira(?:re|te)?",
+        ),
+        (
+            "tutte",
+            "tutti",
+            "tutto",
+            "le",
+            "gli",
+            "i",
+            "la",
+            "il",
+            "tue",
+            "tuoi",
+            "sue",
+            "vostre",
+            "di",
+            "delle",
+            "dei",
+            "degli",
+            "della",
+            "queste",
+            "questi",
+            "mie",
+        ),
+        (
+            r"istruzion[ei]",
+            r"regol[ae]",
+            r"indicazion[ei]",
+            r"direttiv[ae]",
+            r"ordini",
+            r"restrizion[ei]",
+            r"prompt",
+            r"linee\s+guida",
+            r"vincoli",
+            r"norm[ae]",
+            r"limitazion[ei]",
+            r"consegn[ae]",
+        ),
+        (
+            r"precedent[ei]",
+            r"sopra",
+            r"(?:di\s+)?prima",
+            r"inizial[ei]",
+            r"original[ei]",
+            r"del\s+sistema",
+            r"di\s+sistema",
+            r"nascost[ei]",
+            r"ricevut[ei]",
+            r"dat[ei]",
+        ),
+        ("tutte", "tutti", "tue", "tuoi", "vostre"),
+    ),
+    _Lang(
+        "pt",
+        (
+            r"ignor(?:e|a|ar|em)",
+            r"esquec(?:a|er|am)",
+            r"desconsider(?:e|a|ar|em)",
+            r"descart(?:e|a|ar|em)",
+            r"nao\s+(?:siga|sigas|sigam|obedeca|cumpra)",
+            r"pule",
+        ),
+        (
+            "todas",
+            "todos",
+            "toda",
+            "tudo",
+            "as",
+            "os",
+            "a",
+            "o",
+            "suas",
+            "seus",
+            "tuas",
+            "teus",
+            "de",
+            "das",
+            "dos",
+            "estas",
+            "estes",
+            "essas",
+            "esses",
+            "minhas",
+        ),
+        (
+            r"instruc(?:oes|ao)",
+            r"regras?",
+            r"orientac(?:oes|ao)",
+            r"diretrizes?",
+            r"ordens",
+            r"comandos?",
+            r"restric(?:oes|ao)",
+            r"prompts?",
+            r"normas?",
+            r"limitac(?:oes|ao)",
+            r"politicas?",
+        ),
+        (
+            r"anteriores?",
+            r"previas?",
+            r"acima",
+            r"iniciais",
+            r"originais",
+            r"do\s+sistema",
+            r"de\s+sistema",
+            r"ocultas?",
+            r"dadas?",
+            r"recebidas?",
+        ),
+        ("todas", "todos", "suas", "seus", "tuas", "teus"),
+    ),
+    _Lang(
+        "nl",
+        (r"negeer", r"negeren", r"vergeet", r"vergeten", r"omzeil", r"omzeilen", r"volg\s+niet"),
+        ("alle", "al", "de", "het", "je", "jouw", "uw", "deze", "die", "mijn", "gewoon", "nu"),
+        (
+            r"instructies?",
+            r"regels?",
+            r"aanwijzingen?",
+            r"richtlijnen?",
+            r"opdrachten?",
+            r"prompts?",
+            r"beperkingen?",
+            r"voorschriften?",
+            r"bevelen?",
+            r"systeemprompts?",
+        ),
+        (
+            r"eerdere",
+            r"vorige",
+            r"voorgaande",
+            r"bovenstaande",
+            r"oorspronkelijke",
+            r"originele",
+            r"systeem",
+            r"verborgen",
+            r"gegeven",
+            r"hierboven",
+            r"eerder",
+        ),
+        ("alle", "al", "je", "jouw", "uw"),
+    ),
+)
+
+
+def _ml_override_score(lang: _Lang) -> Scorer:
+    qualifier = re.compile(r"\b(?:" + "|".join(lang.qualifiers) + r")\b")
+    alls = frozenset(lang.alls)
+
+    def score(m: re.Match[str], _: str) -> float | None:
+        if qualifier.search(m.group()):
+            return 0.95
+        if set(m.group("mid").split()) & alls:
+            return 0.8
+        return None
+
+    return score
+
+
+def _ml_override_rule(lang: _Lang) -> Rule:
+    fill = _alt(*(re.escape(w) for w in lang.fillers))
+    qual = _alt(*lang.qualifiers)
+    pattern = re.compile(
+        rf"\b{_alt(*lang.verbs)}(?P<mid>(?:\s+(?:{fill}|{qual}))*)\s+(?:l'|d')?{_alt(*lang.nouns)}"
+        rf"(?:\s+(?:{qual})){{0,2}}\b"
+    )
+    return Rule(
+        IGNORE_INSTRUCTIONS,
+        f"override_instructions_{lang.code}",
+        pattern,
+        f"asks to ignore the instructions it was given ({lang.code})",
+        _ml_override_score(lang),
+    )
+
+
+_ML_OWNERS = frozenset(
+    {"ton", "tes", "votre", "vos", "dein", "deine", "deinen", "ihr", "ihre", "ihren", "tu", "tus", "su",
+     "sus", "tuo", "tua", "tue", "tuoi", "seu", "sua", "seus", "suas", "je", "jouw", "uw"}
+)  # fmt: skip
+
+
+def _score_reveal_ml(m: re.Match[str], _: str) -> float | None:
+    specific = bool(m.group("qual")) or re.search(r"system|systeem|sistema", m.group()) is not None
+    yours = m.group("owner").split()[-1] in _ML_OWNERS
+    if specific:
+        return 0.9 if yours else 0.8
+    return 0.75 if yours else None  # "montrez-moi les instructions d'installation"
+
+
+_ML_RULES: tuple[Rule, ...] = (
+    *(_ml_override_rule(lang) for lang in _LANGS),
+    Rule(
+        IGNORE_INSTRUCTIONS,
+        "forget_everything_ml",
+        re.compile(
+            r"\b(?:oubli(?:e|ez)\s+tout(?:\s+ce\s+(?:que|qu'on|qui))?|vergiss\s+alles|vergessen\s+sie\s+alles"
+            r"|olvid(?:a|e|en)\s+todo(?:\s+lo\s+(?:que|anterior))?|dimentica(?:te)?\s+tutto"
+            r"|esquec(?:a|am)\s+tudo|vergeet\s+alles)\b"
+        ),
+        "asks to forget what it was told (FR/DE/ES/IT/PT/NL)",
+        0.85,
+    ),
+    Rule(
+        SYSTEM_PROMPT_EXFILTRATION,
+        "reveal_prompt_ml",
+        re.compile(
+            r"\b(?:revel(?:e|ez|er)|montr(?:e|ez)(?:-moi)?|affich(?:e|ez)|donn(?:e|ez)(?:-moi)?|repet(?:e|ez)"
+            r"|divulgu(?:e|ez)|dis(?:-moi)?|dites(?:-moi)?"
+            r"|zeig(?:e|en)?|gib|geben|nenne|verrate|verraten|wiederhole|wiederholen|gib\s+aus"
+            r"|revela(?:me)?|muestra(?:me)?|dime|di|repite|imprime|dame|ensename|escribe"
+            r"|rivela(?:mi)?|mostra(?:mi)?|dimmi|ripeti|stampa|dammi|scrivi"
+            r"|revele|mostre|diga|repita|imprima|escreva|me\s+mostre|me\s+diga|me\s+de"
+            r"|toon|geef|herhaal|onthul|vertel|laat\s+zien)"
+            r"(?:\s+(?:moi|nous|mir|uns|sie|me|mij|ons|exactement|genau|exactamente|esattamente|exatamente"
+            r"|letterlijk)){0,2}"
+            r"\s+(?P<owner>ton|tes|votre|vos|le|la|les|l'|dein(?:e|en)?|ihr(?:e|en)?|den|die|das|tu|tus|su|sus"
+            r"|el|las|los|il\s+tuo|la\s+tua|le\s+tue|i\s+tuoi|il|le|i|tuo|tua|tue|tuoi|o\s+seu|a\s+sua"
+            r"|as\s+suas|os\s+seus|seu|sua|seus|suas|o|a|os|as|je|jouw|uw|de|het)"
+            r"\s*(?:prompt|invite|instructions|consignes|message|system-?prompt|systemnachricht|anweisungen"
+            r"|instruktionen|instrucciones|mensaje|istruzioni|messaggio|instrucoes|mensagem|systeemprompt"
+            r"|instructies|systeembericht)"
+            r"(?P<qual>\s+(?:systeme|du\s+systeme|initiales?|cachees?|secret(?:e|es)?|internes?|d'origine"
+            r"|originales?|del\s+sistema|de\s+sistema|iniciales?|ocultas?|secretas?|di\s+sistema|iniziali"
+            r"|nascoste|segrete|originali|do\s+sistema|iniciais|originais|verborgen|geheime?))?"
+        ),
+        "asks it to reveal its prompt or instructions (FR/DE/ES/IT/PT/NL)",
+        _score_reveal_ml,
+    ),
+    Rule(
+        ROLE_OVERRIDE,
+        "unrestricted_ml",
+        re.compile(
+            r"\b(?:tu\s+es|vous\s+etes|agis\s+comme|agissez\s+comme|du\s+bist|sie\s+sind|handle\s+als"
+            r"|eres|actua\s+como|sei|comportati\s+come|agisci\s+come|voce\s+e|aja\s+como|je\s+bent"
+            r"|gedraag\s+je\s+als|ben\s+je)\b.{0,60}?"
+            r"\b(?:sans|ohne|sin|senza|sem|zonder)\s+(?:aucune?s?\s+|jegliche\s+|keine\s+|ninguna?\s+"
+            r"|alcuna?\s+|nenhuma?\s+|enige\s+)?(?:restrictions?|limites?|regles|filtres?|censure"
+            r"|einschrankungen|regeln|filter|zensur|restricciones|reglas|filtros|censura|restrizioni|regole"
+            r"|filtri|restricoes|regras|beperkingen|regels|filters|censuur)\b"
+        ),
+        "tells it that it has no rules (FR/DE/ES/IT/PT/NL)",
+        0.9,
+    ),
+    Rule(
+        ROLE_OVERRIDE,
+        "special_mode_ml",
+        re.compile(
+            r"\b(?:mode\s+(?:developpeur|dan|sans\s+restriction|jailbreak)|entwicklermodus|dan-modus"
+            r"|modo\s+(?:desarrollador|desenvolvedor|dan|sin\s+restricciones|sem\s+restricoes)"
+            r"|modalita\s+(?:sviluppatore|dan)|ontwikkelaarsmodus|dan-modus)\b"
+        ),
+        "names a privileged 'developer/DAN mode' (FR/DE/ES/IT/PT/NL)",
+        0.85,
+    ),
+    Rule(
+        IGNORE_INSTRUCTIONS,
+        "pretend_no_rules",
+        re.compile(
+            rf"\b(?:pretend|imagine|assume|suppose|act\s+as\s+if|behave\s+as\s+if|as\s+if|let'?s\s+say)"
+            rf"(?:\s+that)?(?:\s+(?:the|your|all|any|these|those|my|our|of)){{0,3}}"
+            rf"(?:\s+(?:{_alt(*_QUALIFIERS)}|safety|content))*\s+{_RULE_NOUN}"
+            r"(?:\s+(?:above|before|you\s+(?:were\s+)?(?:were\s+)?given|you\s+have))?"
+            r"\s+(?:don'?t|do\s+not|didn'?t|did\s+not|doesn'?t|does\s+not|no\s+longer|never|won'?t|wouldn'?t)"
+            r"\s+(?:exist|existed|apply|applied|matter|count|bind)\b"
+            r"|\b(?:fai(?:s|tes)\s+comme\s+si|imagin(?:e|ez)\s+que|haz\s+como\s+si|imagina\s+que"
+            r"|fai\s+finta\s+che|finja\s+que|tu\s+so,?\s+als\s+(?:ob|gabe)|doe\s+alsof)\b.{0,60}?"
+            r"\b(?:n'exist|ne\s+s'appliqu|no\s+exist|no\s+se\s+aplica|non\s+esist|nao\s+exist"
+            r"|keine\s+(?:regeln|anweisungen)|niet\s+bestaan|geen\s+regels)"
+        ),
+        "asks it to pretend its rules do not exist",
+        0.9,
+    ),
+)
+_RULES = _RULES + _ML_RULES
 
 # the words just before a verb that make it a question or a report rather than an order
 _NON_IMPERATIVE_CUES = frozenset(
