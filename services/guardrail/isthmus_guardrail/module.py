@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from typing import Any
 
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus_core.bus.purge import purge_on_erasure
@@ -27,6 +28,32 @@ NAME = "guardrail"
 TENANT_EVENTS_GROUP = "guardrail"
 
 
+def _checks(s: GuardrailSettings) -> dict[str, Any]:
+    """The checks beside the rules and PII, each loaded only when enabled (models load here, at build).
+
+    One bundled bge-small encoder serves the injection model and the topic matcher."""
+    checks: dict[str, Any] = {}
+    encoder = None
+    if s.injection_model_enabled or s.topics_enabled:
+        from isthmus_core.onnx_embedder import OnnxEmbedder
+
+        # one ONNX thread per run: a check is one short text, and runs of concurrent checks go in parallel
+        encoder = OnnxEmbedder(max_tokens=s.encoder_max_tokens, intra_op_threads=1)
+    if s.injection_model_enabled and encoder is not None:
+        from isthmus_guardrail.detector import load_default as load_injection_model
+
+        checks["injection_model"] = load_injection_model(encoder)
+    if s.topics_enabled and encoder is not None:
+        from isthmus_guardrail.topics import load_default as load_topics
+
+        checks["topics"] = load_topics(encoder)
+    if s.toxicity_enabled:
+        from isthmus_guardrail.toxicity import load_default as load_toxicity
+
+        checks["toxicity"] = load_toxicity()
+    return checks
+
+
 async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     from isthmus_guardrail.grounding import clear_word_caches
     from isthmus_guardrail.guard import Guard
@@ -36,10 +63,11 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
     if pii is not None:
         register_cache("pii_findings", pii.cache_info)
+    guard = Guard(pii, **await asyncio.to_thread(_checks, s))
     policies = PolicyStore(ctx.data_dir / "guardrail")  # policies.sqlite (migrates policies/*.json)
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
     servicer = GuardrailServicer(
-        Guard(pii),
+        guard,
         policies,
         publisher(ctx.bus, topics.GUARDRAIL_VERDICTS),
         s.max_text_chars,
