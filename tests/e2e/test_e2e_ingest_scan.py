@@ -22,9 +22,12 @@ import pytest_asyncio
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import publish_event
+from isthmus_core.clients.guardrail import GrpcChunkScanner
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ChunksQuarantined, DocumentSubmitted, GuardrailVerdict
 from isthmus_core.ports.guard import Policy, PolicyAction
+from isthmus_core.testing import chunk_scanner_conformance as conformance
+from isthmus_core.testing.chunk_scanner_conformance import ChunkScannerConformance
 
 from .conftest import platform, upload, wait_indexed
 
@@ -68,10 +71,18 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[st
     async with platform(data_dir) as rt:
         ch = grpc.aio.insecure_channel(rt.address)
         retrieval = retrieval_pb2_grpc.RetrievalServiceStub(ch)
-        for tenant in (LIB, HR):
+        for tenant in (LIB, HR, conformance.TENANT):
             await retrieval.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=tenant))
         yield {"rt": rt, "ch": ch, "data_dir": data_dir}
         await ch.close()
+
+
+class TestGrpcChunkScanner(ChunkScannerConformance):
+    """Ingestion's client against the platform's guardrail."""
+
+    @pytest_asyncio.fixture(loop_scope="module")
+    async def chunk_scanner(self, env: dict[str, Any]) -> GrpcChunkScanner:
+        return GrpcChunkScanner(env["ch"])
 
 
 def _quarantined(env: dict[str, Any], doc: str) -> list[ChunksQuarantined]:

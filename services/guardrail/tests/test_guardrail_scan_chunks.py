@@ -21,6 +21,7 @@ from isthmus_core.errors import InvalidArgument, NotFound, Unavailable
 from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.ports.guard import Action, IngestScope, Policy
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
+from isthmus_core.testing.chunk_scanner_conformance import TENANT, ChunkScannerConformance
 from isthmus_core.testing.infra import free_port_run
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.guard import Guard
@@ -56,7 +57,11 @@ async def guardrail(tmp_path: Path) -> AsyncIterator[Guardrail]:
 
     policies = FixedPolicies(tmp_path / "policies")
     servicer = GuardrailServicer(
-        Guard(pii=None), policies, publish, 2_000, InMemoryTenantDirectory([parse_tenant_id("acme")])
+        Guard(pii=None),
+        policies,
+        publish,
+        2_000,
+        InMemoryTenantDirectory([parse_tenant_id("acme"), parse_tenant_id(TENANT)]),
     )
     server = GrpcServer("127.0.0.1", 0)
     server.add(
@@ -69,6 +74,12 @@ async def guardrail(tmp_path: Path) -> AsyncIterator[Guardrail]:
             GrpcChunkScanner(ch, chunks_per_call=2), pb_grpc.GuardrailServiceStub(ch), policies, events
         )
     await server.stop(grace=1.0)
+
+
+class TestGrpcChunkScanner(ChunkScannerConformance):
+    @pytest.fixture
+    def chunk_scanner(self, guardrail: Guardrail) -> GrpcChunkScanner:
+        return guardrail.scanner
 
 
 async def test_one_verdict_per_chunk_in_order_across_calls_and_events_for_blocked_chunks_only(

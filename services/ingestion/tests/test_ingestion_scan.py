@@ -13,10 +13,12 @@ import pytest
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus_core.contracts.events import ChunksCreated, ChunksQuarantined, DocumentSubmitted
 from isthmus_core.contracts.ids import TenantId
-from isthmus_core.errors import Unavailable
+from isthmus_core.errors import NotFound, Unavailable
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.guard import Action, ChunkScan, ChunkVerdict, Finding, IngestScope
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
+from isthmus_core.testing import chunk_scanner_conformance as conformance
+from isthmus_core.testing.chunk_scanner_conformance import ChunkScannerConformance
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.registry import DocumentRegistry, Status
@@ -43,6 +45,8 @@ class FakeScanner:
     async def scan(self, tenant_id: str, document_id: str, chunks: Sequence[tuple[int, str]]) -> ChunkScan:
         if self.down:
             raise Unavailable("guardrail unreachable")
+        if tenant_id not in (ACME, conformance.TENANT):
+            raise NotFound(f"tenant {tenant_id!r} does not exist")
         self.calls.append(list(chunks))
         return ChunkScan(tuple(self._one(i, t) for i, t in chunks), policy_version="v7", scope=self.scope)
 
@@ -60,6 +64,14 @@ class FakeScanner:
         if "winch" in text:
             return ChunkVerdict(index, Action.FLAG, (Finding("toxicity.insult", "lexicon"),), text)
         return ChunkVerdict(index, Action.ALLOW, (), text)
+
+
+class TestFakeScanner(ChunkScannerConformance):
+    """The fake these tests use is an adapter of the port like the real one."""
+
+    @pytest.fixture
+    def chunk_scanner(self) -> FakeScanner:
+        return FakeScanner()
 
 
 @pytest.fixture(scope="module")
