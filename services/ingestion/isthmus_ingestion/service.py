@@ -1,4 +1,6 @@
-"""Ingestion's core: size/tenant checks → dedup by content hash → parse → chunk → chunk events."""
+"""Ingestion's core: size/tenant checks → dedup by content hash → parse → chunk → the guardrail's scan of
+every chunk (:mod:`isthmus_ingestion.screening`: blocked chunks to ``chunks.quarantined``, redacted text
+indexed, flags in chunk metadata) → chunk events."""
 
 from __future__ import annotations
 
