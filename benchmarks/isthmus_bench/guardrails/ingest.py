@@ -6,14 +6,17 @@ Run::
     .venv/bin/python -m isthmus_bench.guardrails.ingest [--docs 1400] [--latency-chunks 400] [--json]
 
 The platform under test is ``isthmus run --target all`` in its own process (throwaway data dir, bundled
-models), started twice in one run: ingestion's scan **on** (the default) and **off**
+models), started twice, side by side: ingestion's scan **on** (the default) and **off**
 (``[ingestion] scan_chunks = false``). The guard is the guardrail module's own, built as ``make run``
 builds it (the rules, PII, and whatever further checks the module composes, e.g. the learned injection
 model): the bench never assembles a guard itself.
 
-* **Ingest throughput, on vs off**: the first ``--docs`` Cranfield documents uploaded over gRPC (8 at a
-  time) to a fresh tenant of each platform, timed until every document is terminal (indexed; quarantined
-  or failed counted apart): documents/s and chunks/s side by side, and the added time per chunk.
+* **Ingest throughput, on vs off**: both platforms run side by side; the first ``--docs`` Cranfield
+  documents, in ``--rounds`` slices, are uploaded over gRPC (8 at a time) to a fresh tenant of each, one
+  platform after the other, the order alternating by round (a change in the machine's load weighs on
+  both arms alike), each slice timed until every document is terminal (indexed; quarantined or failed
+  counted apart): documents/s and chunks/s side by side, the added time per chunk, and the median of the
+  rounds' on ÷ off time.
 * **Scan cost per chunk** (scan-on platform): ``ScanChunks`` with one chunk per call, over gRPC as
   ingestion calls it (``--latency-chunks`` Cranfield chunks, after a warm-up): p50/p95 ms. Also the
   amortised cost of the document scans of the next item (each document in one call, as ingestion makes
@@ -122,8 +125,11 @@ async def create_tenant(ch: grpc.aio.Channel, tenant: str) -> None:
 # -- ingest throughput -----------------------------------------------------------------------------------
 
 
-async def ingest(address: str, tenant: str, docs: Sequence[Doc], within_s: float = 1800) -> dict[str, Any]:
-    """Upload ``docs`` and wait until every one is terminal; time, rates and final statuses."""
+async def ingest_round(
+    address: str, tenant: str, docs: Sequence[Doc], before: int, within_s: float = 1800
+) -> tuple[float, int, Counter[str]]:
+    """Upload ``docs`` to a tenant already holding ``before`` terminal documents and wait until every one
+    is terminal: (seconds, chunks, statuses of the tenant's documents)."""
     from isthmus_core.testing.client import upload
 
     terminal = {
@@ -132,7 +138,6 @@ async def ingest(address: str, tenant: str, docs: Sequence[Doc], within_s: float
         ingestion_pb2.DOCUMENT_STATUS_FAILED: "failed",
     }
     async with grpc.aio.insecure_channel(address) as ch:
-        await create_tenant(ch, tenant)
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
         sem = asyncio.Semaphore(UPLOAD_CONCURRENCY)
         chunks = 0
@@ -145,26 +150,55 @@ async def ingest(address: str, tenant: str, docs: Sequence[Doc], within_s: float
 
         t0 = time.perf_counter()
         await asyncio.gather(*(one(d) for d in docs))
-        uploaded_s = time.perf_counter() - t0
         while True:
             listed = await stub.ListDocuments(
                 ingestion_pb2.ListDocumentsRequest(tenant_id=tenant), timeout=60
             )
             states = Counter(terminal.get(d.status, "pending") for d in listed.documents)
-            if states["pending"] == 0 and len(listed.documents) >= len(docs):
-                break
+            if states["pending"] == 0 and len(listed.documents) >= before + len(docs):
+                return time.perf_counter() - t0, chunks, states
             if time.perf_counter() - t0 > within_s:
                 raise RuntimeError(f"not terminal within {within_s:.0f}s: {dict(states)}")
             await asyncio.sleep(0.25)
-        elapsed = time.perf_counter() - t0
+
+
+async def throughput(
+    addresses: dict[str, str], docs: Sequence[Doc], rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The documents in ``rounds`` consecutive slices, each ingested by both platforms in turn (the order
+    alternating round by round), so a change of the machine's load during the run (other processes)
+    weighs on both arms alike. Per arm: total time, rates; per round: on ÷ off time."""
+    size = max(1, -(-len(docs) // rounds))
+    slices = [docs[i : i + size] for i in range(0, len(docs), size)]
+    arms: dict[str, dict[str, Any]] = {a: {"ingest_s": 0.0, "chunks": 0, "statuses": {}} for a in addresses}
+    ratios: list[float] = []
+    done = 0
+    for k, part in enumerate(slices):
+        took: dict[str, float] = {}
+        for arm in ("off", "on") if k % 2 == 0 else ("on", "off"):
+            seconds, chunks, states = await ingest_round(addresses[arm], f"bench-scan-{arm}", part, done)
+            took[arm] = seconds
+            arms[arm]["ingest_s"] += seconds
+            arms[arm]["chunks"] += chunks
+            arms[arm]["statuses"] = dict(states)
+        done += len(part)
+        ratios.append(took["on"] / took["off"])
+        log(
+            f"round {k + 1}/{len(slices)}: {len(part)} documents, "
+            f"off {took['off']:.1f} s, on {took['on']:.1f} s"
+        )
+    for r in arms.values():
+        r["documents"] = len(docs)
+        r["docs_per_s"] = len(docs) / r["ingest_s"]
+        r["chunks_per_s"] = r["chunks"] / r["ingest_s"]
+    on, off = arms["on"], arms["off"]
     return {
-        "documents": len(docs),
-        "chunks": chunks,
-        "upload_s": uploaded_s,
-        "ingest_s": elapsed,
-        "docs_per_s": len(docs) / elapsed,
-        "chunks_per_s": chunks / elapsed,
-        "statuses": dict(states),
+        **arms,
+        "rounds": len(slices),
+        "on_vs_off": on["chunks_per_s"] / off["chunks_per_s"],
+        "added_ms_per_chunk": (on["ingest_s"] - off["ingest_s"]) * 1000 / max(on["chunks"], 1),
+        "round_time_ratio_median": sorted(ratios)[len(ratios) // 2],
+        "round_time_ratios": ratios,
     }
 
 
@@ -257,30 +291,21 @@ async def false_positives(
 async def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     cranfield = load_docs("cranfield", args.docs)
     report: dict[str, Any] = {"docs": len(cranfield)}
-    throughput: dict[str, Any] = {}
-    for scan in (False, True):
-        label = "on" if scan else "off"
-        log(f"scan {label}: starting the platform")
-        async with platform(scan, args.log_level) as address:
-            log(f"scan {label}: ingesting {len(cranfield)} Cranfield documents")
-            throughput[label] = await ingest(address, f"bench-scan-{label}", cranfield)
-            log(f"scan {label}: {throughput[label]['ingest_s']:.1f} s, {throughput[label]['statuses']}")
-            if scan:
-                async with grpc.aio.insecure_channel(address) as ch:
+    log("starting two platforms: ingestion's scan off and on")
+    async with platform(False, args.log_level) as off, platform(True, args.log_level) as on:
+        for arm, address in (("off", off), ("on", on)):
+            async with grpc.aio.insecure_channel(address) as ch:
+                await create_tenant(ch, f"bench-scan-{arm}")
+                if arm == "on":
                     await create_tenant(ch, "bench-fp")
-                chunked = {ds: chunk_docs(load_docs(ds, args.fp_docs)) for ds in FP_DATASETS}
-                sample = [t for _, cs in chunked["cranfield"] for _, t in cs][
-                    : args.latency_chunks + WARMUP_CHUNKS
-                ]
-                report["latency"] = await chunk_latency(address, "bench-fp", sample, log)
-                report["false_positives"] = []
-                for ds, docs in chunked.items():
-                    log(f"false positives: scanning {ds}")
-                    report["false_positives"].append(await false_positives(address, "bench-fp", ds, docs))
-    on, off = throughput["on"], throughput["off"]
-    throughput["added_ms_per_chunk"] = (on["ingest_s"] - off["ingest_s"]) * 1000 / max(on["chunks"], 1)
-    throughput["on_vs_off"] = on["chunks_per_s"] / off["chunks_per_s"]
-    report["throughput"] = throughput
+        report["throughput"] = await throughput({"off": off, "on": on}, cranfield, args.rounds, log)
+        chunked = {ds: chunk_docs(load_docs(ds, args.fp_docs)) for ds in FP_DATASETS}
+        sample = [t for _, cs in chunked["cranfield"] for _, t in cs][: args.latency_chunks + WARMUP_CHUNKS]
+        report["latency"] = await chunk_latency(on, "bench-fp", sample, log)
+        report["false_positives"] = []
+        for ds, docs in chunked.items():
+            log(f"false positives: scanning {ds}")
+            report["false_positives"].append(await false_positives(on, "bench-fp", ds, docs))
     return report
 
 
@@ -298,7 +323,11 @@ def tables(report: dict[str, Any]) -> list[Table]:
             str(r["statuses"]),
         )
     tp = report["throughput"]
-    t1.caption = f"on ÷ off = {tp['on_vs_off']:.2f}; added {tp['added_ms_per_chunk']:.2f} ms per chunk"
+    t1.caption = (
+        f"chunks/s on ÷ off = {tp['on_vs_off']:.2f}; added {tp['added_ms_per_chunk']:.2f} ms per chunk; "
+        f"median round time on ÷ off = {tp['round_time_ratio_median']:.2f} "
+        f"({tp['rounds']} rounds, alternating)"
+    )
 
     lat = report["latency"]
     t2 = Table(title="Scan cost per chunk (ScanChunks over gRPC)")
@@ -344,6 +373,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="isthmus_bench.guardrails.ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=1400, help="Cranfield documents ingested per platform")
+    p.add_argument("--rounds", type=int, default=8, help="slices ingested alternately by the two platforms")
     p.add_argument("--latency-chunks", type=int, default=400, help="chunks timed one per ScanChunks call")
     p.add_argument("--fp-docs", type=int, default=None, help="documents per dataset scanned (default: all)")
     p.add_argument("--log-level", default="warning")
