@@ -106,6 +106,10 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             *replica_subscriptions(
                 topics.ERASURES_APPLIED, GROUP + "-erasure", peers, core.on_erasure_applied, service=NAME
             ),
+            # a submission that gave up (e.g. the guardrail unreachable): failed, with the reason
+            Subscription(
+                topics.DOCUMENTS_SUBMITTED.dlq, GROUP + "-dlq", core.on_submission_dead_letter, status_retry
+            ),
             Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],

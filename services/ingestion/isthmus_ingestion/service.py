@@ -660,6 +660,35 @@ class Ingestion:
         if not (is_tenant_id(tenant) and is_document_id(doc)):
             log.warning("dead letter without a document reference", topic=msg.topic)
             return
-        reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "
-        reason += msg.headers.get(H_ERROR_MESSAGE, "unknown error")
-        self.registry.fail(tenant, doc, reason)
+        self.registry.fail(tenant, doc, _dead_letter_reason(msg))
+
+    async def on_submission_dead_letter(self, msg: Message) -> None:
+        """A submitted document gave up (e.g. the guardrail's scan was unreachable through every retry):
+        a document named by id that has no record yet gets one, ``failed`` with the reason, so whoever
+        watches it sees the outcome. A document with a record keeps it (a refused submission already
+        recorded its failure; an earlier version stays as it is)."""
+        try:
+            ev = DocumentSubmitted.model_validate_json(msg.value)
+        except ValueError:
+            log.warning("dead-lettered submission that is not a document", topic=msg.topic)
+            return
+        if not (is_tenant_id(ev.tenant_id) and ev.document_id and is_document_id(ev.document_id)):
+            return  # no id the submitter could watch
+        if self.registry.get(ev.tenant_id, ev.document_id) is not None:
+            return
+        self.registry.save(
+            DocumentRecord(
+                tenant_id=ev.tenant_id,
+                document_id=ev.document_id,
+                filename=ev.filename,
+                content_type=ev.content_type or "",
+                content_hash=content_hash(ev.content),
+                status=Status.FAILED,
+                failure_reason=_dead_letter_reason(msg),
+            )
+        )
+
+
+def _dead_letter_reason(msg: Message) -> str:
+    reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "
+    return reason + msg.headers.get(H_ERROR_MESSAGE, "unknown error")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
+from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
+from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ChunksCreated, ChunksQuarantined, DocumentSubmitted
 from isthmus_core.contracts.ids import TenantId
 from isthmus_core.errors import NotFound, Unavailable
@@ -240,6 +242,19 @@ async def test_an_unreachable_scanner_fails_the_upload_and_leaves_nothing_behind
     with pytest.raises(Unavailable):
         await core.on_document_submitted(submitted)
     assert bus.created == [] and bus.quarantined == [] and registry.list(ACME) == []
+
+    # once the bus gives up on it, the submitted document is failed with the reason (it had no record)
+    dead = Message(
+        topics.DOCUMENTS_SUBMITTED.dlq,
+        "acme/b",
+        submitted.model_dump_json().encode(),
+        {H_ERROR_CLASS: "Unavailable", H_ERROR_MESSAGE: "guardrail unreachable"},
+    )
+    await core.on_submission_dead_letter(dead)
+    failed = registry.get(ACME, "b")
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.failure_reason == "isthmus.documents.submitted.v1: Unavailable: guardrail unreachable"
+    registry.delete_documents(ACME, ["b"])
 
     scanner.down = False  # back: the same bytes are ingested (no half-made duplicate in the way)
     result = await svc.Upload(parts(), None)
