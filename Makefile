@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -50,8 +50,9 @@ bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloa
 bench-agents: ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
 	$(PY) -m isthmus_bench.agents
 
-bench-guardrails: ## guardrail accuracy and latency on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail; ~3 min)
+bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail), ingest scan cost and false positives on documents
 	$(PY) -m isthmus_bench.guardrails.injection
+	$(PY) -m isthmus_bench.guardrails.ingest
 
 train-injection: ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection

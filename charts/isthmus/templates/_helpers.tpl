@@ -53,7 +53,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Who calls whom over gRPC: caller -> callees (the modules' depends_on). Drives the NetworkPolicies. */}}
 {{- define "isthmus.callGraph" -}}
 {{- toJson (dict
-  "ingestion" (list "retrieval")
+  "ingestion" (list "guardrail" "retrieval")
   "retrieval" (list "embedding")
   "agent-orchestrator" (list "embedding" "guardrail" "retrieval")
   "evaluation" (list "ingestion" "retrieval")

@@ -87,7 +87,9 @@ class GrpcEvalPlatform:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
         indexed = sum(d.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED for d in resp.documents)
-        failed = sum(d.status == ingestion_pb2.DOCUMENT_STATUS_FAILED for d in resp.documents)
+        # a quarantined document (the guardrail's ingest scan) is never indexed either: done, not searchable
+        not_indexed = (ingestion_pb2.DOCUMENT_STATUS_FAILED, ingestion_pb2.DOCUMENT_STATUS_QUARANTINED)
+        failed = sum(d.status in not_indexed for d in resp.documents)
         return IndexProgress(indexed, failed, len(resp.documents))
 
     async def search(

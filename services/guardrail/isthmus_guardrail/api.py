@@ -28,6 +28,7 @@ from isthmus_core.ports.guard import (
     Verdict,
 )
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
+from isthmus_guardrail import ingest_scan
 from isthmus_guardrail.guard import ORIGINS, Guard
 from isthmus_guardrail.policies import PolicyStore, PolicyVersion
 
@@ -206,7 +207,16 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     async def ScanChunks(
         self, request: pb.ScanChunksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScanChunksResponse:
-        raise FailedPrecondition("chunk scans are not served yet")
+        """A document's chunks under the tenant's current policy, before ingestion indexes them (the
+        ingest stage of :mod:`isthmus_guardrail.guard`); verdict events for the chunks not ALLOWed."""
+        tenant = await self._tenant(request.tenant_id)
+        document, chunks = ingest_scan.chunks_of(request, self._max)
+        stored = self._policies.current(tenant)
+        policy, label = stored.policy, stored.label
+        verdicts = await asyncio.to_thread(self._guard.scan_chunks, chunks, policy)
+        for event in ingest_scan.verdict_events(tenant, document, chunks, verdicts, label):
+            await self._publish(event)
+        return ingest_scan.response_pb(verdicts, label, policy.ingest_scope)
 
 
 def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:

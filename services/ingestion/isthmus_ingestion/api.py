@@ -22,6 +22,7 @@ STATUS_TO_PB = {
     Status.EMBEDDED: pb.DOCUMENT_STATUS_EMBEDDED,
     Status.INDEXED: pb.DOCUMENT_STATUS_INDEXED,
     Status.FAILED: pb.DOCUMENT_STATUS_FAILED,
+    Status.QUARANTINED: pb.DOCUMENT_STATUS_QUARANTINED,
 }
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
 #: initial-metadata key WatchDocuments sends once it has accepted the request (valid ids, known tenant);
@@ -80,6 +81,10 @@ def document_pb(d: DocumentRecord) -> pb.Document:
         created_at=_ts(d.created_at),
         updated_at=_ts(d.updated_at),
         metadata=d.metadata,
+        quarantined_chunks=d.quarantined_chunks,
+        flagged_chunks=d.flagged_chunks,
+        redacted_chunks=d.redacted_chunks,
+        quarantine_reason=d.quarantine_reason,
     )
 
 
@@ -126,6 +131,10 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             chunk_count=result.chunk_count,
             duplicate=result.duplicate,
             duplicate_of=result.document_id if result.duplicate else "",
+            quarantined_chunks=result.quarantined_chunks,
+            flagged_chunks=result.flagged_chunks,
+            redacted_chunks=result.redacted_chunks,
+            quarantine_reason=result.quarantine_reason,
         )
 
     async def GetDocument(

@@ -42,11 +42,13 @@ MAX_SUBJECT_CHARS: Final = ERASE_MAX_SUBJECT_CHARS
 MAX_REASON_CHARS: Final = 1024
 
 #: topics whose events carry a document's content: the raw bytes (documents.submitted), chunk text
-#: (chunks.created, chunks.embedded); their dead-letter twins and mirrored copies keep the same retention
+#: (chunks.created, chunks.embedded, chunks.quarantined); their dead-letter twins and mirrored copies keep
+#: the same retention
 CONTENT_TOPICS: Final[tuple[topics.AnyTopic, ...]] = (
     topics.DOCUMENTS_SUBMITTED,
     topics.CHUNKS_CREATED,
     topics.CHUNKS_EMBEDDED,
+    topics.CHUNKS_QUARANTINED,
 )
 #: Kafka rolls a segment at most this long after its first record (broker default ``log.roll.hours`` =
 #: 168; the platform sets no ``segment.ms``), and deletes a segment only once its newest record is past

@@ -1,4 +1,5 @@
-"""The ingestion module: gRPC Upload, the documents topic, document status from downstream events."""
+"""The ingestion module: gRPC Upload, the documents topic, the guardrail's scan of every chunk (blocked
+chunks to the quarantine topic), document status from downstream events."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.bus.port import RetryPolicy, Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import event_handler, publisher, subscribe
+from isthmus_core.clients.guardrail import GrpcChunkScanner
 from isthmus_core.clients.tenant_directory import GrpcTenantDirectory
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import TenantDeleted
@@ -55,6 +57,9 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         kafka_bus=not isinstance(ctx.bus, InProcessBus),
         kafka_retention_ms=ctx.common.kafka_retention_ms,
         audit=ctx.auth.audit,
+        # every chunk scanned by the guardrail before it is published (the tenant's policy decides)
+        scanner=GrpcChunkScanner(ctx.channel("guardrail")) if s.scan_chunks else None,
+        publish_quarantine=publisher(ctx.bus, topics.CHUNKS_QUARANTINED),
     )
     peers = ctx.common.peer_regions()
 
@@ -63,6 +68,9 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         await core.on_tenant_deleted(ev)
 
     status_retry = RetryPolicy(max_attempts=5)
+    # a document is retried while the guardrail (its chunk scan) or retrieval (its tenant) is unreachable,
+    # for ~15 s, then dead-lettered: never indexed unscanned
+    submitted_retry = RetryPolicy(max_attempts=6, initial_backoff_s=0.5, max_backoff_s=8.0)
     return Offer(
         registrars=[
             partial(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, IngestionServicer(core, watch))
@@ -79,6 +87,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
                     ctx.auth,
                     Permission.DOCUMENTS_WRITE,
                 ),
+                submitted_retry,
             ),
             subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
             subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
@@ -97,6 +106,10 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             *replica_subscriptions(
                 topics.ERASURES_APPLIED, GROUP + "-erasure", peers, core.on_erasure_applied, service=NAME
             ),
+            # a submission that gave up (e.g. the guardrail unreachable): failed, with the reason
+            Subscription(
+                topics.DOCUMENTS_SUBMITTED.dlq, GROUP + "-dlq", core.on_submission_dead_letter, status_retry
+            ),
             Subscription(topics.CHUNKS_CREATED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
             Subscription(topics.CHUNKS_EMBEDDED.dlq, GROUP + "-dlq", core.on_dead_letter, status_retry),
         ],
@@ -105,6 +118,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             topics.CHUNKS_CREATED,
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
+            topics.CHUNKS_QUARANTINED,
             topics.TENANTS_DELETED,
             topics.ERASURES_REQUESTED,
             topics.ERASURES_APPLIED,
@@ -136,6 +150,6 @@ MODULE = Module(
     name=NAME,
     settings_cls=IngestionSettings,
     build=build,
-    depends_on=("retrieval",),
-    description="documents in: parse, dedup, chunk, chunk events out",
+    depends_on=("retrieval", "guardrail"),
+    description="documents in: parse, dedup, chunk, guardrail scan, chunk events out",
 )

@@ -30,6 +30,14 @@ class Status(StrEnum):
     EMBEDDED = "embedded"
     INDEXED = "indexed"
     FAILED = "failed"
+    #: the guardrail's ingest scan blocked it (scope ``document``, or every chunk blocked): nothing of it
+    #: is indexed; its chunks went to ``chunks.quarantined`` with the reasons
+    QUARANTINED = "quarantined"
+
+
+#: documents that hold no indexed content of their version: a re-upload of the same bytes is processed
+#: again (not a duplicate), and they do not count against the storage quota
+NOT_STORED = (Status.FAILED, Status.QUARANTINED)
 
 
 _ORDER = [Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED, Status.INDEXED]
@@ -54,6 +62,13 @@ class DocumentRecord:
     title: str = ""
     #: the uploaded file's size (what the tenant's ``max_bytes`` quota counts); 0 when unknown
     size_bytes: int = 0
+    #: the guardrail's ingest scan: chunks withheld from the index (sent to ``chunks.quarantined``),
+    #: chunks indexed with a flag (finding codes in their ``guardrail_flags`` metadata) and chunks indexed
+    #: redacted; ``quarantine_reason`` says which chunks were blocked, why, under which policy version
+    quarantined_chunks: int = 0
+    flagged_chunks: int = 0
+    redacted_chunks: int = 0
+    quarantine_reason: str = ""
 
 
 _SCHEMA = """
@@ -78,12 +93,22 @@ CREATE TABLE IF NOT EXISTS erased (
 
 _COLS = (
     "tenant_id, document_id, filename, content_type, content_hash, status, version, chunk_count, "
-    "batch_count, failure_reason, metadata, created_at, updated_at, title, size_bytes"
+    "batch_count, failure_reason, metadata, created_at, updated_at, title, size_bytes, quarantined_chunks, "
+    "flagged_chunks, redacted_chunks, quarantine_reason"
 )
 #: a ``documents`` row in ``_COLS`` order, as sqlite returns it (every column NOT NULL; TEXT, INTEGER, REAL)
-_Row = tuple[str, str, str, str, str, str, int, int, int, str, str, float, float, str, int]
+_Row = tuple[
+    str, str, str, str, str, str, int, int, int, str, str, float, float, str, int, int, int, int, str
+]
 #: columns added after the first release: (name, definition), added to older databases at open
-_ADDED_COLUMNS = (("title", "TEXT NOT NULL DEFAULT ''"), ("size_bytes", "INTEGER NOT NULL DEFAULT 0"))
+_ADDED_COLUMNS = (
+    ("title", "TEXT NOT NULL DEFAULT ''"),
+    ("size_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("quarantined_chunks", "INTEGER NOT NULL DEFAULT 0"),
+    ("flagged_chunks", "INTEGER NOT NULL DEFAULT 0"),
+    ("redacted_chunks", "INTEGER NOT NULL DEFAULT 0"),
+    ("quarantine_reason", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 class DocumentRegistry:
@@ -119,6 +144,10 @@ class DocumentRegistry:
             updated_at=float(r[12]),
             title=str(r[13]),
             size_bytes=int(r[14]),
+            quarantined_chunks=int(r[15]),
+            flagged_chunks=int(r[16]),
+            redacted_chunks=int(r[17]),
+            quarantine_reason=str(r[18]),
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
@@ -129,9 +158,9 @@ class DocumentRegistry:
 
     def find_by_hash(self, tenant_id: str, content_hash: str) -> DocumentRecord | None:
         r = self._db.execute(
-            f"SELECT {_COLS} FROM documents WHERE tenant_id=? AND content_hash=? AND status != 'failed' "
+            f"SELECT {_COLS} FROM documents WHERE tenant_id=? AND content_hash=? AND status NOT IN (?, ?) "
             "ORDER BY created_at LIMIT 1",
-            (tenant_id, content_hash),
+            (tenant_id, content_hash, *NOT_STORED),
         ).fetchone()
         return self._row(r) if r else None
 
@@ -144,10 +173,12 @@ class DocumentRegistry:
         return [self._row(r) for r in self._db.execute(q + " ORDER BY created_at", args).fetchall()]
 
     def usage(self, tenant_id: str) -> tuple[int, int]:
-        """What a tenant stores, for its storage quota: (documents, bytes), failed documents left out."""
+        """What a tenant stores, for its storage quota: (documents, bytes), failed and quarantined documents
+        left out."""
         documents, stored = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM documents WHERE tenant_id=? AND status != ?",
-            (tenant_id, Status.FAILED.value),
+            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM documents "
+            "WHERE tenant_id=? AND status NOT IN (?, ?)",
+            (tenant_id, *NOT_STORED),
         ).fetchone()
         return int(documents), int(stored)
 
@@ -156,7 +187,7 @@ class DocumentRegistry:
         d.created_at = d.created_at or now
         d.updated_at = now
         self._db.execute(
-            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 d.tenant_id,
                 d.document_id,
@@ -173,6 +204,10 @@ class DocumentRegistry:
                 d.updated_at,
                 d.title,
                 d.size_bytes,
+                d.quarantined_chunks,
+                d.flagged_chunks,
+                d.redacted_chunks,
+                d.quarantine_reason,
             ),
         )
 
@@ -184,8 +219,8 @@ class DocumentRegistry:
         A batch of a version the registry does not hold yet is remembered too: a document mirrored from
         another region may be indexed here before its record arrives (:meth:`advance` then counts it)."""
         doc = self.get(tenant_id, document_id)
-        if doc is not None and (doc.version > version or doc.status == Status.FAILED):
-            return  # an older version, or a failed document: nothing to advance
+        if doc is not None and (doc.version > version or doc.status in NOT_STORED):
+            return  # an older version, or a failed or quarantined document: nothing to advance
         self._db.execute(
             "INSERT OR IGNORE INTO batches VALUES (?,?,?,?,?)",
             (tenant_id, document_id, version, stage.value, batch_index),
@@ -195,7 +230,7 @@ class DocumentRegistry:
 
     def advance(self, doc: DocumentRecord) -> None:
         """Move ``doc`` to the furthest stage every one of its batches has reached (never backwards)."""
-        if doc.status == Status.FAILED:
+        if doc.status in NOT_STORED:
             return
         for stage in reversed(_ORDER):
             if _ORDER.index(stage) <= _ORDER.index(doc.status):

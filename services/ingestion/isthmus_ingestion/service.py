@@ -1,4 +1,6 @@
-"""Ingestion's core: size/tenant checks → dedup by content hash → parse → chunk → chunk events."""
+"""Ingestion's core: size/tenant checks → dedup by content hash → parse → chunk → the guardrail's scan of
+every chunk (:mod:`isthmus_ingestion.screening`: blocked chunks to ``chunks.quarantined``, redacted text
+indexed, flags in chunk metadata) → chunk events."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from isthmus_core.contracts.events import (
     ChunksCreated,
     ChunksEmbedded,
     ChunksIndexed,
+    ChunksQuarantined,
     DocumentSubmitted,
     ErasureApplied,
     ErasureRequested,
@@ -41,10 +44,11 @@ from isthmus_core.contracts.ids import (
 )
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
+from isthmus_core.ports.guard import ChunkScanner
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.regions import next_version
 from isthmus_core.store.port import chunk_uuid
-from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.chunking import Chunker, TextChunk
 from isthmus_ingestion.dedup import content_hash, document_id_for
 from isthmus_ingestion.erasure import (
     MAX_ERASE_IDS,
@@ -58,7 +62,8 @@ from isthmus_ingestion.erasure import (
     unique_ids,
 )
 from isthmus_ingestion.parsing import parse_document
-from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
+from isthmus_ingestion.registry import NOT_STORED, DocumentRecord, DocumentRegistry, Status
+from isthmus_ingestion.screening import GUARDRAIL_FLAGS_KEY, Screening, screen, unscanned
 
 log = structlog.get_logger("isthmus.ingestion")
 
@@ -70,10 +75,29 @@ class IngestResult:
     content_hash: str
     chunk_count: int
     duplicate: bool = False
+    #: the ingest scan (see :class:`~isthmus_ingestion.registry.DocumentRecord`)
+    quarantined_chunks: int = 0
+    flagged_chunks: int = 0
+    redacted_chunks: int = 0
+    quarantine_reason: str = ""
+
+    @classmethod
+    def of(cls, d: DocumentRecord, duplicate: bool = False) -> IngestResult:
+        return cls(
+            d.document_id,
+            d.status,
+            d.content_hash,
+            d.chunk_count,
+            duplicate,
+            d.quarantined_chunks,
+            d.flagged_chunks,
+            d.redacted_chunks,
+            d.quarantine_reason,
+        )
 
 
 #: chunk metadata keys ingestion derives (not the upload's own metadata)
-_DERIVED_METADATA = frozenset({SOURCE_NAME_KEY, CONTINUES_SENTENCE_KEY})
+_DERIVED_METADATA = frozenset({SOURCE_NAME_KEY, CONTINUES_SENTENCE_KEY, GUARDRAIL_FLAGS_KEY})
 
 #: the place name of ingestion's own erasure step
 ERASURE_PLACE = "ingestion"
@@ -83,6 +107,13 @@ ErasureOutcome = Literal["applied", "stale", "tenant_absent"]
 
 #: upload metadata keys that give the source's URI, first found wins
 URI_METADATA_KEYS = (URI_KEY, "source_uri")
+
+
+def _chunk_meta(meta: dict[str, str], continues_sentence: bool, flags: str) -> dict[str, str]:
+    if not (continues_sentence or flags):
+        return meta
+    extra = {CONTINUES_SENTENCE_KEY: "true"} if continues_sentence else {}
+    return {**meta, **extra, **({GUARDRAIL_FLAGS_KEY: flags} if flags else {})}
 
 
 def source_name(filename: str) -> str:
@@ -101,7 +132,9 @@ def chunk_metadata(filename: str, title: str | None, metadata: Mapping[str, str]
         TITLE_KEY: metadata.get(TITLE_KEY) or title or "",
         URI_KEY: next((metadata[k] for k in URI_METADATA_KEYS if metadata.get(k)), ""),
     }
-    return {"filename": filename, **metadata, **{k: v for k, v in source.items() if v}}
+    # the guardrail's flags are the scan's to set: an upload cannot set or hide them
+    own = {k: v for k, v in metadata.items() if k != GUARDRAIL_FLAGS_KEY}
+    return {"filename": filename, **own, **{k: v for k, v in source.items() if v}}
 
 
 class Ingestion:
@@ -124,7 +157,12 @@ class Ingestion:
         kafka_retention_ms: int | None = None,
         audit: AuditSink | None = None,
         clock: Callable[[], float] = time.time,
+        scanner: ChunkScanner | None = None,
+        publish_quarantine: Callable[[ChunksQuarantined], Awaitable[None]] | None = None,
     ) -> None:
+        """``scanner``: the guardrail's ingest scan of every chunk before it is published (None = chunks
+        are published unscanned: ``[ingestion] scan_chunks = false``); blocked chunks go to
+        ``publish_quarantine``."""
         self.registry = registry
         self._chunker = chunker
         self._tenants = tenants
@@ -142,6 +180,8 @@ class Ingestion:
         self._kafka_retention_ms = kafka_retention_ms
         self._audit = audit
         self._clock = clock
+        self._scanner = scanner
+        self._publish_quarantine = publish_quarantine
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -152,7 +192,7 @@ class Ingestion:
         document replaces the old one, so the old one's bytes and count are not counted twice."""
         documents, stored = self.registry.usage(tenant_id)
         previous = self.registry.get(tenant_id, document_id)
-        if previous is not None and previous.status != Status.FAILED:
+        if previous is not None and previous.status not in NOT_STORED:
             documents, stored = documents - 1, stored - previous.size_bytes
         self._quotas.check_storage(tenant_id, documents, stored, incoming_bytes)
 
@@ -192,19 +232,24 @@ class Ingestion:
         async with lock:  # one tenant's dedup check and record are atomic
             existing = self.registry.find_by_hash(tenant_id, digest)
             if existing is not None:
-                return IngestResult(existing.document_id, existing.status, digest, existing.chunk_count, True)
+                return IngestResult.of(existing, duplicate=True)
             self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
             parsed = parse_document(data, filename, content_type or None)
             chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
             if not chunks:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
             doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
+            # every chunk is scanned before anything is recorded or published: a scanner that cannot be
+            # reached fails the upload (Unavailable: the caller, or the bus, retries), nothing unscanned
+            # is ever indexed
+            screened = await self._screen(tenant_id, doc_id, chunks)
             previous = self.registry.get(tenant_id, doc_id)
             erased = self.registry.erased(tenant_id, doc_id)  # an erased document continues above it
             last = max(previous.version if previous else 0, erased[0] if erased else 0)
             # each region draws versions from its own class: concurrent writes never tie (regions.py)
             version = next_version(last, self._region, self._regions)
-            batches = [chunks[i : i + self._per_event] for i in range(0, len(chunks), self._per_event)]
+            kept = screened.indexed
+            batches = [kept[i : i + self._per_event] for i in range(0, len(kept), self._per_event)]
             meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
                 tenant_id=tenant_id,
@@ -220,8 +265,19 @@ class Ingestion:
                 created_at=previous.created_at if previous else 0.0,
                 title=meta.get(TITLE_KEY, ""),
                 size_bytes=len(data),
+                quarantined_chunks=len(screened.quarantined),
+                flagged_chunks=screened.flagged,
+                redacted_chunks=screened.redacted,
+                quarantine_reason=screened.reason,
             )
+            if screened.document_quarantined:
+                record.status = Status.QUARANTINED
+                record.batch_count = 0
             self.registry.save(record)
+        await self._quarantine(record, screened, trace_context)
+        if screened.document_quarantined:
+            log.warning("document quarantined", tenant=tenant_id, document=doc_id, reason=screened.reason)
+            return IngestResult.of(record)
         for bi, batch in enumerate(batches):
             await self._publish(
                 ChunksCreated(
@@ -235,23 +291,51 @@ class Ingestion:
                     trace_context=dict(trace_context or {}),
                     chunks=[
                         ChunkPayload(
-                            chunk_id=chunk_uuid(tenant_id, doc_id, c.index),
-                            index=c.index,
-                            text=c.text,
-                            start=c.start,
-                            end=c.end,
-                            metadata={**meta, CONTINUES_SENTENCE_KEY: "true"}
-                            if c.continues_sentence
-                            else meta,
+                            chunk_id=chunk_uuid(tenant_id, doc_id, k.chunk.index),
+                            index=k.chunk.index,
+                            text=k.text,
+                            start=k.chunk.start,
+                            end=k.chunk.end,
+                            metadata=_chunk_meta(meta, k.chunk.continues_sentence, k.flags),
                         )
-                        for c in batch
+                        for k in batch
                     ],
                 )
             )
         record.status = Status.CHUNKED
         self.registry.save(record)
         log.info("document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version)
-        return IngestResult(doc_id, Status.CHUNKED, digest, len(chunks))
+        return IngestResult.of(record)
+
+    async def _screen(self, tenant_id: TenantId, document_id: str, chunks: Sequence[TextChunk]) -> Screening:
+        if self._scanner is None:
+            return unscanned(chunks)
+        scan = await self._scanner.scan(tenant_id, document_id, [(c.index, c.text) for c in chunks])
+        return screen(chunks, scan)
+
+    async def _quarantine(
+        self, record: DocumentRecord, screened: Screening, trace_context: Mapping[str, str] | None
+    ) -> None:
+        """The quarantined chunks, with their original text and reasons, on ``chunks.quarantined``."""
+        if not screened.quarantined or self._publish_quarantine is None:
+            return
+        q = screened.quarantined
+        key = f"{record.tenant_id}/{record.document_id}/v{record.version}/quarantine"
+        for bi, at in enumerate(range(0, len(q), self._per_event)):
+            await self._publish_quarantine(
+                ChunksQuarantined(
+                    tenant_id=record.tenant_id,
+                    idempotency_key=f"{key}/b{bi}",
+                    trace_context=dict(trace_context or {}),
+                    document_id=record.document_id,
+                    content_hash=record.content_hash,
+                    version=record.version,
+                    filename=record.filename,
+                    policy_version=screened.policy_version,
+                    scope="chunk" if screened.scope == "chunk" else "document",
+                    chunks=list(q[at : at + self._per_event]),
+                )
+            )
 
     # --- bus subscribers -------------------------------------------------------------------------------
 
@@ -576,6 +660,35 @@ class Ingestion:
         if not (is_tenant_id(tenant) and is_document_id(doc)):
             log.warning("dead letter without a document reference", topic=msg.topic)
             return
-        reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "
-        reason += msg.headers.get(H_ERROR_MESSAGE, "unknown error")
-        self.registry.fail(tenant, doc, reason)
+        self.registry.fail(tenant, doc, _dead_letter_reason(msg))
+
+    async def on_submission_dead_letter(self, msg: Message) -> None:
+        """A submitted document gave up (e.g. the guardrail's scan was unreachable through every retry):
+        a document named by id that has no record yet gets one, ``failed`` with the reason, so whoever
+        watches it sees the outcome. A document with a record keeps it (a refused submission already
+        recorded its failure; an earlier version stays as it is)."""
+        try:
+            ev = DocumentSubmitted.model_validate_json(msg.value)
+        except ValueError:
+            log.warning("dead-lettered submission that is not a document", topic=msg.topic)
+            return
+        if not (is_tenant_id(ev.tenant_id) and ev.document_id and is_document_id(ev.document_id)):
+            return  # no id the submitter could watch
+        if self.registry.get(ev.tenant_id, ev.document_id) is not None:
+            return
+        self.registry.save(
+            DocumentRecord(
+                tenant_id=ev.tenant_id,
+                document_id=ev.document_id,
+                filename=ev.filename,
+                content_type=ev.content_type or "",
+                content_hash=content_hash(ev.content),
+                status=Status.FAILED,
+                failure_reason=_dead_letter_reason(msg),
+            )
+        )
+
+
+def _dead_letter_reason(msg: Message) -> str:
+    reason = f"{msg.topic.removesuffix('.dlq')}: {msg.headers.get(H_ERROR_CLASS, 'Error')}: "
+    return reason + msg.headers.get(H_ERROR_MESSAGE, "unknown error")

@@ -23,3 +23,8 @@ class IngestionSettings(SectionSettings):
         max_length=256,
         description="the upload metadata key naming a document's data subject (Erase --data-subject)",
     )
+    scan_chunks: bool = Field(
+        True,
+        description="the guardrail scans every chunk before it is indexed (tenant policy: block, redact "
+        "or flag); off = chunks are indexed unscanned",
+    )

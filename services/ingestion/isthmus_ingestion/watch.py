@@ -29,7 +29,7 @@ from typing import Protocol
 from isthmus_core.errors import IsthmusError, NotFound, ResourceExhausted
 from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
 
-TERMINAL = frozenset({Status.INDEXED, Status.FAILED})
+TERMINAL = frozenset({Status.INDEXED, Status.FAILED, Status.QUARANTINED})
 DEFAULT_MAX_PENDING = 1024
 DEFAULT_MAX_WATCHERS = 256
 

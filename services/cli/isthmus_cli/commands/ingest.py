@@ -22,7 +22,7 @@ from isthmus_cli.client import (
 from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, RegionsFile, Tenant
 from isthmus_cli.output import console, fail, progress
 
-TERMINAL = ("indexed", "failed")
+TERMINAL = ("indexed", "failed", "quarantined")
 
 
 def ingest(
@@ -68,6 +68,7 @@ def ingest(
                             duplicate=r.duplicate,
                             status=status_name(r.status),
                         )
+                        _scan(row, r)
                     except grpc.aio.AioRpcError as exc:
                         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
                             raise
@@ -88,6 +89,7 @@ def ingest(
                                 r["status"] = status
                                 if d.failure_reason:
                                     r["error"] = d.failure_reason
+                                _scan(r, d)
         return results
 
     results = run(main())
@@ -96,12 +98,27 @@ def ingest(
     else:
         table = Table("file", "document", "chunks", "status")
         for r in results:
+            scanned = ", ".join(
+                f"{r[k]} {k.removesuffix('_chunks')}"
+                for k in ("flagged_chunks", "redacted_chunks")
+                if r.get(k)
+            )
             status = (
                 r["status"]
                 + (f" ({r['error']})" if r.get("error") else "")
+                + (f" [chunks: {scanned}]" if scanned else "")
                 + (" duplicate" if r.get("duplicate") else "")
             )
             table.add_row(r["path"], r.get("document_id", ""), str(r.get("chunks", "")), status)
         console.print(table)
-    if any(r["status"] in ("rejected", "failed") for r in results):
+    if any(r["status"] in ("rejected", "failed", "quarantined") for r in results):
         raise typer.Exit(1)
+
+
+def _scan(row: dict[str, Any], d: Any) -> None:
+    """The guardrail's ingest scan on a row: quarantined/flagged/redacted chunk counts and the reason."""
+    for key in ("quarantined_chunks", "flagged_chunks", "redacted_chunks"):
+        if getattr(d, key, 0):
+            row[key] = getattr(d, key)
+    if getattr(d, "quarantine_reason", ""):
+        row["error"] = d.quarantine_reason

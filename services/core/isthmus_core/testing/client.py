@@ -56,6 +56,8 @@ async def wait_indexed(ch: grpc.aio.Channel, tenant: str, doc_ids: list[str], wi
                 continue
             if doc.status == ingestion_pb2.DOCUMENT_STATUS_FAILED:
                 raise AssertionError(f"{d} failed: {doc.failure_reason}")
+            if doc.status == ingestion_pb2.DOCUMENT_STATUS_QUARANTINED:
+                raise AssertionError(f"{d} quarantined: {doc.quarantine_reason}")
             if doc.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED:
                 pending.discard(d)
         if loop.time() > deadline:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/ingestion/v1/ingestion.proto\x12\x14isthmus.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x0cUploadHeader\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.isthmus.ingestion.v1.UploadHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\rUploadRequest\x12\x34\n\x06header\x18\x01 \x01(\x0b\x32\".isthmus.ingestion.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xaf\x01\n\x0eUploadResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x14\n\x0c\x64uplicate_of\x18\x06 \x01(\t\"<\n\x12GetDocumentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"\xb5\x03\n\x08\x44ocument\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x08metadata\x18\x0c \x03(\x0b\x32,.isthmus.ingestion.v1.Document.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x14ListDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\"J\n\x15ListDocumentsResponse\x12\x31\n\tdocuments\x18\x01 \x03(\x0b\x32\x1e.isthmus.ingestion.v1.Document\"X\n\x15WatchDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\x12\x16\n\x0euntil_terminal\x18\x03 \x01(\x08\"R\n\rDocumentEvent\x12\x30\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1e.isthmus.ingestion.v1.Document\x12\x0f\n\x07initial\x18\x02 \x01(\x08\"\x1a\n\x0b\x44ocumentIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xa3\x01\n\x0c\x45raseRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x36\n\tdocuments\x18\x02 \x01(\x0b\x32!.isthmus.ingestion.v1.DocumentIdsH\x00\x12\x16\n\x0c\x64\x61ta_subject\x18\x03 \x01(\tH\x00\x12\x16\n\x0cwhole_tenant\x18\x04 \x01(\x08H\x00\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x08\n\x06target\":\n\x11GetErasureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nerasure_id\x18\x02 \x01(\t\"\xb6\x01\n\x0b\x45rasureStep\x12\r\n\x05place\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.isthmus.ingestion.v1.ErasureStepStatus\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf9\x01\n\x0e\x45rasureReceipt\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x30\n\x05steps\x18\x06 \x03(\x0b\x32!.isthmus.ingestion.v1.ErasureStep\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x0e\n\x06target\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t*\xc3\x01\n\x0e\x44ocumentStatus\x12\x1f\n\x1b\x44OCUMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_STATUS_RECEIVED\x10\x01\x12\x1b\n\x17\x44OCUMENT_STATUS_CHUNKED\x10\x02\x12\x1c\n\x18\x44OCUMENT_STATUS_EMBEDDED\x10\x03\x12\x1b\n\x17\x44OCUMENT_STATUS_INDEXED\x10\x04\x12\x1a\n\x16\x44OCUMENT_STATUS_FAILED\x10\x05*\x97\x01\n\x11\x45rasureStepStatus\x12#\n\x1f\x45RASURE_STEP_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RASURE_STEP_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45RASURE_STEP_STATUS_DONE\x10\x02\x12\x1e\n\x1a\x45RASURE_STEP_STATUS_FAILED\x10\x03\x32\xc2\x04\n\x10IngestionService\x12U\n\x06Upload\x12#.isthmus.ingestion.v1.UploadRequest\x1a$.isthmus.ingestion.v1.UploadResponse(\x01\x12W\n\x0bGetDocument\x12(.isthmus.ingestion.v1.GetDocumentRequest\x1a\x1e.isthmus.ingestion.v1.Document\x12h\n\rListDocuments\x12*.isthmus.ingestion.v1.ListDocumentsRequest\x1a+.isthmus.ingestion.v1.ListDocumentsResponse\x12\x64\n\x0eWatchDocuments\x12+.isthmus.ingestion.v1.WatchDocumentsRequest\x1a#.isthmus.ingestion.v1.DocumentEvent0\x01\x12Q\n\x05\x45rase\x12\".isthmus.ingestion.v1.EraseRequest\x1a$.isthmus.ingestion.v1.ErasureReceipt\x12[\n\nGetErasure\x12\'.isthmus.ingestion.v1.GetErasureRequest\x1a$.isthmus.ingestion.v1.ErasureReceiptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/ingestion/v1/ingestion.proto\x12\x14isthmus.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x0cUploadHeader\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.isthmus.ingestion.v1.UploadHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\rUploadRequest\x12\x34\n\x06header\x18\x01 \x01(\x0b\x32\".isthmus.ingestion.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x97\x02\n\x0eUploadResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x14\n\x0c\x64uplicate_of\x18\x06 \x01(\t\x12\x1a\n\x12quarantined_chunks\x18\x07 \x01(\x05\x12\x16\n\x0e\x66lagged_chunks\x18\x08 \x01(\x05\x12\x17\n\x0fredacted_chunks\x18\t \x01(\x05\x12\x19\n\x11quarantine_reason\x18\n \x01(\t\"<\n\x12GetDocumentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"\x9d\x04\n\x08\x44ocument\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x08metadata\x18\x0c \x03(\x0b\x32,.isthmus.ingestion.v1.Document.MetadataEntry\x12\x1a\n\x12quarantined_chunks\x18\r \x01(\x05\x12\x16\n\x0e\x66lagged_chunks\x18\x0e \x01(\x05\x12\x17\n\x0fredacted_chunks\x18\x0f \x01(\x05\x12\x19\n\x11quarantine_reason\x18\x10 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x14ListDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.isthmus.ingestion.v1.DocumentStatus\"J\n\x15ListDocumentsResponse\x12\x31\n\tdocuments\x18\x01 \x03(\x0b\x32\x1e.isthmus.ingestion.v1.Document\"X\n\x15WatchDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\x12\x16\n\x0euntil_terminal\x18\x03 \x01(\x08\"R\n\rDocumentEvent\x12\x30\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1e.isthmus.ingestion.v1.Document\x12\x0f\n\x07initial\x18\x02 \x01(\x08\"\x1a\n\x0b\x44ocumentIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xa3\x01\n\x0c\x45raseRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x36\n\tdocuments\x18\x02 \x01(\x0b\x32!.isthmus.ingestion.v1.DocumentIdsH\x00\x12\x16\n\x0c\x64\x61ta_subject\x18\x03 \x01(\tH\x00\x12\x16\n\x0cwhole_tenant\x18\x04 \x01(\x08H\x00\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x08\n\x06target\":\n\x11GetErasureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nerasure_id\x18\x02 \x01(\t\"\xb6\x01\n\x0b\x45rasureStep\x12\r\n\x05place\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.isthmus.ingestion.v1.ErasureStepStatus\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf9\x01\n\x0e\x45rasureReceipt\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x30\n\x05steps\x18\x06 \x03(\x0b\x32!.isthmus.ingestion.v1.ErasureStep\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x0e\n\x06target\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t*\xe4\x01\n\x0e\x44ocumentStatus\x12\x1f\n\x1b\x44OCUMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_STATUS_RECEIVED\x10\x01\x12\x1b\n\x17\x44OCUMENT_STATUS_CHUNKED\x10\x02\x12\x1c\n\x18\x44OCUMENT_STATUS_EMBEDDED\x10\x03\x12\x1b\n\x17\x44OCUMENT_STATUS_INDEXED\x10\x04\x12\x1a\n\x16\x44OCUMENT_STATUS_FAILED\x10\x05\x12\x1f\n\x1b\x44OCUMENT_STATUS_QUARANTINED\x10\x06*\x97\x01\n\x11\x45rasureStepStatus\x12#\n\x1f\x45RASURE_STEP_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RASURE_STEP_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45RASURE_STEP_STATUS_DONE\x10\x02\x12\x1e\n\x1a\x45RASURE_STEP_STATUS_FAILED\x10\x03\x32\xc2\x04\n\x10IngestionService\x12U\n\x06Upload\x12#.isthmus.ingestion.v1.UploadRequest\x1a$.isthmus.ingestion.v1.UploadResponse(\x01\x12W\n\x0bGetDocument\x12(.isthmus.ingestion.v1.GetDocumentRequest\x1a\x1e.isthmus.ingestion.v1.Document\x12h\n\rListDocuments\x12*.isthmus.ingestion.v1.ListDocumentsRequest\x1a+.isthmus.ingestion.v1.ListDocumentsResponse\x12\x64\n\x0eWatchDocuments\x12+.isthmus.ingestion.v1.WatchDocumentsRequest\x1a#.isthmus.ingestion.v1.DocumentEvent0\x01\x12Q\n\x05\x45rase\x12\".isthmus.ingestion.v1.EraseRequest\x1a$.isthmus.ingestion.v1.ErasureReceipt\x12[\n\nGetErasure\x12\'.isthmus.ingestion.v1.GetErasureRequest\x1a$.isthmus.ingestion.v1.ErasureReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADHEADER_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_DOCUMENT_METADATAENTRY']._loaded_options = None
   _globals['_DOCUMENT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DOCUMENTSTATUS']._serialized_start=2123
-  _globals['_DOCUMENTSTATUS']._serialized_end=2318
-  _globals['_ERASURESTEPSTATUS']._serialized_start=2321
-  _globals['_ERASURESTEPSTATUS']._serialized_end=2472
+  _globals['_DOCUMENTSTATUS']._serialized_start=2331
+  _globals['_DOCUMENTSTATUS']._serialized_end=2559
+  _globals['_ERASURESTEPSTATUS']._serialized_start=2562
+  _globals['_ERASURESTEPSTATUS']._serialized_end=2713
   _globals['_UPLOADHEADER']._serialized_start=96
   _globals['_UPLOADHEADER']._serialized_end=307
   _globals['_UPLOADHEADER_METADATAENTRY']._serialized_start=260
@@ -47,31 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADREQUEST']._serialized_start=309
   _globals['_UPLOADREQUEST']._serialized_end=402
   _globals['_UPLOADRESPONSE']._serialized_start=405
-  _globals['_UPLOADRESPONSE']._serialized_end=580
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=582
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=642
-  _globals['_DOCUMENT']._serialized_start=645
-  _globals['_DOCUMENT']._serialized_end=1082
+  _globals['_UPLOADRESPONSE']._serialized_end=684
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=686
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=746
+  _globals['_DOCUMENT']._serialized_start=749
+  _globals['_DOCUMENT']._serialized_end=1290
   _globals['_DOCUMENT_METADATAENTRY']._serialized_start=260
   _globals['_DOCUMENT_METADATAENTRY']._serialized_end=307
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1084
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1179
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1181
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1255
-  _globals['_WATCHDOCUMENTSREQUEST']._serialized_start=1257
-  _globals['_WATCHDOCUMENTSREQUEST']._serialized_end=1345
-  _globals['_DOCUMENTEVENT']._serialized_start=1347
-  _globals['_DOCUMENTEVENT']._serialized_end=1429
-  _globals['_DOCUMENTIDS']._serialized_start=1431
-  _globals['_DOCUMENTIDS']._serialized_end=1457
-  _globals['_ERASEREQUEST']._serialized_start=1460
-  _globals['_ERASEREQUEST']._serialized_end=1623
-  _globals['_GETERASUREREQUEST']._serialized_start=1625
-  _globals['_GETERASUREREQUEST']._serialized_end=1683
-  _globals['_ERASURESTEP']._serialized_start=1686
-  _globals['_ERASURESTEP']._serialized_end=1868
-  _globals['_ERASURERECEIPT']._serialized_start=1871
-  _globals['_ERASURERECEIPT']._serialized_end=2120
-  _globals['_INGESTIONSERVICE']._serialized_start=2475
-  _globals['_INGESTIONSERVICE']._serialized_end=3053
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1292
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1387
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1389
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1463
+  _globals['_WATCHDOCUMENTSREQUEST']._serialized_start=1465
+  _globals['_WATCHDOCUMENTSREQUEST']._serialized_end=1553
+  _globals['_DOCUMENTEVENT']._serialized_start=1555
+  _globals['_DOCUMENTEVENT']._serialized_end=1637
+  _globals['_DOCUMENTIDS']._serialized_start=1639
+  _globals['_DOCUMENTIDS']._serialized_end=1665
+  _globals['_ERASEREQUEST']._serialized_start=1668
+  _globals['_ERASEREQUEST']._serialized_end=1831
+  _globals['_GETERASUREREQUEST']._serialized_start=1833
+  _globals['_GETERASUREREQUEST']._serialized_end=1891
+  _globals['_ERASURESTEP']._serialized_start=1894
+  _globals['_ERASURESTEP']._serialized_end=2076
+  _globals['_ERASURERECEIPT']._serialized_start=2079
+  _globals['_ERASURERECEIPT']._serialized_end=2328
+  _globals['_INGESTIONSERVICE']._serialized_start=2716
+  _globals['_INGESTIONSERVICE']._serialized_end=3294
 # @@protoc_insertion_point(module_scope)

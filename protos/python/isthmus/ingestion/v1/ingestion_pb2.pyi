@@ -18,6 +18,7 @@ class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_STATUS_EMBEDDED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_INDEXED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_FAILED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_QUARANTINED: _ClassVar[DocumentStatus]
 
 class ErasureStepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +32,7 @@ DOCUMENT_STATUS_CHUNKED: DocumentStatus
 DOCUMENT_STATUS_EMBEDDED: DocumentStatus
 DOCUMENT_STATUS_INDEXED: DocumentStatus
 DOCUMENT_STATUS_FAILED: DocumentStatus
+DOCUMENT_STATUS_QUARANTINED: DocumentStatus
 ERASURE_STEP_STATUS_UNSPECIFIED: ErasureStepStatus
 ERASURE_STEP_STATUS_PENDING: ErasureStepStatus
 ERASURE_STEP_STATUS_DONE: ErasureStepStatus
@@ -66,20 +68,28 @@ class UploadRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
-    __slots__ = ("document_id", "status", "content_hash", "chunk_count", "duplicate", "duplicate_of")
+    __slots__ = ("document_id", "status", "content_hash", "chunk_count", "duplicate", "duplicate_of", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINE_REASON_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     status: DocumentStatus
     content_hash: str
     chunk_count: int
     duplicate: bool
     duplicate_of: str
-    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: bool = ..., duplicate_of: _Optional[str] = ...) -> None: ...
+    quarantined_chunks: int
+    flagged_chunks: int
+    redacted_chunks: int
+    quarantine_reason: str
+    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: bool = ..., duplicate_of: _Optional[str] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
     __slots__ = ("tenant_id", "document_id")
@@ -90,7 +100,7 @@ class GetDocumentRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("tenant_id", "document_id", "filename", "content_type", "content_hash", "status", "failure_reason", "chunk_count", "version", "created_at", "updated_at", "metadata")
+    __slots__ = ("tenant_id", "document_id", "filename", "content_type", "content_hash", "status", "failure_reason", "chunk_count", "version", "created_at", "updated_at", "metadata", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +120,10 @@ class Document(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINE_REASON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     document_id: str
     filename: str
@@ -122,7 +136,11 @@ class Document(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., failure_reason: _Optional[str] = ..., chunk_count: _Optional[int] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    quarantined_chunks: int
+    flagged_chunks: int
+    redacted_chunks: int
+    quarantine_reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., failure_reason: _Optional[str] = ..., chunk_count: _Optional[int] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ...) -> None: ...
 
 class ListDocumentsRequest(_message.Message):
     __slots__ = ("tenant_id", "status")

@@ -92,7 +92,8 @@ class IngestionServiceServicer(object):
 
     def WatchDocuments(self, request, context):
         """Server-streaming: the current state of the watched documents, then each status change as it
-        happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+        happens (received -> chunked -> embedded -> indexed, or failed with its reason, or quarantined by the
+        guardrail's ingest scan). Served from the
         document registry of the ingestion instance the call reaches (one per deployment: the registry is
         a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
         past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.

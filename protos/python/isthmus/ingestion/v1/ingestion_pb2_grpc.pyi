@@ -39,7 +39,8 @@ class IngestionServiceStub:
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]
     WatchDocuments: _grpc.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentsRequest, _ingestion_pb2.DocumentEvent]
     """Server-streaming: the current state of the watched documents, then each status change as it
-    happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+    happens (received -> chunked -> embedded -> indexed, or failed with its reason, or quarantined by the
+    guardrail's ingest scan). Served from the
     document registry of the ingestion instance the call reaches (one per deployment: the registry is
     a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
     past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
@@ -64,7 +65,8 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     ListDocuments: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]  # type: ignore[assignment]
     WatchDocuments: _aio.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentsRequest, _ingestion_pb2.DocumentEvent]  # type: ignore[assignment]
     """Server-streaming: the current state of the watched documents, then each status change as it
-    happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+    happens (received -> chunked -> embedded -> indexed, or failed with its reason, or quarantined by the
+    guardrail's ingest scan). Served from the
     document registry of the ingestion instance the call reaches (one per deployment: the registry is
     a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
     past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
@@ -110,7 +112,8 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ingestion_pb2.DocumentEvent], _abc.AsyncIterator[_ingestion_pb2.DocumentEvent]]:
         """Server-streaming: the current state of the watched documents, then each status change as it
-        happens (received -> chunked -> embedded -> indexed, or failed with its reason). Served from the
+        happens (received -> chunked -> embedded -> indexed, or failed with its reason, or quarantined by the
+        guardrail's ingest scan). Served from the
         document registry of the ingestion instance the call reaches (one per deployment: the registry is
         a local file). A watcher that falls far behind is ended with RESOURCE_EXHAUSTED (watch again), and
         past a bound of open watches a new one is refused with RESOURCE_EXHAUSTED.
