@@ -17,7 +17,7 @@ from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.auth.context import current_principal
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
-from isthmus_core.errors import FailedPrecondition, InvalidArgument
+from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import (
     Action,
