@@ -80,7 +80,9 @@ def score(detector: PiiDetector, entities: Sequence[str], messages: Sequence[Mes
     return s
 
 
-def run_questions(detector: PiiDetector, entities: Sequence[str], texts: Sequence[str]) -> tuple[float, list[float], list[str]]:
+def run_questions(
+    detector: PiiDetector, entities: Sequence[str], texts: Sequence[str]
+) -> tuple[float, list[float], list[str]]:
     flagged, ms = [], []
     for q in texts:
         t0 = time.perf_counter()
@@ -146,10 +148,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(row)
     for name in runs:
         s, (fp_rate, q_ms, flagged) = results[name]
-        total_gold = sum(s.gold.values())
+        total_gold, caught = sum(s.gold.values()), sum(s.caught.values())
         print(
             f"{name}: entities {list(runs[name][1])}\n"
-            f"  all values caught {sum(s.caught.values())}/{total_gold} = {sum(s.caught.values()) / total_gold:.3f}; "
+            f"  all values caught {caught}/{total_gold} = {caught / total_gold:.3f}; "
             f"findings correct {sum(s.correct.values())}/{sum(s.predicted.values())}\n"
             f"  genuine questions with a finding: {len(flagged)}/{len(texts)} = {fp_rate:.4f}\n"
             f"  ms per message p50 {_pct(s.ms, 50):.2f} p95 {_pct(s.ms, 95):.2f}; "

@@ -273,7 +273,10 @@ def _resolve_overlaps(results: Sequence[Any]) -> list[Any]:
     thing (a Steuer-ID is not also a phone number; a card is not also a national id)."""
     kept: list[Any] = []
     for r in sorted(results, key=lambda r: -r.score):
-        if not any(k.entity_type != r.entity_type and k.score > r.score and k.start < r.end and r.start < k.end for k in kept):
+        if not any(
+            k.entity_type != r.entity_type and k.score > r.score and k.start < r.end and r.start < k.end
+            for k in kept
+        ):
             kept.append(r)
     return kept
 

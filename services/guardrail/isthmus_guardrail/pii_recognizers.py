@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (typographic apostrophes and dashes are matched on purpose)
 """Multi-locale PII recognisers added to Presidio's (see :mod:`isthmus_guardrail.pii`).
 
 Each is a plain regular-expression recogniser with its own checks (checksums, phone-number metadata,
@@ -40,23 +41,45 @@ from typing import Any
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 #: regions whose national formats the phone recogniser knows
-PHONE_REGIONS = ("US", "CA", "GB", "IE", "DE", "AT", "CH", "FR", "BE", "LU", "ES", "PT", "IT", "NL", "BR", "AU")
+PHONE_REGIONS = (
+    "US",
+    "CA",
+    "GB",
+    "IE",
+    "DE",
+    "AT",
+    "CH",
+    "FR",
+    "BE",
+    "LU",
+    "ES",
+    "PT",
+    "IT",
+    "NL",
+    "BR",
+    "AU",
+)
 
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
 _LOWER = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĳĵķĺļľŀłńņňŋōŏőœŕŗřśŝşšţťŧũūŭůűųŵŷźżž"
 _WORD = f"[{_UPPER}](?:[{_LOWER}]+|\\.)?(?:['’][{_UPPER}{_LOWER}][{_LOWER}]+)?(?:[{_UPPER}][{_LOWER}]+)?"
 _NAME_WORD = f"{_WORD}(?:-{_WORD})*"
-_PARTICLE = r"(?:van|von|der|den|de|del|della|dei|di|da|das|dos|do|du|des|la|le|ter|ten|te|y|e|zu|bin|al|st\.?)"
+_PARTICLE = (
+    r"(?:van|von|der|den|de|del|della|dei|di|da|das|dos|do|du|des|la|le|ter|ten|te|y|e|zu|bin|al|st\.?)"
+)
 
 
-class _Recognizer(EntityRecognizer):  # type: ignore[misc]
+class _Recognizer(EntityRecognizer):
     """A recogniser over the raw text (no NLP artifacts): subclasses yield ``(start, end, score)``."""
 
     ENTITY = ""
 
     def __init__(self, language: str = "en") -> None:
         super().__init__(
-            supported_entities=[self.ENTITY], name=type(self).__name__, supported_language=language, context=[]
+            supported_entities=[self.ENTITY],
+            name=type(self).__name__,
+            supported_language=language,
+            context=[],
         )
 
     def load(self) -> None:
@@ -65,7 +88,9 @@ class _Recognizer(EntityRecognizer):  # type: ignore[misc]
     def matches(self, text: str) -> Iterable[tuple[int, int, float]]:
         raise NotImplementedError
 
-    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+    def analyze(
+        self, text: str, entities: Sequence[str], nlp_artifacts: Any = None
+    ) -> list[RecognizerResult]:
         if self.ENTITY not in entities:
             return []
         results = []
@@ -77,7 +102,7 @@ class _Recognizer(EntityRecognizer):  # type: ignore[misc]
                     end=end,
                     score=score,
                     recognition_metadata={
-                        RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                        RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
                         RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                     },
                 )
@@ -162,6 +187,8 @@ _IBAN_LIKE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]
 
 def _inside(spans: Sequence[tuple[int, int]], start: int, end: int) -> bool:
     return any(s < end and start < e for s, e in spans)
+
+
 #: issuer prefixes of the card schemes (ISO/IEC 7812 IIN ranges as the schemes publish them)
 _CARD_PREFIX = re.compile(
     r"^(?:4"  # Visa
@@ -177,7 +204,7 @@ _CARD_PREFIX = re.compile(
 
 _CARD_WORD = re.compile(
     r"\b(?:card|cc|credit|debit|visa|mastercard|amex|maestro|jcb|discover|diners|karte|kreditkarte|carte|"
-    r"cb|tarjeta|carta|kaart|creditcard|pinpas|cart[ãa]o)\b",
+    r"cb|tarjeta|carta|kaart|creditcard|pinpas|cart[ãa]o)\w*",
     re.IGNORECASE,
 )
 
@@ -260,6 +287,8 @@ class IsthmusPhoneRecognizer(_Recognizer):
                     continue
                 if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-/"):
                     continue
+                if re.search(r"\d[ -]$", text[max(0, start - 2) : start]):
+                    continue  # the tail of a longer run of digit groups (a card number, an account)
                 if end < len(text) and text[end].isalnum():
                     continue
                 if phonenumbers.is_valid_number(m.number):
@@ -331,7 +360,9 @@ _POSTCODE_PATTERNS = (
     re.compile(rf"(?<![\w-])\d{{4}}\s?[A-Z]{{2}}(?![\w]),?\s+{_CAPS}"),  # 1234 AB Amsterdam
     re.compile(rf"(?<![\w-])\d{{4}}\s?[A-Z]{{2}}(?![\w])(?=,\s*{_CAP})"),  # 1234AB, Amsterdam
     re.compile(rf"(?<![\w-])\d{{5}}-\d{{3}}(?![\w-])(?:\s+{_CAPS}(?:\s*/\s*[A-Z]{{2}})?)?"),  # 12345-678 (BR)
-    re.compile(rf"(?<![\w-])\d{{8}}\s+(?:{_PARTICLE}\s+)?{_CAPS}\s*/\s*[A-Z]{{2}}(?![\w])"),  # 12345678 Town / UF
+    re.compile(
+        rf"(?<![\w-])\d{{8}}\s+(?:{_PARTICLE}\s+)?{_CAPS}\s*/\s*[A-Z]{{2}}(?![\w])"
+    ),  # 12345678 Town / UF
     re.compile(rf"{_CAPS},\s+(?:[A-Z]{{2}})\s+\d{{5}}(?:-\d{{4}})?(?![\w])"),  # Springfield, IL 62704
     re.compile(r"\b(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b"),  # US military
     re.compile(rf"{_CAPS},\s+\d{{5}}(?![\w])"),  # Valladolid, 29697
@@ -486,7 +517,7 @@ class IsthmusPersonNameRecognizer(_Recognizer):
                 if span is None:
                     continue
                 name = text[span[0] : span[1]]
-                if not name[0].isupper() or name.isupper() and len(name) > 3:
+                if not name[0].isupper() or (name.isupper() and len(name) > 3):
                     continue  # a name starts with a capital; an all-caps word is an acronym
                 found.append((span[0], span[1], score))
         # a title just before a found name belongs to it (Mr Smith, Dr. Jones)
