@@ -256,12 +256,12 @@ class PiiDetector:
 
     def mask(self, text: str, findings: Sequence[Finding], keep_last: int = MASK_KEEP_LAST) -> str:
         """``text`` with every ``pii.*`` finding masked with ``*`` but for its last characters
-        (``************1234``): ``keep_last`` of them, and never more than a quarter of the span (a
-        short value, a name, is masked whole). Overlapping findings are merged first, so no part of one
+        (``************1234``): ``keep_last`` of them when the span is at least three times as long, else
+        none (a short value, a name, is masked whole). Overlapping findings are merged first, so no part of one
         finding stays visible because another finding ends elsewhere; as :meth:`redact` otherwise."""
         out = list(text)
         for start, end, _ in _merged_spans(text, findings):
-            visible = min(max(0, keep_last), (end - start) // 4)
+            visible = keep_last if keep_last > 0 and end - start >= 3 * keep_last else 0
             for i in range(start, end - visible):
                 if not out[i].isspace():
                     out[i] = "*"

@@ -319,7 +319,8 @@ def _drop_contained(spans: Iterable[tuple[int, int, float]]) -> list[tuple[int, 
 
 # ---------------------------------------------------------------- addresses
 
-_CAP = f"[{_UPPER}][{_LOWER}'’]*\\.?"
+#: a capitalised word; a full stop only after an abbreviation ("St.", "Av."), not a sentence's end
+_CAP = f"(?:[{_UPPER}][{_LOWER}]{{0,2}}\\.|[{_UPPER}][{_LOWER}'’]*)"
 _CAPS = f"{_CAP}(?:[ -](?:{_PARTICLE}[ -])*{_CAP}){{0,4}}"
 _NUM = r"\d{1,5}(?:\s?[a-zA-Z](?![\w]))?(?:[-/]\d{1,4}[a-zA-Z]?)?"
 _EN_STREET = (
