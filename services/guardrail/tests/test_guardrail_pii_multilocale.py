@@ -36,11 +36,19 @@ FOUND = [
     ("You can reach me at +44 20 7946 0958.", "PHONE_NUMBER", "+44 20 7946 0958"),
     ("Llámeme al +34 612 345 678.", "PHONE_NUMBER", "+34 612 345 678"),
     # postal addresses
-    ("Ship it to 221B Baker Street, London NW1 6XE please.", "STREET_ADDRESS", "221B Baker Street, London NW1 6XE"),
+    (
+        "Ship it to 221B Baker Street, London NW1 6XE please.",
+        "STREET_ADDRESS",
+        "221B Baker Street, London NW1 6XE",
+    ),
     ("Meine neue Adresse: Hauptstraße 12, 10115 Berlin.", "STREET_ADDRESS", "Hauptstraße 12, 10115 Berlin"),
     ("Livraison au 8, rue des Lilas, 69003 Lyon.", "STREET_ADDRESS", "8, rue des Lilas, 69003 Lyon"),
     ("Envíenlo a Calle Mayor 5, 28013 Madrid.", "STREET_ADDRESS", "Calle Mayor 5, 28013 Madrid"),
-    ("Deliver to 1600 Elm Road, Springfield, IL 62704.", "STREET_ADDRESS", "1600 Elm Road, Springfield, IL 62704"),
+    (
+        "Deliver to 1600 Elm Road, Springfield, IL 62704.",
+        "STREET_ADDRESS",
+        "1600 Elm Road, Springfield, IL 62704",
+    ),
     # dates of birth
     ("For verification, my date of birth is 03/14/1979.", "DATE_OF_BIRTH", "03/14/1979"),
     ("Ich bin am 5. März 1985 geboren, geb. 05.03.1985.", "DATE_OF_BIRTH", "05.03.1985"),
@@ -79,15 +87,23 @@ def detector() -> Iterator[PiiDetector]:
     yield PiiDetector()
 
 
-def test_the_default_entities_are_all_supported(detector: PiiDetector) -> None:
+def test_the_default_entities_cover_what_users_expect_and_are_all_supported(detector: PiiDetector) -> None:
+    expected = {"PERSON_NAME", "PHONE_NUMBER", "EMAIL_ADDRESS", "STREET_ADDRESS", "DATE_OF_BIRTH"}
+    expected |= {"CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "UK_NINO", "ES_NIF", "IT_FISCAL_CODE"}
+    expected |= {"FR_NIR", "DE_TAX_ID", "NL_BSN", "BR_CPF"}
+    assert expected <= set(DEFAULT_PII_ENTITIES)
     assert set(DEFAULT_PII_ENTITIES) <= detector.supported_entities
     assert "PERSON" not in DEFAULT_PII_ENTITIES  # spaCy's PERSON (every name) stays opt-in
     assert Guard(pii=detector).validate_policy(Policy()) == Policy()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("text", "entity", "value"), FOUND, ids=[f"{e}-{i}" for i, (_, e, _) in enumerate(FOUND)])
-def test_the_default_policy_finds_the_value(detector: PiiDetector, text: str, entity: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "entity", "value"), FOUND, ids=[f"{e}-{i}" for i, (_, e, _) in enumerate(FOUND)]
+)
+def test_the_default_policy_finds_the_value(
+    detector: PiiDetector, text: str, entity: str, value: str
+) -> None:
     findings = detector.find(text, DEFAULT_PII_ENTITIES, 0.5)
     assert (f"pii.{entity}", value) in [(f.code, text[f.start : f.end]) for f in findings]
     for f in findings:
@@ -174,7 +190,7 @@ def _f(entity: str, start: int, end: int, score: float = 0.9) -> Finding:
 def test_mask_merges_overlapping_findings_before_keeping_the_last_characters(detector: PiiDetector) -> None:
     text = "id 1234567890123456789 end"
     # two findings over one value: masked per finding, the first one's "last four" would stay visible
-    findings = [_f("CREDIT_CARD", 3, 15), _f("PHONE_NUMBER", 10, 22)]
+    findings = [_f("CREDIT_CARD", 3, 15), _f("PHONE_NUMBER", 12, 22)]
     assert detector.mask(text, findings) == "id ***************6789 end"
 
 
@@ -188,5 +204,6 @@ def test_mask_hides_a_short_value_whole(detector: PiiDetector) -> None:
 @pytest.mark.slow
 def test_redact_gives_overlapping_findings_one_placeholder(detector: PiiDetector) -> None:
     text = "call 86 095 742 719 now"
-    findings = [_f("PHONE_NUMBER", 5, 19, 0.6), _f("DE_TAX_ID", 5, 19, 0.85), _f("PHONE_NUMBER", 8, 19, 0.6)]
+    # partly overlapping findings of two entities: one placeholder, the higher-scoring entity's
+    findings = [_f("PHONE_NUMBER", 5, 15, 0.6), _f("DE_TAX_ID", 8, 19, 0.85)]
     assert detector.redact(text, findings) == "call <DE_TAX_ID> now"
