@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-guardrails bench-scale bench-scale-weaviate eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -49,6 +49,9 @@ bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloa
 
 bench-agents: ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
 	$(PY) -m isthmus_bench.agents
+
+bench-guardrails: ## guardrail accuracy and latency: PII recall/precision per entity on a multi-locale synthetic set, false positives on IR questions, Presidio before vs the default (~1 min)
+	$(PY) -m isthmus_bench.guardrails.pii
 
 bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
 	$(PY) -m isthmus_bench.scale --store embedded --chunks 1000000 --queries 1000
