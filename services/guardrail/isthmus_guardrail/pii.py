@@ -256,9 +256,10 @@ class PiiDetector:
 
     def mask(self, text: str, findings: Sequence[Finding], keep_last: int = MASK_KEEP_LAST) -> str:
         """``text`` with every ``pii.*`` finding masked with ``*`` but for its last characters
-        (``************1234``): ``keep_last`` of them when the span is at least three times as long, else
-        none (a short value, a name, is masked whole). Overlapping findings are merged first, so no part of one
-        finding stays visible because another finding ends elsewhere; as :meth:`redact` otherwise."""
+        (``************1234``): ``keep_last`` of them when the span is at least three times as long,
+        else none (a short value, a name, is masked whole). Overlapping findings are merged first, so no
+        part of one finding stays visible because another one ends elsewhere; as :meth:`redact`
+        otherwise. Whitespace inside a span is kept (``**** **** **** 1234``)."""
         out = list(text)
         for start, end, _ in _merged_spans(text, findings):
             visible = keep_last if keep_last > 0 and end - start >= 3 * keep_last else 0

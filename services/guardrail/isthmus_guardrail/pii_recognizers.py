@@ -20,10 +20,11 @@ pattern prefilter and its findings do not depend on the English spaCy model's le
   US ``Town, ST 12345``, UK postcodes); adjacent parts are joined into one span.
 * ``PERSON_NAME`` — a person's name given as personal data: introduced ("my name is", "I'm", "je
   m'appelle", "ich heiße"...), addressed ("Dear", "Hallo", "Bonjour"...), signed (after a closing such as
-  "Regards," or on its own line under one), after a title ("Mr", "Frau", "Mme", "Sr."...) or a
-  name label ("account holder:"). Names are capitalised words (with particles such as "van", "de",
-  "da"); no list of names is used. spaCy's ``PERSON`` (every name the English NER finds, people-centred
-  questions included) stays available besides.
+  "Regards," or on its own line under one), after a name label ("account holder", "Name:") or a title
+  with a first name and a surname ("Mr Daniel Zuniga"). A title before a surname alone scores 0.4, below
+  the default threshold ("Dr. Miller" in a paper, "What did Dr. Salton propose?" in a question). Names
+  are capitalised words (with particles such as "van", "de", "da"); no list of names is used. spaCy's
+  ``PERSON`` (every name the English NER finds, people-centred questions included) stays available.
 * national ids with their checksums: ``FR_NIR`` (key 97), ``DE_TAX_ID`` (ISO 7064 MOD 11,10, spaced
   or not), ``NL_BSN`` (11-proof), ``BR_CPF`` (two check digits); Presidio's own ``UK_NINO``, ``ES_NIF``,
   ``ES_NIE`` and ``IT_FISCAL_CODE`` recognisers are registered for every language.
@@ -233,11 +234,11 @@ class IsthmusCreditCardRecognizer(_Recognizer):
 # ---------------------------------------------------------------- phones
 
 _PHONE_WORD = re.compile(
-    r"\b(?:phone|telephone|tel|mobile|mob|cell|call|ring|reach|number|whatsapp|fax|"
+    r"\b(?:phone|telephone|tel|mobile|mob|cell|call|ring|reach|whatsapp|fax|"
     r"telefon|handy|mobil|rufnummer|anrufen|"
     r"t[ée]l[ée]phone|t[ée]l|portable|appel|rappel|joignable|"
     r"tel[ée]fono|m[óo]vil|llam|celular|"
-    r"cellulare|chiama|numero|"
+    r"cellulare|chiama|"
     r"telefoon|mobiel|bel|"
     r"telefone|ligar|ligação|liga|contato)\w*",
     re.IGNORECASE,
@@ -246,7 +247,8 @@ _PHONE_SHAPE = re.compile(r"^(?:\+|00)|\(|\d[ .-]\d+[ .-]\d")
 #: shapes of other numbers: US SSN, IPv4, BR CPF
 _NOT_PHONE = re.compile(
     r"^(?:\d{3}-\d{2}-\d{4}|\d{5}-\d{3}|\d{1,3}(?:\.\d{1,3}){3}|\d{3}\.\d{3}\.\d{3}-\d{2}"
-    r"|(?:1[89]|20)\d{2}\s?[-–/]\s?(?:1[89]|20)?\d{2})$"  # ... a range of years
+    r"|(?:1[89]|20)\d{2}\s?[-–/]\s?(?:1[89]|20)?\d{2}"  # a range of years
+    r"|\d+[.,]\d+\s?[-–]\s?\d+[.,]\d+)$"  # a range of decimals
 )
 _TRUNK = re.compile(r"\(0\)")
 _EXTENSION = re.compile(r"\s?(?:x|ext\.?|extension|poste|durchwahl)\s?\d{1,6}(?!\w)", re.IGNORECASE)
@@ -280,25 +282,29 @@ class IsthmusPhoneRecognizer(_Recognizer):
                 ext = _EXTENSION.match(text, end)
                 if ext:
                     end = ext.end()
-                if _NOT_PHONE.match(raw.strip()) or _inside(ibans, start, end):
+                if _NOT_PHONE.match(raw.strip(" ()[]")) or _inside(ibans, start, end):
                     continue
                 digits = _digits(_EXTENSION.split(raw)[0])
                 if len(digits) < 7 or any(s < end and start < e for s, e in dates):
                     continue
                 if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-/"):
                     continue
+                if start > 1 and text[start - 1] in ".," and text[start - 2].isdigit():
+                    continue  # the decimals of a number
+                if raw.count("(") != raw.count(")"):
+                    continue
                 if re.search(r"\d[ -]$", text[max(0, start - 2) : start]):
                     continue  # the tail of a longer run of digit groups (a card number, an account)
                 if end < len(text) and text[end].isalnum():
                     continue
-                if phonenumbers.is_valid_number(m.number):
+                shaped = _PHONE_SHAPE.search(raw) is not None
+                context = _context_before(text, start, _PHONE_WORD, self.CONTEXT_WINDOW)
+                if phonenumbers.is_valid_number(m.number) and (shaped or context or len(digits) >= 9):
                     score = 0.75
-                elif (_PHONE_SHAPE.search(raw) and len(digits) >= 8) or _context_before(
-                    text, start, _PHONE_WORD, self.CONTEXT_WINDOW
-                ):
+                elif (shaped and len(digits) >= 8) or context:
                     score = 0.6
                 else:
-                    score = 0.3
+                    score = 0.3  # a bare run of digits is a phone number only with a phone word before it
                 key = (start, end)
                 best[key] = max(best.get(key, 0.0), score)
         yield from _drop_contained((s, e, sc) for (s, e), sc in best.items())
@@ -335,27 +341,28 @@ _PREFIX_STREET = (
     r"rua|travessa|pra[cç]a|alameda|rodovia|estrada|ladeira|avenida|"
     r"flat|apartment|apt\.?|suite|unit|studio"
 )
+#: street-type endings of German and Dutch compounds ("Hauptstraße", "Kerkstraat")
 _SUFFIX_STREET = (
-    r"straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|markt|"
-    r"straat|laan|plein|gracht|kade|singel|dreef|hof|steeg|pad|baan|dijk|park|burg|veld|"
-    r"wal|haven|plantsoen|erf|lei|berg|tuin"
+    r"straße|strasse|str\.|weg|gasse|platz|allee|damm|ufer|chaussee|"
+    r"straat|laan|plein|gracht|kade|singel|dreef|steeg|plantsoen"
 )
+#: endings that end ordinary words too ("During 40", "Spring 2005"): an address only beside a postcode
+_WEAK_SUFFIX_STREET = r"ring|steig|pfad|markt|hof|pad|baan|dijk|park|burg|veld|wal|haven|erf|lei|berg|tuin"
 _STREET_PATTERNS = (
     # 12 Baker Street / 5, rue de la Paix / 1600 Pennsylvania Avenue NW
     re.compile(
-        rf"(?<![\w-]){_NUM},?\s+(?:(?:{_PREFIX_STREET})\s+(?:(?:{_PARTICLE})\s+)*{_CAPS}"
-        rf"|{_CAPS}\s+(?:{_EN_STREET})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)",
-        re.IGNORECASE,
+        rf"(?<![\w-]){_NUM},?\s+(?:(?i:{_PREFIX_STREET})\s+(?:(?:{_PARTICLE})\s+)*{_CAPS}"
+        rf"|{_CAPS}\s+(?i:{_EN_STREET})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)"
     ),
     # Calle Mayor 12 / Via Roma, 5 / Rua das Flores, 123
     re.compile(
-        rf"(?<![\w-])(?:{_PREFIX_STREET})\s+(?:(?:{_PARTICLE})\s+)*{_CAPS},?\s+(?:n[º°o.]\s*)?{_NUM}(?![\w])",
-        re.IGNORECASE,
+        rf"(?<![\w-])(?i:{_PREFIX_STREET})\s+(?:(?:{_PARTICLE})\s+)*{_CAPS},?\s+(?:n[º°o.]\s*)?{_NUM}(?![\w])"
     ),
     # Hauptstraße 5 / Kerkstraat 12a / Am Markt 3
     re.compile(rf"(?<![\w-])[{_UPPER}][\w\-äöüß]*(?:{_SUFFIX_STREET})\s+{_NUM}(?![\w])"),
     re.compile(rf"(?<![\w-])(?:{_CAP}[ -])+(?:{_SUFFIX_STREET})\s+{_NUM}(?![\w])"),
 )
+_WEAK_STREET = re.compile(rf"(?<![\w-])[{_UPPER}][\w\-äöüß]*(?:{_WEAK_SUFFIX_STREET})\s+{_NUM}(?![\w])")
 _POSTCODE_PATTERNS = (
     re.compile(rf"(?<![\w-])\d{{5}},?\s+{_CAPS}(?:\s*\([A-Z]{{2}}\))?"),  # 75001 Paris, 00100 Roma (RM)
     re.compile(rf"(?<![\w-])\d{{4}}\s?[A-Z]{{2}}(?![\w]),?\s+{_CAPS}"),  # 1234 AB Amsterdam
@@ -369,7 +376,7 @@ _POSTCODE_PATTERNS = (
     re.compile(rf"{_CAPS},\s+\d{{5}}(?![\w])"),  # Valladolid, 29697
     re.compile(  # UK postcode
         r"(?<![\w-])(?:[A-PR-UWYZ][0-9][0-9]?|[A-PR-UWYZ][A-HK-Y][0-9][0-9]?|[A-PR-UWYZ][0-9][A-HJKPSTUW]"
-        r"|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])\s?[0-9][ABD-HJLNP-UW-Z]{2}(?![\w])"
+        r"|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY]) [0-9][ABD-HJLNP-UW-Z]{2}(?![\w/])"
     ),
 )
 _STREET_LINE_BEFORE = re.compile(
@@ -389,6 +396,7 @@ class IsthmusStreetAddressRecognizer(_Recognizer):
 
     def matches(self, text: str) -> Iterator[tuple[int, int, float]]:
         parts = [(m.start(), m.end(), 0.7) for p in _STREET_PATTERNS for m in p.finditer(text)]
+        parts += [(m.start(), m.end(), 0.4) for m in _WEAK_STREET.finditer(text)]
         parts += [(m.start(), m.end(), 0.6) for p in _POSTCODE_PATTERNS for m in p.finditer(text)]
         # a postcode with its town *and* state ("Springfield, IL 62704", "12345678 Town / SP") is an address
         parts += [(m.start(), m.end(), 0.8) for p in _POSTCODE_STATE for m in p.finditer(text)]
@@ -439,15 +447,19 @@ _INTRO = (
     r"gentile|gentilissim[oa]|car[oa]|buongiorno|salve|ciao|"
     r"beste|geachte|goedendag|"
     r"olá|ola|oi|prezad[oa]|car[oa]|bom dia|"
-    # labels
-    r"name|full name|account holder|account name|cardholder|card holder|customer|"
-    r"kontoinhaber(?:in)?|karteninhaber(?:in)?|vor- und nachname|"
-    r"titulaire(?: du compte)?|nom|nom et prénom|"
-    r"titular(?: de la cuenta| da conta)?|nombre|nome|"
-    r"intestatari[oa](?: del conto)?|"
-    r"rekeninghouder|naam|"
     # on behalf of
     r"on behalf of|signed|regards from"
+)
+#: generic labels: followed by a colon or "is" ("Name: ...", "the customer is ...")
+_LABEL = r"name|customer|client|kunde|nom|nombre|nome|naam|cliente"
+#: labels that name a person whatever follows ("account name Jane Roe")
+_PERSON_LABEL = (
+    r"full name|account holder|account name|cardholder|card holder|"
+    r"kontoinhaber(?:in)?|karteninhaber(?:in)?|vor- und nachname|"
+    r"titulaire(?: du compte| de la carte)?|nom et prénom|"
+    r"titular(?: de la cuenta| da conta| de la tarjeta| do cartão)?|nombre completo|nome completo|"
+    r"intestatari[oa](?: del conto| della carta)?|"
+    r"rekeninghouder|kaarthouder|volledige naam"
 )
 _CLOSING = (
     r"regards|kind regards|best regards|warm regards|best wishes|best|cheers|thanks|thank you|many thanks|"
@@ -475,13 +487,21 @@ _NOT_NAMES = frozenset(
     "i im i'm my we our you your it this that".split()
 )
 # cue words in any case; the name itself must be capitalised
+_LABEL_NAME = re.compile(
+    rf"(?<![\w])(?:(?i:{_LABEL})(?:[ \t]*:|\s+(?i:is|ist|est|es|è|é|was|war|era))"
+    rf"|(?i:{_PERSON_LABEL})(?:[ \t]*:|\s+(?i:is|ist|est|es|è|é|was|war|era))?)[ \t]*"
+    rf"(?:(?i:{_TITLE})\.?\s+)?(?P<name>{_FULL_NAME})"
+)
+#: a title before a first name and a surname ("Mr Daniel Zuniga"); a title before a surname alone
+#: ("Dr. Miller", "What did Dr. Salton propose?") names someone, usually not the writer: below 0.5
 _TITLE_NAME = re.compile(rf"(?<![\w.])(?i:{_TITLE})\.?\s+(?P<name>{_FULL_NAME})")
 _CUE_NAME = re.compile(
-    rf"(?<![\w])(?i:{_INTRO})\b(?i:\s+(?:is|ist|est|es|è|é|was|war|era))?[ \t]*[:,]?[ \t]*"
+    rf"(?<![\w])(?i:{_INTRO})\b[ \t]*[:,]?[ \t]*"
     rf"(?:(?i:{_TITLE})\.?\s+)?(?P<name>{_FULL_NAME})"
 )
 _SIGNED = re.compile(
-    rf"(?<![\w])(?i:{_CLOSING})\s*[,!.]?[ \t]*(?:\r?\n[ \t]*|[ \t]+(?=[{_UPPER}]))(?:[-–—][ \t]*)?"
+    # the closing then a comma or a line break ("the best. Although" is no signature)
+    rf"(?<![\w])(?i:{_CLOSING})(?:[ \t]*,[ \t]*(?:\r?\n[ \t]*)?|[ \t]*!?[ \t]*\r?\n[ \t]*)(?:[-–—][ \t]*)?"
     rf"(?:(?i:{_TITLE})\.?\s+)?(?P<name>{_FULL_NAME})"
 )
 
@@ -512,7 +532,7 @@ class IsthmusPersonNameRecognizer(_Recognizer):
 
     def matches(self, text: str) -> Iterator[tuple[int, int, float]]:
         found: list[tuple[int, int, float]] = []
-        for pattern, score in ((_TITLE_NAME, 0.75), (_CUE_NAME, 0.7), (_SIGNED, 0.7)):
+        for pattern, score in ((_LABEL_NAME, 0.7), (_CUE_NAME, 0.7), (_SIGNED, 0.7), (_TITLE_NAME, 0.6)):
             for m in pattern.finditer(text):
                 span = _trim_name(text, m.start("name"), m.end("name"))
                 if span is None:
@@ -520,7 +540,8 @@ class IsthmusPersonNameRecognizer(_Recognizer):
                 name = text[span[0] : span[1]]
                 if not name[0].isupper() or (name.isupper() and len(name) > 3):
                     continue  # a name starts with a capital; an all-caps word is an acronym
-                found.append((span[0], span[1], score))
+                surname_only = len(re.findall(rf"[{_UPPER}][{_LOWER}]+", name)) < 2
+                found.append((span[0], span[1], 0.4 if pattern is _TITLE_NAME and surname_only else score))
         # a title just before a found name belongs to it (Mr Smith, Dr. Jones)
         yield from _drop_contained(found)
 

@@ -29,6 +29,8 @@ FOUND = [
     ("Hola, me llamo José Ángel Ruiz.", "PERSON_NAME", "José Ángel Ruiz"),
     ("Mijn naam is Pieter van der Berg, ik kan niet inloggen.", "PERSON_NAME", "Pieter van der Berg"),
     ("Obrigado pela ajuda.\nAtenciosamente,\nJoão da Silva", "PERSON_NAME", "João da Silva"),
+    ("Mrs Adaeze Okonkwo asked us to renew the plan.", "PERSON_NAME", "Adaeze Okonkwo"),
+    ("Card holder: Lars Øberg", "PERSON_NAME", "Lars Øberg"),
     # phones in national and international formats
     ("Please call me on (415) 555-2671 after five.", "PHONE_NUMBER", "(415) 555-2671"),
     ("Rufen Sie mich unter 030 12345678 an.", "PHONE_NUMBER", "030 12345678"),
@@ -79,6 +81,9 @@ CLEAN = [
     "Hello, how many vacation days do new employees get?",
     "The IBM 5520 Administrative System and the IBM System/370 were compared.",
     "Thanks, that solved it.",
+    "What did Dr. Salton propose for automatic indexing?",
+    "Patterns of Name Ordering among Authors of Scientific Papers",
+    "Although it was the best. During 40 months of follow-up, C57BL/6 mice gained weight.",
 ]
 
 
