@@ -360,7 +360,7 @@ _STREET_PATTERNS = (
     ),
     # Hauptstraße 5 / Kerkstraat 12a / Am Markt 3
     re.compile(rf"(?<![\w-])[{_UPPER}][\w\-äöüß]*(?:{_SUFFIX_STREET})\s+{_NUM}(?![\w])"),
-    re.compile(rf"(?<![\w-])(?:{_CAP}[ -])+(?:{_SUFFIX_STREET})\s+{_NUM}(?![\w])"),
+    re.compile(rf"(?<![\w-])(?:{_CAP}[ -]){{1,4}}(?:{_SUFFIX_STREET})\s+{_NUM}(?![\w])"),
 )
 _WEAK_STREET = re.compile(rf"(?<![\w-])[{_UPPER}][\w\-äöüß]*(?:{_WEAK_SUFFIX_STREET})\s+{_NUM}(?![\w])")
 _POSTCODE_PATTERNS = (
