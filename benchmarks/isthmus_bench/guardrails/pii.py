@@ -8,7 +8,9 @@
   precision per type: the share of the findings of that type that overlap a value of that type
   (``PERSON_NAME`` and spaCy's ``PERSON`` both count as ``PERSON``);
 * false positives on genuine questions: the share of the IR questions of every
-  ``../shared/datasets/*/queries.jsonl`` with any finding (a question redacted for nothing);
+  ``../shared/datasets/*/queries.jsonl`` with any finding (a question redacted for nothing); and the
+  share of genuine documents (the first ``--documents`` of each ``corpus.jsonl``) with a finding (what
+  the ingest scan would flag: the default policy flags PII in chunks, it does not block);
 * latency: milliseconds per ``find`` (cache off: every text is new), p50/p95, messages and questions;
 * side by side in one run: Presidio as configured before (its predefined recognisers, the old default
   entity set) and the new default (:data:`isthmus_core.ports.guard.DEFAULT_PII_ENTITIES`).
@@ -53,6 +55,19 @@ def questions() -> list[str]:
     out = []
     for path in sorted(DATASETS.resolve().glob("*/queries.jsonl")):
         out += [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def documents(per_corpus: int) -> list[str]:
+    """The first ``per_corpus`` documents (title and text) of every ``corpus.jsonl``."""
+    out = []
+    for path in sorted(DATASETS.resolve().glob("*/corpus.jsonl")):
+        with path.open() as f:
+            for i, line in enumerate(f):
+                if i >= per_corpus:
+                    break
+                doc = json.loads(line)
+                out.append(f"{doc.get('title', '')}\n{doc['text']}")
     return out
 
 
@@ -102,11 +117,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bank", default="test", choices=("dev", "test"))
     parser.add_argument("--seed", type=int, default=None, help="default: 1 for dev, 2 for test")
     parser.add_argument("--per-locale", type=int, default=150)
+    parser.add_argument("--documents", type=int, default=300, help="documents per corpus for false positives")
     parser.add_argument("--show-errors", type=int, default=0, help="print this many misses/false per type")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else (1 if args.bank == "dev" else 2)
     messages = generate(args.bank, seed, args.per_locale)
     texts = questions()
+    docs = documents(args.documents)
 
     t0 = time.perf_counter()
     old = PiiDetector(multi_locale=False)
@@ -117,10 +134,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "isthmus default": (new, DEFAULT_PII_ENTITIES),
     }
     results = {}
+    doc_results = {}
     for name, (detector, entities) in runs.items():
         detector.find("warm up: jane@example.org +1 415 555 2671", entities, THRESHOLD)
         detector._cache.clear()  # every check below is computed
         results[name] = (score(detector, entities, messages), run_questions(detector, entities, texts))
+        doc_results[name] = run_questions(detector, entities, docs)
 
     types = sorted({ALIASES.get(e, e) for m in messages for _, _, e in m.spans})
     print(
@@ -153,12 +172,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{name}: entities {list(runs[name][1])}\n"
             f"  all values caught {caught}/{total_gold} = {caught / total_gold:.3f}; "
             f"findings correct {sum(s.correct.values())}/{sum(s.predicted.values())}\n"
-            f"  genuine questions with a finding: {len(flagged)}/{len(texts)} = {fp_rate:.4f}\n"
+            f"  genuine questions with a finding: {len(flagged)}/{len(texts)} = {fp_rate:.4f}; "
+            f"documents (cranfield, cisi, scifact; {args.documents} each) with a finding: "
+            f"{len(doc_results[name][2])}/{len(docs)} = {doc_results[name][0]:.4f}\n"
             f"  ms per message p50 {_pct(s.ms, 50):.2f} p95 {_pct(s.ms, 95):.2f}; "
             f"per question p50 {_pct(q_ms, 50):.2f} p95 {_pct(q_ms, 95):.2f}"
         )
         for line in flagged[: max(args.show_errors, 5)]:
             print("    question flagged:", line)
+        for line in doc_results[name][2][: max(args.show_errors, 5)]:
+            print("    document flagged:", line)
         if args.show_errors:
             for t in types:
                 for line in s.misses.get(t, [])[: args.show_errors]:
