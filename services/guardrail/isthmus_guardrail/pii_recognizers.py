@@ -11,8 +11,9 @@ pattern prefilter and its findings do not depend on the English spaCy model's le
   part of a longer token are not phone numbers.
 * ``CREDIT_CARD`` — 12-19 digits, plain or grouped by spaces or dashes in any grouping (Amex 4-6-5
   too), with a Luhn check and an issuer prefix of a card scheme (Visa, Mastercard 51-55 *and* 2221-2720,
-  Amex, Discover, Diners, JCB, Maestro, UnionPay). Presidio's pattern misses 2-series Mastercards,
-  Amex written 4-6-5 and 19-digit cards.
+  Amex, Discover, Diners, JCB, Maestro, UnionPay), or any Luhn-valid number after a card word. Presidio's
+  pattern misses 2-series Mastercards, JCB 2131/1800, 19-digit cards and 12-14-digit cards written in
+  groups of four (Maestro, Visa 13, Diners 14: a last group shorter than three digits).
 * ``DATE_OF_BIRTH`` — a date (numeric or with a month name in EN/DE/FR/ES/IT/NL/PT) with a birth word
   of one of those languages shortly before it. A date without one is not reported (it is a date).
 * ``STREET_ADDRESS`` — a street line (street-type word of those languages, before or after the name,

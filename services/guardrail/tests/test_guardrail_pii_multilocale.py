@@ -55,7 +55,7 @@ FOUND = [
     ("For verification, my date of birth is 03/14/1979.", "DATE_OF_BIRTH", "03/14/1979"),
     ("Ich bin am 5. März 1985 geboren, geb. 05.03.1985.", "DATE_OF_BIRTH", "05.03.1985"),
     ("Née le 12 janvier 1990 à Lyon.", "DATE_OF_BIRTH", "12 janvier 1990"),
-    # cards Presidio's pattern missed: 2-series Mastercard, Amex 4-6-5, 19-digit Visa
+    # cards: 2-series Mastercard and 19-digit Visa (Presidio's pattern missed both), Amex 4-6-5
     ("Charge card 2221 0000 0000 0009 please.", "CREDIT_CARD", "2221 0000 0000 0009"),
     ("Amex 3782 822463 10005 was declined.", "CREDIT_CARD", "3782 822463 10005"),
     ("Card 4000-0000-0000-0000-006 was charged twice.", "CREDIT_CARD", "4000-0000-0000-0000-006"),
