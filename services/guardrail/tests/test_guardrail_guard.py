@@ -131,8 +131,8 @@ def test_output_never_asks_for_person_and_skips_detection_without_entities() -> 
     guard = Guard(pii=detector)  # type: ignore[arg-type]
     guard.check_output(GROUNDED, CONTEXTS, Policy())
     [(_, entities, _)] = detector.calls
-    assert "PERSON" not in entities
-    assert set(entities) == set(Policy().pii_entities) - {"PERSON"}
+    assert "PERSON" not in entities and "PERSON_NAME" not in entities
+    assert set(entities) == set(Policy().pii_entities) - {"PERSON", "PERSON_NAME"}
     guard.check_output(GROUNDED, CONTEXTS, Policy(pii_entities=("PERSON",)))
     assert len(detector.calls) == 1
 

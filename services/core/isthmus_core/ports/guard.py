@@ -81,14 +81,25 @@ class Verdict:
 DEFAULT_PII_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
+    "PERSON_NAME",  # names given as personal data ("my name is", "Dear", signatures, titles); not PERSON
+    "STREET_ADDRESS",
+    "DATE_OF_BIRTH",
     "CREDIT_CARD",
     "IBAN_CODE",
-    "US_SSN",
     "IP_ADDRESS",
+    "US_SSN",
+    "UK_NINO",
+    "ES_NIF",
+    "ES_NIE",
+    "IT_FISCAL_CODE",
+    "FR_NIR",
+    "DE_TAX_ID",
+    "NL_BSN",
+    "BR_CPF",
 )
 #: entities never redacted in answers by default: answers quote the tenant's own documents, which
-#: legitimately name people
-OUTPUT_PII_EXEMPT: frozenset[str] = frozenset({"PERSON"})
+#: legitimately name people (authors, signatories, the people a document is about)
+OUTPUT_PII_EXEMPT: frozenset[str] = frozenset({"PERSON", "PERSON_NAME"})
 
 
 @dataclass(frozen=True, slots=True)
