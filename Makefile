@@ -56,6 +56,13 @@ bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency
 bench-scale-weaviate: ## the same at 100k chunks on the Weaviate from `make weaviate-up`
 	$(PY) -m isthmus_bench.scale --store weaviate --chunks 100000 --queries 1000
 
+.PHONY: train-grounding bench-guardrails
+train-grounding: ## retrain the grounding (NLI) head on synthetic Cranfield + CISI pairs -> services/guardrail/isthmus_guardrail/models/grounding (~3 min)
+	$(PY) -m isthmus_guardrail.training.grounding --datasets ../shared/datasets
+
+bench-guardrails: ## guardrail accuracy and latency: grounding model vs lexical check on SciFact claims
+	$(PY) -m isthmus_bench.guardrails.grounding --datasets ../shared/datasets
+
 kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Maven)
 	bash tests/infra/kafka.sh up
 
