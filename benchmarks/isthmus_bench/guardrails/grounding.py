@@ -17,6 +17,9 @@ Rows, each predicting one of SUPPORT / CONTRADICT / NOT_ENOUGH_INFO per claim:
 * ``model (guard findings)`` — what the default policy's findings say: ``grounding.contradicted``
   (P(contradiction) >= 0.5) -> CONTRADICT, else the lexical mapping (the guard runs both checks).
 
+False alarms: the first rationale sentence of each evidence abstract, quoted verbatim and citing exactly
+itself (what an extractive answer does), through the lexical check and the model at the default policy.
+
 Latency: wall time per claim of the model (cross-encoder runs + features + head) and of the lexical
 check, p50/p95, on this machine, measured in the same run.
 """
@@ -136,6 +139,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             predicted["model (guard findings)"].append(
                 "CONTRADICT" if CONTRADICTED in findings else lexical_label(findings)
             )
+        # false alarms on verbatim quotes (what an extractive answer cites): each evidence abstract's
+        # first rationale sentence, citing its own abstract
+        quotes = 0
+        quote_blocks = {"lexical": 0, "model": 0}
+        for claim in claims:
+            for doc_id, evidence in claim["evidence"].items():
+                text = _abstract(corpus[doc_id])
+                rationale = next(iter(evidence["sentences"]), "")
+                if not rationale or rationale not in text:
+                    continue
+                context = Context(chunk_id=doc_id, document_id=doc_id, text=text)
+                start = text.index(rationale)
+                sentence = AnswerSentence(rationale, (context.cite(start, start + len(rationale)),))
+                quotes += 1
+                quote_blocks["lexical"] += bool(
+                    check_grounding([sentence], [context], policy.grounding_threshold)
+                )
+                quote_blocks["model"] += bool(model.findings([sentence], [context], policy))
     finally:
         cross_encoder.close()
 
@@ -163,6 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {row} | {macro:.3f} | {per['SUPPORT']:.3f} | {per['CONTRADICT']:.3f} | "
             f"{per['NOT_ENOUGH_INFO']:.3f} | {_percentile(times, 0.5):.1f} | {_percentile(times, 0.95):.1f} |"
         )
+    print()
+    print(
+        f"verbatim quotes (the first rationale sentence of each evidence abstract, citing exactly itself): "
+        f"{quotes}; flagged by the lexical check {quote_blocks['lexical']}, "
+        f"by the model (default policy: P(contradiction) >= {policy.contradiction_threshold}) "
+        f"{quote_blocks['model']}"
+    )
     print()
     print("confusion (gold -> predicted) of the model:")
     for g in LABELS:

@@ -42,7 +42,7 @@ SOURCE = (
 CONTEXT = Context(chunk_id="c1", document_id="d1", text=SOURCE)
 NEGATED = "Refunds are not handled by the billing team."
 FIFTY = "Refunds are paid within fifty business days after the returned item arrives."
-GROUNDED = "Refunds are paid within five business days."
+GROUNDED = "Refunds are paid in five business days."  # not verbatim: the model runs
 
 
 def cite(text: str, context: Context = CONTEXT) -> AnswerSentence:
@@ -182,6 +182,16 @@ def test_sentences_citing_nothing_known_are_left_to_the_lexical_check() -> None:
     assert scorer.calls == []
 
 
+def test_a_verbatim_quote_is_entailed_without_a_model_run() -> None:
+    scorer = FakeScorer()
+    model = model_with((0.0001, 0.0001, 0.9998), scorer)  # a head that says "contradiction" to all
+    quote = "refunds are paid within five business days  after the returned item arrives"
+    assert model.judge(quote, SOURCE).label == "entailment"
+    assert model.findings([cite(quote)], [CONTEXT], Policy(entailment_threshold=0.9)) == []
+    assert scorer.calls == []
+    assert model.judge(NEGATED, SOURCE).label == "contradiction" and len(scorer.calls) == 1
+
+
 def test_only_the_cited_part_and_at_most_k_sentences_go_through_the_cross_encoder() -> None:
     scorer = FakeScorer()
     model = model_with((0.8, 0.1, 0.1), scorer, k=2)
@@ -189,10 +199,10 @@ def test_only_the_cited_part_and_at_most_k_sentences_go_through_the_cross_encode
         chunk_id="c2", document_id="d2", text=" ".join(f"Sentence {i} is here." for i in range(20))
     )
     cut = long_context.text.index("Sentence 10")
-    sentence = AnswerSentence("Sentence 12 is here.", (CitedSpan("c2", "d2", cut, len(long_context.text)),))
+    sentence = AnswerSentence("Sentence 12 is shown.", (CitedSpan("c2", "d2", cut, len(long_context.text)),))
     model.findings([sentence], [long_context], Policy())
     [(query, passages)] = scorer.calls
-    assert query == "Sentence 12 is here." and len(passages) == 2
+    assert query == "Sentence 12 is shown." and len(passages) == 2
     assert "Sentence 12 is here." in passages and not any("Sentence 9 " in p for p in passages)
 
 
@@ -231,7 +241,7 @@ def test_the_default_guard_with_the_model_blocks_the_issues_misses(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "claim",
-    [GROUNDED, "Refunds are handled by the billing team.", "Shipping is free for orders above fifty euros."],
+    [GROUNDED, "The billing team handles refunds.", "Orders above fifty euros are shipped for free."],
 )
 def test_grounded_sentences_pass_the_default_guard_with_the_model(
     real_model: NliGroundingModel, claim: str

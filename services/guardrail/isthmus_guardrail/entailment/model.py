@@ -6,14 +6,16 @@ the head's weights are a plain ``.npz`` (loaded with ``allow_pickle=False``) bes
 (scikit-learn, at training time only) is :mod:`isthmus_guardrail.training.grounding`.
 
 Per answer sentence: its cited texts (clipped to their chunks, like the lexical check) are joined and
-split into sentences, the ``candidates`` best by content-word overlap go through the cross-encoder, and
-the features of :mod:`.features` give P(entailment), P(neutral), P(contradiction). The cost is at most
-``candidates`` cross-encoder runs per answer sentence.
+split into sentences (an answer sentence quoted verbatim is entailed outright), the ``candidates`` best
+by content-word overlap go through the cross-encoder, and the features of :mod:`.features` give
+P(entailment), P(neutral), P(contradiction). The cost is at most ``candidates`` cross-encoder runs per
+answer sentence.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +135,13 @@ class NliGroundingModel:
         return self._name
 
     def judge(self, hypothesis: str, premise: str) -> Judgement:
-        """P(entailment), P(neutral), P(contradiction) of ``hypothesis`` given ``premise``."""
+        """P(entailment), P(neutral), P(contradiction) of ``hypothesis`` given ``premise``.
+
+        A hypothesis quoted verbatim from the premise (case and spacing aside) is entailed without a
+        model run, as in the lexical check: an extractive answer is never "contradicted" by its source."""
+        quoted = _normalise(hypothesis)
+        if quoted and quoted in _normalise(premise):
+            return Judgement(1.0, 0.0, 0.0, hypothesis)
         sentences = sentences_of(premise)
         chosen = [sentences[i] for i in candidates(hypothesis, sentences, self._candidates)]
         scores = [float(s) for s in self._cross_encoder.score(hypothesis, chosen)] if chosen else []
@@ -184,6 +192,10 @@ class NliGroundingModel:
                     )
                 )
         return found
+
+
+def _normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split()).rstrip(" .!?")
 
 
 def read_card(model_dir: Path = DEFAULT_DIR) -> dict[str, object]:
