@@ -50,10 +50,11 @@ bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloa
 bench-agents: ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
 	$(PY) -m isthmus_bench.agents
 
-bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); ingest scan cost and false positives on documents
+bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); grounding model vs the lexical check on SciFact claims; ingest scan cost and false positives on documents
 	$(PY) -m isthmus_bench.guardrails.injection
 	$(PY) -m isthmus_bench.guardrails.ingest
 	$(PY) -m isthmus_bench.guardrails.pii
+	$(PY) -m isthmus_bench.guardrails.grounding --datasets ../shared/datasets
 
 train-injection: ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection
@@ -63,6 +64,10 @@ bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency
 
 bench-scale-weaviate: ## the same at 100k chunks on the Weaviate from `make weaviate-up`
 	$(PY) -m isthmus_bench.scale --store weaviate --chunks 100000 --queries 1000
+
+train-grounding: ## retrain the grounding (NLI) head on synthetic Cranfield + CISI pairs -> services/guardrail/isthmus_guardrail/models/grounding (~3 min)
+	$(PY) -m isthmus_guardrail.training.grounding --datasets ../shared/datasets
+
 
 kafka-up: ## a local single-node Apache Kafka on 127.0.0.1:19092 (Java 17 + Maven)
 	bash tests/infra/kafka.sh up

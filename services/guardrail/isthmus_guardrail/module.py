@@ -31,7 +31,8 @@ TENANT_EVENTS_GROUP = "guardrail"
 def _checks(s: GuardrailSettings) -> dict[str, Any]:
     """The checks beside the rules and PII, each loaded only when enabled (models load here, at build).
 
-    One bundled bge-small encoder serves the injection model and the topic matcher."""
+    One bundled bge-small encoder serves the injection model and the topic matcher; the bundled
+    cross-encoder serves the grounding model."""
     checks: dict[str, Any] = {}
     encoder = None
     if s.injection_model_enabled or s.topics_enabled:
@@ -47,6 +48,12 @@ def _checks(s: GuardrailSettings) -> dict[str, Any]:
         from isthmus_guardrail.topics import load_default as load_topics
 
         checks["topics"] = load_topics(encoder)
+    if s.grounding_model_enabled:
+        from isthmus_core.onnx_reranker import OnnxCrossEncoder
+        from isthmus_guardrail.entailment import load_default as load_grounding_model
+
+        # the bundled ms-marco cross-encoder; a pair is one answer sentence and one cited sentence
+        checks["grounding_model"] = load_grounding_model(OnnxCrossEncoder())
     if s.toxicity_enabled:
         from isthmus_guardrail.toxicity import load_default as load_toxicity
 
