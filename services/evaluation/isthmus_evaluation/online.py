@@ -7,8 +7,9 @@ percentiles are taken over a bounded window of the most recent answers.
 ``guardrail_redactions`` counts redactions that happened: REDACT verdicts of the stages whose verdicts
 the platform applies (:data:`APPLIED_REDACTION_STAGES`). The orchestrator searches and generates with the
 redacted question (stage ``input``) and returns each REDACTed answer sentence redacted (stage ``output``,
-one verdict event per sentence of a streamed output check). Nothing applies a ``chunk`` stage REDACT, so
-such a verdict is not a redaction (it still counts in ``guardrail_verdicts``).
+one verdict event per sentence of a streamed output check); ingestion indexes a REDACTed chunk's
+redacted text (stage ``chunk``, one verdict event per chunk not allowed). A FLAG (chunks indexed with a
+flag) is no redaction; it still counts in ``guardrail_verdicts``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from isthmus_evaluation.metrics import percentile
 DEFAULT_LATENCY_WINDOW = 10_000
 DEFAULT_SEEN_IDS = 100_000
 #: stages whose REDACT verdicts are applied to what the caller gets (see the module docstring)
-APPLIED_REDACTION_STAGES = frozenset({"input", "output"})
+APPLIED_REDACTION_STAGES = frozenset({"input", "output", "chunk"})
 
 
 @dataclass(frozen=True)

@@ -61,25 +61,28 @@ def test_verdicts_counted_by_action_and_stage() -> None:
         ("block", "output"),
         ("redact", "output"),
         ("redact", "chunk"),
+        ("flag", "chunk"),
         ("block", "input"),
     ]:
         m.observe_verdict(_verdict(action, stage))
     snap = m.snapshot()
-    assert snap.guardrail_verdicts == 6
+    assert snap.guardrail_verdicts == 7
     assert snap.guardrail_blocks == 3
-    assert snap.guardrail_redactions == 1  # the chunk-stage REDACT is applied by nothing
+    assert snap.guardrail_redactions == 2  # output and chunk (ingestion indexes the redacted text)
     assert snap.blocks_by_stage == {"input": 2, "output": 1}
 
 
 def test_only_applied_redactions_count() -> None:
     """Input and output REDACTs are applied by the orchestrator (the redacted question is searched, the
-    redacted sentence returned); a chunk-stage REDACT is applied by nothing, so it is not a redaction."""
+    redacted sentence returned), chunk REDACTs by ingestion (the redacted text is indexed); a FLAG is no
+    redaction."""
     m = OnlineMetrics()
     for stage in ("input", "output", "output", "chunk"):
         m.observe_verdict(_verdict("redact", stage))
+    m.observe_verdict(_verdict("flag", "chunk"))
     snap = m.snapshot()
-    assert snap.guardrail_verdicts == 4
-    assert snap.guardrail_redactions == 3
+    assert snap.guardrail_verdicts == 5
+    assert snap.guardrail_redactions == 4
 
 
 def test_same_event_id_counts_once() -> None:

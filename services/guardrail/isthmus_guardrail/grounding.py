@@ -31,8 +31,8 @@ What lexical checks cannot catch: antonyms and negative affixes ("unsupported" v
 "fails to"), negation scope beyond the next run of content words, quantifiers and comparatives ("more
 than five", "at most"), numbers swapped between entities of the same span, units ("5 ms" vs "5 s"),
 dates written differently, and any paraphrase that changes meaning while keeping the words. These need a
-model (an NLI/entailment check is planned with issue 16). All checks here are pure and run in
-microseconds per sentence.
+model: the grounding model of :mod:`isthmus_guardrail.entailment` runs beside this check. All checks
+here are pure and run in microseconds per sentence.
 
 Spans are document offsets; a context covers ``[context.start, context.start + len(context.text))``.
 A span partly outside its chunk is clipped to it; a span wholly outside is an unknown citation.
