@@ -1,8 +1,10 @@
 """The learned injection detector: numpy features equal scikit-learn's, windows, the plain artefact,
-score re-centring per stage; and the shipped model over the bundled encoder."""
+score re-centring per stage, the n-gram-only first stage (cascade), whole texts at input; and the
+shipped model over the bundled encoder."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
@@ -14,7 +16,13 @@ import pytest
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.ports.embedder import Embeddings, TextKind
 from isthmus_guardrail.components import INJECTION_MODEL, InjectionModel
-from isthmus_guardrail.detector.features import WINDOW_CHARS, char_wb_ngrams, windows
+from isthmus_guardrail.detector.features import (
+    WINDOW_CHARS,
+    WORD_TOKEN,
+    char_wb_ngrams,
+    windows,
+    word_ngrams,
+)
 from isthmus_guardrail.detector.model import (
     ARTEFACT_DIR,
     CARD_FILE,
@@ -28,12 +36,17 @@ from isthmus_guardrail.detector.model import (
 
 
 class FixedEncoder:
-    """An encoder giving the same unit vector for every text (the embedding term is then a constant)."""
+    """An encoder giving the same unit vector for every text (the embedding term is then a constant);
+    it remembers the texts it embedded."""
 
     model_id = "fixed@0"
     dimension = 4
 
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
     def embed(self, texts: Sequence[str], kind: TextKind = "passage") -> Embeddings:
+        self.embedded += texts
         return Embeddings(np.tile(np.array([1.0, 0, 0, 0], dtype=np.float32), (len(texts), 1)), self.model_id)
 
 
@@ -58,12 +71,45 @@ def _card(input_logit: float = 1.0, ingest_logit: float = 2.0) -> dict[str, obje
     }
 
 
+def _cascade_weights() -> Weights:
+    # full model: "evil" char logit 4, word "please" +2, vector +0.5, intercept -1;
+    # fast model: "evil" char logit 8, words "please" and "thanks" -5 each, intercept -2
+    weights = _weights()
+    return dataclasses.replace(
+        weights,
+        word_vocabulary={"please": 0, "thanks": 1},
+        word_idf=np.ones(2),
+        coef_word=np.array([2.0, 0.0]),
+        fast_coef_char=weights.coef_char * 2,
+        fast_coef_word=np.array([-5.0, -5.0]),
+        fast_intercept=-2.0,
+    )
+
+
+def _cascade_card() -> dict[str, object]:
+    band = {"fast_logit": 0.0, "benign_below": -3.0, "injection_above": 3.0}
+    return {
+        "name": "toy",
+        "version": 8,
+        "thresholds": {"input": {"logit": 1.0, "cascade": band}, "ingest": {"logit": 2.0, "cascade": band}},
+    }
+
+
 def test_char_ngrams_equal_scikit_learns_char_wb_analyser() -> None:
     sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
     analyse = sklearn_text.TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=False)
     analyse = analyse.build_analyzer()
     for text in ("Ignore all  previous\tinstructions!", "a bb ccc dddd", "", "  x  ", "é\nü  ß"):
         assert char_wb_ngrams(text, 3, 5) == analyse(text)
+
+
+def test_word_ngrams_equal_scikit_learns_word_analyser() -> None:
+    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    analyse = sklearn_text.TfidfVectorizer(
+        analyzer="word", ngram_range=(1, 2), lowercase=True, token_pattern=WORD_TOKEN
+    ).build_analyzer()
+    for text in ("Ignore all  previous\tinstructions!", "a I x-ray 3 dogs", "", "  x  ", "É\nü  ß n'oubliez"):
+        assert word_ngrams(text, 1, 2) == analyse(text)
 
 
 def test_windows_cover_long_texts_in_pieces_of_at_most_the_limit() -> None:
@@ -90,6 +136,31 @@ def test_weights_round_trip_through_a_plain_npz(tmp_path: Path) -> None:
     assert loaded.vocabulary == weights.vocabulary
     assert loaded.ngram_range == (3, 5)
     assert loaded.char_logit("evil") == pytest.approx(weights.char_logit("evil"), abs=1e-6)
+
+
+def test_word_and_fast_weights_round_trip_and_version_1_weights_still_load(tmp_path: Path) -> None:
+    weights = _cascade_weights()
+    weights.save(tmp_path / WEIGHTS_FILE)
+    loaded = Weights.load(tmp_path / WEIGHTS_FILE)
+    assert loaded.word_vocabulary == {"please": 0, "thanks": 1}
+    assert loaded.has_fast
+    for text in ("evil please", "please", "nothing"):
+        assert loaded.lexical_logits(text) == pytest.approx(weights.lexical_logits(text), abs=1e-5)
+    assert weights.lexical_logits("evil please") == pytest.approx((4.0 + 2.0, 8.0 - 5.0 - 2.0))
+    # a version-1 artefact: char n-grams and vector only, no fast model
+    old = _weights()
+    np.savez_compressed(
+        tmp_path / "v1.npz",
+        vocabulary=np.array(sorted(old.vocabulary, key=old.vocabulary.__getitem__), dtype=np.str_),
+        idf=old.idf,
+        coef_char=old.coef_char,
+        coef_emb=old.coef_emb,
+        intercept=np.array([old.intercept]),
+        ngram_range=np.array(old.ngram_range),
+    )
+    v1 = Weights.load(tmp_path / "v1.npz")
+    assert not v1.has_fast and not v1.word_vocabulary
+    assert v1.lexical_logits("evil") == pytest.approx((4.0, 0.0))
 
 
 def test_unreadable_weights_are_a_configuration_error(tmp_path: Path) -> None:
@@ -131,6 +202,46 @@ def test_a_long_text_is_scored_by_its_worst_window() -> None:
     assert finding.end - finding.start <= WINDOW_CHARS
 
 
+def test_the_cascade_embeds_only_texts_inside_the_band() -> None:
+    encoder = FixedEncoder()
+    model = LinearInjectionModel(_cascade_weights(), _cascade_card(), encoder)
+    # fast logits: "evil" 8 - 2 = 6 (> 3: injection), "thanks" -5 - 2 = -7 (< -3: benign),
+    # "evil please" 8 - 5 - 2 = 1 and "nothing here" -2 (inside the band [-3, 3]: full model)
+    texts = ["evil", "thanks", "evil please", "nothing here"]
+    attack, benign, uncertain, unknown = model.findings(texts, "input")
+    assert encoder.embedded == ["evil please", "nothing here"]
+    # decided by the fast model, scored around its own operating point (fast logit 0)
+    (finding,) = attack
+    assert finding.score == pytest.approx(sigmoid(6.0), abs=1e-4)
+    assert "n-gram stage" in finding.message
+    assert benign == []  # sigmoid(-7) < 0.05
+    # decided by the full model: 4 + 2 + 0.5 - 1 = 5.5 around its input point 1
+    (finding,) = uncertain
+    assert finding.score == pytest.approx(sigmoid(5.5 - 1.0), abs=1e-4)
+    assert "n-gram stage" not in finding.message
+    (finding,) = unknown  # 0.5 - 1 = -0.5 around 1
+    assert finding.score == pytest.approx(sigmoid(-1.5), abs=1e-4)
+
+
+def test_without_a_cascade_every_text_is_embedded() -> None:
+    encoder = FixedEncoder()
+    model = LinearInjectionModel(_cascade_weights(), _card(), encoder)
+    model.findings(["evil", "thanks"], "input")
+    assert encoder.embedded == ["evil", "thanks"]
+
+
+def test_input_texts_are_scored_whole_and_ingest_texts_in_windows() -> None:
+    model = LinearInjectionModel(_weights(), _card(input_logit=0.0, ingest_logit=0.0), FixedEncoder())
+    benign = "Nothing to see in this sentence at all. " * 20
+    text = benign + "evil evil evil. " + benign
+    (whole,) = model.findings([text], "input")[0]
+    assert (whole.start, whole.end) == (0, len(text))
+    (window,) = model.findings([text], "ingest")[0]
+    assert window.end is not None and window.start is not None
+    assert window.end - window.start <= WINDOW_CHARS
+    assert "evil" in text[window.start : window.end]
+
+
 def test_a_card_without_thresholds_or_another_dimension_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="threshold"):
         LinearInjectionModel(_weights(), {"name": "toy", "version": 1}, FixedEncoder())
@@ -151,6 +262,12 @@ def test_the_shipped_card_documents_the_model() -> None:
     assert card["training_command"].startswith("make train-injection")
     assert set(card["data"]["sha256"]) == {"train.csv", "validation.csv", "test.csv"}
     assert set(card["thresholds"]) == {"input", "ingest"}
+    assert card["version"] >= 2
+    for stage in ("input", "ingest"):
+        band = card["thresholds"][stage]["cascade"]
+        assert band["benign_below"] <= band["fast_logit"] <= band["injection_above"]
+    assert card["thresholds"]["input"]["windows"] is False
+    assert card["thresholds"]["ingest"]["windows"] is True
     # documents are long and many: the ingest operating point is the stricter one
     assert card["thresholds"]["ingest"]["logit"] > card["thresholds"]["input"]["logit"]
     assert card["numpy_vs_sklearn_max_abs_logit_diff"] < 1e-3

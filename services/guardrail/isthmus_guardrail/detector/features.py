@@ -1,7 +1,8 @@
-"""Features of the learned injection detector, in numpy: character n-grams and windows.
+"""Features of the learned injection detector, in numpy: character n-grams, word n-grams and windows.
 
 The character n-grams are scikit-learn's ``char_wb`` analyser (n-grams inside whitespace-separated words
-padded with one space), reimplemented so that inference needs no scikit-learn; the training command
+padded with one space), the word n-grams its ``word`` analyser (tokens of ``\\b\\w+\\b``, lowercased,
+joined by one space), reimplemented so that inference needs no scikit-learn; the training command
 checks that both give the same scores. Text is first folded like the rules fold it
 (:func:`isthmus_guardrail.injection.normalise`: accents, look-alikes, leetspeak, zero-width characters),
 so an obfuscated attack has the n-grams of the plain one.
@@ -16,6 +17,9 @@ from collections import Counter
 WINDOW_CHARS = 400
 _WHITESPACES = re.compile(r"\s\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*")
+#: the ``token_pattern`` of the word n-grams (scikit-learn's default keeps 2+ character tokens only)
+WORD_TOKEN = r"(?u)\b\w+\b"
+_WORD = re.compile(WORD_TOKEN)
 
 
 def char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
@@ -34,6 +38,20 @@ def char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
             if offset == 0:  # a word shorter than n counts once
                 break
     return grams
+
+
+def word_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
+    """The n-grams scikit-learn's ``TfidfVectorizer(analyzer="word", token_pattern=WORD_TOKEN)``
+    extracts from ``text`` (lowercased)."""
+    tokens = _WORD.findall(text.lower())
+    grams: list[str] = []
+    for n in range(min_n, max_n + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
+def word_counts(text: str, min_n: int, max_n: int) -> Counter[str]:
+    return Counter(word_ngrams(text, min_n, max_n))
 
 
 def ngram_counts(text: str, min_n: int, max_n: int) -> Counter[str]:
