@@ -121,7 +121,25 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
         *({part: _b64(data)} for part, data in BEIR.items()),
     ],
     "EvaluationService/GetOnlineMetrics": [{"tenant_id": TENANT}],
-    "GuardrailService/CheckInput": [{"tenant_id": TENANT, "text": "Is the fjord cold?", "subject_id": "q1"}],
+    "GuardrailService/CheckInput": [
+        {"tenant_id": TENANT, "text": "Is the fjord cold?", "subject_id": "q1"},
+        {
+            "tenant_id": TENANT,
+            "text": "The fjord froze in March.",
+            "subject_id": "q1/step/2",
+            "origin": "document",
+        },
+    ],
+    "GuardrailService/ScanChunks": [
+        {
+            "tenant_id": TENANT,
+            "document_id": "fuzz-scan",
+            "chunks": [
+                {"index": 0, "text": "The observatory records ice thickness."},
+                {"index": 1, "text": "Meltwater flows into the fjord."},
+            ],
+        }
+    ],
     "GuardrailService/CheckOutput": [
         {
             "tenant_id": TENANT,

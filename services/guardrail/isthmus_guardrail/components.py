@@ -2,7 +2,7 @@
 
 The :class:`~isthmus_guardrail.guard.Guard` decides actions from findings and the tenant's policy; a
 component only finds. Every finding keeps its detector's name and score in ``code``/``message``/
-``score`` (``prompt_injection.model`` "injection-lr@1 score 0.93"...), so a verdict explains itself.
+``score`` (``prompt_injection.model`` "injection-lr@2 score 0.93"...), so a verdict explains itself.
 
 Stages: ``"input"`` (questions, agent steps), ``"ingest"`` (document chunks). A learned injection
 model has one operating point per stage (documents are long and varied: a stricter one at ingest).
@@ -34,7 +34,7 @@ class InjectionModel(Protocol):
 
     @property
     def name(self) -> str:
-        """``<model>@<version>``, e.g. ``injection-lr@1``: named in every finding."""
+        """``<model>@<version>``, e.g. ``injection-lr@2``: named in every finding."""
         ...
 
     def findings(self, texts: Sequence[str], stage: Stage) -> list[list[Finding]]:
