@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,9 +44,9 @@ from isthmus_core.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
-    Unavailable,
 )
 from isthmus_core.ports.guard import BannedTopic, IngestScope, Policy, PolicyAction
+from isthmus_core.sqlite import SqliteFile
 from isthmus_guardrail.presets import preset
 
 log = structlog.get_logger("isthmus.guardrail.policies")
@@ -155,38 +154,18 @@ class PolicyStore:
 
     def __init__(self, root: Path, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
         self._kept: dict[TenantId, PolicyVersion] = {}
         path = root / DB_NAME
-        try:
-            root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(f"guardrail policies: cannot open {path}: {exc}") from exc
+        self._db = SqliteFile(path, _SCHEMA, "guardrail policies")
         self.path = path
         self._migrate(root / LEGACY_DIR)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """``fn(connection)`` in one transaction (rolled back when it raises)."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._conn)
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                raise Unavailable(f"guardrail policies: {exc}") from exc
+        return self._db.run(fn)
 
     # ---- reads
 

@@ -67,7 +67,6 @@ from typing import Final, Literal, get_args
 import structlog
 from pydantic import ValidationError
 
-from isthmus_agent_orchestrator.agents.memory.conversations import SqliteFile
 from isthmus_agent_orchestrator.agents.providers.answers import (
     SYSTEM_PROMPT,
     USER_SEPARATOR,
@@ -82,6 +81,7 @@ from isthmus_core.contracts.events import PromptSplitSet, PromptVersionCreated
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.contracts.topics import AnyTopic
 from isthmus_core.errors import ConfigurationError, InvalidArgument, ResourceExhausted
+from isthmus_core.sqlite import SqliteFile
 
 log = structlog.get_logger("isthmus.agents.prompts")
 

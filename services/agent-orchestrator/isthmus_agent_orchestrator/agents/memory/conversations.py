@@ -23,10 +23,8 @@ Methods of the Protocol are async and run the SQLite work in a thread; SQLite fa
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,7 +41,8 @@ from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import ErasureRequested, TenantDeleted
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
-from isthmus_core.errors import ConfigurationError, InvalidArgument, Unavailable
+from isthmus_core.errors import ConfigurationError, InvalidArgument
+from isthmus_core.sqlite import SqliteFile
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -63,57 +62,6 @@ CREATE TABLE IF NOT EXISTS turns (
   at REAL NOT NULL, PRIMARY KEY (tenant_id, session_id, seq));
 CREATE TABLE IF NOT EXISTS conversation_erasures (event_id TEXT PRIMARY KEY, applied REAL NOT NULL);
 """
-
-
-class SqliteFile:
-    """One SQLite database file shared by a store's threads: one connection, one lock, WAL journal.
-
-    The file's directory is created 0700 (it holds tenants' questions and answers). Opening failures
-    raise :class:`ConfigurationError` (at startup), later SQLite failures :class:`Unavailable`."""
-
-    def __init__(self, path: Path, schema: str, what: str) -> None:
-        self._what = what
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(path.parent, 0o700)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
-            self._conn.executescript(schema)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(f"{what}: cannot open {path}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``fn(connection)`` in one transaction (rolled back when it raises)."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._conn)
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                raise Unavailable(f"{self._what}: {exc}") from exc
-
-    def purge(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``fn`` (a deletion) in one transaction, then the write-ahead log truncated: erased rows leave
-        no copy in it either."""
-        result = self.run(fn)
-        with self._lock:
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                raise Unavailable(f"{self._what}: {exc}") from exc
-        return result
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def check_session_id(session_id: str) -> str:

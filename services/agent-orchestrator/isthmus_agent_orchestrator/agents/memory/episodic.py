@@ -28,7 +28,6 @@ from typing import Final
 import numpy as np
 
 from isthmus_agent_orchestrator.agents.memory.conversations import (
-    SqliteFile,
     check_principal,
     tenant_purge_subscriptions,
 )
@@ -36,6 +35,7 @@ from isthmus_agent_orchestrator.agents.types import Turn
 from isthmus_core.bus.port import Subscription
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
 from isthmus_core.errors import ConfigurationError, Unavailable
+from isthmus_core.sqlite import SqliteFile
 
 #: what turns texts into vectors (one per text, in order)
 Embed = Callable[[Sequence[str]], Awaitable[list[list[float]]]]
