@@ -352,17 +352,7 @@ class Ingestion:
             )
         except InvalidArgument as exc:
             if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too
-                self.registry.save(
-                    DocumentRecord(
-                        tenant_id=ev.tenant_id,
-                        document_id=ev.document_id,
-                        filename=ev.filename,
-                        content_type=ev.content_type or "",
-                        content_hash=content_hash(ev.content),
-                        status=Status.FAILED,
-                        failure_reason=str(exc),
-                    )
-                )
+                self.registry.save(_failed_submission(ev, ev.document_id, str(exc)))
             raise
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
@@ -676,17 +666,20 @@ class Ingestion:
             return  # no id the submitter could watch
         if self.registry.get(ev.tenant_id, ev.document_id) is not None:
             return
-        self.registry.save(
-            DocumentRecord(
-                tenant_id=ev.tenant_id,
-                document_id=ev.document_id,
-                filename=ev.filename,
-                content_type=ev.content_type or "",
-                content_hash=content_hash(ev.content),
-                status=Status.FAILED,
-                failure_reason=_dead_letter_reason(msg),
-            )
-        )
+        self.registry.save(_failed_submission(ev, ev.document_id, _dead_letter_reason(msg)))
+
+
+def _failed_submission(ev: DocumentSubmitted, document_id: str, reason: str) -> DocumentRecord:
+    """The record of a submitted document that failed (refused, or dead-lettered) with ``reason``."""
+    return DocumentRecord(
+        tenant_id=ev.tenant_id,
+        document_id=document_id,
+        filename=ev.filename,
+        content_type=ev.content_type or "",
+        content_hash=content_hash(ev.content),
+        status=Status.FAILED,
+        failure_reason=reason,
+    )
 
 
 def _dead_letter_reason(msg: Message) -> str:
