@@ -656,7 +656,11 @@ class Ingestion:
         """A submitted document gave up (e.g. the guardrail's scan was unreachable through every retry):
         a document named by id that has no record yet gets one, ``failed`` with the reason, so whoever
         watches it sees the outcome. A document with a record keeps it (a refused submission already
-        recorded its failure; an earlier version stays as it is)."""
+        recorded its failure; an earlier version stays as it is). Only a submission that gave up on an
+        outage (:data:`OUTAGE_ERRORS`) is recorded: one refused for its producer's identity
+        (unauthenticated, not allowed) must not create anything in the tenant's registry."""
+        if msg.headers.get(H_ERROR_CLASS) not in OUTAGE_ERRORS:
+            return
         try:
             ev = DocumentSubmitted.model_validate_json(msg.value)
         except ValueError:
@@ -680,6 +684,10 @@ def _failed_submission(ev: DocumentSubmitted, document_id: str, reason: str) -> 
         status=Status.FAILED,
         failure_reason=reason,
     )
+
+
+#: error classes of a submission dead-lettered because something it needs was down (recorded as failed)
+OUTAGE_ERRORS = frozenset({"Unavailable", "DeadlineExceeded"})
 
 
 def _dead_letter_reason(msg: Message) -> str:

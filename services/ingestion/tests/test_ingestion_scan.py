@@ -256,6 +256,13 @@ async def test_an_unreachable_scanner_fails_the_upload_and_leaves_nothing_behind
     assert failed.failure_reason == "isthmus.documents.submitted.v1: Unavailable: guardrail unreachable"
     registry.delete_documents(ACME, ["b"])
 
+    # a submission refused for its producer's identity creates nothing (anyone could produce to the topic)
+    for refused in ("Unauthenticated", "PermissionDenied"):
+        await core.on_submission_dead_letter(
+            Message(dead.topic, dead.key, dead.value, {H_ERROR_CLASS: refused, H_ERROR_MESSAGE: "no"})
+        )
+        assert registry.get(ACME, "b") is None
+
     scanner.down = False  # back: the same bytes are ingested (no half-made duplicate in the way)
     result = await svc.Upload(parts(), None)
     assert result.status == pb.DOCUMENT_STATUS_CHUNKED and not result.duplicate

@@ -164,5 +164,7 @@ class GuardClientConformance:
     async def test_a_session_closed_unused_is_fine(self, guard_client: Any) -> None:
         session = await self._session(guard_client)
         await session.aclose()
-        verdict = await guard_client.check_input(TENANT, "What is a system prompt?", "q-after")
+        verdict = await guard_client.check_input(
+            TENANT, "How many vacation days do new employees get?", "q-after"
+        )
         assert verdict.action is Action.ALLOW
