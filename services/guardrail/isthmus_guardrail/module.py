@@ -6,6 +6,7 @@ policy); a tenant's policy versions are removed when its ``tenants.deleted`` eve
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -28,18 +29,21 @@ NAME = "guardrail"
 TENANT_EVENTS_GROUP = "guardrail"
 
 
-def _checks(s: GuardrailSettings) -> dict[str, Any]:
-    """The checks beside the rules and PII, each loaded only when enabled (models load here, at build).
+def _checks(s: GuardrailSettings) -> tuple[dict[str, Any], list[Callable[[], None]]]:
+    """The checks beside the rules and PII, each loaded only when enabled (models load here, at build),
+    and what closes the models' run threads on stop.
 
     One bundled bge-small encoder serves the injection model and the topic matcher; the bundled
     cross-encoder serves the grounding model."""
     checks: dict[str, Any] = {}
+    closers: list[Callable[[], None]] = []
     encoder = None
     if s.injection_model_enabled or s.topics_enabled:
         from isthmus_core.onnx_embedder import OnnxEmbedder
 
         # one ONNX thread per run: a check is one short text, and runs of concurrent checks go in parallel
         encoder = OnnxEmbedder(max_tokens=s.encoder_max_tokens, intra_op_threads=1)
+        closers.append(encoder.close)
     if s.injection_model_enabled and encoder is not None:
         from isthmus_guardrail.detector import load_default as load_injection_model
 
@@ -53,12 +57,14 @@ def _checks(s: GuardrailSettings) -> dict[str, Any]:
         from isthmus_guardrail.entailment import load_default as load_grounding_model
 
         # the bundled ms-marco cross-encoder; a pair is one answer sentence and one cited sentence
-        checks["grounding_model"] = load_grounding_model(OnnxCrossEncoder())
+        cross_encoder = OnnxCrossEncoder()
+        closers.append(cross_encoder.close)
+        checks["grounding_model"] = load_grounding_model(cross_encoder)
     if s.toxicity_enabled:
         from isthmus_guardrail.toxicity import load_default as load_toxicity
 
         checks["toxicity"] = load_toxicity()
-    return checks
+    return checks, closers
 
 
 async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
@@ -70,8 +76,15 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
     if pii is not None:
         register_cache("pii_findings", pii.cache_info)
-    guard = Guard(pii, **await asyncio.to_thread(_checks, s))
+    checks, closers = await asyncio.to_thread(_checks, s)
+    guard = Guard(pii, **checks)
     policies = PolicyStore(ctx.data_dir / "guardrail")  # policies.sqlite (migrates policies/*.json)
+    closers.append(policies.close)
+
+    async def close() -> None:
+        for closer in closers:
+            closer()
+
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))
     servicer = GuardrailServicer(
         guard,
@@ -90,6 +103,7 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
 
     return Offer(
         registrars=[partial(guardrail_pb2_grpc.add_GuardrailServiceServicer_to_server, servicer)],
+        on_stop=[close],
         grpc_service_names=[guardrail_pb2.DESCRIPTOR.services_by_name["GuardrailService"].full_name],
         subscriptions=[
             subscribe(topics.TENANTS_DELETED, TENANT_EVENTS_GROUP, on_tenant_deleted),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer  # a dev dependency: the training reference
 
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.ports.embedder import Embeddings, TextKind
@@ -96,16 +97,14 @@ def _cascade_card() -> dict[str, object]:
 
 
 def test_char_ngrams_equal_scikit_learns_char_wb_analyser() -> None:
-    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
-    analyse = sklearn_text.TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=False)
+    analyse = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=False)
     analyse = analyse.build_analyzer()
     for text in ("Ignore all  previous\tinstructions!", "a bb ccc dddd", "", "  x  ", "é\nü  ß"):
         assert char_wb_ngrams(text, 3, 5) == analyse(text)
 
 
 def test_word_ngrams_equal_scikit_learns_word_analyser() -> None:
-    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
-    analyse = sklearn_text.TfidfVectorizer(
+    analyse = TfidfVectorizer(
         analyzer="word", ngram_range=(1, 2), lowercase=True, token_pattern=WORD_TOKEN
     ).build_analyzer()
     for text in ("Ignore all  previous\tinstructions!", "a I x-ray 3 dogs", "", "  x  ", "É\nü  ß n'oubliez"):
