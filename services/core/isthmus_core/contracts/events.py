@@ -36,11 +36,38 @@ class DocumentSubmitted(Event):
     document_id: str | None = Field(default=None, max_length=256)
     filename: str = Field(min_length=1, max_length=512)
     content_type: str | None = None
-    #: base64 of the raw bytes (pydantic encodes/decodes bytes as base64 in JSON with ser_json_bytes)
-    content: bytes
+    #: base64 of the raw bytes (pydantic encodes/decodes bytes as base64 in JSON with ser_json_bytes);
+    #: empty when the document is sent by reference (``content_uri``)
+    content: bytes = b""
+    #: the document by reference (claim check): a URI in the object store ingestion reads
+    #: (``[ingestion] object_store``), for documents too large for an event; exactly one of ``content``
+    #: and ``content_uri`` is set (checked by ingestion, which dead-letters the event otherwise)
+    content_uri: str = Field(default="", max_length=2048)
     metadata: dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class DeletionRequested(Event):
+    """A producer asks to delete a document (the async twin of ``DeleteDocument``)."""
+
+    document_id: str = Field(min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=2048)
+
+
+class DocumentDeleted(Event):
+    """A document was deleted (``DeleteDocument`` or ``deletions.requested``): published by the ingestion
+    that deleted it; retrieval removes its chunks, the other regions delete it too (mirrored). Every
+    version up to ``version`` is deleted: a chunk batch of such a version arriving later (in flight,
+    mirrored, replayed) is not indexed."""
+
+    document_id: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=0)
+    reason: str = Field(default="", max_length=2048)
+    #: the verified principal who deleted it ("" with authentication off or for a producer's request)
+    deleted_by: str = Field(default="", max_length=512)
+    #: the region it was deleted in ("" = single region)
+    origin: str = ""
 
 
 class ChunkPayload(BaseModel):

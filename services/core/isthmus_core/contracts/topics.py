@@ -42,6 +42,11 @@ class TopicSpec(Generic[EventT]):
 DOCUMENTS_SUBMITTED = TopicSpec(
     "isthmus.documents.submitted.v1", ev.DocumentSubmitted, "tenant_id/document_id", broker_timestamps=True
 )
+#: deletions a producer asks for; DOCUMENTS_DELETED: the deletions done (mirrored across regions)
+DELETIONS_REQUESTED = TopicSpec(
+    "isthmus.deletions.requested.v1", ev.DeletionRequested, "tenant_id/document_id", broker_timestamps=True
+)
+DOCUMENTS_DELETED = TopicSpec("isthmus.documents.deleted.v1", ev.DocumentDeleted, "tenant_id/document_id")
 CHUNKS_CREATED = TopicSpec("isthmus.chunks.created.v1", ev.ChunksCreated, "tenant_id/document_id")
 CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "tenant_id/document_id")
 CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenant_id/document_id")
@@ -93,6 +98,8 @@ AnyTopic: TypeAlias = TopicSpec[Any]
 
 ALL_TOPICS: tuple[AnyTopic, ...] = (
     DOCUMENTS_SUBMITTED,
+    DELETIONS_REQUESTED,
+    DOCUMENTS_DELETED,
     CHUNKS_CREATED,
     CHUNKS_EMBEDDED,
     CHUNKS_INDEXED,

@@ -19,6 +19,7 @@ class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_STATUS_INDEXED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_FAILED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_QUARANTINED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_DELETED: _ClassVar[DocumentStatus]
 
 class ErasureStepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +34,7 @@ DOCUMENT_STATUS_EMBEDDED: DocumentStatus
 DOCUMENT_STATUS_INDEXED: DocumentStatus
 DOCUMENT_STATUS_FAILED: DocumentStatus
 DOCUMENT_STATUS_QUARANTINED: DocumentStatus
+DOCUMENT_STATUS_DELETED: DocumentStatus
 ERASURE_STEP_STATUS_UNSPECIFIED: ErasureStepStatus
 ERASURE_STEP_STATUS_PENDING: ErasureStepStatus
 ERASURE_STEP_STATUS_DONE: ErasureStepStatus
@@ -68,7 +70,7 @@ class UploadRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
-    __slots__ = ("document_id", "status", "content_hash", "chunk_count", "duplicate", "duplicate_of", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason")
+    __slots__ = ("document_id", "status", "content_hash", "chunk_count", "duplicate", "duplicate_of", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason", "child_document_ids")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +81,7 @@ class UploadResponse(_message.Message):
     FLAGGED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     REDACTED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     QUARANTINE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CHILD_DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     status: DocumentStatus
     content_hash: str
@@ -89,7 +92,8 @@ class UploadResponse(_message.Message):
     flagged_chunks: int
     redacted_chunks: int
     quarantine_reason: str
-    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: bool = ..., duplicate_of: _Optional[str] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ...) -> None: ...
+    child_document_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, document_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., content_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., duplicate: bool = ..., duplicate_of: _Optional[str] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ..., child_document_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
     __slots__ = ("tenant_id", "document_id")
@@ -100,7 +104,7 @@ class GetDocumentRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("tenant_id", "document_id", "filename", "content_type", "content_hash", "status", "failure_reason", "chunk_count", "version", "created_at", "updated_at", "metadata", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason")
+    __slots__ = ("tenant_id", "document_id", "filename", "content_type", "content_hash", "status", "failure_reason", "chunk_count", "version", "created_at", "updated_at", "metadata", "quarantined_chunks", "flagged_chunks", "redacted_chunks", "quarantine_reason", "history", "chunking", "parent_document_id")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +128,9 @@ class Document(_message.Message):
     FLAGGED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     REDACTED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     QUARANTINE_REASON_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    PARENT_DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     document_id: str
     filename: str
@@ -140,7 +147,64 @@ class Document(_message.Message):
     flagged_chunks: int
     redacted_chunks: int
     quarantine_reason: str
-    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., failure_reason: _Optional[str] = ..., chunk_count: _Optional[int] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[StatusChange]
+    chunking: str
+    parent_document_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., failure_reason: _Optional[str] = ..., chunk_count: _Optional[int] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., quarantined_chunks: _Optional[int] = ..., flagged_chunks: _Optional[int] = ..., redacted_chunks: _Optional[int] = ..., quarantine_reason: _Optional[str] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., chunking: _Optional[str] = ..., parent_document_id: _Optional[str] = ...) -> None: ...
+
+class StatusChange(_message.Message):
+    __slots__ = ("status", "at", "version", "detail")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    status: DocumentStatus
+    at: _timestamp_pb2.Timestamp
+    version: int
+    detail: str
+    def __init__(self, status: _Optional[_Union[DocumentStatus, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class DeleteDocumentRequest(_message.Message):
+    __slots__ = ("tenant_id", "document_id", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    document_id: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetDocumentTextRequest(_message.Message):
+    __slots__ = ("tenant_id", "document_id", "start", "end")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    document_id: str
+    start: int
+    end: int
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class DocumentText(_message.Message):
+    __slots__ = ("document_id", "version", "content_type", "title", "text", "start", "end", "length")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    version: int
+    content_type: str
+    title: str
+    text: str
+    start: int
+    end: int
+    length: int
+    def __init__(self, document_id: _Optional[str] = ..., version: _Optional[int] = ..., content_type: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class ListDocumentsRequest(_message.Message):
     __slots__ = ("tenant_id", "status")

@@ -65,6 +65,16 @@ class IngestionServiceStub(object):
                 request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.SerializeToString,
                 response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
                 _registered_method=True)
+        self.DeleteDocument = channel.unary_unary(
+                '/isthmus.ingestion.v1.IngestionService/DeleteDocument',
+                request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DeleteDocumentRequest.SerializeToString,
+                response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.Document.FromString,
+                _registered_method=True)
+        self.GetDocumentText = channel.unary_unary(
+                '/isthmus.ingestion.v1.IngestionService/GetDocumentText',
+                request_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetDocumentTextRequest.SerializeToString,
+                response_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentText.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer(object):
@@ -119,6 +129,26 @@ class IngestionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteDocument(self, request, context):
+        """Delete one document: its record stays, status DELETED with its history (unlike Erase, which removes
+        every trace); isthmus.documents.deleted.v1 tells retrieval (both stores) and the other regions, so it
+        leaves search and answers; a replay of older events (Kafka, `isthmus reindex`) never brings it back.
+        Uploading the document again later is a new version. NOT_FOUND for an unknown document;
+        deleting a deleted document returns it unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDocumentText(self, request, context):
+        """The parsed text of a document's current version (what chunk and citation offsets point into), whole
+        or a character range of it, for highlighting. NOT_FOUND for a document without stored text (deleted,
+        failed, quarantined, or ingested before the text was kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +181,16 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.GetErasure,
                     request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.FromString,
                     response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'DeleteDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDocument,
+                    request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DeleteDocumentRequest.FromString,
+                    response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.Document.SerializeToString,
+            ),
+            'GetDocumentText': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentText,
+                    request_deserializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetDocumentTextRequest.FromString,
+                    response_serializer=isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentText.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -316,6 +356,60 @@ class IngestionService(object):
             '/isthmus.ingestion.v1.IngestionService/GetErasure',
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetErasureRequest.SerializeToString,
             isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.ingestion.v1.IngestionService/DeleteDocument',
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DeleteDocumentRequest.SerializeToString,
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocumentText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.ingestion.v1.IngestionService/GetDocumentText',
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.GetDocumentTextRequest.SerializeToString,
+            isthmus_dot_ingestion_dot_v1_dot_ingestion__pb2.DocumentText.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,18 @@ class IngestionServiceStub:
     """
     GetErasure: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetErasureRequest, _ingestion_pb2.ErasureReceipt]
     """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
+    DeleteDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.Document]
+    """Delete one document: its record stays, status DELETED with its history (unlike Erase, which removes
+    every trace); isthmus.documents.deleted.v1 tells retrieval (both stores) and the other regions, so it
+    leaves search and answers; a replay of older events (Kafka, `isthmus reindex`) never brings it back.
+    Uploading the document again later is a new version. NOT_FOUND for an unknown document;
+    deleting a deleted document returns it unchanged.
+    """
+    GetDocumentText: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentTextRequest, _ingestion_pb2.DocumentText]
+    """The parsed text of a document's current version (what chunk and citation offsets point into), whole
+    or a character range of it, for highlighting. NOT_FOUND for a document without stored text (deleted,
+    failed, quarantined, or ingested before the text was kept).
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -79,6 +91,18 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """
     GetErasure: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetErasureRequest, _ingestion_pb2.ErasureReceipt]  # type: ignore[assignment]
     """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
+    DeleteDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
+    """Delete one document: its record stays, status DELETED with its history (unlike Erase, which removes
+    every trace); isthmus.documents.deleted.v1 tells retrieval (both stores) and the other regions, so it
+    leaves search and answers; a replay of older events (Kafka, `isthmus reindex`) never brings it back.
+    Uploading the document again later is a new version. NOT_FOUND for an unknown document;
+    deleting a deleted document returns it unchanged.
+    """
+    GetDocumentText: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentTextRequest, _ingestion_pb2.DocumentText]  # type: ignore[assignment]
+    """The parsed text of a document's current version (what chunk and citation offsets point into), whole
+    or a character range of it, for highlighting. NOT_FOUND for a document without stored text (deleted,
+    failed, quarantined, or ingested before the text was kept).
+    """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Documents in: parsed, deduplicated by content hash, chunked; chunk events out."""
@@ -138,5 +162,29 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.ErasureReceipt, _abc.Awaitable[_ingestion_pb2.ErasureReceipt]]:
         """The receipt of an erasure of this tenant (NOT_FOUND for another tenant's erasure id)."""
+
+    @_abc_1.abstractmethod
+    def DeleteDocument(
+        self,
+        request: _ingestion_pb2.DeleteDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.Document, _abc.Awaitable[_ingestion_pb2.Document]]:
+        """Delete one document: its record stays, status DELETED with its history (unlike Erase, which removes
+        every trace); isthmus.documents.deleted.v1 tells retrieval (both stores) and the other regions, so it
+        leaves search and answers; a replay of older events (Kafka, `isthmus reindex`) never brings it back.
+        Uploading the document again later is a new version. NOT_FOUND for an unknown document;
+        deleting a deleted document returns it unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDocumentText(
+        self,
+        request: _ingestion_pb2.GetDocumentTextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.DocumentText, _abc.Awaitable[_ingestion_pb2.DocumentText]]:
+        """The parsed text of a document's current version (what chunk and citation offsets point into), whole
+        or a character range of it, for highlighting. NOT_FOUND for a document without stored text (deleted,
+        failed, quarantined, or ingested before the text was kept).
+        """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
