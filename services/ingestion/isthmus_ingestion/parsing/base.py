@@ -1,10 +1,5 @@
-"""Turn an uploaded file's bytes into plain text (pure: bytes in, :class:`ParsedDocument` out).
-
-Supported types (by extension or declared content type):
-
-* ``text/plain`` (``.txt``), ``text/markdown`` (``.md``, ``.markdown``) — UTF-8 only;
-* ``text/html`` (``.html``, ``.htm``) — UTF-8 only; scripts, styles and the ``<head>`` are dropped;
-* ``application/pdf`` (``.pdf``) — text extracted with pypdf (no OCR).
+"""What every format's parser shares (pure: bytes in, :class:`ParsedDocument` out): the supported types,
+type resolution and sniffing, whitespace normalisation, and the text, HTML, Markdown and PDF extractors.
 
 The bytes are sniffed and must agree with the declared type; every rejection is an
 :class:`~isthmus_core.errors.InvalidArgument` whose reason says what is wrong and what to do. Size limits
@@ -16,7 +11,8 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Final
 
@@ -33,6 +29,15 @@ TEXT_PLAIN: Final = "text/plain"
 TEXT_MARKDOWN: Final = "text/markdown"
 TEXT_HTML: Final = "text/html"
 APPLICATION_PDF: Final = "application/pdf"
+DOCX: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX: Final = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+TEXT_CSV: Final = "text/csv"
+TEXT_TSV: Final = "text/tab-separated-values"
+APPLICATION_JSON: Final = "application/json"
+APPLICATION_JSONL: Final = "application/jsonl"
+MESSAGE_RFC822: Final = "message/rfc822"
+APPLICATION_MBOX: Final = "application/mbox"
 
 #: file extension (lower case, with the dot) -> canonical content type
 EXTENSIONS: Final[dict[str, str]] = {
@@ -42,6 +47,16 @@ EXTENSIONS: Final[dict[str, str]] = {
     ".html": TEXT_HTML,
     ".htm": TEXT_HTML,
     ".pdf": APPLICATION_PDF,
+    ".docx": DOCX,
+    ".pptx": PPTX,
+    ".xlsx": XLSX,
+    ".csv": TEXT_CSV,
+    ".tsv": TEXT_TSV,
+    ".json": APPLICATION_JSON,
+    ".jsonl": APPLICATION_JSONL,
+    ".ndjson": APPLICATION_JSONL,
+    ".eml": MESSAGE_RFC822,
+    ".mbox": APPLICATION_MBOX,
 }
 SUPPORTED_CONTENT_TYPES: Final = frozenset(EXTENSIONS.values())
 
@@ -50,7 +65,23 @@ _CONTENT_TYPE_ALIASES: Final[dict[str, str]] = {
     "text/x-markdown": TEXT_MARKDOWN,
     "application/xhtml+xml": TEXT_HTML,
     "application/x-pdf": APPLICATION_PDF,
+    "application/csv": TEXT_CSV,
+    "text/x-csv": TEXT_CSV,
+    "text/tsv": TEXT_TSV,
+    "text/json": APPLICATION_JSON,
+    "application/x-ndjson": APPLICATION_JSONL,
+    "application/x-jsonlines": APPLICATION_JSONL,
+    "application/ndjson": APPLICATION_JSONL,
+    "application/jsonlines": APPLICATION_JSONL,
+    "text/x-mbox": APPLICATION_MBOX,
+    "application/x-mbox": APPLICATION_MBOX,
 }
+#: the Office Open XML types (ZIP packages)
+OFFICE_TYPES: Final = frozenset({DOCX, PPTX, XLSX})
+#: types read as UTF-8 text before their own parser runs
+TEXT_TYPES: Final = frozenset(
+    {TEXT_PLAIN, TEXT_MARKDOWN, TEXT_HTML, TEXT_CSV, TEXT_TSV, APPLICATION_JSON, APPLICATION_JSONL}
+)
 #: content types that say nothing about the content (clients send them when they do not know)
 _GENERIC_CONTENT_TYPES: Final = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
@@ -139,53 +170,62 @@ _HTML_CELL_TAGS: Final = ("td", "th")
 
 
 @dataclass(frozen=True, slots=True)
+class ChildFile:
+    """A file found inside a document (an e-mail's attachment, one message of an mbox): the service ingests
+    it as a document of its own, with the parent's id in its metadata."""
+
+    filename: str
+    data: bytes
+    #: the declared type ("" = from the extension and the bytes)
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """How to read record formats (JSON, JSON Lines): which fields hold the text, the title and metadata.
+
+    A field is a key of the record, or a dotted path into nested objects (``body.text``). A record's text
+    is its text fields that are present, in this order; a record with none of them is an error."""
+
+    text_fields: tuple[str, ...] = ("text", "content", "body")
+    title_field: str = "title"
+    metadata_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedDocument:
     """Plain text of a document (paragraphs separated by a blank line), its canonical type and title.
 
     Inside a Markdown or HTML paragraph, source line breaks are spaces (a sentence wrapped over two lines
     stays one line); only hard breaks (``<br>``, a Markdown hard break), list items and table rows keep a
-    single newline.
+    single newline. ``metadata``: what the file says about itself (an e-mail's headers, a JSON record's
+    metadata fields), below the upload's own metadata; ``children``: files found inside it.
     """
 
     text: str
     content_type: str
     title: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    children: tuple[ChildFile, ...] = ()
 
 
-def parse_document(data: bytes, filename: str, content_type: str | None = None) -> ParsedDocument:
-    """Extract the text of an uploaded file.
+def rejected(filename: str, kind: str, reason: str) -> InvalidArgument:
+    """The InvalidArgument of a file of type ``kind`` that cannot be read (``reason`` says why and what to
+    do)."""
+    return InvalidArgument(reason, filename=filename, content_type=kind)
 
-    ``content_type`` may carry parameters (``text/plain; charset=utf-8``); ``application/octet-stream``
-    counts as "not declared". The type comes from the declared content type and the file extension
-    (which must agree), then the bytes are checked against it.
 
-    Raises :class:`InvalidArgument` for an empty file, an unsupported or undeterminable type, a type that
-    disagrees with the bytes, text that is not UTF-8, a corrupt, encrypted or textless PDF, and a file
-    with no text at all.
-    """
-    name = filename or "<unnamed>"
-    if not data:
-        raise InvalidArgument(f"empty file: {name!r} has no content", filename=name)
-    kind = _resolve_content_type(name, content_type)
-    if kind == APPLICATION_PDF:
-        _require_pdf_bytes(data, name)
-        text, title = _parse_pdf(data, name)
-    else:
-        source = _decode_text(data, name, kind)
-        if kind == TEXT_HTML:
-            text, title = _html_to_text(source)
-        elif kind == TEXT_MARKDOWN:
-            text, title = _markdown_to_text(source)
-        else:
-            text, title = source, None
-    text = normalise_whitespace(text)
-    if not text:
-        raise InvalidArgument(
-            f"{name!r} contains no text ({kind} with only whitespace or markup)",
-            filename=name,
-            content_type=kind,
-        )
-    return ParsedDocument(text=text, content_type=kind, title=_clean_title(title))
+def record_text(header: list[str], values: list[str]) -> str:
+    """``"Header: value; Header: value"``; empty values left out, a column without a header named by its
+    position (``column 3``)."""
+    fields = []
+    for index, value in enumerate(values):
+        if not value:
+            continue
+        label = header[index] if index < len(header) and header[index] else f"column {index + 1}"
+        fields.append(f"{label}: {value}")
+    return "; ".join(fields)
 
 
 def normalise_whitespace(text: str) -> str:
@@ -223,7 +263,7 @@ def _extension(filename: str) -> str:
     return PurePosixPath(filename.replace("\\", "/")).suffix.lower()
 
 
-def _resolve_content_type(filename: str, content_type: str | None) -> str:
+def resolve_content_type(filename: str, content_type: str | None) -> str:
     declared = _normalise_content_type(content_type)
     extension = _extension(filename)
     by_extension = EXTENSIONS.get(extension)
@@ -257,20 +297,20 @@ def _resolve_content_type(filename: str, content_type: str | None) -> str:
 # --- sniffing -----------------------------------------------------------------------------------------
 
 
-def _looks_like_pdf(data: bytes) -> bool:
+def looks_like_pdf(data: bytes) -> bool:
     return data.lstrip(b" \t\r\n\f\x00")[: len(_PDF_MAGIC)] == _PDF_MAGIC
 
 
-def _binary_signature(data: bytes) -> str | None:
+def binary_signature(data: bytes) -> str | None:
     for signature, description in _BINARY_SIGNATURES:
         if data.startswith(signature):
             return description
     return None
 
 
-def _describe_content(data: bytes) -> str:
+def describe_content(data: bytes) -> str:
     """What the bytes look like, for "declared X but the content is ..." messages."""
-    signature = _binary_signature(data)
+    signature = binary_signature(data)
     if signature is not None:
         return signature
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -286,26 +326,26 @@ def _describe_content(data: bytes) -> str:
     return "text"
 
 
-def _require_pdf_bytes(data: bytes, filename: str) -> None:
-    if not _looks_like_pdf(data):
+def require_pdf_bytes(data: bytes, filename: str) -> None:
+    if not looks_like_pdf(data):
         raise InvalidArgument(
-            f"{filename!r} is declared as a PDF but its content is {_describe_content(data)}, not a PDF "
+            f"{filename!r} is declared as a PDF but its content is {describe_content(data)}, not a PDF "
             f"(no {_PDF_MAGIC.decode()!r} header); fix the extension or the content type",
             filename=filename,
             content_type=APPLICATION_PDF,
         )
 
 
-def _decode_text(data: bytes, filename: str, kind: str) -> str:
+def decode_text(data: bytes, filename: str, kind: str) -> str:
     """UTF-8 (with or without BOM) text of a text-family upload, after checking it is not something else."""
-    if _looks_like_pdf(data):
+    if looks_like_pdf(data):
         raise InvalidArgument(
             f"{filename!r} is declared as {kind} but its content is a PDF; "
             f"upload it with a .pdf extension or the content type {APPLICATION_PDF}",
             filename=filename,
             content_type=kind,
         )
-    signature = _binary_signature(data)
+    signature = binary_signature(data)
     if signature is not None:
         raise InvalidArgument(
             f"{filename!r} is declared as {kind} but its content is {signature}, not text; "
@@ -364,7 +404,7 @@ def _decode_text(data: bytes, filename: str, kind: str) -> str:
 # --- extractors ---------------------------------------------------------------------------------------
 
 
-def _parse_pdf(data: bytes, filename: str) -> tuple[str, str | None]:
+def parse_pdf(data: bytes, filename: str) -> tuple[str, str | None]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -405,7 +445,7 @@ def _parse_pdf(data: bytes, filename: str) -> tuple[str, str | None]:
     return "\f".join(page_texts), title if isinstance(title, str) else None
 
 
-def _html_to_text(markup: str) -> tuple[str, str | None]:
+def html_to_text(markup: str) -> tuple[str, str | None]:
     soup = BeautifulSoup(markup, "lxml")
     title = _element_text(soup.find("title"))
     for node in soup.find_all(string=True):
@@ -445,7 +485,7 @@ class _Block:
     group: int | None
 
 
-def _markdown_to_text(source: str) -> tuple[str, str | None]:
+def markdown_to_text(source: str) -> tuple[str, str | None]:
     tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(source)
     blocks: list[_Block] = []
     groups: list[int] = []  # innermost list or table last
@@ -480,7 +520,7 @@ def _markdown_to_text(source: str) -> tuple[str, str | None]:
         elif token.type in ("fence", "code_block"):
             blocks.append(_Block(token.content.rstrip("\n"), group=None))
         elif token.type == "html_block":
-            blocks.append(_Block(_html_to_text(token.content)[0], group=None))
+            blocks.append(_Block(html_to_text(token.content)[0], group=None))
     parts: list[str] = []
     for index, block in enumerate(blocks):
         if index:
@@ -503,7 +543,7 @@ def _render_inline(children: list[Token]) -> str:
     return "".join(parts)
 
 
-def _clean_title(title: str | None) -> str | None:
+def clean_title(title: str | None) -> str | None:
     if title is None:
         return None
     cleaned = _WHITESPACE.sub(" ", normalise_whitespace(title)).strip()
