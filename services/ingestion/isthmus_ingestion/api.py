@@ -13,7 +13,7 @@ from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_ingestion.erasure import Receipt
 from isthmus_ingestion.registry import DocumentRecord, Status
-from isthmus_ingestion.service import Ingestion
+from isthmus_ingestion.service import PARENT_KEY, Ingestion
 from isthmus_ingestion.watch import DocumentWatch
 
 STATUS_TO_PB = {
@@ -85,6 +85,7 @@ def document_pb(d: DocumentRecord) -> pb.Document:
         flagged_chunks=d.flagged_chunks,
         redacted_chunks=d.redacted_chunks,
         quarantine_reason=d.quarantine_reason,
+        parent_document_id=d.metadata.get(PARENT_KEY, ""),
     )
 
 
@@ -135,6 +136,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             flagged_chunks=result.flagged_chunks,
             redacted_chunks=result.redacted_chunks,
             quarantine_reason=result.quarantine_reason,
+            child_document_ids=list(result.child_document_ids),
         )
 
     async def GetDocument(
@@ -174,6 +176,23 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             reason=request.reason,
         )
         return receipt_pb(receipt)
+
+    async def GetDocumentText(
+        self, request: pb.GetDocumentTextRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DocumentText:
+        record, stored, start, end = await self._core.get_document_text(
+            request.tenant_id, request.document_id, request.start, request.end
+        )
+        return pb.DocumentText(
+            document_id=record.document_id,
+            version=stored.version,
+            content_type=stored.content_type,
+            title=stored.title,
+            text=stored.text[start:end],
+            start=start,
+            end=end,
+            length=len(stored.text),
+        )
 
     async def GetErasure(
         self, request: pb.GetErasureRequest, context: grpc.aio.ServicerContext

@@ -23,9 +23,11 @@ from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.parsing import ParseOptions
 from isthmus_ingestion.registry import DocumentRegistry
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.settings import IngestionSettings
+from isthmus_ingestion.texts import TextStore
 from isthmus_ingestion.watch import DocumentWatch, WatchedRegistry
 
 EventT = TypeVar("EventT")
@@ -41,6 +43,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     watch = DocumentWatch()
     registry = WatchedRegistry(ctx.data_dir / "ingestion" / "documents.sqlite", watch)
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))  # the tenant registry is retrieval's
+    texts = TextStore(ctx.data_dir / "ingestion" / "texts.sqlite")
     core = Ingestion(
         registry,
         chunker,
@@ -60,6 +63,14 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         # every chunk scanned by the guardrail before it is published (the tenant's policy decides)
         scanner=GrpcChunkScanner(ctx.channel("guardrail")) if s.scan_chunks else None,
         publish_quarantine=publisher(ctx.bus, topics.CHUNKS_QUARANTINED),
+        texts=texts,
+        parse_options=ParseOptions(
+            text_fields=tuple(s.json_text_fields),
+            title_field=s.json_title_field,
+            metadata_fields=tuple(s.json_metadata_fields),
+        ),
+        max_child_depth=s.max_child_depth,
+        max_children=s.max_child_documents,
     )
     peers = ctx.common.peer_regions()
 
@@ -126,7 +137,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
                 [topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED, topics.ERASURES_APPLIED], peers
             ),
         ],
-        on_stop=[_closer(registry)],
+        on_stop=[_closer(registry), _closer(texts)],
     )
 
 
@@ -139,9 +150,9 @@ def _local(apply: Callable[[EventT], Awaitable[object]]) -> Callable[[EventT], A
     return handle
 
 
-def _closer(registry: DocumentRegistry) -> Callable[[], Awaitable[None]]:
+def _closer(store: DocumentRegistry | TextStore) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
-        registry.close()
+        store.close()
 
     return close
 

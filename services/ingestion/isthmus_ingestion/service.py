@@ -10,13 +10,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Literal
 
 import structlog
 
-from isthmus_core.auth.context import current_principal
+from isthmus_core.auth.context import current_access, current_principal
+from isthmus_core.auth.identity import Permission
 from isthmus_core.auth.stack import AuditSink, NoQuotas, QuotaGate
 from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, Message
 from isthmus_core.contracts.events import (
@@ -42,12 +43,19 @@ from isthmus_core.contracts.ids import (
     parse_document_id,
     parse_tenant_id,
 )
-from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from isthmus_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    IsthmusError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
 from isthmus_core.ports.guard import ChunkScanner
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.regions import next_version
-from isthmus_core.store.port import chunk_uuid
+from isthmus_core.store.port import ACL_METADATA_KEY, acl_of, chunk_uuid
 from isthmus_ingestion.chunking import Chunker, TextChunk
 from isthmus_ingestion.dedup import content_hash, document_id_for
 from isthmus_ingestion.erasure import (
@@ -61,9 +69,10 @@ from isthmus_ingestion.erasure import (
     new_receipt,
     unique_ids,
 )
-from isthmus_ingestion.parsing import parse_document
+from isthmus_ingestion.parsing import ChildFile, ParseOptions, parse_document
 from isthmus_ingestion.registry import NOT_STORED, DocumentRecord, DocumentRegistry, Status
 from isthmus_ingestion.screening import GUARDRAIL_FLAGS_KEY, Screening, screen, unscanned
+from isthmus_ingestion.texts import StoredText, TextStore
 
 log = structlog.get_logger("isthmus.ingestion")
 
@@ -80,6 +89,8 @@ class IngestResult:
     flagged_chunks: int = 0
     redacted_chunks: int = 0
     quarantine_reason: str = ""
+    #: documents found inside this one (attachments, an mbox's messages), each ingested (or failed) alone
+    child_document_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, d: DocumentRecord, duplicate: bool = False) -> IngestResult:
@@ -107,6 +118,14 @@ ErasureOutcome = Literal["applied", "stale", "tenant_absent"]
 
 #: upload metadata keys that give the source's URI, first found wins
 URI_METADATA_KEYS = (URI_KEY, "source_uri")
+#: metadata of a child document (an attachment, an mbox's message): the document it was found in
+PARENT_KEY = "parent_document_id"
+#: upload metadata keys a child does not inherit from its parent (they describe the parent's file)
+_NOT_INHERITED = frozenset({TITLE_KEY, *URI_METADATA_KEYS, "path", "mime", "filename", PARENT_KEY})
+#: upload metadata keys of the JSON field map (comma-separated field names; dotted paths for nested ones)
+JSON_TEXT_FIELDS_KEY = "json_text_fields"
+JSON_TITLE_FIELD_KEY = "json_title_field"
+JSON_METADATA_FIELDS_KEY = "json_metadata_fields"
 
 
 def _chunk_meta(meta: dict[str, str], continues_sentence: bool, flags: str) -> dict[str, str]:
@@ -159,6 +178,10 @@ class Ingestion:
         clock: Callable[[], float] = time.time,
         scanner: ChunkScanner | None = None,
         publish_quarantine: Callable[[ChunksQuarantined], Awaitable[None]] | None = None,
+        texts: TextStore | None = None,
+        parse_options: ParseOptions | None = None,
+        max_child_depth: int = 2,
+        max_children: int = 1000,
     ) -> None:
         """``scanner``: the guardrail's ingest scan of every chunk before it is published (None = chunks
         are published unscanned: ``[ingestion] scan_chunks = false``); blocked chunks go to
@@ -182,6 +205,11 @@ class Ingestion:
         self._clock = clock
         self._scanner = scanner
         self._publish_quarantine = publish_quarantine
+        #: the parsed text of each document's current version (GetDocumentText); None = not kept
+        self.texts = texts
+        self._parse_options = parse_options or ParseOptions()
+        self._max_child_depth = max_child_depth
+        self._max_children = max_children
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -222,6 +250,22 @@ class Ingestion:
         metadata: Mapping[str, str] | None = None,
         trace_context: Mapping[str, str] | None = None,
     ) -> IngestResult:
+        """Ingest one uploaded file, then the documents found inside it (attachments, an mbox's messages),
+        each as a document of its own whose metadata ``parent_document_id`` names this one."""
+        own = {k: v for k, v in (metadata or {}).items() if k != PARENT_KEY}  # the service sets it
+        return await self._ingest(tenant_id, filename, data, content_type, document_id, own, trace_context, 0)
+
+    async def _ingest(
+        self,
+        tenant_id: str,
+        filename: str,
+        data: bytes,
+        content_type: str | None,
+        document_id: str | None,
+        metadata: Mapping[str, str],
+        trace_context: Mapping[str, str] | None,
+        depth: int,
+    ) -> IngestResult:
         if not filename:
             raise InvalidArgument("filename is required (its extension tells the file type)")
         self.check_size(len(data))
@@ -232,9 +276,17 @@ class Ingestion:
         async with lock:  # one tenant's dedup check and record are atomic
             existing = self.registry.find_by_hash(tenant_id, digest)
             if existing is not None:
-                return IngestResult.of(existing, duplicate=True)
+                children = self._children_of(tenant_id, existing.document_id)
+                return replace(IngestResult.of(existing, duplicate=True), child_document_ids=children)
             self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
-            parsed = parse_document(data, filename, content_type or None)
+            parsed = parse_document(data, filename, content_type or None, self._options(metadata))
+            if len(parsed.children) > self._max_children:
+                raise InvalidArgument(
+                    f"{filename}: holds {len(parsed.children)} attachments or messages; the limit is "
+                    f"{self._max_children} per upload ([ingestion] max_child_documents): split it"
+                )
+            # what the file says about itself (e-mail headers...) under what the upload says
+            metadata = {**parsed.metadata, **metadata}
             chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
             if not chunks:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
@@ -274,10 +326,12 @@ class Ingestion:
                 record.status = Status.QUARANTINED
                 record.batch_count = 0
             self.registry.save(record)
+            self._keep_text(record, parsed.text, screened)
         await self._quarantine(record, screened, trace_context)
+        children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
         if screened.document_quarantined:
             log.warning("document quarantined", tenant=tenant_id, document=doc_id, reason=screened.reason)
-            return IngestResult.of(record)
+            return replace(IngestResult.of(record), child_document_ids=children)
         for bi, batch in enumerate(batches):
             await self._publish(
                 ChunksCreated(
@@ -305,7 +359,156 @@ class Ingestion:
         record.status = Status.CHUNKED
         self.registry.save(record)
         log.info("document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version)
-        return IngestResult.of(record)
+        return replace(IngestResult.of(record), child_document_ids=children)
+
+    # --- parsed text, child documents (issue 18) --------------------------------------------------------
+
+    def _options(self, metadata: Mapping[str, str]) -> ParseOptions:
+        """The JSON field map: the upload's ``json_*`` metadata over the settings' defaults."""
+        base = self._parse_options
+
+        def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            if key not in metadata:
+                return default
+            return tuple(n for n in (f.strip() for f in metadata[key].split(",")) if n)
+
+        text_fields = names(JSON_TEXT_FIELDS_KEY, base.text_fields)
+        if not text_fields:
+            raise InvalidArgument(f"upload metadata {JSON_TEXT_FIELDS_KEY!r} names no field")
+        return ParseOptions(
+            text_fields=text_fields,
+            title_field=metadata.get(JSON_TITLE_FIELD_KEY, base.title_field).strip(),
+            metadata_fields=names(JSON_METADATA_FIELDS_KEY, base.metadata_fields),
+        )
+
+    def _keep_text(self, record: DocumentRecord, text: str, screened: Screening) -> None:
+        """Keep the parsed text of this version, unless the guardrail withheld or redacted any of it (the
+        stored text would show what the index does not)."""
+        if self.texts is None:
+            return
+        if record.status == Status.QUARANTINED or screened.quarantined or screened.redacted:
+            self.texts.delete(record.tenant_id, record.document_id)
+            return
+        self.texts.put(
+            record.tenant_id, record.document_id, record.version, record.content_type, record.title, text
+        )
+
+    def _children_of(self, tenant_id: TenantId, document_id: str) -> tuple[str, ...]:
+        return tuple(
+            d.document_id for d in self.registry.list(tenant_id) if d.metadata.get(PARENT_KEY) == document_id
+        )
+
+    async def _ingest_children(
+        self,
+        parent: DocumentRecord,
+        children: Sequence[ChildFile],
+        metadata: Mapping[str, str],
+        trace_context: Mapping[str, str] | None,
+        depth: int,
+    ) -> tuple[str, ...]:
+        """Each child as a document of its own (the parent's access metadata inherited); one that cannot
+        be ingested (unparsable, too deep, over quota...) is recorded FAILED with its reason."""
+        ids: list[str] = []
+        inherited = {
+            k: v for k, v in metadata.items() if k not in _NOT_INHERITED and not k.startswith("email_")
+        }
+        for child in children:
+            meta = {**inherited, **child.metadata, PARENT_KEY: parent.document_id}
+            try:
+                if depth + 1 > self._max_child_depth:
+                    raise InvalidArgument(
+                        f"{child.filename}: found {depth + 1} levels deep inside {parent.filename!r}; "
+                        f"documents nested deeper than {self._max_child_depth} levels are not ingested "
+                        "([ingestion] max_child_depth): upload it on its own"
+                    )
+                result = await self._ingest(
+                    parent.tenant_id,
+                    child.filename,
+                    child.data,
+                    child.content_type or None,
+                    None,
+                    meta,
+                    trace_context,
+                    depth + 1,
+                )
+                ids.append(result.document_id)
+            except IsthmusError as exc:
+                ids.append(self._failed_child(parent, child, meta, exc))
+        return tuple(ids)
+
+    def _failed_child(
+        self, parent: DocumentRecord, child: ChildFile, metadata: dict[str, str], exc: IsthmusError
+    ) -> str:
+        doc_id = document_id_for(parent.tenant_id, content_hash(child.data))
+        previous = self.registry.get(parent.tenant_id, doc_id)
+        if previous is not None and previous.status not in NOT_STORED:
+            return doc_id  # the same bytes are stored already (e.g. found in another e-mail)
+        reason = str(exc) if isinstance(exc, InvalidArgument) else f"{exc.code.name}: {exc}"
+        self.registry.save(
+            DocumentRecord(
+                tenant_id=parent.tenant_id,
+                document_id=doc_id,
+                filename=child.filename,
+                content_type=child.content_type,
+                content_hash=content_hash(child.data),
+                status=Status.FAILED,
+                version=previous.version if previous else 1,
+                failure_reason=reason,
+                metadata=metadata,
+                created_at=previous.created_at if previous else 0.0,
+            )
+        )
+        log.info("child document failed", tenant=parent.tenant_id, parent=parent.document_id, reason=reason)
+        return doc_id
+
+    async def get_document_text(
+        self, tenant_id: str, document_id: str, start: int = 0, end: int = 0
+    ) -> tuple[DocumentRecord, StoredText, int, int]:
+        """The parsed text of the document's current version and the range ``[start, end)`` asked for
+        (``end`` 0 = to the end of the text). A document with an ``acl`` is served only to the principals
+        it names (and to a caller with ``impersonate``), as Search filters it."""
+        record = await self.get_document(tenant_id, document_id)
+        self._check_acl(record)
+        if record.status in NOT_STORED:
+            detail = f": {record.failure_reason}" if record.failure_reason else ""
+            status = record.status.value
+            raise NotFound(f"document {record.document_id!r} has no text: it is {status}{detail}")
+        if record.quarantined_chunks or record.redacted_chunks:
+            raise NotFound(
+                f"document {record.document_id!r}: the guardrail withheld or redacted parts of it, so its "
+                "parsed text is not served"
+            )
+        stored = self.texts.get(record.tenant_id, record.document_id) if self.texts is not None else None
+        if stored is None or stored.version != record.version:
+            raise NotFound(
+                f"no parsed text kept for version {record.version} of document {record.document_id!r} "
+                "(ingested before texts were kept, or in another region): upload it again"
+            )
+        length = len(stored.text)
+        if start < 0 or end < 0:
+            raise InvalidArgument(f"start ({start}) and end ({end}) must not be negative")
+        stop = end or length
+        if start > length or stop > length:
+            raise InvalidArgument(
+                f"range [{start}, {stop}) is outside the text, which has {length} characters"
+            )
+        if start > stop:
+            raise InvalidArgument(f"start ({start}) is after end ({stop}); the range is [start, end)")
+        return record, stored, start, stop
+
+    def _check_acl(self, record: DocumentRecord) -> None:
+        acl = acl_of(record.metadata)
+        access = current_access()
+        if not acl or access.principal.via == "anonymous":
+            return
+        if set(acl) & set(access.principal.acl_principals):
+            return
+        if access.can(record.tenant_id, Permission.IMPERSONATE):
+            return
+        raise PermissionDenied(
+            f"document {record.document_id!r} is restricted by its {ACL_METADATA_KEY!r} metadata to "
+            f"principals {access.principal.subject!r} is not one of"
+        )
 
     async def _screen(self, tenant_id: TenantId, document_id: str, chunks: Sequence[TextChunk]) -> Screening:
         if self._scanner is None:
@@ -353,6 +556,8 @@ class Ingestion:
         except InvalidArgument as exc:
             if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too
                 self.registry.save(_failed_submission(ev, ev.document_id, str(exc)))
+                if self.texts is not None:  # the failed version replaces the previous one's text
+                    self.texts.delete(ev.tenant_id, ev.document_id)
             raise
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
@@ -430,6 +635,9 @@ class Ingestion:
 
     async def on_tenant_deleted(self, ev: TenantDeleted) -> None:
         n = self.registry.delete_tenant(parse_tenant_id(ev.tenant_id))
+        if self.texts is not None:
+            self.texts.delete_tenant(ev.tenant_id)
+            self.texts.scrub()
         log.info("tenant documents removed", tenant=ev.tenant_id, documents=n)
 
     # --- erasure (isthmus_ingestion.erasure; docs/operations.md) ---------------------------------------
@@ -488,7 +696,8 @@ class Ingestion:
                 ids = [d.document_id for d in self.registry.list(tenant)]
             versions = self.registry.versions_of(tenant, ids) if target != "whole_tenant" else {}
             removed = self.registry.delete_documents(tenant, ids, erasure_id)
-            scrubbed = self.registry.scrub()
+            scrubbed = self._erase_texts(tenant, ids, whole_tenant=target == "whole_tenant")
+            scrubbed = self.registry.scrub() and scrubbed
         receipt = new_receipt(
             erasure_id=erasure_id,
             tenant_id=tenant,
@@ -569,7 +778,8 @@ class Ingestion:
                 extra = [] if ev.whole_tenant else [d for d in ids if d not in named]
                 extra_versions = self.registry.versions_of(tenant, extra)
                 removed = self.registry.delete_documents(tenant, ids, ev.erasure_id, ev.versions)
-                scrubbed = self.registry.scrub()
+                scrubbed = self._erase_texts(tenant, ids, whole_tenant=ev.whole_tenant)
+                scrubbed = self.registry.scrub() and scrubbed
             if extra and self._publish_erasure is not None:
                 # the subject's documents only this region held: every region's retrieval (this one's
                 # too) erases them as well; by id only, so no region resolves the subject again
@@ -596,6 +806,16 @@ class Ingestion:
         at = ev.occurred_at.timestamp()
         self.registry.save_receipt(receipt.report(ev.place, ev.region, ev.status, ev.count, ev.detail, at))
         return "applied"
+
+    def _erase_texts(self, tenant: TenantId, ids: Sequence[str], *, whole_tenant: bool) -> bool:
+        """The erased documents' parsed texts, gone (zeroed, the write-ahead log truncated)."""
+        if self.texts is None:
+            return True
+        if whole_tenant:
+            self.texts.delete_tenant(tenant)
+        else:
+            self.texts.delete_many(tenant, ids)
+        return self.texts.scrub()
 
     def _subject_documents(self, tenant: TenantId, subject: str) -> list[str]:
         docs = self.registry.list(tenant)

@@ -23,6 +23,22 @@ class IngestionSettings(SectionSettings):
         max_length=256,
         description="the upload metadata key naming a document's data subject (Erase --data-subject)",
     )
+    json_text_fields: list[str] = Field(
+        ["text", "content", "body"],
+        min_length=1,
+        description="JSON/JSON Lines: the record fields holding the text (dotted paths for nested ones); "
+        "an upload overrides them with its metadata json_text_fields (comma-separated)",
+    )
+    json_title_field: str = Field("title", description="JSON: the record field holding the title")
+    json_metadata_fields: list[str] = Field(
+        [], description="JSON: record fields kept as document metadata (a single record) or in the text"
+    )
+    max_child_depth: int = Field(
+        2, ge=0, le=8, description="how deep documents inside documents (attachments of attachments) go"
+    )
+    max_child_documents: int = Field(
+        1000, ge=0, description="attachments or mbox messages per upload; more is INVALID_ARGUMENT"
+    )
     scan_chunks: bool = Field(
         True,
         description="the guardrail scans every chunk before it is indexed (tenant policy: block, redact "

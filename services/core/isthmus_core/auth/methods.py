@@ -50,6 +50,7 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     _ING + "WatchDocuments": MethodRule(P.DOCUMENTS_READ, family="documents"),
     _ING + "Erase": MethodRule(P.ERASE, admin=True, family="admin"),
     _ING + "GetErasure": MethodRule(P.ERASE, family="admin"),
+    _ING + "GetDocumentText": MethodRule(P.DOCUMENTS_READ, family="documents"),
     # retrieval
     _RET + "Search": MethodRule(P.SEARCH, acl_field="access", family="search"),
     _RET + "CreateTenant": MethodRule(P.TENANTS_ADMIN, admin=True, family="admin"),
