@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CHUNK = 1024 * 1024
-SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 
 
 @dataclass(slots=True)
@@ -220,12 +219,42 @@ async def upload_parts(
             yield ingestion_pb2.UploadRequest(data=block)
 
 
-def collect_files(path: Path) -> list[Path]:
+def supported_extensions() -> list[str]:
+    """The file extensions ingestion parses (its parser's table: one list, never out of step)."""
+    from isthmus_ingestion.parsing import EXTENSIONS
+
+    return sorted(EXTENSIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """A folder's files: those to upload, and those left out with the reason (never silently)."""
+
+    files: list[Path]
+    unsupported: list[tuple[Path, str]]
+
+
+def collect_files(path: Path) -> Collected:
+    """Every file under ``path`` (recursively): a supported extension is uploaded (the service still
+    checks the bytes and says why it refuses one); any other file is listed with the reason. A single
+    file named on the command line is always uploaded: the service tells what is wrong with it."""
     if path.is_file():
-        return [path]
+        return Collected([path], [])
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+    supported = set(supported_extensions())
+    files: list[Path] = []
+    unsupported: list[tuple[Path, str]] = []
+    for p in sorted(path.rglob("*")):
+        if not p.is_file():
+            continue
+        if p.suffix.lower() in supported:
+            files.append(p)
+        elif p.suffix:
+            unsupported.append((p, f"unsupported file extension {p.suffix!r}"))
+        else:
+            unsupported.append((p, "no file extension: cannot tell its type"))
+    return Collected(files, unsupported)
 
 
 async def watch_until_terminal(

@@ -1,4 +1,8 @@
-"""``isthmus ingest``: upload files, then follow them until they are searchable (``WatchDocuments``)."""
+"""``isthmus ingest``: upload files, then follow them until they are searchable (``WatchDocuments``).
+
+Every file of a folder ends in the table: indexed, failed or rejected with the reason, or unsupported
+(an extension ingestion does not parse) with the reason. Documents found inside a file (e-mail
+attachments, an mbox's messages) get a row of their own under it."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from isthmus_cli.client import (
     rpc_error_text,
     run,
     status_name,
+    supported_extensions,
     upload_parts,
     watch_until_terminal,
 )
@@ -26,7 +31,13 @@ TERMINAL = ("indexed", "failed", "quarantined")
 
 
 def ingest(
-    path: Annotated[Path, typer.Argument(help="a file or a folder (.txt .md .html .pdf, recursively)")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="a file or a folder, recursively (.txt .md .html .pdf .docx .pptx .xlsx .csv .tsv .json "
+            ".jsonl .eml .mbox; other files are listed as unsupported)"
+        ),
+    ],
     tenant: Tenant,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     regions: RegionsFile = None,
@@ -40,11 +51,17 @@ def ingest(
 ) -> None:
     """Upload documents; by default wait until they are searchable."""
     try:
-        files = collect_files(path)
+        collected = collect_files(path)
     except FileNotFoundError as exc:
         fail(str(exc))
-    if not files:
-        fail(f"no supported files under {path} (.txt .md .markdown .html .htm .pdf)")
+    files = collected.files
+    if not files and not collected.unsupported:
+        fail(f"no files under {path}")
+    supported = " ".join(supported_extensions())
+    skipped: list[dict[str, Any]] = [
+        {"path": str(p), "status": "unsupported", "error": f"{reason}; supported: {supported}"}
+        for p, reason in collected.unsupported
+    ]
 
     from isthmus_cli.regional import load_regions_or_fail
 
@@ -69,11 +86,14 @@ def ingest(
                             status=status_name(r.status),
                         )
                         _scan(row, r)
+                        results.append(row)
+                        for child_id in r.child_document_ids:  # attachments, an mbox's messages
+                            results.append(await _child_row(stubs.ingestion, tenant, f, child_id))
                     except grpc.aio.AioRpcError as exc:
                         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
                             raise
                         row.update(status="rejected", error=rpc_error_text(exc))
-                    results.append(row)
+                        results.append(row)
                     bars.advance(task)
                 pending = {r["document_id"] for r in results if r.get("status") in ("chunked", "embedded")}
                 if wait and pending:
@@ -90,9 +110,9 @@ def ingest(
                                 if d.failure_reason:
                                     r["error"] = d.failure_reason
                                 _scan(r, d)
-        return results
+        return results + skipped
 
-    results = run(main())
+    results = run(main()) if files else skipped
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -111,8 +131,26 @@ def ingest(
             )
             table.add_row(r["path"], r.get("document_id", ""), str(r.get("chunks", "")), status)
         console.print(table)
-    if any(r["status"] in ("rejected", "failed", "quarantined") for r in results):
+    if any(r["status"] in ("rejected", "failed", "quarantined", "unsupported") for r in results):
         raise typer.Exit(1)
+
+
+async def _child_row(stub: Any, tenant: str, parent: Path, document_id: str) -> dict[str, Any]:
+    """The row of a document found inside ``parent`` (its state right after the upload)."""
+    from isthmus.ingestion.v1 import ingestion_pb2
+
+    d = await stub.GetDocument(ingestion_pb2.GetDocumentRequest(tenant_id=tenant, document_id=document_id))
+    row: dict[str, Any] = {
+        "path": f"{parent} > {d.filename}",
+        "document_id": d.document_id,
+        "parent_document_id": d.parent_document_id,
+        "chunks": d.chunk_count,
+        "status": status_name(d.status),
+    }
+    if d.failure_reason:
+        row["error"] = d.failure_reason
+    _scan(row, d)
+    return row
 
 
 def _scan(row: dict[str, Any], d: Any) -> None:
