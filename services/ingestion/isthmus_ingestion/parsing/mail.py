@@ -146,11 +146,17 @@ def _header(message: Message, name: str) -> str:
 
 
 def _body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        return ""
-    text = _part_text(part)
-    return html_to_text(text)[0] if part.get_content_type() == "text/html" else text
+    """The plain-text body, else (absent or blank) the HTML body as text."""
+    for kind in ("plain", "html"):
+        part = message.get_body(preferencelist=(kind,))
+        if part is None:
+            continue
+        text = _part_text(part)
+        if kind == "html":
+            text = html_to_text(text)[0]
+        if text.strip():
+            return text
+    return ""
 
 
 def _part_text(part: MIMEPart) -> str:
