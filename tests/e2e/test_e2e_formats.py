@@ -76,7 +76,7 @@ async def test_a_folder_of_mixed_office_files_and_the_parsed_text_behind_search_
     ) as rt:
         ep = rt.address
         assert (await run_cli("tenant", "create", TENANT, endpoint=ep))[0] == 0
-        code, out, err = await run_cli("ingest", str(docs), "--tenant", TENANT, "--json", endpoint=ep)
+        code, out, _ = await run_cli("ingest", str(docs), "--tenant", TENANT, "--json", endpoint=ep)
         assert code == 1, "rejected and unsupported files make the command fail"
         rows = {
             str(Path(r["path"]).relative_to(docs)) if " > " not in r["path"] else r["path"]: r
