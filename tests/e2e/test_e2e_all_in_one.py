@@ -154,7 +154,8 @@ async def test_same_bytes_again_is_a_duplicate(env: dict[str, Any]) -> None:
     ("filename", "data", "code", "reason"),
     [
         ("empty.txt", b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
-        ("sheet.xlsx", b"PK\x03\x04 not supported", grpc.StatusCode.INVALID_ARGUMENT, "unsupported"),
+        ("sheet.xlsx", b"PK\x03\x04 truncated", grpc.StatusCode.INVALID_ARGUMENT, "corrupt excel workbook"),
+        ("scan.tiff", b"II*\x00 not supported", grpc.StatusCode.INVALID_ARGUMENT, "unsupported"),
         (
             "broken.pdf",
             b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage",
