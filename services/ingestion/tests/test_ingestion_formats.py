@@ -21,6 +21,7 @@ from isthmus_ingestion.parsing import (
     TEXT_TSV,
     XLSX,
     ParseOptions,
+    office,
     parse_document,
 )
 from isthmus_ingestion.testing import (
@@ -94,7 +95,7 @@ def test_legacy_binary_office_file() -> None:
 def test_office_extension_holding_another_office_type() -> None:
     reason = _reject(make_xlsx({"S": [["a"], ["b"]]}), "sheet.docx")
     assert reason == (
-        "'sheet.docx' is declared as a Word document but it is a Excel workbook; "
+        "'sheet.docx' is declared as a Word document but it is an Excel workbook; "
         "fix the extension or the content type"
     )
 
@@ -309,3 +310,16 @@ def test_text_that_is_not_an_mbox() -> None:
     assert "is not an mbox mailbox: it must start with a 'From ' line" in _reject(
         make_eml("a", "b"), "x.mbox"
     )
+
+
+def test_an_office_package_that_unpacks_too_large_is_refused_before_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", 64 * 1024)  # 512 MiB in production
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", "<Types/>")
+        package.writestr("xl/workbook.xml", b"\0" * (100 * 1024))  # compresses to a few hundred bytes
+    assert len(out.getvalue()) < 2048
+    reason = _reject(out.getvalue(), "bomb.xlsx")
+    assert reason.startswith("'bomb.xlsx' unpacks to 102408 bytes, more than the 65536 an Excel workbook")

@@ -42,6 +42,9 @@ _ENCRYPTED_PACKAGE: Final = "EncryptedPackage".encode("utf-16-le")
 _MAIN_PART: Final = {DOCX: "word/", PPTX: "ppt/", XLSX: "xl/"}
 #: a sheet with more rows than this is read up to it, the rest reported in the text
 MAX_SHEET_ROWS: Final = 200_000
+#: what a package may unpack to (its parts' declared sizes, which the ZIP reader enforces): a "ZIP bomb"
+#: of a few MiB that unpacks to gigabytes is refused before any part is read
+MAX_UNPACKED_BYTES: Final = 512 * 1024 * 1024
 
 
 def parse_office(data: bytes, filename: str, kind: str) -> tuple[str, str | None]:
@@ -76,19 +79,20 @@ def _check_package(data: bytes, filename: str, kind: str) -> None:
         raise rejected(
             filename,
             kind,
-            f"{filename!r} is a legacy binary Office file (e.g. {_LEGACY[kind]}), not a {name}; "
+            f"{filename!r} is a legacy binary Office file (e.g. {_LEGACY[kind]}), not {_a(name)}; "
             f"save it as {_ext(kind)} and upload it again",
         )
     if not data.startswith(_ZIP_MAGIC):
         raise rejected(
             filename,
             kind,
-            f"{filename!r} is declared as a {name} but its content is {describe_content(data)}, "
+            f"{filename!r} is declared as {_a(name)} but its content is {describe_content(data)}, "
             f"not an Office Open XML package; fix the extension or the content type",
         )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as package:
             names = package.namelist()
+            unpacked = sum(item.file_size for item in package.infolist())
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise rejected(
             filename,
@@ -96,14 +100,25 @@ def _check_package(data: bytes, filename: str, kind: str) -> None:
             f"corrupt {name}: {filename!r} is not a readable ZIP package ({exc}); "
             "the file is truncated or damaged",
         ) from exc
-    if "[Content_Types].xml" not in names or not any(n.startswith(_MAIN_PART[kind]) for n in names):
-        found = next((k for k, part in _MAIN_PART.items() if any(n.startswith(part) for n in names)), None)
-        what = f"a {_NAMES[found]}" if found is not None else "a ZIP archive"
+    if unpacked > MAX_UNPACKED_BYTES:
         raise rejected(
             filename,
             kind,
-            f"{filename!r} is declared as a {name} but it is {what}; fix the extension or the content type",
+            f"{filename!r} unpacks to {unpacked} bytes, more than the {MAX_UNPACKED_BYTES} "
+            f"{_a(name)} may unpack to; split it into smaller files",
         )
+    if "[Content_Types].xml" not in names or not any(n.startswith(_MAIN_PART[kind]) for n in names):
+        found = next((k for k, part in _MAIN_PART.items() if any(n.startswith(part) for n in names)), None)
+        what = _a(_NAMES[found]) if found is not None else "a ZIP archive"
+        raise rejected(
+            filename,
+            kind,
+            f"{filename!r} is declared as {_a(name)} but it is {what}; fix the extension or the content type",
+        )
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
 
 def _ext(kind: str) -> str:
