@@ -8,6 +8,8 @@ import io
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from isthmus_core.errors import InvalidArgument
 from isthmus_ingestion.parsing import (
@@ -323,3 +325,42 @@ def test_an_office_package_that_unpacks_too_large_is_refused_before_it_is_read(
     assert len(out.getvalue()) < 2048
     reason = _reject(out.getvalue(), "bomb.xlsx")
     assert reason.startswith("'bomb.xlsx' unpacks to 102408 bytes, more than the 65536 an Excel workbook")
+
+
+# --- any bytes: parsed, or refused with a reason (never another exception: that would be INTERNAL) -----
+
+_SEEDS = [
+    b"",
+    b"PK\x03\x04",
+    OLE_MAGIC,
+    b"From x\n",
+    b"a,b\n",
+    b'{"text":',
+    b"[[[[[[[[[[",
+    b"From: a\n\nbody",
+]
+
+
+@pytest.mark.parametrize(
+    "filename", ["f.docx", "f.pptx", "f.xlsx", "f.csv", "f.tsv", "f.json", "f.jsonl", "f.eml", "f.mbox"]
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(st.sampled_from(_SEEDS), st.binary(max_size=256)), tail=st.binary(max_size=64))
+def test_any_bytes_are_parsed_or_refused_with_a_reason(filename: str, data: bytes, tail: bytes) -> None:
+    try:
+        parse_document(data + tail, filename)
+    except InvalidArgument as exc:
+        assert exc.reason
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    assert "invalid JSON: 'x.json' is nested too deeply" in _reject(b"[" * 100_000 + b"]" * 100_000, "x.json")
+
+
+def test_office_parts_made_of_garbage_are_corrupt() -> None:
+    for name, kind in (("a.docx", "Word document"), ("a.pptx", "PowerPoint presentation")):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as package:
+            package.writestr("[Content_Types].xml", "garbage")
+            package.writestr("word/document.xml" if name.endswith("docx") else "ppt/presentation.xml", "x")
+        assert _reject(out.getvalue(), name).startswith(f"corrupt {kind}: {name!r} could not be read")
