@@ -279,7 +279,9 @@ class Ingestion:
                 children = self._children_of(tenant_id, existing.document_id)
                 return replace(IngestResult.of(existing, duplicate=True), child_document_ids=children)
             self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
-            parsed = parse_document(data, filename, content_type or None, self._options(metadata))
+            # off the event loop: a large Office file or mailbox takes a while to read
+            options = self._options(metadata)
+            parsed = await asyncio.to_thread(parse_document, data, filename, content_type or None, options)
             if len(parsed.children) > self._max_children:
                 raise InvalidArgument(
                     f"{filename}: holds {len(parsed.children)} attachments or messages; the limit is "
