@@ -696,6 +696,14 @@ class Ingestion:
                     )
             elif target == "whole_tenant":
                 ids = [d.document_id for d in self.registry.list(tenant)]
+            else:  # an e-mail's attachments, a mailbox's messages go with it: they are its content
+                ids = self._with_children(tenant, ids)
+                if len(ids) > ERASURE_MAX_DOCUMENTS:
+                    raise FailedPrecondition(
+                        f"these documents and the documents found inside them are {len(ids)}, more "
+                        f"than one erasure covers ({ERASURE_MAX_DOCUMENTS}); nothing was erased: "
+                        "erase fewer at once"
+                    )
             versions = self.registry.versions_of(tenant, ids) if target != "whole_tenant" else {}
             removed = self.registry.delete_documents(tenant, ids, erasure_id)
             scrubbed = self._erase_texts(tenant, ids, whole_tenant=target == "whole_tenant")
@@ -818,6 +826,20 @@ class Ingestion:
         else:
             self.texts.delete_many(tenant, ids)
         return self.texts.scrub()
+
+    def _with_children(self, tenant: TenantId, ids: list[str]) -> list[str]:
+        """``ids`` and, recursively, the documents found inside them (``parent_document_id``)."""
+        children: dict[str, list[str]] = {}
+        for d in self.registry.list(tenant):
+            if parent := d.metadata.get(PARENT_KEY):
+                children.setdefault(parent, []).append(d.document_id)
+        out, seen = list(ids), set(ids)
+        for doc in out:  # grows while it is walked: breadth first
+            for child in children.get(doc, ()):
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+        return out
 
     def _subject_documents(self, tenant: TenantId, subject: str) -> list[str]:
         docs = self.registry.list(tenant)

@@ -315,3 +315,14 @@ def test_the_store_keeps_the_newest_version(texts: TextStore) -> None:
     texts.put(ACME, "d", 3, "text/markdown", "T", "version three")
     assert texts.get(ACME, "d") == type(stored)("d", 3, "text/markdown", "T", "version three")
     assert texts.delete(ACME, "d") and not texts.delete(ACME, "d")
+
+
+async def test_erasing_an_e_mail_erases_what_was_found_inside_it(
+    core: Ingestion, registry: DocumentRegistry
+) -> None:
+    mail, _ = _mail_with_attachments()
+    kept = await core.ingest(ACME, "kept.txt", b"Unrelated document.")
+    r = await core.ingest(ACME, "season.eml", mail)
+    receipt = await core.erase(ACME, document_ids=[r.document_id])
+    assert sorted(receipt.document_ids) == sorted([r.document_id, *r.child_document_ids])
+    assert [d.document_id for d in registry.list(ACME)] == [kept.document_id]
