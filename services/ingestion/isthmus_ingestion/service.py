@@ -895,6 +895,8 @@ class Ingestion:
             log.warning("dead letter without a document reference", topic=msg.topic)
             return
         self.registry.fail(tenant, doc, _dead_letter_reason(msg))
+        if self.texts is not None:  # a failed version has no text to serve
+            self.texts.delete(tenant, doc)
 
     async def on_submission_dead_letter(self, msg: Message) -> None:
         """A submitted document gave up (e.g. the guardrail's scan was unreachable through every retry):

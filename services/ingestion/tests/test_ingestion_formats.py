@@ -168,6 +168,11 @@ def test_csv_rows_as_records_with_a_sniffed_delimiter() -> None:
     assert parsed.text == "Name: Ann; City: Paris\n\nName: Bob; City: Rome; Note: likes ridge lift"
 
 
+def test_csv_quoted_field_spanning_lines() -> None:
+    parsed = parse_document(b'name,note\nAnn,"first line\nsecond line"\nBob,x\n', "x.csv")
+    assert parsed.text == "name: Ann; note: first line second line\n\nname: Bob; note: x"
+
+
 def test_tsv_and_a_row_longer_than_the_header() -> None:
     parsed = parse_document(b"a\tb\n1\t2\t3\n", "x.tsv")
     assert parsed.content_type == TEXT_TSV

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -42,7 +43,8 @@ def csv_text(source: str, filename: str, kind: str) -> str:
         except csv.Error:
             dialect = csv.excel  # one column, or nothing to tell from: plain commas
     try:
-        rows = [row for row in csv.reader(source.splitlines(), dialect) if any(c.strip() for c in row)]
+        reader = csv.reader(io.StringIO(source, newline=""), dialect)  # quoted fields may span lines
+        rows = [row for row in reader if any(c.strip() for c in row)]
     except csv.Error as exc:
         raise rejected(filename, kind, f"malformed CSV: {filename!r}: {exc}") from exc
     if not rows:
