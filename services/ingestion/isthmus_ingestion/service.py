@@ -330,9 +330,9 @@ class Ingestion:
             self.registry.save(record)
             self._keep_text(record, parsed.text, screened)
         await self._quarantine(record, screened, trace_context)
-        children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
         if screened.document_quarantined:
             log.warning("document quarantined", tenant=tenant_id, document=doc_id, reason=screened.reason)
+            children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
             return replace(IngestResult.of(record), child_document_ids=children)
         for bi, batch in enumerate(batches):
             await self._publish(
@@ -361,6 +361,8 @@ class Ingestion:
         record.status = Status.CHUNKED
         self.registry.save(record)
         log.info("document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version)
+        # then the documents found inside it, each on its own (its chunks are published already)
+        children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
         return replace(IngestResult.of(record), child_document_ids=children)
 
     # --- parsed text, child documents (issue 18) --------------------------------------------------------
