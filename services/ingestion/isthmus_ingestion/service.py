@@ -397,6 +397,16 @@ class Ingestion:
             record.tenant_id, record.document_id, record.version, record.content_type, record.title, text
         )
 
+    def drop_text(self, tenant_id: str, document_id: str, *, scrub: bool = False) -> bool:
+        """Remove the document's parsed text (a failed, deleted or erased document has none); ``scrub``:
+        also truncate the store's write-ahead log, so no copy of it stays on disk. True if there was one."""
+        if self.texts is None:
+            return False
+        dropped = self.texts.delete(tenant_id, document_id)
+        if scrub:
+            self.texts.scrub()
+        return dropped
+
     def _children_of(self, tenant_id: TenantId, document_id: str) -> tuple[str, ...]:
         return tuple(
             d.document_id for d in self.registry.list(tenant_id) if d.metadata.get(PARENT_KEY) == document_id
@@ -560,8 +570,7 @@ class Ingestion:
         except InvalidArgument as exc:
             if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too
                 self.registry.save(_failed_submission(ev, ev.document_id, str(exc)))
-                if self.texts is not None:  # the failed version replaces the previous one's text
-                    self.texts.delete(ev.tenant_id, ev.document_id)
+                self.drop_text(ev.tenant_id, ev.document_id)  # the failed version replaces the previous
             raise
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
@@ -897,8 +906,7 @@ class Ingestion:
             log.warning("dead letter without a document reference", topic=msg.topic)
             return
         self.registry.fail(tenant, doc, _dead_letter_reason(msg))
-        if self.texts is not None:  # a failed version has no text to serve
-            self.texts.delete(tenant, doc)
+        self.drop_text(tenant, doc)  # a failed version has no text to serve
 
     async def on_submission_dead_letter(self, msg: Message) -> None:
         """A submitted document gave up (e.g. the guardrail's scan was unreachable through every retry):

@@ -15,7 +15,7 @@ import pytest
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus_core.auth.context import Access, AllowAll, acting_as
 from isthmus_core.auth.identity import Permission, Principal
-from isthmus_core.contracts.events import ChunksCreated, TenantDeleted
+from isthmus_core.contracts.events import ChunksCreated, DocumentSubmitted, TenantDeleted
 from isthmus_core.contracts.ids import TenantId
 from isthmus_core.errors import InvalidArgument, NotFound, PermissionDenied
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
@@ -326,3 +326,19 @@ async def test_erasing_an_e_mail_erases_what_was_found_inside_it(
     receipt = await core.erase(ACME, document_ids=[r.document_id])
     assert sorted(receipt.document_ids) == sorted([r.document_id, *r.child_document_ids])
     assert [d.document_id for d in registry.list(ACME)] == [kept.document_id]
+
+
+async def test_a_failed_new_version_drops_the_text_and_drop_text_scrubs(
+    core: Ingestion, texts: TextStore, tmp_path: Path
+) -> None:
+    await core.ingest(ACME, "a.txt", f"{SECRET} (v1).".encode(), document_id="doc-a")
+    bad = DocumentSubmitted(tenant_id=ACME, idempotency_key="k", document_id="doc-a", filename="a.txt")
+    with pytest.raises(InvalidArgument, match="empty file"):
+        await core.on_document_submitted(bad)
+    assert texts.get(ACME, "doc-a") is None
+    with pytest.raises(NotFound, match="has no text: it is failed: empty file"):
+        await core.get_document_text(ACME, "doc-a")
+
+    await core.ingest(ACME, "b.txt", f"{SECRET} (b).".encode(), document_id="doc-b")
+    assert core.drop_text(ACME, "doc-b", scrub=True) and not core.drop_text(ACME, "doc-b")
+    assert b"(b)." not in _files(tmp_path / "texts")
