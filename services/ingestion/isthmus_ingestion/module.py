@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
@@ -23,6 +24,7 @@ from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.objects import ObjectStore, build_object_store
 from isthmus_ingestion.registry import DocumentRegistry
 from isthmus_ingestion.service import Ingestion
 from isthmus_ingestion.settings import IngestionSettings
@@ -60,6 +62,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         # every chunk scanned by the guardrail before it is published (the tenant's policy decides)
         scanner=GrpcChunkScanner(ctx.channel("guardrail")) if s.scan_chunks else None,
         publish_quarantine=publisher(ctx.bus, topics.CHUNKS_QUARANTINED),
+        objects=object_store(s, ctx.data_dir),
+        max_inline_bytes=s.max_inline_bytes,
     )
     peers = ctx.common.peer_regions()
 
@@ -127,6 +131,20 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             ),
         ],
         on_stop=[_closer(registry)],
+    )
+
+
+def object_store(s: IngestionSettings, data_dir: Path) -> ObjectStore:
+    """Where documents sent by reference are read (``[ingestion] object_store*``); ``isthmus submit``
+    writes to the same store."""
+    return build_object_store(
+        s.object_store,
+        directory=s.object_store_dir or data_dir / "ingestion" / "objects",
+        bucket=s.object_store_s3_bucket,
+        prefix=s.object_store_s3_prefix,
+        endpoint_url=s.object_store_s3_endpoint_url,
+        region=s.object_store_s3_region,
+        timeout_s=s.object_store_timeout_s,
     )
 
 
