@@ -33,12 +33,13 @@ Ingestion only reads objects: it neither deletes nor changes them (their lifecyc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -120,12 +121,13 @@ def reference_key(
     tenant: TenantId,
     *,
     scheme: Literal["file", "s3"],
-    root: str = "",
+    roots: Sequence[str] = (),
     bucket: str = "",
     prefix: str = "",
 ) -> list[str]:
-    """The key segments a reference names in a store of ``scheme`` (``root``: the local directory, as an
-    absolute path; ``bucket``/``prefix``: the S3 location). Pure: it reads nothing."""
+    """The key segments a reference names in a store of ``scheme`` (``roots``: the local directory as
+    absolute paths, as configured and without links; ``bucket``/``prefix``: the S3 location).
+    Pure: it reads nothing."""
     match = _SCHEME.match(reference)
     if match is None:  # a bare, store-relative key (tenant ids hold no ':', so a colon means a scheme)
         return check_key(reference, tenant, reference)
@@ -149,10 +151,12 @@ def reference_key(
             path = unquote(parts.path, errors="strict")
         except UnicodeDecodeError:
             raise InvalidArgument(f"{where}: the path is not UTF-8 once percent-decoded") from None
-        base = root.rstrip("/") + "/"
-        if not path.startswith(base):
-            raise InvalidArgument(f"{where}: outside the object store directory {root}")
-        return check_key(path[len(base) :], tenant, reference)
+        for root in roots:
+            base = root.rstrip("/") + "/"
+            if path.startswith(base):
+                return check_key(path[len(base) :], tenant, reference)
+        shown = roots[0] if roots else "(none)"
+        raise InvalidArgument(f"{where}: outside the object store directory {shown}")
     if parts.netloc != bucket:
         raise InvalidArgument(f"{where}: only the bucket {bucket!r} is read here")
     key = parts.path.removeprefix("/")
@@ -197,7 +201,8 @@ class LocalObjectStore:
         return f"local directory {self._root}"
 
     async def read(self, tenant: TenantId, reference: str, *, max_bytes: int) -> bytes:
-        segments = reference_key(reference, tenant, scheme="file", root=str(self.base()))
+        roots = (str(self.base()), str(self._root.absolute()))  # as configured, and without links
+        segments = reference_key(reference, tenant, scheme="file", roots=roots)
         return await asyncio.to_thread(self._read, segments, reference, max_bytes)
 
     def _read(self, segments: list[str], reference: str, max_bytes: int) -> bytes:
@@ -205,15 +210,12 @@ class LocalObjectStore:
         fds: list[int] = []
         try:
             fds.append(os.open(self.base(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            folder = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             for segment in segments[:-1]:  # each folder opened below the previous one, never through a link
-                fds.append(
-                    os.open(
-                        segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]
-                    )
-                )
-            fd = os.open(
-                segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=fds[-1]
-            )
+                fds.append(_open_below(fds[-1], segment, folder, where))
+            # O_NONBLOCK: a FIFO planted under the root does not block the open (it is then refused)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            fd = _open_below(fds[-1], segments[-1], flags, where)
             fds.append(fd)
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -249,6 +251,21 @@ class LocalObjectStore:
         partial.write_bytes(data)
         partial.replace(path)  # readers never see half an object
         return path.as_uri()
+
+
+def _open_below(dir_fd: int, name: str, flags: int, where: str) -> int:
+    """``openat(dir_fd, name, flags)``; a symbolic link (which O_NOFOLLOW refuses, as ELOOP or, for a
+    folder, ENOTDIR) is reported as such."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    raise InvalidArgument(
+                        f"{where}: a symbolic link is not followed in the object store"
+                    ) from None
+        raise
 
 
 def _local_error(where: str, exc: OSError) -> IsthmusError:
