@@ -1,6 +1,6 @@
 """The S3 object store adapter through the real boto3 client against a real S3-compatible HTTP server
 (gofakes3, built from the Go module proxy by tools/tools.d/gofakes3.sh): keys, sizes from HeadObject
-before the read, missing objects, and an unreachable store."""
+before the read, missing objects, an unreachable store, and ingestion reading a document by reference."""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from isthmus_core.contracts.events import ChunksCreated, DocumentSubmitted
 from isthmus_core.contracts.ids import TenantId
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.testing.infra import free_port_run, missing_tool, repository_root
+from isthmus_ingestion.chunking import Chunker
 from isthmus_ingestion.objects import ObjectStoreUnavailable, S3ObjectStore
+from isthmus_ingestion.registry import DocumentRegistry, Status
+from isthmus_ingestion.service import Ingestion
 
 ACME = TenantId("acme")
 BUCKET = "documents"
@@ -123,3 +129,38 @@ async def test_an_unreachable_store_is_a_transient_failure() -> None:
     with pytest.raises(ObjectStoreUnavailable, match="the object store failed") as failed:
         await store.read(ACME, "acme/a.pdf", max_bytes=1000)
     assert not failed.value.permanent  # the bus retries it, then dead-letters it
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_ingestion_reads_a_document_by_reference_from_s3(endpoint: str, tmp_path: Path) -> None:
+    store = S3ObjectStore(BUCKET, prefix="in/", endpoint_url=endpoint, timeout_s=10)
+    text = b"Sailplanes climb in thermals, columns of rising warm air. " * 40
+    uri = await store.write(ACME, "thermals.txt", text)
+    published: list[ChunksCreated] = []
+
+    async def publish(ev: ChunksCreated) -> None:
+        published.append(ev)
+
+    registry = DocumentRegistry(tmp_path / "documents.sqlite")
+    chunker = Chunker(bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json", max_tokens=64, overlap_tokens=8)
+    core = Ingestion(
+        registry,
+        chunker,
+        InMemoryTenantDirectory([ACME]),
+        publish,
+        max_bytes=len(text),
+        chunks_per_event=8,
+        objects=store,
+        max_inline_bytes=100,
+    )
+    try:
+        await core.on_document_submitted(
+            DocumentSubmitted(
+                tenant_id=ACME, idempotency_key="k", document_id="thermals", filename="t.txt", content_uri=uri
+            )
+        )
+        record = registry.get(ACME, "thermals")
+        assert record is not None and record.status == Status.CHUNKED and record.size_bytes == len(text)
+        assert published and "thermals" in published[0].chunks[0].text
+    finally:
+        registry.close()
