@@ -54,8 +54,8 @@ from isthmus_core.errors import ConfigurationError, ErrorCode, InvalidArgument, 
 MAX_INLINE_BYTES_CEILING = MAX_MESSAGE_BYTES * 3 // 4 - 256 * 1024
 #: the default inline limit (4 MiB: about 5.3 MiB of base64 in an 8 MiB message)
 DEFAULT_MAX_INLINE_BYTES = 4 * 1024 * 1024
-#: the longest key (S3's own limit is 1024 bytes)
-MAX_KEY_CHARS = 1024
+#: the longest key, in UTF-8 bytes (S3's own limit)
+MAX_KEY_BYTES = 1024
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -97,8 +97,8 @@ def check_key(key: str, tenant: TenantId, reference: str) -> list[str]:
     where = f"content_uri {_shown(reference)}"
     if not key:
         raise InvalidArgument(f"{where}: no object key")
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidArgument(f"{where}: the key is longer than {MAX_KEY_CHARS} characters")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidArgument(f"{where}: the key is longer than {MAX_KEY_BYTES} bytes")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         raise InvalidArgument(f"{where}: control characters are not allowed in a key")
     if "\\" in key:
@@ -275,6 +275,8 @@ def _local_error(where: str, exc: OSError) -> IsthmusError:
         return InvalidArgument(f"{where}: no such object in the object store")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return InvalidArgument(f"{where}: the object is not readable ({exc.strerror})")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidArgument(f"{where}: a name in the key is too long for the object store")
     if exc.errno == errno.EISDIR:
         return InvalidArgument(f"{where}: not a regular file")
     return ObjectStoreUnavailable(f"{where}: the object store failed: {exc.strerror or exc}")

@@ -74,7 +74,8 @@ def test_a_local_reference_is_a_key_of_the_events_tenant(reference: str, key: li
         ("acme\\..\\other\\x", "backslashes"),
         ("acme/a\x00b", "control characters"),
         ("acme/a\nb", "control characters"),
-        ("acme/" + "x" * 1100, "longer than 1024"),
+        ("acme/" + "x" * 1100, "longer than 1024 bytes"),
+        ("acme/" + "é" * 510, "longer than 1024 bytes"),
         ("file:///etc/passwd", "outside the object store directory"),
         (f"file://{ROOT}-evil/acme/x", "outside the object store directory"),
         (f"file://{ROOT}/acme/%2e%2e/other/x", "'..' segments"),
@@ -176,6 +177,7 @@ async def test_what_is_not_a_readable_regular_file_is_refused(store: LocalObject
         "acme/folder": "not a regular file",
         "acme/pipe": "not a regular file",
         "acme/folder/missing/deeper.pdf": "no such object",
+        "acme/" + "n" * 300: "too long",
     }
     for key, reason in cases.items():
         with pytest.raises(InvalidArgument, match=reason):
