@@ -22,11 +22,13 @@ from isthmus_core.errors import InvalidArgument, NotFound, Unavailable
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.module import object_store
 from isthmus_ingestion.objects import (
     DEFAULT_MAX_INLINE_BYTES,
     MAX_INLINE_BYTES_CEILING,
     LocalObjectStore,
     ObjectStoreUnavailable,
+    S3ObjectStore,
     reference_key,
     submitted_content,
 )
@@ -432,3 +434,27 @@ async def test_a_bad_reference_is_dead_lettered_at_once(
     )
     assert attempts == 1 and dead[0][H_ERROR_CLASS] == "InvalidArgument"
     assert "'..' segments" in dead[0][H_ERROR_MESSAGE]
+
+
+def test_the_settings_choose_the_store(tmp_path: Path) -> None:
+    local = object_store(IngestionSettings.model_validate({}), tmp_path)
+    assert (
+        isinstance(local, LocalObjectStore) and local.base() == (tmp_path / "ingestion" / "objects").resolve()
+    )
+    chosen = object_store(
+        IngestionSettings.model_validate({"object_store_dir": tmp_path / "shared"}), tmp_path
+    )
+    assert isinstance(chosen, LocalObjectStore) and chosen.base() == (tmp_path / "shared").resolve()
+    s3 = object_store(
+        IngestionSettings.model_validate(
+            {
+                "object_store": "s3",
+                "object_store_s3_bucket": "docs",
+                "object_store_s3_prefix": "isthmus/",
+                "object_store_s3_endpoint_url": "http://127.0.0.1:9000",
+            }
+        ),
+        tmp_path,
+    )
+    assert isinstance(s3, S3ObjectStore) and (s3.bucket, s3.prefix) == ("docs", "isthmus/")
+    assert s3.describe() == "S3 bucket 'docs' at http://127.0.0.1:9000, prefix 'isthmus/'"
