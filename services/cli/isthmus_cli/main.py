@@ -27,6 +27,7 @@ from isthmus_cli.commands import (
     reindex,
     run,
     status,
+    submit,
     tenant,
 )
 from isthmus_cli.commands import eval as eval_command
@@ -73,6 +74,7 @@ app.add_typer(agents.prompt_app, name="prompt")
 app.add_typer(policy.app, name="policy")
 app.command()(run.run)
 app.command()(ingest.ingest)
+app.command()(submit.submit)
 app.command()(ask.ask)
 app.command()(agents.approvals)
 app.command()(agents.approve)

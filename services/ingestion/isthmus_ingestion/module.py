@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
@@ -23,6 +24,7 @@ from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.objects import ObjectStore, build_object_store
 from isthmus_ingestion.parsing import ParseOptions
 from isthmus_ingestion.registry import DocumentRegistry
 from isthmus_ingestion.service import Ingestion
@@ -71,6 +73,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         ),
         max_child_depth=s.max_child_depth,
         max_children=s.max_child_documents,
+        objects=object_store(s, ctx.data_dir),
+        max_inline_bytes=s.max_inline_bytes,
     )
     peers = ctx.common.peer_regions()
 
@@ -138,6 +142,20 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             ),
         ],
         on_stop=[_closer(registry), _closer(texts)],
+    )
+
+
+def object_store(s: IngestionSettings, data_dir: Path) -> ObjectStore:
+    """Where documents sent by reference are read (``[ingestion] object_store*``); ``isthmus submit``
+    writes to the same store."""
+    return build_object_store(
+        s.object_store,
+        directory=s.object_store_dir or data_dir / "ingestion" / "objects",
+        bucket=s.object_store_s3_bucket,
+        prefix=s.object_store_s3_prefix,
+        endpoint_url=s.object_store_s3_endpoint_url,
+        region=s.object_store_s3_region,
+        timeout_s=s.object_store_timeout_s,
     )
 
 

@@ -69,6 +69,12 @@ from isthmus_ingestion.erasure import (
     new_receipt,
     unique_ids,
 )
+from isthmus_ingestion.objects import (
+    DEFAULT_MAX_INLINE_BYTES,
+    ObjectStore,
+    ObjectStoreUnavailable,
+    submitted_content,
+)
 from isthmus_ingestion.parsing import ChildFile, ParseOptions, parse_document
 from isthmus_ingestion.registry import NOT_STORED, DocumentRecord, DocumentRegistry, Status
 from isthmus_ingestion.screening import GUARDRAIL_FLAGS_KEY, Screening, screen, unscanned
@@ -182,6 +188,8 @@ class Ingestion:
         parse_options: ParseOptions | None = None,
         max_child_depth: int = 2,
         max_children: int = 1000,
+        objects: ObjectStore | None = None,
+        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
     ) -> None:
         """``scanner``: the guardrail's ingest scan of every chunk before it is published (None = chunks
         are published unscanned: ``[ingestion] scan_chunks = false``); blocked chunks go to
@@ -210,6 +218,8 @@ class Ingestion:
         self._parse_options = parse_options or ParseOptions()
         self._max_child_depth = max_child_depth
         self._max_children = max_children
+        self._objects = objects  # documents sent by reference (content_uri) are read from it
+        self._max_inline_bytes = max_inline_bytes
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -561,7 +571,7 @@ class Ingestion:
             await self.ingest(
                 ev.tenant_id,
                 ev.filename,
-                ev.content,
+                await self._submitted_content(ev),
                 content_type=ev.content_type,
                 document_id=ev.document_id,
                 metadata=ev.metadata,
@@ -572,6 +582,18 @@ class Ingestion:
                 self.registry.save(_failed_submission(ev, ev.document_id, str(exc)))
                 self.drop_text(ev.tenant_id, ev.document_id)  # the failed version replaces the previous
             raise
+
+    async def _submitted_content(self, ev: DocumentSubmitted) -> bytes:
+        """The event's inline content, or the object its content_uri names (objects.py: limits, safety);
+        the tenant is checked first, so a reference is only read for a tenant that exists."""
+        tenant = await self.check_tenant(ev.tenant_id) if ev.content_uri else None
+        return await submitted_content(
+            ev,
+            tenant,
+            self._objects,
+            max_inline_bytes=self._max_inline_bytes,
+            max_reference_bytes=self.max_bytes,
+        )
 
     async def on_chunks_embedded(self, ev: ChunksEmbedded) -> None:
         if self._erased_version(ev) is None:
@@ -943,7 +965,7 @@ def _failed_submission(ev: DocumentSubmitted, document_id: str, reason: str) -> 
 
 
 #: error classes of a submission dead-lettered because something it needs was down (recorded as failed)
-OUTAGE_ERRORS = frozenset({"Unavailable", "DeadlineExceeded"})
+OUTAGE_ERRORS = frozenset({"Unavailable", "DeadlineExceeded", ObjectStoreUnavailable.__name__})
 
 
 def _dead_letter_reason(msg: Message) -> str:

@@ -1,18 +1,49 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from isthmus_core.settings import SectionSettings, section_config
+from isthmus_ingestion.objects import DEFAULT_MAX_INLINE_BYTES, MAX_INLINE_BYTES_CEILING
 
 
 class IngestionSettings(SectionSettings):
     section: ClassVar[str] = "ingestion"
     model_config = section_config("ingestion")
 
-    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="larger uploads get RESOURCE_EXHAUSTED")
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1,
+        description="larger uploads get RESOURCE_EXHAUSTED; also the limit of a document sent by reference "
+        "(content_uri), checked before it is read",
+    )
+    max_inline_bytes: int = Field(
+        DEFAULT_MAX_INLINE_BYTES,
+        ge=1,
+        le=MAX_INLINE_BYTES_CEILING,
+        description="the largest document carried inline (content) in a documents.submitted event; larger "
+        "ones are dead-lettered: send them by reference (content_uri). At most 6 MiB - 256 KiB, so the "
+        "base64 in the event's JSON stays below the bus's 8 MiB message limit",
+    )
+    object_store: Literal["local", "s3"] = Field(
+        "local", description="where documents sent by reference (content_uri) are read: local or s3"
+    )
+    object_store_dir: Path | None = Field(
+        None, description="the local object store's directory; default <data_dir>/ingestion/objects"
+    )
+    object_store_s3_bucket: str = Field("", max_length=63, description="the bucket (object_store = s3)")
+    object_store_s3_prefix: str = Field(
+        "", max_length=512, description="the key prefix in the bucket ('' or ending in '/')"
+    )
+    object_store_s3_endpoint_url: str = Field(
+        "", description="an S3-compatible endpoint (MinIO, Ceph...); '' = AWS S3"
+    )
+    object_store_s3_region: str = Field("", description="the bucket's region; '' = the AWS default chain's")
+    object_store_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="connect and read time-out of one object store call"
+    )
     chunk_max_tokens: int = Field(512, ge=16, le=512, description="bge-small reads at most 512 tokens")
     chunk_overlap_tokens: int = Field(64, ge=0)
     chunks_per_event: int = Field(32, ge=1, le=512, description="chunks per chunks.created event")
@@ -44,3 +75,16 @@ class IngestionSettings(SectionSettings):
         description="the guardrail scans every chunk before it is indexed (tenant policy: block, redact "
         "or flag); off = chunks are indexed unscanned",
     )
+
+    @field_validator("object_store_s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        if value and (not value.endswith("/") or value.startswith("/") or "//" in value):
+            raise ValueError("a prefix is '' or a relative folder ending in '/', e.g. 'isthmus/'")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Self:
+        if self.object_store == "s3" and not self.object_store_s3_bucket:
+            raise ValueError("object_store = 's3' needs object_store_s3_bucket")
+        return self
