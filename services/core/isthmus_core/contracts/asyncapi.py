@@ -1,0 +1,625 @@
+"""The AsyncAPI 3.0 document of the bus: every topic Isthmus reads or writes, generated from the code.
+
+``python -m isthmus_core.contracts.asyncapi`` (``make asyncapi``) writes ``docs/asyncapi.yaml``; a unit
+test fails when the committed file differs from what this module generates, and validates it against
+the official AsyncAPI 3.0 schema (``@asyncapi/parser``). What comes from where:
+
+* **channels**: every topic of :data:`~isthmus_core.contracts.topics.ALL_TOPICS`, its ``.dlq`` twin and,
+  for the topics in :data:`~isthmus_core.regions.REPLICATED_TOPICS`, the copies MirrorMaker 2 delivers
+  from another region (``{region}.<topic>``), with the Kafka bindings the bus creates them with
+  (partitions, ``retention.ms``, ``max.message.bytes``, ``message.timestamp.type`` on topics stamped by
+  the broker: :func:`isthmus_core.bus.kafka.new_topics`);
+* **messages**: the JSON Schema of each pydantic event (validation mode: what a consumer accepts),
+  the partition key (:func:`~isthmus_core.contracts.topics.partition_key`), the headers the bus sets
+  (:func:`isthmus_core.bus.typed.publish_event`), the dead-letter headers (:mod:`isthmus_core.bus.port`)
+  and, on topics whose consumer checks its producers, the ``authorization`` header
+  (:mod:`isthmus_core.auth.producers`);
+* **operations**, from the platform's point of view, per service: read from the services' source by
+  :func:`scan_roles` (the calls ``subscribe``/``Subscription``/``replica_subscriptions`` receive,
+  ``publisher``/``publish_event`` send, ``dead_letterer`` sends to a DLQ, ``checked_producer`` marks a
+  topic external producers write to) plus what shared core code does on every service's behalf
+  (:data:`CORE_HELPERS`, the audit log of every process). A receiving service also sends what it
+  cannot handle to the topic's DLQ (the bus does, :mod:`isthmus_core.bus.delivery`).
+
+Building the document is pure (values in, a dict out); only :func:`scan_roles` and :func:`main` read
+or write files, and only when called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from isthmus_core.auth.producers import H_AUTHORIZATION
+from isthmus_core.bus.delivery import MAX_ERROR_HEADER_CHARS, MAX_MESSAGE_BYTES
+from isthmus_core.bus.kafka import new_topics
+from isthmus_core.bus.port import (
+    H_ATTEMPTS,
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_GROUP,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+)
+from isthmus_core.bus.typed import CONTENT_TYPE_JSON, H_CONTENT_TYPE, H_EVENT_TYPE, H_TENANT
+from isthmus_core.contracts.ids import TENANT_ID_PATTERN
+from isthmus_core.contracts.topics import ALL_TOPICS, DLQ_SUFFIX, AnyTopic
+from isthmus_core.regions import REPLICATED_TOPICS, SEPARATOR
+
+#: the services, as ``isthmus run --target`` names them (each in ``services/<name>/isthmus_<name>``)
+SERVICES: tuple[str, ...] = (
+    "ingestion",
+    "embedding",
+    "retrieval",
+    "guardrail",
+    "agent-orchestrator",
+    "evaluation",
+)
+#: calls whose topic argument a service receives from / sends to (see :func:`scan_roles`)
+RECEIVE_CALLS = frozenset({"subscribe", "Subscription", "event_handler"})
+MIRRORED_RECEIVE_CALLS = frozenset({"replica_subscriptions"})
+SEND_CALLS = frozenset({"publisher", "publish_event"})
+DEAD_LETTER_CALLS = frozenset({"dead_letterer", "dead_letter_event"})
+PRODUCER_CHECK_CALLS = frozenset({"checked_producer"})
+#: shared core functions a service calls, and what they subscribe to on its behalf
+CORE_HELPERS: Mapping[str, tuple[str, ...]] = {
+    # isthmus_core.bus.purge.purge_on_erasure: the local topic and every peer's mirrored copy
+    "purge_on_erasure": ("receive:isthmus.erasures.requested.v1", "mirrored:isthmus.erasures.requested.v1"),
+}
+#: every process publishes its audit records (isthmus_core.auth.audit, the runtime creates the topic)
+EVERY_SERVICE_SENDS: tuple[str, ...] = ("isthmus.audit.recorded.v1",)
+
+KAFKA_BINDING_VERSION = "0.5.0"
+TRACE_HEADERS = ("traceparent", "tracestate")
+_MIRROR_PARAMETER = "region"
+
+
+@dataclass
+class Roles:
+    """Who does what on which topic (topic names; DLQs as ``<topic>.dlq``)."""
+
+    receives: dict[str, set[str]] = field(default_factory=dict)  # topic -> services
+    receives_mirrored: dict[str, set[str]] = field(default_factory=dict)
+    sends: dict[str, set[str]] = field(default_factory=dict)
+    #: topics external producers write to, whose consumer checks the producer's token
+    checked_producers: set[str] = field(default_factory=set)
+
+    def add(self, kind: str, topic: str, service: str) -> None:
+        if kind == "producer":
+            self.checked_producers.add(topic)
+            return
+        table = {"receive": self.receives, "mirrored": self.receives_mirrored, "send": self.sends}[kind]
+        table.setdefault(topic, set()).add(service)
+
+
+# ---------------------------------------------------------------------------------------------- scan
+
+
+def _topic_refs(node: ast.AST, by_const: Mapping[str, AnyTopic]) -> Iterable[tuple[str, bool]]:
+    """``topics.X``, ``topics.X.name`` and ``topics.X.dlq`` inside ``node``: (topic name, is dlq)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "topics":
+            spec = by_const.get(sub.attr)
+            if spec is not None:
+                yield spec.name, False
+        if (
+            isinstance(sub, ast.Attribute)
+            and sub.attr == "dlq"
+            and isinstance(sub.value, ast.Attribute)
+            and isinstance(sub.value.value, ast.Name)
+            and sub.value.value.id == "topics"
+        ):
+            spec = by_const.get(sub.value.attr)
+            if spec is not None:
+                yield spec.dlq, True
+
+
+def _call_name(call: ast.Call) -> str | None:
+    fn = call.func
+    if isinstance(fn, ast.Name):
+        return fn.id
+    if isinstance(fn, ast.Attribute):
+        return fn.attr
+    return None
+
+
+def scan_source(source: str, service: str, roles: Roles, by_const: Mapping[str, AnyTopic]) -> None:
+    """Add what one module of ``service`` subscribes and publishes to ``roles``."""
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)
+        if name is None:
+            continue
+        if name in CORE_HELPERS:
+            for entry in CORE_HELPERS[name]:
+                kind, _, topic = entry.partition(":")
+                roles.add(kind, topic, service)
+            continue
+        if name in RECEIVE_CALLS:
+            kind = "receive"
+        elif name in MIRRORED_RECEIVE_CALLS:
+            kind = "mirrored"
+        elif name in SEND_CALLS:
+            kind = "send"
+        elif name in DEAD_LETTER_CALLS:
+            kind = "dead-letter"
+        elif name in PRODUCER_CHECK_CALLS:
+            kind = "producer"
+        else:
+            continue
+        # the topic is among the first arguments (``publisher(bus, spec)``, ``subscribe(spec, ...)``);
+        # later ones are handlers, which may name other topics
+        for arg in node.args[:2]:
+            refs = list(_topic_refs(arg, by_const))
+            if not refs:
+                continue
+            topic, is_dlq = next(((t, d) for t, d in refs if d), refs[0])
+            if kind == "dead-letter":
+                roles.add("send", topic if is_dlq else topic + DLQ_SUFFIX, service)
+            elif kind == "mirrored" and is_dlq:
+                continue  # mirrored DLQs are not replicated
+            else:
+                roles.add(kind, topic, service)
+            break
+
+
+def scan_roles(root: Path, services: Sequence[str] = SERVICES) -> Roles:
+    """The roles of every service, read from ``root/services/<svc>/isthmus_<svc>/**.py`` (tests excluded)."""
+    by_const = _topic_constants()
+    roles = Roles()
+    for service in services:
+        package = root / "services" / service / f"isthmus_{service.replace('-', '_')}"
+        if not package.is_dir():
+            raise FileNotFoundError(f"{package} not found: run from the repository root (or give --root)")
+        for path in sorted(package.rglob("*.py")):
+            if "tests" in path.relative_to(package).parts:
+                continue
+            scan_source(path.read_text(encoding="utf-8"), service, roles, by_const)
+        for topic in EVERY_SERVICE_SENDS:
+            roles.add("send", topic, service)
+    return roles
+
+
+def _topic_constants() -> dict[str, AnyTopic]:
+    from isthmus_core.contracts import topics
+
+    return {name: value for name, value in vars(topics).items() if any(value is t for t in ALL_TOPICS)}
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def channel_id(topic: str) -> str:
+    """``isthmus.documents.submitted.v1`` -> ``documentsSubmittedV1`` (``.dlq`` -> ``...Dlq``)."""
+    parts = [p for p in re.split(r"[.\-_]", topic) if p and p != "isthmus"]
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+
+
+def _mirrored_id(topic: str) -> str:
+    return channel_id(topic) + "Mirrored"
+
+
+def _op_id(service: str, action: str, chan: str) -> str:
+    return f"{channel_id(service)}_{action}_{chan}"
+
+
+def _key_schema(spec: AnyTopic) -> dict[str, Any]:
+    tenant = TENANT_ID_PATTERN.strip("^$")
+    if spec.key == "tenant_id/document_id":
+        return {
+            "type": "string",
+            "description": (
+                "`<tenant_id>/<document_id>` (isthmus_core.contracts.topics.partition_key): every event of "
+                "one document lands in one partition, in order. Without a document_id, the tenant id alone."
+            ),
+            "pattern": f"^{tenant}(/.+)?$",
+            "examples": ["acme/handbook-2024"],
+        }
+    return {
+        "type": "string",
+        "description": "`<tenant_id>` (isthmus_core.contracts.topics.partition_key): per-tenant order.",
+        "pattern": f"^({tenant})?$",
+        "examples": ["acme"],
+    }
+
+
+def _string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _bus_header_properties() -> dict[str, Any]:
+    return {
+        H_CONTENT_TYPE: _string("the value's media type", const=CONTENT_TYPE_JSON),
+        H_EVENT_TYPE: _string(
+            "the event's class name (the payload schema's title)", examples=["DocumentSubmitted"]
+        ),
+        H_TENANT: _string("the event's tenant_id", pattern=TENANT_ID_PATTERN),
+        "traceparent": _string(
+            "W3C trace context of the producer (also in the payload's trace_context); a consumer continues "
+            "the trace from it",
+            pattern="^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        ),
+        "tracestate": _string("W3C trace state, when the producer has one"),
+    }
+
+
+def _dead_letter_header_properties() -> dict[str, Any]:
+    return {
+        H_ERROR_CLASS: _string(
+            "the class of the error that dead-lettered the message (InvalidArgument: the payload is not "
+            "a valid event; Unauthenticated / PermissionDenied: the producer check; else what the handler "
+            "raised)"
+        ),
+        H_ERROR_MESSAGE: _string(
+            f"the reason, as the consumer reported it (at most {MAX_ERROR_HEADER_CHARS} characters)",
+            maxLength=MAX_ERROR_HEADER_CHARS,
+        ),
+        H_SOURCE_TOPIC: _string("the topic the message was consumed from"),
+        H_SOURCE_PARTITION: _string(
+            "its partition (-1: split out of a message, not copied)", pattern="^-?[0-9]+$"
+        ),
+        H_SOURCE_OFFSET: _string("its offset (-1: split out of a message, not copied)", pattern="^-?[0-9]+$"),
+        H_ATTEMPTS: _string("how many times the handler ran it", pattern="^[0-9]+$"),
+        H_GROUP: _string("the consumer group that gave up on it (which service)"),
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    payloads = sorted({spec.payload for spec in ALL_TOPICS}, key=lambda m: m.__name__)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in payloads], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(sorted(defs.get("$defs", {}).items()))
+    bus = _bus_header_properties()
+    schemas["BusHeaders"] = {
+        "type": "object",
+        "title": "BusHeaders",
+        "description": (
+            "Kafka headers the bus sets on every event it publishes (values are UTF-8 strings). A consumer "
+            "does not require them: the payload alone is the event."
+        ),
+        "properties": bus,
+    }
+    schemas["ProducerHeaders"] = {
+        "type": "object",
+        "title": "ProducerHeaders",
+        "description": (
+            "Kafka headers of a record an external producer writes. With authentication on "
+            "([auth] issuer set), `authorization` is required: the consumer verifies the token at the "
+            "record's broker timestamp and requires documents.write in the event's tenant; otherwise the "
+            "record is dead-lettered (without the token) and audited. The other headers are optional."
+        ),
+        "properties": {
+            H_AUTHORIZATION: _string(
+                "`Bearer <JWT>` of a principal with documents.write in the event's tenant (the same tokens "
+                "and issuer as gRPC callers)",
+                pattern="^[Bb]earer .+$",
+            ),
+            **bus,
+        },
+    }
+    schemas["DeadLetterHeaders"] = {
+        "type": "object",
+        "title": "DeadLetterHeaders",
+        "description": (
+            "A dead letter keeps the original headers (but `authorization`, never copied) and adds these."
+        ),
+        "properties": {**bus, **_dead_letter_header_properties()},
+        "required": [
+            H_ERROR_CLASS,
+            H_ERROR_MESSAGE,
+            H_SOURCE_TOPIC,
+            H_SOURCE_PARTITION,
+            H_SOURCE_OFFSET,
+            H_ATTEMPTS,
+            H_GROUP,
+        ],
+    }
+    return schemas
+
+
+def _channel_bindings(spec: AnyTopic, *, dlq: bool) -> dict[str, Any]:
+    # the configs the bus creates the topics with (retention.ms overridable per deployment:
+    # [common] kafka_retention_ms)
+    own, dead = new_topics([spec], dlq_partitions=1, replication_factor=1, retention_ms=None)
+    configs: dict[str, str] = dict((dead if dlq else own).topic_configs)
+    topic_configuration: dict[str, Any] = {
+        "cleanup.policy": ["delete"],
+        "retention.ms": int(configs["retention.ms"]),
+        "max.message.bytes": int(configs["max.message.bytes"]),
+    }
+    if "message.timestamp.type" in configs:
+        topic_configuration["message.timestamp.type"] = configs["message.timestamp.type"]
+    binding: dict[str, Any] = {"topic": spec.dlq if dlq else spec.name}
+    if not dlq:  # a DLQ's partitions are a deployment setting (kafka_dlq_partitions)
+        binding["partitions"] = spec.partitions
+    binding["topicConfiguration"] = topic_configuration
+    binding["bindingVersion"] = KAFKA_BINDING_VERSION
+    return {"kafka": binding}
+
+
+def _message(spec: AnyTopic, checked: bool) -> dict[str, Any]:
+    model = spec.payload
+    doc = (model.__doc__ or "").strip()
+    return {
+        "name": model.__name__,
+        "title": model.__name__,
+        "summary": doc.splitlines()[0] if doc else model.__name__,
+        "contentType": CONTENT_TYPE_JSON,
+        "headers": {"$ref": "#/components/schemas/" + ("ProducerHeaders" if checked else "BusHeaders")},
+        "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+        "bindings": {"kafka": {"key": _key_schema(spec), "bindingVersion": KAFKA_BINDING_VERSION}},
+    }
+
+
+def _dead_letter_message() -> dict[str, Any]:
+    return {
+        "name": "DeadLetter",
+        "title": "DeadLetter",
+        "summary": "A message a consumer gave up on: the original value and key, unchanged, and why.",
+        "description": (
+            "The value is the original bytes (normally the source topic's event as JSON; possibly anything, "
+            "which may be why it is here). `isthmus dlq list <topic>` shows them; `isthmus dlq replay "
+            "<topic>` re-drives each to its source topic once."
+        ),
+        "contentType": CONTENT_TYPE_JSON,
+        "headers": {"$ref": "#/components/schemas/DeadLetterHeaders"},
+        "payload": {"description": "the original value, unchanged"},
+    }
+
+
+def _message_refs(name: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/messages/{name}"}}
+
+
+def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document (a plain dict, keys in a fixed order)."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    replicated = {t.name for t in REPLICATED_TOPICS}
+
+    def operation(service: str, action: str, chan: str, message: str, summary: str) -> None:
+        operations[_op_id(service, action, chan)] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{chan}"},
+            "summary": summary,
+            "tags": [{"name": service}],
+            "messages": [{"$ref": f"#/channels/{chan}/messages/{message}"}],
+        }
+
+    messages["DeadLetter"] = _dead_letter_message()
+    for spec in specs:
+        checked = spec.name in roles.checked_producers
+        name = spec.payload.__name__
+        messages.setdefault(name, _message(spec, checked))
+        cid = channel_id(spec.name)
+        producers = sorted(roles.sends.get(spec.name, set()))
+        consumers = sorted(roles.receives.get(spec.name, set()))
+        who = [f"Written by: {', '.join(producers) or 'no service'}"]
+        if checked:
+            who = [
+                "Written by external producers (the producer contract, docs/events.md)"
+                + (f" and by {', '.join(producers)}" if producers else "")
+                + "; each record needs a producer token when authentication is on."
+            ]
+        who.append(f"Read by: {', '.join(consumers) or 'no service (an audit/analytics trail)'}.")
+        if spec.broker_timestamps:
+            who.append("The broker stamps each record (LogAppendTime): a producer cannot backdate it.")
+        channels[cid] = {
+            "address": spec.name,
+            "title": spec.name,
+            "description": " ".join(who),
+            "messages": _message_refs(name),
+            "bindings": _channel_bindings(spec, dlq=False),
+        }
+        dlq_id = channel_id(spec.dlq)
+        channels[dlq_id] = {
+            "address": spec.dlq,
+            "title": spec.dlq,
+            "description": (
+                f"Dead letters of {spec.name}: what a consumer could not handle (after its retries, or at "
+                "once for an invalid payload or a refused producer), with the reason in headers."
+            ),
+            "messages": _message_refs("DeadLetter"),
+            "bindings": _channel_bindings(spec, dlq=True),
+        }
+        if spec.name in replicated:
+            mid = _mirrored_id(spec.name)
+            channels[mid] = {
+                "address": f"{{{_MIRROR_PARAMETER}}}{SEPARATOR}{spec.name}",
+                "title": f"<region>{SEPARATOR}{spec.name}",
+                "description": (
+                    f"{spec.name} as MirrorMaker 2 copies it from another region (multi-region deployments: "
+                    "docs/multi-region.md); same events, key and partitions."
+                ),
+                "parameters": {_MIRROR_PARAMETER: {"description": "the source region's name (a DNS label)"}},
+                "messages": _message_refs(name),
+            }
+        if checked:
+            operation(
+                "external-producer",
+                "send",
+                cid,
+                name,
+                f"A producer outside Isthmus submits {name} events (the producer contract).",
+            )
+        for svc in producers:
+            operation(svc, "send", cid, name, f"{svc} publishes {name} events.")
+        for svc in consumers:
+            operation(svc, "receive", cid, name, f"{svc} consumes {name} events.")
+            operation(
+                svc,
+                "send",
+                dlq_id,
+                "DeadLetter",
+                f"{svc} dead-letters the {spec.name} records it cannot handle.",
+            )
+        for svc in sorted(roles.sends.get(spec.dlq, set()) - set(consumers)):
+            operation(svc, "send", dlq_id, "DeadLetter", f"{svc} dead-letters part of a {name} it consumed.")
+        for svc in sorted(roles.receives.get(spec.dlq, set())):
+            operation(svc, "receive", dlq_id, "DeadLetter", f"{svc} reads the dead letters of {spec.name}.")
+        if spec.name in replicated:
+            for svc in sorted(roles.receives_mirrored.get(spec.name, set())):
+                operation(
+                    svc,
+                    "receive",
+                    _mirrored_id(spec.name),
+                    name,
+                    f"{svc} consumes {name} mirrored from peers.",
+                )
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Isthmus events",
+            "version": "1.0.0",
+            "description": (
+                "Every Kafka topic Isthmus reads or writes, generated from the pydantic contracts "
+                "(isthmus_core.contracts) by `make asyncapi`; do not edit by hand. Operations are from the "
+                "platform's point of view, one per service (tag) and topic; `external-producer` operations "
+                "are what a producer outside Isthmus may send. The producer contract (keys, headers, size "
+                "limits, versioning rules, examples) is docs/events.md."
+            ),
+        },
+        "defaultContentType": CONTENT_TYPE_JSON,
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "protocolVersion": "4.1",
+                "description": (
+                    "The deployment's Kafka (ISTHMUS_KAFKA_BOOTSTRAP_SERVERS). Connection security per "
+                    "deployment ([common] kafka_security_protocol): PLAINTEXT, SSL (optionally mutual TLS), "
+                    "SASL_SSL with PLAIN, SCRAM-SHA-256/512 or AWS_MSK_IAM. A single record (value plus "
+                    f"headers) is at most {MAX_MESSAGE_BYTES} bytes of JSON value."
+                ),
+                "variables": {
+                    "bootstrap": {"default": "localhost:9092", "description": "host:port of a broker"}
+                },
+                "security": [
+                    {"$ref": "#/components/securitySchemes/saslScram256"},
+                    {"$ref": "#/components/securitySchemes/saslScram512"},
+                    {"$ref": "#/components/securitySchemes/saslPlain"},
+                    {"$ref": "#/components/securitySchemes/mutualTls"},
+                ],
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "schemas": _schemas(),
+            "messages": messages,
+            "securitySchemes": {
+                "saslScram256": {"type": "scramSha256", "description": "SASL_SSL with SCRAM-SHA-256"},
+                "saslScram512": {"type": "scramSha512", "description": "SASL_SSL with SCRAM-SHA-512"},
+                "saslPlain": {
+                    "type": "plain",
+                    "description": "SASL_SSL with PLAIN (or SASL_PLAINTEXT in tests)",
+                },
+                "mutualTls": {"type": "X509", "description": "SSL with a client certificate"},
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- YAML
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_.$\-]*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+def _key(k: str) -> str:
+    return k if _PLAIN_KEY.match(k) and k.lower() not in _YAML_WORDS else json.dumps(k)
+
+
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return json.dumps(v)
+    return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """Block-style YAML of JSON-like data (dicts keep their order; strings double-quoted): deterministic,
+    and readable without a YAML library (none is a dependency of isthmus-core)."""
+    return "".join(_lines(value, indent))
+
+
+def _lines(value: Any, indent: int) -> Iterable[str]:
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(v, Mapping) and v:
+                yield f"{pad}{_key(k)}:\n"
+                yield from _lines(v, indent + 2)
+            elif isinstance(v, list) and v:
+                yield f"{pad}{_key(k)}:\n"
+                yield from _lines(v, indent + 2)
+            else:
+                yield f"{pad}{_key(k)}: {_empty_or_scalar(v)}\n"
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, Mapping | list) and item:
+                first, *rest = list(_lines(item, indent + 2))
+                yield f"{pad}- {first.lstrip()}"
+                yield from rest
+            else:
+                yield f"{pad}- {_empty_or_scalar(item)}\n"
+    else:
+        yield f"{pad}{_scalar(value)}\n"
+
+
+def _empty_or_scalar(v: Any) -> str:
+    if isinstance(v, Mapping):
+        return "{}"
+    if isinstance(v, list):
+        return "[]"
+    return _scalar(v)
+
+
+HEADER = "# Generated by `make asyncapi` (isthmus_core.contracts.asyncapi) from the code: do not edit.\n"
+
+
+def render(root: Path) -> str:
+    """The text of docs/asyncapi.yaml for the repository at ``root``."""
+    return HEADER + to_yaml(build_document(scan_roles(root)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m isthmus_core.contracts.asyncapi", description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the repository root (default: .)")
+    parser.add_argument("--output", type=Path, default=None, help="default: <root>/docs/asyncapi.yaml")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the file differs")
+    args = parser.parse_args(argv)
+    output = args.output or args.root / "docs" / "asyncapi.yaml"
+    text = render(args.root)
+    if args.check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            print(f"{output} is out of date: run `make asyncapi`", file=sys.stderr)
+            return 1
+        print(f"{output}: up to date")
+        return 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The AsyncAPI document (isthmus_core.contracts.asyncapi): generated from the code, committed, valid."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import TypeAdapter
+
+from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC
+from isthmus_core.contracts import asyncapi, topics
+from isthmus_core.contracts.events import DocumentSubmitted
+from isthmus_core.testing.infra import missing_tool, repository_root
+
+
+def root() -> Path:
+    found = repository_root()
+    if found is None or not (found / "services").is_dir():
+        pytest.skip("not run from a checkout: the repository's sources are needed")
+    return found
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return asyncapi.build_document(asyncapi.scan_roles(root()))
+
+
+def test_the_committed_document_is_the_generated_one() -> None:
+    committed = root() / "docs" / "asyncapi.yaml"
+    assert committed.exists(), "docs/asyncapi.yaml is missing: run `make asyncapi`"
+    assert committed.read_text(encoding="utf-8") == asyncapi.render(root()), (
+        "docs/asyncapi.yaml differs from what the event contracts generate: run `make asyncapi` and commit it"
+    )
+
+
+def test_the_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "asyncapi.yaml"
+    out.write_text("asyncapi: 3.0.0\n")
+    assert asyncapi.main(["--root", str(root()), "--output", str(out), "--check"]) == 1
+    assert "run `make asyncapi`" in capsys.readouterr().err
+    assert asyncapi.main(["--root", str(root()), "--output", str(out)]) == 0
+    assert asyncapi.main(["--root", str(root()), "--output", str(out), "--check"]) == 0
+
+
+def test_the_yaml_reads_back_as_the_document(doc: dict[str, Any]) -> None:
+    assert yaml.safe_load(asyncapi.to_yaml(doc)) == doc
+    tricky = {"yes": "no", "a: b": ["", "line one\nline two", "null", 1, 2.5, True, None, {}, []], "k": {}}
+    assert yaml.safe_load(asyncapi.to_yaml(tricky)) == tricky
+
+
+def test_every_topic_has_its_channel_its_dead_letter_twin_and_kafka_bindings(doc: dict[str, Any]) -> None:
+    by_address = {c["address"]: c for c in doc["channels"].values()}
+    for spec in topics.ALL_TOPICS:
+        chan = by_address[spec.name]
+        kafka = chan["bindings"]["kafka"]
+        assert kafka["partitions"] == spec.partitions
+        assert kafka["topicConfiguration"]["retention.ms"] == spec.retention_ms
+        stamped = kafka["topicConfiguration"].get("message.timestamp.type")
+        assert stamped == ("LogAppendTime" if spec.broker_timestamps else None), spec.name
+        (message,) = chan["messages"].values()
+        name = message["$ref"].rsplit("/", 1)[1]
+        assert doc["components"]["messages"][name]["payload"] == {
+            "$ref": f"#/components/schemas/{spec.payload.__name__}"
+        }
+        dlq = by_address[spec.dlq]
+        assert list(dlq["messages"]) == ["DeadLetter"]
+        assert "message.timestamp.type" not in dlq["bindings"]["kafka"]["topicConfiguration"]
+
+
+def test_the_document_submitted_schema_is_the_one_ingestion_validates_with(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    submitted = schemas["DocumentSubmitted"]
+    assert submitted["additionalProperties"] is False  # extra="forbid": an unknown field is refused
+    assert set(submitted["required"]) == {"tenant_id", "idempotency_key", "filename"}
+    assert {"content", "content_uri", "schema_version", "metadata"} <= set(submitted["properties"])
+    # what the schema's example looks like is what the model accepts
+    TypeAdapter(DocumentSubmitted).validate_json(
+        '{"tenant_id": "acme", "idempotency_key": "k", "filename": "a.txt", "content": "aGk="}'
+    )
+    message = doc["components"]["messages"]["DocumentSubmitted"]
+    assert message["headers"] == {"$ref": "#/components/schemas/ProducerHeaders"}
+    assert "authorization" in schemas["ProducerHeaders"]["properties"]
+    assert message["bindings"]["kafka"]["key"]["examples"] == ["acme/handbook-2024"]
+    dead = schemas["DeadLetterHeaders"]
+    assert {H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC} <= set(dead["required"])
+    assert "authorization" not in dead["properties"]  # never copied into a dead letter
+
+
+def test_operations_come_from_the_services_code(doc: dict[str, Any]) -> None:
+    ops = doc["operations"]
+    # a sample of the wiring read from the services' modules
+    assert ops["ingestion_send_chunksCreatedV1"]["action"] == "send"
+    assert ops["embedding_receive_chunksCreatedV1"]["action"] == "receive"
+    assert ops["embedding_send_chunksCreatedV1Dlq"]["action"] == "send"  # the bus dead-letters for it
+    assert ops["retrieval_receive_chunksEmbeddedV1Mirrored"]["channel"] == {
+        "$ref": "#/channels/chunksEmbeddedV1Mirrored"
+    }
+    assert ops["externalProducer_send_documentsSubmittedV1"]["action"] == "send"
+    assert ops["ingestion_receive_documentsSubmittedV1Dlq"]["action"] == "receive"
+    for svc in asyncapi.SERVICES:  # every process publishes its audit records
+        assert f"{asyncapi.channel_id(svc)}_send_auditRecordedV1" in ops
+
+
+def test_the_scan_reads_each_kind_of_wiring() -> None:
+    source = """
+from isthmus_core.contracts import topics
+def build(ctx):
+    pub = publisher(ctx.bus, topics.CHUNKS_CREATED)
+    dead = dead_letterer(ctx.bus, topics.CHUNKS_EMBEDDED, group="g")
+    return [
+        Subscription(topics.DOCUMENTS_SUBMITTED.name, "g",
+                     checked_producer(topics.DOCUMENTS_SUBMITTED, handler, ctx.auth, perm)),
+        Subscription(topics.CHUNKS_CREATED.dlq, "g-dlq", on_dead),
+        subscribe(topics.TENANTS_DELETED, "g", lambda ev: publish_event(bus, topics.AUDIT_RECORDED, ev)),
+        *replica_subscriptions(topics.CHUNKS_EMBEDDED, "g", peers, on_mirrored, service="x"),
+        *purge_on_erasure("x", peers, clears),
+    ]
+"""
+    roles = asyncapi.Roles()
+    asyncapi.scan_source(source, "svc", roles, asyncapi._topic_constants())
+    assert roles.sends == {
+        topics.CHUNKS_CREATED.name: {"svc"},
+        topics.CHUNKS_EMBEDDED.dlq: {"svc"},
+        topics.AUDIT_RECORDED.name: {"svc"},  # a publish inside a handler is a send too
+    }
+    assert roles.receives == {
+        topics.DOCUMENTS_SUBMITTED.name: {"svc"},
+        topics.CHUNKS_CREATED.dlq: {"svc"},
+        topics.TENANTS_DELETED.name: {"svc"},
+        topics.ERASURES_REQUESTED.name: {"svc"},
+    }
+    assert roles.receives_mirrored == {
+        topics.CHUNKS_EMBEDDED.name: {"svc"},
+        topics.ERASURES_REQUESTED.name: {"svc"},
+    }
+    assert roles.checked_producers == {topics.DOCUMENTS_SUBMITTED.name}
+
+
+def test_the_document_is_valid_against_the_official_asyncapi_3_schema(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        missing_tool("Node.js is not installed: the AsyncAPI validator needs it (apt-get install nodejs npm)")
+    modules = root() / ".tools" / "asyncapi" / "node_modules"
+    if not (modules / "@asyncapi" / "parser").is_dir():
+        missing_tool("@asyncapi/parser is not installed: run `bash tools/tools.d/asyncapi.sh` (make setup)")
+    validator = root() / "tools" / "asyncapi" / "validate.cjs"
+    generated = tmp_path / "asyncapi.yaml"
+    generated.write_text(asyncapi.render(root()), encoding="utf-8")
+    # a broken document is refused, so a pass means something
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(generated.read_text().replace('action: "receive"', 'action: "subscribe"', 1))
+    env = {"NODE_PATH": str(modules), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run(
+        [node, str(validator), str(generated)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert ok.returncode == 0, ok.stderr[-4000:]
+    bad = subprocess.run(
+        [node, str(validator), str(broken)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert (
+        bad.returncode == 1 and '"action" property must be equal to one of the allowed values' in bad.stderr
+    )
