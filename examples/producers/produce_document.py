@@ -16,7 +16,7 @@ does not need Isthmus installed. Usage::
     python examples/producers/produce_document.py ... --content-uri acme/uploads/big.pdf --filename big.pdf
 
 It prints the partition and offset the broker acknowledged. Ingestion then parses, chunks, embeds and
-indexes the document; ``isthmus status DOC --tenant T`` (or ``GetDocument``) shows where it is. A
+indexes the document; ``GetDocument`` shows where it is (``isthmus status --tenant T`` counts). A
 record ingestion refuses (invalid event, a refused token, too large) lands on
 ``isthmus.documents.submitted.v1.dlq`` with the reason in its headers: ``isthmus dlq list``.
 """
@@ -71,8 +71,9 @@ def build_event(args: argparse.Namespace, data: bytes | None) -> dict[str, objec
 
 
 def token(args: argparse.Namespace) -> str | None:
-    if args.token_file:
-        return args.token_file.read_text(encoding="utf-8").strip()
+    path: Path | None = args.token_file
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
     return os.environ.get("PRODUCER_TOKEN") or None
 
 

@@ -37,13 +37,32 @@ def test_the_committed_document_is_the_generated_one() -> None:
     )
 
 
+def test_the_topics_table_of_the_events_doc_is_the_generated_one() -> None:
+    events = root() / "docs" / "events.md"
+    current = events.read_text(encoding="utf-8")
+    assert current == asyncapi.render_events_doc(root(), current), (
+        "the topics table of docs/events.md differs from what the code generates: run `make asyncapi`"
+    )
+    table = asyncapi.topics_table(asyncapi.scan_roles(root()))
+    for spec in topics.ALL_TOPICS:
+        assert f"| `{spec.name}`" in table
+    assert "| `isthmus.documents.submitted.v1` (broker time) | DocumentSubmitted |" in table
+
+
 def test_the_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "asyncapi.yaml"
     out.write_text("asyncapi: 3.0.0\n")
-    assert asyncapi.main(["--root", str(root()), "--output", str(out), "--check"]) == 1
-    assert "run `make asyncapi`" in capsys.readouterr().err
-    assert asyncapi.main(["--root", str(root()), "--output", str(out)]) == 0
-    assert asyncapi.main(["--root", str(root()), "--output", str(out), "--check"]) == 0
+    events = tmp_path / "events.md"
+    events.write_text(f"# Events\n\n{asyncapi.TABLE_BEGIN}\nold\n{asyncapi.TABLE_END}\n\nprose\n")
+    argv = ["--root", str(root()), "--output", str(out), "--events-doc", str(events)]
+    assert asyncapi.main([*argv, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out} is out of date: run `make asyncapi`" in err and f"{events} is out of date" in err
+    assert asyncapi.main(argv) == 0
+    assert asyncapi.main([*argv, "--check"]) == 0
+    assert out.read_text() == asyncapi.render(root())
+    text = events.read_text()
+    assert "old" not in text and "| `isthmus.chunks.created.v1` |" in text and text.endswith("\n\nprose\n")
 
 
 def test_the_yaml_reads_back_as_the_document(doc: dict[str, Any]) -> None:
