@@ -118,7 +118,10 @@ def test_operations_come_from_the_services_code(doc: dict[str, Any]) -> None:
     assert ops["retrieval_receive_chunksEmbeddedV1Mirrored"]["channel"] == {
         "$ref": "#/channels/chunksEmbeddedV1Mirrored"
     }
-    assert ops["externalProducer_send_documentsSubmittedV1"]["action"] == "send"
+    producer_tag = {"$ref": "#/components/tags/producer-contract"}
+    assert doc["channels"]["documentsSubmittedV1"]["tags"] == [producer_tag]
+    assert producer_tag in ops["ingestion_receive_documentsSubmittedV1"]["tags"]
+    assert "tags" not in doc["channels"]["chunksCreatedV1"]
     assert ops["ingestion_receive_documentsSubmittedV1Dlq"]["action"] == "receive"
     for svc in asyncapi.SERVICES:  # every process publishes its audit records
         assert f"{asyncapi.channel_id(svc)}_send_auditRecordedV1" in ops

@@ -80,6 +80,8 @@ CORE_HELPERS: Mapping[str, tuple[str, ...]] = {
 EVERY_SERVICE_SENDS: tuple[str, ...] = ("isthmus.audit.recorded.v1",)
 
 KAFKA_BINDING_VERSION = "0.5.0"
+#: the tag of the channels (and their consuming operations) producers outside Isthmus write to
+PRODUCER_TAG = "producer-contract"
 TRACE_HEADERS = ("traceparent", "tracestate")
 _MIRROR_PARAMETER = "region"
 
@@ -393,13 +395,17 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     replicated = {t.name for t in REPLICATED_TOPICS}
+    producer_channels = {channel_id(t) for t in roles.checked_producers}
 
     def operation(service: str, action: str, chan: str, message: str, summary: str) -> None:
+        tags: list[dict[str, str]] = [{"name": service}]
+        if action == "receive" and chan in producer_channels:
+            tags.append({"$ref": f"#/components/tags/{PRODUCER_TAG}"})
         operations[_op_id(service, action, chan)] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{chan}"},
             "summary": summary,
-            "tags": [{"name": service}],
+            "tags": tags,
             "messages": [{"$ref": f"#/channels/{chan}/messages/{message}"}],
         }
 
@@ -411,12 +417,12 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
         cid = channel_id(spec.name)
         producers = sorted(roles.sends.get(spec.name, set()))
         consumers = sorted(roles.receives.get(spec.name, set()))
-        who = [f"Written by: {', '.join(producers) or 'no service'}"]
+        who = [f"Written by: {', '.join(producers) or 'no service'}."]
         if checked:
             who = [
-                "Written by external producers (the producer contract, docs/events.md)"
+                "Written by producers outside Isthmus (the producer contract, docs/events.md)"
                 + (f" and by {', '.join(producers)}" if producers else "")
-                + "; each record needs a producer token when authentication is on."
+                + "; with authentication on, each record needs a producer token (header authorization)."
             ]
         who.append(f"Read by: {', '.join(consumers) or 'no service (an audit/analytics trail)'}.")
         if spec.broker_timestamps:
@@ -428,6 +434,8 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
             "messages": _message_refs(name),
             "bindings": _channel_bindings(spec, dlq=False),
         }
+        if checked:
+            channels[cid]["tags"] = [{"$ref": f"#/components/tags/{PRODUCER_TAG}"}]
         dlq_id = channel_id(spec.dlq)
         channels[dlq_id] = {
             "address": spec.dlq,
@@ -451,14 +459,6 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
                 "parameters": {_MIRROR_PARAMETER: {"description": "the source region's name (a DNS label)"}},
                 "messages": _message_refs(name),
             }
-        if checked:
-            operation(
-                "external-producer",
-                "send",
-                cid,
-                name,
-                f"A producer outside Isthmus submits {name} events (the producer contract).",
-            )
         for svc in producers:
             operation(svc, "send", cid, name, f"{svc} publishes {name} events.")
         for svc in consumers:
@@ -492,9 +492,9 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
             "description": (
                 "Every Kafka topic Isthmus reads or writes, generated from the pydantic contracts "
                 "(isthmus_core.contracts) by `make asyncapi`; do not edit by hand. Operations are from the "
-                "platform's point of view, one per service (tag) and topic; `external-producer` operations "
-                "are what a producer outside Isthmus may send. The producer contract (keys, headers, size "
-                "limits, versioning rules, examples) is docs/events.md."
+                "platform's point of view, one per service (tag) and topic; the channels tagged "
+                f"`{PRODUCER_TAG}` are the ones producers outside Isthmus write to. The producer contract "
+                "(keys, headers, authentication, size limits, versioning rules, examples) is docs/events.md."
             ),
         },
         "defaultContentType": CONTENT_TYPE_JSON,
@@ -525,6 +525,12 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
         "components": {
             "schemas": _schemas(),
             "messages": messages,
+            "tags": {
+                PRODUCER_TAG: {
+                    "name": PRODUCER_TAG,
+                    "description": "A topic producers outside Isthmus write to (docs/events.md)",
+                }
+            },
             "securitySchemes": {
                 "saslScram256": {"type": "scramSha256", "description": "SASL_SSL with SCRAM-SHA-256"},
                 "saslScram512": {"type": "scramSha512", "description": "SASL_SSL with SCRAM-SHA-512"},
