@@ -1,16 +1,19 @@
 """The producer examples of docs/events.md, run as a producer would run them, against the all-in-one
 platform on a real Kafka with authentication on: each submits a document with its token in the
-``authorization`` header, and the document is indexed (found by Search).
+``authorization`` header, and the document is indexed (found by Search); a record without its token is
+dead-lettered with the reason, as docs/events.md describes.
 
 * ``examples/producers/produce_document.py`` (aiokafka and the standard library only);
 * ``examples/producers/console-producer.sh`` (Kafka's own console producer). The Kafka tier installs
   the broker's jars from Maven, not the distribution tarball, so its ``bin/kafka-console-producer.sh``
-  is recreated here as the distribution's script is: ``java -cp libs/* org.apache.kafka.tools.ConsoleProducer``.
+  is recreated here as the distribution's script runs it:
+  ``java -cp libs/* org.apache.kafka.tools.ConsoleProducer``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -18,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
 
@@ -25,6 +29,8 @@ from isthmus.ingestion.v1 import ingestion_pb2 as ing
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as ing_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.auth.local_issuer import LocalIssuer
+from isthmus_core.bus.kafka_tools import read_topic
+from isthmus_core.contracts.topics import DOCUMENTS_SUBMITTED
 from isthmus_core.testing.client import bearer_channel, wait_indexed
 from isthmus_core.testing.cluster import Cluster
 from isthmus_core.testing.infra import missing_tool
@@ -179,3 +185,47 @@ async def test_the_console_producer_example_submits_a_document_that_is_indexed(
     assert code == 0, err
     assert "submitted producers/from-console" in out
     await indexed_and_found(platform, "from-console", "Where does ridge lift happen?")
+
+
+async def test_a_record_without_a_token_is_dead_lettered_as_docs_events_md_describes(
+    platform: dict[str, Any],
+) -> None:
+    doc = platform["base"] / "unsigned.txt"
+    doc.write_text("A record whose producer forgot its token.")
+    code, _, err = await run(
+        sys.executable,
+        str(EXAMPLES / "produce_document.py"),
+        "--bootstrap",
+        platform["cluster"].bootstrap,
+        "--tenant",
+        TENANT,
+        "--file",
+        str(doc),
+        "--document-id",
+        "unsigned",
+        env={"PRODUCER_TOKEN": ""},
+    )
+    assert code == 0, err  # the broker accepts it: the consumer decides
+    dead: list[Any] = []
+    for _ in range(240):  # bounded: up to 120 s
+        messages, _ = await read_topic(
+            platform["cluster"].bootstrap, DOCUMENTS_SUBMITTED.dlq, key_prefix=f"{TENANT}/unsigned"
+        )
+        dead = list(messages)
+        if dead:
+            break
+        await asyncio.sleep(0.5)
+    assert len(dead) == 1
+    headers = dead[0].headers
+    assert headers["isthmus-error-class"] == "Unauthenticated"
+    assert "without a producer token" in headers["isthmus-error-message"]
+    assert headers["isthmus-source-topic"] == DOCUMENTS_SUBMITTED.name
+    assert headers["isthmus-consumer-group"] == "ingestion"
+    assert headers["content-type"] == "application/json"  # the original headers are kept
+    assert json.loads(dead[0].value)["document_id"] == "unsigned"  # the original value, unchanged
+    async with bearer_channel(platform["address"], platform["tokens"]["feeder"]) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ing_grpc.IngestionServiceStub(ch).GetDocument(
+                ing.GetDocumentRequest(tenant_id=TENANT, document_id="unsigned"), timeout=30
+            )
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter
 
 from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC
@@ -107,6 +108,25 @@ def test_the_document_submitted_schema_is_the_one_ingestion_validates_with(doc: 
     dead = schemas["DeadLetterHeaders"]
     assert {H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC} <= set(dead["required"])
     assert "authorization" not in dead["properties"]  # never copied into a dead letter
+
+
+def test_the_producer_examples_match_the_schemas(doc: dict[str, Any]) -> None:
+    """The AsyncAPI parser does not check message examples: the examples of the producer messages are
+    checked here against the generated schemas (JSON Schema 2020-12, as pydantic writes them)."""
+
+    def validator(name: str) -> Draft202012Validator:
+        return Draft202012Validator({"components": doc["components"], "$ref": f"#/components/schemas/{name}"})
+
+    checked = 0
+    for message in doc["components"]["messages"].values():
+        for example in message.get("examples", []):
+            payload = validator(message["payload"]["$ref"].rsplit("/", 1)[1])
+            payload.validate(example["payload"])
+            validator(message["headers"]["$ref"].rsplit("/", 1)[1]).validate(example["headers"])
+            assert not payload.is_valid({**example["payload"], "unknown_field": 1})  # extra="forbid"
+            assert not payload.is_valid({**example["payload"], "tenant_id": "Not A Tenant"})
+            checked += 1
+    assert checked == 2  # DocumentSubmitted and DeletionRequested (the producer topics)
 
 
 def test_operations_come_from_the_services_code(doc: dict[str, Any]) -> None:

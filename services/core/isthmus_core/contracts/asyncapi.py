@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ from isthmus_core.bus.port import (
     H_SOURCE_TOPIC,
 )
 from isthmus_core.bus.typed import CONTENT_TYPE_JSON, H_CONTENT_TYPE, H_EVENT_TYPE, H_TENANT
+from isthmus_core.contracts.events import DeletionRequested, DocumentSubmitted, Event
 from isthmus_core.contracts.ids import TENANT_ID_PATTERN
 from isthmus_core.contracts.topics import ALL_TOPICS, DLQ_SUFFIX, AnyTopic
 from isthmus_core.regions import REPLICATED_TOPICS, SEPARATOR
@@ -355,10 +358,53 @@ def _channel_bindings(spec: AnyTopic, *, dlq: bool) -> dict[str, Any]:
     return {"kafka": binding}
 
 
+_EXAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+def _producer_examples(spec: AnyTopic) -> list[dict[str, Any]]:
+    """Examples of the events producers outside Isthmus send (documents to ingest, deletions), made with
+    the event model itself, so they are valid events (the unit tests check them against the schema)."""
+    common: dict[str, Any] = {
+        "tenant_id": "acme",
+        "event_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "occurred_at": _EXAMPLE_AT,
+        "document_id": "handbook-2024",
+    }
+    if spec.payload is DocumentSubmitted:
+        body = b"# Handbook\n\nWelcome to Acme.\n"
+        event: Event = DocumentSubmitted(
+            **common,
+            idempotency_key=f"acme/handbook-2024/{hashlib.sha256(body).hexdigest()}",
+            filename="handbook.md",
+            content_type="text/markdown",
+            content=body,
+            metadata={"team": "hr"},
+        )
+        summary = "A Markdown document sent inline (content is base64)"
+    elif spec.payload is DeletionRequested:
+        event = DeletionRequested(
+            **common, idempotency_key="acme/handbook-2024/delete/1", reason="superseded by the 2025 edition"
+        )
+        summary = "Delete a document (every version)"
+    else:
+        return []
+    return [
+        {
+            "name": f"{spec.payload.__name__}Example",
+            "summary": summary,
+            "headers": {
+                H_AUTHORIZATION: "Bearer <JWT with documents.write in acme>",
+                H_CONTENT_TYPE: CONTENT_TYPE_JSON,
+            },
+            "payload": event.model_dump(mode="json"),
+        }
+    ]
+
+
 def _message(spec: AnyTopic, checked: bool) -> dict[str, Any]:
     model = spec.payload
     doc = (model.__doc__ or "").strip()
-    return {
+    message: dict[str, Any] = {
         "name": model.__name__,
         "title": model.__name__,
         "summary": doc.splitlines()[0] if doc else model.__name__,
@@ -367,6 +413,10 @@ def _message(spec: AnyTopic, checked: bool) -> dict[str, Any]:
         "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
         "bindings": {"kafka": {"key": _key_schema(spec), "bindingVersion": KAFKA_BINDING_VERSION}},
     }
+    examples = _producer_examples(spec)
+    if examples:
+        message["examples"] = examples
+    return message
 
 
 def _dead_letter_message() -> dict[str, Any]:
