@@ -401,6 +401,12 @@ def _producer_examples(spec: AnyTopic) -> list[dict[str, Any]]:
     ]
 
 
+def _record_limit() -> int:
+    """The topics' ``max.message.bytes`` (the value limit plus room for the key and headers)."""
+    (own, _) = new_topics(ALL_TOPICS[:1], dlq_partitions=1, replication_factor=1, retention_ms=None)
+    return int(own.topic_configs["max.message.bytes"])
+
+
 def _message(spec: AnyTopic, checked: bool) -> dict[str, Any]:
     model = spec.payload
     doc = (model.__doc__ or "").strip()
@@ -552,12 +558,12 @@ def build_document(roles: Roles, specs: Sequence[AnyTopic] = ALL_TOPICS) -> dict
             "kafka": {
                 "host": "{bootstrap}",
                 "protocol": "kafka",
-                "protocolVersion": "4.1",
                 "description": (
                     "The deployment's Kafka (ISTHMUS_KAFKA_BOOTSTRAP_SERVERS). Connection security per "
                     "deployment ([common] kafka_security_protocol): PLAINTEXT, SSL (optionally mutual TLS), "
-                    "SASL_SSL with PLAIN, SCRAM-SHA-256/512 or AWS_MSK_IAM. A single record (value plus "
-                    f"headers) is at most {MAX_MESSAGE_BYTES} bytes of JSON value."
+                    "SASL_SSL with PLAIN, SCRAM-SHA-256/512 or AWS_MSK_IAM. An event's JSON value is at most "
+                    f"{MAX_MESSAGE_BYTES} bytes; topics accept {_record_limit()} bytes per record "
+                    "(room for the key and headers)."
                 ),
                 "variables": {
                     "bootstrap": {"default": "localhost:9092", "description": "host:port of a broker"}
