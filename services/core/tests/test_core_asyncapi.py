@@ -183,6 +183,20 @@ def build(ctx):
     assert roles.checked_producers == {topics.DOCUMENTS_SUBMITTED.name}
 
 
+def test_the_scan_follows_aliases_and_imported_constants() -> None:
+    source = """
+from isthmus_core.contracts import topics as t
+from isthmus_core.contracts.topics import CHUNKS_INDEXED, USAGE_RECORDED as USAGE
+subs = [subscribe(t.CHUNKS_CREATED, "g", f), Subscription(CHUNKS_INDEXED.dlq, "g", f)]
+publish = publisher(bus, USAGE)
+unrelated = publisher(bus, other.CHUNKS_EMBEDDED)
+"""
+    roles = asyncapi.Roles()
+    asyncapi.scan_source(source, "svc", roles, asyncapi._topic_constants())
+    assert roles.receives == {topics.CHUNKS_CREATED.name: {"svc"}, topics.CHUNKS_INDEXED.dlq: {"svc"}}
+    assert roles.sends == {topics.USAGE_RECORDED.name: {"svc"}}
+
+
 def test_the_document_is_valid_against_the_official_asyncapi_3_schema(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:

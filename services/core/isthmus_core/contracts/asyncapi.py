@@ -56,7 +56,13 @@ from isthmus_core.bus.port import (
 from isthmus_core.bus.typed import CONTENT_TYPE_JSON, H_CONTENT_TYPE, H_EVENT_TYPE, H_TENANT
 from isthmus_core.contracts.events import DeletionRequested, DocumentSubmitted, Event
 from isthmus_core.contracts.ids import TENANT_ID_PATTERN
-from isthmus_core.contracts.topics import ALL_TOPICS, DLQ_SUFFIX, AnyTopic
+from isthmus_core.contracts.topics import (
+    ALL_TOPICS,
+    AUDIT_RECORDED,
+    DLQ_SUFFIX,
+    ERASURES_REQUESTED,
+    AnyTopic,
+)
 from isthmus_core.regions import REPLICATED_TOPICS, SEPARATOR
 
 #: the services, as ``isthmus run --target`` names them (each in ``services/<name>/isthmus_<name>``)
@@ -75,17 +81,16 @@ SEND_CALLS = frozenset({"publisher", "publish_event"})
 DEAD_LETTER_CALLS = frozenset({"dead_letterer", "dead_letter_event"})
 PRODUCER_CHECK_CALLS = frozenset({"checked_producer"})
 #: shared core functions a service calls, and what they subscribe to on its behalf
-CORE_HELPERS: Mapping[str, tuple[str, ...]] = {
+CORE_HELPERS: Mapping[str, tuple[tuple[str, str], ...]] = {
     # isthmus_core.bus.purge.purge_on_erasure: the local topic and every peer's mirrored copy
-    "purge_on_erasure": ("receive:isthmus.erasures.requested.v1", "mirrored:isthmus.erasures.requested.v1"),
+    "purge_on_erasure": (("receive", ERASURES_REQUESTED.name), ("mirrored", ERASURES_REQUESTED.name)),
 }
 #: every process publishes its audit records (isthmus_core.auth.audit, the runtime creates the topic)
-EVERY_SERVICE_SENDS: tuple[str, ...] = ("isthmus.audit.recorded.v1",)
+EVERY_SERVICE_SENDS: tuple[str, ...] = (AUDIT_RECORDED.name,)
 
 KAFKA_BINDING_VERSION = "0.5.0"
 #: the tag of the channels (and their consuming operations) producers outside Isthmus write to
 PRODUCER_TAG = "producer-contract"
-TRACE_HEADERS = ("traceparent", "tracestate")
 _MIRROR_PARAMETER = "region"
 
 
@@ -110,23 +115,49 @@ class Roles:
 # ---------------------------------------------------------------------------------------------- scan
 
 
-def _topic_refs(node: ast.AST, by_const: Mapping[str, AnyTopic]) -> Iterable[tuple[str, bool]]:
-    """``topics.X``, ``topics.X.name`` and ``topics.X.dlq`` inside ``node``: (topic name, is dlq)."""
+@dataclass(frozen=True)
+class _Names:
+    """How one module names the topic registry: module aliases (``topics``) and imported constants."""
+
+    modules: frozenset[str]
+    constants: Mapping[str, AnyTopic]
+
+
+def _names(tree: ast.Module, by_const: Mapping[str, AnyTopic]) -> _Names:
+    modules = {"topics"}
+    constants: dict[str, AnyTopic] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "isthmus_core.contracts":
+            modules.update(a.asname or a.name for a in node.names if a.name == "topics")
+        elif isinstance(node, ast.ImportFrom) and node.module == "isthmus_core.contracts.topics":
+            constants.update({a.asname or a.name: by_const[a.name] for a in node.names if a.name in by_const})
+    return _Names(frozenset(modules), constants)
+
+
+def _spec_of(node: ast.AST, names: _Names, by_const: Mapping[str, AnyTopic]) -> AnyTopic | None:
+    """The topic ``node`` names: ``topics.X`` (or an alias of the module) or an imported constant."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in names.modules
+    ):
+        return by_const.get(node.attr)
+    if isinstance(node, ast.Name):
+        return names.constants.get(node.id)
+    return None
+
+
+def _topic_refs(node: ast.AST, names: _Names, by_const: Mapping[str, AnyTopic]) -> Iterable[tuple[str, bool]]:
+    """The topics named inside ``node`` (``X``, ``X.name``, ``X.dlq``): (topic name, is dlq)."""
     for sub in ast.walk(node):
-        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "topics":
-            spec = by_const.get(sub.attr)
-            if spec is not None:
-                yield spec.name, False
-        if (
-            isinstance(sub, ast.Attribute)
-            and sub.attr == "dlq"
-            and isinstance(sub.value, ast.Attribute)
-            and isinstance(sub.value.value, ast.Name)
-            and sub.value.value.id == "topics"
-        ):
-            spec = by_const.get(sub.value.attr)
+        if isinstance(sub, ast.Attribute) and sub.attr == "dlq":
+            spec = _spec_of(sub.value, names, by_const)
             if spec is not None:
                 yield spec.dlq, True
+                continue
+        spec = _spec_of(sub, names, by_const)
+        if spec is not None:
+            yield spec.name, False
 
 
 def _call_name(call: ast.Call) -> str | None:
@@ -140,15 +171,16 @@ def _call_name(call: ast.Call) -> str | None:
 
 def scan_source(source: str, service: str, roles: Roles, by_const: Mapping[str, AnyTopic]) -> None:
     """Add what one module of ``service`` subscribes and publishes to ``roles``."""
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    names = _names(tree, by_const)
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         name = _call_name(node)
         if name is None:
             continue
         if name in CORE_HELPERS:
-            for entry in CORE_HELPERS[name]:
-                kind, _, topic = entry.partition(":")
+            for kind, topic in CORE_HELPERS[name]:
                 roles.add(kind, topic, service)
             continue
         if name in RECEIVE_CALLS:
@@ -166,7 +198,7 @@ def scan_source(source: str, service: str, roles: Roles, by_const: Mapping[str, 
         # the topic is among the first arguments (``publisher(bus, spec)``, ``subscribe(spec, ...)``);
         # later ones are handlers, which may name other topics
         for arg in node.args[:2]:
-            refs = list(_topic_refs(arg, by_const))
+            refs = list(_topic_refs(arg, names, by_const))
             if not refs:
                 continue
             topic, is_dlq = next(((t, d) for t, d in refs if d), refs[0])
