@@ -27,31 +27,38 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="module")
-def doc() -> dict[str, Any]:
-    return asyncapi.build_document(asyncapi.scan_roles(root()))
+def roles() -> asyncapi.Roles:
+    return asyncapi.scan_roles(root())
 
 
-def test_the_committed_document_is_the_generated_one() -> None:
+@pytest.fixture(scope="module")
+def doc(roles: asyncapi.Roles) -> dict[str, Any]:
+    return asyncapi.build_document(roles)
+
+
+def test_the_committed_document_is_the_generated_one(roles: asyncapi.Roles) -> None:
     committed = root() / "docs" / "asyncapi.yaml"
     assert committed.exists(), "docs/asyncapi.yaml is missing: run `make asyncapi`"
-    assert committed.read_text(encoding="utf-8") == asyncapi.render(root()), (
+    assert committed.read_text(encoding="utf-8") == asyncapi.render(root(), roles), (
         "docs/asyncapi.yaml differs from what the event contracts generate: run `make asyncapi` and commit it"
     )
 
 
-def test_the_topics_table_of_the_events_doc_is_the_generated_one() -> None:
+def test_the_topics_table_of_the_events_doc_is_the_generated_one(roles: asyncapi.Roles) -> None:
     events = root() / "docs" / "events.md"
     current = events.read_text(encoding="utf-8")
-    assert current == asyncapi.render_events_doc(root(), current), (
+    assert current == asyncapi.render_events_doc(root(), current, roles), (
         "the topics table of docs/events.md differs from what the code generates: run `make asyncapi`"
     )
-    table = asyncapi.topics_table(asyncapi.scan_roles(root()))
+    table = asyncapi.topics_table(roles)
     for spec in topics.ALL_TOPICS:
         assert f"| `{spec.name}`" in table
     assert "| `isthmus.documents.submitted.v1` (broker time) | DocumentSubmitted |" in table
 
 
-def test_the_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_check_mode_reports_a_stale_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], roles: asyncapi.Roles
+) -> None:
     out = tmp_path / "asyncapi.yaml"
     out.write_text("asyncapi: 3.0.0\n")
     events = tmp_path / "events.md"
@@ -62,7 +69,7 @@ def test_the_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.Capt
     assert f"{out} is out of date: run `make asyncapi`" in err and f"{events} is out of date" in err
     assert asyncapi.main(argv) == 0
     assert asyncapi.main([*argv, "--check"]) == 0
-    assert out.read_text() == asyncapi.render(root())
+    assert out.read_text() == asyncapi.render(root(), roles)
     text = events.read_text()
     assert "old" not in text and "| `isthmus.chunks.created.v1` |" in text and text.endswith("\n\nprose\n")
 
@@ -197,7 +204,9 @@ unrelated = publisher(bus, other.CHUNKS_EMBEDDED)
     assert roles.sends == {topics.USAGE_RECORDED.name: {"svc"}}
 
 
-def test_the_document_is_valid_against_the_official_asyncapi_3_schema(tmp_path: Path) -> None:
+def test_the_document_is_valid_against_the_official_asyncapi_3_schema(
+    tmp_path: Path, roles: asyncapi.Roles
+) -> None:
     node = shutil.which("node")
     if node is None:
         missing_tool("Node.js is not installed: the AsyncAPI validator needs it (apt-get install nodejs npm)")
@@ -206,7 +215,7 @@ def test_the_document_is_valid_against_the_official_asyncapi_3_schema(tmp_path: 
         missing_tool("@asyncapi/parser is not installed: run `bash tools/tools.d/asyncapi.sh` (make setup)")
     validator = root() / "tools" / "asyncapi" / "validate.cjs"
     generated = tmp_path / "asyncapi.yaml"
-    generated.write_text(asyncapi.render(root()), encoding="utf-8")
+    generated.write_text(asyncapi.render(root(), roles), encoding="utf-8")
     # a broken document is refused, so a pass means something
     broken = tmp_path / "broken.yaml"
     broken.write_text(generated.read_text().replace('action: "receive"', 'action: "subscribe"', 1))

@@ -734,14 +734,14 @@ def with_table(markdown: str, table: str) -> str:
     return markdown[: start + len(TABLE_BEGIN)] + "\n" + table + markdown[end:]
 
 
-def render(root: Path) -> str:
-    """The text of docs/asyncapi.yaml for the repository at ``root``."""
-    return HEADER + to_yaml(build_document(scan_roles(root)))
+def render(root: Path, roles: Roles | None = None) -> str:
+    """The text of docs/asyncapi.yaml for the repository at ``root`` (``roles``: already scanned)."""
+    return HEADER + to_yaml(build_document(roles or scan_roles(root)))
 
 
-def render_events_doc(root: Path, current: str) -> str:
+def render_events_doc(root: Path, current: str, roles: Roles | None = None) -> str:
     """docs/events.md (``current``) with its topics table regenerated."""
-    return with_table(current, topics_table(scan_roles(root)))
+    return with_table(current, topics_table(roles or scan_roles(root)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -758,9 +758,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or args.root / "docs" / "asyncapi.yaml"
     events = args.events_doc or args.root / "docs" / "events.md"
-    wanted = {output: render(args.root)}
+    roles = scan_roles(args.root)
+    wanted = {output: render(args.root, roles)}
     if events.exists():
-        wanted[events] = render_events_doc(args.root, events.read_text(encoding="utf-8"))
+        wanted[events] = render_events_doc(args.root, events.read_text(encoding="utf-8"), roles)
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if args.check:
         for path in stale:
