@@ -171,7 +171,16 @@ def build(ctx):
     ]
 """
     roles = asyncapi.Roles()
-    asyncapi.scan_source(source, "svc", roles, asyncapi._topic_constants())
+    helpers = asyncapi.scan_helpers(
+        [(root() / "services/core/isthmus_core/bus/purge.py").read_text()], asyncapi._topic_constants()
+    )
+    asyncapi.scan_source(
+        "from isthmus_core.bus.purge import purge_on_erasure\n" + source,
+        "svc",
+        roles,
+        asyncapi._topic_constants(),
+        helpers,
+    )
     assert roles.sends == {
         topics.CHUNKS_CREATED.name: {"svc"},
         topics.CHUNKS_EMBEDDED.dlq: {"svc"},
@@ -188,6 +197,40 @@ def build(ctx):
         topics.ERASURES_REQUESTED.name: {"svc"},
     }
     assert roles.checked_producers == {topics.DOCUMENTS_SUBMITTED.name}
+
+
+def test_the_scan_follows_the_shared_core_helpers_a_service_calls() -> None:
+    core = """
+from isthmus_core.contracts import topics
+def purge_on_erasure(module, peers, clears):
+    return _purge_on(topics.ERASURES_REQUESTED, module, peers, clears)
+def purge_on_deletion(module, peers, clears):
+    return _purge_on(topics.DOCUMENTS_DELETED, module, peers, clears)
+def _purge_on(spec, module, peers, clears):
+    return [subscribe(spec, "g", f), *replica_subscriptions(spec, "g", peers, f, service=module)]
+def audit_somewhere(bus, event):
+    return publish_event(bus, topics.AUDIT_RECORDED, event)
+def unrelated(x):
+    return x
+"""
+    by_const = asyncapi._topic_constants()
+    helpers = asyncapi.scan_helpers([core], by_const)
+    assert set(helpers) == {"purge_on_erasure", "purge_on_deletion", "_purge_on", "audit_somewhere"}
+    assert helpers["_purge_on"].on_argument == {"receive", "mirrored"}
+    assert helpers["purge_on_deletion"].fixed == {
+        ("receive", topics.DOCUMENTS_DELETED.name),
+        ("mirrored", topics.DOCUMENTS_DELETED.name),
+    }
+    service = """
+from isthmus_core.bus.purge import purge_on_deletion
+subs = [*purge_on_deletion("svc", peers, clears), *purge_on_erasure("svc", peers, clears)]
+"""
+    roles = asyncapi.Roles()
+    asyncapi.scan_source(service, "svc", roles, by_const, helpers)
+    # purge_on_erasure is not imported from isthmus_core here: a function of the service's own
+    assert roles.receives == {topics.DOCUMENTS_DELETED.name: {"svc"}}
+    assert roles.receives_mirrored == {topics.DOCUMENTS_DELETED.name: {"svc"}}
+    assert roles.sends == {}
 
 
 def test_the_scan_follows_aliases_and_imported_constants() -> None:

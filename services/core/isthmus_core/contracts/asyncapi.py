@@ -17,8 +17,9 @@ the official AsyncAPI 3.0 schema (``@asyncapi/parser``). What comes from where:
 * **operations**, from the platform's point of view, per service: read from the services' source by
   :func:`scan_roles` (the calls ``subscribe``/``Subscription``/``replica_subscriptions`` receive,
   ``publisher``/``publish_event`` send, ``dead_letterer`` sends to a DLQ, ``checked_producer`` marks a
-  topic external producers write to) plus what shared core code does on every service's behalf
-  (:data:`CORE_HELPERS`, the audit log of every process). A receiving service also sends what it
+  topic external producers write to), plus what the shared core functions a service calls do for it
+  (:func:`scan_helpers`: ``purge_on_erasure`` subscribes to the erasures, local and mirrored) and the
+  audit records every process publishes. A receiving service also sends what it
   cannot handle to the topic's DLQ (the bus does, :mod:`isthmus_core.bus.delivery`).
 
 Building the document is pure (values in, a dict out); only :func:`scan_roles` and :func:`main` read
@@ -60,7 +61,6 @@ from isthmus_core.contracts.topics import (
     ALL_TOPICS,
     AUDIT_RECORDED,
     DLQ_SUFFIX,
-    ERASURES_REQUESTED,
     AnyTopic,
 )
 from isthmus_core.regions import REPLICATED_TOPICS, SEPARATOR
@@ -80,10 +80,12 @@ MIRRORED_RECEIVE_CALLS = frozenset({"replica_subscriptions"})
 SEND_CALLS = frozenset({"publisher", "publish_event"})
 DEAD_LETTER_CALLS = frozenset({"dead_letterer", "dead_letter_event"})
 PRODUCER_CHECK_CALLS = frozenset({"checked_producer"})
-#: shared core functions a service calls, and what they subscribe to on its behalf
-CORE_HELPERS: Mapping[str, tuple[tuple[str, str], ...]] = {
-    # isthmus_core.bus.purge.purge_on_erasure: the local topic and every peer's mirrored copy
-    "purge_on_erasure": (("receive", ERASURES_REQUESTED.name), ("mirrored", ERASURES_REQUESTED.name)),
+_BASE_KINDS: Mapping[str, str] = {
+    **dict.fromkeys(RECEIVE_CALLS, "receive"),
+    **dict.fromkeys(MIRRORED_RECEIVE_CALLS, "mirrored"),
+    **dict.fromkeys(SEND_CALLS, "send"),
+    **dict.fromkeys(DEAD_LETTER_CALLS, "dead-letter"),
+    **dict.fromkeys(PRODUCER_CHECK_CALLS, "producer"),
 }
 #: every process publishes its audit records (isthmus_core.auth.audit, the runtime creates the topic)
 EVERY_SERVICE_SENDS: tuple[str, ...] = (AUDIT_RECORDED.name,)
@@ -117,21 +119,28 @@ class Roles:
 
 @dataclass(frozen=True)
 class _Names:
-    """How one module names the topic registry: module aliases (``topics``) and imported constants."""
+    """How one module names the topic registry (module aliases such as ``topics``, imported constants)
+    and which functions of shared core code it may call (imported from ``isthmus_core``, or its own)."""
 
     modules: frozenset[str]
     constants: Mapping[str, AnyTopic]
+    helpers: frozenset[str]
 
 
-def _names(tree: ast.Module, by_const: Mapping[str, AnyTopic]) -> _Names:
+def _names(tree: ast.Module, by_const: Mapping[str, AnyTopic], local: Iterable[str] = ()) -> _Names:
     modules = {"topics"}
     constants: dict[str, AnyTopic] = {}
+    helpers = set(local)
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "isthmus_core.contracts":
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        if node.module == "isthmus_core.contracts":
             modules.update(a.asname or a.name for a in node.names if a.name == "topics")
-        elif isinstance(node, ast.ImportFrom) and node.module == "isthmus_core.contracts.topics":
+        elif node.module == "isthmus_core.contracts.topics":
             constants.update({a.asname or a.name: by_const[a.name] for a in node.names if a.name in by_const})
-    return _Names(frozenset(modules), constants)
+        if node.module.split(".")[0] == "isthmus_core":
+            helpers.update(a.name for a in node.names if a.asname is None)
+    return _Names(frozenset(modules), constants, frozenset(helpers))
 
 
 def _spec_of(node: ast.AST, names: _Names, by_const: Mapping[str, AnyTopic]) -> AnyTopic | None:
@@ -169,60 +178,129 @@ def _call_name(call: ast.Call) -> str | None:
     return None
 
 
-def scan_source(source: str, service: str, roles: Roles, by_const: Mapping[str, AnyTopic]) -> None:
-    """Add what one module of ``service`` subscribes and publishes to ``roles``."""
-    tree = ast.parse(source)
-    names = _names(tree, by_const)
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
+@dataclass
+class Helper:
+    """What a shared core function (``purge_on_erasure``, ``_purge_on``) does on the bus for its caller."""
+
+    #: kinds applied to the topic it is given (``_purge_on(spec, ...)``: receive, mirrored)
+    on_argument: set[str] = field(default_factory=set)
+    #: (kind, topic) on topics it names itself (``purge_on_erasure``: erasures, local and mirrored)
+    fixed: set[tuple[str, str]] = field(default_factory=set)
+
+
+_PARAM = "\0argument"
+
+
+def _resolve(kind: str, topic: str, is_dlq: bool) -> list[tuple[str, str]]:
+    if kind == "dead-letter":
+        return [("send", topic if is_dlq else topic + DLQ_SUFFIX)]
+    if kind == "mirrored" and is_dlq:
+        return []  # mirrored DLQs are not replicated
+    return [(kind, topic)]
+
+
+def _uses(
+    node: ast.AST,
+    names: _Names,
+    by_const: Mapping[str, AnyTopic],
+    helpers: Mapping[str, Helper],
+    params: frozenset[str] = frozenset(),
+) -> Iterable[tuple[str, str]]:
+    """(kind, topic) of every bus call inside ``node``; the topic is ``_PARAM`` (and the kind unresolved)
+    when the call is given one of ``params`` (the enclosing helper's argument)."""
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
             continue
-        name = _call_name(node)
+        name = _call_name(call)
         if name is None:
             continue
-        if name in CORE_HELPERS:
-            for kind, topic in CORE_HELPERS[name]:
-                roles.add(kind, topic, service)
-            continue
-        if name in RECEIVE_CALLS:
-            kind = "receive"
-        elif name in MIRRORED_RECEIVE_CALLS:
-            kind = "mirrored"
-        elif name in SEND_CALLS:
-            kind = "send"
-        elif name in DEAD_LETTER_CALLS:
-            kind = "dead-letter"
-        elif name in PRODUCER_CHECK_CALLS:
-            kind = "producer"
+        if name in _BASE_KINDS:
+            kinds = {_BASE_KINDS[name]}
+        elif name in helpers and name in names.helpers:
+            yield from helpers[name].fixed
+            kinds = helpers[name].on_argument
         else:
             continue
         # the topic is among the first arguments (``publisher(bus, spec)``, ``subscribe(spec, ...)``);
         # later ones are handlers, which may name other topics
-        for arg in node.args[:2]:
+        for arg in call.args[:2]:
+            if isinstance(arg, ast.Name) and arg.id in params:
+                yield from ((k, _PARAM) for k in sorted(kinds))
+                break
             refs = list(_topic_refs(arg, names, by_const))
-            if not refs:
-                continue
-            topic, is_dlq = next(((t, d) for t, d in refs if d), refs[0])
-            if kind == "dead-letter":
-                roles.add("send", topic if is_dlq else topic + DLQ_SUFFIX, service)
-            elif kind == "mirrored" and is_dlq:
-                continue  # mirrored DLQs are not replicated
-            else:
-                roles.add(kind, topic, service)
+            if refs:
+                topic, is_dlq = next(((t, d) for t, d in refs if d), refs[0])
+                for k in sorted(kinds):
+                    yield from _resolve(k, topic, is_dlq)
+                break
+
+
+def scan_source(
+    source: str,
+    service: str,
+    roles: Roles,
+    by_const: Mapping[str, AnyTopic],
+    helpers: Mapping[str, Helper] | None = None,
+) -> None:
+    """Add what one module of ``service`` subscribes and publishes to ``roles`` (``helpers``: the shared
+    core functions it may call, from :func:`scan_helpers`)."""
+    tree = ast.parse(source)
+    for kind, topic in _uses(tree, _names(tree, by_const), by_const, helpers or {}):
+        roles.add(kind, topic, service)
+
+
+def scan_helpers(sources: Iterable[str], by_const: Mapping[str, AnyTopic]) -> dict[str, Helper]:
+    """The module-level functions of shared core code (``sources``) that subscribe or publish for their
+    caller, on the topic they are given or on their own; helpers calling helpers are followed."""
+    functions: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, _Names]] = []
+    for source in sources:
+        tree = ast.parse(source)
+        local = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        names = _names(tree, by_const, local={f.name for f in local})
+        functions += [(f, names) for f in local if f.name not in _BASE_KINDS]
+    helpers: dict[str, Helper] = {}
+    for _ in range(8):  # to a fixed point: each pass follows one more level of helpers calling helpers
+        found: dict[str, Helper] = {}
+        for fn, names in functions:
+            params = frozenset(a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs])
+            uses = list(_uses(fn, names, by_const, helpers, params))
+            if uses:
+                found[fn.name] = Helper(
+                    on_argument={k for k, t in uses if t == _PARAM},
+                    fixed={(k, t) for k, t in uses if t != _PARAM},
+                )
+        if found == helpers:
             break
+        helpers = found
+    return helpers
+
+
+def _python_files(package: Path, skip: Sequence[str] = ()) -> list[Path]:
+    return [
+        p
+        for p in sorted(package.rglob("*.py"))
+        if not {"tests", "testing"} & set(p.relative_to(package).parts)
+        and p.relative_to(package).as_posix() not in skip
+    ]
 
 
 def scan_roles(root: Path, services: Sequence[str] = SERVICES) -> Roles:
-    """The roles of every service, read from ``root/services/<svc>/isthmus_<svc>/**.py`` (tests excluded)."""
+    """The roles of every service, read from ``root/services/<svc>/isthmus_<svc>/**.py`` (tests excluded),
+    with what the shared core functions they call do for them (``root/services/core/isthmus_core``)."""
     by_const = _topic_constants()
+    core = root / "services" / "core" / "isthmus_core"
+    if not core.is_dir():
+        raise FileNotFoundError(f"{core} not found: run from the repository root (or give --root)")
+    helpers = scan_helpers(
+        (p.read_text(encoding="utf-8") for p in _python_files(core, skip=["contracts/asyncapi.py"])), by_const
+    )
     roles = Roles()
     for service in services:
         package = root / "services" / service / f"isthmus_{service.replace('-', '_')}"
         if not package.is_dir():
             raise FileNotFoundError(f"{package} not found: run from the repository root (or give --root)")
-        for path in sorted(package.rglob("*.py")):
-            if "tests" in path.relative_to(package).parts:
-                continue
-            scan_source(path.read_text(encoding="utf-8"), service, roles, by_const)
+        for path in _python_files(package):
+            scan_source(path.read_text(encoding="utf-8"), service, roles, by_const, helpers)
         for topic in EVERY_SERVICE_SENDS:
             roles.add("send", topic, service)
     # a service may subscribe to the mirrored copies of a topic should it cross regions; only the
