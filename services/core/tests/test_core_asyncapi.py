@@ -109,6 +109,9 @@ def test_the_document_submitted_schema_is_the_one_ingestion_validates_with(doc: 
     TypeAdapter(DocumentSubmitted).validate_json(
         '{"tenant_id": "acme", "idempotency_key": "k", "filename": "a.txt", "content": "aGk="}'
     )
+    # the fields' documentation (``#:`` comments in the contracts) travels with the schema
+    assert "claim check" in submitted["properties"]["content_uri"]["description"]
+    assert "W3C trace context" in submitted["properties"]["trace_context"]["description"]  # inherited
     message = doc["components"]["messages"]["DocumentSubmitted"]
     assert message["headers"] == {"$ref": "#/components/schemas/ProducerHeaders"}
     assert "authorization" in schemas["ProducerHeaders"]["properties"]

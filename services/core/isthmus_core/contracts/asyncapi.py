@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from isthmus_core.auth.producers import H_AUTHORIZATION
@@ -394,12 +396,64 @@ def _dead_letter_header_properties() -> dict[str, Any]:
     }
 
 
+def field_comments(model: type[BaseModel]) -> dict[str, str]:
+    """The ``#:`` comments written above the fields of ``model`` and its bases (the contracts document
+    their fields that way), by field name."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):  # no source (e.g. a model made at run time)
+            continue
+        comment: list[str] = []
+        for line in lines[1:]:
+            text = line.strip()
+            if text.startswith("#:"):
+                comment.append(text[2:].strip())
+                continue
+            match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:", text)
+            if match and comment and match.group(1) in cls.model_fields:
+                found[match.group(1)] = " ".join(comment)
+            comment = []
+    return found
+
+
+def _describe_fields(schemas: dict[str, Any], models: Iterable[type[BaseModel]]) -> None:
+    for model in models:
+        schema = schemas.get(model.__name__)
+        if schema is None:
+            continue
+        for name, text in field_comments(model).items():
+            prop = schema.get("properties", {}).get(name)
+            if prop is not None and "description" not in prop:
+                prop["description"] = text
+
+
+def _models(payloads: Iterable[type[BaseModel]]) -> list[type[BaseModel]]:
+    """The payload models and every model they are made of."""
+    seen: dict[str, type[BaseModel]] = {}
+    todo = list(payloads)
+    while todo:
+        model = todo.pop()
+        if model.__name__ in seen:
+            continue
+        seen[model.__name__] = model
+        for info in model.model_fields.values():
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    todo.append(arg)
+    return [seen[k] for k in sorted(seen)]
+
+
 def _schemas() -> dict[str, Any]:
     payloads = sorted({spec.payload for spec in ALL_TOPICS}, key=lambda m: m.__name__)
     _, defs = models_json_schema(
         [(m, "validation") for m in payloads], ref_template="#/components/schemas/{model}"
     )
     schemas: dict[str, Any] = dict(sorted(defs.get("$defs", {}).items()))
+    _describe_fields(schemas, _models(payloads))
     bus = _bus_header_properties()
     schemas["BusHeaders"] = {
         "type": "object",
