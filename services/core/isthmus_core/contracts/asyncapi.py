@@ -22,8 +22,9 @@ the official AsyncAPI 3.0 schema (``@asyncapi/parser``). What comes from where:
   audit records every process publishes. A receiving service also sends what it
   cannot handle to the topic's DLQ (the bus does, :mod:`isthmus_core.bus.delivery`).
 
-Building the document is pure (values in, a dict out); only :func:`scan_roles` and :func:`main` read
-or write files, and only when called.
+The schemas' property descriptions are the contracts' own ``#:`` field comments (:func:`field_comments`).
+Nothing happens at import; files are read only when called (:func:`scan_roles` reads the services'
+sources, :func:`field_comments` the contracts', :func:`main` writes the two documents).
 """
 
 from __future__ import annotations
