@@ -38,6 +38,10 @@ lint: ## ruff, import contracts, mypy --strict over every service, the CLI and t
 protos: ## regenerate Python stubs and typings from protos/
 	PYTHON=$(PY) bash tools/gen_protos.sh protos/python
 
+.PHONY: asyncapi
+asyncapi: ## regenerate docs/asyncapi.yaml (the AsyncAPI 3.0 document of every topic) from the event contracts
+	$(PY) -m isthmus_core.contracts.asyncapi --output docs/asyncapi.yaml
+
 protos-check: ## fail if the committed stubs drift from protos/
 	@tmp=$$(mktemp -d) && PYTHON=$(PY) bash tools/gen_protos.sh $$tmp >/dev/null 2>&1 && \
 	  diff -r -q protos/python/isthmus $$tmp/isthmus && echo "protos: stubs match" ; \
