@@ -85,6 +85,7 @@ def document_pb(d: DocumentRecord) -> pb.Document:
         flagged_chunks=d.flagged_chunks,
         redacted_chunks=d.redacted_chunks,
         quarantine_reason=d.quarantine_reason,
+        chunking=d.chunking,
     )
 
 
