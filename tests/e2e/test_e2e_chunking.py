@@ -5,7 +5,9 @@ parent section; answers are built from the parent section's text and cite inside
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,6 +19,7 @@ from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.ports.generator import PARENT_END_KEY, PARENT_START_KEY, PARENT_TEXT_KEY
+from isthmus_core.testing.client import run_cli
 from isthmus_ingestion.parsing import parse_document
 
 from .conftest import platform, upload, wait_indexed
@@ -44,7 +47,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[st
     async with platform(
         tmp_path_factory.mktemp("isthmus"),
         ingestion={
-            "chunking_overrides": {PARENT_CHILD: "parent-child"},
+            "chunking_overrides": {PARENT_CHILD: "parent-child", f"{PLAIN}/manuals": "sentence"},
             "chunking_child_max_tokens": 20,  # about a sentence: a parent holds several children
             "chunking_parent_max_tokens": 256,
         },
@@ -56,6 +59,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[st
             await upload(ch, tenant, "handbook.md", HANDBOOK, document_id="handbook")
             await wait_indexed(ch, tenant, ["handbook"])
         yield {
+            "address": rt.address,
             "ask": ao_grpc.AgentOrchestratorServiceStub(ch),
             "search": retrieval,
             "ingestion": ingestion_pb2_grpc.IngestionServiceStub(ch),
@@ -117,3 +121,21 @@ async def test_the_answer_is_built_from_the_parent_section_and_cites_inside_it(e
     # the child found is one sentence; the answer quotes its parent's other sentences under its id
     outside = [c for c in cites if not (child[c.chunk_id][0] <= c.start and c.end <= child[c.chunk_id][1])]
     assert outside, "every quote lies in the retrieved child itself: the parent was not answered from"
+
+
+async def test_a_collection_uploaded_with_the_cli_is_chunked_by_its_own_strategy(
+    env: dict[str, Any], tmp_path: Path
+) -> None:
+    manual = tmp_path / "winch-manual.md"
+    manual.write_text(
+        "# Winch manual\n\nCheck the cable before every launch. Replace the weak link yearly.\n"
+    )
+    code, out, err = await run_cli(
+        "ingest", str(manual), "-t", PLAIN, "--collection", "manuals", "--json", endpoint=env["address"]
+    )
+    assert code == 0, err
+    [row] = json.loads(out)
+    doc = await env["ingestion"].GetDocument(
+        ingestion_pb2.GetDocumentRequest(tenant_id=PLAIN, document_id=row["document_id"])
+    )
+    assert (doc.chunking, doc.metadata["collection"]) == ("sentence", "manuals")
