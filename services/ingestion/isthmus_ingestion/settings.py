@@ -42,7 +42,11 @@ class IngestionSettings(SectionSettings):
         128, ge=16, le=512, description="parent-child: tokens of an indexed child chunk"
     )
     chunking_parent_max_tokens: int = Field(
-        1024, ge=32, le=8192, description="parent-child: tokens of a parent section (answered from)"
+        1024,
+        ge=32,
+        le=2048,
+        description="parent-child: tokens of a parent section (answered from); every child carries its "
+        "parent's text, so a chunk event of chunks_per_event children stays well under Kafka's 1 MiB",
     )
     chunking_semantic_percentile: float = Field(
         90.0,
