@@ -85,7 +85,7 @@ async def test_children_are_found_and_name_their_parent_section(env: dict[str, A
             retrieval_pb2.SearchRequest(tenant_id=PARENT_CHILD, query=QUESTION, top_k=20)
         )
     ).hits
-    # a child that is its whole section (the title alone) names no parent: it is answered from itself
+    # a child that is its whole section names no parent: it is answered from itself
     assert sum(PARENT_TEXT_KEY in h.metadata for h in hits) >= len(hits) - 1
     for h in (h for h in hits if PARENT_TEXT_KEY in h.metadata):
         start, end = int(h.metadata[PARENT_START_KEY]), int(h.metadata[PARENT_END_KEY])

@@ -161,6 +161,14 @@ def test_a_bare_short_line_is_a_heading_but_a_sentence_or_a_long_line_is_not() -
     assert [s.path for s in sections(text)] == [("Safety",)]
 
 
+def test_headings_with_nothing_between_them_open_one_section() -> None:
+    text = "# Handbook\n\n## Launching\n\nThe winch pulls.\n\n## Landing\n\nInto the wind."
+    assert [(text[s.start : s.end].strip(), s.path) for s in sections(text)] == [
+        ("# Handbook\n\n## Launching\n\nThe winch pulls.", ("Handbook", "Launching")),
+        ("## Landing\n\nInto the wind.", ("Handbook", "Landing")),
+    ]
+
+
 class TopicEmbedder:
     """Sentences about gliding point one way, sentences about cooking another (an Embedder adapter)."""
 

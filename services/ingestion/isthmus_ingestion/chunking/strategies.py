@@ -283,7 +283,8 @@ def _heading(lines: Sequence[tuple[int, str]], i: int) -> tuple[int | None, str]
 
 def sections(text: str) -> list[Section]:
     """The document cut at its headings (see the module doc): sections cover every non-blank character,
-    in order, each starting at its heading."""
+    in order, each starting at its heading. Headings with no text between them (a title right above a
+    chapter heading) open one section, named by the innermost."""
     lines: list[tuple[int, str]] = []
     at = 0
     for line in text.split("\n"):
@@ -292,22 +293,26 @@ def sections(text: str) -> list[Section]:
     out: list[Section] = []
     path: list[tuple[int, str, bool]] = []  # (level, title, the level was explicit: ATX or numbered)
     start = 0
+    body = False  # the current section has text besides its headings
     for i, (offset, line) in enumerate(lines):
         if not line.strip():
             continue
         found = _heading(lines, i)
         if found is None:
+            body = True
             continue
         level, title = found
         explicit = level is not None
         if level is None:  # an unnumbered heading: just below the last explicit one
             level = next((lv + 1 for lv, _, ex in reversed(path) if ex), 1)
-        if offset > start and text[start:offset].strip():
+        if body:
             out.append(Section(start, offset, tuple(t for _, t, _ in path)))
+        if body or not path:
+            start = offset
+        body = False
         while path and path[-1][0] >= level:
             path.pop()
         path.append((level, title, explicit))
-        start = offset
     if text[start:].strip():
         out.append(Section(start, len(text), tuple(t for _, t, _ in path)))
     return out
