@@ -169,7 +169,7 @@ def split_rate(strategy: str, ds: BeirDataset, n_docs: int) -> float:
     from isthmus_ingestion.chunking.strategies import build_selection
     from isthmus_ingestion.settings import IngestionSettings
 
-    s = IngestionSettings(chunking=strategy)
+    s = IngestionSettings.model_validate({"chunking": strategy})
     tokenizer = bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
     embedders: list[OnnxEmbedder] = []
 
