@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
 setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
@@ -59,6 +59,9 @@ bench-guardrails: ## guardrail accuracy, latency and cost on public data: inject
 	$(PY) -m isthmus_bench.guardrails.ingest
 	$(PY) -m isthmus_bench.guardrails.pii
 	$(PY) -m isthmus_bench.guardrails.grounding --datasets ../shared/datasets
+
+bench-chunking: ## chunking strategies side by side (token baseline, sentence, markdown, semantic, parent-child): nDCG@10 and ingest chunks/s on cranfield, cisi, scifact
+	$(PY) -m isthmus_bench.chunking --datasets-dir ../shared/datasets
 
 train-injection: ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection

@@ -18,6 +18,7 @@ import grpc
 from isthmus.common.v1 import common_pb2
 from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_agent_orchestrator.parents import answer_context, distinct_contexts
 from isthmus_core.errors import DeadlineExceeded, FailedPrecondition, IsthmusError, Unavailable
 from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
@@ -229,4 +230,10 @@ class GrpcSearcher:
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
-        return [context_from_hit(h, resp.model_id) for h in resp.hits]
+        return contexts_of_hits(resp.hits, resp.model_id)
+
+
+def contexts_of_hits(hits: Sequence[retrieval_pb2.Hit], model_id: str = "") -> list[Context]:
+    """Search hits as the contexts to answer from, best first: a chunk of ``parent-child`` chunking as
+    its parent section, each parent once (:mod:`isthmus_agent_orchestrator.parents`)."""
+    return distinct_contexts(answer_context(context_from_hit(h, model_id), h.metadata) for h in hits)

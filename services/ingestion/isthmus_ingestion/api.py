@@ -86,6 +86,7 @@ def document_pb(d: DocumentRecord) -> pb.Document:
         redacted_chunks=d.redacted_chunks,
         quarantine_reason=d.quarantine_reason,
         parent_document_id=d.metadata.get(PARENT_KEY, ""),
+        chunking=d.chunking,
     )
 
 

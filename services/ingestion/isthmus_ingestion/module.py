@@ -21,9 +21,11 @@ from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import TenantDeleted
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.onnx_embedder import OnnxEmbedder
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_ingestion.api import IngestionServicer
 from isthmus_ingestion.chunking import Chunker
+from isthmus_ingestion.chunking.strategies import build_selection
 from isthmus_ingestion.objects import ObjectStore, build_object_store
 from isthmus_ingestion.parsing import ParseOptions
 from isthmus_ingestion.registry import DocumentRegistry
@@ -41,14 +43,25 @@ GROUP = "ingestion"
 async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
     s = ctx.settings
     tokenizer = s.tokenizer_file or bundled_model_dir(BGE_SMALL_EN) / "tokenizer.json"
-    chunker = Chunker(tokenizer, max_tokens=s.chunk_max_tokens, overlap_tokens=s.chunk_overlap_tokens)
+    chunking = build_selection(
+        s.chunking,
+        s.chunking_overrides,
+        partial(Chunker, tokenizer),
+        max_tokens=s.chunk_max_tokens,
+        overlap_tokens=s.chunk_overlap_tokens,
+        child_max_tokens=s.chunking_child_max_tokens,
+        parent_max_tokens=s.chunking_parent_max_tokens,
+        # the semantic strategy's sentence embeddings: the bundled bge-small, in this process
+        embedder=partial(OnnxEmbedder, intra_op_threads=1),
+        breakpoint_percentile=s.chunking_semantic_percentile,
+    )
     watch = DocumentWatch()
     registry = WatchedRegistry(ctx.data_dir / "ingestion" / "documents.sqlite", watch)
     tenants = GrpcTenantDirectory(ctx.channel("retrieval"))  # the tenant registry is retrieval's
     texts = TextStore(ctx.data_dir / "ingestion" / "texts.sqlite")
     core = Ingestion(
         registry,
-        chunker,
+        chunking,
         tenants,
         publisher(ctx.bus, topics.CHUNKS_CREATED),
         max_bytes=s.max_upload_bytes,

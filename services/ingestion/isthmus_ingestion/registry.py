@@ -69,6 +69,9 @@ class DocumentRecord:
     flagged_chunks: int = 0
     redacted_chunks: int = 0
     quarantine_reason: str = ""
+    #: the chunking strategy its chunks were made with (token, sentence, markdown, semantic, parent-child;
+    #: "" when unknown: recorded before strategies, or mirrored from another region)
+    chunking: str = ""
 
 
 _SCHEMA = """
@@ -94,11 +97,11 @@ CREATE TABLE IF NOT EXISTS erased (
 _COLS = (
     "tenant_id, document_id, filename, content_type, content_hash, status, version, chunk_count, "
     "batch_count, failure_reason, metadata, created_at, updated_at, title, size_bytes, quarantined_chunks, "
-    "flagged_chunks, redacted_chunks, quarantine_reason"
+    "flagged_chunks, redacted_chunks, quarantine_reason, chunking"
 )
 #: a ``documents`` row in ``_COLS`` order, as sqlite returns it (every column NOT NULL; TEXT, INTEGER, REAL)
 _Row = tuple[
-    str, str, str, str, str, str, int, int, int, str, str, float, float, str, int, int, int, int, str
+    str, str, str, str, str, str, int, int, int, str, str, float, float, str, int, int, int, int, str, str
 ]
 #: columns added after the first release: (name, definition), added to older databases at open
 _ADDED_COLUMNS = (
@@ -108,6 +111,7 @@ _ADDED_COLUMNS = (
     ("flagged_chunks", "INTEGER NOT NULL DEFAULT 0"),
     ("redacted_chunks", "INTEGER NOT NULL DEFAULT 0"),
     ("quarantine_reason", "TEXT NOT NULL DEFAULT ''"),
+    ("chunking", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -148,6 +152,7 @@ class DocumentRegistry:
             flagged_chunks=int(r[16]),
             redacted_chunks=int(r[17]),
             quarantine_reason=str(r[18]),
+            chunking=str(r[19]),
         )
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
@@ -187,7 +192,7 @@ class DocumentRegistry:
         d.created_at = d.created_at or now
         d.updated_at = now
         self._db.execute(
-            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 d.tenant_id,
                 d.document_id,
@@ -208,6 +213,7 @@ class DocumentRegistry:
                 d.flagged_chunks,
                 d.redacted_chunks,
                 d.quarantine_reason,
+                d.chunking,
             ),
         )
 

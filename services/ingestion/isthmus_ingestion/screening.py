@@ -18,10 +18,11 @@ indexed unscanned.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isthmus_core.contracts.events import QuarantinedChunk, VerdictReason
 from isthmus_core.errors import Unavailable
+from isthmus_core.ports.generator import PARENT_END_KEY, PARENT_START_KEY, PARENT_TEXT_KEY
 from isthmus_core.ports.guard import Action, ChunkScan, ChunkVerdict, Finding
 from isthmus_ingestion.chunking import TextChunk
 
@@ -145,3 +146,44 @@ def quarantine_reason(
         named.append(f"{len(blocked) - REASON_CHUNKS} more")
     reason = f"{head}: {'; '.join(named)}"
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+_PARENT_KEYS = frozenset({PARENT_TEXT_KEY, PARENT_START_KEY, PARENT_END_KEY})
+
+
+def _parent_of(chunk: TextChunk) -> tuple[str, str] | None:
+    meta = dict(chunk.metadata)
+    if PARENT_TEXT_KEY not in meta:
+        return None
+    return meta.get(PARENT_START_KEY, ""), meta.get(PARENT_END_KEY, "")
+
+
+def parents_screened(screened: Screening) -> Screening:
+    """``parent-child`` chunks: a parent's text is only what its children hold, and only the children are
+    scanned; so a parent one of whose children was redacted or quarantined is not kept in any child's
+    metadata (those children answer from their own, scanned, text)."""
+    tainted = {
+        p for k in screened.indexed if k.text != k.chunk.text and (p := _parent_of(k.chunk)) is not None
+    }
+    # a quarantined chunk lies inside the parent whose offsets enclose it
+    spans = {p for k in screened.indexed if (p := _parent_of(k.chunk)) is not None}
+    for q in screened.quarantined:
+        tainted |= {p for p in spans if _encloses(p, q.start)}
+    if not tainted:
+        return screened
+    indexed = tuple(
+        IndexedChunk(
+            replace(k.chunk, metadata=tuple((n, v) for n, v in k.chunk.metadata if n not in _PARENT_KEYS)),
+            k.text,
+            k.flags,
+        )
+        if _parent_of(k.chunk) in tainted
+        else k
+        for k in screened.indexed
+    )
+    return replace(screened, indexed=indexed)
+
+
+def _encloses(parent: tuple[str, str], offset: int) -> bool:
+    start, end = parent
+    return start.isdigit() and end.isdigit() and int(start) <= offset < int(end)

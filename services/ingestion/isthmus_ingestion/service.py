@@ -51,12 +51,22 @@ from isthmus_core.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from isthmus_core.ports.generator import CONTINUES_SENTENCE_KEY, SOURCE_NAME_KEY, TITLE_KEY, URI_KEY
+from isthmus_core.ports.generator import (
+    CONTINUES_SENTENCE_KEY,
+    HEADING_PATH_KEY,
+    PARENT_END_KEY,
+    PARENT_START_KEY,
+    PARENT_TEXT_KEY,
+    SOURCE_NAME_KEY,
+    TITLE_KEY,
+    URI_KEY,
+)
 from isthmus_core.ports.guard import ChunkScanner
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_core.regions import next_version
 from isthmus_core.store.port import ACL_METADATA_KEY, acl_of, chunk_uuid
-from isthmus_ingestion.chunking import Chunker, TextChunk
+from isthmus_ingestion.chunking import TextChunk
+from isthmus_ingestion.chunking.strategies import COLLECTION_KEY, ChunkingSelection, Splitter
 from isthmus_ingestion.dedup import content_hash, document_id_for
 from isthmus_ingestion.erasure import (
     MAX_ERASE_IDS,
@@ -77,7 +87,13 @@ from isthmus_ingestion.objects import (
 )
 from isthmus_ingestion.parsing import ChildFile, ParseOptions, parse_document
 from isthmus_ingestion.registry import NOT_STORED, DocumentRecord, DocumentRegistry, Status
-from isthmus_ingestion.screening import GUARDRAIL_FLAGS_KEY, Screening, screen, unscanned
+from isthmus_ingestion.screening import (
+    GUARDRAIL_FLAGS_KEY,
+    Screening,
+    parents_screened,
+    screen,
+    unscanned,
+)
 from isthmus_ingestion.texts import StoredText, TextStore
 
 log = structlog.get_logger("isthmus.ingestion")
@@ -114,7 +130,22 @@ class IngestResult:
 
 
 #: chunk metadata keys ingestion derives (not the upload's own metadata)
-_DERIVED_METADATA = frozenset({SOURCE_NAME_KEY, CONTINUES_SENTENCE_KEY, GUARDRAIL_FLAGS_KEY})
+_DERIVED_METADATA = frozenset(
+    {
+        SOURCE_NAME_KEY,
+        CONTINUES_SENTENCE_KEY,
+        GUARDRAIL_FLAGS_KEY,
+        HEADING_PATH_KEY,
+        PARENT_TEXT_KEY,
+        PARENT_START_KEY,
+        PARENT_END_KEY,
+    }
+)
+#: chunk metadata only ingestion sets: the guardrail's flags (the scan's to set) and what the chunking
+#: strategy says (a parent's text is answered from: an upload could otherwise slip unscanned text in)
+_RESERVED_METADATA = frozenset(
+    {GUARDRAIL_FLAGS_KEY, HEADING_PATH_KEY, PARENT_TEXT_KEY, PARENT_START_KEY, PARENT_END_KEY}
+)
 
 #: the place name of ingestion's own erasure step
 ERASURE_PLACE = "ingestion"
@@ -134,11 +165,15 @@ JSON_TITLE_FIELD_KEY = "json_title_field"
 JSON_METADATA_FIELDS_KEY = "json_metadata_fields"
 
 
-def _chunk_meta(meta: dict[str, str], continues_sentence: bool, flags: str) -> dict[str, str]:
-    if not (continues_sentence or flags):
+def _chunk_meta(
+    meta: dict[str, str], continues_sentence: bool, flags: str, own: Sequence[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """A chunk's metadata: the document's, then what its chunking strategy says of it (heading path,
+    parent section), whether it continues a sentence and the guardrail's flags."""
+    if not (continues_sentence or flags or own):
         return meta
     extra = {CONTINUES_SENTENCE_KEY: "true"} if continues_sentence else {}
-    return {**meta, **extra, **({GUARDRAIL_FLAGS_KEY: flags} if flags else {})}
+    return {**meta, **dict(own), **extra, **({GUARDRAIL_FLAGS_KEY: flags} if flags else {})}
 
 
 def source_name(filename: str) -> str:
@@ -157,8 +192,9 @@ def chunk_metadata(filename: str, title: str | None, metadata: Mapping[str, str]
         TITLE_KEY: metadata.get(TITLE_KEY) or title or "",
         URI_KEY: next((metadata[k] for k in URI_METADATA_KEYS if metadata.get(k)), ""),
     }
-    # the guardrail's flags are the scan's to set: an upload cannot set or hide them
-    own = {k: v for k, v in metadata.items() if k != GUARDRAIL_FLAGS_KEY}
+    # the guardrail's flags are the scan's to set, the parent section the chunking's: an upload cannot set
+    # or hide them
+    own = {k: v for k, v in metadata.items() if k not in _RESERVED_METADATA}
     return {"filename": filename, **own, **{k: v for k, v in source.items() if v}}
 
 
@@ -166,7 +202,7 @@ class Ingestion:
     def __init__(
         self,
         registry: DocumentRegistry,
-        chunker: Chunker,
+        chunker: Splitter | ChunkingSelection,
         tenants: TenantDirectory,
         publish_chunks: Callable[[ChunksCreated], Awaitable[None]],
         *,
@@ -191,11 +227,15 @@ class Ingestion:
         objects: ObjectStore | None = None,
         max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
     ) -> None:
-        """``scanner``: the guardrail's ingest scan of every chunk before it is published (None = chunks
+        """``chunker``: one splitter for every document, or the strategy per tenant and collection
+        (:class:`~isthmus_ingestion.chunking.strategies.ChunkingSelection`). ``scanner``: the guardrail's
+        ingest scan of every chunk before it is published (None = chunks
         are published unscanned: ``[ingestion] scan_chunks = false``); blocked chunks go to
         ``publish_quarantine``."""
         self.registry = registry
-        self._chunker = chunker
+        self._chunking = (
+            chunker if isinstance(chunker, ChunkingSelection) else ChunkingSelection.single(chunker)
+        )
         self._tenants = tenants
         self._publish = publish_chunks
         self.max_bytes = max_bytes
@@ -299,14 +339,15 @@ class Ingestion:
                 )
             # what the file says about itself (e-mail headers...) under what the upload says
             metadata = {**parsed.metadata, **metadata}
-            chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
+            strategy, splitter = self._chunking.select(tenant_id, (metadata or {}).get(COLLECTION_KEY))
+            chunks = await asyncio.to_thread(splitter.split, parsed.text)
             if not chunks:
                 raise InvalidArgument(f"{filename}: no text to index after parsing")
             doc_id = requested or parse_document_id(document_id_for(tenant_id, digest))
             # every chunk is scanned before anything is recorded or published: a scanner that cannot be
             # reached fails the upload (Unavailable: the caller, or the bus, retries), nothing unscanned
             # is ever indexed
-            screened = await self._screen(tenant_id, doc_id, chunks)
+            screened = parents_screened(await self._screen(tenant_id, doc_id, chunks))
             previous = self.registry.get(tenant_id, doc_id)
             erased = self.registry.erased(tenant_id, doc_id)  # an erased document continues above it
             last = max(previous.version if previous else 0, erased[0] if erased else 0)
@@ -333,6 +374,7 @@ class Ingestion:
                 flagged_chunks=screened.flagged,
                 redacted_chunks=screened.redacted,
                 quarantine_reason=screened.reason,
+                chunking=strategy,
             )
             if screened.document_quarantined:
                 record.status = Status.QUARANTINED
@@ -362,7 +404,7 @@ class Ingestion:
                             text=k.text,
                             start=k.chunk.start,
                             end=k.chunk.end,
-                            metadata=_chunk_meta(meta, k.chunk.continues_sentence, k.flags),
+                            metadata=_chunk_meta(meta, k.chunk.continues_sentence, k.flags, k.chunk.metadata),
                         )
                         for k in batch
                     ],

@@ -338,7 +338,7 @@ async def test_a_failed_new_version_drops_the_text_and_drop_text_scrubs(
     with pytest.raises(InvalidArgument, match="contains no text"):
         await core.on_document_submitted(bad)
     assert texts.get(ACME, "doc-a") is None
-    with pytest.raises(NotFound, match="has no text: it is failed: .*contains no text"):
+    with pytest.raises(NotFound, match=r"has no text: it is failed: .*contains no text"):
         await core.get_document_text(ACME, "doc-a")
 
     await core.ingest(ACME, "b.txt", f"{SECRET} (b).".encode(), document_id="doc-b")

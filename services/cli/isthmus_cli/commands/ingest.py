@@ -47,6 +47,13 @@ def ingest(
         str | None,
         typer.Option(help="comma-separated users/groups allowed to read these documents (metadata 'acl')"),
     ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            help="the collection these documents belong to (metadata 'collection'; chunking_overrides "
+            "'<tenant>/<collection>' chooses its chunking)"
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Upload documents; by default wait until they are searchable."""
@@ -77,7 +84,7 @@ def ingest(
                 for f in files:
                     row: dict[str, Any] = {"path": str(f)}
                     try:
-                        meta = {"acl": acl} if acl else None
+                        meta = {k: v for k, v in (("acl", acl), ("collection", collection)) if v} or None
                         r = await stubs.ingestion.Upload(upload_parts(tenant, f, metadata=meta), timeout=300)
                         row.update(
                             document_id=r.document_id,

@@ -17,6 +17,15 @@ URI_KEY = "uri"
 #: chunk metadata key, "true" when the chunk's text starts inside a sentence that began before it (a
 #: sentence longer than a chunk split between words, or a cut after "Dr."): its first sentence is not whole
 CONTINUES_SENTENCE_KEY = "continues_sentence"
+#: chunk metadata keys written by ingestion's ``parent-child`` chunking (isthmus_ingestion.chunking): the
+#: section a small indexed chunk belongs to — its text and its character offsets in the document. The
+#: orchestrator answers from the parent text (one context per parent) when they are present
+PARENT_TEXT_KEY = "parent_text"
+PARENT_START_KEY = "parent_start"
+PARENT_END_KEY = "parent_end"
+#: chunk metadata key written by the ``markdown`` and ``parent-child`` chunking: the headings above the
+#: chunk, outermost first, joined by " > "
+HEADING_PATH_KEY = "heading_path"
 #: chunk metadata key written by retrieval when it indexes a chunk: the document version it belongs to
 #: (provenance of answers); absent on chunks indexed before it was recorded
 DOCUMENT_VERSION_KEY = "document_version"

@@ -1,4 +1,7 @@
-"""Token-aware recursive chunking with overlap (pure: text in, chunks with character offsets out).
+"""Chunking (pure: text in, chunks with character offsets out). This module: the ``token`` strategy,
+token-aware recursive chunking with overlap; the other strategies (``sentence``, ``markdown``,
+``semantic``, ``parent-child``) and their selection per tenant or collection are in
+:mod:`isthmus_ingestion.chunking.strategies`.
 
 Splitting is done by ``semantic-text-splitter``: it cuts at the highest semantic boundary that fits
 (paragraphs, then lines, sentences, words, graphemes) and measures chunks with the embedder's own
@@ -14,7 +17,8 @@ splitter reads the same breaks the same way.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -46,6 +50,8 @@ class TextChunk:
     end: int
     #: the chunk starts inside a sentence (one longer than a chunk split between words, or after "Dr.")
     continues_sentence: bool = False
+    #: what the strategy adds to the chunk's metadata (heading path, parent section): ``(key, value)`` pairs
+    metadata: tuple[tuple[str, str], ...] = field(default=())
 
 
 def continues_sentence(text: str, start: int) -> bool:
@@ -100,6 +106,7 @@ class Chunker:
         self._tokenizer = tokenizer
         self._max_tokens = max_tokens
         self._overlap_tokens = overlap_tokens
+        self._splitter_capacity = content_tokens
         self._splitter = TextSplitter.from_huggingface_tokenizer(
             tokenizer, content_tokens, overlap=overlap_tokens, trim=True
         )
@@ -111,6 +118,15 @@ class Chunker:
     @property
     def overlap_tokens(self) -> int:
         return self._overlap_tokens
+
+    @property
+    def special_tokens(self) -> int:
+        """Tokens the tokenizer adds around every chunk (``[CLS]``/``[SEP]``): counted in ``max_tokens``."""
+        return self._max_tokens - self._splitter_capacity
+
+    def content_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text without the special tokens (what a chunk built of them adds up to)."""
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def count_tokens(self, text: str) -> int:
         """Tokens the embedder sees for ``text`` (special tokens included), the unit of ``max_tokens``."""
