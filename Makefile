@@ -2,9 +2,9 @@
 # `make setup` installs what `make run` needs (the runtime packages, no build from source, no tool);
 # the targets that need more install it themselves, idempotently (a no-op in a second or so once done):
 #   dev-setup   the `dev` dependency group (pytest, ruff, mypy, grpcio-tools, the benchmark harnesses...)
-#   test-setup  dev + the `llama` group (llama-cpp-python, built from source once per uv cache) + the
-#               test tiers' tools (tools/install-tools.sh: helm, checkov, kube-apiserver, Kafka jars,
-#               Weaviate, Hydra, grpcurl; cached per user in ~/.cache/isthmus-tools)
+#   test-setup  dev + the `llama` group (llama-cpp-python: tools/llama.sh builds its wheel once per user
+#               cache) + the test tiers' tools (tools/install-tools.sh: helm, checkov, kube-apiserver,
+#               Kafka jars, Weaviate, Hydra, grpcurl); both caches in ~/.cache/isthmus-tools
 SHELL := /bin/bash
 # uv from PATH, else a project-local copy that `make setup` installs from PyPI
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
@@ -13,9 +13,11 @@ ISTHMUS := .venv/bin/isthmus
 
 .PHONY: setup uv dev-setup test-setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
-# every sync is from uv.lock (--frozen), offline first (tools/sync.sh); --inexact: a smaller sync never
-# removes what a larger one installed (`make setup` after `make test` keeps the test packages)
-SYNC := UV=$(UV) bash tools/sync.sh
+# every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
+# installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
+# by uv (it would build llama.cpp whenever uv's cache dropped its wheel): tools/llama.sh installs it.
+SYNC := $(UV) sync --all-packages --frozen
+LLAMA := --group llama --no-install-package llama-cpp-python
 
 setup: uv ## create .venv with the runtime packages from the lock file (what `make run` needs; offline at run time afterwards)
 	$(SYNC) --no-dev --inexact
@@ -28,8 +30,8 @@ dev-setup: uv ## the runtime and the dev group: tests, linters, stub generator, 
 	$(SYNC) --inexact
 
 test-setup: uv ## everything the tests need: dev + llama groups (exact sync) and the test tiers' tools
-	# llama-cpp-python builds from source with -DGGML_NATIVE=OFF: see config-settings-package in pyproject.toml
-	$(SYNC) --group llama
+	$(SYNC) $(LLAMA)
+	UV=$(UV) bash tools/llama.sh
 	bash tools/install-tools.sh
 
 run: ## all six services in one process: in-process bus, embedded store, bundled models
@@ -66,7 +68,8 @@ bench: dev-setup ## embedding throughput vs raw ONNX Runtime; all-in-one Ask lat
 	$(PY) -m isthmus_bench.capacity --rates 10,20,50 --duration 10
 
 bench-agents: uv ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
-	$(SYNC) --inexact --group llama
+	$(SYNC) --inexact $(LLAMA)
+	UV=$(UV) bash tools/llama.sh
 	$(PY) -m isthmus_bench.agents
 
 bench-guardrails: dev-setup ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); grounding model vs the lexical check on SciFact claims; ingest scan cost and false positives on documents

@@ -40,17 +40,17 @@ def dry_run(target: str) -> str:
     return proc.stdout
 
 
-def syncs(commands: str) -> list[str]:
-    """The uv syncs among the commands: the options given to tools/sync.sh."""
-    return re.findall(r"bash tools/sync\.sh([^\n]*)", commands)
+def syncs(commands: str) -> list[list[str]]:
+    """The uv syncs among the commands: the options of each `uv sync --all-packages --frozen`."""
+    return [s.split() for s in re.findall(r"uv-under-test sync --all-packages --frozen([^\n]*)", commands)]
 
 
 def test_setup_installs_the_runtime_only() -> None:
     commands = dry_run("setup")
-    assert [s.split() for s in syncs(commands)] == [["--no-dev", "--inexact"]]
-    assert "UV=uv-under-test" in commands  # the uv that `make uv` provides
+    assert syncs(commands) == [["--no-dev", "--inexact"]]
     assert "install-tools" not in commands
     assert "tools.d" not in commands
+    assert "llama" not in commands
 
 
 def test_ci_installs_every_test_package_and_tool_before_the_tests() -> None:
@@ -61,10 +61,11 @@ def test_ci_installs_every_test_package_and_tool_before_the_tests() -> None:
     assert "make setup && make run" in readme and re.search(r"^make test\b", readme, re.M)
     # ... and `make test` syncs the test groups and installs the tools before pytest starts
     commands = dry_run("test")
-    full = [s.split() for s in syncs(commands) if "--group" in s.split()]
-    assert full == [["--group", "llama"]]  # exact (no --inexact): what CI tests is the lock, nothing else
+    full = [s for s in syncs(commands) if "--group" in s]
+    # exact (no --inexact): what CI tests is the lock, nothing else; llama-cpp-python from tools/llama.sh
+    assert full == [["--group", "llama", "--no-install-package", "llama-cpp-python"]]
     at = commands.index
-    assert at("tools/sync.sh --group llama") < at("bash tools/install-tools.sh") < at("-m pytest")
+    assert at("--group llama") < at("tools/llama.sh") < at("tools/install-tools.sh") < at("-m pytest")
 
 
 def _names(requirements: list[object]) -> set[str]:
