@@ -52,7 +52,12 @@ if [ -z "$(wheel)" ]; then
     args=()
     for s in "${SETTINGS[@]}"; do args+=(--config-setting "$s"); done
     # outside the workspace: nothing of its configuration applies but the settings given here
-    (cd "$work" && "$UV" build --no-config --wheel "${args[@]}" --out-dir "$work/out" "$sdist")
+    if ! (cd "$work" && "$UV" build --no-config --wheel "${args[@]}" --out-dir "$work/out" "$sdist") \
+      >"$CACHE/build.log" 2>&1; then
+      tail -n 40 "$CACHE/build.log" >&2
+      echo "llama: the build failed (whole log: $CACHE/build.log)" >&2
+      exit 1
+    fi
     mv "$work"/out/llama_cpp_python-"$VERSION"-*.whl "$CACHE/"
     echo "llama: built in $(($(date +%s) - start)) s"
   fi
