@@ -13,7 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-$(command -v uv || echo .tools/uv/bin/uv)}
-UV=$(cd "$(dirname "$UV")" 2>/dev/null && pwd)/$(basename "$UV") # absolute: the build runs elsewhere
+# absolute: the build runs in another directory
+case $UV in */*) UV=$(cd "$(dirname "$UV")" && pwd)/$(basename "$UV") ;; *) UV=$(command -v "$UV" || echo "$UV") ;; esac
+[ -x "$UV" ] || { echo "llama: no uv at $UV: run 'make setup' first" >&2; exit 1; }
 PY=.venv/bin/python
 [ -x "$PY" ] || { echo "llama: no $PY: run 'make setup' first" >&2; exit 1; }
 
