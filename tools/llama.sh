@@ -32,6 +32,7 @@ for k, v in settings.items():
     print(f"{k}={v}")
 PY
 )
+[ ${#spec[@]} -ge 4 ] || { echo "llama: llama-cpp-python's sdist or build settings not found in uv.lock / pyproject.toml" >&2; exit 1; }
 VERSION=${spec[0]} URL=${spec[1]} SHA=${spec[2]} KEY=${spec[3]}
 SETTINGS=("${spec[@]:4}")
 CACHE=${ISTHMUS_TOOLS_CACHE:-$HOME/.cache/isthmus-tools}/llama-cpp-python-$VERSION-$KEY
