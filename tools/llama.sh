@@ -2,7 +2,7 @@
 # llama-cpp-python (the `llama` dependency group: a real OpenAI-compatible server for the generator's
 # tests and `make bench-agents`) into .venv, from a wheel built once per user cache.
 #   UV=path/to/uv bash tools/llama.sh      (after `uv sync --group llama --no-install-package llama-cpp-python`)
-# The package ships only a source distribution: building it compiles llama.cpp (10-15 min on 2 cores).
+# The package ships only a source distribution: building it compiles llama.cpp (8-14 min on 2 shared cores).
 # uv caches the wheel it builds, but ties it to its HTTP cache entry of the sdist: a package index that
 # sends no cache headers (a mirror may not) makes every online `uv lock` / `uv sync` fetch the sdist
 # again and drop that wheel, so a fresh clone rebuilt llama.cpp. Here the wheel is kept in
@@ -45,7 +45,7 @@ if [ -z "$(wheel)" ]; then
   exec 9>"$CACHE/.lock"
   if command -v flock >/dev/null; then flock 9; fi
   if [ -z "$(wheel)" ]; then
-    echo "llama: building llama-cpp-python $VERSION into $CACHE (llama.cpp from source, 10-15 min on 2 cores, once)"
+    echo "llama: building llama-cpp-python $VERSION into $CACHE (llama.cpp from source, 8-14 min on 2 cores, once)"
     start=$(date +%s)
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
