@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup uv dev-setup test-setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
 # every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
 # installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
@@ -19,6 +19,7 @@ ISTHMUS := .venv/bin/isthmus
 SYNC := $(UV) sync --all-packages --frozen
 LLAMA := --group llama --no-install-package llama-cpp-python
 
+.PHONY: uv dev-setup test-setup
 setup: uv ## create .venv with the runtime packages from the lock file (what `make run` needs; offline at run time afterwards)
 	$(SYNC) --no-dev --inexact
 	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help); 'make test' installs the test packages and tools"
