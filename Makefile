@@ -1,4 +1,10 @@
 # Isthmus — developer entry points. `make setup && make run` on a fresh machine; `make test` in CI.
+# `make setup` installs what `make run` needs (the runtime packages, no build from source, no tool);
+# the targets that need more install it themselves, idempotently (a no-op in a second or so once done):
+#   dev-setup   the `dev` dependency group (pytest, ruff, mypy, grpcio-tools, the benchmark harnesses...)
+#   test-setup  dev + the `llama` group (llama-cpp-python: tools/llama.sh builds its wheel once per user
+#               cache) + the test tiers' tools (tools/install-tools.sh: helm, checkov, kube-apiserver,
+#               Kafka jars, Weaviate, Hydra, grpcurl); both caches in ~/.cache/isthmus-tools
 SHELL := /bin/bash
 # uv from PATH, else a project-local copy that `make setup` installs from PyPI
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
@@ -7,26 +13,41 @@ ISTHMUS := .venv/bin/isthmus
 
 .PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
-setup: ## create .venv and install every package from the lock file (offline at run time afterwards)
+# every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
+# installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
+# by uv (it would build llama.cpp whenever uv's cache dropped its wheel): tools/llama.sh installs it.
+SYNC := $(UV) sync --all-packages --frozen
+LLAMA := --group llama --no-install-package llama-cpp-python
+
+.PHONY: uv dev-setup test-setup
+setup: uv ## create .venv with the runtime packages from the lock file (what `make run` needs; offline at run time afterwards)
+	$(SYNC) --no-dev --inexact
+	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help); 'make test' installs the test packages and tools"
+
+uv: ## uv from PATH, else a project-local copy from PyPI (.tools/uv)
 	@[ -x "$(UV)" ] || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv==0.13.9"; }
-	# llama-cpp-python builds from source with -DGGML_NATIVE=OFF: see config-settings-package in pyproject.toml
-	$(UV) sync --all-packages --frozen
+
+dev-setup: uv ## the runtime and the dev group: tests, linters, stub generator, benchmark harnesses
+	$(SYNC) --inexact
+
+test-setup: uv ## everything the tests need: dev + llama groups (exact sync) and the test tiers' tools
+	$(SYNC) $(LLAMA)
+	UV=$(UV) bash tools/llama.sh
 	bash tools/install-tools.sh
-	@echo "setup done: run 'make run' (or .venv/bin/isthmus --help)"
 
 run: ## all six services in one process: in-process bus, embedded store, bundled models
 	$(ISTHMUS) run --target all
 
-test: protos-check lint ## everything CI runs
+test: test-setup protos-check lint ## everything CI runs (installs what the tests need first)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test-fast: ## unit tests only (no real models, no platform)
+test-fast: dev-setup ## unit tests only (no real models, no platform)
 	$(PY) -m pytest -q -m "not slow"
 
 # every service package and the CLI (services/<name>/isthmus_<name>), type-checked together
 PACKAGES := $(filter-out %.egg-info,$(wildcard services/*/isthmus_*))
 
-lint: ## ruff, import contracts, mypy --strict over every service, the CLI and the operator
+lint: dev-setup ## ruff, import contracts, mypy --strict over every service, the CLI and the operator
 	.venv/bin/ruff check services benchmarks tests tools conftest.py
 	.venv/bin/ruff format --check services benchmarks tests tools conftest.py
 	.venv/bin/lint-imports
@@ -35,44 +56,46 @@ lint: ## ruff, import contracts, mypy --strict over every service, the CLI and t
 	MYPYPATH=services/core:protos/python .venv/bin/mypy --strict operators/isthmus_operator
 	MYPYPATH=protos/python .venv/bin/mypy --strict $(PACKAGES)
 
-protos: ## regenerate Python stubs and typings from protos/
+protos: dev-setup ## regenerate Python stubs and typings from protos/
 	PYTHON=$(PY) bash tools/gen_protos.sh protos/python
 
 .PHONY: asyncapi
 asyncapi: ## regenerate docs/asyncapi.yaml (the AsyncAPI 3.0 document of every topic) from the event contracts
 	$(PY) -m isthmus_core.contracts.asyncapi --output docs/asyncapi.yaml
 
-protos-check: ## fail if the committed stubs drift from protos/
+protos-check: dev-setup ## fail if the committed stubs drift from protos/
 	@tmp=$$(mktemp -d) && PYTHON=$(PY) bash tools/gen_protos.sh $$tmp >/dev/null 2>&1 && \
 	  diff -r -q protos/python/isthmus $$tmp/isthmus && echo "protos: stubs match" ; \
 	  rc=$$?; rm -rf $$tmp; exit $$rc
 
-bench: ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloaded and at 10, 20, 50 req/s offered
+bench: dev-setup ## embedding throughput vs raw ONNX Runtime; all-in-one Ask latency unloaded and at 10, 20, 50 req/s offered
 	$(PY) -m isthmus_bench.embedding
 	$(PY) -m isthmus_bench.capacity --rates 10,20,50 --duration 10
 
-bench-agents: ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
+bench-agents: uv ## agent graphs on compound questions: rag vs plan-execute recall@20/nDCG@20 on cranfield, cisi, scifact; cache hits; cost vs llama.cpp's counts (~20 min)
+	$(SYNC) --inexact $(LLAMA)
+	UV=$(UV) bash tools/llama.sh
 	$(PY) -m isthmus_bench.agents
 
-bench-guardrails: ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); grounding model vs the lexical check on SciFact claims; ingest scan cost and false positives on documents
+bench-guardrails: dev-setup ## guardrail accuracy, latency and cost on public data: injection detectors side by side (rules, model, rules+model, prompt-guardrail); PII recall/precision per entity on a multi-locale synthetic set (Presidio before vs the default); grounding model vs the lexical check on SciFact claims; ingest scan cost and false positives on documents
 	$(PY) -m isthmus_bench.guardrails.injection
 	$(PY) -m isthmus_bench.guardrails.ingest
 	$(PY) -m isthmus_bench.guardrails.pii
 	$(PY) -m isthmus_bench.guardrails.grounding --datasets ../shared/datasets
 
-bench-chunking: ## chunking strategies side by side (token baseline, sentence, markdown, semantic, parent-child): nDCG@10 and ingest chunks/s on cranfield, cisi, scifact
+bench-chunking: dev-setup ## chunking strategies side by side (token baseline, sentence, markdown, semantic, parent-child): nDCG@10 and ingest chunks/s on cranfield, cisi, scifact
 	$(PY) -m isthmus_bench.chunking --datasets-dir ../shared/datasets
 
-train-injection: ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
+train-injection: dev-setup ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection
 
-bench-scale: ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
+bench-scale: dev-setup ## embedded store at 1M synthetic chunks: hybrid/dense/bm25 latency, recall@10 vs exact, RSS (~25 min)
 	$(PY) -m isthmus_bench.scale --store embedded --chunks 1000000 --queries 1000
 
-bench-scale-weaviate: ## the same at 100k chunks on the Weaviate from `make weaviate-up`
+bench-scale-weaviate: dev-setup ## the same at 100k chunks on the Weaviate from `make weaviate-up`
 	$(PY) -m isthmus_bench.scale --store weaviate --chunks 100000 --queries 1000
 
-train-grounding: ## retrain the grounding (NLI) head on synthetic Cranfield + CISI pairs -> services/guardrail/isthmus_guardrail/models/grounding (~3 min)
+train-grounding: dev-setup ## retrain the grounding (NLI) head on synthetic Cranfield + CISI pairs -> services/guardrail/isthmus_guardrail/models/grounding (~3 min)
 	$(PY) -m isthmus_guardrail.training.grounding --datasets ../shared/datasets
 
 
@@ -106,10 +129,12 @@ regions-up: ## two local regions a and b (Kafka + MirrorMaker 2 + platform each)
 regions-down:
 	bash tests/infra/regions.sh down
 
-tf-check: ## parse every terraform file (python-hcl2) and run checkov on terraform/
+tf-check: dev-setup ## parse every terraform file (python-hcl2) and run checkov on terraform/
+	bash tools/tools.d/checkov.sh
 	$(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_terraform_structure.py tests/deploy/test_terraform_checkov.py
 
 kube-up: ## a real kube-apiserver + etcd on loopback (operator tests); writes a kubeconfig
+	bash tools/tools.d/kube-apiserver.sh
 	bash tests/infra/kube.sh up
 
 kube-down:

@@ -82,7 +82,7 @@ def _kafka_up(*flags: str, ports: int) -> Iterator[tuple[Path, str]]:
         )
     cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
     if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
-        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
+        missing_tool("Maven is not installed and the Kafka jars are not cached (run make test-setup)")
     data = Path(tempfile.mkdtemp(prefix="isthmus-kafka-"))
     script = str(ROOT / "tests" / "infra" / "kafka.sh")
     command = ["bash", script, "up", *flags, "--port", str(free_port_run(ports)), "--dir", str(data)]
@@ -148,14 +148,14 @@ class WeaviateServer(ScriptServer):
 @pytest.fixture(scope="session")
 def weaviate_server() -> Iterator[WeaviateServer]:
     """A real Weaviate 1.32.4: ISTHMUS_TEST_WEAVIATE_URL (+ _GRPC_PORT) if set, else one started for the
-    session by tests/infra/weaviate.sh (the server is built by make setup; needs Go)."""
+    session by tests/infra/weaviate.sh (the server is built by make test-setup; needs Go)."""
     given = os.environ.get("ISTHMUS_TEST_WEAVIATE_URL")
     if given:
         yield WeaviateServer(given, int(os.environ.get("ISTHMUS_TEST_WEAVIATE_GRPC_PORT", "50051")), None)
         return
     cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
     if not (cache / "weaviate-v1.32.4" / "weaviate-server").exists() and shutil.which("go") is None:
-        missing_tool("Go is not installed and weaviate-server is not built (install Go, run make setup)")
+        missing_tool("Go is not installed and weaviate-server is not built (install Go, run make test-setup)")
     data = Path(tempfile.mkdtemp(prefix="isthmus-weaviate-"))
     script = str(ROOT / "tests" / "infra" / "weaviate.sh")
 
@@ -233,7 +233,7 @@ def regions() -> Iterator[Regions]:
         )
     cache = Path(os.environ.get("ISTHMUS_TOOLS_CACHE", Path.home() / ".cache" / "isthmus-tools"))
     if not (cache / "kafka-4.1.1" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
-        missing_tool("Maven is not installed and the Kafka jars are not cached (run make setup)")
+        missing_tool("Maven is not installed and the Kafka jars are not cached (run make test-setup)")
     data = Path(tempfile.mkdtemp(prefix="isthmus-regions-"))
     script = str(ROOT / "tests" / "infra" / "regions.sh")
 
@@ -361,13 +361,13 @@ class HydraServer:
 def hydra() -> Iterator[HydraServer]:
     """A real Ory Hydra: the one ISTHMUS_TEST_HYDRA_DIR names (e.g. .tools/hydra after `make hydra-up`) if
     set, else one started for the session by tests/infra/hydra.sh up on free ports and stopped at the end
-    (built by make setup; needs Go to build)."""
+    (built by make test-setup; needs Go to build)."""
     given = os.environ.get("ISTHMUS_TEST_HYDRA_DIR")
     if given:
         yield HydraServer(Path(given))
         return
     if not (_tools_cache() / "hydra-v2.3.0" / "hydra").exists() and shutil.which("go") is None:
-        missing_tool("Go is not installed and hydra is not built (install Go, run make setup)")
+        missing_tool("Go is not installed and hydra is not built (install Go, run make test-setup)")
     if shutil.which("curl") is None:
         missing_tool("curl is not installed: tests/infra/hydra.sh talks to Hydra with it")
     data = Path(tempfile.mkdtemp(prefix="isthmus-hydra-"))
@@ -404,7 +404,7 @@ def hydra() -> Iterator[HydraServer]:
 
 @pytest.fixture(scope="session")
 def grpcurl() -> Path:
-    """The grpcurl binary (.tools/bin/grpcurl, built by make setup; built here if missing and Go is there)."""
+    """The grpcurl binary (.tools/bin/grpcurl, from make test-setup; built here if missing and Go is here)."""
     linked = ROOT / ".tools" / "bin" / "grpcurl"
     if linked.exists():
         return linked
@@ -412,7 +412,7 @@ def grpcurl() -> Path:
     if on_path:
         return Path(on_path)
     if shutil.which("go") is None:
-        missing_tool("grpcurl is not installed and Go is missing to build it (install Go, run make setup)")
+        missing_tool("grpcurl is not installed and Go is missing to build it (install Go, make test-setup)")
     proc = subprocess.run(
         ["bash", str(ROOT / "tools" / "tools.d" / "grpcurl.sh")], capture_output=True, text=True, timeout=900
     )

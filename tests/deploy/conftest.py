@@ -1,6 +1,6 @@
 """Shared helpers of the deployment checks: where the external tools are, and the chart renderer.
 
-The tools are installed by ``bash tools/install-tools.sh`` (``make setup``): ``.tools/bin/helm``
+The tools are installed by ``bash tools/install-tools.sh`` (``make test-setup``, which ``make test`` runs): ``.tools/bin/helm``
 (tools/tools.d/helm.sh) and ``.tools/checkov`` (tools/tools.d/checkov.sh, its own virtualenv). Without
 one, the tests that need it skip locally with the reason and fail under ``CI=true``.
 

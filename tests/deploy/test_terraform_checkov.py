@@ -3,7 +3,7 @@ zero failed checks, and every skipped check is skipped in code next to the resou
 ``#checkov:skip=CKV_...:<reason>`` — no command-line or config-file skips, no skip without a reason, no
 stale skip that no longer matches a finding.
 
-checkov is installed by ``tools/tools.d/checkov.sh`` into ``.tools/checkov`` (``make setup``); without it
+checkov is installed by ``tools/tools.d/checkov.sh`` into ``.tools/checkov`` (``make test-setup``, which ``make test`` runs); without it
 these tests skip locally and fail under CI=true."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ install() {
     return 0
   fi
   bash "$ROOT/tools/tools.d/hydra.sh" >&2
-  [ -x "$BIN" ] || die "hydra is not built: install Go 1.24+ (https://go.dev/dl) and run 'make setup'"
+  [ -x "$BIN" ] || die "hydra is not built: install Go 1.24+ (https://go.dev/dl) and run 'make test-setup'"
 }
 
 alive() { [ -f "$DIR/hydra.pid" ] && kill -0 "$(cat "$DIR/hydra.pid")" 2>/dev/null; }

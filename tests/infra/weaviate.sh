@@ -40,7 +40,7 @@ die() { echo "weaviate.sh: $*" >&2; exit 1; }
 build() {
   [ -x "$BIN" ] && [ -f "$CACHE/.version" ] && return 0
   bash "$ROOT/tools/tools.d/weaviate.sh" >&2
-  [ -x "$BIN" ] || die "weaviate-server is not built: install Go 1.24+ (https://go.dev/dl) and run 'make setup'"
+  [ -x "$BIN" ] || die "weaviate-server is not built: install Go 1.24+ (https://go.dev/dl) and run 'make test-setup'"
 }
 
 removable() { [ ! -e "$1" ] || [ -f "$1/$MARK" ] || [ -z "$(ls -A "$1" 2>/dev/null)" ]; }
