@@ -60,6 +60,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         # every chunk scanned by the guardrail before it is published (the tenant's policy decides)
         scanner=GrpcChunkScanner(ctx.channel("guardrail")) if s.scan_chunks else None,
         publish_quarantine=publisher(ctx.bus, topics.CHUNKS_QUARANTINED),
+        publish_deleted=publisher(ctx.bus, topics.DOCUMENTS_DELETED),
+        # MERGE(slice A, texts.py): forget_text=texts.delete,  (a deleted document's parsed text dropped)
     )
     peers = ctx.common.peer_regions()
 
@@ -89,12 +91,32 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
                 ),
                 submitted_retry,
             ),
+            # deletions a producer asks for: the same check (documents.write in the event's tenant)
+            Subscription(
+                topics.DELETIONS_REQUESTED.name,
+                GROUP,
+                checked_producer(
+                    topics.DELETIONS_REQUESTED,
+                    event_handler(topics.DELETIONS_REQUESTED, core.on_deletion_requested),
+                    ctx.auth,
+                    Permission.DOCUMENTS_WRITE,
+                ),
+                status_retry,
+            ),
             subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
             subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
             subscribe(topics.TENANTS_DELETED, GROUP, forget_tenant),
             # documents written in the other regions (docs/multi-region.md)
             *replica_subscriptions(
                 topics.CHUNKS_EMBEDDED, GROUP + "-replica", peers, core.on_replicated_batch, service=NAME
+            ),
+            # documents deleted in the other regions: deleted here too
+            *replica_subscriptions(
+                topics.DOCUMENTS_DELETED,
+                GROUP + "-deletion",
+                peers,
+                core.on_replicated_deletion,
+                service=NAME,
             ),
             # erasures: requested in another region (erase here too), reports for the receipts kept here
             *replica_subscriptions(
@@ -115,6 +137,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         ],
         topics=[
             topics.DOCUMENTS_SUBMITTED,
+            topics.DELETIONS_REQUESTED,
+            topics.DOCUMENTS_DELETED,
             topics.CHUNKS_CREATED,
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
@@ -123,7 +147,13 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             topics.ERASURES_REQUESTED,
             topics.ERASURES_APPLIED,
             *replica_topics(
-                [topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED, topics.ERASURES_APPLIED], peers
+                [
+                    topics.CHUNKS_EMBEDDED,
+                    topics.DOCUMENTS_DELETED,
+                    topics.ERASURES_REQUESTED,
+                    topics.ERASURES_APPLIED,
+                ],
+                peers,
             ),
         ],
         on_stop=[_closer(registry)],
