@@ -22,6 +22,7 @@ from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import (
     ChunksIndexed,
+    DocumentDeleted,
     ErasureApplied,
     ErasureRequested,
     Event,
@@ -349,6 +350,10 @@ def indexed(tenant: str = "acme") -> ChunksIndexed:
     )
 
 
+def deleted(tenant: str = "acme") -> DocumentDeleted:
+    return DocumentDeleted(tenant_id=tenant, idempotency_key="d1/deleted/v1", document_id="d1", version=1)
+
+
 @pytest.mark.parametrize(
     ("topic", "event", "reason"),
     [
@@ -360,9 +365,19 @@ def indexed(tenant: str = "acme") -> ChunksIndexed:
             ErasureApplied(tenant_id="acme", idempotency_key="a", erasure_id="e" * 32, place="retrieval"),
             "erasure",
         ),
+        (topics.DOCUMENTS_DELETED, deleted(), "deletion"),
+        (mirrored(topics.DOCUMENTS_DELETED, "eu"), deleted(), "deletion"),
         (topics.TENANTS_DELETED, TenantDeleted(tenant_id="acme", idempotency_key="del"), "tenant_deleted"),
     ],
-    ids=["chunks-indexed", "erasure", "mirrored-erasure", "erasure-applied", "tenant-deleted"],
+    ids=[
+        "chunks-indexed",
+        "erasure",
+        "mirrored-erasure",
+        "erasure-applied",
+        "document-deleted",
+        "mirrored-document-deleted",
+        "tenant-deleted",
+    ],
 )
 async def test_bus_events_invalidate_the_tenant_in_every_replica(
     topic: topics.TopicSpec[Event], event: Event, reason: str
@@ -394,6 +409,7 @@ def test_the_module_offers_every_topic_the_subscriptions_consume() -> None:
     offered = {t.name for t in invalidation_topics(["eu", "us"])}
     assert {s.topic for s in subs} == offered
     assert {"eu.isthmus.erasures.requested.v1", topics.TENANTS_DELETED.name} <= offered
+    assert {topics.DOCUMENTS_DELETED.name, "eu.isthmus.documents.deleted.v1"} <= offered
 
 
 async def test_a_run_in_flight_when_the_tenant_is_deleted_does_not_store() -> None:

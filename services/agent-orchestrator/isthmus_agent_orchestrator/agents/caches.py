@@ -12,7 +12,8 @@ completed, unblocked answers in memory, bounded (LRU, ``cache_max_entries``) and
   reaches ``semantic_cache_threshold`` (1.0 turns semantic matching off: no embedding is computed).
 
 A tenant's answers are dropped when its documents change (:meth:`TenantResponseCache.subscriptions`:
-chunks indexed, erasures requested here or in a peer region and applied, tenant deleted — in every
+chunks indexed, erasures requested here or in a peer region and applied, documents deleted here or in a
+peer region, tenant deleted — in every
 replica, each with its own consumer group). Each invalidation bumps the tenant's *generation*; an answer
 computed from a lookup made before an invalidation is not stored after it (it may cite erased or
 replaced chunks): :meth:`~TenantResponseCache.get` remembers the generation it looked up at (in the
@@ -46,7 +47,13 @@ from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import ChunksIndexed, ErasureApplied, ErasureRequested, TenantDeleted
+from isthmus_core.contracts.events import (
+    ChunksIndexed,
+    DocumentDeleted,
+    ErasureApplied,
+    ErasureRequested,
+    TenantDeleted,
+)
 from isthmus_core.telemetry.metrics import (
     ANSWER_CACHE_INVALIDATIONS,
     ANSWER_CACHE_LOOKUPS,
@@ -58,7 +65,7 @@ log = structlog.get_logger("isthmus.agents.cache")
 #: texts -> one vector each (the query embedder of the retrieval path, or any other)
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 Vector = npt.NDArray[np.float32]
-InvalidationReason = Literal["chunks_indexed", "erasure", "tenant_deleted", "manual"]
+InvalidationReason = Literal["chunks_indexed", "erasure", "deletion", "tenant_deleted", "manual"]
 
 #: punctuation that ends a question without changing it ("What is X?" = "what is x")
 _TRAILING = frozenset(".?!,;:\u3002\u3001")  # after NFKC (fullwidth forms folded); ideographic stops
@@ -265,6 +272,13 @@ class TenantResponseCache:
         async def on_erased(ev: ErasureApplied) -> None:
             self.invalidate(ev.tenant_id, "erasure")
 
+        async def on_document_deleted(ev: DocumentDeleted) -> None:
+            self.invalidate(ev.tenant_id, "deletion")
+
+        async def on_document_deleted_mirrored(ev: DocumentDeleted) -> Literal["applied"]:
+            self.invalidate(ev.tenant_id, "deletion")
+            return "applied"
+
         async def on_deleted(ev: TenantDeleted) -> None:
             # its generation stays: a run of the deleted tenant still in flight must not store
             self.invalidate(ev.tenant_id, "tenant_deleted")
@@ -276,6 +290,10 @@ class TenantResponseCache:
                 topics.ERASURES_REQUESTED, group, peers, on_erasure_mirrored, service=module
             ),
             subscribe(topics.ERASURES_APPLIED, group, on_erased),
+            subscribe(topics.DOCUMENTS_DELETED, group, on_document_deleted),
+            *replica_subscriptions(
+                topics.DOCUMENTS_DELETED, group, peers, on_document_deleted_mirrored, service=module
+            ),
             subscribe(topics.TENANTS_DELETED, group, on_deleted),
         ]
 
@@ -355,9 +373,10 @@ def invalidation_topics(peers: Sequence[str]) -> list[topics.AnyTopic]:
         topics.CHUNKS_INDEXED,
         topics.ERASURES_REQUESTED,
         topics.ERASURES_APPLIED,
+        topics.DOCUMENTS_DELETED,
         topics.TENANTS_DELETED,
     ]
-    return [*local, *replica_topics([topics.ERASURES_REQUESTED], peers)]
+    return [*local, *replica_topics([topics.ERASURES_REQUESTED, topics.DOCUMENTS_DELETED], peers)]
 
 
 # ---- coalescing ---------------------------------------------------------------------------------------
