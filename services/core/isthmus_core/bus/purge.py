@@ -63,7 +63,7 @@ def _purge_on(
     def purge(ev: EventT) -> None:
         for clear in clears:
             clear()
-        log.info("content caches purged", module=module, tenant=ev.tenant_id, on=what, event=ev.event_id)
+        log.info("content caches purged", module=module, tenant=ev.tenant_id, on=what, event_id=ev.event_id)
 
     async def local(ev: EventT) -> None:
         purge(ev)
