@@ -53,14 +53,16 @@ def requested_before(requested_at: float, version_since: float | None) -> bool:
     return version_since is not None and requested_at < version_since
 
 
-def deleted_by(deletions: Iterable[DocumentDeleted]) -> Callable[[str, int], bool]:
+def deleted_by(deletions: Iterable[DocumentDeleted | tuple[str, int]]) -> Callable[[str, int], bool]:
     """``covered(document_id, version)``: whether that version of the document was deleted (every version
-    up to the highest deleted one is) — a replay of the bus's history (``isthmus reindex``) skips its
-    chunk events, so a deleted document does not come back; a version uploaded after the deletion is
-    higher, and kept."""
+    up to the highest deleted one is), from ``documents.deleted`` events or ``(document id, version)``
+    pairs (the registry's deleted documents) — a replay of the bus's history (``isthmus reindex``)
+    skips its chunk events, so a deleted document does not come back; a version uploaded after the
+    deletion is higher, and kept."""
     highest: dict[str, int] = {}
     for d in deletions:
-        highest[d.document_id] = max(highest.get(d.document_id, d.version), d.version)
+        doc, version = (d.document_id, d.version) if isinstance(d, DocumentDeleted) else d
+        highest[doc] = max(highest.get(doc, version), version)
 
     def covered(document_id: str, version: int) -> bool:
         deleted = highest.get(document_id)
