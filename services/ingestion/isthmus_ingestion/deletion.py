@@ -15,8 +15,11 @@ too. Nothing older brings it back:
   delete that version (:func:`requested_before`).
 
 "Written" is the event's ``occurred_at`` (the producer's clock; a replayed record keeps it, while the
-broker's append time is new for a republished dead letter): a producer whose clock lags the platform's
-by *s* seconds sees an upload made less than *s* seconds after a deletion skipped as a replay.
+broker's append time is new for a republished dead letter), or the time of the call for ``Upload`` and
+``DeleteDocument``; the registry keeps it with each status change (``history.written``), so an upload
+and a deletion are ordered as they were sent, however late each is consumed. A producer whose clock
+lags the platform's by *s* seconds sees an upload made less than *s* seconds after a gRPC deletion
+skipped as a replay.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS erased (
   PRIMARY KEY (tenant_id, document_id));
 CREATE TABLE IF NOT EXISTS history (
   tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, status TEXT NOT NULL, at REAL NOT NULL,
-  version INTEGER NOT NULL, detail TEXT NOT NULL);
+  version INTEGER NOT NULL, detail TEXT NOT NULL, written REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS history_document ON history (tenant_id, document_id);
 """
 
@@ -202,9 +202,11 @@ class DocumentRegistry:
         ).fetchone()
         return int(documents), int(stored)
 
-    def save(self, d: DocumentRecord, detail: str | None = None) -> None:
+    def save(self, d: DocumentRecord, detail: str | None = None, written_at: float | None = None) -> None:
         """Store ``d``; a new status (or version) appends a row to its history, with ``detail`` (default:
-        the failure or quarantine reason of a failed or quarantined document)."""
+        the failure or quarantine reason of a failed or quarantined document) and ``written_at``: when
+        the request behind the change was written (a bus event's ``occurred_at``; default: now), which
+        orders an upload and a deletion as their senders made them, however late they are consumed."""
         now = time.time()
         d.created_at = d.created_at or now
         d.updated_at = now
@@ -218,8 +220,8 @@ class DocumentRegistry:
                     d.status, ""
                 )
             self._db.execute(
-                "INSERT INTO history VALUES (?,?,?,?,?,?)",
-                (d.tenant_id, d.document_id, d.status.value, now, d.version, detail),
+                "INSERT INTO history VALUES (?,?,?,?,?,?,?)",
+                (d.tenant_id, d.document_id, d.status.value, now, d.version, detail, written_at or now),
             )
         self._db.execute(
             f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -297,17 +299,18 @@ class DocumentRegistry:
         return tuple(StatusChange(Status(str(r[0])), float(r[1]), int(r[2]), str(r[3])) for r in rows)
 
     def changed_at(self, tenant_id: str, document_id: str, status: Status, version: int) -> float | None:
-        """When the document's ``version`` last reached ``status`` (its history); None if it never did."""
+        """When the request that last moved the document's ``version`` to ``status`` was written (its
+        history); None if it never reached it."""
         (at,) = self._db.execute(
-            "SELECT MAX(at) FROM history WHERE tenant_id=? AND document_id=? AND status=? AND version=?",
+            "SELECT MAX(written) FROM history WHERE tenant_id=? AND document_id=? AND status=? AND version=?",
             (tenant_id, document_id, status.value, version),
         ).fetchone()
         return None if at is None else float(at)
 
     def version_since(self, tenant_id: str, document_id: str, version: int) -> float | None:
-        """When the document's ``version`` was first recorded (its history); None if never."""
+        """When the request that made the document's ``version`` was written (its history); None if never."""
         (at,) = self._db.execute(
-            "SELECT MIN(at) FROM history WHERE tenant_id=? AND document_id=? AND version=?",
+            "SELECT MIN(written) FROM history WHERE tenant_id=? AND document_id=? AND version=?",
             (tenant_id, document_id, version),
         ).fetchone()
         return None if at is None else float(at)

@@ -295,7 +295,7 @@ class Ingestion:
             if screened.document_quarantined:
                 record.status = Status.QUARANTINED
                 record.batch_count = 0
-            self.registry.save(record)
+            self.registry.save(record, written_at=submitted_at)
         await self._quarantine(record, screened, trace_context)
         if screened.document_quarantined:
             log.warning("document quarantined", tenant=tenant_id, document=doc_id, reason=screened.reason)
@@ -691,7 +691,7 @@ class Ingestion:
             changed = d.status != Status.DELETED
             if changed:
                 d.status = Status.DELETED
-                self.registry.save(d, detail=reason)
+                self.registry.save(d, detail=reason, written_at=requested_at)
         if changed:
             self._forget(tenant, doc_id)
             log.info("document deleted", tenant=tenant, document=doc_id, version=d.version)

@@ -218,8 +218,8 @@ class WatchedRegistry(DocumentRegistry):
         super().__init__(path)
         self.watch = watch
 
-    def save(self, d: DocumentRecord, detail: str | None = None) -> None:
-        super().save(d, detail)
+    def save(self, d: DocumentRecord, detail: str | None = None, written_at: float | None = None) -> None:
+        super().save(d, detail, written_at)
         self.watch.publish(d)
 
     def delete_tenant(self, tenant_id: str) -> int:

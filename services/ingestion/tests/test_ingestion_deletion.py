@@ -314,3 +314,25 @@ async def test_a_deletion_mirrored_from_a_peer_is_applied_and_its_chunks_arrivin
     assert (await core.get_document(ACME, "d7")).status != Status.DELETED
     gone = ev.model_copy(update={"tenant_id": "nowhere"})
     assert await core.on_replicated_deletion(gone) == "tenant_absent"
+
+
+async def test_a_submission_and_a_deletion_are_ordered_as_they_were_written_however_late_consumed(
+    registry: DocumentRegistry,
+) -> None:
+    bus = Bus()
+    core = make(registry, bus)
+    now = datetime.now(UTC)
+    # written 10 minutes ago, consumed now (a backlog): a deletion written after it still deletes it
+    await core.on_document_submitted(submitted(now - timedelta(minutes=10)))
+    request = DeletionRequested(
+        tenant_id=ACME, idempotency_key="del-1", document_id="d1", occurred_at=now - timedelta(minutes=5)
+    )
+    await core.on_deletion_requested(request)
+    assert (await core.get_document(ACME, "d1")).status == Status.DELETED
+    # a submission written after that deletion (though before it was consumed) is a new upload
+    await core.on_document_submitted(submitted(now - timedelta(minutes=2), content=TEXT + b" Again."))
+    d = await core.get_document(ACME, "d1")
+    assert d.status == Status.CHUNKED and d.version == 2
+    # the deletion request replayed: written before version 2 was, it leaves it alone
+    await core.on_deletion_requested(request)
+    assert (await core.get_document(ACME, "d1")).status == Status.CHUNKED
