@@ -736,7 +736,7 @@ class Ingestion:
             if d is None:
                 d = DocumentRecord(tenant, doc_id, doc_id, "", "", Status.DELETED, version=ev.version)
             d.status, d.version = Status.DELETED, max(d.version, ev.version)
-            self.registry.save(d, detail=detail[:MAX_REASON_CHARS])
+            self.registry.save(d, detail=detail[:MAX_REASON_CHARS], written_at=ev.occurred_at.timestamp())
         self._forget(tenant, doc_id)
         return "applied"
 
