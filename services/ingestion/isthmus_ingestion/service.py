@@ -255,7 +255,7 @@ class Ingestion:
             replayed = self._replayed(tenant_id, target, submitted_at)
             if replayed is not None:
                 return IngestResult.of(replayed)
-            self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
+            self.check_storage(tenant_id, target, len(data))
             parsed = parse_document(data, filename, content_type or None)
             chunks = await asyncio.to_thread(self._chunker.split, parsed.text)
             if not chunks:
