@@ -449,3 +449,19 @@ async def test_lookups_and_stores_are_counted_by_outcome() -> None:
     assert sample("isthmus_answer_cache_stores_total", outcome="stored") == stored + 1
     assert sample("isthmus_answer_cache_stores_total", outcome="stale") == stale + 1
     assert cache.cache_info()[:2] == (2, 2)
+
+
+async def test_an_answer_citing_a_deleted_document_is_not_stored_while_retrieval_may_still_have_it() -> None:
+    clock = Clock()
+    cache = TenantResponseCache(ttl_s=60, clock=clock)
+    await cache.put(key(), answer())
+    cache.forget_document("acme", "d1")
+    assert await cache.get(key()) is None  # the tenant's answers dropped
+    # made after the deletion reached this process, from a search that still saw d1: not stored
+    await cache.put(key(), answer())
+    assert await cache.get(key()) is None
+    await cache.put(key(tenant="globex"), answer())  # another tenant's d1: a different document
+    assert await cache.get(key(tenant="globex")) == answer()
+    clock.now += 60  # past the answers' own time to live: d1 (uploaded again) may be cited
+    await cache.put(key(), answer())
+    assert await cache.get(key()) == answer()

@@ -71,6 +71,8 @@ InvalidationReason = Literal["chunks_indexed", "erasure", "deletion", "tenant_de
 _TRAILING = frozenset(".?!,;:\u3002\u3001")  # after NFKC (fullwidth forms folded); ideographic stops
 #: lookups remembered per task for the generation check (a run looks up one or a few keys)
 _TICKETS_PER_TASK = 16
+#: deleted documents remembered (each for ``ttl_s``) so no answer citing one is stored; oldest dropped
+_MAX_DELETED = 65_536
 
 # (tenant, graph, principals, top_k): answers are only ever shared within one scope
 Scope = tuple[str, str, tuple[str, ...], int]
@@ -168,6 +170,8 @@ class TenantResponseCache:
         )
         self._hits = 0
         self._misses = 0
+        #: (tenant, document) -> until when an answer citing it is not stored (see :meth:`forget_document`)
+        self._deleted: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @property
     def semantic(self) -> bool:
@@ -220,7 +224,7 @@ class TenantResponseCache:
             if vector is None:
                 vector = await self._vector(question)
         # after every await: an invalidation may have come while the answer was made or embedded
-        if generation != self._generations.get(tenant, 0):
+        if generation != self._generations.get(tenant, 0) or self._cites_deleted(tenant, answer):
             ANSWER_CACHE_STORES.labels("stale").inc()
             log.debug("stale answer not cached", tenant=tenant)
             return
@@ -239,6 +243,23 @@ class TenantResponseCache:
             for question in questions:
                 self._entries.pop((scope, question), None)
         ANSWER_CACHE_INVALIDATIONS.labels(reason).inc()
+
+    def forget_document(self, tenant_id: str, document_id: str) -> None:
+        """A document was deleted: drop the tenant's answers and, for ``ttl_s``, store no answer that
+        cites it — the deletion may reach this process before retrieval has removed the document's
+        chunks, and an answer made in between would otherwise be cached with it."""
+        key = (tenant_id, document_id)
+        self._deleted.pop(key, None)
+        self._deleted[key] = self._clock() + self._ttl
+        while len(self._deleted) > _MAX_DELETED:
+            self._deleted.popitem(last=False)
+        self.invalidate(tenant_id, "deletion")
+
+    def _cites_deleted(self, tenant_id: str, answer: CachedAnswer) -> bool:
+        now = self._clock()
+        while self._deleted and next(iter(self._deleted.values())) <= now:  # in expiry order
+            self._deleted.popitem(last=False)
+        return any((tenant_id, c.document_id) in self._deleted for c in answer.contexts)
 
     # ---- the rest of the service's view ----------------------------------------------------------
 
@@ -273,10 +294,10 @@ class TenantResponseCache:
             self.invalidate(ev.tenant_id, "erasure")
 
         async def on_document_deleted(ev: DocumentDeleted) -> None:
-            self.invalidate(ev.tenant_id, "deletion")
+            self.forget_document(ev.tenant_id, ev.document_id)
 
         async def on_document_deleted_mirrored(ev: DocumentDeleted) -> Literal["applied"]:
-            self.invalidate(ev.tenant_id, "deletion")
+            self.forget_document(ev.tenant_id, ev.document_id)
             return "applied"
 
         async def on_deleted(ev: TenantDeleted) -> None:
