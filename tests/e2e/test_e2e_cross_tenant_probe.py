@@ -80,10 +80,10 @@ class World:
     exact: bool = False  # aim at tenant b exactly (no near misses of its id)
 
     def leaks(self, text: str, method: str = "") -> list[str]:
-        # A's own audit log records A's decisions, failed ones included, with the approval id A sent
-        # (B's, in the a-tenant-b-id probes): that echo of the caller's input is no leak; anywhere else
-        # B's approval ids are
-        sent = set(self.b_approvals) if method == _AUD + "ListAuditEvents" else set()
+        # A's own audit log records A's decisions and deletions, failed ones included, with the approval
+        # or document id A sent (B's, in the a-tenant-b-id probes): that echo of the caller's input is no
+        # leak; anywhere else B's approval and document ids are
+        sent = {*self.b_approvals, *self.b_docs} if method == _AUD + "ListAuditEvents" else set()
         return [m for m in self.markers if m in text and m not in sent]
 
 
@@ -229,6 +229,57 @@ async def _erase_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     else:
         req.whole_tenant = True
     return await _call(lambda: s["ing"].Erase(req), _ING + "Erase", "b-tenant", True)
+
+
+@probe(_ING + "DeleteDocument", "b-tenant-nothing")
+async def _delete_nothing_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # first variant (the one-call-per-method checks use it): a document no tenant has (NOT_FOUND when
+    # allowed: nothing is deleted by the role checks)
+    req = ing.DeleteDocumentRequest(tenant_id=_tenant_variant(w, r), document_id="probe-nothing", reason="x")
+    return await _call(
+        lambda: s["ing"].DeleteDocument(req), _ING + "DeleteDocument", "b-tenant-nothing", True
+    )
+
+
+@probe(_ING + "DeleteDocument", "b-tenant")
+async def _delete_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.DeleteDocumentRequest(tenant_id=_tenant_variant(w, r), document_id=_b_doc(w, r), reason="probe")
+    return await _call(lambda: s["ing"].DeleteDocument(req), _ING + "DeleteDocument", "b-tenant", True)
+
+
+@probe(_ING + "DeleteDocument", "a-tenant-b-id")
+async def _delete_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # B's own ids ("shared" is one A has too: deleting A's own is no probe of B)
+    req = ing.DeleteDocumentRequest(
+        tenant_id=w.a, document_id=r.choice([d for d in w.b_docs if d != "shared"])
+    )
+    return await _call(
+        lambda: s["ing"].DeleteDocument(req),
+        _ING + "DeleteDocument",
+        "a-tenant-b-id",
+        False,
+        not_found_ok=True,
+    )
+
+
+@probe(_ING + "GetDocumentText", "b-tenant")
+async def _text_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetDocumentTextRequest(tenant_id=_tenant_variant(w, r), document_id=_b_doc(w, r))
+    if r.random() < 0.5:
+        req.start, req.end = 0, r.randint(1, 40)
+    return await _call(lambda: s["ing"].GetDocumentText(req), _ING + "GetDocumentText", "b-tenant", True)
+
+
+@probe(_ING + "GetDocumentText", "a-tenant-b-id")
+async def _text_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = ing.GetDocumentTextRequest(tenant_id=w.a, document_id=_b_doc(w, r))
+    return await _call(
+        lambda: s["ing"].GetDocumentText(req),
+        _ING + "GetDocumentText",
+        "a-tenant-b-id",
+        False,
+        not_found_ok=True,
+    )
 
 
 def _b_erasure(w: World, r: random.Random) -> str:
@@ -809,7 +860,7 @@ async def _b_state(w: World) -> tuple[Any, ...]:
         ]
     return (
         tenant.chunk_count,
-        sorted((d.document_id, d.version, d.content_hash) for d in docs.documents),
+        sorted((d.document_id, d.version, d.content_hash, d.status) for d in docs.documents),
         policy.SerializeToString(deterministic=True),
         policies.SerializeToString(deterministic=True),
         sorted((a.approval_id, a.state, a.decided_by) for a in approvals.approvals),

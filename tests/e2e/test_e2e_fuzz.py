@@ -58,6 +58,7 @@ pytestmark = [
 TENANT = "fuzz"  # holds one indexed document; only read by the seeds
 SCRATCH = "fuzz-scratch"  # the seeds of the RPCs that change or delete a tenant use this one
 DOC = b"The glacier observatory records ice thickness every winter. Meltwater flows into the fjord."
+DOOMED = b"A note the DeleteDocument seed deletes: the ferry leaves the harbour at noon."
 #: examples per RPC; raise it (ISTHMUS_FUZZ_EXAMPLES=500) to search harder after changing an edge
 EXAMPLES = int(os.environ.get("ISTHMUS_FUZZ_EXAMPLES", "60"))
 #: statuses that name the caller's mistake (or a state): fine. INTERNAL, UNKNOWN, UNAVAILABLE... are not
@@ -195,6 +196,12 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
     "RetrievalService/ClearTenant": [{"tenant_id": SCRATCH}],
     "IngestionService/Erase": [
         {"tenant_id": SCRATCH, "documents": {"ids": ["nothing-here"]}, "reason": "fuzz"}
+    ],
+    # DOOMED: a document of TENANT uploaded for this seed (deleting it again is fine: unchanged)
+    "IngestionService/DeleteDocument": [{"tenant_id": TENANT, "document_id": "doomed", "reason": "fuzz"}],
+    "IngestionService/GetDocumentText": [
+        {"tenant_id": TENANT, "document_id": "doc-1"},
+        {"tenant_id": TENANT, "document_id": "doc-1", "start": 4, "end": 11},
     ],
     "AuditService/ListAuditEvents": [{"tenant_id": TENANT, "limit": 10}],
     # filled by the fixture, which makes an answer and an erasure to look up, and two agent runs waiting
@@ -551,7 +558,8 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         for tenant in (TENANT, SCRATCH):
             await stub.CreateTenant(retrieval_pb2.CreateTenantRequest(tenant_id=tenant))
         await upload(ch, TENANT, "glacier.txt", DOC, document_id="doc-1")
-        await wait_indexed(ch, TENANT, ["doc-1"])
+        await upload(ch, TENANT, "doomed.txt", DOOMED, document_id="doomed")
+        await wait_indexed(ch, TENANT, ["doc-1", "doomed"])
         # policy v1 of TENANT, which the RollbackPolicy and ApplyPolicyRef seeds name
         await guardrail_pb2_grpc.GuardrailServiceStub(ch).PutPolicy(
             guardrail_pb2.Policy(

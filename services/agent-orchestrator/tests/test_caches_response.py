@@ -22,6 +22,7 @@ from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import (
     ChunksIndexed,
+    DocumentDeleted,
     ErasureApplied,
     ErasureRequested,
     Event,
@@ -349,6 +350,10 @@ def indexed(tenant: str = "acme") -> ChunksIndexed:
     )
 
 
+def deleted(tenant: str = "acme") -> DocumentDeleted:
+    return DocumentDeleted(tenant_id=tenant, idempotency_key="d1/deleted/v1", document_id="d1", version=1)
+
+
 @pytest.mark.parametrize(
     ("topic", "event", "reason"),
     [
@@ -360,9 +365,19 @@ def indexed(tenant: str = "acme") -> ChunksIndexed:
             ErasureApplied(tenant_id="acme", idempotency_key="a", erasure_id="e" * 32, place="retrieval"),
             "erasure",
         ),
+        (topics.DOCUMENTS_DELETED, deleted(), "deletion"),
+        (mirrored(topics.DOCUMENTS_DELETED, "eu"), deleted(), "deletion"),
         (topics.TENANTS_DELETED, TenantDeleted(tenant_id="acme", idempotency_key="del"), "tenant_deleted"),
     ],
-    ids=["chunks-indexed", "erasure", "mirrored-erasure", "erasure-applied", "tenant-deleted"],
+    ids=[
+        "chunks-indexed",
+        "erasure",
+        "mirrored-erasure",
+        "erasure-applied",
+        "document-deleted",
+        "mirrored-document-deleted",
+        "tenant-deleted",
+    ],
 )
 async def test_bus_events_invalidate_the_tenant_in_every_replica(
     topic: topics.TopicSpec[Event], event: Event, reason: str
@@ -394,6 +409,7 @@ def test_the_module_offers_every_topic_the_subscriptions_consume() -> None:
     offered = {t.name for t in invalidation_topics(["eu", "us"])}
     assert {s.topic for s in subs} == offered
     assert {"eu.isthmus.erasures.requested.v1", topics.TENANTS_DELETED.name} <= offered
+    assert {topics.DOCUMENTS_DELETED.name, "eu.isthmus.documents.deleted.v1"} <= offered
 
 
 async def test_a_run_in_flight_when_the_tenant_is_deleted_does_not_store() -> None:
@@ -433,3 +449,19 @@ async def test_lookups_and_stores_are_counted_by_outcome() -> None:
     assert sample("isthmus_answer_cache_stores_total", outcome="stored") == stored + 1
     assert sample("isthmus_answer_cache_stores_total", outcome="stale") == stale + 1
     assert cache.cache_info()[:2] == (2, 2)
+
+
+async def test_an_answer_citing_a_deleted_document_is_not_stored_while_retrieval_may_still_have_it() -> None:
+    clock = Clock()
+    cache = TenantResponseCache(ttl_s=60, clock=clock)
+    await cache.put(key(), answer())
+    cache.forget_document("acme", "d1")
+    assert await cache.get(key()) is None  # the tenant's answers dropped
+    # made after the deletion reached this process, from a search that still saw d1: not stored
+    await cache.put(key(), answer())
+    assert await cache.get(key()) is None
+    await cache.put(key(tenant="globex"), answer())  # another tenant's d1: a different document
+    assert await cache.get(key(tenant="globex")) == answer()
+    clock.now += 60  # past the answers' own time to live: d1 (uploaded again) may be cited
+    await cache.put(key(), answer())
+    assert await cache.get(key()) == answer()

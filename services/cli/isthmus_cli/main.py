@@ -17,6 +17,7 @@ from isthmus_cli.commands import (
     audit,
     auth,
     config,
+    delete,
     dlq,
     drill,
     erase,
@@ -88,6 +89,7 @@ app.command()(audit.audit)
 app.command()(provenance.provenance)
 app.command()(erase.erase)
 app.command()(erase.erasure)
+app.command()(delete.delete)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ _REGION: Final = re.compile(REGION_PATTERN)
 #: topics MirrorMaker 2 copies between regions: the embedded chunks carry a document whole (text,
 #: offsets, metadata, vectors, version, content hash), so a region indexes a mirrored document without
 #: parsing or embedding it again; answers and verdicts feed evaluation's cross-region view; an erasure
-#: requested in one region is applied in every region, which each answer the origin's receipt.
+#: requested in one region is applied in every region, which each answer the origin's receipt; a document
+#: deleted in one region is deleted in every region.
 REPLICATED_TOPICS: Final[tuple[topics.AnyTopic, ...]] = (
     topics.CHUNKS_EMBEDDED,
+    topics.DOCUMENTS_DELETED,
     topics.ANSWERS_PRODUCED,
     topics.GUARDRAIL_VERDICTS,
     topics.ERASURES_REQUESTED,

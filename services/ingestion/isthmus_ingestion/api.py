@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,7 +12,7 @@ from isthmus.ingestion.v1 import ingestion_pb2_grpc as pb_grpc
 from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_ingestion.erasure import Receipt
-from isthmus_ingestion.registry import DocumentRecord, Status
+from isthmus_ingestion.registry import DocumentRecord, Status, StatusChange
 from isthmus_ingestion.service import PARENT_KEY, Ingestion
 from isthmus_ingestion.watch import DocumentWatch
 
@@ -23,6 +23,7 @@ STATUS_TO_PB = {
     Status.INDEXED: pb.DOCUMENT_STATUS_INDEXED,
     Status.FAILED: pb.DOCUMENT_STATUS_FAILED,
     Status.QUARANTINED: pb.DOCUMENT_STATUS_QUARANTINED,
+    Status.DELETED: pb.DOCUMENT_STATUS_DELETED,
 }
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
 #: initial-metadata key WatchDocuments sends once it has accepted the request (valid ids, known tenant);
@@ -67,7 +68,9 @@ def receipt_pb(r: Receipt) -> pb.ErasureReceipt:
     )
 
 
-def document_pb(d: DocumentRecord) -> pb.Document:
+def document_pb(d: DocumentRecord, history: Sequence[StatusChange] = ()) -> pb.Document:
+    """``history``: the document's status changes (GetDocument and DeleteDocument send them; a listing
+    or a watch does not)."""
     return pb.Document(
         tenant_id=d.tenant_id,
         document_id=d.document_id,
@@ -87,6 +90,10 @@ def document_pb(d: DocumentRecord) -> pb.Document:
         quarantine_reason=d.quarantine_reason,
         parent_document_id=d.metadata.get(PARENT_KEY, ""),
         chunking=d.chunking,
+        history=[
+            pb.StatusChange(status=STATUS_TO_PB[h.status], at=_ts(h.at), version=h.version, detail=h.detail)
+            for h in history
+        ],
     )
 
 
@@ -143,7 +150,14 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Document:
-        return document_pb(await self._core.get_document(request.tenant_id, request.document_id))
+        d = await self._core.get_document(request.tenant_id, request.document_id)
+        return document_pb(d, self._core.registry.history(d.tenant_id, d.document_id))
+
+    async def DeleteDocument(
+        self, request: pb.DeleteDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Document:
+        d = await self._core.delete_document(request.tenant_id, request.document_id, reason=request.reason)
+        return document_pb(d, self._core.registry.history(d.tenant_id, d.document_id))
 
     async def ListDocuments(
         self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext

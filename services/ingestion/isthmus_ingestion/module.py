@@ -88,6 +88,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         max_children=s.max_child_documents,
         objects=object_store(s, ctx.data_dir),
         max_inline_bytes=s.max_inline_bytes,
+        publish_deleted=publisher(ctx.bus, topics.DOCUMENTS_DELETED),
     )
     peers = ctx.common.peer_regions()
 
@@ -117,12 +118,32 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
                 ),
                 submitted_retry,
             ),
+            # deletions a producer asks for: the same check (documents.write in the event's tenant)
+            Subscription(
+                topics.DELETIONS_REQUESTED.name,
+                GROUP,
+                checked_producer(
+                    topics.DELETIONS_REQUESTED,
+                    event_handler(topics.DELETIONS_REQUESTED, core.on_deletion_requested),
+                    ctx.auth,
+                    Permission.DOCUMENTS_WRITE,
+                ),
+                status_retry,
+            ),
             subscribe(topics.CHUNKS_EMBEDDED, GROUP + "-status", core.on_chunks_embedded, status_retry),
             subscribe(topics.CHUNKS_INDEXED, GROUP + "-status", core.on_chunks_indexed, status_retry),
             subscribe(topics.TENANTS_DELETED, GROUP, forget_tenant),
             # documents written in the other regions (docs/multi-region.md)
             *replica_subscriptions(
                 topics.CHUNKS_EMBEDDED, GROUP + "-replica", peers, core.on_replicated_batch, service=NAME
+            ),
+            # documents deleted in the other regions: deleted here too
+            *replica_subscriptions(
+                topics.DOCUMENTS_DELETED,
+                GROUP + "-deletion",
+                peers,
+                core.on_replicated_deletion,
+                service=NAME,
             ),
             # erasures: requested in another region (erase here too), reports for the receipts kept here
             *replica_subscriptions(
@@ -143,6 +164,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         ],
         topics=[
             topics.DOCUMENTS_SUBMITTED,
+            topics.DELETIONS_REQUESTED,
+            topics.DOCUMENTS_DELETED,
             topics.CHUNKS_CREATED,
             topics.CHUNKS_EMBEDDED,
             topics.CHUNKS_INDEXED,
@@ -151,7 +174,13 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
             topics.ERASURES_REQUESTED,
             topics.ERASURES_APPLIED,
             *replica_topics(
-                [topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED, topics.ERASURES_APPLIED], peers
+                [
+                    topics.CHUNKS_EMBEDDED,
+                    topics.DOCUMENTS_DELETED,
+                    topics.ERASURES_REQUESTED,
+                    topics.ERASURES_APPLIED,
+                ],
+                peers,
             ),
         ],
         on_stop=[_closer(registry), _closer(texts)],

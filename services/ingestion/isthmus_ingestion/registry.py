@@ -1,5 +1,6 @@
-"""Document registry (sqlite): status per document, content-hash dedup index, batch progress, and the
-receipts of erasures (:mod:`isthmus_ingestion.erasure`).
+"""Document registry (sqlite): status per document with its history (every status change, kept after a
+deletion, removed by an erasure), content-hash dedup index, batch progress, and the receipts of erasures
+(:mod:`isthmus_ingestion.erasure`).
 
 The database runs with ``secure_delete`` on: a deleted row's bytes are overwritten with zeros, not left
 in free pages; after an erasure :meth:`DocumentRegistry.scrub` also folds the write-ahead log back into
@@ -33,11 +34,15 @@ class Status(StrEnum):
     #: the guardrail's ingest scan blocked it (scope ``document``, or every chunk blocked): nothing of it
     #: is indexed; its chunks went to ``chunks.quarantined`` with the reasons
     QUARANTINED = "quarantined"
+    #: ``DeleteDocument`` or a deletion requested on the bus: gone from search and answers; the record
+    #: and its history stay (an upload of it afterwards is a new version)
+    DELETED = "deleted"
 
 
 #: documents that hold no indexed content of their version: a re-upload of the same bytes is processed
 #: again (not a duplicate), and they do not count against the storage quota
-NOT_STORED = (Status.FAILED, Status.QUARANTINED)
+NOT_STORED = (Status.FAILED, Status.QUARANTINED, Status.DELETED)
+_NOT_STORED_SQL = ", ".join("?" * len(NOT_STORED))
 
 
 _ORDER = [Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED, Status.INDEXED]
@@ -74,6 +79,16 @@ class DocumentRecord:
     chunking: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One row of a document's history: the status it moved to, when, for which version, and why."""
+
+    status: Status
+    at: float
+    version: int
+    detail: str = ""
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
   tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, filename TEXT NOT NULL, content_type TEXT NOT NULL,
@@ -92,6 +107,10 @@ CREATE TABLE IF NOT EXISTS erasures (
 CREATE TABLE IF NOT EXISTS erased (
   tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, version INTEGER NOT NULL, erasure_id TEXT NOT NULL,
   PRIMARY KEY (tenant_id, document_id));
+CREATE TABLE IF NOT EXISTS history (
+  tenant_id TEXT NOT NULL, document_id TEXT NOT NULL, status TEXT NOT NULL, at REAL NOT NULL,
+  version INTEGER NOT NULL, detail TEXT NOT NULL, written REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS history_document ON history (tenant_id, document_id);
 """
 
 _COLS = (
@@ -163,7 +182,8 @@ class DocumentRegistry:
 
     def find_by_hash(self, tenant_id: str, content_hash: str) -> DocumentRecord | None:
         r = self._db.execute(
-            f"SELECT {_COLS} FROM documents WHERE tenant_id=? AND content_hash=? AND status NOT IN (?, ?) "
+            f"SELECT {_COLS} FROM documents WHERE tenant_id=? AND content_hash=? "
+            f"AND status NOT IN ({_NOT_STORED_SQL}) "
             "ORDER BY created_at LIMIT 1",
             (tenant_id, content_hash, *NOT_STORED),
         ).fetchone()
@@ -182,15 +202,32 @@ class DocumentRegistry:
         left out."""
         documents, stored = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM documents "
-            "WHERE tenant_id=? AND status NOT IN (?, ?)",
+            f"WHERE tenant_id=? AND status NOT IN ({_NOT_STORED_SQL})",
             (tenant_id, *NOT_STORED),
         ).fetchone()
         return int(documents), int(stored)
 
-    def save(self, d: DocumentRecord) -> None:
+    def save(self, d: DocumentRecord, detail: str | None = None, written_at: float | None = None) -> None:
+        """Store ``d``; a new status (or version) appends a row to its history, with ``detail`` (default:
+        the failure or quarantine reason of a failed or quarantined document) and ``written_at``: when
+        the request behind the change was written (a bus event's ``occurred_at``; default: now), which
+        orders an upload and a deletion as their senders made them, however late they are consumed."""
         now = time.time()
         d.created_at = d.created_at or now
         d.updated_at = now
+        before = self._db.execute(
+            "SELECT status, version FROM documents WHERE tenant_id=? AND document_id=?",
+            (d.tenant_id, d.document_id),
+        ).fetchone()
+        if before is None or (str(before[0]), int(before[1])) != (d.status.value, d.version):
+            if detail is None:
+                detail = {Status.FAILED: d.failure_reason, Status.QUARANTINED: d.quarantine_reason}.get(
+                    d.status, ""
+                )
+            self._db.execute(
+                "INSERT INTO history VALUES (?,?,?,?,?,?,?)",
+                (d.tenant_id, d.document_id, d.status.value, now, d.version, detail, written_at or now),
+            )
         self._db.execute(
             f"INSERT OR REPLACE INTO documents ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -257,9 +294,37 @@ class DocumentRegistry:
             doc.failure_reason = reason
             self.save(doc)
 
+    def history(self, tenant_id: str, document_id: str) -> tuple[StatusChange, ...]:
+        """Every status change of the document, oldest first (empty for one stored before the history
+        was kept)."""
+        rows = self._db.execute(
+            "SELECT status, at, version, detail FROM history WHERE tenant_id=? AND document_id=? "
+            "ORDER BY rowid",
+            (tenant_id, document_id),
+        ).fetchall()
+        return tuple(StatusChange(Status(str(r[0])), float(r[1]), int(r[2]), str(r[3])) for r in rows)
+
+    def changed_at(self, tenant_id: str, document_id: str, status: Status, version: int) -> float | None:
+        """When the request that last moved the document's ``version`` to ``status`` was written (its
+        history); None if it never reached it."""
+        (at,) = self._db.execute(
+            "SELECT MAX(written) FROM history WHERE tenant_id=? AND document_id=? AND status=? AND version=?",
+            (tenant_id, document_id, status.value, version),
+        ).fetchone()
+        return None if at is None else float(at)
+
+    def version_since(self, tenant_id: str, document_id: str, version: int) -> float | None:
+        """When the request that made the document's ``version`` was written (its history); None if never."""
+        (at,) = self._db.execute(
+            "SELECT MIN(written) FROM history WHERE tenant_id=? AND document_id=? AND version=?",
+            (tenant_id, document_id, version),
+        ).fetchone()
+        return None if at is None else float(at)
+
     def delete_tenant(self, tenant_id: str) -> int:
         """Forget the tenant's documents (its erasure receipts are kept: they prove the erasure)."""
         cur = self._db.execute("DELETE FROM documents WHERE tenant_id=?", (tenant_id,))
+        self._db.execute("DELETE FROM history WHERE tenant_id=?", (tenant_id,))
         self._db.execute("DELETE FROM batches WHERE tenant_id=?", (tenant_id,))
         self._db.execute("DELETE FROM erased WHERE tenant_id=?", (tenant_id,))
         return cur.rowcount
@@ -271,7 +336,7 @@ class DocumentRegistry:
         erasure_id: str = "",
         known_versions: Mapping[str, int] | None = None,
     ) -> int:
-        """Remove these documents and their batch progress; returns how many documents there were.
+        """Remove these documents, their history and batch progress; returns how many documents there were.
 
         With ``erasure_id``, each document known here (or in ``known_versions``: what the erasure's
         origin knew) leaves a tombstone: its id and the highest version seen (no content), so chunks of
@@ -293,6 +358,7 @@ class DocumentRegistry:
                 "DELETE FROM documents WHERE tenant_id=? AND document_id=?", (tenant_id, doc)
             )
             self._db.execute("DELETE FROM batches WHERE tenant_id=? AND document_id=?", (tenant_id, doc))
+            self._db.execute("DELETE FROM history WHERE tenant_id=? AND document_id=?", (tenant_id, doc))
             removed += cur.rowcount
         return removed
 

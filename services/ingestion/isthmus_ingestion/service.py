@@ -30,6 +30,8 @@ from isthmus_core.contracts.events import (
     ChunksEmbedded,
     ChunksIndexed,
     ChunksQuarantined,
+    DeletionRequested,
+    DocumentDeleted,
     DocumentSubmitted,
     ErasureApplied,
     ErasureRequested,
@@ -43,6 +45,7 @@ from isthmus_core.contracts.ids import (
     parse_document_id,
     parse_tenant_id,
 )
+from isthmus_core.contracts.topics import DELETIONS_REQUESTED
 from isthmus_core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -68,6 +71,13 @@ from isthmus_core.store.port import ACL_METADATA_KEY, acl_of, chunk_uuid
 from isthmus_ingestion.chunking import TextChunk
 from isthmus_ingestion.chunking.strategies import COLLECTION_KEY, ChunkingSelection, Splitter
 from isthmus_ingestion.dedup import content_hash, document_id_for
+from isthmus_ingestion.deletion import (
+    DELETE_METHOD,
+    check_reason,
+    deletion_key,
+    requested_before,
+    submitted_before,
+)
 from isthmus_ingestion.erasure import (
     MAX_ERASE_IDS,
     MAX_REASON_CHARS,
@@ -226,12 +236,13 @@ class Ingestion:
         max_children: int = 1000,
         objects: ObjectStore | None = None,
         max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+        publish_deleted: Callable[[DocumentDeleted], Awaitable[None]] | None = None,
     ) -> None:
         """``chunker``: one splitter for every document, or the strategy per tenant and collection
         (:class:`~isthmus_ingestion.chunking.strategies.ChunkingSelection`). ``scanner``: the guardrail's
         ingest scan of every chunk before it is published (None = chunks
         are published unscanned: ``[ingestion] scan_chunks = false``); blocked chunks go to
-        ``publish_quarantine``."""
+        ``publish_quarantine``. ``publish_deleted``: deletions (``documents.deleted``)."""
         self.registry = registry
         self._chunking = (
             chunker if isinstance(chunker, ChunkingSelection) else ChunkingSelection.single(chunker)
@@ -260,6 +271,7 @@ class Ingestion:
         self._max_children = max_children
         self._objects = objects  # documents sent by reference (content_uri) are read from it
         self._max_inline_bytes = max_inline_bytes
+        self._publish_deleted = publish_deleted
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -299,11 +311,16 @@ class Ingestion:
         document_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         trace_context: Mapping[str, str] | None = None,
+        submitted_at: float | None = None,
     ) -> IngestResult:
         """Ingest one uploaded file, then the documents found inside it (attachments, an mbox's messages),
-        each as a document of its own whose metadata ``parent_document_id`` names this one."""
+        each as a document of its own whose metadata ``parent_document_id`` names this one.
+        ``submitted_at``: when a bus submission was written (None for an upload): one written before
+        the document's deletion is a replay, and leaves the deleted document as it is."""
         own = {k: v for k, v in (metadata or {}).items() if k != PARENT_KEY}  # the service sets it
-        return await self._ingest(tenant_id, filename, data, content_type, document_id, own, trace_context, 0)
+        return await self._ingest(
+            tenant_id, filename, data, content_type, document_id, own, trace_context, 0, submitted_at
+        )
 
     async def _ingest(
         self,
@@ -315,6 +332,7 @@ class Ingestion:
         metadata: Mapping[str, str],
         trace_context: Mapping[str, str] | None,
         depth: int,
+        submitted_at: float | None = None,
     ) -> IngestResult:
         if not filename:
             raise InvalidArgument("filename is required (its extension tells the file type)")
@@ -328,7 +346,11 @@ class Ingestion:
             if existing is not None:
                 children = self._children_of(tenant_id, existing.document_id)
                 return replace(IngestResult.of(existing, duplicate=True), child_document_ids=children)
-            self.check_storage(tenant_id, requested or document_id_for(tenant_id, digest), len(data))
+            target = requested or document_id_for(tenant_id, digest)
+            replayed = self._replayed(tenant_id, target, submitted_at)
+            if replayed is not None:
+                return IngestResult.of(replayed)
+            self.check_storage(tenant_id, target, len(data))
             # off the event loop: a large Office file or mailbox takes a while to read
             options = self._options(metadata)
             parsed = await asyncio.to_thread(parse_document, data, filename, content_type or None, options)
@@ -379,7 +401,7 @@ class Ingestion:
             if screened.document_quarantined:
                 record.status = Status.QUARANTINED
                 record.batch_count = 0
-            self.registry.save(record)
+            self.registry.save(record, written_at=submitted_at)
             self._keep_text(record, parsed.text, screened)
         await self._quarantine(record, screened, trace_context)
         if screened.document_quarantined:
@@ -618,6 +640,7 @@ class Ingestion:
                 document_id=ev.document_id,
                 metadata=ev.metadata,
                 trace_context=ev.trace_context,
+                submitted_at=ev.occurred_at.timestamp(),
             )
         except InvalidArgument as exc:
             if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too
@@ -647,6 +670,7 @@ class Ingestion:
         erasure_id = self._erased_version(ev)
         if erasure_id is None:
             self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+            await self._late_deleted(ev)
             return
         # chunks of an erased document that were still in flight when it was erased, now indexed: erase
         # them again (same erasure; retrieval deletes them, every region too)
@@ -685,7 +709,7 @@ class Ingestion:
             return "stale"  # erased here (before or after the origin wrote it): it does not come back
         doc_id = parse_document_id(ev.document_id)
         doc = self.registry.get(tenant, doc_id)
-        if doc is not None and doc.version > ev.version:
+        if doc is not None and (doc.version > ev.version or _deleted(doc, ev.version)):
             return "stale"
         if doc is None or doc.version < ev.version:
             meta = dict(ev.chunks[0].metadata) if ev.chunks else {}
@@ -959,6 +983,119 @@ class Ingestion:
         if self._publish_applied is not None:
             await self._publish_applied(report)
 
+    # --- deletion (isthmus_ingestion.deletion) -----------------------------------------------------------
+
+    async def delete_document(
+        self, tenant_id: str, document_id: str, *, reason: str = "", requested_at: float | None = None
+    ) -> DocumentRecord:
+        """Delete a document: status ``deleted`` (record and history kept), its parsed text dropped, and
+        ``documents.deleted`` published (retrieval removes its chunks, the other regions delete it too).
+        Deleting a deleted document returns it unchanged (its deletion is published again: a retry after
+        a failed publish completes it). ``requested_at``: when a bus request was written; one written
+        before the current version was uploaded leaves that version alone."""
+        check_reason(reason)
+        tenant = await self.check_tenant(tenant_id)
+        doc_id = parse_document_id(document_id)
+        principal = current_principal()
+        deleted_by = "" if principal is None or principal.via == "anonymous" else principal.subject
+        async with self._locks.setdefault(tenant, asyncio.Lock()):  # no upload of the tenant in between
+            d = self.registry.get(tenant, doc_id)
+            if d is None:
+                raise NotFound(f"document {doc_id!r} not found in tenant {tenant!r}")
+            if requested_at is not None and requested_before(
+                requested_at, self.registry.version_since(tenant, doc_id, d.version)
+            ):
+                log.info("deletion older than the document's version", tenant=tenant, document=doc_id)
+                return d
+            changed = d.status != Status.DELETED
+            if changed:
+                d.status = Status.DELETED
+                self.registry.save(d, detail=reason, written_at=requested_at)
+        if changed:
+            self.drop_text(tenant, doc_id)
+            log.info("document deleted", tenant=tenant, document=doc_id, version=d.version)
+            if self._audit is not None:
+                self._audit.record(
+                    AuditRecorded(
+                        tenant_id=tenant,
+                        idempotency_key=deletion_key(tenant, doc_id, d.version) + "/audit",
+                        kind="deletion",
+                        principal=deleted_by,
+                        method=DELETE_METHOD if requested_at is None else DELETIONS_REQUESTED.name,
+                        reason=reason,
+                        details={"document_id": doc_id, "version": str(d.version)},
+                        region=self._region,
+                    )
+                )
+        await self._deleted(d, reason, deleted_by)
+        return d
+
+    async def on_deletion_requested(self, ev: DeletionRequested) -> None:
+        """A producer's deletion (``deletions.requested``): as ``DeleteDocument``, unless it predates the
+        document's current version (a replayed request)."""
+        await self.delete_document(
+            ev.tenant_id, ev.document_id, reason=ev.reason, requested_at=ev.occurred_at.timestamp()
+        )
+
+    async def on_replicated_deletion(self, ev: DocumentDeleted) -> ErasureOutcome:
+        """A deletion done in another region (mirrored ``documents.deleted``): deleted here too, unless this
+        region holds a newer version. A document not seen here yet is recorded deleted, so its mirrored
+        chunks arriving later do not bring it back. Not published again (the origin's event reaches this
+        region's retrieval)."""
+        try:
+            tenant = await self.check_tenant(ev.tenant_id)
+        except NotFound:
+            return "tenant_absent"
+        doc_id = parse_document_id(ev.document_id)
+        detail = ev.reason + (f" (deleted in region {ev.origin})" if ev.origin else "")
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            d = self.registry.get(tenant, doc_id)
+            if d is not None and (d.version > ev.version or _deleted(d, ev.version)):
+                return "stale"
+            if d is None:
+                d = DocumentRecord(tenant, doc_id, doc_id, "", "", Status.DELETED, version=ev.version)
+            d.status, d.version = Status.DELETED, max(d.version, ev.version)
+            self.registry.save(d, detail=detail[:MAX_REASON_CHARS], written_at=ev.occurred_at.timestamp())
+        self.drop_text(tenant, doc_id)
+        return "applied"
+
+    def _replayed(
+        self, tenant: TenantId, document_id: str, submitted_at: float | None
+    ) -> DocumentRecord | None:
+        """The deleted document a submission written before its deletion would bring back; None if none."""
+        d = self.registry.get(tenant, document_id)
+        if submitted_at is None or d is None or d.status != Status.DELETED:
+            return None
+        deleted_at = self.registry.changed_at(tenant, document_id, d.status, d.version)
+        if not submitted_before(submitted_at, deleted_at):
+            return None
+        log.info("replayed submission of a deleted document skipped", tenant=tenant, document=document_id)
+        return d
+
+    async def _late_deleted(self, ev: ChunksIndexed) -> None:
+        """Chunks of a deleted version indexed after the deletion (in flight, mirrored, replayed): delete
+        them again (retrieval removes them; the event's version covers theirs)."""
+        d = self.registry.get(ev.tenant_id, ev.document_id)
+        if d is None or not _deleted(d, ev.version):
+            return
+        log.info("late chunks of a deleted document", tenant=ev.tenant_id, document=ev.document_id)
+        await self._deleted(d, "", "", late=f"/late/v{ev.version}/b{ev.batch_index}")
+
+    async def _deleted(self, d: DocumentRecord, reason: str, deleted_by: str, late: str = "") -> None:
+        if self._publish_deleted is None:
+            return
+        await self._publish_deleted(
+            DocumentDeleted(
+                tenant_id=d.tenant_id,
+                idempotency_key=deletion_key(d.tenant_id, d.document_id, d.version) + late,
+                document_id=d.document_id,
+                version=d.version,
+                reason=reason,
+                deleted_by=deleted_by,
+                origin=self._region,
+            )
+        )
+
     async def on_dead_letter(self, msg: Message) -> None:
         """A chunk event gave up downstream: the document is failed, with the reason."""
         try:
@@ -991,6 +1128,11 @@ class Ingestion:
         if self.registry.get(ev.tenant_id, ev.document_id) is not None:
             return
         self.registry.save(_failed_submission(ev, ev.document_id, _dead_letter_reason(msg)))
+
+
+def _deleted(d: DocumentRecord, version: int) -> bool:
+    """Whether ``version`` of the document is deleted (the record is, at that version or a later one)."""
+    return d.status == Status.DELETED and version <= d.version
 
 
 def _failed_submission(ev: DocumentSubmitted, document_id: str, reason: str) -> DocumentRecord:

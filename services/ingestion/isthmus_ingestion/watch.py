@@ -29,7 +29,7 @@ from typing import Protocol
 from isthmus_core.errors import IsthmusError, NotFound, ResourceExhausted
 from isthmus_ingestion.registry import DocumentRecord, DocumentRegistry, Status
 
-TERMINAL = frozenset({Status.INDEXED, Status.FAILED, Status.QUARANTINED})
+TERMINAL = frozenset({Status.INDEXED, Status.FAILED, Status.QUARANTINED, Status.DELETED})
 DEFAULT_MAX_PENDING = 1024
 DEFAULT_MAX_WATCHERS = 256
 
@@ -218,8 +218,8 @@ class WatchedRegistry(DocumentRegistry):
         super().__init__(path)
         self.watch = watch
 
-    def save(self, d: DocumentRecord) -> None:
-        super().save(d)
+    def save(self, d: DocumentRecord, detail: str | None = None, written_at: float | None = None) -> None:
+        super().save(d, detail, written_at)
         self.watch.publish(d)
 
     def delete_tenant(self, tenant_id: str) -> int:

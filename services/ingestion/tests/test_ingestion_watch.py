@@ -194,3 +194,12 @@ async def test_a_watch_of_a_new_version_sees_it_start_over(registry: WatchedRegi
     update = await asyncio.wait_for(anext(updates), GUARD_S)
     assert (update.document.status, update.document.version) == (Status.RECEIVED, 2)
     await updates.aclose()
+
+
+async def test_a_deleted_document_ends_a_watch_until_terminal(registry: WatchedRegistry) -> None:
+    registry.save(_doc("a", Status.CHUNKED))
+    updates = registry.watch.stream(registry, "t1", ["a"], until_terminal=True)
+    assert (await anext(updates)).document.status == Status.CHUNKED
+    deleted = _doc("a", Status.DELETED)
+    registry.save(deleted, detail="deleted before it was indexed")
+    assert await _rest(updates) == [("a", Status.DELETED, False)]

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from isthmus_core.bus.purge import purge_on_erasure
+from isthmus_core.bus.purge import purge_on_deletion, purge_on_erasure
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import dead_letterer, publisher, subscribe
 from isthmus_core.clients.embedding import GrpcQueryEmbedder, GrpcReranker
@@ -53,7 +53,7 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
     store, probes = make_store(s, ctx.data_dir)
     embedding = ctx.channel("embedding")
     embed_query: QueryEmbedder = GrpcQueryEmbedder(embedding)
-    caches: list[Callable[[], None]] = []  # content caches, purged on every erasure
+    caches: list[Callable[[], None]] = []  # content caches, purged on every erasure and deletion
     if s.query_cache_size:
         cached = CachedQueryEmbedder(embed_query, maxsize=s.query_cache_size, ttl_s=s.query_cache_ttl_s)
         register_cache("query_vectors", cached.cache_info)
@@ -89,6 +89,12 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
                 topics.ERASURES_REQUESTED, GROUP + "-erasure", peers, core.erase, service=NAME
             ),
             *purge_on_erasure(NAME, peers, caches),
+            # documents deleted here and in the other regions: their chunks leave this region's store
+            subscribe(topics.DOCUMENTS_DELETED, GROUP + "-deletion", core.on_document_deleted),
+            *replica_subscriptions(
+                topics.DOCUMENTS_DELETED, GROUP + "-deletion", peers, core.delete_document, service=NAME
+            ),
+            *purge_on_deletion(NAME, peers, caches),
         ],
         topics=[
             topics.CHUNKS_EMBEDDED,
@@ -96,7 +102,10 @@ async def build(ctx: ModuleContext[RetrievalSettings]) -> Offer:
             topics.TENANTS_DELETED,
             topics.ERASURES_REQUESTED,
             topics.ERASURES_APPLIED,
-            *replica_topics([topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED], peers),
+            topics.DOCUMENTS_DELETED,
+            *replica_topics(
+                [topics.CHUNKS_EMBEDDED, topics.ERASURES_REQUESTED, topics.DOCUMENTS_DELETED], peers
+            ),
         ],
         on_stop=[store.close],
         probes=probes,

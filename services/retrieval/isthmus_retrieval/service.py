@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import structlog
+
 from isthmus_core.contracts.events import (
     ChunksEmbedded,
     ChunksIndexed,
+    DocumentDeleted,
     ErasureApplied,
     ErasureRequested,
     TenantDeleted,
@@ -34,6 +37,8 @@ from isthmus_core.store.port import (
     VectorStore,
 )
 from isthmus_retrieval.rerank import blend_rerank
+
+log = structlog.get_logger("isthmus.retrieval")
 
 Publish = Callable[[object], Awaitable[None]]
 #: marks the dead letter split out of a batch (its chunks only): replaying it must not replace the document
@@ -194,6 +199,33 @@ class Retrieval:
             await self._report(ev, 0, f"{type(exc).__name__}: {exc}", failed=True)
             raise
         await self._report(ev, count, detail)
+        return "applied"
+
+    # --- deletion ---------------------------------------------------------------------------------------
+
+    async def on_document_deleted(self, ev: DocumentDeleted) -> None:
+        """A document deleted in this region (see :meth:`delete_document`)."""
+        await self.delete_document(ev)
+
+    async def delete_document(self, ev: DocumentDeleted) -> Literal["applied", "stale", "tenant_absent"]:
+        """Delete a deleted document's chunks from the store, if the version indexed is one the deletion
+        covers (``<= ev.version``); a newer version, uploaded after the deletion, stays (``stale``).
+        Chunks of a covered version indexed later are deleted when ingestion sees them indexed."""
+        tenant = parse_tenant_id(ev.tenant_id)
+        if not await self.store.has_tenant(tenant):
+            return "tenant_absent"
+        if not is_document_id(ev.document_id):
+            return "stale"  # no document could have been indexed under it
+        key = zlib.crc32(f"{tenant}/{ev.document_id}".encode())
+        try:
+            async with self._doc_locks[key % _LOCK_STRIPES]:
+                current = await self.store.document_version(tenant, ev.document_id)
+                if current is not None and current > ev.version:
+                    return "stale"
+                count = await self.store.delete_document(tenant, ev.document_id)
+        except NotFound:  # the tenant went away meanwhile: nothing of it is left here
+            return "applied"
+        log.info("document deleted", tenant=tenant, document=ev.document_id, version=ev.version, chunks=count)
         return "applied"
 
     async def _report(self, ev: ErasureRequested, count: int, detail: str, *, failed: bool = False) -> None:

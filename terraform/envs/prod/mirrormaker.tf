@@ -1,5 +1,5 @@
 # Cross-region topic replication with MirrorMaker 2, active/active: the replicated topics of one region
-# (isthmus_core.regions.REPLICATED_TOPICS: embedded chunks, answers, verdicts, erasures) are mirrored to the other
+# (isthmus_core.regions.REPLICATED_TOPICS: embedded chunks, deletions, answers, verdicts, erasures) are mirrored to the other
 # as <alias>.<topic> (DefaultReplicationPolicy; remote copies never match the allow-list again, so nothing
 # loops), with consumer-group checkpoints and offset sync (MM2 translates the groups' offsets onto the
 # remote copies). Each region's services consume the <peer>.<topic> copies in their own cluster
@@ -15,9 +15,9 @@ locals {
     euw1.bootstrap.servers = ${module.euw1.kafka_bootstrap_brokers_iam}
 
     use1->euw1.enabled = true
-    use1->euw1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1|isthmus\\.erasures\\.requested\\.v1|isthmus\\.erasures\\.applied\\.v1
+    use1->euw1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.documents\\.deleted\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1|isthmus\\.erasures\\.requested\\.v1|isthmus\\.erasures\\.applied\\.v1
     euw1->use1.enabled = true
-    euw1->use1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1|isthmus\\.erasures\\.requested\\.v1|isthmus\\.erasures\\.applied\\.v1
+    euw1->use1.topics = isthmus\\.chunks\\.embedded\\.v1|isthmus\\.documents\\.deleted\\.v1|isthmus\\.answers\\.produced\\.v1|isthmus\\.guardrail\\.verdicts\\.v1|isthmus\\.erasures\\.requested\\.v1|isthmus\\.erasures\\.applied\\.v1
     replication.policy.class = org.apache.kafka.connect.mirror.DefaultReplicationPolicy
     sync.topic.configs.enabled = true
     refresh.topics.interval.seconds = 30

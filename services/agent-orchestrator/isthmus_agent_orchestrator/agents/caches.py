@@ -12,7 +12,8 @@ completed, unblocked answers in memory, bounded (LRU, ``cache_max_entries``) and
   reaches ``semantic_cache_threshold`` (1.0 turns semantic matching off: no embedding is computed).
 
 A tenant's answers are dropped when its documents change (:meth:`TenantResponseCache.subscriptions`:
-chunks indexed, erasures requested here or in a peer region and applied, tenant deleted — in every
+chunks indexed, erasures requested here or in a peer region and applied, documents deleted here or in a
+peer region, tenant deleted — in every
 replica, each with its own consumer group). Each invalidation bumps the tenant's *generation*; an answer
 computed from a lookup made before an invalidation is not stored after it (it may cite erased or
 replaced chunks): :meth:`~TenantResponseCache.get` remembers the generation it looked up at (in the
@@ -46,7 +47,13 @@ from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.replication import replica_subscriptions, replica_topics
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import ChunksIndexed, ErasureApplied, ErasureRequested, TenantDeleted
+from isthmus_core.contracts.events import (
+    ChunksIndexed,
+    DocumentDeleted,
+    ErasureApplied,
+    ErasureRequested,
+    TenantDeleted,
+)
 from isthmus_core.telemetry.metrics import (
     ANSWER_CACHE_INVALIDATIONS,
     ANSWER_CACHE_LOOKUPS,
@@ -58,12 +65,14 @@ log = structlog.get_logger("isthmus.agents.cache")
 #: texts -> one vector each (the query embedder of the retrieval path, or any other)
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 Vector = npt.NDArray[np.float32]
-InvalidationReason = Literal["chunks_indexed", "erasure", "tenant_deleted", "manual"]
+InvalidationReason = Literal["chunks_indexed", "erasure", "deletion", "tenant_deleted", "manual"]
 
 #: punctuation that ends a question without changing it ("What is X?" = "what is x")
 _TRAILING = frozenset(".?!,;:\u3002\u3001")  # after NFKC (fullwidth forms folded); ideographic stops
 #: lookups remembered per task for the generation check (a run looks up one or a few keys)
 _TICKETS_PER_TASK = 16
+#: deleted documents remembered (each for ``ttl_s``) so no answer citing one is stored; oldest dropped
+_MAX_DELETED = 65_536
 
 # (tenant, graph, principals, top_k): answers are only ever shared within one scope
 Scope = tuple[str, str, tuple[str, ...], int]
@@ -161,6 +170,8 @@ class TenantResponseCache:
         )
         self._hits = 0
         self._misses = 0
+        #: (tenant, document) -> until when an answer citing it is not stored (see :meth:`forget_document`)
+        self._deleted: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @property
     def semantic(self) -> bool:
@@ -213,7 +224,7 @@ class TenantResponseCache:
             if vector is None:
                 vector = await self._vector(question)
         # after every await: an invalidation may have come while the answer was made or embedded
-        if generation != self._generations.get(tenant, 0):
+        if generation != self._generations.get(tenant, 0) or self._cites_deleted(tenant, answer):
             ANSWER_CACHE_STORES.labels("stale").inc()
             log.debug("stale answer not cached", tenant=tenant)
             return
@@ -232,6 +243,23 @@ class TenantResponseCache:
             for question in questions:
                 self._entries.pop((scope, question), None)
         ANSWER_CACHE_INVALIDATIONS.labels(reason).inc()
+
+    def forget_document(self, tenant_id: str, document_id: str) -> None:
+        """A document was deleted: drop the tenant's answers and, for ``ttl_s``, store no answer that
+        cites it — the deletion may reach this process before retrieval has removed the document's
+        chunks, and an answer made in between would otherwise be cached with it."""
+        key = (tenant_id, document_id)
+        self._deleted.pop(key, None)
+        self._deleted[key] = self._clock() + self._ttl
+        while len(self._deleted) > _MAX_DELETED:
+            self._deleted.popitem(last=False)
+        self.invalidate(tenant_id, "deletion")
+
+    def _cites_deleted(self, tenant_id: str, answer: CachedAnswer) -> bool:
+        now = self._clock()
+        while self._deleted and next(iter(self._deleted.values())) <= now:  # in expiry order
+            self._deleted.popitem(last=False)
+        return any((tenant_id, c.document_id) in self._deleted for c in answer.contexts)
 
     # ---- the rest of the service's view ----------------------------------------------------------
 
@@ -265,6 +293,13 @@ class TenantResponseCache:
         async def on_erased(ev: ErasureApplied) -> None:
             self.invalidate(ev.tenant_id, "erasure")
 
+        async def on_document_deleted(ev: DocumentDeleted) -> None:
+            self.forget_document(ev.tenant_id, ev.document_id)
+
+        async def on_document_deleted_mirrored(ev: DocumentDeleted) -> Literal["applied"]:
+            self.forget_document(ev.tenant_id, ev.document_id)
+            return "applied"
+
         async def on_deleted(ev: TenantDeleted) -> None:
             # its generation stays: a run of the deleted tenant still in flight must not store
             self.invalidate(ev.tenant_id, "tenant_deleted")
@@ -276,6 +311,10 @@ class TenantResponseCache:
                 topics.ERASURES_REQUESTED, group, peers, on_erasure_mirrored, service=module
             ),
             subscribe(topics.ERASURES_APPLIED, group, on_erased),
+            subscribe(topics.DOCUMENTS_DELETED, group, on_document_deleted),
+            *replica_subscriptions(
+                topics.DOCUMENTS_DELETED, group, peers, on_document_deleted_mirrored, service=module
+            ),
             subscribe(topics.TENANTS_DELETED, group, on_deleted),
         ]
 
@@ -355,9 +394,10 @@ def invalidation_topics(peers: Sequence[str]) -> list[topics.AnyTopic]:
         topics.CHUNKS_INDEXED,
         topics.ERASURES_REQUESTED,
         topics.ERASURES_APPLIED,
+        topics.DOCUMENTS_DELETED,
         topics.TENANTS_DELETED,
     ]
-    return [*local, *replica_topics([topics.ERASURES_REQUESTED], peers)]
+    return [*local, *replica_topics([topics.ERASURES_REQUESTED, topics.DOCUMENTS_DELETED], peers)]
 
 
 # ---- coalescing ---------------------------------------------------------------------------------------

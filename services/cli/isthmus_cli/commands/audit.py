@@ -72,7 +72,7 @@ def audit(
             "--kind",
             "-k",
             help="only this kind (repeatable): authentication_failed, permission_denied, admin_action, "
-            "impersonation, quota_exceeded, erasure",
+            "impersonation, quota_exceeded, erasure, deletion",
         ),
     ] = None,
     since: Annotated[

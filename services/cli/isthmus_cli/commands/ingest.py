@@ -27,7 +27,7 @@ from isthmus_cli.client import (
 from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, Endpoint, RegionsFile, Tenant
 from isthmus_cli.output import console, fail, progress
 
-TERMINAL = ("indexed", "failed", "quarantined")
+TERMINAL = ("indexed", "failed", "quarantined", "deleted")
 
 
 def ingest(

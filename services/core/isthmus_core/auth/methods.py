@@ -48,6 +48,7 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     _ING + "GetDocument": MethodRule(P.DOCUMENTS_READ, family="documents"),
     _ING + "ListDocuments": MethodRule(P.DOCUMENTS_READ, family="documents"),
     _ING + "WatchDocuments": MethodRule(P.DOCUMENTS_READ, family="documents"),
+    _ING + "DeleteDocument": MethodRule(P.DOCUMENTS_WRITE, admin=True, family="ingest"),
     _ING + "Erase": MethodRule(P.ERASE, admin=True, family="admin"),
     _ING + "GetErasure": MethodRule(P.ERASE, family="admin"),
     _ING + "GetDocumentText": MethodRule(P.DOCUMENTS_READ, family="documents"),

@@ -6,6 +6,9 @@ tell which entries came from the erased documents (a key is a text, not a docume
 (``isthmus.erasures.requested.v1``, requested here or mirrored from a peer region) clears them whole; they
 refill from the next requests.
 
+A cache that may serve a deleted document (retrieval's query vectors) is purged on every deletion too
+(``isthmus.documents.deleted.v1``, here or mirrored): :func:`purge_on_deletion`.
+
 Every process must purge its own caches, so the subscription's consumer group is made unique per process
 (``<module>-erasure-caches-<random>``): each replica hears every erasure. On Kafka such a group starts
 from the earliest retained erasure (clearing caches that are still empty: harmless), and its committed
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 import structlog
 
@@ -24,9 +27,13 @@ from isthmus_core.bus.port import Subscription
 from isthmus_core.bus.replication import replica_subscriptions
 from isthmus_core.bus.typed import subscribe
 from isthmus_core.contracts import topics
-from isthmus_core.contracts.events import ErasureRequested
+from isthmus_core.contracts.events import Event
+from isthmus_core.contracts.topics import TopicSpec
 
 log = structlog.get_logger("isthmus.erasure")
+
+
+EventT = TypeVar("EventT", bound=Event)
 
 
 def purge_on_erasure(
@@ -34,21 +41,38 @@ def purge_on_erasure(
 ) -> list[Subscription]:
     """Subscriptions (local topic and each peer's mirrored copy) that call every function of ``clears``
     on each erasure, in this process (a consumer group of its own: see the module docstring)."""
-    group = f"{module}-erasure-caches-{uuid.uuid4().hex[:12]}"
+    return _purge_on(topics.ERASURES_REQUESTED, "erasure", module, peers, clears)
 
-    def purge(ev: ErasureRequested) -> None:
+
+def purge_on_deletion(
+    module: str, peers: Sequence[str], clears: Sequence[Callable[[], None]]
+) -> list[Subscription]:
+    """As :func:`purge_on_erasure`, on each document deletion (``documents.deleted``)."""
+    return _purge_on(topics.DOCUMENTS_DELETED, "deletion", module, peers, clears)
+
+
+def _purge_on(
+    spec: TopicSpec[EventT],
+    what: str,
+    module: str,
+    peers: Sequence[str],
+    clears: Sequence[Callable[[], None]],
+) -> list[Subscription]:
+    group = f"{module}-{what}-caches-{uuid.uuid4().hex[:12]}"
+
+    def purge(ev: EventT) -> None:
         for clear in clears:
             clear()
-        log.info("content caches purged", module=module, tenant=ev.tenant_id, erasure=ev.erasure_id)
+        log.info("content caches purged", module=module, tenant=ev.tenant_id, on=what, event_id=ev.event_id)
 
-    async def local(ev: ErasureRequested) -> None:
+    async def local(ev: EventT) -> None:
         purge(ev)
 
-    async def mirrored(ev: ErasureRequested) -> Literal["applied"]:
+    async def mirrored(ev: EventT) -> Literal["applied"]:
         purge(ev)
         return "applied"
 
     return [
-        subscribe(topics.ERASURES_REQUESTED, group, local),
-        *replica_subscriptions(topics.ERASURES_REQUESTED, group, peers, mirrored, service=module),
+        subscribe(spec, group, local),
+        *replica_subscriptions(spec, group, peers, mirrored, service=module),
     ]

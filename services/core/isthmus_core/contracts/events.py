@@ -234,6 +234,7 @@ AuditKind = Literal[
     "impersonation",  # a caller naming other principals in an AccessScope (admins only)
     "quota_exceeded",  # a tenant past one of its quotas
     "erasure",  # documents, a data subject or a tenant erased
+    "deletion",  # a document deleted (DeleteDocument, or a producer's deletions.requested)
 ]
 
 
