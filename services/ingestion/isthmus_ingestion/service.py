@@ -992,7 +992,23 @@ class Ingestion:
         ``documents.deleted`` published (retrieval removes its chunks, the other regions delete it too).
         Deleting a deleted document returns it unchanged (its deletion is published again: a retry after
         a failed publish completes it). ``requested_at``: when a bus request was written; one written
-        before the current version was uploaded leaves that version alone."""
+        before the current version was uploaded leaves that version alone.
+
+        The documents found inside it (an e-mail's attachments, a mailbox's messages, recursively) are its
+        content: they are deleted with it, each with its own ``documents.deleted`` event."""
+        d = await self._delete_one(tenant_id, document_id, reason=reason, requested_at=requested_at)
+        if d.status == Status.DELETED:
+            tenant = parse_tenant_id(tenant_id)
+            for child in self._with_children(tenant, [d.document_id])[1:]:
+                note = f"found inside {d.document_id}, deleted with it" + (f": {reason}" if reason else "")
+                await self._delete_one(
+                    tenant, child, reason=note[:MAX_REASON_CHARS], requested_at=requested_at
+                )
+        return d
+
+    async def _delete_one(
+        self, tenant_id: str, document_id: str, *, reason: str, requested_at: float | None
+    ) -> DocumentRecord:
         check_reason(reason)
         tenant = await self.check_tenant(tenant_id)
         doc_id = parse_document_id(document_id)

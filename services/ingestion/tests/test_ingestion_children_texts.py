@@ -15,7 +15,7 @@ import pytest
 from isthmus.ingestion.v1 import ingestion_pb2 as pb
 from isthmus_core.auth.context import Access, AllowAll, acting_as
 from isthmus_core.auth.identity import Permission, Principal
-from isthmus_core.contracts.events import ChunksCreated, DocumentSubmitted, TenantDeleted
+from isthmus_core.contracts.events import ChunksCreated, DocumentDeleted, DocumentSubmitted, TenantDeleted
 from isthmus_core.contracts.ids import TenantId
 from isthmus_core.errors import InvalidArgument, NotFound, PermissionDenied
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
@@ -326,6 +326,29 @@ async def test_erasing_an_e_mail_erases_what_was_found_inside_it(
     receipt = await core.erase(ACME, document_ids=[r.document_id])
     assert sorted(receipt.document_ids) == sorted([r.document_id, *r.child_document_ids])
     assert [d.document_id for d in registry.list(ACME)] == [kept.document_id]
+
+
+async def test_deleting_an_e_mail_deletes_what_was_found_inside_it(
+    registry: DocumentRegistry, chunker: Chunker, texts: TextStore, published: list[ChunksCreated]
+) -> None:
+    deleted: list[DocumentDeleted] = []
+
+    async def publish_deleted(ev: DocumentDeleted) -> None:
+        deleted.append(ev)
+
+    core = make_core(registry, chunker, texts, published, publish_deleted=publish_deleted)
+    mail, _ = _mail_with_attachments()
+    kept = await core.ingest(ACME, "kept.txt", b"Unrelated document.")
+    r = await core.ingest(ACME, "season.eml", mail)
+    assert r.child_document_ids
+    d = await core.delete_document(ACME, r.document_id, reason="obsolete")
+    assert d.status == Status.DELETED
+    inside = [registry.get(ACME, c) for c in r.child_document_ids]
+    assert all(c is not None and c.status == Status.DELETED for c in inside)
+    assert sorted(e.document_id for e in deleted) == sorted([r.document_id, *r.child_document_ids])
+    assert all(texts.get(ACME, c) is None for c in r.child_document_ids)
+    unrelated = registry.get(ACME, kept.document_id)
+    assert unrelated is not None and unrelated.status != Status.DELETED
 
 
 async def test_a_failed_new_version_drops_the_text_and_drop_text_scrubs(
