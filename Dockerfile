@@ -24,7 +24,7 @@ COPY operators ./operators
 # the benchmark harnesses are a workspace member but never shipped: only their manifest, so the workspace
 # resolves, and --no-install-package leaves them out
 COPY benchmarks/pyproject.toml ./benchmarks/pyproject.toml
-# runtime dependencies only: --no-dev leaves out the dev group (test tools, llama-cpp); --no-editable
+# runtime dependencies only: --no-dev leaves out the dev group (test tools); the llama group is never a default; --no-editable
 # installs the workspace packages as wheels, so the venv does not need /src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages --no-editable --no-install-package isthmus-bench
