@@ -631,6 +631,13 @@ class Ingestion:
     # --- bus subscribers -------------------------------------------------------------------------------
 
     async def on_document_submitted(self, ev: DocumentSubmitted) -> None:
+        submitted_at = ev.occurred_at.timestamp()
+        doc = ev.document_id
+        if doc and is_document_id(doc) and is_tenant_id(ev.tenant_id):
+            # a replay of a deleted document's submission is skipped before its content is read: the
+            # object it references may be gone, and that failure must not replace the deleted record
+            if self._replayed(parse_tenant_id(ev.tenant_id), doc, submitted_at) is not None:
+                return
         try:
             await self.ingest(
                 ev.tenant_id,
@@ -640,7 +647,7 @@ class Ingestion:
                 document_id=ev.document_id,
                 metadata=ev.metadata,
                 trace_context=ev.trace_context,
-                submitted_at=ev.occurred_at.timestamp(),
+                submitted_at=submitted_at,
             )
         except InvalidArgument as exc:
             if ev.document_id and is_document_id(ev.document_id):  # show the failure in its status too

@@ -253,6 +253,21 @@ async def test_a_replayed_submission_does_not_bring_a_deleted_document_back(
     assert any(c.document_id == "d1" and c.version == d.version for c in bus.chunks)
 
 
+async def test_a_replayed_submission_by_reference_is_skipped_before_its_object_is_read(
+    registry: DocumentRegistry,
+) -> None:
+    bus = Bus()
+    core = make(registry, bus)
+    written = datetime.now(UTC) - timedelta(minutes=5)
+    await core.on_document_submitted(submitted(written))
+    await core.delete_document(ACME, "d1", reason="gone")
+    # the same document's submission by reference, written before the deletion; its object is gone
+    replay = submitted(written, content=b"").model_copy(update={"content_uri": f"{ACME}/uploads/w.txt"})
+    await core.on_document_submitted(replay)  # skipped: no read, no failure recorded
+    d = await core.get_document(ACME, "d1")
+    assert d.status == Status.DELETED and d.version == 1
+
+
 async def test_a_deletion_request_older_than_the_current_version_does_not_delete_it(
     registry: DocumentRegistry,
 ) -> None:
