@@ -21,8 +21,10 @@ from isthmus_core.testing.infra import missing_tool, repository_root
 
 def root() -> Path:
     found = repository_root()
-    if found is None or not (found / "services").is_dir():
-        pytest.skip("not run from a checkout: the repository's sources are needed")
+    assert found is not None and (found / "services").is_dir(), (
+        "these tests read the repository's sources (docs/asyncapi.yaml, the services' wiring): run them "
+        "from a checkout"
+    )
     return found
 
 
