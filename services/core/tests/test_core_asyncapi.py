@@ -260,7 +260,7 @@ def test_the_document_is_valid_against_the_official_asyncapi_3_schema(
         missing_tool("Node.js is not installed: the AsyncAPI validator needs it (apt-get install nodejs npm)")
     modules = root() / ".tools" / "asyncapi" / "node_modules"
     if not (modules / "@asyncapi" / "parser").is_dir():
-        missing_tool("@asyncapi/parser is not installed: run `bash tools/tools.d/asyncapi.sh` (make setup)")
+        missing_tool("@asyncapi/parser is not installed: run `make test-setup` (tools/tools.d/asyncapi.sh)")
     validator = root() / "tools" / "asyncapi" / "validate.cjs"
     generated = tmp_path / "asyncapi.yaml"
     generated.write_text(asyncapi.render(root(), roles), encoding="utf-8")

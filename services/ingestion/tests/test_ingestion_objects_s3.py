@@ -37,7 +37,7 @@ def _gofakes3() -> Path:
     if on_path:
         return Path(on_path)
     if root is None or shutil.which("go") is None:
-        missing_tool("gofakes3 is not installed and Go is missing to build it (install Go, run make setup)")
+        missing_tool("gofakes3 is not installed and Go is missing to build it (install Go; make test-setup)")
     proc = subprocess.run(
         ["bash", str(root / "tools" / "tools.d" / "gofakes3.sh")], capture_output=True, text=True, timeout=900
     )
