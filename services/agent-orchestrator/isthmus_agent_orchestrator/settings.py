@@ -114,6 +114,18 @@ class OrchestratorSettings(SectionSettings):
         "questions)",
     )
 
+    # ---- online evaluation -------------------------------------------------------------------------------
+    eval_sample_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of answers whose content (question, answer, contexts) rides on their "
+        "answers.produced event for online evaluation (chosen by a hash of the answer id); 0 = none",
+    )
+    eval_sample_rates: dict[str, float] = Field(
+        default_factory=dict, description="tenant -> its own sample rate (0..1), overriding eval_sample_rate"
+    )
+
     # ---- cost --------------------------------------------------------------------------------------------
     prices: dict[str, Price] = Field(
         default_factory=dict, description="model -> USD per 1,000 prompt and completion tokens"

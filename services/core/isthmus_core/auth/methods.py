@@ -80,6 +80,8 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     _GRD + "CheckOutputStream": MethodRule(P.GUARD_CHECK, "header.tenant_id", family="guard"),
     # ingestion's scan of a document's chunks (the uploader's token on Upload, the service's on the bus)
     _GRD + "ScanChunks": MethodRule(P.GUARD_CHECK, family="guard"),
+    _GRD + "Entail": MethodRule(P.GUARD_CHECK, family="guard"),
+    _GRD + "ScoreRelevance": MethodRule(P.GUARD_CHECK, family="guard"),
     _GRD + "GetPolicy": MethodRule(P.POLICY_READ, family="admin"),
     _GRD + "PutPolicy": MethodRule(P.TENANT_MANAGE, admin=True, family="admin"),
     _GRD + "ListPolicyVersions": MethodRule(P.POLICY_READ, family="admin"),

@@ -212,6 +212,43 @@ class Provenance(BaseModel):
     output_verdict: VerdictSummary = Field(default_factory=VerdictSummary)
     #: milliseconds per stage (input_guard, retrieval, generation, output_guard)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    #: the model bundle ("<name>@<version>", ``ISTHMUS_MODEL_BUNDLE``) of the workload that answered;
+    #: "" when it runs the bundled models (what the EdgeRollout gates compare per bundle)
+    model_bundle: str = Field(default="", max_length=128)
+
+
+class SampleContext(BaseModel):
+    """A context an answer was generated from, with its text (in an :class:`AnswerSample`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_id: str
+    document_id: str
+    #: offset of ``text`` in the parsed document (citations' offsets are in the same coordinates)
+    start: int = Field(default=0, ge=0)
+    text: str = Field(max_length=65_536)
+    score: float = 0.0
+
+
+class SampleSentence(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(max_length=16_384)
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class AnswerSample(BaseModel):
+    """The content of an answer sampled for online evaluation (``AnswerProduced.sample``): what the user
+    saw after the guardrail, and the contexts it was generated from. Present only on the sampled share of
+    answers (the orchestrator's ``eval_sample_rate``), never on blocked answers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str = Field(max_length=16_384)
+    answer: str = Field(max_length=65_536)
+    #: the answer's sentences with their citations (spans of the contexts, document offsets)
+    sentences: list[SampleSentence] = Field(default_factory=list, max_length=512)
+    contexts: list[SampleContext] = Field(default_factory=list, max_length=256)
 
 
 class AnswerProduced(Event):
@@ -224,6 +261,32 @@ class AnswerProduced(Event):
     generator: str = ""
     retrieved: int = Field(default=0, ge=0)
     provenance: Provenance = Field(default_factory=Provenance)
+    #: the answer's content, on sampled answers only (online evaluation); None otherwise
+    sample: AnswerSample | None = None
+
+
+#: the answer-quality metrics online evaluation scores and watches (``QualityDropped.metric``)
+QualityMetric = Literal["faithfulness", "answer_relevance", "context_precision", "ndcg_at_10"]
+
+
+class QualityDropped(Event):
+    """A tenant's online answer quality fell past its allowance: the mean of ``metric`` over the recent
+    window is lower than over the baseline window before it by more than ``threshold``. Raised once when
+    the drop is detected; again only after the metric recovered (``idempotency_key`` names the window)."""
+
+    metric: QualityMetric
+    baseline: float
+    current: float
+    #: baseline - current (> threshold)
+    drop: float
+    threshold: float
+    #: the recent window (seconds) and the samples it holds; the baseline window's samples
+    window_seconds: int = Field(ge=1)
+    samples: int = Field(ge=0)
+    baseline_samples: int = Field(ge=0)
+    #: "" = every bundle together
+    model_bundle: str = Field(default="", max_length=128)
+    region: str = ""
 
 
 #: what an audit record is about (isthmus_core.auth.audit)

@@ -52,6 +52,8 @@ CHUNKS_EMBEDDED = TopicSpec("isthmus.chunks.embedded.v1", ev.ChunksEmbedded, "te
 CHUNKS_INDEXED = TopicSpec("isthmus.chunks.indexed.v1", ev.ChunksIndexed, "tenant_id/document_id")
 TENANTS_DELETED = TopicSpec("isthmus.tenants.deleted.v1", ev.TenantDeleted, "tenant_id", partitions=1)
 ANSWERS_PRODUCED = TopicSpec("isthmus.answers.produced.v1", ev.AnswerProduced, "tenant_id")
+#: online evaluation: a tenant's answer quality fell past its allowance (raised by evaluation)
+QUALITY_DROPPED = TopicSpec("isthmus.quality.dropped.v1", ev.QualityDropped, "tenant_id")
 #: chunks the ingest scan blocked (indirect prompt injection, PII per policy), with their original text
 CHUNKS_QUARANTINED = TopicSpec("isthmus.chunks.quarantined.v1", ev.ChunksQuarantined, "tenant_id/document_id")
 GUARDRAIL_VERDICTS = TopicSpec("isthmus.guardrail.verdicts.v1", ev.GuardrailVerdict, "tenant_id")
@@ -106,6 +108,7 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     CHUNKS_QUARANTINED,
     TENANTS_DELETED,
     ANSWERS_PRODUCED,
+    QUALITY_DROPPED,
     GUARDRAIL_VERDICTS,
     AUDIT_RECORDED,
     ERASURES_REQUESTED,

@@ -77,7 +77,7 @@ APPROVAL_STATE_REJECTED: ApprovalState
 APPROVAL_STATE_EXPIRED: ApprovalState
 
 class AskRequest(_message.Message):
-    __slots__ = ("tenant_id", "question", "top_k", "access", "graph", "session_id", "run_id", "no_cache")
+    __slots__ = ("tenant_id", "question", "top_k", "access", "graph", "session_id", "run_id", "no_cache", "include_contexts")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class AskRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     question: str
     top_k: int
@@ -94,7 +95,8 @@ class AskRequest(_message.Message):
     session_id: str
     run_id: str
     no_cache: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ..., access: _Optional[_Union[_common_pb2.AccessScope, _Mapping]] = ..., graph: _Optional[str] = ..., session_id: _Optional[str] = ..., run_id: _Optional[str] = ..., no_cache: bool = ...) -> None: ...
+    include_contexts: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ..., access: _Optional[_Union[_common_pb2.AccessScope, _Mapping]] = ..., graph: _Optional[str] = ..., session_id: _Optional[str] = ..., run_id: _Optional[str] = ..., no_cache: bool = ..., include_contexts: bool = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens", "model", "cost_usd", "reported")
@@ -111,7 +113,7 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., reported: bool = ...) -> None: ...
 
 class AskResponse(_message.Message):
-    __slots__ = ("question_id", "answer", "sentences", "citations", "input_verdict", "output_verdict", "blocked", "generator", "latency_ms", "graph", "run_id", "session_id", "standalone_question", "prompt_version", "usage", "cached", "steps", "status")
+    __slots__ = ("question_id", "answer", "sentences", "citations", "input_verdict", "output_verdict", "blocked", "generator", "latency_ms", "graph", "run_id", "session_id", "standalone_question", "prompt_version", "usage", "cached", "steps", "status", "contexts")
     QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +132,7 @@ class AskResponse(_message.Message):
     CACHED_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
     question_id: str
     answer: str
     sentences: _containers.RepeatedCompositeFieldContainer[_common_pb2.AnswerSentence]
@@ -148,7 +151,24 @@ class AskResponse(_message.Message):
     cached: bool
     steps: _containers.RepeatedCompositeFieldContainer[AgentStep]
     status: RunStatus
-    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[_common_pb2.AnswerSentence, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., input_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., output_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., blocked: bool = ..., generator: _Optional[str] = ..., latency_ms: _Optional[float] = ..., graph: _Optional[str] = ..., run_id: _Optional[str] = ..., session_id: _Optional[str] = ..., standalone_question: _Optional[str] = ..., prompt_version: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: bool = ..., steps: _Optional[_Iterable[_Union[AgentStep, _Mapping]]] = ..., status: _Optional[_Union[RunStatus, str]] = ...) -> None: ...
+    contexts: _containers.RepeatedCompositeFieldContainer[RetrievedContext]
+    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[_common_pb2.AnswerSentence, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., input_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., output_verdict: _Optional[_Union[_common_pb2.Verdict, _Mapping]] = ..., blocked: bool = ..., generator: _Optional[str] = ..., latency_ms: _Optional[float] = ..., graph: _Optional[str] = ..., run_id: _Optional[str] = ..., session_id: _Optional[str] = ..., standalone_question: _Optional[str] = ..., prompt_version: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: bool = ..., steps: _Optional[_Iterable[_Union[AgentStep, _Mapping]]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., contexts: _Optional[_Iterable[_Union[RetrievedContext, _Mapping]]] = ...) -> None: ...
+
+class RetrievedContext(_message.Message):
+    __slots__ = ("chunk_id", "document_id", "start", "end", "text", "score")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    document_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., text: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class StageEvent(_message.Message):
     __slots__ = ("stage", "detail")

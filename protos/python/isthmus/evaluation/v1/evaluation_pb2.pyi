@@ -10,28 +10,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunEvalRequest(_message.Message):
-    __slots__ = ("dataset_path", "modes", "max_queries", "keep_tenant")
+    __slots__ = ("dataset_path", "modes", "max_queries", "keep_tenant", "answers", "judge")
     DATASET_PATH_FIELD_NUMBER: _ClassVar[int]
     MODES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUERIES_FIELD_NUMBER: _ClassVar[int]
     KEEP_TENANT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
     dataset_path: str
     modes: _containers.RepeatedScalarFieldContainer[str]
     max_queries: int
     keep_tenant: bool
-    def __init__(self, dataset_path: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ...) -> None: ...
+    answers: int
+    judge: str
+    def __init__(self, dataset_path: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ..., answers: _Optional[int] = ..., judge: _Optional[str] = ...) -> None: ...
 
 class RunEvalUploadHeader(_message.Message):
-    __slots__ = ("name", "modes", "max_queries", "keep_tenant")
+    __slots__ = ("name", "modes", "max_queries", "keep_tenant", "answers", "judge")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUERIES_FIELD_NUMBER: _ClassVar[int]
     KEEP_TENANT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     modes: _containers.RepeatedScalarFieldContainer[str]
     max_queries: int
     keep_tenant: bool
-    def __init__(self, name: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ...) -> None: ...
+    answers: int
+    judge: str
+    def __init__(self, name: _Optional[str] = ..., modes: _Optional[_Iterable[str]] = ..., max_queries: _Optional[int] = ..., keep_tenant: bool = ..., answers: _Optional[int] = ..., judge: _Optional[str] = ...) -> None: ...
 
 class RunEvalUploadRequest(_message.Message):
     __slots__ = ("header", "corpus", "queries", "qrels")
@@ -56,36 +64,77 @@ class EvalProgress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ModeMetrics(_message.Message):
-    __slots__ = ("mode", "ndcg_at_10", "recall_at_100", "mrr_at_10", "latency_p50_ms", "latency_p95_ms")
+    __slots__ = ("mode", "ndcg_at_10", "recall_at_100", "mrr_at_10", "latency_p50_ms", "latency_p95_ms", "map_at_100")
     MODE_FIELD_NUMBER: _ClassVar[int]
     NDCG_AT_10_FIELD_NUMBER: _ClassVar[int]
     RECALL_AT_100_FIELD_NUMBER: _ClassVar[int]
     MRR_AT_10_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    MAP_AT_100_FIELD_NUMBER: _ClassVar[int]
     mode: str
     ndcg_at_10: float
     recall_at_100: float
     mrr_at_10: float
     latency_p50_ms: float
     latency_p95_ms: float
-    def __init__(self, mode: _Optional[str] = ..., ndcg_at_10: _Optional[float] = ..., recall_at_100: _Optional[float] = ..., mrr_at_10: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
+    map_at_100: float
+    def __init__(self, mode: _Optional[str] = ..., ndcg_at_10: _Optional[float] = ..., recall_at_100: _Optional[float] = ..., mrr_at_10: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., map_at_100: _Optional[float] = ...) -> None: ...
+
+class MetricValue(_message.Message):
+    __slots__ = ("name", "mean", "n", "failures")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mean: float
+    n: int
+    failures: int
+    def __init__(self, name: _Optional[str] = ..., mean: _Optional[float] = ..., n: _Optional[int] = ..., failures: _Optional[int] = ...) -> None: ...
+
+class AnswerMetrics(_message.Message):
+    __slots__ = ("samples", "metrics", "failure_reasons", "judge", "blocked", "latency_p50_ms", "latency_p95_ms")
+    class FailureReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASONS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricValue]
+    failure_reasons: _containers.ScalarMap[str, int]
+    judge: str
+    blocked: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    def __init__(self, samples: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., failure_reasons: _Optional[_Mapping[str, int]] = ..., judge: _Optional[str] = ..., blocked: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
 
 class EvalReport(_message.Message):
-    __slots__ = ("dataset", "documents", "queries", "modes", "tenant_id", "ingest_seconds")
+    __slots__ = ("dataset", "documents", "queries", "modes", "tenant_id", "ingest_seconds", "answers")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     MODES_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     INGEST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     documents: int
     queries: int
     modes: _containers.RepeatedCompositeFieldContainer[ModeMetrics]
     tenant_id: str
     ingest_seconds: float
-    def __init__(self, dataset: _Optional[str] = ..., documents: _Optional[int] = ..., queries: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[ModeMetrics, _Mapping]]] = ..., tenant_id: _Optional[str] = ..., ingest_seconds: _Optional[float] = ...) -> None: ...
+    answers: AnswerMetrics
+    def __init__(self, dataset: _Optional[str] = ..., documents: _Optional[int] = ..., queries: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[ModeMetrics, _Mapping]]] = ..., tenant_id: _Optional[str] = ..., ingest_seconds: _Optional[float] = ..., answers: _Optional[_Union[AnswerMetrics, _Mapping]] = ...) -> None: ...
 
 class EvalEvent(_message.Message):
     __slots__ = ("progress", "report")
@@ -96,13 +145,28 @@ class EvalEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[EvalProgress, _Mapping]] = ..., report: _Optional[_Union[EvalReport, _Mapping]] = ...) -> None: ...
 
 class GetOnlineMetricsRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "window_seconds", "start", "end", "model_bundle")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    window_seconds: int
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    model_bundle: str
+    def __init__(self, tenant_id: _Optional[str] = ..., window_seconds: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_bundle: _Optional[str] = ...) -> None: ...
 
 class OnlineMetrics(_message.Message):
-    __slots__ = ("answers", "latency_p50_ms", "latency_p95_ms", "citations_per_answer", "guardrail_blocks", "guardrail_redactions", "blocked_answers")
+    __slots__ = ("answers", "latency_p50_ms", "latency_p95_ms", "citations_per_answer", "guardrail_blocks", "guardrail_redactions", "blocked_answers", "quality", "guardrail_block_rate", "samples", "judge_failures", "failure_reasons", "window_start", "window_end", "model_bundle")
+    class FailureReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +174,14 @@ class OnlineMetrics(_message.Message):
     GUARDRAIL_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     GUARDRAIL_REDACTIONS_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_BLOCK_RATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASONS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     answers: int
     latency_p50_ms: float
     latency_p95_ms: float
@@ -117,7 +189,15 @@ class OnlineMetrics(_message.Message):
     guardrail_blocks: int
     guardrail_redactions: int
     blocked_answers: int
-    def __init__(self, answers: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., citations_per_answer: _Optional[float] = ..., guardrail_blocks: _Optional[int] = ..., guardrail_redactions: _Optional[int] = ..., blocked_answers: _Optional[int] = ...) -> None: ...
+    quality: _containers.RepeatedCompositeFieldContainer[MetricValue]
+    guardrail_block_rate: float
+    samples: int
+    judge_failures: int
+    failure_reasons: _containers.ScalarMap[str, int]
+    window_start: _timestamp_pb2.Timestamp
+    window_end: _timestamp_pb2.Timestamp
+    model_bundle: str
+    def __init__(self, answers: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., citations_per_answer: _Optional[float] = ..., guardrail_blocks: _Optional[int] = ..., guardrail_redactions: _Optional[int] = ..., blocked_answers: _Optional[int] = ..., quality: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., guardrail_block_rate: _Optional[float] = ..., samples: _Optional[int] = ..., judge_failures: _Optional[int] = ..., failure_reasons: _Optional[_Mapping[str, int]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_bundle: _Optional[str] = ...) -> None: ...
 
 class GetProvenanceRequest(_message.Message):
     __slots__ = ("tenant_id", "answer_id")

@@ -209,3 +209,55 @@ class ScanChunksResponse(_message.Message):
     policy_version: str
     scope: str
     def __init__(self, verdicts: _Optional[_Iterable[_Union[ChunkVerdict, _Mapping]]] = ..., policy_version: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class EntailPair(_message.Message):
+    __slots__ = ("premise", "hypothesis")
+    PREMISE_FIELD_NUMBER: _ClassVar[int]
+    HYPOTHESIS_FIELD_NUMBER: _ClassVar[int]
+    premise: str
+    hypothesis: str
+    def __init__(self, premise: _Optional[str] = ..., hypothesis: _Optional[str] = ...) -> None: ...
+
+class EntailRequest(_message.Message):
+    __slots__ = ("tenant_id", "pairs")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    pairs: _containers.RepeatedCompositeFieldContainer[EntailPair]
+    def __init__(self, tenant_id: _Optional[str] = ..., pairs: _Optional[_Iterable[_Union[EntailPair, _Mapping]]] = ...) -> None: ...
+
+class Entailment(_message.Message):
+    __slots__ = ("entailment", "neutral", "contradiction")
+    ENTAILMENT_FIELD_NUMBER: _ClassVar[int]
+    NEUTRAL_FIELD_NUMBER: _ClassVar[int]
+    CONTRADICTION_FIELD_NUMBER: _ClassVar[int]
+    entailment: float
+    neutral: float
+    contradiction: float
+    def __init__(self, entailment: _Optional[float] = ..., neutral: _Optional[float] = ..., contradiction: _Optional[float] = ...) -> None: ...
+
+class EntailResponse(_message.Message):
+    __slots__ = ("results", "model")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Entailment]
+    model: str
+    def __init__(self, results: _Optional[_Iterable[_Union[Entailment, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ScoreRelevanceRequest(_message.Message):
+    __slots__ = ("tenant_id", "query", "passages")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    query: str
+    passages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., passages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ScoreRelevanceResponse(_message.Message):
+    __slots__ = ("scores", "model")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    model: str
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., model: _Optional[str] = ...) -> None: ...

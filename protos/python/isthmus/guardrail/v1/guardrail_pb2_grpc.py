@@ -81,6 +81,16 @@ class GuardrailServiceStub(object):
                 request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.SerializeToString,
                 response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.FromString,
                 _registered_method=True)
+        self.Entail = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/Entail',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailResponse.FromString,
+                _registered_method=True)
+        self.ScoreRelevance = channel.unary_unary(
+                '/isthmus.guardrail.v1.GuardrailService/ScoreRelevance',
+                request_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceRequest.SerializeToString,
+                response_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceResponse.FromString,
+                _registered_method=True)
 
 
 class GuardrailServiceServicer(object):
@@ -154,6 +164,22 @@ class GuardrailServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Entail(self, request, context):
+        """Evaluation judge: the grounding model's 3-way entailment of each hypothesis (an answer claim) by its
+        premise (the context it should be supported by), in order. Stateless: nothing is stored or logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreRelevance(self, request, context):
+        """Evaluation judge: the cross-encoder's relevance (0..1, sigmoid of its logit) of each passage to the
+        query, in order. Stateless.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuardrailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +227,16 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
                     servicer.ScanChunks,
                     request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.FromString,
                     response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.SerializeToString,
+            ),
+            'Entail': grpc.unary_unary_rpc_method_handler(
+                    servicer.Entail,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailResponse.SerializeToString,
+            ),
+            'ScoreRelevance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreRelevance,
+                    request_deserializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceRequest.FromString,
+                    response_serializer=isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +483,60 @@ class GuardrailService(object):
             '/isthmus.guardrail.v1.GuardrailService/ScanChunks',
             isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksRequest.SerializeToString,
             isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScanChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Entail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/Entail',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.EntailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreRelevance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/isthmus.guardrail.v1.GuardrailService/ScoreRelevance',
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceRequest.SerializeToString,
+            isthmus_dot_guardrail_dot_v1_dot_guardrail__pb2.ScoreRelevanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,14 @@ class GuardrailServiceStub:
     """
     ScanChunks: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.ScanChunksRequest, _guardrail_pb2.ScanChunksResponse]
     """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
+    Entail: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.EntailRequest, _guardrail_pb2.EntailResponse]
+    """Evaluation judge: the grounding model's 3-way entailment of each hypothesis (an answer claim) by its
+    premise (the context it should be supported by), in order. Stateless: nothing is stored or logged.
+    """
+    ScoreRelevance: _grpc.UnaryUnaryMultiCallable[_guardrail_pb2.ScoreRelevanceRequest, _guardrail_pb2.ScoreRelevanceResponse]
+    """Evaluation judge: the cross-encoder's relevance (0..1, sigmoid of its logit) of each passage to the
+    query, in order. Stateless.
+    """
 
 @_typing.type_check_only
 class GuardrailServiceAsyncStub(GuardrailServiceStub):
@@ -90,6 +98,14 @@ class GuardrailServiceAsyncStub(GuardrailServiceStub):
     """
     ScanChunks: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.ScanChunksRequest, _guardrail_pb2.ScanChunksResponse]  # type: ignore[assignment]
     """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
+    Entail: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.EntailRequest, _guardrail_pb2.EntailResponse]  # type: ignore[assignment]
+    """Evaluation judge: the grounding model's 3-way entailment of each hypothesis (an answer claim) by its
+    premise (the context it should be supported by), in order. Stateless: nothing is stored or logged.
+    """
+    ScoreRelevance: _aio.UnaryUnaryMultiCallable[_guardrail_pb2.ScoreRelevanceRequest, _guardrail_pb2.ScoreRelevanceResponse]  # type: ignore[assignment]
+    """Evaluation judge: the cross-encoder's relevance (0..1, sigmoid of its logit) of each passage to the
+    query, in order. Stateless.
+    """
 
 class GuardrailServiceServicer(metaclass=_abc_1.ABCMeta):
     """Prompt-injection and PII checks on input, grounding checks on output; per-tenant policy."""
@@ -172,5 +188,25 @@ class GuardrailServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_guardrail_pb2.ScanChunksResponse, _abc.Awaitable[_guardrail_pb2.ScanChunksResponse]]:
         """Ingest-time scan: one verdict per chunk (injection, PII per the policy's ingest settings), in order."""
+
+    @_abc_1.abstractmethod
+    def Entail(
+        self,
+        request: _guardrail_pb2.EntailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.EntailResponse, _abc.Awaitable[_guardrail_pb2.EntailResponse]]:
+        """Evaluation judge: the grounding model's 3-way entailment of each hypothesis (an answer claim) by its
+        premise (the context it should be supported by), in order. Stateless: nothing is stored or logged.
+        """
+
+    @_abc_1.abstractmethod
+    def ScoreRelevance(
+        self,
+        request: _guardrail_pb2.ScoreRelevanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrail_pb2.ScoreRelevanceResponse, _abc.Awaitable[_guardrail_pb2.ScoreRelevanceResponse]]:
+        """Evaluation judge: the cross-encoder's relevance (0..1, sigmoid of its logit) of each passage to the
+        query, in order. Stateless.
+        """
 
 def add_GuardrailServiceServicer_to_server(servicer: GuardrailServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
