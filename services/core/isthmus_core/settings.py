@@ -211,6 +211,14 @@ class CommonSettings(SectionSettings):
         1024 * 1024, ge=1, description="Kafka consumers: bytes per partition per fetch (prefetch buffer)"
     )
 
+    # -- model bundles (isthmus_core.model_bundles; EdgeRollout) ----------------------------------------
+    model_bundle: str = Field(
+        "",
+        max_length=128,
+        description="the model bundle this workload serves, '<name>@<version>' (an EdgeRollout sets it "
+        "through the pod annotation isthmus.dev/model-bundle); empty = the bundled models",
+    )
+
     # -- multi-region (isthmus_core.regions, docs/multi-region.md) -------------------------------------
     region: str = Field(
         "", description="this deployment's region (a DNS label); empty = a single-region deployment"

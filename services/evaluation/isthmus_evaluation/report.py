@@ -20,6 +20,20 @@ REFERENCE_NDCG10: dict[str, dict[str, float]] = {
 
 
 @dataclass(frozen=True)
+class QueryResult:
+    """One judged query in one mode (``ModeReport.per_query``)."""
+
+    query_id: str
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    map_at_100: float
+    latency_ms: float
+    #: the first 10 documents, best first: (document id, score)
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ModeReport:
     mode: str
     ndcg_at_10: float
@@ -27,6 +41,56 @@ class ModeReport:
     mrr_at_10: float
     latency_p50_ms: float
     latency_p95_ms: float
+    map_at_100: float = 0.0
+    per_query: list[QueryResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One answer metric over the judged answers; ``mean`` over the ``n`` scored, ``failures`` apart."""
+
+    name: str
+    mean: float
+    n: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class AnswerMetrics:
+    samples: int
+    metrics: list[MetricValue] = field(default_factory=list)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    judge: str = ""
+    blocked: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    query_id: str
+    question: str
+    answer: str
+    scores: dict[str, float] = field(default_factory=dict)
+    failure: str = ""
+    failure_detail: str = ""
+    blocked: bool = False
+    latency_ms: float = 0.0
+    context_documents: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueryText:
+    query_id: str
+    text: str
+    relevant: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Passage:
+    document_id: str
+    title: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -37,6 +101,10 @@ class EvalReport:
     ingest_seconds: float
     tenant_id: str
     modes: list[ModeReport] = field(default_factory=list)
+    answers: AnswerMetrics | None = None
+    answer_results: list[AnswerResult] = field(default_factory=list)
+    query_texts: list[QueryText] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -46,9 +114,29 @@ class EvalReport:
         """Parse :meth:`to_json` output; :class:`InvalidArgument` when it is not such a report."""
         try:
             data: dict[str, Any] = json.loads(text)
-            modes = [ModeReport(**mode) for mode in data.pop("modes", [])]
-            return cls(**data, modes=modes)
-        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+            modes = []
+            for mode in data.pop("modes", []):
+                per_query = [
+                    QueryResult(**{**q, "top": [(str(d), float(sc)) for d, sc in q.get("top", [])]})
+                    for q in mode.pop("per_query", [])
+                ]
+                modes.append(ModeReport(**mode, per_query=per_query))
+            answers = data.pop("answers", None)
+            if answers is not None:
+                metrics = [MetricValue(**m) for m in answers.pop("metrics", [])]
+                answers = AnswerMetrics(**answers, metrics=metrics)
+            answer_results = [AnswerResult(**a) for a in data.pop("answer_results", [])]
+            query_texts = [QueryText(**q) for q in data.pop("query_texts", [])]
+            passages = [Passage(**p) for p in data.pop("passages", [])]
+            return cls(
+                **data,
+                modes=modes,
+                answers=answers,
+                answer_results=answer_results,
+                query_texts=query_texts,
+                passages=passages,
+            )
+        except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as exc:
             raise InvalidArgument(f"not an evaluation report: {exc}") from exc
 
 

@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&isthmus/evaluation/v1/evaluation.proto\x12\x15isthmus.evaluation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\x0eRunEvalRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\x12\x0f\n\x07\x61nswers\x18\x05 \x01(\x05\x12\r\n\x05judge\x18\x06 \x01(\t\"|\n\x13RunEvalUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\x12\x0f\n\x07\x61nswers\x18\x05 \x01(\x05\x12\r\n\x05judge\x18\x06 \x01(\t\"\x92\x01\n\x14RunEvalUploadRequest\x12<\n\x06header\x18\x01 \x01(\x0b\x32*.isthmus.evaluation.v1.RunEvalUploadHeaderH\x00\x12\x10\n\x06\x63orpus\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07queries\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05qrels\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\":\n\x0c\x45valProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\x9d\x01\n\x0bModeMetrics\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x12\n\nndcg_at_10\x18\x02 \x01(\x01\x12\x15\n\rrecall_at_100\x18\x03 \x01(\x01\x12\x11\n\tmrr_at_10\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x12\n\nmap_at_100\x18\x07 \x01(\x01\"F\n\x0bMetricValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mean\x18\x02 \x01(\x01\x12\t\n\x01n\x18\x03 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x03\"\xaf\x02\n\rAnswerMetrics\x12\x0f\n\x07samples\x18\x01 \x01(\x03\x12\x33\n\x07metrics\x18\x02 \x03(\x0b\x32\".isthmus.evaluation.v1.MetricValue\x12Q\n\x0f\x66\x61ilure_reasons\x18\x03 \x03(\x0b\x32\x38.isthmus.evaluation.v1.AnswerMetrics.FailureReasonsEntry\x12\r\n\x05judge\x18\x04 \x01(\t\x12\x0f\n\x07\x62locked\x18\x05 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x06 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x07 \x01(\x01\x1a\x35\n\x13\x46\x61ilureReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xd6\x01\n\nEvalReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x05\x12\x0f\n\x07queries\x18\x03 \x01(\x05\x12\x31\n\x05modes\x18\x04 \x03(\x0b\x32\".isthmus.evaluation.v1.ModeMetrics\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x16\n\x0eingest_seconds\x18\x06 \x01(\x01\x12\x35\n\x07\x61nswers\x18\x07 \x01(\x0b\x32$.isthmus.evaluation.v1.AnswerMetrics\"\x82\x01\n\tEvalEvent\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.isthmus.evaluation.v1.EvalProgressH\x00\x12\x33\n\x06report\x18\x02 \x01(\x0b\x32!.isthmus.evaluation.v1.EvalReportH\x00\x42\x07\n\x05\x65vent\"\xae\x01\n\x17GetOnlineMetricsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmodel_bundle\x18\x05 \x01(\t\"\xbd\x04\n\rOnlineMetrics\x12\x0f\n\x07\x61nswers\x18\x01 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\x1c\n\x14\x63itations_per_answer\x18\x04 \x01(\x01\x12\x18\n\x10guardrail_blocks\x18\x05 \x01(\x03\x12\x1c\n\x14guardrail_redactions\x18\x06 \x01(\x03\x12\x17\n\x0f\x62locked_answers\x18\x07 \x01(\x03\x12\x33\n\x07quality\x18\x08 \x03(\x0b\x32\".isthmus.evaluation.v1.MetricValue\x12\x1c\n\x14guardrail_block_rate\x18\t \x01(\x01\x12\x0f\n\x07samples\x18\n \x01(\x03\x12\x16\n\x0ejudge_failures\x18\x0b \x01(\x03\x12Q\n\x0f\x66\x61ilure_reasons\x18\x0c \x03(\x0b\x32\x38.isthmus.evaluation.v1.OnlineMetrics.FailureReasonsEntry\x12\x30\n\x0cwindow_start\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmodel_bundle\x18\x0f \x01(\t\x1a\x35\n\x13\x46\x61ilureReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\x14GetProvenanceRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tanswer_id\x18\x02 \x01(\t\"}\n\x0fProvenanceChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x03 \x01(\x03\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x01\"2\n\x11ProvenanceVerdict\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\t\"\x87\x05\n\nProvenance\x12\x11\n\tanswer_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12/\n\x0b\x61nswered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tretrieved\x18\x05 \x03(\x0b\x32&.isthmus.evaluation.v1.ProvenanceChunk\x12\x35\n\x05\x63ited\x18\x06 \x03(\x0b\x32&.isthmus.evaluation.v1.ProvenanceChunk\x12\x17\n\x0f\x65mbedding_model\x18\x07 \x01(\t\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x17\n\x0fgenerator_model\x18\t \x01(\t\x12\x16\n\x0eprompt_version\x18\n \x01(\t\x12 \n\x18guardrail_policy_version\x18\x0b \x01(\t\x12?\n\rinput_verdict\x18\x0c \x01(\x0b\x32(.isthmus.evaluation.v1.ProvenanceVerdict\x12@\n\x0eoutput_verdict\x18\r \x01(\x0b\x32(.isthmus.evaluation.v1.ProvenanceVerdict\x12\x44\n\ntimings_ms\x18\x0e \x03(\x0b\x32\x30.isthmus.evaluation.v1.Provenance.TimingsMsEntry\x12\x12\n\nlatency_ms\x18\x0f \x01(\x01\x12\x0f\n\x07\x62locked\x18\x10 \x01(\x08\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x98\x03\n\x11\x45valuationService\x12T\n\x07RunEval\x12%.isthmus.evaluation.v1.RunEvalRequest\x1a .isthmus.evaluation.v1.EvalEvent0\x01\x12\x62\n\rRunEvalUpload\x12+.isthmus.evaluation.v1.RunEvalUploadRequest\x1a .isthmus.evaluation.v1.EvalEvent(\x01\x30\x01\x12h\n\x10GetOnlineMetrics\x12..isthmus.evaluation.v1.GetOnlineMetricsRequest\x1a$.isthmus.evaluation.v1.OnlineMetrics\x12_\n\rGetProvenance\x12+.isthmus.evaluation.v1.GetProvenanceRequest\x1a!.isthmus.evaluation.v1.Provenanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&isthmus/evaluation/v1/evaluation.proto\x12\x15isthmus.evaluation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\x0eRunEvalRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\x12\x0f\n\x07\x61nswers\x18\x05 \x01(\x05\x12\r\n\x05judge\x18\x06 \x01(\t\"|\n\x13RunEvalUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05modes\x18\x02 \x03(\t\x12\x13\n\x0bmax_queries\x18\x03 \x01(\x05\x12\x13\n\x0bkeep_tenant\x18\x04 \x01(\x08\x12\x0f\n\x07\x61nswers\x18\x05 \x01(\x05\x12\r\n\x05judge\x18\x06 \x01(\t\"\x92\x01\n\x14RunEvalUploadRequest\x12<\n\x06header\x18\x01 \x01(\x0b\x32*.isthmus.evaluation.v1.RunEvalUploadHeaderH\x00\x12\x10\n\x06\x63orpus\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07queries\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05qrels\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\":\n\x0c\x45valProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\xd4\x01\n\x0bModeMetrics\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x12\n\nndcg_at_10\x18\x02 \x01(\x01\x12\x15\n\rrecall_at_100\x18\x03 \x01(\x01\x12\x11\n\tmrr_at_10\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x12\n\nmap_at_100\x18\x07 \x01(\x01\x12\x35\n\tper_query\x18\x08 \x03(\x0b\x32\".isthmus.evaluation.v1.QueryResult\"4\n\x0eRankedDocument\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\xb9\x01\n\x0bQueryResult\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x12\n\nndcg_at_10\x18\x02 \x01(\x01\x12\x15\n\rrecall_at_100\x18\x03 \x01(\x01\x12\x11\n\tmrr_at_10\x18\x04 \x01(\x01\x12\x12\n\nmap_at_100\x18\x05 \x01(\x01\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x12\x32\n\x03top\x18\x07 \x03(\x0b\x32%.isthmus.evaluation.v1.RankedDocument\"\x9e\x01\n\tQueryText\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12@\n\x08relevant\x18\x03 \x03(\x0b\x32..isthmus.evaluation.v1.QueryText.RelevantEntry\x1a/\n\rRelevantEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\";\n\x07Passage\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\x9b\x02\n\x0c\x41nswerResult\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12?\n\x06scores\x18\x04 \x03(\x0b\x32/.isthmus.evaluation.v1.AnswerResult.ScoresEntry\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12\x16\n\x0e\x66\x61ilure_detail\x18\x06 \x01(\t\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x19\n\x11\x63ontext_documents\x18\t \x03(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"F\n\x0bMetricValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mean\x18\x02 \x01(\x01\x12\t\n\x01n\x18\x03 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x03\"\xaf\x02\n\rAnswerMetrics\x12\x0f\n\x07samples\x18\x01 \x01(\x03\x12\x33\n\x07metrics\x18\x02 \x03(\x0b\x32\".isthmus.evaluation.v1.MetricValue\x12Q\n\x0f\x66\x61ilure_reasons\x18\x03 \x03(\x0b\x32\x38.isthmus.evaluation.v1.AnswerMetrics.FailureReasonsEntry\x12\r\n\x05judge\x18\x04 \x01(\t\x12\x0f\n\x07\x62locked\x18\x05 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x06 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x07 \x01(\x01\x1a\x35\n\x13\x46\x61ilureReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xfc\x02\n\nEvalReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x05\x12\x0f\n\x07queries\x18\x03 \x01(\x05\x12\x31\n\x05modes\x18\x04 \x03(\x0b\x32\".isthmus.evaluation.v1.ModeMetrics\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x16\n\x0eingest_seconds\x18\x06 \x01(\x01\x12\x35\n\x07\x61nswers\x18\x07 \x01(\x0b\x32$.isthmus.evaluation.v1.AnswerMetrics\x12;\n\x0e\x61nswer_results\x18\x08 \x03(\x0b\x32#.isthmus.evaluation.v1.AnswerResult\x12\x35\n\x0bquery_texts\x18\t \x03(\x0b\x32 .isthmus.evaluation.v1.QueryText\x12\x30\n\x08passages\x18\n \x03(\x0b\x32\x1e.isthmus.evaluation.v1.Passage\"\x82\x01\n\tEvalEvent\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.isthmus.evaluation.v1.EvalProgressH\x00\x12\x33\n\x06report\x18\x02 \x01(\x0b\x32!.isthmus.evaluation.v1.EvalReportH\x00\x42\x07\n\x05\x65vent\"\xae\x01\n\x17GetOnlineMetricsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmodel_bundle\x18\x05 \x01(\t\"\xbd\x04\n\rOnlineMetrics\x12\x0f\n\x07\x61nswers\x18\x01 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\x1c\n\x14\x63itations_per_answer\x18\x04 \x01(\x01\x12\x18\n\x10guardrail_blocks\x18\x05 \x01(\x03\x12\x1c\n\x14guardrail_redactions\x18\x06 \x01(\x03\x12\x17\n\x0f\x62locked_answers\x18\x07 \x01(\x03\x12\x33\n\x07quality\x18\x08 \x03(\x0b\x32\".isthmus.evaluation.v1.MetricValue\x12\x1c\n\x14guardrail_block_rate\x18\t \x01(\x01\x12\x0f\n\x07samples\x18\n \x01(\x03\x12\x16\n\x0ejudge_failures\x18\x0b \x01(\x03\x12Q\n\x0f\x66\x61ilure_reasons\x18\x0c \x03(\x0b\x32\x38.isthmus.evaluation.v1.OnlineMetrics.FailureReasonsEntry\x12\x30\n\x0cwindow_start\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmodel_bundle\x18\x0f \x01(\t\x1a\x35\n\x13\x46\x61ilureReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\x14GetProvenanceRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tanswer_id\x18\x02 \x01(\t\"}\n\x0fProvenanceChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x03 \x01(\x03\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x01\"2\n\x11ProvenanceVerdict\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\t\"\x87\x05\n\nProvenance\x12\x11\n\tanswer_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12/\n\x0b\x61nswered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tretrieved\x18\x05 \x03(\x0b\x32&.isthmus.evaluation.v1.ProvenanceChunk\x12\x35\n\x05\x63ited\x18\x06 \x03(\x0b\x32&.isthmus.evaluation.v1.ProvenanceChunk\x12\x17\n\x0f\x65mbedding_model\x18\x07 \x01(\t\x12\x11\n\tgenerator\x18\x08 \x01(\t\x12\x17\n\x0fgenerator_model\x18\t \x01(\t\x12\x16\n\x0eprompt_version\x18\n \x01(\t\x12 \n\x18guardrail_policy_version\x18\x0b \x01(\t\x12?\n\rinput_verdict\x18\x0c \x01(\x0b\x32(.isthmus.evaluation.v1.ProvenanceVerdict\x12@\n\x0eoutput_verdict\x18\r \x01(\x0b\x32(.isthmus.evaluation.v1.ProvenanceVerdict\x12\x44\n\ntimings_ms\x18\x0e \x03(\x0b\x32\x30.isthmus.evaluation.v1.Provenance.TimingsMsEntry\x12\x12\n\nlatency_ms\x18\x0f \x01(\x01\x12\x0f\n\x07\x62locked\x18\x10 \x01(\x08\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x98\x03\n\x11\x45valuationService\x12T\n\x07RunEval\x12%.isthmus.evaluation.v1.RunEvalRequest\x1a .isthmus.evaluation.v1.EvalEvent0\x01\x12\x62\n\rRunEvalUpload\x12+.isthmus.evaluation.v1.RunEvalUploadRequest\x1a .isthmus.evaluation.v1.EvalEvent(\x01\x30\x01\x12h\n\x10GetOnlineMetrics\x12..isthmus.evaluation.v1.GetOnlineMetricsRequest\x1a$.isthmus.evaluation.v1.OnlineMetrics\x12_\n\rGetProvenance\x12+.isthmus.evaluation.v1.GetProvenanceRequest\x1a!.isthmus.evaluation.v1.Provenanceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'isthmus.evaluation.v1.evaluation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_QUERYTEXT_RELEVANTENTRY']._loaded_options = None
+  _globals['_QUERYTEXT_RELEVANTENTRY']._serialized_options = b'8\001'
+  _globals['_ANSWERRESULT_SCORESENTRY']._loaded_options = None
+  _globals['_ANSWERRESULT_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._loaded_options = None
   _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._serialized_options = b'8\001'
   _globals['_ONLINEMETRICS_FAILUREREASONSENTRY']._loaded_options = None
@@ -47,33 +51,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALPROGRESS']._serialized_start=502
   _globals['_EVALPROGRESS']._serialized_end=560
   _globals['_MODEMETRICS']._serialized_start=563
-  _globals['_MODEMETRICS']._serialized_end=720
-  _globals['_METRICVALUE']._serialized_start=722
-  _globals['_METRICVALUE']._serialized_end=792
-  _globals['_ANSWERMETRICS']._serialized_start=795
-  _globals['_ANSWERMETRICS']._serialized_end=1098
-  _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._serialized_start=1045
-  _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._serialized_end=1098
-  _globals['_EVALREPORT']._serialized_start=1101
-  _globals['_EVALREPORT']._serialized_end=1315
-  _globals['_EVALEVENT']._serialized_start=1318
-  _globals['_EVALEVENT']._serialized_end=1448
-  _globals['_GETONLINEMETRICSREQUEST']._serialized_start=1451
-  _globals['_GETONLINEMETRICSREQUEST']._serialized_end=1625
-  _globals['_ONLINEMETRICS']._serialized_start=1628
-  _globals['_ONLINEMETRICS']._serialized_end=2201
-  _globals['_ONLINEMETRICS_FAILUREREASONSENTRY']._serialized_start=1045
-  _globals['_ONLINEMETRICS_FAILUREREASONSENTRY']._serialized_end=1098
-  _globals['_GETPROVENANCEREQUEST']._serialized_start=2203
-  _globals['_GETPROVENANCEREQUEST']._serialized_end=2263
-  _globals['_PROVENANCECHUNK']._serialized_start=2265
-  _globals['_PROVENANCECHUNK']._serialized_end=2390
-  _globals['_PROVENANCEVERDICT']._serialized_start=2392
-  _globals['_PROVENANCEVERDICT']._serialized_end=2442
-  _globals['_PROVENANCE']._serialized_start=2445
-  _globals['_PROVENANCE']._serialized_end=3092
-  _globals['_PROVENANCE_TIMINGSMSENTRY']._serialized_start=3044
-  _globals['_PROVENANCE_TIMINGSMSENTRY']._serialized_end=3092
-  _globals['_EVALUATIONSERVICE']._serialized_start=3095
-  _globals['_EVALUATIONSERVICE']._serialized_end=3503
+  _globals['_MODEMETRICS']._serialized_end=775
+  _globals['_RANKEDDOCUMENT']._serialized_start=777
+  _globals['_RANKEDDOCUMENT']._serialized_end=829
+  _globals['_QUERYRESULT']._serialized_start=832
+  _globals['_QUERYRESULT']._serialized_end=1017
+  _globals['_QUERYTEXT']._serialized_start=1020
+  _globals['_QUERYTEXT']._serialized_end=1178
+  _globals['_QUERYTEXT_RELEVANTENTRY']._serialized_start=1131
+  _globals['_QUERYTEXT_RELEVANTENTRY']._serialized_end=1178
+  _globals['_PASSAGE']._serialized_start=1180
+  _globals['_PASSAGE']._serialized_end=1239
+  _globals['_ANSWERRESULT']._serialized_start=1242
+  _globals['_ANSWERRESULT']._serialized_end=1525
+  _globals['_ANSWERRESULT_SCORESENTRY']._serialized_start=1480
+  _globals['_ANSWERRESULT_SCORESENTRY']._serialized_end=1525
+  _globals['_METRICVALUE']._serialized_start=1527
+  _globals['_METRICVALUE']._serialized_end=1597
+  _globals['_ANSWERMETRICS']._serialized_start=1600
+  _globals['_ANSWERMETRICS']._serialized_end=1903
+  _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._serialized_start=1850
+  _globals['_ANSWERMETRICS_FAILUREREASONSENTRY']._serialized_end=1903
+  _globals['_EVALREPORT']._serialized_start=1906
+  _globals['_EVALREPORT']._serialized_end=2286
+  _globals['_EVALEVENT']._serialized_start=2289
+  _globals['_EVALEVENT']._serialized_end=2419
+  _globals['_GETONLINEMETRICSREQUEST']._serialized_start=2422
+  _globals['_GETONLINEMETRICSREQUEST']._serialized_end=2596
+  _globals['_ONLINEMETRICS']._serialized_start=2599
+  _globals['_ONLINEMETRICS']._serialized_end=3172
+  _globals['_ONLINEMETRICS_FAILUREREASONSENTRY']._serialized_start=1850
+  _globals['_ONLINEMETRICS_FAILUREREASONSENTRY']._serialized_end=1903
+  _globals['_GETPROVENANCEREQUEST']._serialized_start=3174
+  _globals['_GETPROVENANCEREQUEST']._serialized_end=3234
+  _globals['_PROVENANCECHUNK']._serialized_start=3236
+  _globals['_PROVENANCECHUNK']._serialized_end=3361
+  _globals['_PROVENANCEVERDICT']._serialized_start=3363
+  _globals['_PROVENANCEVERDICT']._serialized_end=3413
+  _globals['_PROVENANCE']._serialized_start=3416
+  _globals['_PROVENANCE']._serialized_end=4063
+  _globals['_PROVENANCE_TIMINGSMSENTRY']._serialized_start=4015
+  _globals['_PROVENANCE_TIMINGSMSENTRY']._serialized_end=4063
+  _globals['_EVALUATIONSERVICE']._serialized_start=4066
+  _globals['_EVALUATIONSERVICE']._serialized_end=4474
 # @@protoc_insertion_point(module_scope)

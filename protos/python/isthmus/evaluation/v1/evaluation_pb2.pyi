@@ -64,7 +64,7 @@ class EvalProgress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ModeMetrics(_message.Message):
-    __slots__ = ("mode", "ndcg_at_10", "recall_at_100", "mrr_at_10", "latency_p50_ms", "latency_p95_ms", "map_at_100")
+    __slots__ = ("mode", "ndcg_at_10", "recall_at_100", "mrr_at_10", "latency_p50_ms", "latency_p95_ms", "map_at_100", "per_query")
     MODE_FIELD_NUMBER: _ClassVar[int]
     NDCG_AT_10_FIELD_NUMBER: _ClassVar[int]
     RECALL_AT_100_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class ModeMetrics(_message.Message):
     LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
     MAP_AT_100_FIELD_NUMBER: _ClassVar[int]
+    PER_QUERY_FIELD_NUMBER: _ClassVar[int]
     mode: str
     ndcg_at_10: float
     recall_at_100: float
@@ -79,7 +80,90 @@ class ModeMetrics(_message.Message):
     latency_p50_ms: float
     latency_p95_ms: float
     map_at_100: float
-    def __init__(self, mode: _Optional[str] = ..., ndcg_at_10: _Optional[float] = ..., recall_at_100: _Optional[float] = ..., mrr_at_10: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., map_at_100: _Optional[float] = ...) -> None: ...
+    per_query: _containers.RepeatedCompositeFieldContainer[QueryResult]
+    def __init__(self, mode: _Optional[str] = ..., ndcg_at_10: _Optional[float] = ..., recall_at_100: _Optional[float] = ..., mrr_at_10: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., map_at_100: _Optional[float] = ..., per_query: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
+
+class RankedDocument(_message.Message):
+    __slots__ = ("document_id", "score")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    score: float
+    def __init__(self, document_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class QueryResult(_message.Message):
+    __slots__ = ("query_id", "ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100", "latency_ms", "top")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    NDCG_AT_10_FIELD_NUMBER: _ClassVar[int]
+    RECALL_AT_100_FIELD_NUMBER: _ClassVar[int]
+    MRR_AT_10_FIELD_NUMBER: _ClassVar[int]
+    MAP_AT_100_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    map_at_100: float
+    latency_ms: float
+    top: _containers.RepeatedCompositeFieldContainer[RankedDocument]
+    def __init__(self, query_id: _Optional[str] = ..., ndcg_at_10: _Optional[float] = ..., recall_at_100: _Optional[float] = ..., mrr_at_10: _Optional[float] = ..., map_at_100: _Optional[float] = ..., latency_ms: _Optional[float] = ..., top: _Optional[_Iterable[_Union[RankedDocument, _Mapping]]] = ...) -> None: ...
+
+class QueryText(_message.Message):
+    __slots__ = ("query_id", "text", "relevant")
+    class RelevantEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    RELEVANT_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    text: str
+    relevant: _containers.ScalarMap[str, int]
+    def __init__(self, query_id: _Optional[str] = ..., text: _Optional[str] = ..., relevant: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class Passage(_message.Message):
+    __slots__ = ("document_id", "title", "text")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    title: str
+    text: str
+    def __init__(self, document_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class AnswerResult(_message.Message):
+    __slots__ = ("query_id", "question", "answer", "scores", "failure", "failure_detail", "blocked", "latency_ms", "context_documents")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    question: str
+    answer: str
+    scores: _containers.ScalarMap[str, float]
+    failure: str
+    failure_detail: str
+    blocked: bool
+    latency_ms: float
+    context_documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ..., failure: _Optional[str] = ..., failure_detail: _Optional[str] = ..., blocked: bool = ..., latency_ms: _Optional[float] = ..., context_documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MetricValue(_message.Message):
     __slots__ = ("name", "mean", "n", "failures")
@@ -119,7 +203,7 @@ class AnswerMetrics(_message.Message):
     def __init__(self, samples: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., failure_reasons: _Optional[_Mapping[str, int]] = ..., judge: _Optional[str] = ..., blocked: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
 
 class EvalReport(_message.Message):
-    __slots__ = ("dataset", "documents", "queries", "modes", "tenant_id", "ingest_seconds", "answers")
+    __slots__ = ("dataset", "documents", "queries", "modes", "tenant_id", "ingest_seconds", "answers", "answer_results", "query_texts", "passages")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +211,9 @@ class EvalReport(_message.Message):
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     INGEST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     documents: int
     queries: int
@@ -134,7 +221,10 @@ class EvalReport(_message.Message):
     tenant_id: str
     ingest_seconds: float
     answers: AnswerMetrics
-    def __init__(self, dataset: _Optional[str] = ..., documents: _Optional[int] = ..., queries: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[ModeMetrics, _Mapping]]] = ..., tenant_id: _Optional[str] = ..., ingest_seconds: _Optional[float] = ..., answers: _Optional[_Union[AnswerMetrics, _Mapping]] = ...) -> None: ...
+    answer_results: _containers.RepeatedCompositeFieldContainer[AnswerResult]
+    query_texts: _containers.RepeatedCompositeFieldContainer[QueryText]
+    passages: _containers.RepeatedCompositeFieldContainer[Passage]
+    def __init__(self, dataset: _Optional[str] = ..., documents: _Optional[int] = ..., queries: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[ModeMetrics, _Mapping]]] = ..., tenant_id: _Optional[str] = ..., ingest_seconds: _Optional[float] = ..., answers: _Optional[_Union[AnswerMetrics, _Mapping]] = ..., answer_results: _Optional[_Iterable[_Union[AnswerResult, _Mapping]]] = ..., query_texts: _Optional[_Iterable[_Union[QueryText, _Mapping]]] = ..., passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ...) -> None: ...
 
 class EvalEvent(_message.Message):
     __slots__ = ("progress", "report")
