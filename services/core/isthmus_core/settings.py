@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from isthmus_core.bus.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 from isthmus_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from isthmus_core.model_bundles import ModelBundle
 
 
 class _TomlSection(PydanticBaseSettingsSource):
@@ -216,7 +219,13 @@ class CommonSettings(SectionSettings):
         "",
         max_length=128,
         description="the model bundle this workload serves, '<name>@<version>' (an EdgeRollout sets it "
-        "through the pod annotation isthmus.dev/model-bundle); empty = the bundled models",
+        "through the pod annotation isthmus.dev/model-bundle); empty = the bundled models. Checked at "
+        "start: the bundle must exist under model_bundles_dir with a valid bundle.json",
+    )
+    model_bundles_dir: Path | None = Field(
+        None,
+        description="where the model bundles are: <dir>/<name>/<version>/bundle.json (the chart mounts "
+        "modelBundles here); unset = no bundles (model_bundle must be empty)",
     )
 
     # -- multi-region (isthmus_core.regions, docs/multi-region.md) -------------------------------------
@@ -272,10 +281,11 @@ class CommonSettings(SectionSettings):
 
     @model_validator(mode="after")
     def _settings_are_consistent(self) -> CommonSettings:
-        """Checks across settings: every problem found is reported, one per line (auth, regions, Kafka)."""
+        """Checks across settings: every problem found is reported, one per line (auth, regions, model
+        bundle, Kafka)."""
         from isthmus_core.auth.settings_check import auth_problems
 
-        problems = [*auth_problems(self), *self._region_problems()]
+        problems = [*auth_problems(self), *self._region_problems(), *self._bundle_problems()]
         if self.bus != "inprocess":
             problems.extend(self.kafka_security().problems())
         if problems:
@@ -297,6 +307,20 @@ class CommonSettings(SectionSettings):
     def peer_regions(self) -> list[str]:
         """The other regions, whose mirrored topics this region's consumers read."""
         return [r for r in sorted(self.regions) if r != self.region]
+
+    def _bundle_problems(self) -> list[str]:
+        """The bundle named by model_bundle must be there and valid (a workload never starts without it)."""
+        try:
+            self.loaded_model_bundle()
+        except ConfigurationError as exc:
+            return [str(exc)]
+        return []
+
+    def loaded_model_bundle(self) -> ModelBundle | None:
+        """The bundle this workload serves (None = the bundled models); checked when loaded."""
+        from isthmus_core.model_bundles import load_bundle
+
+        return load_bundle(self.model_bundles_dir, self.model_bundle) if self.model_bundle else None
 
     def kafka_security(self) -> KafkaSecurity:
         """How every Kafka client of this process connects (TLS, SASL, MSK IAM)."""

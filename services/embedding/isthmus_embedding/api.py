@@ -24,7 +24,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         reranker: OnnxCrossEncoder | None = None,
         max_rerank_passages: int = 200,
         max_text_chars: int = 100_000,
+        model_bundle: str = "",
     ) -> None:
+        self._model_bundle = model_bundle
         self._core = core
         self._reranker = reranker
         self._max_rerank = max_rerank_passages
@@ -48,6 +50,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             dimension=self._embedder.dimension,
             model_dir=self._model_dir,
             max_tokens=self._max_tokens,
+            model_bundle=self._model_bundle,
         )
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:

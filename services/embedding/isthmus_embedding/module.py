@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from isthmus.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from isthmus_core.bus.typed import publisher, subscribe
 from isthmus_core.contracts import topics
+from isthmus_core.errors import ConfigurationError
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_embedding.api import EmbeddingServicer
@@ -16,6 +18,7 @@ from isthmus_embedding.service import EmbeddingCore
 from isthmus_embedding.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
+    from isthmus_core.model_bundles import ModelBundle
     from isthmus_core.onnx_reranker import OnnxCrossEncoder
 
 NAME = "embedding"
@@ -27,7 +30,8 @@ async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
     from isthmus_embedding.batcher import MicroBatcher
 
     s = ctx.settings
-    model_dir = s.model_dir or bundled_model_dir(BGE_SMALL_EN)
+    bundle = ctx.common.loaded_model_bundle()
+    model_dir = embedding_model_dir(s, bundle)
     embedder = OnnxEmbedder(
         model_dir,
         query_prefix=s.query_prefix,
@@ -58,6 +62,7 @@ async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
         reranker,
         max_rerank_passages=s.max_rerank_passages,
         max_text_chars=s.max_text_chars,
+        model_bundle=str(bundle.ref) if bundle is not None and bundle.embedding_model_dir else "",
     )
     return Offer(
         registrars=[partial(embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server, servicer)],
@@ -67,6 +72,20 @@ async def build(ctx: ModuleContext[EmbeddingSettings]) -> Offer:
         on_start=[batcher.start],
         on_stop=[batcher.stop, *([_closer(reranker)] if reranker is not None else [])],
     )
+
+
+def embedding_model_dir(settings: EmbeddingSettings, bundle: ModelBundle | None) -> Path:
+    """The ONNX model this service serves: the bundle's embedding model when the bundle provides one
+    (then ``[embedding] model_dir`` must be unset: two models named, refused), else ``model_dir``, else
+    the bundled bge-small-en-v1.5."""
+    if bundle is not None and bundle.embedding_model_dir is not None:
+        if settings.model_dir is not None:
+            raise ConfigurationError(
+                f"[embedding] model_dir (env ISTHMUS_EMBEDDING_MODEL_DIR) is {settings.model_dir} but "
+                f"[common] model_bundle {bundle.ref} provides the embedding model: unset one of them"
+            )
+        return bundle.embedding_model_dir
+    return settings.model_dir or bundled_model_dir(BGE_SMALL_EN)
 
 
 def _closer(reranker: OnnxCrossEncoder) -> Callable[[], Awaitable[None]]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/embedding/v1/embedding.proto\x12\x14isthmus.embedding.v1\"K\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.isthmus.embedding.v1.TextKind\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"c\n\rEmbedResponse\x12-\n\x07vectors\x18\x01 \x03(\x0b\x32\x1c.isthmus.embedding.v1.Vector\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\"\x11\n\x0fGetModelRequest\"W\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x11\n\tmodel_dir\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\"0\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08passages\x18\x02 \x03(\t\"6\n\x0eRerankResponse\x12\x12\n\x06scores\x18\x01 \x03(\x02\x42\x02\x10\x01\x12\x10\n\x08model_id\x18\x02 \x01(\t*Q\n\x08TextKind\x12\x19\n\x15TEXT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TEXT_KIND_PASSAGE\x10\x01\x12\x13\n\x0fTEXT_KIND_QUERY\x10\x02\x32\x8d\x02\n\x10\x45mbeddingService\x12P\n\x05\x45mbed\x12\".isthmus.embedding.v1.EmbedRequest\x1a#.isthmus.embedding.v1.EmbedResponse\x12R\n\x08GetModel\x12%.isthmus.embedding.v1.GetModelRequest\x1a\x1f.isthmus.embedding.v1.ModelInfo\x12S\n\x06Rerank\x12#.isthmus.embedding.v1.RerankRequest\x1a$.isthmus.embedding.v1.RerankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$isthmus/embedding/v1/embedding.proto\x12\x14isthmus.embedding.v1\"K\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.isthmus.embedding.v1.TextKind\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"c\n\rEmbedResponse\x12-\n\x07vectors\x18\x01 \x03(\x0b\x32\x1c.isthmus.embedding.v1.Vector\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\"\x11\n\x0fGetModelRequest\"m\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x11\n\tmodel_dir\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x14\n\x0cmodel_bundle\x18\x05 \x01(\t\"0\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08passages\x18\x02 \x03(\t\"6\n\x0eRerankResponse\x12\x12\n\x06scores\x18\x01 \x03(\x02\x42\x02\x10\x01\x12\x10\n\x08model_id\x18\x02 \x01(\t*Q\n\x08TextKind\x12\x19\n\x15TEXT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TEXT_KIND_PASSAGE\x10\x01\x12\x13\n\x0fTEXT_KIND_QUERY\x10\x02\x32\x8d\x02\n\x10\x45mbeddingService\x12P\n\x05\x45mbed\x12\".isthmus.embedding.v1.EmbedRequest\x1a#.isthmus.embedding.v1.EmbedResponse\x12R\n\x08GetModel\x12%.isthmus.embedding.v1.GetModelRequest\x1a\x1f.isthmus.embedding.v1.ModelInfo\x12S\n\x06Rerank\x12#.isthmus.embedding.v1.RerankRequest\x1a$.isthmus.embedding.v1.RerankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_RERANKRESPONSE'].fields_by_name['scores']._loaded_options = None
   _globals['_RERANKRESPONSE'].fields_by_name['scores']._serialized_options = b'\020\001'
-  _globals['_TEXTKIND']._serialized_start=484
-  _globals['_TEXTKIND']._serialized_end=565
+  _globals['_TEXTKIND']._serialized_start=506
+  _globals['_TEXTKIND']._serialized_end=587
   _globals['_EMBEDREQUEST']._serialized_start=62
   _globals['_EMBEDREQUEST']._serialized_end=137
   _globals['_VECTOR']._serialized_start=139
@@ -46,11 +46,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELREQUEST']._serialized_start=270
   _globals['_GETMODELREQUEST']._serialized_end=287
   _globals['_MODELINFO']._serialized_start=289
-  _globals['_MODELINFO']._serialized_end=376
-  _globals['_RERANKREQUEST']._serialized_start=378
-  _globals['_RERANKREQUEST']._serialized_end=426
-  _globals['_RERANKRESPONSE']._serialized_start=428
-  _globals['_RERANKRESPONSE']._serialized_end=482
-  _globals['_EMBEDDINGSERVICE']._serialized_start=568
-  _globals['_EMBEDDINGSERVICE']._serialized_end=837
+  _globals['_MODELINFO']._serialized_end=398
+  _globals['_RERANKREQUEST']._serialized_start=400
+  _globals['_RERANKREQUEST']._serialized_end=448
+  _globals['_RERANKRESPONSE']._serialized_start=450
+  _globals['_RERANKRESPONSE']._serialized_end=504
+  _globals['_EMBEDDINGSERVICE']._serialized_start=590
+  _globals['_EMBEDDINGSERVICE']._serialized_end=859
 # @@protoc_insertion_point(module_scope)

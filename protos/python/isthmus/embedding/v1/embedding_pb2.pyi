@@ -45,16 +45,18 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "dimension", "model_dir", "max_tokens")
+    __slots__ = ("model_id", "dimension", "model_dir", "max_tokens", "model_bundle")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIR_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dimension: int
     model_dir: str
     max_tokens: int
-    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., model_dir: _Optional[str] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    model_bundle: str
+    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., model_dir: _Optional[str] = ..., max_tokens: _Optional[int] = ..., model_bundle: _Optional[str] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
     __slots__ = ("query", "passages")
