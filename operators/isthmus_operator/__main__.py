@@ -11,9 +11,10 @@ def main() -> None:
     import kopf
 
     from isthmus_core.settings import load_all
+    from isthmus_operator.evaluation import EvaluationMetricsSource
     from isthmus_operator.guardrail import GrpcPolicyApplier
     from isthmus_operator.handlers import register
-    from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
+    from isthmus_operator.kube import ConfigMapMetricsSource, Kube, MetricsSource, api_client
     from isthmus_operator.reconcile import AccessConfig, Dependencies
     from isthmus_operator.regional import grpc_region
     from isthmus_operator.retrieval import GrpcTenantRegistry
@@ -26,9 +27,20 @@ def main() -> None:
     assert isinstance(settings, OperatorSettings)
     kube = Kube(api_client())
     tokens = operator_tokens(settings)
+    metrics: MetricsSource = (
+        EvaluationMetricsSource(
+            settings.evaluation_endpoint,
+            settings.evaluation_timeout_s,
+            tokens,
+            min_samples=settings.evaluation_min_samples,
+            baseline_window_s=settings.evaluation_baseline_window_s,
+        )
+        if settings.rollout_metrics == "evaluation"
+        else ConfigMapMetricsSource(kube)
+    )
     deps = Dependencies(
         kube=kube,
-        metrics=ConfigMapMetricsSource(kube),
+        metrics=metrics,
         tenants=(
             GrpcTenantRegistry(settings.retrieval_endpoint, settings.retrieval_timeout_s, tokens)
             if settings.retrieval_endpoint

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 import urllib3
@@ -19,6 +20,8 @@ from kubernetes import client, config
 
 from isthmus_core.errors import InvalidArgument, IsthmusError, NotFound, Unavailable
 from isthmus_operator.names import GROUP, MANAGED_BY, TENANT_PLURAL, VERSION, rollout_metrics_configmap_name
+from isthmus_operator.rollout import RolloutStatus
+from isthmus_operator.specs import EdgeRolloutSpec
 
 WorkloadKind = Literal["DaemonSet", "Deployment", "StatefulSet"]
 
@@ -188,24 +191,38 @@ class Kube:
         )
 
 
-class MetricsSource(Protocol):
-    """Where a rollout's evaluation metrics come from: entries ``baseline``, ``wave-1`` … as JSON text."""
+@dataclass(frozen=True, slots=True)
+class MetricsRequest:
+    """What a metrics source is asked: the rollout (its spec and typed status say which bundles and since
+    when: :mod:`isthmus_operator.gate_metrics`)."""
 
-    async def read(self, namespace: str, rollout: str) -> dict[str, str]: ...
+    namespace: str
+    rollout: str
+    spec: EdgeRolloutSpec
+    status: RolloutStatus
+
+
+class MetricsSource(Protocol):
+    """Where a rollout's evaluation metrics come from: entries ``baseline``, ``wave-1`` … as JSON text
+    (an object of metric name → number; a metric absent from an entry holds the rollout on its gate)."""
+
+    async def read(self, request: MetricsRequest) -> dict[str, str]: ...
 
     def describe(self, namespace: str, rollout: str) -> str: ...
 
 
 class ConfigMapMetricsSource:
     """Metrics in ConfigMap ``isthmus-rollout-metrics-<rollout>`` next to the rollout, one key per entry
-    (absent ConfigMap = no metrics yet). Whoever measures a wave writes it — by hand or a job of yours;
-    no Isthmus component writes it yet (issue 17 "Evaluation that decides")."""
+    (absent ConfigMap = no metrics yet). Whoever measures a wave writes it — by hand or a job of yours
+    (operator setting ``rollout_metrics = "configmap"``; the default reads the evaluation service:
+    :class:`~isthmus_operator.evaluation.EvaluationMetricsSource`)."""
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
 
-    async def read(self, namespace: str, rollout: str) -> dict[str, str]:
-        cm = await self._kube.read_configmap(namespace, rollout_metrics_configmap_name(rollout))
+    async def read(self, request: MetricsRequest) -> dict[str, str]:
+        name = rollout_metrics_configmap_name(request.rollout)
+        cm = await self._kube.read_configmap(request.namespace, name)
         return dict((cm or {}).get("data") or {})
 
     def describe(self, namespace: str, rollout: str) -> str:

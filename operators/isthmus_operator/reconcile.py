@@ -33,7 +33,7 @@ from isthmus_operator.builders import (
     workload_bundle,
 )
 from isthmus_operator.guardrail import PolicyApplier
-from isthmus_operator.kube import Kube, MetricsSource
+from isthmus_operator.kube import Kube, MetricsRequest, MetricsSource
 from isthmus_operator.measure import (
     DocumentState,
     documents_behind,
@@ -45,7 +45,7 @@ from isthmus_operator.measure import (
 from isthmus_operator.names import tenant_configmap_name
 from isthmus_operator.regional import RegionClients
 from isthmus_operator.retrieval import TenantRegistry
-from isthmus_operator.rollout import TERMINAL_PHASES, Observed, invalid, step
+from isthmus_operator.rollout import TERMINAL_PHASES, Observed, RolloutStatus, invalid, step
 from isthmus_operator.specs import (
     Binding,
     FailoverDrillSpec,
@@ -476,7 +476,12 @@ async def reconcile_rollout(
         workloads = {w["metadata"]["name"]: w for w in items}
         metrics: dict[str, str] = {}
         if int(status.get("currentWave") or 0) > 0 and not parsed.paused:
-            metrics = await deps.metrics.read(namespace, name)
+            try:
+                typed: RolloutStatus | None = RolloutStatus.from_dict(status)
+            except InvalidArgument:
+                typed = None  # a corrupt status: step() fails the rollout naming the field
+            if typed is not None:
+                metrics = await deps.metrics.read(MetricsRequest(namespace, name, parsed, typed))
         decision = step(
             parsed,
             status,

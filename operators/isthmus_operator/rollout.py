@@ -207,15 +207,21 @@ class WaveStatus:
     workloads: tuple[str, ...]
     state: WaveState
     gates: tuple[GateResult, ...] = ()
+    #: when the wave was applied (RFC 3339, the operator's clock); "" = not yet (or by an older operator).
+    #: Its metrics count the answers served with the bundle from then on.
+    applied_at: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "number": self.number,
             "percent": self.percent,
             "workloads": list(self.workloads),
             "state": self.state.value,
             "gates": [g.to_status() for g in self.gates],
         }
+        if self.applied_at:
+            out["appliedAt"] = self.applied_at
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> WaveStatus:
@@ -225,6 +231,7 @@ class WaveStatus:
             workloads=tuple(str(n) for n in raw["workloads"]),
             state=WaveState(raw["state"]),
             gates=tuple(GateResult.from_status(g) for g in raw.get("gates") or ()),
+            applied_at=str(raw.get("appliedAt") or ""),
         )
 
 
@@ -424,7 +431,7 @@ def start(t: Tick) -> Step:
         WaveStatus(number=i + 1, percent=p, workloads=tuple(names), state=WaveState.PENDING)
         for i, (p, names) in enumerate(zip(t.spec.waves, plan, strict=True))
     ]
-    waves[0] = replace(waves[0], state=WaveState.APPLIED)
+    waves[0] = replace(waves[0], state=WaveState.APPLIED, applied_at=t.now)
     message = f"wave 1 ({t.spec.waves[0]}%): {bundle} on {len(plan[0])} of {len(plan[-1])} workloads"
     return Step(
         apply=t.stale(plan[0], bundle),
@@ -525,7 +532,7 @@ def advance_wave(t: Tick, results: Sequence[GateResult]) -> Step:
     """The current wave passed its gates: apply the next one."""
     current = t.status.current_wave
     waves = _passed(t, results)
-    nxt = waves[current] = replace(waves[current], state=WaveState.APPLIED)
+    nxt = waves[current] = replace(waves[current], state=WaveState.APPLIED, applied_at=t.now)
     bundle = t.spec.bundle.ref
     message = (
         f"wave {current + 1} ({nxt.percent}%): {bundle} on {len(nxt.workloads)} of "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -45,6 +45,32 @@ class OperatorSettings(SectionSettings):
         pattern=r"^$|" + ENDPOINT_PATTERN,
     )
     guardrail_timeout_s: float = Field(5.0, gt=0, description="deadline of one guardrail call")
+    rollout_metrics: Literal["evaluation", "configmap"] = Field(
+        "evaluation",
+        description="where EdgeRollout gates read their metrics: evaluation = the evaluation service's "
+        "online metrics of the answers served with each bundle (evaluation_endpoint); configmap = the "
+        "ConfigMap isthmus-rollout-metrics-<rollout> that you write (keys baseline, wave-1 ...)",
+    )
+    evaluation_endpoint: str = Field(
+        "",
+        description="host:port of the evaluation gRPC service (GetOnlineMetrics, with the operator's "
+        "token: it needs metrics.read in every tenant, e.g. platform-admin); required with "
+        "rollout_metrics=evaluation",
+        pattern=r"^$|" + ENDPOINT_PATTERN,
+    )
+    evaluation_timeout_s: float = Field(5.0, gt=0, description="deadline of one evaluation call")
+    evaluation_min_samples: int = Field(
+        20,
+        ge=1,
+        description="a gate metric computed over fewer answers (block rate) or judged samples (nDCG@10, "
+        "faithfulness) than this counts as missing: the rollout holds on its gate until there are enough",
+    )
+    evaluation_baseline_window_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="the baseline counts the answers served with the workloads' previous bundles from this "
+        "long before the first wave until now",
+    )
     rollout_interval_s: float = Field(
         15.0, gt=0, description="how often an EdgeRollout re-reads its metrics and decides its next step"
     )
@@ -103,6 +129,12 @@ class OperatorSettings(SectionSettings):
             problems.append(
                 "set either guardrail_endpoint (one region) or regions (several), not both: with regions, "
                 "each region's endpoint serves its guardrail"
+            )
+        if self.rollout_metrics == "evaluation" and not self.evaluation_endpoint:
+            problems.append(
+                "rollout_metrics is 'evaluation' but evaluation_endpoint is empty: set it to the evaluation "
+                "service's host:port (env ISTHMUS_OPERATOR_EVALUATION_ENDPOINT), or set rollout_metrics to "
+                "'configmap'"
             )
         if problems:
             raise ValueError("; ".join(problems))

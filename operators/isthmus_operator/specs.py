@@ -19,6 +19,7 @@ from isthmus_core.auth.methods import METHOD_RULES
 from isthmus_core.contracts.ids import PRINCIPAL_PATTERN, PRINCIPAL_RULE, is_tenant_id
 from isthmus_core.drills.scenarios import SCENARIOS, Action, Scenario, bind
 from isthmus_core.errors import InvalidArgument
+from isthmus_core.model_bundles import BUNDLE_NAME_PATTERN, BUNDLE_PART_MAX, BUNDLE_VERSION_PATTERN
 
 REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 #: a Kubernetes quantity (the CRD checks it with CEL ``isQuantity``)
@@ -31,8 +32,8 @@ class _Spec(BaseModel):
 
 
 class ModelBundle(_Spec):
-    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
-    version: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._+-]*[A-Za-z0-9])?$")
+    name: str = Field(min_length=1, max_length=BUNDLE_PART_MAX, pattern=BUNDLE_NAME_PATTERN)
+    version: str = Field(min_length=1, max_length=BUNDLE_PART_MAX, pattern=BUNDLE_VERSION_PATTERN)
 
     @property
     def ref(self) -> str:
@@ -171,12 +172,27 @@ class Gates(_Spec):
         return self
 
 
+class RolloutEvaluation(_Spec):
+    """Whose answers the gates judge (the evaluation service's online metrics, operator setting
+    ``rollout_metrics = "evaluation"``): one tenant's, or every tenant's when ``tenant`` is absent."""
+
+    tenant: str | None = Field(default=None)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not is_tenant_id(value):
+            raise ValueError(f"tenant {value!r} is not a tenant id (the name of a Tenant object)")
+        return value
+
+
 class EdgeRolloutSpec(_Spec):
     bundle: ModelBundle
     node_pool: NodePool = Field(alias="nodePool")
     waves: tuple[int, ...] = Field(min_length=1, max_length=10)
     gates: Gates
     paused: bool = False
+    evaluation: RolloutEvaluation = RolloutEvaluation()
 
     @model_validator(mode="after")
     def _waves(self) -> EdgeRolloutSpec:

@@ -334,8 +334,42 @@ def test_the_operator_gets_its_own_client_credentials_for_an_authenticated_platf
         auth_token_url=env["ISTHMUS_OPERATOR_AUTH_TOKEN_URL"]["value"],
         auth_client_id=env["ISTHMUS_OPERATOR_AUTH_CLIENT_ID"]["value"],
         auth_client_secret="s3cret",
+        rollout_metrics="configmap",
     )
     assert isinstance(operator_tokens(settings), ClientCredentialsToken)
-    assert operator_tokens(OperatorSettings()) is None
+    assert operator_tokens(OperatorSettings(rollout_metrics="configmap")) is None
     with pytest.raises(subprocess.CalledProcessError):  # a token URL without the client is refused
         render("isthmus-system", "operator.auth.tokenUrl=https://idp.example/oauth2/token")
+
+
+def test_rollout_metrics_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the gates read the evaluation service of the release's namespace; configmap needs no
+    endpoint; evaluation without one is refused at start, naming the setting."""
+    from isthmus_core.errors import ConfigurationError
+    from isthmus_core.settings import load_all
+    from isthmus_operator.settings import OperatorSettings
+
+    def settings_of(*values: str) -> OperatorSettings:
+        [deploy] = [d for d in render("isthmus-system", *values) if d["kind"] == "Deployment"]
+        for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]:
+            monkeypatch.setenv(e["name"], e["value"])
+        settings = load_all([OperatorSettings])["operator"]
+        assert isinstance(settings, OperatorSettings)
+        return settings
+
+    default = settings_of()
+    assert (default.rollout_metrics, default.evaluation_endpoint) == (
+        "evaluation",
+        "isthmus-evaluation:50051",
+    )
+    assert (default.evaluation_min_samples, default.evaluation_baseline_window_s) == (20, 86400.0)
+    tuned = settings_of(
+        "operator.rolloutMetrics.minSamples=50", "operator.rolloutMetrics.baselineWindowSeconds=3600"
+    )
+    assert (tuned.evaluation_min_samples, tuned.evaluation_baseline_window_s) == (50, 3600.0)
+    by_hand = settings_of(
+        "operator.rolloutMetrics.source=configmap", "operator.rolloutMetrics.evaluationEndpoint="
+    )
+    assert by_hand.rollout_metrics == "configmap"
+    with pytest.raises(ConfigurationError, match="evaluation_endpoint is empty"):
+        settings_of("operator.rolloutMetrics.evaluationEndpoint=")

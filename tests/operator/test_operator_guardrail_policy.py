@@ -93,6 +93,7 @@ def test_the_guardrail_endpoint_setting_is_checked_and_excludes_regions(
     from isthmus_core.errors import ConfigurationError
     from isthmus_core.settings import load_all
 
+    monkeypatch.setenv("ISTHMUS_OPERATOR_EVALUATION_ENDPOINT", "isthmus-evaluation:50051")
     monkeypatch.setenv("ISTHMUS_OPERATOR_GUARDRAIL_ENDPOINT", "isthmus-guardrail:50051")
     settings = load_all([OperatorSettings])["operator"]
     assert isinstance(settings, OperatorSettings)

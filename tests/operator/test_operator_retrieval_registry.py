@@ -86,6 +86,7 @@ def test_settings_come_from_isthmus_operator_env(monkeypatch: pytest.MonkeyPatch
     from isthmus_core.errors import ConfigurationError
     from isthmus_core.settings import load_all
 
+    monkeypatch.setenv("ISTHMUS_OPERATOR_EVALUATION_ENDPOINT", "isthmus-evaluation:50051")
     monkeypatch.setenv("ISTHMUS_OPERATOR_RETRIEVAL_ENDPOINT", "isthmus-retrieval:50051")
     monkeypatch.setenv("ISTHMUS_OPERATOR_ROLLOUT_INTERVAL_S", "5")
     settings = load_all([OperatorSettings])["operator"]
@@ -109,6 +110,7 @@ def test_regions_come_from_a_json_env_var_and_exclude_the_single_endpoint(
     from isthmus_core.errors import ConfigurationError
     from isthmus_core.settings import load_all
 
+    monkeypatch.setenv("ISTHMUS_OPERATOR_EVALUATION_ENDPOINT", "isthmus-evaluation:50051")
     monkeypatch.setenv("ISTHMUS_OPERATOR_REGIONS", '{"a": "isthmus-a:50051", "b": "isthmus-b:50051"}')
     settings = load_all([OperatorSettings])["operator"]
     assert isinstance(settings, OperatorSettings)
