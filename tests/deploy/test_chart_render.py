@@ -77,6 +77,18 @@ def env_of(dep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in env}
 
 
+#: the downward API field every pod's ISTHMUS_MODEL_BUNDLE comes from (what an EdgeRollout sets)
+BUNDLE_FIELD = {"fieldRef": {"fieldPath": "metadata.annotations['isthmus.dev/model-bundle']"}}
+
+
+def env_value(e: dict[str, Any]) -> str:
+    """What a rendered env var holds in a pod: its value; "" for the bundle annotation of a pod that has
+    none (the downward API's empty string); a stand-in for a secret."""
+    if "value" in e:
+        return str(e["value"])
+    return "" if e["valueFrom"] == BUNDLE_FIELD else "from-a-secret"
+
+
 def module_of(service: str) -> Any:
     return importlib.import_module(f"isthmus_{service.replace('-', '_')}.module")
 
@@ -141,6 +153,7 @@ VARIANTS = {
         "kafka.sasl.mechanism": "AWS_MSK_IAM",
         "region": "eu-west-1",
     },
+    "model-bundles": {**DIST, "modelBundles.hostPath": "/var/lib/isthmus/bundles"},
     "all-in-one-exposed": {
         "ingress.allowedNamespaces[0]": "apps",
         "ingress.cidrs[0]": "10.20.0.0/16",
@@ -456,7 +469,7 @@ def test_rendered_settings_load_into_the_services_settings(
         for key in [k for k in os.environ if k.startswith("ISTHMUS_")]:
             monkeypatch.delenv(key)
         for var, e in env.items():
-            monkeypatch.setenv(var, e.get("value", "from-a-secret"))
+            monkeypatch.setenv(var, env_value(e))
         loaded = load_all([CommonSettings, settings_class(s)])
         common, own = loaded["common"], loaded[s]
         assert (common.bus, common.grpc_host, common.grpc_port) == ("kafka", "0.0.0.0", 50051)
@@ -496,6 +509,9 @@ def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
     # authentication comes from auth.* (the service client only with auth.serviceClient.tokenUrl)
     owned |= {"AUTH_SERVICE_TOKEN_URL", "AUTH_SERVICE_CLIENT_ID"}
     assert {"AUTH", "AUTH_ISSUER", "AUTH_JWKS_URL", "AUTH_AUDIENCE", "ACCESS_FILE"} <= owned
+    # the model bundle comes from the pod annotation (an EdgeRollout's), the bundles' dir from modelBundles
+    owned |= {"MODEL_BUNDLES_DIR"}
+    assert "MODEL_BUNDLE" in owned
     # the local issuer's key lives in the pod's data dir (auth.mode local, AllInOne): no other path
     not_offered = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "AUTH_LOCAL_KEY_FILE"}
     assert "KAFKA_SECURITY_PROTOCOL" in owned  # rendered in every Distributed pod
@@ -569,7 +585,7 @@ def _load_common(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
     for key in [k for k in os.environ if k.startswith("ISTHMUS_")]:
         monkeypatch.delenv(key)
     for var, e in env.items():
-        monkeypatch.setenv(var, e.get("value", "from-a-secret"))
+        monkeypatch.setenv(var, env_value(e))
     common = load_all([CommonSettings])["common"]
     assert isinstance(common, CommonSettings)
     return common
@@ -1156,3 +1172,67 @@ def test_the_default_oidc_mode_requires_the_issuer(chart: Any, mode: dict[str, A
     r = chart.template(*sets(mode), check=False, base=False)
     assert r.returncode != 0
     assert "auth.issuer is required with auth.mode oidc" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_every_pod_reads_its_model_bundle_from_its_pod_annotation(chart: Any, mode: dict[str, Any]) -> None:
+    """An EdgeRollout annotates the pod template (isthmus.dev/model-bundle); the downward API hands it to
+    the process as ISTHMUS_MODEL_BUNDLE ("" without the annotation: the bundled models). No bundles are
+    mounted by default."""
+    for dep in by_kind(chart.render(*sets(mode)), "Deployment").values():
+        env = env_of(dep)
+        assert env["ISTHMUS_MODEL_BUNDLE"]["valueFrom"] == BUNDLE_FIELD
+        assert "ISTHMUS_MODEL_BUNDLES_DIR" not in env
+        assert "model-bundles" not in {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+
+
+@pytest.mark.parametrize(
+    ("values", "source"),
+    [
+        (
+            {"modelBundles.existingClaim": "bundles"},
+            {"persistentVolumeClaim": {"claimName": "bundles", "readOnly": True}},
+        ),
+        (
+            {**DIST, "modelBundles.hostPath": "/var/lib/isthmus/bundles"},
+            {"hostPath": {"path": "/var/lib/isthmus/bundles", "type": "Directory"}},
+        ),
+    ],
+    ids=["claim", "host-path"],
+)
+def test_model_bundles_are_mounted_read_only_and_named_to_the_settings(
+    chart: Any,
+    values: dict[str, Any],
+    source: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    deployments = by_kind(chart.render(*sets(values)), "Deployment").values()
+    assert deployments
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "model-bundles"]
+        assert {k: v for k, v in volume.items() if k != "name"} == source
+        [mount] = [m for m in container(dep)["volumeMounts"] if m["name"] == "model-bundles"]
+        assert mount == {"name": "model-bundles", "mountPath": "/models/bundles", "readOnly": True}
+        env = env_of(dep)
+        assert env["ISTHMUS_MODEL_BUNDLES_DIR"]["value"] == "/models/bundles"
+    # the rendered env loads: a pod annotated with a bundle missing from the mount refuses to start,
+    # naming the setting (the mount itself is not here: a bundle dir of the test's stands in for it)
+    env = dict(env_of(next(iter(deployments))))
+    env["ISTHMUS_MODEL_BUNDLES_DIR"] = {"value": str(tmp_path)}
+    env["ISTHMUS_MODEL_BUNDLE"] = {"value": "edge-en@2"}
+    from isthmus_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"model_bundle.*unknown bundle 'edge-en@2'"):
+        _load_common(env, monkeypatch)
+    (tmp_path / "edge-en" / "2").mkdir(parents=True)
+    (tmp_path / "edge-en" / "2" / "bundle.json").write_text('{"name": "edge-en", "version": "2"}')
+    assert _load_common(env, monkeypatch).model_bundle == "edge-en@2"
+
+
+def test_model_bundles_take_one_source(chart: Any) -> None:
+    r = chart.template(*sets({"modelBundles.existingClaim": "b", "modelBundles.hostPath": "/b"}), check=False)
+    assert r.returncode != 0 and SCHEMA_ERROR in r.stderr, r.stderr
+    r = chart.template(*sets({"modelBundles.hostPath": "relative/dir"}), check=False)
+    assert r.returncode != 0 and SCHEMA_ERROR in r.stderr, r.stderr

@@ -230,6 +230,11 @@ llm_tokens_per_day = {{ include "isthmus.scalar" .llmTokensPerDay }}
 {{- end }}
 {{- end -}}
 
+{{/* "true" when model bundles are mounted (modelBundles.existingClaim or .hostPath) */}}
+{{- define "isthmus.modelBundles" -}}
+{{- if or .Values.modelBundles.existingClaim .Values.modelBundles.hostPath }}true{{ end -}}
+{{- end -}}
+
 {{/* env of a container. ctx: root, services (the services this process runs), distributed (bool),
 quotaReplicas (the replicas sharing each tenant's request rates) */}}
 {{- define "isthmus.env" -}}
@@ -245,6 +250,15 @@ quotaReplicas (the replicas sharing each tenant's request rates) */}}
   value: {{ $v.metrics.auth | quote }}
 - name: ISTHMUS_DATA_DIR
   value: /data
+# the model bundle an EdgeRollout put on this pod ("" without the annotation: the bundled models)
+- name: ISTHMUS_MODEL_BUNDLE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['isthmus.dev/model-bundle']
+{{- if include "isthmus.modelBundles" $root }}
+- name: ISTHMUS_MODEL_BUNDLES_DIR
+  value: /models/bundles
+{{- end }}
 - name: ISTHMUS_SHUTDOWN_DRAIN_DELAY_S
   value: {{ include "isthmus.scalar" $v.shutdown.drainDelaySeconds | quote }}
 - name: ISTHMUS_SHUTDOWN_GRACE_S
@@ -418,6 +432,9 @@ containers:
       {{- if and .distributed $v.kafka.tls.caSecretRef.existingSecret }}
       - {name: kafka-ca, mountPath: /etc/isthmus/kafka-ca, readOnly: true}
       {{- end }}
+      {{- if include "isthmus.modelBundles" $root }}
+      - {name: model-bundles, mountPath: /models/bundles, readOnly: true}
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir: {sizeLimit: 1Gi}
@@ -432,6 +449,18 @@ volumes:
     secret:
       secretName: {{ $v.kafka.tls.caSecretRef.existingSecret }}
       items: [{key: {{ $v.kafka.tls.caSecretRef.key | quote }}, path: ca.pem}]
+  {{- end }}
+  {{- with $v.modelBundles.existingClaim }}
+  - name: model-bundles
+    persistentVolumeClaim:
+      claimName: {{ . }}
+      readOnly: true
+  {{- end }}
+  {{- with $v.modelBundles.hostPath }}
+  - name: model-bundles
+    hostPath:
+      path: {{ . }}
+      type: Directory
   {{- end }}
   - name: data
     {{- if .pvc }}
