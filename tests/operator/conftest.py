@@ -38,7 +38,7 @@ from kubernetes import client
 from isthmus_core.testing.infra import missing_tool
 from isthmus_operator.guardrail import InMemoryPolicyApplier, PolicyApplier
 from isthmus_operator.handlers import register
-from isthmus_operator.kube import ConfigMapMetricsSource, Kube, api_client
+from isthmus_operator.kube import ConfigMapMetricsSource, Kube, MetricsSource, api_client
 from isthmus_operator.names import GROUP, VERSION
 from isthmus_operator.reconcile import AccessConfig, Dependencies
 from isthmus_operator.regional import RegionClients
@@ -421,7 +421,8 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
     """``with run_operator(tenants=...) as runner:`` — the operator in this process, against ``kube_api``
     (``regions={name: RegionClients(...)}``: several regions, e.g. in-memory fakes per region;
     ``access=AccessConfig(...)``: it also renders each namespace's access file; ``policies=``: it applies
-    each Tenant's guardrailPolicyRef there)."""
+    each Tenant's guardrailPolicyRef there; ``metrics=``: where rollouts read their metrics, default the
+    ConfigMap source)."""
 
     @contextlib.contextmanager
     def run(
@@ -436,11 +437,12 @@ def run_operator(kube_api: Cluster) -> Callable[..., contextlib.AbstractContextM
         args: list[str] | None = None,
         access: AccessConfig | None = None,
         policies: PolicyApplier | None = None,
+        metrics: MetricsSource | None = None,
     ) -> Iterator[KopfRunner]:
         kube = kube or Kube(api_client(str(kube_api.kubeconfig)))
         deps = Dependencies(
             kube=kube,
-            metrics=ConfigMapMetricsSource(kube),
+            metrics=metrics or ConfigMapMetricsSource(kube),
             tenants=tenants,
             regions=regions or {},
             access=access,
