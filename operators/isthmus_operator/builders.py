@@ -195,9 +195,10 @@ def build_bundle_patch(bundle_ref: str | None) -> dict[str, Any]:
     """Strategic-merge patch putting ``bundle_ref`` (``<name>@<version>``) on an edge workload.
 
     Sets annotation ``isthmus.dev/model-bundle`` on the workload and on its pod template (a template
-    change rolls the pods; a container reads the value through the downward API). Containers are left
-    as they are: no Isthmus service loads a bundle by reference yet. ``None`` removes both annotations
-    (rollback to a workload that had no bundle before).
+    change rolls the pods; the isthmus chart hands the value to every container as ``ISTHMUS_MODEL_BUNDLE``
+    through the downward API, and the services load that bundle: isthmus_core.model_bundles). Containers
+    are left as they are. ``None`` removes both annotations (rollback to a workload that had no bundle
+    before).
     """
     return {
         "metadata": {"annotations": {ANNOTATION_BUNDLE: bundle_ref}},
