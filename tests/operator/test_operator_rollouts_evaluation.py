@@ -41,8 +41,8 @@ class EvaluationServer:
                 "metrics_port": 0,
                 "bus": "inprocess",
                 "shutdown_grace_s": 1.0,
-                # ingestion is never called by what these tests ask
-                "endpoints": {"retrieval": retrieval, "ingestion": "127.0.0.1:9"},
+                # ingestion and the guardrail (the judge of samples: none here) are never called by these tests
+                "endpoints": {"retrieval": retrieval, "ingestion": "127.0.0.1:9", "guardrail": "127.0.0.1:9"},
             }
         }
         self.runtime = Runtime.from_settings("evaluation", MODULES, None, overrides)
