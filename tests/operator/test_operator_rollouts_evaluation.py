@@ -193,3 +193,13 @@ def test_a_rollout_rolls_back_when_the_bundles_block_rate_rises(
         assert status["baseline"] == {"edge-c": "edge-en@1", "edge-d": "edge-en@1"}
         assert bundles(kube_api, namespace, pool) == {"edge-c": "edge-en@1", "edge-d": "edge-en@1"}
         kube_api.delete(PLURAL, namespace, "bad")
+
+
+def test_the_schema_takes_a_tenant_id_as_the_evaluation_tenant(kube_api: Any, namespace: str) -> None:
+    from kubernetes import client
+
+    with pytest.raises(client.ApiException) as info:
+        kube_api.create(PLURAL, namespace, rollout("t", "p", "2", evaluation={"tenant": "Not_A_Tenant"}))
+    assert info.value.status == 422 and "spec.evaluation.tenant" in info.value.body
+    kube_api.create(PLURAL, namespace, rollout("t", "p", "2", evaluation={"tenant": "acme"}))
+    assert kube_api.get(PLURAL, namespace, "t")["spec"]["evaluation"] == {"tenant": "acme"}
