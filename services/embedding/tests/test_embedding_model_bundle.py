@@ -15,6 +15,7 @@ from isthmus.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.model_bundles import load_bundle
 from isthmus_core.models import BGE_SMALL_EN, bundled_model_dir
+from isthmus_core.onnx_embedder import file_digest
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_embedding.module import MODULE, embedding_model_dir
 from isthmus_embedding.settings import EmbeddingSettings
@@ -22,12 +23,14 @@ from isthmus_embedding.settings import EmbeddingSettings
 
 def make_bge_bundle(root: Path, name: str = "edge-en", version: str = "2026.12.1") -> Path:
     bundle = root / name / version
-    model = bundle / "models" / "bge"
+    # the model dir keeps the model's name: the same files then give the same model id, so the tenants'
+    # indexes (retrieval checks a query's model id against the index's) keep working
+    model = bundle / "models" / BGE_SMALL_EN
     model.mkdir(parents=True)
     for f in ("model.onnx", "tokenizer.json", "config.json"):
         shutil.copyfile(bundled_model_dir(BGE_SMALL_EN) / f, model / f)
     (bundle / "bundle.json").write_text(
-        json.dumps({"name": name, "version": version, "embedding": {"model_dir": "models/bge"}})
+        json.dumps({"name": name, "version": version, "embedding": {"model_dir": f"models/{BGE_SMALL_EN}"}})
     )
     return bundle
 
@@ -66,8 +69,10 @@ async def test_the_service_serves_and_reports_the_bundles_model(tmp_path: Path) 
     finally:
         await rt.stop()
     assert info.model_bundle == "edge-en@2026.12.1"
-    assert info.model_dir == str((bundle / "models" / "bge").resolve())
-    assert info.model_id.startswith("bge@")  # the bundle's directory name: the bundle's file was loaded
+    assert info.model_dir == str((bundle / "models" / BGE_SMALL_EN).resolve())
+    assert (
+        info.model_id == f"{BGE_SMALL_EN}@{file_digest(bundle / 'models' / BGE_SMALL_EN / 'model.onnx')[:12]}"
+    )
     assert info.dimension == len(vectors.vectors[0].values) == 384
 
 
