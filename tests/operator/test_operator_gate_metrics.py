@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
+from isthmus_core.errors import InvalidArgument
 from isthmus_core.model_bundles import BUNDLED_MODELS
 from isthmus_operator.evaluation import figures_of
 from isthmus_operator.gate_metrics import Figures, Query, gate_metrics, merge, plan_queries
@@ -67,8 +68,6 @@ def test_the_rollouts_own_bundle_is_never_its_baseline_and_a_wave_without_applie
 
 
 def test_a_tenant_that_is_not_a_tenant_id_is_refused() -> None:
-    from isthmus_core.errors import InvalidArgument
-
     with pytest.raises(InvalidArgument, match=r"spec\.evaluation\.tenant"):
         spec(evaluation={"tenant": "../x"})
 
@@ -137,3 +136,26 @@ def test_each_wave_records_when_it_was_applied() -> None:
     )
     assert [w.get("appliedAt") for w in second.status["waves"]] == [T0, T1]
     assert RolloutStatus.from_dict(second.status).waves[1].applied_at == T1
+
+
+def test_an_unreachable_evaluation_is_unavailable_naming_it() -> None:
+    """The step is then retried with the status left as it was (reconcile_rollout)."""
+    import asyncio
+
+    from isthmus_core.errors import Unavailable
+    from isthmus_operator.evaluation import EvaluationMetricsSource
+    from isthmus_operator.kube import MetricsRequest
+
+    async def read() -> dict[str, str]:
+        src = EvaluationMetricsSource("127.0.0.1:1", timeout_s=2.0)
+        try:
+            return await src.read(MetricsRequest("ns", "r", spec(), status(1, {"a": ""}, T0)))
+        finally:
+            await src.close()
+
+    with pytest.raises(
+        Unavailable, match=r"evaluation at 127\.0\.0\.1:1: GetOnlineMetrics of edge-en@2 failed"
+    ):
+        asyncio.run(read())
+    with pytest.raises(InvalidArgument, match="host:port"):
+        EvaluationMetricsSource("no-port")
