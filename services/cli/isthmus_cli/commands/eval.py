@@ -44,17 +44,31 @@ def eval_(
     weaviate_grpc_port: Annotated[
         int, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT", help="with --store weaviate")
     ] = 18081,
+    answers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="ask this many queries (the first, by id) through the orchestrator and judge the answers",
+        ),
+    ] = 0,
+    judge: Annotated[
+        str,
+        typer.Option(help="offline|llm: the judge of the answers (default: the service's evaluation.judge)"),
+    ] = "",
     as_json: AsJson = False,
     config: ConfigFile = None,
 ) -> None:
-    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode.
+    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10, MAP@100 per mode;
+    with --answers N, also the answer metrics (faithfulness, answer relevance, context precision and
+    recall) of the first N queries' answers.
 
     Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
     --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
     from isthmus.evaluation.v1 import evaluation_pb2
+    from isthmus_cli.eval_report import report_from_proto
     from isthmus_cli.standalone import standalone_platform
     from isthmus_evaluation.datasets import CORPUS_FILE, LAYOUT_HINT, QRELS_FILE, QUERIES_FILE
-    from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
+    from isthmus_evaluation.report import REFERENCE_NDCG10, render_answers, render_table
 
     ds = dataset.resolve()
     if not ds.is_dir():
@@ -71,6 +85,8 @@ def eval_(
                 modes=[m for m in modes.split(",") if m],
                 max_queries=max_queries,
                 keep_tenant=keep_tenant,
+                answers=answers,
+                judge=judge,
             )
         )
         for part, path in files.items():
@@ -112,18 +128,10 @@ def eval_(
     r = run(main())
     if r is None:
         fail("the evaluation stream ended without its report")
-    report = EvalReport(
-        dataset=r.dataset,
-        documents=r.documents,
-        queries=r.queries,
-        ingest_seconds=r.ingest_seconds,
-        tenant_id=r.tenant_id,
-        modes=[
-            ModeReport(m.mode, m.ndcg_at_10, m.recall_at_100, m.mrr_at_10, m.latency_p50_ms, m.latency_p95_ms)
-            for m in r.modes
-        ],
-    )
+    report = report_from_proto(r)
     if as_json:
         print(report.to_json())
     else:
         console.print(render_table(report, REFERENCE_NDCG10.get(report.dataset)))
+        if report.answers is not None:
+            console.print(render_answers(report.answers))
