@@ -243,7 +243,8 @@ class EvalRunner:
         results = [r for r, _ in done]
         judged = [s for _, s in done if s is not None]
         agg = aggregate(judged)
-        latencies = [r.latency_ms for r in results]
+        # the answers' latencies (an ask that failed has none worth reporting)
+        latencies = [r.latency_ms for r in results if r.failure != ASK_FAILED]
         yield (
             AnswerMetrics(
                 samples=agg.samples,
