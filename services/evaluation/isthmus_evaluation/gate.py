@@ -224,15 +224,15 @@ def check(
     """Compare ``current`` with ``baseline`` for every spec (see the module docstring)."""
     problems: list[str] = []
     if not allow_mismatch:
-        for what, b, c in (
+        for what, in_base, in_current in (
             ("dataset", baseline.dataset, current.dataset),
             ("documents", baseline.documents, current.documents),
             ("queries", baseline.queries, current.queries),
         ):
-            if b != c:
+            if in_base != in_current:
                 problems.append(
-                    f"the baseline has {what} {b!r}, this report {c!r}: the reports measure different things "
-                    "(allow the mismatch to compare them anyway)"
+                    f"the baseline has {what} {in_base!r}, this report {in_current!r}: the reports "
+                    "measure different things (allow the mismatch to compare them anyway)"
                 )
         if any(s.metric in ANSWER_METRICS for s in specs) and current.answers and baseline.answers:
             if current.answers.judge != baseline.answers.judge:
