@@ -147,10 +147,11 @@ eval-cranfield:
 # judged queries, their judged documents and 150 others), cut at run time from ../shared (the collection's
 # terms do not clearly allow redistributing it), evaluated on a throwaway platform and compared with the
 # committed baseline; the reports land in benchmarks/eval-gate/out/ (git-ignored). Deterministic: the same
-# code gives the same scores, so any drop is the change's. Rewrite the baseline for intentional changes.
+# code gives the same scores, so any drop is the change's. Rewrite the baseline for intentional changes
+# (eval-gate-baseline; it keeps no text of the collection, only scores, ids and judgments).
 EVAL_GATE := benchmarks/eval-gate
 EVAL_GATE_DATA := $(EVAL_GATE)/out/cranfield-gate
-EVAL_GATE_SLICE := $(PY) -m isthmus_bench.eval_gate --source ../shared/datasets/cranfield --out $(EVAL_GATE_DATA) --queries 50 --distractors 150
+EVAL_GATE_SLICE := $(PY) -m isthmus_bench.eval_gate slice --source ../shared/datasets/cranfield --out $(EVAL_GATE_DATA) --queries 50 --distractors 150
 EVAL_GATE_RUN := $(ISTHMUS) eval $(EVAL_GATE_DATA) --standalone --modes bm25,hybrid --html $(EVAL_GATE)/out/report.html
 EVAL_GATE_MAX_DROP := --max-drop ndcg_at_10=0.01 --max-drop recall_at_100=0.01
 
@@ -162,6 +163,7 @@ eval-gate: dev-setup ## retrieval-quality gate: fail if nDCG@10 or recall@100 (b
 eval-gate-baseline: dev-setup ## rewrite benchmarks/eval-gate/baseline.json from this checkout (after an intentional change; commit it)
 	$(EVAL_GATE_SLICE)
 	$(EVAL_GATE_RUN) --output $(EVAL_GATE)/baseline.json
+	$(PY) -m isthmus_bench.eval_gate strip $(EVAL_GATE)/baseline.json
 
 clean:
 	rm -rf .venv .isthmus-data .pytest_cache .mypy_cache .ruff_cache

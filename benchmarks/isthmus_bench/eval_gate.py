@@ -2,8 +2,9 @@
 
 Run::
 
-    .venv/bin/python -m isthmus_bench.eval_gate --source ../shared/datasets/cranfield \\
+    .venv/bin/python -m isthmus_bench.eval_gate slice --source ../shared/datasets/cranfield \\
         --out benchmarks/eval-gate/out/cranfield-gate [--queries 60] [--distractors 200]
+    .venv/bin/python -m isthmus_bench.eval_gate strip benchmarks/eval-gate/baseline.json
 
 The slice is built at run time from the shared dataset (which CI has at ``../shared``) rather than
 committed: the source collections carry no licence that clearly permits redistributing them. It is
@@ -17,18 +18,25 @@ committed baseline report:
   has to find the relevant ones among unrelated text, as in the full collection;
 * files written in the source's own order, in the BEIR layout (``corpus.jsonl``, ``queries.jsonl``,
   ``qrels/test.tsv``), and the directory's name is what the report calls the dataset.
+
+For the same reason the committed baseline report keeps no text of the collection: ``strip`` empties a
+report's query texts and passages (and the questions and answers of its answer results), keeping every
+score, document id and judgment the gate and the HTML comparison read.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isthmus_core.errors import InvalidArgument
 from isthmus_evaluation.datasets import CORPUS_FILE, QRELS_FILE, QRELS_HEADER, QUERIES_FILE
+from isthmus_evaluation.report import EvalReport
 
 #: changes the draw; changing it (or the counts) changes the slice and so needs a new baseline
 SALT = "isthmus-eval-gate-v1"
@@ -86,13 +94,36 @@ def build_slice(source: Path, out: Path, queries: int = 60, distractors: int = 2
     return SliceCounts(documents=len(kept), queries=len(chosen), judgments=len(rows))
 
 
+def strip_texts(report: EvalReport) -> EvalReport:
+    """``report`` without the collection's text: no query texts, passages, questions or answers."""
+    return dataclasses.replace(
+        report,
+        query_texts=[],
+        passages=[],
+        answer_results=[dataclasses.replace(a, question="", answer="") for a in report.answer_results],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m isthmus_bench.eval_gate", description=__doc__.split("\n")[0])
-    parser.add_argument("--source", type=Path, required=True, help="a BEIR-layout dataset directory")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the slice (its name = dataset)")
-    parser.add_argument("--queries", type=int, default=60)
-    parser.add_argument("--distractors", type=int, default=200)
+    parser = argparse.ArgumentParser(
+        prog="python -m isthmus_bench.eval_gate", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    cut = sub.add_parser("slice", help="write the slice of a dataset")
+    cut.add_argument("--source", type=Path, required=True, help="a BEIR-layout dataset directory")
+    cut.add_argument("--out", type=Path, required=True, help="where to write the slice (its name = dataset)")
+    cut.add_argument("--queries", type=int, default=60)
+    cut.add_argument("--distractors", type=int, default=200)
+    strip = sub.add_parser("strip", help="remove the collection's text from a report file, in place")
+    strip.add_argument("report", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "strip":
+        try:
+            report = EvalReport.from_json(args.report.read_text(encoding="utf-8"))
+            args.report.write_text(strip_texts(report).to_json() + "\n", encoding="utf-8")
+        except (OSError, InvalidArgument) as exc:
+            parser.error(f"cannot strip {args.report}: {exc}")
+        return
     try:
         counts = build_slice(args.source, args.out, args.queries, args.distractors)
     except (OSError, ValueError, KeyError) as exc:
