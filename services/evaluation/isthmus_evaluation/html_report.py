@@ -172,14 +172,13 @@ def latency_histograms_svg(modes: Sequence[ModeReport]) -> str:
 def baseline_scatter_svg(pairs: Sequence[tuple[str, list[tuple[float, float]]]]) -> str:
     """Per mode, each query's nDCG@10 in the baseline (x) against this run (y), the diagonal drawn."""
     with _style():
-        fig = _figure(10, 3.4 * math.ceil(len(pairs) / 3))
+        fig = _figure(10, 3.6 * math.ceil(len(pairs) / 3))
         axes = fig.subplots(math.ceil(len(pairs) / 3), 3, squeeze=False).flatten()
         for ax, (mode, points) in zip(axes, pairs, strict=False):
             ax.plot([0, 1], [0, 1], color="#999", linewidth=0.8)
             ax.scatter([b for b, _ in points], [c for _, c in points], s=10, color="#1f77b4")
             ax.set_xlim(-0.02, 1.02)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_aspect("equal")
             ax.set_title(f"{mode}: nDCG@10 per query")
             ax.set_xlabel("baseline")
             ax.set_ylabel("this run")
