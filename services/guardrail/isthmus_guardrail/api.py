@@ -30,7 +30,7 @@ from isthmus_core.ports.guard import (
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_guardrail import ingest_scan
 from isthmus_guardrail.guard import ORIGINS, Guard
-from isthmus_guardrail.judging import Judging
+from isthmus_guardrail.judging import Judges
 from isthmus_guardrail.policies import PolicyStore, PolicyVersion
 
 #: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
@@ -66,7 +66,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         publish_verdict: Callable[[GuardrailVerdict], Awaitable[None]],
         max_text_chars: int,
         tenants: TenantDirectory,
-        judging: Judging | None = None,
+        judging: Judges | None = None,
     ) -> None:
         """``judging``: the evaluation judges (None: the grounding model is off, Entail and
         ScoreRelevance answer FAILED_PRECONDITION)."""
@@ -225,7 +225,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
 
     # ---- evaluation judges (judging.py): stateless, no verdict events
 
-    def _judges(self) -> Judging:
+    def _judges(self) -> Judges:
         if self._judging is None:
             raise FailedPrecondition(
                 "the evaluation judges need the grounding model, which is off on this guardrail "

@@ -36,6 +36,20 @@ class EntailmentModel(Protocol):
     def judge(self, hypothesis: str, premise: str) -> Judgement: ...
 
 
+class Judges(Protocol):
+    """What the gRPC edge serves: :class:`Judging` (tests may stand in for its models)."""
+
+    @property
+    def entailment_model(self) -> str: ...
+
+    @property
+    def relevance_model(self) -> str: ...
+
+    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Entailment]: ...
+
+    def relevance(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
 def check_pairs(pairs: Sequence[tuple[str, str]]) -> None:
     """InvalidArgument unless 1..MAX_JUDGE_ITEMS pairs, each text within MAX_JUDGE_TEXT_CHARS and each
     hypothesis non-blank (a premise may be blank: then nothing supports the hypothesis)."""

@@ -26,7 +26,13 @@ from isthmus_core.contracts.events import GuardrailVerdict
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.grpc.server import GrpcServer
-from isthmus_core.ports.judge import MAX_JUDGE_ITEMS, MAX_JUDGE_QUERY_CHARS, MAX_JUDGE_TEXT_CHARS, JudgeFailed
+from isthmus_core.ports.judge import (
+    MAX_JUDGE_ITEMS,
+    MAX_JUDGE_QUERY_CHARS,
+    MAX_JUDGE_TEXT_CHARS,
+    Entailment,
+    JudgeFailed,
+)
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.testing.infra import free_port_run
 from isthmus_core.testing.judge_conformance import (
@@ -41,7 +47,7 @@ from isthmus_core.testing.judge_conformance import (
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.entailment.model import Judgement
 from isthmus_guardrail.guard import Guard
-from isthmus_guardrail.judging import Judging, check_pairs, check_relevance
+from isthmus_guardrail.judging import Judges, Judging, check_pairs, check_relevance
 from isthmus_guardrail.policies import PolicyStore
 
 # ------------------------------------------------------------------------------------- pure: judging.py
@@ -117,7 +123,7 @@ def real_judging() -> Iterator[Judging]:
     cross_encoder.close()
 
 
-async def _serve(tmp_path: Path, judging: Any) -> AsyncIterator[grpc.aio.Channel]:
+async def _serve(tmp_path: Path, judging: Judges | None) -> AsyncIterator[grpc.aio.Channel]:
     async def publish(ev: GuardrailVerdict) -> None:
         raise AssertionError(f"the judges publish no verdicts, got {ev}")
 
@@ -250,7 +256,7 @@ class _Stalled:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
         self.release.wait(30)
         return []
 
@@ -295,9 +301,7 @@ class _Counting:
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
-    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Any]:
-        from isthmus_core.ports.judge import Entailment
-
+    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
         self.sizes.append(len(pairs))
         return [Entailment(1.0, 0.0, 0.0) if "keep" in h else Entailment(0.0, 1.0, 0.0) for _, h in pairs]
 
