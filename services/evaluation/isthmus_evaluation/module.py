@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
+import grpc
+
 from isthmus.audit.v1 import audit_pb2, audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus_core.bus.replication import Outcome, replica_subscriptions, replica_topics
@@ -22,10 +24,12 @@ from isthmus_core.contracts.events import (
     TenantDeleted,
 )
 from isthmus_core.contracts.ids import parse_tenant_id
+from isthmus_core.ports.judge import Judge
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.audit_api import AuditServicer
 from isthmus_evaluation.clients import GrpcEvalPlatform
+from isthmus_evaluation.judges import build_judge, close_judge
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.runner import EvalRunner
@@ -56,6 +60,7 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     s = ctx.settings
     online = OnlineMetrics()
     records = RecordStore(ctx.data_dir / "evaluation" / "records.sqlite")
+    judges = _Judges(s, ctx.channel("guardrail"))
     runner = EvalRunner(
         GrpcEvalPlatform(
             ctx.channel("retrieval"), ctx.channel("ingestion"), ctx.channel("agent-orchestrator")
@@ -64,8 +69,7 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
         search_concurrency=s.search_concurrency,
         index_timeout_s=s.index_timeout_s,
         top_k=s.top_k,
-        # TODO(lead, slice A): judge_factory=lambda kind: build_judge(kind, s, ctx.channel("guardrail")),
-        # (and "guardrail" in depends_on); until then a run with answers > 0 is FAILED_PRECONDITION
+        judge_factory=judges.get,
         judge_concurrency=s.judge_concurrency,
         default_judge=s.judge,
     )
@@ -159,8 +163,28 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
                 [topics.ANSWERS_PRODUCED, topics.GUARDRAIL_VERDICTS, topics.ERASURES_REQUESTED], peers
             ),
         ],
-        on_stop=[_closer(records)],
+        on_stop=[_closer(records), judges.close],
     )
+
+
+class _Judges:
+    """One judge per kind, built on first use (an unconfigured llm judge fails the run that asks for it,
+    not the service's start), closed on stop."""
+
+    def __init__(self, settings: EvaluationSettings, guardrail: grpc.aio.Channel) -> None:
+        self._settings = settings
+        self._guardrail = guardrail
+        self._built: dict[str, Judge] = {}
+
+    def get(self, kind: str) -> Judge:
+        if kind not in self._built:
+            self._built[kind] = build_judge(kind, self._settings, self._guardrail)
+        return self._built[kind]
+
+    async def close(self) -> None:
+        for judge in self._built.values():
+            await close_judge(judge)
+        self._built.clear()
 
 
 def _closer(records: RecordStore) -> Hook:
@@ -174,6 +198,6 @@ MODULE = Module(
     name=NAME,
     settings_cls=EvaluationSettings,
     build=build,
-    depends_on=("ingestion", "retrieval", "agent-orchestrator"),
+    depends_on=("ingestion", "retrieval", "agent-orchestrator", "guardrail"),
     description="retrieval metrics on datasets and on live traffic; the audit log; answers' provenance",
 )
