@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_core.store.port import SearchMode
 from isthmus_core.testing.eval_platform_conformance import EvalPlatformConformance
 from isthmus_evaluation.api import EvaluationServicer
-from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.online_store import OnlineStore
 from isthmus_evaluation.runner import EvalRunner
 
 CORPUS = [
@@ -120,7 +121,8 @@ def servicer(
     fake: FakePlatform, root: Path | None = None, max_upload_bytes: int = 1 << 20
 ) -> EvaluationServicer:
     runner = EvalRunner(fake, poll_interval_s=0.0)
-    return EvaluationServicer(runner, OnlineMetrics(), InMemoryTenantDirectory(), root, max_upload_bytes)
+    online = OnlineStore(Path(tempfile.mkdtemp()) / "online.sqlite")
+    return EvaluationServicer(runner, online, InMemoryTenantDirectory(), root, max_upload_bytes)
 
 
 async def events(stream: AsyncIterator[pb.EvalEvent]) -> list[pb.EvalEvent]:
