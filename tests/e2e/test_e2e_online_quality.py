@@ -1,0 +1,209 @@
+"""Online evaluation on the `all` target: a tenant's online faithfulness moves when its answers get worse,
+and a ``QualityDropped`` event is published.
+
+Sampled ``AnswerProduced`` events go over the in-process bus, as the orchestrator publishes them: a
+baseline of good answers (sentences copied from their contexts) five minutes ago, then bad answers
+(sentences contradicting their contexts) now. Evaluation keeps them, judges them, and its periodic check
+finds the recent window's faithfulness below the baseline's by more than the allowance.
+
+Two judges: the module's own (``online_judge = "offline"``: the guardrail's grounding model through
+``Entail``, the RAG metrics of ``rag_metrics.score_sample``) — skipped until the judges and the RAG
+metrics are in this build — and a lexical stand-in put in place of the module's score function, which
+exercises the same path (bus, store, worker, drops, gauges, GetOnlineMetrics) without the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.bus.typed import decode_event, publisher
+from isthmus_core.contracts import topics
+from isthmus_core.contracts.events import (
+    AnswerProduced,
+    AnswerSample,
+    Citation,
+    QualityDropped,
+    SampleContext,
+    SampleSentence,
+)
+from isthmus_evaluation import module as evaluation_module
+from isthmus_evaluation import rag_metrics
+from isthmus_evaluation.rag_metrics import RagSample, SampleScores
+
+from .conftest import platform
+
+pytestmark = [pytest.mark.slow]
+
+TENANT = "club"
+#: (context, a sentence it states, a sentence it contradicts)
+FACTS = [
+    (
+        "The Eiffel Tower is located in Paris. It was completed in 1889.",
+        "The Eiffel Tower is located in Paris.",
+        "The Eiffel Tower is located in Berlin.",
+    ),
+    (
+        "Water boils at 100 degrees Celsius at sea level.",
+        "Water boils at 100 degrees Celsius at sea level.",
+        "Water freezes at 100 degrees Celsius at sea level.",
+    ),
+    (
+        "Honey bees tell each other where flowers are through a waggle dance.",
+        "Honey bees tell each other where flowers are through a waggle dance.",
+        "Honey bees never tell each other where flowers are.",
+    ),
+    (
+        "Photosynthesis converts light energy into chemical energy in plants.",
+        "Photosynthesis converts light energy into chemical energy in plants.",
+        "Photosynthesis converts chemical energy into sound in rocks.",
+    ),
+]
+SETTINGS = {
+    "online_window_s": 60,
+    "online_baseline_window_s": 600,
+    "online_min_samples": 3,
+    "online_check_interval_s": 0.2,
+    "online_max_drop": {"faithfulness": 0.2},
+}
+
+
+def answer(i: int, good: bool, when: datetime) -> AnswerProduced:
+    context, stated, contradicted = FACTS[i % len(FACTS)]
+    sentence = stated if good else contradicted
+    doc = f"fact-{i % len(FACTS)}"
+    cite = Citation(chunk_id=f"{doc}#0", document_id=doc, start=0, end=len(context))
+    answer_id = uuid.uuid4().hex
+    return AnswerProduced(
+        tenant_id=TENANT,
+        idempotency_key=f"{TENANT}/{answer_id}",
+        question_id=answer_id,
+        occurred_at=when,
+        latency_ms=120.0,
+        citations=[cite],
+        sample=AnswerSample(
+            question=f"Question {i}?",
+            answer=sentence,
+            sentences=[SampleSentence(text=sentence, citations=[cite])],
+            contexts=[SampleContext(chunk_id=cite.chunk_id, document_id=doc, start=0, text=context)],
+        ),
+    )
+
+
+_WORD = re.compile(r"\w+")
+
+
+async def lexical(sample: RagSample, tenant_id: str) -> SampleScores:
+    """Stand-in judge: a sentence is faithful when every word of it is in the contexts."""
+    words = {w.lower() for c in sample.contexts for w in _WORD.findall(c.text)}
+    faithful = [all(w.lower() in words for w in _WORD.findall(s.text)) for s in sample.sentences]
+    return SampleScores({"faithfulness": sum(faithful) / len(faithful)})
+
+
+def _real_judge_missing() -> str:
+    try:
+        __import__("isthmus_evaluation.judges")
+    except ModuleNotFoundError:
+        return "isthmus_evaluation.judges (the judges slice) is not in this build"
+    try:
+        rag_metrics.aggregate([])
+    except NotImplementedError:
+        return "rag_metrics.score_sample (the RAG metrics slice) is not in this build"
+    return ""
+
+
+async def eventually(predicate: Callable[[], Any], what: str, within_s: float = 120.0) -> Any:
+    """Wait for an observable condition (the worker and the periodic check run on their own)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        got = predicate()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within_s} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture(params=["stand-in", "offline"])
+async def env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
+    if request.param == "offline":
+        missing = _real_judge_missing()
+        if missing:
+            pytest.skip(missing)
+    else:
+        monkeypatch.setattr(evaluation_module, "online_score_fn", lambda ctx: lexical)
+    async with platform(tmp_path, evaluation={"online_judge": "offline", **SETTINGS}) as rt:
+        ch = grpc.aio.insecure_channel(rt.address)
+        await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
+            retrieval_pb2.CreateTenantRequest(tenant_id=TENANT)
+        )
+        yield rt, ch
+        await ch.close()
+
+
+async def test_online_faithfulness_drops_when_answers_get_worse(env: Any) -> None:
+    rt, ch = env
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(ch)
+    publish = publisher(rt.bus, topics.ANSWERS_PRODUCED)
+    now = datetime.now(UTC)
+    for i in range(5):  # the baseline: good answers five minutes ago
+        await publish(answer(i, True, now - timedelta(minutes=5)))
+    for i in range(4):  # the recent window: bad answers
+        await publish(answer(i, False, now))
+    await rt.bus.drain()
+
+    async def all_scored() -> bool:
+        m = await stub.GetOnlineMetrics(evaluation_pb2.GetOnlineMetricsRequest(tenant_id=TENANT))
+        return m.samples == 9 and sum(q.n for q in m.quality if q.name == "faithfulness") == 9
+
+    await eventually(all_scored, "every sample judged")
+    recent = await stub.GetOnlineMetrics(
+        evaluation_pb2.GetOnlineMetricsRequest(tenant_id=TENANT, window_seconds=60)
+    )
+    before = await stub.GetOnlineMetrics(
+        evaluation_pb2.GetOnlineMetricsRequest(
+            tenant_id=TENANT, start=_ts(now - timedelta(minutes=11)), end=_ts(now - timedelta(minutes=1))
+        )
+    )
+    faith_now = {q.name: q for q in recent.quality}["faithfulness"]
+    faith_before = {q.name: q for q in before.quality}["faithfulness"]
+    assert (faith_now.n, faith_before.n, recent.judge_failures) == (4, 5, 0)
+    assert faith_before.mean >= 0.75 and faith_now.mean <= 0.25, (faith_before, faith_now)
+
+    def dropped() -> list[QualityDropped]:
+        return [decode_event(topics.QUALITY_DROPPED, m) for m in rt.bus.messages(topics.QUALITY_DROPPED.name)]
+
+    [drop] = await eventually(dropped, "QualityDropped published")
+    assert (drop.tenant_id, drop.metric, drop.threshold, drop.window_seconds) == (
+        TENANT,
+        "faithfulness",
+        0.2,
+        60,
+    )
+    assert drop.drop > 0.2 and drop.samples >= 3 and drop.baseline_samples >= 3
+    gauge = REGISTRY.get_sample_value("isthmus_online_quality", {"tenant": TENANT, "metric": "faithfulness"})
+    assert gauge == pytest.approx(faith_now.mean)
+
+
+def _ts(t: datetime) -> Any:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    out = Timestamp()
+    out.FromDatetime(t)
+    return out
