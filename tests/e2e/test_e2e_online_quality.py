@@ -6,7 +6,10 @@ baseline of good answers (sentences copied from their contexts) five minutes ago
 (sentences contradicting their contexts) now. Evaluation keeps them, judges them, and its periodic check
 finds the recent window's faithfulness below the baseline's by more than the allowance.
 
-Two judges: the module's own (``online_judge = "offline"``: the guardrail's grounding model through
+A second test takes the real path from ``Ask``: the orchestrator samples the answer, evaluation keeps
+it, and an answer to a question of the tenant's evaluation set is scored nDCG@10 without a judge.
+
+Two judges for the first: the module's own (``online_judge = "offline"``: the guardrail's grounding model through
 ``Entail``, the RAG metrics of ``rag_metrics.score_sample``) — skipped until the judges and the RAG
 metrics are in this build — and a lexical stand-in put in place of the module's score function, which
 exercises the same path (bus, store, worker, drops, gauges, GetOnlineMetrics) without the models.
@@ -25,8 +28,11 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.typed import decode_event, publisher
@@ -43,7 +49,7 @@ from isthmus_evaluation import module as evaluation_module
 from isthmus_evaluation import rag_metrics
 from isthmus_evaluation.rag_metrics import RagSample, SampleScores
 
-from .conftest import platform
+from .conftest import platform, upload, wait_indexed
 
 pytestmark = [pytest.mark.slow]
 
@@ -201,9 +207,60 @@ async def test_online_faithfulness_drops_when_answers_get_worse(env: Any) -> Non
     assert gauge == pytest.approx(faith_now.mean)
 
 
-def _ts(t: datetime) -> Any:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
+def _ts(t: datetime) -> Timestamp:
     out = Timestamp()
     out.FromDatetime(t)
     return out
+
+
+GLIDER = b"""# Gliders
+
+Gliders fly without engines. They soar in thermals, columns of rising warm air, and in ridge lift.
+A winch launch pulls the glider up on a long cable before the pilot releases it.
+"""
+ASKED = "How do gliders stay up without an engine?"
+
+
+async def test_asked_answers_are_sampled_and_eval_set_questions_scored_ndcg(tmp_path: Path) -> None:
+    """The real path: Ask → the orchestrator samples the answer (rate 1 for the tenant) → evaluation keeps
+    the sample; the question is one of the tenant's evaluation set, so it is scored nDCG@10 from what was
+    retrieved, without a judge (``online_judge = "none"``)."""
+    root = tmp_path / "sets"
+    ds = root / "club-set"
+    (ds / "qrels").mkdir(parents=True)
+    (ds / "corpus.jsonl").write_text('{"_id": "glider", "title": "", "text": "Gliders."}\n')
+    (ds / "queries.jsonl").write_text(f'{{"_id": "q1", "text": "{ASKED.upper()}"}}\n')
+    (ds / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tglider\t1\n")
+    async with platform(
+        tmp_path / "data",
+        agent_orchestrator={"eval_sample_rates": {TENANT: 1.0}},
+        evaluation={
+            "online_judge": "none",
+            "datasets_root": str(root),
+            "online_eval_sets": {TENANT: "club-set"},
+        },
+    ) as rt:
+        ch = grpc.aio.insecure_channel(rt.address)
+        await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
+            retrieval_pb2.CreateTenantRequest(tenant_id=TENANT)
+        )
+        await upload(ch, TENANT, "glider.md", GLIDER, document_id="glider")
+        await wait_indexed(ch, TENANT, ["glider"])
+        asked = await ao_grpc.AgentOrchestratorServiceStub(ch).Ask(
+            ao.AskRequest(tenant_id=TENANT, question=ASKED)
+        )
+        assert not asked.blocked and asked.citations, asked.answer
+        await rt.bus.drain()
+        [ev] = [
+            decode_event(topics.ANSWERS_PRODUCED, m)
+            for m in rt.bus.messages(topics.ANSWERS_PRODUCED.name)
+            if decode_event(topics.ANSWERS_PRODUCED, m).question_id == asked.question_id
+        ]
+        assert ev.sample is not None and ev.sample.question == ASKED
+        assert ev.sample.answer == asked.answer and ev.sample.contexts
+        m = await evaluation_pb2_grpc.EvaluationServiceStub(ch).GetOnlineMetrics(
+            evaluation_pb2.GetOnlineMetricsRequest(tenant_id=TENANT, window_seconds=600)
+        )
+        assert (m.answers, m.samples, m.judge_failures) == (1, 1, 0)
+        assert [(q.name, q.mean, q.n) for q in m.quality] == [("ndcg_at_10", 1.0, 1)]
+        await ch.close()
