@@ -9,10 +9,11 @@ finds the recent window's faithfulness below the baseline's by more than the all
 A second test takes the real path from ``Ask``: the orchestrator samples the answer, evaluation keeps
 it, and an answer to a question of the tenant's evaluation set is scored nDCG@10 without a judge.
 
-Two judges for the first: the module's own (``online_judge = "offline"``: the guardrail's grounding model through
-``Entail``, the RAG metrics of ``rag_metrics.score_sample``) — skipped until the judges and the RAG
-metrics are in this build — and a lexical stand-in put in place of the module's score function, which
-exercises the same path (bus, store, worker, drops, gauges, GetOnlineMetrics) without the models.
+Two judges for the first: the module's own (``online_judge = "offline"``: the guardrail's grounding
+model through ``Entail``, the RAG metrics of ``rag_metrics.score_sample``) — skipped until the judges
+and the RAG metrics are in this build — and a lexical stand-in put in place of the module's score
+function, which exercises the same path (bus, store, worker, drops, gauges, GetOnlineMetrics) without
+the models.
 """
 
 from __future__ import annotations

@@ -67,9 +67,12 @@ def build_online_judge(ctx: ModuleContext[EvaluationSettings]) -> Judge | None:
     """The judge of sampled live answers (``online_judge``: "offline" = the guardrail's models over gRPC,
     "llm" = the OpenAI-compatible judge): ``isthmus_evaluation.judges.build_judge``. None when this build
     has no judges package (samples then fail with the code ``no_judge``)."""
+    # imported by name until the judges package is in every build; then: a plain import of build_judge
     try:
         judges = importlib.import_module("isthmus_evaluation.judges")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "isthmus_evaluation.judges":
+            raise  # the package is here but a dependency of it is not: a broken install, said at start
         return None
     judge: Judge = judges.build_judge(ctx.settings.online_judge, ctx.settings, ctx.channel("guardrail"))
     return judge
