@@ -3,17 +3,16 @@ and a ``QualityDropped`` event is published.
 
 Sampled ``AnswerProduced`` events go over the in-process bus, as the orchestrator publishes them: a
 baseline of good answers (sentences copied from their contexts) five minutes ago, then bad answers
-(sentences contradicting their contexts) now. Evaluation keeps them, judges them, and its periodic check
+(sentences their contexts do not support) now. Evaluation keeps them, judges them, and its periodic check
 finds the recent window's faithfulness below the baseline's by more than the allowance.
 
 A second test takes the real path from ``Ask``: the orchestrator samples the answer, evaluation keeps
 it, and an answer to a question of the tenant's evaluation set is scored nDCG@10 without a judge.
 
 Two judges for the first: the module's own (``online_judge = "offline"``: the guardrail's grounding
-model through ``Entail``, the RAG metrics of ``rag_metrics.score_sample``) — skipped until the judges
-and the RAG metrics are in this build — and a lexical stand-in put in place of the module's score
-function, which exercises the same path (bus, store, worker, drops, gauges, GetOnlineMetrics) without
-the models.
+model through ``Entail``, the RAG metrics of ``rag_metrics.score_sample``), and a lexical stand-in put
+in place of the module's score function, which exercises the same path (bus, store, worker, drops,
+gauges, GetOnlineMetrics) without the models.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from isthmus_core.contracts.events import (
     SampleSentence,
 )
 from isthmus_evaluation import module as evaluation_module
-from isthmus_evaluation import rag_metrics
 from isthmus_evaluation.rag_metrics import RagSample, SampleScores
 
 from .conftest import platform, upload, wait_indexed
@@ -55,17 +53,19 @@ from .conftest import platform, upload, wait_indexed
 pytestmark = [pytest.mark.slow]
 
 TENANT = "club"
-#: (context, a sentence it states, a sentence it contradicts)
+#: (context, a sentence it states, a sentence it does not support: a claim of its own, or its negation).
+#: Not an entity or number swapped ("... located in Berlin" against "... in Paris"): the offline grounding
+#: model, a head over a relevance cross-encoder, labels such near-copies entailed
 FACTS = [
     (
         "The Eiffel Tower is located in Paris. It was completed in 1889.",
         "The Eiffel Tower is located in Paris.",
-        "The Eiffel Tower is located in Berlin.",
+        "The tower was painted bright green by Napoleon in 1750.",
     ),
     (
         "Water boils at 100 degrees Celsius at sea level.",
         "Water boils at 100 degrees Celsius at sea level.",
-        "Water freezes at 100 degrees Celsius at sea level.",
+        "Mountain climbers carry oxygen tanks above eight thousand metres.",
     ),
     (
         "Honey bees tell each other where flowers are through a waggle dance.",
@@ -75,7 +75,7 @@ FACTS = [
     (
         "Photosynthesis converts light energy into chemical energy in plants.",
         "Photosynthesis converts light energy into chemical energy in plants.",
-        "Photosynthesis converts chemical energy into sound in rocks.",
+        "Volcanic eruptions release sulfur dioxide into the stratosphere.",
     ),
 ]
 SETTINGS = {
@@ -119,18 +119,6 @@ async def lexical(sample: RagSample, tenant_id: str) -> SampleScores:
     return SampleScores({"faithfulness": sum(faithful) / len(faithful)})
 
 
-def _real_judge_missing() -> str:
-    try:
-        __import__("isthmus_evaluation.judges")
-    except ModuleNotFoundError:
-        return "isthmus_evaluation.judges (the judges slice) is not in this build"
-    try:
-        rag_metrics.aggregate([])
-    except NotImplementedError:
-        return "rag_metrics.score_sample (the RAG metrics slice) is not in this build"
-    return ""
-
-
 async def eventually(predicate: Callable[[], Any], what: str, within_s: float = 120.0) -> Any:
     """Wait for an observable condition (the worker and the periodic check run on their own)."""
     deadline = time.monotonic() + within_s
@@ -149,12 +137,8 @@ async def eventually(predicate: Callable[[], Any], what: str, within_s: float = 
 async def env(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Any]:
-    if request.param == "offline":
-        missing = _real_judge_missing()
-        if missing:
-            pytest.skip(missing)
-    else:
-        monkeypatch.setattr(evaluation_module, "online_score_fn", lambda ctx: lexical)
+    if request.param == "stand-in":
+        monkeypatch.setattr(evaluation_module, "online_score_fn", lambda settings, judges: lexical)
     async with platform(tmp_path, evaluation={"online_judge": "offline", **SETTINGS}) as rt:
         ch = grpc.aio.insecure_channel(rt.address)
         await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(

@@ -6,8 +6,9 @@ series, sampled answers judged, drops raised as ``QualityDropped``, Prometheus g
 from __future__ import annotations
 
 import asyncio
-import importlib
 from functools import partial
+
+import grpc
 
 from isthmus.audit.v1 import audit_pb2, audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
@@ -24,12 +25,14 @@ from isthmus_core.contracts.events import (
     TenantDeleted,
 )
 from isthmus_core.contracts.ids import parse_tenant_id
+from isthmus_core.errors import IsthmusError
 from isthmus_core.ports.judge import Judge
 from isthmus_core.runtime.module import Hook, Module, ModuleContext, Offer
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.audit_api import AuditServicer
 from isthmus_evaluation.clients import GrpcEvalPlatform
-from isthmus_evaluation.online_scoring import SampleScorer, ScoreFn, no_judge
+from isthmus_evaluation.judges import build_judge, close_judge
+from isthmus_evaluation.online_scoring import SampleScorer, ScoreFn
 from isthmus_evaluation.online_service import OnlineEvaluation, load_eval_sets
 from isthmus_evaluation.online_store import OnlineStore
 from isthmus_evaluation.online_telemetry import (
@@ -63,31 +66,19 @@ def _applied(ev: ErasureRequested, region: str, count: int, detail: str, status:
     )
 
 
-def build_online_judge(ctx: ModuleContext[EvaluationSettings]) -> Judge | None:
-    """The judge of sampled live answers (``online_judge``: "offline" = the guardrail's models over gRPC,
-    "llm" = the OpenAI-compatible judge): ``isthmus_evaluation.judges.build_judge``. None when this build
-    has no judges package (samples then fail with the code ``no_judge``)."""
-    # imported by name until the judges package is in every build; then: a plain import of build_judge
-    try:
-        judges = importlib.import_module("isthmus_evaluation.judges")
-    except ModuleNotFoundError as exc:
-        if exc.name != "isthmus_evaluation.judges":
-            raise  # the package is here but a dependency of it is not: a broken install, said at start
+def online_score_fn(settings: EvaluationSettings, judges: _Judges) -> ScoreFn | None:
+    """How sampled live answers are scored: the RAG metrics with the ``online_judge`` (built on first
+    use); None with ``online_judge = "none"`` (samples recorded, not scored). A judge that cannot be
+    built (the llm judge without its URL) fails each sample with the code ``no_judge``."""
+    kind = settings.online_judge
+    if kind == "none":
         return None
-    judge: Judge = judges.build_judge(ctx.settings.online_judge, ctx.settings, ctx.channel("guardrail"))
-    return judge
-
-
-def online_score_fn(ctx: ModuleContext[EvaluationSettings]) -> ScoreFn | None:
-    """How sampled live answers are scored: the RAG metrics with the online judge; None with
-    ``online_judge = "none"`` (samples recorded, not scored)."""
-    if ctx.settings.online_judge == "none":
-        return None
-    judge = build_online_judge(ctx)
-    if judge is None:
-        return no_judge(f"the {ctx.settings.online_judge!r} judge is not available in this build")
 
     async def score(sample: RagSample, tenant_id: str) -> SampleScores:
+        try:
+            judge = judges.get(kind)
+        except IsthmusError as exc:
+            return SampleScores(failure="no_judge", detail=str(exc))
         return await score_sample(sample, judge, tenant_id)
 
     return score
@@ -95,8 +86,9 @@ def online_score_fn(ctx: ModuleContext[EvaluationSettings]) -> ScoreFn | None:
 
 async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     s = ctx.settings
+    judges = _Judges(s, ctx.channel("guardrail"))
     store = OnlineStore(ctx.data_dir / "evaluation" / "online.sqlite")
-    score = online_score_fn(ctx)
+    score = online_score_fn(s, judges)
     online = OnlineEvaluation(
         store,
         s,
@@ -109,11 +101,16 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     register_online_collector(collector)
     records = RecordStore(ctx.data_dir / "evaluation" / "records.sqlite")
     runner = EvalRunner(
-        GrpcEvalPlatform(ctx.channel("retrieval"), ctx.channel("ingestion")),
+        GrpcEvalPlatform(
+            ctx.channel("retrieval"), ctx.channel("ingestion"), ctx.channel("agent-orchestrator")
+        ),
         upload_concurrency=s.upload_concurrency,
         search_concurrency=s.search_concurrency,
         index_timeout_s=s.index_timeout_s,
         top_k=s.top_k,
+        judge_factory=judges.get,
+        judge_concurrency=s.judge_concurrency,
+        default_judge=s.judge,
     )
 
     async def on_answer(ev: AnswerProduced) -> None:
@@ -210,8 +207,29 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
             ),
         ],
         on_start=[online.start],
-        on_stop=[online.stop, _closer(records, store, collector)],
+        # the scorer stops before the judges it calls are closed
+        on_stop=[online.stop, _closer(records, store, collector), judges.close],
     )
+
+
+class _Judges:
+    """One judge per kind, built on first use (an unconfigured llm judge fails the run that asks for it,
+    not the service's start), closed on stop."""
+
+    def __init__(self, settings: EvaluationSettings, guardrail: grpc.aio.Channel) -> None:
+        self._settings = settings
+        self._guardrail = guardrail
+        self._built: dict[str, Judge] = {}
+
+    def get(self, kind: str) -> Judge:
+        if kind not in self._built:
+            self._built[kind] = build_judge(kind, self._settings, self._guardrail)
+        return self._built[kind]
+
+    async def close(self) -> None:
+        for judge in self._built.values():
+            await close_judge(judge)
+        self._built.clear()
 
 
 def _closer(records: RecordStore, store: OnlineStore, collector: OnlineCollector) -> Hook:
@@ -227,8 +245,7 @@ MODULE = Module(
     name=NAME,
     settings_cls=EvaluationSettings,
     build=build,
-    # guardrail: the offline judge of sampled live answers (Entail / ScoreRelevance)
-    depends_on=("ingestion", "retrieval", "guardrail"),
-    description="retrieval metrics on datasets; online evaluation of live answers (quality, drops); "
-    "the audit log; answers' provenance",
+    depends_on=("ingestion", "retrieval", "agent-orchestrator", "guardrail"),
+    description="retrieval and answer metrics on datasets; online evaluation of live answers (quality, "
+    "drops); the audit log; answers' provenance",
 )
