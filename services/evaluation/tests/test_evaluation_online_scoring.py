@@ -322,3 +322,19 @@ def test_eval_sets_are_read_at_start(tmp_path: Path) -> None:
         load_eval_sets(tmp_path / "sets", {"acme": "missing"})
     with pytest.raises(ConfigurationError, match="online_eval_sets\\['acme'\\]"):
         load_eval_sets(None, {"acme": "club"})
+
+
+async def test_the_modules_score_function_follows_online_judge() -> None:
+    import grpc
+
+    from isthmus_evaluation import module
+
+    channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never dialled: the llm judge is not the guardrail
+    s = settings(online_judge="none")
+    assert module.online_score_fn(s, module._Judges(s, channel)) is None
+    s = settings(online_judge="llm", judge_llm_url="", judge_llm_model="")
+    score = module.online_score_fn(s, module._Judges(s, channel))
+    assert score is not None
+    result = await score(RagSample(question="q", answer="a", sentences=(), contexts=()), "acme")
+    assert result.failure == "no_judge" and "judge_llm_url" in result.detail
+    await channel.close()
