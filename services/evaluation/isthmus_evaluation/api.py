@@ -18,7 +18,7 @@ from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_evaluation.audit_api import read_timestamp, timestamp_pb
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import resolve_window
-from isthmus_evaluation.online_store import OnlineStore, OnlineSummary, Window
+from isthmus_evaluation.online_store import BUNDLED_MODELS, OnlineStore, OnlineSummary, Window
 from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.report import AnswerMetrics, AnswerResult, EvalReport, QueryResult
 from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_answers, check_modes
@@ -256,6 +256,11 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         if len(bundle) > MAX_MODEL_BUNDLE_CHARS or not bundle.isprintable():
             raise InvalidArgument(
                 f"model_bundle must be at most {MAX_MODEL_BUNDLE_CHARS} printable characters"
+            )
+        if bundle and bundle != BUNDLED_MODELS and "@" not in bundle:
+            raise InvalidArgument(
+                f"model_bundle must be '<name>@<version>', {BUNDLED_MODELS!r} (the bundled models) or "
+                f"empty (every bundle), got {bundle!r}"
             )
         s = await asyncio.to_thread(
             self._online.summary, tenant, Window.between(window.start, window.end), bundle

@@ -44,6 +44,10 @@ from isthmus_core.contracts.events import AnswerProduced, AnswerSample, Guardrai
 from isthmus_core.sqlite import SqliteFile
 from isthmus_evaluation.rag_metrics import RAG_METRICS, SampleScores
 
+#: ``GetOnlineMetricsRequest.model_bundle`` naming the bundled models (answers whose
+#: ``provenance.model_bundle`` is ""): never a bundle reference, which always holds "@"
+BUNDLED_MODELS = "none"
+
 #: stages whose REDACT verdicts are applied to what the caller gets (see the module docstring)
 APPLIED_REDACTION_STAGES: Final = frozenset({"input", "output", "chunk"})
 #: samples handed to the scoring worker at once (the rest waits in the database)
@@ -195,7 +199,8 @@ def _where(
         args.append(window.end_us)
     if model_bundle:
         clauses.append(f"{prefix}model_bundle = ?")
-        args.append(model_bundle)
+        # "none" (BUNDLED_MODELS): the answers of workloads on the bundled models, recorded with ""
+        args.append("" if model_bundle == BUNDLED_MODELS else model_bundle)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 

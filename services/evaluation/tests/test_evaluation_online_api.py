@@ -101,6 +101,19 @@ async def test_the_bundle_filter(servicer: EvaluationServicer) -> None:
     assert (m.samples, m.judge_failures, list(m.quality)) == (1, 1, [])
 
 
+async def test_none_names_the_bundled_models(servicer: EvaluationServicer) -> None:
+    async def answers(bundle: str) -> int:
+        m = await servicer.GetOnlineMetrics(
+            pb.GetOnlineMetricsRequest(tenant_id=ACME, model_bundle=bundle), None
+        )
+        assert m.model_bundle == bundle
+        return m.answers
+
+    # the answers recorded without a bundle ("old") are the ones neither bundle filter takes
+    bundled = await answers("none")
+    assert bundled == await answers("") - await answers("emb@1") - await answers("emb@2") == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
@@ -110,6 +123,7 @@ async def test_the_bundle_filter(servicer: EvaluationServicer) -> None:
         ({"window_seconds": -5}, "negative"),
         ({"model_bundle": "x" * 129}, "model_bundle"),
         ({"model_bundle": "a\nb"}, "model_bundle"),
+        ({"model_bundle": "emb"}, "name>@<version"),
     ],
 )
 async def test_bad_windows_are_invalid_arguments(
