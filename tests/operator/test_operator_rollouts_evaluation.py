@@ -21,6 +21,9 @@ from isthmus_operator.evaluation import EvaluationMetricsSource
 PLURAL = "edgerollouts"
 POOL_LABEL = "isthmus.dev/edge-pool"
 MIN_SAMPLES = 20
+#: the address of the services the evaluation depends on but these tests never make it call (dataset
+#: runs: ingestion, the orchestrator; the judge of samples: the guardrail — no answer here has a sample)
+UNUSED = "127.0.0.1:9"
 
 
 class EvaluationServer:
@@ -41,8 +44,8 @@ class EvaluationServer:
                 "metrics_port": 0,
                 "bus": "inprocess",
                 "shutdown_grace_s": 1.0,
-                # ingestion and the guardrail (the judge of samples: none here) are never called by these tests
-                "endpoints": {"retrieval": retrieval, "ingestion": "127.0.0.1:9", "guardrail": "127.0.0.1:9"},
+                "endpoints": {"retrieval": retrieval}
+                | {s: UNUSED for s in ("ingestion", "guardrail", "agent-orchestrator")},
             }
         }
         self.runtime = Runtime.from_settings("evaluation", MODULES, None, overrides)
