@@ -14,11 +14,12 @@ from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from isthmus_core.contracts.events import AnswerProduced, ChunkProvenance, VerdictSummary
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.model_bundles import BUNDLED_MODELS
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_evaluation.audit_api import read_timestamp, timestamp_pb
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import resolve_window
-from isthmus_evaluation.online_store import BUNDLED_MODELS, OnlineStore, OnlineSummary, Window
+from isthmus_evaluation.online_store import OnlineStore, OnlineSummary, Window
 from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.report import AnswerMetrics, AnswerResult, EvalReport, QueryResult
 from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_answers, check_modes

@@ -41,12 +41,9 @@ from pathlib import Path
 from typing import Final, Literal
 
 from isthmus_core.contracts.events import AnswerProduced, AnswerSample, GuardrailVerdict, QualityDropped
+from isthmus_core.model_bundles import BUNDLED_MODELS
 from isthmus_core.sqlite import SqliteFile
 from isthmus_evaluation.rag_metrics import RAG_METRICS, SampleScores
-
-#: ``GetOnlineMetricsRequest.model_bundle`` naming the bundled models (answers whose
-#: ``provenance.model_bundle`` is ""): never a bundle reference, which always holds "@"
-BUNDLED_MODELS = "none"
 
 #: stages whose REDACT verdicts are applied to what the caller gets (see the module docstring)
 APPLIED_REDACTION_STAGES: Final = frozenset({"input", "output", "chunk"})
