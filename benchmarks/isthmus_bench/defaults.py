@@ -616,10 +616,15 @@ def render(
         )
 
     result: dict[str, Any] = {"lodo": {}}
-    for scope, pool in (
-        ("plain lists (fusion only)", [c.name for c in cands if c.plain]),
-        ("everything", names),
-    ):
+    scopes = (
+        []
+        if len(datasets) < 2
+        else [  # leave-one-out needs another dataset to choose on
+            ("plain lists (fusion only)", [c.name for c in cands if c.plain]),
+            ("everything", names),
+        ]
+    )
+    for scope, pool in scopes:
         chosen = lodo({d: sc.ndcg[d] for d in datasets}, pool)
         helds: list[Held] = []
         for d in datasets:
