@@ -49,6 +49,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ CACHE_VERSION = 1
 DEFAULT_CONFIG = "rs a=0.5 | bm25+dense"
 RRF_CONFIG = "rrf k=60 a=0.5 | bm25+dense"
 
+#: the per-tenant tuning gate: a tuned choice must beat the default by more than this on the tuning queries
+GATE_MARGIN = 0.005
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 RRF_KS = (10, 20, 40, 60, 100)
 #: PRF grids (kept small: each point is one more search per query)
@@ -166,31 +169,59 @@ def _normalise(method: str, scores: npt.NDArray[np.float64], side: str) -> npt.N
     raise ValueError(method)
 
 
-def fuse(
-    method: str, lists: Sequence[ScoredList], weights: Sequence[float], sides: Sequence[str], k: int = 60
-) -> list[tuple[str, float]]:
-    """Fuse best-first lists into one (id, score) list, best first; ties by first appearance.
+@dataclass(frozen=True)
+class Union:
+    """The ids of several best-first lists in order of first appearance, and where each list's ids sit."""
 
-    ``rrf``: Σ w / (k + rank) over the lists holding the id. The score methods normalise each list
-    (``_normalise``) and sum ``w · value``, an id missing from a list taking that list's lowest value."""
+    ids: list[str]
+    positions: list[npt.NDArray[np.int64]]
+    scores: list[npt.NDArray[np.float64]]
+
+
+def union(lists: Sequence[ScoredList]) -> Union:
     order: dict[str, int] = {}
     for ids, _ in lists:
         for i in ids:
             order.setdefault(i, len(order))
-    total = np.zeros(len(order))
-    for (ids, scores), w, side in zip(lists, weights, sides, strict=True):
-        if not ids or w == 0:
+    positions = [np.fromiter((order[i] for i in ids), dtype=np.int64, count=len(ids)) for ids, _ in lists]
+    return Union(list(order), positions, [np.asarray(sc, dtype=np.float64) for _, sc in lists])
+
+
+def fused_scores(
+    u: Union, method: str, weights: Sequence[float], sides: Sequence[str], k: int = 60
+) -> npt.NDArray[np.float64]:
+    """The fused score of every id of ``u``.
+
+    ``rrf``: sum of w / (k + rank) over the lists holding the id. The score methods normalise each list
+    (``_normalise``) and sum ``w * value``, an id missing from a list taking that list's lowest value."""
+    total = np.zeros(len(u.ids))
+    for idx, scores, w, side in zip(u.positions, u.scores, weights, sides, strict=True):
+        if not len(idx) or w == 0:
             continue
-        idx = np.fromiter((order[i] for i in ids), dtype=np.int64, count=len(ids))
         if method == "rrf":
-            total[idx] += w / (k + np.arange(1, len(ids) + 1))
+            total[idx] += w / (k + np.arange(1, len(idx) + 1))
             continue
         norm = _normalise(method, scores, side)
-        contrib = np.full(len(order), norm.min())
+        contrib = np.full(len(u.ids), norm.min())
         contrib[idx] = norm
         total += w * contrib
-    ranked = sorted(order, key=lambda i: (-total[order[i]], order[i]))
-    return [(i, float(total[order[i]])) for i in ranked]
+    return total
+
+
+def fuse(
+    method: str, lists: Sequence[ScoredList], weights: Sequence[float], sides: Sequence[str], k: int = 60
+) -> list[tuple[str, float]]:
+    """Fuse best-first lists into one (id, score) list, best first; ties by first appearance
+    (see :func:`fused_scores`)."""
+    u = union(lists)
+    total = fused_scores(u, method, weights, sides, k)
+    return [(u.ids[i], float(total[i])) for i in np.argsort(-total, kind="stable")]
+
+
+def fused_doc_run(u: Union, total: npt.NDArray[np.float64], doc_of: Mapping[str, str]) -> dict[str, float]:
+    """:func:`doc_run` of the fused list, without building it whole."""
+    top = np.argsort(-total, kind="stable")[:DEPTH]
+    return doc_run([(u.ids[i], float(total[i])) for i in top], doc_of)
 
 
 @dataclass(frozen=True)
@@ -261,6 +292,33 @@ def lodo(
                 best, best_mean = c, m
         out[held] = (best, best_mean)
     return out
+
+
+def tuned_by_folds(
+    per_query: Mapping[str, npt.NDArray[np.float64]],
+    candidates: Sequence[str],
+    default: str,
+    *,
+    folds: int = 5,
+    margin: float = 0.0,
+    seed: int = 17,
+) -> tuple[npt.NDArray[np.float64], list[str]]:
+    """Per-tenant tuning on the tenant's own judged queries, checked by cross-validation: the queries are
+    split into ``folds``; for each fold the candidate with the best mean on the other folds is kept only
+    if it beats ``default`` there by more than ``margin`` (the gate), else the default; it is scored on the
+    fold's queries. Returns every query's held-out score and the choice of each fold."""
+    n = len(per_query[default])
+    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    out = np.zeros(n)
+    chosen: list[str] = []
+    for f in range(folds):
+        train, test = fold_of != f, fold_of == f
+        best = max(candidates, key=lambda c: float(per_query[c][train].mean()))
+        if per_query[best][train].mean() - per_query[default][train].mean() <= margin:
+            best = default
+        chosen.append(best)
+        out[test] = per_query[best][test]
+    return out, chosen
 
 
 def bootstrap_ci(
@@ -544,12 +602,15 @@ def score_all(
                 variant,
                 {q: doc_run(list(zip(*r.lists[variant][q], strict=True)), r.doc_of) for q in qids},
             )
+        unions: dict[tuple[str, str], dict[str, Union]] = {}
         for c in cands:
+            pair = (c.sparse, c.dense)
+            if pair not in unions:  # dense first, as the service fuses: ties go to the dense side
+                unions[pair] = {q: union([r.lists[c.dense][q], r.lists[c.sparse][q]]) for q in qids}
+            weights, sides = [c.alpha, 1.0 - c.alpha], ["dense", "bm25"]
             run = {}
-            for q in qids:
-                lists = [r.lists[c.sparse][q], r.lists[c.dense][q]]
-                fused = fuse(c.method, lists, [1.0 - c.alpha, c.alpha], ["bm25", "dense"], c.k)
-                run[q] = doc_run(fused, r.doc_of)
+            for q, u in unions[pair].items():
+                run[q] = fused_doc_run(u, fused_scores(u, c.method, weights, sides, c.k), r.doc_of)
             record(c.name, run)
     return out
 
@@ -585,6 +646,12 @@ def render(
             + " | ".join(f"{x:.4f}" for x in v)
             + f" | {m:.4f} | {lo:.4f} | {sd:.4f} | {m - base_mean:+.4f} |"
         )
+
+    def row(label: str) -> str:
+        v, m, lo, sd = stats(label)
+        cells = " | ".join(f"{x:.4f}" for x in v)
+        return f"| {label} | {cells} | {m:.4f} | {lo:.4f} | {sd:.4f} | {m - base_mean:+.4f} |"
+
     ranked = sorted(names, key=lambda n: -stats(n)[1])
     lines.append("")
     lines.append(f"Top {top} of {len(names)} configurations by mean nDCG@10 (in-sample: for reference only)")
@@ -597,33 +664,33 @@ def render(
             + " | ".join(f"{x:.4f}" for x in v)
             + f" | {m:.4f} | {lo:.4f} | {sd:.4f} | {m - base_mean:+.4f} |"
         )
-    # the best of each family on the plain lists, and the best of each PRF variant at its best fusion
+    # the best of each fusion method on the plain lists, then every list variant at today's fusion
     lines.append("")
-    lines.append("Best configuration per family (in-sample)")
+    lines.append("Best of each fusion method on the plain lists (in-sample)")
     lines.append(head)
     lines.append(sep)
-    families: dict[str, str] = {}
+    best: dict[str, str] = {}
     for c in cands:
-        fam = f"{c.method} | {c.sparse}+{c.dense}"
-        if fam not in families or stats(c.name)[1] > stats(families[fam])[1]:
-            families[fam] = c.name
-    for fam in sorted(families, key=lambda f: -stats(families[f])[1]):
-        v, m, lo, sd = stats(families[fam])
-        lines.append(
-            f"| {families[fam]} | "
-            + " | ".join(f"{x:.4f}" for x in v)
-            + f" | {m:.4f} | {lo:.4f} | {sd:.4f} | {m - base_mean:+.4f} |"
-        )
+        if c.plain and (c.method not in best or stats(c.name)[1] > stats(best[c.method])[1]):
+            best[c.method] = c.name
+    for label in sorted(best.values(), key=lambda n: -stats(n)[1]):
+        lines.append(row(label))
+    lines.append("")
+    lines.append("Every list variant (PRF, multi-query) at today's fusion, relative-score a=0.5")
+    lines.append(head)
+    lines.append(sep)
+    at_default = [c.name for c in cands if c.method == "rs" and c.alpha == 0.5]
+    for label in sorted(at_default, key=lambda n: -stats(n)[1]):
+        lines.append(row(label))
 
     result: dict[str, Any] = {"lodo": {}}
-    scopes = (
-        []
-        if len(datasets) < 2
-        else [  # leave-one-out needs another dataset to choose on
-            ("plain lists (fusion only)", [c.name for c in cands if c.plain]),
-            ("everything", names),
-        ]
-    )
+    service = [c.name for c in cands if c.plain and c.method in ("rs", "rrf")]
+    pools = [
+        ("the service's two fusions (rs, rrf) on the plain lists", service),
+        ("plain lists (fusion only)", [c.name for c in cands if c.plain]),
+        ("everything", names),
+    ]
+    scopes = pools if len(datasets) > 1 else []  # leave-one-out needs another dataset to choose on
     for scope, pool in scopes:
         chosen = lodo({d: sc.ndcg[d] for d in datasets}, pool)
         helds: list[Held] = []
@@ -661,6 +728,40 @@ def render(
             f"| **mean / min / std** | | | {np.mean(s):.4f} / {np.min(s):.4f} / {np.std(s):.4f} | "
             f"{np.mean(b):.4f} / {np.min(b):.4f} / {np.std(b):.4f} | {np.mean(r):.4f} / {np.min(r):.4f} / "
             f"{np.std(r):.4f} | {np.mean(s) - np.mean(b):+.4f} | {np.mean(s) - np.mean(r):+.4f} |"
+        )
+    for scope, pool in pools:
+        lines.append("")
+        lines.append(
+            f"Per-tenant tuning on the tenant's own queries (5-fold cross-validation within each dataset; "
+            f"gate: keep the default unless the choice beats it by > {GATE_MARGIN} on the tuning folds), "
+            f"chosen among {len(pool)}: {scope}"
+        )
+        lines.append(
+            "| dataset | held-out nDCG@10 | default (rs 0.5) | Δ vs default [95 % CI] | the 5 folds chose |"
+        )
+        lines.append("|---|---|---|---|---|")
+        tuned_scores, base_scores = [], []
+        for d in datasets:
+            held, chosen_folds = tuned_by_folds(sc.per_query[d], pool, DEFAULT_CONFIG, margin=GATE_MARGIN)
+            base = sc.per_query[d][DEFAULT_CONFIG]
+            lo, hi = bootstrap_ci(held, base)
+            tuned_scores.append(float(held.mean()))
+            base_scores.append(float(base.mean()))
+            result.setdefault("per_tenant", {}).setdefault(scope, {})[d] = {
+                "score": float(held.mean()),
+                "default": float(base.mean()),
+                "ci": [lo, hi],
+                "chosen": chosen_folds,
+            }
+            shown = "; ".join(f"{n}x {c}" for c, n in Counter(chosen_folds).most_common())
+            lines.append(
+                f"| {d} | {held.mean():.4f} | {base.mean():.4f} | {held.mean() - base.mean():+.4f} "
+                f"[{lo:+.4f}, {hi:+.4f}] | {shown} |"
+            )
+        lines.append(
+            f"| **mean / min** | {np.mean(tuned_scores):.4f} / {np.min(tuned_scores):.4f} | "
+            f"{np.mean(base_scores):.4f} / {np.min(base_scores):.4f} | "
+            f"{np.mean(tuned_scores) - np.mean(base_scores):+.4f} | |"
         )
     result["ndcg_at_10"] = sc.ndcg
     result["recall_at_100"] = sc.recall

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isthmus_bench.defaults import fuse, keyword_form, lodo, rm3_weights, rocchio
+from isthmus_bench.defaults import fuse, keyword_form, lodo, rm3_weights, rocchio, tuned_by_folds
 from isthmus_retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion
 
 
@@ -81,3 +81,18 @@ def test_rocchio_moves_the_query_towards_the_feedback_and_stays_unit_length() ->
 def test_keyword_form_drops_stop_words_but_never_everything() -> None:
     assert keyword_form("What is the flutter of a wing?", ["what", "is", "the", "of", "a"]) == "flutter wing"
     assert keyword_form("what is", ["what", "is"]) == "what is"
+
+
+def test_per_tenant_tuning_scores_each_fold_with_a_choice_made_on_the_other_folds() -> None:
+    default = np.full(10, 0.5)
+    better = np.full(10, 0.6)
+    # "lucky" leads on the other folds of every fold, so it is chosen for each; its one bad query is
+    # scored held out, where it was not chosen on
+    lucky = np.full(10, 0.9)
+    lucky[3] = 0.0
+    held, chosen = tuned_by_folds({"d": default, "b": better, "l": lucky}, ["d", "b", "l"], "d", folds=10)
+    assert chosen == ["l"] * 10
+    assert held[3] == 0.0 and held.mean() == pytest.approx(0.81)
+    # the gate: a choice that beats the default by no more than the margin is not taken
+    held, chosen = tuned_by_folds({"d": default, "b": better}, ["d", "b"], "d", folds=5, margin=0.2)
+    assert chosen == ["d"] * 5 and np.array_equal(held, default)
