@@ -158,7 +158,8 @@ def _normalise(method: str, scores: npt.NDArray[np.float64], side: str) -> npt.N
         mu, sd = scores.mean(), scores.std()
         if sd == 0:
             return np.ones_like(scores)
-        return np.clip((scores - (mu - 3 * sd)) / (6 * sd), 0.0, 1.0)
+        clipped: npt.NDArray[np.float64] = np.clip((scores - (mu - 3 * sd)) / (6 * sd), 0.0, 1.0)
+        return clipped
     if method == "z":
         sd = scores.std()
         return np.zeros_like(scores) if sd == 0 else (scores - scores.mean()) / sd
@@ -259,7 +260,8 @@ def doc_run(fused: Sequence[tuple[str, float]], doc_of: Mapping[str, str]) -> di
     """The top ``DEPTH`` fused chunks folded to documents by their best chunk (as the runner does)."""
     from isthmus_evaluation.metrics import chunk_hits_to_doc_run
 
-    return chunk_hits_to_doc_run([(doc_of[c], s) for c, s in fused[:DEPTH]])
+    run: dict[str, float] = chunk_hits_to_doc_run([(doc_of[c], s) for c, s in fused[:DEPTH]])
+    return run
 
 
 # -- leave-one-dataset-out (pure) -------------------------------------------------------------------------
@@ -453,7 +455,7 @@ async def _retrieve(ds: BeirDataset) -> Retrieved:
 
             async def search(variant: str, q: SearchQuery) -> list[Any]:
                 t = time.perf_counter()
-                hits = await store.search(TENANT, q)
+                hits: list[Any] = list(await store.search(TENANT, q))
                 timings[f"search_{variant}_s"] = (
                     timings.get(f"search_{variant}_s", 0.0) + time.perf_counter() - t
                 )
@@ -502,7 +504,7 @@ async def _retrieve(ds: BeirDataset) -> Retrieved:
                     fb = (
                         np.stack([vec_of[h.chunk_id] for h in hybrid[:k]])
                         if hybrid
-                        else np.zeros((0, len(v)))
+                        else np.zeros((0, len(v)), dtype=np.float32)
                     )
                     rv = rocchio(v, fb, beta)
                     keep(

@@ -56,9 +56,9 @@ def test_lodo_chooses_on_the_other_datasets_only() -> None:
         "z": {"A": 0.3, "B": 0.4},
     }
     chosen = lodo(scores, ["A", "B"])
-    assert chosen["x"] == ("B", pytest.approx(0.45))  # x held out: B is better on y and z
-    assert chosen["y"] == ("A", pytest.approx(0.6))
-    assert chosen["z"] == ("A", pytest.approx(0.55))
+    assert {d: c for d, (c, _) in chosen.items()} == {"x": "B", "y": "A", "z": "A"}
+    # x held out: B is better on y and z; the means are over the other datasets only
+    assert [m for _, m in chosen.values()] == pytest.approx([0.45, 0.6, 0.55])
 
 
 def test_rm3_mixes_query_and_feedback_terms() -> None:
