@@ -196,6 +196,7 @@ def test_the_crd_binds_the_roles_isthmus_knows_but_service() -> None:
 def test_operator_settings_take_platform_bindings_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     from isthmus_core.settings import load_all
 
+    monkeypatch.setenv("ISTHMUS_OPERATOR_EVALUATION_ENDPOINT", "isthmus-evaluation:50051")
     monkeypatch.setenv(
         "ISTHMUS_OPERATOR_ACCESS_PLATFORM_BINDINGS", '[{"principal": "ops-admin", "role": "platform-admin"}]'
     )
