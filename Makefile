@@ -38,7 +38,7 @@ test-setup: uv ## everything the tests need: dev + llama groups (exact sync) and
 run: ## all six services in one process: in-process bus, embedded store, bundled models
 	$(ISTHMUS) run --target all
 
-test: test-setup protos-check lint ## everything CI runs (installs what the tests need first)
+test: test-setup protos-check lint eval-gate ## everything CI runs (installs what the tests need first)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: dev-setup ## unit tests only (no real models, no platform)
@@ -147,6 +147,28 @@ kube-down:
 
 eval-cranfield:
 	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone
+
+# The project's own retrieval-quality gate (run by `make test`): a deterministic slice of Cranfield (50
+# judged queries, their judged documents and 150 others), cut at run time from ../shared (the collection's
+# terms do not clearly allow redistributing it), evaluated on a throwaway platform and compared with the
+# committed baseline; the reports land in benchmarks/eval-gate/out/ (git-ignored). Deterministic: the same
+# code gives the same scores, so any drop is the change's. Rewrite the baseline for intentional changes
+# (eval-gate-baseline; it keeps no text of the collection, only scores, ids and judgments).
+EVAL_GATE := benchmarks/eval-gate
+EVAL_GATE_DATA := $(EVAL_GATE)/out/cranfield-gate
+EVAL_GATE_SLICE := $(PY) -m isthmus_bench.eval_gate slice --source ../shared/datasets/cranfield --out $(EVAL_GATE_DATA) --queries 50 --distractors 150
+EVAL_GATE_RUN := $(ISTHMUS) eval $(EVAL_GATE_DATA) --standalone --modes bm25,hybrid --html $(EVAL_GATE)/out/report.html
+EVAL_GATE_MAX_DROP := --max-drop ndcg_at_10=0.01 --max-drop recall_at_100=0.01
+
+.PHONY: eval-gate eval-gate-baseline
+eval-gate: dev-setup ## retrieval-quality gate: fail if nDCG@10 or recall@100 (bm25, hybrid) drop > 0.01 below benchmarks/eval-gate/baseline.json
+	$(EVAL_GATE_SLICE)
+	$(EVAL_GATE_RUN) --output $(EVAL_GATE)/out/report.json --baseline $(EVAL_GATE)/baseline.json $(EVAL_GATE_MAX_DROP)
+
+eval-gate-baseline: dev-setup ## rewrite benchmarks/eval-gate/baseline.json from this checkout (after an intentional change; commit it)
+	$(EVAL_GATE_SLICE)
+	$(EVAL_GATE_RUN) --output $(EVAL_GATE)/baseline.json
+	$(PY) -m isthmus_bench.eval_gate strip $(EVAL_GATE)/baseline.json
 
 clean:
 	rm -rf .venv .isthmus-data .pytest_cache .mypy_cache .ruff_cache

@@ -628,6 +628,36 @@ async def _scan_chunks_b(w: World, s: dict[str, Any], r: random.Random) -> Outco
     return await _call(lambda: s["grd"].ScanChunks(req), _GRD + "ScanChunks", "b-tenant", True)
 
 
+@probe(_GRD + "Entail", "b-tenant")
+async def _entail_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # B's tenant as the judged texts' owner: refused before any judging
+    req = gr.EntailRequest(
+        tenant_id=_tenant_variant(w, r),
+        pairs=[gr.EntailPair(premise=SHARED, hypothesis="The fjord receives meltwater.")],
+    )
+    return await _call(lambda: s["grd"].Entail(req), _GRD + "Entail", "b-tenant", True)
+
+
+@probe(_GRD + "Entail", "a-tenant")
+async def _entail_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.EntailRequest(
+        tenant_id=w.a, pairs=[gr.EntailPair(premise=A_SECRET, hypothesis="The word is HERON.")]
+    )
+    return await _call(lambda: s["grd"].Entail(req), _GRD + "Entail", "a-tenant", False)
+
+
+@probe(_GRD + "ScoreRelevance", "b-tenant")
+async def _relevance_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.ScoreRelevanceRequest(tenant_id=_tenant_variant(w, r), query="vault phrase", passages=[SHARED])
+    return await _call(lambda: s["grd"].ScoreRelevance(req), _GRD + "ScoreRelevance", "b-tenant", True)
+
+
+@probe(_GRD + "ScoreRelevance", "a-tenant")
+async def _relevance_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = gr.ScoreRelevanceRequest(tenant_id=w.a, query="keeper's word", passages=[A_SECRET, SHARED])
+    return await _call(lambda: s["grd"].ScoreRelevance(req), _GRD + "ScoreRelevance", "a-tenant", False)
+
+
 @probe(_EVA + "RunEval", "platform")
 async def _run_eval(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     req = ev.RunEvalRequest(dataset_path="scifact", max_queries=1)

@@ -1,10 +1,12 @@
 """Evaluation on the real `all` platform: a dataset sent with the request (RunEvalUpload, what `isthmus
-eval PATH` uses), and RunEval confined to the service's datasets root."""
+eval PATH` uses), RunEval confined to the service's datasets root, answers asked through the
+orchestrator with their contexts and judged by the offline judge."""
 
 from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ import pytest_asyncio
 from isthmus.evaluation.v1 import evaluation_pb2 as pb
 from isthmus.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.testing.client import run_cli
+from isthmus_core.testing.eval_platform_conformance import wait_done
+from isthmus_evaluation.clients import GrpcEvalPlatform
 
 from .conftest import platform
 
@@ -53,9 +58,11 @@ def write_beir(d: Path) -> Path:
 
 
 def upload_requests(
-    d: Path, name: str, modes: list[str], piece: int = 64
+    d: Path, name: str, modes: list[str], piece: int = 64, answers: int = 0, judge: str = ""
 ) -> Iterator[pb.RunEvalUploadRequest]:
-    yield pb.RunEvalUploadRequest(header=pb.RunEvalUploadHeader(name=name, modes=modes))
+    yield pb.RunEvalUploadRequest(
+        header=pb.RunEvalUploadHeader(name=name, modes=modes, answers=answers, judge=judge)
+    )
     for part, file in (("corpus", "corpus.jsonl"), ("queries", "queries.jsonl"), ("qrels", "qrels/test.tsv")):
         data = (d / file).read_bytes()
         for i in range(0, len(data), piece):
@@ -138,3 +145,52 @@ async def test_cli_eval_uploads_a_local_folder(env: dict[str, Any]) -> None:
     # a refusal arrives with its reason, even though the CLI was still sending the files
     code, out, err = await cli("eval", str(d), "--modes", "bm26", "--json", "--endpoint", env["address"])
     assert code != 0 and "INVALID_ARGUMENT" in err and "unknown mode(s) ['bm26']" in err, (out, err)
+
+
+async def test_eval_platform_asks_and_gets_the_contexts_the_answer_was_made_from(env: dict[str, Any]) -> None:
+    platform = GrpcEvalPlatform(env["ch"], env["ch"], env["ch"])
+    tenant = parse_tenant_id(f"evalask-{uuid.uuid4().hex[:12]}")
+    await platform.create_tenant(tenant)
+    try:
+        for doc in CORPUS:
+            await platform.upload(
+                tenant, doc["_id"], f"{doc['_id']}.txt", f"{doc['title']}\n\n{doc['text']}".encode()
+            )
+        await wait_done(platform, tenant)
+        outcome = await platform.ask(tenant, "How do marmots spend the winter?")
+        assert not outcome.blocked and outcome.sentences, outcome
+        assert outcome.contexts and outcome.contexts[0].document_id == "marmot", outcome.contexts
+        for c in outcome.contexts:  # each context is the document's text at its offsets
+            doc = next(d for d in CORPUS if d["_id"] == c.document_id)
+            assert f"{doc['title']}\n\n{doc['text']}"[c.start : c.end] == c.text
+        # every citation points inside a context it names
+        by_chunk = {c.chunk_id: c for c in outcome.contexts}
+        for s in outcome.sentences:
+            for cit in s.citations:
+                ctx = by_chunk[cit.chunk_id]
+                assert ctx.start <= cit.start < cit.end <= ctx.end
+    finally:
+        await platform.delete_tenant(tenant)
+
+
+async def test_upload_eval_judges_answers_with_the_offline_judge(env: dict[str, Any]) -> None:
+    """Needs the offline judge (the guardrail's Entail / ScoreRelevance and judges.build_judge)."""
+    stub = pb_grpc.EvaluationServiceStub(env["ch"])
+    d = env["tmp"] / "elsewhere" / "tiny"
+    report = await report_of(
+        stub.RunEvalUpload(upload_requests(d, "tiny-answers", ["bm25"], answers=5, judge="offline"))
+    )
+    a = report.answers
+    # three judged queries: all asked (5 > 3), in query-id order
+    assert [r.query_id for r in report.answer_results] == ["q1", "q2", "q3"]
+    assert a.judge.startswith("offline:") and a.samples + a.blocked == 3, a
+    assert dict(a.failure_reasons) == {}, a
+    names = {m.name for m in a.metrics}
+    assert {"faithfulness", "answer_relevance", "context_precision", "context_recall"} <= names, a
+    for m in a.metrics:
+        assert 0.0 <= m.mean <= 1.0 and m.n >= 1 and m.failures == 0, m
+    for r in report.answer_results:
+        assert r.blocked or r.context_documents, r
+        assert all(0.0 <= v <= 1.0 for v in r.scores.values()), r
+    # the answered queries' texts are in the report
+    assert {"q1", "q2", "q3"} <= {q.query_id for q in report.query_texts}

@@ -159,6 +159,18 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
         {"sentence": {"text": "The observatory records ice thickness.", "citations": [_CITED]}},
         {"sentence": {"text": "Meltwater flows into the fjord.", "citations": [_CITED]}},
     ],
+    "GuardrailService/Entail": [
+        {
+            "tenant_id": TENANT,
+            "pairs": [
+                {"premise": DOC.decode(), "hypothesis": "Meltwater flows into the fjord."},
+                {"premise": DOC.decode(), "hypothesis": "The observatory measures ice every winter."},
+            ],
+        }
+    ],
+    "GuardrailService/ScoreRelevance": [
+        {"tenant_id": TENANT, "query": "ice thickness", "passages": [DOC.decode(), "a fjord"]}
+    ],
     "GuardrailService/GetPolicy": [{"tenant_id": TENANT}],
     # TENANT's policy v1 (stored by the env: current); SCRATCH takes presets
     "GuardrailService/ListPolicyVersions": [{"tenant_id": TENANT}],

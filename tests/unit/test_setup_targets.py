@@ -84,3 +84,28 @@ def test_llama_is_its_own_group_in_pyproject_and_the_lock() -> None:
     (root,) = [p for p in lock["package"] if p["name"] == "isthmus-workspace"]
     locked = root["metadata"]["requires-dev"]
     assert {g: _names(r) for g, r in locked.items()} == {g: _names(r) for g, r in groups.items()}
+
+
+def test_make_test_runs_the_retrieval_quality_gate_against_the_committed_baseline() -> None:
+    from isthmus_evaluation.report import EvalReport
+
+    commands = dry_run("test")
+    (gate,) = [line for line in commands.splitlines() if " eval " in line and "--baseline" in line]
+    assert "--standalone" in gate and "--max-drop ndcg_at_10=" in gate and "--max-drop recall_at_100=" in gate
+    # the slice is cut before the run, and the gate runs once the tools are installed, before the tests
+    at = commands.index
+    assert at("tools/install-tools.sh") < at("-m isthmus_bench.eval_gate") < at(gate) < at("-m pytest")
+    baseline = re.search(r"--baseline (\S+)", gate)
+    assert baseline is not None
+    report = EvalReport.from_json((ROOT / baseline[1]).read_text(encoding="utf-8"))
+    dataset = re.search(r" eval (\S+)", gate)
+    assert dataset is not None and report.dataset == Path(dataset[1]).name
+    modes = re.search(r"--modes (\S+)", gate)
+    assert modes is not None and [m.mode for m in report.modes] == modes[1].split(",")
+    # `make eval-gate-baseline` rewrites that very file from the same run, without a gate
+    rewriting = dry_run("eval-gate-baseline")
+    (rewrite,) = [line for line in rewriting.splitlines() if " eval " in line]
+    # ... and keeps no text of the collection in it (read from ../shared, not redistributed)
+    assert rewriting.index(rewrite) < rewriting.index(f"-m isthmus_bench.eval_gate strip {baseline[1]}")
+    assert f"--output {baseline[1]}" in rewrite and "--max-drop" not in rewrite
+    assert rewrite.split(" --output")[0] == gate.split(" --output")[0]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import grpc
 
     from isthmus_core.contracts.events import Citation
+    from isthmus_core.ports.generator import Context
 
 #: the prompt templates a tenant may version (the proto's PromptVersion.name)
 PROMPT_NAMES: Final = ("synthesize", "plan", "condense", "critic")
@@ -121,6 +122,9 @@ class AnswerView(Protocol):
 
     @property
     def citations(self) -> list[Citation]: ...
+
+    @property
+    def contexts(self) -> list[Context]: ...
 
 
 @runtime_checkable
@@ -449,7 +453,19 @@ def observe_stages(a: AnswerView) -> None:
         ASK_STAGE_SECONDS.labels(stage.value).observe(ms / 1000)
 
 
-def answer_pb(a: AnswerView) -> pb.AskResponse:
+def context_pb(c: Context) -> pb.RetrievedContext:
+    return pb.RetrievedContext(
+        chunk_id=c.chunk_id,
+        document_id=c.document_id,
+        start=c.start,
+        end=c.end or c.start + len(c.text),
+        text=c.text,
+        score=c.score,
+    )
+
+
+def answer_pb(a: AnswerView, *, include_contexts: bool = False) -> pb.AskResponse:
+    """``include_contexts``: with the contexts the answer was made from (``AskRequest.include_contexts``)."""
     return pb.AskResponse(
         question_id=a.question_id,
         answer=a.text,
@@ -469,10 +485,11 @@ def answer_pb(a: AnswerView) -> pb.AskResponse:
         cached=a.cached,
         steps=[step_pb(s) for s in a.steps],
         status=_RUN_STATUS[a.status],
+        contexts=[context_pb(c) for c in a.contexts] if include_contexts else [],
     )
 
 
-def event_pb(ev: object) -> pb.AskEvent | None:
+def event_pb(ev: object, *, include_contexts: bool = False) -> pb.AskEvent | None:
     """One pipeline event as the stream shows it (None: nothing to show)."""
     if isinstance(ev, StageEvent):
         return pb.AskEvent(stage=pb.StageEvent(stage=stage_pb(ev.stage), detail=ev.detail))
@@ -481,7 +498,7 @@ def event_pb(ev: object) -> pb.AskEvent | None:
     if isinstance(ev, FinalEvent):
         answer = cast("AnswerView", ev.answer)
         observe_stages(answer)
-        return pb.AskEvent(final=answer_pb(answer))
+        return pb.AskEvent(final=answer_pb(answer, include_contexts=include_contexts))
     if isinstance(ev, StepEventView):
         return pb.AskEvent(step=step_pb(ev.step))
     return None
@@ -515,13 +532,13 @@ class AgentOrchestratorServicer(pb_grpc.AgentOrchestratorServiceServicer):
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
         answer = await self._core.ask(ask_input(request))
         observe_stages(answer)
-        return answer_pb(answer)
+        return answer_pb(answer, include_contexts=request.include_contexts)
 
     async def AskStream(
         self, request: pb.AskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AskEvent]:
         async for ev in self._core.run(ask_input(request)):
-            out = event_pb(ev)
+            out = event_pb(ev, include_contexts=request.include_contexts)
             if out is not None:
                 yield out
 

@@ -14,7 +14,7 @@ from isthmus_agent_orchestrator.agents.types import Approval, RunStatus, Step, S
 from isthmus_agent_orchestrator.pipeline import AskInput, FinalEvent, SentenceEvent, Stage, StageEvent
 from isthmus_core.contracts.events import Citation
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
-from isthmus_core.ports.generator import AnswerSentence, CitedSpan
+from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import Action, Verdict
 
 
@@ -41,6 +41,7 @@ class FakeAnswer:
     cached: bool = False
     steps: list[Step] = field(default_factory=list)
     status: RunStatus = RunStatus.COMPLETED
+    contexts: list[Context] = field(default_factory=list)
 
     @property
     def text(self) -> str:

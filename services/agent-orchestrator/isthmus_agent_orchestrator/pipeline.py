@@ -161,6 +161,9 @@ class Answer:
     cached: bool = False
     steps: list[Step] = field(default_factory=list)
     status: RunStatus = RunStatus.COMPLETED
+    #: the contexts the answer was generated from, best first (a cache hit: the cached answer's; with
+    #: parent-child chunking, the parent sections the generator read); empty when the question was blocked
+    contexts: list[Context] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -546,6 +549,7 @@ class Orchestrator:
                 answer.status = outcome.status
                 answer.usages.extend(outcome.usages)
             spent(agent_stage, t)
+            answer.contexts = contexts
             yield StageEvent(agent_stage, f"{len(contexts)} contexts")
             yield StageEvent(Stage.GENERATION)
             checked: list[tuple[AnswerSentence, Verdict]] = []

@@ -59,9 +59,11 @@ class Counting(ExtractiveGenerator):
     def __init__(self) -> None:
         super().__init__()
         self.streams = 0
+        self.contexts: list[list[Context]] = []
 
     def stream(self, question: str, contexts: Sequence[Context]) -> AsyncIterator[AnswerSentence]:
         self.streams += 1
+        self.contexts.append(list(contexts))
         return super().stream(question, contexts)
 
     async def generate(self, question: str, contexts: Sequence[Context]) -> Generation:
@@ -224,6 +226,22 @@ async def test_a_cached_answer_is_checked_by_the_output_guardrail_again() -> Non
     w.guard.block = ["thermals"]
     blocked = await w.core.ask(AskInput("t", "How do gliders soar?"))
     assert blocked.cached and blocked.blocked and "withheld by the output guardrail" in blocked.text
+
+
+async def test_an_answer_carries_the_contexts_given_to_the_generator_a_cache_hit_the_cached_ones() -> None:
+    cache = DictCache()
+    w = World(cache=cache)
+    first = await w.core.ask(AskInput("t", "How do gliders soar?"))
+    [entry] = cache.entries.values()
+    assert first.contexts and first.contexts == list(entry.contexts)
+    # what the generator was given, in its order
+    assert [c.chunk_id for c in first.contexts] == [c.chunk_id for c in w.generator.contexts[-1]]
+    hit = await w.core.ask(AskInput("t", "How do gliders soar?"))
+    assert hit.cached and hit.contexts == first.contexts
+    # a question the input guardrail blocks retrieves nothing
+    w.guard.block = ["soar"]
+    blocked = await w.core.ask(AskInput("t", "How do gliders soar?", no_cache=True))
+    assert blocked.blocked and blocked.contexts == []
 
 
 async def test_no_cache_skips_the_lookup_but_stores_the_answer() -> None:

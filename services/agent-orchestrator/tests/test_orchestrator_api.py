@@ -27,6 +27,7 @@ from isthmus_agent_orchestrator.api_testing import (
 from isthmus_core.auth.context import Access, AllowAll, acting_as
 from isthmus_core.auth.identity import Principal
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from isthmus_core.ports.generator import Context
 
 CTX = cast("grpc.aio.ServicerContext", None)
 
@@ -122,6 +123,32 @@ async def test_every_run_status_and_a_cached_answer_translate(status: RunStatus)
     resp = await servicer(FakeCore(sample_answer(status=status, cached=True, steps=[]))).Ask(request(), CTX)
     assert pb.RunStatus.Name(resp.status) == f"RUN_STATUS_{status.name}"
     assert resp.cached
+
+
+async def test_contexts_are_returned_only_when_asked_for_in_ask_and_in_the_streams_final_answer() -> None:
+    contexts = [
+        Context("c1", "d1", "Gliders fly far on thermals.", start=10, score=0.9, end=38),
+        Context("c2", "d2", "Winches launch gliders.", start=0, score=0.4),  # end unknown: start + len
+    ]
+    core = FakeCore(sample_answer(contexts=contexts))
+    assert list((await servicer(core).Ask(request(), CTX)).contexts) == []
+    resp = await servicer(core).Ask(request(include_contexts=True), CTX)
+    expected = [
+        pb.RetrievedContext(
+            chunk_id="c1", document_id="d1", start=10, end=38, text="Gliders fly far on thermals.", score=0.9
+        ),
+        pb.RetrievedContext(
+            chunk_id="c2", document_id="d2", start=0, end=23, text="Winches launch gliders.", score=0.4
+        ),
+    ]
+    assert [(c.chunk_id, c.start, c.end, c.text) for c in resp.contexts] == [
+        (c.chunk_id, c.start, c.end, c.text) for c in expected
+    ]
+    assert [c.score for c in resp.contexts] == pytest.approx([0.9, 0.4])
+    events = [ev async for ev in servicer(core).AskStream(request(include_contexts=True), CTX)]
+    assert [c.chunk_id for c in events[-1].final.contexts] == ["c1", "c2"]
+    events = [ev async for ev in servicer(core).AskStream(request(), CTX)]
+    assert list(events[-1].final.contexts) == []
 
 
 @pytest.mark.parametrize("kind", list(StepKind))

@@ -10,6 +10,7 @@ import pytest
 from isthmus.common.v1 import common_pb2
 from isthmus.retrieval.v1 import retrieval_pb2
 from isthmus_agent_orchestrator.agents.testing import RuleGuard
+from isthmus_agent_orchestrator.api import answer_pb
 from isthmus_agent_orchestrator.clients import contexts_of_hits
 from isthmus_agent_orchestrator.extractive import ExtractiveGenerator
 from isthmus_agent_orchestrator.parents import answer_context
@@ -98,3 +99,12 @@ async def test_the_answer_is_built_from_the_parent_text_and_cites_inside_the_par
     [event] = searcher.published
     first = event.provenance.retrieved[0]
     assert (first.chunk_id, first.start, first.end) == ("c2", PSTART, PSTART + len(PARENT))
+    # the contexts an Ask with include_contexts returns are those: the parent's text at its offsets
+    first_ctx = answer_pb(answer, include_contexts=True).contexts[0]
+    assert (first_ctx.chunk_id, first_ctx.start, first_ctx.end, first_ctx.text) == (
+        "c2",
+        PSTART,
+        PSTART + len(PARENT),
+        PARENT,
+    )
+    assert DOCUMENT[first_ctx.start : first_ctx.end] == first_ctx.text

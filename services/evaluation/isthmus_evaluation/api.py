@@ -18,8 +18,46 @@ from isthmus_evaluation.audit_api import timestamp_pb
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
 from isthmus_evaluation.online import OnlineMetrics
 from isthmus_evaluation.records import RecordStore
-from isthmus_evaluation.report import EvalReport
-from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_modes
+from isthmus_evaluation.report import AnswerMetrics, AnswerResult, EvalReport, QueryResult
+from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_answers, check_modes
+
+
+def _query_result_pb(q: QueryResult) -> pb.QueryResult:
+    return pb.QueryResult(
+        query_id=q.query_id,
+        ndcg_at_10=q.ndcg_at_10,
+        recall_at_100=q.recall_at_100,
+        mrr_at_10=q.mrr_at_10,
+        map_at_100=q.map_at_100,
+        latency_ms=q.latency_ms,
+        top=[pb.RankedDocument(document_id=d, score=sc) for d, sc in q.top],
+    )
+
+
+def _answers_pb(a: AnswerMetrics) -> pb.AnswerMetrics:
+    return pb.AnswerMetrics(
+        samples=a.samples,
+        metrics=[pb.MetricValue(name=m.name, mean=m.mean, n=m.n, failures=m.failures) for m in a.metrics],
+        failure_reasons=a.failure_reasons,
+        judge=a.judge,
+        blocked=a.blocked,
+        latency_p50_ms=a.latency_p50_ms,
+        latency_p95_ms=a.latency_p95_ms,
+    )
+
+
+def _answer_result_pb(a: AnswerResult) -> pb.AnswerResult:
+    return pb.AnswerResult(
+        query_id=a.query_id,
+        question=a.question,
+        answer=a.answer,
+        scores=a.scores,
+        failure=a.failure,
+        failure_detail=a.failure_detail,
+        blocked=a.blocked,
+        latency_ms=a.latency_ms,
+        context_documents=a.context_documents,
+    )
 
 
 def report_pb(r: EvalReport) -> pb.EvalReport:
@@ -37,9 +75,17 @@ def report_pb(r: EvalReport) -> pb.EvalReport:
                 mrr_at_10=m.mrr_at_10,
                 latency_p50_ms=m.latency_p50_ms,
                 latency_p95_ms=m.latency_p95_ms,
+                map_at_100=m.map_at_100,
+                per_query=[_query_result_pb(q) for q in m.per_query],
             )
             for m in r.modes
         ],
+        answers=_answers_pb(r.answers) if r.answers is not None else None,
+        answer_results=[_answer_result_pb(a) for a in r.answer_results],
+        query_texts=[
+            pb.QueryText(query_id=q.query_id, text=q.text, relevant=q.relevant) for q in r.query_texts
+        ],
+        passages=[pb.Passage(document_id=p.document_id, title=p.title, text=p.text) for p in r.passages],
     )
 
 
@@ -50,7 +96,7 @@ def event_pb(ev: EvalProgress | EvalReport) -> pb.EvalEvent:
 
 
 async def read_upload(
-    requests: AsyncIterator[pb.RunEvalUploadRequest], max_bytes: int
+    requests: AsyncIterator[pb.RunEvalUploadRequest], max_bytes: int, default_judge: str = "offline"
 ) -> tuple[pb.RunEvalUploadHeader, BeirDataset]:
     """The header and the parsed dataset of a RunEvalUpload stream (held in memory, never on disk)."""
     header: pb.RunEvalUploadHeader | None = None
@@ -64,6 +110,7 @@ async def read_upload(
                 raise InvalidArgument("the upload stream has two headers; send exactly one, first")
             header = req.header
             check_modes(header.modes)  # fail fast, before the bytes
+            check_answers(header.answers, header.judge, default_judge)
         elif kind is not None:
             if header is None:
                 raise InvalidArgument("the first message of RunEvalUpload must be the header")
@@ -135,16 +182,31 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         self, request: pb.RunEvalRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvalEvent]:
         check_modes(request.modes)
+        check_answers(request.answers, request.judge, self._runner.default_judge)
         path = dataset_under_root(self._root, request.dataset_path)
         ds = await asyncio.to_thread(load_beir, path)
-        async for ev in self._runner.run(ds, list(request.modes), request.max_queries, request.keep_tenant):
+        async for ev in self._runner.run(
+            ds,
+            list(request.modes),
+            request.max_queries,
+            request.keep_tenant,
+            answers=request.answers,
+            judge=request.judge,
+        ):
             yield event_pb(ev)
 
     async def RunEvalUpload(
         self, request_iterator: AsyncIterator[pb.RunEvalUploadRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvalEvent]:
-        header, ds = await read_upload(request_iterator, self._max_upload)
-        async for ev in self._runner.run(ds, list(header.modes), header.max_queries, header.keep_tenant):
+        header, ds = await read_upload(request_iterator, self._max_upload, self._runner.default_judge)
+        async for ev in self._runner.run(
+            ds,
+            list(header.modes),
+            header.max_queries,
+            header.keep_tenant,
+            answers=header.answers,
+            judge=header.judge,
+        ):
             yield event_pb(ev)
 
     async def GetOnlineMetrics(

@@ -1,7 +1,8 @@
-"""Evaluation's clients of other services, over gRPC: retrieval and ingestion.
+"""Evaluation's clients of other services, over gRPC: retrieval, ingestion and the agent orchestrator.
 
 :class:`GrpcEvalPlatform` implements :class:`isthmus_core.ports.eval_platform.EvalPlatform` over
-``RetrievalService`` (tenants, search) and ``IngestionService`` (upload, document statuses), so an
+``RetrievalService`` (tenants, search), ``IngestionService`` (upload, document statuses) and
+``AgentOrchestratorService.Ask`` (answers with their contexts), so an
 evaluation run measures exactly what users get (conformance:
 :mod:`isthmus_core.testing.eval_platform_conformance`, run in ``tests/e2e`` against the real platform).
 A failed call raises the matching :mod:`isthmus_core.errors` error (``NotFound``, ``AlreadyExists``,
@@ -15,12 +16,21 @@ from typing import Final
 
 import grpc
 
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2, agent_orchestrator_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.contracts.ids import TenantId
+from isthmus_core.errors import FailedPrecondition
 from isthmus_core.grpc.deadline import remaining
 from isthmus_core.grpc.status import from_rpc_error
-from isthmus_core.ports.eval_platform import DocumentHit, IndexProgress
+from isthmus_core.ports.eval_platform import (
+    AskedCitation,
+    AskedContext,
+    AskedSentence,
+    AskOutcome,
+    DocumentHit,
+    IndexProgress,
+)
 from isthmus_core.store.port import SearchMode
 
 _MODES: Final = {
@@ -33,19 +43,26 @@ _MODES: Final = {
 class GrpcEvalPlatform:
     """:class:`~isthmus_core.ports.eval_platform.EvalPlatform` over retrieval's and ingestion's gRPC APIs.
 
-    ``timeout_s`` bounds each call but tenant deletion and uploads, which get ``long_timeout_s``.
+    ``timeout_s`` bounds each call but tenant deletion, uploads and asks, which get ``long_timeout_s``.
+    Without an ``orchestrator`` channel :meth:`ask` is a ``FailedPrecondition``.
     """
 
     def __init__(
         self,
         retrieval: grpc.aio.Channel,
         ingestion: grpc.aio.Channel,
+        orchestrator: grpc.aio.Channel | None = None,
         *,
         timeout_s: float = 60.0,
         long_timeout_s: float = 120.0,
     ) -> None:
         self._retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval)
         self._ingestion = ingestion_pb2_grpc.IngestionServiceStub(ingestion)
+        self._orchestrator = (
+            None
+            if orchestrator is None
+            else agent_orchestrator_pb2_grpc.AgentOrchestratorServiceStub(orchestrator)
+        )
         self._timeout = timeout_s
         self._long_timeout = long_timeout_s
 
@@ -104,3 +121,38 @@ class GrpcEvalPlatform:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
         return [DocumentHit(h.context.document_id, h.context.score) for h in resp.hits]
+
+    async def ask(self, tenant_id: TenantId, question: str) -> AskOutcome:
+        if self._orchestrator is None:
+            raise FailedPrecondition("this evaluation platform has no agent orchestrator to ask")
+        # no_cache: each judged answer is generated (a throwaway tenant has no cache worth measuring)
+        request = agent_orchestrator_pb2.AskRequest(
+            tenant_id=tenant_id, question=question, include_contexts=True, no_cache=True
+        )
+        try:
+            resp = await self._orchestrator.Ask(request, timeout=remaining(self._long_timeout))
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return ask_outcome(resp)
+
+
+def ask_outcome(resp: agent_orchestrator_pb2.AskResponse) -> AskOutcome:
+    """An ``AskResponse`` as the port's :class:`AskOutcome`."""
+    return AskOutcome(
+        answer_id=resp.question_id,
+        answer=resp.answer,
+        sentences=tuple(
+            AskedSentence(
+                s.text,
+                tuple(AskedCitation(c.chunk_id, c.document_id, c.start, c.end) for c in s.citations),
+            )
+            for s in resp.sentences
+        ),
+        contexts=tuple(
+            AskedContext(c.chunk_id, c.document_id, c.start, c.end, c.text, c.score) for c in resp.contexts
+        ),
+        blocked=resp.blocked,
+        latency_ms=resp.latency_ms,
+        cached=resp.cached,
+        generator=resp.generator,
+    )

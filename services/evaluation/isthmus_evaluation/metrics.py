@@ -1,4 +1,4 @@
-"""Offline retrieval metrics (nDCG@10, recall@100, MRR@10) computed with pytrec_eval.
+"""Offline retrieval metrics (nDCG@10, recall@100, MRR@10, MAP@100) computed with pytrec_eval.
 
 Conventions follow BEIR: nDCG uses linear gain (trec_eval's ``ndcg_cut``), metrics are averaged over
 every judged query, and a judged query without any retrieved document scores 0. Documents are ranked by
@@ -19,10 +19,16 @@ from isthmus_core.errors import InvalidArgument
 NDCG_AT_10 = "ndcg_at_10"
 RECALL_AT_100 = "recall_at_100"
 MRR_AT_10 = "mrr_at_10"
-METRIC_NAMES = (NDCG_AT_10, RECALL_AT_100, MRR_AT_10)
+MAP_AT_100 = "map_at_100"
+METRIC_NAMES = (NDCG_AT_10, RECALL_AT_100, MRR_AT_10, MAP_AT_100)
 
 #: our metric name -> pytrec_eval measure (as requested, as reported)
-_FULL_RUN_MEASURES = {NDCG_AT_10: ("ndcg_cut.10", "ndcg_cut_10"), RECALL_AT_100: ("recall.100", "recall_100")}
+_FULL_RUN_MEASURES = {
+    NDCG_AT_10: ("ndcg_cut.10", "ndcg_cut_10"),
+    RECALL_AT_100: ("recall.100", "recall_100"),
+    # mean average precision of the first 100 (trec_eval's map_cut.100)
+    MAP_AT_100: ("map_cut.100", "map_cut_100"),
+}
 _MRR_MEASURE = ("recip_rank", "recip_rank")
 _MRR_CUTOFF = 10
 
@@ -34,8 +40,9 @@ class RunMetrics:
     mrr_at_10: float
     #: number of judged queries the means are taken over
     n_queries: int
-    #: query id -> {"ndcg_at_10", "recall_at_100", "mrr_at_10"}, for every judged query
+    #: query id -> {"ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"}, for every judged query
     per_query: dict[str, dict[str, float]]
+    map_at_100: float = 0.0
 
 
 def evaluate_run(
@@ -77,6 +84,7 @@ def evaluate_run(
         ndcg_at_10=mean(NDCG_AT_10),
         recall_at_100=mean(RECALL_AT_100),
         mrr_at_10=mean(MRR_AT_10),
+        map_at_100=mean(MAP_AT_100),
         n_queries=n,
         per_query=per_query,
     )

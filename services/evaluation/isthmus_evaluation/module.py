@@ -57,11 +57,17 @@ async def build(ctx: ModuleContext[EvaluationSettings]) -> Offer:
     online = OnlineMetrics()
     records = RecordStore(ctx.data_dir / "evaluation" / "records.sqlite")
     runner = EvalRunner(
-        GrpcEvalPlatform(ctx.channel("retrieval"), ctx.channel("ingestion")),
+        GrpcEvalPlatform(
+            ctx.channel("retrieval"), ctx.channel("ingestion"), ctx.channel("agent-orchestrator")
+        ),
         upload_concurrency=s.upload_concurrency,
         search_concurrency=s.search_concurrency,
         index_timeout_s=s.index_timeout_s,
         top_k=s.top_k,
+        # TODO(lead, slice A): judge_factory=lambda kind: build_judge(kind, s, ctx.channel("guardrail")),
+        # (and "guardrail" in depends_on); until then a run with answers > 0 is FAILED_PRECONDITION
+        judge_concurrency=s.judge_concurrency,
+        default_judge=s.judge,
     )
 
     async def on_answer(ev: AnswerProduced) -> None:
@@ -168,6 +174,6 @@ MODULE = Module(
     name=NAME,
     settings_cls=EvaluationSettings,
     build=build,
-    depends_on=("ingestion", "retrieval"),
+    depends_on=("ingestion", "retrieval", "agent-orchestrator"),
     description="retrieval metrics on datasets and on live traffic; the audit log; answers' provenance",
 )

@@ -154,6 +154,7 @@ def render_table(report: EvalReport, reference: dict[str, float] | None = None) 
         table.add_column("ref nDCG@10", justify="right")
     table.add_column("recall@100", justify="right")
     table.add_column("MRR@10", justify="right")
+    table.add_column("MAP@100", justify="right")
     table.add_column("p50 ms", justify="right")
     table.add_column("p95 ms", justify="right")
     for mode in report.modes:
@@ -164,8 +165,29 @@ def render_table(report: EvalReport, reference: dict[str, float] | None = None) 
         cells += [
             f"{mode.recall_at_100:.3f}",
             f"{mode.mrr_at_10:.3f}",
+            f"{mode.map_at_100:.3f}",
             f"{mode.latency_p50_ms:.1f}",
             f"{mode.latency_p95_ms:.1f}",
         ]
         table.add_row(*cells)
+    return table
+
+
+def render_answers(answers: AnswerMetrics) -> Table:
+    """The answer metrics: one row per metric (mean over the ``n`` scored answers, judge failures apart),
+    the judge, blocked answers, failure reasons and latency in the title."""
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(answers.failure_reasons.items())) or "none"
+    table = Table(
+        title=(
+            f"answers: {answers.samples} judged by {answers.judge or '?'}, {answers.blocked} blocked; "
+            f"judge failures: {reasons}; latency p50 {answers.latency_p50_ms:.0f} ms, "
+            f"p95 {answers.latency_p95_ms:.0f} ms"
+        )
+    )
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("failures", justify="right")
+    for m in answers.metrics:
+        table.add_row(m.name, f"{m.mean:.3f}", str(m.n), str(m.failures))
     return table

@@ -80,12 +80,30 @@ def test_recall_at_100_ignores_rank_101() -> None:
     assert m.recall_at_100 == pytest.approx(0.5)
 
 
+def test_map_at_100_by_hand() -> None:
+    # q1: relevant a, b, c (graded; MAP is binary) ranked [a, n1, b, c]: AP = (1/1 + 2/3 + 3/4) / 3 = 29/36
+    # q2: relevant x ranked [n2, x]: AP = 1/2 ; MAP = (29/36 + 18/36) / 2 = 47/72
+    m = evaluate_run(QRELS, {"q1": _ranked(["a", "n1", "b", "c"]), "q2": _ranked(["n2", "x"])})
+    assert m.per_query["q1"]["map_at_100"] == pytest.approx(29 / 36)
+    assert m.per_query["q2"]["map_at_100"] == pytest.approx(1 / 2)
+    assert m.map_at_100 == pytest.approx(47 / 72)
+
+
+def test_map_at_100_ignores_rank_101() -> None:
+    # rel1 at rank 1 (precision 1), rel2 at rank 101 (cut): AP = 1/2 (two relevant), not (1 + 2/101) / 2
+    qrels = {"q": {"rel1": 1, "rel2": 1}}
+    ranking = ["rel1"] + [f"n{i}" for i in range(99)] + ["rel2"]
+    m = evaluate_run(qrels, {"q": _ranked(ranking)})
+    assert m.map_at_100 == pytest.approx(0.5)
+
+
 def test_missing_and_empty_queries_count_as_zero() -> None:
     qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 1}}
     m = evaluate_run(qrels, {"q1": _ranked(["a"]), "q3": {}})
     assert m.n_queries == 3
-    assert m.per_query["q2"] == {"ndcg_at_10": 0.0, "recall_at_100": 0.0, "mrr_at_10": 0.0}
-    assert m.per_query["q3"] == {"ndcg_at_10": 0.0, "recall_at_100": 0.0, "mrr_at_10": 0.0}
+    zero = {"ndcg_at_10": 0.0, "recall_at_100": 0.0, "mrr_at_10": 0.0, "map_at_100": 0.0}
+    assert m.per_query["q2"] == zero
+    assert m.per_query["q3"] == zero
     assert m.ndcg_at_10 == pytest.approx(1 / 3)
     assert m.mrr_at_10 == pytest.approx(1 / 3)
 

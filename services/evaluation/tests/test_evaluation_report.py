@@ -51,7 +51,7 @@ def test_from_json_rejects_other_documents(text: str) -> None:
 def test_table_lists_every_mode_with_its_metrics() -> None:
     table = render_table(_report())
     headers = [str(c.header) for c in table.columns]
-    assert headers == ["mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms"]
+    assert headers == ["mode", "nDCG@10", "recall@100", "MRR@10", "MAP@100", "p50 ms", "p95 ms"]
     text = _render(table)
     assert "cranfield" in text and "1400 documents" in text and "225 queries" in text
     for line_start, ndcg in [("bm25", "0.512"), ("hybrid", "0.556"), ("rerank", "0.600")]:

@@ -17,7 +17,7 @@ from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from isthmus_core.auth.context import current_principal
 from isthmus_core.contracts.events import GuardrailVerdict, VerdictReason
 from isthmus_core.contracts.ids import TenantId, parse_tenant_id
-from isthmus_core.errors import InvalidArgument
+from isthmus_core.errors import FailedPrecondition, InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, CitedSpan, Context
 from isthmus_core.ports.guard import (
     Action,
@@ -30,6 +30,7 @@ from isthmus_core.ports.guard import (
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
 from isthmus_guardrail import ingest_scan
 from isthmus_guardrail.guard import ORIGINS, Guard
+from isthmus_guardrail.judging import Judges
 from isthmus_guardrail.policies import PolicyStore, PolicyVersion
 
 #: initial-metadata key sent once a CheckOutputStream header is accepted (the client waits for it)
@@ -65,8 +66,12 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         publish_verdict: Callable[[GuardrailVerdict], Awaitable[None]],
         max_text_chars: int,
         tenants: TenantDirectory,
+        judging: Judges | None = None,
     ) -> None:
+        """``judging``: the evaluation judges (None: the grounding model is off, Entail and
+        ScoreRelevance answer FAILED_PRECONDITION)."""
         self._guard = guard
+        self._judging = judging
         self._policies = policies
         self._publish = publish_verdict
         self._max = max_text_chars
@@ -217,6 +222,36 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         for event in ingest_scan.verdict_events(tenant, document, chunks, verdicts, label):
             await self._publish(event)
         return ingest_scan.response_pb(verdicts, label, policy.ingest_scope)
+
+    # ---- evaluation judges (judging.py): stateless, no verdict events
+
+    def _judges(self) -> Judges:
+        if self._judging is None:
+            raise FailedPrecondition(
+                "the evaluation judges need the grounding model, which is off on this guardrail "
+                "(guardrail.grounding_model_enabled = false)"
+            )
+        return self._judging
+
+    async def Entail(self, request: pb.EntailRequest, context: grpc.aio.ServicerContext) -> pb.EntailResponse:
+        await self._tenant(request.tenant_id)
+        judging = self._judges()
+        results = await asyncio.to_thread(judging.entail, [(p.premise, p.hypothesis) for p in request.pairs])
+        return pb.EntailResponse(
+            results=[
+                pb.Entailment(entailment=r.entailment, neutral=r.neutral, contradiction=r.contradiction)
+                for r in results
+            ],
+            model=judging.entailment_model,
+        )
+
+    async def ScoreRelevance(
+        self, request: pb.ScoreRelevanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScoreRelevanceResponse:
+        await self._tenant(request.tenant_id)
+        judging = self._judges()
+        scores = await asyncio.to_thread(judging.relevance, request.query, list(request.passages))
+        return pb.ScoreRelevanceResponse(scores=scores, model=judging.relevance_model)
 
 
 def _sentence(s: common_pb2.AnswerSentence) -> AnswerSentence:

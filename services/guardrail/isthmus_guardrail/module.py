@@ -21,6 +21,7 @@ from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_core.telemetry.caches import register_cache
 from isthmus_guardrail.api import GuardrailServicer
+from isthmus_guardrail.judging import Judging
 from isthmus_guardrail.policies import PolicyStore
 from isthmus_guardrail.settings import GuardrailSettings
 
@@ -29,14 +30,16 @@ NAME = "guardrail"
 TENANT_EVENTS_GROUP = "guardrail"
 
 
-def _checks(s: GuardrailSettings) -> tuple[dict[str, Any], list[Callable[[], None]]]:
+def _checks(s: GuardrailSettings) -> tuple[dict[str, Any], list[Callable[[], None]], Judging | None]:
     """The checks beside the rules and PII, each loaded only when enabled (models load here, at build),
-    and what closes the models' run threads on stop.
+    what closes the models' run threads on stop, and the evaluation judges (``Entail``,
+    ``ScoreRelevance``: the grounding model and its cross-encoder; None when the grounding model is off).
 
     One bundled bge-small encoder serves the injection model and the topic matcher; the bundled
-    cross-encoder serves the grounding model."""
+    cross-encoder serves the grounding model and the judges."""
     checks: dict[str, Any] = {}
     closers: list[Callable[[], None]] = []
+    judging: Judging | None = None
     encoder = None
     if s.injection_model_enabled or s.topics_enabled:
         from isthmus_core.onnx_embedder import OnnxEmbedder
@@ -59,12 +62,13 @@ def _checks(s: GuardrailSettings) -> tuple[dict[str, Any], list[Callable[[], Non
         # the bundled ms-marco cross-encoder; a pair is one answer sentence and one cited sentence
         cross_encoder = OnnxCrossEncoder()
         closers.append(cross_encoder.close)
-        checks["grounding_model"] = load_grounding_model(cross_encoder)
+        checks["grounding_model"] = grounding = load_grounding_model(cross_encoder)
+        judging = Judging(grounding, cross_encoder)
     if s.toxicity_enabled:
         from isthmus_guardrail.toxicity import load_default as load_toxicity
 
         checks["toxicity"] = load_toxicity()
-    return checks, closers
+    return checks, closers, judging
 
 
 async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
@@ -76,7 +80,7 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
     pii = await asyncio.to_thread(PiiDetector, s.spacy_model) if s.pii_enabled else None
     if pii is not None:
         register_cache("pii_findings", pii.cache_info)
-    checks, closers = await asyncio.to_thread(_checks, s)
+    checks, closers, judging = await asyncio.to_thread(_checks, s)
     guard = Guard(pii, **checks)
     policies = PolicyStore(ctx.data_dir / "guardrail")  # policies.sqlite (migrates policies/*.json)
     closers.append(policies.close)
@@ -92,6 +96,7 @@ async def build(ctx: ModuleContext[GuardrailSettings]) -> Offer:
         publisher(ctx.bus, topics.GUARDRAIL_VERDICTS),
         s.max_text_chars,
         tenants,
+        judging,
     )
 
     peers = ctx.common.peer_regions()

@@ -5,6 +5,7 @@ removed."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from isthmus_core.contracts.events import GuardrailVerdict
 from isthmus_core.contracts.ids import TenantId
 from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_core.ports.guard import Policy
+from isthmus_core.ports.judge import Entailment
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_guardrail.api import GuardrailServicer
 from isthmus_guardrail.guard import Guard
@@ -31,6 +33,18 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "data" / "guardrail"
 
 
+class _Judging:
+    """The evaluation judges without their models (tenants are checked before any judging)."""
+
+    entailment_model = relevance_model = "stub@0"
+
+    def entail(self, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
+        return [Entailment(1.0, 0.0, 0.0) for _ in pairs]
+
+    def relevance(self, query: str, passages: Sequence[str]) -> list[float]:
+        return [0.5 for _ in passages]
+
+
 @pytest.fixture
 def servicer(root: Path) -> tuple[GuardrailServicer, list[GuardrailVerdict]]:
     published: list[GuardrailVerdict] = []
@@ -39,7 +53,9 @@ def servicer(root: Path) -> tuple[GuardrailServicer, list[GuardrailVerdict]]:
         published.append(v)
 
     return (
-        GuardrailServicer(Guard(None), PolicyStore(root), publish, 1000, InMemoryTenantDirectory([KNOWN])),
+        GuardrailServicer(
+            Guard(None), PolicyStore(root), publish, 1000, InMemoryTenantDirectory([KNOWN]), _Judging()
+        ),
         published,
     )
 
@@ -60,6 +76,11 @@ def _requests(tenant: str) -> list[tuple[str, Any]]:
         ("ListPolicyVersions", pb.ListPolicyVersionsRequest(tenant_id=tenant)),
         ("RollbackPolicy", pb.RollbackPolicyRequest(tenant_id=tenant, version=1)),
         ("ApplyPolicyRef", pb.ApplyPolicyRefRequest(tenant_id=tenant, name="strict")),
+        (
+            "Entail",
+            pb.EntailRequest(tenant_id=tenant, pairs=[pb.EntailPair(premise="Ten days.", hypothesis="10")]),
+        ),
+        ("ScoreRelevance", pb.ScoreRelevanceRequest(tenant_id=tenant, query="days", passages=["Ten days."])),
     ]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from isthmus_cli import eval_outputs
 from isthmus_cli.client import connect, run
 from isthmus_cli.options import DEFAULT_ENDPOINT, AsJson, ConfigFile, Endpoint
 from isthmus_cli.output import console, fail, progress
@@ -44,17 +44,62 @@ def eval_(
     weaviate_grpc_port: Annotated[
         int, typer.Option(envvar="ISTHMUS_RETRIEVAL_WEAVIATE_GRPC_PORT", help="with --store weaviate")
     ] = 18081,
+    answers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="ask this many queries (the first, by id) through the orchestrator and judge the answers",
+        ),
+    ] = 0,
+    judge: Annotated[
+        str,
+        typer.Option(help="offline|llm: the judge of the answers (default: the service's evaluation.judge)"),
+    ] = "",
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="a report written by --output (or --json) to compare with: the gate, the HTML"),
+    ] = None,
+    max_drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-drop",
+            metavar="[MODE:]METRIC=ALLOWANCE",
+            help="fail (exit 1) when METRIC falls more than ALLOWANCE below the baseline, in every mode or "
+            "in MODE; repeatable. Metrics: ndcg_at_10, recall_at_100, mrr_at_10, map_at_100; "
+            "latency_p50_ms / latency_p95_ms (a rise, in ms); faithfulness, answer_relevance, "
+            "context_precision, context_recall (answers). ALLOWANCE: a number, or N% of the baseline",
+        ),
+    ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option("--allow-mismatch", help="compare with a baseline of another dataset, size or judge"),
+    ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="write a self-contained HTML report (no network to view it)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the JSON report here")] = None,
     as_json: AsJson = False,
     config: ConfigFile = None,
 ) -> None:
-    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10 per mode.
+    """Ingest a dataset for a throwaway tenant and report nDCG@10, recall@100, MRR@10, MAP@100 per mode;
+    with --answers N, also the answer metrics (faithfulness, answer relevance, context precision and
+    recall) of the first N queries' answers.
 
     Against a running platform (--endpoint), or a throwaway one in this process (--standalone, or
-    --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url)."""
+    --store embedded|weaviate; `make weaviate-up` serves the default --weaviate-url).
+
+    A regression gate for CI: --baseline base.json --max-drop ndcg_at_10=0.01 exits 1 when a metric
+    fell past its allowance, naming each and by how much; a metric or mode missing from either report
+    fails too. --output writes this run's report (the next baseline), --html a page to read.
+
+    Exit codes: 0 done, and the gate (if any) passed; 1 the evaluation failed, or the gate did; 2 a
+    usage error (a bad --max-drop, an unreadable baseline, a baseline lacking what --max-drop names,
+    a baseline of another dataset)."""
     from isthmus.evaluation.v1 import evaluation_pb2
+    from isthmus_cli.eval_report import report_from_proto
     from isthmus_cli.standalone import standalone_platform
     from isthmus_evaluation.datasets import CORPUS_FILE, LAYOUT_HINT, QRELS_FILE, QUERIES_FILE
-    from isthmus_evaluation.report import REFERENCE_NDCG10, EvalReport, ModeReport, render_table
+    from isthmus_evaluation.report import REFERENCE_NDCG10, render_answers, render_table
 
     ds = dataset.resolve()
     if not ds.is_dir():
@@ -63,14 +108,25 @@ def eval_(
     files = {"corpus": ds / CORPUS_FILE, "queries": ds / QUERIES_FILE, "qrels": ds / QRELS_FILE}
     if missing := [str(p.relative_to(ds)) for p in files.values() if not p.is_file()]:
         fail(f"{dataset} has no {', '.join(missing)}; {LAYOUT_HINT}")
+    outputs = eval_outputs.prepare(
+        baseline=baseline,
+        max_drop=max_drop or [],
+        html=html,
+        output=output,
+        allow_mismatch=allow_mismatch,
+        dataset=eval_outputs.dataset_name(ds),
+        modes=[m for m in modes.split(",") if m],
+    )
 
     def upload_requests() -> Iterator[evaluation_pb2.RunEvalUploadRequest]:
         yield evaluation_pb2.RunEvalUploadRequest(
             header=evaluation_pb2.RunEvalUploadHeader(
-                name=re.sub(r"[^A-Za-z0-9._-]+", "-", ds.name).lstrip("._-")[:64] or "dataset",
+                name=eval_outputs.dataset_name(ds),
                 modes=[m for m in modes.split(",") if m],
                 max_queries=max_queries,
                 keep_tenant=keep_tenant,
+                answers=answers,
+                judge=judge,
             )
         )
         for part, path in files.items():
@@ -112,18 +168,11 @@ def eval_(
     r = run(main())
     if r is None:
         fail("the evaluation stream ended without its report")
-    report = EvalReport(
-        dataset=r.dataset,
-        documents=r.documents,
-        queries=r.queries,
-        ingest_seconds=r.ingest_seconds,
-        tenant_id=r.tenant_id,
-        modes=[
-            ModeReport(m.mode, m.ndcg_at_10, m.recall_at_100, m.mrr_at_10, m.latency_p50_ms, m.latency_p95_ms)
-            for m in r.modes
-        ],
-    )
+    report = report_from_proto(r)
     if as_json:
         print(report.to_json())
     else:
         console.print(render_table(report, REFERENCE_NDCG10.get(report.dataset)))
+        if report.answers is not None:
+            console.print(render_answers(report.answers))
+    eval_outputs.finish(report, outputs)
