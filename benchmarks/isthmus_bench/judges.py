@@ -15,12 +15,15 @@ public claims have 64 CONTRADICT ones: the rest are unrelated when more are aske
 
 Judges, in one run, on the same pairs, each giving a faithfulness score in 0..1 (faithful when >= 0.5):
 
-* ``offline`` — the guardrail's grounding model (cross-encoder + trained head, bundled, no network), as
-  the evaluation's offline judge calls it (``Judge.entail(premise=context, hypothesis=claim)``); the
-  score is P(entailment). Run in-process here: the ``Entail`` RPC serves the same model.
-* ``llm`` — our LLM judge over an OpenAI-compatible server: ``isthmus_evaluation.judges.llm`` when it is
-  installed, else :class:`ChatEntailJudge` (the same protocol: one yes / partial / no question per pair,
-  temperature 0; yes = 1, partial = 0.5, no = 0; an unparseable reply is a failure).
+* ``offline`` — our faithfulness (:func:`isthmus_evaluation.rag_metrics.score_sample`: the claim is
+  faithful when the judge's most probable class is entailment) with the offline judge the evaluation
+  service uses: :class:`~isthmus_core.clients.judge.GrpcJudge` over the guardrail's ``Entail`` RPC, served
+  here by a real guardrail servicer (its grounding model: cross-encoder + trained head, bundled);
+* ``llm`` — the same faithfulness with our LLM judge (:class:`isthmus_evaluation.judges.llm.LlmJudge`:
+  one yes / no / partly question per pair, temperature 0, an unparseable reply is a failure).
+
+For ours, AUC and the correlations use the judge's P(entailment) (the offline model's probability; the
+LLM judge's yes / partly / no as 1 / 0.5 / 0 or so); accuracy and kappa use the faithfulness verdict.
 * ``ragas`` — RAGAS's ``Faithfulness`` (``ragas.metrics.collections``: statements extracted from the
   answer, then an NLI verdict per statement, both as JSON through instructor) with the SAME server and
   model (``llm_factory`` over ``openai.AsyncOpenAI(base_url=...)``); it needs no embeddings.
@@ -41,7 +44,6 @@ import contextlib
 import json
 import math
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -49,12 +51,20 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from isthmus_core.ports.judge import Entailment, Judge, JudgeFailed
+from isthmus_evaluation.rag_metrics import (
+    FAITHFULNESS,
+    RagSample,
+    SampleCitation,
+    SampleContext,
+    SampleSentence,
+    score_sample,
+)
 
 JUDGES = ("offline", "llm", "ragas")
 THRESHOLD = 0.5
@@ -240,6 +250,8 @@ class JudgeRun:
     name: str
     model: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    #: a continuous score per pair (AUC, correlations); the faithfulness where absent
+    continuous: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -256,7 +268,7 @@ def judge_summary(run: JudgeRun, pairs: Sequence[Pair]) -> dict[str, Any]:
         if ks:
             per_kind[kind] = accuracy([p.gold for p in ks], [run.scores[p.id] for p in ks])
     times = list(run.seconds.values())
-    continuous = len({round(s, 6) for s in scores}) > 3
+    continuous = [run.continuous.get(p.id, run.scores[p.id]) for p in judged]
     return {
         "judge": run.name,
         "model": run.model,
@@ -269,8 +281,9 @@ def judge_summary(run: JudgeRun, pairs: Sequence[Pair]) -> dict[str, Any]:
         "accuracy": accuracy(gold, scores),
         "balanced_accuracy": balanced_accuracy(gold, scores),
         "accuracy_per_kind": per_kind,
-        "auc": auc(gold, scores),
-        "scores_continuous": continuous,
+        # on the continuous score; with few distinct levels (e.g. an LLM's yes / partly / no) AUC is coarse
+        "auc": auc(gold, continuous),
+        "score_levels": len({round(s, 6) for s in continuous}),
         "seconds_per_sample_mean": statistics.fmean(times) if times else None,
         "seconds_per_sample_p50": _percentile(times, 0.5) if times else None,
         "seconds_per_sample_p95": _percentile(times, 0.95) if times else None,
@@ -279,9 +292,10 @@ def judge_summary(run: JudgeRun, pairs: Sequence[Pair]) -> dict[str, Any]:
 
 def agreement(a: JudgeRun, b: JudgeRun, pairs: Sequence[Pair]) -> dict[str, Any]:
     both = [p.id for p in pairs if p.id in a.scores and p.id in b.scores]
-    xa = [a.scores[i] for i in both]
-    xb = [b.scores[i] for i in both]
-    va, vb = [verdict(s) for s in xa], [verdict(s) for s in xb]
+    va = [verdict(a.scores[i]) for i in both]
+    vb = [verdict(b.scores[i]) for i in both]
+    xa = [a.continuous.get(i, a.scores[i]) for i in both]
+    xb = [b.continuous.get(i, b.scores[i]) for i in both]
     return {
         "judges": [a.name, b.name],
         "both_judged": len(both),
@@ -300,7 +314,7 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 def render(summaries: Sequence[Mapping[str, Any]], agreements: Sequence[Mapping[str, Any]]) -> str:
     lines = [
-        "| judge | judged / samples | failure rate | accuracy | balanced acc. | AUC "
+        "| judge | judged / samples | failure rate | accuracy | balanced acc. | AUC (score levels) "
         "| acc. support / contradict / unrelated | s/sample mean | s/sample p95 | failures |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -314,7 +328,7 @@ def render(summaries: Sequence[Mapping[str, Any]], agreements: Sequence[Mapping[
         lines.append(
             f"| {s['judge']} | {s['judged']} / {s['samples']} | {_f(s['failure_rate'])} "
             f"| {_f(s['accuracy'])} "
-            f"| {_f(s['balanced_accuracy'])} | {_f(s['auc']) if s['scores_continuous'] else '—'} | {per} "
+            f"| {_f(s['balanced_accuracy'])} | {_f(s['auc'])} ({s['score_levels']}) | {per} "
             f"| {_f(s['seconds_per_sample_mean'], 2)} | {_f(s['seconds_per_sample_p95'], 2)} | {reasons} |"
         )
     if agreements:
@@ -334,132 +348,124 @@ def render(summaries: Sequence[Mapping[str, Any]], agreements: Sequence[Mapping[
 # -- judges -------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A judge's faithfulness of one pair (its verdict: faithful when >= 0.5) and a continuous score for
+    AUC and correlations (ours: P(entailment) of the judge; RAGAS: the faithfulness itself)."""
+
+    faithfulness: float
+    continuous: float
+
+
 class PairScorer(Protocol):
     name: str
     model: str
 
-    async def score(self, pair: Pair) -> float:
-        """Faithfulness of ``pair.answer`` to ``pair.context`` in 0..1; raises :class:`JudgeFailed`."""
+    async def score(self, pair: Pair) -> Scored:
+        """Raises :class:`JudgeFailed` when the judge could not judge the pair."""
+
+
+def rag_sample(pair: Pair) -> RagSample:
+    """The pair as the evaluation scores an answer: one sentence citing the whole of one context (the
+    document is judged relevant, so the contexts' relevance is not asked)."""
+    chunk = f"{pair.doc_id}#0"
+    return RagSample(
+        question="What does the cited abstract find?",
+        answer=pair.answer,
+        sentences=(SampleSentence(pair.answer, (SampleCitation(chunk, 0, len(pair.context)),)),),
+        contexts=(SampleContext(chunk, pair.doc_id, 0, pair.context),),
+        qrels={pair.doc_id: 1},
+    )
+
+
+class _Recording:
+    """A Judge that keeps the entailment results of the judge it wraps (P(entailment): the continuous
+    score) and answers relevance without asking it: the bench reads faithfulness only, and an LLM
+    judge's relevance question would double its cost (and could fail the sample)."""
+
+    def __init__(self, judge: Judge) -> None:
+        self._judge = judge
+        self.entailed: list[Entailment] = []
+
+    @property
+    def name(self) -> str:
+        return self._judge.name
+
+    async def entail(self, tenant_id: str, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
+        self.entailed = await self._judge.entail(tenant_id, pairs)
+        return self.entailed
+
+    async def relevance(self, tenant_id: str, query: str, passages: Sequence[str]) -> list[float]:
+        return [0.0] * len(passages)
 
 
 class PortScorer:
-    """Faithfulness through the Judge port: one answer sentence citing one context, so the share of
-    entailed claims is P(entailment) of (context, claim)."""
+    """Our faithfulness: :func:`isthmus_evaluation.rag_metrics.score_sample` with a Judge (the port)."""
 
     def __init__(self, name: str, judge: Judge) -> None:
         self.name = name
         self.model = judge.name
         self._judge = judge
 
-    async def score(self, pair: Pair) -> float:
-        (result,) = await self._judge.entail(TENANT, [(pair.context, pair.answer)])
-        return result.entailment
+    async def score(self, pair: Pair) -> Scored:
+        recording = _Recording(self._judge)
+        result = await score_sample(rag_sample(pair), recording, TENANT)
+        self.model = self._judge.name  # GrpcJudge names its models after the first answer
+        if result.failure is not None:
+            raise JudgeFailed(result.failure, result.detail)
+        faithfulness = result.scores.get(FAITHFULNESS)
+        if faithfulness is None or not recording.entailed:
+            raise JudgeFailed("no_claims", "the answer holds no claim to judge")
+        return Scored(faithfulness, recording.entailed[0].entailment)
 
 
-class InProcessGroundingJudge:
-    """The guardrail's grounding model behind the Judge port, in this process (what ``Entail`` serves)."""
+@contextlib.asynccontextmanager
+async def offline_judge(workdir: Path) -> AsyncIterator[Judge]:
+    """The offline judge as the evaluation service uses it: :class:`GrpcJudge` over the guardrail's
+    ``Entail`` RPC, served here by a real guardrail servicer (grounding model + cross-encoder, bundled)."""
+    from functools import partial
 
-    def __init__(self) -> None:
-        from isthmus_core.onnx_reranker import OnnxCrossEncoder
-        from isthmus_guardrail.entailment import load_default
+    import grpc
 
-        self._cross_encoder = OnnxCrossEncoder()
-        self._model = load_default(self._cross_encoder)
+    from isthmus.guardrail.v1 import guardrail_pb2 as pb
+    from isthmus.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+    from isthmus_core.clients.judge import GrpcJudge
+    from isthmus_core.contracts.ids import parse_tenant_id
+    from isthmus_core.grpc.server import GrpcServer
+    from isthmus_core.onnx_reranker import OnnxCrossEncoder
+    from isthmus_core.ports.tenants import InMemoryTenantDirectory
+    from isthmus_guardrail.api import GuardrailServicer
+    from isthmus_guardrail.entailment import load_default
+    from isthmus_guardrail.guard import Guard
+    from isthmus_guardrail.judging import Judging
+    from isthmus_guardrail.policies import PolicyStore
 
-    @property
-    def name(self) -> str:
-        return f"offline:{self._model.name}"
+    async def publish(event: object) -> None:
+        return None
 
-    async def entail(self, tenant_id: str, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
-        out = []
-        for premise, hypothesis in pairs:
-            j = self._model.judge(hypothesis, premise)
-            out.append(Entailment(j.entailment, j.neutral, j.contradiction))
-        return out
-
-    async def relevance(self, tenant_id: str, query: str, passages: Sequence[str]) -> list[float]:
-        raise JudgeFailed("unsupported", "the bench scores faithfulness only")
-
-    def close(self) -> None:
-        self._cross_encoder.close()
-
-
-_VERDICT = re.compile(
-    r"\b(yes|partial|partially supported|partially|not supported|unsupported|supported|no)\b", re.IGNORECASE
-)
-_YES = Entailment(1.0, 0.0, 0.0)
-_PARTIAL = Entailment(0.5, 0.5, 0.0)
-_NO = Entailment(0.0, 0.0, 1.0)
-
-
-def parse_verdict(text: str) -> Entailment:
-    """The first yes / partial / no (or "supported" / "partially supported" / "not supported") of a
-    reply; :class:`JudgeFailed` ``unparseable`` without one."""
-    found = _VERDICT.search(text)
-    if found is None:
-        raise JudgeFailed("unparseable", f"no yes/partial/no in {text[:80]!r}")
-    word = found.group(1).lower()
-    if word.startswith("partial"):
-        return _PARTIAL
-    return _YES if word in ("yes", "supported") else _NO
-
-
-class ChatEntailJudge:
-    """The LLM judge protocol over an OpenAI-compatible chat API (the bench's own until
-    ``isthmus_evaluation.judges.llm`` is installed): one question per pair, temperature 0."""
-
-    PROMPT = (
-        "Context:\n{premise}\n\nStatement: {hypothesis}\n\n"
-        "Is the statement supported by the context? Answer with one word: yes, partial or no."
-    )
-
-    def __init__(self, base_url: str, model: str, timeout_s: float = 300.0) -> None:
-        import httpx
-
-        self._model = model
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
-
-    @property
-    def name(self) -> str:
-        return f"llm:{Path(self._model).name}"
-
-    async def entail(self, tenant_id: str, pairs: Sequence[tuple[str, str]]) -> list[Entailment]:
-        import httpx
-
-        out = []
-        for premise, hypothesis in pairs:
-            body = {
-                "model": self._model,
-                "temperature": 0.0,
-                "max_tokens": 8,
-                "messages": [
-                    {"role": "user", "content": self.PROMPT.format(premise=premise, hypothesis=hypothesis)}
-                ],
-            }
-            try:
-                response = await self._client.post("/chat/completions", json=body)
-            except httpx.TimeoutException as e:
-                raise JudgeFailed("timeout", str(e)) from e
-            except httpx.HTTPError as e:
-                raise JudgeFailed("unavailable", str(e)) from e
-            if response.status_code == 400:
-                raise JudgeFailed(
-                    "too_long" if "context" in response.text.lower() else "invalid", response.text[:200]
-                )
-            if response.status_code != 200:
-                raise JudgeFailed("unavailable", f"HTTP {response.status_code}")
-            try:
-                text = str(response.json()["choices"][0]["message"]["content"] or "")
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                raise JudgeFailed("unparseable", f"reply not a chat completion: {e}") from e
-            out.append(parse_verdict(text))
-        return out
-
-    async def relevance(self, tenant_id: str, query: str, passages: Sequence[str]) -> list[float]:
-        raise JudgeFailed("unsupported", "the bench scores faithfulness only")
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    cross_encoder = OnnxCrossEncoder(parallel_runs=1)
+    try:
+        servicer = GuardrailServicer(
+            Guard(pii=None),
+            PolicyStore(workdir / "policies"),
+            publish,
+            2_000,
+            InMemoryTenantDirectory([parse_tenant_id(TENANT)]),
+            Judging(load_default(cross_encoder), cross_encoder),
+        )
+        server = GrpcServer("127.0.0.1", 0)
+        server.add(
+            [partial(pb_grpc.add_GuardrailServiceServicer_to_server, servicer)],
+            [pb.DESCRIPTOR.services_by_name["GuardrailService"].full_name],
+        )
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                yield GrpcJudge(channel, timeout_s=120.0)
+        finally:
+            await server.stop(grace=1.0)
+    finally:
+        cross_encoder.close()
 
 
 def ragas_failure(exc: BaseException) -> str:
@@ -496,7 +502,7 @@ class RagasScorer:
         llm = llm_factory(model, client=client, temperature=0.0, max_tokens=512, max_retries=retries)
         self._metric = Faithfulness(llm=llm)
 
-    async def score(self, pair: Pair) -> float:
+    async def score(self, pair: Pair) -> Scored:
         try:
             result = await self._metric.ascore(
                 user_input="What does the literature say?",
@@ -508,7 +514,7 @@ class RagasScorer:
         value = float(result.value) if result.value is not None else math.nan
         if math.isnan(value):
             raise JudgeFailed("no_statements", "RAGAS found no statement in the answer (NaN)")
-        return value
+        return Scored(value, value)
 
 
 async def run_judge(scorer: PairScorer, pairs: Sequence[Pair], progress: bool = True) -> JudgeRun:
@@ -516,7 +522,9 @@ async def run_judge(scorer: PairScorer, pairs: Sequence[Pair], progress: bool = 
     for i, pair in enumerate(pairs, 1):
         started = time.perf_counter()
         try:
-            run.scores[pair.id] = await scorer.score(pair)
+            scored = await scorer.score(pair)
+            run.scores[pair.id] = scored.faithfulness
+            run.continuous[pair.id] = scored.continuous
         except JudgeFailed as e:
             run.failures[pair.id] = e.failure
             run.details[pair.id] = str(e)[:400]
@@ -588,17 +596,6 @@ def llama_server(base_url: str, n_ctx: int, log_dir: Path) -> Iterator[tuple[str
             process.wait(timeout=15)
 
 
-def _llm_judge(base_url: str, model: str) -> tuple[Judge, str]:
-    """Our LLM judge: the evaluation service's when installed, else the bench's :class:`ChatEntailJudge`."""
-    try:
-        from isthmus_evaluation.judges import llm as evaluation_llm  # type: ignore[import-not-found,unused-ignore]
-
-        judge_cls = evaluation_llm.LlmJudge
-    except (ImportError, AttributeError):
-        return ChatEntailJudge(base_url, model), "bench ChatEntailJudge"
-    return judge_cls(base_url, model), "isthmus_evaluation.judges.llm"  # pragma: no cover - after slice A
-
-
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -614,6 +611,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--n-ctx", type=int, default=4096, help="context window of the llama.cpp server started"
     )
+    parser.add_argument("--llm-timeout", type=float, default=600.0, help="seconds per LLM call (shared CPUs)")
     parser.add_argument("--ragas-retries", type=int, default=1, help="instructor re-asks on invalid JSON")
     parser.add_argument("--output", type=Path, default=Path(".bench/judges.json"))
     args = parser.parse_args(argv)
@@ -633,12 +631,9 @@ async def _run(
     meta: dict[str, Any] = {}
     if "offline" in args.judges:
         started = time.perf_counter()
-        offline = InProcessGroundingJudge()
-        meta["offline_load_s"] = time.perf_counter() - started
-        try:
+        async with offline_judge(tmp) as offline:
+            meta["offline_load_s"] = time.perf_counter() - started
             runs.append(await run_judge(PortScorer("offline", offline), pairs))
-        finally:
-            offline.close()
     if not {"llm", "ragas"} & set(args.judges):
         return runs, meta
     with llama_server(args.llm_base_url, args.n_ctx, tmp) as server:
@@ -650,17 +645,16 @@ async def _run(
         base_url, model = server
         meta["llm_server"] = {"base_url": base_url, "model": Path(model).name, "n_ctx": args.n_ctx}
         if "llm" in args.judges:
-            judge, source = _llm_judge(base_url, model)
-            meta["llm_judge"] = source
+            from isthmus_evaluation.judges.llm import LlmJudge
+
+            judge = LlmJudge(base_url, model, timeout_s=args.llm_timeout)
             try:
                 runs.append(await run_judge(PortScorer("llm", judge), pairs))
             finally:
-                close = getattr(judge, "aclose", None)
-                if close is not None:
-                    await close()
+                await judge.aclose()
         if "ragas" in args.judges:
             try:
-                scorer = RagasScorer(base_url, model, args.ragas_retries)
+                scorer = RagasScorer(base_url, model, args.ragas_retries, args.llm_timeout)
             except ImportError as e:
                 runs.append(JudgeRun("ragas", skipped=f"ragas not installed ({e}): uv sync --group ragas"))
             else:

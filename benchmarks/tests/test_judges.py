@@ -13,6 +13,8 @@ import pytest
 from isthmus_bench.judges import (
     JudgeRun,
     Pair,
+    PortScorer,
+    Scored,
     agreement,
     auc,
     balanced_accuracy,
@@ -20,8 +22,8 @@ from isthmus_bench.judges import (
     cohen_kappa,
     judge_summary,
     parse_args,
-    parse_verdict,
     pearson,
+    rag_sample,
     ragas_failure,
     ranks,
     render,
@@ -29,6 +31,7 @@ from isthmus_bench.judges import (
     spearman,
 )
 from isthmus_core.ports.judge import JudgeFailed
+from isthmus_core.testing.fake_judge import FakeJudge
 
 
 def _dataset(
@@ -141,25 +144,40 @@ def test_run_judge_records_a_failure_with_its_code_and_goes_on() -> None:
         name = "flaky"
         model = "m"
 
-        async def score(self, pair: Pair) -> float:
+        async def score(self, pair: Pair) -> Scored:
             if pair.kind == "contradict":
                 raise JudgeFailed("unparseable", "no verdict")
-            return 0.75
+            return Scored(1.0, 0.75)
 
     run = asyncio.run(run_judge(Flaky(), _pairs(), progress=False))
     assert run.failures == {"p2": "unparseable"}
-    assert run.scores == {"p0": 0.75, "p1": 0.75, "p3": 0.75}
+    assert run.scores == {"p0": 1.0, "p1": 1.0, "p3": 1.0}
+    assert run.continuous == {"p0": 0.75, "p1": 0.75, "p3": 0.75}
     assert set(run.seconds) == {"p0", "p1", "p2", "p3"}
 
 
-def test_llm_verdicts_parse_or_fail_as_unparseable() -> None:
-    assert parse_verdict("Yes.").entailment == 1.0
-    assert parse_verdict("partially, the context says").entailment == 0.5
-    assert parse_verdict("No, it does not").entailment == 0.0
-    assert parse_verdict("The statement is not supported by the context").entailment == 0.0
-    assert parse_verdict("The statement is supported.").entailment == 1.0
+def test_our_faithfulness_goes_through_score_sample_and_the_judge_port() -> None:
+    context = "Aspirin lowers the risk of stroke in adults."
+    faithful = Pair("s", "support", "1", "d1", "Aspirin lowers the risk of stroke.", context, 1)
+    unrelated = Pair("u", "unrelated", "2", "d2", "Zinc cures the common cold quickly.", context, 0)
+    judge = FakeJudge()
+    scorer = PortScorer("offline", judge)
+    yes, no = asyncio.run(scorer.score(faithful)), asyncio.run(scorer.score(unrelated))
+    # faithfulness is score_sample's (the claim entailed or not); the continuous score is P(entailment)
+    assert (yes.faithfulness, no.faithfulness) == (1.0, 0.0)
+    assert yes.continuous > 0.5 > no.continuous
+    # one entail call per pair, over the whole cited context; relevance is never asked
+    assert [c[0] for c in judge.calls] == ["entail", "entail"]
+    assert scorer.model == "fake:lexical"
+    sample = rag_sample(faithful)
+    assert sample.sentences[0].citations[0].end == len(context)
+    assert sample.contexts[0].text == context
+
+
+def test_a_judge_failure_of_ours_keeps_its_code() -> None:
+    pair = Pair("s", "support", "1", "d1", "Aspirin lowers the risk of stroke.", "Aspirin works.", 1)
     with pytest.raises(JudgeFailed) as info:
-        parse_verdict("I cannot tell")
+        asyncio.run(PortScorer("llm", FakeJudge(failure="unparseable")).score(pair))
     assert info.value.failure == "unparseable"
 
 
