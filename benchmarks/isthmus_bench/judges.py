@@ -529,6 +529,7 @@ async def run_judge(scorer: PairScorer, pairs: Sequence[Pair], progress: bool = 
             run.failures[pair.id] = e.failure
             run.details[pair.id] = str(e)[:400]
         run.seconds[pair.id] = time.perf_counter() - started
+        run.model = scorer.model  # a judge may name its model once it has answered
         if progress:
             state = (
                 f"{run.scores[pair.id]:.2f}" if pair.id in run.scores else f"FAILED {run.failures[pair.id]}"
