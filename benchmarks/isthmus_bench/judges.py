@@ -542,9 +542,9 @@ async def run_judge(scorer: PairScorer, pairs: Sequence[Pair], progress: bool = 
 # -- llama.cpp ----------------------------------------------------------------------------------------
 
 
-def _models(base_url: str) -> str | None:
+def _models(base_url: str, timeout_s: float = 2.0) -> str | None:
     try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=2.0) as response:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout_s) as response:
             data = json.loads(response.read())
         return str(data["data"][0]["id"]) if data.get("data") else None
     except (OSError, ValueError, KeyError, IndexError):
@@ -555,7 +555,7 @@ def _models(base_url: str) -> str | None:
 def llama_server(base_url: str, n_ctx: int, log_dir: Path) -> Iterator[tuple[str, str] | str]:
     """``(base_url, model)`` of the server at ``base_url``, or of one started here; else why there is none."""
     if base_url:
-        model = _models(base_url.rstrip("/"))
+        model = _models(base_url.rstrip("/"), timeout_s=120.0)  # a busy server answers late
         yield (base_url.rstrip("/"), model) if model else f"no OpenAI-compatible server at {base_url}"
         return
     try:
