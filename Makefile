@@ -158,10 +158,10 @@ EVAL_GATE := benchmarks/eval-gate
 EVAL_GATE_DATA := $(EVAL_GATE)/out/cranfield-gate
 EVAL_GATE_SLICE := $(PY) -m isthmus_bench.eval_gate slice --source ../shared/datasets/cranfield --out $(EVAL_GATE_DATA) --queries 50 --distractors 150
 EVAL_GATE_RUN := $(ISTHMUS) eval $(EVAL_GATE_DATA) --standalone --modes bm25,hybrid --html $(EVAL_GATE)/out/report.html
-EVAL_GATE_MAX_DROP := --max-drop ndcg_at_10=0.01 --max-drop recall_at_100=0.01
+EVAL_GATE_MAX_DROP := --max-drop ndcg_at_10=0.01 --max-drop recall_at_100=0.01 --max-drop map_at_100=0.01
 
 .PHONY: eval-gate eval-gate-baseline
-eval-gate: dev-setup ## retrieval-quality gate: fail if nDCG@10 or recall@100 (bm25, hybrid) drop > 0.01 below benchmarks/eval-gate/baseline.json
+eval-gate: dev-setup ## retrieval-quality gate: fail if nDCG@10, recall@100 or MAP@100 (bm25, hybrid) drop > 0.01 below benchmarks/eval-gate/baseline.json
 	$(EVAL_GATE_SLICE)
 	$(EVAL_GATE_RUN) --output $(EVAL_GATE)/out/report.json --baseline $(EVAL_GATE)/baseline.json $(EVAL_GATE_MAX_DROP)
 

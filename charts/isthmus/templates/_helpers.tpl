@@ -56,7 +56,7 @@ app.kubernetes.io/component: {{ .component }}
   "ingestion" (list "guardrail" "retrieval")
   "retrieval" (list "embedding")
   "agent-orchestrator" (list "embedding" "guardrail" "retrieval")
-  "evaluation" (list "agent-orchestrator" "ingestion" "retrieval")
+  "evaluation" (list "agent-orchestrator" "guardrail" "ingestion" "retrieval")
   "embedding" (list)
   "guardrail" (list "retrieval")) -}}
 {{- end -}}

@@ -196,6 +196,9 @@ async def build(ctx: ModuleContext[OrchestratorSettings]) -> Offer:
         cache=cache,
         cost=cost,
         coalescer=Coalescer[Answer]() if s.cache_enabled else None,
+        sample_rate=s.eval_sample_rate,
+        sample_rates=s.eval_sample_rates,
+        model_bundle=ctx.common.model_bundle,
     )
     servicer = AgentOrchestratorServicer(
         core,

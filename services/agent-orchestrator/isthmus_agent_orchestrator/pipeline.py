@@ -71,15 +71,19 @@ from isthmus_core.auth.context import current_principal
 from isthmus_core.auth.stack import NoQuotas, QuotaGate
 from isthmus_core.contracts.events import (
     AnswerProduced,
+    AnswerSample,
     ChunkProvenance,
     Citation,
     Provenance,
+    SampleContext,
+    SampleSentence,
     VerdictSummary,
 )
 from isthmus_core.errors import InvalidArgument
 from isthmus_core.ports.generator import AnswerSentence, Context, Generator
 from isthmus_core.ports.guard import Action, Verdict
 from isthmus_core.ports.guard_client import GuardClient, OutputCheck, combine_output_verdicts
+from isthmus_core.sampling import sample_rate, sampled
 
 _RUN_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _SESSION_ID: Final = re.compile(SESSION_ID_PATTERN)
@@ -230,11 +234,16 @@ def _summary(v: Verdict | None) -> VerdictSummary:
 
 
 def provenance(
-    answer: Answer, contexts: Sequence[Context], generator_model: str = "", prompt_version: str = ""
+    answer: Answer,
+    contexts: Sequence[Context],
+    generator_model: str = "",
+    prompt_version: str = "",
+    model_bundle: str = "",
 ) -> Provenance:
     """How ``answer`` was made: the caller (the verified subject of the current call, "" with
     authentication off), the chunks retrieved and cited (document versions, offsets, scores), the
-    models, the prompt and guardrail policy versions, the verdicts and the stage timings."""
+    models (and the model bundle of the workload), the prompt and guardrail policy versions, the
+    verdicts and the stage timings."""
     by_id = {c.chunk_id: c for c in contexts}
 
     def cited(c: Citation) -> ChunkProvenance:
@@ -271,6 +280,55 @@ def provenance(
         input_verdict=_summary(answer.input_verdict),
         output_verdict=_summary(answer.output_verdict),
         timings_ms={str(stage): ms for stage, ms in answer.stage_ms.items()},
+        model_bundle=model_bundle,
+    )
+
+
+# the bounds of AnswerSample's fields (isthmus_core.contracts.events): a longer text is cut, never refused
+_SAMPLE_QUESTION_CHARS: Final = 16_384
+_SAMPLE_ANSWER_CHARS: Final = 65_536
+_SAMPLE_SENTENCE_CHARS: Final = 16_384
+_SAMPLE_SENTENCES: Final = 512
+_SAMPLE_CONTEXT_CHARS: Final = 65_536
+_SAMPLE_CONTEXTS: Final = 256
+
+
+def answer_sample(question: str, answer: Answer, contexts: Sequence[Context]) -> AnswerSample:
+    """What online evaluation judges of an answer: the question as answered (after the input guardrail's
+    redaction and a conversation's rewriting), the sentences the caller was shown (redacted as shown,
+    with their citations) and the contexts they were generated from. Texts beyond the event's bounds
+    are cut."""
+    return AnswerSample(
+        question=question[:_SAMPLE_QUESTION_CHARS],
+        answer=answer.text[:_SAMPLE_ANSWER_CHARS],
+        sentences=[
+            SampleSentence(
+                text=s.text[:_SAMPLE_SENTENCE_CHARS],
+                citations=[
+                    Citation(
+                        chunk_id=c.chunk_id,
+                        document_id=c.document_id,
+                        start=c.start,
+                        end=c.end,
+                        source_name=c.source_name,
+                        title=c.title,
+                        uri=c.uri,
+                    )
+                    for c in s.citations
+                ],
+            )
+            for s in answer.sentences[:_SAMPLE_SENTENCES]
+        ],
+        contexts=[
+            SampleContext(
+                chunk_id=c.chunk_id,
+                document_id=c.document_id,
+                start=c.start,
+                text=c.text[:_SAMPLE_CONTEXT_CHARS],
+                score=c.score,
+            )
+            for c in contexts[:_SAMPLE_CONTEXTS]
+        ],
     )
 
 
@@ -332,6 +390,9 @@ class Orchestrator:
         cache: ResponseCache | None = None,
         cost: CostMeter | None = None,
         coalescer: InFlight | None = None,
+        sample_rate: float = 0.0,
+        sample_rates: Mapping[str, float] | None = None,
+        model_bundle: str = "",
     ) -> None:
         self._guard = guard
         self._generator = generator
@@ -358,6 +419,11 @@ class Orchestrator:
         self._cost = cost or ZeroCost()
         #: identical unary asks in flight share one run (agents.caches.Coalescer); None: each runs
         self._coalescer = coalescer
+        #: online evaluation: the share of answers whose content rides on their event (per tenant), and
+        #: the model bundle this workload serves (provenance)
+        self._sample_rate = sample_rate
+        self._sample_rates = dict(sample_rates or {})
+        self._model_bundle = model_bundle
         self._usage_sink = _stream_takes(generator, "usage_sink")
         #: the generator answers with a prompt (an LLM): a tenant's prompt versions apply to it
         self._prompted = _stream_takes(generator, "prompt")
@@ -614,6 +680,13 @@ class Orchestrator:
         if answer.input_verdict is not None and query:
             await self._after(req, answer, question, key, contexts, raw_shown, subject)
         answer.latency_ms = (time.perf_counter() - t0) * 1000
+        rate = sample_rate(tenant_id, self._sample_rate, self._sample_rates)
+        # what the caller saw, on the sampled share of the answers; never for a blocked one
+        sample = (
+            answer_sample(standalone, answer, contexts)
+            if not answer.blocked and sampled(answer.question_id, rate)
+            else None
+        )
         await self._publish(
             AnswerProduced(
                 tenant_id=tenant_id,
@@ -624,7 +697,10 @@ class Orchestrator:
                 blocked=answer.blocked,
                 generator=answer.generator,
                 retrieved=len(contexts),
-                provenance=provenance(answer, contexts, self._generator_model, answer.prompt_version),
+                provenance=provenance(
+                    answer, contexts, self._generator_model, answer.prompt_version, self._model_bundle
+                ),
+                sample=sample,
             )
         )
         yield StageEvent(Stage.DONE)

@@ -22,6 +22,7 @@ from isthmus_cli.commands import (
     drill,
     erase,
     ingest,
+    metrics,
     policy,
     provenance,
     regions,
@@ -85,6 +86,7 @@ app.command()(agents.tools)
 app.command("eval")(eval_command.eval_)
 app.command()(reindex.reindex)
 app.command()(status.status)
+app.command()(metrics.metrics)
 app.command()(audit.audit)
 app.command()(provenance.provenance)
 app.command()(erase.erase)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -14,9 +15,10 @@ from isthmus_core.contracts.events import AnswerProduced, ChunkProvenance, Verdi
 from isthmus_core.contracts.ids import parse_tenant_id
 from isthmus_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from isthmus_core.ports.tenants import TenantDirectory, require_tenant
-from isthmus_evaluation.audit_api import timestamp_pb
+from isthmus_evaluation.audit_api import read_timestamp, timestamp_pb
 from isthmus_evaluation.datasets import BeirDataset, DatasetUpload, dataset_under_root, load_beir
-from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.online import resolve_window
+from isthmus_evaluation.online_store import BUNDLED_MODELS, OnlineStore, OnlineSummary, Window
 from isthmus_evaluation.records import RecordStore
 from isthmus_evaluation.report import AnswerMetrics, AnswerResult, EvalReport, QueryResult
 from isthmus_evaluation.runner import EvalProgress, EvalRunner, check_answers, check_modes
@@ -120,6 +122,35 @@ async def read_upload(
     return header, await asyncio.to_thread(upload.parse, header.name)
 
 
+#: the longest model bundle name (``Provenance.model_bundle``)
+MAX_MODEL_BUNDLE_CHARS = 128
+
+
+def online_metrics_pb(s: OnlineSummary, start: datetime | None, end: datetime) -> pb.OnlineMetrics:
+    out = pb.OnlineMetrics(
+        answers=s.answers,
+        latency_p50_ms=s.latency_p50_ms or 0.0,
+        latency_p95_ms=s.latency_p95_ms or 0.0,
+        citations_per_answer=s.citations_per_answer,
+        guardrail_blocks=s.guardrail_blocks,
+        guardrail_redactions=s.guardrail_redactions,
+        blocked_answers=s.blocked_answers,
+        quality=[
+            pb.MetricValue(name=name, mean=v.mean, n=v.n, failures=v.failures)
+            for name, v in sorted(s.quality.items())
+        ],
+        guardrail_block_rate=s.block_rate,
+        samples=s.samples,
+        judge_failures=s.judge_failures,
+        failure_reasons=s.failure_reasons,
+        window_end=timestamp_pb(end),
+        model_bundle=s.model_bundle,
+    )
+    if start is not None:
+        out.window_start.CopyFrom(timestamp_pb(start))
+    return out
+
+
 #: answer ids are the orchestrator's question ids (32 hex digits); anything printable up to this is looked up
 MAX_ANSWER_ID_CHARS = 128
 
@@ -165,7 +196,7 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
     def __init__(
         self,
         runner: EvalRunner,
-        online: OnlineMetrics,
+        online: OnlineStore,
         tenants: TenantDirectory,
         datasets_root: Path | None = None,
         max_upload_bytes: int = 256 * 1024 * 1024,
@@ -215,16 +246,26 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         tenant = None  # no tenant id: the figures of all tenants together
         if request.tenant_id:
             tenant = await require_tenant(self._tenants, parse_tenant_id(request.tenant_id))
-        s = self._online.snapshot(tenant)
-        return pb.OnlineMetrics(
-            answers=s.answers,
-            latency_p50_ms=s.latency_p50_ms,
-            latency_p95_ms=s.latency_p95_ms,
-            citations_per_answer=s.citations_per_answer,
-            guardrail_blocks=s.guardrail_blocks,
-            guardrail_redactions=s.guardrail_redactions,
-            blocked_answers=s.blocked_answers,
+        window = resolve_window(
+            request.window_seconds,
+            read_timestamp(request.start, "start") if request.HasField("start") else None,
+            read_timestamp(request.end, "end") if request.HasField("end") else None,
+            datetime.now(UTC),
         )
+        bundle = request.model_bundle
+        if len(bundle) > MAX_MODEL_BUNDLE_CHARS or not bundle.isprintable():
+            raise InvalidArgument(
+                f"model_bundle must be at most {MAX_MODEL_BUNDLE_CHARS} printable characters"
+            )
+        if bundle and bundle != BUNDLED_MODELS and "@" not in bundle:
+            raise InvalidArgument(
+                f"model_bundle must be '<name>@<version>', {BUNDLED_MODELS!r} (the bundled models) or "
+                f"empty (every bundle), got {bundle!r}"
+            )
+        s = await asyncio.to_thread(
+            self._online.summary, tenant, Window.between(window.start, window.end), bundle
+        )
+        return online_metrics_pb(s, window.start, window.end)
 
     async def GetProvenance(
         self, request: pb.GetProvenanceRequest, context: grpc.aio.ServicerContext

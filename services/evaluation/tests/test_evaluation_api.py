@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from isthmus_core.store.port import SearchMode
 from isthmus_core.testing.eval_platform_conformance import EvalPlatformConformance
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.datasets import BeirDataset, CorpusDoc
-from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.online_store import OnlineStore
 from isthmus_evaluation.report import ModeReport, Passage, QueryResult, QueryText
 from isthmus_evaluation.runner import EvalRunner, shown_queries, texts_and_passages, worst_queries
 
@@ -182,7 +183,8 @@ def servicer(
         runner = EvalRunner(fake, poll_interval_s=0.0)
     else:
         runner = EvalRunner(fake, poll_interval_s=0.0, judge_factory=judges, default_judge="llm")
-    return EvaluationServicer(runner, OnlineMetrics(), InMemoryTenantDirectory(), root, max_upload_bytes)
+    online = OnlineStore(Path(tempfile.mkdtemp()) / "online.sqlite")
+    return EvaluationServicer(runner, online, InMemoryTenantDirectory(), root, max_upload_bytes)
 
 
 async def events(stream: AsyncIterator[pb.EvalEvent]) -> list[pb.EvalEvent]:

@@ -3,6 +3,7 @@ tenant scoping, and refusals of bad requests."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_evaluation.api import EvaluationServicer
 from isthmus_evaluation.audit_api import AuditServicer
-from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.online_store import OnlineStore
 from isthmus_evaluation.records import MAX_LIMIT, AuditQuery, RecordStore
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -236,7 +237,8 @@ async def test_bad_audit_requests_are_invalid_arguments(
 
 def servicer(store: RecordStore) -> EvaluationServicer:
     runner: Any = None  # not used by GetProvenance
-    return EvaluationServicer(runner, OnlineMetrics(), InMemoryTenantDirectory(), records=store)
+    online = OnlineStore(Path(tempfile.mkdtemp()) / "online.sqlite")
+    return EvaluationServicer(runner, online, InMemoryTenantDirectory(), records=store)
 
 
 async def test_get_provenance_of_the_tenants_answer(store: RecordStore) -> None:

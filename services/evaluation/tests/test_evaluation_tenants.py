@@ -1,9 +1,12 @@
 """Tenants at evaluation's edge: GetOnlineMetrics answers NOT_FOUND for an unknown tenant (an empty tenant
-id still means all tenants), a deleted tenant's online counters are dropped, and the throwaway tenant of
+id still means all tenants), a deleted tenant's online rows are dropped (a tenant created again since
+keeps its new ones), and the throwaway tenant of
 an evaluation run is a valid tenant id whatever the dataset's directory is called."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +17,15 @@ from isthmus_core.contracts.ids import TenantId, is_tenant_id
 from isthmus_core.errors import InvalidArgument, NotFound
 from isthmus_core.ports.tenants import InMemoryTenantDirectory
 from isthmus_evaluation.api import EvaluationServicer
-from isthmus_evaluation.online import OnlineMetrics
+from isthmus_evaluation.online_store import OnlineStore, Window
 from isthmus_evaluation.runner import eval_tenant_id
 
 ACME, OTHER = TenantId("acme"), TenantId("other")
 
 
-def _answer(tenant: str, latency: float = 100.0) -> AnswerProduced:
+def _answer(tenant: str, latency: float = 100.0, answer_id: str = "q") -> AnswerProduced:
     return AnswerProduced(
-        tenant_id=tenant, idempotency_key="k", question_id="q", latency_ms=latency, citations=[]
+        tenant_id=tenant, idempotency_key="k", question_id=answer_id, latency_ms=latency, citations=[]
     )
 
 
@@ -30,39 +33,43 @@ def _block(tenant: str) -> GuardrailVerdict:
     return GuardrailVerdict(tenant_id=tenant, idempotency_key="k", stage="input", action="block")
 
 
-def _fed() -> OnlineMetrics:
-    m = OnlineMetrics()
+@pytest.fixture
+def fed(tmp_path: Path) -> OnlineStore:
+    m = OnlineStore(tmp_path / "online.sqlite")
     for tenant in (ACME, OTHER):
-        m.observe_answer(_answer(tenant))
-        m.observe_verdict(_block(tenant))
+        m.add_answer(_answer(tenant))
+        m.add_verdict(_block(tenant))
     return m
 
 
-def test_dropping_a_tenant_forgets_its_figures_only() -> None:
-    m = _fed()
-    assert m.drop_tenant(ACME) is True
-    assert m.drop_tenant(ACME) is False
-    assert m.tenants() == [OTHER]
-    gone = m.snapshot(ACME)
+ALL = Window()
+
+
+def test_dropping_a_tenant_forgets_its_figures_only(fed: OnlineStore) -> None:
+    deleted_at = datetime.now(UTC)
+    assert fed.drop_tenant(ACME, deleted_at) == 2  # its answer and its verdict
+    assert fed.drop_tenant(ACME, deleted_at) == 0
+    gone = fed.summary(ACME, ALL)
     assert (gone.answers, gone.guardrail_verdicts, gone.latency_p50_ms) == (0, 0, None)
-    kept = m.snapshot(OTHER)
+    kept = fed.summary(OTHER, ALL)
     assert (kept.answers, kept.guardrail_blocks) == (1, 1)
-    # the all-tenants figures are traffic the platform served: they keep the deleted tenant's share
-    assert m.snapshot().answers == 2
+    assert fed.summary(None, ALL).answers == 1
 
 
-def test_a_tenant_recreated_after_a_drop_starts_from_zero() -> None:
-    m = _fed()
-    m.drop_tenant(ACME)
-    m.observe_answer(_answer(ACME, latency=7.0))
-    snap = m.snapshot(ACME)
+def test_a_tenant_recreated_after_a_drop_starts_from_zero(fed: OnlineStore) -> None:
+    deleted_at = datetime.now(UTC)
+    fed.drop_tenant(ACME, deleted_at)
+    fed.add_answer(
+        _answer(ACME, latency=7.0).model_copy(update={"occurred_at": deleted_at + timedelta(seconds=1)})
+    )
+    snap = fed.summary(ACME, ALL)
     assert (snap.answers, snap.guardrail_blocks, snap.latency_p50_ms) == (1, 0, 7.0)
 
 
 @pytest.fixture
-def servicer() -> EvaluationServicer:
+def servicer(fed: OnlineStore) -> EvaluationServicer:
     runner: Any = None  # RunEval is not exercised here
-    return EvaluationServicer(runner, _fed(), InMemoryTenantDirectory([ACME, OTHER]))
+    return EvaluationServicer(runner, fed, InMemoryTenantDirectory([ACME, OTHER]))
 
 
 async def test_online_metrics_of_an_unknown_tenant_are_not_found(servicer: EvaluationServicer) -> None:
