@@ -478,6 +478,8 @@ def ragas_failure(exc: BaseException) -> str:
         "exceed" in text.lower() or "too long" in text.lower() or "400" in text
     ):
         return "too_long"
+    if "IncompleteOutput" in kind:
+        return "max_tokens"  # the reply ran to max_tokens (e.g. JSON mode's endless whitespace)
     if "Retry" in kind or "validation error" in text:
         if "Field required" in text or "missing" in text:
             return "invalid_json:missing_field"

@@ -191,6 +191,11 @@ def test_ragas_failures_get_short_reasons() -> None:
     assert ragas_failure(missing) == "invalid_json:missing_field"
     assert ragas_failure(InstructorRetryException("Invalid JSON: EOF while parsing")) == "invalid_json:syntax"
     assert ragas_failure(TimeoutError()) == "timeout"
+
+    class IncompleteOutputException(Exception):
+        pass
+
+    assert ragas_failure(IncompleteOutputException("The output is incomplete")) == "max_tokens"
     assert ragas_failure(RuntimeError("boom")) == "error:RuntimeError"
 
 
