@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults bench-judges train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
 
 # every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
 # installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
@@ -88,6 +88,11 @@ bench-chunking: dev-setup ## chunking strategies side by side (token baseline, s
 
 bench-defaults: dev-setup ## hybrid defaults chosen leave-one-dataset-out: fusions (RRF, relative-score, DBSF, z-score, convex) and PRF / multi-query beside today's default and plain RRF, nDCG@10 per dataset with the spread, on cranfield, cisi, scifact (~30 min first run, lists cached)
 	nice -n 19 $(PY) -m isthmus_bench.defaults --datasets-dir ../shared/datasets
+
+bench-judges: uv ## faithfulness judges vs gold labels and each other on 120 SciFact pairs (supported / contradicted / unrelated abstract): our offline grounding model, our LLM judge and RAGAS Faithfulness, both over SmolLM2-135M on llama.cpp; accuracy, AUC, failure rates, Cohen's kappa (slow on 2 cores: SAMPLES=20 for a look)
+	$(SYNC) --inexact $(LLAMA) --group ragas
+	UV=$(UV) bash tools/llama.sh
+	$(PY) -m isthmus_bench.judges --datasets ../shared/datasets --samples $(or $(SAMPLES),120)
 
 train-injection: dev-setup ## refit the learned injection detector (S-Labs train split; operating points on validation) into services/guardrail/isthmus_guardrail/models/injection (~5 min)
 	$(PY) -m isthmus_guardrail.training.injection
