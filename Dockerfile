@@ -6,31 +6,53 @@
 #
 # checkov:skip=CKV_DOCKER_2:No HEALTHCHECK: Kubernetes native gRPC probes (startup/readiness/liveness) check the standard gRPC health service
 
-# both stages: the same exact Python tag (the venv links to /usr/local/bin/python3.11)
+# both stages: the same exact Python base (the venv links to its /usr/local/bin/python3.11). Any image with
+# Python 3.11 at /usr/local/bin/python3.11 and the venv module works: `make image` builds this file with
+# buildah on a Debian bookworm base made by debootstrap (tools/image.sh), as no registry is reachable there.
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 # --- build: resolve the locked runtime dependencies into a virtualenv ----------------------------------
-FROM python:3.11.7-slim-bookworm AS build
-# the venv lives at its final path (console-script shebangs are absolute); bytecode compiled once here
+FROM ${PYTHON_IMAGE} AS build
+# the venv lives at its final path (console-script shebangs are absolute); bytecode compiled once here.
+# SSL_CERT_FILE/PIP_CERT: the system CA bundle (a builder behind a TLS-inspecting proxy mounts its own
+# bundle there for the build; nothing of this stage reaches the final image)
 ENV UV_PROJECT_ENVIRONMENT=/opt/isthmus \
     UV_PYTHON=/usr/local/bin/python3.11 \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy
-RUN pip install --no-cache-dir "uv==0.13.9"
+    UV_LINK_MODE=copy \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# uv in a venv of its own (no system pip needed, never copied to the runtime stage)
+RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /src
+# 1. the third-party dependencies, from the lock file and the workspace members' manifests only: this
+# layer is rebuilt when a dependency changes, not when the code does
 COPY pyproject.toml uv.lock ./
-COPY protos ./protos
-COPY services ./services
-COPY operators ./operators
+COPY protos/pyproject.toml ./protos/
+COPY operators/pyproject.toml ./operators/
+COPY services/core/pyproject.toml ./services/core/
+COPY services/cli/pyproject.toml ./services/cli/
+COPY services/ingestion/pyproject.toml ./services/ingestion/
+COPY services/embedding/pyproject.toml ./services/embedding/
+COPY services/retrieval/pyproject.toml ./services/retrieval/
+COPY services/agent-orchestrator/pyproject.toml ./services/agent-orchestrator/
+COPY services/guardrail/pyproject.toml ./services/guardrail/
+COPY services/evaluation/pyproject.toml ./services/evaluation/
 # the benchmark harnesses are a workspace member but never shipped: only their manifest, so the workspace
 # resolves, and --no-install-package leaves them out
 COPY benchmarks/pyproject.toml ./benchmarks/pyproject.toml
-# runtime dependencies only: --no-dev leaves out the dev group (test tools); the llama group is never a default; --no-editable
-# installs the workspace packages as wheels, so the venv does not need /src
+# runtime dependencies only: --no-dev leaves out the dev group (test tools); the llama group is never a default
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --all-packages --no-editable --no-install-package isthmus-bench
+    /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-install-workspace
+# 2. the workspace packages as wheels (--no-editable), so the venv does not need /src
+COPY protos ./protos
+COPY services ./services
+COPY operators ./operators
+RUN --mount=type=cache,target=/root/.cache/uv \
+    /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-editable --no-install-package isthmus-bench
 
 # --- runtime: the venv on a clean base, non-root --------------------------------------------------------
-FROM python:3.11.7-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="isthmus" \
       org.opencontainers.image.description="Isthmus GenAI platform: every service, selected with --target" \

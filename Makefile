@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults bench-judges train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults bench-judges train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding image cluster-up cluster-down
 
 # every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
 # installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
@@ -147,6 +147,18 @@ kube-up: ## a real kube-apiserver + etcd on loopback (operator tests); writes a 
 
 kube-down:
 	bash tests/infra/kube.sh down
+
+image: ## the service image from the Dockerfile, without a Docker daemon (buildah, debootstrap base); imported into the cluster node when it runs; prints its reference
+	bash tools/tools.d/kube-node.sh
+	bash tools/image.sh
+
+cluster-up: ## a real single-node Kubernetes v1.34.2 here (kubelet on containerd, CNI bridge, kube-proxy, CoreDNS, local-path volumes); prints the admin kubeconfig
+	bash tools/tools.d/kube-apiserver.sh
+	bash tools/tools.d/kube-node.sh
+	bash tests/infra/cluster.sh up
+
+cluster-down: ## stop it and remove its pods and state (imported images stay cached)
+	bash tests/infra/cluster.sh down
 
 eval-cranfield:
 	$(ISTHMUS) eval ../shared/datasets/cranfield --standalone
