@@ -23,7 +23,7 @@ OUT=$ROOT/.tools/images
 die() { echo "image.sh: $*" >&2; exit 3; }
 
 inputs() { # the files the Dockerfile reads, as the build context's allow-list admits them
-  git ls-files -z -- Dockerfile .dockerignore pyproject.toml uv.lock protos services operators benchmarks/pyproject.toml \
+  git ls-files -z --cached --others --exclude-standard -- Dockerfile .dockerignore pyproject.toml uv.lock protos services operators benchmarks/pyproject.toml \
     | grep -zv -e '/tests/' -e '__pycache__' | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12
 }
 
