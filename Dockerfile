@@ -12,6 +12,8 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 # --- build: resolve the locked runtime dependencies into a virtualenv ----------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# reproducible bytecode: with SOURCE_DATE_EPOCH set, compileall writes hash-checked .pyc files (no mtimes)
+ARG SOURCE_DATE_EPOCH=0
 # the venv lives at its final path (console-script shebangs are absolute); bytecode compiled once here.
 # SSL_CERT_FILE/PIP_CERT: the system CA bundle (a builder behind a TLS-inspecting proxy mounts its own
 # bundle there for the build; nothing of this stage reaches the final image)
@@ -54,6 +56,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # --- runtime: the venv on a clean base, non-root --------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
+# useradd stamps /etc/shadow with the day of the build unless SOURCE_DATE_EPOCH names one
+ARG SOURCE_DATE_EPOCH=0
 LABEL org.opencontainers.image.title="isthmus" \
       org.opencontainers.image.description="Isthmus GenAI platform: every service, selected with --target" \
       org.opencontainers.image.version="${VERSION}"

@@ -38,8 +38,13 @@ test-setup: uv ## everything the tests need: dev + llama groups (exact sync) and
 run: ## all six services in one process: in-process bus, embedded store, bundled models
 	$(ISTHMUS) run --target all
 
-test: test-setup protos-check lint eval-gate ## everything CI runs (installs what the tests need first)
-	$(PY) -m pytest -q -p no:cacheprovider
+test: test-setup protos-check lint eval-gate ## everything CI runs (installs what the tests need first); the cluster tier runs last, on its own
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/cluster
+	$(MAKE) --no-print-directory test-cluster
+
+.PHONY: test-cluster
+test-cluster: ## the cluster tier alone: the image built from the Dockerfile, the charts installed on a real single-node Kubernetes (started and stopped here unless `make cluster-up` runs one)
+	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
 
 test-fast: dev-setup ## unit tests only (no real models, no platform)
 	$(PY) -m pytest -q -m "not slow"

@@ -11,6 +11,7 @@
 # the same tag, and a tag already built is not built again. Prints the image reference last.
 #   tools/image.sh [build]      build (if needed), save, import (if the node runs)
 #   tools/image.sh tag          print the reference the current tree builds, without building
+#   tools/image.sh reproducible build it again without any cache and check the image ID is the same
 # Needs root, buildah and debootstrap (tools/tools.d/kube-node.sh installs them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,8 +67,8 @@ build() {
     local start=$SECONDS
     # the host's CA bundle over the image's for the build steps only (a TLS-inspecting egress proxy here);
     # it is a mount, never a layer
-    buildah bud --isolation chroot --pull-never --layers --format docker \
-      --build-arg PYTHON_IMAGE="$BASE" \
+    buildah bud --isolation chroot --pull-never --layers --format docker --timestamp 0 \
+      --build-arg PYTHON_IMAGE="$BASE" --build-arg SOURCE_DATE_EPOCH=0 \
       --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
       -t "$ref" -f Dockerfile . >&2
     echo "image: built $ref in $((SECONDS - start)) s" >&2
@@ -84,9 +85,31 @@ build() {
   echo "$ref"
 }
 
+# build the current tree again from nothing (no layer cache) and compare with the cached build: the same
+# image ID (config digest: every layer's content digest, the same fixed timestamps) = reproducible
+reproducible() {
+  local ref again
+  ref=$(build | tail -1)
+  again=localhost/isthmus-rebuild:$(inputs)
+  buildah rmi "$again" >/dev/null 2>&1 || true
+  echo "image: rebuilding $ref from nothing as $again" >&2
+  buildah bud --isolation chroot --pull-never --no-cache --format docker --timestamp 0 \
+    --build-arg PYTHON_IMAGE="$BASE" --build-arg SOURCE_DATE_EPOCH=0 \
+    --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    -t "$again" -f Dockerfile . >/dev/null
+  local a b
+  a=$(buildah inspect --format '{{.FromImageID}}' "$ref")
+  b=$(buildah inspect --format '{{.FromImageID}}' "$again")
+  buildah rmi "$again" >/dev/null 2>&1 || true
+  echo "image: $ref id $a; rebuilt from nothing: $b"
+  [ "$a" = "$b" ] || { echo "image: NOT reproducible" >&2; return 1; }
+  echo "image: reproducible"
+}
+
 case ${1:-build} in
   build) build ;;
+  reproducible) reproducible ;;
   tag) tag ;;
   base) base ;;
-  *) echo "usage: $0 [build|tag|base]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|tag|base|reproducible]" >&2; exit 2 ;;
 esac
