@@ -24,7 +24,7 @@ OUT=$ROOT/.tools/images
 die() { echo "image.sh: $*" >&2; exit 3; }
 
 inputs() { # the files the Dockerfile reads, as the build context's allow-list admits them
-  git ls-files -z --cached --others --exclude-standard -- Dockerfile .dockerignore pyproject.toml uv.lock protos services operators benchmarks/pyproject.toml \
+  git ls-files -z --cached --others --exclude-standard -- tools/image.sh Dockerfile .dockerignore pyproject.toml uv.lock protos services operators benchmarks/pyproject.toml \
     | grep -zv -e '/tests/' -e '__pycache__' | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12
 }
 
@@ -67,7 +67,7 @@ build() {
     local start=$SECONDS
     # the host's CA bundle over the image's for the build steps only (a TLS-inspecting egress proxy here);
     # it is a mount, never a layer
-    buildah bud --isolation chroot --pull-never --layers --format docker --timestamp 0 \
+    buildah bud --isolation chroot --pull-never --layers --format oci --timestamp 0 \
       --build-arg PYTHON_IMAGE="$BASE" --build-arg SOURCE_DATE_EPOCH=0 \
       --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
       -t "$ref" -f Dockerfile . >&2
@@ -93,16 +93,25 @@ reproducible() {
   again=localhost/isthmus-rebuild:$(inputs)
   buildah rmi "$again" >/dev/null 2>&1 || true
   echo "image: rebuilding $ref from nothing as $again" >&2
-  buildah bud --isolation chroot --pull-never --no-cache --format docker --timestamp 0 \
+  buildah bud --isolation chroot --pull-never --layers --no-cache --format oci --timestamp 0 \
     --build-arg PYTHON_IMAGE="$BASE" --build-arg SOURCE_DATE_EPOCH=0 \
     --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
     -t "$again" -f Dockerfile . >/dev/null
-  local a b
-  a=$(buildah inspect --format '{{.FromImageID}}' "$ref")
-  b=$(buildah inspect --format '{{.FromImageID}}' "$again")
+  # the filesystem: every layer's content digest (diff ID), in order; and the whole config (image ID)
+  local a b ia ib
+  a=$(buildah inspect --format '{{range .Docker.RootFS.DiffIDs}}{{.}} {{end}}' "$ref")
+  b=$(buildah inspect --format '{{range .Docker.RootFS.DiffIDs}}{{.}} {{end}}' "$again")
+  ia=$(buildah inspect --format '{{.FromImageID}}' "$ref")
+  ib=$(buildah inspect --format '{{.FromImageID}}' "$again")
+  if [ "$ia" != "$ib" ]; then
+    show='import json, sys; print(json.dumps(json.load(sys.stdin)["OCIv1"], indent=1, sort_keys=True))'
+    diff <(buildah inspect "$ref" | python3 -c "$show") <(buildah inspect "$again" | python3 -c "$show") >&2 || true
+  fi
   buildah rmi "$again" >/dev/null 2>&1 || true
-  echo "image: $ref id $a; rebuilt from nothing: $b"
-  [ "$a" = "$b" ] || { echo "image: NOT reproducible" >&2; return 1; }
+  echo "image: $ref layers $a(image id $ia)"
+  echo "image: rebuilt from nothing: layers $b(image id $ib)"
+  [ "$a" = "$b" ] || { echo "image: NOT reproducible: the layers differ" >&2; return 1; }
+  [ "$ia" = "$ib" ] || { echo "image: layers reproducible, the image config differs (above)" >&2; return 1; }
   echo "image: reproducible"
 }
 

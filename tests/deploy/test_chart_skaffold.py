@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from isthmus_core.testing.infra import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = {"all-in-one": "AllInOne", "distributed": "Distributed"}
@@ -72,3 +76,59 @@ def test_each_profile_renders_its_mode(chart: Any, profile: str) -> None:
         c = dep["spec"]["template"]["spec"]["containers"][0]
         assert c["image"] == "isthmus:dev-abc123"
         assert c["imagePullPolicy"] == "IfNotPresent"  # locally built images are never pulled
+
+
+# --- the real skaffold (tools/tools.d/skaffold.sh builds v2.16.1) -----------------------------------
+# `skaffold dev/run` need a Docker daemon to build; here the image comes from `make image`, and skaffold is
+# handed it as a finished build (`--build-artifacts`), the way a CI pipeline that builds elsewhere does.
+SKAFFOLD = ROOT / ".tools" / "bin" / "skaffold"
+BUILT = {"builds": [{"imageName": "isthmus", "tag": "localhost/isthmus:0123456789ab"}]}
+
+
+def _skaffold(*args: str, helm: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if not SKAFFOLD.exists():
+        missing_tool(
+            "skaffold is not installed at .tools/bin/skaffold (run bash tools/install-tools.sh; needs Go)"
+        )
+    env = {
+        "PATH": f"{helm.parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SKAFFOLD_UPDATE_CHECK": "false",
+        "SKAFFOLD_COLLECT_METRICS": "false",
+    }
+    return subprocess.run(
+        [str(SKAFFOLD), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_skaffold_accepts_the_config(helm: Path, tmp_path: Path) -> None:
+    for profile in MODES:
+        proc = _skaffold("diagnose", "--yaml-only", "-p", profile, helm=helm, tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        effective = yaml.safe_load(proc.stdout)
+        assert effective["build"]["artifacts"][0]["docker"]["dockerfile"] == "Dockerfile"
+
+
+@pytest.mark.parametrize("profile", sorted(MODES))
+def test_skaffold_renders_each_profile_with_a_built_image(profile: str, helm: Path, tmp_path: Path) -> None:
+    built = tmp_path / "build.json"
+    built.write_text(json.dumps(BUILT))
+    proc = _skaffold(
+        "render",
+        "-p",
+        profile,
+        "--offline=true",
+        "--digest-source=tag",
+        "-a",
+        str(built),
+        helm=helm,
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert len(deployments) == (1 if MODES[profile] == "AllInOne" else 6)
+    for deployment in deployments:
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == BUILT["builds"][0]["tag"]
+        assert container["imagePullPolicy"] == "IfNotPresent"
