@@ -72,6 +72,11 @@ build() {
       --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
       -t "$ref" -f Dockerfile . >&2
     echo "image: built $ref in $((SECONDS - start)) s" >&2
+    # older builds of the image leave buildah's storage (1.5 GB each); the layer cache of this one stays
+    local old
+    for old in $(buildah images --format '{{.Name}}:{{.Tag}}' | grep -x "$REPO:[0-9a-f]\{12\}" | grep -vx "$ref"); do
+      buildah rmi "$old" >/dev/null 2>&1 || true
+    done
   fi
   mkdir -p "$OUT"
   if [ ! -f "$OUT/$name.tar" ]; then

@@ -129,7 +129,12 @@ local_image() { # name entrypoint-json files...
   buildah push -q "$name" "docker-archive:$S/image.tar:$name"
   $CTR image import "$S/image.tar" >/dev/null
   rm -f "$S/image.tar"
+  pin "$name"
 }
+
+# the node's own images are pinned: the kubelet's image garbage collection and disk-pressure eviction never
+# remove them (there is no registry to pull them back from)
+pin() { $CTR image label "$1" io.cri-containerd.pinned=pinned >/dev/null; }
 
 # the provisioner's helper pods run `sh` with mkdir/rm: Debian's static busybox with its applet links
 busybox_image() {
@@ -147,6 +152,7 @@ busybox_image() {
   buildah push -q localhost/busybox:1 "docker-archive:$S/image.tar:localhost/busybox:1"
   $CTR image import "$S/image.tar" >/dev/null
   rm -f "$S/image.tar"
+  pin localhost/busybox:1
 }
 
 up() {
