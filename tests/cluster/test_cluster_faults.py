@@ -1,0 +1,206 @@
+"""Pod-level faults on a real node, all-in-one shape (one pod, every service, in-process bus, embedded state
+on a ReadWriteOnce volume; `Recreate`): the pod's process crashed (SIGKILL from the node, as an OOM kill)
+while documents are uploaded and questions asked, and a `helm upgrade` under steady Ask traffic.
+
+What a client is promised, and what is asserted here (figures — recovery time, the upgrade's gap — are
+the cluster benchmark's, `python -m isthmus_bench.cluster`):
+* every document whose upload was acknowledged ends indexed exactly once (none stuck, none twice: the
+  index holds exactly the chunks the registry lists), a client retrying UNAVAILABLE uploads included;
+* a question in flight at the crash is answered or fails UNAVAILABLE (retryable), never anything else;
+* a 1-replica Recreate upgrade has a gap (the old pod drains, then the new one starts): every call that
+  fails during it fails UNAVAILABLE, and the state (documents, tenant, signing key) survives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
+from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
+from isthmus_core.testing.kube_faults import (
+    RETRYABLE,
+    Traffic,
+    crash_pod,
+    failures,
+    wait_restarted,
+)
+from isthmus_core.testing.kube_node import KubeNode, isthmus_values
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+RELEASE = "flt"
+TENANT = "acme"
+SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+SEED = (
+    b"# Swept wings\n\nThe boundary layer on a swept wing thickens toward the tip because spanwise flow "
+    b"carries low-momentum air outboard.\nWing fences and vortex generators limit that spanwise flow.\n"
+)
+QUESTION = "Why does the boundary layer thicken toward the tip?"
+
+
+def document(i: int) -> bytes:
+    """A small unique Markdown document (unique bytes: no two share a content hash)."""
+    return (
+        f"# Test panel {i}\n\nPanel {i} of the wind tunnel series was run at Mach 0.{i % 9 + 1} with a "
+        f"trip strip at {i + 3} percent chord.\nIts transition point moved aft by {i * 7 % 23 + 1} "
+        f"millimetres when the strip was removed, run number {i * 131 + 17}.\n"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Install:
+    node: KubeNode
+    namespace: str
+    address: str
+    token: str
+
+    def pod(self) -> str:
+        return str(self.node.pods(self.namespace, SELECTOR)[0]["metadata"]["name"])
+
+
+def _values(image: str, revision: str = "1") -> dict[str, object]:
+    return isthmus_values(
+        image,
+        {
+            "auth": {"mode": "local"},
+            "access": {"bindings": [{"principal": "me", "role": "platform-admin"}]},
+            # a pod template change a `helm upgrade` rolls out (the same as a new image tag would)
+            "podAnnotations": {"isthmus.dev/test-revision": revision},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(kube_node: KubeNode, isthmus_image: str) -> Iterator[Install]:
+    namespace = f"fault-aio-{int(time.time()) % 100000}"
+    kube_node.create_namespace(namespace)
+    try:
+        kube_node.install(RELEASE, namespace, _values(isthmus_image), timeout_s=300)
+        token = kube_node.exec(
+            namespace, f"deploy/{RELEASE}-all", "isthmus", "auth", "token", "--subject", "me"
+        ).strip()
+        install = Install(kube_node, namespace, kube_node.service_address(namespace, f"{RELEASE}-all"), token)
+
+        async def seed() -> None:
+            channel = bearer_channel(install.address, token)
+            await retrieval_pb2_grpc.RetrievalServiceStub(channel).CreateTenant(
+                retrieval_pb2.CreateTenantRequest(tenant_id=TENANT), timeout=30
+            )
+            uploaded = await upload(channel, TENANT, "wings.md", SEED, document_id="wings")
+            await wait_indexed(channel, TENANT, [uploaded.document_id], within_s=120)
+            await channel.close()
+
+        asyncio.run(seed())
+        yield install
+    finally:
+        kube_node.delete_namespace(namespace)
+
+
+async def _ask(channel: grpc.aio.Channel) -> None:
+    answer = await ao_grpc.AgentOrchestratorServiceStub(channel).Ask(
+        ao.AskRequest(tenant_id=TENANT, question=QUESTION), timeout=30
+    )
+    assert answer.citations and answer.citations[0].document_id == "wings", answer
+
+
+async def _upload_until_accepted(channel: grpc.aio.Channel, i: int) -> tuple[str, int]:
+    """Upload document ``i`` until acknowledged, retrying what the client may retry (UNAVAILABLE: the pod
+    was down); the document id and how many attempts failed."""
+    failed = 0
+    while True:
+        try:
+            result = await upload(channel, TENANT, f"panel-{i}.md", document(i), document_id=f"panel-{i:03d}")
+            return str(result.document_id), failed
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in RETRYABLE, f"panel-{i}: {exc.code()} {exc.details()}"
+            failed += 1
+            await asyncio.sleep(0.2)
+
+
+async def _index_matches_registry(channel: grpc.aio.Channel, expected: set[str]) -> None:
+    """Every expected document indexed once: the registry lists exactly them (plus the seed), and the index
+    holds exactly the chunks the registry says they have (no chunk lost, none indexed twice)."""
+    docs = await ingestion_pb2_grpc.IngestionServiceStub(channel).ListDocuments(
+        ingestion_pb2.ListDocumentsRequest(tenant_id=TENANT), timeout=30
+    )
+    listed = {d.document_id for d in docs.documents}
+    assert listed == expected | {"wings"}
+    assert all(d.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED for d in docs.documents)
+    tenant = await retrieval_pb2_grpc.RetrievalServiceStub(channel).GetTenant(
+        retrieval_pb2.GetTenantRequest(tenant_id=TENANT), timeout=30
+    )
+    assert tenant.chunk_count == sum(d.chunk_count for d in docs.documents)
+
+
+def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(installed: Install) -> None:
+    """SIGKILL of the pod's process while a writer uploads documents and two readers ask questions: the
+    kubelet restarts the container on the same volume; every acknowledged upload (and every upload the
+    writer retried through the outage) ends indexed exactly once, and every question is answered or fails
+    UNAVAILABLE."""
+    node, ns = installed.node, installed.namespace
+    pod = installed.pod()
+    total, crash_after = 24, 8
+
+    async def scenario() -> None:
+        channel = bearer_channel(installed.address, installed.token)
+        asks = Traffic(lambda: _ask(channel), workers=2, pause_s=0.2)
+        asks.start()
+        accepted: set[str] = set()
+        retried = 0
+        restarts = -1
+        for i in range(total):
+            if i == crash_after:
+                restarts = await asyncio.to_thread(crash_pod, node, ns, pod)
+            doc_id, failed = await _upload_until_accepted(channel, i)
+            accepted.add(doc_id)
+            retried += failed
+        calls = await asks.stop()
+        assert restarts >= 0
+        await asyncio.to_thread(wait_restarted, node, ns, pod, restarts)
+        # the writer's retries went through the outage: it saw the crash (or the crash came between calls)
+        bad = [c for c in failures(calls) if c.code not in RETRYABLE]
+        assert not bad, bad[:5]
+        assert any(c.code == grpc.StatusCode.OK for c in calls)
+        await wait_indexed(channel, TENANT, sorted(accepted), within_s=180)
+        await _index_matches_registry(channel, accepted)
+        await _ask(channel)  # and the restarted pod answers
+        await channel.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_recreate_upgrade_under_ask_traffic_fails_only_retryably_and_keeps_the_state(
+    installed: Install, isthmus_image: str
+) -> None:
+    """`helm upgrade --wait` of the one-replica Recreate pod (a pod template change) while two readers ask
+    questions back to back: the old pod drains (readiness NOT_SERVING, in-flight calls finish), the new one
+    starts on the same volume. Calls in the gap fail UNAVAILABLE only; afterwards the new pod answers from
+    the documents indexed before (its state, and the signing key of the token, survived)."""
+    node, ns = installed.node, installed.namespace
+    old = installed.pod()
+
+    async def scenario() -> None:
+        channel = bearer_channel(installed.address, installed.token)
+        asks = Traffic(lambda: _ask(channel), workers=2, pause_s=0.2)
+        asks.start()
+        while not any(c.code == grpc.StatusCode.OK for c in asks.calls):  # traffic flows first
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(node.install, RELEASE, ns, _values(isthmus_image, revision="2"), timeout_s=300)
+        await _ask(channel)
+        calls = await asks.stop()
+        bad = [c for c in failures(calls) if c.code not in RETRYABLE]
+        assert not bad, bad[:5]
+        assert installed.pod() != old
+        await _ask(channel)
+        await channel.close()
+
+    asyncio.run(scenario())
