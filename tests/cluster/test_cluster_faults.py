@@ -126,21 +126,37 @@ async def _upload_until_accepted(channel: grpc.aio.Channel, i: int) -> tuple[str
             await asyncio.sleep(0.2)
 
 
-async def _index_matches_registry(channel: grpc.aio.Channel, expected: set[str]) -> None:
-    """Every expected document indexed once: the registry lists exactly them (plus the seed), and the index
-    holds exactly the chunks the registry says they have (no chunk lost, none indexed twice)."""
-    docs = await ingestion_pb2_grpc.IngestionServiceStub(channel).ListDocuments(
-        ingestion_pb2.ListDocumentsRequest(tenant_id=TENANT), timeout=30
-    )
-    listed = {d.document_id for d in docs.documents}
-    assert listed == expected | {"wings"}
-    assert all(d.status == ingestion_pb2.DOCUMENT_STATUS_INDEXED for d in docs.documents)
+async def _index_matches_registry(channel: grpc.aio.Channel, expected: set[str], within_s: float) -> None:
+    """Every expected document indexed once: the registry lists exactly them (plus the seed), all INDEXED
+    (waited for, ``within_s``), and the index holds exactly the chunks the registry says they have (no
+    chunk lost, none indexed twice)."""
+    ingestion = ingestion_pb2_grpc.IngestionServiceStub(channel)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        docs = await ingestion.ListDocuments(ingestion_pb2.ListDocumentsRequest(tenant_id=TENANT), timeout=30)
+        stuck = {
+            d.document_id: ingestion_pb2.DocumentStatus.Name(d.status)
+            for d in docs.documents
+            if d.status != ingestion_pb2.DOCUMENT_STATUS_INDEXED
+        }
+        if not stuck or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert {d.document_id for d in docs.documents} == expected | {"wings"}
+    assert not stuck, f"acknowledged but never indexed: {stuck}"
     tenant = await retrieval_pb2_grpc.RetrievalServiceStub(channel).GetTenant(
         retrieval_pb2.GetTenantRequest(tenant_id=TENANT), timeout=30
     )
     assert tenant.chunk_count == sum(d.chunk_count for d in docs.documents)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="all-in-one: the in-process bus is memory only, and ingestion does not resume a document it "
+    "recorded (RECEIVED/CHUNKED) but whose chunks the crash dropped; a retried upload of it is answered "
+    "'duplicate' and it stays stuck (found here, not fixed: services/ingestion)",
+)
 def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(installed: Install) -> None:
     """SIGKILL of the pod's process while a writer uploads documents and two readers ask questions: the
     kubelet restarts the container on the same volume; every acknowledged upload (and every upload the
@@ -155,14 +171,20 @@ def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(instal
         asks = Traffic(lambda: _ask(channel), workers=2, pause_s=0.2)
         asks.start()
         accepted: set[str] = set()
-        retried = 0
-        restarts = -1
-        for i in range(total):
-            if i == crash_after:
-                restarts = await asyncio.to_thread(crash_pod, node, ns, pod)
-            doc_id, failed = await _upload_until_accepted(channel, i)
-            accepted.add(doc_id)
-            retried += failed
+        todo = list(range(total))
+
+        async def writer() -> None:
+            while todo:
+                doc_id, _ = await _upload_until_accepted(channel, todo.pop(0))
+                accepted.add(doc_id)
+
+        # three writers upload back to back; the crash comes while uploads are in flight (and the bus
+        # still holds chunks of acknowledged ones)
+        writers = [asyncio.create_task(writer()) for _ in range(3)]
+        while len(accepted) < crash_after:
+            await asyncio.sleep(0.05)
+        restarts = await asyncio.to_thread(crash_pod, node, ns, pod)
+        await asyncio.gather(*writers)
         calls = await asks.stop()
         assert restarts >= 0
         await asyncio.to_thread(wait_restarted, node, ns, pod, restarts)
@@ -170,8 +192,7 @@ def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(instal
         bad = [c for c in failures(calls) if c.code not in RETRYABLE]
         assert not bad, bad[:5]
         assert any(c.code == grpc.StatusCode.OK for c in calls)
-        await wait_indexed(channel, TENANT, sorted(accepted), within_s=180)
-        await _index_matches_registry(channel, accepted)
+        await _index_matches_registry(channel, accepted, within_s=90)
         await _ask(channel)  # and the restarted pod answers
         await channel.close()
 
