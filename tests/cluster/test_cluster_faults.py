@@ -173,16 +173,19 @@ def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(instal
         accepted: set[str] = set()
         todo = list(range(total))
 
+        enough = asyncio.Event()
+
         async def writer() -> None:
             while todo:
                 doc_id, _ = await _upload_until_accepted(channel, todo.pop(0))
                 accepted.add(doc_id)
+                if len(accepted) >= crash_after:
+                    enough.set()
 
         # three writers upload back to back; the crash comes while uploads are in flight (and the bus
         # still holds chunks of acknowledged ones)
         writers = [asyncio.create_task(writer()) for _ in range(3)]
-        while len(accepted) < crash_after:
-            await asyncio.sleep(0.05)
+        await enough.wait()
         restarts = await asyncio.to_thread(crash_pod, node, ns, pod)
         await asyncio.gather(*writers)
         calls = await asks.stop()
@@ -213,9 +216,10 @@ def test_a_recreate_upgrade_under_ask_traffic_fails_only_retryably_and_keeps_the
         channel = bearer_channel(installed.address, installed.token)
         asks = Traffic(lambda: _ask(channel), workers=2, pause_s=0.2)
         asks.start()
-        while not any(c.code == grpc.StatusCode.OK for c in asks.calls):  # traffic flows first
-            await asyncio.sleep(0.1)
-        await asyncio.to_thread(node.install, RELEASE, ns, _values(isthmus_image, revision="2"), timeout_s=300)
+        await asks.answered.wait()  # traffic flows before the upgrade
+        await asyncio.to_thread(
+            node.install, RELEASE, ns, _values(isthmus_image, revision="2"), timeout_s=300
+        )
         await _ask(channel)
         calls = await asks.stop()
         bad = [c for c in failures(calls) if c.code not in RETRYABLE]

@@ -105,6 +105,8 @@ class Traffic:
     workers: int = 2
     pause_s: float = 0.05
     calls: list[Call] = field(default_factory=list)
+    #: set at the first successful call
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -115,6 +117,7 @@ class Traffic:
             try:
                 await self.call()
                 self.calls.append(Call(started, loop.time(), grpc.StatusCode.OK))
+                self.answered.set()
             except grpc.aio.AioRpcError as exc:
                 self.calls.append(Call(started, loop.time(), exc.code(), exc.details() or ""))
             with contextlib.suppress(TimeoutError):
