@@ -229,3 +229,123 @@ def test_a_recreate_upgrade_under_ask_traffic_fails_only_retryably_and_keeps_the
         await channel.close()
 
     asyncio.run(scenario())
+
+
+# --- Distributed shape: Kafka between the services, each its own Deployment ---------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    node: KubeNode
+    namespace: str
+    release: str
+    addresses: dict[str, str]
+    token: str
+    image: str
+    values: dict[str, object]
+
+    def selector(self, service: str) -> str:
+        return f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component={service}"
+
+    def pods(self, service: str) -> list[dict[str, object]]:
+        return [p for p in self.node.pods(self.namespace, self.selector(service)) if not _deleting(p)]
+
+
+def _deleting(pod: dict[str, object]) -> bool:
+    metadata = pod["metadata"]
+    assert isinstance(metadata, dict)
+    return bool(metadata.get("deletionTimestamp"))
+
+
+def _ready(pod: dict[str, object]) -> bool:
+    status = pod["status"]
+    assert isinstance(status, dict)
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+@pytest.fixture(scope="module")
+def split(kube_node: KubeNode, isthmus_image: str) -> Iterator[Split]:
+    platform = pytest.importorskip(
+        "isthmus_core.testing.kube_platform", reason="the Distributed install (dist slice) is not merged yet"
+    )
+    namespace = f"fault-dist-{int(time.time()) % 100000}"
+    kube_node.create_namespace(namespace)
+    try:
+        install = platform.install_distributed(kube_node, namespace, isthmus_image)
+        yield Split(
+            kube_node,
+            namespace,
+            install.release,
+            dict(install.addresses),
+            install.token(),
+            isthmus_image,
+            dict(install.values),
+        )
+    finally:
+        kube_node.delete_namespace(namespace)
+
+
+async def _seed(split: Split) -> grpc.aio.Channel:
+    """The tenant and the seed document (indexed); a channel to the orchestrator's Service."""
+    retrieval = bearer_channel(split.addresses["retrieval"], split.token)
+    await retrieval_pb2_grpc.RetrievalServiceStub(retrieval).CreateTenant(
+        retrieval_pb2.CreateTenantRequest(tenant_id=TENANT), timeout=30
+    )
+    await retrieval.close()
+    ingestion = bearer_channel(split.addresses["ingestion"], split.token)
+    uploaded = await upload(ingestion, TENANT, "wings.md", SEED, document_id="wings")
+    await wait_indexed(ingestion, TENANT, [uploaded.document_id], within_s=180)
+    await ingestion.close()
+    return bearer_channel(split.addresses["agent-orchestrator"], split.token)
+
+
+def _wait_ready(split: Split, service: str, ready: bool, *, within_s: float = 120) -> None:
+    """Until every (not deleting) pod of ``service`` has Ready = ``ready``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        pods = split.pods(service)
+        if pods and all(_ready(p) == ready for p in pods):
+            return
+        assert time.monotonic() < deadline, f"{service} pods not Ready={ready} within {within_s}s"
+        time.sleep(0.5)
+
+
+def test_distributed_rolling_upgrade_drops_no_question_and_readiness_follows_a_dependency(
+    split: Split,
+) -> None:
+    """Distributed: (1) a `helm upgrade --wait` that rolls the orchestrator (RollingUpdate, maxUnavailable 0,
+    maxSurge 1: the new pod Ready before the old one drains) under Ask traffic fails no call at all;
+    (2) retrieval scaled to 0: the orchestrator reports NOT_SERVING (its readiness probe follows its
+    dependencies), so Kubernetes takes it out of its Service; retrieval back: it is Ready and answers."""
+    node, ns = split.node, split.namespace
+
+    async def scenario() -> None:
+        channel = await _seed(split)
+        await _ask(channel)
+        asks = Traffic(lambda: _ask(channel), workers=2, pause_s=0.2)
+        asks.start()
+        await asks.answered.wait()
+        from isthmus_core.testing.kube_node import merge
+
+        before = {p["metadata"]["name"] for p in split.pods("agent-orchestrator")}  # type: ignore[index]
+        # a setting of the orchestrator only: its pod template changes, no other service's does
+        rolled = merge(
+            split.values, {"services": {"agent-orchestrator": {"settings": {"MAX_QUESTION_CHARS": 2001}}}}
+        )
+        await asyncio.to_thread(node.install, split.release, ns, rolled, timeout_s=300)
+        await _ask(channel)
+        calls = await asks.stop()
+        after = {p["metadata"]["name"] for p in split.pods("agent-orchestrator")}  # type: ignore[index]
+        assert after and not after & before, "the orchestrator's pods were replaced"
+        assert len(calls) > 10
+        assert not failures(calls), failures(calls)[:5]
+
+        deploy = f"deploy/{split.release}-retrieval"
+        await asyncio.to_thread(node.kubectl, "-n", ns, "scale", deploy, "--replicas=0")
+        await asyncio.to_thread(_wait_ready, split, "agent-orchestrator", False)
+        await asyncio.to_thread(node.kubectl, "-n", ns, "scale", deploy, "--replicas=1")
+        await asyncio.to_thread(_wait_ready, split, "agent-orchestrator", True, within_s=240)
+        await _ask(channel)
+        await channel.close()
+
+    asyncio.run(scenario())

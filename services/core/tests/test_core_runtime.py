@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.errors import ConfigurationError
+from isthmus_core.grpc.server import LIVENESS
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_core.runtime.runtime import Runtime, check_endpoints, resolve_targets
 from isthmus_core.settings import CommonSettings, SectionSettings, section_config
@@ -246,6 +247,7 @@ async def test_a_split_target_is_not_ready_while_a_dependency_is_down(tmp_path: 
         await a.stop()
         assert await c.check_readiness() is False
         assert await status("") == not_serving and await status("test.c") == not_serving
+        assert await status(LIVENESS) == serving, "liveness is the process's own: nothing restarts it"
         back = Runtime.from_settings(
             "a", mods, overrides=_common(tmp_path / "a", bus="inprocess", grpc_port=port)
         )
