@@ -68,6 +68,18 @@ def _values(image: str, revision: str) -> dict[str, Any]:
     )
 
 
+def _channel(address: str, token: str) -> grpc.aio.Channel:
+    """The clients' channel: a bearer token, and reconnect backoff bounded to 1 s (gRPC's default grows to
+    minutes), so a gap measured is the server's, not the client's backoff after it."""
+    from isthmus_core.auth.outbound import StaticToken, bearer_interceptors
+
+    return grpc.aio.insecure_channel(
+        address,
+        interceptors=bearer_interceptors(StaticToken(token)),
+        options=[("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)],
+    )
+
+
 def summarize(calls: list[Any], fault_at: float | None = None) -> dict[str, Any]:
     """Figures of one phase's calls (``kube_faults.Call``), ``fault_at`` the fault's monotonic time."""
     ok = sorted(c.ended for c in calls if c.code == grpc.StatusCode.OK)
@@ -94,7 +106,7 @@ async def _run(window_s: float, workers: int) -> dict[str, Any]:
     from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as ao
     from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as ao_grpc
     from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-    from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
+    from isthmus_core.testing.client import upload, wait_indexed
     from isthmus_core.testing.kube_faults import Traffic, crash_pod, wait_ready_replaced, wait_restarted
     from isthmus_core.testing.kube_node import KubeNode
 
@@ -115,7 +127,7 @@ async def _run(window_s: float, workers: int) -> dict[str, Any]:
         await asyncio.to_thread(node.install, RELEASE, namespace, _values(image, "1"), timeout_s=300)
         result["install_s"] = round(time.monotonic() - started, 1)
         token = node.exec(namespace, f"deploy/{RELEASE}-all", "isthmus", "auth", "token", "--subject", "me")
-        channel = bearer_channel(node.service_address(namespace, f"{RELEASE}-all"), token.strip())
+        channel = _channel(node.service_address(namespace, f"{RELEASE}-all"), token.strip())
         await retrieval_pb2_grpc.RetrievalServiceStub(channel).CreateTenant(
             retrieval_pb2.CreateTenantRequest(tenant_id=TENANT), timeout=30
         )

@@ -105,9 +105,11 @@ def installed(kube_node: KubeNode, isthmus_image: str) -> Iterator[Install]:
         kube_node.delete_namespace(namespace)
 
 
-async def _ask(channel: grpc.aio.Channel) -> None:
+async def _ask(channel: grpc.aio.Channel, *, wait: bool = False) -> None:
+    """One question, answered with the seed's citation. ``wait``: through a reconnect (the channel waits
+    out gRPC's reconnect backoff instead of failing fast; what a client does once told the service is back)."""
     answer = await ao_grpc.AgentOrchestratorServiceStub(channel).Ask(
-        ao.AskRequest(tenant_id=TENANT, question=QUESTION), timeout=30
+        ao.AskRequest(tenant_id=TENANT, question=QUESTION), timeout=60 if wait else 30, wait_for_ready=wait
     )
     assert answer.citations and answer.citations[0].document_id == "wings", answer
 
@@ -201,7 +203,7 @@ class TestAllInOne:
             assert not bad, bad[:5]
             assert any(c.code == grpc.StatusCode.OK for c in calls)
             await _index_matches_registry(channel, accepted, within_s=90)
-            await _ask(channel)  # and the restarted pod answers
+            await _ask(channel, wait=True)  # and the restarted pod answers
             await channel.close()
 
         asyncio.run(scenario())
@@ -224,12 +226,12 @@ class TestAllInOne:
             await asyncio.to_thread(
                 node.install, RELEASE, ns, _values(isthmus_image, revision="2"), timeout_s=300
             )
-            await _ask(channel)
+            await _ask(channel, wait=True)
             calls = await asks.stop()
             bad = [c for c in failures(calls) if c.code not in RETRYABLE]
             assert not bad, bad[:5]
             assert installed.pod() != old
-            await _ask(channel)
+            await _ask(channel, wait=True)
             await channel.close()
 
         asyncio.run(scenario())
@@ -337,7 +339,7 @@ def test_distributed_rolling_upgrade_drops_no_question_and_readiness_follows_a_d
             split.values, {"services": {"agent-orchestrator": {"settings": {"MAX_QUESTION_CHARS": 2001}}}}
         )
         await asyncio.to_thread(node.install, split.release, ns, rolled, timeout_s=300)
-        await _ask(channel)
+        await _ask(channel, wait=True)
         calls = await asks.stop()
         after = {p["metadata"]["name"] for p in split.pods("agent-orchestrator")}  # type: ignore[index]
         assert after and not after & before, "the orchestrator's pods were replaced"
@@ -349,7 +351,7 @@ def test_distributed_rolling_upgrade_drops_no_question_and_readiness_follows_a_d
         await asyncio.to_thread(_wait_ready, split, "agent-orchestrator", False)
         await asyncio.to_thread(node.kubectl, "-n", ns, "scale", deploy, "--replicas=1")
         await asyncio.to_thread(_wait_ready, split, "agent-orchestrator", True, within_s=240)
-        await _ask(channel)
+        await _ask(channel, wait=True)
         await channel.close()
 
     asyncio.run(scenario())
