@@ -295,17 +295,18 @@ class Runtime:
             channel = self._probe_channels.get(address)
             if channel is None:
                 channel = self._probe_channels[address] = grpc.aio.insecure_channel(address)
-            try:
+            serving = False
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=DEPENDENCY_PROBE_TIMEOUT_S
                 )
-            except grpc.aio.AioRpcError:
+                serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            if not serving:
                 # a fresh channel next time: this one waits out gRPC's reconnect backoff (up to minutes)
-                # before it dials again, which would keep the pod unready long after the dependency is back
+                # before it dials again, or stays on a pod that drains while its Service has others
                 del self._probe_channels[address]
                 await channel.close()
-                return False
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+            return serving
 
         return probe
 

@@ -23,10 +23,10 @@ from isthmus_core.testing.kube_node import KubeError, KubeNode
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
-def pod_processes(pod_uid: str, proc: Path = Path("/proc")) -> list[int]:
-    """The node's process ids running in a pod's containers (their cgroup path names the pod's UID, with
-    dashes for the cgroupfs driver, underscores for systemd's). The node is this machine."""
-    marks = (pod_uid, pod_uid.replace("-", "_"))
+def container_processes(container_id: str, proc: Path = Path("/proc")) -> list[int]:
+    """The node's process ids running in one container (its cgroup path names the container's id; the
+    node is this machine). Only that container: the pod's sandbox (pause) process lives on, as it does
+    when a container crashes."""
     found: list[int] = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -35,19 +35,22 @@ def pod_processes(pod_uid: str, proc: Path = Path("/proc")) -> list[int]:
             cgroup = (entry / "cgroup").read_text()
         except OSError:
             continue  # exited meanwhile, or a kernel thread
-        if any(m in cgroup for m in marks):
+        if container_id in cgroup:
             found.append(int(entry.name))
     return sorted(found)
 
 
 def crash_pod(node: KubeNode, namespace: str, pod: str) -> int:
-    """SIGKILL every process of a pod's containers (the pod object stays: the kubelet restarts the container,
-    as after an OOM kill); returns the container's restart count before the crash."""
+    """SIGKILL every process of a pod's (first) container, as an OOM kill or a segfault would: the pod
+    object and its sandbox stay, the kubelet restarts the container. Returns the container's restart count
+    before the crash."""
     obj = node.get(namespace, "pod", pod)
-    restarts = int(obj["status"]["containerStatuses"][0]["restartCount"])
-    pids = pod_processes(obj["metadata"]["uid"])
-    if not pids:
-        raise KubeError(f"no process of pod {pod} found on this node")
+    status = obj["status"]["containerStatuses"][0]
+    restarts = int(status["restartCount"])
+    container_id = str(status["containerID"]).partition("://")[2]
+    pids = container_processes(container_id)
+    if not container_id or not pids:
+        raise KubeError(f"no process of pod {pod}'s container {container_id!r} found on this node")
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
