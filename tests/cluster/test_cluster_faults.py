@@ -202,7 +202,7 @@ class TestAllInOne:
             bad = [c for c in failures(calls) if c.code not in RETRYABLE]
             assert not bad, bad[:5]
             assert any(c.code == grpc.StatusCode.OK for c in calls)
-            await _index_matches_registry(channel, accepted, within_s=90)
+            await _index_matches_registry(channel, accepted, within_s=60)
             await _ask(channel, wait=True)  # and the restarted pod answers
             await channel.close()
 
