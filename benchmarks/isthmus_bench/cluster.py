@@ -15,8 +15,8 @@ through the Service ClusterIP, one phase after another, in one run:
 
 Per phase: calls, errors by status, p50/p99 latency of the successful calls, the longest gap between two
 successful answers (what a user retrying back to back waits: the baseline's is the steady state), and for
-the faults the time from the fault to the first answer after it (recovery). The namespace is deleted at
-the end.
+the faults the outage clients saw (recovery: from the first call failing after the fault to the first
+answer after it; 0 when none failed). The namespace is deleted at the end.
 """
 
 from __future__ import annotations
@@ -97,8 +97,11 @@ def summarize(calls: list[Any], fault_at: float | None = None) -> dict[str, Any]
         "longest_gap_s": round(max(gaps), 2) if gaps else None,
     }
     if fault_at is not None:
-        after = [t for t in ok if t >= fault_at]
-        out["recovery_s"] = round(after[0] - fault_at, 2) if after else None
+        # the outage clients saw: from the first call that failed after the fault (the old pod may serve
+        # a while longer: the drain) to the first answer after it
+        failed = [c.started for c in calls if c.code != grpc.StatusCode.OK and c.started >= fault_at]
+        back = [t for t in ok if failed and t > failed[0]]
+        out["recovery_s"] = round(back[0] - failed[0], 2) if back else 0.0
     return out
 
 
