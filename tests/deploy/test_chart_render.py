@@ -256,6 +256,12 @@ def test_distributed_has_every_piece_per_service(chart: Any) -> None:
             assert int(port) in {p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc"}
         assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": health_name(s)}
         assert c["livenessProbe"]["grpc"]["port"] == c["startupProbe"]["grpc"]["port"] == 50051
+        # a dependency down makes a pod unready, never restarts it: liveness asks the process's own entry
+        assert (
+            c["livenessProbe"]["grpc"]["service"]
+            == c["startupProbe"]["grpc"]["service"]
+            == "isthmus.Liveness"
+        )
         assert not {"httpGet", "exec", "tcpSocket"} & set(c["readinessProbe"])
 
 

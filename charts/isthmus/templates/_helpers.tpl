@@ -407,9 +407,11 @@ containers:
     env:
       {{- include "isthmus.env" (dict "root" $root "services" .services "distributed" .distributed "quotaReplicas" .quotaReplicas) | nindent 6 }}
     # native gRPC probes against the standard health service: the process reports NOT_SERVING while it
-    # starts and while it drains (shutdown.drainDelaySeconds), so readiness drops it before it stops
+    # starts and while it drains (shutdown.drainDelaySeconds), so readiness drops it before it stops;
+    # readiness also follows its dependencies (down: out of the Service), while startup and liveness ask
+    # the process's own entry (isthmus.Liveness): a dependency down restarts nothing
     startupProbe:
-      grpc: {port: 50051, service: ""}
+      grpc: {port: 50051, service: isthmus.Liveness}
       periodSeconds: 5
       failureThreshold: 60
     readinessProbe:
@@ -417,7 +419,7 @@ containers:
       periodSeconds: 5
       failureThreshold: 2
     livenessProbe:
-      grpc: {port: 50051, service: ""}
+      grpc: {port: 50051, service: isthmus.Liveness}
       periodSeconds: 10
       timeoutSeconds: 5
       failureThreshold: 6

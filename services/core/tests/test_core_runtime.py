@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from isthmus_core.bus.inprocess import InProcessBus
 from isthmus_core.errors import ConfigurationError
+from isthmus_core.grpc.server import LIVENESS
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
 from isthmus_core.runtime.runtime import Runtime, check_endpoints, resolve_targets
 from isthmus_core.settings import CommonSettings, SectionSettings, section_config
@@ -221,3 +222,41 @@ def test_endpoints_are_needed_only_outside_the_target() -> None:
     check_endpoints([c], {"a": "a:50051"})
     with pytest.raises(ConfigurationError, match=r"target c depends on services it does not run"):
         check_endpoints([c], {"b": "b:50051"})
+
+
+async def test_a_split_target_is_not_ready_while_a_dependency_is_down(tmp_path: Path) -> None:
+    """Readiness follows the services a split target depends on: NOT_SERVING (its own services and the
+    overall health, what the kubelet's readiness probe asks) while one is down, SERVING once it is back."""
+    mods = (_calling("a", ASettings, (), ()), _calling("c", CSettings, ("a",), ()))
+    a = Runtime.from_settings("a", mods, overrides=_common(tmp_path / "a", bus="inprocess"))
+    await a.start()
+    port = a.server.port if a.server else 0
+    c = Runtime.from_settings(
+        "c", mods, overrides=_common(tmp_path / "c", bus="inprocess", endpoints={"a": a.address})
+    )
+    await c.start()
+    channel = grpc.aio.insecure_channel(c.address)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def status(name: str) -> int:
+        return (await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)).status
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        assert await status("") == serving and await status("test.c") == serving
+        await a.stop()
+        assert await c.check_readiness() is False
+        assert await status("") == not_serving and await status("test.c") == not_serving
+        assert await status(LIVENESS) == serving, "liveness is the process's own: nothing restarts it"
+        back = Runtime.from_settings(
+            "a", mods, overrides=_common(tmp_path / "a", bus="inprocess", grpc_port=port)
+        )
+        await back.start()
+        try:
+            assert await c.check_readiness() is True
+            assert await status("") == serving and await status("test.c") == serving
+        finally:
+            await back.stop()
+    finally:
+        await channel.close()
+        await c.stop()

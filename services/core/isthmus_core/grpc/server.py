@@ -112,6 +112,12 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
+#: the health entry of the process itself (liveness and startup probes): SERVING from start until it
+#: stops, whatever its dependencies do — readiness ("" and the services' names) follows them, and a
+#: dependency that is down must take the pod out of its Service, not get it restarted
+LIVENESS = "isthmus.Liveness"
+
+
 class _Requests:
     """The request stream of a call, as its handler reads it. If the handler ends with an error while the
     client is still writing, :meth:`drain` reads and drops what follows before the status is sent.
@@ -267,7 +273,7 @@ class GrpcServer:
         self._names.extend(service_names)
 
     async def _set_all(self, status: int) -> None:
-        for name in ["", *self._names]:
+        for name in ["", LIVENESS, *self._names]:
             result = self._health.set(name, status)
             if result is not None:
                 await result

@@ -2,7 +2,12 @@
 
 Before anything opens, :func:`check_endpoints` requires an address (``ISTHMUS_ENDPOINTS``) for every
 service a module depends on that is not part of the target: a split service never silently dials its own
-port for a dependency it does not serve."""
+port for a dependency it does not serve.
+
+Readiness: a module's own probes (a store it cannot work without), and in a split deployment one probe per
+service it depends on that runs elsewhere (its standard gRPC health, overall): while a dependency is down
+or not ready, the module's services report NOT_SERVING, so Kubernetes takes the pod out of its Service
+until the dependency is back (see :meth:`Runtime.check_readiness`)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from isthmus_core.auth.audit import BusAuditSink
 from isthmus_core.auth.metrics_guard import metrics_guard
@@ -28,7 +35,7 @@ from isthmus_core.errors import ConfigurationError
 from isthmus_core.grpc.admission import policy_from_settings
 from isthmus_core.grpc.client import Channels
 from isthmus_core.grpc.server import GrpcServer
-from isthmus_core.runtime.module import AnyModule, Offer
+from isthmus_core.runtime.module import AnyModule, Offer, Probe
 from isthmus_core.settings import CommonSettings, SectionSettings, load_all
 from isthmus_core.telemetry.logging import configure_logging
 from isthmus_core.telemetry.metrics import serve_metrics
@@ -37,6 +44,8 @@ from isthmus_core.telemetry.tracing import configure_tracing
 log = structlog.get_logger("isthmus.runtime")
 
 ALL = "all"
+#: how long a dependency's health check may take before it counts as down
+DEPENDENCY_PROBE_TIMEOUT_S = 2.0
 
 
 def resolve_targets(spec: str, modules: Sequence[AnyModule]) -> list[AnyModule]:
@@ -151,6 +160,7 @@ class Runtime:
     auth: AuthStack | None = None
     offers: list[Offer] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _probe_channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     _watcher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -196,6 +206,7 @@ class Runtime:
             for mod in self.modules:
                 ctx = mod.context(self.sections, c, self.bus, self.channels, auth=self.auth)
                 offer = await mod.build(ctx)
+                offer.probes.extend(self._dependency_probes(mod))
                 self.offers.append(offer)
                 self.server.add(offer.registrars, offer.grpc_service_names)
                 for t in offer.topics:
@@ -218,6 +229,7 @@ class Runtime:
             await self.server.start()
             await self.server.set_serving()
             if any(o.probes for o in self.offers):
+                await self.check_readiness()  # not ready from the start while a dependency is down
                 self._watcher = asyncio.create_task(self._watch_readiness(), name="isthmus-readiness")
         except BaseException:
             await self.stop()
@@ -267,7 +279,36 @@ class Runtime:
                     log.exception("error in stop hook")
         if self.channels is not None:
             await self.channels.close()
+        for channel in self._probe_channels.values():
+            await channel.close()
         log.info("isthmus stopped")
+
+    def _dependency_probes(self, mod: AnyModule) -> list[Probe]:
+        """One probe per service ``mod`` depends on that this process does not run: that service's overall
+        gRPC health, on a plain channel (health needs no token: an identity provider being down does not
+        make a dependency look down)."""
+        local = {m.name for m in self.modules}
+        return [self._health_probe(self.common.endpoints[dep]) for dep in mod.depends_on if dep not in local]
+
+    def _health_probe(self, address: str) -> Probe:
+        async def probe() -> bool:
+            channel = self._probe_channels.get(address)
+            if channel is None:
+                channel = self._probe_channels[address] = grpc.aio.insecure_channel(address)
+            serving = False
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=DEPENDENCY_PROBE_TIMEOUT_S
+                )
+                serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            if not serving:
+                # a fresh channel next time: this one waits out gRPC's reconnect backoff (up to minutes)
+                # before it dials again, or stays on a pod that drains while its Service has others
+                del self._probe_channels[address]
+                await channel.close()
+            return serving
+
+        return probe
 
     async def check_readiness(self) -> bool:
         """Probe every module's dependencies once and set gRPC health to match; True when all are up."""
