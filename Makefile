@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PY := .venv/bin/python
 ISTHMUS := .venv/bin/isthmus
 
-.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults bench-judges train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding image cluster-up cluster-down
+.PHONY: setup run test test-fast lint protos protos-check bench bench-agents bench-scale bench-scale-weaviate bench-guardrails bench-chunking bench-defaults bench-judges train-injection eval-cranfield clean kafka-up kafka-down kafka-cluster-up kafka-cluster-down regions-up regions-down weaviate-up weaviate-down hydra-up hydra-down tf-check kube-up kube-down train-grounding image cluster-up cluster-down bench-cluster
 
 # every sync is from uv.lock (--frozen); --inexact: a smaller sync never removes what a larger one
 # installed (`make setup` after `make test` keeps the test packages). llama-cpp-python is never synced
@@ -161,6 +161,9 @@ cluster-up: ## a real single-node Kubernetes v1.34.2 here (kubelet on containerd
 	bash tools/tools.d/kube-apiserver.sh
 	bash tools/tools.d/kube-node.sh
 	bash tests/infra/cluster.sh up
+
+bench-cluster: dev-setup ## pod faults on the cluster tier's node (run `make cluster-up` first): Ask traffic through the all-in-one Service, a baseline beside a helm upgrade (the Recreate gap), a crash (SIGKILL) and a pod delete: errors, p50/p99, longest gap, recovery (~5 min)
+	$(PY) -m isthmus_bench.cluster
 
 cluster-down: ## stop it and remove its pods and state (imported images stay cached)
 	bash tests/infra/cluster.sh down

@@ -46,6 +46,10 @@ class _TraceStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
         return await continuation(_with_trace(details), request_iterator)
 
 
+#: the longest wait between two reconnect attempts to a callee that went away
+MAX_RECONNECT_BACKOFF_MS = 5000
+
+
 def open_channel(address: str, tokens: TokenSource | None = None) -> grpc.aio.Channel:
     """A channel to ``address``; with ``tokens``, every call carries a bearer token (None: no token)."""
     interceptors: list[grpc.aio.ClientInterceptor] = [
@@ -61,6 +65,9 @@ def open_channel(address: str, tokens: TokenSource | None = None) -> grpc.aio.Ch
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # a restarted callee (a pod replaced, a rolling upgrade) is retried within 5 s, not after
+            # gRPC's default reconnect backoff, which grows to 2 minutes
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
         ],
     )
 
