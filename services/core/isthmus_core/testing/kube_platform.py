@@ -141,16 +141,18 @@ class DistributedInstall:
                 totals[topic] = totals.get(topic, 0) + int(offset)
         return totals
 
-    def committed_offsets(self, group: str) -> dict[str, int]:
-        """A consumer group's committed offsets summed per topic (records the group has consumed)."""
+    def committed_offsets(self) -> dict[tuple[str, str], int]:
+        """Every consumer group's committed offsets summed per (group, topic): records each group has
+        consumed (the services' groups are named after them, e.g. ``embedding``, ``ingestion-status``)."""
         out = self.kafka_tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--describe", "--group", group
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--describe", "--all-groups"
         )
-        totals: dict[str, int] = {}
+        totals: dict[tuple[str, str], int] = {}
         for line in out.splitlines():
             cols = line.split()
-            if len(cols) >= 4 and cols[0] == group and cols[3].isdigit():
-                totals[cols[1]] = totals.get(cols[1], 0) + int(cols[3])
+            if len(cols) >= 4 and cols[2].isdigit() and cols[3].isdigit():
+                key = (cols[0], cols[1])
+                totals[key] = totals.get(key, 0) + int(cols[3])
         return totals
 
 
