@@ -21,7 +21,7 @@ import httpx
 from isthmus_core.testing.kube_node import ROOT, KubeError, KubeNode, isthmus_values, merge
 
 INFRA_SH = ROOT / "tests" / "infra" / "cluster-infra.sh"
-INFRA_MANIFEST = ROOT / "tests" / "infra" / "cluster" / "dist" / "infra.yaml"
+INFRA_MANIFEST = ROOT / "tests" / "infra" / "cluster" / "distributed" / "infra.yaml"
 SERVICES = ("agent-orchestrator", "embedding", "evaluation", "guardrail", "ingestion", "retrieval")
 AUDIENCE = "isthmus"
 SERVICE_CLIENT = "isthmus-platform"  # the deployment's own client (auth.serviceClient)
