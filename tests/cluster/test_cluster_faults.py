@@ -34,6 +34,7 @@ from isthmus_core.testing.kube_faults import (
     wait_restarted,
 )
 from isthmus_core.testing.kube_node import KubeNode, isthmus_values
+from isthmus_core.testing.kube_platform import install_distributed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -271,13 +272,10 @@ def _ready(pod: dict[str, object]) -> bool:
 
 @pytest.fixture(scope="module")
 def split(kube_node: KubeNode, isthmus_image: str) -> Iterator[Split]:
-    platform = pytest.importorskip(
-        "isthmus_core.testing.kube_platform", reason="the Distributed install (dist slice) is not merged yet"
-    )
     namespace = f"fault-dist-{int(time.time()) % 100000}"
     kube_node.create_namespace(namespace)
     try:
-        install = platform.install_distributed(kube_node, namespace, isthmus_image)
+        install = install_distributed(kube_node, namespace, isthmus_image)
         yield Split(
             kube_node,
             namespace,
