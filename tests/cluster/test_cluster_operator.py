@@ -80,9 +80,25 @@ def namespaces(kube_node: KubeNode) -> Iterator[tuple[str, str]]:
     try:
         yield system, edge
     finally:
-        # the release first: its RoleBinding would otherwise outlive nothing, but helm keeps a record
+        # the watched namespace first, while the operator runs: it releases its finalizers; then the
+        # release (its Role and RoleBinding), then its namespace
+        kube_node.delete_namespace(edge, timeout=120)
+        if kube_node.kubectl("get", "namespace", edge, "--ignore-not-found", "-o", "name", check=False):
+            # the operator did not release them (the test failed with it down): do not leave the node a
+            # namespace stuck in Terminating
+            for kind in ("tenants", "edgerollouts", "failoverdrills"):
+                for obj in kube_node.kubectl("-n", edge, "get", kind, "-o", "name", check=False).split():
+                    kube_node.kubectl(
+                        "-n",
+                        edge,
+                        "patch",
+                        obj,
+                        "--type=merge",
+                        "-p",
+                        '{"metadata":{"finalizers":null}}',
+                        check=False,
+                    )
         kube_node.helm("uninstall", RELEASE, "--namespace", system, "--wait", timeout=180, check=False)
-        kube_node.delete_namespace(edge)
         kube_node.delete_namespace(system)
 
 
@@ -382,6 +398,12 @@ def test_operator_in_cluster_reconciles_a_tenant_and_rolls_a_bundle_out_to_resta
         )
         reasons = {e["reason"] for e in json.loads(events)["items"]}
         assert {"BundleApplied", "Succeeded"} <= reasons
+        # finished, it holds no finalizer: deletable even once the operator is uninstalled
+        wait_for(
+            lambda: not kube_node.get(edge, "edgerollout", "to-new")["metadata"].get("finalizers"),
+            "the finished rollout's finalizer released",
+            timeout=30,
+        )
 
         # -- the Tenant deleted: the finalizer removes its ConfigMap and its bindings from the access file --
         kube_node.kubectl("-n", edge, "delete", "tenant", "acme", "--wait=true", "--timeout=60s", timeout=90)
