@@ -8,12 +8,14 @@ closed over the injected :class:`~isthmus_operator.reconcile.Dependencies` (real
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 from kubernetes import client
 
 from isthmus_core.errors import IsthmusError
+from isthmus_operator import drill
 from isthmus_operator.names import (
     DRILL_PLURAL,
     FINALIZER,
@@ -33,9 +35,24 @@ from isthmus_operator.reconcile import (
     reconcile_tenant,
     render_access,
 )
+from isthmus_operator.rollout import TERMINAL_PHASES as ROLLOUT_TERMINAL_PHASES
 from isthmus_operator.specs import parse_drill
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def unfinished(terminal: tuple[str, ...]) -> Callable[..., bool]:
+    """kopf ``when=`` filter: the object's phase is not final.
+
+    kopf puts its finalizer on every object a timer or a deletion handler matches, and takes it off once
+    none matches: a finished EdgeRollout or FailoverDrill (nothing left to step, scale back or heal) then
+    holds no finalizer, so it — and its namespace — can be deleted even after the operator is uninstalled.
+    Only a running one keeps the operator's finalizer."""
+
+    def when(*, status: kopf.Status, **_: Any) -> bool:
+        return status.get("phase") not in terminal
+
+    return when
 
 
 def _write(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: Logger) -> None:
@@ -191,7 +208,15 @@ def register(
             logger.info(note)
             kopf.event(body, type="Normal", reason="CleanedUp", message=note)
 
-    @kopf.timer(GROUP, VERSION, ROLLOUT_PLURAL, id="rollout", interval=rollout_interval_s, registry=registry)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        ROLLOUT_PLURAL,
+        id="rollout",
+        interval=rollout_interval_s,
+        when=unfinished(ROLLOUT_TERMINAL_PHASES),
+        registry=registry,
+    )
     async def rollout(
         *,
         name: str,
@@ -210,7 +235,15 @@ def register(
         if outcome.retry is not None:
             logger.warning(f"rollout step failed, retrying at the next tick: {outcome.retry}")
 
-    @kopf.timer(GROUP, VERSION, DRILL_PLURAL, id="drill", interval=drill_interval_s, registry=registry)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        DRILL_PLURAL,
+        id="drill",
+        interval=drill_interval_s,
+        when=unfinished(drill.TERMINAL_PHASES),
+        registry=registry,
+    )
     async def failover_drill(
         *,
         name: str,
@@ -229,7 +262,14 @@ def register(
         if outcome.retry is not None:
             logger.warning(f"drill step failed, replayed at the next tick: {outcome.retry}")
 
-    @kopf.on.delete(GROUP, VERSION, DRILL_PLURAL, id="drill-cleanup", registry=registry)
+    @kopf.on.delete(
+        GROUP,
+        VERSION,
+        DRILL_PLURAL,
+        id="drill-cleanup",
+        when=unfinished(drill.TERMINAL_PHASES),
+        registry=registry,
+    )
     async def failover_drill_deleted(
         *, name: str, namespace: str | None, spec: kopf.Spec, body: kopf.Body, logger: Logger, **_: Any
     ) -> None:

@@ -55,6 +55,8 @@ def test_chart_renders_a_least_privilege_single_replica_operator() -> None:
     assert json.loads(env["ISTHMUS_OPERATOR_ACCESS_PLATFORM_BINDINGS"]) == []
     assert not any(name.startswith("ISTHMUS_OPERATOR_AUTH_") for name in env)  # no client: no token
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # ready once kopf runs: `helm install --wait` returns with a working operator
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert (
         deploy["spec"]["template"]["spec"]["serviceAccountName"]

@@ -175,6 +175,11 @@ def test_region_loss_scales_region_a_down_moves_the_primary_and_back(
         assert kube_api.replicas(namespace) == {name: (n, {}) for name, n in region_a_workloads.items()}
         wait(lambda: len(events(kube_api, namespace, "DrillStep")) >= 7, "one event per step")
         wait(lambda: events(kube_api, namespace, "Succeeded"), "the Succeeded event")
+        # finished: the operator's finalizer is released (nothing left to heal on delete)
+        wait(
+            lambda: not (kube_api.get(DRILLS, namespace, "loss") or {})["metadata"].get("finalizers"),
+            "the finalizer released",
+        )
         clean_up(kube_api, namespace, wait)
 
 

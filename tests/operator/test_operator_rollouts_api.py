@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client
 
 PLURAL = "edgerollouts"
+FINALIZER = "isthmus.dev/operator"
 GOOD = {"ndcg_at_10": 0.52, "faithfulness": 0.91, "guardrail_block_rate": 0.02}
 GATES = {"maxNdcgDrop": 0.02, "maxFaithfulnessDrop": 0.03, "maxGuardrailBlockRateIncrease": 0.01}
 
@@ -40,6 +41,10 @@ def bundle_of(ds: dict[str, Any]) -> tuple[str | None, str | None]:
     template = ds["spec"]["template"]
     annotation = (template["metadata"].get("annotations") or {}).get("isthmus.dev/model-bundle")
     return annotation, (ds["metadata"].get("annotations") or {}).get("isthmus.dev/model-bundle")
+
+
+def finalizers(kube_api, namespace: str, name: str) -> list[str]:
+    return list((kube_api.get(PLURAL, namespace, name) or {})["metadata"].get("finalizers") or [])
 
 
 def bundles(kube_api, namespace: str, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -106,6 +111,8 @@ def test_rollout_advances_wave_by_wave_while_gates_pass(
             lambda: (s := kube_api.status(PLURAL, namespace, "eu-16")).get("currentWave") == 2 and s, "wave 2"
         )
         assert status["phase"] == "Progressing" and status["currentPercent"] == 50
+        # a running rollout holds the operator's finalizer (kopf's, for its timer)
+        assert FINALIZER in kube_api.get(PLURAL, namespace, "eu-16")["metadata"]["finalizers"]
         now = bundles(kube_api, namespace, pool)
         assert now["edge-eu-a"] == now["edge-eu-b"] == ("bge-small-en@1.6.0", "bge-small-en@1.6.0")
         assert now["edge-eu-c"] == now["edge-eu-d"] == (None, None)
@@ -138,6 +145,8 @@ def test_rollout_advances_wave_by_wave_while_gates_pass(
         server, sidecar = kube_api.daemonset(namespace, "edge-eu-a")["spec"]["template"]["spec"]["containers"]
         assert not sidecar.get("env")
         assert server["env"] == [{"name": "LOG_FORMAT", "value": "json"}]
+        # finished: the finalizer is released (deletable without the operator, e.g. after its uninstall)
+        wait(lambda: not finalizers(kube_api, namespace, "eu-16"), "the finalizer released")
         kube_api.delete(PLURAL, namespace, "eu-16")
 
 
@@ -188,6 +197,7 @@ def test_failed_gate_rolls_every_touched_workload_back(kube_api, namespace, pool
         time.sleep(1.5)
         assert kube_api.status(PLURAL, namespace, "bad")["phase"] == "RolledBack"
         assert {bundles(kube_api, namespace, pool)[n] for n in pool} == {(None, None)}
+        wait(lambda: not finalizers(kube_api, namespace, "bad"), "the finalizer released")
         kube_api.delete(PLURAL, namespace, "bad")
 
 
