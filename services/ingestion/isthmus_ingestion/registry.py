@@ -45,6 +45,12 @@ NOT_STORED = (Status.FAILED, Status.QUARANTINED, Status.DELETED)
 _NOT_STORED_SQL = ", ".join("?" * len(NOT_STORED))
 
 
+#: documents recorded but not indexed yet: their chunks are on their way (or were lost with the process
+#: that carried them: an in-process bus lives in memory). Ingestion re-drives them at start, and when the
+#: same bytes are uploaded again (``Ingestion.resume_pending``)
+PENDING = (Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED)
+_PENDING_SQL = ", ".join("?" * len(PENDING))
+
 _ORDER = [Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED, Status.INDEXED]
 
 
@@ -188,6 +194,14 @@ class DocumentRegistry:
             (tenant_id, content_hash, *NOT_STORED),
         ).fetchone()
         return self._row(r) if r else None
+
+    def pending(self) -> list[DocumentRecord]:
+        """Every tenant's documents not indexed yet (:data:`PENDING`), oldest first: one query."""
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM documents WHERE status IN ({_PENDING_SQL}) ORDER BY created_at",
+            tuple(s.value for s in PENDING),
+        ).fetchall()
+        return [self._row(r) for r in rows]
 
     def list(self, tenant_id: str, status: Status | None = None) -> list[DocumentRecord]:
         q = f"SELECT {_COLS} FROM documents WHERE tenant_id=?"
