@@ -225,7 +225,7 @@ class _Resume:
         self._task: asyncio.Task[int] | None = None
 
     async def start(self) -> None:
-        if not self._core.registry.pending():  # nothing pending: nothing started (one query)
+        if not self._core.pending():  # nothing pending: nothing started (one query)
             return
         self._task = asyncio.create_task(self._core.resume_until_done(), name="ingestion-resume")
 

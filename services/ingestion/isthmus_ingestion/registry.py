@@ -49,7 +49,6 @@ _NOT_STORED_SQL = ", ".join("?" * len(NOT_STORED))
 #: that carried them: an in-process bus lives in memory). Ingestion re-drives them at start, and when the
 #: same bytes are uploaded again (``Ingestion.resume_pending``)
 PENDING = (Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED)
-_PENDING_SQL = ", ".join("?" * len(PENDING))
 
 _ORDER = [Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED, Status.INDEXED]
 
@@ -195,11 +194,13 @@ class DocumentRegistry:
         ).fetchone()
         return self._row(r) if r else None
 
-    def pending(self) -> list[DocumentRecord]:
-        """Every tenant's documents not indexed yet (:data:`PENDING`), oldest first: one query."""
+    def pending(self, statuses: Sequence[Status] = PENDING) -> list[DocumentRecord]:
+        """Every tenant's documents in one of ``statuses`` (default: not indexed yet, :data:`PENDING`),
+        oldest first: one query."""
+        marks = ", ".join("?" * len(statuses))
         rows = self._db.execute(
-            f"SELECT {_COLS} FROM documents WHERE status IN ({_PENDING_SQL}) ORDER BY created_at",
-            tuple(s.value for s in PENDING),
+            f"SELECT {_COLS} FROM documents WHERE status IN ({marks}) ORDER BY created_at",
+            tuple(s.value for s in statuses),
         ).fetchall()
         return [self._row(r) for r in rows]
 

@@ -501,22 +501,33 @@ class Ingestion:
 
     # --- resuming what an earlier process left pending ---------------------------------------------------
 
+    @property
+    def _resumable(self) -> tuple[Status, ...]:
+        """The pending statuses whose chunk events a stopped process may have lost: with an in-process bus
+        every one (its messages lived in memory); on Kafka only RECEIVED (recorded, then stopped before
+        its chunk events were all published: CHUNKED is written once Kafka acknowledged them all)."""
+        return (Status.RECEIVED,) if self._kafka_bus else PENDING
+
     def _stuck(self, d: DocumentRecord) -> bool:
         """Whether ``d`` is pending and nobody in this process drives it: left by a process that stopped
-        (its chunk events lost with an in-process bus, or never published). A document mirrored from
-        another region (no chunking recorded) is driven there, not here."""
+        (:attr:`_resumable`), or by a publish that failed. A document mirrored from another region (no
+        chunking recorded) is driven there, not here."""
         return (
-            d.status in PENDING
+            d.status in self._resumable
             and bool(d.chunking)
             and (d.tenant_id, d.document_id, d.version) not in self._driven
         )
 
+    def pending(self) -> list[DocumentRecord]:
+        """The documents of every tenant left pending by an earlier process, to drive again (one query)."""
+        return [d for d in self.registry.pending(self._resumable) if self._stuck(d)]
+
     async def resume_pending(self) -> int:
-        """Drive again every document of every tenant left pending (recorded RECEIVED, CHUNKED or
-        EMBEDDED, not indexed) by an earlier process; how many. One registry query when none is.
-        A dependency that is unreachable (the guardrail's scan, the bus) raises Unavailable: the
-        documents not driven yet stay pending, for the next call."""
-        pending = [d for d in self.registry.pending() if self._stuck(d)]
+        """Drive again every document of every tenant left pending (:meth:`pending`: recorded, not
+        indexed) by an earlier process; how many. One registry query when none is. A dependency that is
+        unreachable (the guardrail's scan, the bus) raises Unavailable: the documents not driven yet
+        stay pending, for the next call."""
+        pending = self.pending()
         for d in pending:
             try:
                 await self.redrive(d)

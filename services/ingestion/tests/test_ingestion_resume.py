@@ -59,12 +59,19 @@ class Process:
     """One ingestion process over the data directory: a new one is a restart (the bus's messages of the
     previous one are gone: ``published`` is this process's own list)."""
 
-    def __init__(self, data: Path, *, max_tokens: int = 24, scanner: Scanner | None = None) -> None:
+    def __init__(
+        self, data: Path, *, max_tokens: int = 24, scanner: Scanner | None = None, kafka: bool = False
+    ) -> None:
         self.registry = DocumentRegistry(data / "documents.sqlite")
         self.texts = TextStore(data / "texts.sqlite")
         self.published: list[ChunksCreated] = []
+        #: publishes that fail (the broker unreachable), the next ones first
+        self.broker_down = 0
 
         async def publish(ev: ChunksCreated) -> None:
+            if ev.batch_index > 0 and self.broker_down:  # its first batch went out
+                self.broker_down -= 1
+                raise Unavailable("kafka unreachable")
             self.published.append(ev)
 
         self.core = Ingestion(
@@ -76,6 +83,7 @@ class Process:
             chunks_per_event=2,
             texts=self.texts,
             scanner=scanner,
+            kafka_bus=kafka,
         )
 
     def close(self) -> None:
@@ -267,3 +275,40 @@ async def test_resume_waits_for_the_guardrail_and_costs_nothing_when_nothing_is_
     assert await restarted.core.resume_until_done(backoff_s=0) == 1
     assert down.calls == 3 and content(restarted.published) == content(lost)
     restarted.close()
+
+
+async def test_on_kafka_a_document_recorded_but_not_all_published_is_resumed_and_a_chunked_one_is_not(
+    data: Path,
+) -> None:
+    first = Process(data, kafka=True)
+    chunked = await first.core.ingest(ACME, "notes.txt", TEXT)  # its events are in Kafka: driven
+    first.broker_down = 1
+    with pytest.raises(Unavailable):  # the upload fails: recorded RECEIVED, one batch of it published
+        await first.core.ingest(OTHER, "notes.txt", TEXT)
+    (received,) = first.registry.pending([Status.RECEIVED])
+    assert received.tenant_id == OTHER
+    first.close()
+
+    restarted = Process(data, kafka=True)
+    assert await restarted.core.resume_pending() == 1
+    assert {e.tenant_id for e in restarted.published} == {OTHER}
+    assert restarted.status(ACME, chunked.document_id) == Status.CHUNKED  # left to the events in Kafka
+    await restarted.index()
+    assert restarted.status(OTHER, received.document_id) == Status.INDEXED
+    restarted.close()
+
+
+async def test_a_retry_after_a_failed_publish_drives_the_recorded_document(data: Path) -> None:
+    """The client's upload failed after the document was recorded (the bus refused a batch): its retry
+    of the same bytes publishes every batch, not "duplicate" of a document nothing drives."""
+    p = Process(data, kafka=True)
+    p.broker_down = 1
+    with pytest.raises(Unavailable):
+        await p.core.ingest(ACME, "notes.txt", TEXT)
+    first_batch = list(p.published)
+    retry = await p.core.ingest(ACME, "notes.txt", TEXT)
+    assert retry.status == Status.CHUNKED
+    assert content(p.published[len(first_batch) :])[0] == content(first_batch)[0]  # the same batch again
+    await p.index()
+    assert p.status(ACME, retry.document_id) == Status.INDEXED
+    p.close()
