@@ -274,8 +274,8 @@ class Ingestion:
         self._objects = objects  # documents sent by reference (content_uri) are read from it
         self._max_inline_bytes = max_inline_bytes
         self._publish_deleted = publish_deleted
-        #: the versions this process is driving (recorded, chunks published or being published): a
-        #: pending document not in it was left by an earlier process (module docstring of ``resume``)
+        #: the versions this process is driving (recorded, chunks published or being published, not
+        #: indexed yet): a pending document not in it was left by an earlier process (:meth:`_stuck`)
         self._driven: set[tuple[str, str, int]] = set()
 
     def check_size(self, size: int) -> None:
@@ -460,6 +460,7 @@ class Ingestion:
         try:
             await self._quarantine(record, screened, trace_context)
             if screened.document_quarantined:
+                self._driven.discard(key)  # nothing of it to index
                 return
             for bi, batch in enumerate(batches):
                 await self._publish(
@@ -838,6 +839,7 @@ class Ingestion:
         erasure_id = self._erased_version(ev)
         if erasure_id is None:
             self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+            self._settled(ev.tenant_id, ev.document_id, ev.version)
             await self._late_deleted(ev)
             return
         # chunks of an erased document that were still in flight when it was erased, now indexed: erase
@@ -854,6 +856,14 @@ class Ingestion:
                     origin=self._region,
                 )
             )
+
+    def _settled(self, tenant_id: str, document_id: str, version: int) -> None:
+        """Forget a version this process drove once it is no longer pending (indexed, failed...)."""
+        key = (tenant_id, document_id, version)
+        if key in self._driven:
+            d = self.registry.get(tenant_id, document_id)
+            if d is None or d.version != version or d.status not in PENDING:
+                self._driven.discard(key)
 
     def _erased_version(self, ev: ChunksEmbedded | ChunksIndexed) -> str | None:
         """The erasure id if ``ev``'s version of its document was erased here and the document has not
