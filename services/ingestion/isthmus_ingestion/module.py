@@ -3,6 +3,8 @@ chunks to the quarantine topic), document status from downstream events."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -91,6 +93,7 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
         publish_deleted=publisher(ctx.bus, topics.DOCUMENTS_DELETED),
     )
     peers = ctx.common.peer_regions()
+    resume = _Resume(core)
 
     async def forget_tenant(ev: TenantDeleted) -> None:
         tenants.forget(parse_tenant_id(ev.tenant_id))
@@ -183,7 +186,8 @@ async def build(ctx: ModuleContext[IngestionSettings]) -> Offer:
                 peers,
             ),
         ],
-        on_stop=[_closer(registry), _closer(texts)],
+        on_start=[resume.start],
+        on_stop=[resume.stop, _closer(registry), _closer(texts)],
     )
 
 
@@ -208,6 +212,29 @@ def _local(apply: Callable[[EventT], Awaitable[object]]) -> Callable[[EventT], A
         await apply(ev)
 
     return handle
+
+
+class _Resume:
+    """Documents an earlier process left pending (recorded, not indexed: their chunk events lost with an
+    in-process bus, or never published before a crash) driven again once this process is up, in the
+    background: the guardrail's scan and the bus are reached through the server and the bus the runtime
+    starts after the start hooks (retried until they answer)."""
+
+    def __init__(self, core: Ingestion) -> None:
+        self._core = core
+        self._task: asyncio.Task[int] | None = None
+
+    async def start(self) -> None:
+        if not self._core.pending():  # nothing pending: nothing started (one query)
+            return
+        self._task = asyncio.create_task(self._core.resume_until_done(), name="ingestion-resume")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def _closer(store: DocumentRegistry | TextStore) -> Callable[[], Awaitable[None]]:

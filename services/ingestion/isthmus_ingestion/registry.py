@@ -45,6 +45,11 @@ NOT_STORED = (Status.FAILED, Status.QUARANTINED, Status.DELETED)
 _NOT_STORED_SQL = ", ".join("?" * len(NOT_STORED))
 
 
+#: documents recorded but not indexed yet: their chunks are on their way (or were lost with the process
+#: that carried them: an in-process bus lives in memory). Ingestion re-drives them at start, and when the
+#: same bytes are uploaded again (``Ingestion.resume_pending``)
+PENDING = (Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED)
+
 _ORDER = [Status.RECEIVED, Status.CHUNKED, Status.EMBEDDED, Status.INDEXED]
 
 
@@ -188,6 +193,16 @@ class DocumentRegistry:
             (tenant_id, content_hash, *NOT_STORED),
         ).fetchone()
         return self._row(r) if r else None
+
+    def pending(self, statuses: Sequence[Status] = PENDING) -> list[DocumentRecord]:
+        """Every tenant's documents in one of ``statuses`` (default: not indexed yet, :data:`PENDING`),
+        oldest first: one query."""
+        marks = ", ".join("?" * len(statuses))
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM documents WHERE status IN ({marks}) ORDER BY created_at",
+            tuple(s.value for s in statuses),
+        ).fetchall()
+        return [self._row(r) for r in rows]
 
     def list(self, tenant_id: str, status: Status | None = None) -> list[DocumentRecord]:
         q = f"SELECT {_COLS} FROM documents WHERE tenant_id=?"

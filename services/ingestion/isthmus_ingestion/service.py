@@ -53,6 +53,7 @@ from isthmus_core.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
 from isthmus_core.ports.generator import (
     CONTINUES_SENTENCE_KEY,
@@ -96,9 +97,10 @@ from isthmus_ingestion.objects import (
     submitted_content,
 )
 from isthmus_ingestion.parsing import ChildFile, ParseOptions, parse_document
-from isthmus_ingestion.registry import NOT_STORED, DocumentRecord, DocumentRegistry, Status
+from isthmus_ingestion.registry import NOT_STORED, PENDING, DocumentRecord, DocumentRegistry, Status
 from isthmus_ingestion.screening import (
     GUARDRAIL_FLAGS_KEY,
+    IndexedChunk,
     Screening,
     parents_screened,
     screen,
@@ -272,6 +274,9 @@ class Ingestion:
         self._objects = objects  # documents sent by reference (content_uri) are read from it
         self._max_inline_bytes = max_inline_bytes
         self._publish_deleted = publish_deleted
+        #: the versions this process is driving (recorded, chunks published or being published, not
+        #: indexed yet): a pending document not in it was left by an earlier process (:meth:`_stuck`)
+        self._driven: set[tuple[str, str, int]] = set()
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
@@ -340,6 +345,12 @@ class Ingestion:
         tenant_id = await self.check_tenant(tenant_id)
         requested: DocumentId | None = parse_document_id(document_id) if document_id else None
         digest = content_hash(data)
+        stuck = self.registry.find_by_hash(tenant_id, digest)
+        if stuck is not None and self._stuck(stuck):
+            # the same bytes again, of a document left pending by a process that stopped (its chunks were
+            # lost): driven again, then answered as the duplicate it is, with its status now; one that
+            # cannot be driven again (no text kept) is failed, and these bytes are ingested afresh
+            await self.redrive(stuck, trace_context)
         lock = self._locks.setdefault(tenant_id, asyncio.Lock())
         async with lock:  # one tenant's dedup check and record are atomic
             existing = self.registry.find_by_hash(tenant_id, digest)
@@ -375,8 +386,7 @@ class Ingestion:
             last = max(previous.version if previous else 0, erased[0] if erased else 0)
             # each region draws versions from its own class: concurrent writes never tie (regions.py)
             version = next_version(last, self._region, self._regions)
-            kept = screened.indexed
-            batches = [kept[i : i + self._per_event] for i in range(0, len(kept), self._per_event)]
+            batches = self._batches(screened)
             meta = chunk_metadata(filename, parsed.title, dict(metadata or {}))
             record = DocumentRecord(
                 tenant_id=tenant_id,
@@ -386,58 +396,210 @@ class Ingestion:
                 content_hash=digest,
                 status=Status.RECEIVED,
                 version=version,
-                chunk_count=len(chunks),
-                batch_count=len(batches),
                 metadata=dict(metadata or {}),
                 created_at=previous.created_at if previous else 0.0,
-                title=meta.get(TITLE_KEY, ""),
                 size_bytes=len(data),
-                quarantined_chunks=len(screened.quarantined),
-                flagged_chunks=screened.flagged,
-                redacted_chunks=screened.redacted,
-                quarantine_reason=screened.reason,
-                chunking=strategy,
             )
-            if screened.document_quarantined:
-                record.status = Status.QUARANTINED
-                record.batch_count = 0
-            self.registry.save(record, written_at=submitted_at)
+            self._record(record, chunks, screened, batches, meta, strategy, written_at=submitted_at)
             self._keep_text(record, parsed.text, screened)
-        await self._quarantine(record, screened, trace_context)
+        await self._drive(record, screened, batches, meta, trace_context)
         if screened.document_quarantined:
             log.warning("document quarantined", tenant=tenant_id, document=doc_id, reason=screened.reason)
-            children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
-            return replace(IngestResult.of(record), child_document_ids=children)
-        for bi, batch in enumerate(batches):
-            await self._publish(
-                ChunksCreated(
-                    tenant_id=tenant_id,
-                    idempotency_key=f"{tenant_id}/{doc_id}/v{version}/b{bi}",
-                    document_id=doc_id,
-                    content_hash=digest,
-                    version=version,
-                    batch_index=bi,
-                    batch_count=len(batches),
-                    trace_context=dict(trace_context or {}),
-                    chunks=[
-                        ChunkPayload(
-                            chunk_id=chunk_uuid(tenant_id, doc_id, k.chunk.index),
-                            index=k.chunk.index,
-                            text=k.text,
-                            start=k.chunk.start,
-                            end=k.chunk.end,
-                            metadata=_chunk_meta(meta, k.chunk.continues_sentence, k.flags, k.chunk.metadata),
-                        )
-                        for k in batch
-                    ],
-                )
+        else:
+            log.info(
+                "document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version
             )
-        record.status = Status.CHUNKED
-        self.registry.save(record)
-        log.info("document chunked", tenant=tenant_id, document=doc_id, chunks=len(chunks), version=version)
         # then the documents found inside it, each on its own (its chunks are published already)
         children = await self._ingest_children(record, parsed.children, metadata, trace_context, depth)
         return replace(IngestResult.of(record), child_document_ids=children)
+
+    def _batches(self, screened: Screening) -> list[list[IndexedChunk]]:
+        kept = screened.indexed
+        return [list(kept[i : i + self._per_event]) for i in range(0, len(kept), self._per_event)]
+
+    def _record(
+        self,
+        record: DocumentRecord,
+        chunks: Sequence[TextChunk],
+        screened: Screening,
+        batches: Sequence[Sequence[IndexedChunk]],
+        meta: Mapping[str, str],
+        strategy: str,
+        *,
+        written_at: float | None = None,
+    ) -> None:
+        """Fill ``record`` with what chunking and the scan made of it and store it; from here this process
+        drives the version (:meth:`_drive`). Called with the tenant's lock held."""
+        record.chunk_count = len(chunks)
+        record.batch_count = len(batches)
+        record.title = meta.get(TITLE_KEY, "")
+        record.quarantined_chunks = len(screened.quarantined)
+        record.flagged_chunks = screened.flagged
+        record.redacted_chunks = screened.redacted
+        record.quarantine_reason = screened.reason
+        record.chunking = strategy
+        if screened.document_quarantined:
+            record.status = Status.QUARANTINED
+            record.batch_count = 0
+        self.registry.save(record, written_at=written_at)
+        self._driven.add((record.tenant_id, record.document_id, record.version))
+
+    async def _drive(
+        self,
+        record: DocumentRecord,
+        screened: Screening,
+        batches: Sequence[Sequence[IndexedChunk]],
+        meta: Mapping[str, str],
+        trace_context: Mapping[str, str] | None,
+    ) -> None:
+        """The recorded version's quarantined chunks, then its chunk events (ids and idempotency keys
+        derived from tenant, document, version and index: publishing them again upserts the same chunks),
+        then CHUNKED (never backwards: a batch may be indexed already). A failed publish leaves the version
+        pending and undriven, so a retry of the upload drives it again."""
+        key = tenant_id, doc_id, version = (record.tenant_id, record.document_id, record.version)
+        try:
+            await self._quarantine(record, screened, trace_context)
+            if screened.document_quarantined:
+                self._driven.discard(key)  # nothing of it to index
+                return
+            for bi, batch in enumerate(batches):
+                await self._publish(
+                    ChunksCreated(
+                        tenant_id=tenant_id,
+                        idempotency_key=f"{tenant_id}/{doc_id}/v{version}/b{bi}",
+                        document_id=doc_id,
+                        content_hash=record.content_hash,
+                        version=version,
+                        batch_index=bi,
+                        batch_count=len(batches),
+                        trace_context=dict(trace_context or {}),
+                        chunks=[
+                            ChunkPayload(
+                                chunk_id=chunk_uuid(tenant_id, doc_id, k.chunk.index),
+                                index=k.chunk.index,
+                                text=k.text,
+                                start=k.chunk.start,
+                                end=k.chunk.end,
+                                metadata=_chunk_meta(
+                                    dict(meta), k.chunk.continues_sentence, k.flags, k.chunk.metadata
+                                ),
+                            )
+                            for k in batch
+                        ],
+                    )
+                )
+        except BaseException:
+            self._driven.discard(key)
+            raise
+        current = self.registry.get(tenant_id, doc_id)
+        if current is None or current.version != version or current.status != Status.RECEIVED:
+            if current is not None and current.version == version:
+                record.status = current.status  # already further along (a version driven again)
+            return  # or deleted, erased, replaced meanwhile
+        record.status = Status.CHUNKED
+        self.registry.save(record)
+        self.registry.advance(record)  # batches marked before (a version driven again)
+
+    # --- resuming what an earlier process left pending ---------------------------------------------------
+
+    @property
+    def _resumable(self) -> tuple[Status, ...]:
+        """The pending statuses whose chunk events a stopped process may have lost: with an in-process bus
+        every one (its messages lived in memory); on Kafka only RECEIVED (recorded, then stopped before
+        its chunk events were all published: CHUNKED is written once Kafka acknowledged them all)."""
+        return (Status.RECEIVED,) if self._kafka_bus else PENDING
+
+    def _stuck(self, d: DocumentRecord) -> bool:
+        """Whether ``d`` is pending and nobody in this process drives it: left by a process that stopped
+        (:attr:`_resumable`), or by a publish that failed. A document mirrored from another region (no
+        chunking recorded) is driven there, not here."""
+        return (
+            d.status in self._resumable
+            and bool(d.chunking)
+            and (d.tenant_id, d.document_id, d.version) not in self._driven
+        )
+
+    def pending(self) -> list[DocumentRecord]:
+        """The documents of every tenant left pending by an earlier process, to drive again (one query)."""
+        return [d for d in self.registry.pending(self._resumable) if self._stuck(d)]
+
+    async def resume_pending(self) -> int:
+        """Drive again every document of every tenant left pending (:meth:`pending`: recorded, not
+        indexed) by an earlier process; how many. One registry query when none is. A dependency that is
+        unreachable (the guardrail's scan, the bus) raises Unavailable: the documents not driven yet
+        stay pending, for the next call."""
+        pending = self.pending()
+        for d in pending:
+            try:
+                await self.redrive(d)
+            except (Unavailable, FailedPrecondition):
+                raise
+            except IsthmusError as exc:  # this document only (e.g. its tenant's policy refused the scan)
+                log.warning(
+                    "pending document not resumed", tenant=d.tenant_id, document=d.document_id, error=str(exc)
+                )
+        if pending:
+            log.info("pending documents resumed", documents=len(pending))
+        return len(pending)
+
+    async def resume_until_done(self, *, attempts: int = 10, backoff_s: float = 0.5) -> int:
+        """:meth:`resume_pending`, retried with a growing pause while a dependency is unreachable (at
+        start the guardrail or the bus may not be up yet); gives up after ``attempts`` (the documents stay
+        pending: a retried upload of one drives it, so does the next start)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.resume_pending()
+            except (Unavailable, FailedPrecondition) as exc:
+                if attempt == attempts:
+                    log.error("pending documents not resumed", attempts=attempts, error=str(exc))
+                    return 0
+                await asyncio.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
+        return 0
+
+    async def redrive(
+        self, pending: DocumentRecord, trace_context: Mapping[str, str] | None = None
+    ) -> DocumentRecord | None:
+        """Drive a pending document again from the parsed text kept of its version, through the path an
+        upload takes (chunk, scan, record, publish): the same version when chunking gives the chunks it
+        recorded (their events upsert the same chunk ids), a new version otherwise (its first indexed
+        batch replaces the older chunks). Without its text (the guardrail withheld or redacted parts of
+        it, or the process stopped before keeping it) it is FAILED with the reason: an upload of the same
+        bytes then ingests them afresh. None if it is no longer pending as it was (changed meanwhile)."""
+        tenant = parse_tenant_id(pending.tenant_id)
+        doc_id = parse_document_id(pending.document_id)
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            d = self.registry.get(tenant, doc_id)
+            if d is None or d.version != pending.version or not self._stuck(d):
+                return None
+            stored = self.texts.get(tenant, doc_id) if self.texts is not None else None
+            if stored is None or stored.version != d.version:
+                d.status = Status.FAILED
+                d.failure_reason = (
+                    f"ingestion stopped before version {d.version} was indexed, and its parsed text was not "
+                    "kept to resume it: upload it again"
+                )
+                self.registry.save(d)
+                self.drop_text(tenant, doc_id)
+                log.warning("pending document failed", tenant=tenant, document=doc_id, version=d.version)
+                return d
+            strategy, splitter = self._chunking.select(tenant, d.metadata.get(COLLECTION_KEY))
+            chunks = await asyncio.to_thread(splitter.split, stored.text)
+            if not chunks:  # the text was chunked once: only a changed configuration gets here
+                d.status, d.failure_reason = Status.FAILED, f"{d.filename}: no text to index after parsing"
+                self.registry.save(d)
+                self.drop_text(tenant, doc_id)
+                return d
+            screened = parents_screened(await self._screen(tenant, doc_id, chunks))
+            if len(chunks) != d.chunk_count:
+                d.version = next_version(d.version, self._region, self._regions)
+                d.status = Status.RECEIVED
+            batches = self._batches(screened)
+            meta = chunk_metadata(d.filename, stored.title, d.metadata)
+            self._record(d, chunks, screened, batches, meta, strategy)
+            self._keep_text(d, stored.text, screened)
+        log.info("pending document driven again", tenant=tenant, document=doc_id, version=d.version)
+        await self._drive(d, screened, batches, meta, trace_context)
+        return d
 
     # --- parsed text, child documents (issue 18) --------------------------------------------------------
 
@@ -677,6 +839,7 @@ class Ingestion:
         erasure_id = self._erased_version(ev)
         if erasure_id is None:
             self.registry.mark_batch(ev.tenant_id, ev.document_id, ev.version, Status.INDEXED, ev.batch_index)
+            self._settled(ev.tenant_id, ev.document_id, ev.version)
             await self._late_deleted(ev)
             return
         # chunks of an erased document that were still in flight when it was erased, now indexed: erase
@@ -693,6 +856,14 @@ class Ingestion:
                     origin=self._region,
                 )
             )
+
+    def _settled(self, tenant_id: str, document_id: str, version: int) -> None:
+        """Forget a version this process drove once it is no longer pending (indexed, failed...)."""
+        key = (tenant_id, document_id, version)
+        if key in self._driven:
+            d = self.registry.get(tenant_id, document_id)
+            if d is None or d.version != version or d.status not in PENDING:
+                self._driven.discard(key)
 
     def _erased_version(self, ev: ChunksEmbedded | ChunksIndexed) -> str | None:
         """The erasure id if ``ev``'s version of its document was erased here and the document has not
