@@ -157,12 +157,6 @@ async def _index_matches_registry(channel: grpc.aio.Channel, expected: set[str],
 class TestAllInOne:
     """One all-in-one release for these tests (deleted before the Distributed one starts)."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="all-in-one: the in-process bus is memory only, and ingestion does not resume a document it "
-        "recorded (RECEIVED/CHUNKED) but whose chunks the crash dropped; a retried upload of it is answered "
-        "'duplicate' and it stays stuck (found here, not fixed: services/ingestion)",
-    )
     def test_a_crash_mid_ingest_and_mid_question_loses_and_duplicates_nothing(
         self, installed: Install
     ) -> None:
