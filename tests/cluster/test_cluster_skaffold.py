@@ -47,7 +47,6 @@ def test_skaffold_deploys_the_all_in_one_profile(
                 "-a",
                 str(built),
                 "--status-check=true",
-                "--digest-source=tag",
             ],
             cwd=ROOT,
             env=env,
