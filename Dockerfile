@@ -5,6 +5,7 @@
 # scan and one signature per release. The chart picks the target per Deployment (`--target <service>`).
 #
 # checkov:skip=CKV_DOCKER_2:No HEALTHCHECK: Kubernetes native gRPC probes (startup/readiness/liveness) check the standard gRPC health service
+# checkov:skip=CKV_DOCKER_7:The base is the ARG PYTHON_IMAGE, pinned by its default python:3.11.7-slim-bookworm (checkov does not resolve ARGs)
 
 # both stages: the same exact Python base (the venv links to its /usr/local/bin/python3.11). Any image with
 # Python 3.11 at /usr/local/bin/python3.11 and the venv module works: `make image` builds this file with

@@ -127,8 +127,11 @@ def test_the_dockerfile_builds_one_locked_non_root_image() -> None:
     ins = _instructions(DOCKERFILE.read_text())
     froms = [args for op, args in ins if op == "FROM"]
     assert len(froms) == 2, "a build stage and a runtime stage"
-    for args in froms:  # an exact, immutable-looking tag (no variables, no latest)
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm AS \w+", args), args
+    for args in froms:  # both stages on the one base, the ARG (`make image` passes a locally built one)
+        assert re.fullmatch(r"\$\{PYTHON_IMAGE\} AS \w+", args), args
+    [base] = [args for op, args in ins if op == "ARG" and args.startswith("PYTHON_IMAGE=")]
+    # its default: an exact, immutable-looking tag (no latest)
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm", base), base
     runs = " ".join(args for op, args in ins if op == "RUN")
     make_uv = re.search(r'"uv==([\d.]+)"', (ROOT / "Makefile").read_text())
     assert make_uv and f'"uv=={make_uv.group(1)}"' in runs  # the same uv as `make setup`
@@ -156,5 +159,7 @@ def test_the_build_context_is_an_allow_list() -> None:
         if op == "COPY" and not args.startswith("--from")
         for src in args.split()[:-1]
     }
-    assert copied == allowed, "COPY exactly what .dockerignore lets in"
+    # every source is let in (itself or the folder it lies in), and everything let in is copied whole
+    assert all(any(src == a or src.startswith(f"{a}/") for a in allowed) for src in copied), copied - allowed
+    assert allowed <= copied, "COPY exactly what .dockerignore lets in"
     assert {"**/tests/", "**/__pycache__/"} <= set(rules)
