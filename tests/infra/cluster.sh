@@ -116,7 +116,7 @@ EOT
 # static busybox, and CoreDNS from the binary tools.d/kube-node.sh built
 local_image() { # name entrypoint-json files...
   local name=$1 entry=$2 c m; shift 2
-  $CTR image ls -q | grep -qx "$name" && return 0
+  if $CTR image ls -q | grep -qx "$name"; then pin "$name"; return 0; fi
   c=$(buildah from scratch)
   m=$(buildah mount "$c")
   mkdir -p "$m/bin" "$m/etc" "$m/tmp"
@@ -138,7 +138,7 @@ pin() { $CTR image label "$1" io.cri-containerd.pinned=pinned >/dev/null; }
 
 # the provisioner's helper pods run `sh` with mkdir/rm: Debian's static busybox with its applet links
 busybox_image() {
-  $CTR image ls -q | grep -qx localhost/busybox:1 && return 0
+  if $CTR image ls -q | grep -qx localhost/busybox:1; then pin localhost/busybox:1; return 0; fi
   local c m a
   c=$(buildah from scratch)
   m=$(buildah mount "$c")
