@@ -132,8 +132,8 @@ local_image() { # name entrypoint-json files...
   pin "$name"
 }
 
-# the node's own images are pinned: the kubelet's image garbage collection and disk-pressure eviction never
-# remove them (there is no registry to pull them back from)
+# the node's own images are pinned, for runtimes that honour it (containerd 1.6 does not: the kubelet runs
+# with image garbage collection off, so nothing removes them)
 pin() { $CTR image label "$1" io.cri-containerd.pinned=pinned >/dev/null; }
 
 # the provisioner's helper pods run `sh` with mkdir/rm: Debian's static busybox with its applet links
@@ -178,6 +178,9 @@ up() {
 
   start containerd containerd --config "$S/containerd.toml"
   wait_for containerd "ctr --address $S/containerd.sock version" 30
+  # a new node runs no pod: the project's images of earlier runs go (1.5 GB each; image GC is off), the
+  # tests and tools/image.sh import the ones they use
+  $CTR image ls -q | grep -E '^localhost/isthmus(-infra)?:' | xargs -r $CTR image rm >/dev/null || true
   local_image localhost/pause:1 '["/bin/busybox","sleep","2147483647"]' "$(command -v busybox)"
   local_image localhost/coredns:1.12.4 '["/bin/coredns"]' "$B/coredns"
   local_image localhost/local-path-provisioner:v0.0.30 '["/bin/local-path-provisioner"]' "$B/local-path-provisioner"
