@@ -190,6 +190,7 @@ async def platform(orchestrator: dict[str, Any]) -> AsyncIterator[Platform]:
             # every search embeds its query, as for a new user's question: the two graphs ask the same
             # text, and a query-vector cache would favour whichever asks second
             "retrieval": {"query_cache_size": 0},
+            "console": {"enabled": False},
             "agent-orchestrator": orchestrator,
         }
         rt = Runtime.from_settings("all", (*MODULES, tap.module()), None, overrides)

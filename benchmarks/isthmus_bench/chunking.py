@@ -103,6 +103,7 @@ async def platform(ingestion: dict[str, Any]) -> AsyncIterator[grpc.aio.Channel]
                 "log_level": "warning",
             },
             "ingestion": ingestion,
+            "console": {"enabled": False},
         }
         rt = Runtime.from_settings("all", MODULES, None, overrides)
         await rt.start()

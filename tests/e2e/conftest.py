@@ -25,6 +25,8 @@ async def platform(data_dir: Path, **section_overrides: dict[str, Any]) -> Async
             "bus": "auto",
             "shutdown_grace_s": 2.0,
         },
+        # the console (part of `all`) on a free port: tests start platforms side by side
+        "console": {"port": 0},
     }
     for section, values in section_overrides.items():
         overrides.setdefault(section.replace("_", "-"), {}).update(values)

@@ -270,7 +270,7 @@ platform_start() { # region
     export ISTHMUS_BUS=kafka ISTHMUS_KAFKA_BOOTSTRAP_SERVERS="$(bootstrap "$1")" \
       ISTHMUS_KAFKA_REPLICATION_FACTOR="$rf" ISTHMUS_REGION="$1" ISTHMUS_REGIONS='["a","b"]' \
       ISTHMUS_DATA_DIR="$d/data" ISTHMUS_GRPC_HOST=127.0.0.1 ISTHMUS_GRPC_PORT="$(layout "$1" grpc)" \
-      ISTHMUS_METRICS_PORT="$(layout "$1" metrics)"
+      ISTHMUS_METRICS_PORT="$(layout "$1" metrics)" ISTHMUS_CONSOLE_PORT=0
     exec nohup "$ISTHMUS" run --target all >>"$d/platform.log" 2>&1 </dev/null
   ) &
   echo $! >"$d/platform.pid"

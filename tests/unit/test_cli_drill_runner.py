@@ -51,7 +51,7 @@ def regions_file(base: Path) -> Path:
         port = free_port()
         start = base / f"start-{name}.sh"
         start.write_text(
-            f"ISTHMUS_BUS=inprocess ISTHMUS_GRPC_PORT={port} ISTHMUS_METRICS_PORT=0 "
+            f"ISTHMUS_BUS=inprocess ISTHMUS_GRPC_PORT={port} ISTHMUS_METRICS_PORT=0 ISTHMUS_CONSOLE_PORT=0 "
             f"ISTHMUS_DATA_DIR={base / name} ISTHMUS_SHUTDOWN_GRACE_S=1 ISTHMUS_LOG_FORMAT=json "
             f"nohup {ISTHMUS} run --target all >> {base / name}.log 2>&1 &\n"
             f"echo $! > {base / name}.pid\n"

@@ -67,6 +67,8 @@ class Cluster:
             **bus,
             "ISTHMUS_GRPC_PORT": str(port),
             "ISTHMUS_METRICS_PORT": str(self.metrics_ports[svc] if port == self.ports[svc] else 0),
+            # the console (part of `all`) on a free port: several platforms run side by side here
+            "ISTHMUS_CONSOLE_PORT": "0",
             "ISTHMUS_DATA_DIR": str(self.base / svc),
             **({"ISTHMUS_ENDPOINTS": json.dumps(endpoints)} if endpoints else {}),
             "ISTHMUS_LOG_FORMAT": "json",
