@@ -126,6 +126,20 @@ def axe_check() -> Callable[..., Violations]:
     return check
 
 
+def wait_for_url(page: Any, prefix: str, what: str, timeout_ms: float = ACTION_TIMEOUT_MS) -> None:
+    """Wait until the page's URL starts with ``prefix``; on time-out, fail saying where it is instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(re.compile("^" + re.escape(prefix)), timeout=timeout_ms)
+    except PlaywrightTimeout:
+        try:
+            shown = page.locator("body").inner_text(timeout=2000)[:1500]
+        except PlaywrightTimeout:
+            shown = "(no body)"
+        pytest.fail(f"not at {what} ({prefix}) but at {page.url}, showing:\n{shown}", pytrace=False)
+
+
 # -- the platform ------------------------------------------------------------------------------------
 @dataclass
 class ConsolePlatform:
@@ -210,10 +224,10 @@ class ConsoleOidcPlatform(ConsolePlatform):
         """Open ``path``, follow the redirect to Hydra's login form, sign in as ``username`` (consent is
         given at once) and wait until the browser is back on ``path``."""
         page.goto(self.url + path)
-        page.wait_for_url(re.compile("^" + re.escape(self.hydra.login.login_url)))
+        wait_for_url(page, self.hydra.login.login_url, "Hydra's login form")
         page.get_by_label("Username").fill(username)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(re.compile("^" + re.escape(self.url + path)))
+        wait_for_url(page, self.url + path, f"the console's {path} after the login")
 
 
 def _access_toml(admin: str) -> str:
