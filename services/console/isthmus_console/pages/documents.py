@@ -184,7 +184,11 @@ async def index(request: Request, viewer: Viewer) -> Response:
                 request, "documents/index.html", _page_context(request, viewer, "", [], None, exc.reason), 400
             )
     tenants, tenants_failure = await _tenants(request, viewer)
-    tenant = current_tenant(request) or (tenants[0] if tenants else "")
+    # the one asked for; else the remembered one while it is still among the viewer's; else the first
+    tenant = raw or current_tenant(request)
+    if not raw and tenants and tenant not in tenants:
+        tenant = tenants[0]
+    tenant = tenant or (tenants[0] if tenants else "")
     remember_tenant(request, tenant)
     ctx = _page_context(request, viewer, tenant, tenants, tenants_failure, "")
     status = 200
@@ -432,11 +436,12 @@ def _ids(request: Request, source: Mapping[str, Any] | None = None) -> tuple[str
 
 async def _get(request: Request, viewer: Viewer, tenant: str, document: str) -> pb.Document:
     backend = console_of(request).backend
-    return await backend.ingestion.GetDocument(
+    d: pb.Document = await backend.ingestion.GetDocument(
         pb.GetDocumentRequest(tenant_id=tenant, document_id=document),
         metadata=backend.metadata(viewer),
         timeout=backend.timeout_s,
     )
+    return d
 
 
 def _detail_context(viewer: Viewer, tenant: str, d: pb.Document) -> dict[str, Any]:
