@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.testing.browser import (
     BLOCKING_IMPACTS,
     PageErrors,
@@ -34,7 +32,7 @@ from isthmus_core.testing.browser import (
     chromium_path,
     launch_chromium,
 )
-from isthmus_core.testing.platform_process import PlatformExited, PlatformProcess
+from isthmus_core.testing.platform_process import PlatformExited, PlatformProcess, create_tenants
 
 #: the tenants both platforms have
 ACME, GLOBEX = "acme", "globex"
@@ -154,20 +152,6 @@ class ConsolePlatform:
         return self.url + path
 
 
-def _create_tenants(address: str, tenants: tuple[str, ...], token: str | None = None) -> None:
-    metadata = [("authorization", f"Bearer {token}")] if token else []
-    with grpc.insecure_channel(address) as channel:
-        stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
-        for tenant in tenants:
-            try:
-                stub.CreateTenant(
-                    retrieval_pb2.CreateTenantRequest(tenant_id=tenant), metadata=metadata, timeout=60
-                )
-            except grpc.RpcError as err:
-                if err.code() is not grpc.StatusCode.ALREADY_EXISTS:
-                    raise
-
-
 def _start(process: PlatformProcess) -> None:
     process.start()
     try:
@@ -185,7 +169,7 @@ def console_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conso
     process = PlatformProcess(tmp_path_factory.mktemp("console-platform"))
     _start(process)
     try:
-        _create_tenants(process.grpc_address, (ACME, GLOBEX))
+        create_tenants(process.grpc_address, (ACME, GLOBEX))
         yield ConsolePlatform(process.url, process.grpc_address, process)
     finally:
         process.stop()
@@ -291,7 +275,7 @@ def console_platform_oidc(
             users=users,
             admin_client=admin,
         )
-        _create_tenants(process.grpc_address, (ACME, GLOBEX), token=platform.admin_token())
+        create_tenants(process.grpc_address, (ACME, GLOBEX), token=platform.admin_token())
         yield platform
     finally:
         process.stop()
