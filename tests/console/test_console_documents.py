@@ -11,9 +11,11 @@ import re
 import uuid
 from typing import Any
 
+import grpc
 import pytest
 from playwright.sync_api import expect
 
+from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus_core.testing.browser import PageErrors
 
 from .conftest import ACME, GLOBEX, VIEWPORT, ConsoleOidcPlatform, ConsolePlatform
@@ -129,7 +131,11 @@ def test_an_unparsable_file_shows_the_reason(
 
 @pytest.mark.hydra
 def test_tenant_isolation_bob_cannot_see_acme_documents(
-    console_platform_oidc: ConsoleOidcPlatform, page: Any, browser: Any, page_errors: PageErrors
+    console_platform_oidc: ConsoleOidcPlatform,
+    page: Any,
+    browser: Any,
+    page_errors: PageErrors,
+    axe_check: Any,
 ) -> None:
     platform = console_platform_oidc
     platform.log_in(page, "alice", "/documents")
@@ -138,6 +144,18 @@ def test_tenant_isolation_bob_cannot_see_acme_documents(
     expect(page.locator(f'tr[id="doc-{doc}"]')).to_have_attribute(
         "data-status", "indexed", timeout=INDEXED_WITHIN_MS
     )
+
+    # a document of globex (put there by the platform admin): bob may read it, not delete or erase it
+    with grpc.insecure_channel(platform.grpc_address) as channel:
+        parts = [
+            ingestion_pb2.UploadRequest(
+                header=ingestion_pb2.UploadHeader(tenant_id=GLOBEX, filename="globex-memo.txt")
+            ),
+            ingestion_pb2.UploadRequest(data=_text("globex memo")),
+        ]
+        memo = ingestion_pb2_grpc.IngestionServiceStub(channel).Upload(
+            iter(parts), metadata=[("authorization", f"Bearer {platform.admin_token()}")], timeout=60
+        )
 
     bob_context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="UTC")
     try:
@@ -148,8 +166,14 @@ def test_tenant_isolation_bob_cannot_see_acme_documents(
         options = bob.locator("#tenant-select option").all_inner_texts()
         assert GLOBEX in options and ACME not in options, options
         assert doc not in bob.content() and "alice-plans" not in bob.content()
-        # no upload form for a reader
+        # globex's document, without the buttons a reader may not use, and no upload form
+        expect(bob.locator(f'tr[id="doc-{memo.document_id}"]')).to_be_visible()
+        expect(bob.locator("#document-rows button")).to_have_count(0)
         expect(bob.locator("#upload-files")).to_have_count(0)
+        bob.get_by_role("link", name="globex-memo.txt").click()
+        expect(bob.get_by_role("heading", name="History")).to_be_visible()
+        expect(bob.get_by_role("button", name=re.compile("Delete|Erase"))).to_have_count(0)
+        assert not axe_check(bob)
 
         # the server refuses acme's list and acme's document even by a direct URL (the browser logs the
         # 403 responses as console errors: expected here)

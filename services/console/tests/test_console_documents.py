@@ -157,6 +157,21 @@ async def test_an_upload_through_the_console_is_listed_and_reaches_indexed_live(
     assert text.status_code == 200 and "Kitty Hawk" in text.text
 
 
+async def test_several_files_in_one_upload_each_become_a_document(console: Console) -> None:
+    r = await _upload(
+        console,
+        ("one.txt", b"Balloons rise because hot air is lighter than the air around it.\n"),
+        ("two.md", b"# Kites\n\nA kite flies on the wind, held by its line.\n"),
+        ("three.pdf", b"no pdf here"),
+    )
+    assert r.status_code == 200, r.text  # some went in: the failures are shown beside them
+    ids = re.findall(r'class="document-id">([^<]+)<', r.text)
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert "three.pdf" in r.text and "INVALID_ARGUMENT" in r.text
+    for doc in ids:
+        await _wait_status(console, doc, "indexed")
+
+
 async def test_a_file_over_the_console_limit_is_refused_with_413_and_its_reason(console: Console) -> None:
     r = await _upload(console, ("big.txt", b"x" * (LIMIT + 1)))
     assert r.status_code == 413

@@ -394,14 +394,15 @@ async def events(request: Request, viewer: Viewer) -> Response:
                 await asyncio.sleep(COALESCE_S)
                 while not queue.empty():
                     batch.append(queue.get_nowait())
-                said: list[str] = []
+                said: dict[str, str] = {}  # per document, its latest change in the burst
                 ended: RpcFailure | None = None
                 finished = False
                 for item in batch:
                     if isinstance(item, pb.DocumentEvent):
                         docs[item.document.document_id] = item.document
                         if not item.initial:
-                            said.append(announce(item.document))
+                            said.pop(item.document.document_id, None)  # said last, in order
+                            said[item.document.document_id] = announce(item.document)
                     elif item is None:
                         finished = True
                     else:
@@ -410,7 +411,7 @@ async def events(request: Request, viewer: Viewer) -> Response:
                     html = rows_template.render({**context, "rows": ordered(docs)})
                     yield {"event": "rows", "data": html, "retry": RETRY_MS}
                 if said:
-                    yield {"event": "announce", "data": "; ".join(said)}
+                    yield {"event": "announce", "data": "Updated: " + "; ".join(said.values())}
                 if ended is not None:
                     yield {
                         "event": "announce",
