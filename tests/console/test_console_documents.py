@@ -115,18 +115,28 @@ def test_the_detail_view_shows_history_and_text(
     assert not axe_check(page)
 
 
-def test_an_unparsable_file_shows_the_reason(
+def test_an_unparsable_file_shows_the_reason_after_its_progress(
     console_platform: ConsolePlatform, page: Any, page_errors: PageErrors
 ) -> None:
     page_errors.allow(r"status of 400|Status Error Code 400")  # the browser and htmx log the refusal
     page.goto(console_platform.page_url(f"/documents?tenant={ACME}"))
+    # what the bar showed at each htmx:xhr:progress event (this listener runs after the page's own)
+    page.evaluate(
+        """() => document.getElementById("upload-form").addEventListener("htmx:xhr:progress", () => {
+             (window.__bar = window.__bar || []).push(document.getElementById("upload-progress").value);
+           })"""
+    )
+    broken = b"%PDF-1.7 not really " + bytes(range(256)) * 8192  # 2 MiB that no PDF reader accepts
     page.set_input_files(
-        "#upload-files", files=[{"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"not a pdf"}]
+        "#upload-files", files=[{"name": "broken.pdf", "mimeType": "application/pdf", "buffer": broken}]
     )
     page.get_by_role("button", name="Upload", exact=True).click()
     alert = page.locator("#upload-result [role=alert]")
     expect(alert).to_contain_text("INVALID_ARGUMENT")
     expect(alert).to_contain_text("broken.pdf")
+    expect(page.locator("#upload-percent")).to_contain_text("Upload refused (HTTP 400)")
+    bar = page.evaluate("window.__bar || []")
+    assert bar and bar[-1] == 100 and bar == sorted(bar), bar
 
 
 @pytest.mark.hydra
