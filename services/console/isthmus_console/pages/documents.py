@@ -96,7 +96,7 @@ class DocView:
     version: int
     created: str
     updated: str
-    updated_key: float
+    created_key: float
     doc: pb.Document
 
     @classmethod
@@ -113,7 +113,7 @@ class DocView:
             version=d.version,
             created=when(d.created_at),
             updated=when(d.updated_at),
-            updated_key=d.created_at.seconds + d.created_at.nanos / 1e9,
+            created_key=d.created_at.seconds + d.created_at.nanos / 1e9,
             doc=d,
         )
 
@@ -122,7 +122,7 @@ def ordered(docs: Mapping[str, pb.Document]) -> list[DocView]:
     """Newest first (by creation), then by id."""
     views = [DocView.of(d) for d in docs.values()]
     views.sort(key=lambda v: v.document_id)
-    views.sort(key=lambda v: v.updated_key, reverse=True)
+    views.sort(key=lambda v: v.created_key, reverse=True)
     return views
 
 
@@ -199,7 +199,7 @@ async def index(request: Request, viewer: Viewer) -> Response:
         except grpc.aio.AioRpcError as exc:
             failure = RpcFailure.of(exc)
             ctx["list_failure"] = failure
-            status = 403 if failure.code == "PERMISSION_DENIED" else 200
+            status = _http_status(failure.code)
     return render(request, "documents/index.html", ctx, status)
 
 
@@ -333,10 +333,13 @@ async def upload(request: Request, viewer: Viewer) -> Response:
 
 
 def _http_status(code: str) -> int:
+    """The HTTP status of a failure with gRPC status ``code`` (as :func:`rpc_error` answers)."""
     return {
         "INVALID_ARGUMENT": 400,
         "FAILED_PRECONDITION": 400,
+        "OUT_OF_RANGE": 400,
         "NOT_FOUND": 404,
+        "ALREADY_EXISTS": 409,
         "PERMISSION_DENIED": 403,
         "UNAUTHENTICATED": 401,
         "RESOURCE_EXHAUSTED": 429,
