@@ -77,6 +77,24 @@ def test_upload_shows_progress_goes_live_to_indexed_and_delete_by_keyboard(
 
     assert not axe_check(page)
 
+    # a button keeps the focus while the stream re-renders the rows (another document arrives)
+    erase = page.locator(f'button[id="erase-{doc}"]')
+    erase.focus()
+    with grpc.insecure_channel(console_platform.grpc_address) as channel:
+        other = ingestion_pb2_grpc.IngestionServiceStub(channel).Upload(
+            iter(
+                [
+                    ingestion_pb2.UploadRequest(
+                        header=ingestion_pb2.UploadHeader(tenant_id=ACME, filename="other.txt")
+                    ),
+                    ingestion_pb2.UploadRequest(data=_text("other")),
+                ]
+            ),
+            timeout=60,
+        )
+    expect(page.locator(f'tr[id="doc-{other.document_id}"]')).to_be_visible()
+    expect(erase).to_be_focused()
+
     # the keyboard reaches the upload control, then the row's buttons
     order = _focus_order(page, "#upload-files")
     assert "tenant-select" in order
