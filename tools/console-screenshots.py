@@ -54,10 +54,31 @@ class Shot:
     full_page: bool = False
 
 
+def documents_setup(page: Any, console: Console) -> None:
+    """Three documents uploaded through the page, followed live to indexed."""
+    from playwright.sync_api import expect
+
+    page.goto(console.url + "/documents?tenant=acme")
+    files = {
+        "gliders.md": b"# Gliders\n\nGliders soar in the thermals over the ridge.\n",
+        "kitty-hawk.txt": b"The Wright brothers flew at Kitty Hawk in December 1903.\n",
+        "ballooning.html": b"<html><body><h1>Balloons</h1><p>Hot air rises.</p></body></html>",
+    }
+    page.set_input_files(
+        "#upload-files",
+        files=[{"name": n, "mimeType": "application/octet-stream", "buffer": b} for n, b in files.items()],
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#upload-result .document-id")).to_have_count(len(files))
+    expect(page.locator("#document-rows tr[data-status=indexed]")).to_have_count(len(files), timeout=120_000)
+
+
 #: the console's pages, in nav order; page helpers add their setup (sample data) here
 SHOTS: list[Shot] = [
     Shot("ask", "/ask?tenant=acme"),
-    Shot("documents", "/documents?tenant=acme"),
+    Shot(
+        "documents", "/documents?tenant=acme", setup=documents_setup, ready="#document-rows", full_page=True
+    ),
     Shot("tenants", "/tenants?tenant=acme"),
     Shot("evaluation", "/evaluation?tenant=acme"),
     Shot("operations", "/operations"),
