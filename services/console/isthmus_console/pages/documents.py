@@ -35,6 +35,7 @@ from isthmus_console.web import (
     console_of,
     current_tenant,
     fragment,
+    http_status,
     page,
     remember_tenant,
     render,
@@ -199,7 +200,7 @@ async def index(request: Request, viewer: Viewer) -> Response:
         except grpc.aio.AioRpcError as exc:
             failure = RpcFailure.of(exc)
             ctx["list_failure"] = failure
-            status = _http_status(failure.code)
+            status = http_status(failure.code)
     return render(request, "documents/index.html", ctx, status)
 
 
@@ -323,27 +324,13 @@ async def upload(request: Request, viewer: Viewer) -> Response:
     status = 200
     if failed and len(failed) == len(outcomes):  # nothing went in: the first failure's status
         too_large = failed[0].code == "RESOURCE_EXHAUSTED" and "exceeds the limit" in failed[0].reason
-        status = 413 if too_large else _http_status(failed[0].code)
+        status = 413 if too_large else http_status(failed[0].code)
     response = render(
         request, "documents/_upload_result.html", {"outcomes": outcomes, "tenant": tenant}, status
     )
     if len(failed) < len(outcomes):
         response.headers["HX-Trigger"] = "documents-changed"
     return response
-
-
-def _http_status(code: str) -> int:
-    """The HTTP status of a failure with gRPC status ``code`` (as :func:`rpc_error` answers)."""
-    return {
-        "INVALID_ARGUMENT": 400,
-        "FAILED_PRECONDITION": 400,
-        "OUT_OF_RANGE": 400,
-        "NOT_FOUND": 404,
-        "ALREADY_EXISTS": 409,
-        "PERMISSION_DENIED": 403,
-        "UNAUTHENTICATED": 401,
-        "RESOURCE_EXHAUSTED": 429,
-    }.get(code, 502)
 
 
 # -- live status -------------------------------------------------------------------------------------
@@ -374,7 +361,7 @@ async def events(request: Request, viewer: Viewer) -> Response:
     if not any(key == WATCH_OPEN for key, _ in opened or ()):
         code = await call.code()
         failure = RpcFailure(code.name, await call.details() or "")
-        return failure_response(request, failure, "Watching the documents failed", _http_status(failure.code))
+        return failure_response(request, failure, "Watching the documents failed", http_status(failure.code))
     rows_template = c.templates.get_template("documents/_rows.html")
     context = {"request": request, "tenant": tenant, **permissions(viewer, tenant)}
 
@@ -472,7 +459,7 @@ async def detail(request: Request, viewer: Viewer) -> Response:
     except grpc.aio.AioRpcError as exc:
         failure = RpcFailure.of(exc)
         ctx = {"bad_input": "", "failure": failure, "document_id": document, "tenant": tenant}
-        return render(request, "documents/detail.html", ctx, _http_status(failure.code))
+        return render(request, "documents/detail.html", ctx, http_status(failure.code))
     return render(
         request,
         "documents/detail.html",
