@@ -1,0 +1,73 @@
+"""The tenants page in a real browser: a tenant created in the page's form is listed and opened, its
+guardrail policy and prompt sections show; a malformed id is refused in the page with the reason; axe-core
+finds no serious or critical problem on the list and on a tenant's page; the keyboard alone reaches the
+create form's input and button, and the tenant's prompt and delete controls."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from .conftest import ConsolePlatform
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def tab_to(page: Any, selector: str, limit: int = 120) -> bool:
+    """Press Tab from the top of the page until ``selector`` has the focus (False if it never does)."""
+    page.locator("body").evaluate(
+        "b => { window.scrollTo(0, 0); document.activeElement && document.activeElement.blur(); }"
+    )
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => !!document.activeElement && document.activeElement.matches(s)", selector):
+            return True
+    return False
+
+
+def test_create_a_tenant_in_the_page_and_open_it(
+    console_platform: ConsolePlatform, page: Any, axe_check: Any
+) -> None:
+    tenant = "web-" + uuid.uuid4().hex[:8]
+    page.goto(console_platform.page_url("/tenants"))
+    assert page.get_by_role("heading", name="Tenants", exact=True).is_visible()
+    assert page.get_by_role("rowheader", name="acme", exact=True).is_visible()
+    assert not axe_check(page)
+
+    # keyboard only: Tab reaches the id field, typing and Enter submit the form
+    assert tab_to(page, "#new-tenant"), "Tab never reaches the tenant id field"
+    page.keyboard.type(tenant)
+    assert tab_to(page, "form[hx-post='/tenants/create'] button[type=submit]")
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text=f"Tenant {tenant} created").wait_for()
+    assert page.get_by_role("rowheader", name=tenant, exact=True).is_visible()
+
+    page.get_by_role("link", name=f"Open tenant {tenant}").click()
+    page.wait_for_url(f"**/tenants?tenant={tenant}")
+    assert page.get_by_role("heading", name=f"Tenant {tenant}", exact=True).is_visible()
+    assert page.get_by_role("heading", name="Guardrail policy versions").is_visible()
+    assert page.get_by_text("Quotas are set in the access file").is_visible()
+    assert page.get_by_label("New version of the synthesize template").is_visible()
+    assert not axe_check(page)
+    assert tab_to(page, "#prompt-template"), "Tab never reaches the prompt template"
+    assert tab_to(page, "#delete-confirm"), "Tab never reaches the delete confirmation"
+
+    # a prompt version made in the page shows in its table
+    page.get_by_label("New version of the synthesize template").fill("Context: {contexts}\nQ: {question}")
+    page.get_by_role("button", name="Create version").click()
+    page.get_by_role("status").filter(has_text="Prompt synthesize v1 created").wait_for()
+    assert page.get_by_role("rowheader", name="v1", exact=True).first.is_visible()
+
+
+def test_a_bad_tenant_id_shows_the_reason(
+    console_platform: ConsolePlatform, page: Any, page_errors: Any
+) -> None:
+    page_errors.allow("status of 400|Status Error Code 400")  # the refused request is logged
+    page.goto(console_platform.page_url("/tenants"))
+    page.get_by_label("Tenant id").fill("Bad_Id")
+    page.get_by_role("button", name="Create tenant").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "INVALID_ARGUMENT" in alert.inner_text() and "lowercase letters" in alert.inner_text()
