@@ -6,6 +6,7 @@ serious or critical problem before and after the run; the keyboard alone reaches
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ def _loaded(page: Any, img: Any) -> bool:
 
 
 def test_an_uploaded_dataset_runs_to_a_report_with_plots(
-    console_platform: ConsolePlatform, page: Any, axe_check: Any
+    console_platform: ConsolePlatform, page: Any, axe_check: Any, tmp_path: Path
 ) -> None:
     page.goto(console_platform.page_url("/evaluation"))
     assert page.get_by_role("heading", name="Evaluation", exact=True).is_visible()
@@ -76,7 +77,9 @@ def test_an_uploaded_dataset_runs_to_a_report_with_plots(
         assert _loaded(page, img), img.get_attribute("src")
         assert "bm25" in (img.get_attribute("alt") or "")
     assert page.get_by_role("table", name="Retrieval quality per mode").is_visible()
+    assert page.get_by_role("link", name="Report of tiny-browser").is_visible()  # the session's runs
     assert not axe_check(page)
+    page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)
 
 
 def test_online_metrics_load_their_plots(

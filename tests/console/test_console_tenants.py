@@ -6,6 +6,7 @@ create form's input and button, and the tenant's prompt and delete controls."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ def tab_to(page: Any, selector: str, limit: int = 120) -> bool:
 
 
 def test_create_a_tenant_in_the_page_and_open_it(
-    console_platform: ConsolePlatform, page: Any, axe_check: Any
+    console_platform: ConsolePlatform, page: Any, axe_check: Any, tmp_path: Path
 ) -> None:
     tenant = "web-" + uuid.uuid4().hex[:8]
     page.goto(console_platform.page_url("/tenants"))
@@ -59,6 +60,7 @@ def test_create_a_tenant_in_the_page_and_open_it(
     page.get_by_role("button", name="Create version").click()
     page.get_by_role("status").filter(has_text="Prompt synthesize v1 created").wait_for()
     assert page.get_by_role("rowheader", name="v1", exact=True).first.is_visible()
+    page.screenshot(path=str(tmp_path / "tenant.png"), full_page=True)
 
 
 def test_a_bad_tenant_id_shows_the_reason(

@@ -152,6 +152,7 @@ async def test_an_uploaded_dataset_streams_to_a_report_with_svg_plots(console: C
     assert kinds[-1] == "done" and "report" in kinds and "progress" in kinds, kinds
     report = dict(events)["report"]
     assert "Report: tiny-upload" in report, report
+    assert '<div id="runs-list" hx-swap-oob="true">' in report and "Report of tiny-upload" in report
     assert "<caption>Retrieval quality per mode</caption>" in report
     assert '<th scope="row">bm25</th>' in report and '<th scope="row">dense</th>' in report
     plots = re.findall(r'<img src="([^"]+)" alt="([^"]+)"', report)

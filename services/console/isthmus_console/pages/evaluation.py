@@ -384,6 +384,8 @@ def online_plot(series: OnlineSeries, kind: str) -> bytes:
             ax = axes(fig, "answers", f"Answers per window · {series.who}")
             ax.bar(xs, [w.metrics.answers for w in series.windows], label="answers")
             ax.bar(xs, [w.metrics.blocked_answers for w in series.windows], label="blocked")
+            ax.set_ylim(0, max([w.metrics.answers for w in series.windows] + [1]) * 1.1)
+            ax.yaxis.get_major_locator().set_params(integer=True)
             ax.legend(fontsize="small")
 
     elif kind == "latency":
@@ -393,6 +395,8 @@ def online_plot(series: OnlineSeries, kind: str) -> bytes:
             for key, label in (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")):
                 ys = [getattr(w.metrics, key) if w.metrics.answers else math.nan for w in series.windows]
                 ax.plot(xs, ys, marker="o", label=label)
+            top = max([w.metrics.latency_p95_ms for w in series.windows if w.metrics.answers] + [1.0])
+            ax.set_ylim(0, top * 1.1)
             ax.legend(fontsize="small")
 
     elif kind == "quality":
@@ -642,11 +646,11 @@ async def run_events(request: Request, viewer: Viewer) -> Response:
                 yield _sse("progress", part("evaluation/_progress.html"))
             if run.done:
                 if run.report is not None:
-                    yield _sse("report", part("evaluation/_report.html", **_report_context(run)))
+                    final = part("evaluation/_report.html", **_report_context(run))
                 else:
-                    yield _sse(
-                        "report", part("_error.html", failure=run.failure, what="The evaluation failed")
-                    )
+                    final = part("_error.html", failure=run.failure, what="The evaluation failed")
+                runs = list(reversed(_runs(request).values()))
+                yield _sse("report", final + part("evaluation/_runs_oob.html", runs=runs))
                 yield _sse("done", "")
                 return
             if not await run.wait(15.0):
