@@ -130,6 +130,11 @@ hydra-up: ## a local Ory Hydra v2.3.0 OAuth2/OIDC server on 127.0.0.1:24444 (adm
 hydra-down: ## stop it (its clients and keys live in memory and are gone)
 	bash tests/infra/hydra.sh down
 
+.PHONY: console-screenshots
+console-screenshots: dev-setup ## docs/console/<page>.png: each console page in Chromium (Playwright) on a platform started for it (tools/console-screenshots.py)
+	bash tools/tools.d/chromium.sh
+	$(PY) tools/console-screenshots.py
+
 kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover drills)
 	bash tests/infra/kafka-cluster.sh up
 
