@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ConsolePlatform
+from .conftest import ConsoleOidcPlatform, ConsolePlatform
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -73,3 +73,34 @@ def test_a_bad_tenant_id_shows_the_reason(
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert "INVALID_ARGUMENT" in alert.inner_text() and "lowercase letters" in alert.inner_text()
+
+
+@pytest.mark.hydra
+def test_views_follow_the_viewers_permissions(console_platform_oidc: ConsoleOidcPlatform, page: Any) -> None:
+    """alice (tenant-admin of acme) manages acme's policy and prompts through the page (her own token
+    goes with the calls) but may neither create nor delete tenants nor run evaluations; bob (reader of
+    globex) sees globex's policy read-only and no online metrics."""
+    console_platform_oidc.log_in(page, "alice", "/tenants")
+    assert page.get_by_role("rowheader", name="acme", exact=True).is_visible()
+    assert page.get_by_role("rowheader", name="globex", exact=True).count() == 0
+    assert page.get_by_role("button", name="Create tenant").count() == 0
+    page.goto(console_platform_oidc.url + "/tenants?tenant=acme")
+    assert page.get_by_role("button", name="Delete tenant").count() == 0
+    page.get_by_role("button", name="Store as a new version").click()
+    page.get_by_role("status").filter(has_text="of acme stored; it is current now").wait_for()
+    assert page.get_by_role("button", name="Create version").is_visible()
+    page.goto(console_platform_oidc.url + "/evaluation")
+    assert page.get_by_role("button", name="Run evaluation").count() == 0
+    options = page.get_by_label("Tenant").locator("option").all_inner_texts()
+    assert options == ["acme"], options
+    page.locator("#online img").first.wait_for()
+
+    page.context.clear_cookies()
+    console_platform_oidc.log_in(page, "bob", "/tenants")
+    page.goto(console_platform_oidc.url + "/tenants?tenant=globex")
+    assert page.get_by_role("heading", name="Guardrail policy versions").is_visible()
+    assert page.get_by_role("button", name="Store as a new version").count() == 0
+    assert page.get_by_role("button", name="Create version").count() == 0
+    page.goto(console_platform_oidc.url + "/evaluation")
+    assert page.get_by_role("heading", name="Online metrics over time").count() == 0
+    assert page.get_by_role("button", name="Run evaluation").count() == 0

@@ -516,11 +516,18 @@ async def index(request: Request, viewer: Viewer) -> Response:
         reply = await console_of(request).backend.retrieval.ListTenants(
             ret_pb.ListTenantsRequest(), **_md(request, viewer)
         )
-        tenants = sorted(t.tenant_id for t in reply.tenants)
+        tenants = sorted(
+            t.tenant_id for t in reply.tenants if viewer.can(Permission.METRICS_READ, t.tenant_id)
+        )
     except grpc.aio.AioRpcError as exc:
         tenants_failure = RpcFailure.of(exc)
     except NotLoggedIn as exc:
         tenants_failure = RpcFailure("UNAUTHENTICATED", str(exc))
+    # online metrics of every tenant (an empty tenant) need metrics.read platform-wide
+    all_tenants = viewer.platform_wide(Permission.METRICS_READ)
+    online_tenant = current_tenant(request)
+    if online_tenant not in tenants:
+        online_tenant = "" if all_tenants or not tenants else tenants[0]
     return render(
         request,
         "evaluation/index.html",
@@ -532,9 +539,11 @@ async def index(request: Request, viewer: Viewer) -> Response:
             "ranges": RANGES,
             "tenants": tenants,
             "tenants_failure": tenants_failure,
-            "online_tenant": current_tenant(request),
-            "can_run": viewer.can(Permission.EVAL_RUN),
-            "can_metrics": viewer.can(Permission.METRICS_READ),
+            "online_tenant": online_tenant,
+            "all_tenants": all_tenants,
+            # RunEval makes a throwaway tenant: eval.run platform-wide (methods.py)
+            "can_run": viewer.platform_wide(Permission.EVAL_RUN),
+            "can_metrics": all_tenants or bool(tenants),
             "max_upload_mib": console_of(request).settings.max_upload_bytes / (1024 * 1024),
             **_report_context(shown),
         },

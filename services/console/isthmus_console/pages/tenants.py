@@ -156,6 +156,8 @@ async def _tenants(request: Request, viewer: Viewer) -> tuple[list[Any], RpcFail
 
 
 async def _policy_context(request: Request, viewer: Viewer, tenant: str) -> dict[str, Any]:
+    if not viewer.can(Permission.POLICY_READ, tenant):
+        return {"versions": [], "policy": None, "may_read_policy": False}
     g = console_of(request).backend.guardrail
     (versions, vfail), (current, cfail) = await asyncio.gather(
         _try(
@@ -171,6 +173,7 @@ async def _policy_context(request: Request, viewer: Viewer, tenant: str) -> dict
         "policy_json": json.dumps(policy_content(current), indent=2) if current is not None else "",
         "policy_failure": cfail,
         "can_manage": viewer.can(Permission.TENANT_MANAGE, tenant),
+        "may_read_policy": True,
         "when": when,
     }
 
@@ -208,7 +211,7 @@ async def _detail_context(request: Request, viewer: Viewer, tenant: str) -> dict
         if info is not None
         else "",
         "info_failure": info_failure,
-        "can_admin": viewer.can(Permission.TENANTS_ADMIN),
+        "can_delete": viewer.can(Permission.TENANTS_ADMIN, tenant),
         **policy,
         **prompts,
     }
