@@ -11,8 +11,9 @@ import html
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -29,7 +30,11 @@ from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.infra import free_port_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+def on_platform(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test on the module's in-process platform (slow: it loads the bundled models)."""
+    return pytest.mark.slow(pytest.mark.asyncio(loop_scope="module")(test))
+
 
 _CSRF = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 CORPUS = [
@@ -138,6 +143,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
         await rt.stop()
 
 
+@on_platform
 async def test_an_uploaded_dataset_streams_to_a_report_with_svg_plots(console: Console) -> None:
     page = await console.get("/evaluation")
     assert page.status_code == 200, page.text
@@ -171,6 +177,7 @@ async def test_an_uploaded_dataset_streams_to_a_report_with_svg_plots(console: C
     assert [e for e, _ in replay][-2:] == ["report", "done"]
 
 
+@on_platform
 async def test_a_dataset_under_the_root_runs_by_path_and_a_missing_one_fails_with_the_reason(
     console: Console,
 ) -> None:
@@ -185,6 +192,7 @@ async def test_a_dataset_under_the_root_runs_by_path_and_a_missing_one_fails_wit
     assert re.search(r'class="code">(INVALID_ARGUMENT|NOT_FOUND|FAILED_PRECONDITION)<', failed), failed
 
 
+@on_platform
 async def test_bad_run_forms_are_400_with_the_reason(console: Console) -> None:
     no_files = await console.run({"source": "upload", "name": "x", "modes": ["bm25"]})
     assert no_files.status_code == 400 and "corpus.jsonl" in no_files.text
@@ -200,6 +208,7 @@ async def test_bad_run_forms_are_400_with_the_reason(console: Console) -> None:
     assert unknown_run.status_code == 400
 
 
+@on_platform
 async def test_online_metrics_are_drawn_after_some_asks(console: Console) -> None:
     tenant = "ask-" + uuid.uuid4().hex[:8]
     async with grpc.aio.insecure_channel(console.grpc_address) as ch:
@@ -226,3 +235,95 @@ async def test_online_metrics_are_drawn_after_some_asks(console: Console) -> Non
         assert b"<svg" in svg.content[:2000]
     bad = await console.get("/evaluation/online", tenant="Bad_Tenant")
     assert bad.status_code == 400 and "lowercase letters" in bad.text
+
+
+# -- the page's own logic (no platform) ----------------------------------------------------------------
+def test_run_form_is_parsed_and_checked() -> None:
+    from isthmus_console.pages.evaluation import parse_run_form
+
+    spec = parse_run_form(
+        {
+            "source": ["upload"],
+            "name": ["tiny"],
+            "modes": ["dense", "bm25"],
+            "answers": ["2"],
+            "keep_tenant": ["on"],
+        }
+    )
+    assert (spec.name, spec.modes, spec.answers, spec.judge, spec.keep_tenant) == (
+        "tiny",
+        ("bm25", "dense"),
+        2,
+        "offline",
+        True,
+    )
+    by_path = parse_run_form({"source": ["path"], "dataset_path": ["beir/scifact"], "modes": ["bm25"]})
+    assert (by_path.name, by_path.dataset_path) == ("scifact", "beir/scifact")
+    for fields, reason in (
+        ({"source": ["path"], "dataset_path": ["/etc"], "modes": ["bm25"]}, "not absolute"),
+        ({"source": ["path"], "dataset_path": ["a/../b"], "modes": ["bm25"]}, "no '..'"),
+        ({"source": ["upload"], "name": ["a b"], "modes": ["bm25"]}, "dataset name"),
+        ({"source": ["upload"], "name": ["x"], "modes": ["bm25"], "judge": ["oracle"]}, "judge"),
+        ({"source": ["upload"], "name": ["x"], "modes": ["bm25"], "max_queries": ["-1"]}, "between"),
+        ({"source": ["ftp"], "modes": ["bm25"]}, "source"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            parse_run_form(fields)  # type: ignore[arg-type]
+
+
+def _report() -> ev_pb.EvalReport:
+    return ev_pb.EvalReport(
+        dataset="tiny",
+        documents=5,
+        queries=3,
+        modes=[
+            ev_pb.ModeMetrics(
+                mode="bm25", ndcg_at_10=0.9, recall_at_100=1.0, mrr_at_10=0.8, latency_p50_ms=3
+            ),
+            ev_pb.ModeMetrics(
+                mode="dense", ndcg_at_10=0.5, recall_at_100=0.75, mrr_at_10=0.4, latency_p95_ms=9
+            ),
+        ],
+        answers=ev_pb.AnswerMetrics(
+            samples=2, metrics=[ev_pb.MetricValue(name="faithfulness", mean=0.5, n=2)]
+        ),
+    )
+
+
+def test_report_plots_are_svg_with_their_numbers_in_words() -> None:
+    from isthmus_console.pages.evaluation import report_alt, report_plot
+
+    report = _report()
+    for kind in ("quality", "latency", "answers"):
+        svg = report_plot(report, kind)
+        assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg and b"<script" not in svg
+    assert "bm25: nDCG@10 0.900, Recall@100 1.000, MRR@10 0.800" in report_alt(report, "quality")
+    assert "dense: p50 0.0 ms, p95 9.0 ms" in report_alt(report, "latency")
+    assert "faithfulness 0.500 over 2 answers" in report_alt(report, "answers")
+
+
+def test_online_series_plots_and_alt_texts_with_and_without_answers() -> None:
+    from isthmus_console.pages.evaluation import OnlineSeries, Window, online_alt, online_plot
+
+    busy = ev_pb.OnlineMetrics(
+        answers=4,
+        latency_p50_ms=50,
+        latency_p95_ms=120,
+        quality=[ev_pb.MetricValue(name="faithfulness", mean=0.75, n=2)],
+    )
+    windows = tuple(
+        Window(600.0 * i, 600.0 * (i + 1), busy if i == 3 else ev_pb.OnlineMetrics()) for i in range(6)
+    )
+    series = OnlineSeries("acme", "1h", 0.0, windows, busy)
+    for kind in ("traffic", "latency", "quality"):
+        assert b"<svg" in online_plot(series, kind)
+    assert "4 answers, 0 blocked; the busiest window starts 01-01 00:30 with 4" in online_alt(
+        series, "traffic"
+    )
+    assert "the highest p95 is 120 ms" in online_alt(series, "latency")
+    assert "faithfulness from 0.75 to 0.75" in online_alt(series, "quality")
+    quiet = OnlineSeries("", "1h", 0.0, tuple(Window(0, 300, ev_pb.OnlineMetrics()) for _ in range(3)), busy)
+    for kind in ("traffic", "latency", "quality"):
+        assert b"<svg" in online_plot(quiet, kind)  # empty windows draw empty axes, not an error
+    assert "no answers" in online_alt(quiet, "latency") and "all tenants" in online_alt(quiet, "traffic")
+    assert "no sampled answer was scored" in online_alt(quiet, "quality")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,11 @@ from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.infra import free_port_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+def on_platform(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test on the module's in-process platform (slow: it loads the bundled models)."""
+    return pytest.mark.slow(pytest.mark.asyncio(loop_scope="module")(test))
+
 
 _CSRF = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 
@@ -84,6 +88,7 @@ async def _create(console: Console, tenant: str) -> httpx.Response:
     return await console.post("/tenants/create", {"tenant": tenant})
 
 
+@on_platform
 async def test_a_tenant_created_in_the_page_is_listed(console: Console) -> None:
     tenant = _tenant()
     page = await console.get("/tenants")
@@ -99,6 +104,7 @@ async def test_a_tenant_created_in_the_page_is_listed(console: Console) -> None:
     assert again.status_code == 409 and "ALREADY_EXISTS" in again.text, again.text
 
 
+@on_platform
 async def test_a_bad_tenant_id_is_a_400_with_the_reason(console: Console) -> None:
     bad = await _create(console, "Not_A_Tenant")
     assert bad.status_code == 400, bad.text
@@ -109,11 +115,13 @@ async def test_a_bad_tenant_id_is_a_400_with_the_reason(console: Console) -> Non
     assert part.status_code == 400 and "lowercase letters" in part.text
 
 
+@on_platform
 async def test_post_without_the_csrf_header_is_refused(console: Console) -> None:
     refused = await console.client.post("/tenants/create", data={"tenant": _tenant()})
     assert refused.status_code == 403
 
 
+@on_platform
 async def test_policy_versions_are_listed_diffed_and_rolled_back(console: Console) -> None:
     tenant = _tenant()
     assert (await _create(console, tenant)).status_code == 200
@@ -154,6 +162,7 @@ async def test_policy_versions_are_listed_diffed_and_rolled_back(console: Consol
     assert missing.status_code == 404 and "NOT_FOUND" in missing.text, missing.text
 
 
+@on_platform
 async def test_a_prompt_version_created_in_the_page_is_listed_and_split(console: Console) -> None:
     tenant = _tenant()
     assert (await _create(console, tenant)).status_code == 200
@@ -180,6 +189,7 @@ async def test_a_prompt_version_created_in_the_page_is_listed_and_split(console:
     assert unknown.status_code == 400 and "synthesize" in unknown.text
 
 
+@on_platform
 async def test_delete_needs_the_typed_confirmation(console: Console) -> None:
     tenant = _tenant()
     assert (await _create(console, tenant)).status_code == 200
@@ -191,8 +201,38 @@ async def test_delete_needs_the_typed_confirmation(console: Console) -> None:
     assert f">{tenant}</th>" not in (await console.get("/tenants/list")).text
 
 
+@on_platform
 async def test_regions_show_the_consoles_region(console: Console) -> None:
     page = await console.get("/tenants")
     assert "Regions" in page.text and "This console serves region" in page.text
-    assert isinstance(page.headers.get("content-security-policy"), str)
-    _: Any = None
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+# -- the page's own logic (no platform) ----------------------------------------------------------------
+def test_split_form_is_parsed_and_checked() -> None:
+    from isthmus_console.pages.tenants import parse_split
+
+    assert parse_split({"tenant": "acme", "percent_v1": "30", "percent_v2": "70", "percent_v3": ""}) == {
+        "v1": 30,
+        "v2": 70,
+    }
+    assert parse_split({"percent_v1": "0", "percent_v2": ""}) == {}  # the built-in template again
+    for form, reason in (
+        ({"percent_v1": "40"}, "sum to 100"),
+        ({"percent_v1": "x"}, "whole number"),
+        ({"percent_v1": "101"}, "between 0 and 100"),
+        ({"percent_../x": "100"}, "not a prompt version"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            parse_split(form)
+
+
+def test_policy_diff_shows_the_changed_fields_only() -> None:
+    from isthmus_console.pages.tenants import policy_content, policy_diff
+
+    old = grd_pb.Policy(tenant_id="acme", version=1, label="v1", injection_threshold=0.5, redact_pii=True)
+    new = grd_pb.Policy(tenant_id="acme", version=2, label="v2", injection_threshold=0.75, redact_pii=True)
+    assert "version" not in policy_content(new) and "tenant_id" not in policy_content(new)
+    changed = [(kind, line) for kind, line in policy_diff(old, new) if kind in ("add", "del")]
+    assert changed == [("del", "-injection_threshold: 0.5"), ("add", "+injection_threshold: 0.75")]
+    assert policy_diff(new, new) == []
