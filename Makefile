@@ -4,7 +4,7 @@
 #   dev-setup   the `dev` dependency group (pytest, ruff, mypy, grpcio-tools, the benchmark harnesses...)
 #   test-setup  dev + the `llama` group (llama-cpp-python: tools/llama.sh builds its wheel once per user
 #               cache) + the test tiers' tools (tools/install-tools.sh: helm, checkov, kube-apiserver,
-#               Kafka jars, Weaviate, Hydra, grpcurl); both caches in ~/.cache/isthmus-tools
+#               Kafka jars, Weaviate, Hydra, grpcurl, Debian's chromium); both caches in ~/.cache/isthmus-tools
 SHELL := /bin/bash
 # uv from PATH, else a project-local copy that `make setup` installs from PyPI
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)

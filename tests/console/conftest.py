@@ -6,8 +6,9 @@ OIDC login. Fixtures:
 - ``page`` (per test): a page in a fresh browser context; JavaScript exceptions, CSP violations and
   console errors in it fail the test (``page_errors.allow(regex)`` excuses expected console errors);
 - ``axe_check(page)``: the page's serious and critical axe-core violations (``assert not axe_check(page)``);
-- ``console_platform`` (session): the platform with the console, auth off; tenants acme and globex exist;
-- ``console_platform_oidc`` (session): the same with ``auth = "oidc"`` against Hydra; users alice
+- ``console_platform`` (package: this folder): the platform with the console, auth off; tenants acme
+  and globex exist;
+- ``console_platform_oidc`` (package): the same with ``auth = "oidc"`` against Hydra; users alice
   (tenant-admin of acme) and bob (reader of globex) log in with ``console_platform_oidc.log_in(page, "alice")``.
 
 Tests here are plain ``def`` functions: Playwright's sync API refuses to run inside a running asyncio
@@ -161,10 +162,11 @@ def _start(process: PlatformProcess) -> None:
         pytest.fail(f"the console platform did not start: {err}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsolePlatform]:
     """``isthmus run --target all`` with the console, auth off, data in a temp dir, free ports; ready
-    (``/readyz`` 200) with tenants acme and globex created. Shared by the session."""
+    (``/readyz`` 200) with tenants acme and globex created. Shared by this folder's tests, stopped after
+    the last one (package scope: tests/console has an __init__.py), not held for the rest of a session."""
     chromium_path()  # no platform start for nothing when the browser is missing
     process = PlatformProcess(tmp_path_factory.mktemp("console-platform"))
     _start(process)
@@ -227,7 +229,7 @@ def _access_toml(admin: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_platform_oidc(
     tmp_path_factory: pytest.TempPathFactory, hydra: Any
 ) -> Iterator[ConsoleOidcPlatform]:
