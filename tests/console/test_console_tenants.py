@@ -9,7 +9,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+
+from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from .conftest import ConsoleOidcPlatform, ConsolePlatform
 
@@ -73,6 +77,32 @@ def test_a_bad_tenant_id_shows_the_reason(
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert "INVALID_ARGUMENT" in alert.inner_text() and "lowercase letters" in alert.inner_text()
+
+
+def test_policy_versions_diff_and_roll_back_in_the_page(
+    console_platform: ConsolePlatform, page: Any, axe_check: Any
+) -> None:
+    tenant = "pol-" + uuid.uuid4().hex[:8]
+    with grpc.insecure_channel(console_platform.grpc_address) as ch:
+        retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
+            retrieval_pb2.CreateTenantRequest(tenant_id=tenant), timeout=60
+        )
+        guardrail = guardrail_pb2_grpc.GuardrailServiceStub(ch)
+        for threshold in (0.7, 0.9):
+            guardrail.PutPolicy(
+                guardrail_pb2.Policy(tenant_id=tenant, injection_threshold=threshold), timeout=60
+            )
+    page.goto(console_platform.page_url(f"/tenants?tenant={tenant}"))
+    page.get_by_role("button", name="View and diff policy v2").click()
+    diff = page.locator("#policy-view pre.diff")
+    diff.wait_for()
+    assert (
+        "+injection_threshold: 0.9" in diff.inner_text() and "-injection_threshold: 0.7" in diff.inner_text()
+    )
+    assert not axe_check(page)
+    page.get_by_role("button", name="Roll back to policy v1").click()
+    page.get_by_role("status").filter(has_text=f"Policy of {tenant} rolled back to version 1").wait_for()
+    assert page.get_by_role("button", name="Roll back to policy v2").is_visible()
 
 
 @pytest.mark.hydra
