@@ -73,14 +73,92 @@ def documents_setup(page: Any, console: Console) -> None:
     expect(page.locator("#document-rows tr[data-status=indexed]")).to_have_count(len(files), timeout=120_000)
 
 
+# -- the tenants page: two policy versions and their diff, two prompt versions split 50/50 --------------
+def tenants_setup(page: Any, console: Console) -> None:
+    import grpc
+
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as orc_pb
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as orc_grpc
+    from isthmus.guardrail.v1 import guardrail_pb2 as grd_pb
+    from isthmus.guardrail.v1 import guardrail_pb2_grpc as grd_grpc
+
+    if console.grpc_address:
+        with grpc.insecure_channel(console.grpc_address) as ch:
+            guardrail = grd_grpc.GuardrailServiceStub(ch)
+            guardrail.PutPolicy(
+                grd_pb.Policy(tenant_id="acme", injection_threshold=0.7, grounding_threshold=0.5)
+            )
+            guardrail.PutPolicy(grd_pb.Policy(tenant_id="acme", injection_threshold=0.85, redact_pii=True))
+            prompts = orc_grpc.AgentOrchestratorServiceStub(ch)
+            for template in ("Answer from {contexts} only.\n{question}", "Cite {contexts}.\nQ: {question}"):
+                prompts.CreatePromptVersion(
+                    orc_pb.CreatePromptVersionRequest(tenant_id="acme", name="synthesize", template=template)
+                )
+            prompts.SetPromptSplit(
+                orc_pb.SetPromptSplitRequest(
+                    tenant_id="acme", name="synthesize", percent={"v1": 50, "v2": 50}
+                )
+            )
+    page.goto(console.url + "/tenants?tenant=acme")
+    page.get_by_role("button", name="View and diff policy v2").click()
+    page.locator("#policy-view pre.diff").wait_for()
+
+
+# -- the evaluation page: a few answers for the online metrics, a tiny dataset run through the page ------
+_CORPUS = [
+    {"_id": "glider", "title": "Gliders", "text": "A glider flies without an engine, soaring on thermals."},
+    {"_id": "marmot", "title": "Marmots", "text": "Marmots hibernate in burrows through the alpine winter."},
+    {"_id": "pelican", "title": "Pelicans", "text": "Pelicans scoop fish with their throat pouch."},
+    {"_id": "kiln", "title": "Kilns", "text": "A kiln fires clay pots at very high temperatures."},
+]
+_QUERIES = {
+    "q1": "how do marmots spend the winter",
+    "q2": "pelican throat pouch",
+    "q3": "aircraft without an engine",
+}
+_QRELS = {"q1": "marmot", "q2": "pelican", "q3": "glider"}
+
+
+def evaluation_setup(page: Any, console: Console) -> None:
+    import json
+
+    import grpc
+
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as orc_pb
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as orc_grpc
+
+    if console.grpc_address:
+        with grpc.insecure_channel(console.grpc_address) as ch:
+            ask = orc_grpc.AgentOrchestratorServiceStub(ch).Ask
+            for question in ("what do marmots do in winter?", "how does a glider fly?", "what is a kiln?"):
+                ask(orc_pb.AskRequest(tenant_id="acme", question=question), timeout=120)
+    page.goto(console.url + "/evaluation?tenant=acme")
+    page.get_by_label("Dataset name").fill("tiny")
+    files = {
+        "corpus.jsonl": "".join(json.dumps(d) + "\n" for d in _CORPUS),
+        "queries.jsonl": "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in _QUERIES.items()),
+        "qrels/test.tsv": "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{q}\t{d}\t1\n" for q, d in _QRELS.items()),
+    }
+    for label, text in files.items():
+        name = label.rsplit("/", 1)[-1]
+        page.get_by_label(label).set_input_files(
+            {"name": name, "mimeType": "text/plain", "buffer": text.encode()}
+        )
+    page.get_by_label("hybrid", exact=True).uncheck()
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_role("heading", name="Report: tiny").wait_for(timeout=240_000)
+    page.wait_for_function("() => [...document.querySelectorAll('main img')].every(i => i.complete)")
+
+
 #: the console's pages, in nav order; page helpers add their setup (sample data) here
 SHOTS: list[Shot] = [
     Shot("ask", "/ask?tenant=acme"),
     Shot(
         "documents", "/documents?tenant=acme", setup=documents_setup, ready="#document-rows", full_page=True
     ),
-    Shot("tenants", "/tenants?tenant=acme"),
-    Shot("evaluation", "/evaluation?tenant=acme"),
+    Shot("tenants", "/tenants?tenant=acme", tenants_setup, ready="#policy-view pre.diff", full_page=True),
+    Shot("evaluation", "/evaluation?tenant=acme", evaluation_setup, ready="#run-report img", full_page=True),
     Shot("operations", "/operations"),
 ]
 
