@@ -50,10 +50,10 @@ async def read_topic(
     """Every message of ``topic`` up to its current end (from the group's committed offsets when a
     group is given, else from the beginning). Returns the messages and, for a group, a ``commit``
     coroutine function that marks them consumed."""
-    consumer = await _started_consumer(bootstrap, topic, security or KafkaSecurity(), group_id=group)
+    consumer = await started_consumer(bootstrap, topic, security or KafkaSecurity(), group_id=group)
     out: list[Message] = []
     try:
-        tps = await _partitions(consumer, bootstrap, topic)
+        tps = await partitions_of(consumer, bootstrap, topic)
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if group is None:
@@ -85,10 +85,10 @@ async def read_topic(
     return out, commit
 
 
-async def _started_consumer(
+async def started_consumer(
     bootstrap: str, topic: str, security: KafkaSecurity, **config: object
 ) -> AIOKafkaConsumer:
-    """A started consumer (no subscription); :class:`Unavailable` naming ``bootstrap`` if it cannot start."""
+    """A started consumer (no subscription, no group unless ``config`` gives one); :class:`Unavailable` naming ``bootstrap`` if it cannot start."""
     options = security.client_options()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -105,7 +105,7 @@ async def _started_consumer(
     return consumer
 
 
-async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
     """``topic``'s partitions; :class:`NotFound` if the topic does not exist."""
     partitions = consumer.partitions_for_topic(topic)
     if partitions is None:
@@ -123,9 +123,9 @@ async def newest_timestamp_ms(
     as they stood at ``observed_ms`` (``clock()`` when the partition ends were read; ``newest`` None: the
     topic is empty). :class:`~isthmus_core.errors.NotFound` if the topic does not exist, ``Unavailable``
     if Kafka is unreachable. ``isthmus regions status`` reads MirrorMaker 2's heartbeats with it."""
-    consumer = await _started_consumer(bootstrap, topic, security, request_timeout_ms=5000)
+    consumer = await started_consumer(bootstrap, topic, security, request_timeout_ms=5000)
     try:
-        tps = await _partitions(consumer, bootstrap, topic)
+        tps = await partitions_of(consumer, bootstrap, topic)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         observed_ms = clock() * 1000
