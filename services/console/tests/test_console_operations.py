@@ -33,7 +33,11 @@ from isthmus_core.contracts.events import DocumentSubmitted
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.infra import free_port_run, missing_tool
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # the test API server's certificate is self-signed (its kubeconfig: insecure-skip-tls-verify)
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "charts" / "isthmus-operator" / "crds"
@@ -278,6 +282,44 @@ DRILL_STATUS = {
 }
 
 
+def _daemonset(api: Any, namespace: str, name: str, bundle: str, ready: int, desired: int) -> None:
+    """A DaemonSet of the edge pool, its status written as the DaemonSet controller would."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api)
+    labels = {"pool": "edge", "app": name}
+    template_meta: dict[str, Any] = {"labels": labels}
+    if bundle:
+        template_meta["annotations"] = {"isthmus.dev/model-bundle": bundle}
+    apps.create_namespaced_daemon_set(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": template_meta,
+                    "spec": {"containers": [{"name": "svc", "image": "isthmus:test"}]},
+                },
+            },
+        },
+    )
+    apps.patch_namespaced_daemon_set_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "currentNumberScheduled": desired,
+                "desiredNumberScheduled": desired,
+                "numberMisscheduled": 0,
+                "numberReady": ready,
+            }
+        },
+    )
+
+
 def _create_with_status(
     api: Any, plural: str, namespace: str, body: dict[str, Any], status: dict[str, Any]
 ) -> None:
@@ -340,6 +382,9 @@ async def test_rollouts_and_drills_from_the_kubernetes_api(tmp_path: Path, kubec
             },
             DRILL_STATUS,
         )
+        _daemonset(api, namespace, "edge-a", "edge-models@7", ready=2, desired=2)
+        _daemonset(api, namespace, "edge-b", "edge-models@7", ready=1, desired=3)
+        _daemonset(api, namespace, "edge-c", "", ready=4, desired=4)
     finally:
         api.close()
 
@@ -360,7 +405,10 @@ async def test_rollouts_and_drills_from_the_kubernetes_api(tmp_path: Path, kubec
             r'<th scope="row">(\d)</th>\s*<td>(\d+) %</td>\s*<td><span class="badge[^"]*">(\w+)<', body
         )
         assert waves == [("1", "10", "Passed"), ("2", "50", "Applied"), ("3", "100", "Pending")]
-        assert "<code>edge-b</code>" in body
+        # each wave's workloads with their ready pods and the bundle their pods carry
+        assert "<code>edge-a</code> (2/2 pods ready) · edge-models@7" in body
+        assert "<code>edge-b</code> (1/3 pods ready) · edge-models@7" in body
+        assert "edge-c" not in body  # in no wave yet
         assert "maxNdcgDrop: ndcg@10 0.8 vs baseline 0.81" in body and ">passed<" in body
         # the drill: its timeline, RPO and RTO against the objectives, failed
         assert "eu-loss" in body and 'data-verdict="fail"' in body

@@ -143,6 +143,21 @@ class ConsumerRow:
 
 
 @dataclass(frozen=True)
+class GroupLag:
+    """One consumer group on one topic in one process: its partitions and their total lag."""
+
+    where: str
+    group: str
+    topic: str
+    modules: tuple[str, ...]
+    partitions: tuple[ops_pb.ConsumerPartition, ...]
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True)
 class Consumers:
     rows: list[ConsumerRow] = field(default_factory=list)
     #: per address that could not answer: (services there, failure)
@@ -153,6 +168,21 @@ class Consumers:
     @property
     def total_lag(self) -> int:
         return sum(r.entry.lag for r in self.rows)
+
+    @property
+    def groups(self) -> list[GroupLag]:
+        """The rows per (process, group, topic), the ones lagging most first, then by name."""
+        found: dict[tuple[str, str, str], list[ops_pb.ConsumerPartition]] = {}
+        for row in self.rows:
+            found.setdefault((row.where, row.entry.group, row.entry.topic), []).append(row.entry)
+        out = [
+            GroupLag(
+                where, group, topic, tuple(parts[0].modules), tuple(sorted(parts, key=lambda p: p.partition))
+            )
+            for (where, group, topic), parts in found.items()
+        ]
+        out.sort(key=lambda g: (-g.lag, g.group, g.topic, g.where))
+        return out
 
 
 async def consumers(backend: Backend, viewer: Viewer) -> Consumers:
