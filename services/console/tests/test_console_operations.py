@@ -26,18 +26,19 @@ import yaml
 
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_cli.modules import MODULES
-from isthmus_console.backend import SERVICES
+from isthmus_console.backend import SERVICES, Backend
+from isthmus_console.kube import drill_view, rollout_view
+from isthmus_console.pages.operations import may_replay
+from isthmus_console.viewer import ANONYMOUS_VIEWER, Viewer
+from isthmus_core.auth.identity import Permission
 from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import DocumentSubmitted
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.infra import free_port_run, missing_tool
 
-pytestmark = [
-    pytest.mark.slow,
-    # the test API server's certificate is self-signed (its kubeconfig: insecure-skip-tls-verify)
-    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
-]
+# the test API server's certificate is self-signed (its kubeconfig: insecure-skip-tls-verify)
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "charts" / "isthmus-operator" / "crds"
@@ -87,6 +88,7 @@ async def wait_for_letters(http: httpx.AsyncClient, tenant: str, count: int) -> 
     pytest.fail(f"no {count} dead letters listed; last: {body[-2000:]}")
 
 
+@pytest.mark.slow
 async def test_health_dead_letters_replay_and_csrf(tmp_path: Path) -> None:
     async with (
         platform(tmp_path) as (rt, url),
@@ -160,6 +162,60 @@ async def test_health_dead_letters_replay_and_csrf(tmp_path: Path) -> None:
         r = await http.get("/operations/consumers")
         assert r.status_code == 200, r.text
         assert TOPIC in r.text and "ingestion" in r.text and "inprocess bus" in r.text
+
+
+# -- fast: who may replay, the lag's addresses, the objects' views ----------------------------------------
+
+
+def test_replay_is_offered_only_with_ops_replay_in_the_letters_tenant() -> None:
+    def viewer(scope: frozenset[str] | None) -> Viewer:
+        return Viewer(subject="u", via="local", token="t", scopes={Permission.OPS_REPLAY: scope})
+
+    assert may_replay(ANONYMOUS_VIEWER, "acme") and may_replay(ANONYMOUS_VIEWER, "")
+    assert may_replay(viewer(None), "") and may_replay(viewer(None), "globex")  # platform-wide
+    tenant_admin = viewer(frozenset({"acme"}))
+    assert may_replay(tenant_admin, "acme")
+    assert not may_replay(tenant_admin, "globex")
+    assert not may_replay(tenant_admin, "")  # a letter of no known tenant: platform admins only
+    reader = Viewer(subject="r", via="local", token="t", scopes={Permission.OPS_READ: frozenset({"acme"})})
+    assert not may_replay(reader, "acme")
+
+
+async def test_consumer_lag_is_asked_of_every_distinct_address() -> None:
+    a, b = grpc.aio.insecure_channel("127.0.0.1:1"), grpc.aio.insecure_channel("127.0.0.1:2")
+    try:
+        split = {"ingestion": "a", "embedding": "a", "retrieval": "b"}
+        channels = {s: (a if split.get(s, "b") == "a" else b) for s in SERVICES}
+        addresses = {s: split.get(s, "b") for s in SERVICES}
+        backend = Backend(channels, addresses, auth_enabled=False)
+        served = {address: services for address, (services, _) in backend.operations_at.items()}
+        assert served == {
+            "a": ("ingestion", "embedding"),
+            "b": ("retrieval", "agent-orchestrator", "guardrail", "evaluation"),
+        }
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_views_of_objects_the_operator_has_not_touched_yet() -> None:
+    rollout = rollout_view(
+        {"metadata": {"name": "r"}, "spec": {"bundle": {"name": "m", "version": "1"}, "waves": [50, 100]}}
+    )
+    assert rollout.phase == "Pending" and rollout.bundle == "m@1"
+    assert [(w.number, w.percent, w.state) for w in rollout.waves] == [
+        (1, 50, "Pending"),
+        (2, 100, "Pending"),
+    ]
+    drill = drill_view(
+        {
+            "metadata": {"name": "d"},
+            "spec": {"objectives": {"rpoMaxSeconds": 5, "rtoMaxSeconds": 60}},
+            "status": {"phase": "Running", "rpoSeconds": None, "rtoSeconds": 12.5},
+        }
+    )
+    assert drill.verdict == "running" and drill.timeline == ()
+    assert drill.rpo.met is None and drill.rto.met is True and drill.rto.target == 60.0
 
 
 # -- Kubernetes: a real API server with the operator's CRDs ------------------------------------------------
@@ -339,6 +395,7 @@ def _create_with_status(
     )
 
 
+@pytest.mark.slow
 async def test_rollouts_and_drills_from_the_kubernetes_api(tmp_path: Path, kubeconfig: Path) -> None:
     from kubernetes import client, config
 
