@@ -93,9 +93,11 @@ def test_a_preview_never_cuts_a_character() -> None:
 
 async def test_the_in_process_bus_counts_and_logs_dead_letters_dropped_by_retention() -> None:
     bus = InProcessBus(partitions=1, retained_messages=3)
-    dropped = lambda: REGISTRY.get_sample_value(  # noqa: E731
-        "isthmus_bus_retention_dropped_total", {"topic": "events.dlq"}
-    ) or 0.0
+
+    def dropped() -> float:
+        value = REGISTRY.get_sample_value("isthmus_bus_retention_dropped_total", {"topic": "events.dlq"})
+        return value or 0.0
+
     before = dropped()
     with structlog.testing.capture_logs() as logs:
         for i in range(5):

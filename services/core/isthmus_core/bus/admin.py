@@ -274,9 +274,10 @@ class DeadLetters:
                 )
         return out
 
-    async def list(self, dlq: str, *, limit: int = DEFAULT_LIMIT, tenant: str = "") -> Listing:
-        """The newest ``limit`` dead letters of ``dlq`` (of ``tenant``; "" = every one), newest first."""
-        limit = check_limit(limit)
+    async def listing(self, dlq: str, *, limit: int | None = DEFAULT_LIMIT, tenant: str = "") -> Listing:
+        """The newest ``limit`` dead letters of ``dlq`` (of ``tenant``; "" = every one), newest first;
+        ``limit`` None: every one (the CLI; the RPC is bounded by :data:`MAX_LIMIT`)."""
+        bound = check_limit(limit) if limit is not None else None
         replays = await self.replays(dlq)
         newest: list[tuple[int, int, int, DeadLetterView]] = []  # a min-heap of the newest `limit`
         total = 0
@@ -286,10 +287,10 @@ class DeadLetters:
                 continue
             total += 1
             rank = (m.timestamp_ms or 0, m.offset, m.partition)
-            if len(newest) >= limit and rank <= newest[0][:3]:
+            if bound is not None and len(newest) >= bound and rank <= newest[0][:3]:
                 continue
             item = (*rank, view(m, replays.get((m.partition, m.offset))))
-            if len(newest) < limit:
+            if bound is None or len(newest) < bound:
                 heapq.heappush(newest, item)
             else:
                 heapq.heapreplace(newest, item)
@@ -315,41 +316,58 @@ class DeadLetters:
                     f"already, to {done.to.topic} partition {done.to.partition} offset {done.to.offset}"
                     f"{' by ' + done.replayed_by if done.replayed_by else ''}; it is not replayed twice"
                 )
-            if not self._ensured:
-                await self.admin.ensure_topics([DEAD_LETTERS_REPLAYED])
-                self._ensured = True
-            source = dlq.removesuffix(DLQ_SUFFIX)
-            headers = {k: v for k, v in letter.headers.items() if k not in DEAD_LETTER_HEADERS}
-            to = await self.admin.append(source, letter.key, letter.value, headers)
-            record = DeadLetterReplayed(
-                tenant_id=tenant_of(letter),
-                idempotency_key=f"{dlq}/{partition}/{offset}",
-                dead_letter_topic=dlq,
-                dead_letter_partition=partition,
-                dead_letter_offset=offset,
-                topic=to.topic,
-                partition=to.partition,
-                offset=to.offset,
-                replayed_by=by[:512],
-            )
-            await self.admin.append(
-                DEAD_LETTERS_REPLAYED.name,
-                record.tenant_id,
-                record.model_dump_json().encode("utf-8"),
-                {
-                    H_CONTENT_TYPE: CONTENT_TYPE_JSON,
-                    H_EVENT_TYPE: type(record).__name__,
-                    H_TENANT: record.tenant_id,
-                },
-            )
+            replay = await self._republish(dlq, letter, by)
+        return view(letter, replay)
+
+    async def replay_pending(self, dlq: str, *, key_prefix: str = "", by: str = "") -> list[DeadLetterView]:
+        """Replay every dead letter of ``dlq`` not replayed yet (whose key starts with ``key_prefix``), in
+        offset order per partition (``isthmus dlq replay``); returns them, marked replayed."""
+        async with self._lock:
+            done = await self.replays(dlq)
+            pending = [
+                m
+                async for m in self.admin.scan(dlq)
+                if (m.partition, m.offset) not in done and m.key.startswith(key_prefix)
+            ]
+            return [view(m, await self._republish(dlq, m, by)) for m in pending]
+
+    async def _republish(self, dlq: str, letter: Message, by: str) -> Replay:
+        """Publish ``letter``'s original to its source topic and record the replay (under the lock)."""
+        if not self._ensured:
+            await self.admin.ensure_topics([DEAD_LETTERS_REPLAYED])
+            self._ensured = True
+        source = dlq.removesuffix(DLQ_SUFFIX)
+        headers = {k: v for k, v in letter.headers.items() if k not in DEAD_LETTER_HEADERS}
+        to = await self.admin.append(source, letter.key, letter.value, headers)
+        record = DeadLetterReplayed(
+            tenant_id=tenant_of(letter),
+            idempotency_key=f"{dlq}/{letter.partition}/{letter.offset}",
+            dead_letter_topic=dlq,
+            dead_letter_partition=letter.partition,
+            dead_letter_offset=letter.offset,
+            topic=to.topic,
+            partition=to.partition,
+            offset=to.offset,
+            replayed_by=by[:512],
+        )
+        await self.admin.append(
+            DEAD_LETTERS_REPLAYED.name,
+            record.tenant_id,
+            record.model_dump_json().encode("utf-8"),
+            {
+                H_CONTENT_TYPE: CONTENT_TYPE_JSON,
+                H_EVENT_TYPE: type(record).__name__,
+                H_TENANT: record.tenant_id,
+            },
+        )
         _log.info(
             "bus.dead_letter_replayed",
             dead_letter_topic=dlq,
-            partition=partition,
-            offset=offset,
+            partition=letter.partition,
+            offset=letter.offset,
             to_topic=to.topic,
             to_partition=to.partition,
             to_offset=to.offset,
             replayed_by=by,
         )
-        return view(letter, Replay(to, by, int(record.occurred_at.timestamp() * 1000)))
+        return Replay(to, by, int(record.occurred_at.timestamp() * 1000))

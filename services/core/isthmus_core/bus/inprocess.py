@@ -255,7 +255,13 @@ class InProcessBus:
             return None
         r = part.records[offset - part.start]
         return Message(
-            topic, r.key, r.value, dict(r.headers), partition=partition, offset=offset, timestamp_ms=r.appended_ms
+            topic,
+            r.key,
+            r.value,
+            dict(r.headers),
+            partition=partition,
+            offset=offset,
+            timestamp_ms=r.appended_ms,
         )
 
     def group_positions(self) -> list[tuple[str, str, int, int, int]]:
@@ -264,7 +270,9 @@ class InProcessBus:
         return [
             (topic, name, p, offset, part.end)
             for (topic, name), group in self._groups.items()
-            for p, (part, offset) in enumerate(zip(self._topics[topic].partitions, group.offsets, strict=True))
+            for p, (part, offset) in enumerate(
+                zip(self._topics[topic].partitions, group.offsets, strict=True)
+            )
         ]
 
     def partitions_of(self, topic: str) -> int:

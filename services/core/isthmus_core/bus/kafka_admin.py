@@ -50,7 +50,11 @@ class KafkaBusAdmin:
                 committed[group] = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         except KafkaError as exc:
             raise await unreachable(
-                "cannot read consumer group offsets", bus.bootstrap_servers, bus.security, bus.client_options, exc
+                "cannot read consumer group offsets",
+                bus.bootstrap_servers,
+                bus.security,
+                bus.client_options,
+                exc,
             ) from exc
         finally:
             await admin.close()

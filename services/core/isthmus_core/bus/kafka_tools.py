@@ -1,7 +1,7 @@
 """Operator tools over a Kafka cluster: read a topic from the beginning, re-drive messages.
 
-Used by ``isthmus dlq list|replay`` and ``isthmus reindex`` (they talk to Kafka directly, like any
-Kafka admin tool, because dead letters and chunk history live there).
+Used by ``isthmus reindex`` (it talks to Kafka directly, like any Kafka admin tool, because chunk history
+lives there) and by :mod:`isthmus_core.bus.kafka_admin` (dead letters: ``isthmus dlq``, OperationsService).
 """
 
 from __future__ import annotations
@@ -14,28 +14,8 @@ from aiokafka.errors import KafkaError
 
 from isthmus_core.bus.kafka import from_kafka_headers, record_to_message, to_kafka_headers, unreachable
 from isthmus_core.bus.kafka_security import KafkaSecurity
-from isthmus_core.bus.port import (
-    H_ATTEMPTS,
-    H_ERROR_CLASS,
-    H_ERROR_MESSAGE,
-    H_GROUP,
-    H_SOURCE_OFFSET,
-    H_SOURCE_PARTITION,
-    H_SOURCE_TOPIC,
-    Message,
-)
+from isthmus_core.bus.port import Message
 from isthmus_core.errors import NotFound
-
-DEAD_LETTER_HEADERS = (
-    H_ERROR_CLASS,
-    H_ERROR_MESSAGE,
-    H_SOURCE_TOPIC,
-    H_SOURCE_PARTITION,
-    H_SOURCE_OFFSET,
-    H_ATTEMPTS,
-    H_GROUP,
-)
-REPLAY_GROUP = "isthmus-dlq-replay"
 
 
 async def read_topic(
@@ -88,7 +68,8 @@ async def read_topic(
 async def started_consumer(
     bootstrap: str, topic: str, security: KafkaSecurity, **config: object
 ) -> AIOKafkaConsumer:
-    """A started consumer (no subscription, no group unless ``config`` gives one); :class:`Unavailable` naming ``bootstrap`` if it cannot start."""
+    """A started consumer (no subscription, no group unless ``config`` gives one); :class:`Unavailable`
+    naming ``bootstrap`` if it cannot start."""
     options = security.client_options()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -179,10 +160,10 @@ async def republish(
 
 
 __all__ = [
-    "DEAD_LETTER_HEADERS",
-    "REPLAY_GROUP",
     "from_kafka_headers",
     "newest_timestamp_ms",
+    "partitions_of",
     "read_topic",
     "republish",
+    "started_consumer",
 ]

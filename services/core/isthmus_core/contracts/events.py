@@ -316,7 +316,6 @@ class AuditRecorded(Event):
     region: str = ""
 
 
-
 class DeadLetterReplayed(Event):
     """A dead letter was re-published to its source topic (``OperationsService.ReplayDeadLetter``, or
     ``isthmus dlq replay``): the record that refuses a second replay of it. ``tenant_id`` is the letter's
@@ -333,6 +332,7 @@ class DeadLetterReplayed(Event):
     offset: int = Field(ge=0)
     #: the verified subject who replayed it
     replayed_by: str = Field("", max_length=512)
+
 
 #: an erasure's id: 32 lowercase hex digits (a uuid4), made by the ingestion that received the request
 ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"

@@ -109,7 +109,7 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         spec = resolve_topic(request.topic)
-        listing = await self._dead_letters.list(
+        listing = await self._dead_letters.listing(
             spec.dlq, limit=request.limit, tenant=_tenant(request.tenant_id)
         )
         return pb.ListDeadLettersResponse(

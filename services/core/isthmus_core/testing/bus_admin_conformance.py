@@ -192,7 +192,7 @@ class BusAdminConformance:
             ("acme/doc-3", letter("acme", 3, state="ok")),  # handled: not a dead letter
         ]
         admin, _ = await self.dead_lettered(bus, spec, sent, {"x-custom": "kept"})
-        listing = await DeadLetters(admin).list(spec.dlq)
+        listing = await DeadLetters(admin).listing(spec.dlq)
         assert listing.topic == spec.dlq and listing.total == 2
         by_key = {d.key: d for d in listing.dead_letters}
         assert set(by_key) == {"acme/doc-1", "beta/doc-2"}
@@ -204,18 +204,18 @@ class BusAdminConformance:
         assert d.at.topic == spec.dlq and d.timestamp_ms is not None and d.timestamp_ms > 0
         assert d.payload_size == len(letter("acme", 1)) and d.payload_preview == letter("acme", 1).decode()
         assert not d.payload_truncated
-        only_beta = await DeadLetters(admin).list(spec.dlq, tenant="beta")
+        only_beta = await DeadLetters(admin).listing(spec.dlq, tenant="beta")
         assert [x.key for x in only_beta.dead_letters] == ["beta/doc-2"] and only_beta.total == 1
-        assert (await DeadLetters(admin).list(spec.dlq, tenant="gamma")).dead_letters == []
+        assert (await DeadLetters(admin).listing(spec.dlq, tenant="gamma")).dead_letters == []
 
     async def test_the_newest_dead_letters_come_first_within_the_limit(self, bus: EventBus) -> None:
         spec = self.spec("limit")
         admin, _ = await self.dead_lettered(bus, spec, [(f"acme/d{i}", letter("acme", i)) for i in range(5)])
-        listing = await DeadLetters(admin).list(spec.dlq, limit=2)
+        listing = await DeadLetters(admin).listing(spec.dlq, limit=2)
         assert listing.total == 5 and len(listing.dead_letters) == 2
         stamps = [(d.timestamp_ms or 0) for d in listing.dead_letters]
         assert stamps == sorted(stamps, reverse=True)
-        everyone = await DeadLetters(admin).list(spec.dlq)
+        everyone = await DeadLetters(admin).listing(spec.dlq)
         oldest_listed = min((d.timestamp_ms or 0) for d in listing.dead_letters)
         assert all(
             (d.timestamp_ms or 0) <= oldest_listed
@@ -224,7 +224,7 @@ class BusAdminConformance:
         )
         for bad in (-1, 1001):
             with pytest.raises(InvalidArgument, match="limit"):
-                await DeadLetters(admin).list(spec.dlq, limit=bad)
+                await DeadLetters(admin).listing(spec.dlq, limit=bad)
 
     async def test_a_letter_of_no_known_tenant_is_listed_platform_wide_only(self, bus: EventBus) -> None:
         spec = self.spec("tenantless")
@@ -234,15 +234,15 @@ class BusAdminConformance:
             ("", b"\xff\xfe"),  # nothing says
         ]
         admin, _ = await self.dead_lettered(bus, spec, sent)
-        tenants = sorted(d.tenant_id for d in (await DeadLetters(admin).list(spec.dlq)).dead_letters)
+        tenants = sorted(d.tenant_id for d in (await DeadLetters(admin).listing(spec.dlq)).dead_letters)
         assert tenants == ["", "", "acme"]
-        assert (await DeadLetters(admin).list(spec.dlq, tenant="beta")).total == 0
+        assert (await DeadLetters(admin).listing(spec.dlq, tenant="beta")).total == 0
 
     async def test_a_large_payload_is_previewed_not_copied(self, bus: EventBus) -> None:
         spec = self.spec("preview")
         big = letter("acme", 1, text="é" * 5000)
         admin, _ = await self.dead_lettered(bus, spec, [("acme/big", big)])
-        [d] = (await DeadLetters(admin).list(spec.dlq)).dead_letters
+        [d] = (await DeadLetters(admin).listing(spec.dlq)).dead_letters
         assert d.payload_size == len(big) and d.payload_truncated
         assert len(d.payload_preview.encode()) <= PREVIEW_BYTES and "\ufffd" not in d.payload_preview
         assert big.decode().startswith(d.payload_preview)
@@ -264,7 +264,7 @@ class BusAdminConformance:
         assert not set(DEAD_LETTER_HEADERS) & set(again.headers), again.headers
         # the handler refuses it again: a second dead letter, not yet replayed; the first one is marked
         await self.wait_for(admin, spec.dlq, 2)
-        listing = await desk.list(spec.dlq)
+        listing = await desk.listing(spec.dlq)
         marks = {(d.at.partition, d.at.offset): d.replay for d in listing.dead_letters}
         assert marks[(dead.partition, dead.offset)] is not None
         assert sum(1 for r in marks.values() if r is None) == 1
@@ -285,4 +285,24 @@ class BusAdminConformance:
             await desk.replay(spec.dlq, self.partitions + 50, 0)
         with pytest.raises(InvalidArgument):
             await desk.replay(spec.dlq, -1, 0)
-        assert (await desk.list(spec.dlq)).dead_letters[0].replay is None  # nothing was replayed
+        assert (await desk.listing(spec.dlq)).dead_letters[0].replay is None  # nothing was replayed
+
+    async def test_replay_pending_replays_each_letter_once(self, bus: EventBus) -> None:
+        spec = self.spec("pending")
+        sent = [(f"acme/d{i}", letter("acme", i)) for i in range(3)] + [("beta/d9", letter("beta", 9))]
+        admin, dead = await self.dead_lettered(bus, spec, sent)
+        desk = DeadLetters(admin)
+        first = next(m for m in dead if m.key == "acme/d0")
+        await desk.replay(spec.dlq, first.partition, first.offset, by="alice")
+        await self.wait_for(admin, spec.dlq, len(dead) + 1)  # the handler refuses it again: a new letter
+        replayed = await desk.replay_pending(spec.dlq, key_prefix="acme/", by="cli")
+        assert sorted(d.key for d in replayed) == ["acme/d0", "acme/d1", "acme/d2"]
+        assert (first.partition, first.offset) not in {(d.at.partition, d.at.offset) for d in replayed}
+        assert all(d.replay is not None and d.replay.replayed_by == "cli" for d in replayed)
+        # each is dead-lettered again (new letters): only those are pending now
+        await self.wait_for(admin, spec.dlq, len(dead) + 4)
+        again = await desk.replay_pending(spec.dlq, key_prefix="acme/")
+        assert sorted(d.key for d in again) == ["acme/d0", "acme/d1", "acme/d2"]
+        earlier = {(d.at.partition, d.at.offset) for d in replayed} | {(first.partition, first.offset)}
+        assert earlier.isdisjoint((d.at.partition, d.at.offset) for d in again)
+        assert [d.key for d in await desk.replay_pending(spec.dlq, key_prefix="beta/")] == ["beta/d9"]
