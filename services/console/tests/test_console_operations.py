@@ -47,13 +47,13 @@ TOPIC = topics.DOCUMENTS_SUBMITTED.name
 
 
 @contextlib.asynccontextmanager
-async def platform(data_dir: Path, **console: Any) -> AsyncIterator[tuple[Runtime, str]]:
+async def platform(data_dir: Path, grpc_port: int = 0, **console: Any) -> AsyncIterator[tuple[Runtime, str]]:
     """The `all` target in this process with the console on a free port: (runtime, console URL)."""
     port = free_port_run(1)
     overrides: dict[str, dict[str, Any]] = {
         "common": {
             "data_dir": str(data_dir),
-            "grpc_port": 0,
+            "grpc_port": grpc_port,
             "metrics_port": 0,
             "bus": "auto",
             "shutdown_grace_s": 2.0,
@@ -90,17 +90,27 @@ async def wait_for_letters(http: httpx.AsyncClient, tenant: str, count: int) -> 
 
 @pytest.mark.slow
 async def test_health_dead_letters_replay_and_csrf(tmp_path: Path) -> None:
+    # two regions: "eu" is this very platform (its gRPC port), "gone" a port nobody listens on
+    grpc_port, nobody = free_port_run(1), free_port_run(1)
+    regions = {"eu": f"127.0.0.1:{grpc_port}", "gone": f"127.0.0.1:{nobody}"}
     async with (
-        platform(tmp_path) as (rt, url),
+        platform(tmp_path, grpc_port=grpc_port, region_endpoints=regions) as (rt, url),
         grpc.aio.insecure_channel(rt.address) as ch,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
         page = await http.get("/operations")
         assert page.status_code == 200, page.text
-        # the six services' health, SERVING, and the live summary
+        # the six services' health here and per region, and the live summary naming what is not SERVING
         for service in SERVICES:
             assert re.search(rf'data-service="{service}" data-region="">SERVING<', page.text), service
-        assert 'role="status" aria-live="polite">All 6 services SERVING in this deployment.' in page.text
+            assert re.search(rf'data-service="{service}" data-region="eu">SERVING<', page.text), service
+            assert re.search(rf'data-service="{service}" data-region="gone">UNREACHABLE<', page.text)
+        summary = re.search(
+            r'<p id="health-summary"[^>]*role="status" aria-live="polite">([^<]*)<', page.text
+        )
+        assert summary, page.text[:3000]
+        assert summary.group(1).startswith("6 of 18 health checks not SERVING: ingestion in region gone: ")
+        assert "region eu" not in summary.group(1) and "this deployment" not in summary.group(1)
         assert 'hx-trigger="every 5s"' in page.text
         # without console.kube_namespace the rollouts and drills say how to turn them on
         assert "not configured (set <code>console.kube_namespace</code>)" in page.text
@@ -109,10 +119,8 @@ async def test_health_dead_letters_replay_and_csrf(tmp_path: Path) -> None:
         # the polled fragment: announces the summary only when it changed
         r = await http.get("/operations/health", params={"last": "something else"})
         assert r.status_code == 200 and 'hx-swap-oob="innerHTML"' in r.text
-        r = await http.get(
-            "/operations/health", params={"last": "All 6 services SERVING in this deployment."}
-        )
-        assert "hx-swap-oob" not in r.text and r.text.count(">SERVING<") == 6
+        r = await http.get("/operations/health", params={"last": summary.group(1)})
+        assert "hx-swap-oob" not in r.text and r.text.count(">SERVING<") == 12
 
         # a real dead letter: a document the parser refuses (not a PDF) is dead-lettered by ingestion
         await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
