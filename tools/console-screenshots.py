@@ -60,7 +60,8 @@ SHOTS: list[Shot] = [
     Shot("documents", "/documents?tenant=acme"),
     Shot("tenants", "/tenants?tenant=acme"),
     Shot("evaluation", "/evaluation?tenant=acme"),
-    Shot("operations", "/operations"),
+    # the operations page once its consumer lag and dead letters have loaded (htmx)
+    Shot("operations", "/operations", ready="#consumers table, #dead-letters p"),
 ]
 
 
