@@ -31,6 +31,7 @@ from isthmus_console.kube import drill_view, rollout_view
 from isthmus_console.pages.operations import may_replay
 from isthmus_console.viewer import ANONYMOUS_VIEWER, Viewer
 from isthmus_core.auth.identity import Permission
+from isthmus_core.auth.local_issuer import LocalIssuer
 from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import DocumentSubmitted
@@ -47,12 +48,15 @@ TOPIC = topics.DOCUMENTS_SUBMITTED.name
 
 
 @contextlib.asynccontextmanager
-async def platform(data_dir: Path, grpc_port: int = 0, **console: Any) -> AsyncIterator[tuple[Runtime, str]]:
+async def platform(
+    data_dir: Path, grpc_port: int = 0, auth: str = "off", **console: Any
+) -> AsyncIterator[tuple[Runtime, str]]:
     """The `all` target in this process with the console on a free port: (runtime, console URL)."""
     port = free_port_run(1)
     overrides: dict[str, dict[str, Any]] = {
         "common": {
             "data_dir": str(data_dir),
+            "auth": auth,
             "grpc_port": grpc_port,
             "metrics_port": 0,
             "bus": "auto",
@@ -170,6 +174,77 @@ async def test_health_dead_letters_replay_and_csrf(tmp_path: Path) -> None:
         r = await http.get("/operations/consumers")
         assert r.status_code == 200, r.text
         assert TOPIC in r.text and "ingestion" in r.text and "inprocess bus" in r.text
+
+
+async def _log_in(http: httpx.AsyncClient, token: str) -> None:
+    """The local login: paste a token (POST /auth/token with the login page's CSRF token)."""
+    page = await http.get("/auth/login?next=/operations")
+    r = await http.post("/auth/token", data={"token": token}, headers={"X-CSRF-Token": csrf_of(page.text)})
+    assert r.status_code == 204, r.text
+
+
+@pytest.mark.slow
+async def test_with_auth_a_tenant_admin_replays_her_tenants_letters_and_a_reader_sees_none(
+    tmp_path: Path,
+) -> None:
+    """auth = local: alice (tenant-admin of t1: ops.read and ops.replay there) lists and replays t1's
+    dead letters but not every tenant's, nor the consumer lag (platform-wide); bob (reader of t1) has no
+    ops permission: the page hides the panels and the platform refuses the calls."""
+    (tmp_path / "access.toml").write_text(
+        '[platform]\nbindings = [{ principal = "root", role = "platform-admin" }]\n\n'
+        '[tenants.t1]\nbindings = [{ principal = "alice", role = "tenant-admin" }, '
+        '{ principal = "bob", role = "reader" }]\n'
+    )
+    async with platform(tmp_path, auth="local") as (rt, url):
+        issuer = LocalIssuer(tmp_path / "auth" / "local-issuer.pem")
+        root = (("authorization", f"Bearer {issuer.mint('root')}"),)
+        async with grpc.aio.insecure_channel(rt.address) as ch:
+            await retrieval_pb2_grpc.RetrievalServiceStub(ch).CreateTenant(
+                retrieval_pb2.CreateTenantRequest(tenant_id="t1"), metadata=root
+            )
+        bad = DocumentSubmitted(
+            tenant_id="t1", idempotency_key="k-bad", document_id="bad", filename="bad.pdf", content=b"no pdf"
+        )
+        await publish_event(rt.bus, topics.DOCUMENTS_SUBMITTED, bad)
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as alice:
+            assert (await alice.get("/operations")).status_code == 303  # not logged in: to the login
+            await _log_in(alice, issuer.mint("alice"))
+            page = await alice.get("/operations")
+            assert page.status_code == 200
+            assert "Consumer lag needs the <code>ops.read</code> permission in every tenant." in page.text
+            assert 'id="dlq-tenant"' in page.text and "(empty: every tenant)" not in page.text
+            assert (await alice.get("/operations/dead-letters", params={"topic": TOPIC})).status_code == 400
+            body = await wait_for_letters(alice, "t1", 1)
+            # with authentication on, a record without a producer token is dead-lettered as such
+            assert "Unauthenticated" in body and "without a producer token" in body
+            assert 'hx-post="/operations/dead-letters/replay"' in body
+            row = re.search(r'data-offset="(\d+)">\s*<th scope="row">(\d+):', body)
+            assert row
+            form = {"topic": TOPIC, "partition": row.group(2), "offset": row.group(1), "tenant": "t1"}
+            csrf = csrf_of(page.text)
+            # another tenant named in the form: the platform refuses (she holds ops.replay in t1 only)
+            r = await alice.post(
+                "/operations/dead-letters/replay",
+                data={**form, "tenant": "t2"},
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert r.status_code in (403, 404) and 'role="alert"' in r.text, r.text
+            r = await alice.post("/operations/dead-letters/replay", data=form, headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 200 and "replayed" in r.text and "by alice" in r.text, r.text
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as bob:
+            await _log_in(bob, issuer.mint("bob"))
+            page = await bob.get("/operations")
+            assert page.status_code == 200 and ">SERVING<" in page.text  # health is for everyone
+            assert "Dead letters need the <code>ops.read</code> permission." in page.text
+            assert 'hx-get="/operations/consumers"' not in page.text
+            r = await bob.get("/operations/dead-letters", params={"topic": TOPIC, "tenant": "t1"})
+            assert r.status_code == 403 and "PERMISSION_DENIED" in r.text
+            r = await bob.post(
+                "/operations/dead-letters/replay", data=form, headers={"X-CSRF-Token": csrf_of(page.text)}
+            )
+            assert r.status_code == 403 and "PERMISSION_DENIED" in r.text
 
 
 # -- fast: who may replay, the lag's addresses, the objects' views ----------------------------------------
