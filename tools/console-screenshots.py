@@ -159,7 +159,8 @@ SHOTS: list[Shot] = [
     ),
     Shot("tenants", "/tenants?tenant=acme", tenants_setup, ready="#policy-view pre.diff", full_page=True),
     Shot("evaluation", "/evaluation?tenant=acme", evaluation_setup, ready="#run-report img", full_page=True),
-    Shot("operations", "/operations"),
+    # the operations page once its consumer lag and dead letters have loaded (htmx)
+    Shot("operations", "/operations", ready="#consumers table, #dead-letters p"),
 ]
 
 
