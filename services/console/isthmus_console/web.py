@@ -48,6 +48,8 @@ class Console:
     region: str = ""
     #: anything a page needs that is built once (e.g. the Kubernetes reader): name -> object
     extras: dict[str, Any] = field(default_factory=dict)
+    #: what pages opened and the console closes at its stop, after the last request (channels, runs)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def console_of(request: Request) -> Console:

@@ -34,7 +34,16 @@ from isthmus.evaluation.v1 import evaluation_pb2 as ev_pb
 from isthmus.retrieval.v1 import retrieval_pb2 as ret_pb
 from isthmus_console.backend import NotLoggedIn, RpcFailure
 from isthmus_console.viewer import Viewer
-from isthmus_console.web import bad_request, console_of, current_tenant, fragment, page, render, rpc_error
+from isthmus_console.web import (
+    Console,
+    bad_request,
+    console_of,
+    current_tenant,
+    fragment,
+    page,
+    render,
+    rpc_error,
+)
 from isthmus_core.auth.identity import Permission
 from isthmus_core.contracts.ids import is_tenant_id
 
@@ -626,8 +635,28 @@ async def run_eval(request: Request, viewer: Viewer) -> Response:
         )
     run = EvalRun(id=secrets.token_urlsafe(12), dataset=spec.name, source=spec.source, modes=spec.modes)
     run.task = asyncio.create_task(_drive(run, stream), name=f"console-eval-{run.id}")
+    _track(console_of(request), run.task)
     _keep(runs, run)
     return render(request, "evaluation/_run.html", {"run": run})
+
+
+_TASKS_KEY = "evaluation.tasks"
+
+
+def _track(console: Console, task: asyncio.Task[None]) -> None:
+    """Runs still going when the console stops are cancelled (their gRPC streams closed) at its stop."""
+    tasks: set[asyncio.Task[None]] | None = console.extras.get(_TASKS_KEY)
+    if tasks is None:
+        tasks = console.extras[_TASKS_KEY] = set()
+
+        async def cancel_runs() -> None:
+            for t in list(tasks):
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        console.on_stop.append(cancel_runs)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _sse(event: str, data: str) -> str:

@@ -98,6 +98,7 @@ def _region_backends(console: Console) -> dict[str, Backend]:
     for region, address in console.settings.region_endpoints.items():
         if region not in backends:
             channel: grpc.aio.Channel = open_channel(address)
+            console.on_stop.append(channel.close)
             backends[region] = Backend(
                 dict.fromkeys(SERVICES, channel),
                 dict.fromkeys(SERVICES, address),
