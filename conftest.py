@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from isthmus_core.testing.infra import SecureKafka, free_port_run, missing_tool
+from isthmus_core.testing.oidc_login import LoginProvider, create_browser_client
 
 ROOT = Path(__file__).resolve().parent
 
@@ -294,13 +295,18 @@ class HydraServer:
     """An Ory Hydra v2.3.0 OAuth2/OIDC server from tests/infra/hydra.sh (in-memory store, JWT access
     tokens): ``issuer`` is exactly the tokens' ``iss``; ``new_client`` registers a client-credentials
     client, ``token`` runs that grant, ``rotate_keys`` adds a signing key (new tokens carry its kid),
-    ``set_groups`` makes a client's next tokens carry ``ext.groups`` (through the token hook)."""
+    ``set_groups`` makes a client's next tokens carry ``ext.groups`` (through the token hook);
+    ``login`` is its login & consent provider (browser logins, :mod:`isthmus_core.testing.oidc_login`)
+    and ``new_browser_client`` registers an authorization-code client (a web app such as the console)."""
 
     script = str(ROOT / "tests" / "infra" / "hydra.sh")
 
-    def __init__(self, data: Path, hook: _TokenHook | None = None) -> None:
+    def __init__(
+        self, data: Path, hook: _TokenHook | None = None, login: LoginProvider | None = None
+    ) -> None:
         self.data = data
         self._hook = hook
+        self._login = login
         lines = (data / "env").read_text().splitlines()
         env = dict(line.split("=", 1) for line in lines if "=" in line)
         self.issuer = env["ISSUER"]
@@ -317,6 +323,24 @@ class HydraServer:
                 pytrace=False,
             )
         self._hook.groups[client_id] = list(groups)
+
+    @property
+    def login(self) -> LoginProvider:
+        """The login & consent pages Hydra sends browsers to (users: ``login.add_user``)."""
+        if self._login is None:
+            pytest.fail(
+                "this test logs in through a browser: it needs the Hydra the tests started with their "
+                "login & consent provider (unset ISTHMUS_TEST_HYDRA_DIR)",
+                pytrace=False,
+            )
+        return self._login
+
+    def new_browser_client(
+        self, redirect_uri: str, name: str = "isthmus-console", audience: str = "isthmus"
+    ) -> tuple[str, str]:
+        """A new authorization-code client (+ refresh tokens) redirecting to ``redirect_uri``, its secret
+        sent in the token request's form (client_secret_post): (client_id, secret)."""
+        return create_browser_client(self.admin_url, redirect_uri, name=name, audience=[audience])
 
     def _run(self, *args: str) -> str:
         proc = subprocess.run(
@@ -373,17 +397,20 @@ def hydra() -> Iterator[HydraServer]:
     data = Path(tempfile.mkdtemp(prefix="isthmus-hydra-"))
     script = HydraServer.script
     hook = _TokenHook()
+    login = LoginProvider()  # Hydra's config names its pages; it learns Hydra's admin URL once Hydra is up
 
     def down() -> None:
         subprocess.run(["bash", script, "down", "--dir", str(data)], capture_output=True, timeout=120)
         hook.shutdown()
         hook.server_close()
+        login.close()
 
     try:  # building on a cold cache takes a few minutes; starting the server about a second
         proc = subprocess.run(
             [
                 *("bash", script, "up", "--port", str(free_port_run(2)), "--dir", str(data)),
                 *("--token-hook", hook.url),
+                *("--login-url", login.login_url, "--consent-url", login.consent_url),
             ],
             capture_output=True,
             text=True,
@@ -395,8 +422,10 @@ def hydra() -> Iterator[HydraServer]:
     if proc.returncode != 0:
         down()
         pytest.fail(f"could not start Hydra (tests/infra/hydra.sh up): {proc.stderr[-3000:]}", pytrace=False)
+    server = HydraServer(data, hook, login)
+    login.admin_url = server.admin_url
     try:
-        yield HydraServer(data, hook)
+        yield server
     finally:
         down()
         shutil.rmtree(data, ignore_errors=True)

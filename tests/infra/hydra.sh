@@ -10,6 +10,10 @@
 #                                                     "token hook"); claims the hook returns under
 #                                                     session.access_token land in the token's `ext` claim
 #                                                     (how a test gives a client-credentials token groups)
+#     up --login-url URL --consent-url URL            Hydra sends a browser's authorization-code flow to
+#                                                     these pages (its login & consent provider, e.g.
+#                                                     isthmus_core.testing.oidc_login); without them the
+#                                                     flow stops at Hydra's own error page
 #   tests/infra/hydra.sh down   [--dir D]             stop it (its clients and keys are gone: in-memory)
 #   tests/infra/hydra.sh status [--dir D]             "running" + D/env, or "stopped" (exit 1)
 #   tests/infra/hydra.sh client [--audience A]... [--name N] [--scope S] [--dir D]
@@ -35,6 +39,8 @@ AUDIENCES=()
 NAME=isthmus-test-client
 SCOPE=""
 TOKEN_HOOK=""
+LOGIN_URL=""
+CONSENT_URL=""
 
 cmd=${1:-}
 shift || true
@@ -46,6 +52,8 @@ while [ $# -gt 0 ]; do
     --name) NAME=${2:?--name needs a value}; shift 2 ;;
     --scope) SCOPE=${2?--scope needs a value}; shift 2 ;;
     --token-hook) TOKEN_HOOK=${2:?--token-hook needs a URL}; shift 2 ;;
+    --login-url) LOGIN_URL=${2:?--login-url needs a URL}; shift 2 ;;
+    --consent-url) CONSENT_URL=${2:?--consent-url needs a URL}; shift 2 ;;
     *) echo "hydra.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +65,8 @@ DIR=$(realpath -m "$DIR")
 [ -x "$PY" ] || PY=python3
 
 die() { echo "hydra.sh: $*" >&2; exit 1; }
+
+json_string() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
 
 install() {
   if [ -x "$BIN" ] && [ "$(cat "$CACHE/.version" 2>/dev/null)" = "$VERSION" ]; then
@@ -91,6 +101,9 @@ up() {
   local public="http://127.0.0.1:$PORT" admin="http://127.0.0.1:$((PORT + 1))" secret
   # the system secret encrypts Hydra's own data; the store is in memory, so a fresh one per start
   secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  local provider=""  # the login & consent pages, when given (JSON strings are valid YAML)
+  [ -z "$LOGIN_URL" ] || provider+="  login: $(json_string "$LOGIN_URL")"$'\n'
+  [ -z "$CONSENT_URL" ] || provider+="  consent: $(json_string "$CONSENT_URL")"$'\n'
   (umask 077 && cat >"$DIR/hydra.yml" <<YML
 dsn: memory
 serve:
@@ -98,6 +111,7 @@ serve:
   admin: {host: 127.0.0.1, port: $((PORT + 1))}
 urls:
   self: {issuer: $public/}
+$provider
 strategies: {access_token: jwt}
 secrets: {system: ["$secret"]}
 log: {level: warn, leak_sensitive_values: false}
@@ -228,7 +242,7 @@ case $cmd in
   rotate-keys) rotate_keys ;;
   *)
     echo "usage: hydra.sh install|up|down|status|client|rotate-keys [--port P] [--dir D]" \
-      "[--token-hook URL] [--audience A] [--name N] [--scope S]" >&2
+      "[--token-hook URL] [--login-url URL] [--consent-url URL] [--audience A] [--name N] [--scope S]" >&2
     exit 2
     ;;
 esac
