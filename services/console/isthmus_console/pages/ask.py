@@ -318,6 +318,7 @@ async def stream(request: Request, viewer: Viewer) -> Response:
         can_read = viewer.can(Permission.DOCUMENTS_READ, tenant)
         can_provenance = viewer.can(Permission.PROVENANCE_READ, tenant)
         streamed = 0
+        said = ""
         request_pb = ao.AskRequest(
             tenant_id=tenant, question=run["question"], graph=run["graph"], no_cache=run["no_cache"]
         )
@@ -330,7 +331,9 @@ async def stream(request: Request, viewer: Viewer) -> Response:
                     kind = ev.WhichOneof("event")
                     if kind == "stage":
                         label = STAGE_LABELS.get(ev.stage.stage, "Working")
-                        yield {"event": "status", "data": html("ask/_status.html", label=label)}
+                        if label != said:  # a stage's second event only adds a detail
+                            said = label
+                            yield {"event": "status", "data": html("ask/_status.html", label=label)}
                         yield {
                             "event": "step",
                             "data": html("ask/_stage.html", label=label, detail=ev.stage.detail),
