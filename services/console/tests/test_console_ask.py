@@ -196,6 +196,12 @@ async def test_stream_is_one_time(console: dict[str, Any]) -> None:
     again = await events_of(http, url)
     assert [n for n, _ in again] == ["failure", "status", "done"]
     assert "NOT_FOUND" in again[0][1]
+    # a question's stream belongs to the session that asked it
+    url = await start_question(http, "What is Kafka?")
+    async with httpx.AsyncClient(base_url=http.base_url, timeout=60) as stranger:
+        other = await events_of(stranger, url)
+    assert [n for n, _ in other] == ["failure", "status", "done"]
+    assert "NOT_FOUND" in other[0][1]
 
 
 async def test_platform_errors_show_code_and_reason(console: dict[str, Any]) -> None:

@@ -393,6 +393,7 @@ async def stream(request: Request, viewer: Viewer) -> Response:
                 "event": "failure",
                 "data": html("_error.html", failure=RpcFailure("UNAUTHENTICATED", "log in first"), what=""),
             }
+            yield {"event": "status", "data": html("ask/_status.html", label="Failed.")}
         # (an event with no data is not dispatched by EventSource)
         yield {"event": "done", "data": "end"}
 
