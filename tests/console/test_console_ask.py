@@ -116,7 +116,8 @@ def test_answer_streams_and_a_citation_opens_the_highlighted_span(
     marked = mark.inner_text()
     assert marked and marked in KAFKA_MD
     assert marked in page.locator("#source-panel .doc-text").inner_text()
-    assert page.evaluate("document.activeElement.id") == "source-panel"
+    # the focus moves to the panel (keyboard and screen reader users land on the source)
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'source-panel'")
     mark.evaluate("m => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     box, panel = mark.bounding_box(), page.locator("#source-panel").bounding_box()
     assert box is not None and panel is not None

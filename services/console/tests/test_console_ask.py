@@ -74,12 +74,14 @@ def csrf_of(page: str) -> str:
     return token
 
 
-async def start_question(http: httpx.AsyncClient, question: str, tenant: str = TENANT) -> str:
+async def start_question(
+    http: httpx.AsyncClient, question: str, tenant: str = TENANT, graph: str = ""
+) -> str:
     """Post the question as the page does; returns the stream URL of the run's fragment."""
     page = await http.get("/ask")
     r = await http.post(
         "/ask",
-        data={"tenant": tenant, "question": question},
+        data={"tenant": tenant, "question": question, "graph": graph},
         headers={"X-CSRF-Token": csrf_of(page.text), "HX-Request": "true"},
     )
     assert r.status_code == 200, r.text
@@ -89,9 +91,11 @@ async def start_question(http: httpx.AsyncClient, question: str, tenant: str = T
     return html.unescape(m.group(1))
 
 
-async def events_of(http: httpx.AsyncClient, url: str) -> list[tuple[str, str]]:
-    """The stream's events (name, data) up to ``done``."""
-    out: list[tuple[str, str]] = []
+async def events_of(
+    http: httpx.AsyncClient, url: str, out: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """The stream's events (name, data) up to ``done`` (appended to ``out`` as they come)."""
+    out = [] if out is None else out
     name, data = "message", []
     async with http.stream("GET", url, headers={"Accept": "text/event-stream"}) as r:
         assert r.status_code == 200
@@ -133,7 +137,7 @@ async def test_answer_streams_with_steps_citations_verdicts(console: dict[str, A
     events = await events_of(http, url)
     names = [n for n, _ in events]
     assert names[-1] == "done"
-    assert "step" in names and "sentence" in names and "final" in names
+    assert "step" in names and "sentence" in names and "final" in names, events
     assert names.index("step") < names.index("sentence") < names.index("final")
     steps = joined(events, "step")
     assert "Checking the question" in steps and "Retrieving" in steps
@@ -187,6 +191,16 @@ async def test_injection_is_blocked_with_its_reason(console: dict[str, Any]) -> 
     assert ">blocked<" in final
     assert "sentence" not in [n for n, _ in events]
     assert "Blocked by the guardrail." in joined(events, "status")
+
+
+async def test_agent_steps_show_the_plan(console: dict[str, Any]) -> None:
+    http = console["http"]
+    question = "What does a consumer group do, and how are topics split in Kafka?"
+    events = await events_of(http, await start_question(http, question, graph="plan-execute"))
+    steps = joined(events, "step")
+    assert ">plan<" in steps and '<ul class="subq">' in steps, steps
+    assert "Running the agents" in steps
+    assert "plan-execute" in joined(events, "final")
 
 
 async def test_stream_is_one_time(console: dict[str, Any]) -> None:

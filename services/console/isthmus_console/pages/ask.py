@@ -43,6 +43,7 @@ from isthmus_console.web import (
     rpc_error,
 )
 from isthmus_core.auth.identity import Permission
+from isthmus_core.contracts.events import AGENT_ID_PATTERN
 from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 
@@ -60,6 +61,16 @@ SOURCE_CONTEXT_CHARS: Final = 20_000
 GRAPH_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 #: answer ids (the AskResponse's question_id)
 ANSWER_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: approval ids (the 32 hexadecimal digits a run's APPROVAL_WAIT step shows)
+APPROVAL_ID: Final = re.compile(AGENT_ID_PATTERN)
+#: a decision's reason (the orchestrator's own limit)
+MAX_REASON_CHARS: Final = 2_000
+APPROVAL_STATES: Final[Mapping[int, tuple[str, str]]] = {
+    ao.APPROVAL_STATE_PENDING: ("pending", "warn"),
+    ao.APPROVAL_STATE_APPROVED: ("approved", "ok"),
+    ao.APPROVAL_STATE_REJECTED: ("rejected", "bad"),
+    ao.APPROVAL_STATE_EXPIRED: ("expired", "bad"),
+}
 #: how long a gRPC call may take (the stream: the whole answer)
 CALL_TIMEOUT_S: Final = 30.0
 STREAM_TIMEOUT_S: Final = 600.0
@@ -317,6 +328,7 @@ async def stream(request: Request, viewer: Viewer) -> Response:
         numbers = CitationNumbers(tenant)
         can_read = viewer.can(Permission.DOCUMENTS_READ, tenant)
         can_provenance = viewer.can(Permission.PROVENANCE_READ, tenant)
+        can_decide = viewer.can(Permission.APPROVALS_DECIDE, tenant)
         streamed = 0
         said = ""
         request_pb = ao.AskRequest(
@@ -346,6 +358,11 @@ async def stream(request: Request, viewer: Viewer) -> Response:
                                 step=ev.step,
                                 kind=step_label(ev.step),
                                 is_result=ev.step.kind == ao.STEP_KIND_TOOL_RESULT,
+                                decide_href=_approval_href(tenant, ev.step.approval_id)
+                                if can_decide
+                                and ev.step.kind == ao.STEP_KIND_APPROVAL_WAIT
+                                and APPROVAL_ID.fullmatch(ev.step.approval_id)
+                                else "",
                             ),
                         }
                     elif kind == "sentence":
@@ -402,6 +419,47 @@ async def stream(request: Request, viewer: Viewer) -> Response:
 
 def _provenance_href(tenant: str, answer_id: str) -> str:
     return f"/ask/provenance/{quote(tenant, safe='')}/{quote(answer_id, safe='')}"
+
+
+def _approval_href(tenant: str, approval_id: str) -> str:
+    return f"/ask/approvals/{quote(tenant, safe='')}/{quote(approval_id, safe='')}"
+
+
+@fragment
+async def decide(request: Request, viewer: Viewer) -> Response:
+    """Approve or reject a sensitive tool call a run waits for (the run's stream then goes on): the
+    decision's form, from the APPROVAL_WAIT step, is replaced by the decided approval."""
+    form = await request.form()
+    try:
+        tenant = parse_tenant_id(request.path_params["tenant"], "tenant")
+    except InvalidArgument as exc:
+        return bad_request(request, str(exc))
+    approval_id = request.path_params["approval_id"]
+    if not APPROVAL_ID.fullmatch(approval_id):
+        return bad_request(request, "approval ids are the 32 hexadecimal digits a run showed")
+    decision = str(form.get("decision", ""))
+    if decision not in ("approve", "reject"):
+        return bad_request(request, "decision must be 'approve' or 'reject'")
+    reason = str(form.get("reason", "")).strip()
+    if len(reason) > MAX_REASON_CHARS:
+        return bad_request(request, f"the reason is longer than {MAX_REASON_CHARS} characters")
+    backend = console_of(request).backend
+    rpc = backend.orchestrator.Approve if decision == "approve" else backend.orchestrator.Reject
+    try:
+        approval = await rpc(
+            ao.DecideApprovalRequest(tenant_id=tenant, approval_id=approval_id, reason=reason),
+            metadata=backend.metadata(viewer),
+            timeout=CALL_TIMEOUT_S,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return rpc_error(request, exc, "The decision failed")
+    except NotLoggedIn:
+        return bad_request(request, "log in first")
+    return render(
+        request,
+        "ask/_approval.html",
+        {"approval": approval, "state": APPROVAL_STATES.get(approval.state, ("unknown", ""))},
+    )
 
 
 # ---- the source view --------------------------------------------------------------------------------
@@ -554,4 +612,5 @@ routes: list[BaseRoute] = [
     Route("/ask/stream/{key}", stream, methods=["GET"]),
     Route("/ask/source/{tenant}/{document_id}", source, methods=["GET"]),
     Route("/ask/provenance/{tenant}/{answer_id}", provenance, methods=["GET"]),
+    Route("/ask/approvals/{tenant}/{approval_id}", decide, methods=["POST"]),
 ]

@@ -19,7 +19,7 @@
         }
       });
     }
-    document.body.addEventListener("htmx:afterSettle", (e) => {
+    document.body.addEventListener("htmx:afterSwap", (e) => {
       const panel = document.getElementById("source-panel");
       if (panel && e.detail.target === panel) {
         panel.focus({ preventScroll: true });
