@@ -75,13 +75,13 @@ def csrf_of(page: str) -> str:
 
 
 async def start_question(
-    http: httpx.AsyncClient, question: str, tenant: str = TENANT, graph: str = ""
+    http: httpx.AsyncClient, question: str, tenant: str = TENANT, graph: str = "", **more: str
 ) -> str:
     """Post the question as the page does; returns the stream URL of the run's fragment."""
     page = await http.get("/ask")
     r = await http.post(
         "/ask",
-        data={"tenant": tenant, "question": question, "graph": graph},
+        data={"tenant": tenant, "question": question, "graph": graph, **more},
         headers={"X-CSRF-Token": csrf_of(page.text), "HX-Request": "true"},
     )
     assert r.status_code == 200, r.text
@@ -201,6 +201,21 @@ async def test_agent_steps_show_the_plan(console: dict[str, Any]) -> None:
     assert ">plan<" in steps and '<ul class="subq">' in steps, steps
     assert "Running the agents" in steps
     assert "plan-execute" in joined(events, "final")
+
+
+async def test_a_follow_up_continues_the_conversation(console: dict[str, Any]) -> None:
+    http = console["http"]
+    first = await events_of(
+        http, await start_question(http, "What does a consumer group do in Kafka?", conversation="on")
+    )
+    assert "final" in [n for n, _ in first]
+    follow = await events_of(http, await start_question(http, "And how is a topic split?", conversation="on"))
+    steps, final = joined(follow, "step"), joined(follow, "final")
+    assert ">condense<" in steps and "Answered as:" in final, (steps, final)
+    # a new conversation: the follow-up stands alone
+    token = csrf_of((await http.get("/ask")).text)
+    r = await http.post("/ask/conversation", data={"tenant": TENANT}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and "new conversation" in r.text
 
 
 async def test_stream_is_one_time(console: dict[str, Any]) -> None:

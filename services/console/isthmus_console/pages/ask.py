@@ -47,6 +47,8 @@ from isthmus_core.contracts.events import AGENT_ID_PATTERN
 from isthmus_core.contracts.ids import parse_document_id, parse_tenant_id
 from isthmus_core.errors import InvalidArgument
 
+#: the conversation per tenant in the session (tenant -> session id sent as AskRequest.session_id)
+CONVERSATIONS_KEY: Final = "ask_conversations"
 #: pending questions in the session (key -> question), waiting for their stream to be opened
 RUNS_KEY: Final = "ask_runs"
 #: at most this many questions wait for their stream at once (the oldest is dropped)
@@ -285,6 +287,11 @@ async def start(request: Request, viewer: Viewer) -> Response:
             403,
         )
     remember_tenant(request, tenant)
+    conversation = ""
+    if form.get("conversation") == "on":
+        # follow-ups: the orchestrator condenses a question with the conversation's earlier turns
+        conversations = request.session.setdefault(CONVERSATIONS_KEY, {})
+        conversation = conversations.setdefault(tenant, secrets.token_hex(16))
     runs = _pending(request)
     while len(runs) >= MAX_PENDING:
         del runs[next(iter(runs))]
@@ -294,9 +301,28 @@ async def start(request: Request, viewer: Viewer) -> Response:
         "graph": graph,
         "question": question,
         "no_cache": form.get("no_cache") == "on",
+        "conversation": conversation,
         "at": time.monotonic(),
     }
-    return render(request, "ask/_run.html", {"key": key, "question": question, "ask_tenant": tenant})
+    return render(
+        request,
+        "ask/_run.html",
+        {"key": key, "question": question, "ask_tenant": tenant, "conversation": conversation},
+    )
+
+
+@fragment
+async def new_conversation(request: Request, viewer: Viewer) -> Response:
+    """Forget the tenant's conversation: the next follow-up starts a new one."""
+    form = await request.form()
+    try:
+        tenant = parse_tenant_id(str(form.get("tenant", "")).strip(), "tenant")
+    except InvalidArgument as exc:
+        return bad_request(request, str(exc))
+    conversations = request.session.get(CONVERSATIONS_KEY)
+    if isinstance(conversations, dict):
+        conversations.pop(tenant, None)
+    return render(request, "ask/_status.html", {"label": f"A new conversation starts in {tenant}."})
 
 
 @fragment
@@ -332,7 +358,11 @@ async def stream(request: Request, viewer: Viewer) -> Response:
         streamed = 0
         said = ""
         request_pb = ao.AskRequest(
-            tenant_id=tenant, question=run["question"], graph=run["graph"], no_cache=run["no_cache"]
+            tenant_id=tenant,
+            question=run["question"],
+            graph=run["graph"],
+            no_cache=run["no_cache"],
+            session_id=run["conversation"],
         )
         try:
             call = c.backend.orchestrator.AskStream(
@@ -609,6 +639,7 @@ routes: list[BaseRoute] = [
     Route("/ask", index, methods=["GET"]),
     Route("/ask", start, methods=["POST"]),
     Route("/ask/graphs", graph_field, methods=["GET"]),
+    Route("/ask/conversation", new_conversation, methods=["POST"]),
     Route("/ask/stream/{key}", stream, methods=["GET"]),
     Route("/ask/source/{tenant}/{document_id}", source, methods=["GET"]),
     Route("/ask/provenance/{tenant}/{answer_id}", provenance, methods=["GET"]),
