@@ -41,6 +41,7 @@ COPY services/retrieval/pyproject.toml ./services/retrieval/
 COPY services/agent-orchestrator/pyproject.toml ./services/agent-orchestrator/
 COPY services/guardrail/pyproject.toml ./services/guardrail/
 COPY services/evaluation/pyproject.toml ./services/evaluation/
+COPY services/console/pyproject.toml ./services/console/
 # the benchmark harnesses are a workspace member but never shipped: only their manifest, so the workspace
 # resolves, and --no-install-package leaves them out
 COPY benchmarks/pyproject.toml ./benchmarks/pyproject.toml
@@ -79,6 +80,6 @@ USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 # gRPC (every service, health, reflection) and Prometheus metrics
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8088
 ENTRYPOINT ["isthmus", "run"]
 CMD ["--target", "all"]

@@ -4,7 +4,7 @@
 #   dev-setup   the `dev` dependency group (pytest, ruff, mypy, grpcio-tools, the benchmark harnesses...)
 #   test-setup  dev + the `llama` group (llama-cpp-python: tools/llama.sh builds its wheel once per user
 #               cache) + the test tiers' tools (tools/install-tools.sh: helm, checkov, kube-apiserver,
-#               Kafka jars, Weaviate, Hydra, grpcurl); both caches in ~/.cache/isthmus-tools
+#               Kafka jars, Weaviate, Hydra, grpcurl, Debian's chromium); both caches in ~/.cache/isthmus-tools
 SHELL := /bin/bash
 # uv from PATH, else a project-local copy that `make setup` installs from PyPI
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
@@ -129,6 +129,11 @@ hydra-up: ## a local Ory Hydra v2.3.0 OAuth2/OIDC server on 127.0.0.1:24444 (adm
 
 hydra-down: ## stop it (its clients and keys live in memory and are gone)
 	bash tests/infra/hydra.sh down
+
+.PHONY: console-screenshots
+console-screenshots: dev-setup ## docs/console/<page>.png: each console page in Chromium (Playwright) on a platform started for it (tools/console-screenshots.py)
+	bash tools/tools.d/chromium.sh
+	$(PY) tools/console-screenshots.py
 
 kafka-cluster-up: ## three Kafka nodes on 127.0.0.1:29092,29094,29096 (failover drills)
 	bash tests/infra/kafka-cluster.sh up

@@ -339,7 +339,7 @@ class HydraServer:
         self, redirect_uri: str, name: str = "isthmus-console", audience: str = "isthmus"
     ) -> tuple[str, str]:
         """A new authorization-code client (+ refresh tokens) redirecting to ``redirect_uri``, its secret
-        sent in the token request's form (client_secret_post): (client_id, secret)."""
+        sent with HTTP basic auth (client_secret_basic, Authlib's default): (client_id, secret)."""
         return create_browser_client(self.admin_url, redirect_uri, name=name, audience=[audience])
 
     def _run(self, *args: str) -> str:

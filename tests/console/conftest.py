@@ -6,8 +6,9 @@ OIDC login. Fixtures:
 - ``page`` (per test): a page in a fresh browser context; JavaScript exceptions, CSP violations and
   console errors in it fail the test (``page_errors.allow(regex)`` excuses expected console errors);
 - ``axe_check(page)``: the page's serious and critical axe-core violations (``assert not axe_check(page)``);
-- ``console_platform`` (session): the platform with the console, auth off; tenants acme and globex exist;
-- ``console_platform_oidc`` (session): the same with ``auth = "oidc"`` against Hydra; users alice
+- ``console_platform`` (package: this folder): the platform with the console, auth off; tenants acme
+  and globex exist;
+- ``console_platform_oidc`` (package): the same with ``auth = "oidc"`` against Hydra; users alice
   (tenant-admin of acme) and bob (reader of globex) log in with ``console_platform_oidc.log_in(page, "alice")``.
 
 Tests here are plain ``def`` functions: Playwright's sync API refuses to run inside a running asyncio
@@ -22,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.testing.browser import (
     BLOCKING_IMPACTS,
     PageErrors,
@@ -34,7 +33,7 @@ from isthmus_core.testing.browser import (
     chromium_path,
     launch_chromium,
 )
-from isthmus_core.testing.platform_process import PlatformExited, PlatformProcess
+from isthmus_core.testing.platform_process import PlatformExited, PlatformProcess, create_tenants
 
 #: the tenants both platforms have
 ACME, GLOBEX = "acme", "globex"
@@ -126,6 +125,20 @@ def axe_check() -> Callable[..., Violations]:
     return check
 
 
+def wait_for_url(page: Any, prefix: str, what: str, timeout_ms: float = ACTION_TIMEOUT_MS) -> None:
+    """Wait until the page's URL starts with ``prefix``; on time-out, fail saying where it is instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(re.compile("^" + re.escape(prefix)), timeout=timeout_ms)
+    except PlaywrightTimeout:
+        try:
+            shown = page.locator("body").inner_text(timeout=2000)[:1500]
+        except PlaywrightTimeout:
+            shown = "(no body)"
+        pytest.fail(f"not at {what} ({prefix}) but at {page.url}, showing:\n{shown}", pytrace=False)
+
+
 # -- the platform ------------------------------------------------------------------------------------
 @dataclass
 class ConsolePlatform:
@@ -140,20 +153,6 @@ class ConsolePlatform:
         return self.url + path
 
 
-def _create_tenants(address: str, tenants: tuple[str, ...], token: str | None = None) -> None:
-    metadata = [("authorization", f"Bearer {token}")] if token else []
-    with grpc.insecure_channel(address) as channel:
-        stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
-        for tenant in tenants:
-            try:
-                stub.CreateTenant(
-                    retrieval_pb2.CreateTenantRequest(tenant_id=tenant), metadata=metadata, timeout=60
-                )
-            except grpc.RpcError as err:
-                if err.code() is not grpc.StatusCode.ALREADY_EXISTS:
-                    raise
-
-
 def _start(process: PlatformProcess) -> None:
     process.start()
     try:
@@ -163,15 +162,16 @@ def _start(process: PlatformProcess) -> None:
         pytest.fail(f"the console platform did not start: {err}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsolePlatform]:
     """``isthmus run --target all`` with the console, auth off, data in a temp dir, free ports; ready
-    (``/readyz`` 200) with tenants acme and globex created. Shared by the session."""
+    (``/readyz`` 200) with tenants acme and globex created. Shared by this folder's tests, stopped after
+    the last one (package scope: tests/console has an __init__.py), not held for the rest of a session."""
     chromium_path()  # no platform start for nothing when the browser is missing
     process = PlatformProcess(tmp_path_factory.mktemp("console-platform"))
     _start(process)
     try:
-        _create_tenants(process.grpc_address, (ACME, GLOBEX))
+        create_tenants(process.grpc_address, (ACME, GLOBEX))
         yield ConsolePlatform(process.url, process.grpc_address, process)
     finally:
         process.stop()
@@ -210,10 +210,10 @@ class ConsoleOidcPlatform(ConsolePlatform):
         """Open ``path``, follow the redirect to Hydra's login form, sign in as ``username`` (consent is
         given at once) and wait until the browser is back on ``path``."""
         page.goto(self.url + path)
-        page.wait_for_url(re.compile("^" + re.escape(self.hydra.login.login_url)))
+        wait_for_url(page, self.hydra.login.login_url, "Hydra's login form")
         page.get_by_label("Username").fill(username)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(re.compile("^" + re.escape(self.url + path)))
+        wait_for_url(page, self.url + path, f"the console's {path} after the login")
 
 
 def _access_toml(admin: str) -> str:
@@ -229,7 +229,7 @@ def _access_toml(admin: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_platform_oidc(
     tmp_path_factory: pytest.TempPathFactory, hydra: Any
 ) -> Iterator[ConsoleOidcPlatform]:
@@ -277,7 +277,7 @@ def console_platform_oidc(
             users=users,
             admin_client=admin,
         )
-        _create_tenants(process.grpc_address, (ACME, GLOBEX), token=platform.admin_token())
+        create_tenants(process.grpc_address, (ACME, GLOBEX), token=platform.admin_token())
         yield platform
     finally:
         process.stop()

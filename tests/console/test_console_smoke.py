@@ -6,7 +6,6 @@ login form signs alice in, and the console shows her name once it is back on /as
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,8 @@ def test_root_lands_on_ask_with_the_five_pages_in_the_nav(
 
 @pytest.mark.hydra
 def test_oidc_login_as_alice_comes_back_to_ask(console_platform_oidc: ConsoleOidcPlatform, page: Any) -> None:
-    page.goto(console_platform_oidc.url + "/ask")
-    # the console sends the browser to Hydra, Hydra to its login page: the provider's form
-    page.wait_for_url(re.compile("^" + re.escape(console_platform_oidc.hydra.login.login_url)))
-    page.get_by_label("Username").fill("alice")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile("^" + re.escape(console_platform_oidc.url + "/ask")))
+    # /ask -> the console's /auth/login -> Hydra -> the login & consent provider's form -> back
+    console_platform_oidc.log_in(page, "alice", "/ask")
     assert console_platform_oidc.hydra.login.logins[-1] == "alice"
     body = page.locator("body").inner_text()
-    assert "alice" in body or "Alice Liddell" in body, body[:2000]
+    assert "Alice Liddell" in page.get_by_role("banner").inner_text(), body[:2000]  # the ID token's name

@@ -139,7 +139,7 @@ def test_the_dockerfile_builds_one_locked_non_root_image() -> None:
     users = [args for op, args in ins if op == "USER"]
     assert users[-1].split(":")[0] == "10001"
     assert ("ENTRYPOINT", '["isthmus", "run"]') in ins and ("CMD", '["--target", "all"]') in ins
-    assert set(next(args for op, args in ins if op == "EXPOSE").split()) == {"50051", "9464"}
+    assert set(next(args for op, args in ins if op == "EXPOSE").split()) == {"50051", "9464", "8088"}
     env = " ".join(args for op, args in ins if op == "ENV")
     for setting in ("ISTHMUS_GRPC_HOST=0.0.0.0", "ISTHMUS_DATA_DIR=/data", "ISTHMUS_LOG_FORMAT=json"):
         assert setting in env

@@ -47,6 +47,7 @@ OTHER_READERS = {
     "ISTHMUS_TEST_KAFKA_BOOTSTRAP": "conftest.py",
     "ISTHMUS_TEST_REGIONS": "conftest.py",
     "ISTHMUS_TEST_HYDRA_DIR": "conftest.py",
+    "ISTHMUS_CHROMIUM": "services/core/isthmus_core/testing/browser.py",
     "ISTHMUS_SHARED_DATASETS": "services/core/isthmus_core/testing/infra.py",
     "ISTHMUS_FUZZ_EXAMPLES": "tests/e2e/test_e2e_fuzz.py",
 }

@@ -79,7 +79,7 @@ def create_browser_client(
     name: str = "isthmus-console",
     audience: Sequence[str] = ("isthmus",),
     scope: str = "openid offline_access",
-    auth_method: str = "client_secret_post",
+    auth_method: str = "client_secret_basic",
 ) -> tuple[str, str]:
     """Register an authorization-code client (grant types authorization_code + refresh_token, response
     type code, one redirect URI, a secret sent as ``auth_method``, allowed ``audience``): (id, secret)."""

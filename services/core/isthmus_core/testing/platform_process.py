@@ -15,9 +15,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import grpc
+
+from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.testing.infra import free_port_run
 
 ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
@@ -139,3 +142,19 @@ def running_platform(
         yield platform
     finally:
         platform.stop()
+
+
+def create_tenants(address: str, tenants: Iterable[str], token: str | None = None) -> None:
+    """Create ``tenants`` over the platform's gRPC API (RetrievalService.CreateTenant; one that exists
+    already is fine), as ``token``'s caller when given (auth on: a platform-admin token)."""
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(address) as channel:
+        stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+        for tenant in tenants:
+            try:
+                stub.CreateTenant(
+                    retrieval_pb2.CreateTenantRequest(tenant_id=tenant), metadata=metadata, timeout=60
+                )
+            except grpc.RpcError as err:
+                if err.code() is not grpc.StatusCode.ALREADY_EXISTS:
+                    raise

@@ -1,0 +1,130 @@
+"""Screenshots of the web console's pages for the docs: ``make console-screenshots``.
+
+Starts the all-in-one platform with its console (``isthmus run --target all``, authentication off, a
+throwaway data dir, free ports; isthmus_core.testing.platform_process), creates the tenants acme and
+globex, opens each page of :data:`SHOTS` in the system Chromium (Playwright, as the browser tests) and
+saves ``docs/console/<name>.png``. A shot's optional ``setup`` runs first (put data in the platform over
+gRPC, click through the page...); ``ready`` is a CSS selector to wait for before the picture. JavaScript
+exceptions, CSP violations and console errors on a page make the command fail (the pictures are still
+written, so they can be looked at).
+
+    .venv/bin/python tools/console-screenshots.py [--out DIR] [--only NAME]... [--url URL]
+
+``--url`` uses a console that is already running (its platform as it is; no tenant is created)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isthmus_core.testing.browser import PageErrors, launch_chromium
+from isthmus_core.testing.platform_process import create_tenants, running_platform
+
+ROOT = Path(__file__).resolve().parents[1]
+TENANTS = ("acme", "globex")
+VIEWPORT = {"width": 1280, "height": 800}
+#: after the load event: htmx swaps, fonts, plots (an SSE stream keeps the network busy: no networkidle)
+SETTLE_MS = 750
+
+
+@dataclass(frozen=True)
+class Console:
+    """What a setup callback gets: the console's base URL and the platform's gRPC address ("" with --url:
+    only the console is known)."""
+
+    url: str
+    grpc_address: str
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One picture: ``docs/console/<name>.png`` of ``path``; ``setup(page, console)`` runs before the
+    page is opened (it may open it itself); ``ready`` is a selector to wait for; ``full_page`` takes the
+    whole scrolled page rather than the viewport."""
+
+    name: str
+    path: str
+    setup: Callable[[Any, Console], None] | None = None
+    ready: str = "main"
+    full_page: bool = False
+
+
+#: the console's pages, in nav order; page helpers add their setup (sample data) here
+SHOTS: list[Shot] = [
+    Shot("ask", "/ask?tenant=acme"),
+    Shot("documents", "/documents?tenant=acme"),
+    Shot("tenants", "/tenants?tenant=acme"),
+    Shot("evaluation", "/evaluation?tenant=acme"),
+    Shot("operations", "/operations"),
+]
+
+
+def take(shots: Sequence[Shot], console: Console, out: Path) -> list[str]:
+    """Save each shot under ``out``; the problems the pages had (empty: all clean)."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            for shot in shots:
+                context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="UTC")
+                context.set_default_timeout(30_000)
+                errors = PageErrors()
+                page = context.new_page()
+                errors.attach(page)
+                try:
+                    if shot.setup is not None:
+                        shot.setup(page, console)
+                    if not page.url.startswith(console.url + shot.path):  # unless setup opened it
+                        page.goto(console.url + shot.path)
+                    page.locator(shot.ready).first.wait_for()
+                    page.wait_for_timeout(SETTLE_MS)
+                    target = out / f"{shot.name}.png"
+                    page.screenshot(path=str(target), full_page=shot.full_page)
+                    shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+                    print(f"console-screenshots: {shown}")
+                except Exception as exc:  # one broken page does not stop the others
+                    problems.append(f"{shot.name}: {type(exc).__name__}: {exc}")
+                finally:
+                    problems.extend(f"{shot.name}: {p}" for p in errors.problems())
+                    context.close()
+        finally:
+            browser.close()
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "console", help="where the PNGs go")
+    parser.add_argument("--only", action="append", default=[], help="a shot's name (repeatable)")
+    parser.add_argument("--url", default="", help="a running console instead of starting a platform")
+    args = parser.parse_args(argv)
+    known = {s.name for s in SHOTS}
+    unknown = sorted(set(args.only) - known)
+    if unknown:
+        parser.error(f"unknown shot(s) {unknown}; known: {sorted(known)}")
+    shots = [s for s in SHOTS if not args.only or s.name in args.only]
+    if args.url:
+        problems = take(shots, Console(args.url.rstrip("/"), ""), args.out)
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="isthmus-screenshots-") as tmp,
+            running_platform(Path(tmp)) as platform,
+        ):
+            print(f"console-screenshots: platform ready, console at {platform.url}")
+            create_tenants(platform.grpc_address, TENANTS)
+            problems = take(shots, Console(platform.url, platform.grpc_address), args.out)
+    for problem in problems:
+        print(f"console-screenshots: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
