@@ -129,6 +129,11 @@ async def test_page_offers_the_tenants_and_a_labelled_form(console: dict[str, An
     assert '<script src="/static/ask.js"' in page and "<script>" not in page
     assert 'id="source-panel"' in page
     assert "default-src 'none'" in r.headers["content-security-policy"]
+    # the graph chooser follows the tenant (ListGraphs: the tenant's default selected)
+    graphs = await console["http"].get(f"/ask/graphs?tenant={TENANT}", headers={"HX-Request": "true"})
+    assert graphs.status_code == 200
+    assert '<label for="ask-graph">' in graphs.text and '<option value="rag" selected>' in graphs.text
+    assert '<option value="plan-execute"' in graphs.text
 
 
 async def test_answer_streams_with_steps_citations_verdicts(console: dict[str, Any]) -> None:
