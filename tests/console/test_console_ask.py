@@ -149,6 +149,11 @@ def test_a_blocked_question_shows_its_reason(indexed: ConsolePlatform, page: Any
     assert page.locator("#answer .sentence").count() == 0
     assert "Input (the question): blocked" in page.locator(".verdicts").inner_text()
     assert not axe_check(page)
+    # the page closed the stream at its end: no reconnection (EventSource's retry is about 3 s), which
+    # would find the one-time stream gone and say so
+    page.wait_for_timeout(4_000)
+    assert page.locator("#ask-failure").inner_text() == ""
+    assert "Blocked by the guardrail." in page.locator("#ask-status").inner_text()
 
 
 def test_a_platform_error_shows_code_and_reason(

@@ -344,7 +344,7 @@ async def stream(request: Request, viewer: Viewer) -> Response:
                     failure=RpcFailure(
                         "NOT_FOUND", "this question's stream was already opened or has expired"
                     ),
-                    what="Ask again",
+                    what="The answer cannot be shown (ask again)",
                 ),
             }
             yield {"event": "status", "data": html("ask/_status.html", label="Failed.")}
