@@ -54,6 +54,7 @@ class Shot:
     full_page: bool = False
 
 
+# -- the ask page: an answer streamed in, its first citation opened beside it, the provenance unfolded ---
 ASK_SAMPLE = """# Apache Kafka
 
 Apache Kafka is a distributed event streaming platform used by thousands of companies.
@@ -75,7 +76,7 @@ def ask_setup(page: Any, console: Console) -> None:
     if console.grpc_address:
         with grpc.insecure_channel(console.grpc_address) as channel:
             stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
-            header = ingestion_pb2.UploadHeader(tenant_id="acme", filename="kafka.md", document_id="kafka")
+            header = ingestion_pb2.UploadHeader(tenant_id="globex", filename="kafka.md", document_id="kafka")
             parts = iter(
                 [
                     ingestion_pb2.UploadRequest(header=header),
@@ -84,12 +85,12 @@ def ask_setup(page: Any, console: Console) -> None:
             )
             stub.Upload(parts, timeout=60)
             deadline = time.monotonic() + 120
-            request = ingestion_pb2.GetDocumentRequest(tenant_id="acme", document_id="kafka")
+            request = ingestion_pb2.GetDocumentRequest(tenant_id="globex", document_id="kafka")
             while stub.GetDocument(request, timeout=10).status != ingestion_pb2.DOCUMENT_STATUS_INDEXED:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the sample document was not indexed within 120 s")
                 time.sleep(0.2)
-    page.goto(console.url + "/ask?tenant=acme")
+    page.goto(console.url + "/ask?tenant=globex")
     page.locator("#ask-question").fill("What does a consumer group do in Kafka?")
     page.locator("#ask-submit").click()
     page.locator("#ask-status").get_by_text("Answered.").wait_for(timeout=60_000)
@@ -99,13 +100,114 @@ def ask_setup(page: Any, console: Console) -> None:
     page.locator("details.provenance table.chunks").first.wait_for(timeout=60_000)
 
 
+def documents_setup(page: Any, console: Console) -> None:
+    """Three documents uploaded through the page, followed live to indexed."""
+    from playwright.sync_api import expect
+
+    page.goto(console.url + "/documents?tenant=acme")
+    files = {
+        "gliders.md": b"# Gliders\n\nGliders soar in the thermals over the ridge.\n",
+        "kitty-hawk.txt": b"The Wright brothers flew at Kitty Hawk in December 1903.\n",
+        "ballooning.html": b"<html><body><h1>Balloons</h1><p>Hot air rises.</p></body></html>",
+    }
+    page.set_input_files(
+        "#upload-files",
+        files=[{"name": n, "mimeType": "application/octet-stream", "buffer": b} for n, b in files.items()],
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#upload-result .document-id")).to_have_count(len(files))
+    expect(page.locator("#document-rows tr[data-status=indexed]")).to_have_count(len(files), timeout=120_000)
+
+
+# -- the tenants page: two policy versions and their diff, two prompt versions split 50/50 --------------
+def tenants_setup(page: Any, console: Console) -> None:
+    import grpc
+
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as orc_pb
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as orc_grpc
+    from isthmus.guardrail.v1 import guardrail_pb2 as grd_pb
+    from isthmus.guardrail.v1 import guardrail_pb2_grpc as grd_grpc
+
+    if console.grpc_address:
+        with grpc.insecure_channel(console.grpc_address) as ch:
+            guardrail = grd_grpc.GuardrailServiceStub(ch)
+            guardrail.PutPolicy(
+                grd_pb.Policy(tenant_id="acme", injection_threshold=0.7, grounding_threshold=0.5)
+            )
+            guardrail.PutPolicy(grd_pb.Policy(tenant_id="acme", injection_threshold=0.85, redact_pii=True))
+            prompts = orc_grpc.AgentOrchestratorServiceStub(ch)
+            for template in ("Answer from {contexts} only.\n{question}", "Cite {contexts}.\nQ: {question}"):
+                prompts.CreatePromptVersion(
+                    orc_pb.CreatePromptVersionRequest(tenant_id="acme", name="synthesize", template=template)
+                )
+            prompts.SetPromptSplit(
+                orc_pb.SetPromptSplitRequest(
+                    tenant_id="acme", name="synthesize", percent={"v1": 50, "v2": 50}
+                )
+            )
+    page.goto(console.url + "/tenants?tenant=acme")
+    page.get_by_role("button", name="View and diff policy v2").click()
+    page.locator("#policy-view pre.diff").wait_for()
+
+
+# -- the evaluation page: a few answers for the online metrics, a tiny dataset run through the page ------
+_CORPUS = [
+    {"_id": "glider", "title": "Gliders", "text": "A glider flies without an engine, soaring on thermals."},
+    {"_id": "marmot", "title": "Marmots", "text": "Marmots hibernate in burrows through the alpine winter."},
+    {"_id": "pelican", "title": "Pelicans", "text": "Pelicans scoop fish with their throat pouch."},
+    {"_id": "kiln", "title": "Kilns", "text": "A kiln fires clay pots at very high temperatures."},
+]
+_QUERIES = {
+    "q1": "how do marmots spend the winter",
+    "q2": "pelican throat pouch",
+    "q3": "aircraft without an engine",
+}
+_QRELS = {"q1": "marmot", "q2": "pelican", "q3": "glider"}
+
+
+def evaluation_setup(page: Any, console: Console) -> None:
+    import json
+
+    import grpc
+
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2 as orc_pb
+    from isthmus.agent_orchestrator.v1 import agent_orchestrator_pb2_grpc as orc_grpc
+
+    if console.grpc_address:
+        with grpc.insecure_channel(console.grpc_address) as ch:
+            ask = orc_grpc.AgentOrchestratorServiceStub(ch).Ask
+            for question in ("what do marmots do in winter?", "how does a glider fly?", "what is a kiln?"):
+                ask(orc_pb.AskRequest(tenant_id="acme", question=question), timeout=120)
+    page.goto(console.url + "/evaluation?tenant=acme")
+    page.get_by_label("Dataset name").fill("tiny")
+    files = {
+        "corpus.jsonl": "".join(json.dumps(d) + "\n" for d in _CORPUS),
+        "queries.jsonl": "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in _QUERIES.items()),
+        "qrels/test.tsv": "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{q}\t{d}\t1\n" for q, d in _QRELS.items()),
+    }
+    for label, text in files.items():
+        name = label.rsplit("/", 1)[-1]
+        page.get_by_label(label).set_input_files(
+            {"name": name, "mimeType": "text/plain", "buffer": text.encode()}
+        )
+    page.get_by_label("hybrid", exact=True).uncheck()
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_role("heading", name="Report: tiny").wait_for(timeout=240_000)
+    page.wait_for_function("() => [...document.querySelectorAll('main img')].every(i => i.complete)")
+
+
 #: the console's pages, in nav order; page helpers add their setup (sample data) here
 SHOTS: list[Shot] = [
-    Shot("ask", "/ask?tenant=acme", setup=ask_setup, ready="#ask-final .verdicts", full_page=True),
-    Shot("documents", "/documents?tenant=acme"),
-    Shot("tenants", "/tenants?tenant=acme"),
-    Shot("evaluation", "/evaluation?tenant=acme"),
-    Shot("operations", "/operations"),
+    # (globex: the documents shot counts acme's documents)
+    Shot("ask", "/ask?tenant=globex", setup=ask_setup, ready="#ask-final .verdicts", full_page=True),
+    Shot(
+        "documents", "/documents?tenant=acme", setup=documents_setup, ready="#document-rows", full_page=True
+    ),
+    Shot("tenants", "/tenants?tenant=acme", tenants_setup, ready="#policy-view pre.diff", full_page=True),
+    Shot("evaluation", "/evaluation?tenant=acme", evaluation_setup, ready="#run-report img", full_page=True),
+    # the operations page once its consumer lag and dead letters have loaded (htmx)
+    Shot("operations", "/operations", ready="#consumers table, #dead-letters p"),
 ]
 
 

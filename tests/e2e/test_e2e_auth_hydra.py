@@ -194,7 +194,8 @@ async def env(tmp_path_factory: pytest.TempPathFactory, hydra: Any, grpcurl: Pat
     def token(name: str) -> str:
         return str(hydra.token(*clients[name]))
 
-    async with platform(tmp / "data", common=common) as rt:
+    # the console's own login (authorization code) is tested in tests/console; without its client here
+    async with platform(tmp / "data", common=common, console={"enabled": False}) as rt:
         e = Env(rt.address, grpcurl, hydra, clients, token, [], tmp / "access.toml")
         admin = retrieval_pb2_grpc.RetrievalServiceStub(e.channel(token("admin")))
         for tenant in (ACME, GLOBEX):

@@ -46,9 +46,14 @@ from isthmus.guardrail.v1 import guardrail_pb2 as gr
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as gr_grpc
 from isthmus.ingestion.v1 import ingestion_pb2 as ing
 from isthmus.ingestion.v1 import ingestion_pb2_grpc as ing_grpc
+from isthmus.operations.v1 import operations_pb2 as op
+from isthmus.operations.v1 import operations_pb2_grpc as op_grpc
 from isthmus.retrieval.v1 import retrieval_pb2 as rt
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as rt_grpc
 from isthmus_core.auth.local_issuer import LocalIssuer
+from isthmus_core.bus.inprocess import InProcessBus
+from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC
+from isthmus_core.contracts import topics
 from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
 
 from .conftest import platform
@@ -77,6 +82,8 @@ class World:
     b_erasures: list[str] = field(default_factory=list)  # erasure ids of B's receipts
     b_approvals: list[str] = field(default_factory=list)  # B's pending approvals (a run waits on each)
     b_runs: list[str] = field(default_factory=list)  # B's agent runs (ids a resume would name)
+    #: (partition, offset) of B's dead letters on DEAD_TOPIC's DLQ (one holds B's words)
+    b_dead_letters: list[tuple[int, int]] = field(default_factory=list)
     exact: bool = False  # aim at tenant b exactly (no near misses of its id)
 
     def leaks(self, text: str, method: str = "") -> list[str]:
@@ -162,6 +169,9 @@ _ORC = "/isthmus.agent_orchestrator.v1.AgentOrchestratorService/"
 _GRD = "/isthmus.guardrail.v1.GuardrailService/"
 _EVA = "/isthmus.evaluation.v1.EvaluationService/"
 _AUD = "/isthmus.audit.v1.AuditService/"
+_OPS = "/isthmus.operations.v1.OperationsService/"
+#: the topic whose dead letters the probes aim at (nobody consumes it in `all`: a replay only lands there)
+DEAD_TOPIC = topics.QUALITY_DROPPED
 
 
 @probe(_ING + "Upload", "into-b")
@@ -707,6 +717,69 @@ async def _audit_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
     return await _call(lambda: s["aud"].ListAuditEvents(req), _AUD + "ListAuditEvents", "a-tenant", False)
 
 
+def _b_letter(w: World, r: random.Random) -> tuple[int, int]:
+    return r.choice(w.b_dead_letters) if w.b_dead_letters else (0, 10**9)
+
+
+@probe(_OPS + "ListDeadLetters", "b-tenant")
+async def _dead_letters_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = op.ListDeadLettersRequest(
+        topic=DEAD_TOPIC.name, tenant_id=_tenant_variant(w, r), limit=r.randint(0, 100)
+    )
+    return await _call(lambda: s["ops"].ListDeadLetters(req), _OPS + "ListDeadLetters", "b-tenant", True)
+
+
+@probe(_OPS + "ListDeadLetters", "platform")
+async def _dead_letters_all(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # every tenant's (B's included): a tenant admin of A may not
+    req = op.ListDeadLettersRequest(topic=DEAD_TOPIC.name, limit=r.randint(0, 100))
+    return await _call(lambda: s["ops"].ListDeadLetters(req), _OPS + "ListDeadLetters", "platform", True)
+
+
+@probe(_OPS + "ListDeadLetters", "a-tenant")
+async def _dead_letters_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    req = op.ListDeadLettersRequest(topic=r.choice([DEAD_TOPIC.name, "chunks.created.v1"]), tenant_id=w.a)
+    return await _call(lambda: s["ops"].ListDeadLetters(req), _OPS + "ListDeadLetters", "a-tenant", False)
+
+
+@probe(_OPS + "ReplayDeadLetter", "b-tenant")
+async def _replay_b(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    partition, offset = _b_letter(w, r)
+    req = op.ReplayDeadLetterRequest(
+        topic=DEAD_TOPIC.name, partition=partition, offset=offset, tenant_id=_tenant_variant(w, r)
+    )
+    return await _call(lambda: s["ops"].ReplayDeadLetter(req), _OPS + "ReplayDeadLetter", "b-tenant", True)
+
+
+@probe(_OPS + "ReplayDeadLetter", "platform")
+async def _replay_platform(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    partition, offset = _b_letter(w, r)
+    req = op.ReplayDeadLetterRequest(topic=DEAD_TOPIC.name, partition=partition, offset=offset)
+    return await _call(lambda: s["ops"].ReplayDeadLetter(req), _OPS + "ReplayDeadLetter", "platform", True)
+
+
+@probe(_OPS + "ReplayDeadLetter", "a-tenant-b-letter")
+async def _replay_a(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # B's letter named from A's tenant: "no such dead letter of A's" is the right answer
+    partition, offset = _b_letter(w, r)
+    req = op.ReplayDeadLetterRequest(topic=DEAD_TOPIC.name, partition=partition, offset=offset, tenant_id=w.a)
+    return await _call(
+        lambda: s["ops"].ReplayDeadLetter(req),
+        _OPS + "ReplayDeadLetter",
+        "a-tenant-b-letter",
+        False,
+        not_found_ok=True,
+    )
+
+
+@probe(_OPS + "ListConsumers", "platform")
+async def _consumers(w: World, s: dict[str, Any], r: random.Random) -> Outcome:
+    # every tenant's traffic: platform-wide only
+    return await _call(
+        lambda: s["ops"].ListConsumers(op.ListConsumersRequest()), _OPS + "ListConsumers", "platform", True
+    )
+
+
 def _expected_refusal(o: Outcome) -> bool:
     if o.not_found_ok and o.code == grpc.StatusCode.NOT_FOUND:
         return True
@@ -855,7 +928,27 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             )
             b_policy = await grd_b.ApplyPolicyRef(gr.ApplyPolicyRefRequest(tenant_id=b, name="strict"))
             assert b_policy.label == "v2", b_policy
+            # dead letters: B's (one holds B's words, as a payload would) and A's own
+            assert isinstance(runtime.bus, InProcessBus)
+            headers = {
+                H_ERROR_CLASS: "InvalidArgument",
+                H_ERROR_MESSAGE: "probe",
+                H_SOURCE_TOPIC: DEAD_TOPIC.name,
+            }
+            b_letters = [
+                await runtime.bus.append(
+                    DEAD_TOPIC.dlq,
+                    f"{b}/{doc}",
+                    f'{{"tenant_id": "{b}", "text": "{B_SECRET}"}}'.encode(),
+                    headers,
+                )
+                for doc in b_docs
+            ]
+            await runtime.bus.append(
+                DEAD_TOPIC.dlq, a, f'{{"tenant_id": "{a}", "text": "A"}}'.encode(), headers
+            )
             world = World(runtime.address, a, b, a_docs, b_docs, [answer.question_id], tokens)
+            world.b_dead_letters = b_letters
             world.b_erasures = [erased.erasure_id]
             world.b_approvals = [b_approval]
             world.b_runs = sorted({p.run_id for p in pending.approvals})
@@ -888,6 +981,9 @@ async def _b_state(w: World) -> tuple[Any, ...]:
             await orc.ListPromptVersions(ao.ListPromptVersionsRequest(tenant_id=w.b, name=name))
             for name in _PROMPTS
         ]
+        letters = await op_grpc.OperationsServiceStub(ch).ListDeadLetters(
+            op.ListDeadLettersRequest(topic=DEAD_TOPIC.name, tenant_id=w.b)
+        )
     return (
         tenant.chunk_count,
         sorted((d.document_id, d.version, d.content_hash, d.status) for d in docs.documents),
@@ -895,6 +991,7 @@ async def _b_state(w: World) -> tuple[Any, ...]:
         policies.SerializeToString(deterministic=True),
         sorted((a.approval_id, a.state, a.decided_by) for a in approvals.approvals),
         [p.SerializeToString(deterministic=True) for p in prompts],
+        sorted((d.partition, d.offset, d.replayed) for d in letters.dead_letters),
     )
 
 
@@ -908,6 +1005,7 @@ def _stubs(ch: grpc.aio.Channel) -> dict[str, Any]:
         "grd": gr_grpc.GuardrailServiceStub(ch),
         "eva": ev_grpc.EvaluationServiceStub(ch),
         "aud": au_grpc.AuditServiceStub(ch),
+        "ops": op_grpc.OperationsServiceStub(ch),
     }
 
 
@@ -1019,6 +1117,12 @@ async def test_roles_decide_within_the_own_tenant(world: World) -> None:
     assert auditor[_GRD + "RollbackPolicy"] == grpc.StatusCode.PERMISSION_DENIED
     for method in ("Approve", "Reject", "CreatePromptVersion", "SetPromptSplit"):
         assert auditor[_ORC + method] == grpc.StatusCode.PERMISSION_DENIED, method
+    for method in ("ListDeadLetters", "ReplayDeadLetter", "ListConsumers"):
+        assert reader[_OPS + method] == auditor[_OPS + method] == grpc.StatusCode.PERMISSION_DENIED, method
     admin = await _one_call_per_method(world, world.tokens["alice"])
+    # a tenant admin: A's dead letters, a replay of one A does not have is not found; no platform-wide lag
+    assert admin[_OPS + "ListDeadLetters"] == grpc.StatusCode.OK
+    assert admin[_OPS + "ReplayDeadLetter"] == grpc.StatusCode.NOT_FOUND
+    assert admin[_OPS + "ListConsumers"] == grpc.StatusCode.PERMISSION_DENIED
     # an approval id A does not have: the tenant admin may decide, and is told there is no such one
     assert admin[_ORC + "Approve"] == admin[_ORC + "Reject"] == grpc.StatusCode.NOT_FOUND

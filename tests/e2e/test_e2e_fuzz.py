@@ -41,6 +41,8 @@ from isthmus.guardrail.v1 import guardrail_pb2, guardrail_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_core.bus.inprocess import InProcessBus
+from isthmus_core.bus.port import H_ERROR_CLASS, H_ERROR_MESSAGE, H_SOURCE_TOPIC
+from isthmus_core.contracts import topics
 from isthmus_core.grpc.server import UNVALIDATED
 from isthmus_core.grpc.validation import validate_message
 from isthmus_ingestion.api import WATCH_OPEN
@@ -216,6 +218,11 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
         {"tenant_id": TENANT, "document_id": "doc-1", "start": 4, "end": 11},
     ],
     "AuditService/ListAuditEvents": [{"tenant_id": TENANT, "limit": 10}],
+    "OperationsService/ListConsumers": [{}],
+    "OperationsService/ListDeadLetters": [
+        {"topic": topics.QUALITY_DROPPED.name, "tenant_id": TENANT, "limit": 10},
+        {"topic": "chunks.created.v1"},  # platform-wide, the short name
+    ],
     # filled by the fixture, which makes an answer and an erasure to look up, and two agent runs waiting
     # for an approval: "EvaluationService/GetProvenance", "IngestionService/GetErasure",
     # "AgentOrchestratorService/Approve", "AgentOrchestratorService/Reject"
@@ -597,6 +604,25 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
         await rt.bus.drain()  # evaluation has kept the answer's provenance
         SEEDS["EvaluationService/GetProvenance"] = [{"tenant_id": TENANT, "answer_id": answer.question_id}]
         SEEDS["IngestionService/GetErasure"] = [{"tenant_id": TENANT, "erasure_id": erased.erasure_id}]
+        # a dead letter of TENANT (nobody consumes its topic here: a replay just lands there)
+        partition, offset = await rt.bus.append(
+            topics.QUALITY_DROPPED.dlq,
+            TENANT,
+            b'{"tenant_id": "fuzz", "note": "a dead letter"}',
+            {
+                H_ERROR_CLASS: "InvalidArgument",
+                H_ERROR_MESSAGE: "fuzz",
+                H_SOURCE_TOPIC: topics.QUALITY_DROPPED.name,
+            },
+        )
+        SEEDS["OperationsService/ReplayDeadLetter"] = [
+            {
+                "topic": topics.QUALITY_DROPPED.name,
+                "partition": partition,
+                "offset": str(offset),
+                "tenant_id": TENANT,
+            }
+        ]
         for method in ("Approve", "Reject"):
             approval_id = await _waiting_approval(ch, TENANT)
             SEEDS[f"AgentOrchestratorService/{method}"] = [

@@ -19,6 +19,7 @@ from isthmus.audit.v1 import audit_pb2_grpc
 from isthmus.evaluation.v1 import evaluation_pb2_grpc
 from isthmus.guardrail.v1 import guardrail_pb2_grpc
 from isthmus.ingestion.v1 import ingestion_pb2_grpc
+from isthmus.operations.v1 import operations_pb2_grpc
 from isthmus.retrieval.v1 import retrieval_pb2_grpc
 from isthmus_console.viewer import Viewer
 
@@ -73,6 +74,16 @@ class Backend:
         self.guardrail = guardrail_pb2_grpc.GuardrailServiceStub(self.channels["guardrail"])
         self.evaluation = evaluation_pb2_grpc.EvaluationServiceStub(self.channels["evaluation"])
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channels["evaluation"])
+        # the runtime of every process serves OperationsService (its own view of the bus): `operations` for
+        # the dead letters (any process reads them), `operations_at` per distinct address for consumer lag,
+        # with the services served there
+        self.operations = operations_pb2_grpc.OperationsServiceStub(self.channels["ingestion"])
+        self.operations_at: dict[str, tuple[tuple[str, ...], operations_pb2_grpc.OperationsServiceStub]] = {}
+        for name, address in self.addresses.items():
+            served, stub = self.operations_at.get(
+                address, ((), operations_pb2_grpc.OperationsServiceStub(self.channels[name]))
+            )
+            self.operations_at[address] = ((*served, name), stub)
 
     def metadata(self, viewer: Viewer) -> Metadata:
         """The metadata of a call made for ``viewer``: its bearer token (none with authentication off)."""

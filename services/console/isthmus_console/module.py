@@ -123,6 +123,11 @@ async def build(ctx: ModuleContext[ConsoleSettings]) -> Offer:
             with contextlib.suppress(Exception):
                 await task
         sock.close()
+        for hook in console.on_stop:
+            try:
+                await hook()
+            except Exception as exc:  # one failing hook does not keep the others from running
+                log.warning("console stop hook failed", error=str(exc))
 
     return Offer(on_start=[start], on_stop=[stop])
 

@@ -48,6 +48,8 @@ class Console:
     region: str = ""
     #: anything a page needs that is built once (e.g. the Kubernetes reader): name -> object
     extras: dict[str, Any] = field(default_factory=dict)
+    #: what pages opened and the console closes at its stop, after the last request (channels, runs)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def console_of(request: Request) -> Console:
@@ -90,10 +92,9 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
     return c.templates.TemplateResponse(request, name, ctx, status_code=status)
 
 
-def rpc_error(request: Request, exc: grpc.aio.AioRpcError, what: str = "") -> Response:
-    """A failed gRPC call as a visible message (status code name and the server's reason)."""
-    failure = RpcFailure.of(exc)
-    status = {
+def http_status(code: str) -> int:
+    """The HTTP status a failure with gRPC status ``code`` is answered with (502: the platform failed)."""
+    return {
         "INVALID_ARGUMENT": 400,
         "FAILED_PRECONDITION": 400,
         "OUT_OF_RANGE": 400,
@@ -102,7 +103,13 @@ def rpc_error(request: Request, exc: grpc.aio.AioRpcError, what: str = "") -> Re
         "PERMISSION_DENIED": 403,
         "UNAUTHENTICATED": 401,
         "RESOURCE_EXHAUSTED": 429,
-    }.get(failure.code, 502)
+    }.get(code, 502)
+
+
+def rpc_error(request: Request, exc: grpc.aio.AioRpcError, what: str = "") -> Response:
+    """A failed gRPC call as a visible message (status code name and the server's reason)."""
+    failure = RpcFailure.of(exc)
+    status = http_status(failure.code)
     return render(request, "_error.html", {"failure": failure, "what": what}, status)
 
 

@@ -49,6 +49,8 @@ class Permission(StrEnum):
     APPROVALS_DECIDE = "approvals.decide"  # Approve, Reject (sensitive tool calls of agent runs)
     PROMPTS_MANAGE = "prompts.manage"  # CreatePromptVersion, SetPromptSplit
     TOOLS_EXTERNAL = "tools.external"  # agent tools that reach outside the platform (http_get)
+    OPS_READ = "ops.read"  # ListConsumers (platform-wide), ListDeadLetters (a tenant's, or every one)
+    OPS_REPLAY = "ops.replay"  # ReplayDeadLetter (a tenant's dead letters, or every one)
 
 
 _READ = {
@@ -84,6 +86,8 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             Permission.APPROVALS_DECIDE,
             Permission.PROMPTS_MANAGE,
             Permission.TOOLS_EXTERNAL,
+            Permission.OPS_READ,
+            Permission.OPS_REPLAY,
         }
     ),
     Role.PLATFORM_ADMIN: frozenset(Permission),

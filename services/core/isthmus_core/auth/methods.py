@@ -41,6 +41,7 @@ _ORC = "/isthmus.agent_orchestrator.v1.AgentOrchestratorService/"
 _GRD = "/isthmus.guardrail.v1.GuardrailService/"
 _EVA = "/isthmus.evaluation.v1.EvaluationService/"
 _AUD = "/isthmus.audit.v1.AuditService/"
+_OPS = "/isthmus.operations.v1.OperationsService/"
 
 METHOD_RULES: Final[dict[str, MethodRule]] = {
     # ingestion
@@ -94,6 +95,11 @@ METHOD_RULES: Final[dict[str, MethodRule]] = {
     _EVA + "GetProvenance": MethodRule(P.PROVENANCE_READ, family="metrics"),
     # audit (served by evaluation): a tenant's events, or every tenant's with the field empty
     _AUD + "ListAuditEvents": MethodRule(P.AUDIT_READ, family="metrics"),
+    # operations (served by the runtime of every process): consumer lag is platform-wide; dead letters are
+    # a tenant's (a tenant admin's, filtered by the servicer), or every tenant's with the field empty
+    _OPS + "ListConsumers": MethodRule(P.OPS_READ, None, family="admin"),
+    _OPS + "ListDeadLetters": MethodRule(P.OPS_READ, family="admin"),
+    _OPS + "ReplayDeadLetter": MethodRule(P.OPS_REPLAY, admin=True, family="admin"),
 }
 
 

@@ -30,7 +30,10 @@ Memory is bounded, per partition, by two rules (the limits are constructor argum
   events nobody consumes in this process) is all history: it never holds a publisher back and keeps only
   its newest records. Offsets stay stable: a partition remembers the offset of its first kept record
   (its *log start*), and a group that joins later starts there — like a Kafka consumer with
-  ``auto.offset.reset=earliest`` after retention deleted the oldest segments.
+  ``auto.offset.reset=earliest`` after retention deleted the oldest segments. Every dropped record is
+  counted in :data:`~isthmus_core.telemetry.metrics.BUS_RETENTION_DROPPED`; a dropped dead letter is also
+  logged (``bus.dead_letter_dropped_by_retention``): it can no longer be listed or replayed
+  (:mod:`isthmus_core.bus.admin`).
 
 :data:`~isthmus_core.telemetry.metrics.BUS_CONSUMER_LAG` (per group, updated on publish and on commit),
 :data:`~isthmus_core.telemetry.metrics.BUS_BACKLOG_BYTES` and
@@ -45,21 +48,23 @@ import collections
 import contextvars
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import Gauge
 
+from isthmus_core.bus.admin import ConsumerPosition, Position
 from isthmus_core.bus.delivery import deliver, validate_policy
 from isthmus_core.bus.port import Message, Subscription
-from isthmus_core.contracts.topics import AnyTopic
+from isthmus_core.contracts.topics import DLQ_SUFFIX, AnyTopic
 from isthmus_core.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
 from isthmus_core.telemetry.metrics import (
     BUS_BACKLOG_BYTES,
     BUS_CONSUMER_LAG,
     BUS_PUBLISH_WAITS,
     BUS_RETAINED_BYTES,
+    BUS_RETENTION_DROPPED,
 )
 
 _log = structlog.get_logger(__name__)
@@ -239,6 +244,37 @@ class InProcessBus:
             for i, r in enumerate(part.records)
         ]
 
+    def message_at(self, topic: str, partition: int, offset: int) -> Message | None:
+        """The message at ``offset`` of ``topic``'s ``partition``; None if it holds none there (never
+        appended, or dropped by retention)."""
+        found = self._topics.get(topic)
+        if found is None or not 0 <= partition < len(found.partitions):
+            return None
+        part = found.partitions[partition]
+        if not part.start <= offset < part.end:
+            return None
+        r = part.records[offset - part.start]
+        return Message(
+            topic,
+            r.key,
+            r.value,
+            dict(r.headers),
+            partition=partition,
+            offset=offset,
+            timestamp_ms=r.appended_ms,
+        )
+
+    def group_positions(self) -> list[tuple[str, str, int, int, int]]:
+        """``(topic, group, partition, committed, end)`` for every subscribed group: ``committed`` is the
+        next offset the group handles, ``end`` the offset the next message gets."""
+        return [
+            (topic, name, p, offset, part.end)
+            for (topic, name), group in self._groups.items()
+            for p, (part, offset) in enumerate(
+                zip(self._topics[topic].partitions, group.offsets, strict=True)
+            )
+        ]
+
     def partitions_of(self, topic: str) -> int:
         """How many partitions ``topic`` has (creating it with the default count if it is new)."""
         return len(self._topic(topic).partitions)
@@ -336,6 +372,12 @@ class InProcessBus:
         """Append one message; wait (bounded) while its partition's backlog is full (module docstring).
 
         Raises :class:`Unavailable` if the slowest group did not make room in time."""
+        await self.append(topic, key, value, headers)
+
+    async def append(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, int]:
+        """:meth:`publish`, returning where the message went: ``(partition, offset)``."""
         if not isinstance(value, bytes | bytearray):
             raise InvalidArgument(f"bus message values are bytes, got {type(value).__name__} for {topic!r}")
         t = self._topic(topic)
@@ -348,10 +390,12 @@ class InProcessBus:
             await self._wait_for_room(t, p, size)
         part.appended_bytes += size
         part.records.append(_Record(key, value, headers, size, part.appended_bytes, int(time.time() * 1000)))
+        offset = part.end - 1
         self._settle(t, p)
         if t.arrived is not None:
             async with t.arrived:
                 t.arrived.notify_all()
+        return p, offset
 
     def _slowest(self, topic: _Topic, partition: int) -> _Group | None:
         """The subscribed group furthest behind on ``partition`` (None if no group subscribes)."""
@@ -436,8 +480,19 @@ class InProcessBus:
             handled - part.start > self._retained_messages
             or handled_bytes - part.bytes_before(part.start) > self._retained_bytes
         ):
-            part.records.popleft()
+            dropped = part.records.popleft()
             part.start += 1
+            BUS_RETENTION_DROPPED.labels(topic.name).inc()
+            if topic.name.endswith(DLQ_SUFFIX):
+                _log.warning(
+                    "bus.dead_letter_dropped_by_retention",
+                    topic=topic.name,
+                    partition=partition,
+                    offset=part.start - 1,
+                    key=dropped.key,
+                    retained_messages=self._retained_messages,
+                    retained_bytes=self._retained_bytes,
+                )
         end = part.end
         for group in topic.groups:
             group.lag_gauges[partition].set(end - group.offsets[partition])
@@ -509,6 +564,38 @@ class InProcessBus:
             raise TimeoutError(f"bus not drained after {timeout}s; unhandled messages: {lagging}") from None
         if not self._caught_up():
             raise FailedPrecondition("the bus was stopped while draining")
+
+
+class InProcessBusAdmin:
+    """:class:`~isthmus_core.bus.admin.BusAdmin` of an :class:`InProcessBus`: what it holds in memory (dead
+    letters are kept like any history, see the module docstring)."""
+
+    kind = "inprocess"
+
+    def __init__(self, bus: InProcessBus) -> None:
+        self.bus = bus
+
+    async def ensure_topics(self, specs: Sequence[AnyTopic]) -> None:
+        await self.bus.ensure_topics(specs)
+
+    async def consumer_positions(self, subscriptions: Sequence[tuple[str, str]]) -> list[ConsumerPosition]:
+        wanted = set(subscriptions)
+        return [
+            ConsumerPosition(topic, group, p, committed, end)
+            for topic, group, p, committed, end in self.bus.group_positions()
+            if (topic, group) in wanted
+        ]
+
+    async def scan(self, topic: str) -> AsyncIterator[Message]:
+        for message in self.bus.messages(topic):
+            yield message
+
+    async def fetch(self, topic: str, partition: int, offset: int) -> Message | None:
+        return self.bus.message_at(topic, partition, offset)
+
+    async def append(self, topic: str, key: str, value: bytes, headers: dict[str, str]) -> Position:
+        partition, offset = await self.bus.append(topic, key, value, headers)
+        return Position(topic, partition, offset)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -267,18 +267,25 @@ class KafkaBus:
     async def publish(
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
+        await self.append(topic, key, value, headers)
+
+    async def append(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, int]:
+        """:meth:`publish`, returning where the broker put the message: ``(partition, offset)``."""
         if self._producer is None:
             raise FailedPrecondition(f"publish to {topic!r} before KafkaBus.start()")
         if not isinstance(value, bytes | bytearray):
             raise InvalidArgument(f"bus message values are bytes, got {type(value).__name__} for {topic!r}")
         try:
-            await self._producer.send_and_wait(
+            metadata = await self._producer.send_and_wait(
                 topic, bytes(value), key=key.encode("utf-8"), headers=to_kafka_headers(headers or {})
             )
         except MessageSizeTooLargeError as exc:
             raise InvalidArgument(f"message of {len(value)} bytes is too large for topic {topic!r}") from exc
         except KafkaError as exc:
             raise Unavailable(f"cannot publish to {topic!r} on {self.bootstrap_servers}: {exc!r}") from exc
+        return metadata.partition, metadata.offset
 
     async def wait_ready(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until every subscription's consumer has joined its group and received an assignment

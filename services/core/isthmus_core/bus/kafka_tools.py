@@ -1,7 +1,7 @@
 """Operator tools over a Kafka cluster: read a topic from the beginning, re-drive messages.
 
-Used by ``isthmus dlq list|replay`` and ``isthmus reindex`` (they talk to Kafka directly, like any
-Kafka admin tool, because dead letters and chunk history live there).
+Used by ``isthmus reindex`` (it talks to Kafka directly, like any Kafka admin tool, because chunk history
+lives there) and by :mod:`isthmus_core.bus.kafka_admin` (dead letters: ``isthmus dlq``, OperationsService).
 """
 
 from __future__ import annotations
@@ -14,28 +14,8 @@ from aiokafka.errors import KafkaError
 
 from isthmus_core.bus.kafka import from_kafka_headers, record_to_message, to_kafka_headers, unreachable
 from isthmus_core.bus.kafka_security import KafkaSecurity
-from isthmus_core.bus.port import (
-    H_ATTEMPTS,
-    H_ERROR_CLASS,
-    H_ERROR_MESSAGE,
-    H_GROUP,
-    H_SOURCE_OFFSET,
-    H_SOURCE_PARTITION,
-    H_SOURCE_TOPIC,
-    Message,
-)
+from isthmus_core.bus.port import Message
 from isthmus_core.errors import NotFound
-
-DEAD_LETTER_HEADERS = (
-    H_ERROR_CLASS,
-    H_ERROR_MESSAGE,
-    H_SOURCE_TOPIC,
-    H_SOURCE_PARTITION,
-    H_SOURCE_OFFSET,
-    H_ATTEMPTS,
-    H_GROUP,
-)
-REPLAY_GROUP = "isthmus-dlq-replay"
 
 
 async def read_topic(
@@ -50,10 +30,10 @@ async def read_topic(
     """Every message of ``topic`` up to its current end (from the group's committed offsets when a
     group is given, else from the beginning). Returns the messages and, for a group, a ``commit``
     coroutine function that marks them consumed."""
-    consumer = await _started_consumer(bootstrap, topic, security or KafkaSecurity(), group_id=group)
+    consumer = await started_consumer(bootstrap, topic, security or KafkaSecurity(), group_id=group)
     out: list[Message] = []
     try:
-        tps = await _partitions(consumer, bootstrap, topic)
+        tps = await partitions_of(consumer, bootstrap, topic)
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if group is None:
@@ -85,10 +65,11 @@ async def read_topic(
     return out, commit
 
 
-async def _started_consumer(
+async def started_consumer(
     bootstrap: str, topic: str, security: KafkaSecurity, **config: object
 ) -> AIOKafkaConsumer:
-    """A started consumer (no subscription); :class:`Unavailable` naming ``bootstrap`` if it cannot start."""
+    """A started consumer (no subscription, no group unless ``config`` gives one); :class:`Unavailable`
+    naming ``bootstrap`` if it cannot start."""
     options = security.client_options()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -105,7 +86,7 @@ async def _started_consumer(
     return consumer
 
 
-async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
     """``topic``'s partitions; :class:`NotFound` if the topic does not exist."""
     partitions = consumer.partitions_for_topic(topic)
     if partitions is None:
@@ -123,9 +104,9 @@ async def newest_timestamp_ms(
     as they stood at ``observed_ms`` (``clock()`` when the partition ends were read; ``newest`` None: the
     topic is empty). :class:`~isthmus_core.errors.NotFound` if the topic does not exist, ``Unavailable``
     if Kafka is unreachable. ``isthmus regions status`` reads MirrorMaker 2's heartbeats with it."""
-    consumer = await _started_consumer(bootstrap, topic, security, request_timeout_ms=5000)
+    consumer = await started_consumer(bootstrap, topic, security, request_timeout_ms=5000)
     try:
-        tps = await _partitions(consumer, bootstrap, topic)
+        tps = await partitions_of(consumer, bootstrap, topic)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         observed_ms = clock() * 1000
@@ -179,10 +160,10 @@ async def republish(
 
 
 __all__ = [
-    "DEAD_LETTER_HEADERS",
-    "REPLAY_GROUP",
     "from_kafka_headers",
     "newest_timestamp_ms",
+    "partitions_of",
     "read_topic",
     "republish",
+    "started_consumer",
 ]

@@ -63,6 +63,7 @@ from isthmus_core.contracts.ids import TENANT_ID_PATTERN
 from isthmus_core.contracts.topics import (
     ALL_TOPICS,
     AUDIT_RECORDED,
+    DEAD_LETTERS_REPLAYED,
     DLQ_SUFFIX,
     AnyTopic,
 )
@@ -90,8 +91,9 @@ _BASE_KINDS: Mapping[str, str] = {
     **dict.fromkeys(DEAD_LETTER_CALLS, "dead-letter"),
     **dict.fromkeys(PRODUCER_CHECK_CALLS, "producer"),
 }
-#: every process publishes its audit records (isthmus_core.auth.audit, the runtime creates the topic)
-EVERY_SERVICE_SENDS: tuple[str, ...] = (AUDIT_RECORDED.name,)
+#: every process publishes its audit records (isthmus_core.auth.audit) and the replays of dead letters
+#: (isthmus_core.bus.admin, OperationsService); the runtime creates both topics
+EVERY_SERVICE_SENDS: tuple[str, ...] = (AUDIT_RECORDED.name, DEAD_LETTERS_REPLAYED.name)
 
 KAFKA_BINDING_VERSION = "0.5.0"
 #: the tag of the channels (and their consuming operations) producers outside Isthmus write to

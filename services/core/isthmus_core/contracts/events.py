@@ -316,6 +316,24 @@ class AuditRecorded(Event):
     region: str = ""
 
 
+class DeadLetterReplayed(Event):
+    """A dead letter was re-published to its source topic (``OperationsService.ReplayDeadLetter``, or
+    ``isthmus dlq replay``): the record that refuses a second replay of it. ``tenant_id`` is the letter's
+    tenant, empty when it has none known."""
+
+    tenant_id: str = Field("", pattern=r"^(|" + TENANT_PATTERN.strip("^$") + r")$")
+    #: the dead letter: its topic (``<topic>.dlq``) and position
+    dead_letter_topic: str = Field(min_length=1, max_length=512)
+    dead_letter_partition: int = Field(ge=0)
+    dead_letter_offset: int = Field(ge=0)
+    #: where its original value was published
+    topic: str = Field(min_length=1, max_length=512)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    #: the verified subject who replayed it
+    replayed_by: str = Field("", max_length=512)
+
+
 #: an erasure's id: 32 lowercase hex digits (a uuid4), made by the ingestion that received the request
 ERASURE_ID_PATTERN = r"^[0-9a-f]{32}$"
 #: most document ids one ErasureRequested carries (20,000 ids of at most 128 characters, listed and with

@@ -94,6 +94,11 @@ PROMPTS_SPLIT = TopicSpec(
     partitions=1,
     retention_ms=10 * 365 * 24 * 3600 * 1000,
 )
+#: dead letters re-published to their source topic (isthmus_core.bus.admin): one record per replay, read to
+#: refuse a second one; one partition (rare administrative events)
+DEAD_LETTERS_REPLAYED = TopicSpec(
+    "isthmus.deadletters.replayed.v1", ev.DeadLetterReplayed, "tenant_id", partitions=1
+)
 
 #: a topic of any event type (for collections of mixed topics: the registry, a module's offer)
 AnyTopic: TypeAlias = TopicSpec[Any]
@@ -118,6 +123,7 @@ ALL_TOPICS: tuple[AnyTopic, ...] = (
     USAGE_RECORDED,
     PROMPTS_CREATED,
     PROMPTS_SPLIT,
+    DEAD_LETTERS_REPLAYED,
 )
 
 

@@ -55,6 +55,8 @@ EMPTY_ALLOWED: Final = frozenset(
     {
         "isthmus.evaluation.v1.GetOnlineMetricsRequest.tenant_id",
         "isthmus.audit.v1.ListAuditEventsRequest.tenant_id",
+        "isthmus.operations.v1.ListDeadLettersRequest.tenant_id",
+        "isthmus.operations.v1.ReplayDeadLetterRequest.tenant_id",
         "isthmus.ingestion.v1.UploadHeader.document_id",
     }
 )

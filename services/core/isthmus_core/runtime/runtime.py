@@ -29,11 +29,15 @@ from isthmus_core.auth.audit import BusAuditSink
 from isthmus_core.auth.metrics_guard import metrics_guard
 from isthmus_core.auth.stack import AuthStack
 from isthmus_core.auth.wiring import build_stack, service_tokens
+from isthmus_core.bus.admin import BusAdmin
 from isthmus_core.bus.port import EventBus
-from isthmus_core.contracts.topics import AUDIT_RECORDED
+from isthmus_core.contracts.topics import AUDIT_RECORDED, DEAD_LETTERS_REPLAYED
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.grpc.admission import policy_from_settings
 from isthmus_core.grpc.client import Channels
+from isthmus_core.grpc.operations import SERVICE_NAME as OPERATIONS_SERVICE
+from isthmus_core.grpc.operations import OperationsServicer
+from isthmus_core.grpc.operations import registrar as operations_registrar
 from isthmus_core.grpc.server import GrpcServer
 from isthmus_core.runtime.module import AnyModule, Offer, Probe
 from isthmus_core.settings import CommonSettings, SectionSettings, load_all
@@ -133,6 +137,20 @@ def make_bus(common: CommonSettings, all_in_one: bool) -> EventBus:
     )
 
 
+def make_bus_admin(bus: EventBus) -> BusAdmin:
+    """The :class:`BusAdmin` of the process's bus (what ``OperationsService`` reports)."""
+    from isthmus_core.bus.inprocess import InProcessBus, InProcessBusAdmin
+
+    if isinstance(bus, InProcessBus):
+        return InProcessBusAdmin(bus)
+    from isthmus_core.bus.kafka import KafkaBus
+    from isthmus_core.bus.kafka_admin import KafkaBusAdmin
+
+    if isinstance(bus, KafkaBus):
+        return KafkaBusAdmin(bus)
+    raise ConfigurationError(f"no bus admin for {type(bus).__name__}")
+
+
 def warn_about_auth(common: CommonSettings) -> None:
     """Say loudly at start what authentication does not cover."""
     if common.auth == "off":
@@ -214,6 +232,18 @@ class Runtime:
                 for sub in offer.subscriptions:
                     self.bus.subscribe(sub)
             topics[AUDIT_RECORDED.name] = AUDIT_RECORDED  # every process may publish audit records
+            # every process serves the bus's operations (consumer lag, dead letters and their replay)
+            topics[DEAD_LETTERS_REPLAYED.name] = DEAD_LETTERS_REPLAYED
+            operations = OperationsServicer(
+                make_bus_admin(self.bus),
+                [
+                    (mod.name, sub.topic, sub.group)
+                    for mod, offer in zip(self.modules, self.offers, strict=True)
+                    for sub in offer.subscriptions
+                ],
+                [m.name for m in self.modules],
+            )
+            self.server.add([operations_registrar(operations)], [OPERATIONS_SERVICE])
             await self.bus.ensure_topics(list(topics.values()))
             for offer in self.offers:
                 for hook in offer.on_start:

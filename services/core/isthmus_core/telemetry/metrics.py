@@ -45,6 +45,12 @@ BUS_PUBLISH_WAITS = Counter(
     "in-process publishes held back by a full partition backlog, by outcome (published | refused)",
     ["topic", "outcome"],
 )
+BUS_RETENTION_DROPPED = Counter(
+    "isthmus_bus_retention_dropped_total",
+    "records an in-process partition dropped from its history past the retention bounds (on a .dlq "
+    "topic: dead letters no longer listed nor replayable, also logged)",
+    ["topic"],
+)
 REPLICATION_EVENTS = Counter(
     "isthmus_replication_events_total",
     "events mirrored from another region, by origin region, service and outcome "
