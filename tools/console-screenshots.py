@@ -54,6 +54,52 @@ class Shot:
     full_page: bool = False
 
 
+# -- the ask page: an answer streamed in, its first citation opened beside it, the provenance unfolded ---
+ASK_SAMPLE = """# Apache Kafka
+
+Apache Kafka is a distributed event streaming platform used by thousands of companies.
+Kafka stores streams of records in topics, and every topic is split into partitions.
+A consumer group lets several consumers share the partitions of a topic.
+Each record is processed by one member of the group.
+"""
+
+
+def ask_setup(page: Any, console: Console) -> None:
+    """The Ask page with an answer: a document uploaded (gRPC) and indexed, a question asked in the page,
+    its first citation opened beside the answer and the provenance unfolded."""
+    import time
+
+    import grpc
+
+    from isthmus.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+
+    if console.grpc_address:
+        with grpc.insecure_channel(console.grpc_address) as channel:
+            stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+            header = ingestion_pb2.UploadHeader(tenant_id="globex", filename="kafka.md", document_id="kafka")
+            parts = iter(
+                [
+                    ingestion_pb2.UploadRequest(header=header),
+                    ingestion_pb2.UploadRequest(data=ASK_SAMPLE.encode()),
+                ]
+            )
+            stub.Upload(parts, timeout=60)
+            deadline = time.monotonic() + 120
+            request = ingestion_pb2.GetDocumentRequest(tenant_id="globex", document_id="kafka")
+            while stub.GetDocument(request, timeout=10).status != ingestion_pb2.DOCUMENT_STATUS_INDEXED:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the sample document was not indexed within 120 s")
+                time.sleep(0.2)
+    page.goto(console.url + "/ask?tenant=globex")
+    page.locator("#ask-question").fill("What does a consumer group do in Kafka?")
+    page.locator("#ask-submit").click()
+    page.locator("#ask-status").get_by_text("Answered.").wait_for(timeout=60_000)
+    page.locator("#answer a.cite").last.click()
+    page.locator("#source-panel mark").wait_for()
+    page.locator("details.provenance summary").click()
+    page.locator("details.provenance table.chunks").first.wait_for(timeout=60_000)
+
+
 def documents_setup(page: Any, console: Console) -> None:
     """Three documents uploaded through the page, followed live to indexed."""
     from playwright.sync_api import expect
@@ -153,7 +199,8 @@ def evaluation_setup(page: Any, console: Console) -> None:
 
 #: the console's pages, in nav order; page helpers add their setup (sample data) here
 SHOTS: list[Shot] = [
-    Shot("ask", "/ask?tenant=acme"),
+    # (globex: the documents shot counts acme's documents)
+    Shot("ask", "/ask?tenant=globex", setup=ask_setup, ready="#ask-final .verdicts", full_page=True),
     Shot(
         "documents", "/documents?tenant=acme", setup=documents_setup, ready="#document-rows", full_page=True
     ),
