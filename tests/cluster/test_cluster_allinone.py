@@ -1,13 +1,15 @@
 """The chart's all-in-one shape installed with `helm install --wait` on a real node, from the image built by
 `make image`: the pod becomes Ready, and through its Service (ClusterIP, via kube-proxy — what an in-cluster
 client reaches) a user gets health, reflection, ingest → indexed → a cited answer, with the pod's own
-development issuer (auth.mode local: `kubectl exec ... isthmus auth token`)."""
+development issuer (auth.mode local: `kubectl exec ... isthmus auth token`); the web console the pod also
+serves answers its health endpoints through its own Service (<release>-console, port "http")."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,11 @@ DOC = (
 def _install(kube_node: KubeNode, namespace: str, image: str) -> tuple[str, str]:
     values = isthmus_values(
         image,
-        {"auth": {"mode": "local"}, "access": {"bindings": [{"principal": "me", "role": "platform-admin"}]}},
+        {
+            "auth": {"mode": "local"},
+            "access": {"bindings": [{"principal": "me", "role": "platform-admin"}]},
+            "services": {"console": {"enabled": True}},  # auth.mode local: no OAuth2 client needed
+        },
     )
     kube_node.install(RELEASE, namespace, values)
     token = kube_node.exec(
@@ -99,3 +105,9 @@ def test_all_in_one_answers_a_cited_question_through_its_service(
         await channel.close()
 
     asyncio.run(scenario())
+
+    # the web console the pod also serves, through its own Service: health without a session
+    console = kube_node.service_address(namespace, f"{RELEASE}-console", "http")
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://{console}{path}", timeout=30) as response:
+            assert response.status == 200, path

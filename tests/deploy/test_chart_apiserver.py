@@ -44,6 +44,16 @@ VARIANTS = {
         "backups.bucket": "isthmus-backups-use1",
     },
     "keda": {**DIST, "keda.enabled": "true", "metrics.serviceMonitor.enabled": "true"},
+    # the web console (on in every render: base-values.yaml) with its Ingress and its read-only Role
+    "console-exposed": {
+        **DIST,
+        "console.ingress.enabled": "true",
+        "console.ingress.host": "console.example.com",
+        "console.ingress.tls.secretName": "console-tls",
+        "console.service.type": "NodePort",
+        "console.service.nodePort": "30088",
+        "services.console.settings.KUBE_NAMESPACE": NAMESPACE,
+    },
     "kafka-sasl-private-ca": {
         **DIST,
         "kafka.securityProtocol": "SASL_SSL",

@@ -41,6 +41,15 @@ RENDERS = {
         *("--set", "access.tenants.acme.bindings[0].principal=client-abc"),
         *("--set", "access.tenants.acme.bindings[0].role=writer"),
     ],
+    # the web console (on in every render: base-values.yaml) with its Ingress and its read-only Role
+    "console-exposed": [
+        *DIST,
+        *("--set", "console.ingress.enabled=true", "--set", "console.ingress.host=console.example.com"),
+        *("--set", "console.ingress.tls.secretName=console-tls", "--set", "console.service.type=NodePort"),
+        *("--set", "services.console.settings.KUBE_NAMESPACE=isthmus"),
+        *("--set", "services.console.secrets.OIDC_CLIENT_SECRET.existingSecret=console-oidc"),
+        *("--set", "services.console.secrets.OIDC_CLIENT_SECRET.key=secret"),
+    ],
 }
 Report = dict[str, Any]
 

@@ -1,7 +1,8 @@
 """charts/isthmus rendered by the real `helm template` (values.schema.json enforced) and checked against
 the Kubernetes schemas (kubernetes-validate) and against the code it deploys: the services and their call
 graph (the modules' ``depends_on``), the consumer groups, the gRPC health names (the protos) and the
-settings classes (every rendered env var must load into the settings it is meant for)."""
+settings classes (every rendered env var must load into the settings it is meant for). The web console
+(an HTTP service of the same image) is on in every render (base-values.yaml)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,55 @@ import functools
 import importlib
 import json
 import os
+import subprocess
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from isthmus_cli.modules import MODULES
 from isthmus_core.auth.access_file import FAMILIES
 from isthmus_core.auth.access_file import Quota as AccessQuota
 from isthmus_core.auth.access_file import parse as parse_access_file
 from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
-from isthmus_core.settings import CommonSettings, load_all
+from isthmus_core.settings import CommonSettings, SectionSettings, load_all, section_config
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
 RELEASE, NAMESPACE = "rel", "isthmus"  # what the ``chart`` fixture renders with
-SERVICES = sorted(m.name for m in MODULES)
+CONSOLE = "console"  # the web console: HTTP pages (port 8088 "http"), no gRPC API of its own
+CONSOLE_PORT = 8088
+
+
+class _ConsoleSettingsOfTheDesign(SectionSettings):
+    """Stand-in for ``isthmus_console.settings.ConsoleSettings`` while ``MODULES`` has no console module
+    (issue 20: the fields of its design); the real class is used as soon as the module is listed."""
+
+    section: ClassVar[str] = "console"
+    model_config = section_config("console")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    public_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid", "offline_access"])
+    session_ttl_s: float = Field(8 * 3600.0, gt=0)
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    region_endpoints: dict[str, str] = Field(default_factory=dict)
+    kube_namespace: str = ""
+    kubeconfig: Path | None = None
+
+
+SERVICES = sorted({m.name for m in MODULES} | {CONSOLE})
+GRPC_SERVICES = [s for s in SERVICES if s != CONSOLE]  # each serves a gRPC API (and has a health name)
 CALLEES = {m.name: set(m.depends_on) for m in MODULES}  # who calls whom over gRPC
+CALLEES.setdefault(CONSOLE, set(GRPC_SERVICES))  # its design: it calls every service (depends_on)
 CALLERS = {s: {c for c in SERVICES if s in CALLEES[c]} for s in SERVICES}
 # the chart's contract: clients call these directly; embedding and guardrail are only called by services
 PUBLIC = {"ingestion", "retrieval", "agent-orchestrator", "evaluation"}
@@ -103,8 +132,17 @@ def health_name(service: str) -> str:
 def settings_class(section: str) -> Any:
     if section == "common":
         return CommonSettings
-    [cls] = [m.settings_cls for m in MODULES if m.name == section]
+    classes = [m.settings_cls for m in MODULES if m.name == section]
+    if not classes and section == CONSOLE:
+        return _ConsoleSettingsOfTheDesign
+    [cls] = classes
     return cls
+
+
+def autoscaling(service: str) -> dict[str, Any]:
+    """A service's autoscaling values (the console has none: one replica)."""
+    auto: dict[str, Any] = chart_values()["services"][service].get("autoscaling", {"enabled": False})
+    return auto
 
 
 def write_values(tmp_path: Path, values: dict[str, Any]) -> list[str]:
@@ -154,6 +192,16 @@ VARIANTS = {
         "region": "eu-west-1",
     },
     "model-bundles": {**DIST, "modelBundles.hostPath": "/var/lib/isthmus/bundles"},
+    "console-exposed": {
+        **DIST,
+        "console.ingress.enabled": "true",
+        "console.ingress.className": "nginx",
+        "console.ingress.host": "console.isthmus.example.com",
+        "console.ingress.tls.secretName": "console-tls",
+        "services.console.settings.KUBE_NAMESPACE": NAMESPACE,
+        "services.console.secrets.OIDC_CLIENT_SECRET.existingSecret": "console-oidc",
+        "services.console.secrets.OIDC_CLIENT_SECRET.key": "client-secret",
+    },
     "all-in-one-exposed": {
         "ingress.allowedNamespaces[0]": "apps",
         "ingress.cidrs[0]": "10.20.0.0/16",
@@ -219,19 +267,20 @@ def test_all_in_one_is_one_pod_with_a_volume_every_setting_and_grpc_probes(chart
     assert "emptyDir" in volumes[mounts["/tmp"]]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["grpc"]["port"] == 50051, probe
-    assert set(by_kind(docs, "Service")) == set(by_kind(docs, "PodDisruptionBudget")) == {name("all")}
+    assert set(by_kind(docs, "PodDisruptionBudget")) == {name("all")}
+    assert set(by_kind(docs, "Service")) == {name("all"), name(CONSOLE)}  # the console's: its http port
 
 
 def test_distributed_has_every_piece_per_service(chart: Any) -> None:
     docs = chart.render(*sets(DIST))
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount"):
         assert sorted(by_kind(docs, kind)) == sorted(name(s) for s in SERVICES), kind
-    autoscaled = {s for s in SERVICES if chart_values()["services"][s]["autoscaling"]["enabled"]}
+    autoscaled = {s for s in SERVICES if autoscaling(s)["enabled"]}
     assert autoscaled, "values.yaml autoscales no service: the HPA path is untested"
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert set(hpas) == {name(s) for s in autoscaled}
     for s in autoscaled:
-        spec, auto = hpas[name(s)]["spec"], chart_values()["services"][s]["autoscaling"]
+        spec, auto = hpas[name(s)]["spec"], autoscaling(s)
         assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name(s)}
         assert (spec["minReplicas"], spec["maxReplicas"]) == (auto["minReplicas"], auto["maxReplicas"])
         assert spec["metrics"][0]["resource"]["name"] == "cpu"
@@ -246,7 +295,7 @@ def test_distributed_has_every_piece_per_service(chart: Any) -> None:
         assert env["ISTHMUS_KAFKA_BOOTSTRAP_SERVERS"]["value"] == "kafka.data:9092"
         assert env["ISTHMUS_GRPC_HOST"]["value"] == "0.0.0.0"
         endpoints = json.loads(env["ISTHMUS_ENDPOINTS"]["value"])
-        assert set(endpoints) == set(SERVICES)
+        assert set(endpoints) == set(GRPC_SERVICES)  # nothing calls the console over gRPC
         for target, address in endpoints.items():
             host, port = address.rsplit(":", 1)
             svc_name, ns, suffix = host.split(".")
@@ -254,6 +303,19 @@ def test_distributed_has_every_piece_per_service(chart: Any) -> None:
             svc = services[svc_name]
             assert svc["spec"]["selector"]["app.kubernetes.io/component"] == target
             assert int(port) in {p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc"}
+        if s == CONSOLE:  # its own HTTP endpoints (issue 20): liveness /healthz, readiness /readyz
+            assert {p["name"]: p["containerPort"] for p in c["ports"]}["http"] == CONSOLE_PORT
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert (
+                c["livenessProbe"]["httpGet"]
+                == c["startupProbe"]["httpGet"]
+                == {
+                    "path": "/healthz",
+                    "port": "http",
+                }
+            )
+            continue
+        assert "http" not in {p["name"] for p in c["ports"]}
         assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": health_name(s)}
         assert c["livenessProbe"]["grpc"]["port"] == c["startupProbe"]["grpc"]["port"] == 50051
         # a dependency down makes a pod unready, never restarts it: liveness asks the process's own entry
@@ -348,7 +410,7 @@ def test_network_policies_allow_exactly_the_call_graph(chart: Any) -> None:
         s = pol_name.removeprefix(f"{RELEASE}-")
         assert pol["spec"]["policyTypes"] == ["Ingress", "Egress"]  # default deny both ways
         assert pol["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == s
-        grpc_from, clients, scrapers = set(), [], []
+        grpc_from, clients, scrapers, web = set(), [], [], []
         for rule in pol["spec"]["ingress"]:
             ports = {p["port"] for p in rule["ports"]}
             for peer in rule["from"]:
@@ -358,11 +420,16 @@ def test_network_policies_allow_exactly_the_call_graph(chart: Any) -> None:
                     grpc_from.add(comp)
                 elif ports == {9464}:
                     scrapers.append(peer)
+                elif ports == {CONSOLE_PORT}:
+                    web.append(peer)
                 else:
                     assert ports == {50051}
                     clients.append(peer)
         assert grpc_from == CALLERS[s], s
         assert bool(clients) == (s in PUBLIC), s
+        assert web == (
+            [{"podSelector": {"matchLabels": {"isthmus.dev/client": "true"}}}] if s == CONSOLE else []
+        )
         assert scrapers == [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ]
@@ -419,7 +486,14 @@ def test_network_policy_knobs(chart: Any) -> None:
 
 def test_a_disabled_service_drops_out_of_endpoints_and_policies(chart: Any) -> None:
     docs = chart.render(
-        *sets({**DIST, "services.evaluation.enabled": "false", "endpoints.retrieval": "search.other:50051"})
+        *sets(
+            {
+                **DIST,
+                "services.evaluation.enabled": "false",
+                "services.console.enabled": "false",  # it calls every service, evaluation too
+                "endpoints.retrieval": "search.other:50051",
+            }
+        )
     )
     assert name("evaluation") not in by_kind(docs, "Deployment")
     env = env_of(by_kind(docs, "Deployment")[name("agent-orchestrator")])
@@ -446,6 +520,7 @@ def test_rendered_settings_load_into_the_services_settings(
         "embedding": {"MAX_BATCH": 64, "MAX_WAIT_MS": 2.5},
         "agent-orchestrator": {"GENERATOR": "openai", "OPENAI_MODEL": "smollm2", "TOP_K": 4},
         "evaluation": {"SEARCH_CONCURRENCY": 2},
+        CONSOLE: {"SESSION_TTL_S": 1800, "MAX_UPLOAD_BYTES": 1048576, "KUBE_NAMESPACE": "ops"},
     }
     values = {
         "deploymentMode": "Distributed",
@@ -486,11 +561,17 @@ def test_rendered_settings_load_into_the_services_settings(
         assert (common.shutdown_drain_delay_s, common.shutdown_grace_s) == (2.5, 15.0)
         assert (common.otel_exporter, common.otel_endpoint) == ("otlp", "http://otel.obs:4317")
         assert str(common.data_dir) == "/data"
-        assert set(common.endpoints) == set(SERVICES)
+        assert set(common.endpoints) == set(GRPC_SERVICES)
         for key, value in chosen[s].items():
             assert getattr(own, key.lower()) == value, (s, key)
         if s == "agent-orchestrator":
             assert own.openai_api_key.get_secret_value() == "from-a-secret"
+
+
+#: settings of a service the chart sets itself (not offered under services.<svc>.settings): retrieval's store
+#: lives on the chart's volume; the console listens on the pod's http port, runs when
+#: services.console.enabled, and reads the Kubernetes API with its ServiceAccount's token (no kubeconfig)
+CHART_OWNED = {"retrieval": {"STORE_DIR"}, CONSOLE: {"ENABLED", "HOST", "PORT", "KUBECONFIG"}}
 
 
 def _expected_settings_schema(section: str) -> tuple[set[str], set[str]]:
@@ -527,8 +608,7 @@ def test_the_schema_knows_every_setting_of_every_service(chart: Any) -> None:
     for s in SERVICES:
         settings, secrets = _expected_settings_schema(s)
         allowed = set(defs[f"settings.{s}"]["properties"])
-        chart_owned = {"STORE_DIR"} if s == "retrieval" else set()  # the store lives on the chart's volume
-        assert allowed == settings - chart_owned, s
+        assert allowed == settings - CHART_OWNED.get(s, set()), s
         assert set(defs[f"secrets.{s}"]["properties"]) == secrets, s
         for key, spec in defs[f"settings.{s}"]["properties"].items():
             assert _schema_matches_field(spec, settings_class(s).model_fields[key.lower()].annotation), (
@@ -657,9 +737,7 @@ def test_keda_replaces_the_hpas_and_scales_consumers_on_their_group_lag(chart: A
     )
     assert not by_kind(docs, "HorizontalPodAutoscaler")
     scaled = by_kind(docs, "ScaledObject")
-    autoscaled = {s for s in SERVICES if chart_values()["services"][s]["autoscaling"]["enabled"]} | {
-        "evaluation"
-    }
+    autoscaled = {s for s in SERVICES if autoscaling(s)["enabled"]} | {"evaluation"}
     assert set(scaled) == {name(s) for s in autoscaled}
     for s in autoscaled:
         spec = scaled[name(s)]["spec"]
@@ -957,10 +1035,8 @@ QUOTA_KEYS = {
 def _expected_quota_replicas(mode: dict[str, Any], service: str) -> int:
     if not mode:
         return 1  # AllInOne: one pod
-    cfg = chart_values()["services"][service]
-    return int(
-        cfg["autoscaling"]["maxReplicas"] if cfg["autoscaling"]["enabled"] else max(1, cfg["replicas"])
-    )
+    cfg, auto = chart_values()["services"][service], autoscaling(service)
+    return int(auto["maxReplicas"] if auto["enabled"] else max(1, cfg["replicas"]))
 
 
 @pytest.mark.parametrize("values", list(VARIANTS.values()), ids=list(VARIANTS))
@@ -1242,3 +1318,452 @@ def test_model_bundles_take_one_source(chart: Any) -> None:
     assert r.returncode != 0 and SCHEMA_ERROR in r.stderr, r.stderr
     r = chart.template(*sets({"modelBundles.hostPath": "relative/dir"}), check=False)
     assert r.returncode != 0 and SCHEMA_ERROR in r.stderr, r.stderr
+
+
+# -- the web console (issue 20) -----------------------------------------------------------------------
+
+CONSOLE_OFF = {"services.console.enabled": "false"}
+#: what the console is given in the tests below: its Ingress, the namespace of the operator's objects
+CONSOLE_INGRESS = {
+    "console.ingress.enabled": "true",
+    "console.ingress.className": "nginx",
+    "console.ingress.host": "console.isthmus.example.com",
+    "console.ingress.tls.secretName": "console-tls",
+    "console.ingress.annotations.cert-manager\\.io/cluster-issuer": "letsencrypt",
+}
+
+
+def render_without_console_base(chart: Any, values: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """``helm template`` with the console on but without base-values.yaml's OIDC client and URL (the
+    schema refuses a null that would drop them)."""
+    base = {"auth.issuer": "https://idp.example.com/", "services.console.enabled": "true"}
+    r: subprocess.CompletedProcess[str] = chart.template(*sets({**base, **values}), check=False, base=False)
+    return r
+
+
+def docs_of(r: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert r.returncode == 0, r.stderr
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def console_service_ports(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in by_kind(docs, "Service")[name(CONSOLE)]["spec"]["ports"]}
+
+
+def test_the_console_is_off_by_default_and_then_leaves_no_trace(chart: Any) -> None:
+    """values.yaml: off (with oidc it needs an OAuth2 client of its own). Off, nothing of it is rendered
+    but ISTHMUS_CONSOLE_ENABLED=false on the AllInOne pod (its `--target all` would start it)."""
+    assert chart_values()["services"][CONSOLE]["enabled"] is False
+    assert chart_values()["console"]["ingress"]["enabled"] is False
+    for mode in ({}, DIST):
+        docs = chart.render(*sets({**mode, **CONSOLE_OFF}))
+        assert name(CONSOLE) not in by_kind(docs, "Service") | by_kind(docs, "Deployment")
+        assert not by_kind(docs, "Ingress") and not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+        for dep in by_kind(docs, "Deployment").values():
+            c = container(dep)
+            assert "http" not in {p["name"] for p in c["ports"]}
+            assert "kube-api-access" not in {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+            env = env_of(dep)
+            if mode:
+                assert not [v for v in env if v.startswith("ISTHMUS_CONSOLE_")]
+            else:
+                assert env["ISTHMUS_CONSOLE_ENABLED"]["value"] == "false"
+        for pol_name, pol in by_kind(docs, "NetworkPolicy").items():
+            assert CONSOLE_PORT not in {p["port"] for r in pol["spec"]["ingress"] for p in r["ports"]}
+            peers = [p for r in pol["spec"]["ingress"] for p in r["from"]]
+            assert CONSOLE not in {
+                p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                for p in peers
+            }, pol_name
+
+
+def test_the_all_in_one_pod_serves_the_console_behind_its_own_service(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = chart.render()
+    [dep] = by_kind(docs, "Deployment").values()
+    c = container(dep)
+    assert c["args"] == ["--target", "all"]  # the console is one of the modules of `all`
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["http"] == CONSOLE_PORT
+    # the pod's probes stay gRPC (every module's health); the console's Service follows its readiness
+    assert c["readinessProbe"]["grpc"]["port"] == 50051
+    svc = by_kind(docs, "Service")[name(CONSOLE)]
+    assert svc["spec"]["selector"] == by_kind(docs, "Service")[name("all")]["spec"]["selector"]
+    assert svc["spec"]["type"] == "ClusterIP"
+    # only the web port: the pod's metrics are scraped through <release>-all (no double scrape)
+    assert console_service_ports(docs) == {
+        "http": {
+            "name": "http",
+            "port": CONSOLE_PORT,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        }
+    }
+    console = _load_console(env_of(dep), monkeypatch)
+    assert (console.enabled, console.host, console.port) == (True, "0.0.0.0", CONSOLE_PORT)
+    assert console.public_url == "https://console.example.com"
+    assert console.oidc_client_id == "isthmus-console"
+    assert not by_kind(docs, "Ingress")
+    [pol] = by_kind(docs, "NetworkPolicy").values()
+    web = [r for r in pol["spec"]["ingress"] if r["ports"] == [{"port": CONSOLE_PORT, "protocol": "TCP"}]]
+    assert [r["from"] for r in web] == [[{"podSelector": {"matchLabels": {"isthmus.dev/client": "true"}}}]]
+    # a NodePort for a load balancer
+    exposed = chart.render(*sets({"console.service.type": "NodePort", "console.service.nodePort": "30088"}))
+    port = console_service_ports(exposed)["http"]
+    assert by_kind(exposed, "Service")[name(CONSOLE)]["spec"]["type"] == "NodePort"
+    assert port["nodePort"] == 30088
+
+
+def _load_console(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Any:
+    for key in [k for k in os.environ if k.startswith("ISTHMUS_")]:
+        monkeypatch.delenv(key)
+    for var, e in env.items():
+        monkeypatch.setenv(var, env_value(e))
+    return load_all([CommonSettings, settings_class(CONSOLE)])[CONSOLE]
+
+
+def test_distributed_runs_the_console_as_its_own_deployment(
+    chart: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        "deploymentMode": "Distributed",
+        "kafka": {"bootstrapServers": "kafka.data:9092"},
+        "services": {
+            CONSOLE: {
+                "settings": {
+                    "OIDC_SCOPES": '["openid", "offline_access", "email"]',
+                    "REGION_ENDPOINTS": '{"eu-west-1": "isthmus.eu.example.com:443"}',
+                },
+                "secrets": {"OIDC_CLIENT_SECRET": {"existingSecret": "console-oidc", "key": "secret"}},
+                "serviceAccount": {"name": "console-reader"},
+            }
+        },
+    }
+    docs = chart.render(*write_values(tmp_path, values))
+    dep = by_kind(docs, "Deployment")[name(CONSOLE)]
+    assert container(dep)["args"] == ["--target", CONSOLE]
+    assert dep["spec"]["replicas"] == 1  # sessions live in the pod's memory
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert name(CONSOLE) not in by_kind(docs, "HorizontalPodAutoscaler")
+    assert name(CONSOLE) in by_kind(docs, "PodDisruptionBudget")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "console-reader"
+    assert "console-reader" in by_kind(docs, "ServiceAccount")
+    svc = by_kind(docs, "Service")[name(CONSOLE)]
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == CONSOLE
+    ports = console_service_ports(docs)
+    assert set(ports) == {"http", "metrics"}  # no gRPC: nothing calls the console
+    assert (ports["http"]["port"], ports["http"]["targetPort"]) == (CONSOLE_PORT, "http")
+    env = env_of(dep)
+    assert env["ISTHMUS_CONSOLE_OIDC_CLIENT_SECRET"]["valueFrom"] == {
+        "secretKeyRef": {"name": "console-oidc", "key": "secret"}
+    }
+    for other in GRPC_SERVICES:  # the secret only where it is read
+        assert "ISTHMUS_CONSOLE_OIDC_CLIENT_SECRET" not in env_of(by_kind(docs, "Deployment")[name(other)])
+    console = _load_console(env, monkeypatch)
+    assert (console.enabled, console.host, console.port) == (True, "0.0.0.0", CONSOLE_PORT)
+    assert console.oidc_scopes == ["openid", "offline_access", "email"]
+    assert console.region_endpoints == {"eu-west-1": "isthmus.eu.example.com:443"}
+    assert console.oidc_client_secret.get_secret_value() == "from-a-secret"
+    common = _load_common(env, monkeypatch)
+    assert set(common.endpoints) == CALLEES[CONSOLE] == set(GRPC_SERVICES)  # every one it calls
+
+
+def _egress(pol: dict[str, Any]) -> list[tuple[frozenset[int], str]]:
+    """(ports, to) of each egress rule; ``to``: the component a pod selector names, "dns", or the JSON of
+    the peers ("" = any destination)."""
+    out = []
+    for rule in pol["spec"]["egress"]:
+        ports = frozenset(p["port"] for p in rule["ports"])
+        peers = rule.get("to", [])
+        comps = {
+            p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") for p in peers
+        }
+        if ports == {53}:
+            out.append((ports, "dns"))
+        elif len(comps) == 1 and None not in comps:
+            out.append((ports, str(comps.pop())))
+        else:
+            out.append((ports, json.dumps(peers, sort_keys=True) if peers else ""))
+    return out
+
+
+def test_the_console_network_policy_allows_what_it_needs_and_nothing_more(chart: Any, tmp_path: Path) -> None:
+    kube_peer = {"ipBlock": {"cidr": "10.0.0.10/32"}}
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    values: dict[str, Any] = {
+        "deploymentMode": "Distributed",
+        "kafka": {"bootstrapServers": "kafka.data:9092"},
+        "auth": {"jwksUrl": "https://keys.example.com:8443/jwks.json"},
+        "ingress": {"allowedNamespaces": ["apps"], "cidrs": ["10.20.0.0/16"]},
+        "console": {"ingress": {"controllerPeers": [controller]}, "kubeApi": {"networkPeers": [kube_peer]}},
+        "services": {
+            CONSOLE: {
+                "settings": {
+                    "KUBE_NAMESPACE": "ops",
+                    "REGION_ENDPOINTS": '{"eu": "isthmus.eu.example.com:443", "us": "isthmus.us:50051"}',
+                }
+            }
+        },
+    }
+    docs = chart.render(*write_values(tmp_path, values))
+    pols = by_kind(docs, "NetworkPolicy")
+    pol = pols[name(CONSOLE)]
+    assert pol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    # ingress: its web port from the clients and the Ingress controller, metrics from Prometheus; no gRPC
+    ingress = {frozenset(p["port"] for p in r["ports"]): r["from"] for r in pol["spec"]["ingress"]}
+    assert set(ingress) == {frozenset({CONSOLE_PORT}), frozenset({9464})}
+    clients = [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apps"]}
+                ]
+            },
+            "podSelector": {"matchLabels": {"isthmus.dev/client": "true"}},
+        },
+        {"ipBlock": {"cidr": "10.20.0.0/16"}},
+    ]
+    assert ingress[frozenset({CONSOLE_PORT})] == [*clients, controller]
+    # egress: DNS, gRPC to each service it calls, Kafka (the runtime's bus: audit records), the identity
+    # provider (JWKS port, and the issuer's for logins), the Kubernetes API, the other regions
+    kafka = frozenset(chart_values()["kafka"]["ports"])
+    assert sorted(_egress(pol), key=str) == sorted(
+        [
+            (frozenset({53}), "dns"),
+            *[(frozenset({50051}), s) for s in sorted(CALLEES[CONSOLE])],
+            (kafka, ""),
+            (frozenset({8443, 443}), ""),
+            (frozenset({443, 6443}), json.dumps([kube_peer], sort_keys=True)),
+            (frozenset({443, 50051}), ""),
+        ],
+        key=str,
+    )
+    # every service it calls lets it in on gRPC, and only those
+    for s in GRPC_SERVICES:
+        froms = {
+            p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+            for r in pols[name(s)]["spec"]["ingress"]
+            for p in r["from"]
+        }
+        assert (CONSOLE in froms) == (s in CALLEES[CONSOLE]), s
+    # no kube namespace, no region: neither rule; the other services get none of the console's rules
+    plain = chart.render(*sets(DIST))
+    assert sorted(_egress(by_kind(plain, "NetworkPolicy")[name(CONSOLE)]), key=str) == sorted(
+        [
+            (frozenset({53}), "dns"),
+            *[(frozenset({50051}), s) for s in sorted(CALLEES[CONSOLE])],
+            (kafka, ""),
+            (frozenset({443}), ""),
+        ],
+        key=str,
+    )
+    for s in GRPC_SERVICES:
+        rules = _egress(by_kind(docs, "NetworkPolicy")[name(s)])
+        assert frozenset({443, 6443}) not in {ports for ports, _ in rules}, s
+        assert CONSOLE_PORT not in {p["port"] for r in pols[name(s)]["spec"]["ingress"] for p in r["ports"]}
+
+
+def test_the_all_in_one_policy_opens_the_console_port_and_its_kube_api(chart: Any) -> None:
+    docs = chart.render(*sets({"services.console.settings.KUBE_NAMESPACE": "ops"}))
+    [pol] = by_kind(docs, "NetworkPolicy").values()
+    rules = _egress(pol)
+    assert (frozenset({443, 6443}), "") in rules  # no peers given: any destination on those ports
+    assert CONSOLE_PORT in {p["port"] for r in pol["spec"]["ingress"] for p in r["ports"]}
+    assert (frozenset({443, 6443}), "") not in _egress(
+        next(iter(by_kind(chart.render(), "NetworkPolicy").values()))
+    )
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_the_console_ingress_targets_its_service_and_gives_the_login_its_url(
+    chart: Any, mode: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes_validate
+
+    # no PUBLIC_URL: the Ingress's host is the console's URL
+    with_client = {**mode, **CONSOLE_INGRESS, "services.console.settings.OIDC_CLIENT_ID": "isthmus-console"}
+    docs = docs_of(render_without_console_base(chart, with_client))
+    [ing] = by_kind(docs, "Ingress").values()
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(ing, version, strict=True)
+    spec = ing["spec"]
+    assert ing["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["console.isthmus.example.com"], "secretName": "console-tls"}]
+    [rule] = spec["rules"]
+    assert rule["host"] == "console.isthmus.example.com"
+    [path] = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    assert backend == {"name": name(CONSOLE), "port": {"name": "http"}}
+    assert "http" in console_service_ports(docs)
+    dep = by_kind(docs, "Deployment")[name(CONSOLE if mode else "all")]
+    console = _load_console(env_of(dep), monkeypatch)
+    assert console.public_url == "https://console.isthmus.example.com"  # redirect URI: + /auth/callback
+    docs = docs_of(render_without_console_base(chart, {**with_client, "console.ingress.tls.secretName": ""}))
+    assert "tls" not in next(iter(by_kind(docs, "Ingress").values()))["spec"]
+    env = env_of(by_kind(docs, "Deployment")[name(CONSOLE if mode else "all")])
+    assert env["ISTHMUS_CONSOLE_PUBLIC_URL"]["value"] == "http://console.isthmus.example.com"
+    # a PUBLIC_URL given wins (e.g. TLS ends at a load balancer in front of the Ingress)
+    docs = chart.render(*sets({**mode, **CONSOLE_INGRESS}))
+    env = env_of(by_kind(docs, "Deployment")[name(CONSOLE if mode else "all")])
+    assert env["ISTHMUS_CONSOLE_PUBLIC_URL"]["value"] == "https://console.example.com"
+
+
+@pytest.mark.parametrize("mode", [{}, DIST], ids=["all-in-one", "distributed"])
+def test_the_console_reads_rollouts_and_drills_with_a_read_only_role(
+    chart: Any, mode: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes_validate
+
+    from isthmus_operator.names import DRILL_PLURAL, GROUP, ROLLOUT_PLURAL
+
+    docs = chart.render(*sets({**mode, "services.console.settings.KUBE_NAMESPACE": "ops"}))
+    component = CONSOLE if mode else "all"
+    [role] = by_kind(docs, "Role").values()
+    [binding] = by_kind(docs, "RoleBinding").values()
+    for obj in (role, binding):
+        assert obj["metadata"]["namespace"] == "ops"  # where the operator's objects are
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    assert role["rules"] == [
+        {
+            "apiGroups": [GROUP],
+            "resources": [ROLLOUT_PLURAL, DRILL_PLURAL],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    dep = by_kind(docs, "Deployment")[name(component)]
+    pod = dep["spec"]["template"]["spec"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}
+    ]
+    # the API token: mounted where the in-cluster client looks, on this pod only; no automount anywhere
+    assert pod["automountServiceAccountToken"] is False
+    [mount] = [m for m in container(dep)["volumeMounts"] if m["name"] == "kube-api-access"]
+    assert mount == {
+        "name": "kube-api-access",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
+    [volume] = [v for v in pod["volumes"] if v["name"] == "kube-api-access"]
+    sources = volume["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["path"] == "token"
+    assert {"key": "ca.crt", "path": "ca.crt"} in sources[1]["configMap"]["items"]
+    for other_name, other in by_kind(docs, "Deployment").items():
+        if other_name != name(component):
+            assert "kube-api-access" not in {v["name"] for v in other["spec"]["template"]["spec"]["volumes"]}
+    assert _load_console(env_of(dep), monkeypatch).kube_namespace == "ops"
+    # without a namespace: no Role, no token
+    docs = chart.render(*sets(mode))
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    pod = by_kind(docs, "Deployment")[name(component)]["spec"]["template"]["spec"]
+    assert "kube-api-access" not in {v["name"] for v in pod["volumes"]}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"services.console.replicas": "2"}, "at '/services/console/replicas': maximum: got 2"),
+        ({"services.console.settings.HOST": "0.0.0.0"}, "additional properties 'HOST' not allowed"),
+        ({"services.console.settings.PORT": "9000"}, "additional properties 'PORT' not allowed"),
+        ({"services.console.settings.KUBECONFIG": "/k"}, "additional properties 'KUBECONFIG' not allowed"),
+        (
+            {"services.console.settings.OIDC_CLIENT_SECRET": "s3cret"},
+            "additional properties 'OIDC_CLIENT_SECRET' not allowed",
+        ),
+        ({"services.console.autoscaling.enabled": "true"}, "additional properties 'autoscaling' not allowed"),
+        (
+            {"services.console.settings.PUBLIC_URL": "console.example.com"},
+            "at '/services/console/settings/PUBLIC_URL'",
+        ),
+        ({"services.console.settings.PUBLIC_URL": "https://c.example.com/"}, "PUBLIC_URL"),
+        ({"services.console.settings.KUBE_NAMESPACE": "Ops_1"}, "KUBE_NAMESPACE"),
+        ({"console.ingress.host": "https://console.example.com"}, "at '/console/ingress/host'"),
+        ({"console.kubeApi.ports[0]": "0"}, "at '/console/kubeApi/ports/0'"),
+    ],
+    ids=[
+        "two-replicas",
+        "chart-owned-host",
+        "chart-owned-port",
+        "kubeconfig-not-offered",
+        "secret-as-a-setting",
+        "no-autoscaling",
+        "public-url-not-a-url",
+        "public-url-trailing-slash",
+        "bad-namespace",
+        "ingress-host-not-a-name",
+        "bad-kube-api-port",
+    ],
+)
+def test_invalid_console_values_fail_at_render_with_the_schema_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = chart.template(*sets(values), check=False)
+    assert r.returncode != 0
+    assert SCHEMA_ERROR in r.stderr and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"services.console.settings.PUBLIC_URL": "https://console.example.com"},
+            "services.console with auth.mode oidc needs services.console.settings.OIDC_CLIENT_ID",
+        ),
+        (
+            {"services.console.settings.OIDC_CLIENT_ID": "isthmus-console"},
+            "services.console with auth.mode oidc needs its external URL",
+        ),
+        (
+            {
+                "services.console.settings.OIDC_CLIENT_ID": "isthmus-console",
+                "services.console.settings.PUBLIC_URL": "https://console.example.com",
+                "console.ingress.enabled": "true",
+            },
+            "console.ingress.enabled needs console.ingress.host",
+        ),
+        (
+            {**CONSOLE_INGRESS, "services.console.enabled": "false"},
+            "console.ingress.enabled needs services.console.enabled",
+        ),
+        (
+            {
+                **DIST,
+                "services.evaluation.enabled": "false",
+                "services.console.settings.OIDC_CLIENT_ID": "isthmus-console",
+                "services.console.settings.PUBLIC_URL": "https://console.example.com",
+            },
+            "services.console is enabled and calls evaluation",
+        ),
+    ],
+    ids=[
+        "oidc-without-client",
+        "oidc-without-url",
+        "ingress-without-host",
+        "ingress-without-console",
+        "callee-off",
+    ],
+)
+def test_inconsistent_console_values_fail_at_render_with_a_message(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    r = render_without_console_base(chart, values)
+    assert r.returncode != 0
+    assert "execution error" in r.stderr and message in r.stderr, r.stderr
+
+
+def test_the_console_needs_no_client_with_the_local_issuer(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auth.mode local (AllInOne): a token from `isthmus auth token` is pasted at login; no OAuth2 client."""
+    docs = docs_of(render_without_console_base(chart, {"auth.mode": "local"}))
+    [dep] = by_kind(docs, "Deployment").values()
+    console = _load_console(env_of(dep), monkeypatch)
+    assert (console.enabled, console.oidc_client_id, console.public_url) == (True, "", "")

@@ -18,6 +18,7 @@ from isthmus_core.testing.infra import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = {"all-in-one": "AllInOne", "distributed": "Distributed"}
+RELEASE = "rel"  # the release name the ``chart`` fixture renders with
 
 
 @functools.cache
@@ -68,7 +69,8 @@ def test_each_profile_renders_its_mode(chart: Any, profile: str) -> None:
     values = {**templated, **release.get("setValues", {})}
     assert values["deploymentMode"] == MODES[profile]
     args = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
-    docs = chart.render(*args)  # fails if the chart's schema rejects a profile value
+    # as skaffold renders it: the profile's values alone (fails if the chart's schema rejects one)
+    docs = [d for d in yaml.safe_load_all(chart.template(*args, base=False).stdout) if d]
     deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     targets = {d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in deps.values()}
     assert (targets == {"all"}) == (MODES[profile] == "AllInOne")
@@ -76,6 +78,14 @@ def test_each_profile_renders_its_mode(chart: Any, profile: str) -> None:
         c = dep["spec"]["template"]["spec"]["containers"][0]
         assert c["image"] == "isthmus:dev-abc123"
         assert c["imagePullPolicy"] == "IfNotPresent"  # locally built images are never pulled
+    # what `skaffold dev` forwards is a port of a Service the profile renders (all-in-one: the console)
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    forwards = config.get("portForward", [])
+    assert bool(forwards) == (MODES[profile] == "AllInOne")
+    for fwd in forwards:
+        assert (fwd["resourceType"], fwd["namespace"]) == ("service", release["namespace"])
+        svc = services[fwd["resourceName"].replace(release["name"], RELEASE, 1)]
+        assert fwd["port"] in {p["port"] for p in svc["spec"]["ports"]}, fwd
 
 
 # --- the real skaffold (tools/tools.d/skaffold.sh builds v2.16.1) -----------------------------------

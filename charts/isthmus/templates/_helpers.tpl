@@ -24,7 +24,27 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* the services, in a stable order */}}
 {{- define "isthmus.services" -}}
-{{- toJson (list "agent-orchestrator" "embedding" "evaluation" "guardrail" "ingestion" "retrieval") -}}
+{{- toJson (list "agent-orchestrator" "console" "embedding" "evaluation" "guardrail" "ingestion" "retrieval") -}}
+{{- end -}}
+
+{{/* the console's HTTP port (container port and Service port "http"; ISTHMUS_CONSOLE_PORT) */}}
+{{- define "isthmus.consolePort" -}}8088{{- end -}}
+
+{{/* "true" when the console reads EdgeRollouts/FailoverDrills from the Kubernetes API: enabled, with
+settings.KUBE_NAMESPACE (its ServiceAccount gets a read-only Role there and its pod an API token) */}}
+{{- define "isthmus.consoleKube" -}}
+{{- $cfg := get .Values.services "console" -}}
+{{- if and $cfg.enabled (get (default (dict) $cfg.settings) "KUBE_NAMESPACE") }}true{{ end -}}
+{{- end -}}
+
+{{/* the console's external base URL: settings.PUBLIC_URL, else the Ingress host's (https with tls) */}}
+{{- define "isthmus.consolePublicUrl" -}}
+{{- $cfg := get .Values.services "console" -}}
+{{- $ing := .Values.console.ingress -}}
+{{- $given := get (default (dict) $cfg.settings) "PUBLIC_URL" -}}
+{{- if $given -}}{{ $given }}
+{{- else if and $ing.enabled $ing.host -}}{{ ternary "https" "http" (ne (toString (default (dict) $ing.tls).secretName) "") }}://{{ $ing.host }}
+{{- end -}}
 {{- end -}}
 
 {{/* service -> its settings prefix, e.g. agent-orchestrator -> ISTHMUS_AGENT_ORCHESTRATOR_ */}}
@@ -58,7 +78,8 @@ app.kubernetes.io/component: {{ .component }}
   "agent-orchestrator" (list "embedding" "guardrail" "retrieval")
   "evaluation" (list "agent-orchestrator" "guardrail" "ingestion" "retrieval")
   "embedding" (list)
-  "guardrail" (list "retrieval")) -}}
+  "guardrail" (list "retrieval")
+  "console" (list "agent-orchestrator" "embedding" "evaluation" "guardrail" "ingestion" "retrieval")) -}}
 {{- end -}}
 
 {{/* the callers of a service (JSON list) */}}
@@ -76,6 +97,27 @@ app.kubernetes.io/component: {{ .component }}
 {{- toJson (list "ingestion" "retrieval" "agent-orchestrator" "evaluation") -}}
 {{- end -}}
 
+{{/* NetworkPolicyPeers of the clients (the `ingress` values): pods labelled ingress.podSelector in
+ingress.allowedNamespaces (empty = the release namespace), and ingress.cidrs */}}
+{{- define "isthmus.clientPeers" -}}
+{{- $in := .Values.ingress -}}
+{{- if $in.allowedNamespaces }}
+- namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values: {{- toYaml $in.allowedNamespaces | nindent 10 }}
+  podSelector:
+    matchLabels: {{- toYaml $in.podSelector | nindent 6 }}
+{{- else }}
+- podSelector:
+    matchLabels: {{- toYaml $in.podSelector | nindent 6 }}
+{{- end }}
+{{- range $cidr := $in.cidrs }}
+- ipBlock: {cidr: {{ $cidr }}}
+{{- end }}
+{{- end -}}
+
 {{/* services with Kafka subscriptions (KEDA's lag trigger uses their consumer group = the name) */}}
 {{- define "isthmus.consumers" -}}
 {{- toJson (list "ingestion" "embedding" "retrieval" "evaluation") -}}
@@ -91,12 +133,13 @@ overriding it). ctx: root, svc */}}
 {{- end -}}
 {{- end -}}
 
-{{/* ISTHMUS_ENDPOINTS: every enabled service's Service DNS name, plus/overridden by .Values.endpoints */}}
+{{/* ISTHMUS_ENDPOINTS: every enabled service's Service DNS name, plus/overridden by .Values.endpoints
+(not the console's: nothing calls it over gRPC, its Service serves HTTP) */}}
 {{- define "isthmus.endpoints" -}}
 {{- $root := . -}}
 {{- $out := dict -}}
 {{- range $name, $svc := .Values.services }}
-{{- if $svc.enabled }}
+{{- if and $svc.enabled (ne $name "console") }}
 {{- $_ := set $out $name (printf "%s-%s.%s.svc:50051" (include "isthmus.name" $root) $name $root.Release.Namespace) }}
 {{- end }}
 {{- end }}
@@ -150,6 +193,22 @@ overriding it). ctx: root, svc */}}
 {{- end }}
 {{- if .root.Values.weaviate.apiKeySecretRef.existingSecret }}
 {{ include "isthmus.secretEnv" (dict "name" "ISTHMUS_RETRIEVAL_WEAVIATE_API_KEY" "ref" .root.Values.weaviate.apiKeySecretRef) }}
+{{- end }}
+{{- end }}
+{{- if eq .svc "console" }}
+{{- /* the chart owns where it listens (the pod's http port; auth is always on in the chart, so beyond
+loopback is allowed) and whether it runs (the AllInOne pod's `--target all` includes it) */}}
+- name: ISTHMUS_CONSOLE_ENABLED
+  value: {{ ternary "true" "false" (eq $cfg.enabled true) | quote }}
+- name: ISTHMUS_CONSOLE_HOST
+  value: "0.0.0.0"
+- name: ISTHMUS_CONSOLE_PORT
+  value: {{ include "isthmus.consolePort" . | quote }}
+{{- if not (hasKey (default (dict) $cfg.settings) "PUBLIC_URL") }}
+{{- with include "isthmus.consolePublicUrl" .root }}
+- name: ISTHMUS_CONSOLE_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -361,7 +420,9 @@ annotations:
 {{/* The pod spec shared by both shapes.
 ctx: root, component, target, services (whose settings it gets), distributed, resources, pvc,
      health (gRPC health service name for readiness; "" = overall), serviceAccount, spread (bool),
-     quotaReplicas */}}
+     quotaReplicas, console (bool: the pod serves the console's http port), httpProbes (bool: probes on
+     the console's /healthz and /readyz instead of gRPC health), kubeToken (bool: a ServiceAccount token
+     for the Kubernetes API, the console's EdgeRollout/FailoverDrill reads) */}}
 {{- define "isthmus.podSpec" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -404,8 +465,28 @@ containers:
     ports:
       - {name: grpc, containerPort: 50051, protocol: TCP}
       - {name: metrics, containerPort: 9464, protocol: TCP}
+      {{- if .console }}
+      - {name: http, containerPort: {{ include "isthmus.consolePort" . }}, protocol: TCP}
+      {{- end }}
     env:
       {{- include "isthmus.env" (dict "root" $root "services" .services "distributed" .distributed "quotaReplicas" .quotaReplicas) | nindent 6 }}
+    {{- if .httpProbes }}
+    # the console's own HTTP endpoints: /healthz answers while the process runs, /readyz only while the
+    # services it calls answer SERVING (down: out of the Service); a dependency down restarts nothing
+    startupProbe:
+      httpGet: {path: /healthz, port: http}
+      periodSeconds: 5
+      failureThreshold: 60
+    readinessProbe:
+      httpGet: {path: /readyz, port: http}
+      periodSeconds: 5
+      failureThreshold: 2
+    livenessProbe:
+      httpGet: {path: /healthz, port: http}
+      periodSeconds: 10
+      timeoutSeconds: 5
+      failureThreshold: 6
+    {{- else }}
     # native gRPC probes against the standard health service: the process reports NOT_SERVING while it
     # starts and while it drains (shutdown.drainDelaySeconds), so readiness drops it before it stops;
     # readiness also follows its dependencies (down: out of the Service), while startup and liveness ask
@@ -423,6 +504,7 @@ containers:
       periodSeconds: 10
       timeoutSeconds: 5
       failureThreshold: 6
+    {{- end }}
     resources:
       {{- toYaml .resources | nindent 6 }}
     securityContext:
@@ -436,6 +518,9 @@ containers:
       {{- end }}
       {{- if include "isthmus.modelBundles" $root }}
       - {name: model-bundles, mountPath: /models/bundles, readOnly: true}
+      {{- end }}
+      {{- if .kubeToken }}
+      - {name: kube-api-access, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
       {{- end }}
 volumes:
   - name: tmp
@@ -463,6 +548,19 @@ volumes:
     hostPath:
       path: {{ . }}
       type: Directory
+  {{- end }}
+  {{- if .kubeToken }}
+  # what automounting would give (the ServiceAccount's token, the cluster CA, the namespace), here only:
+  # the console's in-cluster client reads EdgeRollouts/FailoverDrills with it (a read-only Role)
+  - name: kube-api-access
+    projected:
+      sources:
+        - serviceAccountToken: {path: token, expirationSeconds: 3607}
+        - configMap:
+            name: kube-root-ca.crt
+            items: [{key: ca.crt, path: ca.crt}]
+        - downwardAPI:
+            items: [{path: namespace, fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}}]
   {{- end }}
   - name: data
     {{- if .pvc }}
@@ -547,6 +645,37 @@ spec:
     - {name: metrics, port: 9464, targetPort: metrics, protocol: TCP}
 {{- end -}}
 
+{{/* the console's Service <release>-console (http; metrics too when it is the console's own pod, the
+AllInOne pod's are scraped through <release>-all). ctx: root, component, metrics (bool) */}}
+{{- define "isthmus.consoleService" -}}
+{{- $spec := default (dict) .root.Values.console.service -}}
+{{- $type := default "ClusterIP" $spec.type -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "isthmus.name" .root }}-console
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "isthmus.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: console
+spec:
+  type: {{ $type }}
+  selector:
+    {{- include "isthmus.selectorLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ include "isthmus.consolePort" . }}
+      targetPort: http
+      protocol: TCP
+      appProtocol: http
+      {{- if and (eq $type "NodePort") $spec.nodePort }}
+      nodePort: {{ $spec.nodePort }}
+      {{- end }}
+    {{- if .metrics }}
+    - {name: metrics, port: 9464, targetPort: metrics, protocol: TCP}
+    {{- end }}
+{{- end -}}
+
 {{/* a PodDisruptionBudget: node drains take one pod at a time. ctx: root, name, component */}}
 {{- define "isthmus.pdb" -}}
 apiVersion: policy/v1
@@ -588,6 +717,21 @@ isthmus.dev/backups-bucket: {{ . }}
 {{- if and (eq $a.mode "oidc") $a.serviceClient.tokenUrl (or (not $a.serviceClient.clientId) (not $a.serviceClient.clientSecretRef.name) (not $a.serviceClient.clientSecretRef.key)) -}}
 {{- fail "auth.serviceClient.tokenUrl needs auth.serviceClient.clientId and auth.serviceClient.clientSecretRef (name and key of an existing Secret)" -}}
 {{- end -}}
+{{- $console := get $v.services "console" -}}
+{{- if $console.enabled -}}
+{{- if and (eq $a.mode "oidc") (not (get (default (dict) $console.settings) "OIDC_CLIENT_ID")) -}}
+{{- fail "services.console with auth.mode oidc needs services.console.settings.OIDC_CLIENT_ID: register the console at your identity provider as an OAuth2 client (authorization code + PKCE, redirect URI <PUBLIC_URL>/auth/callback; PUBLIC_URL defaults to the console Ingress's https://<host>), and give a confidential client's secret in services.console.secrets.OIDC_CLIENT_SECRET" -}}
+{{- end -}}
+{{- if and (eq $a.mode "oidc") (not (include "isthmus.consolePublicUrl" $root)) -}}
+{{- fail "services.console with auth.mode oidc needs its external URL for the login redirect: services.console.settings.PUBLIC_URL, or console.ingress (enabled, host)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.console.ingress.enabled (not $console.enabled) -}}
+{{- fail "console.ingress.enabled needs services.console.enabled" -}}
+{{- end -}}
+{{- if and $v.console.ingress.enabled (not $v.console.ingress.host) -}}
+{{- fail "console.ingress.enabled needs console.ingress.host (the console's DNS name)" -}}
+{{- end -}}
 {{- if and $v.access.existingConfigMap (or $v.access.bindings $v.access.tenants) -}}
 {{- fail (printf "access.existingConfigMap (%s) and access.bindings/access.tenants are exclusive: the bindings come from that ConfigMap (the operator renders it from the Tenant objects)" $v.access.existingConfigMap) -}}
 {{- end -}}
@@ -618,7 +762,7 @@ isthmus.dev/backups-bucket: {{ . }}
 {{- end -}}
 {{- $graph := include "isthmus.callGraph" . | fromJson -}}
 {{- range $svc, $cfg := $v.services -}}
-{{- $a := $cfg.autoscaling -}}
+{{- $a := default (dict) $cfg.autoscaling -}}
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) must not exceed maxReplicas (%v)" $svc $a.minReplicas $a.maxReplicas) -}}
 {{- end -}}
