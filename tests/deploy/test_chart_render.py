@@ -15,18 +15,18 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from isthmus_cli.modules import MODULES
 from isthmus_core.auth.access_file import FAMILIES
 from isthmus_core.auth.access_file import Quota as AccessQuota
 from isthmus_core.auth.access_file import parse as parse_access_file
 from isthmus_core.contracts.ids import PRINCIPAL_PATTERN
-from isthmus_core.settings import CommonSettings, SectionSettings, load_all, section_config
+from isthmus_core.settings import CommonSettings, load_all
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "isthmus"
 RELEASE, NAMESPACE = "rel", "isthmus"  # what the ``chart`` fixture renders with
@@ -34,31 +34,9 @@ CONSOLE = "console"  # the web console: HTTP pages (port 8088 "http"), no gRPC A
 CONSOLE_PORT = 8088
 
 
-class _ConsoleSettingsOfTheDesign(SectionSettings):
-    """Stand-in for ``isthmus_console.settings.ConsoleSettings`` while ``MODULES`` has no console module
-    (issue 20: the fields of its design); the real class is used as soon as the module is listed."""
-
-    section: ClassVar[str] = "console"
-    model_config = section_config("console")
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(8088, ge=0, le=65535)
-    public_url: str = ""
-    oidc_client_id: str = ""
-    oidc_client_secret: SecretStr = SecretStr("")
-    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid", "offline_access"])
-    session_ttl_s: float = Field(8 * 3600.0, gt=0)
-    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    region_endpoints: dict[str, str] = Field(default_factory=dict)
-    kube_namespace: str = ""
-    kubeconfig: Path | None = None
-
-
-SERVICES = sorted({m.name for m in MODULES} | {CONSOLE})
+SERVICES = sorted(m.name for m in MODULES)
 GRPC_SERVICES = [s for s in SERVICES if s != CONSOLE]  # each serves a gRPC API (and has a health name)
 CALLEES = {m.name: set(m.depends_on) for m in MODULES}  # who calls whom over gRPC
-CALLEES.setdefault(CONSOLE, set(GRPC_SERVICES))  # its design: it calls every service (depends_on)
 CALLERS = {s: {c for c in SERVICES if s in CALLEES[c]} for s in SERVICES}
 # the chart's contract: clients call these directly; embedding and guardrail are only called by services
 PUBLIC = {"ingestion", "retrieval", "agent-orchestrator", "evaluation"}
@@ -132,10 +110,7 @@ def health_name(service: str) -> str:
 def settings_class(section: str) -> Any:
     if section == "common":
         return CommonSettings
-    classes = [m.settings_cls for m in MODULES if m.name == section]
-    if not classes and section == CONSOLE:
-        return _ConsoleSettingsOfTheDesign
-    [cls] = classes
+    [cls] = [m.settings_cls for m in MODULES if m.name == section]
     return cls
 
 
