@@ -10,6 +10,7 @@ import pytest
 from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.client import upload, wait_indexed
+from isthmus_core.testing.in_process import in_process_platform
 
 __all__ = ["platform", "upload", "wait_indexed"]
 
@@ -17,25 +18,8 @@ __all__ = ["platform", "upload", "wait_indexed"]
 @contextlib.asynccontextmanager
 async def platform(data_dir: Path, **section_overrides: dict[str, Any]) -> AsyncIterator[Runtime]:
     """The real `all` target in this process: in-process bus, embedded store, bundled models."""
-    overrides: dict[str, dict[str, Any]] = {
-        "common": {
-            "data_dir": str(data_dir),
-            "grpc_port": 0,
-            "metrics_port": 0,
-            "bus": "auto",
-            "shutdown_grace_s": 2.0,
-        },
-        # the console (part of `all`) on a free port: tests start platforms side by side
-        "console": {"port": 0},
-    }
-    for section, values in section_overrides.items():
-        overrides.setdefault(section.replace("_", "-"), {}).update(values)
-    rt = Runtime.from_settings("all", MODULES, None, overrides)
-    await rt.start()
-    try:
+    async with in_process_platform(MODULES, data_dir, **section_overrides) as rt:
         yield rt
-    finally:
-        await rt.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cluster tier's single-node Kubernetes v1.34.2 (tests/infra/cluster.sh, `make cluster-up`):
 #   - Debian packages (root + apt-get): containerd, runc, the CNI plugins, iptables, conntrack, buildah,
-#     debootstrap (images without a Docker daemon: `make image`).
+#     debootstrap (images without a Docker daemon: `make image`), busybox-static (the volume helper pods' shell).
 #   - kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl, built once from the Go module
 #     proxy through the throwaway module tests/infra/kube-node/ (the API server is tools.d/kube-apiserver.sh's),
 #     plus crictl (sigs.k8s.io/cri-tools), CoreDNS (cluster DNS) and Rancher's local-path-provisioner (the
@@ -18,11 +18,11 @@ LOCAL_PATH_VERSION=v0.0.30
 CACHE=${ISTHMUS_TOOLS_CACHE:-$HOME/.cache/isthmus-tools}
 OUT=$CACHE/kube-node-$VERSION
 MODULE=$ROOT/tests/infra/kube-node
-PACKAGES="containerd runc containernetworking-plugins iptables conntrack buildah debootstrap"
+PACKAGES="containerd runc containernetworking-plugins iptables conntrack buildah debootstrap busybox-static"
 
 # --- Debian packages --------------------------------------------------------------------------
 missing=""
-for p in containerd runc buildah debootstrap iptables conntrack; do command -v "$p" >/dev/null 2>&1 || missing=1; done
+for p in containerd runc buildah debootstrap iptables conntrack busybox; do command -v "$p" >/dev/null 2>&1 || missing=1; done
 [ -x /usr/lib/cni/bridge ] || missing=1
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,6 +21,7 @@ from isthmus.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.client import upload, wait_indexed
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -36,17 +37,9 @@ Kafka stores streams of records in topics, and every topic is split into partiti
 async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
     data_dir: Path = tmp_path_factory.mktemp("isthmus")
     port = free_port_run()
-    overrides: dict[str, dict[str, Any]] = {
-        "common": {
-            "data_dir": str(data_dir),
-            "grpc_port": 0,
-            "metrics_port": 0,
-            "bus": "auto",
-            "shutdown_grace_s": 2.0,
-        },
-        "console": {"port": port},
-        "agent-orchestrator": {"sensitive_tools": ["search"]},
-    }
+    overrides: dict[str, dict[str, Any]] = platform_overrides(
+        str(data_dir), console={"port": port}, agent_orchestrator={"sensitive_tools": ["search"]}
+    )
     rt = Runtime.from_settings("all", MODULES, None, overrides)
     await rt.start()
     ch = grpc.aio.insecure_channel(rt.address)

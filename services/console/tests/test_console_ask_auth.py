@@ -21,6 +21,7 @@ from isthmus_cli.modules import MODULES
 from isthmus_core.auth.local_issuer import LocalIssuer
 from isthmus_core.runtime.runtime import Runtime
 from isthmus_core.testing.client import bearer_channel, upload, wait_indexed
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -47,18 +48,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[
     tmp: Path = tmp_path_factory.mktemp("isthmus")
     (tmp / "access.toml").write_text(ACCESS)
     port = free_port_run()
-    overrides: dict[str, dict[str, Any]] = {
-        "common": {
-            "data_dir": str(tmp),
-            "grpc_port": 0,
-            "metrics_port": 0,
-            "bus": "auto",
-            "shutdown_grace_s": 2.0,
-            "auth": "local",
-            "access_file": str(tmp / "access.toml"),
-        },
-        "console": {"port": port},
-    }
+    overrides: dict[str, dict[str, Any]] = platform_overrides(
+        str(tmp), common={"auth": "local", "access_file": str(tmp / "access.toml")}, console={"port": port}
+    )
     rt = Runtime.from_settings("all", MODULES, None, overrides)
     await rt.start()
     try:

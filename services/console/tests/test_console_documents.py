@@ -23,6 +23,7 @@ from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import DocumentSubmitted
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -43,16 +44,9 @@ class Console:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Console]:
     port = free_port_run()
-    overrides = {
-        "common": {
-            "data_dir": str(tmp_path_factory.mktemp("isthmus")),
-            "grpc_port": 0,
-            "metrics_port": 0,
-            "bus": "auto",
-            "shutdown_grace_s": 2.0,
-        },
-        "console": {"port": port, "max_upload_bytes": LIMIT},
-    }
+    overrides = platform_overrides(
+        str(tmp_path_factory.mktemp("isthmus")), console={"port": port, "max_upload_bytes": LIMIT}
+    )
     rt = Runtime.from_settings("all", MODULES, None, overrides)
     await rt.start()
     try:

@@ -28,6 +28,7 @@ from isthmus.retrieval.v1 import retrieval_pb2 as ret_pb
 from isthmus.retrieval.v1 import retrieval_pb2_grpc as ret_grpc
 from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run
 
 
@@ -123,17 +124,9 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
         "all",
         MODULES,
         None,
-        {
-            "common": {
-                "data_dir": str(tmp / "data"),
-                "grpc_port": 0,
-                "metrics_port": 0,
-                "bus": "auto",
-                "shutdown_grace_s": 2.0,
-            },
-            "evaluation": {"datasets_root": str(tmp / "datasets")},
-            "console": {"port": port},
-        },
+        platform_overrides(
+            str(tmp / "data"), evaluation={"datasets_root": str(tmp / "datasets")}, console={"port": port}
+        ),
     )
     await rt.start()
     try:

@@ -36,6 +36,7 @@ from isthmus_core.bus.typed import publish_event
 from isthmus_core.contracts import topics
 from isthmus_core.contracts.events import DocumentSubmitted
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run, missing_tool
 
 # the test API server's certificate is self-signed (its kubeconfig: insecure-skip-tls-verify)
@@ -53,17 +54,9 @@ async def platform(
 ) -> AsyncIterator[tuple[Runtime, str]]:
     """The `all` target in this process with the console on a free port: (runtime, console URL)."""
     port = free_port_run(1)
-    overrides: dict[str, dict[str, Any]] = {
-        "common": {
-            "data_dir": str(data_dir),
-            "auth": auth,
-            "grpc_port": grpc_port,
-            "metrics_port": 0,
-            "bus": "auto",
-            "shutdown_grace_s": 2.0,
-        },
-        "console": {"port": port, **console},
-    }
+    overrides: dict[str, dict[str, Any]] = platform_overrides(
+        str(data_dir), common={"auth": auth, "grpc_port": grpc_port}, console={"port": port, **console}
+    )
     rt = Runtime.from_settings("all", MODULES, None, overrides)
     await rt.start()
     try:

@@ -21,6 +21,7 @@ from isthmus.guardrail.v1 import guardrail_pb2 as grd_pb
 from isthmus.guardrail.v1 import guardrail_pb2_grpc as grd_grpc
 from isthmus_cli.modules import MODULES
 from isthmus_core.runtime.runtime import Runtime
+from isthmus_core.testing.in_process import platform_overrides
 from isthmus_core.testing.infra import free_port_run
 
 
@@ -61,16 +62,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
         "all",
         MODULES,
         None,
-        {
-            "common": {
-                "data_dir": str(data),
-                "grpc_port": 0,
-                "metrics_port": 0,
-                "bus": "auto",
-                "shutdown_grace_s": 2.0,
-            },
-            "console": {"port": port},
-        },
+        platform_overrides(str(data), console={"port": port}),
     )
     await rt.start()
     try:
