@@ -113,6 +113,22 @@ def rpc_error(request: Request, exc: grpc.aio.AioRpcError, what: str = "") -> Re
     return render(request, "_error.html", {"failure": failure, "what": what}, status)
 
 
+def whole_number(raw: str | None, name: str, low: int, high: int, default: int | None = None) -> int:
+    """A form or query value as a whole number in [low, high]; empty = ``default`` (or required).
+    Raises ValueError saying what is wrong (the page answers 400 with it)."""
+    if raw is None or raw.strip() == "":
+        if default is None:
+            raise ValueError(f"{name} is required")
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def bad_request(request: Request, reason: str) -> Response:
     return render(
         request, "_error.html", {"failure": RpcFailure("INVALID_ARGUMENT", reason), "what": ""}, 400

@@ -43,6 +43,7 @@ from isthmus_console.web import (
     page,
     render,
     rpc_error,
+    whole_number,
 )
 from isthmus_core.auth.identity import Permission
 from isthmus_core.contracts.ids import is_tenant_id
@@ -199,17 +200,6 @@ class RunForm:
     keep_tenant: bool
 
 
-def _int(raw: str, what: str, low: int, high: int) -> int:
-    raw = raw.strip() or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{what} must be a whole number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{what} must be between {low} and {high}, not {value}")
-    return value
-
-
 def parse_run_form(fields: dict[str, list[str]]) -> RunForm:
     """The run form's fields (name -> values), checked; ValueError says what is wrong."""
 
@@ -245,8 +235,8 @@ def parse_run_form(fields: dict[str, list[str]]) -> RunForm:
         name=name if source == "upload" else path.rsplit("/", 1)[-1],
         dataset_path=path,
         modes=tuple(m for m in MODES if m in modes),
-        max_queries=_int(one("max_queries"), "max queries", 0, 1_000_000),
-        answers=_int(one("answers"), "answers to judge", 0, 1000),
+        max_queries=whole_number(one("max_queries"), "max queries", 0, 1_000_000, default=0),
+        answers=whole_number(one("answers"), "answers to judge", 0, 1000, default=0),
         judge=judge,
         keep_tenant=one("keep_tenant") in ("on", "true", "1"),
     )

@@ -38,6 +38,7 @@ from isthmus_console.web import (
     remember_tenant,
     render,
     rpc_error,
+    whole_number,
 )
 from isthmus_core.auth.identity import Permission
 from isthmus_core.contracts.ids import is_tenant_id
@@ -222,20 +223,6 @@ def _timestamp(message: ops_pb.DeadLetter | ops_pb.ReplayedTo, name: str) -> str
     return str(getattr(message, name).ToDatetime().isoformat(timespec="seconds")) + "Z"
 
 
-def _int_param(raw: str | None, name: str, low: int, high: int, default: int | None = None) -> int:
-    if raw is None or raw.strip() == "":
-        if default is None:
-            raise ValueError(f"{name} is required")
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
 # -- routes -------------------------------------------------------------------------------------------
 
 
@@ -293,7 +280,7 @@ async def dead_letters(request: Request, viewer: Viewer) -> Response:
     if tenant:
         remember_tenant(request, tenant)
     try:
-        limit = _int_param(q.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
+        limit = whole_number(q.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
     except ValueError as exc:
         return bad_request(request, str(exc))
     backend = console_of(request).backend
@@ -338,8 +325,8 @@ async def replay(request: Request, viewer: Viewer) -> Response:
     if tenant and not is_tenant_id(tenant):
         return bad_request(request, f"not a tenant id: {tenant[:64]!r}")
     try:
-        partition = _int_param(str(form.get("partition") or ""), "partition", 0, 2**31 - 1)
-        offset = _int_param(str(form.get("offset") or ""), "offset", 0, 2**63 - 1)
+        partition = whole_number(str(form.get("partition") or ""), "partition", 0, 2**31 - 1)
+        offset = whole_number(str(form.get("offset") or ""), "offset", 0, 2**63 - 1)
     except ValueError as exc:
         return bad_request(request, str(exc))
     backend = console_of(request).backend
