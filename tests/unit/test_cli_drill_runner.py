@@ -45,13 +45,14 @@ SCENARIO = Scenario(
 
 
 def regions_file(base: Path) -> Path:
-    """Two regions, each a platform started by a shell script; hooks kill -9 it and start it again."""
+    """Two regions, each a platform started by a shell script; hooks kill -9 it and start it again (without
+    the console, which the drill does not use: a restarted region loads no web stack before it answers)."""
     lines = []
     for name in ("a", "b"):
         port = free_port()
         start = base / f"start-{name}.sh"
         start.write_text(
-            f"ISTHMUS_BUS=inprocess ISTHMUS_GRPC_PORT={port} ISTHMUS_METRICS_PORT=0 ISTHMUS_CONSOLE_PORT=0 "
+            f"ISTHMUS_BUS=inprocess ISTHMUS_GRPC_PORT={port} ISTHMUS_METRICS_PORT=0 ISTHMUS_CONSOLE_ENABLED=false "
             f"ISTHMUS_DATA_DIR={base / name} ISTHMUS_SHUTDOWN_GRACE_S=1 ISTHMUS_LOG_FORMAT=json "
             f"nohup {ISTHMUS} run --target all >> {base / name}.log 2>&1 &\n"
             f"echo $! > {base / name}.pid\n"

@@ -12,16 +12,12 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import structlog
-import uvicorn
 
-from isthmus_console.app import create_app, templates
-from isthmus_console.auth import LoginFlow
-from isthmus_console.backend import SERVICES, Backend
-from isthmus_console.sessions import SessionStore
+from isthmus_console.backend import SERVICES
 from isthmus_console.settings import ConsoleSettings
-from isthmus_console.web import Console
 from isthmus_core.auth.settings_check import is_loopback
 from isthmus_core.errors import ConfigurationError
 from isthmus_core.runtime.module import Module, ModuleContext, Offer
@@ -30,12 +26,20 @@ NAME = "console"
 log = structlog.get_logger("isthmus.console")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the runtime owns SIGTERM/SIGINT and stops us in order."""
+if TYPE_CHECKING:
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn without its signal handlers: the runtime owns SIGTERM/SIGINT and stops us in order."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 def settings_problems(s: ConsoleSettings, auth: str, issuer: str) -> list[str]:
@@ -70,6 +74,16 @@ async def build(ctx: ModuleContext[ConsoleSettings]) -> Offer:
     s = ctx.settings
     if not s.enabled:
         return Offer()
+    # the web stack is imported here, not with the module list: a process without the console (or a CLI
+    # command that only reads the module list) does not load it
+    import uvicorn
+
+    from isthmus_console.app import create_app, templates
+    from isthmus_console.auth import LoginFlow
+    from isthmus_console.backend import Backend
+    from isthmus_console.sessions import SessionStore
+    from isthmus_console.web import Console
+
     problems = settings_problems(s, ctx.common.auth, ctx.common.auth_issuer)
     if problems:
         raise ConfigurationError("\n".join(problems))
@@ -103,7 +117,7 @@ async def build(ctx: ModuleContext[ConsoleSettings]) -> Offer:
         proxy_headers=False,
         timeout_graceful_shutdown=int(ctx.common.shutdown_grace_s) or None,
     )
-    server = _Server(config)
+    server = _server(config)
     task: asyncio.Task[None] | None = None
 
     async def start() -> None:
